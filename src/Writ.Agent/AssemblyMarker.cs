@@ -1,0 +1,5 @@
+namespace Writ.Agent;
+
+internal static class AssemblyMarker
+{
+}

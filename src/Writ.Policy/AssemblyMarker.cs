@@ -1,0 +1,5 @@
+namespace Writ.Policy;
+
+internal static class AssemblyMarker
+{
+}

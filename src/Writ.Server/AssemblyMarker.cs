@@ -1,0 +1,5 @@
+namespace Writ.Server;
+
+internal static class AssemblyMarker
+{
+}

@@ -1,0 +1,5 @@
+namespace Writ.Spiffe;
+
+internal static class AssemblyMarker
+{
+}
