@@ -115,7 +115,7 @@ public sealed class ParsedArgs
         {
             return null;
         }
-        return DurationParser.TryParse(v, out var d)
+        return Writ.Server.Configuration.ConfigSources.TryParseDuration(v, out var d)
             ? d
             : throw new UsageException($"--{name} must be a duration like 90s, 15m, 1h or 2h30m, got '{v}'");
     }

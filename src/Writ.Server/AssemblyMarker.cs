@@ -1,5 +1,0 @@
-namespace Writ.Server;
-
-internal static class AssemblyMarker
-{
-}

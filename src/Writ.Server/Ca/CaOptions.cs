@@ -1,0 +1,19 @@
+using Writ.Server.Keys;
+
+namespace Writ.Server.Ca;
+
+public sealed record UpstreamCaOptions(string CertificatePath, string KeyPath);
+
+public sealed record CaOptions
+{
+    public KeyType KeyType { get; init; } = KeyType.EcP256;
+    public KeyType JwtKeyType { get; init; } = KeyType.EcP256;
+    /// <summary>Lifetime of each CA authority (SPIRE's ca_ttl). Rotation prepares at 1/2 and activates at 5/6.</summary>
+    public TimeSpan CaTtl { get; init; } = TimeSpan.FromHours(24);
+    /// <summary>Lifetime of each JWT signing key.</summary>
+    public TimeSpan JwtKeyTtl { get; init; } = TimeSpan.FromHours(24);
+    /// <summary>How long an expired authority stays in the bundle before it is pruned.</summary>
+    public TimeSpan PruneMargin { get; init; } = TimeSpan.FromMinutes(10);
+    public TimeSpan RefreshHint { get; init; } = TimeSpan.FromMinutes(5);
+    public UpstreamCaOptions? Upstream { get; init; }
+}

@@ -1,0 +1,173 @@
+using System.Net;
+using Writ.Server.Ca;
+using Writ.Server.Keys;
+using Writ.Spiffe;
+
+namespace Writ.Server.Configuration;
+
+/// <summary>The validated server configuration. Built once at start-up by <see cref="ServerConfigLoader"/>.</summary>
+public sealed record ServerOptions
+{
+    public required TrustDomain TrustDomain { get; init; }
+    public required string DataDir { get; init; }
+    public required IPEndPoint Bind { get; init; }
+    public required string AdminSocket { get; init; }
+    public required string StoreKind { get; init; }
+    public required string StoreConnection { get; init; }
+    public required string KeyManager { get; init; }
+    public required CaOptions Ca { get; init; }
+    public TimeSpan DefaultX509Ttl { get; init; } = TimeSpan.FromHours(1);
+    public TimeSpan DefaultJwtTtl { get; init; } = TimeSpan.FromMinutes(5);
+    public TimeSpan MaxTtl { get; init; } = TimeSpan.FromHours(24);
+    public TimeSpan AgentTtl { get; init; } = TimeSpan.FromHours(1);
+    public TimeSpan JoinTokenTtl { get; init; } = TimeSpan.FromMinutes(10);
+    public TimeSpan RotationInterval { get; init; } = TimeSpan.FromSeconds(10);
+    public string LogLevel { get; init; } = "info";
+
+    public SpiffeId ServerId => SpiffeId.FromSegments(TrustDomain, "writ", "server");
+}
+
+public static class ServerConfigLoader
+{
+    public const string EnvPrefix = "WRIT_SERVER_";
+
+    public static readonly IReadOnlyList<ConfigKey> Keys =
+    [
+        new("trust_domain", "", "Trust domain this server is the authority for, e.g. example.org (required)."),
+        new("data_dir", ".writ/server", "Directory for the database, key file and sockets."),
+        new("bind", "127.0.0.1:8081", "HOST:PORT of the agent API (TLS, mTLS after attestation)."),
+        new("admin_socket", "", "Unix socket of the admin API (owner-only). Default: <data_dir>/admin.sock."),
+        new("store.kind", "sqlite", "sqlite (embedded, default) or postgres."),
+        new("store.connection", "", "SQLite: database file (default <data_dir>/writ.db). PostgreSQL: an Npgsql connection string."),
+        new("key_manager", "disk", "disk (keys in <data_dir>/keys.json, 0600; survive restarts) or memory."),
+        new("ca.key_type", "ec-p256", "CA key type: ec-p256, ec-p384 or rsa-2048."),
+        new("ca.ttl", "24h", "Lifetime of each CA authority; rotation prepares the next at 1/2 and activates it at 5/6."),
+        new("ca.jwt_key_type", "ec-p256", "JWT signing key type: ec-p256, ec-p384 or rsa-2048."),
+        new("ca.jwt_key_ttl", "24h", "Lifetime of each JWT signing key (rotated like the CA)."),
+        new("ca.upstream.certificate", "", "PEM certificate of an upstream CA: the server CA becomes its intermediate."),
+        new("ca.upstream.key", "", "PEM private key of the upstream CA (with ca.upstream.certificate)."),
+        new("default_x509_ttl", "1h", "X.509-SVID lifetime when the entry sets none."),
+        new("default_jwt_ttl", "5m", "JWT-SVID lifetime when the entry sets none."),
+        new("max_ttl", "24h", "Largest TTL an entry or mint request may ask for."),
+        new("agent_ttl", "1h", "Lifetime of agent SVIDs."),
+        new("join_token_ttl", "10m", "Default lifetime of join tokens."),
+        new("rotation_interval", "10s", "How often the CA rotation state machine runs."),
+        new("log_level", "info", "debug, info, warn or error."),
+    ];
+
+    /// <summary>Builds options from the sources. Returns null with every error when anything is invalid.</summary>
+    public static ServerOptions? Build(ConfigSources c, out IReadOnlyList<string> errors)
+    {
+        TrustDomain td = default;
+        var tdText = c.Get("trust_domain");
+        if (string.IsNullOrEmpty(tdText))
+        {
+            c.Errors.Add("'trust_domain' is required: pass --trust-domain example.org, set WRIT_SERVER_TRUST_DOMAIN, or put \"trust_domain\" in the config file");
+        }
+        else if (!TrustDomain.TryParse(tdText, out td, out var tdErr))
+        {
+            c.Errors.Add($"{c.Describe("trust_domain")} is not a valid trust domain: {tdErr}");
+        }
+
+        var dataDir = Path.GetFullPath(c.Get("data_dir") ?? ".writ/server");
+        IPEndPoint bind = new(IPAddress.Loopback, 8081);
+        var bindText = c.Get("bind") ?? "";
+        if (!IPEndPoint.TryParse(bindText, out var parsedBind) || parsedBind.Port == 0 && !bindText.EndsWith(":0", StringComparison.Ordinal))
+        {
+            c.Errors.Add($"{c.Describe("bind")} must be HOST:PORT with an IP address, e.g. 127.0.0.1:8081, got '{bindText}'");
+        }
+        else
+        {
+            bind = parsedBind;
+        }
+        var admin = c.Get("admin_socket") is { Length: > 0 } a ? Path.GetFullPath(a) : Path.Combine(dataDir, "admin.sock");
+        if (System.Text.Encoding.UTF8.GetByteCount(admin) > 107)
+        {
+            c.Errors.Add($"{c.Describe("admin_socket")} '{admin}' is longer than a Unix socket path may be (107 bytes): choose a shorter path");
+        }
+        var storeKind = c.OneOf("store.kind", "sqlite", "postgres");
+        var storeConn = c.Get("store.connection") ?? "";
+        if (storeKind == "sqlite" && storeConn.Length == 0)
+        {
+            storeConn = Path.Combine(dataDir, "writ.db");
+        }
+        if (storeKind == "postgres" && storeConn.Length == 0)
+        {
+            c.Errors.Add("'store.connection' is required with store.kind postgres: give an Npgsql connection string, e.g. Host=127.0.0.1;Username=writ;Database=writ");
+        }
+        var km = c.OneOf("key_manager", "disk", "memory");
+        var caKey = KeyType(c, "ca.key_type");
+        var jwtKey = KeyType(c, "ca.jwt_key_type");
+        var caTtl = c.Duration("ca.ttl", TimeSpan.FromMinutes(1), TimeSpan.FromDays(3650));
+        var jwtKeyTtl = c.Duration("ca.jwt_key_ttl", TimeSpan.FromMinutes(1), TimeSpan.FromDays(3650));
+        UpstreamCaOptions? upstream = null;
+        var upCert = c.Get("ca.upstream.certificate");
+        var upKey = c.Get("ca.upstream.key");
+        if (!string.IsNullOrEmpty(upCert) || !string.IsNullOrEmpty(upKey))
+        {
+            if (string.IsNullOrEmpty(upCert) || string.IsNullOrEmpty(upKey))
+            {
+                c.Errors.Add("'ca.upstream.certificate' and 'ca.upstream.key' go together: give both or neither");
+            }
+            else
+            {
+                foreach (var (k, p) in new[] { ("ca.upstream.certificate", upCert), ("ca.upstream.key", upKey) })
+                {
+                    if (!File.Exists(p))
+                    {
+                        c.Errors.Add($"{c.Describe(k)}: file '{p}' does not exist");
+                    }
+                }
+                upstream = new UpstreamCaOptions(Path.GetFullPath(upCert), Path.GetFullPath(upKey));
+            }
+        }
+        var x509Ttl = c.Duration("default_x509_ttl", TimeSpan.FromSeconds(10), TimeSpan.FromDays(365));
+        var jwtTtl = c.Duration("default_jwt_ttl", TimeSpan.FromSeconds(10), TimeSpan.FromDays(365));
+        var maxTtl = c.Duration("max_ttl", TimeSpan.FromSeconds(10), TimeSpan.FromDays(3650));
+        var agentTtl = c.Duration("agent_ttl", TimeSpan.FromSeconds(30), TimeSpan.FromDays(365));
+        var tokenTtl = c.Duration("join_token_ttl", TimeSpan.FromSeconds(10), TimeSpan.FromDays(365));
+        var rot = c.Duration("rotation_interval", TimeSpan.FromMilliseconds(100), TimeSpan.FromHours(1));
+        var log = c.OneOf("log_level", "info", "debug", "warn", "error");
+        if (x509Ttl > maxTtl)
+        {
+            c.Errors.Add($"{c.Describe("default_x509_ttl")} is larger than max_ttl ({ConfigSources.Format(maxTtl)}): lower it or raise max_ttl");
+        }
+        if (jwtTtl > maxTtl)
+        {
+            c.Errors.Add($"{c.Describe("default_jwt_ttl")} is larger than max_ttl ({ConfigSources.Format(maxTtl)}): lower it or raise max_ttl");
+        }
+        errors = c.Errors;
+        if (c.Errors.Count > 0)
+        {
+            return null;
+        }
+        return new ServerOptions
+        {
+            TrustDomain = td,
+            DataDir = dataDir,
+            Bind = bind,
+            AdminSocket = admin,
+            StoreKind = storeKind,
+            StoreConnection = storeConn,
+            KeyManager = km,
+            Ca = new CaOptions { KeyType = caKey, JwtKeyType = jwtKey, CaTtl = caTtl, JwtKeyTtl = jwtKeyTtl, Upstream = upstream },
+            DefaultX509Ttl = x509Ttl,
+            DefaultJwtTtl = jwtTtl,
+            MaxTtl = maxTtl,
+            AgentTtl = agentTtl,
+            JoinTokenTtl = tokenTtl,
+            RotationInterval = rot,
+            LogLevel = log,
+        };
+    }
+
+    private static KeyType KeyType(ConfigSources c, string name)
+    {
+        if (KeyTypes.TryParse(c.Get(name), out var t))
+        {
+            return t;
+        }
+        c.Errors.Add($"{c.Describe(name)} must be ec-p256, ec-p384 or rsa-2048, got '{c.Get(name)}'");
+        return Keys.KeyType.EcP256;
+    }
+}

@@ -1,0 +1,222 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+
+namespace Writ.Server.Keys;
+
+/// <summary>The key types a CA or JWT authority can use.</summary>
+public enum KeyType
+{
+    EcP256,
+    EcP384,
+    Rsa2048,
+}
+
+public static class KeyTypes
+{
+    public static bool TryParse(string? text, out KeyType type)
+    {
+        switch (text?.ToLowerInvariant())
+        {
+            case "ec-p256" or "p256" or "ecdsa-p256":
+                type = KeyType.EcP256;
+                return true;
+            case "ec-p384" or "p384" or "ecdsa-p384":
+                type = KeyType.EcP384;
+                return true;
+            case "rsa-2048" or "rsa2048":
+                type = KeyType.Rsa2048;
+                return true;
+            default:
+                type = default;
+                return false;
+        }
+    }
+
+    public static string Name(KeyType t) => t switch
+    {
+        KeyType.EcP256 => "ec-p256",
+        KeyType.EcP384 => "ec-p384",
+        _ => "rsa-2048",
+    };
+
+    public static AsymmetricAlgorithm Generate(KeyType t) => t switch
+    {
+        KeyType.EcP256 => ECDsa.Create(ECCurve.NamedCurves.nistP256),
+        KeyType.EcP384 => ECDsa.Create(ECCurve.NamedCurves.nistP384),
+        _ => RSA.Create(2048),
+    };
+
+    public static AsymmetricAlgorithm Import(byte[] pkcs8)
+    {
+        try
+        {
+            var ec = ECDsa.Create();
+            ec.ImportPkcs8PrivateKey(pkcs8, out _);
+            return ec;
+        }
+        catch (CryptographicException)
+        {
+            var rsa = RSA.Create();
+            rsa.ImportPkcs8PrivateKey(pkcs8, out _);
+            return rsa;
+        }
+    }
+}
+
+/// <summary>
+/// Holds the server's private keys by id. Keys never leave the key manager except as key objects used for signing
+/// in-process; they are never written to the database or sent to clients.
+/// </summary>
+public interface IKeyManager
+{
+    string Name { get; }
+
+    /// <summary>Generates (replacing any existing) the key with this id and returns it.</summary>
+    Task<AsymmetricAlgorithm> GenerateAsync(string keyId, KeyType type, CancellationToken ct);
+
+    /// <summary>The key with this id, or null when it does not exist (e.g. a memory key manager after restart).</summary>
+    Task<AsymmetricAlgorithm?> GetAsync(string keyId, CancellationToken ct);
+
+    Task DeleteAsync(string keyId, CancellationToken ct);
+}
+
+/// <summary>Keys live only in memory: a restart means new CA keys (and a new bundle).</summary>
+public sealed class MemoryKeyManager : IKeyManager
+{
+    private readonly Dictionary<string, AsymmetricAlgorithm> _keys = new(StringComparer.Ordinal);
+    private readonly Lock _lock = new();
+
+    public string Name => "memory";
+
+    public Task<AsymmetricAlgorithm> GenerateAsync(string keyId, KeyType type, CancellationToken ct)
+    {
+        var key = KeyTypes.Generate(type);
+        lock (_lock)
+        {
+            _keys[keyId] = key;
+        }
+        return Task.FromResult(key);
+    }
+
+    public Task<AsymmetricAlgorithm?> GetAsync(string keyId, CancellationToken ct)
+    {
+        lock (_lock)
+        {
+            return Task.FromResult(_keys.TryGetValue(keyId, out var k) ? k : null);
+        }
+    }
+
+    public Task DeleteAsync(string keyId, CancellationToken ct)
+    {
+        lock (_lock)
+        {
+            _keys.Remove(keyId);
+        }
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>
+/// Keys in one JSON file (PKCS#8, base64) in the data directory, mode 0600, replaced atomically
+/// (write to a temp file, fsync, rename) so a crash never leaves a half-written key file.
+/// </summary>
+public sealed class DiskKeyManager : IKeyManager
+{
+    private readonly string _path;
+    private readonly SemaphoreSlim _lock = new(1, 1);
+    private Dictionary<string, string>? _cache;
+
+    public DiskKeyManager(string path) => _path = path;
+
+    public string Name => "disk";
+
+    public async Task<AsymmetricAlgorithm> GenerateAsync(string keyId, KeyType type, CancellationToken ct)
+    {
+        var key = KeyTypes.Generate(type);
+        await _lock.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var all = await LoadAsync(ct).ConfigureAwait(false);
+            all[keyId] = Convert.ToBase64String(key.ExportPkcs8PrivateKey());
+            await SaveAsync(all, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+        return key;
+    }
+
+    public async Task<AsymmetricAlgorithm?> GetAsync(string keyId, CancellationToken ct)
+    {
+        await _lock.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var all = await LoadAsync(ct).ConfigureAwait(false);
+            return all.TryGetValue(keyId, out var b64) ? KeyTypes.Import(Convert.FromBase64String(b64)) : null;
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    public async Task DeleteAsync(string keyId, CancellationToken ct)
+    {
+        await _lock.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var all = await LoadAsync(ct).ConfigureAwait(false);
+            if (all.Remove(keyId))
+            {
+                await SaveAsync(all, ct).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    private async Task<Dictionary<string, string>> LoadAsync(CancellationToken ct)
+    {
+        if (_cache is not null)
+        {
+            return _cache;
+        }
+        if (!File.Exists(_path))
+        {
+            return _cache = new(StringComparer.Ordinal);
+        }
+        try
+        {
+            await using var s = File.OpenRead(_path);
+            _cache = await JsonSerializer.DeserializeAsync<Dictionary<string, string>>(s, cancellationToken: ct).ConfigureAwait(false)
+                ?? new(StringComparer.Ordinal);
+            return _cache;
+        }
+        catch (JsonException)
+        {
+            throw new InvalidOperationException($"key file '{_path}' is corrupt: restore it from backup, or remove it to start a new CA (agents must then re-attest)");
+        }
+    }
+
+    private async Task SaveAsync(Dictionary<string, string> all, CancellationToken ct)
+    {
+        var tmp = _path + ".tmp";
+        var opts = new FileStreamOptions
+        {
+            Mode = FileMode.Create,
+            Access = FileAccess.Write,
+            UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+        };
+        await using (var s = new FileStream(tmp, opts))
+        {
+            await JsonSerializer.SerializeAsync(s, all, cancellationToken: ct).ConfigureAwait(false);
+            await s.FlushAsync(ct).ConfigureAwait(false);
+            s.Flush(flushToDisk: true);
+        }
+        File.Move(tmp, _path, overwrite: true);
+        _cache = all;
+    }
+}
