@@ -1,5 +1,0 @@
-namespace Writ.Spiffe;
-
-internal static class AssemblyMarker
-{
-}

@@ -1,0 +1,108 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Writ.Spiffe.Bundles;
+using Writ.Spiffe.X509;
+
+namespace Writ.Spiffe.Tests.X509;
+
+public sealed class X509SvidTests
+{
+    private static readonly DateTimeOffset Now = TestCa.Now;
+
+    public static TheoryData<string> KeyKinds => ["p256", "p384", "rsa2048"];
+
+    private static Func<AsymmetricAlgorithm> Factory(string kind) => kind switch
+    {
+        "p256" => () => ECDsa.Create(ECCurve.NamedCurves.nistP256),
+        "p384" => () => ECDsa.Create(ECCurve.NamedCurves.nistP384),
+        "rsa2048" => () => RSA.Create(2048),
+        _ => throw new ArgumentOutOfRangeException(nameof(kind)),
+    };
+
+    [Theory]
+    [MemberData(nameof(KeyKinds))]
+    public void Minted_leaf_validates(string kind)
+    {
+        var ca = new TestCa("example.org", Factory(kind));
+        var (chain, _) = ca.Mint("/workload");
+        var result = X509SvidValidator.Validate(chain, ca.Bundle, Now);
+        Assert.True(result.IsValid, result.Error);
+        Assert.Equal(SpiffeId.Parse("spiffe://example.org/workload"), result.Id);
+    }
+
+    [Fact]
+    public void Minted_leaf_through_intermediate_validates()
+    {
+        var ca = new TestCa("example.org", intermediate: true);
+        var (chain, _) = ca.Mint("/workload");
+        var result = X509SvidValidator.Validate(chain, ca.Bundle, Now);
+        Assert.True(result.IsValid, result.Error);
+    }
+
+    [Fact]
+    public void Leaf_lifetime_is_backdated_and_capped_by_the_ca()
+    {
+        var ca = new TestCa("example.org");
+        var (chain, _) = ca.Mint("/w", ttl: TimeSpan.FromDays(365));
+        var leaf = chain[0];
+        Assert.Equal(Now.AddSeconds(-10), new DateTimeOffset(leaf.NotBefore.ToUniversalTime()));
+        Assert.Equal(ca.Root.NotAfter, leaf.NotAfter);
+        Assert.False(leaf.HasPrivateKey);
+        Assert.False(ca.Root.HasPrivateKey);
+    }
+
+    [Fact]
+    public void Serials_are_random_and_positive()
+    {
+        var ca = new TestCa("example.org");
+        var a = ca.Mint("/w").Chain[0].SerialNumberBytes.ToArray();
+        var b = ca.Mint("/w").Chain[0].SerialNumberBytes.ToArray();
+        Assert.NotEqual(a, b);
+        Assert.True(a.Length >= 9); // ≥ 64 random bits plus a positive sign
+    }
+
+    [Fact]
+    public void Svid_pem_round_trip_keeps_key_and_chain()
+    {
+        var ca = new TestCa("example.org", intermediate: true);
+        var (chain, key) = ca.Mint("/w");
+        var svid = new X509Svid(SpiffeId.Parse("spiffe://example.org/w"), chain, key);
+        Assert.True(X509Svid.TryParsePem(svid.ChainPem(), svid.PrivateKeyPem(), out var back, out var error), error);
+        Assert.Equal(svid.Id, back!.Id);
+        Assert.Equal(2, back.Chain.Count);
+        Assert.Equal(svid.PrivateKeyPkcs8(), back.PrivateKeyPkcs8());
+        Assert.Equal(new DateTimeOffset(chain[0].NotAfter.ToUniversalTime()), back.ExpiresAt);
+    }
+
+    [Fact]
+    public void Svid_pem_with_someone_elses_key_is_refused()
+    {
+        var ca = new TestCa("example.org");
+        var (chain, _) = ca.Mint("/w");
+        using var other = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var pem = new X509Svid(SpiffeId.Parse("spiffe://example.org/w"), chain, other).PrivateKeyPem();
+        Assert.False(X509Svid.TryParsePem(new X509Svid(SpiffeId.Parse("spiffe://example.org/w"), chain, null).ChainPem(), pem, out _, out var error));
+        Assert.Contains("does not match", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Csr_round_trip_gives_the_subject_key()
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var der = Csr.Create(key);
+        Assert.True(Csr.TryVerify(der, out var pk, out var error), error);
+        Assert.Equal(new PublicKey(key).ExportSubjectPublicKeyInfo(), pk.ExportSubjectPublicKeyInfo());
+    }
+
+    [Fact]
+    public void Chain_to_another_trust_domains_root_is_refused()
+    {
+        var ours = new TestCa("example.org");
+        var theirs = new TestCa("evil.org");
+        var (chain, _) = ours.Mint("/w");
+        var bundles = new BundleSet([theirs.Bundle]);
+        var result = X509SvidValidator.Validate(chain, bundles, Now);
+        Assert.False(result.IsValid);
+        Assert.Contains("no trust bundle for trust domain 'example.org'", result.Error, StringComparison.Ordinal);
+    }
+}
