@@ -1,0 +1,103 @@
+namespace Writ.Server.Storage;
+
+/// <summary>The server's database: one store per aggregate. Thread-safe; dispose once at shutdown.</summary>
+public interface IWritStore : IAsyncDisposable
+{
+    /// <summary>"sqlite" or "postgres".</summary>
+    string Kind { get; }
+    IEntryStore Entries { get; }
+    INodeStore Nodes { get; }
+    IJoinTokenStore JoinTokens { get; }
+    IBundleStore Bundles { get; }
+    ICaJournalStore CaJournal { get; }
+}
+
+public interface ICaJournalStore
+{
+    Task<CaJournal?> GetAsync(string name, CancellationToken ct);
+    /// <summary>Creates or replaces the journal with this name.</summary>
+    Task PutAsync(CaJournal journal, CancellationToken ct);
+}
+
+public interface IBundleStore
+{
+    Task<StoredBundle?> GetAsync(string trustDomain, CancellationToken ct);
+    /// <summary>Creates or replaces the bundle of this trust domain.</summary>
+    Task PutAsync(StoredBundle bundle, CancellationToken ct);
+    /// <summary>All bundles, ordered by trust domain.</summary>
+    Task<IReadOnlyList<StoredBundle>> ListAsync(CancellationToken ct);
+}
+
+public interface IEntryStore
+{
+    /// <summary>
+    /// All or nothing, one transaction. Duplicate = same SpiffeId + ParentId + selector SET (order-insensitive) as an
+    /// existing entry or another entry in the batch, or an id that already exists -> <see cref="StoreConflictException"/>
+    /// naming it; nothing written. Ids given by the caller are kept; empty ids are assigned. All entries of one batch
+    /// get the same new revision. Returns the entries as stored.
+    /// </summary>
+    Task<IReadOnlyList<RegistrationEntry>> CreateAsync(IReadOnlyList<RegistrationEntry> entries, CancellationToken ct);
+
+    Task<RegistrationEntry?> GetAsync(string id, CancellationToken ct);
+
+    /// <summary>Ordered by id (stable across pages); a token not made by this method -> <see cref="StoreException"/>.</summary>
+    Task<EntryPage> ListAsync(EntryFilter filter, int pageSize, string? pageToken, CancellationToken ct);
+
+    /// <summary>
+    /// Replaces the entry with this id (CreatedAt kept, new revision). Absent -> <see cref="StoreNotFoundException"/>;
+    /// duplicate of another entry, or a non-zero <see cref="RegistrationEntry.Revision"/> that is not the stored one
+    /// -> <see cref="StoreConflictException"/>.
+    /// </summary>
+    Task<RegistrationEntry> UpdateAsync(RegistrationEntry entry, CancellationToken ct);
+
+    /// <summary>Absent -> <see cref="StoreNotFoundException"/>.</summary>
+    Task DeleteAsync(string id, CancellationToken ct);
+
+    Task<long> CurrentRevisionAsync(CancellationToken ct);
+
+    Task<long> CountAsync(CancellationToken ct);
+
+    /// <summary>
+    /// For the agent sync stream. since == 0 (or since beyond the store's revision): full state, i.e. all live entries
+    /// whose ParentId is in parentIds and no deletions (<see cref="EntryChanges.Full"/> = true).
+    /// since &gt; 0: entries created/updated after since with ParentId in parentIds, and ids of entries deleted after
+    /// since that were parented to one of parentIds (an update that moves an entry away from a parent counts as a
+    /// deletion for that parent). Revision = the store revision the result is consistent with.
+    /// </summary>
+    Task<EntryChanges> ChangesSinceAsync(long since, IReadOnlyCollection<string> parentIds, CancellationToken ct);
+
+    /// <summary>
+    /// Completes when the store revision is greater than <paramref name="revision"/>: at once after a commit in this
+    /// process, within the poll interval for writers in other processes. Cancellation throws
+    /// <see cref="OperationCanceledException"/>.
+    /// </summary>
+    Task WaitForChangeAsync(long revision, CancellationToken ct);
+}
+
+public interface INodeStore
+{
+    /// <summary>Sets CreatedAt and UpdatedAt. Exists -> <see cref="StoreConflictException"/>.</summary>
+    Task CreateAsync(AttestedNode node, CancellationToken ct);
+    Task<AttestedNode?> GetAsync(string spiffeId, CancellationToken ct);
+    /// <summary>All nodes, ordered by SPIFFE ID.</summary>
+    Task<IReadOnlyList<AttestedNode>> ListAsync(CancellationToken ct);
+    /// <summary>Replaces the node (CreatedAt kept, UpdatedAt set). Absent -> <see cref="StoreNotFoundException"/>.</summary>
+    Task<AttestedNode> UpdateAsync(AttestedNode node, CancellationToken ct);
+    /// <summary>Absent -> <see cref="StoreNotFoundException"/>.</summary>
+    Task DeleteAsync(string spiffeId, CancellationToken ct);
+}
+
+public interface IJoinTokenStore
+{
+    /// <summary>Same id or same secret hash as an existing token -> <see cref="StoreConflictException"/>.</summary>
+    Task CreateAsync(JoinToken token, CancellationToken ct);
+
+    /// <summary>
+    /// Atomic single use: of N concurrent calls with the same hash exactly one gets Consumed. Used tokens are kept
+    /// (marked used) so a second use says AlreadyUsed, not Unknown. A token is expired when now &gt;= ExpiresAt.
+    /// </summary>
+    Task<JoinTokenConsumeResult> ConsumeAsync(byte[] secretHash, DateTimeOffset now, CancellationToken ct);
+
+    /// <summary>Deletes tokens that expired, or were used, before <paramref name="olderThan"/>; returns how many.</summary>
+    Task<int> PruneAsync(DateTimeOffset olderThan, CancellationToken ct);
+}

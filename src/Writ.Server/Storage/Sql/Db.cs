@@ -1,0 +1,157 @@
+using System.Data.Common;
+using System.Globalization;
+
+namespace Writ.Server.Storage.Sql;
+
+/// <summary>Connection/transaction plumbing shared by the SQL stores: every operation opens a (pooled) connection.</summary>
+internal sealed class Db(SqlDialect dialect)
+{
+    public SqlDialect Dialect { get; } = dialect;
+
+    public async Task<T> ReadAsync<T>(string operation, Func<DbConnection, DbTransaction?, Task<T>> body, CancellationToken ct, bool snapshot = false)
+    {
+        try
+        {
+            var conn = await Dialect.OpenConnectionAsync(ct).ConfigureAwait(false);
+            await using (conn.ConfigureAwait(false))
+            {
+                if (!snapshot)
+                    return await body(conn, null).ConfigureAwait(false);
+                var tx = await Dialect.BeginSnapshotReadAsync(conn, ct).ConfigureAwait(false);
+                await using (tx.ConfigureAwait(false))
+                {
+                    var result = await body(conn, tx).ConfigureAwait(false);
+                    await tx.CommitAsync(ct).ConfigureAwait(false);
+                    return result;
+                }
+            }
+        }
+        catch (Exception e) when (e is not StoreException && Dialect.IsDriverException(e))
+        {
+            ct.ThrowIfCancellationRequested();
+            throw Dialect.Translate(e, operation);
+        }
+    }
+
+    public async Task<T> WriteAsync<T>(string operation, Func<DbConnection, DbTransaction, Task<T>> body, CancellationToken ct, Func<string>? conflictMessage = null)
+    {
+        using var gate = await Dialect.EnterWriteAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var conn = await Dialect.OpenConnectionAsync(ct).ConfigureAwait(false);
+            await using (conn.ConfigureAwait(false))
+            {
+                var tx = await Dialect.BeginWriteAsync(conn, ct).ConfigureAwait(false);
+                await using (tx.ConfigureAwait(false))
+                {
+                    var result = await body(conn, tx).ConfigureAwait(false);
+                    await tx.CommitAsync(ct).ConfigureAwait(false);
+                    return result;
+                }
+            }
+        }
+        catch (DbException e) when (Dialect.IsUniqueViolation(e))
+        {
+            // A concurrent writer (another server) got there between our check and our insert.
+            throw new StoreConflictException(conflictMessage?.Invoke() ?? $"{operation} failed: the record already exists; re-read it and retry");
+        }
+        catch (Exception e) when (e is not StoreException && Dialect.IsDriverException(e))
+        {
+            ct.ThrowIfCancellationRequested();
+            throw Dialect.Translate(e, operation);
+        }
+    }
+
+    public static DbCommand Command(DbConnection conn, DbTransaction? tx, string sql, params (string Name, object? Value)[] parameters)
+    {
+        var cmd = conn.CreateCommand();
+        cmd.Transaction = tx;
+        cmd.CommandText = sql;
+        foreach (var (name, value) in parameters)
+            AddParameter(cmd, name, value);
+        return cmd;
+    }
+
+    public static void AddParameter(DbCommand cmd, string name, object? value)
+    {
+        var p = cmd.CreateParameter();
+        p.ParameterName = name;
+        p.Value = value ?? DBNull.Value;
+        cmd.Parameters.Add(p);
+    }
+
+    /// <summary>Appends "@prefix0, @prefix1, ..." parameters for an IN list and returns the SQL fragment.</summary>
+    public static string InList(DbCommand cmd, string prefix, IEnumerable<string> values)
+    {
+        var names = new List<string>();
+        foreach (var v in values)
+        {
+            var name = prefix + names.Count.ToString(CultureInfo.InvariantCulture);
+            AddParameter(cmd, name, v);
+            names.Add("@" + name);
+        }
+        return string.Join(", ", names);
+    }
+
+    public static async Task<int> ExecuteAsync(DbConnection conn, DbTransaction? tx, string sql, CancellationToken ct, params (string Name, object? Value)[] parameters)
+    {
+        var cmd = Command(conn, tx, sql, parameters);
+        await using (cmd.ConfigureAwait(false))
+            return await cmd.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+    }
+
+    public static async Task<object?> ScalarAsync(DbConnection conn, DbTransaction? tx, string sql, CancellationToken ct, params (string Name, object? Value)[] parameters)
+    {
+        var cmd = Command(conn, tx, sql, parameters);
+        await using (cmd.ConfigureAwait(false))
+        {
+            var v = await cmd.ExecuteScalarAsync(ct).ConfigureAwait(false);
+            return v is DBNull ? null : v;
+        }
+    }
+
+    public static async Task<List<T>> QueryAsync<T>(DbCommand cmd, Func<DbDataReader, T> map, CancellationToken ct)
+    {
+        var list = new List<T>();
+        var reader = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
+        await using (reader.ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(ct).ConfigureAwait(false))
+                list.Add(map(reader));
+        }
+        return list;
+    }
+
+    public static async Task<List<T>> QueryAsync<T>(DbConnection conn, DbTransaction? tx, string sql, Func<DbDataReader, T> map, CancellationToken ct, params (string Name, object? Value)[] parameters)
+    {
+        var cmd = Command(conn, tx, sql, parameters);
+        await using (cmd.ConfigureAwait(false))
+            return await QueryAsync(cmd, map, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>Bumps the global revision (locking its row until commit) and returns the new value.</summary>
+    public static async Task<long> BumpRevisionAsync(DbConnection conn, DbTransaction tx, CancellationToken ct)
+    {
+        var v = await ScalarAsync(conn, tx, "UPDATE store_revision SET revision = revision + 1 WHERE id = 1 RETURNING revision", ct).ConfigureAwait(false)
+            ?? throw new StoreUnavailableException("the store_revision row is missing: the database was modified outside writ; restore it from a backup");
+        return Convert.ToInt64(v, CultureInfo.InvariantCulture);
+    }
+
+    public static async Task<long> ReadRevisionAsync(DbConnection conn, DbTransaction? tx, CancellationToken ct)
+    {
+        var v = await ScalarAsync(conn, tx, "SELECT revision FROM store_revision WHERE id = 1", ct).ConfigureAwait(false)
+            ?? throw new StoreUnavailableException("the store_revision row is missing: the database was modified outside writ; restore it from a backup");
+        return Convert.ToInt64(v, CultureInfo.InvariantCulture);
+    }
+}
+
+/// <summary>Timestamps are stored as integer microseconds since the Unix epoch (UTC) in both dialects.</summary>
+internal static class Time
+{
+    public static long ToMicros(DateTimeOffset t) => (t.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks) / 10;
+
+    public static DateTimeOffset FromMicros(long us) => new(DateTimeOffset.UnixEpoch.UtcTicks + (us * 10), TimeSpan.Zero);
+
+    /// <summary>The value as it will read back from the store.</summary>
+    public static DateTimeOffset Normalize(DateTimeOffset t) => FromMicros(ToMicros(t));
+}

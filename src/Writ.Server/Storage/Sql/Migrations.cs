@@ -1,0 +1,145 @@
+namespace Writ.Server.Storage.Sql;
+
+/// <summary>
+/// Schema migrations, numbered from 1, one list per dialect (same tables, dialect types). Append new versions at the
+/// end; never edit a released one. Timestamps are integer microseconds since the Unix epoch (UTC).
+/// </summary>
+internal static class Migrations
+{
+    public static IReadOnlyList<string> Sqlite { get; } =
+    [
+        // 1: entries with revision + tombstones, nodes, join tokens, bundles, CA journals.
+        """
+        CREATE TABLE store_revision (id INTEGER PRIMARY KEY CHECK (id = 1), revision INTEGER NOT NULL) STRICT;
+        INSERT INTO store_revision (id, revision) VALUES (1, 0);
+        CREATE TABLE entries (
+            id TEXT PRIMARY KEY,
+            spiffe_id TEXT NOT NULL,
+            parent_id TEXT NOT NULL,
+            selectors TEXT NOT NULL,
+            identity_key TEXT NOT NULL UNIQUE,
+            x509_ttl_seconds INTEGER NOT NULL,
+            jwt_ttl_seconds INTEGER NOT NULL,
+            dns_names TEXT NOT NULL,
+            hint TEXT NOT NULL,
+            admin INTEGER NOT NULL,
+            expires_at_us INTEGER,
+            revision INTEGER NOT NULL,
+            created_at_us INTEGER NOT NULL
+        ) STRICT;
+        CREATE INDEX entries_parent_revision ON entries (parent_id, revision);
+        CREATE INDEX entries_spiffe_id ON entries (spiffe_id);
+        CREATE TABLE entry_selectors (
+            entry_id TEXT NOT NULL REFERENCES entries (id) ON DELETE CASCADE,
+            type TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (entry_id, type, value)
+        ) STRICT;
+        CREATE INDEX entry_selectors_type_value ON entry_selectors (type, value);
+        CREATE TABLE entry_tombstones (
+            revision INTEGER NOT NULL,
+            entry_id TEXT NOT NULL,
+            parent_id TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX entry_tombstones_parent_revision ON entry_tombstones (parent_id, revision);
+        CREATE TABLE nodes (
+            spiffe_id TEXT PRIMARY KEY,
+            attestation_type TEXT NOT NULL,
+            serial_number TEXT NOT NULL,
+            expires_at_us INTEGER NOT NULL,
+            banned INTEGER NOT NULL,
+            selectors TEXT NOT NULL,
+            aliases TEXT NOT NULL,
+            created_at_us INTEGER NOT NULL,
+            updated_at_us INTEGER NOT NULL
+        ) STRICT;
+        CREATE TABLE join_tokens (
+            id TEXT PRIMARY KEY,
+            secret_hash BLOB NOT NULL UNIQUE,
+            expires_at_us INTEGER NOT NULL,
+            alias TEXT,
+            created_at_us INTEGER NOT NULL,
+            used_at_us INTEGER
+        ) STRICT;
+        CREATE TABLE bundles (
+            trust_domain TEXT PRIMARY KEY,
+            bundle_json TEXT NOT NULL,
+            sequence INTEGER NOT NULL,
+            updated_at_us INTEGER NOT NULL
+        ) STRICT;
+        CREATE TABLE ca_journals (
+            name TEXT PRIMARY KEY,
+            data BLOB NOT NULL,
+            updated_at_us INTEGER NOT NULL
+        ) STRICT;
+        """,
+    ];
+
+    public static IReadOnlyList<string> Postgres { get; } =
+    [
+        """
+        CREATE TABLE store_revision (id integer PRIMARY KEY CHECK (id = 1), revision bigint NOT NULL);
+        INSERT INTO store_revision (id, revision) VALUES (1, 0);
+        CREATE TABLE entries (
+            id text COLLATE "C" PRIMARY KEY,
+            spiffe_id text COLLATE "C" NOT NULL,
+            parent_id text COLLATE "C" NOT NULL,
+            selectors text NOT NULL,
+            identity_key text COLLATE "C" NOT NULL UNIQUE,
+            x509_ttl_seconds integer NOT NULL,
+            jwt_ttl_seconds integer NOT NULL,
+            dns_names text NOT NULL,
+            hint text NOT NULL,
+            admin boolean NOT NULL,
+            expires_at_us bigint,
+            revision bigint NOT NULL,
+            created_at_us bigint NOT NULL
+        );
+        CREATE INDEX entries_parent_revision ON entries (parent_id, revision);
+        CREATE INDEX entries_spiffe_id ON entries (spiffe_id);
+        CREATE TABLE entry_selectors (
+            entry_id text COLLATE "C" NOT NULL REFERENCES entries (id) ON DELETE CASCADE,
+            type text COLLATE "C" NOT NULL,
+            value text COLLATE "C" NOT NULL,
+            PRIMARY KEY (entry_id, type, value)
+        );
+        CREATE INDEX entry_selectors_type_value ON entry_selectors (type, value);
+        CREATE TABLE entry_tombstones (
+            revision bigint NOT NULL,
+            entry_id text COLLATE "C" NOT NULL,
+            parent_id text COLLATE "C" NOT NULL
+        );
+        CREATE INDEX entry_tombstones_parent_revision ON entry_tombstones (parent_id, revision);
+        CREATE TABLE nodes (
+            spiffe_id text COLLATE "C" PRIMARY KEY,
+            attestation_type text NOT NULL,
+            serial_number text NOT NULL,
+            expires_at_us bigint NOT NULL,
+            banned boolean NOT NULL,
+            selectors text NOT NULL,
+            aliases text NOT NULL,
+            created_at_us bigint NOT NULL,
+            updated_at_us bigint NOT NULL
+        );
+        CREATE TABLE join_tokens (
+            id text COLLATE "C" PRIMARY KEY,
+            secret_hash bytea NOT NULL UNIQUE,
+            expires_at_us bigint NOT NULL,
+            alias text,
+            created_at_us bigint NOT NULL,
+            used_at_us bigint
+        );
+        CREATE TABLE bundles (
+            trust_domain text COLLATE "C" PRIMARY KEY,
+            bundle_json text NOT NULL,
+            sequence bigint NOT NULL,
+            updated_at_us bigint NOT NULL
+        );
+        CREATE TABLE ca_journals (
+            name text COLLATE "C" PRIMARY KEY,
+            data bytea NOT NULL,
+            updated_at_us bigint NOT NULL
+        );
+        """,
+    ];
+}

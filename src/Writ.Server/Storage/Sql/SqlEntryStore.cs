@@ -1,0 +1,328 @@
+using System.Data.Common;
+using System.Security.Cryptography;
+using System.Text;
+
+namespace Writ.Server.Storage.Sql;
+
+internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher watcher) : IEntryStore
+{
+    private const string Columns =
+        "e.id, e.spiffe_id, e.parent_id, e.selectors, e.x509_ttl_seconds, e.jwt_ttl_seconds, e.dns_names, e.hint, e.admin, e.expires_at_us, e.revision, e.created_at_us";
+
+    private const string PageTokenPrefix = "e1.";
+
+    public async Task<IReadOnlyList<RegistrationEntry>> CreateAsync(IReadOnlyList<RegistrationEntry> entries, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(entries);
+        if (entries.Count == 0)
+            return [];
+        var now = Time.Normalize(time.GetUtcNow());
+        var prepared = new List<(RegistrationEntry Entry, string Key)>(entries.Count);
+        var byId = new Dictionary<string, int>(StringComparer.Ordinal);
+        var byKey = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (var i = 0; i < entries.Count; i++)
+        {
+            var e = entries[i] ?? throw new ArgumentException($"entry {i} of the batch is null: remove it");
+            Validate(e, requireId: false);
+            if (e.Id.Length == 0)
+                e = e with { Id = Guid.CreateVersion7(now).ToString() };
+            var key = Codec.IdentityKey(e.SpiffeId, e.ParentId, e.Selectors);
+            if (byId.TryGetValue(e.Id, out var j))
+                throw new StoreConflictException($"entries {j} and {i} of the batch have the same id '{e.Id}': give each entry its own id or none");
+            if (byKey.TryGetValue(key, out j))
+                throw new StoreConflictException($"entries {j} and {i} of the batch are duplicates ({Describe(e)}): remove one of them");
+            byId[e.Id] = i;
+            byKey[key] = i;
+            prepared.Add((e, key));
+        }
+
+        var (created, revision) = await db.WriteAsync("create entries", async (conn, tx) =>
+        {
+            var rev = await Db.BumpRevisionAsync(conn, tx, ct).ConfigureAwait(false);
+            var result = new List<RegistrationEntry>(prepared.Count);
+            foreach (var (entry, key) in prepared)
+            {
+                if (await Db.ScalarAsync(conn, tx, "SELECT id FROM entries WHERE id = @id", ct, ("id", entry.Id)).ConfigureAwait(false) is not null)
+                    throw new StoreConflictException($"an entry with id '{entry.Id}' already exists: leave the id empty to get a new one, or update that entry");
+                if (await Db.ScalarAsync(conn, tx, "SELECT id FROM entries WHERE identity_key = @k", ct, ("k", key)).ConfigureAwait(false) is string existing)
+                    throw new StoreConflictException($"entry {existing} already has {Describe(entry)}: update that entry instead of creating a duplicate");
+                var stored = Normalize(entry) with { Revision = rev, CreatedAt = now };
+                await InsertAsync(conn, tx, stored, key, ct).ConfigureAwait(false);
+                result.Add(stored);
+            }
+            return (result, rev);
+        }, ct, () => "another writer created a duplicate of one of these entries at the same time: list the entries and retry").ConfigureAwait(false);
+        watcher.Observe(revision);
+        return created;
+    }
+
+    public Task<RegistrationEntry?> GetAsync(string id, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        return db.ReadAsync("get entry", async (conn, tx) =>
+        {
+            var rows = await Db.QueryAsync(conn, tx, $"SELECT {Columns} FROM entries e WHERE e.id = @id", Read, ct, ("id", id)).ConfigureAwait(false);
+            return rows.Count == 0 ? null : rows[0];
+        }, ct);
+    }
+
+    public Task<EntryPage> ListAsync(EntryFilter filter, int pageSize, string? pageToken, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(filter);
+        ArgumentOutOfRangeException.ThrowIfLessThan(pageSize, 1);
+        var filterTag = FilterTag(filter);
+        string? after = null;
+        if (!string.IsNullOrEmpty(pageToken))
+            after = DecodePageToken(pageToken, filterTag);
+
+        return db.ReadAsync("list entries", async (conn, tx) =>
+        {
+            var cmd = conn.CreateCommand();
+            await using (cmd.ConfigureAwait(false))
+            {
+                var where = new List<string>();
+                if (filter.ParentId is not null)
+                {
+                    where.Add("e.parent_id = @parent");
+                    Db.AddParameter(cmd, "parent", filter.ParentId);
+                }
+                if (filter.SpiffeId is not null)
+                {
+                    where.Add("e.spiffe_id = @spiffe");
+                    Db.AddParameter(cmd, "spiffe", filter.SpiffeId);
+                }
+                if (filter.Selector is not null)
+                {
+                    where.Add("EXISTS (SELECT 1 FROM entry_selectors s WHERE s.entry_id = e.id AND s.type = @stype AND s.value = @svalue)");
+                    Db.AddParameter(cmd, "stype", filter.Selector.Type);
+                    Db.AddParameter(cmd, "svalue", filter.Selector.Value);
+                }
+                if (after is not null)
+                {
+                    where.Add("e.id > @after");
+                    Db.AddParameter(cmd, "after", after);
+                }
+                Db.AddParameter(cmd, "limit", (long)pageSize + 1);
+                cmd.Transaction = tx;
+                cmd.CommandText = $"SELECT {Columns} FROM entries e"
+                    + (where.Count > 0 ? " WHERE " + string.Join(" AND ", where) : "")
+                    + " ORDER BY e.id LIMIT @limit";
+                var rows = await Db.QueryAsync(cmd, Read, ct).ConfigureAwait(false);
+                string? next = null;
+                if (rows.Count > pageSize)
+                {
+                    rows.RemoveAt(rows.Count - 1);
+                    next = EncodePageToken(rows[^1].Id, filterTag);
+                }
+                return new EntryPage(rows, next);
+            }
+        }, ct);
+    }
+
+    public async Task<RegistrationEntry> UpdateAsync(RegistrationEntry entry, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(entry);
+        Validate(entry, requireId: true);
+        var key = Codec.IdentityKey(entry.SpiffeId, entry.ParentId, entry.Selectors);
+        var updated = await db.WriteAsync("update entry", async (conn, tx) =>
+        {
+            var rev = await Db.BumpRevisionAsync(conn, tx, ct).ConfigureAwait(false);
+            var old = await Db.QueryAsync(conn, tx, "SELECT parent_id, revision, created_at_us FROM entries WHERE id = @id",
+                r => (Parent: r.GetString(0), Revision: r.GetInt64(1), CreatedAt: r.GetInt64(2)), ct, ("id", entry.Id)).ConfigureAwait(false);
+            if (old.Count == 0)
+                throw new StoreNotFoundException($"entry '{entry.Id}' does not exist: list the entries to find its id");
+            var (oldParent, oldRevision, createdAt) = old[0];
+            if (entry.Revision != 0 && entry.Revision != oldRevision)
+                throw new StoreConflictException($"entry '{entry.Id}' was changed by someone else (revision {oldRevision}, you had {entry.Revision}): read it again and reapply your change");
+            if (await Db.ScalarAsync(conn, tx, "SELECT id FROM entries WHERE identity_key = @k AND id <> @id", ct, ("k", key), ("id", entry.Id)).ConfigureAwait(false) is string other)
+                throw new StoreConflictException($"entry {other} already has {Describe(entry)}: change that entry or delete it first");
+            var stored = Normalize(entry) with { Revision = rev, CreatedAt = Time.FromMicros(createdAt) };
+            await Db.ExecuteAsync(conn, tx, "DELETE FROM entry_selectors WHERE entry_id = @id", ct, ("id", entry.Id)).ConfigureAwait(false);
+            await Db.ExecuteAsync(conn, tx, """
+                UPDATE entries SET spiffe_id = @spiffe, parent_id = @parent, selectors = @selectors, identity_key = @key,
+                    x509_ttl_seconds = @x509, jwt_ttl_seconds = @jwt, dns_names = @dns, hint = @hint, admin = @admin,
+                    expires_at_us = @expires, revision = @rev
+                WHERE id = @id
+                """, ct, Row(stored, key)).ConfigureAwait(false);
+            await InsertSelectorsAsync(conn, tx, stored, ct).ConfigureAwait(false);
+            if (oldParent != stored.ParentId)
+                await AddTombstoneAsync(conn, tx, rev, stored.Id, oldParent, ct).ConfigureAwait(false);
+            return stored;
+        }, ct, () => $"another writer created an entry with {Describe(entry)} at the same time: list the entries and retry").ConfigureAwait(false);
+        watcher.Observe(updated.Revision);
+        return updated;
+    }
+
+    public async Task DeleteAsync(string id, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        var revision = await db.WriteAsync("delete entry", async (conn, tx) =>
+        {
+            var rev = await Db.BumpRevisionAsync(conn, tx, ct).ConfigureAwait(false);
+            if (await Db.ScalarAsync(conn, tx, "SELECT parent_id FROM entries WHERE id = @id", ct, ("id", id)).ConfigureAwait(false) is not string parent)
+                throw new StoreNotFoundException($"entry '{id}' does not exist: list the entries to find its id");
+            await Db.ExecuteAsync(conn, tx, "DELETE FROM entry_selectors WHERE entry_id = @id", ct, ("id", id)).ConfigureAwait(false);
+            await Db.ExecuteAsync(conn, tx, "DELETE FROM entries WHERE id = @id", ct, ("id", id)).ConfigureAwait(false);
+            await AddTombstoneAsync(conn, tx, rev, id, parent, ct).ConfigureAwait(false);
+            return rev;
+        }, ct).ConfigureAwait(false);
+        watcher.Observe(revision);
+    }
+
+    public Task<long> CurrentRevisionAsync(CancellationToken ct) =>
+        db.ReadAsync("read revision", (conn, tx) => Db.ReadRevisionAsync(conn, tx, ct), ct);
+
+    public Task<long> CountAsync(CancellationToken ct) =>
+        db.ReadAsync("count entries", async (conn, tx) =>
+            Convert.ToInt64(await Db.ScalarAsync(conn, tx, "SELECT COUNT(*) FROM entries", ct).ConfigureAwait(false), System.Globalization.CultureInfo.InvariantCulture), ct);
+
+    public async Task<EntryChanges> ChangesSinceAsync(long since, IReadOnlyCollection<string> parentIds, CancellationToken ct)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(since);
+        ArgumentNullException.ThrowIfNull(parentIds);
+        var parents = parentIds.Distinct(StringComparer.Ordinal).ToList();
+        var changes = await db.ReadAsync("read entry changes", async (conn, tx) =>
+        {
+            var rev = await Db.ReadRevisionAsync(conn, tx, ct).ConfigureAwait(false);
+            var full = since == 0 || since > rev;
+            if (parents.Count == 0)
+                return new EntryChanges(rev, [], []) { Full = full };
+
+            var cmd = conn.CreateCommand();
+            await using (cmd.ConfigureAwait(false))
+            {
+                cmd.Transaction = tx;
+                var inList = Db.InList(cmd, "p", parents);
+                cmd.CommandText = $"SELECT {Columns} FROM entries e WHERE e.parent_id IN ({inList})" + (full ? "" : " AND e.revision > @since") + " ORDER BY e.id";
+                if (!full)
+                    Db.AddParameter(cmd, "since", since);
+                var upserts = await Db.QueryAsync(cmd, Read, ct).ConfigureAwait(false);
+                if (full)
+                    return new EntryChanges(rev, upserts, []) { Full = true };
+
+                cmd.Parameters.Clear();
+                inList = Db.InList(cmd, "p", parents);
+                Db.AddParameter(cmd, "since", since);
+                cmd.CommandText = $"SELECT DISTINCT entry_id FROM entry_tombstones WHERE parent_id IN ({inList}) AND revision > @since ORDER BY entry_id";
+                var live = upserts.Select(e => e.Id).ToHashSet(StringComparer.Ordinal);
+                var deleted = (await Db.QueryAsync(cmd, r => r.GetString(0), ct).ConfigureAwait(false)).Where(id => !live.Contains(id)).ToList();
+                return new EntryChanges(rev, upserts, deleted);
+            }
+        }, ct, snapshot: true).ConfigureAwait(false);
+        watcher.Observe(changes.Revision);
+        return changes;
+    }
+
+    public Task WaitForChangeAsync(long revision, CancellationToken ct) => watcher.WaitAsync(revision, ct);
+
+    private static void Validate(RegistrationEntry e, bool requireId)
+    {
+        if (requireId || e.Id.Length > 0)
+            Codec.RequireKey(e.Id, "entry id");
+        Codec.RequireKey(e.SpiffeId, "entry SPIFFE ID");
+        Codec.RequireKey(e.ParentId, "entry parent ID");
+        Codec.RequireSelectors(e.Selectors, "entry");
+        if (e.X509TtlSeconds < 0 || e.JwtTtlSeconds < 0)
+            throw new ArgumentException("entry TTLs must be >= 0 (0 = server default)");
+        if (e.DnsNames is null)
+            throw new ArgumentException("entry DNS names are null: pass an empty list instead");
+        foreach (var d in e.DnsNames)
+            Codec.RequireKey(d, "entry DNS name");
+        if (e.Hint is null)
+            throw new ArgumentException("entry hint is null: pass an empty string instead");
+    }
+
+    private static RegistrationEntry Normalize(RegistrationEntry e) => e with
+    {
+        Selectors = e.Selectors.ToArray(),
+        DnsNames = e.DnsNames.ToArray(),
+        ExpiresAt = e.ExpiresAt is { } x ? Time.Normalize(x) : null,
+    };
+
+    private static string Describe(RegistrationEntry e) =>
+        $"SPIFFE ID {e.SpiffeId}, parent {e.ParentId} and selectors [{string.Join(", ", Codec.SelectorSet(e.Selectors))}]";
+
+    private static (string, object?)[] Row(RegistrationEntry e, string key) =>
+    [
+        ("id", e.Id), ("spiffe", e.SpiffeId), ("parent", e.ParentId), ("selectors", Codec.EncodeSelectors(e.Selectors)),
+        ("key", key), ("x509", e.X509TtlSeconds), ("jwt", e.JwtTtlSeconds), ("dns", Codec.EncodeStrings(e.DnsNames)),
+        ("hint", e.Hint), ("admin", e.Admin), ("expires", e.ExpiresAt is { } x ? Time.ToMicros(x) : null),
+        ("rev", e.Revision), ("created", Time.ToMicros(e.CreatedAt)),
+    ];
+
+    private static async Task InsertAsync(DbConnection conn, DbTransaction tx, RegistrationEntry e, string key, CancellationToken ct)
+    {
+        await Db.ExecuteAsync(conn, tx, """
+            INSERT INTO entries (id, spiffe_id, parent_id, selectors, identity_key, x509_ttl_seconds, jwt_ttl_seconds,
+                dns_names, hint, admin, expires_at_us, revision, created_at_us)
+            VALUES (@id, @spiffe, @parent, @selectors, @key, @x509, @jwt, @dns, @hint, @admin, @expires, @rev, @created)
+            """, ct, Row(e, key)).ConfigureAwait(false);
+        await InsertSelectorsAsync(conn, tx, e, ct).ConfigureAwait(false);
+    }
+
+    private static async Task InsertSelectorsAsync(DbConnection conn, DbTransaction tx, RegistrationEntry e, CancellationToken ct)
+    {
+        foreach (var s in e.Selectors.Distinct())
+        {
+            await Db.ExecuteAsync(conn, tx, "INSERT INTO entry_selectors (entry_id, type, value) VALUES (@id, @type, @value)", ct,
+                ("id", e.Id), ("type", s.Type), ("value", s.Value)).ConfigureAwait(false);
+        }
+    }
+
+    private static Task AddTombstoneAsync(DbConnection conn, DbTransaction tx, long rev, string id, string parent, CancellationToken ct) =>
+        Db.ExecuteAsync(conn, tx, "INSERT INTO entry_tombstones (revision, entry_id, parent_id) VALUES (@rev, @id, @parent)", ct,
+            ("rev", rev), ("id", id), ("parent", parent));
+
+    private static RegistrationEntry Read(DbDataReader r) => new()
+    {
+        Id = r.GetString(0),
+        SpiffeId = r.GetString(1),
+        ParentId = r.GetString(2),
+        Selectors = Codec.DecodeSelectors(r.GetString(3)),
+        X509TtlSeconds = r.GetInt32(4),
+        JwtTtlSeconds = r.GetInt32(5),
+        DnsNames = Codec.DecodeStrings(r.GetString(6), "DNS name list"),
+        Hint = r.GetString(7),
+        Admin = r.GetBoolean(8),
+        ExpiresAt = r.IsDBNull(9) ? null : Time.FromMicros(r.GetInt64(9)),
+        Revision = r.GetInt64(10),
+        CreatedAt = Time.FromMicros(r.GetInt64(11)),
+    };
+
+    // Page token: "e1." + base64url(last id) + "." + 8 hex chars binding it to the filter it was made for.
+    private static string FilterTag(EntryFilter f)
+    {
+        var text = $"{f.ParentId?.Length}:{f.ParentId}|{f.SpiffeId?.Length}:{f.SpiffeId}|{f.Selector}";
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)).AsSpan(0, 4));
+    }
+
+    private static string EncodePageToken(string lastId, string filterTag) =>
+        PageTokenPrefix + Base64Url.Encode(Encoding.UTF8.GetBytes(lastId)) + "." + filterTag;
+
+    private static string DecodePageToken(string token, string filterTag)
+    {
+        const string bad = "page token is not valid for this listing: pass the next-page token of the previous page unchanged with the same filter, or no token to start over";
+        if (!token.StartsWith(PageTokenPrefix, StringComparison.Ordinal))
+            throw new StoreException(bad);
+        var rest = token[PageTokenPrefix.Length..];
+        var dot = rest.LastIndexOf('.');
+        if (dot <= 0 || rest[(dot + 1)..] != filterTag)
+            throw new StoreException(bad);
+        try
+        {
+            var id = Encoding.UTF8.GetString(Base64Url.Decode(rest[..dot]));
+            return id.Length == 0 ? throw new StoreException(bad) : id;
+        }
+        catch (FormatException)
+        {
+            throw new StoreException(bad);
+        }
+    }
+}
+
+internal static class Base64Url
+{
+    public static string Encode(byte[] data) => System.Buffers.Text.Base64Url.EncodeToString(data);
+
+    public static byte[] Decode(string text) => System.Buffers.Text.Base64Url.DecodeFromChars(text);
+}

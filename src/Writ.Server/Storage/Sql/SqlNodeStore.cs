@@ -1,0 +1,108 @@
+using System.Data.Common;
+
+namespace Writ.Server.Storage.Sql;
+
+internal sealed class SqlNodeStore(Db db, TimeProvider time) : INodeStore
+{
+    private const string Columns =
+        "spiffe_id, attestation_type, serial_number, expires_at_us, banned, selectors, aliases, created_at_us, updated_at_us";
+
+    public Task CreateAsync(AttestedNode node, CancellationToken ct)
+    {
+        Validate(node);
+        var now = Time.Normalize(time.GetUtcNow());
+        var stored = Normalize(node) with { CreatedAt = now, UpdatedAt = now };
+        var exists = $"node {node.SpiffeId} is already attested: update it, or delete (evict) it first";
+        return db.WriteAsync("create node", async (conn, tx) =>
+        {
+            if (await Db.ScalarAsync(conn, tx, "SELECT spiffe_id FROM nodes WHERE spiffe_id = @id", ct, ("id", node.SpiffeId)).ConfigureAwait(false) is not null)
+                throw new StoreConflictException(exists);
+            await Db.ExecuteAsync(conn, tx, $"INSERT INTO nodes ({Columns}) VALUES (@id, @type, @serial, @expires, @banned, @selectors, @aliases, @created, @updated)",
+                ct, Row(stored)).ConfigureAwait(false);
+            return 0;
+        }, ct, () => exists);
+    }
+
+    public Task<AttestedNode?> GetAsync(string spiffeId, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(spiffeId);
+        return db.ReadAsync("get node", async (conn, tx) =>
+        {
+            var rows = await Db.QueryAsync(conn, tx, $"SELECT {Columns} FROM nodes WHERE spiffe_id = @id", Read, ct, ("id", spiffeId)).ConfigureAwait(false);
+            return rows.Count == 0 ? null : rows[0];
+        }, ct);
+    }
+
+    public Task<IReadOnlyList<AttestedNode>> ListAsync(CancellationToken ct) =>
+        db.ReadAsync<IReadOnlyList<AttestedNode>>("list nodes", async (conn, tx) =>
+            await Db.QueryAsync(conn, tx, $"SELECT {Columns} FROM nodes ORDER BY spiffe_id", Read, ct).ConfigureAwait(false), ct);
+
+    public Task<AttestedNode> UpdateAsync(AttestedNode node, CancellationToken ct)
+    {
+        Validate(node);
+        var now = Time.Normalize(time.GetUtcNow());
+        return db.WriteAsync("update node", async (conn, tx) =>
+        {
+            if (await Db.ScalarAsync(conn, tx, "SELECT created_at_us FROM nodes WHERE spiffe_id = @id", ct, ("id", node.SpiffeId)).ConfigureAwait(false) is not { } created)
+                throw new StoreNotFoundException($"node {node.SpiffeId} does not exist: list the nodes to find its SPIFFE ID");
+            var stored = Normalize(node) with { CreatedAt = Time.FromMicros(Convert.ToInt64(created, System.Globalization.CultureInfo.InvariantCulture)), UpdatedAt = now };
+            await Db.ExecuteAsync(conn, tx, """
+                UPDATE nodes SET attestation_type = @type, serial_number = @serial, expires_at_us = @expires, banned = @banned,
+                    selectors = @selectors, aliases = @aliases, updated_at_us = @updated
+                WHERE spiffe_id = @id
+                """, ct, Row(stored)).ConfigureAwait(false);
+            return stored;
+        }, ct);
+    }
+
+    public Task DeleteAsync(string spiffeId, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(spiffeId);
+        return db.WriteAsync("delete node", async (conn, tx) =>
+        {
+            if (await Db.ExecuteAsync(conn, tx, "DELETE FROM nodes WHERE spiffe_id = @id", ct, ("id", spiffeId)).ConfigureAwait(false) == 0)
+                throw new StoreNotFoundException($"node {spiffeId} does not exist: list the nodes to find its SPIFFE ID");
+            return 0;
+        }, ct);
+    }
+
+    private static void Validate(AttestedNode node)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        Codec.RequireKey(node.SpiffeId, "node SPIFFE ID");
+        Codec.RequireKey(node.AttestationType, "node attestation type");
+        Codec.RequireKey(node.SerialNumber, "node serial number");
+        Codec.RequireSelectors(node.Selectors, "node");
+        if (node.Aliases is null)
+            throw new ArgumentException("node aliases are null: pass an empty list instead");
+        foreach (var a in node.Aliases)
+            Codec.RequireKey(a, "node alias");
+    }
+
+    private static AttestedNode Normalize(AttestedNode n) => n with
+    {
+        ExpiresAt = Time.Normalize(n.ExpiresAt),
+        Selectors = n.Selectors.ToArray(),
+        Aliases = n.Aliases.ToArray(),
+    };
+
+    private static (string, object?)[] Row(AttestedNode n) =>
+    [
+        ("id", n.SpiffeId), ("type", n.AttestationType), ("serial", n.SerialNumber), ("expires", Time.ToMicros(n.ExpiresAt)),
+        ("banned", n.Banned), ("selectors", Codec.EncodeSelectors(n.Selectors)), ("aliases", Codec.EncodeStrings(n.Aliases)),
+        ("created", Time.ToMicros(n.CreatedAt)), ("updated", Time.ToMicros(n.UpdatedAt)),
+    ];
+
+    private static AttestedNode Read(DbDataReader r) => new()
+    {
+        SpiffeId = r.GetString(0),
+        AttestationType = r.GetString(1),
+        SerialNumber = r.GetString(2),
+        ExpiresAt = Time.FromMicros(r.GetInt64(3)),
+        Banned = r.GetBoolean(4),
+        Selectors = Codec.DecodeSelectors(r.GetString(5)),
+        Aliases = Codec.DecodeStrings(r.GetString(6), "node alias list"),
+        CreatedAt = Time.FromMicros(r.GetInt64(7)),
+        UpdatedAt = Time.FromMicros(r.GetInt64(8)),
+    };
+}

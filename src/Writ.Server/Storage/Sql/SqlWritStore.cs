@@ -1,0 +1,158 @@
+using System.Globalization;
+
+namespace Writ.Server.Storage.Sql;
+
+/// <summary>The store over a SQL dialect: migrates at open, then hands out the per-aggregate stores.</summary>
+internal sealed class SqlWritStore : IWritStore
+{
+    private readonly Db _db;
+    private readonly RevisionWatcher _watcher;
+    private int _disposed;
+
+    private SqlWritStore(Db db, RevisionWatcher watcher, TimeProvider time)
+    {
+        _db = db;
+        _watcher = watcher;
+        Entries = new SqlEntryStore(db, time, watcher);
+        Nodes = new SqlNodeStore(db, time);
+        JoinTokens = new SqlJoinTokenStore(db);
+        Bundles = new SqlBundleStore(db);
+        CaJournal = new SqlCaJournalStore(db);
+    }
+
+    public string Kind => _db.Dialect.Kind;
+    public IEntryStore Entries { get; }
+    public INodeStore Nodes { get; }
+    public IJoinTokenStore JoinTokens { get; }
+    public IBundleStore Bundles { get; }
+    public ICaJournalStore CaJournal { get; }
+
+    public static async Task<IWritStore> OpenAsync(SqlDialect dialect, TimeProvider time, WritStoreOptions options, CancellationToken ct)
+    {
+        var db = new Db(dialect);
+        var latest = dialect.Migrations.Count;
+        try
+        {
+            await dialect.PrepareAsync(latest, ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not StoreException && dialect.IsDriverException(e))
+        {
+            ct.ThrowIfCancellationRequested();
+            throw dialect.Translate(e, "open");
+        }
+        await db.WriteAsync("migrate", async (conn, tx) =>
+        {
+            await dialect.LockForMigrationAsync(conn, tx, ct).ConfigureAwait(false);
+            await Db.ExecuteAsync(conn, tx, dialect.CreateMigrationsTableSql, ct).ConfigureAwait(false);
+            var current = Convert.ToInt64(await Db.ScalarAsync(conn, tx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", ct).ConfigureAwait(false), CultureInfo.InvariantCulture);
+            if (current > latest)
+                throw new StoreUnavailableException(SqlDialect.NewSchemaMessage(dialect.Description, current, latest));
+            for (var v = current + 1; v <= latest; v++)
+            {
+                await Db.ExecuteAsync(conn, tx, dialect.Migrations[(int)v - 1], ct).ConfigureAwait(false);
+                await Db.ExecuteAsync(conn, tx, "INSERT INTO schema_migrations (version, applied_at_us) VALUES (@v, @at)", ct,
+                    ("v", v), ("at", Time.ToMicros(time.GetUtcNow()))).ConfigureAwait(false);
+            }
+            return 0;
+        }, ct).ConfigureAwait(false);
+        var revision = await db.ReadAsync("read revision", (conn, tx) => Db.ReadRevisionAsync(conn, tx, ct), ct).ConfigureAwait(false);
+        var watcher = new RevisionWatcher(db, revision, options.ChangePollInterval, time);
+        return new SqlWritStore(db, watcher, time);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+            return;
+        await _watcher.DisposeAsync().ConfigureAwait(false);
+        await _db.Dialect.DisposeAsync().ConfigureAwait(false);
+    }
+}
+
+/// <summary>
+/// Knows the latest revision this process has seen and wakes waiters when it moves: at once for commits made through
+/// this store, and by one shared poll (started by the first waiter) for writers in other processes.
+/// </summary>
+internal sealed class RevisionWatcher(Db db, long initial, TimeSpan pollInterval, TimeProvider time) : IAsyncDisposable
+{
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Lock _pollLock = new();
+    private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private long _known = initial;
+    private Task? _poller;
+
+    public long Known => Interlocked.Read(ref _known);
+
+    /// <summary>Records a revision (from a commit or a poll) and wakes waiters if it is new.</summary>
+    public void Observe(long revision)
+    {
+        long seen;
+        do
+        {
+            seen = Interlocked.Read(ref _known);
+            if (revision <= seen)
+                return;
+        }
+        while (Interlocked.CompareExchange(ref _known, revision, seen) != seen);
+        Interlocked.Exchange(ref _changed, new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+    }
+
+    public async Task WaitAsync(long revision, CancellationToken ct)
+    {
+        while (true)
+        {
+            ct.ThrowIfCancellationRequested();
+            var changed = Volatile.Read(ref _changed).Task;   // take the signal before the check: no lost wake-up
+            if (Known > revision)
+                return;
+            EnsurePolling();
+            await changed.WaitAsync(ct).ConfigureAwait(false);
+        }
+    }
+
+    private void EnsurePolling()
+    {
+        if (_poller is not null)
+            return;
+        lock (_pollLock)
+        {
+            if (_poller is null && !_stop.IsCancellationRequested)
+                _poller = Task.Run(PollAsync);
+        }
+    }
+
+    private async Task PollAsync()
+    {
+        var ct = _stop.Token;
+        while (!ct.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(pollInterval, time, ct).ConfigureAwait(false);
+                var revision = await db.ReadAsync("poll revision", (conn, tx) => Db.ReadRevisionAsync(conn, tx, ct), ct).ConfigureAwait(false);
+                Observe(revision);
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (StoreException)
+            {
+                // Database briefly unavailable: keep polling; callers see the error on their own operations.
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Task? poller;
+        lock (_pollLock)
+        {
+            _stop.Cancel();
+            poller = _poller;
+        }
+        if (poller is not null)
+            await poller.ConfigureAwait(false);
+        _stop.Dispose();
+    }
+}

@@ -1,0 +1,123 @@
+using System.Security.Cryptography;
+using Npgsql;
+using Writ.Server.Storage;
+
+namespace Writ.Server.Tests.Storage;
+
+/// <summary>Where the PostgreSQL tests find their server: env WRIT_TEST_PG (an Npgsql string for a superuser).</summary>
+internal static class TestPostgres
+{
+    public static string ConnectionStringOrSkip()
+    {
+        var cs = Environment.GetEnvironmentVariable("WRIT_TEST_PG");
+        if (!string.IsNullOrWhiteSpace(cs))
+            return cs;
+        if (!string.IsNullOrEmpty(Environment.GetEnvironmentVariable("CI")))
+            Assert.Fail("WRIT_TEST_PG is not set but CI is: start PostgreSQL (../shared/scripts/pg-start.sh) and export WRIT_TEST_PG, as test.sh does");
+        Assert.Skip("WRIT_TEST_PG not set: start one with eval \"$(../shared/scripts/pg-start.sh 55433)\" to run the PostgreSQL tests");
+        return "";
+    }
+
+    public static string WithDatabase(string cs, string database) =>
+        new NpgsqlConnectionStringBuilder(cs) { Database = database, Pooling = false }.ConnectionString;
+
+    public static async Task ExecuteAsync(string cs, string sql, CancellationToken ct)
+    {
+        await using var conn = new NpgsqlConnection(cs);
+        await conn.OpenAsync(ct);
+        await using var cmd = new NpgsqlCommand(sql, conn);
+        await cmd.ExecuteNonQueryAsync(ct);
+    }
+}
+
+/// <summary>The conformance suite on PostgreSQL: a fresh database per test, dropped afterwards.</summary>
+public sealed class PostgresStoreConformanceTests : StoreConformanceTests
+{
+    private string _admin = "";
+    private string _database = "";
+    private string _connection = "";
+
+    protected override string ExpectedKind => "postgres";
+
+    protected override async ValueTask CreateDatabaseAsync()
+    {
+        _admin = TestPostgres.ConnectionStringOrSkip();
+        _database = "writ_test_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
+        await TestPostgres.ExecuteAsync(TestPostgres.WithDatabase(_admin, "postgres"), $"CREATE DATABASE {_database}", Ct);
+        _connection = new NpgsqlConnectionStringBuilder(_admin) { Database = _database }.ConnectionString;
+    }
+
+    protected override Task<IWritStore> OpenAsync(TimeProvider time, WritStoreOptions options) =>
+        WritStoreFactory.OpenAsync("postgres", _connection, time, options, Ct);
+
+    protected override Task ExecuteRawAsync(string sql) =>
+        TestPostgres.ExecuteAsync(TestPostgres.WithDatabase(_admin, _database), sql, Ct);
+
+    protected override async ValueTask DropDatabaseAsync()
+    {
+        if (_database.Length == 0)
+            return;
+        await TestPostgres.ExecuteAsync(TestPostgres.WithDatabase(_admin, "postgres"), $"DROP DATABASE IF EXISTS {_database} WITH (FORCE)", CancellationToken.None);
+    }
+
+    [Fact]
+    public async Task A_database_that_does_not_exist_is_a_one_line_error_naming_it()
+    {
+        var missing = new NpgsqlConnectionStringBuilder(_admin) { Database = "writ_missing_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4)) };
+        var e = await StoreAssert.ThrowsOneLineAsync<StoreUnavailableException>(() =>
+            WritStoreFactory.OpenAsync("postgres", missing.ConnectionString, TimeProvider.System, Ct));
+        Assert.Contains(missing.Database!, e.Message, StringComparison.Ordinal);
+        Assert.Contains("does not exist", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Two_servers_opening_an_empty_database_at_once_migrate_it_once()
+    {
+        await Store.DisposeAsync();
+        await ExecuteRawAsync("DROP TABLE entry_selectors, entry_tombstones, entries, nodes, join_tokens, bundles, ca_journals, store_revision, schema_migrations");
+        var opens = Enumerable.Range(0, 4).Select(_ => OpenAsync(TimeProvider.System, WritStoreOptions.Default)).ToArray();
+        var stores = await Task.WhenAll(opens);
+        try
+        {
+            Assert.Equal(0, await stores[0].Entries.CurrentRevisionAsync(Ct));
+            await stores[1].Entries.CreateAsync([Entries.New("spiffe://example.org/a", "spiffe://example.org/agent", "unix:uid:1")], Ct);
+            Assert.Equal(1, await stores[2].Entries.CountAsync(Ct));
+        }
+        finally
+        {
+            foreach (var s in stores)
+                await s.DisposeAsync();
+        }
+        await using var again = await OpenAsync(TimeProvider.System, WritStoreOptions.Default);
+        await ReopenAsync();
+    }
+}
+
+/// <summary>PostgreSQL errors that need no server at all.</summary>
+public sealed class PostgresConnectionErrorTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task An_unreachable_server_is_a_one_line_error_without_the_password()
+    {
+        const string password = "hunter2-not-for-logs";
+        var cs = $"Host=127.0.0.1;Port=1;Username=writ;Password={password};Database=writ;Timeout=3";
+        var e = await StoreAssert.ThrowsOneLineAsync<StoreUnavailableException>(() =>
+            WritStoreFactory.OpenAsync("postgres", cs, TimeProvider.System, Ct));
+        Assert.Contains("cannot reach PostgreSQL at 127.0.0.1:1", e.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(password, e.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(password, e.ToString(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("Host=127.0.0.1;Password=hunter2-not-for-logs;NoSuchKeyword=1")]
+    [InlineData("Password=hunter2-not-for-logs;Port=notaport")]
+    [InlineData("Password=hunter2-not-for-logs;Database=writ")]
+    public async Task A_bad_connection_string_is_a_one_line_error_without_the_password(string cs)
+    {
+        var e = await StoreAssert.ThrowsOneLineAsync<StoreUnavailableException>(() =>
+            WritStoreFactory.OpenAsync("postgres", cs, TimeProvider.System, Ct));
+        Assert.DoesNotContain("hunter2", e.Message, StringComparison.Ordinal);
+    }
+}
