@@ -86,7 +86,7 @@ public sealed class TrustBundle : IBundleSource
     public string ToSpiffeJson()
     {
         using var ms = new MemoryStream();
-        using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true }))
+        using (var w = new Utf8JsonWriter(ms, Jwk.WriterOptions(indented: true)))
         {
             WriteSpiffeJson(w);
         }
@@ -135,7 +135,7 @@ public sealed class TrustBundle : IBundleSource
     public string JwksJson()
     {
         using var ms = new MemoryStream();
-        using (var w = new Utf8JsonWriter(ms))
+        using (var w = new Utf8JsonWriter(ms, Jwk.WriterOptions(indented: false)))
         {
             w.WriteStartObject();
             w.WriteStartArray("keys");
@@ -221,6 +221,13 @@ public sealed class TrustBundle : IBundleSource
         }
         if (!root.TryGetProperty("keys", out var keys))
         {
+            if (jwksOnly)
+            {
+                // go-spiffe's jwtbundle treats a JWK Set without keys as empty.
+                bundle = new TrustBundle(td, [], []);
+                error = null;
+                return true;
+            }
             error = $"bundle for '{td}' has no 'keys' member: a SPIFFE bundle must list its keys (an empty list distrusts the domain)";
             return false;
         }
@@ -308,7 +315,10 @@ public sealed class TrustBundle : IBundleSource
                         return false;
                     }
                 }
-                x509.Add(cert);
+                if (!x509.Any(c => c.RawData.AsSpan().SequenceEqual(cert.RawData)))
+                {
+                    x509.Add(cert);
+                }
                 continue;
             }
             var kid = Jwk.Str(key, "kid");

@@ -88,7 +88,7 @@ public static class JwtSvidMinter
     private static byte[] Json(Action<Utf8JsonWriter> write)
     {
         using var ms = new MemoryStream();
-        using (var w = new Utf8JsonWriter(ms))
+        using (var w = new Utf8JsonWriter(ms, Jwk.WriterOptions(indented: false)))
         {
             write(w);
         }
