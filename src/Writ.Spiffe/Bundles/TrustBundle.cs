@@ -345,6 +345,25 @@ public sealed class TrustBundle : IBundleSource
         return true;
     }
 
+    /// <summary>Parses concatenated DER CA certificates (the Workload API's bundle encoding; empty = no authorities).</summary>
+    public static bool TryParseX509Der(TrustDomain td, ReadOnlySpan<byte> der, [NotNullWhen(true)] out TrustBundle? bundle, [NotNullWhen(false)] out string? error)
+    {
+        bundle = null;
+        if (td.IsZero)
+        {
+            error = "trust domain is the zero value: parse a trust domain first";
+            return false;
+        }
+        var certs = Der.SplitCertificates(der, out error);
+        if (certs is null)
+        {
+            error ??= "DER data is malformed";
+            return false;
+        }
+        bundle = new TrustBundle(td, certs, []);
+        return true;
+    }
+
     /// <summary>Parses PEM CA certificates; throws <see cref="FormatException"/> with a one-line reason.</summary>
     public static TrustBundle ParsePem(TrustDomain td, string pem) =>
         TryParsePem(td, pem, out var b, out var error) ? b : throw new FormatException(error);
