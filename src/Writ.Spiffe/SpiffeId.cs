@@ -7,6 +7,7 @@ namespace Writ.Spiffe;
 /// Parsing follows go-spiffe (lowercase scheme and trust domain only, no percent-encoding, no empty/dot segments,
 /// no trailing slash) and accepts IDs up to 2048 bytes.
 /// </summary>
+[System.Text.Json.Serialization.JsonConverter(typeof(SpiffeIdJsonConverter))]
 public sealed record SpiffeId
 {
     private readonly string _text;

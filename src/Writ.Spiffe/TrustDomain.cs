@@ -4,6 +4,7 @@ namespace Writ.Spiffe;
 /// A SPIFFE trust domain name (SPIFFE-ID.md §2.1): lowercase letters, digits, '.', '-', '_'; at most 255 bytes.
 /// <c>default</c> is the zero value (<see cref="IsZero"/>); every other value is valid.
 /// </summary>
+[System.Text.Json.Serialization.JsonConverter(typeof(TrustDomainJsonConverter))]
 public readonly record struct TrustDomain
 {
     private readonly string? _name;

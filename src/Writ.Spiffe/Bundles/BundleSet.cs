@@ -102,7 +102,7 @@ public sealed class BundleSet : IBundleSource
     public string ToJson()
     {
         using var ms = new MemoryStream();
-        using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true }))
+        using (var w = new Utf8JsonWriter(ms, Jwk.WriterOptions(indented: true)))
         {
             w.WriteStartObject();
             w.WriteStartObject("trust_domains");

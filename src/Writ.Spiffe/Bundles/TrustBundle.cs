@@ -86,7 +86,7 @@ public sealed class TrustBundle : IBundleSource
     public string ToSpiffeJson()
     {
         using var ms = new MemoryStream();
-        using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true }))
+        using (var w = new Utf8JsonWriter(ms, Jwk.WriterOptions(indented: true)))
         {
             WriteSpiffeJson(w);
         }
@@ -135,7 +135,7 @@ public sealed class TrustBundle : IBundleSource
     public string JwksJson()
     {
         using var ms = new MemoryStream();
-        using (var w = new Utf8JsonWriter(ms))
+        using (var w = new Utf8JsonWriter(ms, Jwk.WriterOptions(indented: false)))
         {
             w.WriteStartObject();
             w.WriteStartArray("keys");
@@ -221,6 +221,13 @@ public sealed class TrustBundle : IBundleSource
         }
         if (!root.TryGetProperty("keys", out var keys))
         {
+            if (jwksOnly)
+            {
+                // go-spiffe's jwtbundle treats a JWK Set without keys as empty.
+                bundle = new TrustBundle(td, [], []);
+                error = null;
+                return true;
+            }
             error = $"bundle for '{td}' has no 'keys' member: a SPIFFE bundle must list its keys (an empty list distrusts the domain)";
             return false;
         }
@@ -308,7 +315,10 @@ public sealed class TrustBundle : IBundleSource
                         return false;
                     }
                 }
-                x509.Add(cert);
+                if (!x509.Any(c => c.RawData.AsSpan().SequenceEqual(cert.RawData)))
+                {
+                    x509.Add(cert);
+                }
                 continue;
             }
             var kid = Jwk.Str(key, "kid");
@@ -332,6 +342,25 @@ public sealed class TrustBundle : IBundleSource
         }
         bundle = new TrustBundle(td, x509, jwt, sequence, refresh);
         error = null;
+        return true;
+    }
+
+    /// <summary>Parses concatenated DER CA certificates (the Workload API's bundle encoding; empty = no authorities).</summary>
+    public static bool TryParseX509Der(TrustDomain td, ReadOnlySpan<byte> der, [NotNullWhen(true)] out TrustBundle? bundle, [NotNullWhen(false)] out string? error)
+    {
+        bundle = null;
+        if (td.IsZero)
+        {
+            error = "trust domain is the zero value: parse a trust domain first";
+            return false;
+        }
+        var certs = Der.SplitCertificates(der, out error);
+        if (certs is null)
+        {
+            error ??= "DER data is malformed";
+            return false;
+        }
+        bundle = new TrustBundle(td, certs, []);
         return true;
     }
 

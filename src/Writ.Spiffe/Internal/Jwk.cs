@@ -14,6 +14,13 @@ internal static class Jwk
         MaxDepth = 32,
     };
 
+    /// <summary>Writer options: base64 stays readable ('+', '/' unescaped); output is never embedded in HTML.</summary>
+    public static JsonWriterOptions WriterOptions(bool indented) => new()
+    {
+        Indented = indented,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
+
     /// <summary>Writes kty and the public parameters of <paramref name="key"/>.</summary>
     public static void WritePublicKey(Utf8JsonWriter w, AsymmetricAlgorithm key)
     {

@@ -70,12 +70,19 @@ public static class JwtSvidMinter
         return signingInput + "." + B64Url.Encode(sig);
     }
 
-    internal static byte[] Sign(AsymmetricAlgorithm key, string alg, byte[] data) => key switch
+    internal static byte[] Sign(AsymmetricAlgorithm key, string alg, byte[] data)
     {
-        ECDsa ec => ec.SignData(data, HashOf(alg), DSASignatureFormat.IeeeP1363FixedFieldConcatenation),
-        RSA rsa => rsa.SignData(data, HashOf(alg), alg.StartsWith("PS", StringComparison.Ordinal) ? RSASignaturePadding.Pss : RSASignaturePadding.Pkcs1),
-        _ => throw new ArgumentException("JWT signing key must be ECDsa or RSA", nameof(key)),
-    };
+        // Key objects are shared (the CA's active key); .NET does not promise they are safe for concurrent use.
+        lock (key)
+        {
+            return key switch
+            {
+                ECDsa ec => ec.SignData(data, HashOf(alg), DSASignatureFormat.IeeeP1363FixedFieldConcatenation),
+                RSA rsa => rsa.SignData(data, HashOf(alg), alg.StartsWith("PS", StringComparison.Ordinal) ? RSASignaturePadding.Pss : RSASignaturePadding.Pkcs1),
+                _ => throw new ArgumentException("JWT signing key must be ECDsa or RSA", nameof(key)),
+            };
+        }
+    }
 
     internal static HashAlgorithmName HashOf(string alg) => alg[2..] switch
     {
@@ -88,7 +95,7 @@ public static class JwtSvidMinter
     private static byte[] Json(Action<Utf8JsonWriter> write)
     {
         using var ms = new MemoryStream();
-        using (var w = new Utf8JsonWriter(ms))
+        using (var w = new Utf8JsonWriter(ms, Jwk.WriterOptions(indented: false)))
         {
             write(w);
         }

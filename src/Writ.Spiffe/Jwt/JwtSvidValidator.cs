@@ -312,6 +312,15 @@ public static class JwtSvidValidator
 
     private static bool VerifySignature(AsymmetricAlgorithm key, string alg, byte[] data, byte[] sig)
     {
+        // Bundle keys are shared between concurrent validations; .NET does not promise key objects are thread-safe.
+        lock (key)
+        {
+            return VerifyUnlocked(key, alg, data, sig);
+        }
+    }
+
+    private static bool VerifyUnlocked(AsymmetricAlgorithm key, string alg, byte[] data, byte[] sig)
+    {
         try
         {
             var hash = JwtSvidMinter.HashOf(alg);

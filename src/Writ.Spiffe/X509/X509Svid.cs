@@ -89,6 +89,70 @@ public sealed record X509Svid(SpiffeId Id, IReadOnlyList<X509Certificate2> Chain
         return true;
     }
 
+    /// <summary>
+    /// Parses the Workload API encoding: concatenated DER certificates (leaf first) and an optional PKCS#8 DER key (empty = none).
+    /// Same rules as <see cref="TryParsePem"/>.
+    /// </summary>
+    public static bool TryParseDer(ReadOnlySpan<byte> chainDer, ReadOnlySpan<byte> pkcs8Key, out X509Svid? svid, out string? error)
+    {
+        svid = null;
+        var chain = Der.SplitCertificates(chainDer, out error);
+        if (chain is null)
+        {
+            return false;
+        }
+        if (chain.Count == 0)
+        {
+            error = "the SVID chain is empty: send the leaf certificate first";
+            return false;
+        }
+        var id = X509SvidValidator.IdOf(chain[0], out error);
+        if (id is null)
+        {
+            return false;
+        }
+        AsymmetricAlgorithm? key = null;
+        if (!pkcs8Key.IsEmpty)
+        {
+            key = ImportPkcs8(pkcs8Key, out error);
+            if (key is null)
+            {
+                return false;
+            }
+            if (!KeyAlgorithms.Spki(KeyAlgorithms.PublicKeyOf(key)).AsSpan().SequenceEqual(KeyAlgorithms.Spki(chain[0].PublicKey)))
+            {
+                key.Dispose();
+                error = "the private key does not match the leaf certificate's public key: give the key the SVID was issued for";
+                return false;
+            }
+        }
+        svid = new X509Svid(id, chain, key);
+        return true;
+    }
+
+    private static AsymmetricAlgorithm? ImportPkcs8(ReadOnlySpan<byte> pkcs8, out string? error)
+    {
+        error = null;
+        foreach (var create in new Func<AsymmetricAlgorithm>[] { () => ECDsa.Create(), () => RSA.Create() })
+        {
+            var k = create();
+            try
+            {
+                k.ImportPkcs8PrivateKey(pkcs8, out var read);
+                if (read == pkcs8.Length)
+                {
+                    return k;
+                }
+            }
+            catch (CryptographicException)
+            {
+            }
+            k.Dispose();
+        }
+        error = "private key is not an unencrypted PKCS#8 EC or RSA key";
+        return null;
+    }
+
     private static AsymmetricAlgorithm? ImportPrivateKey(string pem, out string? error)
     {
         error = null;

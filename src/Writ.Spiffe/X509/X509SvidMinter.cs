@@ -61,6 +61,10 @@ public static class X509SvidMinter
         req.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(subjectKey, false));
         req.CertificateExtensions.Add(X509Authorities.AuthorityKeyIdOf(caCert));
         req.CertificateExtensions.Add(SanExtension.Build(id.ToString(), dnsNames, critical: false));
-        return req.Create(caCert.SubjectName, KeyAlgorithms.GeneratorFor(caKey), notBefore, notAfter, KeyAlgorithms.RandomSerial());
+        // The CA key is shared by concurrent issuances; .NET does not promise key objects are thread-safe.
+        lock (caKey)
+        {
+            return req.Create(caCert.SubjectName, KeyAlgorithms.GeneratorFor(caKey), notBefore, notAfter, KeyAlgorithms.RandomSerial());
+        }
     }
 }

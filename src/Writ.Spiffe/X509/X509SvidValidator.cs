@@ -123,6 +123,10 @@ public static class X509SvidValidator
         {
             return X509SvidValidation.Fail("leaf certificate KeyUsage extension is not critical (X509-SVID §4.3): mark KeyUsage critical");
         }
+        if ((ku.KeyUsages & X509KeyUsageFlags.DigitalSignature) == 0)
+        {
+            return X509SvidValidation.Fail("leaf certificate must have the digitalSignature key usage (X509-SVID §4.3)");
+        }
         if ((ku.KeyUsages & X509KeyUsageFlags.KeyCertSign) != 0)
         {
             return X509SvidValidation.Fail("leaf certificate must not have the keyCertSign key usage (X509-SVID §4.3): a leaf SVID cannot sign certificates");
@@ -130,10 +134,6 @@ public static class X509SvidValidator
         if ((ku.KeyUsages & X509KeyUsageFlags.CrlSign) != 0)
         {
             return X509SvidValidation.Fail("leaf certificate must not have the cRLSign key usage (X509-SVID §4.3): a leaf SVID cannot sign CRLs");
-        }
-        if ((ku.KeyUsages & X509KeyUsageFlags.DigitalSignature) == 0)
-        {
-            return X509SvidValidation.Fail("leaf certificate must have the digitalSignature key usage (X509-SVID §4.3)");
         }
         var eku = leaf.Extensions.OfType<X509EnhancedKeyUsageExtension>().FirstOrDefault();
         if (eku is not null)
