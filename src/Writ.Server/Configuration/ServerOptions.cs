@@ -23,6 +23,7 @@ public sealed record ServerOptions
     public TimeSpan JoinTokenTtl { get; init; } = TimeSpan.FromMinutes(10);
     public TimeSpan RotationInterval { get; init; } = TimeSpan.FromSeconds(10);
     public string LogLevel { get; init; } = "info";
+    public string LogFormat { get; init; } = "text";
 
     public SpiffeId ServerId => SpiffeId.FromSegments(TrustDomain, "writ", "server");
 }
@@ -53,6 +54,7 @@ public static class ServerConfigLoader
         new("join_token_ttl", "10m", "Default lifetime of join tokens."),
         new("rotation_interval", "10s", "How often the CA rotation state machine runs."),
         new("log_level", "info", "debug, info, warn or error."),
+        new("log_format", "text", "text (one line per event) or json (one JSON object per line)."),
     ];
 
     /// <summary>Builds options from the sources. Returns null with every error when anything is invalid.</summary>
@@ -128,6 +130,7 @@ public static class ServerConfigLoader
         var tokenTtl = c.Duration("join_token_ttl", TimeSpan.FromSeconds(10), TimeSpan.FromDays(365));
         var rot = c.Duration("rotation_interval", TimeSpan.FromMilliseconds(100), TimeSpan.FromHours(1));
         var log = c.OneOf("log_level", "info", "debug", "warn", "error");
+        var logFormat = c.OneOf("log_format", "text", "json");
         if (x509Ttl > maxTtl)
         {
             c.Errors.Add($"{c.Describe("default_x509_ttl")} is larger than max_ttl ({ConfigSources.Format(maxTtl)}): lower it or raise max_ttl");
@@ -158,6 +161,7 @@ public static class ServerConfigLoader
             JoinTokenTtl = tokenTtl,
             RotationInterval = rot,
             LogLevel = log,
+            LogFormat = logFormat,
         };
     }
 
@@ -168,6 +172,6 @@ public static class ServerConfigLoader
             return t;
         }
         c.Errors.Add($"{c.Describe(name)} must be ec-p256, ec-p384 or rsa-2048, got '{c.Get(name)}'");
-        return Keys.KeyType.EcP256;
+        return Writ.Server.Keys.KeyType.EcP256;
     }
 }

@@ -1,0 +1,37 @@
+using System.Buffers.Binary;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+
+namespace Writ.Server.Hosting;
+
+/// <summary>Kernel-reported credentials of the process at the other end of a Unix socket (SO_PEERCRED).</summary>
+public static partial class UnixPeer
+{
+    private const int SolSocket = 1;
+    private const int SoPeerCred = 17;
+
+    public static bool TryGetUid(Socket socket, out int pid, out int uid)
+    {
+        pid = uid = -1;
+        Span<byte> cred = stackalloc byte[12];
+        try
+        {
+            if (socket.GetRawSocketOption(SolSocket, SoPeerCred, cred) != 12)
+            {
+                return false;
+            }
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+        pid = BinaryPrimitives.ReadInt32LittleEndian(cred);
+        uid = BinaryPrimitives.ReadInt32LittleEndian(cred[4..]);
+        return pid > 0;
+    }
+
+    [LibraryImport("libc", EntryPoint = "geteuid")]
+    internal static partial uint GetEuid();
+
+    public static int EffectiveUid => (int)GetEuid();
+}
