@@ -6,6 +6,8 @@ public static class AllCommands
 {
     public static IReadOnlyList<CommandSpec> Build() =>
     [
+        .. ServerCommands.All(),
+        .. AdminCommands.All(),
         .. PolicyCommands.All(),
         .. WorkloadCommands.All(),
     ];

@@ -1,0 +1,79 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace Writ.Cli.CommandLine;
+
+/// <summary>Tables for people, JSON for programs, and atomic file writes for credentials.</summary>
+public static class Output
+{
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+
+    public static void Json(TextWriter w, object value) => w.WriteLine(JsonSerializer.Serialize(value, value.GetType(), Indented));
+
+    public static void Table(TextWriter w, IReadOnlyList<string> headers, IEnumerable<IReadOnlyList<string>> rows)
+    {
+        var all = rows.ToList();
+        var widths = headers.Select((h, i) => Math.Max(h.Length, all.Count == 0 ? 0 : all.Max(r => r[i].Length))).ToArray();
+        var sb = new StringBuilder();
+        void Line(IReadOnlyList<string> cells)
+        {
+            for (var i = 0; i < cells.Count; i++)
+            {
+                sb.Append(i == cells.Count - 1 ? cells[i] : cells[i].PadRight(widths[i] + 2));
+            }
+            sb.AppendLine();
+        }
+        Line(headers);
+        foreach (var r in all)
+        {
+            Line(r);
+        }
+        w.Write(sb.ToString());
+    }
+
+    public static string Time(long unix) => unix == 0 ? "never"
+        : DateTimeOffset.FromUnixTimeSeconds(unix).ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
+
+    public static string Time(DateTimeOffset t) => t.ToUniversalTime().ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
+
+    /// <summary>
+    /// Writes files so a reader never sees a half-written one: each goes to a temp file in the same directory
+    /// (created with its final mode, so a key is never world-readable even briefly) and is renamed into place.
+    /// </summary>
+    public static void WriteFilesAtomically(string dir, IReadOnlyList<(string Name, string Content, UnixFileMode Mode)> files)
+    {
+        Directory.CreateDirectory(dir);
+        var temps = new List<(string Tmp, string Final)>();
+        try
+        {
+            foreach (var (name, content, mode) in files)
+            {
+                var final = Path.Combine(dir, name);
+                var tmp = Path.Combine(dir, $".{name}.{Environment.ProcessId}.tmp");
+                using (var s = new FileStream(tmp, new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write, UnixCreateMode = mode }))
+                {
+                    s.Write(Encoding.UTF8.GetBytes(content));
+                    s.Flush(flushToDisk: true);
+                }
+                File.SetUnixFileMode(tmp, mode);
+                temps.Add((tmp, final));
+            }
+            foreach (var (tmp, final) in temps)
+            {
+                File.Move(tmp, final, overwrite: true);
+            }
+        }
+        catch
+        {
+            foreach (var (tmp, _) in temps)
+            {
+                File.Delete(tmp);
+            }
+            throw;
+        }
+    }
+
+    public const UnixFileMode PublicFile = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead;
+    public const UnixFileMode SecretFile = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+}

@@ -1,0 +1,130 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Console;
+using Writ.Cli.CommandLine;
+using Writ.Server.Configuration;
+using Writ.Server.Hosting;
+using Writ.Server.Storage;
+
+namespace Writ.Cli.Commands;
+
+/// <summary>`writ server run|validate`: the server's composition root.</summary>
+public static class ServerCommands
+{
+    private static readonly OptionSpec ConfigOption = new("config", "JSON config file (keys as in docs/configuration.md)", "FILE");
+
+    /// <summary>Every config key is also a flag: `ca.key_type` → `--ca-key-type`.</summary>
+    private static IReadOnlyList<OptionSpec> ConfigOptions() =>
+        [ConfigOption, .. ServerConfigLoader.Keys.Select(k => new OptionSpec(k.Flag, $"{k.Help} [env {k.EnvVar(ServerConfigLoader.EnvPrefix)}]", "VALUE"))];
+
+    public static IEnumerable<CommandSpec> All() =>
+    [
+        new("server run", "Run the Writ server (CA, registration, agent API, admin API).", ConfigOptions(), RunAsync),
+        new("server validate", "Check a server configuration and report every problem at once.", ConfigOptions(), ValidateAsync),
+    ];
+
+    /// <summary>Defaults, then the config file, then WRIT_SERVER_* variables, then flags.</summary>
+    public static ServerOptions? Load(ParsedArgs args, out IReadOnlyList<string> errors)
+    {
+        var sources = new ConfigSources(ServerConfigLoader.Keys);
+        if (args.Get("config") is { } file)
+        {
+            sources.AddJsonFile(file);
+        }
+        sources.AddEnvironment(ServerConfigLoader.EnvPrefix, Environment.GetEnvironmentVariable);
+        foreach (var k in ServerConfigLoader.Keys)
+        {
+            if (args.Get(k.Flag) is { } v)
+            {
+                sources.Set(k.Name, v, $"flag --{k.Flag}");
+            }
+        }
+        return ServerConfigLoader.Build(sources, out errors);
+    }
+
+    private static Task<int> ValidateAsync(ParsedArgs args, CommandContext ctx)
+    {
+        var options = Load(args, out var errors);
+        if (options is null)
+        {
+            foreach (var e in errors)
+            {
+                ctx.Error.WriteLine($"error: {e}");
+            }
+            ctx.Error.WriteLine($"{errors.Count} problem(s) in the server configuration; nothing was started");
+            return Task.FromResult(CommandRunner.ExitUsage);
+        }
+        ctx.Out.WriteLine($"configuration is valid: trust domain {options.TrustDomain.Name}, data dir {options.DataDir}, store {options.StoreKind}, agent API {options.Bind}, admin socket {options.AdminSocket}");
+        return Task.FromResult(CommandRunner.ExitOk);
+    }
+
+    private static async Task<int> RunAsync(ParsedArgs args, CommandContext ctx)
+    {
+        var options = Load(args, out var errors);
+        if (options is null)
+        {
+            foreach (var e in errors)
+            {
+                ctx.Error.WriteLine($"error: {e}");
+            }
+            return CommandRunner.ExitUsage;
+        }
+        WritServerHost host;
+        try
+        {
+            host = await WritServerHost.StartAsync(options, TimeProvider.System, b => ConfigureLogging(b, options.LogLevel, options.LogFormat), ctx.Cancellation).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is StoreException or InvalidOperationException or IOException or UnauthorizedAccessException)
+        {
+            throw new CommandFailedException($"the server could not start: {e.Message}");
+        }
+        catch (Exception e) when (e.GetBaseException() is System.Net.Sockets.SocketException se)
+        {
+            throw new CommandFailedException($"the server could not listen on {options.Bind}: {se.Message}; choose another --bind");
+        }
+        await using (host.ConfigureAwait(false))
+        {
+            ctx.Out.WriteLine($"ready agent_api={host.AgentApiAddress} admin_socket={options.AdminSocket} trust_domain={options.TrustDomain.Name}");
+            ctx.Out.Flush();
+            try
+            {
+                await Task.Delay(Timeout.Infinite, ctx.Cancellation).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+        return CommandRunner.ExitOk;
+    }
+
+    public static void ConfigureLogging(ILoggingBuilder b, string level, string format)
+    {
+        b.SetMinimumLevel(level switch
+        {
+            "debug" => LogLevel.Debug,
+            "warn" => LogLevel.Warning,
+            "error" => LogLevel.Error,
+            _ => LogLevel.Information,
+        });
+        b.AddFilter("Microsoft", LogLevel.Warning);
+        b.AddFilter("Grpc", LogLevel.Warning);
+        if (format == "json")
+        {
+            b.AddJsonConsole(o =>
+            {
+                o.TimestampFormat = "yyyy-MM-dd'T'HH:mm:ss.fff'Z' ";
+                o.UseUtcTimestamp = true;
+            });
+        }
+        else
+        {
+            b.AddSimpleConsole(o =>
+            {
+                o.SingleLine = true;
+                o.TimestampFormat = "yyyy-MM-dd'T'HH:mm:ss.fff'Z' ";
+                o.UseUtcTimestamp = true;
+            });
+        }
+        b.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+    }
+}
