@@ -1,0 +1,25 @@
+using Writ.Cli.Commands;
+using Writ.IntegrationTests.Harness;
+using Writ.Server.Configuration;
+
+namespace Writ.IntegrationTests;
+
+/// <summary>Docs live beside the code: every command and every configuration key must be documented.</summary>
+public sealed class DocsTests
+{
+    [Fact]
+    public void Every_command_is_in_the_cli_reference()
+    {
+        var doc = File.ReadAllText(Path.Combine(Repo.Root, "docs", "cli.md"));
+        var missing = AllCommands.Build().Select(c => "writ " + c.Path).Where(p => !doc.Contains(p, StringComparison.Ordinal)).ToList();
+        Assert.True(missing.Count == 0, "undocumented in docs/cli.md: " + string.Join(", ", missing));
+    }
+
+    [Fact]
+    public void Every_server_setting_is_in_the_configuration_reference()
+    {
+        var doc = File.ReadAllText(Path.Combine(Repo.Root, "docs", "configuration.md"));
+        var missing = ServerConfigLoader.Keys.Where(k => !doc.Contains($"| `{k.Name}` |", StringComparison.Ordinal)).Select(k => k.Name).ToList();
+        Assert.True(missing.Count == 0, "undocumented in docs/configuration.md: " + string.Join(", ", missing));
+    }
+}
