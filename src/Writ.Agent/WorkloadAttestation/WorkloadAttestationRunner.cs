@@ -57,8 +57,45 @@ public sealed partial class WorkloadAttestationRunner
     /// Attests the process behind <paramref name="peer"/> (as read from SO_PEERCRED). Returns an
     /// error (never evidence) if the process cannot be pinned or does not survive attestation
     /// unchanged. Cancelling <paramref name="ct"/> throws <see cref="OperationCanceledException"/>.
+    /// Prefer <see cref="AttestConnectionAsync"/>, which also closes the pid-reuse window between
+    /// connect and pin where the kernel allows it.
     /// </summary>
-    public async Task<WorkloadAttestationResult> AttestAsync(PeerCredentials peer, CancellationToken ct)
+    public Task<WorkloadAttestationResult> AttestAsync(PeerCredentials peer, CancellationToken ct) =>
+        AttestAsync(peer, null, ct);
+
+    /// <summary>
+    /// Reads the peer's credentials and pidfd from a connected Unix socket and attests it. On
+    /// kernels without SO_PEERPIDFD it falls back to pid + start time only.
+    /// </summary>
+    public async Task<WorkloadAttestationResult> AttestConnectionAsync(System.Net.Sockets.Socket connection, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        if (!PeerCredentialReader.TryRead(connection, out PeerCredentials peer, out string? error))
+        {
+            return WorkloadAttestationResult.Failed(error!);
+        }
+
+        if (!PeerProcessHandle.TryOpen(connection, out PeerProcessHandle? handle, out bool unsupported, out error))
+        {
+            if (!unsupported)
+            {
+                return WorkloadAttestationResult.Failed($"cannot attest peer process {peer.Pid}: {error}");
+            }
+
+            LogNoPidFd(_log, error!);
+        }
+
+        using (handle)
+        {
+            return await AttestAsync(peer, handle, ct).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Attests <paramref name="peer"/>; with <paramref name="peerProcess"/> (its pidfd) the pin is
+    /// also proven to be of the process that connected, not of a later owner of the same pid.
+    /// </summary>
+    public async Task<WorkloadAttestationResult> AttestAsync(PeerCredentials peer, PeerProcessHandle? peerProcess, CancellationToken ct)
     {
         if (!ProcessPin.TryCreate(_proc, peer.Pid, out ProcessPin? pin, out string? pinError))
         {
@@ -66,11 +103,25 @@ public sealed partial class WorkloadAttestationRunner
             return WorkloadAttestationResult.Failed($"cannot attest peer process {peer.Pid}: {pinError}");
         }
 
+        // Checked AFTER pinning: if the connecting process is still alive with this pid now, it
+        // owned the pid (a live process's pid is unique) when /proc was read.
+        if (peerProcess is not null && peerProcess.CurrentPid != peer.Pid)
+        {
+            string gone = $"the process that connected as pid {peer.Pid} has exited and the pid may belong to another process";
+            LogPinFailed(_log, peer.Pid, gone);
+            return WorkloadAttestationResult.Failed($"cannot attest peer process {peer.Pid}: {gone}; let the client reconnect");
+        }
+
         var process = new WorkloadProcess(peer, pin!);
         AttestorResult[] results = await Task.WhenAll(_attestors.Select(a => RunOneAsync(a, process, ct))).ConfigureAwait(false);
         ct.ThrowIfCancellationRequested();
 
-        if (!pin!.Verify(_proc, out string? reason))
+        if (pin!.Verify(_proc, out string? reason) && peerProcess is not null && peerProcess.CurrentPid != peer.Pid)
+        {
+            reason = "the connecting process exited";
+        }
+
+        if (reason is not null)
         {
             LogReplaced(_log, peer.Pid, reason!);
             return WorkloadAttestationResult.Failed(
@@ -188,6 +239,9 @@ public sealed partial class WorkloadAttestationRunner
 
     [LoggerMessage(EventId = 3103, Level = LogLevel.Error, Message = "Workload attestor {Attestor} threw for process {Pid}")]
     private static partial void LogThrew(ILogger logger, string attestor, int pid, Exception exception);
+
+    [LoggerMessage(EventId = 3105, Level = LogLevel.Debug, Message = "Workload attestation without a peer pidfd: {Reason}")]
+    private static partial void LogNoPidFd(ILogger logger, string reason);
 
     [LoggerMessage(EventId = 3104, Level = LogLevel.Debug, Message = "Workload process {Pid} attested: {SelectorCount} selectors, {ErrorCount} attestor errors")]
     private static partial void LogAttested(ILogger logger, int pid, int selectorCount, int errorCount);
