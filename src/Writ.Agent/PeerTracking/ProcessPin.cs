@@ -91,19 +91,19 @@ public sealed record ProcessPin(int Pid, ulong StartTimeTicks, string BootId)
             return false;
         }
 
-        if (Executable is not null)
+        bool readable = FileIdentity.TryGet(ProcFs.PidPath(proc, Pid, "exe"), out FileIdentity id, out _);
+        if (Executable is not null && !readable)
         {
-            if (!FileIdentity.TryGet(ProcFs.PidPath(proc, Pid, "exe"), out FileIdentity id, out _))
-            {
-                reason = $"process {Pid} no longer has a readable executable (it exited)";
-                return false;
-            }
+            reason = $"process {Pid} no longer has a readable executable (it exited)";
+            return false;
+        }
 
-            if (!string.Equals(id.FileKey, Executable, StringComparison.Ordinal))
-            {
-                reason = $"process {Pid} executed another program after it was pinned";
-                return false;
-            }
+        // An executable that was unreadable when pinned (e.g. a non-dumpable process and an agent
+        // without CAP_SYS_PTRACE) and is readable now means an exec happened in between.
+        if (readable && !string.Equals(id.FileKey, Executable, StringComparison.Ordinal))
+        {
+            reason = $"process {Pid} executed another program after it was pinned";
+            return false;
         }
 
         reason = null;

@@ -126,12 +126,21 @@ public sealed class UnixWorkloadAttestor : IWorkloadAttestor
 
         if (target is not null)
         {
-            facts["exe"] = target;
+            // Control characters would let a file name forge log or audit lines, and invalid UTF-8
+            // (decoded as U+FFFD) would make different paths compare equal: no selector for those.
+            bool unprintable = target.Any(c => char.IsControl(c) || c == '\uFFFD');
+            facts["exe"] = unprintable
+                ? string.Concat(target.Select(c => char.IsControl(c) ? "\\x" + ((int)c).ToString("x2", CultureInfo.InvariantCulture) : c.ToString()))
+                : target;
             if (target.EndsWith(DeletedSuffix, StringComparison.Ordinal))
             {
                 // The binary was deleted or replaced after exec (or its name really ends in
                 // " (deleted)"): either way the path no longer names what is running.
                 facts["exe_deleted"] = "true";
+            }
+            else if (unprintable)
+            {
+                facts["exe_unprintable"] = "true";
             }
             else if (Path.IsPathFullyQualified(target))
             {
@@ -147,6 +156,12 @@ public sealed class UnixWorkloadAttestor : IWorkloadAttestor
         {
             if (_hasher.TryHash(exeLink, ct, out string? sha256, out FileIdentity identity, out string? hashError))
             {
+                // The hash must be of the program that was pinned, not of one exec'd since.
+                if (!string.Equals(identity.FileKey, process.Pin.Executable, StringComparison.Ordinal))
+                {
+                    return AttestorResult.Failure(Name, $"process {pid} executed another program during attestation; let the client reconnect", facts);
+                }
+
                 Add("sha256", sha256!);
                 facts["exe_size"] = Inv(identity.Size);
                 facts["exe_file"] = identity.FileKey;

@@ -78,6 +78,19 @@ public sealed class ProcessPinTests
     }
 
     [Fact]
+    public void An_executable_that_was_unreadable_when_pinned_and_is_readable_now_means_an_exec()
+    {
+        using var proc = new FakeProc();
+        proc.Write(4243, "stat", FakeProc.StatLine(4243, "worker", 'S', 1000));
+        Assert.True(ProcessPin.TryCreate(proc, 4243, out ProcessPin? pin, out _));
+        Assert.Null(pin!.Executable);
+        File.CreateSymbolicLink(Path.Combine(proc.Root, "4243", "exe"), "/usr/bin/sleep");
+
+        Assert.False(pin.Verify(proc, out string? reason));
+        Assert.Contains("executed another program", reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void A_pin_from_another_boot_is_not_the_same_process()
     {
         using var proc = new FakeProc();

@@ -197,6 +197,39 @@ public sealed class UnixWorkloadAttestorTests
     }
 
     [Fact]
+    public async Task A_binary_whose_path_has_control_characters_gets_no_path_selector_and_an_escaped_fact()
+    {
+        using var dir = new TempDir();
+        string path = dir.Combine("app\nforged line");
+        File.Copy(Sleep, path);
+        File.SetUnixFileMode(path, (UnixFileMode)0b111_101_101);
+        using Child child = Child.Start(path, "30");
+
+        AttestorResult result = await AttestAsync(new UnixWorkloadAttestor(ProcFs.Host), child.Pid, 0, 0);
+
+        Assert.Null(result.Error);
+        Assert.DoesNotContain(Strings(result), x => x.StartsWith("unix:path:", StringComparison.Ordinal));
+        Assert.Equal("true", result.Facts["exe_unprintable"]);
+        Assert.Equal(dir.Combine("app\\x0aforged line"), result.Facts["exe"]);
+        Assert.Contains($"unix:sha256:{Sha256Of(Sleep)}", Strings(result));
+    }
+
+    [Fact]
+    public async Task A_hash_of_another_program_than_the_pinned_one_is_refused()
+    {
+        // As if the process exec'd between pinning and hashing: the pin names another file.
+        using Child child = Child.Start(Sleep, "30");
+        Assert.True(ProcessPin.TryCreate(ProcFs.Host, child.Pid, out ProcessPin? pin, out _));
+        foreach (ProcessPin stale in new[] { pin! with { Executable = "0:1" }, pin! with { Executable = null } })
+        {
+            AttestorResult result = await new UnixWorkloadAttestor(ProcFs.Host).AttestAsync(
+                new WorkloadProcess(new PeerCredentials(child.Pid, 0, 0), stale), TestContext.Current.CancellationToken);
+            Assert.Empty(result.Selectors);
+            Assert.Contains("executed another program during attestation", result.Error, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
     public async Task A_process_whose_credentials_differ_from_what_it_connected_with_is_refused()
     {
         // SO_PEERCRED said root (e.g. it connected, then exec'd a setuid binary or changed ids the
