@@ -1,5 +1,0 @@
-namespace Writ.Agent;
-
-internal static class AssemblyMarker
-{
-}

@@ -1,0 +1,137 @@
+using System.Collections.ObjectModel;
+using System.Globalization;
+using Writ.Agent.PeerTracking;
+
+namespace Writ.Agent.WorkloadAttestation;
+
+/// <summary>
+/// The <c>cgroup</c> attestor: reads /proc/&lt;pid&gt;/cgroup (cgroup v1, v2 and hybrid; systemd and
+/// cgroupfs drivers) and emits the container id and runtime, the Kubernetes pod uid, and the
+/// unified-hierarchy cgroup path. The path rules are in <see cref="CgroupPathParser"/> and SELECTORS.md.
+/// Not being in a container is not an error: the container selectors are simply absent.
+/// </summary>
+public sealed class CgroupWorkloadAttestor : IWorkloadAttestor
+{
+    public const string AttestorName = "cgroup";
+    private readonly IProcFs _proc;
+
+    public CgroupWorkloadAttestor(IProcFs proc)
+    {
+        ArgumentNullException.ThrowIfNull(proc);
+        _proc = proc;
+    }
+
+    public string Name => AttestorName;
+
+    public Task<AttestorResult> AttestAsync(WorkloadProcess process, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(process);
+        string text;
+        int pid = process.Peer.Pid;
+        try
+        {
+            text = File.ReadAllText(ProcFs.PidPath(_proc, pid, "cgroup"));
+        }
+        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return Task.FromResult(AttestorResult.Failure(Name, $"process {pid} does not exist (it exited); let the client reconnect"));
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return Task.FromResult(AttestorResult.Failure(Name, $"could not read /proc cgroup of process {pid} ({ex.GetType().Name}); the agent needs to read /proc/<pid>/cgroup"));
+        }
+
+        return Task.FromResult(Evaluate(Name, text));
+    }
+
+    /// <summary>Turns the text of a /proc/&lt;pid&gt;/cgroup file into selectors and facts.</summary>
+    public static AttestorResult Evaluate(string attestorName, string cgroupFileText)
+    {
+        ArgumentNullException.ThrowIfNull(cgroupFileText);
+        var facts = new Dictionary<string, string>(StringComparer.Ordinal);
+        var selectors = new List<Selector>();
+        string? unifiedPath = null;
+        var containers = new HashSet<CgroupPathInfo>();
+        string? refusal = null;
+        int lines = 0;
+        foreach (string raw in cgroupFileText.Split('\n'))
+        {
+            if (raw.Length == 0)
+            {
+                continue;
+            }
+
+            // hierarchy-id:controller-list:path — the path may itself contain ':'.
+            string[] parts = raw.Split(':', 3);
+            if (parts.Length != 3 || !int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out int hierarchy) ||
+                parts[2].Length == 0 || parts[2][0] != '/')
+            {
+                return AttestorResult.Failure(attestorName, "the /proc cgroup file has a malformed line; it is not a Linux /proc/<pid>/cgroup file");
+            }
+
+            lines++;
+            string path = parts[2];
+            if (hierarchy == 0 && parts[1].Length == 0)
+            {
+                unifiedPath ??= path;
+            }
+
+            CgroupPathInfo info = CgroupPathParser.Parse(path);
+            switch (info.Kind)
+            {
+                case CgroupPathKind.Container:
+                    containers.Add(info);
+                    break;
+                case CgroupPathKind.Untrusted:
+                case CgroupPathKind.RuntimeMonitor:
+                    refusal ??= info.Reason;
+                    break;
+            }
+        }
+
+        if (lines == 0)
+        {
+            return AttestorResult.Failure(attestorName, "the /proc cgroup file is empty; the kernel has no cgroup support enabled");
+        }
+
+        if (unifiedPath is not null)
+        {
+            facts["path"] = unifiedPath;
+            selectors.Add(new Selector("cgroup", $"path:{unifiedPath}"));
+        }
+
+        if (containers.Count > 1)
+        {
+            // Different hierarchies name different containers: someone moved the process in one of
+            // them. Refuse rather than pick one.
+            return AttestorResult.Failure(attestorName,
+                "the process's cgroup hierarchies name different containers; refusing to pick one (was the process moved between cgroups?)",
+                new ReadOnlyDictionary<string, string>(facts));
+        }
+
+        if (refusal is not null)
+        {
+            facts["container_refused"] = refusal;
+        }
+        else if (containers.Count == 1)
+        {
+            CgroupPathInfo c = containers.First();
+            facts["container_id"] = c.ContainerId!;
+            selectors.Add(new Selector("container", $"id:{c.ContainerId}"));
+            if (c.Runtime != ContainerRuntime.Unknown)
+            {
+                string runtime = c.Runtime.ToString().ToLowerInvariant();
+                facts["container_runtime"] = runtime;
+                selectors.Add(new Selector("container", $"runtime:{runtime}"));
+            }
+
+            if (c.PodUid is not null)
+            {
+                facts["pod_uid"] = c.PodUid;
+                selectors.Add(new Selector("k8s", $"pod-uid:{c.PodUid}"));
+            }
+        }
+
+        return AttestorResult.Success(attestorName, selectors.AsReadOnly(), new ReadOnlyDictionary<string, string>(facts));
+    }
+}

@@ -1,0 +1,116 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Security.Cryptography;
+using Microsoft.Win32.SafeHandles;
+using Writ.Agent.PeerTracking;
+
+namespace Writ.Agent.WorkloadAttestation;
+
+/// <summary>
+/// SHA-256 of a running executable, read through <c>/proc/&lt;pid&gt;/exe</c> (the file the process is
+/// actually running, even if it was deleted or its path now names another file), with a size limit
+/// and a cache keyed by the file's identity (device, inode, size, mtime ns, ctime ns) taken with
+/// statx on the opened file. A binary rewritten in place changes at least its ctime, so it is
+/// hashed again.
+/// </summary>
+public sealed class ExecutableHasher
+{
+    private const int ChunkSize = 1 << 20;
+    private readonly ConcurrentDictionary<FileIdentity, string> _cache = new();
+    private readonly int _maxCacheEntries;
+
+    public ExecutableHasher(long maxBytes, int maxCacheEntries = 4096)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxBytes);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxCacheEntries);
+        MaxBytes = maxBytes;
+        _maxCacheEntries = maxCacheEntries;
+    }
+
+    public long MaxBytes { get; }
+
+    /// <summary>How many files were actually read and hashed (not served from the cache).</summary>
+    public long HashesComputed => Interlocked.Read(ref _hashesComputed);
+
+    private long _hashesComputed;
+
+    /// <summary>Hashes the file at <paramref name="path"/> (e.g. /proc/1234/exe); lowercase hex.</summary>
+    public bool TryHash(string path, CancellationToken ct, out string? sha256Hex, out FileIdentity identity, out string? error)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        sha256Hex = null;
+        identity = default;
+        SafeFileHandle handle;
+        try
+        {
+            handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            error = $"cannot open the executable for hashing ({ex.GetType().Name}); the agent must run as root to read /proc/<pid>/exe";
+            return false;
+        }
+
+        using (handle)
+        {
+            if (!FileIdentity.TryGet(handle, out identity, out string? statError))
+            {
+                error = $"cannot stat the executable for hashing: {statError}";
+                return false;
+            }
+
+            if (_cache.TryGetValue(identity, out sha256Hex))
+            {
+                error = null;
+                return true;
+            }
+
+            if (identity.Size > MaxBytes)
+            {
+                error = string.Create(CultureInfo.InvariantCulture,
+                    $"the executable is {identity.Size} bytes, over the {MaxBytes}-byte hashing limit; raise the unix attestor's max hash size to get a sha256 selector");
+                return false;
+            }
+
+            using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            byte[] buffer = new byte[ChunkSize];
+            long offset = 0;
+            while (true)
+            {
+                ct.ThrowIfCancellationRequested();
+                int read = RandomAccess.Read(handle, buffer, offset);
+                if (read == 0)
+                {
+                    break;
+                }
+
+                offset += read;
+                if (offset > MaxBytes)
+                {
+                    error = string.Create(CultureInfo.InvariantCulture,
+                        $"the executable grew past the {MaxBytes}-byte hashing limit while being hashed; raise the unix attestor's max hash size to get a sha256 selector");
+                    return false;
+                }
+
+                hash.AppendData(buffer, 0, read);
+            }
+
+            if (!FileIdentity.TryGet(handle, out FileIdentity after, out statError) || after != identity || offset != identity.Size)
+            {
+                error = "the executable changed while it was being hashed; retry the request";
+                return false;
+            }
+
+            sha256Hex = Convert.ToHexStringLower(hash.GetHashAndReset());
+            Interlocked.Increment(ref _hashesComputed);
+            if (_cache.Count >= _maxCacheEntries)
+            {
+                _cache.Clear();
+            }
+
+            _cache[identity] = sha256Hex;
+            error = null;
+            return true;
+        }
+    }
+}

@@ -1,0 +1,248 @@
+using System.Collections.ObjectModel;
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using Writ.Agent.PeerTracking;
+
+namespace Writ.Agent.WorkloadAttestation;
+
+/// <summary>
+/// Attests the peer of a Workload API connection: pins the process, runs every attestor
+/// concurrently with a per-attestor timeout, and re-checks the pin afterwards so that evidence
+/// gathered from a process that exited, was replaced by a recycled pid, or exec'd another program
+/// during attestation is thrown away. A failing or timing-out attestor is logged and recorded in
+/// <see cref="WorkloadEvidence.AttestorErrors"/>; its selectors are dropped and the others still count.
+/// </summary>
+public sealed partial class WorkloadAttestationRunner
+{
+    private readonly IWorkloadAttestor[] _attestors;
+    private readonly IProcFs _proc;
+    private readonly TimeSpan _timeout;
+    private readonly ILogger _log;
+    private readonly TimeProvider _time;
+
+    public WorkloadAttestationRunner(IEnumerable<IWorkloadAttestor> attestors, IProcFs proc, TimeSpan timeout, ILogger log)
+        : this(attestors, proc, timeout, log, TimeProvider.System)
+    {
+    }
+
+    public WorkloadAttestationRunner(IEnumerable<IWorkloadAttestor> attestors, IProcFs proc, TimeSpan timeout, ILogger log, TimeProvider time)
+    {
+        ArgumentNullException.ThrowIfNull(attestors);
+        ArgumentNullException.ThrowIfNull(proc);
+        ArgumentNullException.ThrowIfNull(log);
+        ArgumentNullException.ThrowIfNull(time);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(timeout, TimeSpan.Zero);
+        _attestors = [.. attestors];
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        foreach (IWorkloadAttestor a in _attestors)
+        {
+            if (a is null || !Selector.IsValidType(a.Name))
+            {
+                throw new ArgumentException("every workload attestor needs a lowercase name (letters, digits, '_' or '-'); fix the attestor configuration", nameof(attestors));
+            }
+
+            if (!names.Add(a.Name))
+            {
+                throw new ArgumentException($"workload attestor '{a.Name}' is configured twice; configure each attestor once", nameof(attestors));
+            }
+        }
+
+        _proc = proc;
+        _timeout = timeout;
+        _log = log;
+        _time = time;
+    }
+
+    /// <summary>
+    /// Attests the process behind <paramref name="peer"/> (as read from SO_PEERCRED). Returns an
+    /// error (never evidence) if the process cannot be pinned or does not survive attestation
+    /// unchanged. Cancelling <paramref name="ct"/> throws <see cref="OperationCanceledException"/>.
+    /// Prefer <see cref="AttestConnectionAsync"/>, which also closes the pid-reuse window between
+    /// connect and pin where the kernel allows it.
+    /// </summary>
+    public Task<WorkloadAttestationResult> AttestAsync(PeerCredentials peer, CancellationToken ct) =>
+        AttestAsync(peer, null, ct);
+
+    /// <summary>
+    /// Reads the peer's credentials and pidfd from a connected Unix socket and attests it. On
+    /// kernels without SO_PEERPIDFD it falls back to pid + start time only.
+    /// </summary>
+    public async Task<WorkloadAttestationResult> AttestConnectionAsync(System.Net.Sockets.Socket connection, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        if (!PeerCredentialReader.TryRead(connection, out PeerCredentials peer, out string? error))
+        {
+            return WorkloadAttestationResult.Failed(error!);
+        }
+
+        if (!PeerProcessHandle.TryOpen(connection, out PeerProcessHandle? handle, out bool unsupported, out error))
+        {
+            if (!unsupported)
+            {
+                return WorkloadAttestationResult.Failed($"cannot attest peer process {peer.Pid}: {error}");
+            }
+
+            LogNoPidFd(_log, error!);
+        }
+
+        using (handle)
+        {
+            return await AttestAsync(peer, handle, ct).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Attests <paramref name="peer"/>; with <paramref name="peerProcess"/> (its pidfd) the pin is
+    /// also proven to be of the process that connected, not of a later owner of the same pid.
+    /// </summary>
+    public async Task<WorkloadAttestationResult> AttestAsync(PeerCredentials peer, PeerProcessHandle? peerProcess, CancellationToken ct)
+    {
+        if (!ProcessPin.TryCreate(_proc, peer.Pid, out ProcessPin? pin, out string? pinError))
+        {
+            LogPinFailed(_log, peer.Pid, pinError!);
+            return WorkloadAttestationResult.Failed($"cannot attest peer process {peer.Pid}: {pinError}");
+        }
+
+        // Checked AFTER pinning: if the connecting process is still alive with this pid now, it
+        // owned the pid (a live process's pid is unique) when /proc was read.
+        if (peerProcess is not null && peerProcess.CurrentPid != peer.Pid)
+        {
+            string gone = $"the process that connected as pid {peer.Pid} has exited and the pid may belong to another process";
+            LogPinFailed(_log, peer.Pid, gone);
+            return WorkloadAttestationResult.Failed($"cannot attest peer process {peer.Pid}: {gone}; let the client reconnect");
+        }
+
+        var process = new WorkloadProcess(peer, pin!);
+        AttestorResult[] results = await Task.WhenAll(_attestors.Select(a => RunOneAsync(a, process, ct))).ConfigureAwait(false);
+        ct.ThrowIfCancellationRequested();
+
+        if (pin!.Verify(_proc, out string? reason) && peerProcess is not null && peerProcess.CurrentPid != peer.Pid)
+        {
+            reason = "the connecting process exited";
+        }
+
+        if (reason is not null)
+        {
+            LogReplaced(_log, peer.Pid, reason!);
+            return WorkloadAttestationResult.Failed(
+                $"process {peer.Pid} exited or was replaced during attestation ({reason}); let the client reconnect");
+        }
+
+        var selectors = new SortedSet<Selector>(SelectorComparer.Instance);
+        var facts = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        var errors = new List<string>();
+        foreach (AttestorResult r in results)
+        {
+            foreach ((string key, string value) in r.Facts)
+            {
+                facts[$"{r.Attestor}.{key}"] = value;
+            }
+
+            if (r.Error is not null)
+            {
+                errors.Add(r.Error);
+                continue;
+            }
+
+            selectors.UnionWith(r.Selectors);
+        }
+
+        LogAttested(_log, peer.Pid, selectors.Count, errors.Count);
+        var evidence = new WorkloadEvidence(
+            process,
+            [.. selectors],
+            new ReadOnlyDictionary<string, string>(facts),
+            errors.AsReadOnly());
+        return new WorkloadAttestationResult(evidence, null);
+    }
+
+    private async Task<AttestorResult> RunOneAsync(IWorkloadAttestor attestor, WorkloadProcess process, CancellationToken ct)
+    {
+        string name = attestor.Name;
+        using var timeout = new CancellationTokenSource(_timeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, timeout.Token);
+        // Task.Run: an attestor that blocks synchronously must not block the runner or the others.
+        Task<AttestorResult> task = Task.Run(() => attestor.AttestAsync(process, linked.Token), CancellationToken.None);
+        try
+        {
+            AttestorResult? result = await task.WaitAsync(linked.Token).ConfigureAwait(false);
+            return Validate(name, result);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            Observe(task);
+            throw;
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+        {
+            Observe(task);
+            LogTimedOut(_log, name, process.Peer.Pid, _timeout.TotalMilliseconds);
+            return AttestorResult.Failure(name, string.Create(CultureInfo.InvariantCulture,
+                $"attestor '{name}' did not finish within {_timeout.TotalMilliseconds:0} ms; its selectors were ignored (raise the attestor timeout if this repeats)"));
+        }
+        catch (Exception ex)
+        {
+            LogThrew(_log, name, process.Peer.Pid, ex);
+            return AttestorResult.Failure(name, $"attestor '{name}' failed with {ex.GetType().Name}; its selectors were ignored (see the agent log)");
+        }
+    }
+
+    private static AttestorResult Validate(string name, AttestorResult? result)
+    {
+        if (result is null)
+        {
+            return AttestorResult.Failure(name, $"attestor '{name}' returned no result; its selectors were ignored (attestor bug)");
+        }
+
+        IReadOnlyDictionary<string, string> facts = result.Facts ?? ReadOnlyDictionary<string, string>.Empty;
+        if (result.Error is not null)
+        {
+            return AttestorResult.Failure(name, $"attestor '{name}': {OneLine(result.Error)}", facts);
+        }
+
+        if (result.Selectors is null || result.Selectors.Any(s => s is null || !Selector.IsValidType(s.Type) || string.IsNullOrEmpty(s.Value)))
+        {
+            return AttestorResult.Failure(name, $"attestor '{name}' returned a malformed selector; its selectors were ignored (attestor bug)", facts);
+        }
+
+        return new AttestorResult(name, result.Selectors, facts, null);
+    }
+
+    private static string OneLine(string text)
+    {
+        string line = text.ReplaceLineEndings(" ").Trim();
+        return line.Length <= 500 ? line : line[..500];
+    }
+
+    private static void Observe(Task task) =>
+        _ = task.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+
+    private sealed class SelectorComparer : IComparer<Selector>
+    {
+        public static readonly SelectorComparer Instance = new();
+
+        public int Compare(Selector? x, Selector? y)
+        {
+            int c = string.CompareOrdinal(x?.Type, y?.Type);
+            return c != 0 ? c : string.CompareOrdinal(x?.Value, y?.Value);
+        }
+    }
+
+    [LoggerMessage(EventId = 3100, Level = LogLevel.Warning, Message = "Workload attestation: cannot pin peer process {Pid}: {Reason}")]
+    private static partial void LogPinFailed(ILogger logger, int pid, string reason);
+
+    [LoggerMessage(EventId = 3101, Level = LogLevel.Warning, Message = "Workload attestation: process {Pid} changed during attestation, evidence discarded: {Reason}")]
+    private static partial void LogReplaced(ILogger logger, int pid, string reason);
+
+    [LoggerMessage(EventId = 3102, Level = LogLevel.Warning, Message = "Workload attestor {Attestor} timed out after {TimeoutMs} ms for process {Pid}")]
+    private static partial void LogTimedOut(ILogger logger, string attestor, int pid, double timeoutMs);
+
+    [LoggerMessage(EventId = 3103, Level = LogLevel.Error, Message = "Workload attestor {Attestor} threw for process {Pid}")]
+    private static partial void LogThrew(ILogger logger, string attestor, int pid, Exception exception);
+
+    [LoggerMessage(EventId = 3105, Level = LogLevel.Debug, Message = "Workload attestation without a peer pidfd: {Reason}")]
+    private static partial void LogNoPidFd(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 3104, Level = LogLevel.Debug, Message = "Workload process {Pid} attested: {SelectorCount} selectors, {ErrorCount} attestor errors")]
+    private static partial void LogAttested(ILogger logger, int pid, int selectorCount, int errorCount);
+}
