@@ -4,7 +4,7 @@ using Writ.Server.Configuration;
 using Writ.Server.Issuance;
 using Writ.Server.Registration;
 using Writ.Server.Storage;
-using Writ.Server.Sync;
+using Writ.Protocol;
 
 namespace Writ.Server.Hosting;
 

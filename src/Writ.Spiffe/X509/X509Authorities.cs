@@ -102,4 +102,18 @@ public static class X509Authorities
             throw new ArgumentException($"certificate validity is empty (notBefore {notBefore:O} is not before notAfter {notAfter:O}): check the TTL and the upstream CA's lifetime", nameof(notAfter));
         }
     }
+
+    /// <summary>The trust domain a CA certificate names in its URI SAN (<c>spiffe://td</c>), as Writ's CAs do; null if none.</summary>
+    public static TrustDomain? TrustDomainOf(X509Certificate2 ca)
+    {
+        var uris = Internal.SanExtension.ReadUris(ca, out _);
+        foreach (var uri in uris ?? [])
+        {
+            if (SpiffeId.TryParse(uri, out var id, out _) && id.Path.Length == 0)
+            {
+                return id.TrustDomain;
+            }
+        }
+        return null;
+    }
 }

@@ -1,4 +1,4 @@
-namespace Writ.Server.Sync;
+namespace Writ.Protocol;
 
 /// <summary>
 /// An in-process "something changed" broadcast: waiters get a task that completes at the next <see cref="Raise"/>.

@@ -1,0 +1,23 @@
+using Writ.Spiffe;
+
+namespace Writ.Agent;
+
+/// <summary>The validated agent configuration (built by the CLI from flags, environment and a config file).</summary>
+public sealed record AgentOptions
+{
+    /// <summary>host:port of the server's agent API.</summary>
+    public required string ServerAddress { get; init; }
+    public required TrustDomain TrustDomain { get; init; }
+    public required string DataDir { get; init; }
+    /// <summary>The Workload API socket (usable by every local user: identity comes from the kernel).</summary>
+    public required string SocketPath { get; init; }
+    /// <summary>PEM or SPIFFE-JSON bundle used to authenticate the server before the agent has its own copy.</summary>
+    public string? TrustBundlePath { get; init; }
+    public string? JoinToken { get; init; }
+    public TimeSpan AttestorTimeout { get; init; } = TimeSpan.FromSeconds(5);
+    /// <summary>How long before expiry a cached SVID is no longer served when it cannot be renewed.</summary>
+    public TimeSpan ExpiryMargin { get; init; } = TimeSpan.Zero;
+    public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(30);
+    public string LogLevel { get; init; } = "info";
+    public string LogFormat { get; init; } = "text";
+}

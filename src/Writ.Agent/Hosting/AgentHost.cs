@@ -1,0 +1,197 @@
+using System.Net.Sockets;
+using Grpc.Core;
+using Grpc.Core.Interceptors;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Writ.Agent.Cache;
+using Writ.Agent.NodeAttestation;
+using Writ.Agent.PeerTracking;
+using Writ.Agent.Sync;
+using Writ.Agent.WorkloadApi;
+using Writ.Agent.WorkloadAttestation;
+
+namespace Writ.Agent.Hosting;
+
+/// <summary>
+/// Composes and runs a Writ agent: node identity (attest/resume, renew), the sync stream, the SVID cache and the
+/// Workload API on a Unix socket. <see cref="Completion"/> ends with the reason when the agent must stop (banned,
+/// evicted) — the CLI turns it into a clear message and a non-zero exit.
+/// </summary>
+public sealed class AgentHost : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly NodeIdentity _node;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly TaskCompletionSource<string?> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly List<Task> _loops = [];
+
+    private AgentHost(WebApplication app, NodeIdentity node)
+    {
+        _app = app;
+        _node = node;
+    }
+
+    public string AgentId => _node.AgentId?.ToString() ?? "";
+
+    /// <summary>Completes with null on a normal stop, or with the reason the agent had to stop.</summary>
+    public Task<string?> Completion => _completion.Task;
+
+    public static async Task<AgentHost> StartAsync(AgentOptions options, TimeProvider time, Action<ILoggingBuilder> logging, CancellationToken ct)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        logging(builder.Logging);
+        var state = new AgentState(NodeIdentity.LoadBootstrapBundle(options));
+        builder.Services.AddSingleton(options);
+        builder.Services.AddSingleton(time);
+        builder.Services.AddSingleton(state);
+        builder.Services.AddSingleton(sp => new NodeIdentity(options, state, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger<NodeIdentity>()));
+        builder.Services.AddSingleton(sp => new SvidCache(sp.GetRequiredService<NodeIdentity>(), state, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger<SvidCache>()));
+        builder.Services.AddSingleton(sp =>
+        {
+            var proc = ProcFs.Host;
+            IWorkloadAttestor[] attestors = [new UnixWorkloadAttestor(proc), new CgroupWorkloadAttestor(proc)];
+            return new WorkloadAttestationRunner(attestors, proc, options.AttestorTimeout, sp.GetRequiredService<ILoggerFactory>().CreateLogger<WorkloadAttestationRunner>());
+        });
+        builder.Services.AddSingleton<FatalInterceptor>();
+        builder.Services.AddGrpc(o =>
+        {
+            o.Interceptors.Add<FatalInterceptor>();
+            o.EnableDetailedErrors = false;
+        });
+        builder.Services.AddGrpcReflection();
+        PrepareSocket(options.SocketPath);
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.AddServerHeader = false;
+            k.ListenUnixSocket(options.SocketPath, lo => lo.Protocols = HttpProtocols.Http2);
+        });
+        var app = builder.Build();
+        app.MapGrpcService<WorkloadApiService>();
+        app.MapGrpcReflectionService();
+
+        var node = app.Services.GetRequiredService<NodeIdentity>();
+        var host = new AgentHost(app, node);
+        app.Services.GetRequiredService<FatalInterceptor>().OnFatal = host.Fail;
+        await node.StartAsync(ct).ConfigureAwait(false);   // attest (or resume) before serving anything
+        await app.StartAsync(ct).ConfigureAwait(false);
+        // Identity comes from the kernel, not from file permissions: every local user may connect.
+        File.SetUnixFileMode(options.SocketPath, (UnixFileMode)0b110_110_110);
+
+        var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<AgentHost>();
+        var sync = new SyncClient(node, state, options, time, app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<SyncClient>());
+        var cache = app.Services.GetRequiredService<SvidCache>();
+        host._loops.Add(host.Guard(sync.RunAsync, "sync", log));
+        host._loops.Add(host.Guard(node.RenewLoopAsync, "renewal", log));
+        host._loops.Add(host.Guard(cache.MaintainAsync, "svid cache", log));
+        AgentLog.Ready(log, host.AgentId, options.SocketPath, options.ServerAddress);
+        return host;
+    }
+
+    private async Task Guard(Func<CancellationToken, Task> loop, string name, ILogger log)
+    {
+        try
+        {
+            await loop(_stop.Token).ConfigureAwait(false);
+        }
+        catch (Exception) when (_stop.IsCancellationRequested)
+        {
+            // stopping: a cancelled call (OperationCanceledException or RpcException Cancelled) is the normal end
+        }
+        catch (AgentFatalException e)
+        {
+            AgentLog.Fatal(log, e.Message);
+            Fail(e.Message);
+        }
+        catch (Exception e)
+        {
+            AgentLog.Unexpected(log, e, name);
+            Fail($"the {name} loop failed: {e.Message}");
+        }
+    }
+
+    private void Fail(string reason)
+    {
+        _completion.TrySetResult(reason);
+        _stop.Cancel();
+    }
+
+    private static void PrepareSocket(string path)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        if (!File.Exists(path))
+        {
+            return;
+        }
+        using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            probe.Connect(new UnixDomainSocketEndPoint(path));
+        }
+        catch (SocketException)
+        {
+            File.Delete(path);
+            return;
+        }
+        throw new AgentFatalException($"another process is already serving the Workload API on '{path}': stop it or choose another --socket");
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _completion.TrySetResult(null);
+        await _stop.CancelAsync().ConfigureAwait(false);
+        await Task.WhenAll(_loops).ConfigureAwait(false);
+        await _app.StopAsync(CancellationToken.None).ConfigureAwait(false);
+        await _app.DisposeAsync().ConfigureAwait(false);
+        _node.Dispose();
+        _stop.Dispose();
+    }
+
+    /// <summary>Turns a fatal condition met during a workload call into Unavailable for the caller and a stop of the agent.</summary>
+    private sealed class FatalInterceptor(ILogger<FatalInterceptor> log) : Interceptor
+    {
+        public Action<string>? OnFatal { get; set; }
+
+        public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
+        {
+            try
+            {
+                return await continuation(request, context).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not RpcException)
+            {
+                throw Translate(e, context);
+            }
+        }
+
+        public override async Task ServerStreamingServerHandler<TRequest, TResponse>(TRequest request, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, ServerStreamingServerMethod<TRequest, TResponse> continuation)
+        {
+            try
+            {
+                await continuation(request, responseStream, context).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
+            {
+            }
+            catch (Exception e) when (e is not RpcException)
+            {
+                throw Translate(e, context);
+            }
+        }
+
+        private RpcException Translate(Exception e, ServerCallContext context)
+        {
+            if (e is AgentFatalException fatal)
+            {
+                AgentLog.Fatal(log, fatal.Message);
+                OnFatal?.Invoke(fatal.Message);
+                return new RpcException(new Status(StatusCode.Unavailable, "the agent is stopping; retry against a working agent"));
+            }
+            AgentLog.Unexpected(log, e, context.Method);
+            return new RpcException(new Status(StatusCode.Internal, "internal agent error: the agent log has the details"));
+        }
+    }
+}

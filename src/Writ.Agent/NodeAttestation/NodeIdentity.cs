@@ -1,0 +1,310 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using System.Text.Json;
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Microsoft.Extensions.Logging;
+using Writ.Agent.Sync;
+using Writ.Protocol.Agent;
+using Writ.Spiffe;
+using Writ.Spiffe.Bundles;
+using Writ.Spiffe.X509;
+
+namespace Writ.Agent.NodeAttestation;
+
+/// <summary>Why the agent must stop: the server banned it, or it cannot prove itself any more.</summary>
+public sealed class AgentFatalException(string message) : Exception(message);
+
+/// <summary>
+/// The agent's own identity: attests once with a join token, keeps its SVID and key in the data dir (key 0600) so a
+/// restart needs no new token, renews at half-life, and owns the gRPC channel to the server (a new channel after every
+/// renewal, since a TLS connection keeps the certificate it was made with).
+/// </summary>
+public sealed class NodeIdentity : IDisposable
+{
+    private const string SvidFile = "agent-svid.pem";
+    private const string KeyFile = "agent-svid.key";
+    private const string BundleFile = "bundle.json";
+    private const string StateFile = "agent.json";
+
+    private readonly AgentOptions _options;
+    private readonly AgentState _state;
+    private readonly TimeProvider _time;
+    private readonly ILogger _log;
+    private readonly Lock _lock = new();
+    private X509Certificate2? _svid;
+    private GrpcChannel? _channel;
+    private AgentService.AgentServiceClient? _client;
+
+    public NodeIdentity(AgentOptions options, AgentState state, TimeProvider time, ILogger log)
+    {
+        _options = options;
+        _state = state;
+        _time = time;
+        _log = log;
+    }
+
+    public SpiffeId? AgentId { get; private set; }
+
+    public DateTimeOffset SvidExpiresAt => _svid is null ? DateTimeOffset.MinValue : new DateTimeOffset(_svid.NotAfter.ToUniversalTime());
+
+    /// <summary>The client for authenticated calls (recreated after each renewal).</summary>
+    public AgentService.AgentServiceClient Client
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _client ?? throw new InvalidOperationException("the agent is not attested yet");
+            }
+        }
+    }
+
+    /// <summary>The bundle the agent trusts before its first sync: the stored one, else the operator's --trust-bundle.</summary>
+    public static TrustBundle LoadBootstrapBundle(AgentOptions options)
+    {
+        var stored = Path.Combine(options.DataDir, BundleFile);
+        if (File.Exists(stored) && TrustBundle.TryParseSpiffeJson(options.TrustDomain, File.ReadAllText(stored), out var b, out _))
+        {
+            return b;
+        }
+        if (options.TrustBundlePath is null)
+        {
+            throw new AgentFatalException("no trust bundle: pass --trust-bundle FILE (from 'writ bundle show' on the server) so the agent can authenticate the server");
+        }
+        if (!File.Exists(options.TrustBundlePath))
+        {
+            throw new AgentFatalException($"trust bundle file '{options.TrustBundlePath}' does not exist");
+        }
+        var text = File.ReadAllText(options.TrustBundlePath);
+        if (text.TrimStart().StartsWith('{'))
+        {
+            return TrustBundle.TryParseSpiffeJson(options.TrustDomain, text, out var j, out var err)
+                ? j : throw new AgentFatalException($"trust bundle file '{options.TrustBundlePath}' is not a valid SPIFFE bundle: {err}");
+        }
+        return TrustBundle.TryParsePem(options.TrustDomain, text, out var p, out var perr) && p.X509Authorities.Count > 0
+            ? p : throw new AgentFatalException($"trust bundle file '{options.TrustBundlePath}' holds no CA certificate ({perr ?? "empty"}): use 'writ bundle show --format pem' output");
+    }
+
+    /// <summary>Resumes with the stored SVID when it is still valid, else attests with the join token.</summary>
+    public async Task StartAsync(CancellationToken ct)
+    {
+        Directory.CreateDirectory(_options.DataDir);
+        File.SetUnixFileMode(_options.DataDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        if (TryLoadStored(out var stored) && stored.NotAfter.ToUniversalTime() > _time.GetUtcNow().UtcDateTime.AddSeconds(30))
+        {
+            Adopt(stored);
+            AgentLog.Resumed(_log, AgentId!.ToString(), SvidExpiresAt);
+            return;
+        }
+        await AttestAsync(ct).ConfigureAwait(false);
+    }
+
+    private async Task AttestAsync(CancellationToken ct)
+    {
+        var token = _options.JoinToken;
+        if (string.IsNullOrWhiteSpace(token))
+        {
+            throw new AgentFatalException("the agent has no valid stored SVID and no join token: pass --join-token (from 'writ token generate')");
+        }
+        var tokenHash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(token.Trim())));
+        if (ReadState()?.UsedJoinToken == tokenHash)
+        {
+            throw new AgentFatalException("the configured join token was already used by this agent and tokens are single-use: generate a new one with 'writ token generate'");
+        }
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var client = new AgentService.AgentServiceClient(NewChannel());
+        AttestResponse r;
+        try
+        {
+            r = await client.AttestJoinTokenAsync(new AttestJoinTokenRequest { Token = token, Csr = ByteString.CopyFrom(Csr.Create(key)) },
+                cancellationToken: ct).ConfigureAwait(false);
+        }
+        catch (RpcException e) when (e.StatusCode is StatusCode.PermissionDenied or StatusCode.InvalidArgument)
+        {
+            throw new AgentFatalException($"the server refused the join token: {e.Status.Detail}");
+        }
+        WriteState(new StoredState(r.SpiffeId, tokenHash));
+        AdoptResponse(r, key);
+        AgentLog.Attested(_log, r.SpiffeId);
+    }
+
+    /// <summary>Renews the agent SVID for a fresh key. Fatal when the server says the agent is banned or gone.</summary>
+    public async Task RenewAsync(CancellationToken ct)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        try
+        {
+            var r = await Client.RenewAgentAsync(new RenewAgentRequest { Csr = ByteString.CopyFrom(Csr.Create(key)) }, cancellationToken: ct).ConfigureAwait(false);
+            AdoptResponse(r, key);
+            AgentLog.Renewed(_log, _svid!.SerialNumber, SvidExpiresAt);
+        }
+        catch (RpcException e)
+        {
+            if (Classify(e) is { } fatal)
+            {
+                throw fatal;
+            }
+            throw;
+        }
+    }
+
+    /// <summary>Background renewal at half of the SVID's lifetime (retried with backoff on transient failures).</summary>
+    public async Task RenewLoopAsync(CancellationToken ct)
+    {
+        var backoff = TimeSpan.FromSeconds(1);
+        while (!ct.IsCancellationRequested)
+        {
+            var svid = _svid!;
+            var nb = new DateTimeOffset(svid.NotBefore.ToUniversalTime());
+            var renewAt = nb + ((SvidExpiresAt - nb) / 2);
+            var wait = renewAt - _time.GetUtcNow();
+            if (wait > TimeSpan.Zero)
+            {
+                await Task.Delay(wait, _time, ct).ConfigureAwait(false);
+            }
+            try
+            {
+                await RenewAsync(ct).ConfigureAwait(false);
+                backoff = TimeSpan.FromSeconds(1);
+            }
+            catch (RpcException e)
+            {
+                AgentLog.SyncLost(_log, $"renewal failed: {e.Status.Detail}", backoff);
+                await Task.Delay(backoff, _time, ct).ConfigureAwait(false);
+                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, _options.MaxBackoff.Ticks));
+            }
+        }
+    }
+
+    /// <summary>
+    /// The fatal meaning of a server refusal: banned → stop; evicted/unknown → the SVID is useless (removed from disk)
+    /// and the agent must attest again, which a used join token cannot do. Null for transient errors.
+    /// </summary>
+    public AgentFatalException? Classify(RpcException e)
+    {
+        if (e.StatusCode == StatusCode.PermissionDenied && e.Status.Detail.Contains("banned", StringComparison.Ordinal))
+        {
+            return new AgentFatalException($"the server banned this agent ({AgentId}): stopped serving. An admin must evict it ('writ agent evict'), then attest with a new join token");
+        }
+        if (e.StatusCode == StatusCode.Unauthenticated && e.Status.Detail.Contains("not attested", StringComparison.Ordinal))
+        {
+            ForgetStored();
+            return new AgentFatalException($"the server no longer knows this agent ({AgentId}; evicted): attest again with a new join token (--join-token)");
+        }
+        return null;
+    }
+
+    private void AdoptResponse(AttestResponse r, ECDsa key)
+    {
+        var chain = r.SvidChain.Select(c => X509CertificateLoader.LoadCertificate(c.ToByteArray())).ToList();
+        using var withKey = chain[0].CopyWithPrivateKey(key);
+        var cert = X509CertificateLoader.LoadPkcs12(withKey.Export(X509ContentType.Pkcs12), null);
+        if (r.Bundle is { SpiffeBundleJson.Length: > 0 } b && TrustBundle.TryParseSpiffeJson(_options.TrustDomain, b.SpiffeBundleJson.ToStringUtf8(), out var bundle, out _))
+        {
+            _state.SetBundle(bundle);
+            PersistBundle(bundle);
+        }
+        Persist(chain, key);
+        Adopt(cert);
+    }
+
+    private void Adopt(X509Certificate2 cert)
+    {
+        var v = X509SvidValidator.ValidateLeaf(cert);
+        if (!v.IsValid || v.Id is null)
+        {
+            throw new AgentFatalException($"the agent SVID is invalid: {v.Error}");
+        }
+        lock (_lock)
+        {
+            var old = _channel;
+            _svid = cert;
+            AgentId = v.Id;
+            _channel = NewChannel();
+            _client = new AgentService.AgentServiceClient(_channel);
+            old?.Dispose();
+        }
+    }
+
+    private GrpcChannel NewChannel() =>
+        ServerChannel.Create(_options.ServerAddress, _options.TrustDomain, () => _state.Current.Bundle, () => _svid, _time);
+
+    public void PersistBundle(TrustBundle bundle) =>
+        WriteAtomically(BundleFile, Encoding.UTF8.GetBytes(bundle.ToSpiffeJson()), UnixFileMode.UserRead | UnixFileMode.UserWrite);
+
+    private void Persist(IReadOnlyList<X509Certificate2> chain, ECDsa key)
+    {
+        var pem = string.Concat(chain.Select(c => PemEncoding.WriteString("CERTIFICATE", c.RawData) + "\n"));
+        WriteAtomically(KeyFile, Encoding.UTF8.GetBytes(PemEncoding.WriteString("PRIVATE KEY", key.ExportPkcs8PrivateKey()) + "\n"), UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        WriteAtomically(SvidFile, Encoding.UTF8.GetBytes(pem), UnixFileMode.UserRead | UnixFileMode.UserWrite);
+    }
+
+    private bool TryLoadStored(out X509Certificate2 cert)
+    {
+        cert = null!;
+        var certPath = Path.Combine(_options.DataDir, SvidFile);
+        var keyPath = Path.Combine(_options.DataDir, KeyFile);
+        if (!File.Exists(certPath) || !File.Exists(keyPath))
+        {
+            return false;
+        }
+        try
+        {
+            using var loaded = X509Certificate2.CreateFromPemFile(certPath, keyPath);
+            cert = X509CertificateLoader.LoadPkcs12(loaded.Export(X509ContentType.Pkcs12), null);
+            return true;
+        }
+        catch (CryptographicException)
+        {
+            return false;   // unreadable: attest again if a token allows it
+        }
+    }
+
+    private void ForgetStored()
+    {
+        File.Delete(Path.Combine(_options.DataDir, SvidFile));
+        File.Delete(Path.Combine(_options.DataDir, KeyFile));
+    }
+
+    private sealed record StoredState(string SpiffeId, string UsedJoinToken);
+
+    private StoredState? ReadState()
+    {
+        var path = Path.Combine(_options.DataDir, StateFile);
+        try
+        {
+            return File.Exists(path) ? JsonSerializer.Deserialize<StoredState>(File.ReadAllText(path)) : null;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
+    private void WriteState(StoredState s) =>
+        WriteAtomically(StateFile, JsonSerializer.SerializeToUtf8Bytes(s), UnixFileMode.UserRead | UnixFileMode.UserWrite);
+
+    private void WriteAtomically(string name, byte[] content, UnixFileMode mode)
+    {
+        var final = Path.Combine(_options.DataDir, name);
+        var tmp = final + ".tmp";
+        using (var s = new FileStream(tmp, new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write, UnixCreateMode = mode }))
+        {
+            s.Write(content);
+            s.Flush(flushToDisk: true);
+        }
+        File.Move(tmp, final, overwrite: true);
+    }
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            _channel?.Dispose();
+            _svid?.Dispose();
+        }
+    }
+}

@@ -1,0 +1,65 @@
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using Writ.Agent.NodeAttestation;
+using Writ.Protocol.Agent;
+
+namespace Writ.Agent.Sync;
+
+/// <summary>
+/// Keeps <see cref="AgentState"/> equal to what the server says this agent may serve: one long-lived server-push
+/// stream, resumed from the last applied revision after a reconnect (exponential backoff with jitter). While the
+/// server is unreachable nothing is dropped: the cache keeps serving SVIDs until they expire.
+/// </summary>
+public sealed class SyncClient(NodeIdentity node, AgentState state, AgentOptions options, TimeProvider time, ILogger log)
+{
+    public async Task RunAsync(CancellationToken ct)
+    {
+        var backoff = TimeSpan.FromMilliseconds(250);
+        while (!ct.IsCancellationRequested)
+        {
+            var since = state.Synced ? state.Current.Revision : 0;
+            try
+            {
+                using var call = node.Client.Sync(new SyncRequest { SinceRevision = since }, cancellationToken: ct);
+                AgentLog.SyncConnected(log, since);
+                var connected = false;
+                while (await call.ResponseStream.MoveNext(ct).ConfigureAwait(false))
+                {
+                    if (state.Apply(call.ResponseStream.Current, options.TrustDomain) is { } snapshot)
+                    {
+                        AgentLog.SyncApplied(log, snapshot.Revision, snapshot.Entries.Count);
+                        if (call.ResponseStream.Current.Bundle is not null)
+                        {
+                            node.PersistBundle(snapshot.Bundle);
+                        }
+                        connected = true;
+                    }
+                    if (connected)
+                    {
+                        backoff = TimeSpan.FromMilliseconds(250);
+                    }
+                }
+                AgentLog.SyncLost(log, "the server closed the stream", backoff);
+            }
+            catch (RpcException e) when (!ct.IsCancellationRequested)
+            {
+                if (node.Classify(e) is { } fatal)
+                {
+                    throw fatal;
+                }
+                if (e.StatusCode == StatusCode.Unauthenticated && e.Status.Detail.Contains("superseded", StringComparison.Ordinal))
+                {
+                    continue;   // renewed meanwhile: the next attempt uses the new channel
+                }
+                AgentLog.SyncLost(log, e.Status.Detail.Length > 0 ? e.Status.Detail : e.StatusCode.ToString(), backoff);
+            }
+            catch (Exception e) when (e is IOException or HttpRequestException && !ct.IsCancellationRequested)
+            {
+                AgentLog.SyncLost(log, e.Message, backoff);
+            }
+            var jitter = TimeSpan.FromMilliseconds(Random.Shared.Next(0, (int)Math.Max(1, backoff.TotalMilliseconds / 4)));
+            await Task.Delay(backoff + jitter, time, ct).ConfigureAwait(false);
+            backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, options.MaxBackoff.Ticks));
+        }
+    }
+}

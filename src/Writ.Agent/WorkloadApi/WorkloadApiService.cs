@@ -1,0 +1,229 @@
+using Google.Protobuf;
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.Extensions.Logging;
+using Writ.Agent.Cache;
+using Writ.Agent.NodeAttestation;
+using Writ.Agent.Sync;
+using Writ.Agent.WorkloadAttestation;
+using Writ.Protocol.Agent;
+using Writ.Spiffe;
+using Writ.Spiffe.Jwt;
+
+namespace Writ.Agent.WorkloadApi;
+
+/// <summary>
+/// The SPIFFE Workload API (spec proto, service <c>SpiffeWorkloadAPI</c>, no package). Every call must carry
+/// <c>workload.spiffe.io: true</c> (else InvalidArgument); the caller is identified from the kernel (SO_PEERCRED +
+/// pidfd + /proc), never from anything it sends. Streams send the full current state at once and again whenever an
+/// SVID rotates, an entry changes or the bundle changes.
+/// </summary>
+public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentState state, SvidCache cache, AgentOptions options,
+    TimeProvider time, ILogger<WorkloadApiService> log) : SpiffeWorkloadAPI.SpiffeWorkloadAPIBase
+{
+    public const string SecurityHeader = "workload.spiffe.io";
+
+    public override async Task FetchX509SVID(X509SVIDRequest request, IServerStreamWriter<X509SVIDResponse> responseStream, ServerCallContext context)
+    {
+        CheckHeader(context);
+        var evidence = await AttestAsync(context).ConfigureAwait(false);
+        var ct = context.CancellationToken;
+        string? lastSent = null;
+        while (!ct.IsCancellationRequested)
+        {
+            var generation = state.Changed.Generation;
+            var snapshot = state.Current;
+            var entries = Match(evidence, snapshot, context);
+            var svids = await cache.GetX509Async(entries, ct).ConfigureAwait(false);
+            if (svids.Count == 0)
+            {
+                throw Refuse(context, StatusCode.Unavailable, "no X.509-SVID could be obtained from the server yet; retry with backoff");
+            }
+            var bundleDer = snapshot.Bundle.X509AuthoritiesDer();
+            var fingerprint = string.Join(',', svids.Select(s => s.Chain[0].SerialNumber)) + "|" + Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(bundleDer));
+            if (fingerprint != lastSent)
+            {
+                var response = new X509SVIDResponse();
+                foreach (var s in svids)
+                {
+                    response.Svids.Add(new X509SVID
+                    {
+                        SpiffeId = s.SpiffeId,
+                        X509Svid = ByteString.CopyFrom(s.Chain.SelectMany(c => c.RawData).ToArray()),
+                        X509SvidKey = ByteString.CopyFrom(s.KeyPkcs8),
+                        Bundle = ByteString.CopyFrom(bundleDer),
+                        Hint = s.Entry.Hint,
+                    });
+                }
+                await responseStream.WriteAsync(response, ct).ConfigureAwait(false);
+                lastSent = fingerprint;
+            }
+            await WaitForChangeAsync(generation, svids, ct).ConfigureAwait(false);
+        }
+    }
+
+    public override async Task FetchX509Bundles(X509BundlesRequest request, IServerStreamWriter<X509BundlesResponse> responseStream, ServerCallContext context)
+    {
+        CheckHeader(context);
+        var evidence = await AttestAsync(context).ConfigureAwait(false);
+        await StreamBundlesAsync(evidence, context, s => s.X509AuthoritiesDer(), bytes =>
+        {
+            var r = new X509BundlesResponse();
+            r.Bundles.Add(options.TrustDomain.IdString, ByteString.CopyFrom(bytes));
+            return responseStream.WriteAsync(r, context.CancellationToken);
+        }).ConfigureAwait(false);
+    }
+
+    public override async Task FetchJWTBundles(JWTBundlesRequest request, IServerStreamWriter<JWTBundlesResponse> responseStream, ServerCallContext context)
+    {
+        CheckHeader(context);
+        var evidence = await AttestAsync(context).ConfigureAwait(false);
+        await StreamBundlesAsync(evidence, context, s => System.Text.Encoding.UTF8.GetBytes(s.JwksJson()), bytes =>
+        {
+            var r = new JWTBundlesResponse();
+            r.Bundles.Add(options.TrustDomain.IdString, ByteString.CopyFrom(bytes));
+            return responseStream.WriteAsync(r, context.CancellationToken);
+        }).ConfigureAwait(false);
+    }
+
+    private async Task StreamBundlesAsync(WorkloadEvidence evidence, ServerCallContext context, Func<Writ.Spiffe.Bundles.TrustBundle, byte[]> encode, Func<byte[], Task> send)
+    {
+        var ct = context.CancellationToken;
+        byte[]? last = null;
+        while (!ct.IsCancellationRequested)
+        {
+            var generation = state.Changed.Generation;
+            var snapshot = state.Current;
+            Match(evidence, snapshot, context);   // only a workload with an identity may read the bundles
+            var bytes = encode(snapshot.Bundle);
+            if (last is null || !bytes.AsSpan().SequenceEqual(last))
+            {
+                await send(bytes).ConfigureAwait(false);
+                last = bytes;
+            }
+            await state.Changed.WaitAsync(generation, ct).ConfigureAwait(false);
+        }
+    }
+
+    public override async Task<JWTSVIDResponse> FetchJWTSVID(JWTSVIDRequest request, ServerCallContext context)
+    {
+        CheckHeader(context);
+        if (request.Audience.Count == 0 || request.Audience.Any(string.IsNullOrWhiteSpace))
+        {
+            throw Refuse(context, StatusCode.InvalidArgument, "audience must be specified (one or more non-empty values)");
+        }
+        SpiffeId? wanted = null;
+        if (request.SpiffeId.Length > 0 && !SpiffeId.TryParse(request.SpiffeId, out wanted, out var err))
+        {
+            throw Refuse(context, StatusCode.InvalidArgument, $"spiffe_id '{request.SpiffeId}' is invalid: {err}");
+        }
+        var evidence = await AttestAsync(context).ConfigureAwait(false);
+        var entries = Match(evidence, state.Current, context);
+        if (wanted is not null)
+        {
+            entries = [.. entries.Where(e => e.SpiffeId == wanted.ToString())];
+            if (entries.Count == 0)
+            {
+                throw Refuse(context, StatusCode.PermissionDenied, $"no identity {wanted} issued to this workload");
+            }
+        }
+        var response = new JWTSVIDResponse();
+        foreach (var e in entries)
+        {
+            try
+            {
+                var jwt = await cache.GetJwtAsync(e, [.. request.Audience], context.CancellationToken).ConfigureAwait(false);
+                response.Svids.Add(new JWTSVID { SpiffeId = jwt.SpiffeId, Svid = jwt.Token, Hint = e.Hint });
+            }
+            catch (RpcException ex) when (ex.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded)
+            {
+                throw Refuse(context, StatusCode.Unavailable, "the server is unreachable and no cached JWT-SVID is valid; retry with backoff");
+            }
+        }
+        return response;
+    }
+
+    public override Task<ValidateJWTSVIDResponse> ValidateJWTSVID(ValidateJWTSVIDRequest request, ServerCallContext context)
+    {
+        CheckHeader(context);
+        if (string.IsNullOrEmpty(request.Audience))
+        {
+            throw Refuse(context, StatusCode.InvalidArgument, "audience must be specified");
+        }
+        if (string.IsNullOrEmpty(request.Svid))
+        {
+            throw Refuse(context, StatusCode.InvalidArgument, "svid must be specified");
+        }
+        var result = JwtSvidValidator.Validate(request.Svid, state.Current.Bundle, [request.Audience], time.GetUtcNow());
+        if (!result.IsValid || result.Svid is null)
+        {
+            throw Refuse(context, StatusCode.InvalidArgument, $"the JWT-SVID is not valid: {result.Error}");
+        }
+        return Task.FromResult(new ValidateJWTSVIDResponse
+        {
+            SpiffeId = result.Svid.Id.ToString(),
+            Claims = Struct.Parser.ParseJson(result.Svid.Claims.GetRawText()),
+        });
+    }
+
+    private static void CheckHeader(ServerCallContext context)
+    {
+        if (context.RequestHeaders.GetValue(SecurityHeader) != "true")
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument, $"security header missing from request: send metadata '{SecurityHeader}: true'"));
+        }
+    }
+
+    private async Task<WorkloadEvidence> AttestAsync(ServerCallContext context)
+    {
+        var socket = context.GetHttpContext().Features.Get<IConnectionSocketFeature>()?.Socket
+            ?? throw Refuse(context, StatusCode.Unauthenticated, "the caller's socket is not available for attestation");
+        var result = await runner.AttestConnectionAsync(socket, context.CancellationToken).ConfigureAwait(false);
+        if (result.Evidence is null)
+        {
+            throw Refuse(context, StatusCode.Unauthenticated, result.Error ?? "the caller could not be attested");
+        }
+        foreach (var err in result.Evidence.AttestorErrors)
+        {
+            AgentLog.AttestorFailed(log, err);
+        }
+        AgentLog.WorkloadAttested(log, result.Evidence.Process.Peer.Pid, result.Evidence.Process.Peer.Uid,
+            string.Join(' ', result.Evidence.Selectors.Select(s => s.ToString())));
+        return result.Evidence;
+    }
+
+    /// <summary>Entries whose every selector is in the evidence (selectors ⊆ evidence). None → PermissionDenied.</summary>
+    private List<Entry> Match(WorkloadEvidence evidence, AgentSnapshot snapshot, ServerCallContext context)
+    {
+        var have = evidence.Selectors.Select(s => s.ToString()).ToHashSet(StringComparer.Ordinal);
+        var now = time.GetUtcNow().ToUnixTimeSeconds();
+        var matched = snapshot.Entries.Values
+            .Where(e => e.Selectors.Count > 0 && (e.ExpiresAtUnix == 0 || e.ExpiresAtUnix > now)
+                && e.Selectors.All(s => have.Contains($"{s.Type}:{s.Value}")))
+            .OrderBy(e => e.SpiffeId, StringComparer.Ordinal).ThenBy(e => e.Id, StringComparer.Ordinal)
+            .ToList();
+        if (matched.Count == 0)
+        {
+            throw Refuse(context, StatusCode.PermissionDenied, "no identity issued");
+        }
+        return matched;
+    }
+
+    /// <summary>Waits for an entry/bundle change or for the earliest rotation time of what was sent.</summary>
+    private async Task WaitForChangeAsync(long generation, IReadOnlyList<CachedX509> sent, CancellationToken ct)
+    {
+        var soonest = sent.Min(s => s.RotateAt) - time.GetUtcNow();
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var delay = soonest < TimeSpan.FromMilliseconds(100) ? TimeSpan.FromMilliseconds(100) : soonest;
+        await Task.WhenAny(state.Changed.WaitAsync(generation, cts.Token), Task.Delay(delay, time, cts.Token)).ConfigureAwait(false);
+        await cts.CancelAsync().ConfigureAwait(false);
+        ct.ThrowIfCancellationRequested();
+    }
+
+    private RpcException Refuse(ServerCallContext context, StatusCode code, string reason)
+    {
+        AgentLog.WorkloadRefused(log, context.Method, reason);
+        return new RpcException(new Status(code, reason));
+    }
+}
