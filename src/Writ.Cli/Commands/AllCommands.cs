@@ -6,7 +6,9 @@ public static class AllCommands
 {
     public static IReadOnlyList<CommandSpec> Build() =>
     [
+        .. QuickstartCommand.All(),
         .. ServerCommands.All(),
+        .. AgentCommands.All(),
         .. AdminCommands.All(),
         .. PolicyCommands.All(),
         .. WorkloadCommands.All(),

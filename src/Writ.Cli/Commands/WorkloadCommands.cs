@@ -1,9 +1,208 @@
+using System.Security.Cryptography;
+using Grpc.Core;
 using Writ.Cli.CommandLine;
+using Writ.Cli.Workload;
 
 namespace Writ.Cli.Commands;
 
 /// <summary>Workload-side commands that talk to an agent's Workload API: svid fetch|watch, jwt fetch|validate, bundle fetch.</summary>
 public static class WorkloadCommands
 {
-    public static IEnumerable<CommandSpec> All() => [];
+    private static readonly OptionSpec Socket = new("socket", $"the agent's Workload API socket (else {WorkloadClient.EndpointEnvVar}=unix:///path)", "PATH");
+    private static readonly OptionSpec OutputOpt = new("output", "text (default) or json", "FORMAT");
+
+    public static IEnumerable<CommandSpec> All() =>
+    [
+        new("svid fetch", "Fetch this process's X.509-SVID(s) from the agent.",
+            [new("write", "write svid.pem, svid.key (0600) and bundle.pem to this directory (atomically)", "DIR"), Socket, OutputOpt], SvidFetch),
+        new("svid watch", "Print each X.509-SVID update as the agent streams it (Ctrl-C to stop).", [Socket, OutputOpt], SvidWatch),
+        new("jwt fetch", "Fetch a JWT-SVID for an audience.",
+            [new("audience", "audience (repeat for several)", "AUD", Repeatable: true, Required: true),
+             new("spiffe-id", "which of this workload's identities", "ID"), Socket, OutputOpt], JwtFetch),
+        new("jwt validate", "Validate a JWT-SVID through the agent.",
+            [new("audience", "the audience you expect", "AUD", Required: true), new("token", "the JWT-SVID", "JWT", Required: true), Socket, OutputOpt], JwtValidate),
+        new("bundle fetch", "Fetch the trust bundle through the agent.", [new("format", "pem (default) or jwks", "FORMAT"), Socket], BundleFetch),
+    ];
+
+    private static async Task<int> SvidFetch(ParsedArgs a, CommandContext ctx)
+    {
+        using var client = WorkloadClient.FromArgs(a);
+        var r = await client.FetchX509Async(ctx.Cancellation).ConfigureAwait(false);
+        if (a.Get("write") is { } dir)
+        {
+            for (var i = 0; i < r.Svids.Count; i++)
+            {
+                var s = r.Svids[i];
+                var chain = WorkloadClient.ParseCertificates(s.X509Svid.Span);
+                var bundle = WorkloadClient.ParseCertificates(s.Bundle.Span);
+                var suffix = i == 0 ? "" : $".{i}";   // the first (default) identity gets the standard names
+                Output.WriteFilesAtomically(dir,
+                [
+                    ($"svid{suffix}.key", PemEncoding.WriteString("PRIVATE KEY", s.X509SvidKey.Span) + "\n", Output.SecretFile),
+                    ($"svid{suffix}.pem", WorkloadClient.Pem(chain), Output.PublicFile),
+                    ($"bundle{suffix}.pem", WorkloadClient.Pem(bundle), Output.PublicFile),
+                ]);
+            }
+        }
+        Print(ctx, a, r);
+        return 0;
+    }
+
+    private static void Print(CommandContext ctx, ParsedArgs a, X509SVIDResponse r)
+    {
+        var svids = r.Svids.Select(s =>
+        {
+            var chain = WorkloadClient.ParseCertificates(s.X509Svid.Span);
+            return (s, chain);
+        }).ToList();
+        if (a.JsonOutput)
+        {
+            Output.Json(ctx.Out, new
+            {
+                svids = svids.Select(x => new
+                {
+                    spiffe_id = x.s.SpiffeId,
+                    hint = x.s.Hint,
+                    serial_number = x.chain[0].SerialNumber,
+                    expires_at = Output.Time(new DateTimeOffset(x.chain[0].NotAfter.ToUniversalTime())),
+                    chain_pem = WorkloadClient.Pem(x.chain),
+                }).ToList(),
+            });
+            return;
+        }
+        foreach (var (s, chain) in svids)
+        {
+            ctx.Out.WriteLine($"SPIFFE ID:  {s.SpiffeId}");
+            if (s.Hint.Length > 0)
+            {
+                ctx.Out.WriteLine($"Hint:       {s.Hint}");
+            }
+            ctx.Out.WriteLine($"Serial:     {chain[0].SerialNumber}");
+            ctx.Out.WriteLine($"Expires at: {Output.Time(new DateTimeOffset(chain[0].NotAfter.ToUniversalTime()))}");
+            for (var i = 0; i < chain.Count; i++)
+            {
+                ctx.Out.WriteLine($"Chain [{i}]:  subject '{chain[i].Subject}', issuer '{chain[i].Issuer}'");
+            }
+            ctx.Out.WriteLine();
+        }
+    }
+
+    private static async Task<int> SvidWatch(ParsedArgs a, CommandContext ctx)
+    {
+        using var client = WorkloadClient.FromArgs(a);
+        try
+        {
+            using var call = client.Client.FetchX509SVID(new X509SVIDRequest(), WorkloadClient.Headers, cancellationToken: ctx.Cancellation);
+            while (await call.ResponseStream.MoveNext(ctx.Cancellation).ConfigureAwait(false))
+            {
+                ctx.Out.WriteLine($"--- update at {Output.Time(DateTimeOffset.UtcNow)}: {call.ResponseStream.Current.Svids.Count} SVID(s)");
+                Print(ctx, a, call.ResponseStream.Current);
+                ctx.Out.Flush();
+            }
+        }
+        catch (RpcException e) when (e.StatusCode != StatusCode.Cancelled)
+        {
+            throw client.Translate(e);
+        }
+        catch (RpcException) when (ctx.Cancellation.IsCancellationRequested)
+        {
+        }
+        return 0;
+    }
+
+    private static async Task<int> JwtFetch(ParsedArgs a, CommandContext ctx)
+    {
+        using var client = WorkloadClient.FromArgs(a);
+        var request = new JWTSVIDRequest { SpiffeId = a.Get("spiffe-id") ?? "" };
+        request.Audience.AddRange(a.GetAll("audience"));
+        JWTSVIDResponse r;
+        try
+        {
+            r = await client.Client.FetchJWTSVIDAsync(request, WorkloadClient.Headers, cancellationToken: ctx.Cancellation).ConfigureAwait(false);
+        }
+        catch (RpcException e)
+        {
+            throw client.Translate(e);
+        }
+        if (a.JsonOutput)
+        {
+            Output.Json(ctx.Out, new { svids = r.Svids.Select(s => new { spiffe_id = s.SpiffeId, token = s.Svid, hint = s.Hint }).ToList() });
+        }
+        else
+        {
+            foreach (var s in r.Svids)
+            {
+                ctx.Out.WriteLine(r.Svids.Count == 1 ? s.Svid : $"{s.SpiffeId} {s.Svid}");
+            }
+        }
+        return 0;
+    }
+
+    private static async Task<int> JwtValidate(ParsedArgs a, CommandContext ctx)
+    {
+        using var client = WorkloadClient.FromArgs(a);
+        ValidateJWTSVIDResponse r;
+        try
+        {
+            r = await client.Client.ValidateJWTSVIDAsync(new ValidateJWTSVIDRequest { Audience = a.Require("audience"), Svid = a.Require("token") },
+                WorkloadClient.Headers, cancellationToken: ctx.Cancellation).ConfigureAwait(false);
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.InvalidArgument)
+        {
+            throw new CommandFailedException(e.Status.Detail);
+        }
+        catch (RpcException e)
+        {
+            throw client.Translate(e);
+        }
+        if (a.JsonOutput)
+        {
+            ctx.Out.WriteLine($"{{\"spiffe_id\": \"{r.SpiffeId}\", \"claims\": {Google.Protobuf.JsonFormatter.Default.Format(r.Claims)}}}");
+        }
+        else
+        {
+            ctx.Out.WriteLine($"valid: {r.SpiffeId}");
+        }
+        return 0;
+    }
+
+    private static async Task<int> BundleFetch(ParsedArgs a, CommandContext ctx)
+    {
+        var format = a.Get("format") ?? "pem";
+        if (format is not ("pem" or "jwks"))
+        {
+            throw new UsageException($"--format must be pem or jwks, got '{format}'");
+        }
+        using var client = WorkloadClient.FromArgs(a);
+        try
+        {
+            if (format == "pem")
+            {
+                using var call = client.Client.FetchX509Bundles(new X509BundlesRequest(), WorkloadClient.Headers, cancellationToken: ctx.Cancellation);
+                if (await call.ResponseStream.MoveNext(ctx.Cancellation).ConfigureAwait(false))
+                {
+                    foreach (var (_, der) in call.ResponseStream.Current.Bundles)
+                    {
+                        ctx.Out.Write(WorkloadClient.Pem(WorkloadClient.ParseCertificates(der.Span)));
+                    }
+                }
+            }
+            else
+            {
+                using var call = client.Client.FetchJWTBundles(new JWTBundlesRequest(), WorkloadClient.Headers, cancellationToken: ctx.Cancellation);
+                if (await call.ResponseStream.MoveNext(ctx.Cancellation).ConfigureAwait(false))
+                {
+                    foreach (var (_, jwks) in call.ResponseStream.Current.Bundles)
+                    {
+                        ctx.Out.WriteLine(jwks.ToStringUtf8());
+                    }
+                }
+            }
+        }
+        catch (RpcException e)
+        {
+            throw client.Translate(e);
+        }
+        return 0;
+    }
 }

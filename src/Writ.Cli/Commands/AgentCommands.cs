@@ -1,0 +1,190 @@
+using System.Security.Cryptography.X509Certificates;
+using Writ.Agent;
+using Writ.Agent.Hosting;
+using Writ.Agent.NodeAttestation;
+using Writ.Cli.CommandLine;
+using Writ.Server.Configuration;
+using Writ.Spiffe;
+
+namespace Writ.Cli.Commands;
+
+/// <summary>`writ agent run`: the agent's composition root.</summary>
+public static class AgentCommands
+{
+    public const string EnvPrefix = "WRIT_AGENT_";
+
+    public static readonly IReadOnlyList<ConfigKey> Keys =
+    [
+        new("server", "", "HOST:PORT of the server's agent API (required)."),
+        new("join_token", "", "Join token from 'writ token generate'; needed only for the first start (the SVID is kept in data_dir)."),
+        new("trust_bundle", "", "Bundle to authenticate the server on first start: PEM ('writ bundle show') or SPIFFE JSON. Later the agent keeps its own copy."),
+        new("trust_domain", "", "The trust domain; default: read from the trust bundle's CA certificate."),
+        new("data_dir", ".writ/agent", "Directory for the agent SVID (key 0600), its bundle and state."),
+        new("socket", "", "Workload API socket. Default: <data_dir>/workload.sock. Usable by every local user."),
+        new("attestor_timeout", "5s", "Time limit of each workload attestor per call."),
+        new("log_level", "info", "debug, info, warn or error."),
+        new("log_format", "text", "text or json."),
+    ];
+
+    private static IReadOnlyList<OptionSpec> Options() =>
+        [new("config", "JSON config file", "FILE"), .. Keys.Select(k => new OptionSpec(k.Flag, $"{k.Help} [env {k.EnvVar(EnvPrefix)}]", "VALUE"))];
+
+    public static IEnumerable<CommandSpec> All() =>
+    [
+        new("agent run", "Run the Writ agent: attest the node, sync, serve the SPIFFE Workload API.", Options(), RunAsync),
+    ];
+
+    public static AgentOptions? Load(ParsedArgs args, out IReadOnlyList<string> errors)
+    {
+        var c = new ConfigSources(Keys);
+        if (args.Get("config") is { } file)
+        {
+            c.AddJsonFile(file);
+        }
+        c.AddEnvironment(EnvPrefix, Environment.GetEnvironmentVariable);
+        foreach (var k in Keys)
+        {
+            if (args.Get(k.Flag) is { } v)
+            {
+                c.Set(k.Name, v, $"flag --{k.Flag}");
+            }
+        }
+        var server = c.Get("server") ?? "";
+        if (server.Length == 0)
+        {
+            c.Errors.Add("'server' is required: pass --server HOST:PORT (the server's agent API, see its 'ready' line)");
+        }
+        else if (!Uri.TryCreate("https://" + server, UriKind.Absolute, out var u) || u.Port <= 0 || u.PathAndQuery != "/")
+        {
+            c.Errors.Add($"{c.Describe("server")} must be HOST:PORT, got '{server}'");
+        }
+        var dataDir = Path.GetFullPath(c.Get("data_dir") ?? ".writ/agent");
+        var socket = c.Get("socket") is { Length: > 0 } s ? Path.GetFullPath(s) : Path.Combine(dataDir, "workload.sock");
+        if (System.Text.Encoding.UTF8.GetByteCount(socket) > 107)
+        {
+            c.Errors.Add($"{c.Describe("socket")} '{socket}' is longer than a Unix socket path may be (107 bytes)");
+        }
+        var bundle = c.Get("trust_bundle") is { Length: > 0 } b ? Path.GetFullPath(b) : null;
+        if (bundle is not null && !File.Exists(bundle))
+        {
+            c.Errors.Add($"{c.Describe("trust_bundle")}: file '{bundle}' does not exist");
+        }
+        TrustDomain td = default;
+        if (c.Get("trust_domain") is { Length: > 0 } tdText)
+        {
+            if (!TrustDomain.TryParse(tdText, out td, out var tdErr))
+            {
+                c.Errors.Add($"{c.Describe("trust_domain")} is invalid: {tdErr}");
+            }
+        }
+        else if (bundle is not null && File.Exists(bundle) && TrustDomainFromBundle(bundle) is { } fromBundle)
+        {
+            td = fromBundle;
+        }
+        else if (File.Exists(Path.Combine(dataDir, "agent.json")) && TrustDomainFromState(dataDir) is { } fromState)
+        {
+            td = fromState;
+        }
+        else
+        {
+            c.Errors.Add("'trust_domain' is required when the trust bundle does not name it: pass --trust-domain example.org");
+        }
+        var timeout = c.Duration("attestor_timeout", TimeSpan.FromMilliseconds(100), TimeSpan.FromMinutes(1));
+        var level = c.OneOf("log_level", "info", "debug", "warn", "error");
+        var format = c.OneOf("log_format", "text", "json");
+        errors = c.Errors;
+        if (c.Errors.Count > 0)
+        {
+            return null;
+        }
+        return new AgentOptions
+        {
+            ServerAddress = server,
+            TrustDomain = td,
+            DataDir = dataDir,
+            SocketPath = socket,
+            TrustBundlePath = bundle,
+            JoinToken = c.Get("join_token") is { Length: > 0 } t ? t : null,
+            AttestorTimeout = timeout,
+            LogLevel = level,
+            LogFormat = format,
+        };
+    }
+
+    /// <summary>The trust domain a CA certificate names in its URI SAN (spiffe://td), as Writ's CAs do.</summary>
+    private static TrustDomain? TrustDomainFromBundle(string path)
+    {
+        try
+        {
+            var text = File.ReadAllText(path);
+            if (text.TrimStart().StartsWith('{'))
+            {
+                return null;
+            }
+            var certs = new X509Certificate2Collection();
+            certs.ImportFromPem(text);
+            foreach (var cert in certs)
+            {
+                if (Writ.Spiffe.X509.X509Authorities.TrustDomainOf(cert) is { } td)
+                {
+                    return td;
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or System.Security.Cryptography.CryptographicException)
+        {
+        }
+        return null;
+    }
+
+    private static TrustDomain? TrustDomainFromState(string dataDir)
+    {
+        try
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(dataDir, "agent.json")));
+            return SpiffeId.TryParse(doc.RootElement.GetProperty("SpiffeId").GetString(), out var id, out _) ? id.TrustDomain : null;
+        }
+        catch (Exception e) when (e is IOException or System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException)
+        {
+            return null;
+        }
+    }
+
+    private static async Task<int> RunAsync(ParsedArgs args, CommandContext ctx)
+    {
+        var options = Load(args, out var errors);
+        if (options is null)
+        {
+            foreach (var e in errors)
+            {
+                ctx.Error.WriteLine($"error: {e}");
+            }
+            return CommandRunner.ExitUsage;
+        }
+        AgentHost host;
+        try
+        {
+            host = await AgentHost.StartAsync(options, TimeProvider.System,
+                b => ServerCommands.ConfigureLogging(b, options.LogLevel, options.LogFormat), ctx.Cancellation).ConfigureAwait(false);
+        }
+        catch (AgentFatalException e)
+        {
+            throw new CommandFailedException(e.Message);
+        }
+        catch (Grpc.Core.RpcException e)
+        {
+            throw new CommandFailedException($"cannot reach the server at {options.ServerAddress}: {e.Status.Detail}; check --server and --trust-bundle");
+        }
+        await using (host.ConfigureAwait(false))
+        {
+            ctx.Out.WriteLine($"ready agent_id={host.AgentId} socket={options.SocketPath}");
+            ctx.Out.Flush();
+            var stopped = await Task.WhenAny(host.Completion, Task.Delay(Timeout.Infinite, ctx.Cancellation)).ConfigureAwait(false);
+            if (stopped == host.Completion && await host.Completion.ConfigureAwait(false) is { } reason)
+            {
+                throw new CommandFailedException(reason, 3);
+            }
+        }
+        return CommandRunner.ExitOk;
+    }
+}

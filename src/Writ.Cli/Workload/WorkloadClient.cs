@@ -1,0 +1,118 @@
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Writ.Cli.CommandLine;
+
+namespace Writ.Cli.Workload;
+
+/// <summary>
+/// A SPIFFE Workload API client over the agent's Unix socket, as any workload would use it: the socket comes from
+/// <c>--socket</c> or <c>SPIFFE_ENDPOINT_SOCKET</c> (<c>unix:///path</c>), every call carries <c>workload.spiffe.io: true</c>.
+/// </summary>
+public sealed class WorkloadClient : IDisposable
+{
+    public const string EndpointEnvVar = "SPIFFE_ENDPOINT_SOCKET";
+    private readonly GrpcChannel _channel;
+
+    public WorkloadClient(string socketPath)
+    {
+        SocketPath = socketPath;
+        var handler = new SocketsHttpHandler
+        {
+            ConnectCallback = async (_, ct) =>
+            {
+                var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+                try
+                {
+                    await socket.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), ct).ConfigureAwait(false);
+                    return new NetworkStream(socket, ownsSocket: true);
+                }
+                catch
+                {
+                    socket.Dispose();
+                    throw;
+                }
+            },
+        };
+        _channel = GrpcChannel.ForAddress("http://localhost", new GrpcChannelOptions { HttpHandler = handler, MaxReceiveMessageSize = 64 << 20 });
+        Client = new SpiffeWorkloadAPI.SpiffeWorkloadAPIClient(_channel);
+    }
+
+    public string SocketPath { get; }
+
+    public SpiffeWorkloadAPI.SpiffeWorkloadAPIClient Client { get; }
+
+    public static Metadata Headers { get; } = new() { { "workload.spiffe.io", "true" } };
+
+    /// <summary>`--socket PATH`, else SPIFFE_ENDPOINT_SOCKET (unix:///abs/path or unix:path), else the agent's default.</summary>
+    public static WorkloadClient FromArgs(ParsedArgs args)
+    {
+        var text = args.Get("socket") ?? Environment.GetEnvironmentVariable(EndpointEnvVar) ?? ".writ/agent/workload.sock";
+        return new WorkloadClient(ParseEndpoint(text));
+    }
+
+    public static string ParseEndpoint(string text)
+    {
+        if (text.StartsWith("unix://", StringComparison.Ordinal))
+        {
+            var path = text["unix://".Length..];
+            return path.StartsWith('/') ? path : throw new UsageException($"'{text}' must be unix:///absolute/path");
+        }
+        if (text.StartsWith("unix:", StringComparison.Ordinal))
+        {
+            return Path.GetFullPath(text["unix:".Length..]);
+        }
+        if (text.StartsWith("tcp:", StringComparison.Ordinal))
+        {
+            throw new UsageException("Writ agents serve the Workload API on a Unix socket only (identity comes from the kernel): use unix:///path");
+        }
+        return Path.GetFullPath(text);
+    }
+
+    /// <summary>The first X.509-SVID response (the stream's initial full state).</summary>
+    public async Task<X509SVIDResponse> FetchX509Async(CancellationToken ct)
+    {
+        try
+        {
+            using var call = Client.FetchX509SVID(new X509SVIDRequest(), Headers, cancellationToken: ct);
+            if (!await call.ResponseStream.MoveNext(ct).ConfigureAwait(false))
+            {
+                throw new CommandFailedException("the agent closed the stream without sending an SVID");
+            }
+            return call.ResponseStream.Current;
+        }
+        catch (RpcException e)
+        {
+            throw Translate(e);
+        }
+    }
+
+    public CommandFailedException Translate(RpcException e) => e.StatusCode switch
+    {
+        StatusCode.PermissionDenied => new CommandFailedException($"the agent issued no identity to this process ({e.Status.Detail}): check that a registration entry matches its selectors"),
+        StatusCode.Unavailable when !File.Exists(SocketPath) => new CommandFailedException($"no Workload API socket at '{SocketPath}': is 'writ agent run' running? Pass --socket or set {EndpointEnvVar}=unix:///path"),
+        StatusCode.Unavailable => new CommandFailedException($"the agent is unavailable: {e.Status.Detail}"),
+        _ => new CommandFailedException(e.Status.Detail.Length > 0 ? e.Status.Detail : $"the agent answered {e.StatusCode}"),
+    };
+
+    /// <summary>Splits concatenated DER certificates (the Workload API's chain and bundle encoding).</summary>
+    public static List<X509Certificate2> ParseCertificates(ReadOnlySpan<byte> der)
+    {
+        var certs = new List<X509Certificate2>();
+        while (der.Length > 0)
+        {
+            var reader = new System.Formats.Asn1.AsnReader(der.ToArray(), System.Formats.Asn1.AsnEncodingRules.DER);
+            var one = reader.ReadEncodedValue();
+            certs.Add(X509CertificateLoader.LoadCertificate(one.Span));
+            der = der[one.Length..];
+        }
+        return certs;
+    }
+
+    public static string Pem(IEnumerable<X509Certificate2> certs) =>
+        string.Concat(certs.Select(c => PemEncoding.WriteString("CERTIFICATE", c.RawData) + "\n"));
+
+    public void Dispose() => _channel.Dispose();
+}
