@@ -582,6 +582,17 @@ public abstract class StoreConformanceTests : IAsyncLifetime
         Assert.Equal(1, await watcher.Entries.CurrentRevisionAsync(Ct));
     }
 
+    [Fact]
+    public async Task Disposing_the_store_releases_its_waiters()
+    {
+        var store = await OpenExtraAsync();
+        var wait = store.Entries.WaitForChangeAsync(await store.Entries.CurrentRevisionAsync(Ct), Ct);
+        await Task.Yield();
+        Assert.False(wait.IsCompleted);
+        await store.DisposeAsync();
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => wait.WaitAsync(TimeSpan.FromSeconds(10), Ct));
+    }
+
     // ---------------------------------------------------------------- join tokens
 
     private static (byte[] Hash, JoinToken Token) NewToken(string id, DateTimeOffset expires, string? alias = null)

@@ -38,7 +38,7 @@ internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher wa
 
         var (created, revision) = await db.WriteAsync("create entries", async (conn, tx) =>
         {
-            var rev = await Db.BumpRevisionAsync(conn, tx, ct).ConfigureAwait(false);
+            var rev = await db.BumpRevisionAsync(conn, tx, ct).ConfigureAwait(false);
             var result = new List<RegistrationEntry>(prepared.Count);
             foreach (var (entry, key) in prepared)
             {
@@ -126,7 +126,7 @@ internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher wa
         var key = Codec.IdentityKey(entry.SpiffeId, entry.ParentId, entry.Selectors);
         var updated = await db.WriteAsync("update entry", async (conn, tx) =>
         {
-            var rev = await Db.BumpRevisionAsync(conn, tx, ct).ConfigureAwait(false);
+            var rev = await db.BumpRevisionAsync(conn, tx, ct).ConfigureAwait(false);
             var old = await Db.QueryAsync(conn, tx, "SELECT parent_id, revision, created_at_us FROM entries WHERE id = @id",
                 r => (Parent: r.GetString(0), Revision: r.GetInt64(1), CreatedAt: r.GetInt64(2)), ct, ("id", entry.Id)).ConfigureAwait(false);
             if (old.Count == 0)
@@ -158,7 +158,7 @@ internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher wa
         ArgumentNullException.ThrowIfNull(id);
         var revision = await db.WriteAsync("delete entry", async (conn, tx) =>
         {
-            var rev = await Db.BumpRevisionAsync(conn, tx, ct).ConfigureAwait(false);
+            var rev = await db.BumpRevisionAsync(conn, tx, ct).ConfigureAwait(false);
             if (await Db.ScalarAsync(conn, tx, "SELECT parent_id FROM entries WHERE id = @id", ct, ("id", id)).ConfigureAwait(false) is not string parent)
                 throw new StoreNotFoundException($"entry '{id}' does not exist: list the entries to find its id");
             await Db.ExecuteAsync(conn, tx, "DELETE FROM entry_selectors WHERE entry_id = @id", ct, ("id", id)).ConfigureAwait(false);
