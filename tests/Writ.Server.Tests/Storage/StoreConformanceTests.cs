@@ -222,6 +222,35 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Readers_running_alongside_writers_always_see_a_consistent_snapshot()
+    {
+        const string p = "spiffe://example.org/agent";
+        var writers = Enumerable.Range(0, 8).Select(w => Task.Run(async () =>
+        {
+            for (var i = 0; i < 5; i++)
+                await E.CreateAsync([New($"spiffe://example.org/w{w}-{i}", p, "unix:uid:1")], Ct);
+        }, Ct)).ToList();
+        var readers = Enumerable.Range(0, 8).Select(_ => Task.Run(async () =>
+        {
+            var seen = new List<(long Revision, int Count)>();
+            while (!writers.All(t => t.IsCompleted))
+            {
+                // Every write adds exactly one entry and one revision, so a consistent full state has Count == Revision.
+                var full = await E.ChangesSinceAsync(0, [p], Ct);
+                seen.Add((full.Revision, full.Upserts.Count));
+                await E.ListAsync(new EntryFilter(ParentId: p), 7, null, Ct);
+            }
+            return seen;
+        }, Ct)).ToList();
+
+        await Task.WhenAll(writers);
+        var observations = (await Task.WhenAll(readers)).SelectMany(x => x).ToList();
+        Assert.All(observations, o => Assert.Equal(o.Revision, o.Count));
+        Assert.Equal(40, await E.CountAsync(Ct));
+        Assert.Equal(40, await E.CurrentRevisionAsync(Ct));
+    }
+
+    [Fact]
     public async Task Update_replaces_the_entry_with_a_new_revision_and_keeps_created_at()
     {
         var created = (await E.CreateAsync([New("spiffe://example.org/web", "spiffe://example.org/agent", "unix:uid:1000")], Ct))[0];

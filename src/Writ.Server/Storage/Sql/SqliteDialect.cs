@@ -59,6 +59,8 @@ internal sealed class SqliteDialect : SqlDialect
 
     public override async Task PrepareAsync(int latestVersion, CancellationToken ct)
     {
+        if (Directory.Exists(_path))
+            throw new StoreUnavailableException($"{Description} is a directory: set the store connection to a file inside it, e.g. {Path.Combine(_path, "writ.db")}");
         var dir = Path.GetDirectoryName(_path);
         if (!string.IsNullOrEmpty(dir) && !Directory.Exists(dir))
         {
