@@ -33,7 +33,8 @@ public interface IEntryStore
     /// <summary>
     /// All or nothing, one transaction. Duplicate = same SpiffeId + ParentId + selector SET (order-insensitive) as an
     /// existing entry or another entry in the batch, or an id that already exists -> <see cref="StoreConflictException"/>
-    /// naming it; nothing written. Ids given by the caller are kept; empty ids are assigned. All entries of one batch
+    /// naming it; nothing written. Ids given by the caller are kept; empty ids are assigned. An entry without selectors
+    /// (it would match every workload) is refused with <see cref="ArgumentException"/>. All entries of one batch
     /// get the same new revision. Returns the entries as stored.
     /// </summary>
     Task<IReadOnlyList<RegistrationEntry>> CreateAsync(IReadOnlyList<RegistrationEntry> entries, CancellationToken ct);

@@ -332,8 +332,14 @@ public abstract class StoreConformanceTests : IAsyncLifetime
         await Assert.ThrowsAsync<ArgumentException>(() => E.CreateAsync([New("spiffe://example.org/a", "spiffe://example.org/agent", "unix:uid:1") with { Id = "has space" }], Ct));
         await Assert.ThrowsAsync<ArgumentException>(() => E.CreateAsync([New("spiffe://example.org/a", "spiffe://example.org/agent", "unix:uid:1") with { X509TtlSeconds = -1 }], Ct));
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => E.ListAsync(new EntryFilter(), 0, null, Ct));
+        // An entry without selectors would match every workload of its parent: refused even if the API layer let it through.
+        await Assert.ThrowsAsync<ArgumentException>(() => E.CreateAsync([New("spiffe://example.org/all", "spiffe://example.org/agent")], Ct));
+        var ok = (await E.CreateAsync([New("spiffe://example.org/a", "spiffe://example.org/agent", "unix:uid:1")], Ct))[0];
+        await Assert.ThrowsAsync<ArgumentException>(() => E.UpdateAsync(ok with { Selectors = [] }, Ct));
+        Assert.Equal(ok, await E.GetAsync(ok.Id, Ct));
+        await E.DeleteAsync(ok.Id, Ct);
         Assert.Equal(0, await E.CountAsync(Ct));
-        Assert.Equal(0, await E.CurrentRevisionAsync(Ct));
+        Assert.Equal(2, await E.CurrentRevisionAsync(Ct));   // only the valid create and its delete
     }
 
     // ---------------------------------------------------------------- entries: listing

@@ -240,6 +240,8 @@ internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher wa
         Codec.RequireKey(e.SpiffeId, "entry SPIFFE ID");
         Codec.RequireKey(e.ParentId, "entry parent ID");
         Codec.RequireSelectors(e.Selectors, "entry");
+        if (e.Selectors.Count == 0)
+            throw new ArgumentException("entry has no selectors: it would match every workload of its parent; add at least one selector");
         if (e.X509TtlSeconds < 0 || e.JwtTtlSeconds < 0)
             throw new ArgumentException("entry TTLs must be >= 0 (0 = server default)");
         if (e.DnsNames is null)
