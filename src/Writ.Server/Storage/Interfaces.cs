@@ -33,7 +33,8 @@ public interface IEntryStore
     /// <summary>
     /// All or nothing, one transaction. Duplicate = same SpiffeId + ParentId + selector SET (order-insensitive) as an
     /// existing entry or another entry in the batch, or an id that already exists -> <see cref="StoreConflictException"/>
-    /// naming it; nothing written. Ids given by the caller are kept; empty ids are assigned. All entries of one batch
+    /// naming it; nothing written. Ids given by the caller are kept; empty ids are assigned. An entry without selectors
+    /// (it would match every workload) is refused with <see cref="ArgumentException"/>. All entries of one batch
     /// get the same new revision. Returns the entries as stored.
     /// </summary>
     Task<IReadOnlyList<RegistrationEntry>> CreateAsync(IReadOnlyList<RegistrationEntry> entries, CancellationToken ct);
@@ -58,7 +59,7 @@ public interface IEntryStore
     Task<long> CountAsync(CancellationToken ct);
 
     /// <summary>
-    /// For the agent sync stream. since == 0 (or since beyond the store's revision): full state, i.e. all live entries
+    /// For the agent sync stream. since == 0 (or since beyond the store's revision, or before pruned deletions): full state, i.e. all live entries
     /// whose ParentId is in parentIds and no deletions (<see cref="EntryChanges.Full"/> = true).
     /// since &gt; 0: entries created/updated after since with ParentId in parentIds, and ids of entries deleted after
     /// since that were parented to one of parentIds (an update that moves an entry away from a parent counts as a
@@ -72,6 +73,13 @@ public interface IEntryStore
     /// <see cref="OperationCanceledException"/>.
     /// </summary>
     Task WaitForChangeAsync(long revision, CancellationToken ct);
+
+    /// <summary>
+    /// Forgets deletions made before <paramref name="olderThan"/> (they are kept for <see cref="ChangesSinceAsync"/>).
+    /// A later ChangesSince from a revision before the pruned ones answers with the full state instead of a delta.
+    /// Returns how many tombstones were removed. Call it periodically, e.g. keeping a day of deletions.
+    /// </summary>
+    Task<int> PruneTombstonesAsync(DateTimeOffset olderThan, CancellationToken ct);
 }
 
 public interface INodeStore

@@ -42,15 +42,20 @@ public sealed class SqliteStoreConformanceTests : StoreConformanceTests
     }
 
     [Fact]
-    public void New_database_file_is_private_to_its_owner()
+    public async Task New_database_file_and_its_wal_are_private_to_their_owner()
     {
         Assert.SkipWhen(OperatingSystem.IsWindows(), "Unix file modes only");
+        await Store.CaJournal.PutAsync(new CaJournal("ca", [1], DateTimeOffset.UnixEpoch), Ct);
         if (!OperatingSystem.IsWindows())
+        {
             Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(DbPath));
+            Assert.True(File.Exists(DbPath + "-wal"), "expected a WAL file next to the database");
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(DbPath + "-wal"));
+        }
     }
 
     [Fact]
-    public async Task Database_is_in_wal_mode_with_schema_version_1()
+    public async Task Database_is_in_wal_mode_with_the_latest_schema_version()
     {
         await using var conn = new SqliteConnection($"Data Source={DbPath};Pooling=False");
         await conn.OpenAsync(Ct);
@@ -58,7 +63,7 @@ public sealed class SqliteStoreConformanceTests : StoreConformanceTests
         cmd.CommandText = "PRAGMA journal_mode";
         Assert.Equal("wal", await cmd.ExecuteScalarAsync(Ct));
         cmd.CommandText = "SELECT MAX(version) FROM schema_migrations";
-        Assert.Equal(1L, await cmd.ExecuteScalarAsync(Ct));
+        Assert.Equal(2L, await cmd.ExecuteScalarAsync(Ct));
     }
 
     [Theory]
@@ -182,6 +187,15 @@ public sealed class SqliteStoreConformanceTests : StoreConformanceTests
         var path = Path.Combine(_dir, "a", "b", "writ.db");
         await using var store = await WritStoreFactory.OpenAsync("sqlite", path, TimeProvider.System, Ct);
         Assert.True(File.Exists(path));
+    }
+
+    [Fact]
+    public async Task A_directory_in_place_of_the_file_is_a_one_line_error()
+    {
+        var path = Directory.CreateDirectory(Path.Combine(_dir, "dir.db")).FullName;
+        var e = await StoreAssert.ThrowsOneLineAsync<StoreUnavailableException>(() => WritStoreFactory.OpenAsync("sqlite", path, TimeProvider.System, Ct));
+        Assert.Contains(path, e.Message, StringComparison.Ordinal);
+        Assert.Contains("is a directory", e.Message, StringComparison.Ordinal);
     }
 
     [Theory]

@@ -222,6 +222,35 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Readers_running_alongside_writers_always_see_a_consistent_snapshot()
+    {
+        const string p = "spiffe://example.org/agent";
+        var writers = Enumerable.Range(0, 8).Select(w => Task.Run(async () =>
+        {
+            for (var i = 0; i < 5; i++)
+                await E.CreateAsync([New($"spiffe://example.org/w{w}-{i}", p, "unix:uid:1")], Ct);
+        }, Ct)).ToList();
+        var readers = Enumerable.Range(0, 8).Select(_ => Task.Run(async () =>
+        {
+            var seen = new List<(long Revision, int Count)>();
+            while (!writers.All(t => t.IsCompleted))
+            {
+                // Every write adds exactly one entry and one revision, so a consistent full state has Count == Revision.
+                var full = await E.ChangesSinceAsync(0, [p], Ct);
+                seen.Add((full.Revision, full.Upserts.Count));
+                await E.ListAsync(new EntryFilter(ParentId: p), 7, null, Ct);
+            }
+            return seen;
+        }, Ct)).ToList();
+
+        await Task.WhenAll(writers);
+        var observations = (await Task.WhenAll(readers)).SelectMany(x => x).ToList();
+        Assert.All(observations, o => Assert.Equal(o.Revision, o.Count));
+        Assert.Equal(40, await E.CountAsync(Ct));
+        Assert.Equal(40, await E.CurrentRevisionAsync(Ct));
+    }
+
+    [Fact]
     public async Task Update_replaces_the_entry_with_a_new_revision_and_keeps_created_at()
     {
         var created = (await E.CreateAsync([New("spiffe://example.org/web", "spiffe://example.org/agent", "unix:uid:1000")], Ct))[0];
@@ -303,8 +332,14 @@ public abstract class StoreConformanceTests : IAsyncLifetime
         await Assert.ThrowsAsync<ArgumentException>(() => E.CreateAsync([New("spiffe://example.org/a", "spiffe://example.org/agent", "unix:uid:1") with { Id = "has space" }], Ct));
         await Assert.ThrowsAsync<ArgumentException>(() => E.CreateAsync([New("spiffe://example.org/a", "spiffe://example.org/agent", "unix:uid:1") with { X509TtlSeconds = -1 }], Ct));
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => E.ListAsync(new EntryFilter(), 0, null, Ct));
+        // An entry without selectors would match every workload of its parent: refused even if the API layer let it through.
+        await Assert.ThrowsAsync<ArgumentException>(() => E.CreateAsync([New("spiffe://example.org/all", "spiffe://example.org/agent")], Ct));
+        var ok = (await E.CreateAsync([New("spiffe://example.org/a", "spiffe://example.org/agent", "unix:uid:1")], Ct))[0];
+        await Assert.ThrowsAsync<ArgumentException>(() => E.UpdateAsync(ok with { Selectors = [] }, Ct));
+        Assert.Equal(ok, await E.GetAsync(ok.Id, Ct));
+        await E.DeleteAsync(ok.Id, Ct);
         Assert.Equal(0, await E.CountAsync(Ct));
-        Assert.Equal(0, await E.CurrentRevisionAsync(Ct));
+        Assert.Equal(2, await E.CurrentRevisionAsync(Ct));   // only the valid create and its delete
     }
 
     // ---------------------------------------------------------------- entries: listing
@@ -534,6 +569,39 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Pruned_deletions_turn_an_old_delta_into_a_full_state()
+    {
+        const string p = "spiffe://example.org/agent";
+        await E.CreateAsync(
+        [
+            New("spiffe://example.org/a", p, "unix:uid:1") with { Id = "a" },
+            New("spiffe://example.org/b", p, "unix:uid:1") with { Id = "b" },
+            New("spiffe://example.org/c", p, "unix:uid:1") with { Id = "c" },
+        ], Ct);
+        var since = await E.CurrentRevisionAsync(Ct);
+        await E.DeleteAsync("a", Ct);                       // old deletion
+        var afterOld = await E.CurrentRevisionAsync(Ct);
+        Time.Advance(TimeSpan.FromDays(2));
+        await E.DeleteAsync("b", Ct);                       // recent deletion
+
+        Assert.Equal(0, await E.PruneTombstonesAsync(Start.AddSeconds(-1), Ct));
+        Assert.Equal(1, await E.PruneTombstonesAsync(Start.AddDays(1), Ct));
+        Assert.Equal(0, await E.PruneTombstonesAsync(Start.AddDays(1), Ct));
+
+        // From before the pruned deletion: the delta would miss "a", so the answer is the full state.
+        var old = await E.ChangesSinceAsync(since, [p], Ct);
+        Assert.True(old.Full);
+        Assert.Equal(["c"], old.Upserts.Select(e => e.Id));
+        Assert.Empty(old.DeletedIds);
+
+        // From after it: still an exact delta with the recent deletion.
+        var recent = await E.ChangesSinceAsync(afterOld, [p], Ct);
+        Assert.False(recent.Full);
+        Assert.Equal(["b"], recent.DeletedIds);
+        Assert.Empty(recent.Upserts);
+    }
+
+    [Fact]
     public async Task WaitForChange_wakes_when_an_entry_is_written()
     {
         var revision = await E.CurrentRevisionAsync(Ct);
@@ -580,6 +648,17 @@ public abstract class StoreConformanceTests : IAsyncLifetime
         await E.CreateAsync([New("spiffe://example.org/a", "spiffe://example.org/agent", "unix:uid:1")], Ct);   // the "other server"
         await wait.WaitAsync(TimeSpan.FromSeconds(10), Ct);
         Assert.Equal(1, await watcher.Entries.CurrentRevisionAsync(Ct));
+    }
+
+    [Fact]
+    public async Task Disposing_the_store_releases_its_waiters()
+    {
+        var store = await OpenExtraAsync();
+        var wait = store.Entries.WaitForChangeAsync(await store.Entries.CurrentRevisionAsync(Ct), Ct);
+        await Task.Yield();
+        Assert.False(wait.IsCompleted);
+        await store.DisposeAsync();
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => wait.WaitAsync(TimeSpan.FromSeconds(10), Ct));
     }
 
     // ---------------------------------------------------------------- join tokens
@@ -782,6 +861,27 @@ public abstract class StoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Upgrading_from_schema_version_1_keeps_the_data()
+    {
+        var entry = (await E.CreateAsync([New("spiffe://example.org/a", "spiffe://example.org/agent", "unix:uid:1")], Ct))[0];
+        await E.DeleteAsync(entry.Id, Ct);
+        await Store.DisposeAsync();
+        Store = null!;
+        // Turn the database back into what version 1 created.
+        await ExecuteRawAsync("DROP INDEX entry_tombstones_revision");
+        await ExecuteRawAsync("ALTER TABLE entry_tombstones DROP COLUMN deleted_at_us");
+        await ExecuteRawAsync("ALTER TABLE store_revision DROP COLUMN tombstones_pruned_through");
+        await ExecuteRawAsync("DELETE FROM schema_migrations WHERE version > 1");
+
+        Store = await OpenAsync(Time, WritStoreOptions.Default);
+
+        Assert.Equal(2, await Store.Entries.CurrentRevisionAsync(Ct));
+        var changes = await Store.Entries.ChangesSinceAsync(1, ["spiffe://example.org/agent"], Ct);
+        Assert.Equal([entry.Id], changes.DeletedIds);
+        Assert.Equal(1, await Store.Entries.PruneTombstonesAsync(Start.AddDays(1), Ct));   // pre-upgrade tombstones count as oldest
+    }
+
+    [Fact]
     public async Task A_database_with_a_newer_schema_is_refused_with_upgrade_advice()
     {
         await E.CreateAsync([New("spiffe://example.org/a", "spiffe://example.org/agent", "unix:uid:1")], Ct);
@@ -790,7 +890,7 @@ public abstract class StoreConformanceTests : IAsyncLifetime
         await ExecuteRawAsync("INSERT INTO schema_migrations (version, applied_at_us) VALUES (999, 0)");
 
         var e = await StoreAssert.ThrowsOneLineAsync<StoreUnavailableException>(() => OpenAsync(Time, WritStoreOptions.Default));
-        Assert.Contains("database schema version 999 is newer than this writ supports (1): upgrade writ", e.Message, StringComparison.Ordinal);
+        Assert.Matches(@"database schema version 999 is newer than this writ supports \(\d+\): upgrade writ", e.Message);
 
         // Nothing was changed: removing the future version makes it open again, data intact.
         await ExecuteRawAsync("DELETE FROM schema_migrations WHERE version = 999");

@@ -129,12 +129,17 @@ internal sealed class Db(SqlDialect dialect)
             return await QueryAsync(cmd, map, ct).ConfigureAwait(false);
     }
 
-    /// <summary>Bumps the global revision (locking its row until commit) and returns the new value.</summary>
-    public static async Task<long> BumpRevisionAsync(DbConnection conn, DbTransaction tx, CancellationToken ct)
+    /// <summary>
+    /// Bumps the global revision (locking its row until commit) and returns the new value; tells other processes
+    /// about it at commit where the dialect can (PostgreSQL NOTIFY).
+    /// </summary>
+    public async Task<long> BumpRevisionAsync(DbConnection conn, DbTransaction tx, CancellationToken ct)
     {
         var v = await ScalarAsync(conn, tx, "UPDATE store_revision SET revision = revision + 1 WHERE id = 1 RETURNING revision", ct).ConfigureAwait(false)
             ?? throw new StoreUnavailableException("the store_revision row is missing: the database was modified outside writ; restore it from a backup");
-        return Convert.ToInt64(v, CultureInfo.InvariantCulture);
+        var revision = Convert.ToInt64(v, CultureInfo.InvariantCulture);
+        await Dialect.NotifyRevisionAsync(conn, tx, revision, ct).ConfigureAwait(false);
+        return revision;
     }
 
     public static async Task<long> ReadRevisionAsync(DbConnection conn, DbTransaction? tx, CancellationToken ct)

@@ -73,6 +73,12 @@ internal static class Migrations
             updated_at_us INTEGER NOT NULL
         ) STRICT;
         """,
+        // 2: tombstone pruning. Deletions older than the horizon are gone, so a sync from before it must be a full one.
+        """
+        ALTER TABLE store_revision ADD COLUMN tombstones_pruned_through INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE entry_tombstones ADD COLUMN deleted_at_us INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX entry_tombstones_revision ON entry_tombstones (revision);
+        """,
     ];
 
     public static IReadOnlyList<string> Postgres { get; } =
@@ -140,6 +146,11 @@ internal static class Migrations
             data bytea NOT NULL,
             updated_at_us bigint NOT NULL
         );
+        """,
+        """
+        ALTER TABLE store_revision ADD COLUMN tombstones_pruned_through bigint NOT NULL DEFAULT 0;
+        ALTER TABLE entry_tombstones ADD COLUMN deleted_at_us bigint NOT NULL DEFAULT 0;
+        CREATE INDEX entry_tombstones_revision ON entry_tombstones (revision);
         """,
     ];
 }

@@ -1,5 +1,6 @@
 using System.Data;
 using System.Data.Common;
+using System.Globalization;
 using System.Net.Sockets;
 using Npgsql;
 
@@ -8,6 +9,7 @@ namespace Writ.Server.Storage.Sql;
 /// <summary>PostgreSQL through an Npgsql data source (pooled). Messages name host, port, database and user, never the password.</summary>
 internal sealed class PostgresDialect : SqlDialect
 {
+    private const string RevisionChannel = "writ_entry_revision";
     private const long MigrationLockKey = 0x5772_6974_5374_6f72;   // "WritStor"
     private readonly NpgsqlDataSource _source;
     private readonly string _host;
@@ -58,6 +60,50 @@ internal sealed class PostgresDialect : SqlDialect
 
     public override Task LockForMigrationAsync(DbConnection connection, DbTransaction tx, CancellationToken ct) =>
         Db.ScalarAsync(connection, tx, "SELECT pg_advisory_xact_lock(@key)", ct, ("key", MigrationLockKey));
+
+    public override Task NotifyRevisionAsync(DbConnection connection, DbTransaction tx, long revision, CancellationToken ct) =>
+        Db.ScalarAsync(connection, tx, "SELECT pg_notify(@channel, @revision)", ct,
+            ("channel", RevisionChannel), ("revision", revision.ToString(CultureInfo.InvariantCulture)));
+
+    public override Task? ListenForRevisionsAsync(Action<long> onRevision, CancellationToken stop) => Task.Run(async () =>
+    {
+        while (!stop.IsCancellationRequested)
+        {
+            try
+            {
+                var conn = await _source.OpenConnectionAsync(stop).ConfigureAwait(false);
+                await using (conn.ConfigureAwait(false))
+                {
+                    conn.Notification += (_, e) =>
+                    {
+                        if (long.TryParse(e.Payload, NumberStyles.None, CultureInfo.InvariantCulture, out var revision))
+                            onRevision(revision);
+                    };
+                    await Db.ExecuteAsync(conn, null, "LISTEN " + RevisionChannel, stop).ConfigureAwait(false);
+                    // Anything committed before LISTEN took effect is caught by reading the revision once.
+                    onRevision(await Db.ReadRevisionAsync(conn, null, stop).ConfigureAwait(false));
+                    while (!stop.IsCancellationRequested)
+                        await conn.WaitAsync(stop).ConfigureAwait(false);
+                }
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e) when (IsDriverException(e) || e is StoreException)
+            {
+                // Lost the connection: polling covers the gap; reconnect after a pause.
+                try
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(1), stop).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        }
+    }, CancellationToken.None);
 
     public override bool IsUniqueViolation(DbException exception) =>
         exception is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation };

@@ -33,6 +33,16 @@ internal abstract class SqlDialect : IAsyncDisposable
     /// <summary>In-process gate for writers (SQLite has one writer at a time; queueing here beats spinning on SQLITE_BUSY).</summary>
     public virtual ValueTask<IDisposable?> EnterWriteAsync(CancellationToken ct) => ValueTask.FromResult<IDisposable?>(null);
 
+    /// <summary>Announces a new revision to other processes when the transaction commits (no-op where unsupported).</summary>
+    public virtual Task NotifyRevisionAsync(DbConnection connection, DbTransaction tx, long revision, CancellationToken ct) => Task.CompletedTask;
+
+    /// <summary>
+    /// Listens for revisions announced by other processes until <paramref name="stop"/>; calls
+    /// <paramref name="onRevision"/> for each (and once after every (re)connect with the current revision).
+    /// Null where the dialect cannot listen: polling alone then finds other writers.
+    /// </summary>
+    public virtual Task? ListenForRevisionsAsync(Action<long> onRevision, CancellationToken stop) => null;
+
     public abstract bool IsUniqueViolation(DbException exception);
 
     /// <summary>Turns a driver error into a one-line <see cref="StoreException"/> (no secrets, says what to do).</summary>

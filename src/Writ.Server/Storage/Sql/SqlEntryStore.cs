@@ -38,7 +38,7 @@ internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher wa
 
         var (created, revision) = await db.WriteAsync("create entries", async (conn, tx) =>
         {
-            var rev = await Db.BumpRevisionAsync(conn, tx, ct).ConfigureAwait(false);
+            var rev = await db.BumpRevisionAsync(conn, tx, ct).ConfigureAwait(false);
             var result = new List<RegistrationEntry>(prepared.Count);
             foreach (var (entry, key) in prepared)
             {
@@ -126,7 +126,7 @@ internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher wa
         var key = Codec.IdentityKey(entry.SpiffeId, entry.ParentId, entry.Selectors);
         var updated = await db.WriteAsync("update entry", async (conn, tx) =>
         {
-            var rev = await Db.BumpRevisionAsync(conn, tx, ct).ConfigureAwait(false);
+            var rev = await db.BumpRevisionAsync(conn, tx, ct).ConfigureAwait(false);
             var old = await Db.QueryAsync(conn, tx, "SELECT parent_id, revision, created_at_us FROM entries WHERE id = @id",
                 r => (Parent: r.GetString(0), Revision: r.GetInt64(1), CreatedAt: r.GetInt64(2)), ct, ("id", entry.Id)).ConfigureAwait(false);
             if (old.Count == 0)
@@ -158,7 +158,7 @@ internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher wa
         ArgumentNullException.ThrowIfNull(id);
         var revision = await db.WriteAsync("delete entry", async (conn, tx) =>
         {
-            var rev = await Db.BumpRevisionAsync(conn, tx, ct).ConfigureAwait(false);
+            var rev = await db.BumpRevisionAsync(conn, tx, ct).ConfigureAwait(false);
             if (await Db.ScalarAsync(conn, tx, "SELECT parent_id FROM entries WHERE id = @id", ct, ("id", id)).ConfigureAwait(false) is not string parent)
                 throw new StoreNotFoundException($"entry '{id}' does not exist: list the entries to find its id");
             await Db.ExecuteAsync(conn, tx, "DELETE FROM entry_selectors WHERE entry_id = @id", ct, ("id", id)).ConfigureAwait(false);
@@ -183,8 +183,10 @@ internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher wa
         var parents = parentIds.Distinct(StringComparer.Ordinal).ToList();
         var changes = await db.ReadAsync("read entry changes", async (conn, tx) =>
         {
-            var rev = await Db.ReadRevisionAsync(conn, tx, ct).ConfigureAwait(false);
-            var full = since == 0 || since > rev;
+            var (rev, prunedThrough) = (await Db.QueryAsync(conn, tx, "SELECT revision, tombstones_pruned_through FROM store_revision WHERE id = 1",
+                r => (r.GetInt64(0), r.GetInt64(1)), ct).ConfigureAwait(false)).Single();
+            // A delta is only complete if no tombstone after `since` was pruned.
+            var full = since == 0 || since > rev || since < prunedThrough;
             if (parents.Count == 0)
                 return new EntryChanges(rev, [], []) { Full = full };
 
@@ -215,6 +217,22 @@ internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher wa
 
     public Task WaitForChangeAsync(long revision, CancellationToken ct) => watcher.WaitAsync(revision, ct);
 
+    public Task<int> PruneTombstonesAsync(DateTimeOffset olderThan, CancellationToken ct)
+    {
+        var t = Time.ToMicros(olderThan);
+        return db.WriteAsync("prune entry tombstones", async (conn, tx) =>
+        {
+            if (await Db.ScalarAsync(conn, tx, "SELECT MAX(revision) FROM entry_tombstones WHERE deleted_at_us < @t", ct, ("t", t)).ConfigureAwait(false) is not { } max)
+                return 0;
+            var through = Convert.ToInt64(max, System.Globalization.CultureInfo.InvariantCulture);
+            // Prune by revision, not by time, so every tombstone after the horizon is still there.
+            var n = await Db.ExecuteAsync(conn, tx, "DELETE FROM entry_tombstones WHERE revision <= @through", ct, ("through", through)).ConfigureAwait(false);
+            await Db.ExecuteAsync(conn, tx, "UPDATE store_revision SET tombstones_pruned_through = @through WHERE id = 1 AND tombstones_pruned_through < @through", ct,
+                ("through", through)).ConfigureAwait(false);
+            return n;
+        }, ct);
+    }
+
     private static void Validate(RegistrationEntry e, bool requireId)
     {
         if (requireId || e.Id.Length > 0)
@@ -222,6 +240,8 @@ internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher wa
         Codec.RequireKey(e.SpiffeId, "entry SPIFFE ID");
         Codec.RequireKey(e.ParentId, "entry parent ID");
         Codec.RequireSelectors(e.Selectors, "entry");
+        if (e.Selectors.Count == 0)
+            throw new ArgumentException("entry has no selectors: it would match every workload of its parent; add at least one selector");
         if (e.X509TtlSeconds < 0 || e.JwtTtlSeconds < 0)
             throw new ArgumentException("entry TTLs must be >= 0 (0 = server default)");
         if (e.DnsNames is null)
@@ -269,9 +289,9 @@ internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher wa
         }
     }
 
-    private static Task AddTombstoneAsync(DbConnection conn, DbTransaction tx, long rev, string id, string parent, CancellationToken ct) =>
-        Db.ExecuteAsync(conn, tx, "INSERT INTO entry_tombstones (revision, entry_id, parent_id) VALUES (@rev, @id, @parent)", ct,
-            ("rev", rev), ("id", id), ("parent", parent));
+    private Task AddTombstoneAsync(DbConnection conn, DbTransaction tx, long rev, string id, string parent, CancellationToken ct) =>
+        Db.ExecuteAsync(conn, tx, "INSERT INTO entry_tombstones (revision, entry_id, parent_id, deleted_at_us) VALUES (@rev, @id, @parent, @at)", ct,
+            ("rev", rev), ("id", id), ("parent", parent), ("at", Time.ToMicros(time.GetUtcNow())));
 
     private static RegistrationEntry Read(DbDataReader r) => new()
     {

@@ -71,19 +71,22 @@ internal sealed class SqlWritStore : IWritStore
 
 /// <summary>
 /// Knows the latest revision this process has seen and wakes waiters when it moves: at once for commits made through
-/// this store, and by one shared poll (started by the first waiter) for writers in other processes.
+/// this store; for writers in other processes through the dialect's listener (PostgreSQL LISTEN/NOTIFY) and one shared
+/// poll as a safety net. Both start with the first waiter.
 /// </summary>
 internal sealed class RevisionWatcher(Db db, long initial, TimeSpan pollInterval, TimeProvider time) : IAsyncDisposable
 {
     private readonly CancellationTokenSource _stop = new();
-    private readonly Lock _pollLock = new();
+    private readonly Lock _startLock = new();
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _known = initial;
     private Task? _poller;
+    private Task? _listener;
+    private volatile bool _disposed;
 
     public long Known => Interlocked.Read(ref _known);
 
-    /// <summary>Records a revision (from a commit or a poll) and wakes waiters if it is new.</summary>
+    /// <summary>Records a revision (from a commit, a notification or a poll) and wakes waiters if it is new.</summary>
     public void Observe(long revision)
     {
         long seen;
@@ -94,7 +97,8 @@ internal sealed class RevisionWatcher(Db db, long initial, TimeSpan pollInterval
                 return;
         }
         while (Interlocked.CompareExchange(ref _known, revision, seen) != seen);
-        Interlocked.Exchange(ref _changed, new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+        if (!_disposed)
+            Interlocked.Exchange(ref _changed, new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
     }
 
     public async Task WaitAsync(long revision, CancellationToken ct)
@@ -102,22 +106,25 @@ internal sealed class RevisionWatcher(Db db, long initial, TimeSpan pollInterval
         while (true)
         {
             ct.ThrowIfCancellationRequested();
+            ObjectDisposedException.ThrowIf(_disposed, this);
             var changed = Volatile.Read(ref _changed).Task;   // take the signal before the check: no lost wake-up
             if (Known > revision)
                 return;
-            EnsurePolling();
+            EnsureWatching();
             await changed.WaitAsync(ct).ConfigureAwait(false);
         }
     }
 
-    private void EnsurePolling()
+    private void EnsureWatching()
     {
         if (_poller is not null)
             return;
-        lock (_pollLock)
+        lock (_startLock)
         {
-            if (_poller is null && !_stop.IsCancellationRequested)
-                _poller = Task.Run(PollAsync);
+            if (_poller is not null || _stop.IsCancellationRequested)
+                return;
+            _listener = db.Dialect.ListenForRevisionsAsync(Observe, _stop.Token);
+            _poller = Task.Run(PollAsync);
         }
     }
 
@@ -145,14 +152,26 @@ internal sealed class RevisionWatcher(Db db, long initial, TimeSpan pollInterval
 
     public async ValueTask DisposeAsync()
     {
-        Task? poller;
-        lock (_pollLock)
+        Task[] running;
+        lock (_startLock)
         {
+            if (_disposed)
+                return;
+            _disposed = true;
             _stop.Cancel();
-            poller = _poller;
+            running = new[] { _poller, _listener }.OfType<Task>().ToArray();
         }
-        if (poller is not null)
-            await poller.ConfigureAwait(false);
+        var last = Volatile.Read(ref _changed);
+        last.TrySetException(new ObjectDisposedException(nameof(IWritStore), "the store was disposed while waiting for a change"));
+        _ = last.Task.Exception;   // observed: nobody may be waiting
+        try
+        {
+            await Task.WhenAll(running).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // Stopped.
+        }
         _stop.Dispose();
     }
 }

@@ -59,6 +59,8 @@ internal sealed class SqliteDialect : SqlDialect
 
     public override async Task PrepareAsync(int latestVersion, CancellationToken ct)
     {
+        if (Directory.Exists(_path))
+            throw new StoreUnavailableException($"{Description} is a directory: set the store connection to a file inside it, e.g. {Path.Combine(_path, "writ.db")}");
         var dir = Path.GetDirectoryName(_path);
         if (!string.IsNullOrEmpty(dir) && !Directory.Exists(dir))
         {
@@ -156,7 +158,7 @@ internal sealed class SqliteDialect : SqlDialect
     public override StoreException Translate(Exception exception, string operation) => exception switch
     {
         SqliteException { SqliteErrorCode: 5 or 6 } e => new StoreUnavailableException(
-            $"{Description} is locked by another process ({operation} waited {(long)_busyTimeout.TotalMilliseconds} ms): stop the other process using the file, or raise the busy timeout; nothing was written", e),
+            $"{Description} is locked by another process ({operation} gave up after the {(long)_busyTimeout.TotalMilliseconds} ms busy timeout): stop the other process using the file, or raise the busy timeout; nothing was written", e),
         SqliteException { SqliteErrorCode: 11 or 26 } e => new StoreUnavailableException(NotWrit, e),
         SqliteException { SqliteErrorCode: 8 } e => new StoreUnavailableException(
             $"{Description} is read-only ({operation} failed): give the writ user write access to the file and its directory", e),
