@@ -13,7 +13,7 @@ public sealed class BundleRulesTests
     {
         using var k = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var b = new TrustBundle(Td, [], [new JwtAuthority(kid, k)]);
-        var jwks = b.JwksJson();
+        var jwks = b.ToSpiffeJson();
         var start = jwks.IndexOf('[', StringComparison.Ordinal) + 1;
         return jwks[start..jwks.LastIndexOf(']')].Replace("\"jwt-svid\"", $"\"{use}\"", StringComparison.Ordinal);
     }
