@@ -19,6 +19,9 @@ public static class X509SvidValidator
     private const string ServerAuth = "1.3.6.1.5.5.7.3.1";
     private const string ClientAuth = "1.3.6.1.5.5.7.3.2";
 
+    /// <summary>Longest chain (leaf included) a validator will look at.</summary>
+    public const int MaxChainLength = 16;
+
     /// <summary>Full validation of a chain (leaf first, then intermediates) at <paramref name="now"/>.</summary>
     public static X509SvidValidation Validate(IReadOnlyList<X509Certificate2> chain, IBundleSource bundles, DateTimeOffset now)
     {
@@ -153,6 +156,10 @@ public static class X509SvidValidator
         if (chain is null || chain.Count == 0)
         {
             return X509SvidValidation.Fail("the SVID chain is empty: present the leaf certificate first");
+        }
+        if (chain.Count > MaxChainLength)
+        {
+            return X509SvidValidation.Fail($"the SVID chain has {chain.Count} certificates, more than {MaxChainLength}: refused");
         }
         var leaf = ValidateLeaf(chain[0]);
         if (!leaf.IsValid)
