@@ -103,6 +103,22 @@ public static class X509SvidValidator
     public static X509SvidValidation ValidateLeaf(X509Certificate2 leaf)
     {
         ArgumentNullException.ThrowIfNull(leaf);
+        try
+        {
+            return ValidateLeafCore(leaf);
+        }
+        catch (System.Security.Cryptography.CryptographicException)
+        {
+            return X509SvidValidation.Fail("leaf certificate has a malformed extension: reissue the certificate");
+        }
+    }
+
+    private static X509SvidValidation ValidateLeafCore(X509Certificate2 leaf)
+    {
+        if (DuplicateExtension(leaf) is { } dup)
+        {
+            return X509SvidValidation.Fail($"leaf certificate has extension {dup} more than once (RFC 5280 §4.2): reissue the certificate");
+        }
         var id = IdOf(leaf, out var error);
         if (id is null)
         {
@@ -178,6 +194,35 @@ public static class X509SvidValidator
 
     private static string? CheckSigningCert(X509Certificate2 cert, int index)
     {
+        try
+        {
+            return CheckSigningCertCore(cert, index);
+        }
+        catch (System.Security.Cryptography.CryptographicException)
+        {
+            return $"{Which(index)} has a malformed extension: the chain is corrupted";
+        }
+    }
+
+    private static string? DuplicateExtension(X509Certificate2 cert)
+    {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var ext in cert.Extensions)
+        {
+            if (ext.Oid?.Value is { } oid && !seen.Add(oid))
+            {
+                return oid;
+            }
+        }
+        return null;
+    }
+
+    private static string? CheckSigningCertCore(X509Certificate2 cert, int index)
+    {
+        if (DuplicateExtension(cert) is { } dup)
+        {
+            return $"{Which(index)} has extension {dup} more than once (RFC 5280 §4.2)";
+        }
         var bc = cert.Extensions.OfType<X509BasicConstraintsExtension>().FirstOrDefault();
         if (bc is not { CertificateAuthority: true })
         {
