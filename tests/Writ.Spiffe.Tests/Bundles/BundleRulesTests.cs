@@ -37,6 +37,18 @@ public sealed class BundleRulesTests
     }
 
     [Fact]
+    public void Rsa_modulus_with_a_leading_zero_octet_is_read_as_the_same_key()
+    {
+        using var rsa = RSA.Create(2048);
+        var p = rsa.ExportParameters(false);
+        static string B64(byte[] b) => Convert.ToBase64String(b).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+        var json = $$"""{"keys":[{"kty":"RSA","use":"jwt-svid","kid":"r","n":"{{B64([0, .. p.Modulus!])}}","e":"{{B64(p.Exponent!)}}"}]}""";
+        Assert.True(TrustBundle.TryParseSpiffeJson(Td, json, out var b, out var error), error);
+        Assert.Equal(2048, b.JwtAuthorities["r"].KeySize);
+        Assert.Equal(rsa.ExportSubjectPublicKeyInfo(), b.JwtAuthorities["r"].ExportSubjectPublicKeyInfo());
+    }
+
+    [Fact]
     public void Duplicate_kid_is_refused()
     {
         var json = $$"""{"keys":[{{EcJwk("same")}},{{EcJwk("same")}}]}""";
