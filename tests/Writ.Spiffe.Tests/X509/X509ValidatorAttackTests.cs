@@ -296,6 +296,34 @@ public sealed class X509ValidatorAttackTests
     }
 
     [Fact]
+    public void Leaf_from_an_intermediate_without_the_intermediate_is_refused()
+    {
+        var ca = new TestCa("example.org", intermediate: true);
+        var (chain, _) = ca.Mint("/w");
+        Assert.True(X509SvidValidator.Validate(chain, ca.Bundle, Now).IsValid);
+        var r = X509SvidValidator.Validate([chain[0]], ca.Bundle, Now);
+        Assert.False(r.IsValid);
+        Assert.Contains("does not verify", r.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Intermediate_whose_spiffe_id_has_a_path_is_refused()
+    {
+        using var interKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var req = new CertificateRequest("O=Writ, CN=sub-ca", interKey, HashAlgorithmName.SHA256);
+        req.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+        req.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
+        req.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(new PublicKey(interKey), false));
+        req.CertificateExtensions.Add(UriSan("spiffe://example.org/ca"));
+        var inter = req.Create(Ca.Root.SubjectName, X509SignatureGenerator.CreateForECDsa((ECDsa)Ca.RootKey), Now.AddHours(-2), Now.AddHours(2), [0x33, 0x44]);
+        using var leafKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var leaf = X509SvidMinter.SignLeaf(inter, interKey, SpiffeId.Parse("spiffe://example.org/w"), new PublicKey(leafKey), Now, TimeSpan.FromMinutes(10));
+        var r = X509SvidValidator.Validate([leaf, inter], Ca.Bundle, Now);
+        Assert.False(r.IsValid);
+        Assert.Contains("SPIFFE ID has a path", r.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Minter_refuses_a_root_id()
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
