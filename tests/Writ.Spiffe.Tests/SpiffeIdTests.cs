@@ -56,4 +56,31 @@ public sealed class SpiffeIdTests
         Assert.Throws<ArgumentException>(() => SpiffeId.FromSegments(default, "a"));
         Assert.Equal("spiffe://example.org", SpiffeId.FromSegments(td).ToString());
     }
+
+    [Fact]
+    public void Random_input_never_throws()
+    {
+        var rng = new Random(7);
+        const string alphabet = "spife:/.-_aZ09%@?#[]$ \u00e9\u0000";
+        for (var i = 0; i < 5000; i++)
+        {
+            var chars = new char[rng.Next(0, 40)];
+            for (var j = 0; j < chars.Length; j++)
+            {
+                chars[j] = alphabet[rng.Next(alphabet.Length)];
+            }
+            var text = (i % 3 == 0 ? "spiffe://" : "") + new string(chars);
+            if (SpiffeId.TryParse(text, out var id, out var error))
+            {
+                Assert.Equal(text, id.ToString()); // accepted IDs are canonical: nothing is normalized away
+                Assert.Null(error);
+            }
+            else
+            {
+                Assert.Null(id);
+                Assert.False(string.IsNullOrEmpty(error));
+            }
+            _ = TrustDomain.TryParse(text, out _, out _);
+        }
+    }
 }

@@ -131,7 +131,10 @@ public sealed class TrustBundle : IBundleSource
         w.WriteEndObject();
     }
 
-    /// <summary>Only the JWT authorities, as a plain JWK Set (kid, kty, key parameters, use).</summary>
+    /// <summary>
+    /// Only the JWT authorities, as a plain JWK Set (kid, kty, key parameters; no <c>use</c>, like go-spiffe's jwtbundle, so generic
+    /// JOSE libraries that only accept <c>use</c> absent or "sig" can use it).
+    /// </summary>
     public string JwksJson()
     {
         using var ms = new MemoryStream();
@@ -143,7 +146,6 @@ public sealed class TrustBundle : IBundleSource
             {
                 w.WriteStartObject();
                 w.WriteString("kid", a.Kid);
-                w.WriteString("use", JwtSvidUse);
                 Jwk.WritePublicKey(w, a.PublicKey);
                 w.WriteEndObject();
             }

@@ -109,6 +109,14 @@ internal static class Jwk
             error = "RSA JWK has missing or malformed n/e: the key is corrupted";
             return null;
         }
+        // Some producers keep a leading zero octet (RFC 7518 §6.3.1.1 says not to); .NET would count it in the key size.
+        var firstNonZero = Array.FindIndex(n, b => b != 0);
+        if (firstNonZero < 0)
+        {
+            error = "RSA JWK modulus is zero: the key is corrupted";
+            return null;
+        }
+        n = n[firstNonZero..];
         var rsa = RSA.Create();
         try
         {

@@ -19,6 +19,9 @@ public static class X509SvidValidator
     private const string ServerAuth = "1.3.6.1.5.5.7.3.1";
     private const string ClientAuth = "1.3.6.1.5.5.7.3.2";
 
+    /// <summary>Longest chain (leaf included) a validator will look at.</summary>
+    public const int MaxChainLength = 16;
+
     /// <summary>Full validation of a chain (leaf first, then intermediates) at <paramref name="now"/>.</summary>
     public static X509SvidValidation Validate(IReadOnlyList<X509Certificate2> chain, IBundleSource bundles, DateTimeOffset now)
     {
@@ -100,6 +103,22 @@ public static class X509SvidValidator
     public static X509SvidValidation ValidateLeaf(X509Certificate2 leaf)
     {
         ArgumentNullException.ThrowIfNull(leaf);
+        try
+        {
+            return ValidateLeafCore(leaf);
+        }
+        catch (System.Security.Cryptography.CryptographicException)
+        {
+            return X509SvidValidation.Fail("leaf certificate has a malformed extension: reissue the certificate");
+        }
+    }
+
+    private static X509SvidValidation ValidateLeafCore(X509Certificate2 leaf)
+    {
+        if (DuplicateExtension(leaf) is { } dup)
+        {
+            return X509SvidValidation.Fail($"leaf certificate has extension {dup} more than once (RFC 5280 §4.2): reissue the certificate");
+        }
         var id = IdOf(leaf, out var error);
         if (id is null)
         {
@@ -154,6 +173,10 @@ public static class X509SvidValidator
         {
             return X509SvidValidation.Fail("the SVID chain is empty: present the leaf certificate first");
         }
+        if (chain.Count > MaxChainLength)
+        {
+            return X509SvidValidation.Fail($"the SVID chain has {chain.Count} certificates, more than {MaxChainLength}: refused");
+        }
         var leaf = ValidateLeaf(chain[0]);
         if (!leaf.IsValid)
         {
@@ -171,6 +194,35 @@ public static class X509SvidValidator
 
     private static string? CheckSigningCert(X509Certificate2 cert, int index)
     {
+        try
+        {
+            return CheckSigningCertCore(cert, index);
+        }
+        catch (System.Security.Cryptography.CryptographicException)
+        {
+            return $"{Which(index)} has a malformed extension: the chain is corrupted";
+        }
+    }
+
+    private static string? DuplicateExtension(X509Certificate2 cert)
+    {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var ext in cert.Extensions)
+        {
+            if (ext.Oid?.Value is { } oid && !seen.Add(oid))
+            {
+                return oid;
+            }
+        }
+        return null;
+    }
+
+    private static string? CheckSigningCertCore(X509Certificate2 cert, int index)
+    {
+        if (DuplicateExtension(cert) is { } dup)
+        {
+            return $"{Which(index)} has extension {dup} more than once (RFC 5280 §4.2)";
+        }
         var bc = cert.Extensions.OfType<X509BasicConstraintsExtension>().FirstOrDefault();
         if (bc is not { CertificateAuthority: true })
         {

@@ -13,7 +13,7 @@ public sealed class BundleRulesTests
     {
         using var k = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var b = new TrustBundle(Td, [], [new JwtAuthority(kid, k)]);
-        var jwks = b.JwksJson();
+        var jwks = b.ToSpiffeJson();
         var start = jwks.IndexOf('[', StringComparison.Ordinal) + 1;
         return jwks[start..jwks.LastIndexOf(']')].Replace("\"jwt-svid\"", $"\"{use}\"", StringComparison.Ordinal);
     }
@@ -34,6 +34,18 @@ public sealed class BundleRulesTests
         var json = $$"""{"keys":[{"kty":"OKP","crv":"Ed25519","x":"AAAA","use":"jwt-svid","kid":"okp"},{{EcJwk("a")}},{{EcJwk("b", "wit-svid")}},{{EcJwk("c", "sig")}}]}""";
         Assert.True(TrustBundle.TryParseSpiffeJson(Td, json, out var b, out var error), error);
         Assert.Equal(["a"], b.JwtAuthorities.Keys);
+    }
+
+    [Fact]
+    public void Rsa_modulus_with_a_leading_zero_octet_is_read_as_the_same_key()
+    {
+        using var rsa = RSA.Create(2048);
+        var p = rsa.ExportParameters(false);
+        static string B64(byte[] b) => Convert.ToBase64String(b).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+        var json = $$"""{"keys":[{"kty":"RSA","use":"jwt-svid","kid":"r","n":"{{B64([0, .. p.Modulus!])}}","e":"{{B64(p.Exponent!)}}"}]}""";
+        Assert.True(TrustBundle.TryParseSpiffeJson(Td, json, out var b, out var error), error);
+        Assert.Equal(2048, b.JwtAuthorities["r"].KeySize);
+        Assert.Equal(rsa.ExportSubjectPublicKeyInfo(), b.JwtAuthorities["r"].ExportSubjectPublicKeyInfo());
     }
 
     [Fact]

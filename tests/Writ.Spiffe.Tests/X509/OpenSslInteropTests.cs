@@ -99,6 +99,31 @@ public sealed class OpenSslInteropTests : IDisposable
         Assert.Contains("verify OK", output, StringComparison.OrdinalIgnoreCase);
     }
 
+    [Theory]
+    [InlineData("ec", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "", "")]
+    [InlineData("ec384", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384", "", "")]
+    [InlineData("rsa-pss-padding", "-newkey", "rsa:2048", "-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:digest")]
+    [InlineData("rsa", "-newkey", "rsa:2048", "-sha384", "", "", "")]
+    public void Csr_made_by_openssl_with_a_spiffe_san_verifies_and_its_key_gets_a_valid_svid(string name, string a1, string a2, string a3, string a4, string a5, string a6)
+    {
+        var csr = Path.Combine(_dir, name + ".csr");
+        List<string> args = ["req", "-new", "-nodes", "-keyout", Path.Combine(_dir, name + ".key"), "-outform", "DER", "-out", csr,
+            "-subj", "/O=SPIRE", "-addext", "subjectAltName=URI:spiffe://example.org/agent", a1, a2];
+        args.AddRange(new[] { a3, a4, a5, a6 }.Where(a => a.Length > 0));
+        var (code, output) = OpenSsl(args);
+        Assert.True(code == 0, output);
+        Assert.True(Writ.Spiffe.X509.Csr.TryVerify(File.ReadAllBytes(csr), out var pk, out var error), error);
+        var ca = new TestCa("example.org");
+        var leaf = Writ.Spiffe.X509.X509SvidMinter.SignLeaf(ca.Root, ca.RootKey, SpiffeId.Parse("spiffe://example.org/agent"), pk, TestCa.Now, TimeSpan.FromHours(1));
+        var r = Writ.Spiffe.X509.X509SvidValidator.Validate([leaf], ca.Bundle, TestCa.Now);
+        Assert.True(r.IsValid, r.Error);
+        // The signed key is the one openssl holds.
+        var (c2, o2) = OpenSsl(["x509", "-noout", "-pubkey", "-in", Write("agent.pem", leaf)]);
+        var (c3, o3) = OpenSsl(["pkey", "-pubout", "-in", Path.Combine(_dir, name + ".key")]);
+        Assert.Equal(0, c2 + c3);
+        Assert.Equal(o3.Trim(), o2.Trim());
+    }
+
     private static int Count(string text, string what)
     {
         var n = 0;

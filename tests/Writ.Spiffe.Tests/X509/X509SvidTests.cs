@@ -105,4 +105,48 @@ public sealed class X509SvidTests
         Assert.False(result.IsValid);
         Assert.Contains("no trust bundle for trust domain 'example.org'", result.Error, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Bundle_with_old_and_new_roots_validates_leaves_from_both()
+    {
+        // CA rotation: the bundle carries both authorities while leaves from each are in circulation.
+        var oldCa = new TestCa("example.org");
+        var newCa = new TestCa("example.org");
+        var bundle = new TrustBundle(oldCa.TrustDomain, [oldCa.Root, newCa.Root], []);
+        Assert.True(X509SvidValidator.Validate(oldCa.Mint("/a").Chain, bundle, Now).IsValid);
+        Assert.True(X509SvidValidator.Validate(newCa.Mint("/b").Chain, bundle, Now).IsValid);
+        Assert.NotEqual(oldCa.Root.Subject, newCa.Root.Subject);
+    }
+
+    [Fact]
+    public void Intermediate_is_capped_by_upstream_and_points_at_its_key()
+    {
+        var ca = new TestCa("example.org");
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var inter = X509Authorities.CreateIntermediateCa(ca.TrustDomain, key, ca.Root, ca.RootKey, Now, Now.AddYears(5));
+        Assert.Equal(ca.Root.NotAfter, inter.NotAfter);
+        Assert.False(inter.HasPrivateKey);
+        var aki = inter.Extensions.OfType<X509AuthorityKeyIdentifierExtension>().Single();
+        var rootSki = ca.Root.Extensions.OfType<X509SubjectKeyIdentifierExtension>().Single();
+        Assert.Equal(Convert.FromHexString(rootSki.SubjectKeyIdentifier!), aki.KeyIdentifier!.Value.ToArray());
+        Assert.Equal(ca.Root.SubjectName.RawData, inter.IssuerName.RawData);
+        Assert.NotEqual(inter.SubjectName.RawData, inter.IssuerName.RawData);
+        var bc = inter.Extensions.OfType<X509BasicConstraintsExtension>().Single();
+        Assert.True(bc.CertificateAuthority && bc.Critical);
+        using var wrong = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        Assert.Throws<ArgumentException>(() => X509Authorities.CreateIntermediateCa(ca.TrustDomain, key, ca.Root, wrong, Now, Now.AddDays(1)));
+    }
+
+    [Fact]
+    public void Leaf_from_a_p384_ca_is_signed_with_sha384_and_dns_sans_are_kept()
+    {
+        var ca = new TestCa("example.org", () => ECDsa.Create(ECCurve.NamedCurves.nistP384));
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var leaf = X509SvidMinter.SignLeaf(ca.Root, ca.RootKey, SpiffeId.Parse("spiffe://example.org/web"), new PublicKey(key), Now,
+            TimeSpan.FromHours(1), ["web.example.org", "web"]);
+        Assert.Equal("1.2.840.10045.4.3.3", leaf.SignatureAlgorithm.Value); // ecdsa-with-SHA384
+        var san = leaf.Extensions.OfType<X509SubjectAlternativeNameExtension>().Single();
+        Assert.Equal(["web.example.org", "web"], san.EnumerateDnsNames());
+        Assert.True(X509SvidValidator.Validate([leaf], ca.Bundle, Now).IsValid);
+    }
 }

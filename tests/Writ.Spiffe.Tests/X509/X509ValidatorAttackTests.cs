@@ -250,6 +250,79 @@ public sealed class X509ValidatorAttackTests
         Assert.Contains("empty", r.Error, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("2.5.29.15", "malformed extension")] // KeyUsage
+    [InlineData("2.5.29.19", "malformed extension")] // BasicConstraints
+    [InlineData("2.5.29.37", "malformed extension")] // EKU
+    [InlineData("2.5.29.17", "malformed")] // SAN
+    public void Malformed_extensions_are_refused_without_exceptions(string oid, string reason)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var req = new CertificateRequest("O=Attacker", key, HashAlgorithmName.SHA256);
+        if (oid != "2.5.29.15")
+        {
+            req.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
+        }
+        if (oid != "2.5.29.17")
+        {
+            req.CertificateExtensions.Add(UriSan("spiffe://example.org/w"));
+        }
+        req.CertificateExtensions.Add(new X509Extension(oid, [0x04, 0x03, 0xDE, 0xAD], true));
+        var cert = req.Create(Ca.Root.SubjectName, X509SignatureGenerator.CreateForECDsa((ECDsa)Ca.RootKey), Now.AddHours(-1), Now.AddHours(1), [0x11, 0x22]);
+        var r = Validate(cert);
+        Assert.False(r.IsValid);
+        Assert.Contains(reason, r.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Second_key_usage_extension_is_refused()
+    {
+        // Two KeyUsage extensions: a lenient parser might read the harmless one and a TLS stack the other.
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var req = new CertificateRequest("O=Attacker", key, HashAlgorithmName.SHA256);
+        req.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
+        // .NET will not emit a duplicate, so emit KeyUsage content under OID 2.5.29.99 and patch the OID to 2.5.29.15 (55 1D 63 → 55 1D 0F).
+        req.CertificateExtensions.Add(new X509Extension("2.5.29.99", new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign, true).RawData, true));
+        req.CertificateExtensions.Add(UriSan("spiffe://example.org/w"));
+        var der = req.Create(Ca.Root.SubjectName, X509SignatureGenerator.CreateForECDsa((ECDsa)Ca.RootKey), Now.AddHours(-1), Now.AddHours(1), [0x11, 0x23]).RawData;
+        var at = der.AsSpan().IndexOf((ReadOnlySpan<byte>)[0x06, 0x03, 0x55, 0x1D, 0x63]);
+        Assert.True(at > 0);
+        der[at + 4] = 0x0F;
+        var cert = X509CertificateLoader.LoadCertificate(der);
+        Assert.Equal(2, cert.Extensions.Count(e => e.Oid?.Value == "2.5.29.15"));
+        var r = X509SvidValidator.ValidateLeaf(cert);
+        Assert.False(r.IsValid);
+        Assert.Contains("more than once", r.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Leaf_from_an_intermediate_without_the_intermediate_is_refused()
+    {
+        var ca = new TestCa("example.org", intermediate: true);
+        var (chain, _) = ca.Mint("/w");
+        Assert.True(X509SvidValidator.Validate(chain, ca.Bundle, Now).IsValid);
+        var r = X509SvidValidator.Validate([chain[0]], ca.Bundle, Now);
+        Assert.False(r.IsValid);
+        Assert.Contains("does not verify", r.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Intermediate_whose_spiffe_id_has_a_path_is_refused()
+    {
+        using var interKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var req = new CertificateRequest("O=Writ, CN=sub-ca", interKey, HashAlgorithmName.SHA256);
+        req.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+        req.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
+        req.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(new PublicKey(interKey), false));
+        req.CertificateExtensions.Add(UriSan("spiffe://example.org/ca"));
+        var inter = req.Create(Ca.Root.SubjectName, X509SignatureGenerator.CreateForECDsa((ECDsa)Ca.RootKey), Now.AddHours(-2), Now.AddHours(2), [0x33, 0x44]);
+        using var leafKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var leaf = X509SvidMinter.SignLeaf(inter, interKey, SpiffeId.Parse("spiffe://example.org/w"), new PublicKey(leafKey), Now, TimeSpan.FromMinutes(10));
+        var r = X509SvidValidator.Validate([leaf, inter], Ca.Bundle, Now);
+        Assert.False(r.IsValid);
+        Assert.Contains("SPIFFE ID has a path", r.Error, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Minter_refuses_a_root_id()
     {
