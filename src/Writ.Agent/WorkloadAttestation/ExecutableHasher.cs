@@ -16,23 +16,25 @@ namespace Writ.Agent.WorkloadAttestation;
 public sealed class ExecutableHasher
 {
     private const int ChunkSize = 1 << 20;
+    private const long FuseSuperMagic = 0x65735546;
     private readonly ConcurrentDictionary<FileIdentity, string> _cache = new();
     private readonly int _maxCacheEntries;
+    private readonly bool _hashOnFuse;
+    private long _hashesComputed;
 
-    public ExecutableHasher(long maxBytes, int maxCacheEntries = 4096)
+    public ExecutableHasher(long maxBytes, int maxCacheEntries = 4096, bool hashOnFuse = false)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxBytes);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxCacheEntries);
         MaxBytes = maxBytes;
         _maxCacheEntries = maxCacheEntries;
+        _hashOnFuse = hashOnFuse;
     }
 
     public long MaxBytes { get; }
 
     /// <summary>How many files were actually read and hashed (not served from the cache).</summary>
     public long HashesComputed => Interlocked.Read(ref _hashesComputed);
-
-    private long _hashesComputed;
 
     /// <summary>Hashes the file at <paramref name="path"/> (e.g. /proc/1234/exe); lowercase hex.</summary>
     public bool TryHash(string path, CancellationToken ct, out string? sha256Hex, out FileIdentity identity, out string? error)
@@ -56,6 +58,15 @@ public sealed class ExecutableHasher
             if (!FileIdentity.TryGet(handle, out identity, out string? statError))
             {
                 error = $"cannot stat the executable for hashing: {statError}";
+                return false;
+            }
+
+            // A FUSE file's content (and the speed of every read, so a read can block forever) is
+            // decided by whoever mounted it, possibly the workload's own user. Its cache key is
+            // not trustworthy either: the daemon can serve other bytes without any metadata change.
+            if (!_hashOnFuse && IsFuse(handle))
+            {
+                error = "the executable is on a FUSE filesystem whose content its mounter controls, so it is not hashed; set the unix attestor's hash-on-FUSE option only if the mounter is trusted";
                 return false;
             }
 
@@ -102,6 +113,14 @@ public sealed class ExecutableHasher
             }
 
             sha256Hex = Convert.ToHexStringLower(hash.GetHashAndReset());
+            if (_hashOnFuse && IsFuse(handle))
+            {
+                // Never cache FUSE content: the same identity may serve other bytes next time.
+                Interlocked.Increment(ref _hashesComputed);
+                error = null;
+                return true;
+            }
+
             Interlocked.Increment(ref _hashesComputed);
             if (_cache.Count >= _maxCacheEntries)
             {
@@ -112,5 +131,42 @@ public sealed class ExecutableHasher
             error = null;
             return true;
         }
+    }
+
+    /// <summary>True if the open file lives on a FUSE filesystem (fstatfs f_type; unknown counts as not FUSE).</summary>
+    internal static bool IsFuse(SafeFileHandle handle)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return false;
+        }
+
+        bool added = false;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+            var buffer = new byte[256]; // struct statfs: f_type (a long) comes first on every 64-bit Linux ABI
+            if (NativeMethods.Fstatfs(checked((int)handle.DangerousGetHandle()), buffer) != 0)
+            {
+                return false;
+            }
+
+            long type = IntPtr.Size == 8 ? BitConverter.ToInt64(buffer, 0) : BitConverter.ToInt32(buffer, 0);
+            return type == FuseSuperMagic;
+        }
+        finally
+        {
+            if (added)
+            {
+                handle.DangerousRelease();
+            }
+        }
+    }
+
+    private static class NativeMethods
+    {
+        [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "fstatfs", SetLastError = true)]
+        [System.Runtime.InteropServices.DefaultDllImportSearchPaths(System.Runtime.InteropServices.DllImportSearchPath.SafeDirectories)]
+        public static extern int Fstatfs(int fd, [System.Runtime.InteropServices.Out] byte[] buffer);
     }
 }

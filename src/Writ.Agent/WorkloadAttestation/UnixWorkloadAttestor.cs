@@ -20,6 +20,12 @@ public sealed record UnixWorkloadAttestorOptions
 
     /// <summary>Whether to hash the executable at all.</summary>
     public bool HashExecutable { get; init; } = true;
+
+    /// <summary>
+    /// Whether to hash executables on FUSE filesystems (default no: the mounter, maybe the workload's
+    /// own user, controls their content and can stall reads). Such hashes are never cached.
+    /// </summary>
+    public bool HashOnFuse { get; init; }
 }
 
 /// <summary>
@@ -45,7 +51,7 @@ public sealed class UnixWorkloadAttestor : IWorkloadAttestor
             throw new ArgumentException("the unix attestor's MaxHashBytes must be positive; set it to the largest executable size to hash", nameof(options));
         }
 
-        _hasher = new ExecutableHasher(_options.MaxHashBytes);
+        _hasher = new ExecutableHasher(_options.MaxHashBytes, hashOnFuse: _options.HashOnFuse);
     }
 
     public string Name => AttestorName;

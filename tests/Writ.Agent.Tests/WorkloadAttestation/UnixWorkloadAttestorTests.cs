@@ -230,6 +230,42 @@ public sealed class UnixWorkloadAttestorTests
     }
 
     [Fact]
+    public async Task A_binary_on_a_fuse_filesystem_is_not_hashed_unless_allowed_and_then_never_cached()
+    {
+        // Whoever mounts a FUSE filesystem serves its bytes: a cache key from its metadata proves
+        // nothing, and a read can be made to block. bindfs (Debian package) is a real FUSE mount.
+        Assert.SkipUnless(File.Exists("/usr/bin/bindfs") && File.Exists("/dev/fuse"), "needs bindfs and /dev/fuse (apt-get install bindfs)");
+        using var dir = new TempDir();
+        string src = dir.Combine("src");
+        string mnt = dir.Combine("mnt");
+        Directory.CreateDirectory(src);
+        Directory.CreateDirectory(mnt);
+        File.Copy(Sleep, Path.Combine(src, "app"));
+        File.SetUnixFileMode(Path.Combine(src, "app"), (UnixFileMode)0b111_101_101);
+        Run("/usr/bin/bindfs", src, mnt);
+        try
+        {
+            string app = Path.Combine(mnt, "app");
+            using Child child = Child.Start(app, "30");
+
+            AttestorResult refused = await AttestAsync(new UnixWorkloadAttestor(ProcFs.Host), child.Pid, 0, 0);
+            Assert.Null(refused.Error);
+            Assert.DoesNotContain(Strings(refused), x => x.StartsWith("unix:sha256:", StringComparison.Ordinal));
+            Assert.Contains("FUSE", refused.Facts["sha256_error"], StringComparison.Ordinal);
+            Assert.Contains($"unix:path:{app}", Strings(refused));
+
+            var allowing = new UnixWorkloadAttestor(ProcFs.Host, new UnixWorkloadAttestorOptions { HashOnFuse = true });
+            Assert.Contains($"unix:sha256:{Sha256Of(Sleep)}", Strings(await AttestAsync(allowing, child.Pid, 0, 0)));
+            Assert.Contains($"unix:sha256:{Sha256Of(Sleep)}", Strings(await AttestAsync(allowing, child.Pid, 0, 0)));
+            Assert.Equal(2, allowing.Hasher.HashesComputed);
+        }
+        finally
+        {
+            Run("/usr/bin/fusermount", "-u", mnt);
+        }
+    }
+
+    [Fact]
     public async Task A_process_whose_credentials_differ_from_what_it_connected_with_is_refused()
     {
         // SO_PEERCRED said root (e.g. it connected, then exec'd a setuid binary or changed ids the
