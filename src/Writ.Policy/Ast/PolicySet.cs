@@ -6,6 +6,7 @@ namespace Writ.Policy.Ast;
 public sealed class PolicySet
 {
     private readonly Dictionary<string, CedarPolicy> _byId;
+    private Authorization.PolicyIndex? _index;
 
     public PolicySet(IEnumerable<CedarPolicy> policies)
     {
@@ -33,6 +34,8 @@ public sealed class PolicySet
 
     /// <summary>Templates (policies with <c>?principal</c> / <c>?resource</c>).</summary>
     public IReadOnlyList<CedarPolicy> Templates { get; }
+
+    internal Authorization.PolicyIndex Index => _index ??= new Authorization.PolicyIndex(Policies);
 
     public bool TryGet(string id, out CedarPolicy policy) => _byId.TryGetValue(id, out policy!);
 
