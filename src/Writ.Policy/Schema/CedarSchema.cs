@@ -1,3 +1,5 @@
+using Writ.Policy.Schema.Syntax;
+
 namespace Writ.Policy.Schema;
 
 /// <summary>
@@ -48,9 +50,14 @@ public sealed class CedarSchema
     public static bool TryParseCedar(string text, out CedarSchema? schema, out IReadOnlyList<SchemaError> errors)
     {
         ArgumentNullException.ThrowIfNull(text);
-        schema = null;
-        errors = [new SchemaError("The Cedar schema parser is not available yet in this build; use a later build.", 0, 0)];
-        return false;
+        if (!CedarSchemaParser.TryParse(text, out var namespaces, out var syntaxError))
+        {
+            schema = null;
+            errors = [syntaxError!];
+            return false;
+        }
+
+        return SchemaResolver.TryResolve(namespaces!, out schema, out errors);
     }
 
     /// <summary>Parses Cedar's JSON schema format. On failure <paramref name="schema"/> is null and <paramref name="errors"/> is non-empty.</summary>

@@ -10,9 +10,9 @@ internal static class SchemaNames
     public static readonly IReadOnlySet<string> ReservedTypeNames =
         new HashSet<string>(StringComparer.Ordinal) { "Bool", "Boolean", "Entity", "Extension", "Long", "Record", "Set", "String" };
 
-    /// <summary>Cedar policy keywords that are never valid identifiers in policies.</summary>
+    /// <summary>Cedar keywords that are never valid identifiers (<c>__cedar</c> is handled separately: it may start a type path).</summary>
     public static readonly IReadOnlySet<string> PolicyKeywords =
-        new HashSet<string>(StringComparer.Ordinal) { "true", "false", "if", "then", "else", "in", "like", "has", "is", "__cedar" };
+        new HashSet<string>(StringComparer.Ordinal) { "true", "false", "if", "then", "else", "in", "like", "has", "is" };
 
     public static bool IsIdentifier(string s)
     {
