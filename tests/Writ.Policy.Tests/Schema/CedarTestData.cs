@@ -34,6 +34,9 @@ internal static class CedarTestData
 
     private static string UnpackCorpus()
     {
+        // Unpacked trees are removed at the start of a later run rather than at process exit: deleting ~31k files
+        // in a ProcessExit handler outlives the test platform's shutdown grace period and fails the run.
+        RemoveLeftovers();
         var target = Path.Combine(Path.GetTempPath(), "writ-cedar-corpus-" + Environment.ProcessId);
         if (Directory.Exists(target))
             Directory.Delete(target, recursive: true);
@@ -41,16 +44,43 @@ internal static class CedarTestData
         using (var file = File.OpenRead(Path.Combine(ConformanceDir, "corpus-tests.tar.gz")))
         using (var gz = new GZipStream(file, CompressionMode.Decompress))
             TarFile.ExtractToDirectory(gz, target, overwriteFiles: true);
-        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        return target;
+    }
+
+    private static void RemoveLeftovers()
+    {
+        foreach (var dir in Directory.GetDirectories(Path.GetTempPath(), "writ-cedar-corpus-*"))
         {
+            var suffix = Path.GetFileName(dir)["writ-cedar-corpus-".Length..];
+            if (!int.TryParse(suffix, out var pid) || pid == Environment.ProcessId || IsRunning(pid))
+                continue;
             try
             {
-                Directory.Delete(target, recursive: true);
+                Directory.Delete(dir, recursive: true);
             }
             catch (IOException)
             {
             }
-        };
-        return target;
+            catch (UnauthorizedAccessException)
+            {
+            }
+        }
+    }
+
+    private static bool IsRunning(int pid)
+    {
+        try
+        {
+            using var p = System.Diagnostics.Process.GetProcessById(pid);
+            return !p.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
+        }
     }
 }
