@@ -21,6 +21,22 @@ public static class CedarJson
     public static bool TryParseEntities(string json, CedarSchema? schema, out Entities? entities, out string error)
     {
         ArgumentNullException.ThrowIfNull(json);
+        try
+        {
+            return TryParseEntitiesCore(json, schema, out entities, out error);
+        }
+        catch (InvalidOperationException)
+        {
+            entities = null;
+            error = InvalidText;
+            return false;
+        }
+    }
+
+    private const string InvalidText = "the JSON contains a string that is not valid Unicode (e.g. a lone surrogate escape); fix the escape";
+
+    private static bool TryParseEntitiesCore(string json, CedarSchema? schema, out Entities? entities, out string error)
+    {
         entities = null;
         JsonDocument doc;
         try
@@ -89,6 +105,20 @@ public static class CedarJson
     /// <summary>Parses a context from an already-parsed JSON element.</summary>
     public static bool TryParseContext(JsonElement element, CedarSchema? schema, EntityUid? action, out RecordValue? context, out string error)
     {
+        try
+        {
+            return TryParseContextCore(element, schema, action, out context, out error);
+        }
+        catch (InvalidOperationException)
+        {
+            context = null;
+            error = InvalidText;
+            return false;
+        }
+    }
+
+    private static bool TryParseContextCore(JsonElement element, CedarSchema? schema, EntityUid? action, out RecordValue? context, out string error)
+    {
         context = null;
         if (element.ValueKind != JsonValueKind.Object)
         {
@@ -127,10 +157,29 @@ public static class CedarJson
             error = "value JSON is not valid JSON: " + OneLine(e.Message);
             return false;
         }
+        catch (InvalidOperationException)
+        {
+            error = InvalidText;
+            return false;
+        }
     }
 
     /// <summary>Parses an entity uid, either <c>{"type", "id"}</c> or <c>{"__entity": {"type", "id"}}</c>.</summary>
     public static bool TryParseEntityUid(JsonElement el, string where, out EntityUid? uid, out string error)
+    {
+        try
+        {
+            return TryParseEntityUidCore(el, where, out uid, out error);
+        }
+        catch (InvalidOperationException)
+        {
+            uid = null;
+            error = InvalidText;
+            return false;
+        }
+    }
+
+    private static bool TryParseEntityUidCore(JsonElement el, string where, out EntityUid? uid, out string error)
     {
         uid = null;
         if (el.ValueKind == JsonValueKind.Object && el.TryGetProperty("__entity", out var inner)) el = inner;
@@ -169,7 +218,7 @@ public static class CedarJson
             return false;
         }
 
-        if (!TryParseEntityUid(uidEl, "entity uid", out var uid, out error)) return false;
+        if (!TryParseEntityUidCore(uidEl, "entity uid", out var uid, out error)) return false;
         EntityTypeDef? def = null;
         schema?.EntityTypes.TryGetValue(uid!.Type, out def);
 
@@ -206,7 +255,7 @@ public static class CedarJson
 
             foreach (var p in parentsEl.EnumerateArray())
             {
-                if (!TryParseEntityUid(p, $"parent of {uid}", out var parent, out error)) return false;
+                if (!TryParseEntityUidCore(p, $"parent of {uid}", out var parent, out error)) return false;
                 parents.Add(parent!);
             }
         }
@@ -289,7 +338,7 @@ public static class CedarJson
             {
                 if (el.TryGetProperty("__entity", out _) || (expected is EntityRefType && el.TryGetProperty("type", out _)))
                 {
-                    if (!TryParseEntityUid(el, where, out var uid, out error)) return false;
+                    if (!TryParseEntityUidCore(el, where, out var uid, out error)) return false;
                     value = new EntityValue(uid!);
                     return true;
                 }
