@@ -1,5 +1,0 @@
-namespace Writ.Policy;
-
-internal static class AssemblyMarker
-{
-}

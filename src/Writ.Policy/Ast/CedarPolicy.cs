@@ -1,0 +1,95 @@
+namespace Writ.Policy.Ast;
+
+public enum Effect { Permit, Forbid }
+
+public enum ConditionKind { When, Unless }
+
+/// <summary>A <c>when { ... }</c> or <c>unless { ... }</c> clause.</summary>
+public sealed record Condition(ConditionKind Kind, Expr Body);
+
+/// <summary>Operator of a principal or resource scope constraint.</summary>
+public enum ScopeOp
+{
+    /// <summary>No constraint: <c>principal</c>.</summary>
+    Any,
+    /// <summary><c>principal == E</c>.</summary>
+    Eq,
+    /// <summary><c>principal in E</c>.</summary>
+    In,
+    /// <summary><c>principal is T</c>.</summary>
+    Is,
+    /// <summary><c>principal is T in E</c>.</summary>
+    IsIn,
+}
+
+/// <summary>
+/// A principal or resource scope constraint. <see cref="Entity"/> is set for Eq/In/IsIn unless the constraint uses a
+/// template slot (<see cref="Slot"/>); <see cref="EntityType"/> is set for Is/IsIn.
+/// </summary>
+public sealed record ScopeConstraint(ScopeOp Op, EntityUid? Entity = null, SlotId? Slot = null, string? EntityType = null)
+{
+    public static readonly ScopeConstraint Any = new(ScopeOp.Any);
+}
+
+public enum ActionScopeOp
+{
+    /// <summary><c>action</c>.</summary>
+    Any,
+    /// <summary><c>action == E</c>.</summary>
+    Eq,
+    /// <summary><c>action in E</c>.</summary>
+    In,
+    /// <summary><c>action in [E1, E2, ...]</c>.</summary>
+    InSet,
+}
+
+/// <summary>The action scope constraint; <see cref="Entities"/> has one element for Eq/In, any number for InSet.</summary>
+public sealed record ActionConstraint(ActionScopeOp Op, IReadOnlyList<EntityUid> Entities)
+{
+    public static readonly ActionConstraint Any = new(ActionScopeOp.Any, []);
+}
+
+/// <summary>
+/// One policy (or template, when a scope constraint uses a slot). <see cref="Id"/> is <c>policyN</c> by position in
+/// the parsed text (N counts from 0), as the Cedar reference implementation assigns them.
+/// </summary>
+public sealed class CedarPolicy
+{
+    public CedarPolicy(
+        string id,
+        Effect effect,
+        ScopeConstraint principal,
+        ActionConstraint action,
+        ScopeConstraint resource,
+        IReadOnlyList<Condition> conditions,
+        IReadOnlyDictionary<string, string> annotations,
+        SourceSpan span = default)
+    {
+        Id = id;
+        Effect = effect;
+        Principal = principal;
+        Action = action;
+        Resource = resource;
+        Conditions = conditions;
+        Annotations = annotations;
+        Span = span;
+    }
+
+    public string Id { get; }
+    public Effect Effect { get; }
+    public ScopeConstraint Principal { get; }
+    public ActionConstraint Action { get; }
+    public ScopeConstraint Resource { get; }
+    public IReadOnlyList<Condition> Conditions { get; }
+
+    /// <summary>Annotations such as <c>@id("x")</c>; an annotation without a value maps to the empty string.</summary>
+    public IReadOnlyDictionary<string, string> Annotations { get; }
+
+    public SourceSpan Span { get; }
+
+    /// <summary>True if a scope constraint uses <c>?principal</c> or <c>?resource</c>.</summary>
+    public bool IsTemplate => Principal.Slot is not null || Resource.Slot is not null;
+
+    /// <summary>Returns a copy of this policy with another id.</summary>
+    public CedarPolicy WithId(string id) => new(id, Effect, Principal, Action, Resource, Conditions, Annotations, Span);
+}

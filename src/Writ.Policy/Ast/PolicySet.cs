@@ -1,0 +1,54 @@
+using Writ.Policy.Syntax;
+
+namespace Writ.Policy.Ast;
+
+/// <summary>An immutable, parsed set of policies (and templates), keyed by policy id.</summary>
+public sealed class PolicySet
+{
+    private readonly Dictionary<string, CedarPolicy> _byId;
+    private Authorization.PolicyIndex? _index;
+
+    public PolicySet(IEnumerable<CedarPolicy> policies)
+    {
+        ArgumentNullException.ThrowIfNull(policies);
+        var list = new List<CedarPolicy>();
+        _byId = new Dictionary<string, CedarPolicy>(StringComparer.Ordinal);
+        foreach (var p in policies)
+        {
+            if (!_byId.TryAdd(p.Id, p)) throw new ArgumentException($"duplicate policy id {p.Id}", nameof(policies));
+            list.Add(p);
+        }
+
+        All = list;
+        Policies = list.Where(p => !p.IsTemplate).ToList();
+        Templates = list.Where(p => p.IsTemplate).ToList();
+    }
+
+    public static PolicySet Empty { get; } = new([]);
+
+    /// <summary>Policies and templates in text order.</summary>
+    public IReadOnlyList<CedarPolicy> All { get; }
+
+    /// <summary>Static policies (no template slots), in text order.</summary>
+    public IReadOnlyList<CedarPolicy> Policies { get; }
+
+    /// <summary>Templates (policies with <c>?principal</c> / <c>?resource</c>).</summary>
+    public IReadOnlyList<CedarPolicy> Templates { get; }
+
+    internal Authorization.PolicyIndex Index => _index ??= new Authorization.PolicyIndex(Policies);
+
+    public bool TryGet(string id, out CedarPolicy policy) => _byId.TryGetValue(id, out policy!);
+
+    /// <summary>Parses Cedar policy text. Ids are <c>policy0</c>, <c>policy1</c>, ... in text order.</summary>
+    public static bool TryParse(string text, out PolicySet? set, out IReadOnlyList<ParseError> errors)
+    {
+        if (Parser.TryParsePolicies(text, out var policies, out errors))
+        {
+            set = new PolicySet(policies);
+            return true;
+        }
+
+        set = null;
+        return false;
+    }
+}
