@@ -1,15 +1,11 @@
-using System.Formats.Tar;
-using System.IO.Compression;
-
 namespace Writ.Policy.Tests.Schema;
 
 /// <summary>
 /// Locates the shared Cedar conformance data (walking up to the directory holding Writ.slnx, then
-/// ../shared/conformance/cedar) and unpacks the corpus tarball once per test run into a temp dir.
+/// ../shared/conformance/cedar) and reaches the corpus unpacked once per test run by <see cref="Corpus.CorpusFiles"/>.
 /// </summary>
 internal static class CedarTestData
 {
-    private static readonly Lazy<string> Corpus = new(UnpackCorpus, LazyThreadSafetyMode.ExecutionAndPublication);
 
     public static string RepoRoot
     {
@@ -37,29 +33,7 @@ internal static class CedarTestData
     }
 
     /// <summary>The directory holding the unpacked <c>corpus-tests/</c> folder (the corpus root).</summary>
-    public static string CorpusRoot => Corpus.Value;
+    public static string CorpusRoot => Corpus.CorpusFiles.CorpusRoot;
 
     public static string CorpusTestsDir => Path.Combine(CorpusRoot, "corpus-tests");
-
-    private static string UnpackCorpus()
-    {
-        var target = Path.Combine(Path.GetTempPath(), "writ-cedar-corpus-" + Environment.ProcessId);
-        if (Directory.Exists(target))
-            Directory.Delete(target, recursive: true);
-        Directory.CreateDirectory(target);
-        using (var file = File.OpenRead(Path.Combine(ConformanceDir, "corpus-tests.tar.gz")))
-        using (var gz = new GZipStream(file, CompressionMode.Decompress))
-            TarFile.ExtractToDirectory(gz, target, overwriteFiles: true);
-        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
-        {
-            try
-            {
-                Directory.Delete(target, recursive: true);
-            }
-            catch (IOException)
-            {
-            }
-        };
-        return target;
-    }
 }
