@@ -82,6 +82,10 @@ public sealed class Entities
         return true;
     }
 
+    /// <summary>Parses Cedar's entities JSON; see <see cref="Json.CedarJson.TryParseEntities"/>.</summary>
+    public static bool TryParseJson(string json, Schema.CedarSchema? schema, out Entities? entities, out string error) =>
+        Json.CedarJson.TryParseEntities(json, schema, out entities, out error);
+
     /// <summary>Builds a store, throwing <see cref="ArgumentException"/> on duplicate uids (for code-built entities).</summary>
     public static Entities Create(IEnumerable<Entity> entities) =>
         TryCreate(entities, out var s, out var err) ? s! : throw new ArgumentException(err, nameof(entities));

@@ -631,6 +631,11 @@ public sealed class Parser
             {
                 Advance();
                 attrs.Add(TextOf(Advance()));
+                if (attrs.Count > MaxDepth)
+                {
+                    Error(t, $"the `has` path is longer than {MaxDepth} attributes; shorten it");
+                    return null;
+                }
             }
         }
         else

@@ -1,0 +1,142 @@
+using System.Text;
+using System.Text.Json;
+using Writ.Policy.Ast;
+using Writ.Policy.Authorization;
+using Writ.Policy.Evaluation;
+using Writ.Policy.Json;
+using Writ.Policy.Schema;
+
+namespace Writ.Policy.Tests.Corpus;
+
+/// <summary>
+/// Replays every request of the official Cedar integration corpus (and the hand-written tests) and compares
+/// decision, reasons and erroring policies exactly. One test per shard (first hex digit of the file name) so all
+/// mismatches of a shard are reported together. <c>shouldValidate</c> belongs to the validator tests.
+/// </summary>
+public class CorpusTests
+{
+    private const int ExpectedCorpusRequests = 62_472;
+    private const int MaxReported = 25;
+
+    public static TheoryData<string> Shards()
+    {
+        var data = new TheoryData<string>();
+        foreach (var c in "0123456789abcdef") data.Add(c.ToString());
+        data.Add("handwritten");
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Shards))]
+    public void ShardMatchesReferenceEngine(string shard)
+    {
+        var files = TestFiles(shard);
+        Assert.NotEmpty(files);
+        var mismatches = new List<string>();
+        var run = 0;
+        var expected = 0;
+        foreach (var file in files)
+        {
+            var (ran, total) = RunTestFile(file, mismatches);
+            run += ran;
+            expected += total;
+        }
+
+        Assert.True(mismatches.Count == 0,
+            $"{mismatches.Count} of {expected} requests in shard {shard} did not match:\n" + string.Join("\n", mismatches.Take(MaxReported)));
+        Assert.Equal(expected, run);
+    }
+
+    [Fact]
+    public void CorpusHasAllRequests()
+    {
+        var total = 0;
+        foreach (var f in Directory.GetFiles(Path.Combine(CorpusFiles.CorpusRoot, "corpus-tests"), "*.json"))
+        {
+            if (f.EndsWith(".entities.json", StringComparison.Ordinal)) continue;
+            using var doc = JsonDocument.Parse(File.ReadAllText(f));
+            total += doc.RootElement.GetProperty("requests").GetArrayLength();
+        }
+
+        Assert.Equal(ExpectedCorpusRequests, total);
+    }
+
+    private static List<string> TestFiles(string shard)
+    {
+        if (shard == "handwritten")
+        {
+            return Directory.GetFiles(Path.Combine(CorpusFiles.ConformanceDir, "tests"), "*.json", SearchOption.AllDirectories)
+                .Order(StringComparer.Ordinal).ToList();
+        }
+
+        return Directory.GetFiles(Path.Combine(CorpusFiles.CorpusRoot, "corpus-tests"), shard + "*.json")
+            .Where(f => !f.EndsWith(".entities.json", StringComparison.Ordinal))
+            .Order(StringComparer.Ordinal).ToList();
+    }
+
+    private static (int Run, int Total) RunTestFile(string file, List<string> mismatches)
+    {
+        var name = Path.GetFileName(file);
+        using var doc = JsonDocument.Parse(File.ReadAllText(file));
+        var root = doc.RootElement;
+        var requests = root.GetProperty("requests");
+        var total = requests.GetArrayLength();
+
+        void FailAll(string why) => mismatches.Add($"{name}: all {total} requests: {why}");
+
+        CedarSchema? schema = null;
+        if (root.TryGetProperty("schema", out var schemaEl) && schemaEl.ValueKind == JsonValueKind.String)
+        {
+            if (!CedarSchema.TryParseCedar(File.ReadAllText(CorpusFiles.Resolve(schemaEl.GetString()!)), out schema, out var serrs))
+            {
+                FailAll("schema does not parse: " + serrs[0]);
+                return (total, total);
+            }
+        }
+
+        if (!PolicySet.TryParse(File.ReadAllText(CorpusFiles.Resolve(root.GetProperty("policies").GetString()!)), out var policies, out var perrs))
+        {
+            FailAll("policies do not parse: " + perrs[0]);
+            return (total, total);
+        }
+
+        if (!Entities.TryParseJson(File.ReadAllText(CorpusFiles.Resolve(root.GetProperty("entities").GetString()!)), schema, out var entities, out var eerr))
+        {
+            FailAll("entities do not parse: " + eerr);
+            return (total, total);
+        }
+
+        var run = 0;
+        foreach (var r in requests.EnumerateArray())
+        {
+            run++;
+            var desc = r.GetProperty("description").GetString();
+            if (!CedarJson.TryParseEntityUid(r.GetProperty("principal"), "principal", out var principal, out var err)
+                || !CedarJson.TryParseEntityUid(r.GetProperty("action"), "action", out var action, out err)
+                || !CedarJson.TryParseEntityUid(r.GetProperty("resource"), "resource", out var resource, out err)
+                || !CedarJson.TryParseContext(r.GetProperty("context"), schema, action, out var context, out err))
+            {
+                mismatches.Add($"{name} [{desc}]: request does not parse: {err}");
+                continue;
+            }
+
+            var response = Authorizer.IsAuthorized(new Request(principal!, action!, resource!, context), policies!, entities!);
+            var wantDecision = r.GetProperty("decision").GetString() == "allow" ? Decision.Allow : Decision.Deny;
+            var wantReasons = r.GetProperty("reason").EnumerateArray().Select(x => x.GetString()!).ToHashSet();
+            var wantErrors = r.GetProperty("errors").EnumerateArray().Select(x => x.GetString()!).ToHashSet();
+            var gotErrors = response.Errors.Select(e => e.PolicyId).ToHashSet();
+            if (response.Decision != wantDecision || !wantReasons.SetEquals(response.Reasons) || !wantErrors.SetEquals(gotErrors))
+            {
+                var sb = new StringBuilder();
+                sb.Append(name).Append(" [").Append(desc).Append("]: expected ").Append(wantDecision)
+                    .Append(" reasons {").Append(string.Join(",", wantReasons.Order())).Append("} errors {").Append(string.Join(",", wantErrors.Order()))
+                    .Append("} but got ").Append(response.Decision)
+                    .Append(" reasons {").Append(string.Join(",", response.Reasons.Order())).Append("} errors {")
+                    .Append(string.Join(", ", response.Errors.Select(e => e.ToString()))).Append('}');
+                mismatches.Add(sb.ToString());
+            }
+        }
+
+        return (run, total);
+    }
+}
