@@ -64,13 +64,17 @@ public sealed class CedarSchema
     public static bool TryParseJson(string json, out CedarSchema? schema, out IReadOnlyList<SchemaError> errors)
     {
         ArgumentNullException.ThrowIfNull(json);
-        schema = null;
-        errors = [new SchemaError("The JSON schema parser is not available yet in this build; use a later build.", 0, 0)];
-        return false;
+        if (!JsonSchemaReader.TryRead(json, out var namespaces, out errors))
+        {
+            schema = null;
+            return false;
+        }
+
+        return SchemaResolver.TryResolve(namespaces!, out schema, out errors);
     }
 
     /// <summary>The schema in Cedar's JSON schema format (common types inlined).</summary>
-    public string ToJson() => throw new NotSupportedException("ToJson is not available yet in this build.");
+    public string ToJson() => JsonSchemaWriter.Write(this);
 
     /// <summary>Structural equality of two schemas (used by round-trip tests).</summary>
     public bool StructurallyEquals(CedarSchema other)

@@ -32,10 +32,6 @@ internal static class SchemaEquality
     public static bool SetEquals<T>(IReadOnlyList<T> a, IReadOnlyList<T> b) =>
         new HashSet<T>(a).SetEquals(b);
 
-    public static bool NullableSetEquals<T>(IReadOnlyList<T>? a, IReadOnlyList<T>? b)
-    {
-        if (a is null || b is null)
-            return a is null && b is null;
-        return SetEquals(a, b);
-    }
+    /// <summary>Order-insensitive; null (no <c>appliesTo</c>) equals an empty list (applies to no type): both mean "nothing".</summary>
+    public static bool NullableSetEquals<T>(IReadOnlyList<T>? a, IReadOnlyList<T>? b) => SetEquals(a ?? [], b ?? []);
 }

@@ -11,18 +11,27 @@ internal static class CedarTestData
 {
     private static readonly Lazy<string> Corpus = new(UnpackCorpus, LazyThreadSafetyMode.ExecutionAndPublication);
 
-    public static string ConformanceDir
+    public static string RepoRoot
     {
         get
         {
             var dir = new DirectoryInfo(AppContext.BaseDirectory);
             while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Writ.slnx")))
                 dir = dir.Parent;
-            if (dir?.Parent is null)
-                throw new InvalidOperationException("Could not find Writ.slnx above the test binaries; run the tests from the repository.");
-            var path = Path.Combine(dir.Parent.FullName, "shared", "conformance", "cedar");
+            return dir?.FullName ?? throw new InvalidOperationException("Could not find Writ.slnx above the test binaries; run the tests from the repository.");
+        }
+    }
+
+    /// <summary>Committed schema test data (tests/Writ.Policy.Tests/Schema/TestData).</summary>
+    public static string SchemaTestData => Path.Combine(RepoRoot, "tests", "Writ.Policy.Tests", "Schema", "TestData");
+
+    public static string ConformanceDir
+    {
+        get
+        {
+            var path = Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared", "conformance", "cedar"));
             if (!Directory.Exists(path))
-                throw new InvalidOperationException($"Cedar conformance data not found next to the repository (expected ../shared/conformance/cedar).");
+                throw new InvalidOperationException("Cedar conformance data not found next to the repository (expected ../shared/conformance/cedar).");
             return path;
         }
     }
