@@ -115,7 +115,9 @@ public sealed class AgentApi(ServerContext server, ILogger<AgentApi> log) : Agen
             var bundleSeq = server.Ca.BundleSequence;
             if (first || changes.Upserts.Count > 0 || changes.DeletedIds.Count > 0 || bundleSeq != bundleSent)
             {
-                await SendPagesAsync(responseStream, changes, full, bundleSeq != bundleSent, ct).ConfigureAwait(false);
+                // The store answers with the whole state when the agent's revision predates pruned deletions:
+                // then the agent must drop what it holds (reset), or it would keep entries deleted meanwhile.
+                await SendPagesAsync(responseStream, changes, full || changes.Full, bundleSeq != bundleSent, ct).ConfigureAwait(false);
                 bundleSent = bundleSeq;
             }
             since = changes.Revision;

@@ -47,6 +47,7 @@ public sealed class ErrorTranslationInterceptor(ILogger<ErrorTranslationIntercep
         var (code, message) = e switch
         {
             ValidationException => (StatusCode.InvalidArgument, e.Message),
+            ArgumentException => (StatusCode.InvalidArgument, e.Message),   // the store's checks of malformed ids and fields
             StoreNotFoundException => (StatusCode.NotFound, e.Message),
             StoreConflictException => (StatusCode.AlreadyExists, e.Message),
             StoreUnavailableException => (StatusCode.Unavailable, e.Message),

@@ -184,6 +184,8 @@ public sealed class WritServerHost : IAsyncDisposable
                 {
                     await _server.Ca.RotateAsync(_stop.Token).ConfigureAwait(false);
                     await _server.Store.JoinTokens.PruneAsync(_server.Time.GetUtcNow() - TimeSpan.FromDays(1), _stop.Token).ConfigureAwait(false);
+                    // Agents offline longer than this get a full state (reset) instead of a delta when they return.
+                    await _server.Store.Entries.PruneTombstonesAsync(_server.Time.GetUtcNow() - TimeSpan.FromDays(7), _stop.Token).ConfigureAwait(false);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {

@@ -7,15 +7,15 @@ using Writ.Spiffe.Jwt;
 
 namespace Writ.Spiffe.Tests.Jwt;
 
-/// <summary>Installs the `jose` npm package once (pinned in interop/package.json) for the interop tests.</summary>
+/// <summary>Installs the `jose` npm package once (pinned in tests/interop/package.json) for the interop tests.</summary>
 public sealed class JoseFixture
 {
     public JoseFixture()
     {
-        Dir = Path.Combine(TestData.RepoRoot, "tests", "Writ.Spiffe.Tests", "interop");
+        Dir = Path.Combine(TestData.RepoRoot, "tests", "interop");   // shared with the other interop tests; test.sh runs npm ci there
         if (!File.Exists(Path.Combine(Dir, "node_modules", "jose", "package.json")))
         {
-            var (code, output) = Run("npm", ["install", "--no-audit", "--no-fund", "--loglevel=error"], null, TimeSpan.FromMinutes(5));
+            var (code, output) = Run("npm", ["ci", "--no-audit", "--no-fund", "--loglevel=error"], null, TimeSpan.FromMinutes(5));
             if (code != 0)
             {
                 throw new InvalidOperationException("npm install of the jose interop client failed: " + output);
