@@ -22,4 +22,20 @@ public sealed class DocsTests
         var missing = ServerConfigLoader.Keys.Where(k => !doc.Contains($"| `{k.Name}` |", StringComparison.Ordinal)).Select(k => k.Name).ToList();
         Assert.True(missing.Count == 0, "undocumented in docs/configuration.md: " + string.Join(", ", missing));
     }
+
+    [Fact]
+    public void Every_log_event_id_is_in_the_telemetry_reference()
+    {
+        var doc = File.ReadAllText(Path.Combine(Repo.Root, "docs", "telemetry.md"));
+        var ids = new[] { typeof(Writ.Server.ServerLog).Assembly, typeof(Writ.Agent.AgentLog).Assembly }
+            .SelectMany(a => a.GetTypes())
+            .SelectMany(t => t.GetMethods(System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.NonPublic))
+            .SelectMany(m => m.GetCustomAttributes(typeof(Microsoft.Extensions.Logging.LoggerMessageAttribute), false).Cast<Microsoft.Extensions.Logging.LoggerMessageAttribute>())
+            .Select(a => a.EventId)
+            .ToList();
+        Assert.True(ids.Count > 30, $"found only {ids.Count} log events: the scan is broken");
+        Assert.Equal(ids.Count, ids.Distinct().Count());
+        var missing = ids.Where(id => !doc.Contains($"| {id} |", StringComparison.Ordinal)).ToList();
+        Assert.True(missing.Count == 0, "undocumented in docs/telemetry.md: " + string.Join(", ", missing));
+    }
 }
