@@ -146,4 +146,43 @@ public sealed class ServerLifecycleTests
         Assert.Equal("dropped", asNobody.Stdout.Trim());
         Assert.Contains("is not the server's uid", relay.Stderr.Text, StringComparison.Ordinal);
     }
+
+    /// <summary>The whole server on PostgreSQL (the HA store): entries and the CA survive a restart, as on SQLite.</summary>
+    [Fact]
+    public async Task Server_runs_on_postgresql()
+    {
+        var admin = Environment.GetEnvironmentVariable("WRIT_TEST_PG");
+        if (string.IsNullOrEmpty(admin))
+        {
+            Assert.SkipWhen(Environment.GetEnvironmentVariable("CI") is null, "WRIT_TEST_PG is not set (./test.sh starts a PostgreSQL and sets it)");
+            Assert.Fail("WRIT_TEST_PG is not set in CI: test.sh should have started PostgreSQL");
+        }
+        var db = "writ_it_" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6));
+        await using (var conn = new Npgsql.NpgsqlConnection(admin))
+        {
+            await conn.OpenAsync();
+            await using var cmd = new Npgsql.NpgsqlCommand($"CREATE DATABASE {db}", conn);
+            await cmd.ExecuteNonQueryAsync();
+        }
+        var connection = new Npgsql.NpgsqlConnectionStringBuilder(admin) { Database = db }.ConnectionString;
+        using var dir = new TempDir();
+        var server = await ServerProcess.StartAsync(dir["server"], "example.org", "--store-kind", "postgres", "--store-connection", connection);
+        await using var _ = server;
+        var health = await server.WritAsync("healthcheck", "--output", "json");
+        Assert.Contains("\"store\": \"postgres\"", health.Stdout, StringComparison.Ordinal);
+        var created = await server.WritAsync("entry", "create", "--spiffe-id", "spiffe://example.org/pg", "--parent-id",
+            "spiffe://example.org/writ/agent/join_token/x", "--selector", "unix:uid:1");
+        Assert.True(created.ExitCode == 0, created.ToString());
+        var before = (await server.WritAsync("bundle", "show", "--format", "spiffe")).Stdout;
+        await server.KillAsync();
+        await server.StartAsync();
+        Assert.Equal(Keys(before), Keys((await server.WritAsync("bundle", "show", "--format", "spiffe")).Stdout));
+        Assert.Contains("1 entry", (await server.WritAsync("entry", "list", "--spiffe-id", "spiffe://example.org/pg")).Stdout, StringComparison.Ordinal);
+        // The same join token cannot be used twice even though PostgreSQL, not SQLite, holds it.
+        using var agent = await TestAgent.ConnectAsync(server);
+        var token = await TestAgent.NewJoinTokenAsync(server);
+        await agent.AttestAsync(token);
+        var e = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => agent.AttestAsync(token));
+        Assert.Equal(Grpc.Core.StatusCode.PermissionDenied, e.StatusCode);
+    }
 }
