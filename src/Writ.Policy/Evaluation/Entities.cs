@@ -74,6 +74,14 @@ public sealed class Entities
                 }
             }
 
+            if (all.Contains(e.Uid))
+            {
+                // Cedar requires the entity hierarchy to be a DAG (its transitive-closure step rejects cycles).
+                store = null;
+                error = $"entity {e.Uid} is its own ancestor (the parents form a cycle); remove a parent to break the cycle";
+                return false;
+            }
+
             e.Ancestors = all;
         }
 

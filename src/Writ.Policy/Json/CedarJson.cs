@@ -62,6 +62,7 @@ public static class CedarJson
             foreach (var el in doc.RootElement.EnumerateArray())
             {
                 if (!TryParseEntity(el, schema, out var entity, out error)) return false;
+                if (schema is not null && !SchemaConformance.TryCheckEntity(entity!, schema, out error)) return false;
                 list.Add(entity!);
                 seen.Add(entity!.Uid);
             }
@@ -134,6 +135,12 @@ public static class CedarJson
         if (context is null)
         {
             error = "context must be a record, not an entity or extension escape";
+            return false;
+        }
+
+        if (type is RecordType contextType && !SchemaConformance.TryCheckContext(context, contextType, schema!, action!, out error))
+        {
+            context = null;
             return false;
         }
 

@@ -22,6 +22,16 @@ public static class Validator
         foreach (var policy in policies.All)
         {
             var policyErrors = new List<ValidationError>();
+            if (policy.TemplateId is not null)
+            {
+                // A template link: its body was checked with the template (errors are reported once, under the
+                // template's id, as Cedar does); the link adds only its slot values and their action application.
+                CheckSlotValues(view, policy, policyErrors);
+                CheckActionApplication(view, policy, policyErrors);
+                errors.AddRange(policyErrors.Distinct());
+                continue;
+            }
+
             CheckNames(view, policy, policyErrors);
             CheckActionApplication(view, policy, policyErrors);
             if (Typecheck(view, policy, policyErrors))
@@ -177,6 +187,21 @@ public static class Validator
             else if (view.EntityTypes.TryGetValue(uid.Type, out var info) && info.EnumIds is { } ids && !ids.Contains(uid.Id))
             {
                 errors.Add(new ValidationError(policy.Id, ValidationErrorKind.InvalidEnumEntity, $"{uid} is not one of the ids the schema allows for enumerated type `{uid.Type}` ({string.Join(", ", ids.Select(EntityUid.Quote))}); use one of them", span.Line, span.Column));
+            }
+        }
+    }
+
+    private static void CheckSlotValues(SchemaView view, CedarPolicy link, List<ValidationError> errors)
+    {
+        foreach (var uid in link.SlotValues?.Values ?? [])
+        {
+            if (!view.IsKnownEntityType(uid.Type))
+            {
+                errors.Add(new ValidationError(link.Id, ValidationErrorKind.UnrecognizedEntityType, $"the link binds a slot to {uid}, whose type `{uid.Type}` is not declared in the schema; link an entity of a declared type", link.Span.Line, link.Span.Column));
+            }
+            else if (view.EntityTypes.TryGetValue(uid.Type, out var info) && info.EnumIds is { } ids && !ids.Contains(uid.Id))
+            {
+                errors.Add(new ValidationError(link.Id, ValidationErrorKind.InvalidEnumEntity, $"the link binds a slot to {uid}, which is not one of the ids the schema allows for enumerated type `{uid.Type}`; use one of them", link.Span.Line, link.Span.Column));
             }
         }
     }
