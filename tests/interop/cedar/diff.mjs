@@ -8,22 +8,46 @@
 // Answer: { "id", "validation": { "passed": bool, "policies": [ids with errors], "failure": msg|null } | null,
 //           "answers": [ { "decision": "allow"|"deny", "reason": [ids], "errors": [ids] } | { "failure": msg } ] }
 //
-// Entities and context arrive as JSON *text* and are parsed here keeping every number's source text
-// (JSON.rawJSON), because the wasm module re-serialises its input with JSON.stringify and JS numbers would
-// lose 64-bit precision. Needs `node --harmony-json-parse-with-source` on Node 20 (built in from Node 22).
+// Entities and context arrive as JSON *text* and keep every number's exact digits (see `exact` below): JS numbers
+// would lose 64-bit precision.
 import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
 
 const require = createRequire(import.meta.url);
 const cedar = require('@cedar-policy/cedar-wasm/nodejs');
 
-if (typeof JSON.rawJSON !== 'function') {
-  process.stderr.write('diff.mjs: JSON.rawJSON is missing; run node with --harmony-json-parse-with-source (Node 20) or use Node 22+\n');
-  process.exit(2);
-}
+// Numbers in entity/context JSON must reach the engine digit for digit. The wasm module re-serialises its input
+// with the global JSON.stringify, so each number is carried as a marked string and the marks are removed again
+// in JSON.stringify's output. (JSON.rawJSON would do this too, but Node 20's flagged implementation corrupts
+// some single-digit sources.)
+const MARK = '@@writ-number@@';
+const markRe = new RegExp(`"${MARK}(-?[0-9][0-9.eE+-]*)"`, 'g');
+const stringify = JSON.stringify;
+JSON.stringify = (...args) => {
+  const s = stringify(...args);
+  return typeof s === 'string' && s.includes(MARK) ? s.replace(markRe, '$1') : s;
+};
 
-const exact = (text) => JSON.parse(text, (key, value, ctx) =>
-  typeof value === 'number' ? JSON.rawJSON(ctx.source) : value);
+function exact(text) {
+  let out = '';
+  let i = 0;
+  let from = 0;
+  while (i < text.length) {
+    const c = text[i];
+    if (c === '"') {
+      for (i++; i < text.length && text[i] !== '"'; i++) if (text[i] === '\\') i++;
+      i++;
+    } else if (c === '-' || (c >= '0' && c <= '9')) {
+      let j = i + 1;
+      while (j < text.length && /[0-9.eE+-]/.test(text[j])) j++;
+      out += text.slice(from, i) + '"' + MARK + text.slice(i, j) + '"';
+      from = i = j;
+    } else {
+      i++;
+    }
+  }
+  return JSON.parse(out + text.slice(from));
+}
 
 const oneLine = (errors) => (errors ?? []).map((e) => e.message).join('; ').replace(/\s+/g, ' ');
 
@@ -55,13 +79,25 @@ function answer(batch) {
     out.answers = (batch.requests ?? []).map(() => ({ failure: `entities are not JSON: ${e.message}` }));
     return out;
   }
+  // Parse the policies and schema once per batch, not once per request.
+  const parsed = cedar.preparsePolicySet('batch', policies);
+  const schemaParsed = batch.schema != null ? cedar.preparseSchema('batch', batch.schema) : { type: 'success' };
   for (const r of batch.requests ?? []) {
     const call = {
       principal: r.principal, action: r.action, resource: r.resource,
       context: exact(r.context ?? '{}'), policies, entities, validateRequest: false,
     };
     if (batch.schema != null) call.schema = batch.schema;
-    const a = cedar.isAuthorized(call);
+    let a;
+    if (parsed.type === 'success' && schemaParsed.type === 'success') {
+      const stateful = { ...call, preparsedPolicySetId: 'batch', entities };
+      delete stateful.policies;
+      delete stateful.schema;
+      if (batch.schema != null) stateful.preparsedSchemaName = 'batch';
+      a = cedar.statefulIsAuthorized(stateful);
+    } else {
+      a = cedar.isAuthorized(call);   // reports the parse errors
+    }
     if (a.type === 'success') {
       out.answers.push({
         decision: a.response.decision,

@@ -1,0 +1,182 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Writ.Policy.Ast;
+using Writ.Policy.Tests.Schema;
+
+namespace Writ.Policy.Tests.Differential;
+
+/// <summary>What the reference engine (or Writ) answered for one request: a decision, or a failure (bad input).</summary>
+internal sealed record Answer(string? Decision, IReadOnlyList<string> Reasons, IReadOnlyList<string> Errors, string? Failure, string Detail = "")
+{
+    public bool SameAs(Answer other) =>
+        (Failure is null) == (other.Failure is null)
+        && (Failure is not null || (Decision == other.Decision && Reasons.SequenceEqual(other.Reasons) && Errors.SequenceEqual(other.Errors)));
+
+    public override string ToString() =>
+        Failure is not null ? "failure: " + Failure : $"{Decision} reasons [{string.Join(",", Reasons)}] errors [{string.Join(",", Errors)}] {Detail}";
+}
+
+/// <summary>Validation of a whole policy set: pass/fail and the ids of the policies with errors (null: not validated).</summary>
+internal sealed record Validation(bool Passed, IReadOnlyList<string> Policies, string Detail)
+{
+    public bool SameAs(Validation other) => Passed == other.Passed && Policies.SequenceEqual(other.Policies);
+
+    public override string ToString() => (Passed ? "passes" : "fails") + " [" + string.Join(",", Policies) + "] " + Detail;
+}
+
+internal sealed record CaseAnswer(Validation? Validation, IReadOnlyList<Answer> Answers);
+
+/// <summary>
+/// The official Cedar engine (<c>@cedar-policy/cedar-wasm@4.12.0</c>) behind <c>tests/interop/cedar/diff.mjs</c>:
+/// one long-lived node process, one JSON line per case in, one JSON line per case out.
+/// </summary>
+internal sealed class ReferenceEngine : IDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _stderr = new();
+
+    public ReferenceEngine()
+    {
+        var dir = Path.Combine(CedarTestData.RepoRoot, "tests", "interop");
+        if (!File.Exists(Path.Combine(dir, "node_modules", "@cedar-policy", "cedar-wasm", "package.json")))
+        {
+            Run("npm", dir, "ci", "--no-audit", "--no-fund", "--loglevel=error");
+        }
+
+        var psi = new ProcessStartInfo("node")
+        {
+            WorkingDirectory = dir,
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            StandardInputEncoding = new UTF8Encoding(false),
+            StandardOutputEncoding = new UTF8Encoding(false),
+        };
+        psi.ArgumentList.Add(Path.Combine("cedar", "diff.mjs"));
+        _process = Process.Start(psi) ?? throw new InvalidOperationException("cannot start node for the Cedar reference engine; install Node.js 20+");
+        _process.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is null) return;
+            lock (_stderr) _stderr.AppendLine(e.Data);
+        };
+        _process.BeginErrorReadLine();
+    }
+
+    private static void Run(string file, string dir, params string[] args)
+    {
+        var psi = new ProcessStartInfo(file) { WorkingDirectory = dir, UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {file}");
+        var output = p.StandardOutput.ReadToEndAsync();
+        var error = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(TimeSpan.FromMinutes(5)) || p.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"`{file} {string.Join(' ', args)}` in tests/interop failed: {output.Result} {error.Result}".ReplaceLineEndings(" "));
+        }
+    }
+
+    /// <summary>Answers many cases, streaming them through the bridge (writes and reads overlap).</summary>
+    public IReadOnlyList<CaseAnswer> Answer(IReadOnlyList<GenCase> cases, bool validate)
+    {
+        var writer = Task.Run(() =>
+        {
+            foreach (var c in cases) _process.StandardInput.WriteLine(ToLine(c, validate));
+            _process.StandardInput.Flush();
+        });
+        var answers = new List<CaseAnswer>(cases.Count);
+        foreach (var c in cases)
+        {
+            var line = _process.StandardOutput.ReadLine();
+            if (line is null)
+            {
+                string err;
+                lock (_stderr) err = _stderr.ToString();
+                throw new InvalidOperationException("the Cedar reference engine (node diff.mjs) exited: " + err.ReplaceLineEndings(" "));
+            }
+
+            answers.Add(Parse(line, c));
+        }
+
+        writer.GetAwaiter().GetResult();
+        return answers;
+    }
+
+    private static JsonObject Uid(EntityUid u) => new() { ["type"] = u.Type, ["id"] = u.Id };
+
+    private static string ToLine(GenCase c, bool validate)
+    {
+        var policies = new JsonObject();
+        var templates = new JsonObject();
+        foreach (var p in c.Policies) (p.IsTemplate ? templates : policies)[p.Id] = p.Text;
+        var links = new JsonArray();
+        foreach (var l in c.Links)
+        {
+            var values = new JsonObject();
+            if (l.Principal is not null) values["?principal"] = Uid(l.Principal);
+            if (l.Resource is not null) values["?resource"] = Uid(l.Resource);
+            links.Add(new JsonObject { ["templateId"] = l.TemplateId, ["newId"] = l.NewId, ["values"] = values });
+        }
+
+        var requests = new JsonArray();
+        foreach (var r in c.Requests)
+        {
+            requests.Add(new JsonObject { ["principal"] = Uid(r.Principal), ["action"] = Uid(r.Action), ["resource"] = Uid(r.Resource), ["context"] = r.ContextJson });
+        }
+
+        var o = new JsonObject
+        {
+            ["id"] = c.Seed,
+            ["policies"] = policies,
+            ["templates"] = templates,
+            ["links"] = links,
+            ["entities"] = c.EntitiesJson,
+            ["schema"] = c.Schema,
+            ["validate"] = validate,
+            ["requests"] = requests,
+        };
+        return o.ToJsonString();
+    }
+
+    private static List<string> Strings(JsonNode? n) => n?.AsArray().Select(x => x!.GetValue<string>()).ToList() ?? [];
+
+    private static CaseAnswer Parse(string line, GenCase c)
+    {
+        var o = JsonNode.Parse(line)!.AsObject();
+        if (o["fatal"] is { } fatal) throw new InvalidOperationException($"the reference bridge failed on seed {c.Seed}: {fatal}");
+        Validation? validation = null;
+        if (o["validation"] is JsonObject v)
+        {
+            validation = new Validation(v["passed"]!.GetValue<bool>(), Strings(v["policies"]),
+                v["failure"]?.GetValue<string>() ?? string.Join("; ", Strings(v["messages"])));
+        }
+
+        var answers = new List<Answer>();
+        foreach (var a in o["answers"]!.AsArray())
+        {
+            var ao = a!.AsObject();
+            answers.Add(ao["failure"] is { } f
+                ? new Answer(null, [], [], f.GetValue<string>())
+                : new Answer(ao["decision"]!.GetValue<string>(), Strings(ao["reason"]), Strings(ao["errors"]), null, string.Join("; ", Strings(ao["messages"]))));
+        }
+
+        return new CaseAnswer(validation, answers);
+    }
+
+    public void Dispose()
+    {
+        try
+        {
+            _process.StandardInput.Close();
+            if (!_process.WaitForExit(TimeSpan.FromSeconds(10))) _process.Kill(entireProcessTree: true);
+        }
+        catch (InvalidOperationException)
+        {
+            // already gone
+        }
+
+        _process.Dispose();
+    }
+}
