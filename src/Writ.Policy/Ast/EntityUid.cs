@@ -49,7 +49,7 @@ public sealed class EntityUid : IEquatable<EntityUid>
                 case '\t': sb.Append("\\t"); break;
                 case '\0': sb.Append("\\0"); break;
                 default:
-                    if (r.Value < 0x20 || r.Value == 0x7f)
+                    if (Rune.IsControl(r) || r.Value == 0x2028 || r.Value == 0x2029)
                         sb.Append("\\u{").Append(r.Value.ToString("x", System.Globalization.CultureInfo.InvariantCulture)).Append('}');
                     else
                         sb.Append(r.ToString());

@@ -60,7 +60,7 @@ public sealed class Evaluator
 
     private bool Fail(EvaluationErrorKind kind, string message, Expr at)
     {
-        _error = new EvaluationError(kind, message, at.Span);
+        _error = new EvaluationError(kind, Syntax.ErrorText.OneLine(message, 2000), at.Span);   // names and strings in messages may hold line breaks
         return false;
     }
 

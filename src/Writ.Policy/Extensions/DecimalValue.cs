@@ -66,7 +66,7 @@ public sealed class DecimalValue(long scaled) : ExtensionValue
         return s.Length > 0;
     }
 
-    internal static string Trim(string s) => s.Length > 64 ? s[..64] + "..." : s;
+    internal static string Trim(string s) => Syntax.ErrorText.OneLine(s, 64);
 
     public override bool Equals(Value? other) => other is DecimalValue d && d.Scaled == Scaled;
 

@@ -441,5 +441,5 @@ public static class CedarJson
 
     private static string Trim(string s) => s.Length > 64 ? s[..64] + "..." : s;
 
-    private static string OneLine(string s) => s.Replace('\n', ' ').Replace('\r', ' ');
+    private static string OneLine(string s) => Syntax.ErrorText.OneLine(s);
 }

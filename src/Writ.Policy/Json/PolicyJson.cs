@@ -402,7 +402,7 @@ public static class PolicyJson
         }
         catch (JsonException e)
         {
-            error = "policy JSON is not valid JSON: " + e.Message.Replace('\n', ' ');
+            error = "policy JSON is not valid JSON: " + Syntax.ErrorText.OneLine(e.Message);
             return false;
         }
         catch (InvalidOperationException)
@@ -500,7 +500,7 @@ public static class PolicyJson
         }
         catch (JsonException e)
         {
-            error = "policy set JSON is not valid JSON: " + e.Message.Replace('\n', ' ');
+            error = "policy set JSON is not valid JSON: " + Syntax.ErrorText.OneLine(e.Message);
             return false;
         }
         catch (InvalidOperationException)

@@ -110,7 +110,7 @@ public sealed class Parser
         _ => "`" + Truncate(TextOf(t)) + "`",
     };
 
-    private static string Truncate(string s) => s.Length > 40 ? s[..40] + "..." : s;
+    private static string Truncate(string s) => ErrorText.OneLine(s, 40);
 
     private void Error(Token at, string message) => _errors.Add(new ParseError(message, at.Span));
 

@@ -106,7 +106,7 @@ internal static class Unescaper
                 }
 
                 default:
-                    error = $"invalid escape \\{e}; valid escapes are \\n \\r \\t \\0 \\\\ \\' \\\" \\xHH \\u{{HEX}}" + (pattern ? " \\*" : "");
+                    error = $"invalid escape \\{ErrorText.OneLine(e.ToString())}; valid escapes are \\n \\r \\t \\0 \\\\ \\' \\\" \\xHH \\u{{HEX}}" + (pattern ? " \\*" : "");
                     return false;
             }
         }

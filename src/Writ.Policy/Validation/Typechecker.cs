@@ -34,7 +34,7 @@ internal sealed class Typechecker(SchemaView view, RequestEnv env, string policy
     private void Error(Expr e, ValidationErrorKind kind, string message)
     {
         var span = e.Span.Line > 0 ? e.Span : fallback;
-        errors.Add(new ValidationError(policyId, kind, message, span.Line, span.Column));
+        errors.Add(new ValidationError(policyId, kind, Syntax.ErrorText.OneLine(message, 2000), span.Line, span.Column));   // names in messages may hold line breaks
     }
 
     public Ans Expect(Caps prior, Expr e, VType expected) => ExpectOneOf(prior, e, [expected]);
@@ -579,7 +579,7 @@ internal sealed class Typechecker(SchemaView view, RequestEnv env, string policy
 
         if (f.Check is not null && e.Arguments is [LiteralExpr { Value: StringValue s }] && f.Check(s.Value) is { } why)
         {
-            Error(e, ValidationErrorKind.FunctionArgumentValidation, $"`{e.Function}(\"{s.Value}\")` is not a valid {e.Function} literal: {why}");
+            Error(e, ValidationErrorKind.FunctionArgumentValidation, $"`{e.Function}(\"{Syntax.ErrorText.OneLine(s.Value, 64)}\")` is not a valid {e.Function} literal: {why}");
             failed = true;
         }
 

@@ -6,8 +6,12 @@ namespace Writ.Policy.Schema.Syntax;
 /// </summary>
 internal sealed class CedarSchemaParser
 {
+    /// <summary>Deepest nesting of types (<c>Set&lt;…&gt;</c>, records) accepted, so no schema can overflow the stack.</summary>
+    private const int MaxTypeDepth = 128;
+
     private readonly List<SchemaToken> _tokens;
     private int _p;
+    private int _typeDepth;
 
     private CedarSchemaParser(List<SchemaToken> tokens) => _tokens = tokens;
 
@@ -151,14 +155,16 @@ internal sealed class CedarSchemaParser
     {
         var first = ParseIdent("a name");
         pos = first.Pos;
-        var name = first.Name;
+        if (!(Peek.IsPunct("::") && PeekAt(1).Kind == SchemaTokenKind.Identifier))
+            return first.Name;
+        var name = new System.Text.StringBuilder(first.Name);   // not `+=`: a long path would be quadratic
         while (Peek.IsPunct("::") && PeekAt(1).Kind == SchemaTokenKind.Identifier)
         {
             Next();
-            name += "::" + ParseIdent("a name").Name;
+            name.Append("::").Append(ParseIdent("a name").Name);
         }
 
-        return name;
+        return name.ToString();
     }
 
     private RawName ParsePathName()
@@ -364,6 +370,21 @@ internal sealed class CedarSchemaParser
     }
 
     private RawType ParseType()
+    {
+        if (_typeDepth >= MaxTypeDepth)
+            throw Fail(Peek.Pos, $"types are nested deeper than {MaxTypeDepth} levels; flatten the type with common type declarations");
+        _typeDepth++;
+        try
+        {
+            return ParseTypeCore();
+        }
+        finally
+        {
+            _typeDepth--;
+        }
+    }
+
+    private RawType ParseTypeCore()
     {
         var t = Peek;
         if (t.IsIdent("Set") && PeekAt(1).IsPunct("<"))

@@ -180,7 +180,7 @@ internal static class SchemaLexer
                     i += close + 2;
                     break;
                 default:
-                    why = $"unknown escape `\\{e}`; use \\n \\r \\t \\\\ \\0 \\' \\\" or \\u{{...}}";
+                    why = $"unknown escape `\\{Writ.Policy.Syntax.ErrorText.OneLine(e.ToString())}`; use \\n \\r \\t \\\\ \\0 \\' \\\" or \\u{{...}}";
                     return false;
             }
         }

@@ -141,19 +141,19 @@ internal sealed class SchemaResolver
     {
         if (!SchemaNames.IsIdentifier(name.Name))
         {
-            Error(name.Pos, $"`{name.Name}` is not a valid {what} name; use an identifier such as `Photo` (letters, digits, `_`)");
+            Error(name.Pos, $"`{Writ.Policy.Syntax.ErrorText.OneLine(name.Name, 64)}` is not a valid {what} name; use an identifier such as `Photo` (letters, digits, `_`)");
             return false;
         }
 
         if (name.Name == CedarNamespace || SchemaNames.PolicyKeywords.Contains(name.Name))
         {
-            Error(name.Pos, $"`{name.Name}` is a reserved word and cannot name a {what}; choose another name");
+            Error(name.Pos, $"`{Writ.Policy.Syntax.ErrorText.OneLine(name.Name, 64)}` is a reserved word and cannot name a {what}; choose another name");
             return false;
         }
 
         if (commonType && SchemaNames.ReservedTypeNames.Contains(name.Name))
         {
-            Error(name.Pos, $"`{name.Name}` is a reserved type name and cannot name a common type; choose another name");
+            Error(name.Pos, $"`{Writ.Policy.Syntax.ErrorText.OneLine(name.Name, 64)}` is a reserved type name and cannot name a common type; choose another name");
             return false;
         }
 
