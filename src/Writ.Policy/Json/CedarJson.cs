@@ -353,6 +353,10 @@ public static class CedarJson
                 if (el.TryGetProperty("__extn", out var extn))
                     return TryParseExtension(extn, where, out value, out error);
 
+                // Schema-directed, Cedar also takes the escape's body on its own: {"fn": "ip", "arg": "10.0.0.1"}.
+                if (expected is ExtensionType && el.TryGetProperty("fn", out _))
+                    return TryParseExtension(el, where, out value, out error);
+
                 var record = expected as RecordType;
                 var fields = new Dictionary<string, Value>(StringComparer.Ordinal);
                 foreach (var p in el.EnumerateObject())

@@ -11,7 +11,7 @@ public class RegressionTests
 {
     private const string SchemaText = """
         entity Group in [Group] { name: String };
-        entity User in [Group] { name: String, age?: Long, boss?: User, rec: { a: Long, b?: String } } tags String;
+        entity User in [Group] { name: String, age?: Long, boss?: User, ip?: ipaddr, rec: { a: Long, b?: String } } tags String;
         entity Doc { size: Long };
         entity Color enum ["red", "green"];
         action read appliesTo { principal: [User], resource: [Doc], context: { n: Long, s?: String } };
@@ -54,6 +54,20 @@ public class RegressionTests
         Assert.Contains(why, error, StringComparison.Ordinal);
         Assert.DoesNotContain('\n', error);
         Assert.True(Entities.TryParseJson("[" + entity + "]", null, out _, out error), error);   // without a schema anything well-formed goes
+    }
+
+    [Fact]
+    public void SchemaDirectedExtensionValuesMayOmitTheEscape()
+    {
+        const string json = """[{"uid": {"type": "User", "id": "a"}, "attrs": {"name": "A", "rec": {"a": 1}, "ip": {"fn": "ip", "arg": "10.0.0.1"}}, "parents": []}]""";
+        Assert.True(Entities.TryParseJson(json, Schema, out var e, out var error), error);
+        Assert.True(e!.TryGet(new EntityUid("User", "a"), out var user));
+        Assert.IsType<Extensions.IpAddrValue>(user.Attributes["ip"]);
+        Assert.True(Entities.TryParseJson(json, null, out e, out error), error);   // without a schema it is just a record
+        Assert.True(e!.TryGet(new EntityUid("User", "a"), out user));
+        Assert.IsType<RecordValue>(user.Attributes["ip"]);
+        Assert.False(Entities.TryParseJson(json.Replace("10.0.0.1", "10.0.0.300", StringComparison.Ordinal), Schema, out _, out error));
+        Assert.Contains("not an IP address", error, StringComparison.Ordinal);
     }
 
     [Theory]
