@@ -350,12 +350,29 @@ internal sealed class CaseGenerator
         GPrim { Name: "Long" } => Pick(LongPool).ToString(CultureInfo.InvariantCulture),
         GPrim { Name: "String" } => JsonSerializer.Serialize(Pick(StrPool)),
         GPrim { Name: "Bool" } => Chance(0.5) ? "true" : "false",
-        GPrim p => "{\"__extn\":{\"fn\":\"" + p.Name switch { "ipaddr" => "ip", var x => x } + "\",\"arg\":" + JsonSerializer.Serialize(ValidExtLiteral(p.Name)) + "}}",
-        GEntity e => "{\"__entity\":" + UidJson(e.Type == "User" ? new EntityUid("User", Chance(0.05) ? "ghost" : Pick(UserIds)) : new EntityUid(e.Type, "x")) + "}",
+        GPrim p => ExtJson(p.Name),
+        GEntity e => EntityRefJson(e.Type == "User" ? new EntityUid("User", Chance(0.05) ? "ghost" : Pick(UserIds)) : new EntityUid(e.Type, "x")),
         GSet s => "[" + string.Join(",", Enumerable.Range(0, _rng.Next(0, 4)).Select(_ => ValueJson(s.Element, depth + 1))) + "]",
         GRecord r => RecordJson(r, depth),
         _ => throw new InvalidOperationException("unknown type"),
     };
+
+    /// <summary>The escape form, the implicit <c>{fn, arg}</c> form or (schema-directed) a bare string; rarely a bad literal.</summary>
+    private string ExtJson(string ext)
+    {
+        var fn = ext == "ipaddr" ? "ip" : ext;
+        var literal = JsonSerializer.Serialize(Chance(0.002) ? "not-a-" + ext : ValidExtLiteral(ext));
+        return _rng.Next(10) switch
+        {
+            0 => "{\"fn\":\"" + fn + "\",\"arg\":" + literal + "}",
+            1 => literal,
+            2 => "{\"__extn\":{\"fn\":\"" + fn + "\",\"args\":[" + literal + "]}}",
+            _ => "{\"__extn\":{\"fn\":\"" + fn + "\",\"arg\":" + literal + "}}",
+        };
+    }
+
+    /// <summary>The escape form, or (schema-directed) the bare <c>{type, id}</c> form.</summary>
+    private string EntityRefJson(EntityUid u) => Chance(0.25) ? UidJson(u) : "{\"__entity\":" + UidJson(u) + "}";
 
     /// <summary>Entity data must parse in both engines (or the whole case is only an entity-parsing comparison).</summary>
     private string ValidExtLiteral(string ext) => ext switch
