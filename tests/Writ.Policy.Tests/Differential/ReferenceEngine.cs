@@ -110,7 +110,22 @@ internal sealed class ReferenceEngine : IDisposable
     {
         var policies = new JsonObject();
         var templates = new JsonObject();
-        foreach (var p in c.Policies) (p.IsTemplate ? templates : policies)[p.Id] = p.Text;
+        var est = new JsonArray();
+        foreach (var p in c.Policies)
+        {
+            // Every fourth case goes to the reference in Cedar's JSON policy format as Writ writes it, so the official
+            // reader checks Writ's writer: the answers must not change.
+            if (c.Seed % 4 == 1 && Writ.Policy.Syntax.Parser.TryParsePolicies(p.Text, out var parsed, out _) && parsed.Count == 1)
+            {
+                (p.IsTemplate ? templates : policies)[p.Id] = Writ.Policy.Json.PolicyJson.ToJson(parsed[0]);
+                est.Add(p.Id);
+            }
+            else
+            {
+                (p.IsTemplate ? templates : policies)[p.Id] = p.Text;
+            }
+        }
+
         var links = new JsonArray();
         foreach (var l in c.Links)
         {
@@ -132,6 +147,7 @@ internal sealed class ReferenceEngine : IDisposable
             ["policies"] = policies,
             ["templates"] = templates,
             ["links"] = links,
+            ["est"] = est,
             ["entities"] = c.EntitiesJson,
             ["schema"] = c.Schema,
             ["validate"] = validate,

@@ -2,6 +2,7 @@
 // Long-lived: reads one JSON batch per stdin line, writes one JSON answer per stdout line.
 //
 // Batch:  { "id": any, "policies": { "<id>": "<cedar text>" }, "templates": { "<id>": "<cedar text>" },
+//           "est": [ ids whose text above is Cedar's JSON policy format instead ],
 //           "links": [ { "templateId", "newId", "values": { "?principal": {type,id}, ... } } ],
 //           "entities": "<entities JSON text>", "schema": "<cedar schema text>" | null, "validate": bool,
 //           "requests": [ { "principal": {type,id}, "action": {type,id}, "resource": {type,id}, "context": "<JSON text>" } ] }
@@ -52,9 +53,12 @@ function exact(text) {
 const oneLine = (errors) => (errors ?? []).map((e) => e.message).join('; ').replace(/\s+/g, ' ');
 
 function policySet(batch) {
+  // Policies named in `est` are Cedar JSON policy format (EST) text, the others Cedar policy text.
+  const est = new Set(batch.est ?? []);
+  const read = (map) => Object.fromEntries(Object.entries(map ?? {}).map(([id, p]) => [id, est.has(id) ? exact(p) : p]));
   return {
-    staticPolicies: batch.policies ?? {},
-    templates: batch.templates ?? {},
+    staticPolicies: read(batch.policies),
+    templates: read(batch.templates),
     templateLinks: batch.links ?? [],
   };
 }
