@@ -169,11 +169,13 @@ public sealed class DifferentialTests(ReferenceEngineFixture fixture) : IClassFi
         private int _failed;
         private int _validationPassed;
         private int _validationFailed;
+        private int _namespaced;
 
         public void Count(GenCase c, CaseAnswer a)
         {
             Cases++;
             Requests += c.Requests.Count;
+            if (c.Schema?.StartsWith("namespace", StringComparison.Ordinal) == true) _namespaced++;
             if (a.Validation is not null)
             {
                 Validations++;
@@ -197,9 +199,10 @@ public sealed class DifferentialTests(ReferenceEngineFixture fixture) : IClassFi
             Assert.True(_errored > Requests / 50, ToString());
             Assert.True(_failed < Requests / 5, ToString());
             Assert.True(_validationPassed > 0 && _validationFailed > 0, ToString());
+            Assert.True(_namespaced > Cases / 10, ToString());
         }
 
         public override string ToString() =>
-            $"{_allow} allow, {_deny} deny, {_errored} with erroring policies, {_failed} refused input; validation: {_validationPassed} policies passed, {_validationFailed} failed";
+            $"{_allow} allow, {_deny} deny, {_errored} with erroring policies, {_failed} refused input; validation: {_validationPassed} policies passed, {_validationFailed} failed; {_namespaced} cases in a namespace";
     }
 }

@@ -34,17 +34,24 @@ internal sealed record CaseAnswer(Validation? Validation, IReadOnlyList<Answer> 
 /// </summary>
 internal sealed class ReferenceEngine : IDisposable
 {
-    private readonly Process _process;
     private readonly StringBuilder _stderr = new();
+    private readonly string _dir;
+    private Process _process;
 
     public ReferenceEngine()
     {
-        var dir = Path.Combine(CedarTestData.RepoRoot, "tests", "interop");
-        if (!File.Exists(Path.Combine(dir, "node_modules", "@cedar-policy", "cedar-wasm", "package.json")))
+        _dir = Path.Combine(CedarTestData.RepoRoot, "tests", "interop");
+        if (!File.Exists(Path.Combine(_dir, "node_modules", "@cedar-policy", "cedar-wasm", "package.json")))
         {
-            Run("npm", dir, "ci", "--no-audit", "--no-fund", "--loglevel=error");
+            Run("npm", _dir, "ci", "--no-audit", "--no-fund", "--loglevel=error");
         }
 
+        _process = Start();
+    }
+
+    private Process Start()
+    {
+        var dir = _dir;
         var psi = new ProcessStartInfo("node")
         {
             WorkingDirectory = dir,
@@ -56,13 +63,21 @@ internal sealed class ReferenceEngine : IDisposable
             StandardOutputEncoding = new UTF8Encoding(false),
         };
         psi.ArgumentList.Add(Path.Combine("cedar", "diff.mjs"));
-        _process = Process.Start(psi) ?? throw new InvalidOperationException("cannot start node for the Cedar reference engine; install Node.js 20+");
-        _process.ErrorDataReceived += (_, e) =>
+        var process = Process.Start(psi) ?? throw new InvalidOperationException("cannot start node for the Cedar reference engine; install Node.js 20+");
+        process.ErrorDataReceived += (_, e) =>
         {
             if (e.Data is null) return;
             lock (_stderr) _stderr.AppendLine(e.Data);
         };
-        _process.BeginErrorReadLine();
+        process.BeginErrorReadLine();
+        return process;
+    }
+
+    /// <summary>After a failure (e.g. a wasm trap, which leaves the module unusable) the next batch gets a fresh process.</summary>
+    private void Restart()
+    {
+        Stop();
+        _process = Start();
     }
 
     private static void Run(string file, string dir, params string[] args)
@@ -95,6 +110,7 @@ internal sealed class ReferenceEngine : IDisposable
             {
                 string err;
                 lock (_stderr) err = _stderr.ToString();
+                Restart();
                 throw new InvalidOperationException("the Cedar reference engine (node diff.mjs) exited: " + err.ReplaceLineEndings(" "));
             }
 
@@ -110,7 +126,12 @@ internal sealed class ReferenceEngine : IDisposable
         }
 
         writer.GetAwaiter().GetResult();
-        if (failure is not null) throw failure;
+        if (failure is not null)
+        {
+            Restart();
+            throw failure;
+        }
+
         return answers;
     }
 
@@ -213,7 +234,9 @@ internal sealed class ReferenceEngine : IDisposable
         return new CaseAnswer(validation, answers);
     }
 
-    public void Dispose()
+    public void Dispose() => Stop();
+
+    private void Stop()
     {
         try
         {
