@@ -213,11 +213,7 @@ public sealed class Parser
         if (action is null || !Expect(TokenKind.Comma, "`,` after the action constraint")) return null;
         var resource = ParseScope("resource", SlotId.Resource);
         if (resource is null) return null;
-        if (Peek.Kind == TokenKind.Comma && PeekAt(1).Kind == TokenKind.RParen)
-        {
-            Error(Peek, "unexpected `,` after the resource constraint; remove it");
-            return null;
-        }
+        if (Peek.Kind == TokenKind.Comma && PeekAt(1).Kind == TokenKind.RParen) Advance();   // Cedar allows `resource,)`
 
         if (!Expect(TokenKind.RParen, "`)` after the resource constraint")) return null;
 
@@ -431,6 +427,15 @@ public sealed class Parser
         return CheckPath(segments, start) ? string.Join("::", segments) : null;
     }
 
+    /// <summary>Cedar's reserved words cannot be bare attribute names or record keys (a quoted string can).</summary>
+    private bool NotReserved(Token t, string what)
+    {
+        var text = TextOf(t);
+        if (!Reserved.Contains(text)) return true;
+        Error(t, $"`{text}` is a reserved word and cannot be {what}; quote it, e.g. \"{text}\"");
+        return false;
+    }
+
     private bool CheckPath(List<string> segments, Token at)
     {
         foreach (var s in segments)
@@ -625,11 +630,13 @@ public sealed class Parser
         }
         else if (t.Kind == TokenKind.Ident)
         {
+            if (!NotReserved(t, "an attribute name after `has`")) return null;
             Advance();
             attrs.Add(TextOf(t));
             while (Peek.Kind == TokenKind.Dot && PeekAt(1).Kind == TokenKind.Ident)
             {
                 Advance();
+                if (!NotReserved(Peek, "an attribute name in a `has` path")) return null;
                 attrs.Add(TextOf(Advance()));
                 if (attrs.Count > MaxDepth)
                 {
@@ -696,6 +703,13 @@ public sealed class Parser
             return null;
         }
 
+        if (ops.Exists(o => o.Kind != start.Kind))
+        {
+            var other = ops.First(o => o.Kind != start.Kind);
+            Error(other, "`!` and `-` cannot be mixed in one prefix; use parentheses, e.g. `!(-x)`");
+            return null;
+        }
+
         Expr? operand;
         var last = ops.Count;
         if (ops[^1].Kind == TokenKind.Minus && Peek.Kind == TokenKind.Int)
@@ -751,6 +765,12 @@ public sealed class Parser
 
                 Advance();
                 var n = TextOf(name);
+                if (Reserved.Contains(n))
+                {
+                    Error(name, $"`{n}` is a reserved word and cannot follow `.`; write [\"{n}\"] to read an attribute of that name");
+                    return null;
+                }
+
                 if (Peek.Kind == TokenKind.LParen)
                 {
                     var lp = Advance();
@@ -840,7 +860,7 @@ public sealed class Parser
             if (Peek.Kind == TokenKind.Comma)
             {
                 Advance();
-                continue;
+                if (Peek.Kind != TokenKind.RParen) continue;   // Cedar allows one trailing comma: f(a, b,)
             }
 
             if (Peek.Kind == TokenKind.RParen)
@@ -922,7 +942,11 @@ public sealed class Parser
                     {
                         var k = Peek;
                         string key;
-                        if (k.Kind == TokenKind.Ident) key = TextOf(k);
+                        if (k.Kind == TokenKind.Ident)
+                        {
+                            if (!NotReserved(k, "a record key")) return null;
+                            key = TextOf(k);
+                        }
                         else if (k.Kind == TokenKind.Str)
                         {
                             if (!TryString(k, out key)) return null;

@@ -1,4 +1,5 @@
 using Writ.Policy.Ast;
+using Writ.Policy.Authorization;
 using Writ.Policy.Evaluation;
 using Writ.Policy.Json;
 using Writ.Policy.Schema;
@@ -55,6 +56,58 @@ public class RegressionTests
         Assert.DoesNotContain('\n', error);
         Assert.True(Entities.TryParseJson("[" + entity + "]", null, out _, out error), error);   // without a schema anything well-formed goes
     }
+
+    [Theory]
+    [InlineData("ip(\"1.2.3.4\",).isIpv4()", true)]
+    [InlineData("[1, 2].contains(1,)", true)]
+    [InlineData("decimal(\"1.0\").lessThan(decimal(\"2.0\"),)", true)]
+    [InlineData("[1, 2,].contains(1)", true)]
+    [InlineData("ip(,).isIpv4()", false)]
+    [InlineData("ip(\"1.2.3.4\",,).isIpv4()", false)]
+    [InlineData("ip(\"1.2.3.4\").isIpv4(,)", false)]
+    [InlineData("[1,,2].isEmpty()", false)]
+    public void CallArgumentsMayEndWithOneTrailingCommaAsInCedar(string expr, bool parses)
+    {
+        Assert.Equal(parses, PolicySet.TryParse("permit(principal, action, resource) when { " + expr + " };", out var set, out var errors));
+        if (parses) Assert.True(Authorizer.IsAuthorized(new Request(new EntityUid("U", "a"), new EntityUid("Action", "a"), new EntityUid("U", "a")), set!, Entities.Empty).IsAllowed);
+        else Assert.NotEmpty(errors);
+    }
+
+    /// <summary>Expected answers are cedar-wasm 4.12.0's (checkParsePolicySet).</summary>
+    [Theory]
+    [InlineData("!-1 == 1", false)]
+    [InlineData("-!true", false)]
+    [InlineData("!!!!true", true)]
+    [InlineData("!!!!!true", false)]
+    [InlineData("----1 == 1", true)]
+    [InlineData("- -1 == 1", true)]
+    [InlineData("!(-1 == 1)", true)]
+    [InlineData("context.is", false)]
+    [InlineData("context.in", false)]
+    [InlineData("context.true", false)]
+    [InlineData("context.then", false)]
+    [InlineData("context.__cedar", false)]
+    [InlineData("context.permit", true)]
+    [InlineData("context.principal", true)]
+    [InlineData("context[\"is\"]", true)]
+    [InlineData("context.ip.is.isIpv6()", false)]
+    [InlineData("context has is", false)]
+    [InlineData("context has true", false)]
+    [InlineData("principal has a.is", false)]
+    [InlineData("{is: 1} == {}", false)]
+    [InlineData("{if: 1} == {}", false)]
+    public void ExpressionsParseExactlyAsInCedar(string expr, bool parses)
+    {
+        Assert.Equal(parses, PolicySet.TryParse("permit(principal, action, resource) when { " + expr + " };", out _, out var errors));
+        if (!parses) Assert.All(errors, e => Assert.DoesNotContain('\n', e.Message));
+    }
+
+    [Theory]
+    [InlineData("permit(principal, action, resource,);", true)]
+    [InlineData("permit(principal, action, resource,,);", false)]
+    [InlineData("permit(principal, action,);", false)]
+    public void ScopesParseExactlyAsInCedar(string policy, bool parses) =>
+        Assert.Equal(parses, PolicySet.TryParse(policy, out _, out _));
 
     [Fact]
     public void SchemaDirectedExtensionValuesMayOmitTheEscape()
