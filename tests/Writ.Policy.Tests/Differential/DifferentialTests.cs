@@ -206,3 +206,65 @@ public sealed class DifferentialTests(ReferenceEngineFixture fixture) : IClassFi
             $"{_allow} allow, {_deny} deny, {_errored} with erroring policies, {_failed} refused input; validation: {_validationPassed} policies passed, {_validationFailed} failed; {_namespaced} cases in a namespace";
     }
 }
+
+/// <summary>
+/// Differential fuzzing of the parser: generated policies, damaged by deleting, duplicating or swapping tokens,
+/// must be accepted or refused by Writ exactly when the reference accepts or refuses them.
+/// </summary>
+public sealed class ParserDifferentialTests(ReferenceEngineFixture fixture) : IClassFixture<ReferenceEngineFixture>
+{
+    private static readonly string[] Tokens =
+    [
+        "(", ")", "{", "}", "[", "]", ",", ";", ".", "::", "==", "!=", "<", "<=", "&&", "||", "!", "-", "+", "*", "in", "is", "has",
+        "like", "if", "then", "else", "when", "unless", "permit", "forbid", "principal", "action", "resource", "context", "true",
+        "?principal", "?resource", "@id(\"x\")", "\"s\"", "1", "-9223372036854775808", "9223372036854775808", "User", "::\"a\"", "__cedar",
+    ];
+
+    [Fact]
+    public void DamagedPoliciesParseInWritExactlyWhenTheyParseInTheReference()
+    {
+        var rng = new Random(5_100);
+        var texts = new List<string>();
+        for (var seed = 0; seed < 10_000; seed++)
+        {
+            var c = new CaseGenerator(31_000 + seed).Generate(3, 0);
+            foreach (var p in c.Policies.Where(p => !p.IsTemplate))
+            {
+                var t = p.Text;
+                var damage = rng.Next(1, 3);
+                for (var k = 0; k < damage; k++)
+                {
+                    var at = rng.Next(t.Length + 1);
+                    t = rng.Next(5) switch
+                    {
+                        0 => t.Remove(at, Math.Min(rng.Next(1, 6), t.Length - at)),
+                        3 => t.Insert(at, Tokens[rng.Next(Tokens.Length)]),
+                        1 or 4 => t.Insert(at, " " + Tokens[rng.Next(Tokens.Length)] + " "),
+                        _ => t.Insert(at, t.Substring(at, Math.Min(rng.Next(1, 12), t.Length - at))),
+                    };
+                }
+
+                texts.Add(t);
+            }
+        }
+
+        var mismatches = new List<string>();
+        var accepted = 0;
+        foreach (var chunk in texts.Chunk(200))
+        {
+            var theirs = fixture.Engine.Parses(chunk);
+            for (var i = 0; i < chunk.Length; i++)
+            {
+                var ours = Ast.PolicySet.TryParse(chunk[i], out _, out var errors);
+                if (theirs[i]) accepted++;
+                if (ours != theirs[i])
+                {
+                    mismatches.Add($"Writ {(ours ? "accepts" : "refuses (" + errors[0] + ")")} but the reference {(theirs[i] ? "accepts" : "refuses")}:\n{chunk[i]}");
+                }
+            }
+        }
+
+        Assert.True(mismatches.Count == 0, $"{mismatches.Count} of {texts.Count} damaged policies:\n" + string.Join("\n\n", mismatches.Take(8)));
+        Assert.True(accepted > texts.Count / 50 && accepted < texts.Count * 19 / 20, $"{accepted} of {texts.Count} accepted: the damage is not varied enough");
+    }
+}

@@ -135,6 +135,23 @@ internal sealed class ReferenceEngine : IDisposable
         return answers;
     }
 
+    /// <summary>Whether each text parses as a static policy set in the reference engine.</summary>
+    public IReadOnlyList<bool> Parses(IReadOnlyList<string> texts)
+    {
+        var request = new JsonObject { ["parse"] = new JsonArray(texts.Select(t => (JsonNode?)JsonValue.Create(t)).ToArray()) };
+        _process.StandardInput.WriteLine(request.ToJsonString());
+        _process.StandardInput.Flush();
+        var line = _process.StandardOutput.ReadLine();
+        var o = line is null ? null : JsonNode.Parse(line)!.AsObject();
+        if (o?["parsed"] is not JsonArray parsed)
+        {
+            Restart();
+            throw new InvalidOperationException("the reference bridge failed on a parse batch: " + (o?["fatal"]?.GetValue<string>() ?? "it exited"));
+        }
+
+        return parsed.Select(x => x!.GetValue<bool>()).ToList();
+    }
+
     private static JsonObject Uid(EntityUid u) => new() { ["type"] = u.Type, ["id"] = u.Id };
 
     private static string ToLine(GenCase c, bool validate)

@@ -6,6 +6,7 @@
 //           "links": [ { "templateId", "newId", "values": { "?principal": {type,id}, ... } } ],
 //           "entities": "<entities JSON text>", "schema": "<cedar schema text>" | null, "validate": bool,
 //           "requests": [ { "principal": {type,id}, "action": {type,id}, "resource": {type,id}, "context": "<JSON text>" } ] }
+// (Or a parse-only batch { "parse": [texts] }, answered { "parsed": [bool] }.)
 // Answer: { "id", "validation": { "passed": bool, "policies": [ids with errors], "failure": msg|null } | null,
 //           "answers": [ { "decision": "allow"|"deny", "reason": [ids], "errors": [ids] } | { "failure": msg } ] }
 //
@@ -64,6 +65,10 @@ function policySet(batch) {
 }
 
 function answer(batch) {
+  if (Array.isArray(batch.parse)) {
+    // Parse-only batch: does each text parse as a policy set? (Differential fuzzing of the parser.)
+    return { id: batch.id ?? null, parsed: batch.parse.map((text) => cedar.checkParsePolicySet({ staticPolicies: text }).type === 'success') };
+  }
   const out = { id: batch.id ?? null, validation: null, answers: [] };
   const policies = policySet(batch);
   if (batch.validate && batch.schema != null) {
