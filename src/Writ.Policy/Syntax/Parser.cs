@@ -712,9 +712,10 @@ public sealed class Parser
 
         Expr? operand;
         var last = ops.Count;
-        if (ops[^1].Kind == TokenKind.Minus && Peek.Kind == TokenKind.Int)
+        if (ops[^1].Kind == TokenKind.Minus && Peek.Kind == TokenKind.Int && PeekAt(1).Kind is not (TokenKind.Dot or TokenKind.LBracket))
         {
-            // `-N` is a negative literal (so that i64::MIN can be written).
+            // `-N` is a negative literal (so that i64::MIN can be written). With an accessor, `-N.a` is `-(N.a)`, as in
+            // Cedar (so `-9223372036854775808["a"]` is out of range).
             var intTok = Advance();
             if (!ulong.TryParse(_text.AsSpan(intTok.Start, intTok.End - intTok.Start), NumberStyles.None, CultureInfo.InvariantCulture, out var u)
                 || u > 9223372036854775808UL)

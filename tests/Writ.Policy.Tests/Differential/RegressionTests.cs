@@ -96,6 +96,10 @@ public class RegressionTests
     [InlineData("principal has a.is", false)]
     [InlineData("{is: 1} == {}", false)]
     [InlineData("{if: 1} == {}", false)]
+    [InlineData("-9223372036854775808 < 0", true)]
+    [InlineData("-9223372036854775808[\"a\"]", false)]
+    [InlineData("-9223372036854775808.a", false)]
+    [InlineData("-1[\"a\"] == 1", true)]
     public void ExpressionsParseExactlyAsInCedar(string expr, bool parses)
     {
         Assert.Equal(parses, PolicySet.TryParse("permit(principal, action, resource) when { " + expr + " };", out _, out var errors));
