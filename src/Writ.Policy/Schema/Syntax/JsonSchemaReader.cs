@@ -20,13 +20,13 @@ internal sealed class JsonSchemaReader
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 256 });
+            doc = JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 2 * CedarSchemaParser.MaxTypeDepth + 8 });
         }
         catch (JsonException e)
         {
             var line = e.LineNumber is { } l ? (int)l + 1 : 0;
             var col = e.BytePositionInLine is { } c ? (int)c + 1 : 0;
-            errors = [new SchemaError("the schema is not valid JSON; fix the JSON syntax", line, col)];
+            errors = [new SchemaError($"the schema is not valid JSON or nests more than {2 * CedarSchemaParser.MaxTypeDepth + 8} levels; fix the JSON", line, col)];
             return false;
         }
 
