@@ -150,6 +150,12 @@ internal sealed class JsonSchemaReader
             var nsProps = Properties(nsProp.Value, where, "commonTypes", "entityTypes", "actions", "annotations");
             if (nsProps is null)
                 continue;
+            if (Get(nsProps, "entityTypes") is null || Get(nsProps, "actions") is null)
+            {
+                Error($"{where} must have both \"entityTypes\" and \"actions\" (use {{}} for none); add the missing key");
+                continue;
+            }
+
             var ns = new RawNamespace(nsName, SourcePos.None);
             foreach (var (k, v) in ReadAnnotations(Get(nsProps, "annotations"), where))
                 ns.Annotations[k] = v;
@@ -224,7 +230,7 @@ internal sealed class JsonSchemaReader
             enumIds = ReadStringArray(en, $"\"enum\" of {where}");
             if (enumIds is null)
                 return;
-            if (memberOf.Count > 0 || shape is not null || tags is not null)
+            if (Get(props, "memberOfTypes") is not null || shape is not null || tags is not null)
             {
                 Error($"enumerated {where} cannot also have \"memberOfTypes\", \"shape\" or \"tags\"; remove them or drop \"enum\"");
                 return;
@@ -387,6 +393,11 @@ internal sealed class JsonSchemaReader
             }
 
             additional = add.GetBoolean();
+            if (additional)
+            {
+                Error($"{where} sets \"additionalAttributes\": true, an experimental Cedar feature Writ does not enable; declare every attribute instead");
+                return null;
+            }
         }
 
         var attrs = new List<RawAttribute>();
