@@ -170,4 +170,13 @@ public class CedarSchemaParserTests
         Assert.Contains(new ActionRef("Action", "\u001fx\""), s.Actions.Keys);
         Assert.True(s.EntityTypes["E"].Shape.Attributes.ContainsKey("a b"));
     }
+
+    [Fact]
+    public void Schema_error_messages_stay_on_one_line()
+    {
+        var e = ParseFails("entity A { \"x\\ny\": Long, \"x\\ny\": String };");
+        Assert.Contains("x\\u{a}y", e.Message, StringComparison.Ordinal);
+        Assert.False(CedarSchema.TryParseJson("{ \"\": { \"entityTypes\": { \"bad\\nname\": {} }, \"actions\": {} } }", out _, out var errors));
+        Assert.All(errors, x => Assert.DoesNotContain('\n', x.Message));
+    }
 }

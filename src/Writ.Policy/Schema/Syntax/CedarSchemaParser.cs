@@ -27,7 +27,7 @@ internal sealed class CedarSchemaParser
         }
         catch (SyntaxError e)
         {
-            error = new SchemaError(e.Message, e.Pos.Line, e.Pos.Column);
+            error = new SchemaError(SchemaNames.OneLine(e.Message), e.Pos.Line, e.Pos.Column);
             return false;
         }
     }

@@ -41,7 +41,7 @@ internal sealed class JsonSchemaReader
         }
     }
 
-    private void Error(string message) => _errors.Add(new SchemaError(message, 0, 0));
+    private void Error(string message) => _errors.Add(new SchemaError(SchemaNames.OneLine(message), 0, 0));
 
     /// <summary>The object's properties, reporting duplicates and keys outside <paramref name="allowed"/>.</summary>
     private List<JsonProperty>? Properties(JsonElement obj, string where, params string[]? allowed)

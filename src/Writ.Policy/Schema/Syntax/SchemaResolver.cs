@@ -50,7 +50,7 @@ internal sealed class SchemaResolver
         return schema is not null;
     }
 
-    private void Error(SourcePos pos, string message) => _errors.Add(new SchemaError(message, pos.Line, pos.Column));
+    private void Error(SourcePos pos, string message) => _errors.Add(new SchemaError(SchemaNames.OneLine(message), pos.Line, pos.Column));
 
     private CedarSchema? Resolve(IReadOnlyList<RawNamespace> namespaces)
     {
