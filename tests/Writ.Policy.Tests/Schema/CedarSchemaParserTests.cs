@@ -155,6 +155,7 @@ public class CedarSchemaParserTests
     [InlineData("entity T; namespace N { entity T; }", "shadows")]
     [InlineData("namespace __cedar { entity T; }", "__cedar")]
     [InlineData("action a in nope;", "not a declared action")]
+    [InlineData("namespace N { entity Action; }", "`Action` cannot be declared")]
     [InlineData("entity E; action a appliesTo { principal: Action, resource: E };", "action entity type")]
     public void Semantic_errors(string text, string fragment)
     {

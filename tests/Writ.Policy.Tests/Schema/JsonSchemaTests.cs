@@ -111,6 +111,7 @@ public class JsonSchemaTests
     [InlineData("""{ "": { "entityTypes": { "in": {} }, "actions": {} } }""", "reserved")]
     [InlineData("""{ "": { "entityTypes": {}, "actions": {} } """, "not valid JSON")]
     [InlineData("""[]""", "object")]
+    [InlineData("""{ "": { "entityTypes": {}, "actions": { "a": { "attributes": {} } } } }""", "attributes")]
     [InlineData("""{ "": { "entityTypes": {} } }""", "\"actions\"")]
     [InlineData("""{ "N": { "actions": {} } }""", "\"entityTypes\"")]
     [InlineData("""{ "": { "entityTypes": { "A": { "shape": { "type": "Record", "attributes": {}, "additionalAttributes": true } } }, "actions": {} } }""", "additionalAttributes")]

@@ -246,6 +246,12 @@ internal sealed class JsonSchemaReader
         var props = Properties(value, where, "memberOf", "appliesTo", "attributes", "annotations");
         if (props is null)
             return;
+        if (Get(props, "attributes") is not null)
+        {
+            Error($"{where} declares \"attributes\"; action attributes are not supported by Cedar 4; remove them");
+            return;
+        }
+
         var parents = new List<RawActionParent>();
         if (Get(props, "memberOf") is { } m)
         {

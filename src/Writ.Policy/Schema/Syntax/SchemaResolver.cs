@@ -115,6 +115,12 @@ internal sealed class SchemaResolver
             {
                 if (!CheckDeclaredName(e.Name, "entity type", commonType: false))
                     continue;
+                if (e.Name.Name == "Action")
+                {
+                    Error(e.Name.Pos, "`Action` cannot be declared as an entity type: it is the type of the namespace's actions; declare actions with `action` or rename the entity type");
+                    continue;
+                }
+
                 var fq = SchemaNames.Qualify(ns.Name, e.Name.Name);
                 if (!_entities.TryAdd(fq, (e, ns.Name)))
                     Error(e.Name.Pos, $"entity type `{fq}` is declared more than once; declare each entity type once");
