@@ -62,6 +62,7 @@ public static class CedarJson
             foreach (var el in doc.RootElement.EnumerateArray())
             {
                 if (!TryParseEntity(el, schema, out var entity, out error)) return false;
+                if (schema is not null && !SchemaConformance.Check(entity!, schema, out error)) return false;
                 list.Add(entity!);
                 seen.Add(entity!.Uid);
             }
