@@ -90,6 +90,71 @@ public sealed class CedarPolicy
     /// <summary>True if a scope constraint uses <c>?principal</c> or <c>?resource</c>.</summary>
     public bool IsTemplate => Principal.Slot is not null || Resource.Slot is not null;
 
+    /// <summary>For a policy made by linking a template: the template's id; otherwise null.</summary>
+    public string? TemplateId { get; init; }
+
+    /// <summary>For a linked policy: the entities bound to the template's slots.</summary>
+    public IReadOnlyDictionary<SlotId, EntityUid>? SlotValues { get; init; }
+
+    /// <summary>The slots this template uses (empty for a static policy).</summary>
+    public IReadOnlyList<SlotId> Slots =>
+        (Principal.Slot, Resource.Slot) switch
+        {
+            (null, null) => [],
+            ({ } p, null) => [p],
+            (null, { } r) => [r],
+            ({ } p, { } r) => [p, r],
+        };
+
     /// <summary>Returns a copy of this policy with another id.</summary>
-    public CedarPolicy WithId(string id) => new(id, Effect, Principal, Action, Resource, Conditions, Annotations, Span);
+    public CedarPolicy WithId(string id) =>
+        new(id, Effect, Principal, Action, Resource, Conditions, Annotations, Span) { TemplateId = TemplateId, SlotValues = SlotValues };
+
+    /// <summary>
+    /// Links this template: substitutes <paramref name="values"/> for its slots, giving a static policy with id
+    /// <paramref name="newId"/>. Fails if a slot has no value or a value is given for a slot the template lacks.
+    /// </summary>
+    public bool TryLink(string newId, IReadOnlyDictionary<SlotId, EntityUid> values, out CedarPolicy? linked, out string error)
+    {
+        ArgumentNullException.ThrowIfNull(newId);
+        ArgumentNullException.ThrowIfNull(values);
+        linked = null;
+        var slots = Slots;
+        if (slots.Count == 0)
+        {
+            error = $"{Id} is not a template (it has no ?principal or ?resource slot); link a template instead";
+            return false;
+        }
+
+        foreach (var s in slots)
+        {
+            if (!values.ContainsKey(s))
+            {
+                error = $"linking template {Id} needs a value for ?{SlotName(s)}";
+                return false;
+            }
+        }
+
+        foreach (var k in values.Keys)
+        {
+            if (!slots.Contains(k))
+            {
+                error = $"template {Id} has no ?{SlotName(k)} slot; remove that value";
+                return false;
+            }
+        }
+
+        linked = new CedarPolicy(newId, Effect, Bind(Principal, values), Action, Bind(Resource, values), Conditions, Annotations, Span)
+        {
+            TemplateId = Id,
+            SlotValues = new Dictionary<SlotId, EntityUid>(values),
+        };
+        error = "";
+        return true;
+    }
+
+    private static ScopeConstraint Bind(ScopeConstraint c, IReadOnlyDictionary<SlotId, EntityUid> values) =>
+        c.Slot is { } s ? c with { Slot = null, Entity = values[s] } : c;
+
+    internal static string SlotName(SlotId s) => s == SlotId.Principal ? "principal" : "resource";
 }

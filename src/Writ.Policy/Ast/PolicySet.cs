@@ -37,6 +37,32 @@ public sealed class PolicySet
 
     internal Authorization.PolicyIndex Index => _index ??= new Authorization.PolicyIndex(Policies);
 
+    /// <summary>
+    /// Returns a new set that also holds the policy made by linking template <paramref name="templateId"/> with
+    /// <paramref name="values"/> under id <paramref name="newId"/>.
+    /// </summary>
+    public bool TryLink(string templateId, string newId, IReadOnlyDictionary<SlotId, EntityUid> values, out PolicySet? linked, out string error)
+    {
+        ArgumentNullException.ThrowIfNull(templateId);
+        ArgumentNullException.ThrowIfNull(newId);
+        linked = null;
+        if (!_byId.TryGetValue(templateId, out var template) || !template.IsTemplate)
+        {
+            error = $"no template with id {templateId}; check the id (static policies cannot be linked)";
+            return false;
+        }
+
+        if (_byId.ContainsKey(newId))
+        {
+            error = $"policy id {newId} is already used; choose a new id for the link";
+            return false;
+        }
+
+        if (!template.TryLink(newId, values, out var policy, out error)) return false;
+        linked = new PolicySet(All.Append(policy!));
+        return true;
+    }
+
     public bool TryGet(string id, out CedarPolicy policy) => _byId.TryGetValue(id, out policy!);
 
     /// <summary>Parses Cedar policy text. Ids are <c>policy0</c>, <c>policy1</c>, ... in text order.</summary>
