@@ -62,6 +62,7 @@ public static class CedarJson
             foreach (var el in doc.RootElement.EnumerateArray())
             {
                 if (!TryParseEntity(el, schema, out var entity, out error)) return false;
+                if (schema is not null && !SchemaConformance.Check(entity!, schema, out error)) return false;
                 list.Add(entity!);
                 seen.Add(entity!.Uid);
             }
@@ -223,41 +224,41 @@ public static class CedarJson
         schema?.EntityTypes.TryGetValue(uid!.Type, out def);
 
         var attrs = new Dictionary<string, Value>(StringComparer.Ordinal);
-        if (el.TryGetProperty("attrs", out var attrsEl) && attrsEl.ValueKind != JsonValueKind.Null)
+        if (!el.TryGetProperty("attrs", out var attrsEl) || !el.TryGetProperty("parents", out var parentsEl))
         {
-            if (attrsEl.ValueKind != JsonValueKind.Object)
-            {
-                error = $"attrs of {uid} must be a JSON object";
-                return false;
-            }
+            error = $"entity {uid} needs both \"attrs\" and \"parents\" (use {{}} and [] when empty)";
+            return false;
+        }
 
-            foreach (var p in attrsEl.EnumerateObject())
+        if (attrsEl.ValueKind != JsonValueKind.Object)
+        {
+            error = $"attrs of {uid} must be a JSON object";
+            return false;
+        }
+
+        foreach (var p in attrsEl.EnumerateObject())
+        {
+            AttributeDef? ad = null;
+            def?.Shape.Attributes.TryGetValue(p.Name, out ad);
+            if (!TryParseValue(p.Value, ad?.Type, $"attribute {EntityUid.Quote(p.Name)} of {uid}", out var v, out error)) return false;
+            if (!attrs.TryAdd(p.Name, v))
             {
-                AttributeDef? ad = null;
-                def?.Shape.Attributes.TryGetValue(p.Name, out ad);
-                if (!TryParseValue(p.Value, ad?.Type, $"attribute {EntityUid.Quote(p.Name)} of {uid}", out var v, out error)) return false;
-                if (!attrs.TryAdd(p.Name, v))
-                {
-                    error = $"attribute {EntityUid.Quote(p.Name)} of {uid} is given twice";
-                    return false;
-                }
+                error = $"attribute {EntityUid.Quote(p.Name)} of {uid} is given twice";
+                return false;
             }
         }
 
         var parents = new List<EntityUid>();
-        if (el.TryGetProperty("parents", out var parentsEl) && parentsEl.ValueKind != JsonValueKind.Null)
+        if (parentsEl.ValueKind != JsonValueKind.Array)
         {
-            if (parentsEl.ValueKind != JsonValueKind.Array)
-            {
-                error = $"parents of {uid} must be a JSON array of entity references";
-                return false;
-            }
+            error = $"parents of {uid} must be a JSON array of entity references";
+            return false;
+        }
 
-            foreach (var p in parentsEl.EnumerateArray())
-            {
-                if (!TryParseEntityUidCore(p, $"parent of {uid}", out var parent, out error)) return false;
-                parents.Add(parent!);
-            }
+        foreach (var p in parentsEl.EnumerateArray())
+        {
+            if (!TryParseEntityUidCore(p, $"parent of {uid}", out var parent, out error)) return false;
+            parents.Add(parent!);
         }
 
         Dictionary<string, Value>? tags = null;
@@ -417,12 +418,17 @@ public static class CedarJson
         return true;
     }
 
+    private static readonly HashSet<string> ReservedNames = new(StringComparer.Ordinal)
+    {
+        "true", "false", "if", "then", "else", "in", "is", "like", "has", "__cedar",
+    };
+
     private static bool IsValidTypeName(string s)
     {
         if (s.Length == 0) return false;
         foreach (var part in s.Split("::"))
         {
-            if (part.Length == 0 || !(char.IsAsciiLetter(part[0]) || part[0] == '_')) return false;
+            if (part.Length == 0 || ReservedNames.Contains(part) || !(char.IsAsciiLetter(part[0]) || part[0] == '_')) return false;
             foreach (var c in part)
             {
                 if (!(char.IsAsciiLetterOrDigit(c) || c == '_')) return false;

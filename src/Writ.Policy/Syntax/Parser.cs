@@ -213,11 +213,7 @@ public sealed class Parser
         if (action is null || !Expect(TokenKind.Comma, "`,` after the action constraint")) return null;
         var resource = ParseScope("resource", SlotId.Resource);
         if (resource is null) return null;
-        if (Peek.Kind == TokenKind.Comma && PeekAt(1).Kind == TokenKind.RParen)
-        {
-            Error(Peek, "unexpected `,` after the resource constraint; remove it");
-            return null;
-        }
+        if (Peek.Kind == TokenKind.Comma && PeekAt(1).Kind == TokenKind.RParen) Advance(); // Cedar accepts a trailing comma
 
         if (!Expect(TokenKind.RParen, "`)` after the resource constraint")) return null;
 
@@ -445,6 +441,14 @@ public sealed class Parser
         return true;
     }
 
+    private bool CheckIdent(Token t)
+    {
+        var text = TextOf(t);
+        if (!Reserved.Contains(text)) return true;
+        Error(t, $"`{text}` is a reserved word and cannot be used as an attribute name; quote it, e.g. [\"{text}\"]");
+        return false;
+    }
+
     private bool TryString(Token t, out string value)
     {
         var body = _text.AsSpan(t.Start + 1, t.End - t.Start - 2);
@@ -626,11 +630,14 @@ public sealed class Parser
         else if (t.Kind == TokenKind.Ident)
         {
             Advance();
+            if (!CheckIdent(t)) return null;
             attrs.Add(TextOf(t));
             while (Peek.Kind == TokenKind.Dot && PeekAt(1).Kind == TokenKind.Ident)
             {
                 Advance();
-                attrs.Add(TextOf(Advance()));
+                var seg = Advance();
+                if (!CheckIdent(seg)) return null;
+                attrs.Add(TextOf(seg));
                 if (attrs.Count > MaxDepth)
                 {
                     Error(t, $"the `has` path is longer than {MaxDepth} attributes; shorten it");
@@ -689,16 +696,22 @@ public sealed class Parser
         var start = Peek;
         if (start.Kind is not (TokenKind.Bang or TokenKind.Minus)) return ParseMember();
         var ops = new List<Token>();
-        while (Peek.Kind is TokenKind.Bang or TokenKind.Minus) ops.Add(Advance());
+        while (Peek.Kind == start.Kind) ops.Add(Advance());
+        if (Peek.Kind is TokenKind.Bang or TokenKind.Minus)
+        {
+            Error(Peek, $"unexpected {Describe(Peek)} after {Describe(start)}; `!` and `-` cannot be mixed without parentheses");
+            return null;
+        }
+
         if (ops.Count > 4)
         {
-            Error(start, "too many unary operators in a row (at most 4); use parentheses");
+            Error(start, $"too many occurrences of {Describe(start)} in a row (at most 4); use parentheses");
             return null;
         }
 
         Expr? operand;
         var last = ops.Count;
-        if (ops[^1].Kind == TokenKind.Minus && Peek.Kind == TokenKind.Int)
+        if (ops[^1].Kind == TokenKind.Minus && Peek.Kind == TokenKind.Int && PeekAt(1).Kind is not (TokenKind.Dot or TokenKind.LBracket))
         {
             // `-N` is a negative literal (so that i64::MIN can be written).
             var intTok = Advance();
@@ -751,6 +764,7 @@ public sealed class Parser
 
                 Advance();
                 var n = TextOf(name);
+                if (!CheckIdent(name)) return null;
                 if (Peek.Kind == TokenKind.LParen)
                 {
                     var lp = Advance();
@@ -840,6 +854,12 @@ public sealed class Parser
             if (Peek.Kind == TokenKind.Comma)
             {
                 Advance();
+                if (Peek.Kind == TokenKind.RParen)
+                {
+                    Advance(); // trailing comma
+                    return args;
+                }
+
                 continue;
             }
 
@@ -922,7 +942,11 @@ public sealed class Parser
                     {
                         var k = Peek;
                         string key;
-                        if (k.Kind == TokenKind.Ident) key = TextOf(k);
+                        if (k.Kind == TokenKind.Ident)
+                        {
+                            if (!CheckIdent(k)) return null;
+                            key = TextOf(k);
+                        }
                         else if (k.Kind == TokenKind.Str)
                         {
                             if (!TryString(k, out key)) return null;

@@ -34,7 +34,7 @@ internal sealed class Typechecker(SchemaView view, RequestEnv env, string policy
     private void Error(Expr e, ValidationErrorKind kind, string message)
     {
         var span = e.Span.Line > 0 ? e.Span : fallback;
-        errors.Add(new ValidationError(policyId, kind, message, span.Line, span.Column));
+        errors.Add(new ValidationError(policyId, kind, SchemaNames.OneLine(message), span.Line, span.Column));
     }
 
     public Ans Expect(Caps prior, Expr e, VType expected) => ExpectOneOf(prior, e, [expected]);

@@ -77,6 +77,67 @@ public class ParserTests
         Assert.DoesNotContain('\n', first.Message);
     }
 
+    // Acceptance checked against the reference engine (cedar-wasm 4.12.0 checkParsePolicySet).
+    [Theory]
+    [InlineData("--1", true)]
+    [InlineData("!!!!true", true)]
+    [InlineData("!!!!!true", false)]
+    [InlineData("----1", true)]
+    [InlineData("-----1", false)]
+    [InlineData("-!true", false)]
+    [InlineData("!-1", false)]
+    [InlineData("- -1", true)]
+    [InlineData("--9223372036854775808", true)]
+    [InlineData("-9223372036854775808.x", false)]
+    [InlineData("-5.x", true)]
+    [InlineData("context.if", false)]
+    [InlineData("context has if", false)]
+    [InlineData("context has a.if", false)]
+    [InlineData("{if: 1}", false)]
+    [InlineData("{\"if\": 1}", true)]
+    [InlineData("context.__cedar", false)]
+    [InlineData("context.__cedarx", true)]
+    [InlineData("context.permit", true)]
+    [InlineData("[1,]", true)]
+    [InlineData("{a:1,}", true)]
+    [InlineData("ip(\"1.1.1.1\",)", true)]
+    [InlineData("[1].contains(1,)", true)]
+    [InlineData("context.contains()", false)]
+    [InlineData("context.lessThan()", true)]
+    [InlineData("ip()", true)]
+    [InlineData("foo(\"a\")", false)]
+    [InlineData("principal.ip(\"1\")", false)]
+    [InlineData("1 + if true then 1 else 2", false)]
+    [InlineData("[if true then 1 else 2]", true)]
+    [InlineData("context in context in context", false)]
+    [InlineData("context[1]", false)]
+    [InlineData("01", true)]
+    [InlineData("\"\\x80\"", false)]
+    [InlineData("\"\\u{D800}\"", false)]
+    [InlineData("\"a\" like \"\\x41\"", true)]
+    [InlineData("__cedar::X::\"a\" == context", false)]
+    public void AcceptsWhatCedarAccepts(string expr, bool accepted)
+    {
+        var ok = PolicySet.TryParse("permit(principal, action, resource) when { " + expr + " };", out _, out var errors);
+        Assert.True(ok == accepted, ok ? "accepted but Cedar rejects it" : "rejected: " + string.Join("; ", errors));
+    }
+
+    [Theory]
+    [InlineData("permit(principal, action, resource,);", true)]
+    [InlineData("permit(principal, action in [], resource);", true)]
+    [InlineData("permit(principal, action in [Action::\"a\", Foo::\"b\"], resource);", false)]
+    [InlineData("permit(principal in [User::\"a\"], action, resource);", false)]
+    [InlineData("permit(principal, action is Action, resource);", false)]
+    [InlineData("permit(action, principal, resource);", false)]
+    [InlineData("permit(principal, action, resource) when { true };;", false)]
+    [InlineData("permit(principal, action == Action::\"a\".b, resource);", false)]
+    [InlineData("@if(\"x\") permit(principal, action, resource);", true)]
+    public void PolicyLevelAcceptance(string text, bool accepted)
+    {
+        var ok = PolicySet.TryParse(text, out _, out var errors);
+        Assert.True(ok == accepted, ok ? "accepted but Cedar rejects it" : "rejected: " + string.Join("; ", errors));
+    }
+
     [Fact]
     public void EveryCorpusPolicyFileParses()
     {

@@ -6,8 +6,12 @@ namespace Writ.Policy.Schema.Syntax;
 /// </summary>
 internal sealed class CedarSchemaParser
 {
+    /// <summary>Deepest nesting of <c>Set&lt;...&gt;</c> and records accepted (bounds recursion on hostile input).</summary>
+    internal const int MaxTypeDepth = 64;
+
     private readonly List<SchemaToken> _tokens;
     private int _p;
+    private int _depth;
 
     private CedarSchemaParser(List<SchemaToken> tokens) => _tokens = tokens;
 
@@ -23,7 +27,7 @@ internal sealed class CedarSchemaParser
         }
         catch (SyntaxError e)
         {
-            error = new SchemaError(e.Message, e.Pos.Line, e.Pos.Column);
+            error = new SchemaError(SchemaNames.OneLine(e.Message), e.Pos.Line, e.Pos.Column);
             return false;
         }
     }
@@ -366,6 +370,20 @@ internal sealed class CedarSchemaParser
     private RawType ParseType()
     {
         var t = Peek;
+        if (++_depth > MaxTypeDepth)
+            throw Fail(t.Pos, $"types are nested more than {MaxTypeDepth} levels deep; flatten them with common types");
+        try
+        {
+            return ParseTypeCore(t);
+        }
+        finally
+        {
+            _depth--;
+        }
+    }
+
+    private RawType ParseTypeCore(SchemaToken t)
+    {
         if (t.IsIdent("Set") && PeekAt(1).IsPunct("<"))
         {
             Next();
