@@ -63,6 +63,53 @@ public class DifferentialTests
         Assert.True(parsed > 4000 && allowed > 300, $"the cases exercise too little: {parsed} parsed, {allowed} allowed");
     }
 
+    [Fact]
+    public void EstMatchesReferenceEngine()
+    {
+        var path = Path.Combine(RepoRoot(), "tests", "Writ.Policy.Tests", "Differential", "est-reference.jsonl.gz");
+        using var file = File.OpenRead(path);
+        using var gz = new GZipStream(file, CompressionMode.Decompress);
+        using var reader = new StreamReader(gz);
+        var mismatches = new List<string>();
+        var count = 0;
+        while (reader.ReadLine() is { } line)
+        {
+            if (line.Length == 0) continue;
+            count++;
+            using var doc = JsonDocument.Parse(line);
+            var c = doc.RootElement;
+            var policyFile = Path.Combine(Corpus.CorpusFiles.CorpusRoot, "corpus-tests", c.GetProperty("file").GetString()!);
+            Assert.True(PolicySet.TryParse(File.ReadAllText(policyFile), out var set, out _));
+            var policy = set!.Policies[c.GetProperty("index").GetInt32()];
+            using var mine = JsonDocument.Parse(PolicyJson.ToJson(policy));
+            if (!JsonEquals(mine.RootElement, c.GetProperty("est")))
+                mismatches.Add($"{Path.GetFileName(policyFile)}#{policy.Id}:\n  reference {c.GetProperty("est").GetRawText()}\n  writ      {mine.RootElement.GetRawText()}");
+        }
+
+        Assert.True(mismatches.Count == 0, $"{mismatches.Count} of {count} policies differ:\n" + string.Join("\n", mismatches.Take(5)));
+        Assert.True(count > 400, $"only {count} recorded policies");
+    }
+
+    private static bool JsonEquals(JsonElement a, JsonElement b)
+    {
+        if (a.ValueKind != b.ValueKind) return false;
+        switch (a.ValueKind)
+        {
+            case JsonValueKind.Object:
+                var ap = a.EnumerateObject().ToDictionary(p => p.Name, p => p.Value, StringComparer.Ordinal);
+                var bp = b.EnumerateObject().ToList();
+                return ap.Count == bp.Count && bp.All(p => ap.TryGetValue(p.Name, out var v) && JsonEquals(v, p.Value));
+            case JsonValueKind.Array:
+                return a.GetArrayLength() == b.GetArrayLength() && a.EnumerateArray().Zip(b.EnumerateArray()).All(x => JsonEquals(x.First, x.Second));
+            case JsonValueKind.String:
+                return a.GetString() == b.GetString();
+            case JsonValueKind.Number:
+                return a.GetRawText() == b.GetRawText();
+            default:
+                return true;
+        }
+    }
+
     private static string RepoRoot()
     {
         var dir = new DirectoryInfo(AppContext.BaseDirectory);
