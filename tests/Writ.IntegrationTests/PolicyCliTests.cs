@@ -280,6 +280,59 @@ public sealed partial class PolicyCliTests
         Expect.OneLineError(badPolicies, "does not exist");
     }
 
+    [Fact]
+    public async Task Authorize_links_templates_from_a_links_file()
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir["links.json"], """
+            [{"templateId": "policy0", "newId": "batch-reads-db-password",
+              "values": {"?principal": {"type": "Workload", "id": "spiffe://example.org/payments/batch"},
+                         "?resource": {"type": "Secret", "id": "/payments/db-password"}}}]
+            """);
+        string[] Args(string links, string principal) =>
+        [
+            "policy", "authorize", "--policies", Example("grants.cedar"), "--entities", Example("entities.json"),
+            "--schema", Example("workloads.cedarschema"), "--links", links, "--principal", principal, "--action", Get,
+            "--resource", DbPassword, "--context", InCluster, "--output", "json",
+        ];
+        var r = await RunWrit(Args(dir["links.json"], PaymentsBatch));
+        Assert.True(r.ExitCode == 0, r.ToString());
+        var node = JsonNode.Parse(r.Stdout)!;
+        Assert.Equal("allow", (string?)node["decision"]);
+        Assert.Equal("batch-reads-db-password", (string?)node["determining"]![0]!["id"]);
+
+        var other = JsonNode.Parse((await RunWrit(Args(dir["links.json"], PaymentsApi))).Stdout)!;
+        Assert.Equal("deny", (string?)other["decision"]);
+
+        File.WriteAllText(dir["bad.json"], """[{"templateId": "policy0", "newId": "x", "values": {"?owner": {"type": "Workload", "id": "w"}}}]""");
+        var bad = await RunWrit(Args(dir["bad.json"], PaymentsBatch));
+        Assert.Equal(1, bad.ExitCode);
+        Expect.OneLineError(bad, "unknown slot ?owner");
+    }
+
+    [Fact]
+    public async Task Output_must_be_text_or_json_and_json_keeps_messages_readable()
+    {
+        var bad = await RunWrit(Authorize(PaymentsApi, Get, DbPassword, InCluster, "--output", "yaml"));
+        Assert.Equal(2, bad.ExitCode);
+        Expect.OneLineError(bad, "--output must be text or json");
+
+        using var dir = new TempDir();
+        File.WriteAllText(dir["t.cedar"], "permit (principal, action == Action::\"get\", resource) when { principal.name == \"web\" };\n");
+        var r = await RunWrit("policy", "validate", "--policies", dir["t.cedar"], "--schema", Example("workloads.cedarschema"), "--output", "json");
+        Assert.Contains("`Workload` has no attribute `name`", r.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Errors_do_not_echo_terminal_control_characters()
+    {
+        var r = await RunWrit(Authorize("\u001b[31mUser\u0007", Get, DbPassword, InCluster));
+        Assert.Equal(2, r.ExitCode);
+        Expect.OneLineError(r, "is not an entity uid");
+        Assert.DoesNotContain('\u001b', r.Stderr);
+        Assert.DoesNotContain('\u0007', r.Stderr);
+    }
+
     // ------------------------------------------------------------------ format
 
     [Fact]
@@ -341,6 +394,19 @@ public sealed partial class PolicyCliTests
 
         var again = await RunWrit("policy", "format", "--check", dir["p.cedar"]);
         Assert.True(again.ExitCode == 0, again.ToString());
+    }
+
+    [Fact]
+    public async Task Format_write_through_a_symlink_rewrites_the_target_and_keeps_the_link()
+    {
+        using var dir = new TempDir();
+        File.Copy(Data("unformatted.cedar"), dir["real.cedar"]);
+        File.CreateSymbolicLink(dir["link.cedar"], dir["real.cedar"]);
+        var r = await RunWrit("policy", "format", "--write", dir["link.cedar"]);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.NotNull(new FileInfo(dir["link.cedar"]).LinkTarget);
+        var check = await RunWrit("policy", "format", "--check", dir["real.cedar"]);
+        Assert.True(check.ExitCode == 0, check.ToString());
     }
 
     [Fact]

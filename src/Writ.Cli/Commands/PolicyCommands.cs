@@ -1,4 +1,6 @@
 using System.Globalization;
+using System.Text.Encodings.Web;
+using System.Text.Json;
 using Writ.Cli.CommandLine;
 using Writ.Cli.Policy;
 using Writ.Policy.Ast;
@@ -15,6 +17,18 @@ public static class PolicyCommands
 {
     private static readonly OptionSpec OutputOpt = new("output", "text (default) or json", "FORMAT");
 
+    // Cedar messages quote with backticks; keep them readable in JSON (the output is not embedded in HTML).
+    private static readonly JsonSerializerOptions JsonOut = new() { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    private static bool WantsJson(ParsedArgs args) => args.Get("output") switch
+    {
+        null or "text" => false,
+        "json" => true,
+        var other => throw new UsageException($"--output must be text or json, got '{other}'"),
+    };
+
+    private static void WriteJson(CommandContext ctx, object value) => ctx.Out.WriteLine(JsonSerializer.Serialize(value, value.GetType(), JsonOut));
+
     public static IEnumerable<CommandSpec> All() =>
     [
         new("policy validate", "Check Cedar policies against a schema (exit 0 valid, 1 invalid).",
@@ -28,6 +42,7 @@ public static class PolicyCommands
              new("resource", "resource entity, e.g. 'Secret::\"/payments/db\"'", "UID", Required: true),
              new("context", "context record as JSON, or @FILE to read it from a file (default: {})", "JSON"),
              new("schema", "schema (Cedar or JSON syntax): directs entity/context parsing and validates the request", "FILE"),
+             new("links", "template links: JSON array of {templateId, newId, values} (Cedar's templateLinks)", "FILE"),
              new("expect", "allow or deny: exit 1 when the decision differs", "DECISION"), OutputOpt], Authorize),
         new("policy format", "Print Cedar policy files in canonical form (or rewrite them with --write, or check with --check).",
             [new("check", "print the files that are not formatted and exit 1 if any", IsFlag: true),
@@ -50,6 +65,7 @@ public static class PolicyCommands
 
     private static Task<int> Validate(ParsedArgs args, CommandContext ctx)
     {
+        var json = WantsJson(args);
         var policiesPath = args.Require("policies");
         var schemaPath = args.Require("schema");
         var diagnostics = new List<Diagnostic>();
@@ -69,9 +85,9 @@ public static class PolicyCommands
         }
         var errors = diagnostics.Where(d => d.Kind != "warning").ToList();
         var valid = errors.Count == 0;
-        if (args.JsonOutput)
+        if (json)
         {
-            Output.Json(ctx.Out, new
+            WriteJson(ctx, new
             {
                 valid,
                 policies = set?.Policies.Count ?? 0,
@@ -134,6 +150,7 @@ public static class PolicyCommands
 
     private static Task<int> Authorize(ParsedArgs args, CommandContext ctx)
     {
+        var json = WantsJson(args);
         var principal = Uid(args, "principal");
         var action = Uid(args, "action");
         var resource = Uid(args, "resource");
@@ -155,6 +172,13 @@ public static class PolicyCommands
         {
             throw new CommandFailedException(First(parseErrors, "run 'writ policy validate' for all of them"));
         }
+        if (args.Get("links") is { } linksPath)
+        {
+            if (!PolicyInputs.TryLoadLinks(linksPath, policies!, out policies, out var linkError))
+            {
+                throw new CommandFailedException(linkError);
+            }
+        }
         if (!PolicyInputs.TryLoadEntities(args.Require("entities"), schema, out var entities, out var entitiesError))
         {
             throw new CommandFailedException(entitiesError);
@@ -162,17 +186,17 @@ public static class PolicyCommands
         var context = RecordValue.Empty;
         if (args.Get("context") is { } contextArg)
         {
-            var json = contextArg;
+            var contextJson = contextArg;
             var where = "--context";
             if (contextArg.StartsWith('@'))
             {
                 where = contextArg[1..];
-                if (!PolicyInputs.TryReadText(where, "context file", out json, out var readError))
+                if (!PolicyInputs.TryReadText(where, "context file", out contextJson, out var readError))
                 {
                     throw new CommandFailedException(readError);
                 }
             }
-            if (!CedarJson.TryParseContext(json, schema, action, out var parsed, out var contextError))
+            if (!CedarJson.TryParseContext(contextJson, schema, action, out var parsed, out var contextError))
             {
                 throw new CommandFailedException($"{where}: {PolicyInputs.OneLine(contextError)}");
             }
@@ -185,9 +209,9 @@ public static class PolicyCommands
 
         var response = Authorizer.IsAuthorized(new Request(principal, action, resource, context), policies!, entities!);
         var decision = response.IsAllowed ? "ALLOW" : "DENY";
-        if (args.JsonOutput)
+        if (json)
         {
-            Output.Json(ctx.Out, new
+            WriteJson(ctx, new
             {
                 decision = response.IsAllowed ? "allow" : "deny",
                 determining = response.DeterminingPolicies.Select(p => new
@@ -328,6 +352,7 @@ public static class PolicyCommands
         {
             throw new UsageException("'writ policy test' needs at least one PATH (a test file or a directory of them)");
         }
+        var json = WantsJson(args);
         var root = args.Get("root") ?? Directory.GetCurrentDirectory();
         if (!Directory.Exists(root))
         {
@@ -343,9 +368,9 @@ public static class PolicyCommands
             files.AddRange(found);
         }
         var report = new PolicyTestRunner(root).Run(files);
-        if (args.JsonOutput)
+        if (json)
         {
-            Output.Json(ctx.Out, new
+            WriteJson(ctx, new
             {
                 files = report.Files,
                 passed = report.Passed,

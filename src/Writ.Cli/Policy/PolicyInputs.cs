@@ -156,9 +156,104 @@ public static class PolicyInputs
         return false;
     }
 
+    /// <summary>Reads a file of template links (a JSON array, or an object with a templateLinks array) and adds them.</summary>
+    public static bool TryLoadLinks(string path, PolicySet set, out PolicySet? linked, out string error)
+    {
+        linked = null;
+        if (!TryReadText(path, "links file", out var text, out error))
+        {
+            return false;
+        }
+        try
+        {
+            using var doc = JsonDocument.Parse(text, new JsonDocumentOptions { MaxDepth = 64 });
+            var root = doc.RootElement;
+            if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("templateLinks", out var inner))
+            {
+                root = inner;
+            }
+            if (TryApplyLinks(root, set, out linked, out var e))
+            {
+                return true;
+            }
+            error = $"{path}: {OneLine(e)}";
+            return false;
+        }
+        catch (JsonException e)
+        {
+            error = $"{path}: not valid JSON: {OneLine(e.Message)}";
+            return false;
+        }
+        catch (InvalidOperationException)
+        {
+            error = $"{path}: a value of the wrong JSON type; each link is {{\"templateId\", \"newId\", \"values\": {{\"?principal\": {{\"type\", \"id\"}}}}}}";
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// Adds template links given as a JSON array of <c>{"templateId", "newId", "values": {"?principal": uid, "?resource": uid}}</c>
+    /// (the <c>templateLinks</c> of Cedar's JSON policy format).
+    /// </summary>
+    public static bool TryApplyLinks(JsonElement links, PolicySet set, out PolicySet? linked, out string error)
+    {
+        ArgumentNullException.ThrowIfNull(set);
+        linked = set;
+        if (links.ValueKind != JsonValueKind.Array)
+        {
+            error = "template links must be a JSON array of {templateId, newId, values}";
+            return false;
+        }
+        foreach (var link in links.EnumerateArray())
+        {
+            if (link.ValueKind != JsonValueKind.Object
+                || !link.TryGetProperty("templateId", out var tid) || tid.ValueKind != JsonValueKind.String
+                || !link.TryGetProperty("newId", out var nid) || nid.ValueKind != JsonValueKind.String
+                || !link.TryGetProperty("values", out var vals) || vals.ValueKind != JsonValueKind.Object)
+            {
+                error = "each template link needs templateId, newId and values";
+                return false;
+            }
+            var values = new Dictionary<SlotId, EntityUid>();
+            foreach (var v in vals.EnumerateObject())
+            {
+                SlotId slot;
+                if (v.Name == "?principal")
+                {
+                    slot = SlotId.Principal;
+                }
+                else if (v.Name == "?resource")
+                {
+                    slot = SlotId.Resource;
+                }
+                else
+                {
+                    error = $"unknown slot {v.Name} in a template link; use ?principal or ?resource";
+                    return false;
+                }
+                if (!TryReadEntityUid(v.Value, v.Name, out var uid, out error))
+                {
+                    return false;
+                }
+                values[slot] = uid!;
+            }
+            if (!linked!.TryLink(tid.GetString()!, nid.GetString()!, values, out linked, out error))
+            {
+                return false;
+            }
+        }
+        error = "";
+        return true;
+    }
+
+    /// <summary>One line, no control characters (nothing in a message can move the cursor or recolour a terminal).</summary>
     public static string OneLine(string s)
     {
         var line = s.ReplaceLineEndings(" ").Trim();
+        if (line.Any(char.IsControl))
+        {
+            line = string.Concat(line.Select(c => char.IsControl(c) ? '?' : c));
+        }
         return line.Length > 400 ? line[..400] + "…" : line;
     }
 

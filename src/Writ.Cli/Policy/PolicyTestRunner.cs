@@ -172,9 +172,12 @@ public sealed class PolicyTestRunner(string root)
         {
             return FailAll(pe[0]);
         }
-        if (root.TryGetProperty("templateLinks", out var links) && !TryLink(links, ref policies, out var linkError))
+        if (root.TryGetProperty("templateLinks", out var links))
         {
-            return FailAll(linkError);
+            if (!PolicyInputs.TryApplyLinks(links, policies!, out policies, out var linkError))
+            {
+                return FailAll("templateLinks: " + linkError);
+            }
         }
         var entities = Entities.Empty;
         if (root.TryGetProperty("entities", out var entitiesEl) && entitiesEl.ValueKind == JsonValueKind.String)
@@ -220,57 +223,6 @@ public sealed class PolicyTestRunner(string root)
             }
         }
         return passed;
-    }
-
-    private static bool TryLink(JsonElement links, ref PolicySet? policies, out string error)
-    {
-        if (links.ValueKind != JsonValueKind.Array)
-        {
-            error = "templateLinks must be an array of {templateId, newId, values}";
-            return false;
-        }
-        foreach (var link in links.EnumerateArray())
-        {
-            if (link.ValueKind != JsonValueKind.Object
-                || !link.TryGetProperty("templateId", out var tid) || tid.ValueKind != JsonValueKind.String
-                || !link.TryGetProperty("newId", out var nid) || nid.ValueKind != JsonValueKind.String
-                || !link.TryGetProperty("values", out var vals) || vals.ValueKind != JsonValueKind.Object)
-            {
-                error = "each templateLinks entry needs templateId, newId and values";
-                return false;
-            }
-            var values = new Dictionary<SlotId, EntityUid>();
-            foreach (var v in vals.EnumerateObject())
-            {
-                SlotId slot;
-                if (v.Name == "?principal")
-                {
-                    slot = SlotId.Principal;
-                }
-                else if (v.Name == "?resource")
-                {
-                    slot = SlotId.Resource;
-                }
-                else
-                {
-                    error = $"templateLinks: unknown slot {v.Name}; use ?principal or ?resource";
-                    return false;
-                }
-                if (!PolicyInputs.TryReadEntityUid(v.Value, v.Name, out var uid, out error))
-                {
-                    return false;
-                }
-                values[slot] = uid!;
-            }
-            if (!policies!.TryLink(tid.GetString()!, nid.GetString()!, values, out var linked, out error))
-            {
-                error = "templateLinks: " + error;
-                return false;
-            }
-            policies = linked;
-        }
-        error = "";
-        return true;
     }
 
     private static bool RunRequest(JsonElement r, CedarSchema? schema, PolicySet policies, Entities entities, out string expected, out string got)
