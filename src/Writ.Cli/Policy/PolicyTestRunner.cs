@@ -233,7 +233,8 @@ public sealed class PolicyTestRunner(string root)
             got = "a " + r.ValueKind.ToString().ToLowerInvariant();
             return false;
         }
-        if (!r.TryGetProperty("decision", out var decisionEl) || decisionEl.GetString() is not ("allow" or "deny" or "Allow" or "Deny"))
+        if (!r.TryGetProperty("decision", out var decisionEl) || decisionEl.ValueKind != JsonValueKind.String
+            || decisionEl.GetString() is not ("allow" or "deny" or "Allow" or "Deny"))
         {
             got = "no \"decision\" of allow or deny";
             return false;
