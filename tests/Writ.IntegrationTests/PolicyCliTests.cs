@@ -82,6 +82,13 @@ public sealed partial class PolicyCliTests
         var line = Assert.Single(r.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.StartsWith($"{file}:5:22: ", line, StringComparison.Ordinal);
         Expect.OneLineError(r, "does not parse: 1 error");
+
+        var json = JsonNode.Parse((await RunWrit("policy", "validate", "--policies", file, "--schema", Example("workloads.cedarschema"), "--output", "json")).Stdout)!;
+        var d = json["diagnostics"]![0]!;
+        Assert.Equal("parse", (string?)d["kind"]);
+        Assert.Equal(5, (int)d["line"]!);
+        Assert.Equal(22, (int)d["column"]!);
+        Assert.DoesNotContain(file, (string)d["message"]!, StringComparison.Ordinal);
     }
 
     [Fact]

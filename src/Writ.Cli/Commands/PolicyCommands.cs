@@ -71,10 +71,10 @@ public static class PolicyCommands
         var diagnostics = new List<Diagnostic>();
         var schemaOk = PolicyInputs.TryLoadSchema(schemaPath, out var schema, out var schemaErrors);
         ThrowIfUnreadable(schemaPath, schemaOk, schemaErrors);
-        diagnostics.AddRange(schemaErrors.Select(e => new Diagnostic("schema", schemaPath, null, 0, 0, e)));
+        diagnostics.AddRange(schemaErrors.Select(e => Located("schema", schemaPath, e)));
         var policiesOk = PolicyInputs.TryLoadPolicies(policiesPath, out var set, out var parseErrors);
         ThrowIfUnreadable(policiesPath, policiesOk, parseErrors);
-        diagnostics.AddRange(parseErrors.Select(e => new Diagnostic("parse", policiesPath, null, 0, 0, e)));
+        diagnostics.AddRange(parseErrors.Select(e => Located("parse", policiesPath, e)));
 
         ValidationResult? result = null;
         if (schemaOk && policiesOk)
@@ -99,7 +99,7 @@ public static class PolicyCommands
                     policy = d.PolicyId,
                     line = d.Line,
                     column = d.Column,
-                    message = d.Kind is "parse" or "schema" ? StripLocation(d.Message, d.File) : d.Message,
+                    message = d.Message,
                 }).ToList(),
             });
         }
@@ -107,8 +107,7 @@ public static class PolicyCommands
         {
             foreach (var d in diagnostics)
             {
-                // parse and schema messages already carry file:line:col
-                ctx.Out.WriteLine(d.Kind is "parse" or "schema" ? d.Message : d.ToString());
+                ctx.Out.WriteLine(d.ToString());
             }
             if (valid)
             {
@@ -132,16 +131,18 @@ public static class PolicyCommands
         }
     }
 
-    private static string StripLocation(string message, string file)
+    /// <summary>Splits a `file:line:col: message` (or `file: message`) error into its parts.</summary>
+    private static Diagnostic Located(string kind, string file, string error)
     {
-        if (!message.StartsWith(file + ":", StringComparison.Ordinal))
+        if (!error.StartsWith(file + ":", StringComparison.Ordinal))
         {
-            return message;
+            return new Diagnostic(kind, file, null, 0, 0, error);
         }
-        var rest = message[(file.Length + 1)..];
-        // drop "line:col: " when present
+        var rest = error[(file.Length + 1)..];
         var parts = rest.Split(':', 3);
-        return parts.Length == 3 && int.TryParse(parts[0], out _) && int.TryParse(parts[1], out _) ? parts[2].TrimStart() : rest.TrimStart();
+        return parts.Length == 3 && int.TryParse(parts[0], CultureInfo.InvariantCulture, out var line) && int.TryParse(parts[1], CultureInfo.InvariantCulture, out var col)
+            ? new Diagnostic(kind, file, null, line, col, parts[2].TrimStart())
+            : new Diagnostic(kind, file, null, 0, 0, rest.TrimStart());
     }
 
     private static string Count(int n, string one, string many) => n.ToString(CultureInfo.InvariantCulture) + " " + (n == 1 ? one : many);
