@@ -60,9 +60,12 @@ public sealed class WritCa
 
     public async Task InitializeAsync(CancellationToken ct)
     {
+        // Check the upstream CA before anything is generated or written: bad files must change nothing.
+        X509Certificate2? upstreamCert = null;
         if (_options.Upstream is { } up)
         {
             _upstreamRoots = LoadUpstreamCertificates(up.CertificatePath);
+            (upstreamCert, _, _) = LoadUpstream(up, _time.GetUtcNow());
         }
         var stored = await _store.CaJournal.GetAsync(JournalName, ct).ConfigureAwait(false);
         if (stored is not null)
@@ -72,11 +75,22 @@ public sealed class WritCa
         var storedBundle = await _store.Bundles.GetAsync(_td.Name, ct).ConfigureAwait(false);
         _sequence = storedBundle?.Sequence ?? 0;
 
-        // Drop journal entries whose keys are gone (memory key manager after a restart, or a lost key file).
+        // Drop journal entries whose keys are gone (memory key manager after a restart, or a lost key file), and X.509
+        // authorities of the other mode (self-signed vs. signed by the configured upstream): nothing could verify their leaves.
         var x509 = new List<X509AuthorityRecord>();
         foreach (var a in _journal.X509)
         {
-            if (await _keys.GetAsync(a.KeyId, ct).ConfigureAwait(false) is not null)
+            if (await _keys.GetAsync(a.KeyId, ct).ConfigureAwait(false) is null)
+            {
+                ServerLog.CaAuthorityDropped(_log, "X.509", a.KeyId, $"its private key is not in the {_keys.Name} key manager");
+            }
+            else if (!FitsMode(a, upstreamCert))
+            {
+                ServerLog.CaAuthorityDropped(_log, "X.509", a.KeyId, upstreamCert is null
+                    ? "it was signed by an upstream CA that is no longer configured"
+                    : "it is not signed by the configured upstream CA");
+            }
+            else
             {
                 x509.Add(a);
             }
@@ -84,13 +98,36 @@ public sealed class WritCa
         var jwt = new List<JwtAuthorityRecord>();
         foreach (var a in _journal.Jwt)
         {
-            if (await _keys.GetAsync(a.KeyId, ct).ConfigureAwait(false) is not null)
+            if (await _keys.GetAsync(a.KeyId, ct).ConfigureAwait(false) is null)
+            {
+                ServerLog.CaAuthorityDropped(_log, "JWT", a.KeyId, $"its private key is not in the {_keys.Name} key manager");
+            }
+            else
             {
                 jwt.Add(a);
             }
         }
         _journal = new CaJournalDocument(x509, jwt);
         await RotateAsync(ct).ConfigureAwait(false);
+    }
+
+    private static bool FitsMode(X509AuthorityRecord a, X509Certificate2? upstreamCert)
+    {
+        using var ca = X509CertificateLoader.LoadCertificate(Convert.FromBase64String(a.ChainDerBase64[0]));
+        return upstreamCert is null
+            ? IsSelfSigned(ca)
+            : ca.IssuerName.RawData.AsSpan().SequenceEqual(upstreamCert.SubjectName.RawData) && SignedBy(ca, upstreamCert);
+    }
+
+    private static bool SignedBy(X509Certificate2 cert, X509Certificate2 issuer)
+    {
+        using var chain = new X509Chain();
+        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        chain.ChainPolicy.DisableCertificateDownloads = true;
+        chain.ChainPolicy.VerificationFlags = X509VerificationFlags.IgnoreNotTimeValid;
+        chain.ChainPolicy.CustomTrustStore.Add(issuer);
+        return chain.Build(cert) && chain.ChainElements.Count == 2;
     }
 
     /// <summary>One pass of the rotation state machine. Call periodically (e.g. every 10 s).</summary>
@@ -107,15 +144,35 @@ public sealed class WritCa
             changed |= await RotateX509Async(x509, now, ct).ConfigureAwait(false);
             changed |= await RotateJwtAsync(jwt, now, ct).ConfigureAwait(false);
 
-            // Prune authorities that expired more than the margin ago.
-            changed |= x509.RemoveAll(a => a.NotAfter + _options.PruneMargin < now) > 0;
-            changed |= jwt.RemoveAll(a => a.NotAfter + _options.PruneMargin < now) > 0;
+            // Prune authorities that expired more than the margin ago. Never the one that signs: rotation replaced it above.
+            var prunedX509 = x509.Where(a => a.Status != AuthorityStatus.Active && a.NotAfter + _options.PruneMargin < now).ToList();
+            var prunedJwt = jwt.Where(a => a.Status != AuthorityStatus.Active && a.NotAfter + _options.PruneMargin < now).ToList();
+            x509.RemoveAll(prunedX509.Contains);
+            jwt.RemoveAll(prunedJwt.Contains);
+            changed |= prunedX509.Count + prunedJwt.Count > 0;
 
             _journal = new CaJournalDocument(x509, jwt);
             await LoadSignersAsync(ct).ConfigureAwait(false);
+            TrustBundle? published = null;
             if (changed || _bundle is null)
             {
-                await PersistAsync(changed, ct).ConfigureAwait(false);
+                published = await PersistAsync(ct).ConfigureAwait(false);
+            }
+
+            // The journal no longer names them: their private keys can go (SPIRE reuses two key slots; we delete).
+            foreach (var a in prunedX509)
+            {
+                ServerLog.X509AuthorityPruned(_log, a.KeyId, a.NotAfter);
+                await DeleteKeyAsync(a.KeyId, ct).ConfigureAwait(false);
+            }
+            foreach (var a in prunedJwt)
+            {
+                ServerLog.JwtKeyPruned(_log, a.Kid, a.NotAfter);
+                await DeleteKeyAsync(a.KeyId, ct).ConfigureAwait(false);
+            }
+            if (published is not null)
+            {
+                BundleChanged?.Invoke(published);
             }
         }
         finally
@@ -124,42 +181,57 @@ public sealed class WritCa
         }
     }
 
+    private async Task DeleteKeyAsync(string keyId, CancellationToken ct)
+    {
+        try
+        {
+            await _keys.DeleteAsync(keyId, ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException)
+        {
+            ServerLog.CaKeyNotDeleted(_log, keyId, e.Message);
+        }
+    }
+
     private async Task<bool> RotateX509Async(List<X509AuthorityRecord> list, DateTimeOffset now, CancellationToken ct)
     {
-        var changed = false;
         var active = list.FirstOrDefault(a => a.Status == AuthorityStatus.Active && a.NotAfter > now);
         if (active is null)
         {
+            // Nothing usable signs: the prepared authority (already published) takes over, or a new one must sign at once.
             var prepared = list.FirstOrDefault(a => a.Status == AuthorityStatus.Prepared && a.NotAfter > now);
             if (prepared is not null)
             {
                 list[list.IndexOf(prepared)] = prepared with { Status = AuthorityStatus.Active };
+                ServerLog.X509AuthorityActivated(_log, prepared.KeyId, prepared.NotAfter);
             }
             else
             {
-                list.Add(await CreateX509AuthorityAsync(AuthorityStatus.Active, now, ct).ConfigureAwait(false));
+                var created = await CreateX509AuthorityAsync(AuthorityStatus.Active, now, ct).ConfigureAwait(false);
+                list.Add(created);
+                ServerLog.X509AuthorityCreatedActive(_log, created.KeyId, created.NotAfter);
             }
             Demote(list, a => a.Status, (a, s) => a with { Status = s });
-            _log.LogInformation("X.509 CA authority activated (no usable active authority)");
             return true;
         }
         var lifetime = active.NotAfter - active.NotBefore;
         var next = list.FirstOrDefault(a => a.Status == AuthorityStatus.Prepared);
         if (next is null && now >= active.NotBefore + (lifetime / 2))
         {
-            list.Add(await CreateX509AuthorityAsync(AuthorityStatus.Prepared, now, ct).ConfigureAwait(false));
-            _log.LogInformation("X.509 CA authority prepared and published; it will sign from 1/6 of the current one's lifetime remaining");
-            changed = true;
-            next = list[^1];
+            var created = await CreateX509AuthorityAsync(AuthorityStatus.Prepared, now, ct).ConfigureAwait(false);
+            list.Add(created);
+            ServerLog.X509AuthorityPrepared(_log, created.KeyId, Later(active.NotAfter - (lifetime / 6), now));
+            // Published in this pass, signing from a later one: never sign with an authority nobody has had a chance to trust.
+            return true;
         }
         if (next is not null && active.NotAfter - now <= lifetime / 6)
         {
             list[list.IndexOf(active)] = active with { Status = AuthorityStatus.Old };
             list[list.IndexOf(next)] = next with { Status = AuthorityStatus.Active };
-            _log.LogInformation("X.509 CA authority rotated: the prepared authority now signs");
-            changed = true;
+            ServerLog.X509AuthorityActivated(_log, next.KeyId, next.NotAfter);
+            return true;
         }
-        return changed;
+        return false;
     }
 
     private async Task<bool> RotateJwtAsync(List<JwtAuthorityRecord> list, DateTimeOffset now, CancellationToken ct)
@@ -171,31 +243,37 @@ public sealed class WritCa
             if (prepared is not null)
             {
                 list[list.IndexOf(prepared)] = prepared with { Status = AuthorityStatus.Active };
+                ServerLog.JwtKeyActivated(_log, prepared.Kid, prepared.NotAfter);
             }
             else
             {
-                list.Add(await CreateJwtAuthorityAsync(AuthorityStatus.Active, now, ct).ConfigureAwait(false));
+                var created = await CreateJwtAuthorityAsync(AuthorityStatus.Active, now, ct).ConfigureAwait(false);
+                list.Add(created);
+                ServerLog.JwtKeyCreatedActive(_log, created.Kid, created.NotAfter);
             }
             Demote(list, a => a.Status, (a, s) => a with { Status = s });
             return true;
         }
-        var changed = false;
         var lifetime = active.NotAfter - active.NotBefore;
         var next = list.FirstOrDefault(a => a.Status == AuthorityStatus.Prepared);
         if (next is null && now >= active.NotBefore + (lifetime / 2))
         {
-            list.Add(await CreateJwtAuthorityAsync(AuthorityStatus.Prepared, now, ct).ConfigureAwait(false));
-            next = list[^1];
-            changed = true;
+            var created = await CreateJwtAuthorityAsync(AuthorityStatus.Prepared, now, ct).ConfigureAwait(false);
+            list.Add(created);
+            ServerLog.JwtKeyPrepared(_log, created.Kid, Later(active.NotAfter - (lifetime / 6), now));
+            return true;
         }
         if (next is not null && active.NotAfter - now <= lifetime / 6)
         {
             list[list.IndexOf(active)] = active with { Status = AuthorityStatus.Old };
             list[list.IndexOf(next)] = next with { Status = AuthorityStatus.Active };
-            changed = true;
+            ServerLog.JwtKeyActivated(_log, next.Kid, next.NotAfter);
+            return true;
         }
-        return changed;
+        return false;
     }
+
+    private static DateTimeOffset Later(DateTimeOffset a, DateTimeOffset b) => a > b ? a : b;
 
     /// <summary>Keeps exactly one Active authority: the newest active one; earlier actives become Old.</summary>
     private static void Demote<T>(List<T> list, Func<T, AuthorityStatus> status, Func<T, AuthorityStatus, T> with)
@@ -210,20 +288,22 @@ public sealed class WritCa
     private async Task<X509AuthorityRecord> CreateX509AuthorityAsync(AuthorityStatus status, DateTimeOffset now, CancellationToken ct)
     {
         var keyId = "x509-ca-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
-        var key = await _keys.GenerateAsync(keyId, _options.KeyType, ct).ConfigureAwait(false);
         var notBefore = now - TimeSpan.FromSeconds(10);
         var notAfter = now + _options.CaTtl;
+        // Read the upstream files before a key is generated: a bad file must leave no orphan key behind.
+        var upstream = _options.Upstream is { } up ? LoadUpstream(up, now) : default;
+        var key = await _keys.GenerateAsync(keyId, _options.KeyType, ct).ConfigureAwait(false);
         List<X509Certificate2> chain;
-        if (_options.Upstream is { } up)
+        try
         {
-            var (upCert, upKey) = LoadUpstream(up);
-            var ca = X509Authorities.CreateIntermediateCa(_td, key, upCert, upKey, notBefore, notAfter);
-            chain = [ca, .. _upstreamRoots.Where(c => !IsSelfSigned(c))];
-            notAfter = ca.NotAfter;
+            chain = upstream.Cert is { } upCert
+                ? [X509Authorities.CreateIntermediateCa(_td, key, upCert, upstream.Key!, notBefore, notAfter), .. upstream.Certs.Where(c => !IsSelfSigned(c))]
+                : [X509Authorities.CreateSelfSignedCa(_td, key, notBefore, notAfter)];
         }
-        else
+        catch
         {
-            chain = [X509Authorities.CreateSelfSignedCa(_td, key, notBefore, notAfter)];
+            await DeleteKeyAsync(keyId, ct).ConfigureAwait(false);
+            throw;
         }
         return new X509AuthorityRecord(keyId, chain.Select(c => Convert.ToBase64String(c.RawData)).ToList(), status,
             new DateTimeOffset(chain[0].NotBefore.ToUniversalTime()), new DateTimeOffset(chain[0].NotAfter.ToUniversalTime()));
@@ -244,7 +324,7 @@ public sealed class WritCa
         if (_x509Signer?.KeyId != activeX509.KeyId)
         {
             var key = await _keys.GetAsync(activeX509.KeyId, ct).ConfigureAwait(false)
-                ?? throw new InvalidOperationException($"the key manager lost CA key '{activeX509.KeyId}'");
+                ?? throw new InvalidOperationException($"the {_keys.Name} key manager lost CA key '{activeX509.KeyId}': restart the server so it drops the authority and publishes a new one");
             var chain = activeX509.ChainDerBase64.Select(b => X509CertificateLoader.LoadCertificate(Convert.FromBase64String(b))).ToList();
             _x509Signer = new Signer(activeX509.KeyId, chain[0], key, chain);
         }
@@ -252,12 +332,13 @@ public sealed class WritCa
         if (_jwtSigner?.KeyId != activeJwt.Kid)
         {
             var key = await _keys.GetAsync(activeJwt.KeyId, ct).ConfigureAwait(false)
-                ?? throw new InvalidOperationException($"the key manager lost JWT key '{activeJwt.KeyId}'");
+                ?? throw new InvalidOperationException($"the {_keys.Name} key manager lost JWT key '{activeJwt.KeyId}': restart the server so it drops the key and publishes a new one");
             _jwtSigner = new JwtSigningKey(activeJwt.Kid, key);
         }
     }
 
-    private async Task PersistAsync(bool changed, CancellationToken ct)
+    /// <summary>Writes the journal; publishes a new bundle (next sequence) when its keys differ from the stored one and returns it.</summary>
+    private async Task<TrustBundle?> PersistAsync(CancellationToken ct)
     {
         var data = JsonSerializer.SerializeToUtf8Bytes(_journal, CaJournalJsonContext.Default.CaJournalDocument);
         await _store.CaJournal.PutAsync(new CaJournal(JournalName, data, _time.GetUtcNow()), ct).ConfigureAwait(false);
@@ -268,18 +349,20 @@ public sealed class WritCa
         var jwtKeys = _journal.Jwt.Select(a => new JwtAuthority(a.Kid, ImportPublic(a.PublicKeySpkiBase64))).ToList();
         var candidate = new TrustBundle(_td, roots, jwtKeys, _sequence, _options.RefreshHint);
         var storedBundle = await _store.Bundles.GetAsync(_td.Name, ct).ConfigureAwait(false);
-        if (storedBundle is null || (changed && !SameKeys(storedBundle.SpiffeBundleJson, candidate)))
+        // Compare with what is published, not with whether this pass changed the journal: a restart that dropped
+        // authorities (lost keys) must publish too, and a status change alone (prepared -> active) must not.
+        if (storedBundle is not null && SameKeys(storedBundle.SpiffeBundleJson, candidate))
         {
-            var seq = (storedBundle?.Sequence ?? 0) + 1;
-            candidate = new TrustBundle(_td, roots, jwtKeys, seq, _options.RefreshHint);
-            await _store.Bundles.PutAsync(new StoredBundle(_td.Name, candidate.ToSpiffeJson(), seq, _time.GetUtcNow()), ct).ConfigureAwait(false);
-            Interlocked.Exchange(ref _sequence, seq);
-            _bundle = candidate;
-            BundleChanged?.Invoke(candidate);
-            return;
+            _bundle ??= TrustBundle.ParseSpiffeJson(_td, storedBundle.SpiffeBundleJson);
+            Interlocked.Exchange(ref _sequence, storedBundle.Sequence);
+            return null;
         }
-        _bundle ??= TrustBundle.ParseSpiffeJson(_td, storedBundle.SpiffeBundleJson);
-        Interlocked.Exchange(ref _sequence, storedBundle.Sequence);
+        var seq = (storedBundle?.Sequence ?? 0) + 1;
+        candidate = new TrustBundle(_td, roots, jwtKeys, seq, _options.RefreshHint);
+        await _store.Bundles.PutAsync(new StoredBundle(_td.Name, candidate.ToSpiffeJson(), seq, _time.GetUtcNow()), ct).ConfigureAwait(false);
+        Interlocked.Exchange(ref _sequence, seq);
+        _bundle = candidate;
+        return candidate;
     }
 
     private bool SameKeys(string storedJson, TrustBundle candidate)
@@ -346,21 +429,50 @@ public sealed class WritCa
         {
             col.ImportFromPemFile(path);
         }
-        catch (CryptographicException)
+        catch (Exception e) when (e is CryptographicException or IOException or UnauthorizedAccessException)
         {
-            throw new InvalidOperationException($"upstream CA certificate file '{path}' is not PEM certificates: give the upstream CA's certificate in PEM");
+            throw new InvalidOperationException($"upstream CA certificate file '{path}' could not be read as PEM certificates: give the upstream CA's certificate in PEM (-----BEGIN CERTIFICATE-----)");
         }
         if (col.Count == 0)
         {
-            throw new InvalidOperationException($"upstream CA certificate file '{path}' holds no certificate");
+            throw new InvalidOperationException($"upstream CA certificate file '{path}' holds no PEM certificate: give the upstream CA's certificate in PEM (-----BEGIN CERTIFICATE-----)");
         }
         return [.. col];
     }
 
-    private static (X509Certificate2 Cert, AsymmetricAlgorithm Key) LoadUpstream(UpstreamCaOptions up)
+    /// <summary>
+    /// The upstream CA's signing certificate (the file's first), its private key, and all certificates of the file. Every way the
+    /// files can be wrong is an <see cref="InvalidOperationException"/> naming the file and what to do.
+    /// </summary>
+    private static (X509Certificate2? Cert, AsymmetricAlgorithm? Key, IReadOnlyList<X509Certificate2> Certs) LoadUpstream(UpstreamCaOptions up, DateTimeOffset now)
     {
         var certs = LoadUpstreamCertificates(up.CertificatePath);
-        var pem = File.ReadAllText(up.KeyPath);
+        var cert = certs[0];
+        if (cert.Extensions.OfType<X509BasicConstraintsExtension>().FirstOrDefault() is not { CertificateAuthority: true })
+        {
+            throw new InvalidOperationException($"the first certificate in upstream CA file '{up.CertificatePath}' is not a CA (no basicConstraints cA=true): put the upstream CA's own certificate first");
+        }
+        if (new DateTimeOffset(cert.NotAfter.ToUniversalTime()) <= now)
+        {
+            throw new InvalidOperationException($"the upstream CA certificate in '{up.CertificatePath}' expired at {cert.NotAfter.ToUniversalTime():u}: renew the upstream CA");
+        }
+        if (!File.Exists(up.KeyPath))
+        {
+            throw new InvalidOperationException($"upstream CA key file '{up.KeyPath}' does not exist: check ca.upstream.key");
+        }
+        string pem;
+        try
+        {
+            pem = File.ReadAllText(up.KeyPath);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new InvalidOperationException($"upstream CA key file '{up.KeyPath}' could not be read: make it readable by the server's user");
+        }
+        if (pem.Contains("ENCRYPTED", StringComparison.Ordinal))
+        {
+            throw new InvalidOperationException($"upstream CA key file '{up.KeyPath}' is encrypted: give the key as unencrypted PEM (PKCS#8, EC or RSA), readable only by the server's user");
+        }
         AsymmetricAlgorithm key;
         try
         {
@@ -378,10 +490,16 @@ public sealed class WritCa
             }
             catch (Exception e2) when (e2 is CryptographicException or ArgumentException)
             {
-                throw new InvalidOperationException($"upstream CA key file '{up.KeyPath}' is not an unencrypted PEM EC or RSA private key");
+                throw new InvalidOperationException($"upstream CA key file '{up.KeyPath}' is not a PEM EC or RSA private key: give the upstream CA's private key as unencrypted PEM");
             }
         }
-        return (certs[0], key);
+        var certSpki = cert.PublicKey.ExportSubjectPublicKeyInfo();
+        if (!certSpki.AsSpan().SequenceEqual(key.ExportSubjectPublicKeyInfo()))
+        {
+            key.Dispose();
+            throw new InvalidOperationException($"upstream CA key file '{up.KeyPath}' does not hold the private key of the certificate in '{up.CertificatePath}': give the matching key pair");
+        }
+        return (cert, key, certs);
     }
 
     private sealed record Signer(string KeyId, X509Certificate2 Certificate, AsymmetricAlgorithm Key, IReadOnlyList<X509Certificate2> ChainAboveLeaf);
