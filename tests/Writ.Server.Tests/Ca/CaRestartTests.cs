@@ -1,0 +1,141 @@
+using Writ.Server.Ca;
+using Writ.Server.Keys;
+using Writ.Spiffe.Jwt;
+using Writ.Spiffe.X509;
+using static Writ.Server.Tests.Ca.CaTest;
+
+namespace Writ.Server.Tests.Ca;
+
+/// <summary>What a restart keeps: everything with the disk key manager, nothing but the bundle sequence with the memory one.</summary>
+public sealed class CaRestartTests
+{
+    private static readonly TimeSpan T = TimeSpan.FromHours(6);
+
+    private static CaOptions Options => new() { CaTtl = T, JwtKeyTtl = T, PruneMargin = TimeSpan.FromMinutes(10) };
+
+    [Fact]
+    public async Task Disk_keys_survive_a_restart_with_the_same_authorities_bundle_and_sequence()
+    {
+        await using var h = await CaHarness.CreateAsync();
+        var first = await h.StartCaAsync(Options, new DiskKeyManager(h.KeyPath));
+        h.Time.Advance((T / 2) + TimeSpan.FromMinutes(1));
+        await first.RotateAsync(Ct);   // a prepared authority and key exist too
+        var bundle = first.Bundle;
+        Assert.Equal(2, bundle.X509Authorities.Count);
+        Assert.Equal(2, bundle.JwtAuthorities.Count);
+        var sequence = first.BundleSequence;
+        var journal = await JournalTextAsync(h.Store);
+        var oldLeaf = first.SignX509Svid(CaHarness.Workload, WorkloadKey(), TimeSpan.FromHours(1));
+        var (oldToken, _) = first.MintJwtSvid(CaHarness.Workload, ["a"], TimeSpan.FromMinutes(5));
+        var events = h.Published.Count;
+
+        var second = await h.StartCaAsync(Options, new DiskKeyManager(h.KeyPath));
+
+        Assert.Equal(sequence, second.BundleSequence);
+        Assert.Equal(Thumbprints(bundle), Thumbprints(second.Bundle));
+        Assert.Equal(Kids(bundle), Kids(second.Bundle));
+        Assert.Equal(events, h.Published.Count);
+        Assert.Equal(journal, await JournalTextAsync(h.Store));
+        // Same signing keys: what the old instance issued validates with the new bundle and vice versa.
+        var now = h.Time.GetUtcNow();
+        Assert.True(X509SvidValidator.Validate(oldLeaf, second.Bundle, now).IsValid);
+        Assert.True(JwtSvidValidator.Validate(oldToken, second.Bundle, ["a"], now).IsValid);
+        var newLeaf = second.SignX509Svid(CaHarness.Workload, WorkloadKey(), TimeSpan.FromHours(1));
+        Assert.Equal(oldLeaf[0].Issuer, newLeaf[0].Issuer);
+        Assert.True(X509SvidValidator.Validate(newLeaf, bundle, now).IsValid);
+        var (newToken, _) = second.MintJwtSvid(CaHarness.Workload, ["a"], TimeSpan.FromMinutes(5));
+        Assert.Equal(KidOf(oldToken), KidOf(newToken));
+
+        // And rotation carries on from where the first instance was: the prepared authority takes over at 5/6.
+        h.Time.Advance(T / 3);
+        await second.RotateAsync(Ct);
+        var signer = IssuerIn(second.Bundle, second.SignX509Svid(CaHarness.Workload, WorkloadKey(), TimeSpan.FromMinutes(5))[0]);
+        Assert.NotNull(signer);
+        Assert.NotEqual(oldLeaf[0].Issuer, signer.Subject);
+        Assert.Contains(signer.Thumbprint, Thumbprints(bundle));
+        Assert.Equal(sequence, second.BundleSequence);
+    }
+
+    [Fact]
+    public async Task Memory_keys_are_gone_after_a_restart_so_a_fresh_authority_is_published_with_a_higher_sequence()
+    {
+        await using var h = await CaHarness.CreateAsync();
+        var first = await h.StartCaAsync(Options, new MemoryKeyManager());
+        h.Time.Advance((T / 2) + TimeSpan.FromMinutes(1));
+        await first.RotateAsync(Ct);
+        var old = first.Bundle;
+        var sequence = first.BundleSequence;
+        var events = h.Published.Count;
+        var oldKeyIds = System.Text.RegularExpressions.Regex.Matches(await JournalTextAsync(h.Store), "\"keyId\":\"([^\"]+)\"").Select(m => m.Groups[1].Value).ToList();
+        Assert.Equal(4, oldKeyIds.Count);
+
+        var second = await h.StartCaAsync(Options, new MemoryKeyManager());
+
+        Assert.Equal(sequence + 1, second.BundleSequence);
+        Assert.Equal(events + 1, h.Published.Count);
+        Assert.Same(second.Bundle, h.Published[^1]);
+        Assert.Single(second.Bundle.X509Authorities);
+        Assert.Single(second.Bundle.JwtAuthorities);
+        Assert.Empty(Thumbprints(second.Bundle).Intersect(Thumbprints(old)));
+        Assert.Empty(Kids(second.Bundle).Intersect(Kids(old)));
+        var journal = await JournalTextAsync(h.Store);
+        Assert.All(oldKeyIds, id => Assert.DoesNotContain(id, journal, StringComparison.Ordinal));
+        var stored = await h.Store.Bundles.GetAsync(CaHarness.Td.Name, Ct);
+        Assert.Equal(sequence + 1, stored!.Sequence);
+
+        var now = h.Time.GetUtcNow();
+        var leaf = second.SignX509Svid(CaHarness.Workload, WorkloadKey(), TimeSpan.FromHours(1));
+        Assert.True(X509SvidValidator.Validate(leaf, second.Bundle, now).IsValid);
+        Assert.False(X509SvidValidator.Validate(leaf, old, now).IsValid);
+        Assert.Contains(h.Log.Entries, e => e.Id.Id == 1410);
+    }
+
+    [Fact]
+    public async Task A_lost_key_of_a_prepared_authority_is_dropped_from_the_bundle_at_restart()
+    {
+        await using var h = await CaHarness.CreateAsync();
+        var keys = new DiskKeyManager(h.KeyPath);
+        var first = await h.StartCaAsync(Options, keys);
+        var active = Assert.Single(first.Bundle.X509Authorities);
+        h.Time.Advance((T / 2) + TimeSpan.FromMinutes(1));
+        await first.RotateAsync(Ct);
+        var prepared = first.Bundle.X509Authorities.Single(c => c.Thumbprint != active.Thumbprint);
+        var sequence = first.BundleSequence;
+        var preparedKeyId = System.Text.RegularExpressions.Regex.Matches(await JournalTextAsync(h.Store), "\"keyId\":\"(x509-ca-[^\"]+)\"")
+            .Select(m => m.Groups[1].Value).Last();
+        await keys.DeleteAsync(preparedKeyId, Ct);   // e.g. an operator restored an older keys.json
+
+        var second = await h.StartCaAsync(Options, new DiskKeyManager(h.KeyPath));
+
+        Assert.DoesNotContain(prepared.Thumbprint, Thumbprints(second.Bundle));
+        Assert.Contains(active.Thumbprint, Thumbprints(second.Bundle));
+        Assert.Equal(sequence + 1, second.BundleSequence);
+        Assert.DoesNotContain(preparedKeyId, await JournalTextAsync(h.Store), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Pruned_authorities_take_their_private_keys_with_them()
+    {
+        await using var h = await CaHarness.CreateAsync();
+        var keys = new DiskKeyManager(h.KeyPath);
+        var ca = await h.StartCaAsync(Options, keys);
+        var firstIds = System.Text.RegularExpressions.Regex.Matches(await JournalTextAsync(h.Store), "\"keyId\":\"([^\"]+)\"").Select(m => m.Groups[1].Value).ToList();
+        Assert.Equal(2, firstIds.Count);
+        foreach (var hours in new[] { 3.5, 5.5, 6.5, 7 })
+        {
+            h.Time.SetUtcNow(CaHarness.Start + TimeSpan.FromHours(hours));
+            await ca.RotateAsync(Ct);
+        }
+        var fresh = new DiskKeyManager(h.KeyPath);
+        foreach (var id in firstIds)
+        {
+            Assert.Null(await fresh.GetAsync(id, Ct));
+        }
+        var liveIds = System.Text.RegularExpressions.Regex.Matches(await JournalTextAsync(h.Store), "\"keyId\":\"([^\"]+)\"").Select(m => m.Groups[1].Value).ToList();
+        Assert.NotEmpty(liveIds);
+        foreach (var id in liveIds)
+        {
+            Assert.NotNull(await fresh.GetAsync(id, Ct));
+        }
+    }
+}
