@@ -30,7 +30,8 @@ public sealed class WritCa
 
     private CaJournalDocument _journal = CaJournalDocument.Empty;
     private Signer? _x509Signer;
-    private JwtSigningKey? _jwtSigner;
+    private JwtSigner? _jwtSigner;
+    private IReadOnlyList<X509Certificate2> _intermediates = [];
     private TrustBundle? _bundle;
     private long _sequence;
     private IReadOnlyList<X509Certificate2> _upstreamRoots = [];
@@ -54,9 +55,11 @@ public sealed class WritCa
 
     public long BundleSequence => Interlocked.Read(ref _sequence);
 
-    /// <summary>The certificates an agent SVID chain may carry between leaf and root (server CA intermediates).</summary>
-    public IReadOnlyList<X509Certificate2> Intermediates =>
-        _x509Signer?.ChainAboveLeaf.Where(c => !IsSelfSigned(c)).ToList() ?? [];
+    /// <summary>
+    /// The certificates an SVID chain may carry between leaf and root: the intermediates of every authority still in the journal
+    /// (with an upstream CA), so SVIDs signed before a rotation keep validating until they expire.
+    /// </summary>
+    public IReadOnlyList<X509Certificate2> Intermediates => _intermediates;
 
     public async Task InitializeAsync(CancellationToken ct)
     {
@@ -329,12 +332,19 @@ public sealed class WritCa
             _x509Signer = new Signer(activeX509.KeyId, chain[0], key, chain);
         }
         var activeJwt = _journal.Jwt.First(a => a.Status == AuthorityStatus.Active);
-        if (_jwtSigner?.KeyId != activeJwt.Kid)
+        if (_jwtSigner?.Key.KeyId != activeJwt.Kid)
         {
             var key = await _keys.GetAsync(activeJwt.KeyId, ct).ConfigureAwait(false)
                 ?? throw new InvalidOperationException($"the {_keys.Name} key manager lost JWT key '{activeJwt.KeyId}': restart the server so it drops the key and publishes a new one");
-            _jwtSigner = new JwtSigningKey(activeJwt.Kid, key);
+            _jwtSigner = new JwtSigner(new JwtSigningKey(activeJwt.Kid, key), activeJwt.NotAfter);
         }
+        _intermediates = _journal.X509
+            .OrderBy(a => a.Status == AuthorityStatus.Active ? 0 : 1)
+            .SelectMany(a => a.ChainDerBase64)
+            .Distinct(StringComparer.Ordinal)
+            .Select(b => X509CertificateLoader.LoadCertificate(Convert.FromBase64String(b)))
+            .Where(c => !IsSelfSigned(c))
+            .ToList();
     }
 
     /// <summary>Writes the journal; publishes a new bundle (next sequence) when its keys differ from the stored one and returns it.</summary>
@@ -376,7 +386,13 @@ public sealed class WritCa
     public IReadOnlyList<X509Certificate2> SignX509Svid(SpiffeId id, PublicKey subjectKey, TimeSpan ttl, IReadOnlyList<string>? dnsNames = null)
     {
         var s = _x509Signer ?? throw new InvalidOperationException("the CA is not initialized");
-        var leaf = X509SvidMinter.SignLeaf(s.Certificate, s.Key, id, subjectKey, _time.GetUtcNow(), ttl, dnsNames);
+        var now = _time.GetUtcNow();
+        var caNotAfter = new DateTimeOffset(s.Certificate.NotAfter.ToUniversalTime());
+        if (caNotAfter <= now)
+        {
+            throw new InvalidOperationException($"the active X.509 CA authority expired at {caNotAfter:u} and was not rotated: check the server log for CA rotation failures (event 1401) and the store");
+        }
+        var leaf = X509SvidMinter.SignLeaf(s.Certificate, s.Key, id, subjectKey, now, ttl, dnsNames);
         return [leaf, .. s.ChainAboveLeaf.Where(c => !IsSelfSigned(c))];
     }
 
@@ -384,15 +400,24 @@ public sealed class WritCa
     public (string Token, DateTimeOffset ExpiresAt) MintJwtSvid(SpiffeId id, IReadOnlyList<string> audience, TimeSpan ttl,
         IReadOnlyDictionary<string, object>? extraClaims = null)
     {
-        var key = _jwtSigner ?? throw new InvalidOperationException("the CA is not initialized");
+        var signer = _jwtSigner ?? throw new InvalidOperationException("the CA is not initialized");
         var now = _time.GetUtcNow();
-        var keyExpiry = _journal.Jwt.First(a => a.Kid == key.KeyId).NotAfter;
-        var exp = now + ttl;
-        if (exp > keyExpiry)
+        if (signer.NotAfter <= now)
         {
-            exp = keyExpiry;
+            throw new InvalidOperationException($"the active JWT signing key expired at {signer.NotAfter:u} and was not rotated: check the server log for CA rotation failures (event 1401) and the store");
         }
-        return (JwtSvidMinter.Mint(key, id, audience, now, exp, extraClaims), exp);
+        if (ttl <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(ttl), ttl, "a JWT-SVID TTL must be positive");
+        }
+        var exp = now + ttl;
+        if (exp > signer.NotAfter)
+        {
+            exp = signer.NotAfter;
+        }
+        // The token carries whole seconds; return exactly what it says.
+        exp = DateTimeOffset.FromUnixTimeSeconds(Math.Max(exp.ToUnixTimeSeconds(), now.ToUnixTimeSeconds() + 1));
+        return (JwtSvidMinter.Mint(signer.Key, id, audience, now, exp, extraClaims), exp);
     }
 
     public DateTimeOffset ActiveX509NotAfter => new(_x509Signer?.Certificate.NotAfter.ToUniversalTime() ?? DateTime.MinValue);
@@ -501,6 +526,8 @@ public sealed class WritCa
         }
         return (cert, key, certs);
     }
+
+    private sealed record JwtSigner(JwtSigningKey Key, DateTimeOffset NotAfter);
 
     private sealed record Signer(string KeyId, X509Certificate2 Certificate, AsymmetricAlgorithm Key, IReadOnlyList<X509Certificate2> ChainAboveLeaf);
 }

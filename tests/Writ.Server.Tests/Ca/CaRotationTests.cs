@@ -167,6 +167,41 @@ public sealed class CaRotationTests
     }
 
     [Fact]
+    public async Task Jwt_expiry_returned_is_exactly_the_tokens_exp_claim()
+    {
+        await using var h = await CaHarness.CreateAsync();
+        var ca = await h.StartCaAsync(new CaOptions(), new MemoryKeyManager());
+        h.Time.Advance(TimeSpan.FromMilliseconds(700));
+        var (token, exp) = ca.MintJwtSvid(CaHarness.Workload, ["a"], TimeSpan.FromMinutes(5));
+        Assert.True(JwtSvidValidator.TryReadUnverified(token, out var svid, out var error), error);
+        Assert.Equal(svid.ExpiresAt, exp);
+        Assert.InRange(exp - h.Time.GetUtcNow(), TimeSpan.FromMinutes(5) - TimeSpan.FromSeconds(1), TimeSpan.FromMinutes(5));
+    }
+
+    [Fact]
+    public async Task When_rotation_stopped_and_the_authorities_expired_signing_fails_in_one_line_instead_of_issuing_dead_credentials()
+    {
+        await using var h = await CaHarness.CreateAsync();
+        var ca = await h.StartCaAsync(new CaOptions { CaTtl = TimeSpan.FromHours(1), JwtKeyTtl = TimeSpan.FromHours(1) }, new MemoryKeyManager());
+        h.Time.Advance(TimeSpan.FromHours(2));   // no RotateAsync: the store was down, say
+
+        var x = Assert.Throws<InvalidOperationException>(() => ca.SignX509Svid(CaHarness.Workload, WorkloadKey(), TimeSpan.FromMinutes(5)));
+        var j = Assert.Throws<InvalidOperationException>(() => ca.MintJwtSvid(CaHarness.Workload, ["a"], TimeSpan.FromMinutes(5)));
+        foreach (var e in new Exception[] { x, j })
+        {
+            OneLine(e);
+            Assert.Contains("1401", e.Message, StringComparison.Ordinal);
+        }
+
+        // One pass later everything works again.
+        await ca.RotateAsync(Ct);
+        var chain = ca.SignX509Svid(CaHarness.Workload, WorkloadKey(), TimeSpan.FromMinutes(5));
+        Assert.True(X509SvidValidator.Validate(chain, ca.Bundle, h.Time.GetUtcNow()).IsValid);
+        var (token, _) = ca.MintJwtSvid(CaHarness.Workload, ["a"], TimeSpan.FromMinutes(5));
+        Assert.True(JwtSvidValidator.Validate(token, ca.Bundle, ["a"], h.Time.GetUtcNow()).IsValid);
+    }
+
+    [Fact]
     public async Task After_a_long_pause_a_new_authority_is_published_one_pass_before_it_signs()
     {
         // The rotation loop did not run between T/2 and 5T/6 (server paused, store down): nothing was prepared.

@@ -103,6 +103,43 @@ public sealed class UpstreamCaTests
     }
 
     [Fact]
+    public async Task Svids_signed_by_the_previous_intermediate_still_validate_with_the_published_intermediates()
+    {
+        // AgentApi validates agent SVIDs as [leaf, .. ca.Intermediates]: after a rotation that must still cover older SVIDs.
+        await using var h = await CaHarness.CreateAsync();
+        var up = await WriteRootAsync(h, TimeSpan.FromDays(30));
+        var ca = await h.StartCaAsync(new CaOptions { CaTtl = TimeSpan.FromHours(6), Upstream = up.Options }, new MemoryKeyManager());
+        var early = ca.SignX509Svid(CaHarness.Workload, WorkloadKey(), TimeSpan.FromHours(24));   // capped at 6h
+        foreach (var hours in new[] { 3.0, 5.0 })
+        {
+            h.Time.SetUtcNow(Start + TimeSpan.FromHours(hours));
+            await ca.RotateAsync(Ct);
+        }
+        var late = ca.SignX509Svid(CaHarness.Workload, WorkloadKey(), TimeSpan.FromHours(1));
+        Assert.NotEqual(early[1].Thumbprint, late[1].Thumbprint);
+
+        var now = h.Time.GetUtcNow();
+        var intermediates = ca.Intermediates;
+        Assert.Equal(2, intermediates.Count);
+        Assert.Equal(late[1].Thumbprint, intermediates[0].Thumbprint);   // the signing one first
+        Assert.DoesNotContain(intermediates, c => c.Thumbprint == up.Root.Thumbprint);
+        var earlyResult = X509SvidValidator.Validate([early[0], .. intermediates], ca.Bundle, now);
+        Assert.True(earlyResult.IsValid, earlyResult.Error);
+        Assert.True(X509SvidValidator.Validate([late[0], .. intermediates], ca.Bundle, now).IsValid);
+    }
+
+    [Fact]
+    public async Task A_self_signed_ca_has_no_intermediates()
+    {
+        await using var h = await CaHarness.CreateAsync();
+        var ca = await h.StartCaAsync(new CaOptions { CaTtl = TimeSpan.FromHours(6) }, new MemoryKeyManager());
+        h.Time.SetUtcNow(Start + TimeSpan.FromHours(3));
+        await ca.RotateAsync(Ct);
+        Assert.Empty(ca.Intermediates);
+        Assert.Single(ca.SignX509Svid(CaHarness.Workload, WorkloadKey(), TimeSpan.FromHours(1)));
+    }
+
+    [Fact]
     public async Task An_upstream_file_with_its_own_intermediate_yields_the_full_chain_and_only_the_root_in_the_bundle()
     {
         await using var h = await CaHarness.CreateAsync();
