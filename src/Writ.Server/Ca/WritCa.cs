@@ -38,6 +38,23 @@ public sealed class WritCa
 
     public WritCa(TrustDomain td, CaOptions options, IKeyManager keys, IWritStore store, TimeProvider time, ILogger<WritCa> log)
     {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(keys);
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(time);
+        ArgumentNullException.ThrowIfNull(log);
+        if (td.IsZero)
+        {
+            throw new ArgumentException("the CA needs a trust domain: parse one first", nameof(td));
+        }
+        if (options.CaTtl < TimeSpan.FromMinutes(1) || options.JwtKeyTtl < TimeSpan.FromMinutes(1))
+        {
+            throw new ArgumentException($"CA TTL ({options.CaTtl}) and JWT key TTL ({options.JwtKeyTtl}) must each be at least 1 minute: rotation prepares at half and switches at 5/6 of them", nameof(options));
+        }
+        if (options.PruneMargin < TimeSpan.Zero || options.RefreshHint <= TimeSpan.Zero)
+        {
+            throw new ArgumentException("CA prune margin must not be negative and the bundle refresh hint must be positive", nameof(options));
+        }
         _td = td;
         _options = options;
         _keys = keys;
@@ -73,7 +90,7 @@ public sealed class WritCa
         var stored = await _store.CaJournal.GetAsync(JournalName, ct).ConfigureAwait(false);
         if (stored is not null)
         {
-            _journal = JsonSerializer.Deserialize(stored.Data, CaJournalJsonContext.Default.CaJournalDocument) ?? CaJournalDocument.Empty;
+            _journal = ParseJournal(stored.Data);
         }
         var storedBundle = await _store.Bundles.GetAsync(_td.Name, ct).ConfigureAwait(false);
         _sequence = storedBundle?.Sequence ?? 0;
@@ -112,6 +129,51 @@ public sealed class WritCa
         }
         _journal = new CaJournalDocument(x509, jwt);
         await RotateAsync(ct).ConfigureAwait(false);
+    }
+
+    private static CaJournalDocument ParseJournal(byte[] data)
+    {
+        const string Corrupt = "the CA journal in the store is corrupt: restore the database from backup; nothing was changed";
+        CaJournalDocument? doc;
+        try
+        {
+            doc = JsonSerializer.Deserialize(data, CaJournalJsonContext.Default.CaJournalDocument);
+        }
+        catch (JsonException)
+        {
+            throw new InvalidOperationException(Corrupt);
+        }
+        if (doc?.X509 is null || doc.Jwt is null)
+        {
+            throw new InvalidOperationException(Corrupt);
+        }
+        try
+        {
+            foreach (var a in doc.X509)
+            {
+                if (a is null || string.IsNullOrEmpty(a.KeyId) || a.ChainDerBase64 is not { Count: > 0 })
+                {
+                    throw new InvalidOperationException(Corrupt);
+                }
+                foreach (var b in a.ChainDerBase64)
+                {
+                    using var c = X509CertificateLoader.LoadCertificate(Convert.FromBase64String(b));
+                }
+            }
+            foreach (var a in doc.Jwt)
+            {
+                if (a is null || string.IsNullOrEmpty(a.KeyId) || string.IsNullOrEmpty(a.Kid))
+                {
+                    throw new InvalidOperationException(Corrupt);
+                }
+                using var k = ImportPublic(a.PublicKeySpkiBase64);
+            }
+        }
+        catch (Exception e) when (e is FormatException or CryptographicException or ArgumentNullException)
+        {
+            throw new InvalidOperationException(Corrupt);
+        }
+        return doc;
     }
 
     private static bool FitsMode(X509AuthorityRecord a, X509Certificate2? upstreamCert)
