@@ -202,27 +202,45 @@ public sealed class WritCa
         try
         {
             var now = _time.GetUtcNow();
-            var changed = false;
-            var x509 = _journal.X509.ToList();
-            var jwt = _journal.Jwt.ToList();
-
-            changed |= await RotateX509Async(x509, now, ct).ConfigureAwait(false);
-            changed |= await RotateJwtAsync(jwt, now, ct).ConfigureAwait(false);
-
-            // Prune authorities that expired more than the margin ago. Never the one that signs: rotation replaced it above.
-            var prunedX509 = x509.Where(a => a.Status != AuthorityStatus.Active && a.NotAfter + _options.PruneMargin < now).ToList();
-            var prunedJwt = jwt.Where(a => a.Status != AuthorityStatus.Active && a.NotAfter + _options.PruneMargin < now).ToList();
-            x509.RemoveAll(prunedX509.Contains);
-            jwt.RemoveAll(prunedJwt.Contains);
-            changed |= prunedX509.Count + prunedJwt.Count > 0;
-
-            _journal = new CaJournalDocument(x509, jwt);
-            await LoadSignersAsync(ct).ConfigureAwait(false);
+            var before = _journal;
+            var x509 = before.X509.ToList();
+            var jwt = before.Jwt.ToList();
+            List<X509AuthorityRecord> prunedX509;
+            List<JwtAuthorityRecord> prunedJwt;
+            CaJournalDocument next;
             TrustBundle? published = null;
-            if (changed || _bundle is null)
+            try
             {
-                published = await PersistAsync(ct).ConfigureAwait(false);
+                var changed = await RotateX509Async(x509, now, ct).ConfigureAwait(false);
+                changed |= await RotateJwtAsync(jwt, now, ct).ConfigureAwait(false);
+
+                // Prune authorities that expired more than the margin ago. Never the one that signs: rotation replaced it above.
+                prunedX509 = x509.Where(a => a.Status != AuthorityStatus.Active && a.NotAfter + _options.PruneMargin < now).ToList();
+                prunedJwt = jwt.Where(a => a.Status != AuthorityStatus.Active && a.NotAfter + _options.PruneMargin < now).ToList();
+                x509.RemoveAll(prunedX509.Contains);
+                jwt.RemoveAll(prunedJwt.Contains);
+                changed |= prunedX509.Count + prunedJwt.Count > 0;
+
+                next = new CaJournalDocument(x509, jwt);
+                if (changed || _bundle is null)
+                {
+                    published = await PersistAsync(next, ct).ConfigureAwait(false);
+                }
             }
+            catch
+            {
+                // Nothing of this pass took effect: keep the previous state, so the next pass redoes it and publishes
+                // before anything signs, and drop the keys it generated so they do not pile up in the key manager.
+                var known = before.X509.Select(a => a.KeyId).Concat(before.Jwt.Select(a => a.KeyId)).ToHashSet(StringComparer.Ordinal);
+                foreach (var id in x509.Select(a => a.KeyId).Concat(jwt.Select(a => a.KeyId)).Where(id => !known.Contains(id)))
+                {
+                    await DeleteKeyAsync(id, CancellationToken.None).ConfigureAwait(false);
+                }
+                throw;
+            }
+
+            _journal = next;
+            await LoadSignersAsync(ct).ConfigureAwait(false);
 
             // The journal no longer names them: their private keys can go (SPIRE reuses two key slots; we delete).
             foreach (var a in prunedX509)
@@ -410,15 +428,15 @@ public sealed class WritCa
     }
 
     /// <summary>Writes the journal; publishes a new bundle (next sequence) when its keys differ from the stored one and returns it.</summary>
-    private async Task<TrustBundle?> PersistAsync(CancellationToken ct)
+    private async Task<TrustBundle?> PersistAsync(CaJournalDocument journal, CancellationToken ct)
     {
-        var data = JsonSerializer.SerializeToUtf8Bytes(_journal, CaJournalJsonContext.Default.CaJournalDocument);
+        var data = JsonSerializer.SerializeToUtf8Bytes(journal, CaJournalJsonContext.Default.CaJournalDocument);
         await _store.CaJournal.PutAsync(new CaJournal(JournalName, data, _time.GetUtcNow()), ct).ConfigureAwait(false);
 
         var roots = _options.Upstream is null
-            ? _journal.X509.Select(a => X509CertificateLoader.LoadCertificate(Convert.FromBase64String(a.ChainDerBase64[0]))).ToList()
+            ? journal.X509.Select(a => X509CertificateLoader.LoadCertificate(Convert.FromBase64String(a.ChainDerBase64[0]))).ToList()
             : _upstreamRoots.Where(IsSelfSigned).DefaultIfEmpty(_upstreamRoots[^1]).ToList();
-        var jwtKeys = _journal.Jwt.Select(a => new JwtAuthority(a.Kid, ImportPublic(a.PublicKeySpkiBase64))).ToList();
+        var jwtKeys = journal.Jwt.Select(a => new JwtAuthority(a.Kid, ImportPublic(a.PublicKeySpkiBase64))).ToList();
         var candidate = new TrustBundle(_td, roots, jwtKeys, _sequence, _options.RefreshHint);
         var storedBundle = await _store.Bundles.GetAsync(_td.Name, ct).ConfigureAwait(false);
         // Compare with what is published, not with whether this pass changed the journal: a restart that dropped

@@ -61,6 +61,55 @@ public sealed class CaRobustnessTests
         Assert.False(File.Exists(h.KeyPath));
     }
 
+    [Theory]
+    [InlineData("journal")]
+    [InlineData("bundle")]
+    public async Task A_store_outage_while_preparing_never_lets_an_unpublished_authority_sign(string failing)
+    {
+        var ttl = TimeSpan.FromHours(6);
+        await using var h = await CaHarness.CreateAsync();
+        var store = new FlakyStore(h.Store);
+        var keys = new DiskKeyManager(h.KeyPath);
+        var ca = new WritCa(CaHarness.Td, new CaOptions { CaTtl = ttl, JwtKeyTtl = ttl }, keys, store, h.Time, h.Log);
+        ca.BundleChanged += h.Published.Add;
+        await ca.InitializeAsync(Ct);
+        var first = Assert.Single(ca.Bundle.X509Authorities);
+
+        // The pass that prepares the next authority cannot write.
+        h.Time.SetUtcNow(CaHarness.Start + (ttl / 2));
+        store.FailJournalWrites = failing == "journal";
+        store.FailBundleWrites = failing == "bundle";
+        await Assert.ThrowsAsync<StoreUnavailableException>(() => ca.RotateAsync(Ct));
+        store.FailJournalWrites = store.FailBundleWrites = false;
+        Assert.Equal(1, ca.BundleSequence);
+        Assert.Equal([first.Thumbprint], Thumbprints(ca.Bundle));
+
+        // The store is back: the next pass publishes the next authority, long before it signs.
+        h.Time.SetUtcNow(CaHarness.Start + (ttl / 2) + TimeSpan.FromMinutes(1));
+        await ca.RotateAsync(Ct);
+        Assert.Equal(2, ca.Bundle.X509Authorities.Count);
+        Assert.Equal(2, ca.BundleSequence);
+        var next = ca.Bundle.X509Authorities.Single(c => c.Thumbprint != first.Thumbprint);
+        foreach (var at in new[] { ttl * 5 / 6, ttl * 5 / 6 + TimeSpan.FromMinutes(1) })
+        {
+            h.Time.SetUtcNow(CaHarness.Start + at);
+            await ca.RotateAsync(Ct);
+        }
+        var chain = ca.SignX509Svid(CaHarness.Workload, WorkloadKey(), TimeSpan.FromMinutes(5));
+        var signer = IssuerIn(ca.Bundle, chain[0]);
+        Assert.NotNull(signer);
+        Assert.Equal(next.Thumbprint, signer.Thumbprint);
+        var stored = await h.Store.Bundles.GetAsync(CaHarness.Td.Name, Ct);
+        Assert.Contains(signer.Thumbprint, Thumbprints(Writ.Spiffe.Bundles.TrustBundle.ParseSpiffeJson(CaHarness.Td, stored!.SpiffeBundleJson)));
+        Assert.True(X509SvidValidator.Validate(chain, ca.Bundle, h.Time.GetUtcNow()).IsValid);
+        Assert.Equal(2, ca.BundleSequence);
+
+        // The failed attempt's key did not stay behind in the key file: every key there is named by the journal.
+        var journal = await JournalTextAsync(h.Store);
+        var fileIds = System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, string>>(await File.ReadAllTextAsync(h.KeyPath, Ct))!.Keys;
+        Assert.All(fileIds, id => Assert.Contains(id, journal, StringComparison.Ordinal));
+    }
+
     [Fact]
     public async Task Signing_while_rotation_runs_never_yields_a_credential_the_current_bundle_rejects()
     {

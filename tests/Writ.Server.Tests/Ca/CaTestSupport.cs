@@ -178,3 +178,34 @@ internal sealed class CapturingLogger<T> : ILogger<T>
     public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
         Entries.Enqueue((logLevel, eventId, formatter(state, exception)));
 }
+
+/// <summary>The real store, except that bundle or journal writes fail while the test says so (a database outage).</summary>
+internal sealed class FlakyStore(IWritStore inner) : IWritStore
+{
+    public bool FailBundleWrites { get; set; }
+    public bool FailJournalWrites { get; set; }
+
+    public string Kind => inner.Kind;
+    public IEntryStore Entries => inner.Entries;
+    public INodeStore Nodes => inner.Nodes;
+    public IJoinTokenStore JoinTokens => inner.JoinTokens;
+    public IBundleStore Bundles => new FlakyBundles(this, inner.Bundles);
+    public ICaJournalStore CaJournal => new FlakyJournal(this, inner.CaJournal);
+
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;   // the harness owns the inner store
+
+    private sealed class FlakyBundles(FlakyStore owner, IBundleStore inner) : IBundleStore
+    {
+        public Task<StoredBundle?> GetAsync(string trustDomain, CancellationToken ct) => inner.GetAsync(trustDomain, ct);
+        public Task<IReadOnlyList<StoredBundle>> ListAsync(CancellationToken ct) => inner.ListAsync(ct);
+        public Task PutAsync(StoredBundle bundle, CancellationToken ct) =>
+            owner.FailBundleWrites ? throw new StoreUnavailableException("store down (test)") : inner.PutAsync(bundle, ct);
+    }
+
+    private sealed class FlakyJournal(FlakyStore owner, ICaJournalStore inner) : ICaJournalStore
+    {
+        public Task<CaJournal?> GetAsync(string name, CancellationToken ct) => inner.GetAsync(name, ct);
+        public Task PutAsync(CaJournal journal, CancellationToken ct) =>
+            owner.FailJournalWrites ? throw new StoreUnavailableException("store down (test)") : inner.PutAsync(journal, ct);
+    }
+}
