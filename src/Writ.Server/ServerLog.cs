@@ -89,6 +89,9 @@ public static partial class ServerLog
     [LoggerMessage(1411, LogLevel.Warning, "Key {KeyId} of a pruned CA authority could not be deleted from the key manager: {Reason}")]
     public static partial void CaKeyNotDeleted(ILogger log, string keyId, string reason);
 
+    [LoggerMessage(1412, LogLevel.Warning, "Upstream CA certificate {Path} expires at {NotAfter:u}, no later than the active server CA: no successor can be prepared; renew the upstream CA before then")]
+    public static partial void UpstreamCaExpiring(ILogger log, string path, DateTimeOffset notAfter);
+
     [LoggerMessage(1500, LogLevel.Warning, "Admin connection refused: peer uid {Uid} is not the server's uid {ServerUid} or root")]
     public static partial void AdminPeerRefused(ILogger log, int uid, int serverUid);
 

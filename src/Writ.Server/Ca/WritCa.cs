@@ -35,6 +35,7 @@ public sealed class WritCa
     private TrustBundle? _bundle;
     private long _sequence;
     private IReadOnlyList<X509Certificate2> _upstreamRoots = [];
+    private string? _upstreamExpiryWarnedFor;
 
     public WritCa(TrustDomain td, CaOptions options, IKeyManager keys, IWritStore store, TimeProvider time, ILogger<WritCa> log)
     {
@@ -104,7 +105,7 @@ public sealed class WritCa
             {
                 ServerLog.CaAuthorityDropped(_log, "X.509", a.KeyId, $"its private key is not in the {_keys.Name} key manager");
             }
-            else if (!FitsMode(a, upstreamCert))
+            else if (!FitsMode(a, upstreamCert is not null))
             {
                 ServerLog.CaAuthorityDropped(_log, "X.509", a.KeyId, upstreamCert is null
                     ? "it was signed by an upstream CA that is no longer configured"
@@ -176,23 +177,14 @@ public sealed class WritCa
         return doc;
     }
 
-    private static bool FitsMode(X509AuthorityRecord a, X509Certificate2? upstreamCert)
+    /// <summary>
+    /// With an upstream CA every authority must be an intermediate; without one, self-signed. (An authority signed by an
+    /// earlier upstream certificate is kept: after an upstream renewal it still signs until its successor takes over.)
+    /// </summary>
+    private static bool FitsMode(X509AuthorityRecord a, bool upstream)
     {
         using var ca = X509CertificateLoader.LoadCertificate(Convert.FromBase64String(a.ChainDerBase64[0]));
-        return upstreamCert is null
-            ? IsSelfSigned(ca)
-            : ca.IssuerName.RawData.AsSpan().SequenceEqual(upstreamCert.SubjectName.RawData) && SignedBy(ca, upstreamCert);
-    }
-
-    private static bool SignedBy(X509Certificate2 cert, X509Certificate2 issuer)
-    {
-        using var chain = new X509Chain();
-        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-        chain.ChainPolicy.DisableCertificateDownloads = true;
-        chain.ChainPolicy.VerificationFlags = X509VerificationFlags.IgnoreNotTimeValid;
-        chain.ChainPolicy.CustomTrustStore.Add(issuer);
-        return chain.Build(cert) && chain.ChainElements.Count == 2;
+        return upstream != IsSelfSigned(ca);
     }
 
     /// <summary>One pass of the rotation state machine. Call periodically (e.g. every 10 s).</summary>
@@ -301,6 +293,18 @@ public sealed class WritCa
         var next = list.FirstOrDefault(a => a.Status == AuthorityStatus.Prepared);
         if (next is null && now >= active.NotBefore + (lifetime / 2))
         {
+            if (_options.Upstream is { } up && LoadUpstreamCertificates(up.CertificatePath)[0] is var upCert
+                && new DateTimeOffset(upCert.NotAfter.ToUniversalTime()) <= active.NotAfter)
+            {
+                // A successor would be capped at the same instant: nothing to gain, and repeating it every pass would
+                // fill the bundle. Say it once per authority; when the upstream is renewed the next pass prepares.
+                if (_upstreamExpiryWarnedFor != active.KeyId)
+                {
+                    _upstreamExpiryWarnedFor = active.KeyId;
+                    ServerLog.UpstreamCaExpiring(_log, up.CertificatePath, new DateTimeOffset(upCert.NotAfter.ToUniversalTime()));
+                }
+                return false;
+            }
             var created = await CreateX509AuthorityAsync(AuthorityStatus.Prepared, now, ct).ConfigureAwait(false);
             list.Add(created);
             ServerLog.X509AuthorityPrepared(_log, created.KeyId, Later(active.NotAfter - (lifetime / 6), now));
@@ -380,7 +384,7 @@ public sealed class WritCa
         try
         {
             chain = upstream.Cert is { } upCert
-                ? [X509Authorities.CreateIntermediateCa(_td, key, upCert, upstream.Key!, notBefore, notAfter), .. upstream.Certs.Where(c => !IsSelfSigned(c))]
+                ? [X509Authorities.CreateIntermediateCa(_td, key, upCert, upstream.Key!, notBefore, notAfter), .. upstream.Certs]
                 : [X509Authorities.CreateSelfSignedCa(_td, key, notBefore, notAfter)];
         }
         catch
@@ -433,9 +437,7 @@ public sealed class WritCa
         var data = JsonSerializer.SerializeToUtf8Bytes(journal, CaJournalJsonContext.Default.CaJournalDocument);
         await _store.CaJournal.PutAsync(new CaJournal(JournalName, data, _time.GetUtcNow()), ct).ConfigureAwait(false);
 
-        var roots = _options.Upstream is null
-            ? journal.X509.Select(a => X509CertificateLoader.LoadCertificate(Convert.FromBase64String(a.ChainDerBase64[0]))).ToList()
-            : _upstreamRoots.Where(IsSelfSigned).DefaultIfEmpty(_upstreamRoots[^1]).ToList();
+        var roots = journal.X509.SelectMany(TrustAnchorsOf).DistinctBy(c => c.Thumbprint).ToList();
         var jwtKeys = journal.Jwt.Select(a => new JwtAuthority(a.Kid, ImportPublic(a.PublicKeySpkiBase64))).ToList();
         var candidate = new TrustBundle(_td, roots, jwtKeys, _sequence, _options.RefreshHint);
         var storedBundle = await _store.Bundles.GetAsync(_td.Name, ct).ConfigureAwait(false);
@@ -453,6 +455,31 @@ public sealed class WritCa
         Interlocked.Exchange(ref _sequence, seq);
         _bundle = candidate;
         return candidate;
+    }
+
+    /// <summary>
+    /// The bundle certificates for one authority: itself when self-signed; with an upstream CA the root its chain ends in
+    /// (journals record the upstream file's certificates with each authority, so a renewed upstream root is published
+    /// alongside the old one until the old one's authorities are pruned), or the upstream file's top certificate when the
+    /// file holds no self-signed root.
+    /// </summary>
+    private IEnumerable<X509Certificate2> TrustAnchorsOf(X509AuthorityRecord a)
+    {
+        var chain = a.ChainDerBase64.Select(b => X509CertificateLoader.LoadCertificate(Convert.FromBase64String(b))).ToList();
+        if (IsSelfSigned(chain[0]))
+        {
+            return [chain[0]];
+        }
+        var roots = chain.Skip(1).Where(IsSelfSigned).ToList();
+        if (roots.Count > 0)
+        {
+            return roots;
+        }
+        if (chain.Count > 1 || _upstreamRoots.Count == 0)
+        {
+            return [chain[^1]];
+        }
+        return _upstreamRoots.Where(IsSelfSigned).DefaultIfEmpty(_upstreamRoots[^1]);
     }
 
     private bool SameKeys(string storedJson, TrustBundle candidate)

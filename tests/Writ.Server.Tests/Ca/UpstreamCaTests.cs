@@ -190,6 +190,90 @@ public sealed class UpstreamCaTests
         Assert.Contains(h.Log.Entries, e => e.Id.Id == 1410);
     }
 
+    [Fact]
+    public async Task Near_the_upstreams_expiry_no_pointless_successors_are_made_and_the_operator_is_told_once()
+    {
+        await using var h = await CaHarness.CreateAsync();
+        var up = await WriteRootAsync(h, TimeSpan.FromHours(8));
+        var ca = await h.StartCaAsync(new CaOptions { CaTtl = TimeSpan.FromHours(6), JwtKeyTtl = TimeSpan.FromDays(60), Upstream = up.Options }, new MemoryKeyManager());
+        var intermediates = new HashSet<string>(StringComparer.Ordinal);
+        for (var t = TimeSpan.Zero; t < TimeSpan.FromHours(8); t += TimeSpan.FromMinutes(1))
+        {
+            h.Time.SetUtcNow(Start + t);
+            await ca.RotateAsync(Ct);
+            var chain = ca.SignX509Svid(CaHarness.Workload, WorkloadKey(), TimeSpan.FromMinutes(5));
+            intermediates.Add(chain[1].Thumbprint);
+            Assert.True(X509SvidValidator.Validate(chain, ca.Bundle, h.Time.GetUtcNow()).IsValid);
+        }
+        Assert.Equal(2, intermediates.Count);
+        Assert.Single(ca.Intermediates);   // the first one was pruned at 6h + margin
+        Assert.Single(h.Log.Entries, e => e.Id.Id == 1412);
+
+        h.Time.SetUtcNow(Start + TimeSpan.FromHours(8) + TimeSpan.FromMinutes(1));
+        var e = await Assert.ThrowsAsync<InvalidOperationException>(() => ca.RotateAsync(Ct));
+        OneLine(e);
+        Assert.Contains(up.CertPath, e.Message, StringComparison.Ordinal);
+        Assert.Contains("renew", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_renewed_upstream_root_is_published_before_its_intermediate_signs_and_the_old_root_leaves_after_its_authorities()
+    {
+        await using var h = await CaHarness.CreateAsync();
+        var up = await WriteRootAsync(h, TimeSpan.FromHours(8));
+        var margin = TimeSpan.FromMinutes(10);
+        var ca = await h.StartCaAsync(new CaOptions { CaTtl = TimeSpan.FromHours(6), JwtKeyTtl = TimeSpan.FromDays(60), PruneMargin = margin, Upstream = up.Options },
+            new DiskKeyManager(h.KeyPath));
+        foreach (var hours in new[] { 3.0, 5.0, 5.6 })
+        {
+            h.Time.SetUtcNow(Start + TimeSpan.FromHours(hours));
+            await ca.RotateAsync(Ct);
+        }
+        Assert.Equal([up.Root.Thumbprint], Thumbprints(ca.Bundle));
+        var sequence = ca.BundleSequence;
+
+        // The operator renews the upstream CA with a new key pair and root, in place.
+        using var newKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var newRoot = MakeCa("Upstream Root 2", newKey, Start, Start + TimeSpan.FromDays(365));
+        await File.WriteAllTextAsync(up.CertPath, newRoot.ExportCertificatePem(), Ct);
+        await File.WriteAllTextAsync(up.KeyPath, newKey.ExportPkcs8PrivateKeyPem(), Ct);
+
+        h.Time.SetUtcNow(Start + TimeSpan.FromHours(5.7));
+        await ca.RotateAsync(Ct);
+        Assert.Equal(new HashSet<string> { up.Root.Thumbprint, newRoot.Thumbprint }, Thumbprints(ca.Bundle));
+        Assert.Equal(sequence + 1, ca.BundleSequence);
+        var stillOld = ca.SignX509Svid(CaHarness.Workload, WorkloadKey(), TimeSpan.FromHours(24));   // capped at 8h
+        Assert.Equal(up.Root.SubjectName.Name, stillOld[1].IssuerName.Name);
+
+        // A restart in between keeps the old authority (it is still a proper intermediate), not a fresh one.
+        ca = await h.StartCaAsync(new CaOptions { CaTtl = TimeSpan.FromHours(6), JwtKeyTtl = TimeSpan.FromDays(60), PruneMargin = margin, Upstream = up.Options },
+            new DiskKeyManager(h.KeyPath));
+        Assert.Equal(sequence + 1, ca.BundleSequence);
+
+        // The renewed intermediate takes over when 1/6 of the old one's life remains.
+        h.Time.SetUtcNow(Start + TimeSpan.FromHours(7.5));
+        await ca.RotateAsync(Ct);
+        var now = h.Time.GetUtcNow();
+        var renewed = ca.SignX509Svid(CaHarness.Workload, WorkloadKey(), TimeSpan.FromHours(1));
+        Assert.Equal(newRoot.SubjectName.Name, renewed[1].IssuerName.Name);
+        Assert.True(X509SvidValidator.Validate(renewed, ca.Bundle, now).IsValid);
+        Assert.True(X509SvidValidator.Validate([stillOld[0], .. ca.Intermediates], ca.Bundle, now).IsValid);
+        var bundlePem = Path.Combine(h.Dir, "bundle.pem");
+        var leafPem = Path.Combine(h.Dir, "leaf.pem");
+        var interPem = Path.Combine(h.Dir, "inter.pem");
+        await File.WriteAllTextAsync(bundlePem, ca.Bundle.ToPem(), Ct);
+        await File.WriteAllTextAsync(leafPem, renewed[0].ExportCertificatePem(), Ct);
+        await File.WriteAllTextAsync(interPem, renewed[1].ExportCertificatePem(), Ct);
+        var ok = await Proc.OpensslVerifyAsync(now, bundlePem, interPem, leafPem);
+        Assert.True(ok.Exit == 0, ok.Output);
+
+        // Every authority under the old root expired at 8h; one margin later the old root leaves the bundle.
+        h.Time.SetUtcNow(Start + TimeSpan.FromHours(8) + margin + TimeSpan.FromMinutes(1));
+        await ca.RotateAsync(Ct);
+        Assert.Equal([newRoot.Thumbprint], Thumbprints(ca.Bundle));
+        Assert.Equal(sequence + 2, ca.BundleSequence);
+    }
+
     public static TheoryData<string> BadUpstreams =>
     [
         "certificate missing", "key missing", "certificate not PEM", "certificate file holds a key", "key not PEM",
