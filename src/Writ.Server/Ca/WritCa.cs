@@ -99,6 +99,7 @@ public sealed class WritCa
         // Drop journal entries whose keys are gone (memory key manager after a restart, or a lost key file), and X.509
         // authorities of the other mode (self-signed vs. signed by the configured upstream): nothing could verify their leaves.
         var x509 = new List<X509AuthorityRecord>();
+        var orphans = new List<string>();
         foreach (var a in _journal.X509)
         {
             if (await _keys.GetAsync(a.KeyId, ct).ConfigureAwait(false) is null)
@@ -109,7 +110,8 @@ public sealed class WritCa
             {
                 ServerLog.CaAuthorityDropped(_log, "X.509", a.KeyId, upstreamCert is null
                     ? "it was signed by an upstream CA that is no longer configured"
-                    : "it is not signed by the configured upstream CA");
+                    : "it is self-signed but an upstream CA is now configured");
+                orphans.Add(a.KeyId);
             }
             else
             {
@@ -130,6 +132,11 @@ public sealed class WritCa
         }
         _journal = new CaJournalDocument(x509, jwt);
         await RotateAsync(ct).ConfigureAwait(false);
+        // Only now that the journal without them is stored: keys of dropped authorities would otherwise stay forever.
+        foreach (var id in orphans)
+        {
+            await DeleteKeyAsync(id, ct).ConfigureAwait(false);
+        }
     }
 
     private static CaJournalDocument ParseJournal(byte[] data)

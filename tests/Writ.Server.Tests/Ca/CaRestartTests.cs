@@ -32,6 +32,7 @@ public sealed class CaRestartTests
         var second = await h.StartCaAsync(Options, new DiskKeyManager(h.KeyPath));
 
         Assert.Equal(sequence, second.BundleSequence);
+        Assert.Equal(sequence, second.Bundle.Sequence);
         Assert.Equal(Thumbprints(bundle), Thumbprints(second.Bundle));
         Assert.Equal(Kids(bundle), Kids(second.Bundle));
         Assert.Equal(events, h.Published.Count);

@@ -411,8 +411,11 @@ public sealed class CaRotationTests
             }
         }
 
-        // Every CA log line carries an event id from the CA's range.
+        // Every CA log line carries an event id from the CA's range, and each step of the life cycle was logged.
         Assert.NotEmpty(h.Log.Entries);
         Assert.All(h.Log.Entries, e => Assert.InRange(e.Id.Id, 1400, 1499));
+        Assert.All(h.Log.Entries, e => Assert.False(string.IsNullOrEmpty(e.Id.Name)));
+        var ids = h.Log.Entries.Select(e => e.Id.Id).ToHashSet();
+        Assert.Superset(new HashSet<int> { 1402, 1403, 1404, 1405, 1406, 1407, 1408, 1409 }, ids);
     }
 }

@@ -177,6 +177,8 @@ public sealed class UpstreamCaTests
         await using var h = await CaHarness.CreateAsync();
         var selfSigned = await h.StartCaAsync(new CaOptions(), new DiskKeyManager(h.KeyPath));
         var oldRoot = Assert.Single(selfSigned.Bundle.X509Authorities);
+        var oldKeyId = System.Text.RegularExpressions.Regex.Match(await JournalTextAsync(h.Store), "\"keyId\":\"(x509-ca-[^\"]+)\"").Groups[1].Value;
+        Assert.NotNull(await new DiskKeyManager(h.KeyPath).GetAsync(oldKeyId, Ct));
         var up = await WriteRootAsync(h, TimeSpan.FromDays(30));
 
         var ca = await h.StartCaAsync(new CaOptions { Upstream = up.Options }, new DiskKeyManager(h.KeyPath));
