@@ -13,8 +13,9 @@ namespace Writ.Server.Ca;
 
 /// <summary>
 /// The server's certificate authority: X.509 authorities and JWT signing keys, rotated the way SPIRE does it
-/// (prepare the next at half its lifetime and publish it in the bundle, activate at 1/6 remaining, prune expired
-/// ones after a safety margin), and the trust bundle built from them.
+/// (prepare the next at half its lifetime, at most 30 days before expiry, and publish it in the bundle; let it sign from
+/// 1/6 remaining, at most 7 days; prune expired ones after a safety margin), and the trust bundle built from them.
+/// A prepared authority never signs in the pass that published it, and a pass whose store writes fail takes no effect.
 /// Keys live in the key manager; the journal (certificates, public keys, states) lives in the store.
 /// </summary>
 public sealed class WritCa
@@ -298,7 +299,7 @@ public sealed class WritCa
         }
         var lifetime = active.NotAfter - active.NotBefore;
         var next = list.FirstOrDefault(a => a.Status == AuthorityStatus.Prepared);
-        if (next is null && now >= active.NotBefore + (lifetime / 2))
+        if (next is null && now >= active.NotAfter - PrepareLead(lifetime))
         {
             if (_options.Upstream is { } up && LoadUpstreamCertificates(up.CertificatePath)[0] is var upCert
                 && new DateTimeOffset(upCert.NotAfter.ToUniversalTime()) <= active.NotAfter)
@@ -314,11 +315,11 @@ public sealed class WritCa
             }
             var created = await CreateX509AuthorityAsync(AuthorityStatus.Prepared, now, ct).ConfigureAwait(false);
             list.Add(created);
-            ServerLog.X509AuthorityPrepared(_log, created.KeyId, Later(active.NotAfter - (lifetime / 6), now));
+            ServerLog.X509AuthorityPrepared(_log, created.KeyId, Later(active.NotAfter - ActivateLead(lifetime), now));
             // Published in this pass, signing from a later one: never sign with an authority nobody has had a chance to trust.
             return true;
         }
-        if (next is not null && active.NotAfter - now <= lifetime / 6)
+        if (next is not null && active.NotAfter - now <= ActivateLead(lifetime))
         {
             list[list.IndexOf(active)] = active with { Status = AuthorityStatus.Old };
             list[list.IndexOf(next)] = next with { Status = AuthorityStatus.Active };
@@ -350,14 +351,14 @@ public sealed class WritCa
         }
         var lifetime = active.NotAfter - active.NotBefore;
         var next = list.FirstOrDefault(a => a.Status == AuthorityStatus.Prepared);
-        if (next is null && now >= active.NotBefore + (lifetime / 2))
+        if (next is null && now >= active.NotAfter - PrepareLead(lifetime))
         {
             var created = await CreateJwtAuthorityAsync(AuthorityStatus.Prepared, now, ct).ConfigureAwait(false);
             list.Add(created);
-            ServerLog.JwtKeyPrepared(_log, created.Kid, Later(active.NotAfter - (lifetime / 6), now));
+            ServerLog.JwtKeyPrepared(_log, created.Kid, Later(active.NotAfter - ActivateLead(lifetime), now));
             return true;
         }
-        if (next is not null && active.NotAfter - now <= lifetime / 6)
+        if (next is not null && active.NotAfter - now <= ActivateLead(lifetime))
         {
             list[list.IndexOf(active)] = active with { Status = AuthorityStatus.Old };
             list[list.IndexOf(next)] = next with { Status = AuthorityStatus.Active };
@@ -366,6 +367,12 @@ public sealed class WritCa
         }
         return false;
     }
+
+    /// <summary>How long before the active authority's expiry its successor is prepared and published: half its lifetime, at most 30 days (SPIRE).</summary>
+    internal static TimeSpan PrepareLead(TimeSpan lifetime) => lifetime / 2 < TimeSpan.FromDays(30) ? lifetime / 2 : TimeSpan.FromDays(30);
+
+    /// <summary>How long before the active authority's expiry its successor starts signing: a sixth of its lifetime, at most 7 days (SPIRE).</summary>
+    internal static TimeSpan ActivateLead(TimeSpan lifetime) => lifetime / 6 < TimeSpan.FromDays(7) ? lifetime / 6 : TimeSpan.FromDays(7);
 
     private static DateTimeOffset Later(DateTimeOffset a, DateTimeOffset b) => a > b ? a : b;
 

@@ -142,6 +142,33 @@ public sealed class CaRotationTests
     }
 
     [Fact]
+    public async Task Long_lived_authorities_prepare_30_days_and_switch_7_days_before_expiry_as_spire_caps_it()
+    {
+        var year = TimeSpan.FromDays(365);
+        var day = TimeSpan.FromDays(1);
+        await using var h = await CaHarness.CreateAsync();
+        var ca = await h.StartCaAsync(new CaOptions { CaTtl = year, JwtKeyTtl = year }, new MemoryKeyManager());
+        var a = SignerOf(ca);
+        var k1 = KidOf(ca.MintJwtSvid(CaHarness.Workload, ["a"], Minute).Token);
+
+        await PassAt(h, ca, year / 2);   // half-life is not the trigger for long lifetimes
+        Assert.Single(ca.Bundle.X509Authorities);
+        await PassAt(h, ca, year - TimeSpan.FromDays(30) - day);
+        Assert.Single(ca.Bundle.X509Authorities);
+        Assert.Single(ca.Bundle.JwtAuthorities);
+        await PassAt(h, ca, year - TimeSpan.FromDays(30) + Minute);
+        Assert.Equal(2, ca.Bundle.X509Authorities.Count);
+        Assert.Equal(2, ca.Bundle.JwtAuthorities.Count);
+
+        await PassAt(h, ca, year - TimeSpan.FromDays(7) - day);   // 1/6 of a year (~61 days) is long past
+        Assert.Equal(a.Thumbprint, SignerOf(ca).Thumbprint);
+        Assert.Equal(k1, KidOf(ca.MintJwtSvid(CaHarness.Workload, ["a"], Minute).Token));
+        await PassAt(h, ca, year - TimeSpan.FromDays(7) + Minute);
+        Assert.NotEqual(a.Thumbprint, SignerOf(ca).Thumbprint);
+        Assert.NotEqual(k1, KidOf(ca.MintJwtSvid(CaHarness.Workload, ["a"], Minute).Token));
+    }
+
+    [Fact]
     public async Task Leaves_never_outlive_their_authority()
     {
         await using var h = await CaHarness.CreateAsync();
