@@ -123,7 +123,9 @@ public sealed class MemoryKeyManager : IKeyManager
 /// Keys in one JSON file (PKCS#8, base64) in the data directory, mode 0600, replaced atomically
 /// (write to a temp file, fsync, rename) so a crash never leaves a half-written key file.
 /// A key file that is corrupt, or readable by group or others, is refused with a one-line
-/// <see cref="InvalidOperationException"/> and never modified.
+/// <see cref="InvalidOperationException"/> and never modified. The file is re-read before every write and when a key
+/// is not in the cache, so instances sharing the file one after another never drop each other's keys (writers in
+/// separate processes at the same instant are not locked against each other: give each server its own data dir).
 /// </summary>
 public sealed class DiskKeyManager : IKeyManager
 {
@@ -147,8 +149,9 @@ public sealed class DiskKeyManager : IKeyManager
         await _lock.WaitAsync(ct).ConfigureAwait(false);
         try
         {
-            // A copy: if writing fails, the cache must still say what the file says.
-            var all = new Dictionary<string, string>(await LoadAsync(ct).ConfigureAwait(false), StringComparer.Ordinal)
+            // Re-read first (another instance may have written since), and change a copy: if writing fails, the cache
+            // must still say what the file says.
+            var all = new Dictionary<string, string>(await LoadAsync(ct, reload: true).ConfigureAwait(false), StringComparer.Ordinal)
             {
                 [keyId] = Convert.ToBase64String(key.ExportPkcs8PrivateKey()),
             };
@@ -168,6 +171,10 @@ public sealed class DiskKeyManager : IKeyManager
         try
         {
             var all = await LoadAsync(ct).ConfigureAwait(false);
+            if (!all.ContainsKey(keyId))
+            {
+                all = await LoadAsync(ct, reload: true).ConfigureAwait(false);   // written by another instance since?
+            }
             return all.TryGetValue(keyId, out var b64) ? KeyTypes.Import(Convert.FromBase64String(b64)) : null;
         }
         finally
@@ -182,7 +189,7 @@ public sealed class DiskKeyManager : IKeyManager
         await _lock.WaitAsync(ct).ConfigureAwait(false);
         try
         {
-            var all = new Dictionary<string, string>(await LoadAsync(ct).ConfigureAwait(false), StringComparer.Ordinal);
+            var all = new Dictionary<string, string>(await LoadAsync(ct, reload: true).ConfigureAwait(false), StringComparer.Ordinal);
             if (all.Remove(keyId))
             {
                 await SaveAsync(all, ct).ConfigureAwait(false);
@@ -194,9 +201,9 @@ public sealed class DiskKeyManager : IKeyManager
         }
     }
 
-    private async Task<Dictionary<string, string>> LoadAsync(CancellationToken ct)
+    private async Task<Dictionary<string, string>> LoadAsync(CancellationToken ct, bool reload = false)
     {
-        if (_cache is not null)
+        if (_cache is not null && !reload)
         {
             return _cache;
         }

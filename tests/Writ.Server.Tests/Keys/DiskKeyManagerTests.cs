@@ -42,6 +42,23 @@ public sealed class DiskKeyManagerTests : KeyManagerConformanceTests
     }
 
     [Fact]
+    public async Task Two_instances_on_one_file_never_drop_each_others_keys()
+    {
+        var a = Create();
+        var b = Create();
+        await a.GenerateAsync("k1", KeyType.EcP256, Ct);
+        var k2 = await b.GenerateAsync("k2", KeyType.EcP256, Ct);   // b read the file after a wrote k1
+        var k3 = await a.GenerateAsync("k3", KeyType.EcP256, Ct);   // a's cache predates k2
+
+        Assert.Equal(Spki(k2), Spki((await a.GetAsync("k2", Ct))!));
+        await b.DeleteAsync("k1", Ct);
+        Assert.Null(await Create().GetAsync("k1", Ct));
+        var fresh = Create();
+        Assert.Equal(Spki(k2), Spki((await fresh.GetAsync("k2", Ct))!));
+        Assert.Equal(Spki(k3), Spki((await fresh.GetAsync("k3", Ct))!));
+    }
+
+    [Fact]
     public async Task Replace_is_atomic_and_leaves_no_temp_file()
     {
         var keys = Create();
