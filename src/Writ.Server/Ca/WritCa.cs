@@ -87,7 +87,8 @@ public sealed class WritCa
         if (_options.Upstream is { } up)
         {
             _upstreamRoots = LoadUpstreamCertificates(up.CertificatePath);
-            (upstreamCert, _, _) = LoadUpstream(up, _time.GetUtcNow());
+            (upstreamCert, var upstreamKey, _) = LoadUpstream(up, _time.GetUtcNow());
+            upstreamKey?.Dispose();
         }
         var stored = await _store.CaJournal.GetAsync(JournalName, ct).ConfigureAwait(false);
         if (stored is not null)
@@ -405,6 +406,10 @@ public sealed class WritCa
         {
             await DeleteKeyAsync(keyId, ct).ConfigureAwait(false);
             throw;
+        }
+        finally
+        {
+            upstream.Key?.Dispose();   // the upstream private key is read per use, not kept in memory
         }
         return new X509AuthorityRecord(keyId, chain.Select(c => Convert.ToBase64String(c.RawData)).ToList(), status,
             new DateTimeOffset(chain[0].NotBefore.ToUniversalTime()), new DateTimeOffset(chain[0].NotAfter.ToUniversalTime()));
