@@ -104,9 +104,16 @@ public sealed class WritCa
         var orphans = new List<string>();
         foreach (var a in _journal.X509)
         {
-            if (await _keys.GetAsync(a.KeyId, ct).ConfigureAwait(false) is null)
+            var key = await _keys.GetAsync(a.KeyId, ct).ConfigureAwait(false);
+            if (key is null)
             {
                 ServerLog.CaAuthorityDropped(_log, "X.509", a.KeyId, $"its private key is not in the {_keys.Name} key manager");
+            }
+            else if (!SameSpki(key, CertSpki(a.ChainDerBase64[0])))
+            {
+                // Whoever can write the store must not be able to add a trust anchor: only a certificate made for a key
+                // we hold is published.
+                ServerLog.CaAuthorityDropped(_log, "X.509", a.KeyId, MismatchReason);
             }
             else if (!FitsMode(a, upstreamCert is not null))
             {
@@ -123,9 +130,14 @@ public sealed class WritCa
         var jwt = new List<JwtAuthorityRecord>();
         foreach (var a in _journal.Jwt)
         {
-            if (await _keys.GetAsync(a.KeyId, ct).ConfigureAwait(false) is null)
+            var key = await _keys.GetAsync(a.KeyId, ct).ConfigureAwait(false);
+            if (key is null)
             {
                 ServerLog.CaAuthorityDropped(_log, "JWT", a.KeyId, $"its private key is not in the {_keys.Name} key manager");
+            }
+            else if (!SameSpki(key, Convert.FromBase64String(a.PublicKeySpkiBase64)))
+            {
+                ServerLog.CaAuthorityDropped(_log, "JWT", a.KeyId, MismatchReason);
             }
             else
             {
@@ -140,6 +152,17 @@ public sealed class WritCa
             await DeleteKeyAsync(id, ct).ConfigureAwait(false);
         }
     }
+
+    private const string MismatchReason =
+        "its public key does not match the private key held under its id (the store was altered, or the key file belongs to another server)";
+
+    private static byte[] CertSpki(string derBase64)
+    {
+        using var c = X509CertificateLoader.LoadCertificate(Convert.FromBase64String(derBase64));
+        return c.PublicKey.ExportSubjectPublicKeyInfo();
+    }
+
+    private static bool SameSpki(AsymmetricAlgorithm key, byte[] spki) => key.ExportSubjectPublicKeyInfo().AsSpan().SequenceEqual(spki);
 
     private static CaJournalDocument ParseJournal(byte[] data)
     {

@@ -120,6 +120,53 @@ public sealed class CaRestartTests
     }
 
     [Fact]
+    public async Task Whoever_can_write_the_store_cannot_add_a_trust_anchor_or_jwt_key()
+    {
+        await using var h = await CaHarness.CreateAsync();
+        var first = await h.StartCaAsync(Options, new DiskKeyManager(h.KeyPath));
+        var legit = first.Bundle;
+        var sequence = first.BundleSequence;
+
+        // The attacker writes journal records naming keys we hold, with their own certificate and JWT public key.
+        using var evilKey = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        var now = h.Time.GetUtcNow();
+        var evilCa = X509Authorities.CreateSelfSignedCa(CaHarness.Td, evilKey, now - TimeSpan.FromMinutes(1), now + TimeSpan.FromDays(1));
+        var doc = System.Text.Json.Nodes.JsonNode.Parse(await JournalTextAsync(h.Store))!;
+        var x509Key = doc["x509"]![0]!["keyId"]!.GetValue<string>();
+        var jwtKey = doc["jwt"]![0]!["keyId"]!.GetValue<string>();
+        doc["x509"]!.AsArray().Add(new System.Text.Json.Nodes.JsonObject
+        {
+            ["keyId"] = x509Key,
+            ["chainDerBase64"] = new System.Text.Json.Nodes.JsonArray(Convert.ToBase64String(evilCa.RawData)),
+            ["status"] = "Old",
+            ["notBefore"] = now.AddMinutes(-1).ToString("O"),
+            ["notAfter"] = now.AddDays(1).ToString("O"),
+        });
+        doc["jwt"]!.AsArray().Add(new System.Text.Json.Nodes.JsonObject
+        {
+            ["keyId"] = jwtKey,
+            ["kid"] = "evil",
+            ["publicKeySpkiBase64"] = Convert.ToBase64String(evilKey.ExportSubjectPublicKeyInfo()),
+            ["status"] = "Old",
+            ["notBefore"] = now.ToString("O"),
+            ["notAfter"] = now.AddDays(1).ToString("O"),
+        });
+        await h.Store.CaJournal.PutAsync(new Writ.Server.Storage.CaJournal("ca", System.Text.Encoding.UTF8.GetBytes(doc.ToJsonString()), now), Ct);
+
+        var second = await h.StartCaAsync(Options, new DiskKeyManager(h.KeyPath));
+
+        Assert.Equal(Thumbprints(legit), Thumbprints(second.Bundle));
+        Assert.Equal(Kids(legit), Kids(second.Bundle));
+        Assert.Equal(sequence, second.BundleSequence);
+        Assert.Equal(2, h.Log.Entries.Count(e => e.Id.Id == 1410));
+        var forgedLeaf = X509SvidMinter.SignLeaf(evilCa, evilKey, CaHarness.Workload, WorkloadKey(), now, TimeSpan.FromMinutes(5));
+        Assert.False(X509SvidValidator.Validate([forgedLeaf], second.Bundle, now).IsValid);
+        var forgedToken = JwtSvidMinter.Mint(new JwtSigningKey("evil", evilKey), CaHarness.Workload, ["a"], now, now + TimeSpan.FromMinutes(5));
+        Assert.False(JwtSvidValidator.Validate(forgedToken, second.Bundle, ["a"], now).IsValid);
+        Assert.DoesNotContain("\"kid\":\"evil\"", await JournalTextAsync(h.Store), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Pruned_authorities_take_their_private_keys_with_them()
     {
         await using var h = await CaHarness.CreateAsync();
