@@ -115,6 +115,11 @@ public sealed class WritCa
                 // we hold is published.
                 ServerLog.CaAuthorityDropped(_log, "X.509", a.KeyId, MismatchReason);
             }
+            else if (!ChainLinksUp(a))
+            {
+                ServerLog.CaAuthorityDropped(_log, "X.509", a.KeyId,
+                    "its recorded certificate chain does not link up by signatures (the store was altered)");
+            }
             else if (!FitsMode(a, upstreamCert is not null))
             {
                 ServerLog.CaAuthorityDropped(_log, "X.509", a.KeyId, upstreamCert is null
@@ -160,6 +165,36 @@ public sealed class WritCa
     {
         using var c = X509CertificateLoader.LoadCertificate(Convert.FromBase64String(derBase64));
         return c.PublicKey.ExportSubjectPublicKeyInfo();
+    }
+
+    /// <summary>Each certificate of the recorded chain is signed by the next one (upstream roots come from the journal).</summary>
+    private static bool ChainLinksUp(X509AuthorityRecord a) =>
+        a.ChainDerBase64.Count == 1
+        || CertificatesLinkUp(a.ChainDerBase64.Select(b => X509CertificateLoader.LoadCertificate(Convert.FromBase64String(b))).ToList());
+
+    /// <summary>certs[i] is signed by certs[i + 1] for every i, ending in a self-signed root.</summary>
+    private static bool CertificatesLinkUp(IReadOnlyList<X509Certificate2> certs)
+    {
+        if (!IsSelfSigned(certs[^1]))
+        {
+            return false;
+        }
+        if (certs.Count == 1)
+        {
+            return true;
+        }
+        using var chain = new X509Chain();
+        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        chain.ChainPolicy.DisableCertificateDownloads = true;
+        chain.ChainPolicy.VerificationFlags = X509VerificationFlags.IgnoreNotTimeValid;
+        chain.ChainPolicy.CustomTrustStore.Add(certs[^1]);
+        foreach (var c in certs.Skip(1).SkipLast(1))
+        {
+            chain.ChainPolicy.ExtraStore.Add(c);
+        }
+        return chain.Build(certs[0])
+            && chain.ChainElements.Select(e => e.Certificate.Thumbprint).SequenceEqual(certs.Select(c => c.Thumbprint));
     }
 
     private static bool SameSpki(AsymmetricAlgorithm key, byte[] spki) => key.ExportSubjectPublicKeyInfo().AsSpan().SequenceEqual(spki);
@@ -500,10 +535,9 @@ public sealed class WritCa
     }
 
     /// <summary>
-    /// The bundle certificates for one authority: itself when self-signed; with an upstream CA the root its chain ends in
-    /// (journals record the upstream file's certificates with each authority, so a renewed upstream root is published
-    /// alongside the old one until the old one's authorities are pruned), or the upstream file's top certificate when the
-    /// file holds no self-signed root.
+    /// The bundle certificates for one authority: itself when self-signed; with an upstream CA the root its recorded chain
+    /// ends in (journals record the upstream file's certificates with each authority, so a renewed upstream root is
+    /// published alongside the old one until the old one's authorities are pruned).
     /// </summary>
     private IEnumerable<X509Certificate2> TrustAnchorsOf(X509AuthorityRecord a)
     {
@@ -512,16 +546,8 @@ public sealed class WritCa
         {
             return [chain[0]];
         }
-        var roots = chain.Skip(1).Where(IsSelfSigned).ToList();
-        if (roots.Count > 0)
-        {
-            return roots;
-        }
-        if (chain.Count > 1 || _upstreamRoots.Count == 0)
-        {
-            return [chain[^1]];
-        }
-        return _upstreamRoots.Where(IsSelfSigned).DefaultIfEmpty(_upstreamRoots[^1]);
+        // Journals from before roots were recorded with each authority: the configured upstream's root.
+        return chain.Count > 1 ? [chain[^1]] : _upstreamRoots.Where(IsSelfSigned);
     }
 
     private bool SameKeys(string storedJson, TrustBundle candidate)
@@ -622,6 +648,16 @@ public sealed class WritCa
     {
         var certs = LoadUpstreamCertificates(up.CertificatePath);
         var cert = certs[0];
+        // The bundle must hold a root relying parties can anchor on (SPIFFE bundles hold roots; an intermediate as anchor
+        // fails path validation), so the file has to carry the chain up to it.
+        if (!IsSelfSigned(certs[^1]))
+        {
+            throw new InvalidOperationException($"upstream CA certificate file '{up.CertificatePath}' does not end with a self-signed root: append the root CA certificate (and any certificates between) after the upstream CA's certificate");
+        }
+        if (!CertificatesLinkUp(certs))
+        {
+            throw new InvalidOperationException($"the certificates in upstream CA file '{up.CertificatePath}' do not form one chain: list the upstream CA's certificate first, then each issuer up to the root");
+        }
         if (cert.Extensions.OfType<X509BasicConstraintsExtension>().FirstOrDefault() is not { CertificateAuthority: true })
         {
             throw new InvalidOperationException($"the first certificate in upstream CA file '{up.CertificatePath}' is not a CA (no basicConstraints cA=true): put the upstream CA's own certificate first");

@@ -172,6 +172,30 @@ public sealed class UpstreamCaTests
     }
 
     [Fact]
+    public async Task Whoever_can_write_the_store_cannot_slip_a_root_into_an_upstream_chain()
+    {
+        await using var h = await CaHarness.CreateAsync();
+        var up = await WriteRootAsync(h, TimeSpan.FromDays(30));
+        var options = new CaOptions { Upstream = up.Options };
+        var first = await h.StartCaAsync(options, new DiskKeyManager(h.KeyPath));
+        var sequence = first.BundleSequence;
+
+        using var evilKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var evilRoot = MakeCa("Evil Root", evilKey, Start - TimeSpan.FromDays(1), Start + TimeSpan.FromDays(30));
+        var doc = System.Text.Json.Nodes.JsonNode.Parse(await JournalTextAsync(h.Store))!;
+        doc["x509"]![0]!["chainDerBase64"]!.AsArray().Add(Convert.ToBase64String(evilRoot.RawData));
+        await h.Store.CaJournal.PutAsync(new Writ.Server.Storage.CaJournal("ca", System.Text.Encoding.UTF8.GetBytes(doc.ToJsonString()), h.Time.GetUtcNow()), Ct);
+
+        var second = await h.StartCaAsync(options, new DiskKeyManager(h.KeyPath));
+
+        Assert.Equal([up.Root.Thumbprint], Thumbprints(second.Bundle));
+        Assert.Contains(h.Log.Entries, e => e.Id.Id == 1410);
+        Assert.DoesNotContain(Convert.ToBase64String(evilRoot.RawData), await JournalTextAsync(h.Store), StringComparison.Ordinal);
+        Assert.True(X509SvidValidator.Validate(second.SignX509Svid(CaHarness.Workload, WorkloadKey(), TimeSpan.FromHours(1)), second.Bundle, h.Time.GetUtcNow()).IsValid);
+        Assert.True(second.BundleSequence >= sequence);
+    }
+
+    [Fact]
     public async Task Adding_an_upstream_to_a_self_signed_ca_replaces_its_authorities_at_restart()
     {
         await using var h = await CaHarness.CreateAsync();
@@ -280,6 +304,7 @@ public sealed class UpstreamCaTests
     [
         "certificate missing", "key missing", "certificate not PEM", "certificate file holds a key", "key not PEM",
         "key encrypted", "key of another certificate", "certificate not a CA", "certificate expired", "key is a certificate",
+        "certificate file without its root", "certificates not one chain",
     ];
 
     [Theory]
@@ -330,6 +355,19 @@ public sealed class UpstreamCaTests
                 break;
             case "key is a certificate":
                 await File.WriteAllTextAsync(up.KeyPath, up.Root.ExportCertificatePem(), Ct);
+                break;
+            case "certificate file without its root":
+            case "certificates not one chain":
+                using (var otherRootKey = ECDsa.Create(ECCurve.NamedCurves.nistP256))
+                {
+                    var otherRoot = MakeCa("Other Root", otherRootKey, Start - TimeSpan.FromDays(1), Start + TimeSpan.FromDays(90));
+                    var mid = MakeCa("Issuing", up.Key, Start - TimeSpan.FromDays(1), Start + TimeSpan.FromDays(30), otherRoot, otherRootKey);
+                    // Without the root, an intermediate would be the bundle's anchor, which path validation refuses; with a
+                    // root that did not issue it, the chain is broken.
+                    var pem = defect == "certificates not one chain" ? mid.ExportCertificatePem() + "\n" + up.Root.ExportCertificatePem() : mid.ExportCertificatePem();
+                    await File.WriteAllTextAsync(up.CertPath, pem, Ct);
+                }
+                badFile = up.CertPath;
                 break;
             default:
                 throw new ArgumentException(defect);
