@@ -129,7 +129,13 @@ public sealed class WritCa
             }
             else
             {
-                x509.Add(a);
+                // The certificate, not the record, says when an authority lives: rotation and pruning follow it.
+                using var ca = X509CertificateLoader.LoadCertificate(Convert.FromBase64String(a.ChainDerBase64[0]));
+                x509.Add(a with
+                {
+                    NotBefore = new DateTimeOffset(ca.NotBefore.ToUniversalTime()),
+                    NotAfter = new DateTimeOffset(ca.NotAfter.ToUniversalTime()),
+                });
             }
         }
         var jwt = new List<JwtAuthorityRecord>();

@@ -167,6 +167,25 @@ public sealed class CaRestartTests
     }
 
     [Fact]
+    public async Task Rotation_follows_the_certificates_not_lifetimes_written_into_the_store()
+    {
+        await using var h = await CaHarness.CreateAsync();
+        var first = await h.StartCaAsync(Options, new DiskKeyManager(h.KeyPath));
+        var a = Assert.Single(first.Bundle.X509Authorities);
+        var doc = System.Text.Json.Nodes.JsonNode.Parse(await JournalTextAsync(h.Store))!;
+        doc["x509"]![0]!["notAfter"] = "2100-01-01T00:00:00+00:00";   // would postpone rotation until the CA is long dead
+        await h.Store.CaJournal.PutAsync(new Writ.Server.Storage.CaJournal("ca", System.Text.Encoding.UTF8.GetBytes(doc.ToJsonString()), h.Time.GetUtcNow()), Ct);
+
+        var second = await h.StartCaAsync(Options, new DiskKeyManager(h.KeyPath));
+        h.Time.Advance((T / 2) + TimeSpan.FromMinutes(1));
+        await second.RotateAsync(Ct);
+
+        Assert.Equal(2, second.Bundle.X509Authorities.Count);
+        Assert.Contains(a.Thumbprint, Thumbprints(second.Bundle));
+        Assert.DoesNotContain("2100-01-01", await JournalTextAsync(h.Store), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Pruned_authorities_take_their_private_keys_with_them()
     {
         await using var h = await CaHarness.CreateAsync();

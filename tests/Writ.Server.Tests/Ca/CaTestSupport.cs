@@ -156,7 +156,7 @@ internal static class Proc
     /// <summary><c>openssl verify</c> at the fake clock's time (openssl would otherwise use the machine's clock).</summary>
     public static Task<(int Exit, string Output)> OpensslVerifyAsync(DateTimeOffset at, string caFile, string? untrusted, string leaf)
     {
-        List<string> args = ["verify", "-attime", at.ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture), "-CAfile", caFile];
+        List<string> args = ["verify", "-x509_strict", "-attime", at.ToUnixTimeSeconds().ToString(System.Globalization.CultureInfo.InvariantCulture), "-CAfile", caFile];
         if (untrusted is not null)
         {
             args.AddRange(["-untrusted", untrusted]);
