@@ -78,6 +78,43 @@ public sealed class CaKeyTypeTests
     }
 
     [Fact]
+    public async Task Changing_key_types_takes_effect_at_the_next_rotation_with_old_and_new_credentials_valid()
+    {
+        var ttl = TimeSpan.FromHours(6);
+        await using var h = await CaHarness.CreateAsync();
+        var ec = await h.StartCaAsync(new CaOptions { CaTtl = ttl, JwtKeyTtl = ttl }, new DiskKeyManager(h.KeyPath));
+        var ecLeaf = ec.SignX509Svid(CaHarness.Workload, WorkloadKey(), TimeSpan.FromHours(24));
+        var (ecToken, _) = ec.MintJwtSvid(CaHarness.Workload, ["a"], TimeSpan.FromHours(24));
+        Assert.Equal("ES256", AlgOf(ecToken));
+
+        // The operator switches to RSA and restarts: the current authorities stay, their successors are RSA.
+        var rsaOptions = new CaOptions { CaTtl = ttl, JwtKeyTtl = ttl, KeyType = KeyType.Rsa2048, JwtKeyType = KeyType.Rsa2048 };
+        var ca = await h.StartCaAsync(rsaOptions, new DiskKeyManager(h.KeyPath));
+        Assert.Equal("ES256", AlgOf(ca.MintJwtSvid(CaHarness.Workload, ["a"], TimeSpan.FromMinutes(5)).Token));
+        foreach (var at in new[] { ttl / 2, ttl * 5 / 6 })
+        {
+            h.Time.SetUtcNow(CaHarness.Start + at);
+            await ca.RotateAsync(Ct);
+        }
+        var now = h.Time.GetUtcNow();
+        var rsaLeaf = ca.SignX509Svid(CaHarness.Workload, WorkloadKey(), TimeSpan.FromMinutes(30));
+        Assert.Equal("1.2.840.113549.1.1.1", IssuerIn(ca.Bundle, rsaLeaf[0])!.PublicKey.Oid.Value);
+        var (rsaToken, _) = ca.MintJwtSvid(CaHarness.Workload, ["a"], TimeSpan.FromMinutes(5));
+        Assert.Equal("RS256", AlgOf(rsaToken));
+
+        Assert.True(X509SvidValidator.Validate(rsaLeaf, ca.Bundle, now).IsValid);
+        Assert.True(X509SvidValidator.Validate(ecLeaf, ca.Bundle, now).IsValid);
+        Assert.True(JwtSvidValidator.Validate(rsaToken, ca.Bundle, ["a"], now).IsValid);
+        Assert.True(JwtSvidValidator.Validate(ecToken, ca.Bundle, ["a"], now).IsValid);
+        var bundlePem = Path.Combine(h.Dir, "bundle.pem");
+        var leafPem = Path.Combine(h.Dir, "rsa-leaf.pem");
+        await File.WriteAllTextAsync(bundlePem, ca.Bundle.ToPem(), Ct);
+        await File.WriteAllTextAsync(leafPem, rsaLeaf[0].ExportCertificatePem(), Ct);
+        var ok = await Proc.OpensslVerifyAsync(now, bundlePem, null, leafPem);
+        Assert.True(ok.Exit == 0, ok.Output);
+    }
+
+    [Fact]
     public async Task An_attacker_ca_with_a_copied_subject_does_not_pass()
     {
         // Same subject and SPIFFE ID as the real CA, different key: issuer-name matching alone must not be enough.
