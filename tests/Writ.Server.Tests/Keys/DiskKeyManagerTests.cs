@@ -63,15 +63,22 @@ public sealed class DiskKeyManagerTests : KeyManagerConformanceTests
     {
         var keys = Create();
         await keys.GenerateAsync("k1", KeyType.EcP256, Ct);
-        var inode = new FileInfo(KeyPath);
         var before = await File.ReadAllBytesAsync(KeyPath, Ct);
+        // A reader that opened the file before the replace keeps seeing the whole old file: the new one was renamed over
+        // it, not written into it (an in-place rewrite would show it truncated or half new).
+        await using var reader = new FileStream(KeyPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+
         await keys.GenerateAsync("k1", KeyType.EcP256, Ct);
         await keys.GenerateAsync("k2", KeyType.EcP256, Ct);
         await keys.DeleteAsync("k2", Ct);
-        Assert.Equal([KeyPath], Directory.GetFiles(Dir));
+
+        using var old = new MemoryStream();
+        await reader.CopyToAsync(old, Ct);
+        Assert.Equal(before, old.ToArray());
         Assert.NotEqual(before, await File.ReadAllBytesAsync(KeyPath, Ct));
+        Assert.Equal([KeyPath], Directory.GetFiles(Dir));
         Assert.Equal(OwnerOnly, File.GetUnixFileMode(KeyPath));
-        Assert.True(inode.Exists);
+        Assert.NotNull(await Create().GetAsync("k1", Ct));
     }
 
     [Fact]
