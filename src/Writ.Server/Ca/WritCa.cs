@@ -70,7 +70,7 @@ public sealed class WritCa
 
     public TrustDomain TrustDomain => _td;
 
-    public TrustBundle Bundle => _bundle ?? throw new InvalidOperationException("the CA is not initialized");
+    public TrustBundle Bundle => _bundle ?? throw new InvalidOperationException("the CA is not initialized: call InitializeAsync first");
 
     public long BundleSequence => Interlocked.Read(ref _sequence);
 
@@ -566,7 +566,7 @@ public sealed class WritCa
     /// <summary>Signs an X.509-SVID for the subject key with the active authority. Returns the chain, leaf first.</summary>
     public IReadOnlyList<X509Certificate2> SignX509Svid(SpiffeId id, PublicKey subjectKey, TimeSpan ttl, IReadOnlyList<string>? dnsNames = null)
     {
-        var s = _x509Signer ?? throw new InvalidOperationException("the CA is not initialized");
+        var s = _x509Signer ?? throw new InvalidOperationException("the CA is not initialized: call InitializeAsync first");
         var now = _time.GetUtcNow();
         var caNotAfter = new DateTimeOffset(s.Certificate.NotAfter.ToUniversalTime());
         if (caNotAfter <= now)
@@ -581,7 +581,7 @@ public sealed class WritCa
     public (string Token, DateTimeOffset ExpiresAt) MintJwtSvid(SpiffeId id, IReadOnlyList<string> audience, TimeSpan ttl,
         IReadOnlyDictionary<string, object>? extraClaims = null)
     {
-        var signer = _jwtSigner ?? throw new InvalidOperationException("the CA is not initialized");
+        var signer = _jwtSigner ?? throw new InvalidOperationException("the CA is not initialized: call InitializeAsync first");
         var now = _time.GetUtcNow();
         if (signer.NotAfter <= now)
         {
