@@ -83,6 +83,20 @@ public class AuthorizerTests
     }
 
     [Fact]
+    public void StoresDoNotShareAncestorClosures()
+    {
+        // The same Entity object in two stores: membership granted in one store must not leak into the other.
+        var user = new Entity(new EntityUid("User", "u"), parents: [new EntityUid("Group", "g")]);
+        var withAdmin = Entities.Create([user, new Entity(new EntityUid("Group", "g"), parents: [new EntityUid("Group", "admins")])]);
+        var without = Entities.Create([user, new Entity(new EntityUid("Group", "g"))]);
+        var set = Parse("permit(principal in Group::\"admins\", action, resource);");
+        var req = new Request(new EntityUid("User", "u"), new EntityUid("Action", "a"), new EntityUid("Doc", "d"));
+        Assert.Equal(Decision.Allow, Authorizer.IsAuthorized(req, set, withAdmin).Decision);
+        Assert.Equal(Decision.Deny, Authorizer.IsAuthorized(req, set, without).Decision);
+        Assert.Equal(Decision.Allow, Authorizer.IsAuthorized(req, set, withAdmin).Decision);
+    }
+
+    [Fact]
     public void IndexedAndUnindexedPoliciesAgreeWithFullScan()
     {
         var set = Parse("""
