@@ -67,7 +67,7 @@ internal static class SchemaConformance
         return true;
     }
 
-    private static bool CheckRecord(IReadOnlyDictionary<string, Value> fields, RecordType type, string where, out string error)
+    internal static bool CheckRecord(IReadOnlyDictionary<string, Value> fields, RecordType type, string where, out string error)
     {
         foreach (var (name, attr) in type.Attributes)
         {
