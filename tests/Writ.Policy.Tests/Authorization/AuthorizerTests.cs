@@ -47,12 +47,12 @@ public class AuthorizerTests
             """);
         var ok = Authorizer.IsAuthorized(Req("alice", "read"), set, Store());
         Assert.Equal(Decision.Allow, ok.Decision);
-        Assert.Equal(["policy0"], ok.Reasons);
+        Assert.Equal(["allow-staff"], ok.Reasons);
         Assert.Equal("allow-staff", Assert.Single(ok.DeterminingPolicies).Annotations["id"]);
 
         var attacker = Authorizer.IsAuthorized(Req("mallory", "read"), set, Store());
         Assert.Equal(Decision.Deny, attacker.Decision);
-        Assert.Equal(["policy1"], attacker.Reasons);
+        Assert.Equal(["no-banned"], attacker.Reasons);
     }
 
     [Fact]

@@ -20,7 +20,7 @@ public class ParserTests
         Assert.True(PolicySet.TryParse(text, out var set, out var errors), string.Join("; ", errors));
         Assert.Equal(2, set!.Policies.Count);
         var p = set.Policies[0];
-        Assert.Equal("policy0", p.Id);
+        Assert.Equal("p1", p.Id); // @id names the policy
         Assert.Equal("p1", p.Annotations["id"]);
         Assert.Equal("", p.Annotations["advice"]);
         Assert.Equal(ScopeOp.Eq, p.Principal.Op);
@@ -33,6 +33,25 @@ public class ParserTests
         Assert.IsType<AndExpr>(p.Conditions[1].Body); // dotted has desugars into &&
         Assert.Equal("policy1", set.Policies[1].Id);
         Assert.Equal(Effect.Forbid, set.Policies[1].Effect);
+    }
+
+    [Fact]
+    public void IdsComeFromAtIdOrPosition()
+    {
+        Assert.True(PolicySet.TryParse("""
+            permit(principal, action, resource);
+            @id("named") permit(principal, action, resource);
+            permit(principal, action, resource);
+            """, out var set, out var errors), string.Join("; ", errors));
+        Assert.Equal(["policy0", "named", "policy2"], set!.Policies.Select(p => p.Id));
+
+        Assert.False(PolicySet.TryParse("""
+            @id("x") permit(principal, action, resource);
+            @id("x") forbid(principal, action, resource);
+            """, out _, out errors));
+        Assert.Contains("used twice", Assert.Single(errors).Message, StringComparison.Ordinal);
+        Assert.False(PolicySet.TryParse("@id(\"policy1\") permit(principal, action, resource); permit(principal, action, resource);", out _, out _));
+        Assert.False(PolicySet.TryParse("@id(\"\") permit(principal, action, resource);", out _, out _));
     }
 
     [Theory]
