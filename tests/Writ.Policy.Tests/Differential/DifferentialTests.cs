@@ -59,7 +59,7 @@ public class DifferentialTests
         }
 
         Assert.True(mismatches.Count == 0, $"{mismatches.Count} of {cases} cases differ:\n" + string.Join("\n", mismatches.Take(10)));
-        Assert.Equal(5000, cases);
+        Assert.Equal(8000, cases);
         Assert.True(parsed > 4000 && allowed > 300, $"the cases exercise too little: {parsed} parsed, {allowed} allowed");
     }
 
