@@ -135,6 +135,8 @@ public class ParserTests
     [InlineData("\"\\u{D800}\"", false)]
     [InlineData("\"a\" like \"\\x41\"", true)]
     [InlineData("__cedar::X::\"a\" == context", false)]
+    [InlineData("1\u00a0==\u30001\u2028&&\u0085true", true)]
+    [InlineData("1 == 1 /* c */", false)]
     public void AcceptsWhatCedarAccepts(string expr, bool accepted)
     {
         var ok = PolicySet.TryParse("permit(principal, action, resource) when { " + expr + " };", out _, out var errors);
