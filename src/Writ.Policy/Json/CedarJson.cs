@@ -81,7 +81,10 @@ public static class CedarJson
         }
     }
 
-    /// <summary>Parses a request context object; with a schema, shaped by the context type of <paramref name="action"/>.</summary>
+    /// <summary>
+    /// Parses a request context object. With a schema and an action, the action must be declared and the context is
+    /// shaped by, and must conform to, the action's context type.
+    /// </summary>
     public static bool TryParseContext(string json, CedarSchema? schema, EntityUid? action, out RecordValue? context, out string error)
     {
         ArgumentNullException.ThrowIfNull(json);
@@ -127,14 +130,29 @@ public static class CedarJson
             return false;
         }
 
-        SchemaType? type = null;
-        if (schema is not null && action is not null && schema.Actions.TryGetValue(new ActionRef(action.Type, action.Id), out var def))
+        RecordType? type = null;
+        if (schema is not null && action is not null)
+        {
+            if (!schema.Actions.TryGetValue(new ActionRef(action.Type, action.Id), out var def))
+            {
+                error = $"action {action} is not declared in the schema, so its context cannot be read; check the action";
+                return false;
+            }
+
             type = def.Context;
+        }
+
         if (!TryParseValue(element, type, "context", out var v, out error)) return false;
         context = v as RecordValue;
         if (context is null)
         {
             error = "context must be a record, not an entity or extension escape";
+            return false;
+        }
+
+        if (type is not null && !SchemaConformance.CheckRecord(context.Fields, type, $"the context of {action}", out error))
+        {
+            context = null;
             return false;
         }
 

@@ -90,6 +90,33 @@ public class DifferentialTests
     }
 
     [Fact]
+    public void ContextsWithSchemaMatchReferenceEngine()
+    {
+        var path = Path.Combine(RepoRoot(), "tests", "Writ.Policy.Tests", "Differential", "contexts-cases.jsonl.gz");
+        using var file = File.OpenRead(path);
+        using var gz = new GZipStream(file, CompressionMode.Decompress);
+        using var reader = new StreamReader(gz);
+        var mismatches = new List<string>();
+        int count = 0, accepted = 0;
+        while (reader.ReadLine() is { } line)
+        {
+            if (line.Length == 0) continue;
+            count++;
+            using var doc = JsonDocument.Parse(line);
+            var c = doc.RootElement;
+            Assert.True(Writ.Policy.Schema.CedarSchema.TryParseCedar(c.GetProperty("schema").GetString()!, out var schema, out var serrs), serrs.FirstOrDefault()?.ToString());
+            Assert.True(CedarJson.TryParseEntityUid(c.GetProperty("action"), "action", out var action, out var error), error);
+            var want = c.GetProperty("expected").GetProperty("ok").GetBoolean();
+            if (want) accepted++;
+            var ok = CedarJson.TryParseContext(c.GetProperty("context"), schema, action, out _, out error);
+            if (ok != want) mismatches.Add($"case {count}: reference {(want ? "accepts" : "rejects")} but Writ {(ok ? "accepts" : "rejects: " + error)}");
+        }
+
+        Assert.True(mismatches.Count == 0, $"{mismatches.Count} of {count} cases differ:\n" + string.Join("\n", mismatches.Take(10)));
+        Assert.True(count == 1000 && accepted > 100 && accepted < count - 100, $"{count} cases, {accepted} accepted: too one-sided");
+    }
+
+    [Fact]
     public void EstMatchesReferenceEngine()
     {
         var path = Path.Combine(RepoRoot(), "tests", "Writ.Policy.Tests", "Differential", "est-reference.jsonl.gz");

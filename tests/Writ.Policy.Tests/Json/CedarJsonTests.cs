@@ -72,8 +72,14 @@ public class CedarJsonTests
         Assert.IsType<IpAddrValue>(ctx!.Fields["src"]);
         Assert.IsType<DecimalValue>(ctx.Fields["max"]);
         Assert.IsType<EntityValue>(ctx.Fields["who"]);
-        Assert.False(CedarJson.TryParseContext("""{"src": "not-an-ip"}""", schema, new EntityUid("App::Action", "view"), out _, out error));
+        Assert.False(CedarJson.TryParseContext("""{"src": "not-an-ip", "max": "1.0"}""", schema, new EntityUid("App::Action", "view"), out _, out error));
         Assert.Contains("not-an-ip", error, StringComparison.Ordinal);
+        Assert.False(CedarJson.TryParseContext("""{"max": "1.0"}""", schema, new EntityUid("App::Action", "view"), out _, out error));
+        Assert.Contains("missing the required attribute", error, StringComparison.Ordinal);
+        Assert.False(CedarJson.TryParseContext("""{"src": "1.1.1.1", "max": "1.0", "admin": true}""", schema, new EntityUid("App::Action", "view"), out _, out error));
+        Assert.Contains("does not declare", error, StringComparison.Ordinal);
+        Assert.False(CedarJson.TryParseContext("""{}""", schema, new EntityUid("App::Action", "nope"), out _, out error));
+        Assert.Contains("not declared", error, StringComparison.Ordinal);
     }
 
     [Theory]
