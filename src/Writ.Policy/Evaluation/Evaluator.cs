@@ -423,7 +423,7 @@ public sealed class Evaluator
     {
         v = BoolValue.False;
         var n = call.Arguments.Count;
-        Span<Value> args = n <= 4 ? new Value[n] : new Value[n];
+        var args = new Value[n];
         for (var i = 0; i < n; i++)
         {
             if (!Eval(call.Arguments[i], out args[i])) return false;

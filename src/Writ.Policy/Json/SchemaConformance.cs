@@ -13,9 +13,16 @@ internal static class SchemaConformance
         var uid = e.Uid;
         if (!schema.EntityTypes.ContainsKey(uid.Type) && schema.IsKnownEntityType(uid.Type))
         {
-            if (!schema.Actions.TryGetValue(new ActionRef(uid.Type, uid.Id), out _))
+            if (!schema.Actions.TryGetValue(new ActionRef(uid.Type, uid.Id), out var action))
             {
                 error = $"action {uid} is not declared in the schema; declare it or remove it from the entities";
+                return false;
+            }
+
+            // An action given in the data must match its declaration exactly: all its ancestors, no attributes or tags.
+            if (e.Attributes.Count > 0 || e.Tags.Count > 0 || !e.Parents.SetEquals(ActionAncestors(action, schema)))
+            {
+                error = $"definition of action {uid} does not match its schema declaration; omit it from the entities to use the schema's definition";
                 return false;
             }
 
@@ -67,7 +74,24 @@ internal static class SchemaConformance
         return true;
     }
 
-    private static bool CheckRecord(IReadOnlyDictionary<string, Value> fields, RecordType type, string where, out string error)
+    private static HashSet<EntityUid> ActionAncestors(ActionDef action, CedarSchema schema)
+    {
+        var all = new HashSet<EntityUid>();
+        var work = new Stack<ActionRef>(action.MemberOf);
+        while (work.Count > 0)
+        {
+            var a = work.Pop();
+            if (!all.Add(new EntityUid(a.Type, a.Id))) continue;
+            if (schema.Actions.TryGetValue(a, out var parent))
+            {
+                foreach (var p in parent.MemberOf) work.Push(p);
+            }
+        }
+
+        return all;
+    }
+
+    internal static bool CheckRecord(IReadOnlyDictionary<string, Value> fields, RecordType type, string where, out string error)
     {
         foreach (var (name, attr) in type.Attributes)
         {

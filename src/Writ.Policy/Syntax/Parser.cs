@@ -43,7 +43,10 @@ public sealed class Parser
         _tokens = Lexer.Tokenize(text);
     }
 
-    /// <summary>Parses zero or more policies. Ids are <c>policy0</c>, <c>policy1</c>, ... in text order.</summary>
+    /// <summary>
+    /// Parses zero or more policies. A policy's id is its <c>@id("...")</c> annotation when given, otherwise
+    /// <c>policyN</c> with N its position in the text (from 0), as the reference engine numbers them. Ids must be unique.
+    /// </summary>
     public static bool TryParsePolicies(string text, out IReadOnlyList<CedarPolicy> policies, out IReadOnlyList<ParseError> errors)
     {
         ArgumentNullException.ThrowIfNull(text);
@@ -52,15 +55,37 @@ public sealed class Parser
         while (p.Peek.Kind != TokenKind.Eof)
         {
             var before = p._errors.Count;
+            var start = p.Peek;
             var policy = p.ParsePolicy("policy" + list.Count.ToString(CultureInfo.InvariantCulture));
             if (policy is not null && p._errors.Count == before)
             {
+                if (policy.Annotations.TryGetValue("id", out var explicitId))
+                {
+                    if (explicitId.Length == 0)
+                        p.Error(start, "@id(\"\") is empty; give the policy a non-empty id or remove the annotation");
+                    policy = policy.WithId(explicitId);
+                }
+
                 list.Add(policy);
             }
             else
             {
                 list.Add(null!); // keep numbering stable; the result is discarded anyway
                 p.Recover();
+            }
+        }
+
+        if (p._errors.Count == 0)
+        {
+            var seen = new Dictionary<string, CedarPolicy>(StringComparer.Ordinal);
+            foreach (var policy in list)
+            {
+                if (!seen.TryAdd(policy.Id, policy))
+                {
+                    var first = seen[policy.Id];
+                    p._errors.Add(new ParseError(
+                        $"policy id {policy.Id} is used twice (also at {first.Span.Line}:{first.Span.Column}); give each policy a unique @id", policy.Span));
+                }
             }
         }
 

@@ -59,8 +59,61 @@ public class DifferentialTests
         }
 
         Assert.True(mismatches.Count == 0, $"{mismatches.Count} of {cases} cases differ:\n" + string.Join("\n", mismatches.Take(10)));
-        Assert.Equal(5000, cases);
+        Assert.Equal(8000, cases);
         Assert.True(parsed > 4000 && allowed > 300, $"the cases exercise too little: {parsed} parsed, {allowed} allowed");
+    }
+
+    [Fact]
+    public void EntitiesWithSchemaMatchReferenceEngine()
+    {
+        var path = Path.Combine(RepoRoot(), "tests", "Writ.Policy.Tests", "Differential", "entities-cases.jsonl.gz");
+        using var file = File.OpenRead(path);
+        using var gz = new GZipStream(file, CompressionMode.Decompress);
+        using var reader = new StreamReader(gz);
+        var mismatches = new List<string>();
+        int count = 0, accepted = 0;
+        while (reader.ReadLine() is { } line)
+        {
+            if (line.Length == 0) continue;
+            count++;
+            using var doc = JsonDocument.Parse(line);
+            var c = doc.RootElement;
+            Assert.True(Writ.Policy.Schema.CedarSchema.TryParseCedar(c.GetProperty("schema").GetString()!, out var schema, out var serrs), serrs.FirstOrDefault()?.ToString());
+            var want = c.GetProperty("expected").GetProperty("ok").GetBoolean();
+            if (want) accepted++;
+            var ok = Entities.TryParseJson(c.GetProperty("entities").GetRawText(), schema, out _, out var error);
+            if (ok != want) mismatches.Add($"case {count}: reference {(want ? "accepts" : "rejects")} but Writ {(ok ? "accepts" : "rejects: " + error)}");
+        }
+
+        Assert.True(mismatches.Count == 0, $"{mismatches.Count} of {count} cases differ:\n" + string.Join("\n", mismatches.Take(10)));
+        Assert.True(count > 600 && accepted > 100 && accepted < count - 100, $"{count} cases, {accepted} accepted: too one-sided");
+    }
+
+    [Fact]
+    public void ContextsWithSchemaMatchReferenceEngine()
+    {
+        var path = Path.Combine(RepoRoot(), "tests", "Writ.Policy.Tests", "Differential", "contexts-cases.jsonl.gz");
+        using var file = File.OpenRead(path);
+        using var gz = new GZipStream(file, CompressionMode.Decompress);
+        using var reader = new StreamReader(gz);
+        var mismatches = new List<string>();
+        int count = 0, accepted = 0;
+        while (reader.ReadLine() is { } line)
+        {
+            if (line.Length == 0) continue;
+            count++;
+            using var doc = JsonDocument.Parse(line);
+            var c = doc.RootElement;
+            Assert.True(Writ.Policy.Schema.CedarSchema.TryParseCedar(c.GetProperty("schema").GetString()!, out var schema, out var serrs), serrs.FirstOrDefault()?.ToString());
+            Assert.True(CedarJson.TryParseEntityUid(c.GetProperty("action"), "action", out var action, out var error), error);
+            var want = c.GetProperty("expected").GetProperty("ok").GetBoolean();
+            if (want) accepted++;
+            var ok = CedarJson.TryParseContext(c.GetProperty("context"), schema, action, out _, out error);
+            if (ok != want) mismatches.Add($"case {count}: reference {(want ? "accepts" : "rejects")} but Writ {(ok ? "accepts" : "rejects: " + error)}");
+        }
+
+        Assert.True(mismatches.Count == 0, $"{mismatches.Count} of {count} cases differ:\n" + string.Join("\n", mismatches.Take(10)));
+        Assert.True(count == 1000 && accepted > 100 && accepted < count - 100, $"{count} cases, {accepted} accepted: too one-sided");
     }
 
     [Fact]

@@ -46,6 +46,14 @@ public class CedarJsonTests
     }
 
     [Fact]
+    public void ActionsInTheDataMustMatchTheirDeclaration()
+    {
+        // listed with all ancestors and no attributes, an action may appear in the data (as the corpus files do)
+        Assert.True(Entities.TryParseJson("""[{"uid": {"type": "App::Action", "id": "read"}, "attrs": {}, "parents": [{"type": "App::Action", "id": "view"}]}]""",
+            Schema(), out _, out var error), error);
+    }
+
+    [Fact]
     public void WithoutSchemaStringsStayStrings()
     {
         Assert.True(Entities.TryParseJson("""[{"uid": {"type": "U", "id": "a"}, "attrs": {"ip": "10.0.0.1", "r": {"type": "U", "id": "b"}}, "parents": []}]""",
@@ -64,8 +72,14 @@ public class CedarJsonTests
         Assert.IsType<IpAddrValue>(ctx!.Fields["src"]);
         Assert.IsType<DecimalValue>(ctx.Fields["max"]);
         Assert.IsType<EntityValue>(ctx.Fields["who"]);
-        Assert.False(CedarJson.TryParseContext("""{"src": "not-an-ip"}""", schema, new EntityUid("App::Action", "view"), out _, out error));
+        Assert.False(CedarJson.TryParseContext("""{"src": "not-an-ip", "max": "1.0"}""", schema, new EntityUid("App::Action", "view"), out _, out error));
         Assert.Contains("not-an-ip", error, StringComparison.Ordinal);
+        Assert.False(CedarJson.TryParseContext("""{"max": "1.0"}""", schema, new EntityUid("App::Action", "view"), out _, out error));
+        Assert.Contains("missing the required attribute", error, StringComparison.Ordinal);
+        Assert.False(CedarJson.TryParseContext("""{"src": "1.1.1.1", "max": "1.0", "admin": true}""", schema, new EntityUid("App::Action", "view"), out _, out error));
+        Assert.Contains("does not declare", error, StringComparison.Ordinal);
+        Assert.False(CedarJson.TryParseContext("""{}""", schema, new EntityUid("App::Action", "nope"), out _, out error));
+        Assert.Contains("not declared", error, StringComparison.Ordinal);
     }
 
     [Theory]
@@ -77,6 +91,9 @@ public class CedarJsonTests
     [InlineData("""[{"uid": {"type": "App::Doc", "id": "d"}, "attrs": {}, "parents": [], "tags": {"a": "b"}}]""", "declares no tags")]
     [InlineData("""[{"uid": {"type": "App::User", "id": "a"}, "attrs": {"ip": "1.1.1.1"}, "parents": [], "tags": {"a": 1}}]""", "not of type")]
     [InlineData("""[{"uid": {"type": "App::Action", "id": "delete"}, "attrs": {}, "parents": []}]""", "not declared")]
+    [InlineData("""[{"uid": {"type": "App::Action", "id": "read"}, "attrs": {}, "parents": []}]""", "does not match its schema declaration")]
+    [InlineData("""[{"uid": {"type": "App::Action", "id": "view"}, "attrs": {}, "parents": [{"type": "App::Action", "id": "read"}]}]""", "does not match its schema declaration")]
+    [InlineData("""[{"uid": {"type": "App::Action", "id": "read"}, "attrs": {"x": 1}, "parents": [{"type": "App::Action", "id": "view"}]}]""", "does not match its schema declaration")]
     public void EntitiesThatBreakTheSchemaAreRejected(string json, string expected)
     {
         // An attacker who controls entity data must not smuggle in wrongly typed attributes or undeclared parents.

@@ -20,7 +20,7 @@ public class ParserTests
         Assert.True(PolicySet.TryParse(text, out var set, out var errors), string.Join("; ", errors));
         Assert.Equal(2, set!.Policies.Count);
         var p = set.Policies[0];
-        Assert.Equal("policy0", p.Id);
+        Assert.Equal("p1", p.Id); // @id names the policy
         Assert.Equal("p1", p.Annotations["id"]);
         Assert.Equal("", p.Annotations["advice"]);
         Assert.Equal(ScopeOp.Eq, p.Principal.Op);
@@ -33,6 +33,25 @@ public class ParserTests
         Assert.IsType<AndExpr>(p.Conditions[1].Body); // dotted has desugars into &&
         Assert.Equal("policy1", set.Policies[1].Id);
         Assert.Equal(Effect.Forbid, set.Policies[1].Effect);
+    }
+
+    [Fact]
+    public void IdsComeFromAtIdOrPosition()
+    {
+        Assert.True(PolicySet.TryParse("""
+            permit(principal, action, resource);
+            @id("named") permit(principal, action, resource);
+            permit(principal, action, resource);
+            """, out var set, out var errors), string.Join("; ", errors));
+        Assert.Equal(["policy0", "named", "policy2"], set!.Policies.Select(p => p.Id));
+
+        Assert.False(PolicySet.TryParse("""
+            @id("x") permit(principal, action, resource);
+            @id("x") forbid(principal, action, resource);
+            """, out _, out errors));
+        Assert.Contains("used twice", Assert.Single(errors).Message, StringComparison.Ordinal);
+        Assert.False(PolicySet.TryParse("@id(\"policy1\") permit(principal, action, resource); permit(principal, action, resource);", out _, out _));
+        Assert.False(PolicySet.TryParse("@id(\"\") permit(principal, action, resource);", out _, out _));
     }
 
     [Theory]
@@ -116,6 +135,8 @@ public class ParserTests
     [InlineData("\"\\u{D800}\"", false)]
     [InlineData("\"a\" like \"\\x41\"", true)]
     [InlineData("__cedar::X::\"a\" == context", false)]
+    [InlineData("1\u00a0==\u30001\u2028&&\u0085true", true)]
+    [InlineData("1 == 1 /* c */", false)]
     public void AcceptsWhatCedarAccepts(string expr, bool accepted)
     {
         var ok = PolicySet.TryParse("permit(principal, action, resource) when { " + expr + " };", out _, out var errors);
