@@ -139,13 +139,13 @@ public sealed partial class PolicyCliTests
         Assert.True(r.ExitCode == 0, r.ToString());
         var lines = r.Stdout.Split('\n');
         Assert.Equal("ALLOW", lines[0]);
-        Assert.Contains("permit policy0", r.Stdout, StringComparison.Ordinal);
+        Assert.Contains("permit payments-uid-1000", r.Stdout, StringComparison.Ordinal);
         Assert.Contains("@id(\"payments-uid-1000\")", r.Stdout, StringComparison.Ordinal);
 
         var json = await RunWrit(Authorize(PaymentsApi, Get, DbPassword, InCluster, "--output", "json"));
         var node = JsonNode.Parse(json.Stdout)!;
         Assert.Equal("allow", (string?)node["decision"]);
-        Assert.Equal("policy0", (string?)node["determining"]![0]!["id"]);
+        Assert.Equal("payments-uid-1000", (string?)node["determining"]![0]!["id"]);   // @id names the policy
         Assert.Equal("payments-uid-1000", (string?)node["determining"]![0]!["annotations"]!["id"]);
         Assert.Empty(node["errors"]!.AsArray());
     }
@@ -156,9 +156,8 @@ public sealed partial class PolicyCliTests
         var r = await RunWrit(Authorize(PaymentsBatch, Get, DbPassword, InCluster));
         Assert.True(r.ExitCode == 0, "a deny is a result, not a failure:\n" + r);
         Assert.StartsWith("DENY\n", r.Stdout, StringComparison.Ordinal);
-        Assert.Contains("forbid policy1", r.Stdout, StringComparison.Ordinal);
-        Assert.Contains("forbid-unknown-binaries", r.Stdout, StringComparison.Ordinal);
-        Assert.DoesNotContain("policy0", r.Stdout, StringComparison.Ordinal);
+        Assert.Contains("forbid forbid-unknown-binaries", r.Stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain("payments-uid-1000", r.Stdout, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -178,16 +177,16 @@ public sealed partial class PolicyCliTests
         Assert.True(r.ExitCode == 0, r.ToString());
         var node = JsonNode.Parse(r.Stdout)!;
         Assert.Equal("allow", (string?)node["decision"]);
-        Assert.Equal(["policy2"], node["determining"]!.AsArray().Select(d => (string?)d!["id"]));
+        Assert.Equal(["web-by-name"], node["determining"]!.AsArray().Select(d => (string?)d!["id"]));
         var errors = node["errors"]!.AsArray();
-        Assert.Equal(["policy0", "policy1"], errors.Select(e => (string?)e!["policy"]));
+        Assert.Equal(["reads-missing-entity", "overflows"], errors.Select(e => (string?)e!["policy"]));
         Assert.All(errors, e => Assert.True((int)e!["line"]! > 0));
 
         var text = await RunWrit("policy", "authorize", "--policies", Data("errors.cedar"), "--entities", Data("empty.entities.json"),
             "--principal", "Workload::\"other\"", "--action", Get, "--resource", "Secret::\"s\"");
         Assert.StartsWith("DENY\n", text.Stdout, StringComparison.Ordinal);
         Assert.Contains("errors (these policies were skipped):", text.Stdout, StringComparison.Ordinal);
-        Assert.Contains("  policy1: " + Data("errors.cedar") + ":7:", text.Stdout, StringComparison.Ordinal);
+        Assert.Contains("  overflows: " + Data("errors.cedar") + ":7:", text.Stdout, StringComparison.Ordinal);
         Assert.Contains("overflow", text.Stdout, StringComparison.OrdinalIgnoreCase);
     }
 
@@ -210,7 +209,7 @@ public sealed partial class PolicyCliTests
         // without the schema "10.0.0.1" stays a string, and calling isInRange on a string is an error
         var noSchema = JsonNode.Parse((await RunWrit(Args("""{"ip": "10.0.0.1"}""", schema: false))).Stdout)!;
         Assert.Equal("deny", (string?)noSchema["decision"]);
-        Assert.Equal("policy0", (string?)noSchema["errors"]![0]!["policy"]);
+        Assert.Equal("cluster-network", (string?)noSchema["errors"]![0]!["policy"]);
 
         // the same context from a file
         using var dir = new TempDir();
@@ -292,7 +291,7 @@ public sealed partial class PolicyCliTests
     {
         using var dir = new TempDir();
         File.WriteAllText(dir["links.json"], """
-            [{"templateId": "policy0", "newId": "batch-reads-db-password",
+            [{"templateId": "grant", "newId": "batch-reads-db-password",
               "values": {"?principal": {"type": "Workload", "id": "spiffe://example.org/payments/batch"},
                          "?resource": {"type": "Secret", "id": "/payments/db-password"}}}]
             """);
@@ -311,7 +310,7 @@ public sealed partial class PolicyCliTests
         var other = JsonNode.Parse((await RunWrit(Args(dir["links.json"], PaymentsApi))).Stdout)!;
         Assert.Equal("deny", (string?)other["decision"]);
 
-        File.WriteAllText(dir["bad.json"], """[{"templateId": "policy0", "newId": "x", "values": {"?owner": {"type": "Workload", "id": "w"}}}]""");
+        File.WriteAllText(dir["bad.json"], """[{"templateId": "grant", "newId": "x", "values": {"?owner": {"type": "Workload", "id": "w"}}}]""");
         var bad = await RunWrit(Args(dir["bad.json"], PaymentsBatch));
         Assert.Equal(1, bad.ExitCode);
         Expect.OneLineError(bad, "unknown slot ?owner");
