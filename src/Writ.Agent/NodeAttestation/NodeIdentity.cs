@@ -92,7 +92,16 @@ public sealed class NodeIdentity : IDisposable
     public async Task StartAsync(CancellationToken ct)
     {
         Directory.CreateDirectory(_options.DataDir);
-        File.SetUnixFileMode(_options.DataDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        // Only the agent may list or read its data dir; but when the Workload API socket lives in it (the default),
+        // every local user must be able to reach the socket by name, so others get search (x) permission only.
+        // Everything secret in it is a 0600 file.
+        var mode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+        var dataDir = Path.TrimEndingDirectorySeparator(Path.GetFullPath(_options.DataDir)) + Path.DirectorySeparatorChar;
+        if (Path.GetFullPath(_options.SocketPath).StartsWith(dataDir, StringComparison.Ordinal))
+        {
+            mode |= UnixFileMode.GroupExecute | UnixFileMode.OtherExecute;
+        }
+        File.SetUnixFileMode(_options.DataDir, mode);
         if (TryLoadStored(out var stored) && stored.NotAfter.ToUniversalTime() > _time.GetUtcNow().UtcDateTime.AddSeconds(30))
         {
             Adopt(stored);
