@@ -65,7 +65,8 @@ public static class AgentCommands
             c.Errors.Add($"{c.Describe("socket")} '{socket}' is longer than a Unix socket path may be (107 bytes)");
         }
         var bundle = c.Get("trust_bundle") is { Length: > 0 } b ? Path.GetFullPath(b) : null;
-        if (bundle is not null && !File.Exists(bundle))
+        var bundleMissing = bundle is not null && !File.Exists(bundle);
+        if (bundleMissing)
         {
             c.Errors.Add($"{c.Describe("trust_bundle")}: file '{bundle}' does not exist");
         }
@@ -85,8 +86,9 @@ public static class AgentCommands
         {
             td = fromState;
         }
-        else
+        else if (!bundleMissing)
         {
+            // A missing bundle file was reported already; the trust domain would come from it.
             c.Errors.Add("'trust_domain' is required when the trust bundle does not name it: pass --trust-domain example.org");
         }
         var timeout = c.Duration("attestor_timeout", TimeSpan.FromMilliseconds(100), TimeSpan.FromMinutes(1));
