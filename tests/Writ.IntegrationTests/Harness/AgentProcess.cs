@@ -449,11 +449,11 @@ public static class WorkloadTools
             {
                 return await attempt();
             }
-            catch (Exception e) when (DateTime.UtcNow < deadline && e is not OperationCanceledException)
+            catch (Exception e) when (DateTime.UtcNow < deadline && e is not (OperationCanceledException or Xunit.Sdk.IAssertionException))
             {
                 await Task.Delay(50);
             }
-            catch (Exception e) when (e is not OperationCanceledException)
+            catch (Exception e) when (e is not (OperationCanceledException or Xunit.Sdk.IAssertionException))
             {
                 throw new TimeoutException($"{what} did not happen within {timeout.TotalSeconds}s: {e.Message}", e);
             }
