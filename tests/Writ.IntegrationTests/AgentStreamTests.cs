@@ -51,6 +51,48 @@ public sealed class AgentStreamTests
     }
 
     [Fact]
+    public async Task The_shortest_ttl_rotates_in_time_without_churning()
+    {
+        // The server back-dates NotBefore by 10 s, so a 10 s TTL arrives already at its nominal half-life: the agent
+        // must neither serve it until it expires nor re-sign it in a loop.
+        await using var rig = await AgentRig.StartAsync();
+        await rig.CreateEntryAsync("spiffe://example.org/shortest", ["unix:uid:0"], "--x509-ttl", "10s");
+        await AgentTests.WaitForSvidAsync(rig);
+
+        using var client = rig.Client();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var call = client.Client.FetchX509SVID(new X509SVIDRequest(), WorkloadClient.Headers, cancellationToken: cts.Token);
+        Assert.True(await call.ResponseStream.MoveNext(cts.Token));
+        var first = Leaf(call.ResponseStream.Current);
+        var serials = new List<string> { first.SerialNumber };
+        var current = first;
+        // Watch for the whole life of the first SVID.
+        var end = first.NotAfter.ToUniversalTime();
+        while (DateTime.UtcNow < end)
+        {
+            using var until = CancellationTokenSource.CreateLinkedTokenSource(cts.Token);
+            until.CancelAfter(end - DateTime.UtcNow + TimeSpan.FromMilliseconds(10));
+            try
+            {
+                Assert.True(await call.ResponseStream.MoveNext(until.Token));
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled && until.IsCancellationRequested && !cts.IsCancellationRequested)
+            {
+                break;
+            }
+            var now = DateTime.UtcNow;
+            Assert.True(now < current.NotAfter.ToUniversalTime(), $"the SVID expired at {current.NotAfter:O} before its successor arrived at {now:O}");
+            current = Leaf(call.ResponseStream.Current);
+            if (!serials.Contains(current.SerialNumber))
+            {
+                serials.Add(current.SerialNumber);
+            }
+        }
+        TestContext.Current.SendDiagnosticMessage($"10 s TTL: {serials.Count} SVIDs over the first one's lifetime");
+        Assert.InRange(serials.Count, 2, 4);
+    }
+
+    [Fact]
     public async Task Entries_created_and_deleted_while_a_workload_watches_reach_its_stream()
     {
         await using var rig = await AgentRig.StartAsync();

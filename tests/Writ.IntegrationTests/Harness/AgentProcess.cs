@@ -40,6 +40,7 @@ public sealed class AgentProcess : IAsyncDisposable
     public LineLog Stdout { get; private set; } = new();
     public LineLog Stderr { get; private set; } = new();
     public bool HasExited => _process?.HasExited ?? true;
+    public int Pid => _process?.Id ?? throw new InvalidOperationException("the agent was never started");
     public int ExitCode => _process?.ExitCode ?? throw new InvalidOperationException("the agent was never started");
 
     /// <summary>Starts the process without waiting for it to be ready (for tests of refused starts).</summary>
