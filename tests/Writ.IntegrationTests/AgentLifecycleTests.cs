@@ -87,6 +87,40 @@ public sealed class AgentLifecycleTests
     }
 
     [Fact]
+    public async Task Agent_svid_is_renewed_before_half_life_and_survives_restarts_at_the_shortest_ttl()
+    {
+        await using var rig = await AgentRig.StartAsync(serverArgs: ["--agent-ttl", "30s"]);
+        var svidFile = Path.Combine(rig.Agent.DataDir, "agent-svid.pem");
+        var first = X509CertificateLoader.LoadCertificateFromFile(svidFile);
+        var halfLife = first.NotBefore.ToUniversalTime() + ((first.NotAfter - first.NotBefore) / 2);
+
+        // Renewed on disk before the half-life of the first SVID.
+        var renewed = await WorkloadTools.EventuallyAsync(() =>
+        {
+            var now = DateTime.UtcNow;
+            var c = X509CertificateLoader.LoadCertificateFromFile(svidFile);
+            return Task.FromResult(c.SerialNumber != first.SerialNumber ? (c, now) : throw new InvalidOperationException("not renewed yet"));
+        }, TimeSpan.FromSeconds(40), "the agent SVID being renewed");
+        TestContext.Current.SendDiagnosticMessage($"agent SVID (30 s TTL) renewed {(halfLife - renewed.now).TotalMilliseconds:F0} ms before half-life");
+        Assert.True(renewed.now < halfLife, $"renewed at {renewed.now:O}, after half-life {halfLife:O}");
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(rig.Agent.DataDir, "agent-svid.key")));
+
+        // Sync and signing keep working over the renewed identity's new connection.
+        await rig.CreateEntryAsync("spiffe://example.org/after-renewal", ["unix:uid:0"]);
+        await AgentTests.WaitForSvidAsync(rig);
+
+        // A restart with the stored (short-lived) SVID needs no token, whatever is left of its 30 s.
+        var agentId = rig.Agent.AgentId;
+        await rig.Agent.KillAsync();
+        rig.Agent.JoinToken = null;
+        await rig.Agent.StartAsync();
+        Assert.Equal(agentId, rig.Agent.AgentId);
+        var r = await rig.WorkloadAsync("svid", "fetch");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.False(rig.Agent.HasExited);
+    }
+
+    [Fact]
     public async Task Banned_agent_exits_naming_the_ban_and_cannot_come_back()
     {
         await using var rig = await AgentRig.StartAsync();
