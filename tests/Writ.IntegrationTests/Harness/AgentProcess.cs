@@ -461,3 +461,67 @@ public static class WorkloadTools
         }
     }
 }
+
+/// <summary>A long-running command (e.g. `writ svid watch`) whose output lines a test waits for.</summary>
+public sealed class BackgroundProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+
+    private BackgroundProcess(Process process)
+    {
+        _process = process;
+    }
+
+    public LineLog Stdout { get; } = new();
+    public LineLog Stderr { get; } = new();
+    public bool HasExited => _process.HasExited;
+
+    public static BackgroundProcess Start(string file, params string[] args)
+    {
+        var psi = new ProcessStartInfo(file)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+        psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        psi.Environment["DOTNET_NOLOGO"] = "1";
+        var p = Process.Start(psi) ?? throw new InvalidOperationException($"could not start {file}");
+        var bp = new BackgroundProcess(p);
+        p.OutputDataReceived += (_, e) => bp.Stdout.Add(e.Data);
+        p.ErrorDataReceived += (_, e) => bp.Stderr.Add(e.Data);
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        return bp;
+    }
+
+    public static BackgroundProcess Writ(params string[] args) => Start("dotnet", [Repo.WritDll, .. args]);
+
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await _process.WaitForExitAsync(cts.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            throw new TimeoutException($"the process did not exit within {timeout.TotalSeconds}s\n--- stdout\n{Stdout.Text}\n--- stderr\n{Stderr.Text}");
+        }
+        return _process.ExitCode;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync().ConfigureAwait(false);
+        }
+        _process.Dispose();
+    }
+}
