@@ -131,10 +131,12 @@ public sealed class SvidCache(NodeIdentity node, AgentState state, TimeProvider 
             var generation = state.Changed.Generation;
             var snapshot = state.Current;
             var changed = false;
+            var nowUnix = time.GetUtcNow().ToUnixTimeSeconds();
             foreach (var (id, cached) in _x509)
             {
-                if (!snapshot.Entries.ContainsKey(id))
+                if (!snapshot.Entries.TryGetValue(id, out var current) || (current.ExpiresAtUnix != 0 && current.ExpiresAtUnix <= nowUnix))
                 {
+                    // Entry deleted or expired: its SVID is neither served nor rotated any more.
                     changed |= _x509.TryRemove(id, out _);
                 }
                 else if (cached.ExpiresAt <= time.GetUtcNow())

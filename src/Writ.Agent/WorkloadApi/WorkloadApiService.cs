@@ -64,7 +64,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
                 await responseStream.WriteAsync(response, ct).ConfigureAwait(false);
                 lastSent = fingerprint;
             }
-            await WaitForChangeAsync(generation, svids, ct).ConfigureAwait(false);
+            await WaitForChangeAsync(generation, svids, entries, ct).ConfigureAwait(false);
         }
     }
 
@@ -235,10 +235,19 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         return matched;
     }
 
-    /// <summary>Waits for an entry/bundle change or for the earliest rotation time of what was sent.</summary>
-    private async Task WaitForChangeAsync(long generation, IReadOnlyList<CachedX509> sent, CancellationToken ct)
+    /// <summary>
+    /// Waits for an entry/bundle change, the earliest rotation time of what was sent, or the earliest expiry of a
+    /// matched entry (an expired entry must leave the stream when it expires, not at the next unrelated change).
+    /// </summary>
+    private async Task WaitForChangeAsync(long generation, IReadOnlyList<CachedX509> sent, IReadOnlyList<Entry> entries, CancellationToken ct)
     {
-        var soonest = sent.Min(s => s.RotateAt) - time.GetUtcNow();
+        var wakeAt = sent.Min(s => s.RotateAt);
+        foreach (var e in entries.Where(e => e.ExpiresAtUnix > 0))
+        {
+            var expires = DateTimeOffset.FromUnixTimeSeconds(e.ExpiresAtUnix);
+            wakeAt = expires < wakeAt ? expires : wakeAt;
+        }
+        var soonest = wakeAt - time.GetUtcNow();
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var delay = soonest < TimeSpan.FromMilliseconds(100) ? TimeSpan.FromMilliseconds(100) : soonest;
         await Task.WhenAny(state.Changed.WaitAsync(generation, cts.Token), Task.Delay(delay, time, cts.Token)).ConfigureAwait(false);
