@@ -143,6 +143,27 @@ public sealed class AgentStreamTests
         Assert.Equal(StatusCode.PermissionDenied, fresh.StatusCode);
     }
 
+    [Fact]
+    public async Task An_expiring_entry_leaves_the_open_stream_when_it_expires()
+    {
+        await using var rig = await AgentRig.StartAsync();
+        await rig.CreateEntryAsync("spiffe://example.org/expiring/stays", ["unix:uid:0"]);
+        var expiresAt = DateTimeOffset.UtcNow.AddSeconds(8);
+        await rig.CreateEntryAsync("spiffe://example.org/expiring/goes", ["unix:uid:0"],
+            "--expires-at", expiresAt.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture));
+        using var client = rig.Client();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var call = client.Client.FetchX509SVID(new X509SVIDRequest(), WorkloadClient.Headers, cancellationToken: cts.Token);
+        await NextMatchingAsync(call, ids => ids.Count == 2, cts.Token);
+        var expiry = DateTimeOffset.FromUnixTimeSeconds(expiresAt.ToUnixTimeSeconds());
+
+        await NextMatchingAsync(call, ids => !ids.Contains("spiffe://example.org/expiring/goes"), cts.Token);
+        var late = DateTimeOffset.UtcNow - expiry;
+        TestContext.Current.SendDiagnosticMessage($"expired entry left the stream {late.TotalMilliseconds:F0} ms after its expiry");
+        Assert.True(late < TimeSpan.FromSeconds(2), $"the expired entry's SVID was still the workload's current state {late.TotalSeconds:F1}s after expiry");
+        Assert.Equal(["spiffe://example.org/expiring/stays"], Ids(call.ResponseStream.Current));
+    }
+
     private static async Task<string> CreateAsync(AdminConnection admin, AgentRig rig, string spiffeId)
     {
         var r = await admin.CallAsync(s => s.CreateEntriesAsync(new CreateEntriesRequest
