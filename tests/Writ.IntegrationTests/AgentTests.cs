@@ -56,6 +56,35 @@ public sealed class AgentTests
     }
 
     [Fact]
+    public async Task Each_unix_selector_matches_the_real_process_and_only_it()
+    {
+        await using var rig = await AgentRig.StartAsync();
+        var nodePath = (await Proc.RunAsync("sh", ["-c", "readlink -f \"$(command -v node)\""])).Stdout.Trim();
+        var nodeSha = await WorkloadTools.ExecutableSha256Async("node");
+        string[] matching = ["unix:uid:65534", "unix:gid:65534", "unix:user:nobody", "unix:group:nogroup", $"unix:path:{nodePath}", $"unix:sha256:{nodeSha}"];
+        string[][] notMatching = [["unix:uid:0"], ["unix:user:root"], ["unix:gid:0"], ["unix:path:/usr/bin/python3"], ["unix:sha256:" + new string('0', 64)],
+            ["unix:uid:65534", "unix:path:/usr/bin/python3"]];   // every selector must match, not just one
+        // The non-matching entries first: once the last matching one has reached the agent, they all have.
+        for (var i = 0; i < notMatching.Length; i++)
+        {
+            await rig.CreateEntryAsync($"spiffe://example.org/sel/no-{i}", notMatching[i]);
+        }
+        for (var i = 0; i < matching.Length; i++)
+        {
+            await rig.CreateEntryAsync($"spiffe://example.org/sel/yes-{i}", [matching[i]]);
+        }
+        var expected = Enumerable.Range(0, matching.Length).Select(i => $"spiffe://example.org/sel/yes-{i}").Order(StringComparer.Ordinal).ToList();
+        var got = await WorkloadTools.EventuallyAsync(async () =>
+        {
+            var r = await WorkloadTools.NodeClientAsync("nobody", "x509", rig.Agent.SocketPath);
+            using var doc = WorkloadTools.Json(r);
+            var ids = r.ExitCode == 0 ? doc.RootElement.GetProperty("svids").EnumerateArray().Select(e => e.GetString()!).Order(StringComparer.Ordinal).ToList() : [];
+            return ids.Count == expected.Count ? ids : throw new InvalidOperationException(r.Stdout);
+        }, SyncDeadline, "nobody's node getting its identities");
+        Assert.Equal(expected, got);
+    }
+
+    [Fact]
     public async Task Default_socket_in_the_data_dir_is_usable_by_every_local_user_but_the_dir_is_not_listable()
     {
         await using var rig = await AgentRig.StartAsync(socketPath: "");

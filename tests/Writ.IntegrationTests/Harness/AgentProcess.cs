@@ -421,6 +421,16 @@ public static class WorkloadTools
     private static string CopyInteropForEveryone()
     {
         var dest = Directory.CreateTempSubdirectory("writ-interop-").FullName;
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            try
+            {
+                Directory.Delete(dest, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        };
         File.SetUnixFileMode(dest, (UnixFileMode)0b111_101_101);
         foreach (var file in Directory.EnumerateFiles(InteropDir, "*", SearchOption.AllDirectories))
         {
