@@ -218,9 +218,16 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         return result.Evidence;
     }
 
-    /// <summary>Entries whose every selector is in the evidence (selectors ⊆ evidence). None → PermissionDenied.</summary>
+    /// <summary>
+    /// Entries whose every selector is in the evidence (selectors ⊆ evidence). None → PermissionDenied; but before the
+    /// first full sync (an agent restarted while the server is away) the agent cannot know, so → Unavailable.
+    /// </summary>
     private List<Entry> Match(WorkloadEvidence evidence, AgentSnapshot snapshot, ServerCallContext context)
     {
+        if (!state.Synced)
+        {
+            throw Refuse(context, StatusCode.Unavailable, "the agent has not synced its entries with the server yet; retry with backoff");
+        }
         var have = evidence.Selectors.Select(s => s.ToString()).ToHashSet(StringComparer.Ordinal);
         var now = time.GetUtcNow().ToUnixTimeSeconds();
         var matched = snapshot.Entries.Values
