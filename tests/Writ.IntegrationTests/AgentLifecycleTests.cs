@@ -59,6 +59,31 @@ public sealed class AgentLifecycleTests
     }
 
     [Fact]
+    public async Task Agent_restarted_while_the_server_is_down_says_unavailable_not_denied_and_serves_when_it_returns()
+    {
+        await using var rig = await AgentRig.StartAsync();
+        await rig.CreateEntryAsync("spiffe://example.org/cold-start", ["unix:uid:0"]);
+        await AgentTests.WaitForSvidAsync(rig);
+
+        await rig.Server.KillAsync();
+        await rig.Agent.KillAsync();
+        rig.Agent.JoinToken = null;
+        await rig.Agent.StartAsync();   // resumes from disk without the server
+
+        // It does not know its entries yet: that is "try again", not "you have no identity".
+        var r = await rig.WorkloadAsync("svid", "fetch");
+        Expect.OneLineError(r, "not synced");
+        Assert.DoesNotContain("no identity", r.Stderr, StringComparison.Ordinal);
+        using var client = rig.Client();
+        using var call = client.Client.FetchX509SVID(new X509SVIDRequest(), WorkloadClient.Headers);
+        var e = await Assert.ThrowsAsync<RpcException>(async () => await call.ResponseStream.MoveNext(CancellationToken.None));
+        Assert.Equal(StatusCode.Unavailable, e.StatusCode);
+
+        await rig.RestartServerAsync();
+        await WorkloadTools.EventuallyAsync(() => FetchAsync(client), TimeSpan.FromSeconds(60), "the agent serving after the server's return");
+    }
+
+    [Fact]
     public async Task Agent_restart_needs_no_new_token_and_the_used_token_is_worthless()
     {
         await using var rig = await AgentRig.StartAsync();
