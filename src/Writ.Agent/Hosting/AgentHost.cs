@@ -87,7 +87,16 @@ public sealed class AgentHost : IAsyncDisposable
         host._loops.Add(host.Guard(sync.RunAsync, "sync", log));
         host._loops.Add(host.Guard(node.RenewLoopAsync, "renewal", log));
         host._loops.Add(host.Guard(cache.MaintainAsync, "svid cache", log));
-        await WaitForFirstSyncAsync(state, options.InitialSyncTimeout, ct).ConfigureAwait(false);
+        using (var startOrStop = CancellationTokenSource.CreateLinkedTokenSource(ct, host._stop.Token))
+        {
+            await WaitForFirstSyncAsync(state, options.InitialSyncTimeout, startOrStop.Token).ConfigureAwait(false);
+        }
+        if (host._completion.Task.IsCompleted && host._completion.Task.Result is { } reason)
+        {
+            // Refused during start-up (e.g. banned): never claim to be ready.
+            await host.DisposeAsync().ConfigureAwait(false);
+            throw new AgentFatalException(reason);
+        }
         AgentLog.Ready(log, host.AgentId, options.SocketPath, options.ServerAddress);
         return host;
     }
@@ -111,9 +120,9 @@ public sealed class AgentHost : IAsyncDisposable
             {
                 await state.Changed.WaitAsync(generation, deadline.Token).ConfigureAwait(false);
             }
-            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            catch (OperationCanceledException)
             {
-                return;
+                return;   // timed out (serve anyway) or stopping (the caller checks why)
             }
         }
     }
