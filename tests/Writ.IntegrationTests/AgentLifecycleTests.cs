@@ -165,6 +165,7 @@ public sealed class AgentLifecycleTests
         rig.Agent.Launch();
         Assert.NotEqual(0, await rig.Agent.WaitForExitAsync(TimeSpan.FromSeconds(30)));
         AssertFatalLine(rig.Agent, "banned");
+        Assert.DoesNotContain("ready", rig.Agent.Stdout.Text, StringComparison.Ordinal);   // never claimed to serve
     }
 
     [Fact]
