@@ -248,6 +248,18 @@ public sealed class AgentTests
         Expect.OneLineError(noToken, "--join-token");
         var badToken = await Proc.WritAsync("agent", "run", "--server", rig.Server.AgentApi, "--trust-bundle", rig.BundlePem, "--data-dir", rig["a6"], "--socket", rig["a6.sock"], "--join-token", "forged");
         Expect.OneLineError(badToken, "join token");
+        // A bundle from another CA: the server cannot be authenticated, and the message says so in plain words.
+        var made = await Proc.RunAsync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", rig["wrong-ca.key"], "-out", rig["wrong-ca.pem"], "-subj", "/CN=impostor", "-days", "1",
+            "-addext", "subjectAltName=URI:spiffe://example.org", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"]);
+        Assert.True(made.ExitCode == 0, made.ToString());
+        var wrongCa = await Proc.WritAsync("agent", "run", "--server", rig.Server.AgentApi, "--trust-bundle", rig["wrong-ca.pem"], "--data-dir", rig["a8"],
+            "--socket", rig["a8.sock"], "--join-token", await TestAgent.NewJoinTokenAsync(rig.Server));
+        Expect.OneLineError(wrongCa, "trust bundle");
+        var nobodyThere = await Proc.WritAsync("agent", "run", "--server", "127.0.0.1:1", "--trust-bundle", rig.BundlePem, "--data-dir", rig["a9"],
+            "--socket", rig["a9.sock"], "--join-token", "x");
+        Expect.OneLineError(nobodyThere, "127.0.0.1:1");
+
         // Two agents on one socket: the second refuses instead of stealing it.
         var twice = await Proc.WritAsync("agent", "run", "--server", rig.Server.AgentApi, "--trust-bundle", rig.BundlePem, "--data-dir", rig["a7"],
             "--socket", rig.Agent.SocketPath, "--join-token", await TestAgent.NewJoinTokenAsync(rig.Server));
