@@ -164,6 +164,44 @@ public sealed class AgentStreamTests
         Assert.Equal(["spiffe://example.org/expiring/stays"], Ids(call.ResponseStream.Current));
     }
 
+    [Fact]
+    public async Task Fifty_workloads_at_once_share_one_svid_per_identity_with_its_hint()
+    {
+        await using var rig = await AgentRig.StartAsync();
+        await rig.CreateEntryAsync("spiffe://example.org/crowd", ["unix:uid:0"], "--hint", "internal");
+        await AgentTests.WaitForSvidAsync(rig);
+        await rig.CreateEntryAsync("spiffe://example.org/crowd-new", ["unix:uid:0"]);   // signed on first demand, by 50 at once
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var clients = Enumerable.Range(0, 50).Select(_ => rig.Client()).ToList();
+        try
+        {
+            var responses = await Task.WhenAll(clients.Select(async c =>
+            {
+                using var call = c.Client.FetchX509SVID(new X509SVIDRequest(), WorkloadClient.Headers, cancellationToken: cts.Token);
+                while (await call.ResponseStream.MoveNext(cts.Token))
+                {
+                    if (call.ResponseStream.Current.Svids.Count == 2)
+                    {
+                        return call.ResponseStream.Current;
+                    }
+                }
+                throw new InvalidOperationException("stream ended");
+            }));
+            foreach (var id in new[] { "spiffe://example.org/crowd", "spiffe://example.org/crowd-new" })
+            {
+                var serials = responses.Select(r => WorkloadClient.ParseCertificates(r.Svids.Single(s => s.SpiffeId == id).X509Svid.Span)[0].SerialNumber).Distinct().ToList();
+                Assert.True(serials.Count == 1, $"{id}: {serials.Count} different SVIDs for one identity");
+            }
+            Assert.All(responses, r => Assert.Equal("internal", r.Svids.Single(s => s.SpiffeId == "spiffe://example.org/crowd").Hint));
+            var jwt = await clients[0].Client.FetchJWTSVIDAsync(new JWTSVIDRequest { Audience = { "x" }, SpiffeId = "spiffe://example.org/crowd" }, WorkloadClient.Headers);
+            Assert.Equal("internal", Assert.Single(jwt.Svids).Hint);
+        }
+        finally
+        {
+            clients.ForEach(c => c.Dispose());
+        }
+    }
+
     private static async Task<string> CreateAsync(AdminConnection admin, AgentRig rig, string spiffeId)
     {
         var r = await admin.CallAsync(s => s.CreateEntriesAsync(new CreateEntriesRequest
