@@ -53,6 +53,51 @@ public sealed class WorkloadCliTests
         Assert.True(valid.ExitCode == 0, valid.ToString());
     }
 
+    [Fact]
+    public async Task Svid_fetch_write_into_a_shared_directory_never_hands_the_key_to_another_user()
+    {
+        // The attacker (nobody) may write to the output directory and plants files where writ's temporary files will
+        // be: the temp names used to be predictable (.svid.key.<pid>.tmp) and opened without O_EXCL, so writ wrote
+        // the private key into the attacker's own file and renamed it to svid.key.
+        await using var rig = await AgentRig.StartAsync();
+        await rig.CreateEntryAsync("spiffe://example.org/shared-dir", ["unix:uid:0"]);
+        await AgentTests.WaitForSvidAsync(rig);
+        // A directory anyone may write to without the sticky bit is refused outright (files there can be swapped).
+        var open = rig["open"];
+        Directory.CreateDirectory(open);
+        File.SetUnixFileMode(open, (UnixFileMode)0b111_111_111);
+        var refused = await rig.WorkloadAsync("svid", "fetch", "--write", open);
+        Expect.OneLineError(refused, open);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(open));
+
+        // In a sticky world-writable directory (like /tmp) others cannot swap files, but they can plant them.
+        var shared = rig["shared"];
+        Directory.CreateDirectory(shared);
+        File.SetUnixFileMode(shared, (UnixFileMode)0b111_111_111 | UnixFileMode.StickyBit);
+
+        const int range = 5000;   // shell built-ins only: planting forks nothing
+        var start = int.Parse((await File.ReadAllTextAsync("/proc/sys/kernel/ns_last_pid")).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        var plant = await Proc.RunAsync("runuser", ["-u", "nobody", "--", "sh", "-c",
+            $"umask 000; cd '{shared}' && i={start}; while [ $i -lt {start + range} ]; do for n in svid.key svid.pem bundle.pem; do : > .$n.$i.tmp; done; i=$((i+1)); done"],
+            workingDir: "/", timeout: TimeSpan.FromSeconds(120));
+        Assert.True(plant.ExitCode == 0, plant.ToString());
+        var r = await rig.WorkloadAsync("svid", "fetch", "--write", shared);
+        var end = int.Parse((await File.ReadAllTextAsync("/proc/sys/kernel/ns_last_pid")).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(end < start + range, $"the pids moved past the planted range ({start}..{start + range}, now {end}): the attack was not tried");
+
+        Assert.True(r.ExitCode == 0, r.ToString());
+        var key = Path.Combine(shared, "svid.key");
+        var owner = await Proc.RunAsync("stat", ["-c", "%u %a", key]);
+        Assert.Equal("0 600", owner.Stdout.Trim());
+        // No planted file received key material.
+        foreach (var f in Directory.EnumerateFiles(shared, ".*.tmp"))
+        {
+            Assert.DoesNotContain("PRIVATE KEY", await File.ReadAllTextAsync(f), StringComparison.Ordinal);
+        }
+        var steal = await Proc.RunAsync("runuser", ["-u", "nobody", "--", "sh", "-c", $"chmod 644 '{key}'; cat '{key}'"], workingDir: "/");
+        Assert.DoesNotContain("PRIVATE KEY", steal.Stdout, StringComparison.Ordinal);
+    }
+
     private static async Task<string> Jwt(AgentRig rig, params string[] args)
     {
         var r = await rig.WorkloadAsync(["jwt", "fetch", .. args]);
