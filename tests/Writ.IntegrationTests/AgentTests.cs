@@ -111,7 +111,7 @@ public sealed class AgentTests
         var r = await WorkloadTools.NodeClientAsync(null, "noheader", rig.Agent.SocketPath);
         Assert.True(r.ExitCode == 0, r.ToString());
         using var doc = WorkloadTools.Json(r);
-        foreach (var call in new[] { "x509", "jwt" })
+        foreach (var call in new[] { "x509", "x509_bundles", "jwt", "jwt_bundles", "validate" })
         {
             var e = doc.RootElement.GetProperty(call);
             Assert.True(e.ValueKind == JsonValueKind.Object, $"{call} answered without the header: {r.Stdout}");

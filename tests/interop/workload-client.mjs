@@ -6,7 +6,7 @@
 //   all SOCKET AUDIENCE OUTDIR  every Workload API call; writes svid.pem, svid.key, bundle.pem (from FetchX509Bundles)
 //                               and svid-bundle.pem (from the X509SVIDResponse) to OUTDIR; prints a JSON summary.
 //   x509 SOCKET                 the first FetchX509SVID message: {"ok":true,"svids":[ids]} or the gRPC error.
-//   noheader SOCKET             FetchX509SVID and FetchJWTSVID without the workload.spiffe.io header: their errors.
+//   noheader SOCKET             every Workload API call without the workload.spiffe.io header: their errors.
 // Exit 0 when the command succeeded, 1 on a gRPC error (printed as {"ok":false,"code":..,"name":..,"details":..}).
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
@@ -138,17 +138,20 @@ async function all(audience, outDir) {
 
 async function noHeader() {
   const out = {};
-  try {
-    await first('FetchX509SVID', {});
-    out.x509 = 'answered';
-  } catch (e) {
-    out.x509 = errorJson(e);
-  }
-  try {
-    await unary('FetchJWTSVID', { audience: ['a'] });
-    out.jwt = 'answered';
-  } catch (e) {
-    out.jwt = errorJson(e);
+  const calls = {
+    x509: () => first('FetchX509SVID', {}),
+    x509_bundles: () => first('FetchX509Bundles', {}),
+    jwt: () => unary('FetchJWTSVID', { audience: ['a'] }),
+    jwt_bundles: () => first('FetchJWTBundles', {}),
+    validate: () => unary('ValidateJWTSVID', { audience: 'a', svid: 'x.y.z' }),
+  };
+  for (const [name, call] of Object.entries(calls)) {
+    try {
+      await call();
+      out[name] = 'answered';
+    } catch (e) {
+      out[name] = errorJson(e);
+    }
   }
   return out;
 }
