@@ -98,6 +98,42 @@ public sealed class WorkloadCliTests
         Assert.DoesNotContain("PRIVATE KEY", steal.Stdout, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Jwt_validate_refuses_forged_tampered_and_foreign_tokens()
+    {
+        await using var rig = await AgentRig.StartAsync();
+        await rig.CreateEntryAsync("spiffe://example.org/validator", ["unix:uid:0"]);
+        await AgentTests.WaitForSvidAsync(rig);
+        const string aud = "https://api.example.org";
+        var token = await Jwt(rig, "--audience", aud);
+        var parts = token.Split('.');
+
+        static string B64(string json) => Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(json)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+        static string Json(string b64)
+        {
+            var s = b64.Replace('-', '+').Replace('_', '/');
+            return System.Text.Encoding.UTF8.GetString(Convert.FromBase64String(s.PadRight(s.Length + ((4 - (s.Length % 4)) % 4), '=')));
+        }
+        var payload = Json(parts[1]);
+        var forgedNone = $"{B64("{\"alg\":\"none\",\"typ\":\"JWT\"}")}.{parts[1]}.";
+        var tampered = $"{parts[0]}.{B64(payload.Replace("validator", "admin", StringComparison.Ordinal))}.{parts[2]}";
+        var hs256 = $"{B64("{\"alg\":\"HS256\",\"typ\":\"JWT\"}")}.{parts[1]}.{parts[2]}";
+        foreach (var bad in new[] { forgedNone, tampered, hs256, "not-a-jwt" })
+        {
+            var r = await rig.WorkloadAsync("jwt", "validate", "--audience", aud, "--token", bad);
+            Expect.OneLineError(r, "not valid");
+        }
+        // A token signed by another Writ server (same trust domain name, different keys) is foreign.
+        using var other = new TempDir();
+        await using var otherServer = await ServerProcess.StartAsync(other["s"]);
+        var foreign = await otherServer.WritAsync("jwt", "mint", "--spiffe-id", "spiffe://example.org/validator", "--audience", aud);
+        Assert.True(foreign.ExitCode == 0, foreign.ToString());
+        Expect.OneLineError(await rig.WorkloadAsync("jwt", "validate", "--audience", aud, "--token", foreign.Stdout.Trim()), "not valid");
+        // The genuine one still validates (the check can pass).
+        var ok = await rig.WorkloadAsync("jwt", "validate", "--audience", aud, "--token", token);
+        Assert.True(ok.ExitCode == 0, ok.ToString());
+    }
+
     private static async Task<string> Jwt(AgentRig rig, params string[] args)
     {
         var r = await rig.WorkloadAsync(["jwt", "fetch", .. args]);
