@@ -157,22 +157,10 @@ public sealed class AgentHost : IAsyncDisposable
 
     private static void PrepareSocket(string path)
     {
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        if (!File.Exists(path))
+        if (!Writ.Protocol.UnixSocketFile.TryPrepare(path))
         {
-            return;
+            throw new AgentFatalException($"another process is already serving the Workload API on '{path}': stop it or choose another --socket");
         }
-        using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        try
-        {
-            probe.Connect(new UnixDomainSocketEndPoint(path));
-        }
-        catch (SocketException)
-        {
-            File.Delete(path);
-            return;
-        }
-        throw new AgentFatalException($"another process is already serving the Workload API on '{path}': stop it or choose another --socket");
     }
 
     public async ValueTask DisposeAsync()

@@ -26,8 +26,7 @@ public static class AgentCommands
         new("log_format", "text", "text or json."),
     ];
 
-    private static IReadOnlyList<OptionSpec> Options() =>
-        [new("config", "JSON config file", "FILE"), .. Keys.Select(k => new OptionSpec(k.Flag, $"{k.Help} [env {k.EnvVar(EnvPrefix)}]", "VALUE"))];
+    private static IReadOnlyList<OptionSpec> Options() => ConfigFlags.Options(Keys, EnvPrefix);
 
     public static IEnumerable<CommandSpec> All() =>
     [
@@ -36,19 +35,7 @@ public static class AgentCommands
 
     public static AgentOptions? Load(ParsedArgs args, out IReadOnlyList<string> errors)
     {
-        var c = new ConfigSources(Keys);
-        if (args.Get("config") is { } file)
-        {
-            c.AddJsonFile(file);
-        }
-        c.AddEnvironment(EnvPrefix, Environment.GetEnvironmentVariable);
-        foreach (var k in Keys)
-        {
-            if (args.Get(k.Flag) is { } v)
-            {
-                c.Set(k.Name, v, $"flag --{k.Flag}");
-            }
-        }
+        var c = ConfigFlags.Collect(args, Keys, EnvPrefix);
         var server = c.Get("server") ?? "";
         if (server.Length == 0)
         {
@@ -179,11 +166,7 @@ public static class AgentCommands
         var options = Load(args, out var errors);
         if (options is null)
         {
-            foreach (var e in errors)
-            {
-                ctx.Error.WriteLine($"error: {e}");
-            }
-            return CommandRunner.ExitUsage;
+            return ConfigFlags.Report(ctx, errors);
         }
         AgentHost host;
         try
