@@ -18,6 +18,8 @@ public sealed record AgentOptions
     /// <summary>How long before expiry a cached SVID is no longer served when it cannot be renewed.</summary>
     public TimeSpan ExpiryMargin { get; init; } = TimeSpan.Zero;
     public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>How long start-up waits for the first full sync before serving anyway (the server may be away).</summary>
+    public TimeSpan InitialSyncTimeout { get; init; } = TimeSpan.FromSeconds(5);
     public string LogLevel { get; init; } = "info";
     public string LogFormat { get; init; } = "text";
 }

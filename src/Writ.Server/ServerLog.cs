@@ -59,6 +59,39 @@ public static partial class ServerLog
     [LoggerMessage(1401, LogLevel.Error, "CA rotation failed: {Reason}")]
     public static partial void RotationFailed(ILogger log, Exception e, string reason);
 
+    [LoggerMessage(1402, LogLevel.Information, "X.509 CA authority {KeyId} created and signing at once (no usable active or prepared authority); expires {NotAfter:u}")]
+    public static partial void X509AuthorityCreatedActive(ILogger log, string keyId, DateTimeOffset notAfter);
+
+    [LoggerMessage(1403, LogLevel.Information, "X.509 CA authority {KeyId} prepared and published in the bundle; it signs from about {ActivatesAt:u}")]
+    public static partial void X509AuthorityPrepared(ILogger log, string keyId, DateTimeOffset activatesAt);
+
+    [LoggerMessage(1404, LogLevel.Information, "X.509 CA authority {KeyId} now signs (expires {NotAfter:u}); the previous one stays in the bundle until pruned")]
+    public static partial void X509AuthorityActivated(ILogger log, string keyId, DateTimeOffset notAfter);
+
+    [LoggerMessage(1405, LogLevel.Information, "X.509 CA authority {KeyId} (expired {NotAfter:u}) pruned from the bundle and its key deleted")]
+    public static partial void X509AuthorityPruned(ILogger log, string keyId, DateTimeOffset notAfter);
+
+    [LoggerMessage(1406, LogLevel.Information, "JWT signing key {Kid} created and signing at once (no usable active or prepared key); expires {NotAfter:u}")]
+    public static partial void JwtKeyCreatedActive(ILogger log, string kid, DateTimeOffset notAfter);
+
+    [LoggerMessage(1407, LogLevel.Information, "JWT signing key {Kid} prepared and published in the bundle; it signs from about {ActivatesAt:u}")]
+    public static partial void JwtKeyPrepared(ILogger log, string kid, DateTimeOffset activatesAt);
+
+    [LoggerMessage(1408, LogLevel.Information, "JWT signing key {Kid} now signs (expires {NotAfter:u}); the previous one stays in the bundle until pruned")]
+    public static partial void JwtKeyActivated(ILogger log, string kid, DateTimeOffset notAfter);
+
+    [LoggerMessage(1409, LogLevel.Information, "JWT signing key {Kid} (expired {NotAfter:u}) pruned from the bundle and its key deleted")]
+    public static partial void JwtKeyPruned(ILogger log, string kid, DateTimeOffset notAfter);
+
+    [LoggerMessage(1410, LogLevel.Warning, "{Kind} CA authority {KeyId} dropped at start-up: {Reason}; a new authority is published in its place")]
+    public static partial void CaAuthorityDropped(ILogger log, string kind, string keyId, string reason);
+
+    [LoggerMessage(1411, LogLevel.Warning, "Key {KeyId} of a pruned CA authority could not be deleted from the key manager: {Reason}")]
+    public static partial void CaKeyNotDeleted(ILogger log, string keyId, string reason);
+
+    [LoggerMessage(1412, LogLevel.Warning, "Upstream CA certificate {Path} expires at {NotAfter:u}, no later than the active server CA: no successor can be prepared; renew the upstream CA before then")]
+    public static partial void UpstreamCaExpiring(ILogger log, string path, DateTimeOffset notAfter);
+
     [LoggerMessage(1500, LogLevel.Warning, "Admin connection refused: peer uid {Uid} is not the server's uid {ServerUid} or root")]
     public static partial void AdminPeerRefused(ILogger log, int uid, int serverUid);
 

@@ -197,6 +197,21 @@ public sealed class AgentApiTests(SharedServer fixture) : IClassFixture<SharedSe
     }
 
     [Fact]
+    public async Task Svids_never_outlive_their_entry()
+    {
+        using var agent = await AttestedAgentAsync();
+        var expires = DateTimeOffset.UtcNow.AddMinutes(2);
+        var entry = await CreateEntryAsync("spiffe://example.org/short-lived-entry", agent.AgentId, "--x509-ttl", "1h", "--jwt-ttl", "1h",
+            "--expires-at", expires.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture));
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var signed = await agent.Client.SignX509SvidsAsync(new SignX509SvidsRequest { Csrs = { new SvidCsr { EntryId = entry, Csr = ByteString.CopyFrom(Csr.Create(key)) } } });
+        var leaf = X509CertificateLoader.LoadCertificate(signed.Svids[0].CertChain[0].ToByteArray());
+        Assert.True(leaf.NotAfter.ToUniversalTime() <= expires.UtcDateTime.AddSeconds(1), $"leaf expires {leaf.NotAfter:u}, entry {expires:u}");
+        var jwt = await agent.Client.MintJwtSvidAsync(new MintJwtSvidRequest { EntryId = entry, Audience = { "a" } });
+        Assert.True(jwt.ExpiresAtUnix <= expires.ToUnixTimeSeconds() + 1);
+    }
+
+    [Fact]
     public async Task Sync_pushes_entry_changes_to_the_agent_at_once()
     {
         using var agent = await AttestedAgentAsync();

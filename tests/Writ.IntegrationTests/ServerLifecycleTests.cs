@@ -128,10 +128,10 @@ public sealed class ServerLifecycleTests
         // The same raw HTTP/2 probe as the owner (answered with SETTINGS) and as 'nobody' (connection dropped).
         const string probe = """
             import socket, sys
-            s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(sys.argv[1])
-            s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
             data = b""
             try:
+                s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(sys.argv[1])
+                s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
                 while len(data) < 9:
                     chunk = s.recv(64)
                     if not chunk: break

@@ -20,7 +20,7 @@ public sealed record CachedJwt(string SpiffeId, string Token, DateTimeOffset Exp
 
 /// <summary>
 /// SVIDs for the entries this agent serves. X.509: a fresh key per entry, signed by the server from a CSR the first
-/// time a workload needs it, then rotated at half-life ± 10 % jitter for as long as the entry exists. JWT: cached per
+/// time a workload needs it, then rotated shortly before half-life (with jitter) for as long as the entry exists. JWT: cached per
 /// (entry, audience set) until half-life. When the server cannot be reached the cached SVIDs are served until they
 /// expire, never after.
 /// </summary>
@@ -75,8 +75,7 @@ public sealed class SvidCache(NodeIdentity node, AgentState state, TimeProvider 
                         var chain = svid.CertChain.Select(c => X509CertificateLoader.LoadCertificate(c.ToByteArray())).ToList();
                         var nb = new DateTimeOffset(chain[0].NotBefore.ToUniversalTime());
                         var exp = new DateTimeOffset(chain[0].NotAfter.ToUniversalTime());
-                        var half = (exp - nb) / 2;
-                        var rotateAt = nb + (half * (0.9 + (Random.Shared.NextDouble() * 0.2)));   // half-life ± 10 %
+                        var rotateAt = RotationTime(nb, exp, time.GetUtcNow(), Random.Shared.NextDouble());
                         _x509[entry.Id] = new CachedX509(entry, chain, keys[entry.Id].ExportPkcs8PrivateKey(), exp, rotateAt);
                         AgentLog.X509Cached(log, entry.SpiffeId, entry.Id, exp, rotateAt);
                     }
@@ -107,6 +106,20 @@ public sealed class SvidCache(NodeIdentity node, AgentState state, TimeProvider 
     }
 
     /// <summary>
+    /// When to replace an X.509-SVID: 85–95 % of the way to its half-life (jitter spreads a fleet's renewals), so the
+    /// new SVID is in the workload's hands <em>before</em> half-life even after the signing round trip — a workload
+    /// that renews on the same half-life rule never sees a stale one. NotBefore is back-dated by the server (clock
+    /// skew), so for very short TTLs the half-life can already have passed on arrival: then the remaining lifetime
+    /// is halved instead, rather than rotating in a tight loop.
+    /// </summary>
+    public static DateTimeOffset RotationTime(DateTimeOffset notBefore, DateTimeOffset notAfter, DateTimeOffset now, double random)
+    {
+        var factor = 0.85 + (Math.Clamp(random, 0, 1) * 0.1);
+        var at = notBefore + ((notAfter - notBefore) / 2 * factor);
+        return at > now ? at : now + ((notAfter - now) / 2 * factor);
+    }
+
+    /// <summary>
     /// Keeps the cache in line with the entries and the clock: drops SVIDs of removed entries, re-signs changed ones
     /// and those past their rotation time, stops serving expired ones. Wakes on every state change and at least
     /// once a second.
@@ -118,10 +131,12 @@ public sealed class SvidCache(NodeIdentity node, AgentState state, TimeProvider 
             var generation = state.Changed.Generation;
             var snapshot = state.Current;
             var changed = false;
+            var nowUnix = time.GetUtcNow().ToUnixTimeSeconds();
             foreach (var (id, cached) in _x509)
             {
-                if (!snapshot.Entries.ContainsKey(id))
+                if (!snapshot.Entries.TryGetValue(id, out var current) || (current.ExpiresAtUnix != 0 && current.ExpiresAtUnix <= nowUnix))
                 {
+                    // Entry deleted or expired: its SVID is neither served nor rotated any more.
                     changed |= _x509.TryRemove(id, out _);
                 }
                 else if (cached.ExpiresAt <= time.GetUtcNow())

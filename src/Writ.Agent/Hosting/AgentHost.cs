@@ -87,8 +87,44 @@ public sealed class AgentHost : IAsyncDisposable
         host._loops.Add(host.Guard(sync.RunAsync, "sync", log));
         host._loops.Add(host.Guard(node.RenewLoopAsync, "renewal", log));
         host._loops.Add(host.Guard(cache.MaintainAsync, "svid cache", log));
+        using (var startOrStop = CancellationTokenSource.CreateLinkedTokenSource(ct, host._stop.Token))
+        {
+            await WaitForFirstSyncAsync(state, options.InitialSyncTimeout, startOrStop.Token).ConfigureAwait(false);
+        }
+        if (host._completion.Task.IsCompleted && host._completion.Task.Result is { } reason)
+        {
+            // Refused during start-up (e.g. banned): never claim to be ready.
+            await host.DisposeAsync().ConfigureAwait(false);
+            throw new AgentFatalException(reason);
+        }
         AgentLog.Ready(log, host.AgentId, options.SocketPath, options.ServerAddress);
         return host;
+    }
+
+    /// <summary>
+    /// "Ready" should mean "serving what the server says": until the first full sync every workload would be told
+    /// Unavailable. Waits for it, but only briefly — when the server is away the agent starts anyway and syncs later.
+    /// </summary>
+    private static async Task WaitForFirstSyncAsync(AgentState state, TimeSpan timeout, CancellationToken ct)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        deadline.CancelAfter(timeout);
+        while (!state.Synced)
+        {
+            var generation = state.Changed.Generation;
+            if (state.Synced)
+            {
+                return;
+            }
+            try
+            {
+                await state.Changed.WaitAsync(generation, deadline.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;   // timed out (serve anyway) or stopping (the caller checks why)
+            }
+        }
     }
 
     private async Task Guard(Func<CancellationToken, Task> loop, string name, ILogger log)
@@ -121,22 +157,10 @@ public sealed class AgentHost : IAsyncDisposable
 
     private static void PrepareSocket(string path)
     {
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        if (!File.Exists(path))
+        if (!Writ.Protocol.UnixSocketFile.TryPrepare(path))
         {
-            return;
+            throw new AgentFatalException($"another process is already serving the Workload API on '{path}': stop it or choose another --socket");
         }
-        using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        try
-        {
-            probe.Connect(new UnixDomainSocketEndPoint(path));
-        }
-        catch (SocketException)
-        {
-            File.Delete(path);
-            return;
-        }
-        throw new AgentFatalException($"another process is already serving the Workload API on '{path}': stop it or choose another --socket");
     }
 
     public async ValueTask DisposeAsync()

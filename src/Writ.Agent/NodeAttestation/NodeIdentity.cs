@@ -19,7 +19,7 @@ public sealed class AgentFatalException(string message) : Exception(message);
 
 /// <summary>
 /// The agent's own identity: attests once with a join token, keeps its SVID and key in the data dir (key 0600) so a
-/// restart needs no new token, renews at half-life, and owns the gRPC channel to the server (a new channel after every
+/// restart needs no new token, renews before half-life, and owns the gRPC channel to the server (a new channel after every
 /// renewal, since a TLS connection keeps the certificate it was made with).
 /// </summary>
 public sealed class NodeIdentity : IDisposable
@@ -92,8 +92,19 @@ public sealed class NodeIdentity : IDisposable
     public async Task StartAsync(CancellationToken ct)
     {
         Directory.CreateDirectory(_options.DataDir);
-        File.SetUnixFileMode(_options.DataDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        if (TryLoadStored(out var stored) && stored.NotAfter.ToUniversalTime() > _time.GetUtcNow().UtcDateTime.AddSeconds(30))
+        // Only the agent may list or read its data dir; but when the Workload API socket lives in it (the default),
+        // every local user must be able to reach the socket by name, so others get search (x) permission only.
+        // Everything secret in it is a 0600 file.
+        var mode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+        var dataDir = Path.TrimEndingDirectorySeparator(Path.GetFullPath(_options.DataDir)) + Path.DirectorySeparatorChar;
+        if (Path.GetFullPath(_options.SocketPath).StartsWith(dataDir, StringComparison.Ordinal))
+        {
+            mode |= UnixFileMode.GroupExecute | UnixFileMode.OtherExecute;
+        }
+        File.SetUnixFileMode(_options.DataDir, mode);
+        // Any stored SVID that is still valid for a few seconds is enough to resume: the renewal loop renews it at once
+        // when it is past its renewal time. (A fixed 30 s margin made every restart fail at the shortest agent TTL.)
+        if (TryLoadStored(out var stored) && stored.NotAfter.ToUniversalTime() > _time.GetUtcNow().UtcDateTime.AddSeconds(5))
         {
             Adopt(stored);
             AgentLog.Resumed(_log, AgentId!.ToString(), SvidExpiresAt);
@@ -151,7 +162,7 @@ public sealed class NodeIdentity : IDisposable
         }
     }
 
-    /// <summary>Background renewal at half of the SVID's lifetime (retried with backoff on transient failures).</summary>
+    /// <summary>Background renewal shortly before half of the SVID's lifetime (retried with backoff on transient failures).</summary>
     public async Task RenewLoopAsync(CancellationToken ct)
     {
         var backoff = TimeSpan.FromSeconds(1);
@@ -159,7 +170,11 @@ public sealed class NodeIdentity : IDisposable
         {
             var svid = _svid!;
             var nb = new DateTimeOffset(svid.NotBefore.ToUniversalTime());
-            var renewAt = nb + ((SvidExpiresAt - nb) / 2);
+            var renewAt = Writ.Agent.Cache.SvidCache.RotationTime(nb, SvidExpiresAt, _time.GetUtcNow(), Random.Shared.NextDouble());
+            if (nb + ((SvidExpiresAt - nb) / 2) <= _time.GetUtcNow())
+            {
+                renewAt = _time.GetUtcNow();   // resumed past half-life: renew now
+            }
             var wait = renewAt - _time.GetUtcNow();
             if (wait > TimeSpan.Zero)
             {

@@ -2,6 +2,7 @@ using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Writ.Agent.Cache;
 using Writ.Agent.NodeAttestation;
@@ -20,7 +21,7 @@ namespace Writ.Agent.WorkloadApi;
 /// SVID rotates, an entry changes or the bundle changes.
 /// </summary>
 public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentState state, SvidCache cache, AgentOptions options,
-    TimeProvider time, ILogger<WorkloadApiService> log) : SpiffeWorkloadAPI.SpiffeWorkloadAPIBase
+    TimeProvider time, IHostApplicationLifetime lifetime, ILogger<WorkloadApiService> log) : SpiffeWorkloadAPI.SpiffeWorkloadAPIBase
 {
     public const string SecurityHeader = "workload.spiffe.io";
 
@@ -28,7 +29,11 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     {
         CheckHeader(context);
         var evidence = await AttestAsync(context).ConfigureAwait(false);
-        var ct = context.CancellationToken;
+        await StreamAsync(context, ct => StreamX509Async(evidence, responseStream, context, ct)).ConfigureAwait(false);
+    }
+
+    private async Task StreamX509Async(WorkloadEvidence evidence, IServerStreamWriter<X509SVIDResponse> responseStream, ServerCallContext context, CancellationToken ct)
+    {
         string? lastSent = null;
         while (!ct.IsCancellationRequested)
         {
@@ -59,7 +64,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
                 await responseStream.WriteAsync(response, ct).ConfigureAwait(false);
                 lastSent = fingerprint;
             }
-            await WaitForChangeAsync(generation, svids, ct).ConfigureAwait(false);
+            await WaitForChangeAsync(generation, svids, entries, ct).ConfigureAwait(false);
         }
     }
 
@@ -67,29 +72,49 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     {
         CheckHeader(context);
         var evidence = await AttestAsync(context).ConfigureAwait(false);
-        await StreamBundlesAsync(evidence, context, s => s.X509AuthoritiesDer(), bytes =>
+        await StreamAsync(context, ct => StreamBundlesAsync(evidence, context, s => s.X509AuthoritiesDer(), bytes =>
         {
             var r = new X509BundlesResponse();
             r.Bundles.Add(options.TrustDomain.IdString, ByteString.CopyFrom(bytes));
-            return responseStream.WriteAsync(r, context.CancellationToken);
-        }).ConfigureAwait(false);
+            return responseStream.WriteAsync(r, ct);
+        }, ct)).ConfigureAwait(false);
     }
 
     public override async Task FetchJWTBundles(JWTBundlesRequest request, IServerStreamWriter<JWTBundlesResponse> responseStream, ServerCallContext context)
     {
         CheckHeader(context);
         var evidence = await AttestAsync(context).ConfigureAwait(false);
-        await StreamBundlesAsync(evidence, context, s => System.Text.Encoding.UTF8.GetBytes(s.JwksJson()), bytes =>
+        await StreamAsync(context, ct => StreamBundlesAsync(evidence, context, s => System.Text.Encoding.UTF8.GetBytes(s.JwksJson()), bytes =>
         {
             var r = new JWTBundlesResponse();
             r.Bundles.Add(options.TrustDomain.IdString, ByteString.CopyFrom(bytes));
-            return responseStream.WriteAsync(r, context.CancellationToken);
-        }).ConfigureAwait(false);
+            return responseStream.WriteAsync(r, ct);
+        }, ct)).ConfigureAwait(false);
     }
 
-    private async Task StreamBundlesAsync(WorkloadEvidence evidence, ServerCallContext context, Func<Writ.Spiffe.Bundles.TrustBundle, byte[]> encode, Func<byte[], Task> send)
+    /// <summary>
+    /// Runs a stream until the caller leaves or the agent stops. Open streams never end on their own, so without
+    /// this a stopping agent would wait for the host's shutdown timeout (30 s) before exiting; instead they end with
+    /// Unavailable, which SPIFFE clients answer by reconnecting with backoff.
+    /// </summary>
+    private async Task StreamAsync(ServerCallContext context, Func<CancellationToken, Task> body)
     {
-        var ct = context.CancellationToken;
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, lifetime.ApplicationStopping);
+        try
+        {
+            await body(cts.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (lifetime.ApplicationStopping.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
+        {
+        }
+        if (lifetime.ApplicationStopping.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
+        {
+            throw new RpcException(new Status(StatusCode.Unavailable, "the agent is shutting down: reconnect with backoff"));
+        }
+    }
+
+    private async Task StreamBundlesAsync(WorkloadEvidence evidence, ServerCallContext context, Func<Writ.Spiffe.Bundles.TrustBundle, byte[]> encode, Func<byte[], Task> send, CancellationToken ct)
+    {
         byte[]? last = null;
         while (!ct.IsCancellationRequested)
         {
@@ -193,9 +218,16 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         return result.Evidence;
     }
 
-    /// <summary>Entries whose every selector is in the evidence (selectors ⊆ evidence). None → PermissionDenied.</summary>
+    /// <summary>
+    /// Entries whose every selector is in the evidence (selectors ⊆ evidence). None → PermissionDenied; but before the
+    /// first full sync (an agent restarted while the server is away) the agent cannot know, so → Unavailable.
+    /// </summary>
     private List<Entry> Match(WorkloadEvidence evidence, AgentSnapshot snapshot, ServerCallContext context)
     {
+        if (!state.Synced)
+        {
+            throw Refuse(context, StatusCode.Unavailable, "the agent has not synced its entries with the server yet; retry with backoff");
+        }
         var have = evidence.Selectors.Select(s => s.ToString()).ToHashSet(StringComparer.Ordinal);
         var now = time.GetUtcNow().ToUnixTimeSeconds();
         var matched = snapshot.Entries.Values
@@ -210,10 +242,19 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         return matched;
     }
 
-    /// <summary>Waits for an entry/bundle change or for the earliest rotation time of what was sent.</summary>
-    private async Task WaitForChangeAsync(long generation, IReadOnlyList<CachedX509> sent, CancellationToken ct)
+    /// <summary>
+    /// Waits for an entry/bundle change, the earliest rotation time of what was sent, or the earliest expiry of a
+    /// matched entry (an expired entry must leave the stream when it expires, not at the next unrelated change).
+    /// </summary>
+    private async Task WaitForChangeAsync(long generation, IReadOnlyList<CachedX509> sent, IReadOnlyList<Entry> entries, CancellationToken ct)
     {
-        var soonest = sent.Min(s => s.RotateAt) - time.GetUtcNow();
+        var wakeAt = sent.Min(s => s.RotateAt);
+        foreach (var e in entries.Where(e => e.ExpiresAtUnix > 0))
+        {
+            var expires = DateTimeOffset.FromUnixTimeSeconds(e.ExpiresAtUnix);
+            wakeAt = expires < wakeAt ? expires : wakeAt;
+        }
+        var soonest = wakeAt - time.GetUtcNow();
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var delay = soonest < TimeSpan.FromMilliseconds(100) ? TimeSpan.FromMilliseconds(100) : soonest;
         await Task.WhenAny(state.Changed.WaitAsync(generation, cts.Token), Task.Delay(delay, time, cts.Token)).ConfigureAwait(false);

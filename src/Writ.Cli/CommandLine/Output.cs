@@ -38,8 +38,10 @@ public static class Output
     public static string Time(DateTimeOffset t) => t.ToUniversalTime().ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
 
     /// <summary>
-    /// Writes files so a reader never sees a half-written one: each goes to a temp file in the same directory
-    /// (created with its final mode, so a key is never world-readable even briefly) and is renamed into place.
+    /// Writes files so a reader never sees a half-written one and no other local user can read or swap them: each goes
+    /// to a temp file in the same directory with an unguessable name, created with O_EXCL (never an existing file, never
+    /// through a planted symlink) and its final mode set on the handle, then renamed into place (rename(2) replaces a
+    /// planted symlink itself, never its target).
     /// </summary>
     public static void WriteFilesAtomically(string dir, IReadOnlyList<(string Name, string Content, UnixFileMode Mode)> files)
     {
@@ -49,15 +51,14 @@ public static class Output
         {
             foreach (var (name, content, mode) in files)
             {
-                var final = Path.Combine(dir, name);
-                var tmp = Path.Combine(dir, $".{name}.{Environment.ProcessId}.tmp");
-                using (var s = new FileStream(tmp, new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write, UnixCreateMode = mode }))
+                var tmp = Path.Combine(dir, $".{name}.{Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(12))}.tmp");
+                using (var s = new FileStream(tmp, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = mode }))
                 {
+                    temps.Add((tmp, Path.Combine(dir, name)));
+                    File.SetUnixFileMode(s.SafeFileHandle, mode);   // exactly this mode, whatever the umask
                     s.Write(Encoding.UTF8.GetBytes(content));
                     s.Flush(flushToDisk: true);
                 }
-                File.SetUnixFileMode(tmp, mode);
-                temps.Add((tmp, final));
             }
             foreach (var (tmp, final) in temps)
             {

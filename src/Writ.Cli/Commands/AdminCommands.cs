@@ -418,7 +418,7 @@ public static class AdminCommands
 
     /// <summary>The file names `writ svid fetch --write` uses too: svid.pem (chain), svid.key (0600), bundle.pem.</summary>
     public static void WriteSvidFiles(string dir, string chainPem, string keyPem, string bundlePem) =>
-        Output.WriteFilesAtomically(dir,
+        Writ.Cli.Workload.SvidFiles.WriteAtomically(dir,
         [
             ("svid.key", keyPem, Output.SecretFile),
             ("svid.pem", chainPem, Output.PublicFile),

@@ -26,8 +26,7 @@ public static class AgentCommands
         new("log_format", "text", "text or json."),
     ];
 
-    private static IReadOnlyList<OptionSpec> Options() =>
-        [new("config", "JSON config file", "FILE"), .. Keys.Select(k => new OptionSpec(k.Flag, $"{k.Help} [env {k.EnvVar(EnvPrefix)}]", "VALUE"))];
+    private static IReadOnlyList<OptionSpec> Options() => ConfigFlags.Options(Keys, EnvPrefix);
 
     public static IEnumerable<CommandSpec> All() =>
     [
@@ -36,19 +35,7 @@ public static class AgentCommands
 
     public static AgentOptions? Load(ParsedArgs args, out IReadOnlyList<string> errors)
     {
-        var c = new ConfigSources(Keys);
-        if (args.Get("config") is { } file)
-        {
-            c.AddJsonFile(file);
-        }
-        c.AddEnvironment(EnvPrefix, Environment.GetEnvironmentVariable);
-        foreach (var k in Keys)
-        {
-            if (args.Get(k.Flag) is { } v)
-            {
-                c.Set(k.Name, v, $"flag --{k.Flag}");
-            }
-        }
+        var c = ConfigFlags.Collect(args, Keys, EnvPrefix);
         var server = c.Get("server") ?? "";
         if (server.Length == 0)
         {
@@ -65,7 +52,8 @@ public static class AgentCommands
             c.Errors.Add($"{c.Describe("socket")} '{socket}' is longer than a Unix socket path may be (107 bytes)");
         }
         var bundle = c.Get("trust_bundle") is { Length: > 0 } b ? Path.GetFullPath(b) : null;
-        if (bundle is not null && !File.Exists(bundle))
+        var bundleMissing = bundle is not null && !File.Exists(bundle);
+        if (bundleMissing)
         {
             c.Errors.Add($"{c.Describe("trust_bundle")}: file '{bundle}' does not exist");
         }
@@ -85,8 +73,9 @@ public static class AgentCommands
         {
             td = fromState;
         }
-        else
+        else if (!bundleMissing)
         {
+            // A missing bundle file was reported already; the trust domain would come from it.
             c.Errors.Add("'trust_domain' is required when the trust bundle does not name it: pass --trust-domain example.org");
         }
         var timeout = c.Duration("attestor_timeout", TimeSpan.FromMilliseconds(100), TimeSpan.FromMinutes(1));
@@ -150,16 +139,34 @@ public static class AgentCommands
         }
     }
 
+    /// <summary>
+    /// Why the first call to the server failed, in the operator's terms (the transport's exception chain names
+    /// .NET types and says "see inner exception", which helps nobody at a terminal).
+    /// </summary>
+    private static string DescribeUnreachable(AgentOptions o, Grpc.Core.RpcException e)
+    {
+        for (var x = e.Status.DebugException; x is not null; x = x.InnerException)
+        {
+            if (x is System.Security.Authentication.AuthenticationException)
+            {
+                return $"the server at {o.ServerAddress} could not be authenticated: its certificate is not " +
+                    $"{Writ.Agent.Sync.ServerChannel.ServerId(o.TrustDomain)} issued by a CA in the trust bundle; " +
+                    "check --trust-bundle (from 'writ bundle show' on that server) and --server";
+            }
+            if (x is System.Net.Sockets.SocketException se)
+            {
+                return $"cannot reach the server at {o.ServerAddress} ({se.SocketErrorCode}): check --server and that the server is running";
+            }
+        }
+        return $"cannot reach the server at {o.ServerAddress} ({e.StatusCode}): check --server and --trust-bundle";
+    }
+
     private static async Task<int> RunAsync(ParsedArgs args, CommandContext ctx)
     {
         var options = Load(args, out var errors);
         if (options is null)
         {
-            foreach (var e in errors)
-            {
-                ctx.Error.WriteLine($"error: {e}");
-            }
-            return CommandRunner.ExitUsage;
+            return ConfigFlags.Report(ctx, errors);
         }
         AgentHost host;
         try
@@ -173,7 +180,7 @@ public static class AgentCommands
         }
         catch (Grpc.Core.RpcException e)
         {
-            throw new CommandFailedException($"cannot reach the server at {options.ServerAddress}: {e.Status.Detail}; check --server and --trust-bundle");
+            throw new CommandFailedException(DescribeUnreachable(options, e));
         }
         await using (host.ConfigureAwait(false))
         {

@@ -11,11 +11,7 @@ namespace Writ.Cli.Commands;
 /// <summary>`writ server run|validate`: the server's composition root.</summary>
 public static class ServerCommands
 {
-    private static readonly OptionSpec ConfigOption = new("config", "JSON config file (keys as in docs/configuration.md)", "FILE");
-
-    /// <summary>Every config key is also a flag: `ca.key_type` → `--ca-key-type`.</summary>
-    private static IReadOnlyList<OptionSpec> ConfigOptions() =>
-        [ConfigOption, .. ServerConfigLoader.Keys.Select(k => new OptionSpec(k.Flag, $"{k.Help} [env {k.EnvVar(ServerConfigLoader.EnvPrefix)}]", "VALUE"))];
+    private static IReadOnlyList<OptionSpec> ConfigOptions() => ConfigFlags.Options(ServerConfigLoader.Keys, ServerConfigLoader.EnvPrefix);
 
     public static IEnumerable<CommandSpec> All() =>
     [
@@ -26,19 +22,7 @@ public static class ServerCommands
     /// <summary>Defaults, then the config file, then WRIT_SERVER_* variables, then flags.</summary>
     public static ServerOptions? Load(ParsedArgs args, out IReadOnlyList<string> errors)
     {
-        var sources = new ConfigSources(ServerConfigLoader.Keys);
-        if (args.Get("config") is { } file)
-        {
-            sources.AddJsonFile(file);
-        }
-        sources.AddEnvironment(ServerConfigLoader.EnvPrefix, Environment.GetEnvironmentVariable);
-        foreach (var k in ServerConfigLoader.Keys)
-        {
-            if (args.Get(k.Flag) is { } v)
-            {
-                sources.Set(k.Name, v, $"flag --{k.Flag}");
-            }
-        }
+        var sources = ConfigFlags.Collect(args, ServerConfigLoader.Keys, ServerConfigLoader.EnvPrefix);
         return ServerConfigLoader.Build(sources, out errors);
     }
 
@@ -47,12 +31,9 @@ public static class ServerCommands
         var options = Load(args, out var errors);
         if (options is null)
         {
-            foreach (var e in errors)
-            {
-                ctx.Error.WriteLine($"error: {e}");
-            }
+            var code = ConfigFlags.Report(ctx, errors);
             ctx.Error.WriteLine($"{errors.Count} problem(s) in the server configuration; nothing was started");
-            return Task.FromResult(CommandRunner.ExitUsage);
+            return Task.FromResult(code);
         }
         ctx.Out.WriteLine($"configuration is valid: trust domain {options.TrustDomain.Name}, data dir {options.DataDir}, store {options.StoreKind}, agent API {options.Bind}, admin socket {options.AdminSocket}");
         return Task.FromResult(CommandRunner.ExitOk);
@@ -63,11 +44,7 @@ public static class ServerCommands
         var options = Load(args, out var errors);
         if (options is null)
         {
-            foreach (var e in errors)
-            {
-                ctx.Error.WriteLine($"error: {e}");
-            }
-            return CommandRunner.ExitUsage;
+            return ConfigFlags.Report(ctx, errors);
         }
         WritServerHost host;
         try

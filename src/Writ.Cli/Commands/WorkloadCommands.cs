@@ -36,7 +36,7 @@ public static class WorkloadCommands
                 var chain = WorkloadClient.ParseCertificates(s.X509Svid.Span);
                 var bundle = WorkloadClient.ParseCertificates(s.Bundle.Span);
                 var suffix = i == 0 ? "" : $".{i}";   // the first (default) identity gets the standard names
-                Output.WriteFilesAtomically(dir,
+                SvidFiles.WriteAtomically(dir,
                 [
                     ($"svid{suffix}.key", PemEncoding.WriteString("PRIVATE KEY", s.X509SvidKey.Span) + "\n", Output.SecretFile),
                     ($"svid{suffix}.pem", WorkloadClient.Pem(chain), Output.PublicFile),

@@ -50,8 +50,8 @@ public sealed record ActionConstraint(ActionScopeOp Op, IReadOnlyList<EntityUid>
 }
 
 /// <summary>
-/// One policy (or template, when a scope constraint uses a slot). <see cref="Id"/> is <c>policyN</c> by position in
-/// the parsed text (N counts from 0), as the Cedar reference implementation assigns them.
+/// One policy (or template, when a scope constraint uses a slot). <see cref="Id"/> is the <c>@id("...")</c>
+/// annotation when given, otherwise <c>policyN</c> by position in the parsed text (N counts from 0).
 /// </summary>
 public sealed class CedarPolicy
 {

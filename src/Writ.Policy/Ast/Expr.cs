@@ -84,6 +84,14 @@ public sealed class ExtensionCallExpr(string function, IReadOnlyList<Expr> argum
     public string Function { get; } = function;
     public IReadOnlyList<Expr> Arguments { get; } = arguments;
     public bool IsMethod { get; } = isMethod;
+
+    /// <summary>
+    /// Evaluation cache for constructor calls on literals (e.g. <c>ip("10.0.0.0/8")</c>): the result never changes, so
+    /// it is computed once. Holds a Value or an EvaluationError; benign races only recompute the same result.
+    /// </summary>
+    internal object? ConstantResult { get; set; }
+
+    internal bool HasOnlyLiteralArguments { get; } = !isMethod && arguments.All(a => a is LiteralExpr);
 }
 
 /// <summary><c>e.attr</c> or <c>e["attr"]</c>.</summary>

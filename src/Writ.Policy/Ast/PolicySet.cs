@@ -65,7 +65,10 @@ public sealed class PolicySet
 
     public bool TryGet(string id, out CedarPolicy policy) => _byId.TryGetValue(id, out policy!);
 
-    /// <summary>Parses Cedar policy text. Ids are <c>policy0</c>, <c>policy1</c>, ... in text order.</summary>
+    /// <summary>
+    /// Parses Cedar policy text. Ids: the <c>@id("...")</c> annotation when given, otherwise <c>policyN</c> by position
+    /// (N from 0); a duplicate id is a parse error.
+    /// </summary>
     public static bool TryParse(string text, out PolicySet? set, out IReadOnlyList<ParseError> errors)
     {
         if (Parser.TryParsePolicies(text, out var policies, out errors))

@@ -24,8 +24,14 @@ public sealed class Entity
 
     public IReadOnlyDictionary<string, Value> Tags { get; }
 
-    /// <summary>Transitive ancestors (computed by <see cref="Entities"/>).</summary>
-    public IReadOnlySet<EntityUid> Ancestors { get; internal set; }
+    /// <summary>
+    /// Transitive ancestors. An entity built by hand has only its direct parents here; the copy held by an
+    /// <see cref="Entities"/> store has the full closure over that store.
+    /// </summary>
+    public IReadOnlySet<EntityUid> Ancestors { get; private init; }
+
+    internal Entity WithAncestors(IReadOnlySet<EntityUid> ancestors) =>
+        new(Uid, Attributes, Parents, Tags) { Ancestors = ancestors };
 }
 
 /// <summary>An immutable entity store with the ancestor relation transitively closed.</summary>
@@ -59,9 +65,16 @@ public sealed class Entities
         }
 
         // Transitive closure: for each entity, walk parents iteratively (parents may be absent from the store).
+        // The store keeps its own copies, so an Entity shared between stores is never changed.
+        var closed = new Dictionary<EntityUid, Entity>(map.Count);
         foreach (var e in map.Values)
         {
-            if (e.Parents.Count == 0) continue;
+            if (e.Parents.Count == 0)
+            {
+                closed[e.Uid] = e;
+                continue;
+            }
+
             var all = new HashSet<EntityUid>(e.Parents);
             var work = new Stack<EntityUid>(e.Parents);
             while (work.Count > 0)
@@ -82,10 +95,10 @@ public sealed class Entities
                 return false;
             }
 
-            e.Ancestors = all;
+            closed[e.Uid] = e.WithAncestors(all);
         }
 
-        store = new Entities(map);
+        store = new Entities(closed);
         error = "";
         return true;
     }

@@ -402,9 +402,28 @@ public sealed class Evaluator
 
     private bool EvalExtension(ExtensionCallExpr call, out Value v)
     {
+        if (!call.HasOnlyLiteralArguments) return EvalExtensionCore(call, out v);
+        switch (call.ConstantResult)
+        {
+            case Value cached:
+                v = cached;
+                return true;
+            case EvaluationError cachedError:
+                v = BoolValue.False;
+                _error = cachedError;
+                return false;
+        }
+
+        var ok = EvalExtensionCore(call, out v);
+        call.ConstantResult = ok ? v : _error;
+        return ok;
+    }
+
+    private bool EvalExtensionCore(ExtensionCallExpr call, out Value v)
+    {
         v = BoolValue.False;
         var n = call.Arguments.Count;
-        Span<Value> args = n <= 4 ? new Value[n] : new Value[n];
+        var args = new Value[n];
         for (var i = 0; i < n; i++)
         {
             if (!Eval(call.Arguments[i], out args[i])) return false;

@@ -62,7 +62,7 @@ public static class CedarJson
             foreach (var el in doc.RootElement.EnumerateArray())
             {
                 if (!TryParseEntity(el, schema, out var entity, out error)) return false;
-                if (schema is not null && !SchemaConformance.TryCheckEntity(entity!, schema, out error)) return false;
+                if (schema is not null && !SchemaConformance.Check(entity!, schema, out error)) return false;
                 list.Add(entity!);
                 seen.Add(entity!.Uid);
             }
@@ -81,7 +81,10 @@ public static class CedarJson
         }
     }
 
-    /// <summary>Parses a request context object; with a schema, shaped by the context type of <paramref name="action"/>.</summary>
+    /// <summary>
+    /// Parses a request context object. With a schema and an action, the action must be declared and the context is
+    /// shaped by, and must conform to, the action's context type.
+    /// </summary>
     public static bool TryParseContext(string json, CedarSchema? schema, EntityUid? action, out RecordValue? context, out string error)
     {
         ArgumentNullException.ThrowIfNull(json);
@@ -127,9 +130,18 @@ public static class CedarJson
             return false;
         }
 
-        SchemaType? type = null;
-        if (schema is not null && action is not null && schema.Actions.TryGetValue(new ActionRef(action.Type, action.Id), out var def))
+        RecordType? type = null;
+        if (schema is not null && action is not null)
+        {
+            if (!schema.Actions.TryGetValue(new ActionRef(action.Type, action.Id), out var def))
+            {
+                error = $"action {action} is not declared in the schema, so its context cannot be read; check the action";
+                return false;
+            }
+
             type = def.Context;
+        }
+
         if (!TryParseValue(element, type, "context", out var v, out error)) return false;
         context = v as RecordValue;
         if (context is null)
@@ -138,13 +150,106 @@ public static class CedarJson
             return false;
         }
 
-        if (type is RecordType contextType && !SchemaConformance.TryCheckContext(context, contextType, schema!, action!, out error))
+        if (type is not null && !SchemaConformance.CheckRecord(context.Fields, type, schema!, $"the context of {action}", out error))
         {
             context = null;
             return false;
         }
 
         return true;
+    }
+
+    /// <summary>
+    /// Parses a request: <c>{"principal": uid, "action": uid, "resource": uid, "context": {...}}</c> (context optional);
+    /// with a schema the context is shaped by the action's context type.
+    /// </summary>
+    public static bool TryParseRequest(string json, CedarSchema? schema, out Request? request, out string error)
+    {
+        ArgumentNullException.ThrowIfNull(json);
+        request = null;
+        try
+        {
+            using var doc = JsonDocument.Parse(json, DocOptions);
+            var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object
+                || !root.TryGetProperty("principal", out var p) || !root.TryGetProperty("action", out var a) || !root.TryGetProperty("resource", out var r))
+            {
+                error = "a request must be a JSON object with principal, action and resource (and optionally context)";
+                return false;
+            }
+
+            if (!TryParseEntityUidCore(p, "principal", out var principal, out error)
+                || !TryParseEntityUidCore(a, "action", out var action, out error)
+                || !TryParseEntityUidCore(r, "resource", out var resource, out error)) return false;
+            var context = RecordValue.Empty;
+            if (root.TryGetProperty("context", out var c) && !TryParseContextCore(c, schema, action, out context!, out error)) return false;
+            request = new Request(principal!, action!, resource!, context);
+            error = "";
+            return true;
+        }
+        catch (JsonException e)
+        {
+            error = "request JSON is not valid JSON: " + OneLine(e.Message);
+            return false;
+        }
+        catch (InvalidOperationException)
+        {
+            error = InvalidText;
+            return false;
+        }
+    }
+
+    /// <summary>Writes entities in Cedar's entities JSON format (explicit <c>__entity</c>/<c>__extn</c> escapes).</summary>
+    public static string ToJson(Entities entities)
+    {
+        ArgumentNullException.ThrowIfNull(entities);
+        using var ms = new MemoryStream();
+        using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        {
+            w.WriteStartArray();
+            foreach (var e in entities.All.OrderBy(e => e.Uid.Type, StringComparer.Ordinal).ThenBy(e => e.Uid.Id, StringComparer.Ordinal))
+            {
+                w.WriteStartObject();
+                w.WritePropertyName("uid");
+                WriteUid(w, e.Uid);
+                w.WriteStartObject("attrs");
+                foreach (var (k, v) in e.Attributes)
+                {
+                    w.WritePropertyName(k);
+                    PolicyJson.WriteValue(w, v);
+                }
+
+                w.WriteEndObject();
+                w.WriteStartArray("parents");
+                foreach (var parent in e.Parents) WriteUid(w, parent);
+                w.WriteEndArray();
+                if (e.Tags.Count > 0)
+                {
+                    w.WriteStartObject("tags");
+                    foreach (var (k, v) in e.Tags)
+                    {
+                        w.WritePropertyName(k);
+                        PolicyJson.WriteValue(w, v);
+                    }
+
+                    w.WriteEndObject();
+                }
+
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
+        }
+
+        return System.Text.Encoding.UTF8.GetString(ms.ToArray());
+
+        static void WriteUid(Utf8JsonWriter w, EntityUid uid)
+        {
+            w.WriteStartObject();
+            w.WriteString("type", uid.Type);
+            w.WriteString("id", uid.Id);
+            w.WriteEndObject();
+        }
     }
 
     /// <summary>Parses one value; <paramref name="expected"/> (optional) is the schema type that directs the parse.</summary>
@@ -230,41 +335,41 @@ public static class CedarJson
         schema?.EntityTypes.TryGetValue(uid!.Type, out def);
 
         var attrs = new Dictionary<string, Value>(StringComparer.Ordinal);
-        if (el.TryGetProperty("attrs", out var attrsEl) && attrsEl.ValueKind != JsonValueKind.Null)
+        if (!el.TryGetProperty("attrs", out var attrsEl) || !el.TryGetProperty("parents", out var parentsEl))
         {
-            if (attrsEl.ValueKind != JsonValueKind.Object)
-            {
-                error = $"attrs of {uid} must be a JSON object";
-                return false;
-            }
+            error = $"entity {uid} needs both \"attrs\" and \"parents\" (use {{}} and [] when empty)";
+            return false;
+        }
 
-            foreach (var p in attrsEl.EnumerateObject())
+        if (attrsEl.ValueKind != JsonValueKind.Object)
+        {
+            error = $"attrs of {uid} must be a JSON object";
+            return false;
+        }
+
+        foreach (var p in attrsEl.EnumerateObject())
+        {
+            AttributeDef? ad = null;
+            def?.Shape.Attributes.TryGetValue(p.Name, out ad);
+            if (!TryParseValue(p.Value, ad?.Type, $"attribute {EntityUid.Quote(p.Name)} of {uid}", out var v, out error)) return false;
+            if (!attrs.TryAdd(p.Name, v))
             {
-                AttributeDef? ad = null;
-                def?.Shape.Attributes.TryGetValue(p.Name, out ad);
-                if (!TryParseValue(p.Value, ad?.Type, $"attribute {EntityUid.Quote(p.Name)} of {uid}", out var v, out error)) return false;
-                if (!attrs.TryAdd(p.Name, v))
-                {
-                    error = $"attribute {EntityUid.Quote(p.Name)} of {uid} is given twice";
-                    return false;
-                }
+                error = $"attribute {EntityUid.Quote(p.Name)} of {uid} is given twice";
+                return false;
             }
         }
 
         var parents = new List<EntityUid>();
-        if (el.TryGetProperty("parents", out var parentsEl) && parentsEl.ValueKind != JsonValueKind.Null)
+        if (parentsEl.ValueKind != JsonValueKind.Array)
         {
-            if (parentsEl.ValueKind != JsonValueKind.Array)
-            {
-                error = $"parents of {uid} must be a JSON array of entity references";
-                return false;
-            }
+            error = $"parents of {uid} must be a JSON array of entity references";
+            return false;
+        }
 
-            foreach (var p in parentsEl.EnumerateArray())
-            {
-                if (!TryParseEntityUidCore(p, $"parent of {uid}", out var parent, out error)) return false;
-                parents.Add(parent!);
-            }
+        foreach (var p in parentsEl.EnumerateArray())
+        {
+            if (!TryParseEntityUidCore(p, $"parent of {uid}", out var parent, out error)) return false;
+            parents.Add(parent!);
         }
 
         Dictionary<string, Value>? tags = null;
@@ -428,12 +533,17 @@ public static class CedarJson
         return true;
     }
 
+    private static readonly HashSet<string> ReservedNames = new(StringComparer.Ordinal)
+    {
+        "true", "false", "if", "then", "else", "in", "is", "like", "has", "__cedar",
+    };
+
     private static bool IsValidTypeName(string s)
     {
         if (s.Length == 0) return false;
         foreach (var part in s.Split("::"))
         {
-            if (part.Length == 0 || !(char.IsAsciiLetter(part[0]) || part[0] == '_')) return false;
+            if (part.Length == 0 || ReservedNames.Contains(part) || !(char.IsAsciiLetter(part[0]) || part[0] == '_')) return false;
             foreach (var c in part)
             {
                 if (!(char.IsAsciiLetterOrDigit(c) || c == '_')) return false;

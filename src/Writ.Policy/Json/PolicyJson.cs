@@ -119,6 +119,7 @@ public static class PolicyJson
                 break;
             case ActionScopeOp.Eq:
             case ActionScopeOp.In:
+            case ActionScopeOp.InSet when p.Action.Entities.Count == 1: // as the reference engine writes `in [A]`
                 w.WriteString("op", p.Action.Op == ActionScopeOp.Eq ? "==" : "in");
                 w.WritePropertyName("entity");
                 WriteUid(w, p.Action.Entities[0]);
@@ -257,11 +258,13 @@ public static class PolicyJson
                 for (var i = 0; i < like.Pattern.Segments.Count; i++)
                 {
                     if (i > 0) w.WriteStringValue("Wildcard");
-                    var seg = like.Pattern.Segments[i];
-                    if (seg.Length == 0) continue;
-                    w.WriteStartObject();
-                    w.WriteString("Literal", seg);
-                    w.WriteEndObject();
+                    // one Literal per character, as the reference engine writes patterns
+                    foreach (var rune in like.Pattern.Segments[i].EnumerateRunes())
+                    {
+                        w.WriteStartObject();
+                        w.WriteString("Literal", rune.ToString());
+                        w.WriteEndObject();
+                    }
                 }
 
                 w.WriteEndArray();

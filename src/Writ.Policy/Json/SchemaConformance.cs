@@ -6,19 +6,27 @@ namespace Writ.Policy.Json;
 
 /// <summary>
 /// Checks entity and context data against a schema, as Cedar does when it parses them with a schema: declared entity
-/// types (and enum ids), every required attribute present, no undeclared attributes, values of the declared types,
-/// parents of allowed types and tags only where the schema declares them.
+/// types (and enum ids, also of referenced entities), every required attribute present, no undeclared attributes,
+/// values of the declared types, parents of allowed types, tags only where the schema declares them, and actions given
+/// in the data exactly as declared.
 /// </summary>
 internal static class SchemaConformance
 {
-    public static bool TryCheckEntity(Entity entity, CedarSchema schema, out string error)
+    public static bool Check(Entity e, CedarSchema schema, out string error)
     {
-        var uid = entity.Uid;
-        if (schema.ActionEntityTypes.Contains(uid.Type))
+        var uid = e.Uid;
+        if (!schema.EntityTypes.ContainsKey(uid.Type) && schema.IsKnownEntityType(uid.Type))
         {
-            if (!schema.Actions.ContainsKey(new ActionRef(uid.Type, uid.Id)))
+            if (!schema.Actions.TryGetValue(new ActionRef(uid.Type, uid.Id), out var action))
             {
-                error = $"entity {uid} is an action the schema does not declare; declare it in the schema or remove it from the data";
+                error = $"action {uid} is not declared in the schema; declare it or remove it from the entities";
+                return false;
+            }
+
+            // An action given in the data must match its declaration exactly: all its ancestors, no attributes or tags.
+            if (e.Attributes.Count > 0 || e.Tags.Count > 0 || !e.Parents.SetEquals(ActionAncestors(action, schema)))
+            {
+                error = $"definition of action {uid} does not match its schema declaration; omit it from the entities to use the schema's definition";
                 return false;
             }
 
@@ -32,30 +40,30 @@ internal static class SchemaConformance
             return false;
         }
 
-        if (!TryCheckEnum(uid, schema, $"entity {uid}", out error)) return false;
-        if (!TryCheckRecord(entity.Attributes, def.Shape, schema, $"entity {uid}", out error)) return false;
-        foreach (var parent in entity.Parents)
+        if (!CheckEnum(uid, schema, $"entity {uid}", out error)) return false;
+        if (!CheckRecord(e.Attributes, def.Shape, schema, $"entity {uid}", out error)) return false;
+        foreach (var parent in e.Parents)
         {
             if (!def.MemberOfTypes.Contains(parent.Type, StringComparer.Ordinal))
             {
-                error = $"entity {uid} has parent {parent}, but the schema does not let {uid.Type} be a member of {parent.Type}; fix the parents or the schema's `in` list";
+                error = $"entity {uid} cannot have a parent of type {parent.Type} according to the schema; fix the parents or the schema's `in` list";
                 return false;
             }
 
-            if (!TryCheckEnum(parent, schema, $"parent of {uid}", out error)) return false;
+            if (!CheckEnum(parent, schema, $"parent of {uid}", out error)) return false;
         }
 
-        if (entity.Tags.Count > 0)
+        if (e.Tags.Count > 0)
         {
             if (def.Tags is null)
             {
-                error = $"entity {uid} has tags, but the schema declares no tags for {uid.Type}; remove the tags or declare `tags T`";
+                error = $"entity {uid} has tags but the schema declares no tags for {uid.Type}; remove the tags or declare `tags T`";
                 return false;
             }
 
-            foreach (var (key, value) in entity.Tags)
+            foreach (var (key, value) in e.Tags)
             {
-                if (!TryCheckValue(value, def.Tags, schema, $"tag {EntityUid.Quote(key)} of {uid}", out error)) return false;
+                if (!CheckValue(value, def.Tags, schema, $"tag {EntityUid.Quote(key)} of entity {uid}", out error)) return false;
             }
         }
 
@@ -63,14 +71,63 @@ internal static class SchemaConformance
         return true;
     }
 
-    public static bool TryCheckContext(RecordValue context, RecordType type, CedarSchema schema, EntityUid action, out string error) =>
-        TryCheckRecord(context.Fields, type, schema, $"context of {action}", out error);
+    /// <summary>Checks a record's fields (an entity's attributes, a context) against a record type; <paramref name="where"/> names the record in errors.</summary>
+    internal static bool CheckRecord(IReadOnlyDictionary<string, Value> fields, RecordType type, CedarSchema schema, string where, out string error)
+    {
+        foreach (var (name, attr) in type.Attributes)
+        {
+            if (!fields.TryGetValue(name, out var value))
+            {
+                if (attr.Required)
+                {
+                    error = $"{where} is missing the required attribute {EntityUid.Quote(name)}; add it (the schema declares it as {attr.Type.ToShortCedar()})";
+                    return false;
+                }
 
-    private static bool TryCheckEnum(EntityUid uid, CedarSchema schema, string where, out string error)
+                continue;
+            }
+
+            if (!CheckValue(value, attr.Type, schema, $"attribute {EntityUid.Quote(name)} of {where}", out error)) return false;
+        }
+
+        if (!type.AdditionalAttributes)
+        {
+            foreach (var name in fields.Keys)
+            {
+                if (!type.Attributes.ContainsKey(name))
+                {
+                    error = $"{where} has attribute {EntityUid.Quote(name)}, which the schema does not declare; remove it or declare it";
+                    return false;
+                }
+            }
+        }
+
+        error = "";
+        return true;
+    }
+
+    private static HashSet<EntityUid> ActionAncestors(ActionDef action, CedarSchema schema)
+    {
+        var all = new HashSet<EntityUid>();
+        var work = new Stack<ActionRef>(action.MemberOf);
+        while (work.Count > 0)
+        {
+            var a = work.Pop();
+            if (!all.Add(new EntityUid(a.Type, a.Id))) continue;
+            if (schema.Actions.TryGetValue(a, out var parent))
+            {
+                foreach (var p in parent.MemberOf) work.Push(p);
+            }
+        }
+
+        return all;
+    }
+
+    private static bool CheckEnum(EntityUid uid, CedarSchema schema, string where, out string error)
     {
         if (schema.EntityTypes.TryGetValue(uid.Type, out var def) && def.EnumIds is { } ids && !ids.Contains(uid.Id, StringComparer.Ordinal))
         {
-            error = $"{where}: {uid} is not one of the ids the schema allows for enumerated type {uid.Type}; use one of them";
+            error = $"{where}: {uid} is not one of the enumerated ids of {uid.Type}; use one of the ids the schema lists";
             return false;
         }
 
@@ -78,34 +135,7 @@ internal static class SchemaConformance
         return true;
     }
 
-    private static bool TryCheckRecord(IReadOnlyDictionary<string, Value> fields, RecordType type, CedarSchema schema, string where, out string error)
-    {
-        foreach (var (name, attr) in type.Attributes)
-        {
-            if (attr.Required && !fields.ContainsKey(name))
-            {
-                error = $"{where}: required attribute {EntityUid.Quote(name)} is missing; add it (the schema declares it as {attr.Type.ToCedar()})";
-                return false;
-            }
-        }
-
-        foreach (var (name, value) in fields)
-        {
-            if (!type.Attributes.TryGetValue(name, out var attr))
-            {
-                if (type.AdditionalAttributes) continue;
-                error = $"{where}: attribute {EntityUid.Quote(name)} is not declared in the schema; remove it or declare it";
-                return false;
-            }
-
-            if (!TryCheckValue(value, attr.Type, schema, $"{where}, attribute {EntityUid.Quote(name)}", out error)) return false;
-        }
-
-        error = "";
-        return true;
-    }
-
-    private static bool TryCheckValue(Value value, SchemaType type, CedarSchema schema, string where, out string error)
+    private static bool CheckValue(Value value, SchemaType type, CedarSchema schema, string where, out string error)
     {
         error = "";
         switch (type)
@@ -117,18 +147,18 @@ internal static class SchemaConformance
             case ExtensionType ext when value is ExtensionValue ev && ev.TypeName == ext.Name:
                 return true;
             case EntityRefType et when value is EntityValue e && e.Uid.Type == et.EntityType:
-                return TryCheckEnum(e.Uid, schema, where, out error);
+                return CheckEnum(e.Uid, schema, where, out error);
             case SetType st when value is SetValue set:
                 foreach (var item in set.Items)
                 {
-                    if (!TryCheckValue(item, st.Element, schema, where, out error)) return false;
+                    if (!CheckValue(item, st.Element, schema, where, out error)) return false;
                 }
 
                 return true;
             case RecordType rt when value is RecordValue rec:
-                return TryCheckRecord(rec.Fields, rt, schema, where, out error);
+                return CheckRecord(rec.Fields, rt, schema, where, out error);
             default:
-                error = $"{where}: expected a value of type {type.ToCedar()} but got {Describe(value)}; fix the data or the schema";
+                error = $"{where} is not of type {type.ToShortCedar()} (it is {Describe(value)}); fix the data or the schema";
                 return false;
         }
     }

@@ -55,6 +55,25 @@ internal static class SchemaNames
         return sb.Append('"').ToString();
     }
 
+    /// <summary>Escapes line breaks and other control characters so a message stays on one line.</summary>
+    public static string OneLine(string message)
+    {
+        if (!message.Any(IsLineBreaking))
+            return message;
+        var sb = new StringBuilder(message.Length + 8);
+        foreach (var c in message)
+        {
+            if (IsLineBreaking(c))
+                sb.Append("\\u{").Append(((int)c).ToString("x", CultureInfo.InvariantCulture)).Append('}');
+            else
+                sb.Append(c);
+        }
+
+        return sb.ToString();
+    }
+
+    private static bool IsLineBreaking(char c) => c < 0x20 || c == 0x7f || c == '\u0085' || c == '\u2028' || c == '\u2029';
+
     /// <summary>Splits <c>A::B::C</c> into namespace <c>A::B</c> and basename <c>C</c>.</summary>
     public static (string Namespace, string Basename) Split(string qualified)
     {

@@ -11,6 +11,9 @@ public abstract record SchemaType
 {
     /// <summary>The type in Cedar schema syntax, e.g. <c>Set&lt;NS::User&gt;</c>.</summary>
     public abstract string ToCedar();
+
+    /// <summary>A short form for messages: records nested below <paramref name="depth"/> print as <c>{...}</c>.</summary>
+    public virtual string ToShortCedar(int depth = 2) => ToCedar();
 }
 
 public sealed record BoolType : SchemaType
@@ -44,7 +47,9 @@ public sealed record SetType(SchemaType Element) : SchemaType
 {
     public override string ToCedar() => $"Set<{Element.ToCedar()}>";
 
-    public override string ToString() => ToCedar();
+    public override string ToShortCedar(int depth = 2) => $"Set<{Element.ToShortCedar(depth)}>";
+
+    public override string ToString() => ToShortCedar(4);
 }
 
 /// <summary>One attribute of a record or entity shape.</summary>
@@ -56,7 +61,7 @@ public sealed record AttributeDef(SchemaType Type, bool Required, IReadOnlyDicti
     }
 
     public bool Equals(AttributeDef? other) =>
-        other is not null && Required == other.Required && Type.Equals(other.Type)
+        ReferenceEquals(this, other) || other is not null && Required == other.Required && Type.Equals(other.Type)
         && SchemaEquality.DictionaryEquals(Annotations, other.Annotations);
 
     public override int GetHashCode() => HashCode.Combine(Type, Required, Annotations.Count);
@@ -68,10 +73,16 @@ public sealed record RecordType(IReadOnlyDictionary<string, AttributeDef> Attrib
     public static RecordType Empty { get; } = new(new Dictionary<string, AttributeDef>(StringComparer.Ordinal));
 
     public bool Equals(RecordType? other) =>
-        other is not null && AdditionalAttributes == other.AdditionalAttributes
+        ReferenceEquals(this, other) || other is not null && AdditionalAttributes == other.AdditionalAttributes
         && SchemaEquality.DictionaryEquals(Attributes, other.Attributes);
 
     public override int GetHashCode() => HashCode.Combine(Attributes.Count, AdditionalAttributes);
+
+    public override string ToShortCedar(int depth = 2) =>
+        depth <= 0 ? "{...}"
+        : "{ " + string.Join(", ", Attributes.OrderBy(a => a.Key, StringComparer.Ordinal).Take(8)
+            .Select(a => SchemaNames.QuoteIfNeeded(a.Key) + (a.Value.Required ? ": " : "?: ") + a.Value.Type.ToShortCedar(depth - 1)))
+          + (Attributes.Count > 8 ? ", ..." : string.Empty) + " }";
 
     public override string ToCedar()
     {
@@ -90,7 +101,7 @@ public sealed record RecordType(IReadOnlyDictionary<string, AttributeDef> Attrib
         return sb.Append(" }").ToString();
     }
 
-    public override string ToString() => ToCedar();
+    public override string ToString() => ToShortCedar(4);
 }
 
 /// <summary>A reference to an entity type, always by its fully-qualified name, e.g. <c>NS::User</c>.</summary>

@@ -16,7 +16,7 @@ internal static class Lexer
             {
                 var c = text[i];
                 if (c == '\n') { i++; line++; lineStart = i; }
-                else if (c is ' ' or '\t' or '\r' or '\f' or '\v') i++;
+                else if (char.IsWhiteSpace(c)) i++; // Unicode white space, as the reference lexer accepts
                 else if (c == '/' && i + 1 < text.Length && text[i + 1] == '/')
                 {
                     while (i < text.Length && text[i] != '\n') i++;

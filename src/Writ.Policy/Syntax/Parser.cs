@@ -43,7 +43,10 @@ public sealed class Parser
         _tokens = Lexer.Tokenize(text);
     }
 
-    /// <summary>Parses zero or more policies. Ids are <c>policy0</c>, <c>policy1</c>, ... in text order.</summary>
+    /// <summary>
+    /// Parses zero or more policies. A policy's id is its <c>@id("...")</c> annotation when given, otherwise
+    /// <c>policyN</c> with N its position in the text (from 0), as the reference engine numbers them. Ids must be unique.
+    /// </summary>
     public static bool TryParsePolicies(string text, out IReadOnlyList<CedarPolicy> policies, out IReadOnlyList<ParseError> errors)
     {
         ArgumentNullException.ThrowIfNull(text);
@@ -52,15 +55,37 @@ public sealed class Parser
         while (p.Peek.Kind != TokenKind.Eof)
         {
             var before = p._errors.Count;
+            var start = p.Peek;
             var policy = p.ParsePolicy("policy" + list.Count.ToString(CultureInfo.InvariantCulture));
             if (policy is not null && p._errors.Count == before)
             {
+                if (policy.Annotations.TryGetValue("id", out var explicitId))
+                {
+                    if (explicitId.Length == 0)
+                        p.Error(start, "@id(\"\") is empty; give the policy a non-empty id or remove the annotation");
+                    policy = policy.WithId(explicitId);
+                }
+
                 list.Add(policy);
             }
             else
             {
                 list.Add(null!); // keep numbering stable; the result is discarded anyway
                 p.Recover();
+            }
+        }
+
+        if (p._errors.Count == 0)
+        {
+            var seen = new Dictionary<string, CedarPolicy>(StringComparer.Ordinal);
+            foreach (var policy in list)
+            {
+                if (!seen.TryAdd(policy.Id, policy))
+                {
+                    var first = seen[policy.Id];
+                    p._errors.Add(new ParseError(
+                        $"policy id {policy.Id} is used twice (also at {first.Span.Line}:{first.Span.Column}); give each policy a unique @id", policy.Span));
+                }
             }
         }
 
@@ -696,17 +721,16 @@ public sealed class Parser
         var start = Peek;
         if (start.Kind is not (TokenKind.Bang or TokenKind.Minus)) return ParseMember();
         var ops = new List<Token>();
-        while (Peek.Kind is TokenKind.Bang or TokenKind.Minus) ops.Add(Advance());
-        if (ops.Count > 4)
+        while (Peek.Kind == start.Kind) ops.Add(Advance());
+        if (Peek.Kind is TokenKind.Bang or TokenKind.Minus)
         {
-            Error(start, "too many unary operators in a row (at most 4); use parentheses");
+            Error(Peek, $"unexpected {Describe(Peek)} after {Describe(start)}; `!` and `-` cannot be mixed in one prefix, use parentheses, e.g. `!(-x)`");
             return null;
         }
 
-        if (ops.Exists(o => o.Kind != start.Kind))
+        if (ops.Count > 4)
         {
-            var other = ops.First(o => o.Kind != start.Kind);
-            Error(other, "`!` and `-` cannot be mixed in one prefix; use parentheses, e.g. `!(-x)`");
+            Error(start, $"too many occurrences of {Describe(start)} in a row (at most 4); use parentheses");
             return null;
         }
 

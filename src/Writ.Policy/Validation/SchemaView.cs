@@ -12,12 +12,13 @@ internal sealed class SchemaView
     public SchemaView(CedarSchema schema)
     {
         Schema = schema;
+        var cache = new Dictionary<SchemaType, VType>(ReferenceEqualityComparer.Instance);
         foreach (var (name, def) in schema.EntityTypes)
         {
             EntityTypes[name] = new EntityInfo(
                 name,
-                VTypeOps.FromSchema(def.Shape),
-                def.Tags is null ? null : VTypeOps.FromSchema(def.Tags),
+                VTypeOps.FromSchema(def.Shape, cache),
+                def.Tags is null ? null : VTypeOps.FromSchema(def.Tags, cache),
                 def.EnumIds,
                 new HashSet<string>(StringComparer.Ordinal));
         }
@@ -47,7 +48,7 @@ internal sealed class SchemaView
                 id,
                 def.PrincipalTypes ?? [],
                 def.ResourceTypes ?? [],
-                VTypeOps.FromSchema(def.Context),
+                VTypeOps.FromSchema(def.Context, cache),
                 new HashSet<ActionRef>());
         }
 

@@ -34,7 +34,10 @@ internal sealed class Typechecker(SchemaView view, RequestEnv env, string policy
     private void Error(Expr e, ValidationErrorKind kind, string message)
     {
         var span = e.Span.Line > 0 ? e.Span : fallback;
-        errors.Add(new ValidationError(policyId, kind, Syntax.ErrorText.OneLine(message, 2000), span.Line, span.Column));   // names in messages may hold line breaks
+        var line = SchemaNames.OneLine(message);   // names in messages may hold line breaks; escaped so they stay readable
+        if (line.Length > 2000)
+            line = string.Concat(line.AsSpan(0, char.IsHighSurrogate(line[1999]) ? 1999 : 2000), "...");   // hostile names must not make messages unbounded
+        errors.Add(new ValidationError(policyId, kind, line, span.Line, span.Column));
     }
 
     public Ans Expect(Caps prior, Expr e, VType expected) => ExpectOneOf(prior, e, [expected]);

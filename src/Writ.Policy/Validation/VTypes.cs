@@ -29,35 +29,37 @@ internal abstract record VType
 
     public static VType Entity(string type) => new VEntity(ImmutableSortedSet.Create(StringComparer.Ordinal, type));
 
-    /// <summary>Cedar-like display for error messages.</summary>
-    public abstract string Display();
+    /// <summary>Cedar-like display for error messages (nested records are abbreviated so messages stay short).</summary>
+    public string Display() => Display(2);
+
+    public abstract string Display(int depth);
 
     public sealed override string ToString() => Display();
 }
 
 internal sealed record VNever : VType
 {
-    public override string Display() => "Never";
+    public override string Display(int depth) => "Never";
 }
 
 internal sealed record VBool(BoolKind Kind) : VType
 {
-    public override string Display() => Kind switch { BoolKind.True => "__cedar::True", BoolKind.False => "__cedar::False", _ => "Bool" };
+    public override string Display(int depth) => Kind switch { BoolKind.True => "__cedar::True", BoolKind.False => "__cedar::False", _ => "Bool" };
 }
 
 internal sealed record VLong : VType
 {
-    public override string Display() => "Long";
+    public override string Display(int depth) => "Long";
 }
 
 internal sealed record VString : VType
 {
-    public override string Display() => "String";
+    public override string Display(int depth) => "String";
 }
 
 internal sealed record VExt(string Name) : VType
 {
-    public override string Display() => Name;
+    public override string Display(int depth) => Name;
 }
 
 /// <summary>An entity type: <see cref="Lub"/> null is "any entity", else the possible entity types.</summary>
@@ -70,12 +72,12 @@ internal sealed record VEntity(ImmutableSortedSet<string>? Lub) : VType
 
     public string? Single => Lub is { Count: 1 } ? Lub[0] : null;
 
-    public override string Display() => Lub is null ? "entity" : string.Join(" | ", Lub);
+    public override string Display(int depth) => Lub is null ? "entity" : string.Join(" | ", Lub);
 }
 
 internal sealed record VSet(VType? Element) : VType
 {
-    public override string Display() => Element is null ? "Set<_>" : $"Set<{Element.Display()}>";
+    public override string Display(int depth) => Element is null ? "Set<_>" : $"Set<{Element.Display(depth)}>";
 }
 
 internal sealed record VAttr(VType Type, bool Required);
@@ -84,6 +86,8 @@ internal sealed record VRecord(ImmutableSortedDictionary<string, VAttr> Attrs, b
 {
     public bool Equals(VRecord? other)
     {
+        if (ReferenceEquals(this, other))
+            return true;
         if (other is null || Open != other.Open || Attrs.Count != other.Attrs.Count)
             return false;
         foreach (var (k, v) in Attrs)
@@ -97,8 +101,10 @@ internal sealed record VRecord(ImmutableSortedDictionary<string, VAttr> Attrs, b
 
     public override int GetHashCode() => HashCode.Combine(Attrs.Count, Open);
 
-    public override string Display() =>
-        "{" + string.Join(", ", Attrs.Select(a => $"{a.Key}{(a.Value.Required ? "" : "?")}: {a.Value.Type.Display()}")) + (Open ? ", .." : "") + "}";
+    public override string Display(int depth) =>
+        depth <= 0 ? "{...}"
+        : "{" + string.Join(", ", Attrs.Take(8).Select(a => $"{a.Key}{(a.Value.Required ? "" : "?")}: {a.Value.Type.Display(depth - 1)}"))
+          + (Attrs.Count > 8 || Open ? ", .." : "") + "}";
 }
 
 /// <summary>Subtyping, least upper bounds and disjointness, as in Cedar's validator.</summary>
@@ -241,23 +247,35 @@ internal static class VTypeOps
     public static bool AreDisjoint(VType t1, VType t2) =>
         t1 is VEntity { Lub: { } l1 } && t2 is VEntity { Lub: { } l2 } && !l1.Overlaps(l2);
 
-    public static VType FromSchema(SchemaType t) => t switch
+    /// <summary>Converts a schema type; <paramref name="cache"/> keeps shared (inlined common) types shared, so the work stays linear.</summary>
+    public static VType FromSchema(SchemaType t, Dictionary<SchemaType, VType> cache)
     {
-        BoolType => VType.AnyBool,
-        LongType => VType.Long,
-        StringType => VType.String,
-        SetType s => new VSet(FromSchema(s.Element)),
-        EntityRefType e => VType.Entity(e.EntityType),
-        ExtensionType x => new VExt(x.Name),
-        RecordType r => FromSchema(r),
-        _ => throw new InvalidOperationException($"Unexpected schema type {t.GetType().Name}."),
-    };
+        if (cache.TryGetValue(t, out var done))
+            return done;
+        VType v = t switch
+        {
+            BoolType => VType.AnyBool,
+            LongType => VType.Long,
+            StringType => VType.String,
+            SetType s => new VSet(FromSchema(s.Element, cache)),
+            EntityRefType e => VType.Entity(e.EntityType),
+            ExtensionType x => new VExt(x.Name),
+            RecordType r => FromSchema(r, cache),
+            _ => throw new InvalidOperationException($"Unexpected schema type {t.GetType().Name}."),
+        };
+        cache[t] = v;
+        return v;
+    }
 
-    public static VRecord FromSchema(RecordType r)
+    public static VRecord FromSchema(RecordType r, Dictionary<SchemaType, VType> cache)
     {
+        if (cache.TryGetValue(r, out var done))
+            return (VRecord)done;
         var b = ImmutableSortedDictionary.CreateBuilder<string, VAttr>(StringComparer.Ordinal);
         foreach (var (k, a) in r.Attributes)
-            b[k] = new VAttr(FromSchema(a.Type), a.Required);
-        return new VRecord(b.ToImmutable(), r.AdditionalAttributes);
+            b[k] = new VAttr(FromSchema(a.Type, cache), a.Required);
+        var v = new VRecord(b.ToImmutable(), r.AdditionalAttributes);
+        cache[r] = v;
+        return v;
     }
 }

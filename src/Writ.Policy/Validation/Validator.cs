@@ -36,7 +36,7 @@ public static class Validator
             CheckActionApplication(view, policy, policyErrors);
             if (Typecheck(view, policy, policyErrors))
                 warnings.Add(new ValidationWarning(policy.Id, "this policy can never apply to a request the schema allows (impossible policy); check its scope and conditions", policy.Span.Line, policy.Span.Column));
-            errors.AddRange(policyErrors.Distinct());
+            errors.AddRange(policyErrors.Select(e => e with { Message = SchemaNames.OneLine(e.Message) }).Distinct());
         }
 
         return new ValidationResult(errors, warnings);

@@ -185,7 +185,7 @@ public sealed class AgentApi(ServerContext server, ILogger<AgentApi> log) : Agen
         {
             var entry = await AuthorizedEntryAsync(caller, csr.EntryId, context.CancellationToken).ConfigureAwait(false);
             var id = SpiffeId.Parse(entry.SpiffeId);
-            var chain = server.Issuer.SignX509(id, csr.Csr.Span, server.Issuer.X509Ttl(entry), entry.DnsNames);
+            var chain = server.Issuer.SignX509(id, csr.Csr.Span, server.Issuer.X509Ttl(entry, server.Time.GetUtcNow()), entry.DnsNames);
             var svid = new X509Svid { EntryId = entry.Id, SpiffeId = entry.SpiffeId, ExpiresAtUnix = new DateTimeOffset(chain[0].NotAfter.ToUniversalTime()).ToUnixTimeSeconds() };
             svid.CertChain.AddRange(chain.Select(c => ByteString.CopyFrom(c.RawData)));
             response.Svids.Add(svid);
@@ -200,7 +200,7 @@ public sealed class AgentApi(ServerContext server, ILogger<AgentApi> log) : Agen
         var entry = await AuthorizedEntryAsync(caller, request.EntryId, context.CancellationToken).ConfigureAwait(false);
         var audience = CheckAudience(request.Audience);
         var id = SpiffeId.Parse(entry.SpiffeId);
-        var (token, exp) = server.Ca.MintJwtSvid(id, audience, server.Issuer.JwtTtl(entry, request.TtlSeconds));
+        var (token, exp) = server.Ca.MintJwtSvid(id, audience, server.Issuer.JwtTtl(entry, request.TtlSeconds, server.Time.GetUtcNow()));
         ServerLog.JwtIssued(log, entry.SpiffeId, caller.Id.ToString(), string.Join(",", audience), exp);
         return new MintJwtSvidResponse { SpiffeId = entry.SpiffeId, Token = token, ExpiresAtUnix = exp.ToUnixTimeSeconds() };
     }

@@ -8,9 +8,12 @@ public sealed record CaOptions
 {
     public KeyType KeyType { get; init; } = KeyType.EcP256;
     public KeyType JwtKeyType { get; init; } = KeyType.EcP256;
-    /// <summary>Lifetime of each CA authority (SPIRE's ca_ttl). Rotation prepares at 1/2 and activates at 5/6.</summary>
+    /// <summary>
+    /// Lifetime of each CA authority (SPIRE's ca_ttl). Rotation prepares (and publishes) the next at 1/2 of it, at most 30 days
+    /// before expiry, and lets it sign from 1/6 remaining, at most 7 days before expiry.
+    /// </summary>
     public TimeSpan CaTtl { get; init; } = TimeSpan.FromHours(24);
-    /// <summary>Lifetime of each JWT signing key.</summary>
+    /// <summary>Lifetime of each JWT signing key; rotated like the CA authorities.</summary>
     public TimeSpan JwtKeyTtl { get; init; } = TimeSpan.FromHours(24);
     /// <summary>How long an expired authority stays in the bundle before it is pruned.</summary>
     public TimeSpan PruneMargin { get; init; } = TimeSpan.FromMinutes(10);

@@ -155,22 +155,10 @@ public sealed class WritServerHost : IAsyncDisposable
     /// <summary>Removes a stale socket file, but refuses to take over one another live server is answering on.</summary>
     private static void PrepareAdminSocket(string path)
     {
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        if (!File.Exists(path))
+        if (!Writ.Protocol.UnixSocketFile.TryPrepare(path))
         {
-            return;
+            throw new InvalidOperationException($"another Writ server is already listening on admin socket '{path}': stop it, or give this one another --admin-socket and --data-dir");
         }
-        using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        try
-        {
-            probe.Connect(new UnixDomainSocketEndPoint(path));
-        }
-        catch (SocketException)
-        {
-            File.Delete(path);   // nobody listens: left over from a crash
-            return;
-        }
-        throw new InvalidOperationException($"another Writ server is already listening on admin socket '{path}': stop it, or give this one another --admin-socket and --data-dir");
     }
 
     private async Task RotateLoopAsync(ILogger log)

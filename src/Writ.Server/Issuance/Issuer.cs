@@ -15,17 +15,23 @@ namespace Writ.Server.Issuance;
 /// </summary>
 public sealed class Issuer(WritCa ca, TimeSpan defaultX509Ttl, TimeSpan defaultJwtTtl, TimeSpan maxTtl)
 {
-    public TimeSpan X509Ttl(RegistrationEntry e) => Cap(e.X509TtlSeconds > 0 ? TimeSpan.FromSeconds(e.X509TtlSeconds) : defaultX509Ttl);
+    /// <summary>The entry's X.509 TTL (else the default), capped by max_ttl and by the entry's own expiry.</summary>
+    public TimeSpan X509Ttl(RegistrationEntry e, DateTimeOffset now) =>
+        CapAtEntry(Cap(e.X509TtlSeconds > 0 ? TimeSpan.FromSeconds(e.X509TtlSeconds) : defaultX509Ttl), e, now);
 
-    public TimeSpan JwtTtl(RegistrationEntry e, int requestedSeconds)
+    public TimeSpan JwtTtl(RegistrationEntry e, int requestedSeconds, DateTimeOffset now)
     {
         var ttl = e.JwtTtlSeconds > 0 ? TimeSpan.FromSeconds(e.JwtTtlSeconds) : defaultJwtTtl;
         if (requestedSeconds > 0 && requestedSeconds < ttl.TotalSeconds)
         {
             ttl = TimeSpan.FromSeconds(requestedSeconds);   // a caller may ask for less, never more
         }
-        return Cap(ttl);
+        return CapAtEntry(Cap(ttl), e, now);
     }
+
+    /// <summary>An SVID never outlives the registration entry it was issued for.</summary>
+    private static TimeSpan CapAtEntry(TimeSpan ttl, RegistrationEntry e, DateTimeOffset now) =>
+        e.ExpiresAt is { } exp && exp - now < ttl ? (exp > now ? exp - now : TimeSpan.Zero) : ttl;
 
     public TimeSpan Cap(TimeSpan ttl) => ttl > maxTtl ? maxTtl : ttl;
 

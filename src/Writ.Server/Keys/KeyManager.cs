@@ -90,6 +90,7 @@ public sealed class MemoryKeyManager : IKeyManager
 
     public Task<AsymmetricAlgorithm> GenerateAsync(string keyId, KeyType type, CancellationToken ct)
     {
+        ArgumentException.ThrowIfNullOrEmpty(keyId);
         var key = KeyTypes.Generate(type);
         lock (_lock)
         {
@@ -100,6 +101,7 @@ public sealed class MemoryKeyManager : IKeyManager
 
     public Task<AsymmetricAlgorithm?> GetAsync(string keyId, CancellationToken ct)
     {
+        ArgumentException.ThrowIfNullOrEmpty(keyId);
         lock (_lock)
         {
             return Task.FromResult(_keys.TryGetValue(keyId, out var k) ? k : null);
@@ -108,6 +110,7 @@ public sealed class MemoryKeyManager : IKeyManager
 
     public Task DeleteAsync(string keyId, CancellationToken ct)
     {
+        ArgumentException.ThrowIfNullOrEmpty(keyId);
         lock (_lock)
         {
             _keys.Remove(keyId);
@@ -119,25 +122,39 @@ public sealed class MemoryKeyManager : IKeyManager
 /// <summary>
 /// Keys in one JSON file (PKCS#8, base64) in the data directory, mode 0600, replaced atomically
 /// (write to a temp file, fsync, rename) so a crash never leaves a half-written key file.
+/// A key file that is corrupt, or readable by group or others, is refused with a one-line
+/// <see cref="InvalidOperationException"/> and never modified. The file is re-read before every write and when a key
+/// is not in the cache, so instances sharing the file one after another never drop each other's keys (writers in
+/// separate processes at the same instant are not locked against each other: give each server its own data dir).
 /// </summary>
 public sealed class DiskKeyManager : IKeyManager
 {
+    private const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite;
     private readonly string _path;
     private readonly SemaphoreSlim _lock = new(1, 1);
     private Dictionary<string, string>? _cache;
 
-    public DiskKeyManager(string path) => _path = path;
+    public DiskKeyManager(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        _path = path;
+    }
 
     public string Name => "disk";
 
     public async Task<AsymmetricAlgorithm> GenerateAsync(string keyId, KeyType type, CancellationToken ct)
     {
+        ArgumentException.ThrowIfNullOrEmpty(keyId);
         var key = KeyTypes.Generate(type);
         await _lock.WaitAsync(ct).ConfigureAwait(false);
         try
         {
-            var all = await LoadAsync(ct).ConfigureAwait(false);
-            all[keyId] = Convert.ToBase64String(key.ExportPkcs8PrivateKey());
+            // Re-read first (another instance may have written since), and change a copy: if writing fails, the cache
+            // must still say what the file says.
+            var all = new Dictionary<string, string>(await LoadAsync(ct, reload: true).ConfigureAwait(false), StringComparer.Ordinal)
+            {
+                [keyId] = Convert.ToBase64String(key.ExportPkcs8PrivateKey()),
+            };
             await SaveAsync(all, ct).ConfigureAwait(false);
         }
         finally
@@ -149,10 +166,15 @@ public sealed class DiskKeyManager : IKeyManager
 
     public async Task<AsymmetricAlgorithm?> GetAsync(string keyId, CancellationToken ct)
     {
+        ArgumentException.ThrowIfNullOrEmpty(keyId);
         await _lock.WaitAsync(ct).ConfigureAwait(false);
         try
         {
             var all = await LoadAsync(ct).ConfigureAwait(false);
+            if (!all.ContainsKey(keyId))
+            {
+                all = await LoadAsync(ct, reload: true).ConfigureAwait(false);   // written by another instance since?
+            }
             return all.TryGetValue(keyId, out var b64) ? KeyTypes.Import(Convert.FromBase64String(b64)) : null;
         }
         finally
@@ -163,10 +185,11 @@ public sealed class DiskKeyManager : IKeyManager
 
     public async Task DeleteAsync(string keyId, CancellationToken ct)
     {
+        ArgumentException.ThrowIfNullOrEmpty(keyId);
         await _lock.WaitAsync(ct).ConfigureAwait(false);
         try
         {
-            var all = await LoadAsync(ct).ConfigureAwait(false);
+            var all = new Dictionary<string, string>(await LoadAsync(ct, reload: true).ConfigureAwait(false), StringComparer.Ordinal);
             if (all.Remove(keyId))
             {
                 await SaveAsync(all, ct).ConfigureAwait(false);
@@ -178,9 +201,9 @@ public sealed class DiskKeyManager : IKeyManager
         }
     }
 
-    private async Task<Dictionary<string, string>> LoadAsync(CancellationToken ct)
+    private async Task<Dictionary<string, string>> LoadAsync(CancellationToken ct, bool reload = false)
     {
-        if (_cache is not null)
+        if (_cache is not null && !reload)
         {
             return _cache;
         }
@@ -188,35 +211,90 @@ public sealed class DiskKeyManager : IKeyManager
         {
             return _cache = new(StringComparer.Ordinal);
         }
+        var mode = File.GetUnixFileMode(_path);
+        if ((mode & ~(OwnerOnly | UnixFileMode.UserExecute)) != 0)
+        {
+            throw new InvalidOperationException($"key file '{_path}' is accessible by group or others (mode {Convert.ToString((int)mode, 8)}): run chmod 600 on it, and treat its keys as exposed if others could read it");
+        }
+        Dictionary<string, string>? all;
         try
         {
             await using var s = File.OpenRead(_path);
-            _cache = await JsonSerializer.DeserializeAsync<Dictionary<string, string>>(s, cancellationToken: ct).ConfigureAwait(false)
-                ?? new(StringComparer.Ordinal);
-            return _cache;
+            all = await JsonSerializer.DeserializeAsync<Dictionary<string, string>>(s, cancellationToken: ct).ConfigureAwait(false);
         }
         catch (JsonException)
         {
-            throw new InvalidOperationException($"key file '{_path}' is corrupt: restore it from backup, or remove it to start a new CA (agents must then re-attest)");
+            throw Corrupt();
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new InvalidOperationException($"key file '{_path}' could not be read ({e.GetType().Name}): make it readable by the server's user");
+        }
+        if (all is null)
+        {
+            throw Corrupt();
+        }
+        // Check every key now, so a damaged file stops the start instead of failing on some later signing.
+        foreach (var b64 in all.Values)
+        {
+            try
+            {
+                using var k = KeyTypes.Import(Convert.FromBase64String(b64 ?? ""));
+            }
+            catch (Exception e) when (e is FormatException or CryptographicException)
+            {
+                throw Corrupt();
+            }
+        }
+        return _cache = new(all, StringComparer.Ordinal);
     }
+
+    private InvalidOperationException Corrupt() =>
+        new($"key file '{_path}' is corrupt: restore it from backup, or remove it to start a new CA (agents must then re-attest)");
 
     private async Task SaveAsync(Dictionary<string, string> all, CancellationToken ct)
     {
         var tmp = _path + ".tmp";
-        var opts = new FileStreamOptions
+        try
         {
-            Mode = FileMode.Create,
-            Access = FileAccess.Write,
-            UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
-        };
-        await using (var s = new FileStream(tmp, opts))
-        {
-            await JsonSerializer.SerializeAsync(s, all, cancellationToken: ct).ConfigureAwait(false);
-            await s.FlushAsync(ct).ConfigureAwait(false);
-            s.Flush(flushToDisk: true);
+            // A temp file left by a crash may have any mode; only a newly created file gets UnixCreateMode.
+            File.Delete(tmp);
+            var opts = new FileStreamOptions
+            {
+                Mode = FileMode.CreateNew,
+                Access = FileAccess.Write,
+                UnixCreateMode = OwnerOnly,
+            };
+            await using (var s = new FileStream(tmp, opts))
+            {
+                await JsonSerializer.SerializeAsync(s, all, cancellationToken: ct).ConfigureAwait(false);
+                await s.FlushAsync(ct).ConfigureAwait(false);
+                s.Flush(flushToDisk: true);
+            }
+            File.Move(tmp, _path, overwrite: true);
         }
-        File.Move(tmp, _path, overwrite: true);
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            TryDelete(tmp);
+            throw new InvalidOperationException($"key file '{_path}' could not be written ({e.GetType().Name}): check the data directory's permissions and free space");
+        }
+        catch (OperationCanceledException)
+        {
+            TryDelete(tmp);
+            throw;
+        }
         _cache = all;
+    }
+
+    private static void TryDelete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Best effort: the next save deletes it again.
+        }
     }
 }

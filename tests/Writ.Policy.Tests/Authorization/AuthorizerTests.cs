@@ -47,12 +47,12 @@ public class AuthorizerTests
             """);
         var ok = Authorizer.IsAuthorized(Req("alice", "read"), set, Store());
         Assert.Equal(Decision.Allow, ok.Decision);
-        Assert.Equal(["policy0"], ok.Reasons);
+        Assert.Equal(["allow-staff"], ok.Reasons);
         Assert.Equal("allow-staff", Assert.Single(ok.DeterminingPolicies).Annotations["id"]);
 
         var attacker = Authorizer.IsAuthorized(Req("mallory", "read"), set, Store());
         Assert.Equal(Decision.Deny, attacker.Decision);
-        Assert.Equal(["policy1"], attacker.Reasons);
+        Assert.Equal(["no-banned"], attacker.Reasons);
     }
 
     [Fact]
@@ -80,6 +80,53 @@ public class AuthorizerTests
         Assert.Equal(Decision.Allow, Authorizer.IsAuthorized(Req("alice", "read"), set, Store()).Decision);
         var spoof = new Request(new EntityUid("Group", "staff"), new EntityUid("Action", "read"), new EntityUid("Doc", "d"));
         Assert.Equal(Decision.Allow, Authorizer.IsAuthorized(spoof, set, Store()).Decision); // `in` is reflexive, as in Cedar
+    }
+
+    [Fact]
+    public void ConcurrentDecisionsMatchSequentialOnes()
+    {
+        // One parsed policy set shared by many threads (lazy index and constant caches included).
+        var text = """
+            permit(principal in Group::"all", action in Action::"readOnly", resource) when { context.ip.isInRange(ip("10.0.0.0/8")) };
+            forbid(principal, action, resource) when { principal.banned };
+            permit(principal == User::"alice", action == Action::"write", resource);
+            """;
+        var store = Store();
+        var requests = new List<Request>();
+        foreach (var user in new[] { "alice", "mallory", "ghost" })
+        foreach (var action in new[] { "read", "write" })
+        foreach (var ip in new[] { "10.1.1.1", "192.168.0.1", "bad" })
+        {
+            var ctx = new RecordValue(new Dictionary<string, Value>(StringComparer.Ordinal)
+            {
+                ["ip"] = ip == "bad" ? Value.Of(ip) : Writ.Policy.Extensions.IpAddrValue.TryParse(ip, out var v, out _) ? v! : throw new InvalidOperationException(),
+            });
+            requests.Add(new Request(new EntityUid("User", user), new EntityUid("Action", action), new EntityUid("Doc", "d"), ctx));
+        }
+
+        var expected = requests.Select(r => Describe(Authorizer.IsAuthorized(r, Parse(text), store))).ToList();
+        var shared = Parse(text);
+        var results = new string[requests.Count * 200];
+        Parallel.For(0, results.Length, i => results[i] = Describe(Authorizer.IsAuthorized(requests[i % requests.Count], shared, store)));
+        for (var i = 0; i < results.Length; i++) Assert.Equal(expected[i % requests.Count], results[i]);
+        Assert.Contains(expected, e => e.StartsWith("Allow", StringComparison.Ordinal));
+        Assert.Contains(expected, e => e.Contains("policy0", StringComparison.Ordinal) && e.StartsWith("Deny", StringComparison.Ordinal));
+
+        static string Describe(Response r) => $"{r.Decision} {string.Join(",", r.Reasons.Order())} {string.Join(",", r.Errors.Select(e => e.PolicyId))}";
+    }
+
+    [Fact]
+    public void StoresDoNotShareAncestorClosures()
+    {
+        // The same Entity object in two stores: membership granted in one store must not leak into the other.
+        var user = new Entity(new EntityUid("User", "u"), parents: [new EntityUid("Group", "g")]);
+        var withAdmin = Entities.Create([user, new Entity(new EntityUid("Group", "g"), parents: [new EntityUid("Group", "admins")])]);
+        var without = Entities.Create([user, new Entity(new EntityUid("Group", "g"))]);
+        var set = Parse("permit(principal in Group::\"admins\", action, resource);");
+        var req = new Request(new EntityUid("User", "u"), new EntityUid("Action", "a"), new EntityUid("Doc", "d"));
+        Assert.Equal(Decision.Allow, Authorizer.IsAuthorized(req, set, withAdmin).Decision);
+        Assert.Equal(Decision.Deny, Authorizer.IsAuthorized(req, set, without).Decision);
+        Assert.Equal(Decision.Allow, Authorizer.IsAuthorized(req, set, withAdmin).Decision);
     }
 
     [Fact]

@@ -120,7 +120,16 @@ public class CorpusTests
                 continue;
             }
 
-            var response = Authorizer.IsAuthorized(new Request(principal!, action!, resource!, context), policies!, entities!);
+            var request = new Request(principal!, action!, resource!, context);
+            if (schema is not null && r.TryGetProperty("validateRequest", out var vr) && vr.ValueKind == JsonValueKind.True
+                && !RequestValidator.TryValidate(request, schema, out var verr))
+            {
+                // the reference harness builds these requests with validation on, so they must be valid
+                mismatches.Add($"{name} [{desc}]: request fails schema validation: {verr}");
+                continue;
+            }
+
+            var response = Authorizer.IsAuthorized(request, policies!, entities!);
             var wantDecision = r.GetProperty("decision").GetString() == "allow" ? Decision.Allow : Decision.Deny;
             var wantReasons = r.GetProperty("reason").EnumerateArray().Select(x => x.GetString()!).ToHashSet();
             var wantErrors = r.GetProperty("errors").EnumerateArray().Select(x => x.GetString()!).ToHashSet();

@@ -126,8 +126,11 @@ public class RobustnessTests
     [InlineData("[{\"uid\": {\"type\": \"A\", \"id\": \"a\"}, \"attrs\": {\"x\": {\"__extn\": {\"fn\": \"ip\", \"arg\": \"1.1.1\"}}}, \"parents\": []}]")]
     [InlineData("[{\"uid\": {\"type\": \"A\", \"id\": \"a\"}, \"attrs\": {}, \"parents\": [1]}]")]
     [InlineData("[{\"uid\": {\"type\": \"1A\", \"id\": \"a\"}}]")]
-    [InlineData("[{\"uid\": {\"type\": \"A\", \"id\": \"a\"}}, {\"uid\": {\"type\": \"A\", \"id\": \"a\"}}]")]
-    [InlineData("[{\"uid\": {\"type\": \"A\", \"id\": \"a\"}, \"attrs\": {\"x\": null}}]")]
+    [InlineData("[{\"uid\": {\"type\": \"A\", \"id\": \"a\"}, \"attrs\": {}, \"parents\": []}, {\"uid\": {\"type\": \"A\", \"id\": \"a\"}, \"attrs\": {}, \"parents\": []}]")]
+    [InlineData("[{\"uid\": {\"type\": \"A\", \"id\": \"a\"}, \"attrs\": {}}]")]
+    [InlineData("[{\"uid\": {\"type\": \"A::if\", \"id\": \"a\"}, \"attrs\": {}, \"parents\": []}]")]
+    [InlineData("[{\"uid\": {\"type\": \"__cedar::A\", \"id\": \"a\"}, \"attrs\": {}, \"parents\": []}]")]
+    [InlineData("[{\"uid\": {\"type\": \"A\", \"id\": \"a\"}, \"attrs\": {\"x\": null}, \"parents\": []}]")]
     public void BadEntitiesJsonIsAnError(string json)
     {
         Assert.False(Entities.TryParseJson(json, null, out var entities, out var error));

@@ -155,6 +155,7 @@ public class CedarSchemaParserTests
     [InlineData("entity T; namespace N { entity T; }", "shadows")]
     [InlineData("namespace __cedar { entity T; }", "__cedar")]
     [InlineData("action a in nope;", "not a declared action")]
+    [InlineData("namespace N { entity Action; }", "`Action` cannot be declared")]
     [InlineData("entity E; action a appliesTo { principal: Action, resource: E };", "action entity type")]
     public void Semantic_errors(string text, string fragment)
     {
@@ -169,5 +170,14 @@ public class CedarSchemaParserTests
         var s = Parse("action \"\\u{1f}x\\\"\"; entity E { \"a b\": Long };");
         Assert.Contains(new ActionRef("Action", "\u001fx\""), s.Actions.Keys);
         Assert.True(s.EntityTypes["E"].Shape.Attributes.ContainsKey("a b"));
+    }
+
+    [Fact]
+    public void Schema_error_messages_stay_on_one_line()
+    {
+        var e = ParseFails("entity A { \"x\\ny\": Long, \"x\\ny\": String };");
+        Assert.Contains("x\\u{a}y", e.Message, StringComparison.Ordinal);
+        Assert.False(CedarSchema.TryParseJson("{ \"\": { \"entityTypes\": { \"bad\\nname\": {} }, \"actions\": {} } }", out _, out var errors));
+        Assert.All(errors, x => Assert.DoesNotContain('\n', x.Message));
     }
 }

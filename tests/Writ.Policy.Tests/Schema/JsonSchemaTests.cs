@@ -111,6 +111,11 @@ public class JsonSchemaTests
     [InlineData("""{ "": { "entityTypes": { "in": {} }, "actions": {} } }""", "reserved")]
     [InlineData("""{ "": { "entityTypes": {}, "actions": {} } """, "not valid JSON")]
     [InlineData("""[]""", "object")]
+    [InlineData("""{ "": { "entityTypes": {}, "actions": { "a": { "attributes": {} } } } }""", "attributes")]
+    [InlineData("""{ "": { "entityTypes": {} } }""", "\"actions\"")]
+    [InlineData("""{ "N": { "actions": {} } }""", "\"entityTypes\"")]
+    [InlineData("""{ "": { "entityTypes": { "A": { "shape": { "type": "Record", "attributes": {}, "additionalAttributes": true } } }, "actions": {} } }""", "additionalAttributes")]
+    [InlineData("""{ "": { "entityTypes": { "A": { "enum": ["a"], "memberOfTypes": [] } }, "actions": {} } }""", "enum")]
     public void Json_errors_say_what_is_wrong(string json, string fragment)
     {
         Assert.False(CedarSchema.TryParseJson(json, out var s, out var errors));

@@ -20,7 +20,7 @@ public class ParserTests
         Assert.True(PolicySet.TryParse(text, out var set, out var errors), string.Join("; ", errors));
         Assert.Equal(2, set!.Policies.Count);
         var p = set.Policies[0];
-        Assert.Equal("policy0", p.Id);
+        Assert.Equal("p1", p.Id); // @id names the policy
         Assert.Equal("p1", p.Annotations["id"]);
         Assert.Equal("", p.Annotations["advice"]);
         Assert.Equal(ScopeOp.Eq, p.Principal.Op);
@@ -33,6 +33,25 @@ public class ParserTests
         Assert.IsType<AndExpr>(p.Conditions[1].Body); // dotted has desugars into &&
         Assert.Equal("policy1", set.Policies[1].Id);
         Assert.Equal(Effect.Forbid, set.Policies[1].Effect);
+    }
+
+    [Fact]
+    public void IdsComeFromAtIdOrPosition()
+    {
+        Assert.True(PolicySet.TryParse("""
+            permit(principal, action, resource);
+            @id("named") permit(principal, action, resource);
+            permit(principal, action, resource);
+            """, out var set, out var errors), string.Join("; ", errors));
+        Assert.Equal(["policy0", "named", "policy2"], set!.Policies.Select(p => p.Id));
+
+        Assert.False(PolicySet.TryParse("""
+            @id("x") permit(principal, action, resource);
+            @id("x") forbid(principal, action, resource);
+            """, out _, out errors));
+        Assert.Contains("used twice", Assert.Single(errors).Message, StringComparison.Ordinal);
+        Assert.False(PolicySet.TryParse("@id(\"policy1\") permit(principal, action, resource); permit(principal, action, resource);", out _, out _));
+        Assert.False(PolicySet.TryParse("@id(\"\") permit(principal, action, resource);", out _, out _));
     }
 
     [Theory]
@@ -75,6 +94,69 @@ public class ParserTests
         var first = Assert.Single(errors);
         Assert.Equal((line, column), (first.Line, first.Column));
         Assert.DoesNotContain('\n', first.Message);
+    }
+
+    // Acceptance checked against the reference engine (cedar-wasm 4.12.0 checkParsePolicySet).
+    [Theory]
+    [InlineData("--1", true)]
+    [InlineData("!!!!true", true)]
+    [InlineData("!!!!!true", false)]
+    [InlineData("----1", true)]
+    [InlineData("-----1", false)]
+    [InlineData("-!true", false)]
+    [InlineData("!-1", false)]
+    [InlineData("- -1", true)]
+    [InlineData("--9223372036854775808", true)]
+    [InlineData("-9223372036854775808.x", false)]
+    [InlineData("-5.x", true)]
+    [InlineData("context.if", false)]
+    [InlineData("context has if", false)]
+    [InlineData("context has a.if", false)]
+    [InlineData("{if: 1}", false)]
+    [InlineData("{\"if\": 1}", true)]
+    [InlineData("context.__cedar", false)]
+    [InlineData("context.__cedarx", true)]
+    [InlineData("context.permit", true)]
+    [InlineData("[1,]", true)]
+    [InlineData("{a:1,}", true)]
+    [InlineData("ip(\"1.1.1.1\",)", true)]
+    [InlineData("[1].contains(1,)", true)]
+    [InlineData("context.contains()", false)]
+    [InlineData("context.lessThan()", true)]
+    [InlineData("ip()", true)]
+    [InlineData("foo(\"a\")", false)]
+    [InlineData("principal.ip(\"1\")", false)]
+    [InlineData("1 + if true then 1 else 2", false)]
+    [InlineData("[if true then 1 else 2]", true)]
+    [InlineData("context in context in context", false)]
+    [InlineData("context[1]", false)]
+    [InlineData("01", true)]
+    [InlineData("\"\\x80\"", false)]
+    [InlineData("\"\\u{D800}\"", false)]
+    [InlineData("\"a\" like \"\\x41\"", true)]
+    [InlineData("__cedar::X::\"a\" == context", false)]
+    [InlineData("1\u00a0==\u30001\u2028&&\u0085true", true)]
+    [InlineData("1 == 1 /* c */", false)]
+    public void AcceptsWhatCedarAccepts(string expr, bool accepted)
+    {
+        var ok = PolicySet.TryParse("permit(principal, action, resource) when { " + expr + " };", out _, out var errors);
+        Assert.True(ok == accepted, ok ? "accepted but Cedar rejects it" : "rejected: " + string.Join("; ", errors));
+    }
+
+    [Theory]
+    [InlineData("permit(principal, action, resource,);", true)]
+    [InlineData("permit(principal, action in [], resource);", true)]
+    [InlineData("permit(principal, action in [Action::\"a\", Foo::\"b\"], resource);", false)]
+    [InlineData("permit(principal in [User::\"a\"], action, resource);", false)]
+    [InlineData("permit(principal, action is Action, resource);", false)]
+    [InlineData("permit(action, principal, resource);", false)]
+    [InlineData("permit(principal, action, resource) when { true };;", false)]
+    [InlineData("permit(principal, action == Action::\"a\".b, resource);", false)]
+    [InlineData("@if(\"x\") permit(principal, action, resource);", true)]
+    public void PolicyLevelAcceptance(string text, bool accepted)
+    {
+        var ok = PolicySet.TryParse(text, out _, out var errors);
+        Assert.True(ok == accepted, ok ? "accepted but Cedar rejects it" : "rejected: " + string.Join("; ", errors));
     }
 
     [Fact]

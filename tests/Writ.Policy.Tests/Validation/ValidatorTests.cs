@@ -168,4 +168,13 @@ public class ValidatorTests
             """);
         Assert.Equal(["policy1", "policy2"], r.Errors.Select(e => e.PolicyId).Distinct().Order().ToArray());
     }
+
+    [Fact]
+    public void Error_messages_stay_on_one_line_whatever_the_policy_text_contains()
+    {
+        var e = Invalid("permit(principal, action == App::Action::\"view\", resource) when { principal[\"a\\nb\\r\\u{2028}\"] == ip(\"1.2.3.4\\n\") };", ValidationErrorKind.UnsafeAttributeAccess);
+        Assert.DoesNotContain('\n', e.Message);
+        Assert.DoesNotContain('\u2028', e.Message);
+        Assert.Contains("a\\u{a}b", e.Message, StringComparison.Ordinal);
+    }
 }

@@ -6,12 +6,12 @@ namespace Writ.Policy.Schema.Syntax;
 /// </summary>
 internal sealed class CedarSchemaParser
 {
-    /// <summary>Deepest nesting of types (<c>Set&lt;…&gt;</c>, records) accepted, so no schema can overflow the stack.</summary>
-    private const int MaxTypeDepth = 128;
+    /// <summary>Deepest nesting of <c>Set&lt;...&gt;</c> and records accepted (bounds recursion on hostile input).</summary>
+    internal const int MaxTypeDepth = 64;
 
     private readonly List<SchemaToken> _tokens;
     private int _p;
-    private int _typeDepth;
+    private int _depth;
 
     private CedarSchemaParser(List<SchemaToken> tokens) => _tokens = tokens;
 
@@ -27,7 +27,7 @@ internal sealed class CedarSchemaParser
         }
         catch (SyntaxError e)
         {
-            error = new SchemaError(e.Message, e.Pos.Line, e.Pos.Column);
+            error = new SchemaError(SchemaNames.OneLine(e.Message), e.Pos.Line, e.Pos.Column);
             return false;
         }
     }
@@ -371,22 +371,21 @@ internal sealed class CedarSchemaParser
 
     private RawType ParseType()
     {
-        if (_typeDepth >= MaxTypeDepth)
-            throw Fail(Peek.Pos, $"types are nested deeper than {MaxTypeDepth} levels; flatten the type with common type declarations");
-        _typeDepth++;
+        var t = Peek;
+        if (++_depth > MaxTypeDepth)
+            throw Fail(t.Pos, $"types are nested more than {MaxTypeDepth} levels deep; flatten them with common types");
         try
         {
-            return ParseTypeCore();
+            return ParseTypeCore(t);
         }
         finally
         {
-            _typeDepth--;
+            _depth--;
         }
     }
 
-    private RawType ParseTypeCore()
+    private RawType ParseTypeCore(SchemaToken t)
     {
-        var t = Peek;
         if (t.IsIdent("Set") && PeekAt(1).IsPunct("<"))
         {
             Next();

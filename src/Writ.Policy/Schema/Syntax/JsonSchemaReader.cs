@@ -20,13 +20,13 @@ internal sealed class JsonSchemaReader
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 256 });
+            doc = JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 2 * CedarSchemaParser.MaxTypeDepth + 8 });
         }
         catch (JsonException e)
         {
             var line = e.LineNumber is { } l ? (int)l + 1 : 0;
             var col = e.BytePositionInLine is { } c ? (int)c + 1 : 0;
-            errors = [new SchemaError("the schema is not valid JSON; fix the JSON syntax", line, col)];
+            errors = [new SchemaError($"the schema is not valid JSON or nests more than {2 * CedarSchemaParser.MaxTypeDepth + 8} levels; fix the JSON", line, col)];
             return false;
         }
 
@@ -41,7 +41,7 @@ internal sealed class JsonSchemaReader
         }
     }
 
-    private void Error(string message) => _errors.Add(new SchemaError(message, 0, 0));
+    private void Error(string message) => _errors.Add(new SchemaError(SchemaNames.OneLine(message), 0, 0));
 
     /// <summary>The object's properties, reporting duplicates and keys outside <paramref name="allowed"/>.</summary>
     private List<JsonProperty>? Properties(JsonElement obj, string where, params string[]? allowed)
@@ -150,6 +150,12 @@ internal sealed class JsonSchemaReader
             var nsProps = Properties(nsProp.Value, where, "commonTypes", "entityTypes", "actions", "annotations");
             if (nsProps is null)
                 continue;
+            if (Get(nsProps, "entityTypes") is null || Get(nsProps, "actions") is null)
+            {
+                Error($"{where} must have both \"entityTypes\" and \"actions\" (use {{}} for none); add the missing key");
+                continue;
+            }
+
             var ns = new RawNamespace(nsName, SourcePos.None);
             foreach (var (k, v) in ReadAnnotations(Get(nsProps, "annotations"), where))
                 ns.Annotations[k] = v;
@@ -224,7 +230,7 @@ internal sealed class JsonSchemaReader
             enumIds = ReadStringArray(en, $"\"enum\" of {where}");
             if (enumIds is null)
                 return;
-            if (memberOf.Count > 0 || shape is not null || tags is not null)
+            if (Get(props, "memberOfTypes") is not null || shape is not null || tags is not null)
             {
                 Error($"enumerated {where} cannot also have \"memberOfTypes\", \"shape\" or \"tags\"; remove them or drop \"enum\"");
                 return;
@@ -240,6 +246,12 @@ internal sealed class JsonSchemaReader
         var props = Properties(value, where, "memberOf", "appliesTo", "attributes", "annotations");
         if (props is null)
             return;
+        if (Get(props, "attributes") is not null)
+        {
+            Error($"{where} declares \"attributes\"; action attributes are not supported by Cedar 4; remove them");
+            return;
+        }
+
         var parents = new List<RawActionParent>();
         if (Get(props, "memberOf") is { } m)
         {
@@ -387,6 +399,11 @@ internal sealed class JsonSchemaReader
             }
 
             additional = add.GetBoolean();
+            if (additional)
+            {
+                Error($"{where} sets \"additionalAttributes\": true, an experimental Cedar feature Writ does not enable; declare every attribute instead");
+                return null;
+            }
         }
 
         var attrs = new List<RawAttribute>();

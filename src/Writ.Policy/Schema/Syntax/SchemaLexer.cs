@@ -128,7 +128,7 @@ internal static class SchemaLexer
                 continue;
             }
 
-            error = new SchemaError($"unexpected character `{c}`; remove it or quote the name", pos.Line, pos.Column);
+            error = new SchemaError(SchemaNames.OneLine($"unexpected character `{c}`; remove it or quote the name"), pos.Line, pos.Column);
             return false;
         }
 

@@ -33,6 +33,9 @@ internal sealed class SchemaResolver
     private readonly Dictionary<string, SchemaType?> _resolvedCommons = new(StringComparer.Ordinal);
     private readonly HashSet<string> _commonsInProgress = new(StringComparer.Ordinal);
 
+    /// <summary>Longest chain of common types defined through each other (bounds recursion on hostile input).</summary>
+    internal const int MaxCommonTypeChain = 64;
+
     private SchemaResolver()
     {
     }
@@ -47,7 +50,7 @@ internal sealed class SchemaResolver
         return schema is not null;
     }
 
-    private void Error(SourcePos pos, string message) => _errors.Add(new SchemaError(message, pos.Line, pos.Column));
+    private void Error(SourcePos pos, string message) => _errors.Add(new SchemaError(SchemaNames.OneLine(message), pos.Line, pos.Column));
 
     private CedarSchema? Resolve(IReadOnlyList<RawNamespace> namespaces)
     {
@@ -112,6 +115,12 @@ internal sealed class SchemaResolver
             {
                 if (!CheckDeclaredName(e.Name, "entity type", commonType: false))
                     continue;
+                if (e.Name.Name == "Action")
+                {
+                    Error(e.Name.Pos, "`Action` cannot be declared as an entity type: it is the type of the namespace's actions; declare actions with `action` or rename the entity type");
+                    continue;
+                }
+
                 var fq = SchemaNames.Qualify(ns.Name, e.Name.Name);
                 if (!_entities.TryAdd(fq, (e, ns.Name)))
                     Error(e.Name.Pos, $"entity type `{fq}` is declared more than once; declare each entity type once");
@@ -263,11 +272,44 @@ internal sealed class SchemaResolver
             return null;
         }
 
-        var t = ResolveType(decl.Type, ns);
+        if (_commonsInProgress.Count > MaxCommonTypeChain)
+        {
+            Error(usePos, $"common type `{fq}` is defined through more than {MaxCommonTypeChain} nested common types; simplify the definitions");
+            _commonsInProgress.Remove(fq);
+            _resolvedCommons[fq] = null;
+            return null;
+        }
+
+        var t = CheckDepth(ResolveType(decl.Type, ns), decl.Name.Pos, $"common type `{fq}`");
         _commonsInProgress.Remove(fq);
         if (!_resolvedCommons.ContainsKey(fq))
             _resolvedCommons[fq] = t;
         return _resolvedCommons[fq];
+    }
+
+    private readonly Dictionary<SchemaType, int> _depths = new(ReferenceEqualityComparer.Instance);
+
+    /// <summary>Rejects types nested deeper than the parsers accept once common types are expanded.</summary>
+    private SchemaType? CheckDepth(SchemaType? t, SourcePos pos, string what)
+    {
+        if (t is null || Depth(t) <= CedarSchemaParser.MaxTypeDepth)
+            return t;
+        Error(pos, $"{what} nests types more than {CedarSchemaParser.MaxTypeDepth} levels deep once common types are expanded; flatten it");
+        return null;
+    }
+
+    private int Depth(SchemaType t)
+    {
+        if (_depths.TryGetValue(t, out var d))
+            return d;
+        d = 1 + t switch
+        {
+            SetType s => Depth(s.Element),
+            RecordType r => r.Attributes.Count == 0 ? 0 : r.Attributes.Values.Max(a => Depth(a.Type)),
+            _ => 0,
+        };
+        _depths[t] = d;
+        return d;
     }
 
     private SchemaType? ResolveType(RawType raw, string ns)
@@ -340,7 +382,7 @@ internal sealed class SchemaResolver
         var shape = RecordType.Empty;
         if (decl.Shape is not null)
         {
-            var t = ResolveType(decl.Shape, ns);
+            var t = CheckDepth(ResolveType(decl.Shape, ns), decl.Name.Pos, $"the shape of entity type `{name}`");
             if (t is RecordType r)
             {
                 shape = r;
@@ -348,7 +390,7 @@ internal sealed class SchemaResolver
             else
             {
                 if (t is not null)
-                    Error(decl.Shape.Pos, $"the shape of entity type `{name}` must be a record type, not `{t}`; declare its attributes as `{{ ... }}`");
+                    Error(decl.Shape.Pos, $"the shape of entity type `{name}` must be a record type, not `{t.ToShortCedar()}`; declare its attributes as `{{ ... }}`");
                 ok = false;
             }
         }
@@ -356,7 +398,7 @@ internal sealed class SchemaResolver
         SchemaType? tags = null;
         if (decl.Tags is not null)
         {
-            tags = ResolveType(decl.Tags, ns);
+            tags = CheckDepth(ResolveType(decl.Tags, ns), decl.Name.Pos, $"the tags of entity type `{name}`");
             ok &= tags is not null;
         }
 
@@ -420,7 +462,7 @@ internal sealed class SchemaResolver
         var context = RecordType.Empty;
         if (decl.Context is not null)
         {
-            var t = ResolveType(decl.Context, ns);
+            var t = CheckDepth(ResolveType(decl.Context, ns), decl.Pos, $"the context of action {id}");
             if (t is RecordType r)
             {
                 context = r;
@@ -428,7 +470,7 @@ internal sealed class SchemaResolver
             else
             {
                 if (t is not null)
-                    Error(decl.Context.Pos, $"the context of action {id} must be a record type, not `{t}`; declare it as `{{ ... }}`");
+                    Error(decl.Context.Pos, $"the context of action {id} must be a record type, not `{t.ToShortCedar()}`; declare it as `{{ ... }}`");
                 ok = false;
             }
         }
