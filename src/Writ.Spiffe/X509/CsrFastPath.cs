@@ -73,7 +73,8 @@ internal static class CsrFastPath
                 return Result.NotHandled;
             }
 
-            if (!IsNamedCurveKey(spki))
+            var curve = NamedCurveKey(spki, out var point);
+            if (curve == 0)
             {
                 return Result.NotHandled;
             }
@@ -82,18 +83,21 @@ internal static class CsrFastPath
             {
                 return Result.NotHandled;
             }
-            using var ec = ECDsa.Create();
+            ECDsa ec;
             try
             {
-                ec.ImportSubjectPublicKeyInfo(spki, out _);
+                ec = OpenSslEcImport.TryImport(point, curve == 384) ?? ImportManaged(spki);
             }
             catch (CryptographicException)
             {
                 return Result.BadKey;   // not a point on the curve
             }
-            if (!ec.VerifyData(cri, signature, hash.Value, DSASignatureFormat.Rfc3279DerSequence))
+            using (ec)
             {
-                return Result.BadSignature;
+                if (!ec.VerifyData(cri, signature, hash.Value, DSASignatureFormat.Rfc3279DerSequence))
+                {
+                    return Result.BadSignature;
+                }
             }
             subjectKey = pk;
             return Result.Valid;
@@ -121,23 +125,53 @@ internal static class CsrFastPath
         };
     }
 
-    /// <summary>id-ecPublicKey on namedCurve P-256 or P-384.</summary>
-    private static bool IsNamedCurveKey(ReadOnlySpan<byte> spki)
+    private static ECDsa ImportManaged(ReadOnlySpan<byte> spki)
     {
+        var ec = ECDsa.Create();
+        try
+        {
+            ec.ImportSubjectPublicKeyInfo(spki, out _);
+            return ec;
+        }
+        catch
+        {
+            ec.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>256 or 384 for id-ecPublicKey on namedCurve P-256 or P-384 (with the key's point), else 0.</summary>
+    private static int NamedCurveKey(ReadOnlySpan<byte> spki, out ReadOnlySpan<byte> point)
+    {
+        point = default;
         AsnDecoder.ReadSequence(spki, AsnEncodingRules.DER, out var off, out var len, out _);
         var body = spki.Slice(off, len);
-        AsnDecoder.ReadSequence(body, AsnEncodingRules.DER, out var aOff, out var aLen, out _);
+        AsnDecoder.ReadSequence(body, AsnEncodingRules.DER, out var aOff, out var aLen, out var algLength);
         var alg = body.Slice(aOff, aLen);
         if (AsnDecoder.ReadObjectIdentifier(alg, AsnEncodingRules.DER, out var read) != OidEcPublicKey)
         {
-            return false;
+            return 0;
         }
         alg = alg[read..];
         if (alg.IsEmpty || alg[0] != 0x06)
         {
-            return false;
+            return 0;
         }
         var curve = AsnDecoder.ReadObjectIdentifier(alg, AsnEncodingRules.DER, out read);
-        return read == alg.Length && curve is KeyAlgorithms.OidP256 or KeyAlgorithms.OidP384;
+        if (read != alg.Length)
+        {
+            return 0;
+        }
+        var bits = body[algLength..];
+        if (!AsnDecoder.TryReadPrimitiveBitString(bits, AsnEncodingRules.DER, out var unused, out point, out read) || unused != 0 || read != bits.Length)
+        {
+            return 0;
+        }
+        return curve switch
+        {
+            KeyAlgorithms.OidP256 => 256,
+            KeyAlgorithms.OidP384 => 384,
+            _ => 0,
+        };
     }
 }

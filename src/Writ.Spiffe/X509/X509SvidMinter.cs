@@ -4,6 +4,12 @@ using Writ.Spiffe.Internal;
 
 namespace Writ.Spiffe.X509;
 
+/// <summary>
+/// A leaf signed by <see cref="X509SvidMinter.SignLeafDer"/>: its DER and the fields callers need without parsing it —
+/// the serial as upper-case hex (as <see cref="X509Certificate.SerialNumber"/>) and the validity as encoded (whole seconds, UTC).
+/// </summary>
+public sealed record SignedX509Leaf(byte[] Der, string SerialNumber, DateTimeOffset NotBefore, DateTimeOffset NotAfter);
+
 /// <summary>Signs X.509-SVID leaf certificates (X509-SVID.md §3.1, §4), the way SPIRE does.</summary>
 public static class X509SvidMinter
 {
@@ -29,17 +35,40 @@ public static class X509SvidMinter
     public static X509Certificate2 SignLeaf(X509Certificate2 caCert, AsymmetricAlgorithm caKey, SpiffeId id, PublicKey subjectKey,
         DateTimeOffset now, TimeSpan ttl, IReadOnlyList<string>? dnsNames = null)
     {
+        if (caKey is not ECDsa)
+        {
+            var (notBefore, notAfter) = Check(caCert, caKey, id, subjectKey, now, ttl, dnsNames);
+            return Create(caCert, caKey, id, subjectKey, notBefore, notAfter, dnsNames, KeyAlgorithms.RandomSerial());
+        }
+        return X509CertificateLoader.LoadCertificate(SignLeafDer(caCert, caKey, id, subjectKey, now, ttl, dnsNames).Der);
+    }
+
+    /// <summary>
+    /// The same leaf as <see cref="SignLeaf"/>, as DER with the fields a server logs and returns, for callers that only send
+    /// it on: skips parsing it back into an <see cref="X509Certificate2"/>, which with OpenSSL 3.0 costs several times the
+    /// signature itself.
+    /// </summary>
+    public static SignedX509Leaf SignLeafDer(X509Certificate2 caCert, AsymmetricAlgorithm caKey, SpiffeId id, PublicKey subjectKey,
+        DateTimeOffset now, TimeSpan ttl, IReadOnlyList<string>? dnsNames = null)
+    {
         var (notBefore, notAfter) = Check(caCert, caKey, id, subjectKey, now, ttl, dnsNames);
         if (caKey is not ECDsa ec)
         {
-            return Create(caCert, caKey, id, subjectKey, notBefore, notAfter, dnsNames, KeyAlgorithms.RandomSerial());
+            using var slow = Create(caCert, caKey, id, subjectKey, notBefore, notAfter, dnsNames, KeyAlgorithms.RandomSerial());
+            return new SignedX509Leaf(slow.RawData, slow.SerialNumber, WholeSeconds(notBefore), WholeSeconds(notAfter));
         }
         var template = X509LeafTemplate.For(caCert, ec);
         Span<byte> serial = stackalloc byte[16];
         RandomSerial(serial);
         var der = template.Sign(serial, notBefore, notAfter, subjectKey.ExportSubjectPublicKeyInfo(), subjectKey.EncodedKeyValue.RawData,
             id.ToString(), dnsNames);
-        return X509CertificateLoader.LoadCertificate(der);
+        return new SignedX509Leaf(der, Convert.ToHexString(serial), WholeSeconds(notBefore), WholeSeconds(notAfter));
+    }
+
+    private static DateTimeOffset WholeSeconds(DateTimeOffset t)
+    {
+        var u = t.ToUniversalTime();
+        return u.AddTicks(-(u.Ticks % TimeSpan.TicksPerSecond));
     }
 
     /// <summary>

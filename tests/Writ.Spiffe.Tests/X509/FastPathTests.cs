@@ -174,6 +174,35 @@ public sealed class FastPathTests : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData("p256")]
+    [InlineData("p384")]
+    [InlineData("rsa2048")]
+    public void SignLeafDer_is_a_valid_leaf_with_the_same_profile(string kind)
+    {
+        var ca = kind switch
+        {
+            "rsa2048" => new TestCa("example.org", () => RSA.Create(2048)),
+            _ => NewCa(kind),
+        };
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var id = SpiffeId.Parse("spiffe://example.org/der");
+        var now = TestCa.Now.AddMilliseconds(730);
+        var signed = X509SvidMinter.SignLeafDer(ca.Root, ca.RootKey, id, new PublicKey(key), now, TimeSpan.FromHours(1), ["der.example.org"]);
+        var leaf = X509CertificateLoader.LoadCertificate(signed.Der);
+        Assert.Equal(leaf.SerialNumber, signed.SerialNumber);
+        Assert.Equal(leaf.NotAfter.ToUniversalTime(), signed.NotAfter.UtcDateTime);
+        Assert.Equal(leaf.NotBefore.ToUniversalTime(), signed.NotBefore.UtcDateTime);
+        Assert.Equal(TimeSpan.Zero, signed.NotAfter.Offset);
+        var r = X509SvidValidator.Validate([leaf], ca.Bundle, TestCa.Now);
+        Assert.True(r.IsValid, r.Error);
+        Assert.Equal(id, r.Id);
+        var reference = X509SvidMinter.SignLeafWithCertificateRequest(ca.Root, ca.RootKey, id, new PublicKey(key), TestCa.Now, TimeSpan.FromHours(1), ["der.example.org"]);
+        Assert.Equal(
+            reference.Extensions.Select(e => (e.Oid!.Value, e.Critical, Convert.ToHexString(e.RawData))),
+            leaf.Extensions.Select(e => (e.Oid!.Value, e.Critical, Convert.ToHexString(e.RawData))));
+    }
+
     [Fact]
     public void Concurrent_issuance_with_one_ca_key_gives_valid_distinct_leaves()
     {
@@ -236,6 +265,46 @@ public sealed class FastPathTests : IDisposable
         var der = Csr.Create(key);
         Assert.Equal(CsrFastPath.Result.Valid, CsrFastPath.TryVerify(der, out var pk));
         Assert.Equal(key.ExportSubjectPublicKeyInfo(), pk!.ExportSubjectPublicKeyInfo());
+    }
+
+    [Theory]
+    [InlineData(256)]
+    [InlineData(384)]
+    public void OpenSsl_import_gives_a_key_that_verifies_only_its_own_signatures(int bits)
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "the OpenSSL import is for Linux");
+        using var key = ECDsa.Create(bits == 256 ? ECCurve.NamedCurves.nistP256 : ECCurve.NamedCurves.nistP384);
+        var p = key.ExportParameters(false);
+        byte[] point = [0x04, .. p.Q.X!, .. p.Q.Y!];
+        using var imported = OpenSslEcImport.TryImport(point, bits == 384);
+        Assert.NotNull(imported);   // on this machine .NET runs on OpenSSL 3: the fast import must be in use
+        Assert.Equal(bits, imported.KeySize);
+        var data = "message"u8.ToArray();
+        var sig = key.SignData(data, HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence);
+        Assert.True(imported.VerifyData(data, sig, HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence));
+        Assert.False(imported.VerifyData("massage"u8, sig, HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence));
+        using var other = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        Assert.False(imported.VerifyData(data, other.SignData(data, HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence),
+            HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence));
+        Assert.Equal(key.ExportSubjectPublicKeyInfo(), imported.ExportSubjectPublicKeyInfo());
+    }
+
+    [Fact]
+    public void OpenSsl_import_refuses_points_off_the_curve_and_odd_encodings()
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "the OpenSSL import is for Linux");
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var p = key.ExportParameters(false);
+        byte[] point = [0x04, .. p.Q.X!, .. p.Q.Y!];
+        point[^1] ^= 0x01;
+        Assert.Throws<CryptographicException>(() => OpenSslEcImport.TryImport(point, p384: false));
+        byte[] zero = [0x04, .. new byte[64]];
+        Assert.Throws<CryptographicException>(() => OpenSslEcImport.TryImport(zero, p384: false));
+        // Compressed points and wrong lengths are left to .NET's import.
+        byte[] compressed = [0x02, .. p.Q.X!];
+        Assert.Null(OpenSslEcImport.TryImport(compressed, p384: false));
+        point[^1] ^= 0x01;
+        Assert.Null(OpenSslEcImport.TryImport(point, p384: true));
     }
 
     [Fact]
