@@ -90,7 +90,17 @@ internal static class CsrFastPath
             }
             catch (CryptographicException)
             {
-                return Result.BadKey;   // not a point on the curve
+                // OpenSSL refused the point. Let .NET's stricter import decide, so a misbehaving fast import can never
+                // refuse a good key: if .NET accepts it, stop using the fast import.
+                try
+                {
+                    ec = ImportManaged(spki);
+                    OpenSslEcImport.Disable();
+                }
+                catch (CryptographicException)
+                {
+                    return Result.BadKey;   // not a point on the curve
+                }
             }
             using (ec)
             {

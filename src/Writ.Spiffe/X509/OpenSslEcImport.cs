@@ -64,7 +64,7 @@ internal static class OpenSslEcImport
     }
 
     [SupportedOSPlatform("linux")]
-    private static ECDsa Import(ReadOnlySpan<byte> point, bool p384)
+    private static ECDsa? Import(ReadOnlySpan<byte> point, bool p384)
     {
         var buffer = Marshal.AllocHGlobal(point.Length);
         var ctx = IntPtr.Zero;
@@ -82,7 +82,9 @@ internal static class OpenSslEcImport
             ctx = EVP_PKEY_CTX_new_from_name(IntPtr.Zero, Ec, IntPtr.Zero);
             if (ctx == IntPtr.Zero || EVP_PKEY_fromdata_init(ctx) != 1)
             {
-                throw new CryptographicException("OpenSSL could not set up an EC key import");
+                ERR_clear_error();   // leave no error on this thread's queue for .NET's next OpenSSL call to report
+                _disabled = true;    // this libcrypto cannot do it: .NET's import from now on
+                return null;
             }
             if (EVP_PKEY_fromdata(ctx, out pkey, EvpPkeyPublicKey, ps) != 1 || pkey == IntPtr.Zero)
             {
@@ -106,6 +108,12 @@ internal static class OpenSslEcImport
             Marshal.FreeHGlobal(buffer);
         }
     }
+
+    /// <summary>Stops using this path (OpenSSL refused a key .NET accepts: something is not as expected).</summary>
+    public static void Disable() => _disabled = true;
+
+    /// <summary>Whether keys are imported through this path (tests check that it is in use where expected).</summary>
+    public static bool Enabled => !_disabled;
 
     private static bool IsOpenSsl3()
     {
