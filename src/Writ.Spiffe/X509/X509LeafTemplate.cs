@@ -26,7 +26,7 @@ internal sealed class X509LeafTemplate
     private static readonly byte[] SkiPrefix = [0x30, 0x1D, 0x06, 0x03, 0x55, 0x1D, 0x0E, 0x04, 0x16, 0x04, 0x14];
     private static readonly byte[] SanOid = [0x06, 0x03, 0x55, 0x1D, 0x11];
 
-    private readonly byte[] _head;          // version, (serial goes after), nothing else
+    private readonly byte[] _head;          // [0] EXPLICIT version v3; the serial follows
     private readonly byte[] _algorithm;     // signature AlgorithmIdentifier (TBS and outer certificate)
     private readonly byte[] _issuer;        // issuer Name = CA subject
     private readonly byte[] _subject;       // leaf subject Name (O=Writ)
