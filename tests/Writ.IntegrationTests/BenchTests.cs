@@ -79,6 +79,31 @@ public sealed class BenchTests
     }
 
     [Fact]
+    public async Task Scale_creates_the_entries_and_reports_startup_and_memory()
+    {
+        var r = await Proc.RunAsync("dotnet", [Repo.WritDll, "bench", "scale", "--entries", "2500", "--output", "json"], timeout: Timeout);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var j = doc.RootElement;
+        Assert.Equal("scale", j.GetProperty("benchmark").GetString());
+        Assert.Equal(2500, j.GetProperty("entries").GetInt32());
+        foreach (var name in new[] { "entry_create_per_second", "startup_empty_ms", "rss_empty_mb", "startup_ms", "rss_mb" })
+        {
+            Positive(j, name);
+        }
+    }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("many")]
+    public async Task Bad_entries_is_a_usage_error(string entries)
+    {
+        var r = await Proc.RunAsync("dotnet", [Repo.WritDll, "bench", "scale", "--entries", entries], timeout: Timeout);
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("--entries", r.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Table_output_is_the_default()
     {
         var r = await Proc.RunAsync("dotnet", [Repo.WritDll, "bench", "jwt", "--seconds", "0.5"], timeout: Timeout);

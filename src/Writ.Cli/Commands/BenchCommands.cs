@@ -21,6 +21,8 @@ public static class BenchCommands
             [Seconds, OutputOpt], JwtAsync),
         new("bench workload-api", "FetchX509SVID and FetchJWTSVID latency (p50/p99) over the agent's Unix socket, against a no-op gRPC call.",
             [Seconds, OutputOpt], WorkloadApiAsync),
+        new("bench scale", "Partial: a server process on SQLite; N entries created through the admin API; start-up time and memory.",
+            [new("entries", "number of registration entries (default 100000)", "N"), OutputOpt], ScaleAsync),
     ];
 
     private static TimeSpan ParseSeconds(ParsedArgs a)
@@ -106,6 +108,33 @@ public static class BenchCommands
             ["ecdsa p-256 verify (raw)", F(r.VerifyPerSecond), F(1e6 / r.VerifyPerSecond, "N1"), ""],
         ]);
         ctx.Out.WriteLine($"one thread, {F(r.Seconds, "0.#")} s per measure");
+        return 0;
+    }
+
+    private static async Task<int> ScaleAsync(ParsedArgs a, CommandContext ctx)
+    {
+        var text = a.Get("entries") ?? "100000";
+        if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var entries) || entries is < 1 or > 10_000_000)
+        {
+            throw new UsageException($"--entries '{text}' is not a whole number from 1 to 10000000: give e.g. --entries 100000");
+        }
+        CheckOutput(a);
+        var r = await ScaleBench.RunAsync(entries, a.JsonOutput ? TextWriter.Null : ctx.Error, ctx.Cancellation).ConfigureAwait(false);
+        if (a.JsonOutput)
+        {
+            Output.Json(ctx.Out, r);
+            return 0;
+        }
+        Output.Table(ctx.Out, ["measure", "value"],
+        [
+            ["store", r.Store],
+            ["entries", F(r.Entries)],
+            [$"entry create rate (admin API, batches of {r.BatchSize}), per second", F(r.CreatePerSecond)],
+            ["server start-up, empty store (ms, to \"ready\")", F(r.StartupEmptyMs)],
+            ["server resident memory, empty store (MiB)", F(r.RssEmptyMb, "N1")],
+            ["server start-up with the entries (ms)", F(r.StartupMs)],
+            ["server resident memory with the entries, after start-up (MiB)", F(r.RssMb, "N1")],
+        ]);
         return 0;
     }
 
