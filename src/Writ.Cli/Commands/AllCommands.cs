@@ -12,5 +12,6 @@ public static class AllCommands
         .. AdminCommands.All(),
         .. PolicyCommands.All(),
         .. WorkloadCommands.All(),
+        .. BenchCommands.All(),
     ];
 }

@@ -40,6 +40,18 @@ public static class Csr
             error = "CSR is larger than 64 KiB: send a plain DER PKCS#10 request";
             return false;
         }
+        switch (CsrFastPath.TryVerify(der, out subjectKey))
+        {
+            case CsrFastPath.Result.Valid when subjectKey is not null:
+                error = null;
+                return true;
+            case CsrFastPath.Result.BadSignature:
+                error = "CSR is not a valid DER PKCS#10 request or its signature does not verify: create it with the key being certified";
+                return false;
+            case CsrFastPath.Result.BadKey:
+                error = "CSR public key cannot be read: create the request with a supported EC or RSA key";
+                return false;
+        }
         CertificateRequest req;
         try
         {

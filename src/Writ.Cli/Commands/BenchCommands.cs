@@ -1,0 +1,162 @@
+using System.Globalization;
+using Writ.Cli.Bench;
+using Writ.Cli.CommandLine;
+
+namespace Writ.Cli.Commands;
+
+/// <summary>
+/// `writ bench …`: measurements a user runs to size a deployment. Each runs for <c>--seconds N</c> per measured operation
+/// (operations are interleaved so machine load hits them alike) and prints a table, or JSON with <c>--output json</c>.
+/// </summary>
+public static class BenchCommands
+{
+    private static readonly OptionSpec Seconds = new("seconds", "measuring time per operation, in seconds (default 5)", "N");
+    private static readonly OptionSpec OutputOpt = new("output", "table (default) or json", "FORMAT");
+
+    public static IEnumerable<CommandSpec> All() =>
+    [
+        new("bench issuance", "X.509-SVID issuance (CSR in, chain out) per second on one thread, against raw ECDSA P-256 sign+verify.",
+            [Seconds, OutputOpt, new("breakdown", "also measure each stage (CSR check, signing, certificate load) in µs", IsFlag: true)], IssuanceAsync),
+        new("bench jwt", "JWT-SVID mint and validate per second on one thread, against raw ECDSA P-256 sign and verify.",
+            [Seconds, OutputOpt], JwtAsync),
+        new("bench workload-api", "FetchX509SVID and FetchJWTSVID latency (p50/p99) over the agent's Unix socket, against a no-op gRPC call.",
+            [Seconds, OutputOpt], WorkloadApiAsync),
+        new("bench scale", "Partial: a server process on SQLite; N entries created through the admin API; start-up time and memory.",
+            [new("entries", "number of registration entries (default 100000)", "N"), OutputOpt], ScaleAsync),
+    ];
+
+    private static TimeSpan ParseSeconds(ParsedArgs a)
+    {
+        var text = a.Get("seconds");
+        if (text is null)
+        {
+            return TimeSpan.FromSeconds(5);
+        }
+        if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var s) || !double.IsFinite(s) || s <= 0 || s > 3600)
+        {
+            throw new UsageException($"--seconds '{text}' is not a number of seconds between 0 and 3600: give e.g. --seconds 5");
+        }
+        return TimeSpan.FromSeconds(s);
+    }
+
+    private static void CheckOutput(ParsedArgs a)
+    {
+        if (a.Get("output") is { } o && o is not ("json" or "table"))
+        {
+            throw new UsageException($"--output '{o}' is not known: use table or json");
+        }
+    }
+
+    private static string F(double v, string format = "N0") => v.ToString(format, CultureInfo.InvariantCulture);
+
+    private static async Task<int> IssuanceAsync(ParsedArgs a, CommandContext ctx)
+    {
+        var seconds = ParseSeconds(a);
+        CheckOutput(a);
+        var r = await IssuanceBench.RunAsync(seconds, a.Flag("breakdown"), ctx.Cancellation).ConfigureAwait(false);
+        if (a.JsonOutput)
+        {
+            Output.Json(ctx.Out, r);
+            return 0;
+        }
+        Output.Table(ctx.Out, ["measure", "per second", "µs per op"],
+        [
+            ["x509 issuance (CSR verify + sign + chain)", F(r.X509PerSecond), F(1e6 / r.X509PerSecond, "N1")],
+            ["ecdsa p-256 sign (raw)", F(r.SignPerSecond), F(1e6 / r.SignPerSecond, "N1")],
+            ["ecdsa p-256 verify (raw)", F(r.VerifyPerSecond), F(1e6 / r.VerifyPerSecond, "N1")],
+            ["limit 1/(1/sign + 1/verify)", F(r.LimitPerSecond), F(1e6 / r.LimitPerSecond, "N1")],
+        ]);
+        ctx.Out.WriteLine($"ratio {F(r.Ratio, "0.000")} (goal ≥ {F(r.GoalRatio, "0.0")}), one thread, {F(r.Seconds, "0.#")} s per measure");
+        if (r.Breakdown is { } b)
+        {
+            ctx.Out.WriteLine();
+            Output.Table(ctx.Out, ["stage", "µs per call"],
+            [
+                ["Csr.TryVerify (parse, key import, ECDSA verify)", F(b.CsrVerify, "N2")],
+                ["same check via CertificateRequest.LoadSigningRequest", F(b.CsrVerifyCertificateRequest, "N2")],
+                ["Issuer.VerifyCsr (TryVerify + requested-SAN check)", F(b.IssuerVerifyCsr, "N2")],
+                ["WritCa.SignX509Svid (fast path: TBS + sign + load)", F(b.SignLeaf, "N2")],
+                ["same leaf via CertificateRequest (reference)", F(b.SignLeafCertificateRequest, "N2")],
+                ["X509SvidMinter.SignLeafDer (TBS + sign, no load)", F(b.SignLeafDer, "N2")],
+                ["X509Certificate2 load of a leaf", F(b.CertificateLoad, "N2")],
+                ["EC P-256 public key import", F(b.EcPublicKeyImport, "N2")],
+                ["raw ECDSA P-256 sign", F(b.Sign, "N2")],
+                ["raw ECDSA P-256 verify", F(b.Verify, "N2")],
+                ["whole issuance", F(b.Issuance, "N2")],
+                ["same, DER out (VerifyCsr + SignLeafDer, no parse)", F(b.IssuanceDerOut, "N2")],
+            ]);
+            ctx.Out.WriteLine($"ratio to the limit if the chain went out as the signed DER (no X509Certificate2 parse): {F(b.DerOutRatio, "0.000")}");
+        }
+        return 0;
+    }
+
+    private static async Task<int> JwtAsync(ParsedArgs a, CommandContext ctx)
+    {
+        var seconds = ParseSeconds(a);
+        CheckOutput(a);
+        var r = await JwtBench.RunAsync(seconds, ctx.Cancellation).ConfigureAwait(false);
+        if (a.JsonOutput)
+        {
+            Output.Json(ctx.Out, r);
+            return 0;
+        }
+        Output.Table(ctx.Out, ["measure", "per second", "µs per op", "ratio to raw"],
+        [
+            ["jwt-svid mint (ES256)", F(r.MintPerSecond), F(1e6 / r.MintPerSecond, "N1"), F(r.MintRatio, "0.000")],
+            ["jwt-svid validate", F(r.ValidatePerSecond), F(1e6 / r.ValidatePerSecond, "N1"), F(r.ValidateRatio, "0.000")],
+            ["ecdsa p-256 sign (raw)", F(r.SignPerSecond), F(1e6 / r.SignPerSecond, "N1"), ""],
+            ["ecdsa p-256 verify (raw)", F(r.VerifyPerSecond), F(1e6 / r.VerifyPerSecond, "N1"), ""],
+        ]);
+        ctx.Out.WriteLine($"one thread, {F(r.Seconds, "0.#")} s per measure");
+        return 0;
+    }
+
+    private static async Task<int> ScaleAsync(ParsedArgs a, CommandContext ctx)
+    {
+        var text = a.Get("entries") ?? "100000";
+        if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var entries) || entries is < 1 or > 10_000_000)
+        {
+            throw new UsageException($"--entries '{text}' is not a whole number from 1 to 10000000: give e.g. --entries 100000");
+        }
+        CheckOutput(a);
+        var r = await ScaleBench.RunAsync(entries, a.JsonOutput ? TextWriter.Null : ctx.Error, ctx.Cancellation).ConfigureAwait(false);
+        if (a.JsonOutput)
+        {
+            Output.Json(ctx.Out, r);
+            return 0;
+        }
+        Output.Table(ctx.Out, ["measure", "value"],
+        [
+            ["store", r.Store],
+            ["entries", F(r.Entries)],
+            [$"entry create rate (admin API, batches of {r.BatchSize}), per second", F(r.CreatePerSecond)],
+            ["server start-up, empty store (ms, to \"ready\")", F(r.StartupEmptyMs)],
+            ["server resident memory, empty store (MiB)", F(r.RssEmptyMb, "N1")],
+            ["server start-up with the entries (ms)", F(r.StartupMs)],
+            ["server resident memory with the entries, after start-up (MiB)", F(r.RssMb, "N1")],
+        ]);
+        return 0;
+    }
+
+    private static async Task<int> WorkloadApiAsync(ParsedArgs a, CommandContext ctx)
+    {
+        var seconds = ParseSeconds(a);
+        CheckOutput(a);
+        var r = await WorkloadApiBench.RunAsync(seconds, a.JsonOutput ? TextWriter.Null : ctx.Error, ctx.Cancellation).ConfigureAwait(false);
+        if (a.JsonOutput)
+        {
+            Output.Json(ctx.Out, r);
+            return 0;
+        }
+        static string[] Row(string name, LatencyFigures f) => [name, F(f.Calls), F(f.P50, "N1"), F(f.P99, "N1"), F(f.Mean, "N1")];
+        Output.Table(ctx.Out, ["call (Unix socket, gRPC)", "calls", "p50 µs", "p99 µs", "mean µs"],
+        [
+            Row("FetchX509SVID, first message (agent)", r.FetchX509),
+            Row("no-op stream, first message", r.NoopStream),
+            Row("FetchJWTSVID (agent, cache warm)", r.FetchJwt),
+            Row("no-op unary", r.NoopUnary),
+        ]);
+        ctx.Out.WriteLine($"p99 ratio to no-op: x509 {F(r.X509P99Ratio, "0.00")}, jwt {F(r.JwtP99Ratio, "0.00")} (goal ≤ {F(r.GoalRatio, "0.0")})");
+        return 0;
+    }
+}

@@ -1,0 +1,127 @@
+using System.Text.Json;
+using Writ.IntegrationTests.Harness;
+
+namespace Writ.IntegrationTests;
+
+/// <summary>
+/// `writ bench …` runs as a real process and reports sane figures. No timing is asserted (benchmarks are not timed
+/// tests): only that every figure is there, positive and consistent with the others.
+/// </summary>
+public sealed class BenchTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(3);
+
+    private static async Task<JsonElement> RunJsonAsync(params string[] args)
+    {
+        var r = await Proc.RunAsync("dotnet", [Repo.WritDll, "bench", .. args, "--seconds", "1", "--output", "json"], timeout: Timeout);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        using var doc = JsonDocument.Parse(r.Stdout);
+        return doc.RootElement.Clone();
+    }
+
+    private static double Positive(JsonElement e, string name)
+    {
+        var v = e.GetProperty(name).GetDouble();
+        Assert.True(v > 0 && double.IsFinite(v), $"{name} = {v}, expected a positive number");
+        return v;
+    }
+
+    [Fact]
+    public async Task Issuance_reports_rates_the_limit_and_the_ratio()
+    {
+        var j = await RunJsonAsync("issuance", "--breakdown");
+        Assert.Equal("issuance", j.GetProperty("benchmark").GetString());
+        var x509 = Positive(j, "x509_per_second");
+        var sign = Positive(j, "ecdsa_p256_sign_per_second");
+        var verify = Positive(j, "ecdsa_p256_verify_per_second");
+        var limit = Positive(j, "limit_per_second");
+        var ratio = Positive(j, "ratio");
+        Assert.InRange(limit, 1 / ((1 / sign) + (1 / verify)) - 1, 1 / ((1 / sign) + (1 / verify)) + 1);
+        Assert.InRange(ratio, x509 / limit - 0.01, x509 / limit + 0.01);
+        Assert.True(limit < sign && limit < verify, "the limit of two operations in a row is below each one's rate");
+        Assert.Equal(0.7, j.GetProperty("goal_ratio").GetDouble());
+        var b = j.GetProperty("breakdown");
+        foreach (var p in b.EnumerateObject())
+        {
+            Positive(b, p.Name);
+        }
+    }
+
+    [Fact]
+    public async Task Jwt_reports_mint_and_validate_against_raw_ecdsa()
+    {
+        var j = await RunJsonAsync("jwt");
+        Assert.Equal("jwt", j.GetProperty("benchmark").GetString());
+        var mint = Positive(j, "jwt_mint_per_second");
+        var sign = Positive(j, "ecdsa_p256_sign_per_second");
+        Positive(j, "jwt_validate_per_second");
+        Positive(j, "ecdsa_p256_verify_per_second");
+        Assert.InRange(Positive(j, "mint_ratio"), mint / sign - 0.01, mint / sign + 0.01);
+        Positive(j, "validate_ratio");
+    }
+
+    [Fact]
+    public async Task Workload_api_reports_latency_percentiles_for_real_and_noop_calls()
+    {
+        var j = await RunJsonAsync("workload-api");
+        Assert.Equal("workload-api", j.GetProperty("benchmark").GetString());
+        foreach (var name in new[] { "fetch_x509_svid", "noop_stream", "fetch_jwt_svid", "noop_unary" })
+        {
+            var f = j.GetProperty(name);
+            Assert.True(f.GetProperty("calls").GetInt64() > 0, $"{name}: no calls measured");
+            var p50 = Positive(f, "p50_us");
+            var p99 = Positive(f, "p99_us");
+            Assert.True(p50 <= p99, $"{name}: p50 {p50} > p99 {p99}");
+            Positive(f, "mean_us");
+        }
+        Positive(j, "x509_p99_ratio");
+        Positive(j, "jwt_p99_ratio");
+    }
+
+    [Fact]
+    public async Task Scale_creates_the_entries_and_reports_startup_and_memory()
+    {
+        var r = await Proc.RunAsync("dotnet", [Repo.WritDll, "bench", "scale", "--entries", "2500", "--output", "json"], timeout: Timeout);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var j = doc.RootElement;
+        Assert.Equal("scale", j.GetProperty("benchmark").GetString());
+        Assert.Equal(2500, j.GetProperty("entries").GetInt32());
+        foreach (var name in new[] { "entry_create_per_second", "startup_empty_ms", "rss_empty_mb", "startup_ms", "rss_mb" })
+        {
+            Positive(j, name);
+        }
+    }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("many")]
+    public async Task Bad_entries_is_a_usage_error(string entries)
+    {
+        var r = await Proc.RunAsync("dotnet", [Repo.WritDll, "bench", "scale", "--entries", entries], timeout: Timeout);
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("--entries", r.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Table_output_is_the_default()
+    {
+        var r = await Proc.RunAsync("dotnet", [Repo.WritDll, "bench", "jwt", "--seconds", "0.5"], timeout: Timeout);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Contains("jwt-svid mint (ES256)", r.Stdout, StringComparison.Ordinal);
+        Assert.Contains("ecdsa p-256 verify (raw)", r.Stdout, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("abc")]
+    [InlineData("0")]
+    [InlineData("-3")]
+    [InlineData("NaN")]
+    public async Task Bad_seconds_is_a_usage_error_with_one_line(string seconds)
+    {
+        var r = await Proc.RunAsync("dotnet", [Repo.WritDll, "bench", "issuance", "--seconds", seconds], timeout: Timeout);
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("--seconds", r.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", r.Stderr, StringComparison.Ordinal);
+    }
+}
