@@ -185,11 +185,12 @@ public sealed class AgentApi(ServerContext server, ILogger<AgentApi> log) : Agen
         {
             var entry = await AuthorizedEntryAsync(caller, csr.EntryId, context.CancellationToken).ConfigureAwait(false);
             var id = SpiffeId.Parse(entry.SpiffeId);
-            var chain = server.Issuer.SignX509(id, csr.Csr.Span, server.Issuer.X509Ttl(entry, server.Time.GetUtcNow()), entry.DnsNames);
-            var svid = new X509Svid { EntryId = entry.Id, SpiffeId = entry.SpiffeId, ExpiresAtUnix = new DateTimeOffset(chain[0].NotAfter.ToUniversalTime()).ToUnixTimeSeconds() };
-            svid.CertChain.AddRange(chain.Select(c => ByteString.CopyFrom(c.RawData)));
+            var (leaf, above) = server.Issuer.SignX509Der(id, csr.Csr.Span, server.Issuer.X509Ttl(entry, server.Time.GetUtcNow()), entry.DnsNames);
+            var svid = new X509Svid { EntryId = entry.Id, SpiffeId = entry.SpiffeId, ExpiresAtUnix = leaf.NotAfter.ToUnixTimeSeconds() };
+            svid.CertChain.Add(ByteString.CopyFrom(leaf.Der));
+            svid.CertChain.AddRange(above.Select(ByteString.CopyFrom));
             response.Svids.Add(svid);
-            ServerLog.X509Issued(log, entry.SpiffeId, caller.Id.ToString(), chain[0].SerialNumber, new DateTimeOffset(chain[0].NotAfter.ToUniversalTime()));
+            ServerLog.X509Issued(log, entry.SpiffeId, caller.Id.ToString(), leaf.SerialNumber, leaf.NotAfter);
         }
         return response;
     }

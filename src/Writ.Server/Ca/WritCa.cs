@@ -566,6 +566,25 @@ public sealed class WritCa
     /// <summary>Signs an X.509-SVID for the subject key with the active authority. Returns the chain, leaf first.</summary>
     public IReadOnlyList<X509Certificate2> SignX509Svid(SpiffeId id, PublicKey subjectKey, TimeSpan ttl, IReadOnlyList<string>? dnsNames = null)
     {
+        var (s, now) = ActiveX509Signer();
+        var leaf = X509SvidMinter.SignLeaf(s.Certificate, s.Key, id, subjectKey, now, ttl, dnsNames);
+        return [leaf, .. s.ChainAboveLeaf.Where(c => !IsSelfSigned(c))];
+    }
+
+    /// <summary>
+    /// The same signing, returning DER (leaf, then the intermediates) — what goes on the wire — without parsing the
+    /// signed certificate back into an object: that parse costs more than both ECDSA operations of an issuance.
+    /// </summary>
+    public (SignedX509Leaf Leaf, IReadOnlyList<byte[]> ChainAboveLeaf) SignX509SvidDer(SpiffeId id, PublicKey subjectKey, TimeSpan ttl,
+        IReadOnlyList<string>? dnsNames = null)
+    {
+        var (s, now) = ActiveX509Signer();
+        var leaf = X509SvidMinter.SignLeafDer(s.Certificate, s.Key, id, subjectKey, now, ttl, dnsNames);
+        return (leaf, [.. s.ChainAboveLeaf.Where(c => !IsSelfSigned(c)).Select(c => c.RawData)]);
+    }
+
+    private (Signer Signer, DateTimeOffset Now) ActiveX509Signer()
+    {
         var s = _x509Signer ?? throw new InvalidOperationException("the CA is not initialized: call InitializeAsync first");
         var now = _time.GetUtcNow();
         var caNotAfter = new DateTimeOffset(s.Certificate.NotAfter.ToUniversalTime());
@@ -573,8 +592,7 @@ public sealed class WritCa
         {
             throw new InvalidOperationException($"the active X.509 CA authority expired at {caNotAfter:u} and was not rotated: check the server log for CA rotation failures (event 1401) and the store");
         }
-        var leaf = X509SvidMinter.SignLeaf(s.Certificate, s.Key, id, subjectKey, now, ttl, dnsNames);
-        return [leaf, .. s.ChainAboveLeaf.Where(c => !IsSelfSigned(c))];
+        return (s, now);
     }
 
     /// <summary>Mints a JWT-SVID with the active JWT key. TTL is capped by the key's own lifetime.</summary>

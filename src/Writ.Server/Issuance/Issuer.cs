@@ -42,6 +42,13 @@ public sealed class Issuer(WritCa ca, TimeSpan defaultX509Ttl, TimeSpan defaultJ
         return ca.SignX509Svid(id, key, ttl, dnsNames);
     }
 
+    /// <summary>As <see cref="SignX509"/>, returning DER for the wire (the agent API's hot path).</summary>
+    public (SignedX509Leaf Leaf, IReadOnlyList<byte[]> ChainAboveLeaf) SignX509Der(SpiffeId id, ReadOnlySpan<byte> csrDer, TimeSpan ttl, IReadOnlyList<string> dnsNames)
+    {
+        var key = VerifyCsr(csrDer, id);
+        return ca.SignX509SvidDer(id, key, ttl, dnsNames);
+    }
+
     /// <summary>
     /// The CSR's key, after checking its signature and that it asks for no identity other than <paramref name="expected"/>
     /// (a CSR naming another SPIFFE ID is refused rather than silently ignored).
