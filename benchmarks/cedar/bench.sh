@@ -28,6 +28,7 @@ dotnet build "$project" -c Release -nologo -v q >"$out/build.log" 2>&1 || { cat 
 cedarbench() { dotnet run --project "$project" -c Release --no-build -- "$@"; }
 
 cedarbench generate "$out" $sizes
+echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo "inputs in $out; $runs run(s) of ${seconds}s per engine and size after ${warmup}s warm-up" >&2
 for run in $(seq 1 "$runs"); do
   for n in $sizes; do
@@ -42,3 +43,5 @@ for run in $(seq 1 "$runs"); do
   done
 done
 node "$here/report.mjs" "$out"
+cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//')
+echo "machine: $(nproc) cores, ${cpu:-unknown CPU}; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

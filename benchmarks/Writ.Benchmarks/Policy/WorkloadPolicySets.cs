@@ -14,7 +14,7 @@ public sealed record WorkloadPolicySet(int PolicyCount, string PolicyText, strin
 /// Deterministic generator of workload-identity-shaped Cedar inputs: <c>Workload</c> principals carrying what attestation
 /// found (uid, sha256, path, container id, node and its attestation method), actions <c>IssueX509Svid</c> and
 /// <c>IssueJwtSvid</c>, <c>Identity</c> resources (SPIFFE ID, path, trust domain, owning team) and contexts with audience,
-/// requested TTL and time. Policies: one permit per registered identity path (<c>resource == Identity::"…"</c>), and per
+/// requested TTL and time; workloads on Kubernetes nodes also carry a <c>k8s</c> record. Policies: one permit per registered identity path (<c>resource == Identity::"…"</c>), and per
 /// team a permit over <c>resource in Team::"…"</c>, a forbid on unknown binary hashes, an audience restriction
 /// (<c>containsAny</c>) and TTL caps; some registrations carry <c>datetime</c> validity windows (a few already expired).
 /// The same (count, seed) always gives byte-identical output.
@@ -99,8 +99,9 @@ public static class WorkloadPolicySets
                 when { context.requested_ttl > duration("24h") || (action == Action::"IssueJwtSvid" && context.requested_ttl > duration("15m")) };
 
                 // {{t}}: any Kubernetes workload of the team may get a JWT-SVID for any of the team's identities.
+                // No `has k8s` guard, as in many real sets: for workloads not on Kubernetes this policy errors (skipped, reported).
                 permit (principal is Workload in Team::"{{t}}", action == Action::"IssueJwtSvid", resource in Team::"{{t}}")
-                when { principal.node.attestation_method == "k8s_psat" && principal.path like "/opt/{{t}}/*" && resource.spiffe_id like "spiffe://{{TrustDomain}}/{{t}}/*" && resource.owner == Team::"{{t}}" };
+                when { principal.k8s.namespace == "{{t}}" && principal.node.attestation_method == "k8s_psat" && principal.path like "/opt/{{t}}/*" && resource.spiffe_id like "spiffe://{{TrustDomain}}/{{t}}/*" && resource.owner == Team::"{{t}}" };
 
 
                 """);
@@ -177,6 +178,15 @@ public static class WorkloadPolicySets
                 json.WriteString("container_id", w.ContainerId);
                 json.WritePropertyName("node");
                 EntityRef(json, "Node", w.Node.Name);
+                if (w.Node.Method == "k8s_psat")
+                {
+                    json.WriteStartObject("k8s");
+                    json.WriteString("namespace", w.Team.Name);
+                    json.WriteString("service_account", w.Name);
+                    json.WriteString("pod_uid", w.ContainerId + "-pod");
+                    json.WriteEndObject();
+                }
+
                 json.WriteEndObject();
                 json.WriteStartArray("parents");
                 UidValue(json, "Team", w.Team.Name);
