@@ -70,4 +70,8 @@ console.log(`|${widths.map((w, i) => (i < 2 ? '-'.repeat(w + 2) : `${'-'.repeat(
 rows.forEach((r) => console.log(line(r)));
 console.log();
 console.log([...new Set(results.map((r) => r.runtime))].join('; '));
+for (const size of sizes) {
+  const rs = results.filter((r) => r.engine === reference && r.size === size && r.emptySetP50us !== undefined);
+  if (rs.length) console.log(`${reference}, ${size}-policy inputs against an EMPTY policy set (JS<->wasm crossing only): p50 ${median(rs.map((r) => r.emptySetP50us)).toFixed(2)} µs`);
+}
 process.exit(mismatches === 0 ? 0 : 1);

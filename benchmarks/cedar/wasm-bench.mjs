@@ -101,6 +101,15 @@ const times = [];
 const { count, seconds } = loop(Number(secondsText), times);
 const sorted = Float64Array.from(times).sort();
 const at = (q) => sorted[Math.floor(q * (sorted.length - 1))] * 1000; // ms -> µs
+
+// For scale: the same calls against an empty policy set, i.e. what crossing into wasm with these entities and this
+// context costs before any policy is evaluated.
+cedar.preparsePolicySet('empty', { staticPolicies: '' });
+calls.forEach((c) => { c.preparsedPolicySetId = 'empty'; });
+const emptyTimes = [];
+loop(Math.min(1, Number(warmupText)), null);
+loop(Math.min(2, Number(secondsText)), emptyTimes);
+const emptySorted = Float64Array.from(emptyTimes).sort();
 const round = (x, d) => Math.round(x * 10 ** d) / 10 ** d;
 writeFileSync(out, JSON.stringify({
   engine: mode === 'full' ? 'cedar-wasm-full' : 'cedar-wasm',
@@ -115,4 +124,5 @@ writeFileSync(out, JSON.stringify({
   perSecond: Math.round(count / seconds),
   p50us: round(at(0.5), 2),
   p99us: round(at(0.99), 2),
+  emptySetP50us: round(emptySorted[Math.floor(0.5 * (emptySorted.length - 1))] * 1000, 2),
 }));
