@@ -3,6 +3,9 @@
 # workload-identity-shaped policy sets (default 10 and 1,000 policies), parsed once, decided one request at a time on
 # one thread. Checks that both engines give identical decisions (decision, reasons, erroring policies) on the whole
 # request mix, then prints decisions/s and per-decision p50/p99 (median over the runs) and the ratio to the reference.
+# Rows: writ (entities parsed once into a store, as the server holds them), writ-json-per-call (request and reachable
+# entities parsed from JSON on every call, the shape of a cedar-wasm call), cedar-wasm (policies pre-parsed; the
+# reachable entities passed as JSON on every call, as its API requires).
 #
 #   benchmarks/cedar/bench.sh                 # 10 s per engine and size after 3 s of warm-up, 1 run
 #   RUNS=3 SECONDS_PER_RUN=10 benchmarks/cedar/bench.sh
@@ -34,6 +37,8 @@ for run in $(seq 1 "$runs"); do
   for n in $sizes; do
     echo "run $run/$runs, $n policies: writ" >&2
     cedarbench run "$out" "$n" "$seconds" "$warmup" "$out/result-writ-$n-$run.json"
+    echo "run $run/$runs, $n policies: writ, request and entities parsed from JSON on every call" >&2
+    cedarbench run "$out" "$n" "$seconds" "$warmup" "$out/result-writ-json-$n-$run.json" json
     echo "run $run/$runs, $n policies: cedar-wasm" >&2
     node "$here/wasm-bench.mjs" "$out" "$n" "$seconds" "$warmup" "$out/result-cedar-wasm-$n-$run.json"
     if [ "${WASM_FULL:-0}" = 1 ]; then

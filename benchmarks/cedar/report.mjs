@@ -24,7 +24,9 @@ const median = (xs) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 const sizes = [...new Set(results.map((r) => r.size))].sort((a, b) => a - b);
-const engines = [...new Set(results.map((r) => r.engine))].sort((a, b) => (a === 'writ' ? -1 : b === 'writ' ? 1 : a.localeCompare(b)));
+const order = ['writ', 'writ-json-per-call', 'cedar-wasm', 'cedar-wasm-full'];
+const rank = (e) => (order.includes(e) ? order.indexOf(e) : order.length);
+const engines = [...new Set(results.map((r) => r.engine))].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 
 let mismatches = 0;
 for (const size of sizes) {
