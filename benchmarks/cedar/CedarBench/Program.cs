@@ -50,13 +50,13 @@ if (!PolicySet.TryParse(File.ReadAllText(Path.Combine(dir, $"policies-{n}.cedar"
     return 1;
 }
 
+var parseMs = Stopwatch.GetElapsedTime(parseStart).TotalMilliseconds; // the policy set only, cold (includes JIT)
 if (!Entities.TryParseJson(File.ReadAllText(Path.Combine(dir, $"entities-{n}.json")), null, out var entities, out var error))
 {
     Console.Error.WriteLine($"entities-{n}.json is not valid: {error}; regenerate it with `CedarBench generate`");
     return 1;
 }
 
-var parseMs = Stopwatch.GetElapsedTime(parseStart).TotalMilliseconds;
 var requests = new List<Request>();
 var requestJson = new List<string>();
 using (var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, $"requests-{n}.json"))))
