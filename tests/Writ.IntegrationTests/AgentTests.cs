@@ -290,7 +290,7 @@ public sealed class AgentTests
         var service = files.SelectMany(f => f.Service.Select(s => (f.Package, s))).Single(x => x.s.Name == "SpiffeWorkloadAPI");
         Assert.Equal("", service.Package);
         var specMethods = System.Text.RegularExpressions.Regex.Matches(
-                await File.ReadAllTextAsync(Path.Combine(WorkloadTools.InteropDir, "workloadapi.proto")), @"^\s*rpc\s+(\w+)", System.Text.RegularExpressions.RegexOptions.Multiline)
+                await File.ReadAllTextAsync(WorkloadTools.SpecProto), @"^\s*rpc\s+(\w+)", System.Text.RegularExpressions.RegexOptions.Multiline)
             .Select(m => m.Groups[1].Value).Order(StringComparer.Ordinal).ToList();
         Assert.Contains("FetchX509SVID", specMethods);
         Assert.Equal(specMethods, service.s.Method.Select(m => m.Name).Order(StringComparer.Ordinal).ToList());

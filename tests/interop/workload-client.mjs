@@ -1,5 +1,5 @@
 // A SPIFFE Workload API client built only from software nobody on the Writ project wrote: @grpc/grpc-js and
-// @grpc/proto-loader with the spec's workloadapi.proto (copied beside this file), jose for JWT-SVIDs and Node's
+// @grpc/proto-loader with the spec's Workload API proto (src/Writ.Protocol/Protos/workload.proto), jose for JWT-SVIDs and Node's
 // crypto for certificates. The integration tests run it against a real `writ agent run`.
 //
 // Usage: node workload-client.mjs COMMAND SOCKET [ARGS]
@@ -8,7 +8,7 @@
 //   x509 SOCKET                 the first FetchX509SVID message: {"ok":true,"svids":[ids]} or the gRPC error.
 //   noheader SOCKET             every Workload API call without the workload.spiffe.io header: their errors.
 // Exit 0 when the command succeeded, 1 on a gRPC error (printed as {"ok":false,"code":..,"name":..,"details":..}).
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
@@ -17,7 +17,10 @@ import protoLoader from '@grpc/proto-loader';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const definition = protoLoader.loadSync(join(here, 'workloadapi.proto'), {
+// The spec proto as copied into the project (src/Writ.Protocol), or a copy beside this file when run from elsewhere.
+const besideMe = join(here, 'workloadapi.proto');
+const protoPath = existsSync(besideMe) ? besideMe : join(here, '..', '..', 'src', 'Writ.Protocol', 'Protos', 'workload.proto');
+const definition = protoLoader.loadSync(protoPath, {
   keepCase: true, longs: String, enums: String, defaults: true, oneofs: true,
 });
 const { SpiffeWorkloadAPI } = grpc.loadPackageDefinition(definition);

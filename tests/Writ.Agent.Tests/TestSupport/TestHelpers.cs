@@ -126,15 +126,9 @@ internal static class Wait
 {
     public static void Until(Func<bool> condition, string what, int timeoutMs = 15000)
     {
-        var sw = Stopwatch.StartNew();
-        while (!condition())
+        if (!SpinWait.SpinUntil(condition, timeoutMs))
         {
-            if (sw.ElapsedMilliseconds > timeoutMs)
-            {
-                throw new TimeoutException($"timed out waiting for {what}");
-            }
-
-            Thread.Sleep(10);
+            throw new TimeoutException($"timed out waiting for {what}");
         }
     }
 }

@@ -355,6 +355,9 @@ public static class WorkloadTools
 
     public static string InteropDir => Path.Combine(Repo.Root, "tests", "interop");
 
+    /// <summary>The spec's Workload API proto, as copied into the project (the one Writ itself is built from).</summary>
+    public static string SpecProto => Path.Combine(Repo.Root, "src", "Writ.Protocol", "Protos", "workload.proto");
+
     /// <summary>Runs tests/interop/workload-client.mjs as root, or as another user (a 0755 copy, since others cannot read the repo).</summary>
     public static Task<ProcResult> NodeClientAsync(string? user, params string[] args)
     {
@@ -439,6 +442,8 @@ public static class WorkloadTools
             Directory.CreateDirectory(Path.GetDirectoryName(target)!);
             File.Copy(file, target);
         }
+        // The client loads the spec proto beside itself in a copy (the repository's is not readable by others).
+        File.Copy(SpecProto, Path.Combine(dest, "workloadapi.proto"));
         foreach (var d in Directory.EnumerateDirectories(dest, "*", SearchOption.AllDirectories))
         {
             File.SetUnixFileMode(d, (UnixFileMode)0b111_101_101);
