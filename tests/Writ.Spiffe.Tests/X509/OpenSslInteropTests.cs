@@ -134,28 +134,7 @@ public sealed class OpenSslInteropTests : IDisposable
         return n;
     }
 
-    private string Write(string name, X509Certificate2 cert)
-    {
-        var path = Path.Combine(_dir, name);
-        File.WriteAllText(path, cert.ExportCertificatePem() + "\n");
-        return path;
-    }
+    private string Write(string name, X509Certificate2 cert) => OpenSslCli.WritePem(_dir, name, cert);
 
-    private static (int Code, string Output) OpenSsl(IEnumerable<string> args)
-    {
-        var psi = new ProcessStartInfo("openssl") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-        using var p = Process.Start(psi) ?? throw new InvalidOperationException("cannot start openssl");
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(TimeSpan.FromSeconds(30)))
-        {
-            p.Kill();
-            throw new TimeoutException("openssl did not finish within 30 s");
-        }
-        return (p.ExitCode, stdout.Result + stderr.Result);
-    }
+    private static (int Code, string Output) OpenSsl(IEnumerable<string> args) => OpenSslCli.Run(args);
 }
