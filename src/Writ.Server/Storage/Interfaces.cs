@@ -10,6 +10,9 @@ public interface IWritStore : IAsyncDisposable
     IJoinTokenStore JoinTokens { get; }
     IBundleStore Bundles { get; }
     ICaJournalStore CaJournal { get; }
+    ILedgerStore Ledger { get; }
+    IPolicyStore Policies { get; }
+    IRevocationStore Revocations { get; }
 }
 
 public interface ICaJournalStore

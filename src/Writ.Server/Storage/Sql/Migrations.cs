@@ -79,6 +79,65 @@ internal static class Migrations
         ALTER TABLE entry_tombstones ADD COLUMN deleted_at_us INTEGER NOT NULL DEFAULT 0;
         CREATE INDEX entry_tombstones_revision ON entry_tombstones (revision);
         """,
+        // 3: the hash-chained ledger and its head, issued credentials, policy versions, revocations (issues #5, #6).
+        """
+        CREATE TABLE ledger (
+            seq INTEGER PRIMARY KEY,
+            at_us INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            decision_id TEXT,
+            data TEXT NOT NULL,
+            prev_hash BLOB NOT NULL,
+            hash BLOB NOT NULL
+        ) STRICT;
+        CREATE UNIQUE INDEX ledger_decision ON ledger (decision_id) WHERE decision_id IS NOT NULL;
+        CREATE INDEX ledger_kind ON ledger (kind, seq);
+        CREATE INDEX ledger_subject ON ledger (subject, seq);
+        CREATE TABLE ledger_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash BLOB NOT NULL) STRICT;
+        INSERT INTO ledger_head (id, seq, hash) VALUES (1, 0, zeroblob(32));
+        CREATE TABLE issued_credentials (
+            kind TEXT NOT NULL,
+            id TEXT NOT NULL,
+            spiffe_id TEXT NOT NULL,
+            entry_id TEXT,
+            agent_id TEXT NOT NULL,
+            instance_id TEXT,
+            decision_id TEXT NOT NULL,
+            issued_at_us INTEGER NOT NULL,
+            expires_at_us INTEGER NOT NULL,
+            PRIMARY KEY (kind, id)
+        ) STRICT;
+        CREATE INDEX issued_entry ON issued_credentials (entry_id);
+        CREATE INDEX issued_spiffe ON issued_credentials (spiffe_id);
+        CREATE INDEX issued_agent ON issued_credentials (agent_id);
+        CREATE INDEX issued_instance ON issued_credentials (instance_id);
+        CREATE INDEX issued_expires ON issued_credentials (expires_at_us);
+        CREATE TABLE policy_versions (
+            version INTEGER PRIMARY KEY,
+            files TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            author TEXT NOT NULL,
+            comment TEXT NOT NULL,
+            created_at_us INTEGER NOT NULL,
+            rolled_back_from INTEGER
+        ) STRICT;
+        CREATE TABLE revocations (
+            kind TEXT NOT NULL,
+            id TEXT NOT NULL,
+            spiffe_id TEXT NOT NULL,
+            entry_id TEXT,
+            instance_id TEXT,
+            revoked_at_us INTEGER NOT NULL,
+            expires_at_us INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            revision INTEGER NOT NULL,
+            PRIMARY KEY (kind, id)
+        ) STRICT;
+        CREATE INDEX revocations_revision ON revocations (revision);
+        CREATE INDEX revocations_expires ON revocations (expires_at_us);
+        """,
     ];
 
     public static IReadOnlyList<string> Postgres { get; } =
@@ -151,6 +210,65 @@ internal static class Migrations
         ALTER TABLE store_revision ADD COLUMN tombstones_pruned_through bigint NOT NULL DEFAULT 0;
         ALTER TABLE entry_tombstones ADD COLUMN deleted_at_us bigint NOT NULL DEFAULT 0;
         CREATE INDEX entry_tombstones_revision ON entry_tombstones (revision);
+        """,
+        // 3: the hash-chained ledger and its head, issued credentials, policy versions, revocations (issues #5, #6).
+        """
+        CREATE TABLE ledger (
+            seq bigint PRIMARY KEY,
+            at_us bigint NOT NULL,
+            kind text NOT NULL,
+            actor text NOT NULL,
+            subject text NOT NULL,
+            decision_id text,
+            data text NOT NULL,
+            prev_hash bytea NOT NULL,
+            hash bytea NOT NULL
+        );
+        CREATE UNIQUE INDEX ledger_decision ON ledger (decision_id) WHERE decision_id IS NOT NULL;
+        CREATE INDEX ledger_kind ON ledger (kind, seq);
+        CREATE INDEX ledger_subject ON ledger (subject, seq);
+        CREATE TABLE ledger_head (id integer PRIMARY KEY CHECK (id = 1), seq bigint NOT NULL, hash bytea NOT NULL);
+        INSERT INTO ledger_head (id, seq, hash) VALUES (1, 0, decode(repeat('00', 32), 'hex'));
+        CREATE TABLE issued_credentials (
+            kind text NOT NULL,
+            id text NOT NULL,
+            spiffe_id text NOT NULL,
+            entry_id text,
+            agent_id text NOT NULL,
+            instance_id text,
+            decision_id text NOT NULL,
+            issued_at_us bigint NOT NULL,
+            expires_at_us bigint NOT NULL,
+            PRIMARY KEY (kind, id)
+        );
+        CREATE INDEX issued_entry ON issued_credentials (entry_id);
+        CREATE INDEX issued_spiffe ON issued_credentials (spiffe_id);
+        CREATE INDEX issued_agent ON issued_credentials (agent_id);
+        CREATE INDEX issued_instance ON issued_credentials (instance_id);
+        CREATE INDEX issued_expires ON issued_credentials (expires_at_us);
+        CREATE TABLE policy_versions (
+            version bigint PRIMARY KEY,
+            files text NOT NULL,
+            sha256 text NOT NULL,
+            author text NOT NULL,
+            comment text NOT NULL,
+            created_at_us bigint NOT NULL,
+            rolled_back_from bigint
+        );
+        CREATE TABLE revocations (
+            kind text NOT NULL,
+            id text NOT NULL,
+            spiffe_id text NOT NULL,
+            entry_id text,
+            instance_id text,
+            revoked_at_us bigint NOT NULL,
+            expires_at_us bigint NOT NULL,
+            reason text NOT NULL,
+            revision bigint NOT NULL,
+            PRIMARY KEY (kind, id)
+        );
+        CREATE INDEX revocations_revision ON revocations (revision);
+        CREATE INDEX revocations_expires ON revocations (expires_at_us);
         """,
     ];
 }

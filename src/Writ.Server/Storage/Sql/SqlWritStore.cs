@@ -18,6 +18,9 @@ internal sealed class SqlWritStore : IWritStore
         JoinTokens = new SqlJoinTokenStore(db);
         Bundles = new SqlBundleStore(db);
         CaJournal = new SqlCaJournalStore(db);
+        Ledger = new SqlLedgerStore(db, time);
+        Policies = new SqlPolicyStore(db, time);
+        Revocations = new SqlRevocationStore(db, time, watcher);
     }
 
     public string Kind => _db.Dialect.Kind;
@@ -26,6 +29,9 @@ internal sealed class SqlWritStore : IWritStore
     public IJoinTokenStore JoinTokens { get; }
     public IBundleStore Bundles { get; }
     public ICaJournalStore CaJournal { get; }
+    public ILedgerStore Ledger { get; }
+    public IPolicyStore Policies { get; }
+    public IRevocationStore Revocations { get; }
 
     public static async Task<IWritStore> OpenAsync(SqlDialect dialect, TimeProvider time, WritStoreOptions options, CancellationToken ct)
     {
