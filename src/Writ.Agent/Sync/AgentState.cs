@@ -24,6 +24,9 @@ public sealed class AgentState
 
     public ChangeSignal Changed { get; } = new();
 
+    /// <summary>Revoked serials and JWT ids pushed by the server (issue #6); fed by the sync client.</summary>
+    public RevocationSet Revocations { get; } = new();
+
     public AgentSnapshot Current
     {
         get

@@ -1,0 +1,65 @@
+using Writ.Protocol.Agent;
+
+namespace Writ.Agent.Sync;
+
+/// <summary>
+/// The revoked X.509 serials and JWT ids this agent knows of (pushed by the server over Sync). Thread-safe. An entry is
+/// forgotten once the credential it revokes has expired anyway.
+/// </summary>
+public sealed class RevocationSet
+{
+    private readonly Lock _lock = new();
+    private readonly Dictionary<string, Revocation> _serials = new(StringComparer.OrdinalIgnoreCase);
+    private readonly Dictionary<string, Revocation> _jtis = new(StringComparer.Ordinal);
+
+    /// <summary>Records the revocations; returns how many were new.</summary>
+    public int Add(IEnumerable<Revocation> revocations)
+    {
+        var added = 0;
+        lock (_lock)
+        {
+            foreach (var r in revocations)
+            {
+                if (r.SerialHex.Length > 0)
+                    added += _serials.TryAdd(r.SerialHex, r) ? 1 : 0;
+                else if (r.Jti.Length > 0)
+                    added += _jtis.TryAdd(r.Jti, r) ? 1 : 0;
+            }
+        }
+        return added;
+    }
+
+    public bool IsSerialRevoked(string serialHex)
+    {
+        lock (_lock)
+            return _serials.ContainsKey(serialHex);
+    }
+
+    public bool IsJtiRevoked(string jti)
+    {
+        lock (_lock)
+            return _jtis.ContainsKey(jti);
+    }
+
+    public int Count
+    {
+        get
+        {
+            lock (_lock)
+                return _serials.Count + _jtis.Count;
+        }
+    }
+
+    /// <summary>Forgets revocations of credentials that expired before now.</summary>
+    public void Prune(DateTimeOffset now)
+    {
+        var unix = now.ToUnixTimeSeconds();
+        lock (_lock)
+        {
+            foreach (var k in _serials.Where(p => p.Value.ExpiresAtUnix > 0 && p.Value.ExpiresAtUnix < unix).Select(p => p.Key).ToList())
+                _serials.Remove(k);
+            foreach (var k in _jtis.Where(p => p.Value.ExpiresAtUnix > 0 && p.Value.ExpiresAtUnix < unix).Select(p => p.Key).ToList())
+                _jtis.Remove(k);
+        }
+    }
+}
