@@ -7,7 +7,7 @@ namespace Writ.Server.Tests.Storage;
 /// <summary>
 /// The whole store contract, run against every backend (SQLite, PostgreSQL). Each test gets a fresh, empty database.
 /// </summary>
-public abstract class StoreConformanceTests : IAsyncLifetime
+public abstract partial class StoreConformanceTests : IAsyncLifetime
 {
     private static readonly DateTimeOffset Start = new(2026, 3, 1, 12, 0, 0, TimeSpan.Zero);
     private readonly List<IWritStore> _extraStores = [];
@@ -868,6 +868,8 @@ public abstract class StoreConformanceTests : IAsyncLifetime
         await Store.DisposeAsync();
         Store = null!;
         // Turn the database back into what version 1 created.
+        foreach (var table in new[] { "ledger", "ledger_head", "issued_credentials", "policy_versions", "revocations" })
+            await ExecuteRawAsync($"DROP TABLE {table}");
         await ExecuteRawAsync("DROP INDEX entry_tombstones_revision");
         await ExecuteRawAsync("ALTER TABLE entry_tombstones DROP COLUMN deleted_at_us");
         await ExecuteRawAsync("ALTER TABLE store_revision DROP COLUMN tombstones_pruned_through");

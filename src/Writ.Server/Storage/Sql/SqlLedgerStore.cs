@@ -1,14 +1,188 @@
+using System.Data.Common;
+using System.Globalization;
+using Writ.Server.Ledger;
+
 namespace Writ.Server.Storage.Sql;
 
-// PLACEHOLDER (contract only): the implementation lands with its issue branch.
-#pragma warning disable CS9113 // parameters are used by the implementation
+/// <summary>
+/// The ledger on SQL. Appends lock the single <c>ledger_head</c> row (a no-op UPDATE … RETURNING: a row lock on
+/// PostgreSQL, inside SQLite's one writer), so every writer — also on other servers — chains onto the latest record.
+/// </summary>
 internal sealed class SqlLedgerStore(Db db, TimeProvider time) : ILedgerStore
-#pragma warning restore CS9113
 {
-    public Task<IReadOnlyList<LedgerEvent>> AppendAsync(IReadOnlyList<LedgerEvent> events, IReadOnlyList<IssuedCredential> issued, CancellationToken ct) => throw new NotImplementedException();
-    public Task<IReadOnlyList<LedgerEvent>> ListAsync(long afterSeq, int limit, string? kindPrefix, string? subject, CancellationToken ct) => throw new NotImplementedException();
-    public Task<LedgerEvent?> GetAsync(long seq, CancellationToken ct) => throw new NotImplementedException();
-    public Task<LedgerEvent?> GetByDecisionAsync(string decisionId, CancellationToken ct) => throw new NotImplementedException();
-    public Task<IReadOnlyList<LedgerEvent>> RecentDecisionsAsync(int limit, CancellationToken ct) => throw new NotImplementedException();
-    public Task<IReadOnlyList<IssuedCredential>> IssuedAsync(IssuedFilter filter, DateTimeOffset now, CancellationToken ct) => throw new NotImplementedException();
+    private const string Columns = "seq, at_us, kind, actor, subject, decision_id, data, prev_hash, hash";
+
+    public Task<IReadOnlyList<LedgerEvent>> AppendAsync(IReadOnlyList<LedgerEvent> events, IReadOnlyList<IssuedCredential> issued, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(events);
+        ArgumentNullException.ThrowIfNull(issued);
+        if (events.Count == 0 && issued.Count == 0)
+            return Task.FromResult<IReadOnlyList<LedgerEvent>>([]);
+        return db.WriteAsync("append to the ledger", async (conn, tx) =>
+        {
+            var stored = await AppendInTxAsync(conn, tx, events, time, ct).ConfigureAwait(false);
+            await InsertIssuedAsync(conn, tx, issued, ct).ConfigureAwait(false);
+            return stored;
+        }, ct, () => "an issued credential with this serial or jti is already recorded; retry (a new serial is drawn)");
+    }
+
+    /// <summary>
+    /// Appends inside a caller's write transaction, so a state change and its ledger record commit (or roll back)
+    /// together. Events without a time get the current time.
+    /// </summary>
+    internal static async Task<IReadOnlyList<LedgerEvent>> AppendInTxAsync(DbConnection conn, DbTransaction tx, IReadOnlyList<LedgerEvent> events, TimeProvider time, CancellationToken ct)
+    {
+        if (events.Count == 0)
+            return [];
+        var head = await Db.QueryAsync(conn, tx, "UPDATE ledger_head SET seq = seq WHERE id = 1 RETURNING seq, hash",
+            r => (Seq: r.GetInt64(0), Hash: (byte[])r.GetValue(1)), ct).ConfigureAwait(false);
+        if (head.Count != 1)
+            throw new StoreUnavailableException("the ledger_head row is missing: the database was modified outside writ; restore it from a backup");
+        var (seq, prev) = head[0];
+        var result = new List<LedgerEvent>(events.Count);
+        foreach (var e in events)
+        {
+            Validate(e);
+            seq++;
+            var at = Time.Normalize(e.At == default ? time.GetUtcNow() : e.At);
+            var row = e with { Seq = seq, At = at, PrevHash = prev };
+            var hash = LedgerHash.Compute(row, prev);
+            row = row with { Hash = hash };
+            await Db.ExecuteAsync(conn, tx, $"INSERT INTO ledger ({Columns}) VALUES (@seq, @at, @kind, @actor, @subject, @decision, @data, @prev, @hash)", ct,
+                ("seq", seq), ("at", Time.ToMicros(at)), ("kind", row.Kind), ("actor", row.Actor), ("subject", row.Subject),
+                ("decision", row.DecisionId), ("data", row.DataJson), ("prev", prev), ("hash", hash)).ConfigureAwait(false);
+            result.Add(row);
+            prev = hash;
+        }
+        await Db.ExecuteAsync(conn, tx, "UPDATE ledger_head SET seq = @seq, hash = @hash WHERE id = 1", ct, ("seq", seq), ("hash", prev)).ConfigureAwait(false);
+        return result;
+    }
+
+    internal static async Task InsertIssuedAsync(DbConnection conn, DbTransaction tx, IReadOnlyList<IssuedCredential> issued, CancellationToken ct)
+    {
+        foreach (var c in issued)
+        {
+            Codec.RequireKey(c.Id, "issued credential id");
+            if (c.Kind is not ("x509" or "jwt"))
+                throw new ArgumentException($"issued credential kind must be x509 or jwt, got '{c.Kind}'");
+            await Db.ExecuteAsync(conn, tx, """
+                INSERT INTO issued_credentials (kind, id, spiffe_id, entry_id, agent_id, instance_id, decision_id, issued_at_us, expires_at_us)
+                VALUES (@kind, @id, @spiffe, @entry, @agent, @instance, @decision, @issued, @expires)
+                """, ct, ("kind", c.Kind), ("id", c.Id), ("spiffe", c.SpiffeId), ("entry", c.EntryId), ("agent", c.AgentId),
+                ("instance", c.InstanceId), ("decision", c.DecisionId), ("issued", Time.ToMicros(c.IssuedAt)), ("expires", Time.ToMicros(c.ExpiresAt))).ConfigureAwait(false);
+        }
+    }
+
+    private static void Validate(LedgerEvent e)
+    {
+        Codec.RequireKey(e.Kind, "ledger event kind");
+        ArgumentNullException.ThrowIfNull(e.Actor);
+        ArgumentNullException.ThrowIfNull(e.Subject);
+        ArgumentNullException.ThrowIfNull(e.DataJson);
+    }
+
+    public Task<IReadOnlyList<LedgerEvent>> ListAsync(long afterSeq, int limit, string? kindPrefix, string? subject, CancellationToken ct)
+    {
+        if (limit <= 0)
+            throw new ArgumentOutOfRangeException(nameof(limit), "limit must be positive");
+        return db.ReadAsync<IReadOnlyList<LedgerEvent>>("list the ledger", async (conn, tx) =>
+        {
+            var sql = $"SELECT {Columns} FROM ledger WHERE seq > @after";
+            var args = new List<(string, object?)> { ("after", afterSeq), ("limit", limit) };
+            if (!string.IsNullOrEmpty(kindPrefix))
+            {
+                // A prefix range instead of LIKE: no escaping rules, and it uses the (kind, seq) index.
+                sql += " AND kind >= @kmin AND kind < @kmax";
+                args.Add(("kmin", kindPrefix));
+                args.Add(("kmax", kindPrefix + "\uffff"));
+            }
+            if (!string.IsNullOrEmpty(subject))
+            {
+                sql += " AND subject = @subject";
+                args.Add(("subject", subject));
+            }
+            sql += " ORDER BY seq LIMIT @limit";
+            return await Db.QueryAsync(conn, tx, sql, Read, ct, [.. args]).ConfigureAwait(false);
+        }, ct);
+    }
+
+    public Task<LedgerEvent?> GetAsync(long seq, CancellationToken ct) =>
+        db.ReadAsync("get a ledger record", async (conn, tx) =>
+        {
+            var rows = await Db.QueryAsync(conn, tx, $"SELECT {Columns} FROM ledger WHERE seq = @seq", Read, ct, ("seq", seq)).ConfigureAwait(false);
+            return rows.Count == 0 ? null : rows[0];
+        }, ct);
+
+    public Task<LedgerEvent?> GetByDecisionAsync(string decisionId, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(decisionId);
+        return db.ReadAsync("get a decision", async (conn, tx) =>
+        {
+            var rows = await Db.QueryAsync(conn, tx, $"SELECT {Columns} FROM ledger WHERE decision_id = @id", Read, ct, ("id", decisionId)).ConfigureAwait(false);
+            return rows.Count == 0 ? null : rows[0];
+        }, ct);
+    }
+
+    public Task<IReadOnlyList<LedgerEvent>> RecentDecisionsAsync(int limit, CancellationToken ct)
+    {
+        if (limit <= 0)
+            throw new ArgumentOutOfRangeException(nameof(limit), "limit must be positive");
+        return db.ReadAsync<IReadOnlyList<LedgerEvent>>("list recent decisions", async (conn, tx) =>
+            await Db.QueryAsync(conn, tx, $"SELECT {Columns} FROM ledger WHERE decision_id IS NOT NULL ORDER BY seq DESC LIMIT @limit", Read, ct, ("limit", limit)).ConfigureAwait(false), ct);
+    }
+
+    public Task<IReadOnlyList<IssuedCredential>> IssuedAsync(IssuedFilter filter, DateTimeOffset now, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(filter);
+        return db.ReadAsync<IReadOnlyList<IssuedCredential>>("list issued credentials", async (conn, tx) =>
+        {
+            var sql = "SELECT kind, id, spiffe_id, entry_id, agent_id, instance_id, decision_id, issued_at_us, expires_at_us FROM issued_credentials WHERE 1 = 1";
+            var args = new List<(string, object?)>();
+            void Add(string column, string name, string? value)
+            {
+                if (value is null)
+                    return;
+                sql += $" AND {column} = @{name}";
+                args.Add((name, value));
+            }
+            Add("id", "id", filter.Id);
+            Add("spiffe_id", "spiffe", filter.SpiffeId);
+            Add("entry_id", "entry", filter.EntryId);
+            Add("agent_id", "agent", filter.AgentId);
+            Add("instance_id", "instance", filter.InstanceId);
+            if (!filter.IncludeExpired)
+            {
+                sql += " AND expires_at_us > @now";
+                args.Add(("now", Time.ToMicros(now)));
+            }
+            sql += " ORDER BY issued_at_us, kind, id";
+            return await Db.QueryAsync(conn, tx, sql, r => new IssuedCredential
+            {
+                Kind = r.GetString(0),
+                Id = r.GetString(1),
+                SpiffeId = r.GetString(2),
+                EntryId = r.IsDBNull(3) ? null : r.GetString(3),
+                AgentId = r.GetString(4),
+                InstanceId = r.IsDBNull(5) ? null : r.GetString(5),
+                DecisionId = r.GetString(6),
+                IssuedAt = Time.FromMicros(r.GetInt64(7)),
+                ExpiresAt = Time.FromMicros(r.GetInt64(8)),
+            }, ct, [.. args]).ConfigureAwait(false);
+        }, ct);
+    }
+
+    private static LedgerEvent Read(DbDataReader r) => new()
+    {
+        Seq = r.GetInt64(0),
+        At = Time.FromMicros(r.GetInt64(1)),
+        Kind = r.GetString(2),
+        Actor = r.GetString(3),
+        Subject = r.GetString(4),
+        DecisionId = r.IsDBNull(5) ? null : r.GetString(5),
+        DataJson = r.GetString(6),
+        PrevHash = (byte[])r.GetValue(7),
+        Hash = (byte[])r.GetValue(8),
+    };
+
+    internal static string Hex(byte[] b) => Convert.ToHexString(b).ToLower(CultureInfo.InvariantCulture);
 }
