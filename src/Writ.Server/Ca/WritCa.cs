@@ -619,6 +619,29 @@ public sealed class WritCa
         return (JwtSvidMinter.Mint(signer.Key, id, audience, now, exp, extraClaims), exp);
     }
 
+    /// <summary>
+    /// A JWT-SVID with a fresh <c>jti</c> (128 random bits, base64url) and, when <paramref name="boundCertSha256"/> is
+    /// given, bound to that X.509 certificate: claim <c>cnf</c> = {"x5t#S256": base64url(SHA-256 of the leaf DER)}
+    /// (RFC 8705 §3.1). Without it the token is a bearer token.
+    /// </summary>
+    public (string Token, DateTimeOffset ExpiresAt, string Jti) MintJwtSvidWithId(SpiffeId id, IReadOnlyList<string> audience, TimeSpan ttl, byte[]? boundCertSha256)
+    {
+        if (boundCertSha256 is { Length: not 32 })
+        {
+            throw new ArgumentException("a certificate thumbprint (x5t#S256) is the 32-byte SHA-256 of the leaf DER", nameof(boundCertSha256));
+        }
+        var jti = Base64Url(RandomNumberGenerator.GetBytes(16));
+        var claims = new Dictionary<string, object>(StringComparer.Ordinal) { ["jti"] = jti };
+        if (boundCertSha256 is not null)
+        {
+            claims["cnf"] = new Dictionary<string, object>(StringComparer.Ordinal) { ["x5t#S256"] = Base64Url(boundCertSha256) };
+        }
+        var (token, exp) = MintJwtSvid(id, audience, ttl, claims);
+        return (token, exp, jti);
+    }
+
+    private static string Base64Url(byte[] bytes) => Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+
     public DateTimeOffset ActiveX509NotAfter => new(_x509Signer?.Certificate.NotAfter.ToUniversalTime() ?? DateTime.MinValue);
 
     private static AsymmetricAlgorithm ImportPublic(string spkiBase64)
