@@ -640,8 +640,6 @@ public sealed class WritCa
         return (token, exp, jti);
     }
 
-    private static string Base64Url(byte[] bytes) => Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
-
     public DateTimeOffset ActiveX509NotAfter => new(_x509Signer?.Certificate.NotAfter.ToUniversalTime() ?? DateTime.MinValue);
 
     private static AsymmetricAlgorithm ImportPublic(string spkiBase64)
