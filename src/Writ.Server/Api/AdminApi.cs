@@ -15,7 +15,7 @@ namespace Writ.Server.Api;
 /// The admin API, served only on the owner-only admin Unix socket (peer uid checked by the kernel's SO_PEERCRED).
 /// Every write is validated in full before the store is touched; batch creation is all or nothing.
 /// </summary>
-public sealed class AdminApi(ServerContext server, ILogger<AdminApi> log) : AdminService.AdminServiceBase
+public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log) : AdminService.AdminServiceBase
 {
     public const int MaxJoinTokenTtlSeconds = 30 * 24 * 3600;
     public const int MaxBatch = 10_000;

@@ -21,7 +21,7 @@ namespace Writ.Server.Api;
 /// agent's X.509-SVID presented as TLS client certificate, checked on every call against the bundle and the node
 /// record (banned → PermissionDenied, evicted or superseded → Unauthenticated).
 /// </summary>
-public sealed class AgentApi(ServerContext server, ILogger<AgentApi> log) : AgentService.AgentServiceBase
+public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log) : AgentService.AgentServiceBase
 {
     public const int MaxCsrsPerCall = 500;
     public const int SyncPageBytes = 1 << 20;

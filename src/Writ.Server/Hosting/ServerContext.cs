@@ -21,4 +21,7 @@ public sealed class ServerContext(ServerOptions options, IWritStore store, WritC
 
     /// <summary>Raised on changes the entry store does not version: bundle rotation, agent ban or eviction.</summary>
     public ChangeSignal Changes { get; } = new();
+
+    /// <summary>Raised after this server stored a new policy version, so the issuance policy reloads at once.</summary>
+    public ChangeSignal PolicyChanged { get; } = new();
 }
