@@ -67,7 +67,7 @@ public static class JwtSvidValidator
             return JwtSvidValidation.Fail("JWT has no kid header: JWT-SVIDs must name their signing key (set AllowMissingKid to accept such tokens)");
         }
 
-        if (!TryReadClaims(parts.Payload, out var id, out var aud, out var exp, out var iat, out error))
+        if (!TryReadClaims(parts.Payload, out var id, out var aud, out var exp, out var iat, out var binding, out error))
         {
             return JwtSvidValidation.Fail(error);
         }
@@ -127,7 +127,11 @@ public static class JwtSvidValidator
                 return JwtSvidValidation.Fail($"JWT is not valid before {nbf:O}: check the clocks");
             }
         }
-        return new JwtSvidValidation(true, new JwtSvid(id, aud, exp, iat, kid ?? "", token, parts.Payload.Clone()), null);
+        return new JwtSvidValidation(true, new JwtSvid(id, aud, exp, iat, kid ?? "", token, parts.Payload.Clone())
+        {
+            Jti = binding.Jti,
+            CnfX5tS256 = binding.X5tS256,
+        }, null);
     }
 
     /// <summary>Parses a token without verifying anything but its shape (for display). Never throws.</summary>
@@ -138,12 +142,12 @@ public static class JwtSvidValidator
         {
             return false;
         }
-        if (!TryReadClaims(parts.Payload, out var id, out var aud, out var exp, out var iat, out error))
+        if (!TryReadClaims(parts.Payload, out var id, out var aud, out var exp, out var iat, out var binding, out error))
         {
             return false;
         }
         var kid = parts.Header.TryGetProperty("kid", out var k) && k.ValueKind == JsonValueKind.String ? k.GetString() ?? "" : "";
-        svid = new JwtSvid(id, aud, exp, iat, kid, token, parts.Payload.Clone());
+        svid = new JwtSvid(id, aud, exp, iat, kid, token, parts.Payload.Clone()) { Jti = binding.Jti, CnfX5tS256 = binding.X5tS256 };
         return true;
     }
 
@@ -209,9 +213,15 @@ public static class JwtSvidValidator
         return true;
     }
 
+    /// <summary>The longest jti accepted (it is a key of replay caches and deny lists). Writ's are 22 characters.</summary>
+    public const int MaxJtiLength = 256;
+
+    private readonly record struct IdAndBinding(string? Jti, string? X5tS256);
+
     private static bool TryReadClaims(JsonElement payload, [NotNullWhen(true)] out SpiffeId? id, [NotNullWhen(true)] out IReadOnlyList<string>? aud,
-        out DateTimeOffset exp, out DateTimeOffset? iat, [NotNullWhen(false)] out string? error)
+        out DateTimeOffset exp, out DateTimeOffset? iat, out IdAndBinding binding, [NotNullWhen(false)] out string? error)
     {
+        binding = default;
         id = null;
         aud = null;
         exp = default;
@@ -278,7 +288,75 @@ public static class JwtSvidValidator
             }
             iat = issued;
         }
+        if (!TryReadJti(payload, out var jti, out error) || !TryReadCnf(payload, out var x5t, out error))
+        {
+            return false;
+        }
+        binding = new IdAndBinding(jti, x5t);
         error = null;
+        return true;
+    }
+
+    private static bool TryReadJti(JsonElement payload, out string? jti, [NotNullWhen(false)] out string? error)
+    {
+        jti = null;
+        error = null;
+        if (!payload.TryGetProperty("jti", out var el))
+        {
+            return true;
+        }
+        if (el.ValueKind != JsonValueKind.String || el.GetString() is not { Length: > 0 and <= MaxJtiLength } value || value.Any(char.IsControl))
+        {
+            error = $"JWT jti claim must be a non-empty string of at most {MaxJtiLength} printable characters (RFC 7519 §4.1.7): the token is malformed";
+            return false;
+        }
+        jti = value;
+        return true;
+    }
+
+    /// <summary>
+    /// <c>cnf</c> (RFC 7800 §3.1): absent for a bearer token; otherwise an object with exactly one confirmation method, which
+    /// must be <c>x5t#S256</c> (RFC 8705 §3.1) — a binding this library cannot check is refused, never ignored.
+    /// </summary>
+    private static bool TryReadCnf(JsonElement payload, out string? x5t, [NotNullWhen(false)] out string? error)
+    {
+        x5t = null;
+        error = null;
+        if (!payload.TryGetProperty("cnf", out var cnf))
+        {
+            return true;
+        }
+        if (cnf.ValueKind != JsonValueKind.Object)
+        {
+            error = "JWT cnf claim must be a JSON object holding x5t#S256 (RFC 7800 §3.1, RFC 8705 §3.1): the token is malformed";
+            return false;
+        }
+        var members = 0;
+        JsonElement value = default;
+        foreach (var m in cnf.EnumerateObject())
+        {
+            members++;
+            if (m.NameEquals("x5t#S256"))
+            {
+                value = m.Value;
+            }
+        }
+        if (value.ValueKind == JsonValueKind.Undefined)
+        {
+            error = "JWT cnf claim has no x5t#S256 member: only certificate-bound tokens (RFC 8705 §3.1) can be checked, so the token is refused";
+            return false;
+        }
+        if (members != 1)
+        {
+            error = "JWT cnf claim holds more than one confirmation method: RFC 7800 §3.1 allows exactly one, so the token is refused";
+            return false;
+        }
+        if (value.ValueKind != JsonValueKind.String || CertificateBinding.TryDecode(value.GetString()) is null)
+        {
+            error = "JWT cnf x5t#S256 is not the unpadded base64url SHA-256 of a certificate (43 characters): the token is malformed";
+            return false;
+        }
+        x5t = value.GetString();
         return true;
     }
 
