@@ -169,7 +169,13 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         return response;
     }
 
-    public override Task<ValidateJWTSVIDResponse> ValidateJWTSVID(ValidateJWTSVIDRequest request, ServerCallContext context)
+    /// <summary>
+    /// Validates a JWT-SVID for the calling relying party: signature against the bundle, audience, expiry; then refuses a
+    /// revoked jti (the server's deny list, pushed over Sync) and a replay — the same token validated before for another
+    /// relying party (see <see cref="JwtReplayGuard"/> for what "relying party" means here), which is also reported to the
+    /// server. The caller is attested only after the token passed the cheap checks.
+    /// </summary>
+    public override async Task<ValidateJWTSVIDResponse> ValidateJWTSVID(ValidateJWTSVIDRequest request, ServerCallContext context)
     {
         CheckHeader(context);
         if (string.IsNullOrEmpty(request.Audience))
@@ -180,16 +186,32 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         {
             throw Refuse(context, StatusCode.InvalidArgument, "svid must be specified");
         }
-        var result = JwtSvidValidator.Validate(request.Svid, state.Current.Bundle, [request.Audience], time.GetUtcNow());
-        if (!result.IsValid || result.Svid is null)
+        var validation = new JwtSvidValidationOptions();
+        var result = JwtSvidValidator.Validate(request.Svid, state.Current.Bundle, [request.Audience], time.GetUtcNow(), validation);
+        if (!result.IsValid || result.Svid is not { } svid)
         {
             throw Refuse(context, StatusCode.InvalidArgument, $"the JWT-SVID is not valid: {result.Error}");
         }
-        return Task.FromResult(new ValidateJWTSVIDResponse
+        var caller = await AttestAsync(context).ConfigureAwait(false);
+        var now = time.GetUtcNow();
+        var peer = JwtReplayGuard.PeerOf(caller, state.Current, now);
+        if (svid.Jti is { } jti && state.Revocations.IsJtiRevoked(jti))
         {
-            SpiffeId = result.Svid.Id.ToString(),
-            Claims = Struct.Parser.ParseJson(result.Svid.Claims.GetRawText()),
-        });
+            AgentLog.JwtRevokedRefused(log, jti, svid.Id.ToString(), peer);
+            throw Refuse(context, StatusCode.InvalidArgument, "the JWT-SVID was revoked");
+        }
+        var guard = JwtReplayGuard.For(state, context.GetHttpContext().RequestServices, time, log, lifetime.ApplicationStopping);
+        var replay = guard.Check(svid, peer, request.Audience, now, validation.Leeway);
+        if (replay.IsReplay)
+        {
+            throw Refuse(context, StatusCode.InvalidArgument,
+                "the JWT-SVID was already validated for another relying party: refused as a replay (reported to the server)");
+        }
+        return new ValidateJWTSVIDResponse
+        {
+            SpiffeId = svid.Id.ToString(),
+            Claims = Struct.Parser.ParseJson(svid.Claims.GetRawText()),
+        };
     }
 
     private static void CheckHeader(ServerCallContext context)

@@ -19,8 +19,9 @@ public static class WorkloadCommands
         new("jwt fetch", "Fetch a JWT-SVID for an audience.",
             [new("audience", "audience (repeat for several)", "AUD", Repeatable: true, Required: true),
              new("spiffe-id", "which of this workload's identities", "ID"), Socket, OutputOpt], JwtFetch),
-        new("jwt validate", "Validate a JWT-SVID through the agent.",
-            [new("audience", "the audience you expect", "AUD", Required: true), new("token", "the JWT-SVID", "JWT", Required: true), Socket, OutputOpt], JwtValidate),
+        new("jwt validate", "Validate a JWT-SVID through the agent (or offline against a bundle file), optionally its certificate binding.",
+            [new("audience", "the audience you expect", "AUD", Required: true), new("token", "the JWT-SVID", "JWT", Required: true),
+             .. JwtBindingCli.Options, Socket, OutputOpt], JwtValidate),
         new("bundle fetch", "Fetch the trust bundle through the agent.", [new("format", "pem (default) or jwks", "FORMAT"), Socket], BundleFetch),
     ];
 
@@ -140,11 +141,18 @@ public static class WorkloadCommands
 
     private static async Task<int> JwtValidate(ParsedArgs a, CommandContext ctx)
     {
+        var audience = a.Require("audience");
+        var token = a.Require("token");
+        var binding = JwtBindingCli.FromArgs(a);
+        if (binding.BundleFile is not null)
+        {
+            return JwtBindingCli.ValidateOffline(a, ctx, token, audience, binding);
+        }
         using var client = WorkloadClient.FromArgs(a);
         ValidateJWTSVIDResponse r;
         try
         {
-            r = await client.Client.ValidateJWTSVIDAsync(new ValidateJWTSVIDRequest { Audience = a.Require("audience"), Svid = a.Require("token") },
+            r = await client.Client.ValidateJWTSVIDAsync(new ValidateJWTSVIDRequest { Audience = audience, Svid = token },
                 WorkloadClient.Headers, cancellationToken: ctx.Cancellation).ConfigureAwait(false);
         }
         catch (RpcException e) when (e.StatusCode == StatusCode.InvalidArgument)
@@ -155,13 +163,17 @@ public static class WorkloadCommands
         {
             throw client.Translate(e);
         }
+        // The agent checked signature, audience, expiry, revocation and replay; the binding is checked here.
+        var svid = JwtBindingCli.CheckBinding(token, binding);
         if (a.JsonOutput)
         {
-            ctx.Out.WriteLine($"{{\"spiffe_id\": \"{r.SpiffeId}\", \"claims\": {Google.Protobuf.JsonFormatter.Default.Format(r.Claims)}}}");
+            using var claims = System.Text.Json.JsonDocument.Parse(Google.Protobuf.JsonFormatter.Default.Format(r.Claims));
+            Output.Json(ctx.Out, new { spiffe_id = r.SpiffeId, claims = claims.RootElement, binding = JwtBindingCli.Describe(svid, binding) });
         }
         else
         {
             ctx.Out.WriteLine($"valid: {r.SpiffeId}");
+            ctx.Out.WriteLine($"binding: {JwtBindingCli.Describe(svid, binding)}");
         }
         return 0;
     }

@@ -157,6 +157,33 @@ public sealed class JwtSvidVerifier
     /// <summary>The tokens seen so far and by whom.</summary>
     public JwtReplayCache ReplayCache { get; }
 
+    /// <summary>
+    /// The binding check alone, for a token already validated elsewhere (e.g. by the agent's ValidateJWTSVID): a bound token
+    /// must come with the certificate it is bound to (constant-time compare); a bearer token passes only when
+    /// <paramref name="allowBearer"/>. Null when it passes, else the refusal.
+    /// </summary>
+    public static JwtSvidVerification? CheckBinding(JwtSvid svid, JwtPeer peer, bool allowBearer)
+    {
+        ArgumentNullException.ThrowIfNull(svid);
+        ArgumentNullException.ThrowIfNull(peer);
+        if (svid.IsBound)
+        {
+            if (!peer.HasCertificate)
+            {
+                return JwtSvidVerification.Fail(JwtSvidVerificationFailure.NoPeerCertificate,
+                    "the JWT-SVID is bound to an X.509-SVID (cnf x5t#S256) but the peer presented no client certificate: present the bound SVID over mTLS");
+            }
+            if (!svid.IsBoundTo(peer))
+            {
+                return JwtSvidVerification.Fail(JwtSvidVerificationFailure.BindingMismatch,
+                    "the JWT-SVID is bound to another certificate than the peer's client certificate (cnf x5t#S256 differs): a stolen token is refused");
+            }
+            return null;
+        }
+        return allowBearer ? null : JwtSvidVerification.Fail(JwtSvidVerificationFailure.BearerNotAllowed,
+            "the JWT-SVID is a bearer token (no cnf x5t#S256) and this relying party accepts only certificate-bound tokens");
+    }
+
     /// <summary>Verifies a token presented over a connection whose client certificate is <paramref name="peerCertificate"/> (null: none).</summary>
     public JwtSvidVerification Verify(string token, X509Certificate2? peerCertificate) =>
         Verify(token, peerCertificate is null ? JwtPeer.Anonymous : JwtPeer.FromCertificate(peerCertificate));
@@ -180,23 +207,9 @@ public sealed class JwtSvidVerifier
         {
             return JwtSvidVerification.Fail(JwtSvidVerificationFailure.Revoked, $"the JWT-SVID (jti {jti}) was revoked: fetch a fresh one");
         }
-        if (svid.IsBound)
+        if (CheckBinding(svid, peer, _options.AllowBearer) is { } refused)
         {
-            if (!peer.HasCertificate)
-            {
-                return JwtSvidVerification.Fail(JwtSvidVerificationFailure.NoPeerCertificate,
-                    "the JWT-SVID is bound to an X.509-SVID (cnf x5t#S256) but the peer presented no client certificate: present the bound SVID over mTLS");
-            }
-            if (!svid.IsBoundTo(peer))
-            {
-                return JwtSvidVerification.Fail(JwtSvidVerificationFailure.BindingMismatch,
-                    "the JWT-SVID is bound to another certificate than the peer's client certificate (cnf x5t#S256 differs): a stolen token is refused");
-            }
-        }
-        else if (!_options.AllowBearer)
-        {
-            return JwtSvidVerification.Fail(JwtSvidVerificationFailure.BearerNotAllowed,
-                "the JWT-SVID is a bearer token (no cnf x5t#S256) and this relying party accepts only certificate-bound tokens");
+            return refused;
         }
         if (_options.DetectReplay)
         {

@@ -1,0 +1,181 @@
+using System.Runtime.CompilerServices;
+using Grpc.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Writ.Agent.NodeAttestation;
+using Writ.Agent.Sync;
+using Writ.Agent.WorkloadAttestation;
+using Writ.Protocol.Agent;
+using Writ.Spiffe.Jwt;
+
+namespace Writ.Agent.WorkloadApi;
+
+/// <summary>
+/// Replay detection for ValidateJWTSVID. Each (token, audience) — the token by its jti, or its SHA-256 when it has none —
+/// is remembered with the first relying party it was validated for, until it expires; the same token validated for the
+/// same audience by another relying party is a replay: refused, and reported to the server (ReportJwtReplay, in the
+/// background, retried with backoff). A token minted for several audiences may be validated once per audience.
+/// <para>
+/// The <b>peer</b> here is the relying party that calls ValidateJWTSVID, as the agent attested it from the kernel — not
+/// the client that presented the token to it (the agent never sees that connection; relying parties that terminate
+/// mTLS check the binding themselves with <see cref="JwtSvidVerifier"/>). A relying party is named by the SPIFFE IDs its
+/// evidence matches (<c>spiffe:ID[,ID…]</c>): replicas of one service match the same entries and are one peer, also across
+/// executable upgrades; two services registered apart are two. A caller that matches no entry is named by its uid and
+/// executable path (<c>uid:N exe:PATH</c>, else its executable hash).
+/// </para>
+/// </summary>
+public sealed class JwtReplayGuard
+{
+    private const int MaxPendingReports = 256;
+    private const int MaxAttempts = 8;
+    private static readonly ConditionalWeakTable<AgentState, JwtReplayGuard> PerAgent = new();
+
+    private readonly Func<AgentService.AgentServiceClient> _client;
+    private readonly TimeProvider _time;
+    private readonly ILogger _log;
+    private readonly CancellationToken _stopping;
+    private int _pending;
+
+    public JwtReplayGuard(Func<AgentService.AgentServiceClient> client, TimeProvider time, ILogger log, CancellationToken stopping, int capacity = 100_000)
+    {
+        _client = client;
+        _time = time;
+        _log = log;
+        _stopping = stopping;
+        Cache = new JwtReplayCache(capacity);
+    }
+
+    /// <summary>Which token was first validated for which relying party.</summary>
+    public JwtReplayCache Cache { get; }
+
+    /// <summary>Retry delays start here and double (tests shorten it).</summary>
+    public TimeSpan RetryDelay { get; init; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>The one guard of this agent (one <see cref="AgentState"/> per agent), made on first use.</summary>
+    public static JwtReplayGuard For(AgentState state, IServiceProvider services, TimeProvider time, ILogger log, CancellationToken stopping) =>
+        PerAgent.GetValue(state, _ =>
+        {
+            var node = services.GetRequiredService<NodeIdentity>();
+            return new JwtReplayGuard(() => node.Client, time, log, stopping);
+        });
+
+    /// <summary>How the relying party calling ValidateJWTSVID is named (see the class summary).</summary>
+    public static string PeerOf(WorkloadEvidence evidence, AgentSnapshot snapshot, DateTimeOffset now)
+    {
+        var have = evidence.Selectors.Select(s => s.ToString()).ToHashSet(StringComparer.Ordinal);
+        var unix = now.ToUnixTimeSeconds();
+        var ids = snapshot.Entries.Values
+            .Where(e => e.Selectors.Count > 0 && (e.ExpiresAtUnix == 0 || e.ExpiresAtUnix > unix) && e.Selectors.All(s => have.Contains($"{s.Type}:{s.Value}")))
+            .Select(e => e.SpiffeId)
+            .Distinct(StringComparer.Ordinal)
+            .Order(StringComparer.Ordinal)
+            .ToList();
+        if (ids.Count > 0)
+        {
+            return "spiffe:" + string.Join(',', ids);
+        }
+        string? Selector(string prefix) => evidence.Selectors.FirstOrDefault(s => s.Type == "unix" && s.Value.StartsWith(prefix, StringComparison.Ordinal))?.Value[prefix.Length..];
+        var exe = Selector("path:") is { } path ? " exe:" + path : Selector("sha256:") is { } sha ? " sha256:" + sha : "";
+        return $"uid:{evidence.Process.Peer.Uid}{exe}";
+    }
+
+    /// <summary>Records that <paramref name="peer"/> validated <paramref name="svid"/>; on a replay starts the report to the server.</summary>
+    public JwtReplayCheck Check(JwtSvid svid, string peer, string audience, DateTimeOffset now, TimeSpan leeway)
+    {
+        // Per audience: a token issued for several audiences may be validated once by each of them.
+        var key = JwtReplayCache.KeyOf(svid);
+        var check = Cache.Record(key + " aud:" + audience, peer, svid.ExpiresAt + leeway, now);
+        if (check.IsReplay)
+        {
+            var name = TokenName(svid, key);
+            AgentLog.JwtReplayRefused(_log, name, svid.Id.ToString(), check.FirstPeer, peer);
+            var report = new ReportJwtReplayRequest
+            {
+                Jti = svid.Jti ?? "",
+                TokenSha256 = svid.Jti is null ? key[(key.LastIndexOf(':') + 1)..] : "",
+                SpiffeId = svid.Id.ToString(),
+                FirstPeer = check.FirstPeer,
+                SecondPeer = peer,
+                Audience = audience,
+                ExpiresAtUnix = svid.ExpiresAt.ToUnixTimeSeconds(),
+            };
+            Report(report, name);
+        }
+        return check;
+    }
+
+    /// <summary>Fire and forget: a bounded number of reports in flight, each retried with backoff until it lands or the agent stops.</summary>
+    private void Report(ReportJwtReplayRequest report, string name)
+    {
+        if (Interlocked.Increment(ref _pending) > MaxPendingReports)
+        {
+            Interlocked.Decrement(ref _pending);
+            AgentLog.JwtReplayReportFailed(_log, name, $"more than {MaxPendingReports} replay reports are waiting for the server; this one is dropped (the refusal stands)");
+            return;
+        }
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                await SendAsync(report, name).ConfigureAwait(false);
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _pending);
+            }
+        }, CancellationToken.None);
+    }
+
+    private async Task SendAsync(ReportJwtReplayRequest report, string name)
+    {
+        var delay = RetryDelay;
+        for (var attempt = 1; ; attempt++)
+        {
+            string reason;
+            try
+            {
+                var r = await _client().ReportJwtReplayAsync(report, deadline: _time.GetUtcNow().UtcDateTime.AddSeconds(10), cancellationToken: _stopping).ConfigureAwait(false);
+                AgentLog.JwtReplayReported(_log, name, r.Revoked);
+                return;
+            }
+            catch (RpcException e) when (e.StatusCode is StatusCode.InvalidArgument or StatusCode.PermissionDenied or StatusCode.Unimplemented)
+            {
+                AgentLog.JwtReplayReportFailed(_log, name, $"{e.StatusCode}: {e.Status.Detail}");
+                return;
+            }
+            catch (RpcException e) when (!_stopping.IsCancellationRequested)
+            {
+                reason = $"{e.StatusCode}: {e.Status.Detail}";
+            }
+            catch (InvalidOperationException e)
+            {
+                reason = e.Message;   // not attested yet
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            catch (RpcException)
+            {
+                return;   // the agent is stopping
+            }
+            if (attempt >= MaxAttempts)
+            {
+                AgentLog.JwtReplayReportFailed(_log, name, reason);
+                return;
+            }
+            AgentLog.JwtReplayReportRetry(_log, name, reason, attempt, delay);
+            try
+            {
+                await Task.Delay(delay, _time, _stopping).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
+        }
+    }
+
+    private static string TokenName(JwtSvid svid, string key) => svid.Jti is { } jti ? $"jti {jti}" : $"token {key[(key.IndexOf(' ') + 1)..]}";
+}
