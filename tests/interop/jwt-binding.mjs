@@ -1,0 +1,78 @@
+// A relying party's check of a certificate-bound JWT-SVID (RFC 8705 cnf x5t#S256) with software nobody on the Writ
+// project wrote: npm `jose` verifies the token against the trust domain's JWK Set, Node's crypto computes the
+// certificate's SHA-256 fingerprint, and the two are compared in constant time.
+//
+// Usage:
+//   node jwt-binding.mjs verify BUNDLE_JSON_FILE TOKEN AUDIENCE [CERT_PEM_FILE]
+//       BUNDLE_JSON_FILE: a SPIFFE bundle (`writ bundle show`) or a JWK Set. Without CERT_PEM_FILE only the token is checked.
+//       Prints {"ok":true,"sub":..,"jti":..,"bound":..} and exits 0, or {"ok":false,"reason":..} and exits 1.
+//   node jwt-binding.mjs validate SOCKET AUDIENCE TOKEN
+//       ValidateJWTSVID on a Workload API socket (grpc-js + the spec proto): {"ok":true,"spiffe_id":..} or the gRPC error.
+import { readFileSync, existsSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { X509Certificate, timingSafeEqual } from 'node:crypto';
+import { createLocalJWKSet, jwtVerify } from 'jose';
+
+const [command, ...args] = process.argv.slice(2);
+
+/** x5t#S256 of a certificate from node's own fingerprint ("AB:CD:..." hex of SHA-256 over the DER). */
+function x5tS256(certPem) {
+  const fingerprint = new X509Certificate(certPem).fingerprint256;
+  return Buffer.from(fingerprint.replaceAll(':', ''), 'hex').toString('base64url');
+}
+
+async function verify(bundleFile, token, audience, certFile) {
+  const bundle = JSON.parse(readFileSync(bundleFile, 'utf8'));
+  // A SPIFFE bundle marks JWT authorities with use "jwt-svid"; a generic JOSE library accepts "sig" or none.
+  const keys = bundle.keys.filter((k) => k.use === undefined || k.use === 'jwt-svid').map(({ use, ...jwk }) => jwk);
+  const { payload } = await jwtVerify(token, createLocalJWKSet({ keys }), {
+    audience,
+    algorithms: ['ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'],
+    requiredClaims: ['sub', 'aud', 'exp'],
+  });
+  if (!String(payload.sub).startsWith('spiffe://')) return { ok: false, reason: 'sub is not a SPIFFE ID' };
+  const bound = payload.cnf?.['x5t#S256'];
+  const result = { ok: true, sub: payload.sub, jti: payload.jti ?? null, iat: payload.iat ?? null, bound: bound ?? null };
+  if (certFile === undefined) return result;
+  if (typeof bound !== 'string') return { ok: false, reason: 'bearer token: no cnf x5t#S256 to check against the certificate' };
+  const expected = Buffer.from(bound, 'base64url');
+  const actual = Buffer.from(x5tS256(readFileSync(certFile, 'utf8')), 'base64url');
+  if (expected.length !== actual.length || !timingSafeEqual(expected, actual)) {
+    return { ok: false, reason: 'cnf x5t#S256 does not match the certificate: the token is bound to another certificate' };
+  }
+  return { ...result, certificate_x5t_s256: actual.toString('base64url') };
+}
+
+async function validate(socket, audience, token) {
+  const grpc = (await import('@grpc/grpc-js')).default;
+  const protoLoader = (await import('@grpc/proto-loader')).default;
+  const here = dirname(fileURLToPath(import.meta.url));
+  const besideMe = join(here, 'workloadapi.proto');
+  const protoPath = existsSync(besideMe) ? besideMe : join(here, '..', '..', 'src', 'Writ.Protocol', 'Protos', 'workload.proto');
+  const def = protoLoader.loadSync(protoPath, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+  const { SpiffeWorkloadAPI } = grpc.loadPackageDefinition(def);
+  const client = new SpiffeWorkloadAPI(`unix://${socket}`, grpc.credentials.createInsecure());
+  const md = new grpc.Metadata();
+  md.set('workload.spiffe.io', 'true');
+  try {
+    const r = await new Promise((resolve, reject) => client.ValidateJWTSVID({ audience, svid: token }, md,
+      { deadline: Date.now() + 20000 }, (e, res) => (e ? reject(e) : resolve(res))));
+    return { ok: true, spiffe_id: r.spiffe_id };
+  } catch (e) {
+    return { ok: false, code: e.code, name: grpc.status[e.code], reason: e.details ?? e.message };
+  } finally {
+    client.close();
+  }
+}
+
+let out;
+try {
+  if (command === 'verify') out = await verify(...args);
+  else if (command === 'validate') out = await validate(...args);
+  else { console.error('usage: node jwt-binding.mjs verify|validate ...'); process.exit(2); }
+} catch (e) {
+  out = { ok: false, reason: `${e.code ?? e.name}: ${e.message}` };
+}
+console.log(JSON.stringify(out));
+process.exit(out.ok ? 0 : 1);
