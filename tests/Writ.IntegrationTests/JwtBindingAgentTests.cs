@@ -1,0 +1,96 @@
+using System.Text.Json;
+using Writ.IntegrationTests.Harness;
+
+namespace Writ.IntegrationTests;
+
+/// <summary>
+/// Replay detection in the agent's ValidateJWTSVID, with real processes: a token validated for one relying party
+/// (`writ jwt validate`, i.e. dotnet) and then for another (a Node gRPC client) is refused the second time and reported
+/// to the server, which records it.
+/// </summary>
+public sealed class JwtBindingAgentTests
+{
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
+
+    private static async Task<string> RealPathAsync(string command)
+    {
+        var r = await Proc.RunAsync("sh", ["-c", $"readlink -f \"$(command -v {command})\""]);
+        Assert.True(r.ExitCode == 0 && File.Exists(r.Stdout.Trim()), r.ToString());
+        return r.Stdout.Trim();
+    }
+
+    private static Task<ProcResult> NodeValidateAsync(AgentRig rig, string audience, string token) =>
+        Proc.RunAsync("node", [Path.Combine(WorkloadTools.InteropDir, "jwt-binding.mjs"), "validate", rig.Agent.SocketPath, audience, token],
+            workingDir: WorkloadTools.InteropDir);
+
+    private static JsonElement Json(ProcResult r)
+    {
+        using var doc = JsonDocument.Parse(r.Stdout.Trim().Split('\n')[^1]);
+        return doc.RootElement.Clone();
+    }
+
+    [Fact]
+    public async Task A_token_validated_for_a_second_relying_party_is_refused_and_reported_to_the_server()
+    {
+        await using var rig = await AgentRig.StartAsync();
+        // The token holder, and two relying-party services told apart by their executables (as registered).
+        await rig.CreateEntryAsync("spiffe://example.org/client", ["unix:uid:0"]);
+        await rig.CreateEntryAsync("spiffe://example.org/rp-dotnet", ["unix:uid:0", "unix:path:" + await RealPathAsync("dotnet")]);
+        await rig.CreateEntryAsync("spiffe://example.org/rp-node", ["unix:uid:0", "unix:path:" + await RealPathAsync("node")]);
+        await AgentTests.WaitForSvidAsync(rig);
+        const string aud = "https://rp.example.org";
+        var fetched = await rig.WorkloadAsync("jwt", "fetch", "--audience", aud, "--spiffe-id", "spiffe://example.org/client");
+        Assert.True(fetched.ExitCode == 0, fetched.ToString());
+        var token = fetched.Stdout.Trim();
+
+        // Relying party 1 (dotnet) validates it, twice: a retry by the same relying party is no replay.
+        for (var i = 0; i < 2; i++)
+        {
+            var ok = await rig.WorkloadAsync("jwt", "validate", "--audience", aud, "--token", token);
+            Assert.True(ok.ExitCode == 0, ok.ToString());
+        }
+
+        // Relying party 2 (node) presents the same token: refused as a replay.
+        var replay = await NodeValidateAsync(rig, aud, token);
+        Assert.Equal(1, replay.ExitCode);
+        var j = Json(replay);
+        Assert.Equal("INVALID_ARGUMENT", j.GetProperty("name").GetString());
+        Assert.Contains("already validated for another relying party", j.GetProperty("reason").GetString(), StringComparison.Ordinal);
+
+        // ... and the server heard of it (ReportJwtReplay → jwt.replay in the ledger, log event 1800).
+        var reported = await WorkloadTools.EventuallyAsync(() =>
+        {
+            var all = rig.Server.Stdout.Text + rig.Server.Stderr.Text;
+            return all.Contains("JWT-SVID replay reported by", StringComparison.Ordinal)
+                ? Task.FromResult(all)
+                : throw new InvalidOperationException("no replay report in the server log yet");
+        }, Deadline, "the server recording the replay");
+        Assert.Contains("spiffe:spiffe://example.org/client,spiffe://example.org/rp-dotnet", reported, StringComparison.Ordinal);
+        Assert.Contains("spiffe:spiffe://example.org/client,spiffe://example.org/rp-node", reported, StringComparison.Ordinal);
+
+        // The first relying party keeps its token; the replayer stays refused.
+        var again = await rig.WorkloadAsync("jwt", "validate", "--audience", aud, "--token", token);
+        Assert.True(again.ExitCode == 0, again.ToString());
+        Assert.Equal(1, (await NodeValidateAsync(rig, aud, token)).ExitCode);
+    }
+
+    [Fact]
+    public async Task A_token_for_two_audiences_may_be_validated_once_by_each()
+    {
+        await using var rig = await AgentRig.StartAsync();
+        await rig.CreateEntryAsync("spiffe://example.org/client", ["unix:uid:0"]);
+        await rig.CreateEntryAsync("spiffe://example.org/rp-node", ["unix:uid:0", "unix:path:" + await RealPathAsync("node")]);
+        await AgentTests.WaitForSvidAsync(rig);
+        var fetched = await rig.WorkloadAsync("jwt", "fetch", "--audience", "https://a.example.org", "--audience", "https://b.example.org",
+            "--spiffe-id", "spiffe://example.org/client");
+        Assert.True(fetched.ExitCode == 0, fetched.ToString());
+        var token = fetched.Stdout.Trim();
+
+        var a = await rig.WorkloadAsync("jwt", "validate", "--audience", "https://a.example.org", "--token", token);
+        Assert.True(a.ExitCode == 0, a.ToString());
+        var b = await NodeValidateAsync(rig, "https://b.example.org", token);
+        Assert.True(b.ExitCode == 0, b.ToString());
+        // But not audience a by the second service.
+        Assert.Equal(1, (await NodeValidateAsync(rig, "https://a.example.org", token)).ExitCode);
+    }
+}
