@@ -78,4 +78,57 @@ public sealed class JwtBindingServerTests
         Assert.Contains($"\"token_sha256\":\"{sha}\"", events[1].DataJson, StringComparison.Ordinal);
         Assert.DoesNotContain("\"jti\"", events[1].DataJson, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task A_replayed_jti_the_server_issued_is_revoked_others_are_not()
+    {
+        using var dir = new TempDir();
+        await using var server = await ServerProcess.StartAsync(dir["server"]);
+        using var agent = await TestAgent.ConnectAsync(server);
+        await agent.AttestAsync(await TestAgent.NewJoinTokenAsync(server));
+        var now = DateTimeOffset.UtcNow;
+
+        bool revocationStore;
+        await using (var store = await WritStoreFactory.OpenAsync("sqlite", Path.Combine(server.DataDir, "writ.db"), TimeProvider.System, CancellationToken.None))
+        {
+            // What the issuance pipeline records for each JWT-SVID it mints: the jti with its subject and expiry.
+            IssuedCredential Issued(string jti, string id, DateTimeOffset exp) => new()
+            {
+                Kind = "jwt", Id = jti, SpiffeId = id, AgentId = agent.AgentId, DecisionId = "d-" + jti, IssuedAt = now.AddMinutes(-1), ExpiresAt = exp,
+            };
+            await store.Ledger.AppendAsync(
+                [new LedgerEvent { At = now, Kind = "jwt.issued", Actor = agent.AgentId, Subject = "spiffe://example.org/client", DecisionId = "d-batch" }],
+                [Issued("issued-live", "spiffe://example.org/client", now.AddMinutes(5)), Issued("issued-other", "spiffe://example.org/other", now.AddMinutes(5))],
+                CancellationToken.None);
+            try
+            {
+                await store.Revocations.ListAsync(now, includeExpired: true, CancellationToken.None);
+                revocationStore = true;
+            }
+            catch (NotImplementedException)
+            {
+                revocationStore = false;   // revocation has not landed on this build: the replay is only recorded
+            }
+        }
+
+        // A jti this server never issued, and one it issued to another SPIFFE ID than the report names: never revoked.
+        Assert.False((await agent.Client.ReportJwtReplayAsync(Report("made-up"))).Revoked);
+        Assert.False((await agent.Client.ReportJwtReplayAsync(Report("issued-other"))).Revoked);
+
+        var live = await agent.Client.ReportJwtReplayAsync(Report("issued-live"));
+        Assert.Equal(revocationStore, live.Revoked);
+        if (revocationStore)
+        {
+            await using var store = await WritStoreFactory.OpenAsync("sqlite", Path.Combine(server.DataDir, "writ.db"), TimeProvider.System, CancellationToken.None);
+            var revoked = await store.Revocations.ListAsync(DateTimeOffset.UtcNow, includeExpired: false, CancellationToken.None);
+            Assert.Contains(revoked, r => r.Jti == "issued-live");
+            Assert.DoesNotContain(revoked, r => r.Jti is "made-up" or "issued-other");
+        }
+        else
+        {
+            await WorkloadTools.EventuallyAsync(() => (server.Stdout.Text + server.Stderr.Text).Contains("no revocation store yet", StringComparison.Ordinal)
+                ? Task.FromResult(true) : throw new InvalidOperationException("not logged yet"), TimeSpan.FromSeconds(10), "the server logging why it did not revoke");
+        }
+        Assert.Equal(3, (await ReplayEventsAsync(server)).Count);
+    }
 }
