@@ -115,22 +115,26 @@ internal sealed class BoundApi : IAsyncDisposable
     /// <summary>Every replay the verifiers reported, in order.</summary>
     public IReadOnlyList<JwtReplay> Replays => [.. _replays];
 
-    public static async Task<BoundApi> StartAsync(BindingCa ca, Svid serverSvid, string audience)
+    public static Task<BoundApi> StartAsync(BindingCa ca, Svid serverSvid, string audience) =>
+        StartAsync(ca.Bundle, ca.Ca.Intermediates, serverSvid.WithKey(), audience);
+
+    /// <summary>A relying party trusting <paramref name="bundle"/>, serving TLS with <paramref name="serverCertificate"/> (with its key).</summary>
+    public static async Task<BoundApi> StartAsync(TrustBundle bundle, IReadOnlyList<X509Certificate2> intermediates, X509Certificate2 serverCertificate, string audience)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        var serverCert = X509CertificateLoader.LoadPkcs12(serverSvid.WithKey().Export(X509ContentType.Pkcs12), null);
+        var serverCert = X509CertificateLoader.LoadPkcs12(serverCertificate.Export(X509ContentType.Pkcs12), null);
         builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, l => l.UseHttps(new HttpsConnectionAdapterOptions
         {
             ServerCertificate = serverCert,
             ClientCertificateMode = ClientCertificateMode.AllowCertificate,
             // A client certificate, when sent, must be an X.509-SVID of the trust domain (SPIFFE validation, not the OS store).
-            ClientCertificateValidation = (cert, _, _) => X509SvidValidator.Validate([cert, .. ca.Ca.Intermediates], ca.Bundle, DateTimeOffset.UtcNow).IsValid,
+            ClientCertificateValidation = (cert, _, _) => X509SvidValidator.Validate([cert, .. intermediates], bundle, DateTimeOffset.UtcNow).IsValid,
         })));
         var app = builder.Build();
         var replays = new ConcurrentQueue<JwtReplay>();
-        var boundOnly = new JwtSvidVerifier(ca.Bundle, new JwtSvidVerifierOptions { Audiences = [audience], OnReplay = replays.Enqueue });
-        var bearerToo = new JwtSvidVerifier(ca.Bundle, new JwtSvidVerifierOptions { Audiences = [audience], AllowBearer = true, OnReplay = replays.Enqueue });
+        var boundOnly = new JwtSvidVerifier(bundle, new JwtSvidVerifierOptions { Audiences = [audience], OnReplay = replays.Enqueue });
+        var bearerToo = new JwtSvidVerifier(bundle, new JwtSvidVerifierOptions { Audiences = [audience], AllowBearer = true, OnReplay = replays.Enqueue });
         app.MapGet("/bound", (HttpContext ctx) => Check(ctx, boundOnly));
         app.MapGet("/bearer", (HttpContext ctx) => Check(ctx, bearerToo));
         await app.StartAsync();
@@ -150,12 +154,15 @@ internal sealed class BoundApi : IAsyncDisposable
     }
 
     /// <summary>curl (a client nobody on the project wrote) as a separate process: the HTTP status and the body.</summary>
-    public async Task<(int Status, string Body)> CurlAsync(string path, string? token, Svid? clientCert, string caPem)
+    public Task<(int Status, string Body)> CurlAsync(string path, string? token, Svid? clientCert, string caPem) =>
+        CurlAsync(path, token, clientCert?.CertFile, clientCert?.KeyFile, caPem);
+
+    public async Task<(int Status, string Body)> CurlAsync(string path, string? token, string? certFile, string? keyFile, string caPem)
     {
         List<string> args = ["-sS", "--max-time", "20", "--resolve", $"localhost:{Port}:127.0.0.1", "--cacert", caPem, "-w", "\n%{http_code}"];
-        if (clientCert is not null)
+        if (certFile is not null && keyFile is not null)
         {
-            args.AddRange(["--cert", clientCert.CertFile, "--key", clientCert.KeyFile]);
+            args.AddRange(["--cert", certFile, "--key", keyFile]);
         }
         if (token is not null)
         {

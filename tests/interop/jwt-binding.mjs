@@ -8,6 +8,9 @@
 //       Prints {"ok":true,"sub":..,"jti":..,"bound":..} and exits 0, or {"ok":false,"reason":..} and exits 1.
 //   node jwt-binding.mjs validate SOCKET AUDIENCE TOKEN
 //       ValidateJWTSVID on a Workload API socket (grpc-js + the spec proto): {"ok":true,"spiffe_id":..} or the gRPC error.
+//   node jwt-binding.mjs fetch SOCKET AUDIENCE OUTDIR
+//       One workload instance: FetchX509SVID (writes OUTDIR/svid.pem and svid.key) then FetchJWTSVID for its first identity,
+//       from the same process: {"ok":true,"spiffe_id":..,"token":..}.
 import { readFileSync, existsSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,7 +47,7 @@ async function verify(bundleFile, token, audience, certFile) {
   return { ...result, certificate_x5t_s256: actual.toString('base64url') };
 }
 
-async function validate(socket, audience, token) {
+async function workloadClient() {
   const grpc = (await import('@grpc/grpc-js')).default;
   const protoLoader = (await import('@grpc/proto-loader')).default;
   const here = dirname(fileURLToPath(import.meta.url));
@@ -52,9 +55,14 @@ async function validate(socket, audience, token) {
   const protoPath = existsSync(besideMe) ? besideMe : join(here, '..', '..', 'src', 'Writ.Protocol', 'Protos', 'workload.proto');
   const def = protoLoader.loadSync(protoPath, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
   const { SpiffeWorkloadAPI } = grpc.loadPackageDefinition(def);
-  const client = new SpiffeWorkloadAPI(`unix://${socket}`, grpc.credentials.createInsecure());
   const md = new grpc.Metadata();
   md.set('workload.spiffe.io', 'true');
+  return { grpc, md, make: (socket) => new SpiffeWorkloadAPI(`unix://${socket}`, grpc.credentials.createInsecure()) };
+}
+
+async function validate(socket, audience, token) {
+  const { grpc, md, make } = await workloadClient();
+  const client = make(socket);
   try {
     const r = await new Promise((resolve, reject) => client.ValidateJWTSVID({ audience, svid: token }, md,
       { deadline: Date.now() + 20000 }, (e, res) => (e ? reject(e) : resolve(res))));
@@ -66,11 +74,57 @@ async function validate(socket, audience, token) {
   }
 }
 
+/** Splits concatenated DER certificates (the Workload API's chain encoding). */
+function splitDer(buf) {
+  const out = [];
+  let i = 0;
+  while (i < buf.length) {
+    let len = buf[i + 1];
+    let hdr = 2;
+    if (len & 0x80) {
+      const n = len & 0x7f;
+      len = 0;
+      for (let k = 0; k < n; k++) len = (len * 256) + buf[i + 2 + k];
+      hdr = 2 + n;
+    }
+    out.push(buf.subarray(i, i + hdr + len));
+    i += hdr + len;
+  }
+  return out;
+}
+
+async function fetchBoth(socket, audience, outDir) {
+  const { grpc, md, make } = await workloadClient();
+  const client = make(socket);
+  try {
+    const x509 = await new Promise((resolve, reject) => {
+      const call = client.FetchX509SVID({}, md, { deadline: Date.now() + 20000 });
+      call.once('data', (m) => { resolve(m); call.cancel(); });
+      call.once('error', (e) => { if (e.code !== grpc.status.CANCELLED) reject(e); });
+    });
+    const svid = x509.svids[0];
+    const { createPrivateKey } = await import('node:crypto');
+    const { writeFileSync, mkdirSync } = await import('node:fs');
+    mkdirSync(outDir, { recursive: true });
+    writeFileSync(join(outDir, 'svid.pem'), splitDer(svid.x509_svid).map((d) => new X509Certificate(d).toString()).join(''));
+    const key = createPrivateKey({ key: svid.x509_svid_key, format: 'der', type: 'pkcs8' });
+    writeFileSync(join(outDir, 'svid.key'), key.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
+    const jwt = await new Promise((resolve, reject) => client.FetchJWTSVID({ audience: [audience], spiffe_id: svid.spiffe_id }, md,
+      { deadline: Date.now() + 20000 }, (e, res) => (e ? reject(e) : resolve(res))));
+    return { ok: true, spiffe_id: svid.spiffe_id, token: jwt.svids[0].svid };
+  } catch (e) {
+    return { ok: false, code: e.code, name: grpc.status[e.code], reason: e.details ?? e.message };
+  } finally {
+    client.close();
+  }
+}
+
 let out;
 try {
   if (command === 'verify') out = await verify(...args);
   else if (command === 'validate') out = await validate(...args);
-  else { console.error('usage: node jwt-binding.mjs verify|validate ...'); process.exit(2); }
+  else if (command === 'fetch') out = await fetchBoth(...args);
+  else { console.error('usage: node jwt-binding.mjs verify|validate|fetch ...'); process.exit(2); }
 } catch (e) {
   out = { ok: false, reason: `${e.code ?? e.name}: ${e.message}` };
 }
