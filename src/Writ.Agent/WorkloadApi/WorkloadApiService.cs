@@ -200,9 +200,10 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
             AgentLog.JwtRevokedRefused(log, jti, svid.Id.ToString(), peer);
             throw Refuse(context, StatusCode.InvalidArgument, "the JWT-SVID was revoked");
         }
+        // Relying parties are named by the entries they match: before the first sync the agent cannot name them the way
+        // it will afterwards, so nothing is recorded until then (the cache is in memory and starts empty anyway).
         var guard = JwtReplayGuard.For(state, context.GetHttpContext().RequestServices, time, log, lifetime.ApplicationStopping);
-        var replay = guard.Check(svid, peer, request.Audience, now, validation.Leeway);
-        if (replay.IsReplay)
+        if (state.Synced && guard.Check(svid, peer, request.Audience, now, validation.Leeway).IsReplay)
         {
             throw Refuse(context, StatusCode.InvalidArgument,
                 "the JWT-SVID was already validated for another relying party: refused as a replay (reported to the server)");
