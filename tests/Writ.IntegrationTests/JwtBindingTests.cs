@@ -122,6 +122,12 @@ public sealed class JwtBindingInteropTests
         Assert.Equal(CertificateBinding.Thumbprint(legit.Certificate), j.GetProperty("bound").GetString());
         Assert.Equal(CertificateBinding.Thumbprint(legit.Certificate), j.GetProperty("certificate_x5t_s256").GetString());
 
+        // The plain JWK Set (what `writ bundle fetch --format jwks` serves) works the same.
+        var jwks = ca.Dir["jwks.json"];
+        await File.WriteAllTextAsync(jwks, ca.Bundle.JwksJson());
+        var viaJwks = await Node("verify", jwks, token, Audience, legit.CertFile);
+        Assert.True(viaJwks.ExitCode == 0, viaJwks.ToString());
+
         // Controls: the same check refuses another certificate, another audience and a tampered token.
         var wrongCert = await Node("verify", ca.BundleJsonFile, token, Audience, other.CertFile);
         Assert.Equal(1, wrongCert.ExitCode);
