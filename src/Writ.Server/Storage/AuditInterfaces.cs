@@ -20,6 +20,9 @@ public interface ILedgerStore
     /// <summary>The newest events that carry a decision id (issuance decisions), newest first, at most limit.</summary>
     Task<IReadOnlyList<LedgerEvent>> RecentDecisionsAsync(int limit, CancellationToken ct);
 
+    /// <summary>The ledger head (the last record's seq and hash, as the store keeps it beside the records); seq 0 and the genesis hash when empty.</summary>
+    Task<LedgerHead> HeadAsync(CancellationToken ct);
+
     /// <summary>Issued credentials matching the filter, ordered by issue time.</summary>
     Task<IReadOnlyList<IssuedCredential>> IssuedAsync(IssuedFilter filter, DateTimeOffset now, CancellationToken ct);
 }
