@@ -167,4 +167,57 @@ public sealed class AuditCliTests
         Assert.True(truncated.ExitCode == 0, truncated.ToString());
         Expect.OneLineError(await server.WritAsync("audit", "verify", "--anchor", anchor), "is not in the ledger");
     }
+
+    [Fact]
+    public async Task Verify_and_export_stream_a_ledger_larger_than_one_page()
+    {
+        using var dir = new TempDir();
+        await using var server = await ServerProcess.StartAsync(dir["server"]);
+        // 2,500 entries in one batch: 2,500 entry.created records in one transaction (the server reads 1,000 a page).
+        var entries = string.Join(",", Enumerable.Range(0, 2500).Select(i =>
+            $$"""{"spiffe_id": "spiffe://example.org/bulk/{{i}}", "parent_id": "{{Parent}}", "selectors": ["unix:uid:{{i}}"]}"""));
+        var file = dir["bulk.json"];
+        await File.WriteAllTextAsync(file, $$"""{"entries": [{{entries}}]}""");
+        var created = await server.WritAsync("entry", "create", "--file", file, "--output", "json");
+        Assert.True(created.ExitCode == 0, created.ToString());
+
+        var verify = await server.WritAsync("audit", "verify");
+        Assert.True(verify.ExitCode == 0, verify.ToString());
+        Assert.Contains("ledger verified: 2501 records", verify.Stdout, StringComparison.Ordinal);
+
+        var export = dir["all.jsonl"];
+        Assert.Equal(0, (await server.WritAsync("audit", "export", "--output", export)).ExitCode);
+        var lines = await File.ReadAllLinesAsync(export);
+        Assert.Equal(2501, lines.Length);
+        Assert.StartsWith("{\"seq\":2501,", lines[^1], StringComparison.Ordinal);
+        var offline = await Proc.WritAsync("audit", "verify", "--file", export);
+        Assert.True(offline.ExitCode == 0, offline.ToString());
+
+        var page = await ListJsonAsync(server, "--after", "1000", "--limit", "5");
+        Assert.Equal([1001L, 1002, 1003, 1004, 1005], page.GetProperty("events").EnumerateArray().Select(e => e.GetProperty("seq").GetInt64()));
+
+        // Record 1,700 sits in the second page the server reads.
+        await Sqlite3Async(Path.Combine(dir["server"], "writ.db"), "UPDATE ledger SET actor = 'uid:4242' WHERE seq = 1700");
+        Expect.OneLineError(await server.WritAsync("audit", "verify"), "ledger record 1700 was altered");
+    }
+
+    [Fact]
+    public async Task Banning_and_evicting_an_agent_are_recorded_with_the_caller()
+    {
+        await using var rig = await AgentRig.StartAsync();
+        var uid = await UidAsync();
+        var agentId = rig.Agent.AgentId;
+        var ban = await rig.Server.WritAsync("agent", "ban", agentId);
+        Assert.True(ban.ExitCode == 0, ban.ToString());
+        var evict = await rig.Server.WritAsync("agent", "evict", agentId);
+        Assert.True(evict.ExitCode == 0, evict.ToString());
+
+        var list = await ListJsonAsync(rig.Server, "--kind", "node.", "--subject", agentId);
+        var events = list.GetProperty("events").EnumerateArray().Where(e => e.GetProperty("actor").GetString() == "uid:" + uid).ToList();
+        Assert.Equal(["node.banned", "node.evicted"], events.Select(e => e.GetProperty("kind").GetString()));
+        Assert.True(events[0].GetProperty("data").GetProperty("banned").GetBoolean());
+        Assert.Equal("join_token", events[1].GetProperty("data").GetProperty("attestation_type").GetString());
+        var verify = await rig.Server.WritAsync("audit", "verify");
+        Assert.True(verify.ExitCode == 0, verify.ToString());
+    }
 }
