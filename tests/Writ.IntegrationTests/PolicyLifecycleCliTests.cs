@@ -1,5 +1,8 @@
 using System.Text.Json;
+using Writ.Cli.Admin;
+using Writ.Cli.CommandLine;
 using Writ.IntegrationTests.Harness;
+using Writ.Protocol.Admin;
 
 namespace Writ.IntegrationTests;
 
@@ -152,5 +155,34 @@ public sealed class PolicyLifecycleCliTests
             var shown = await server.WritAsync("policy", "show");
             Assert.Equal(Permit, shown.Stdout);
         }
+    }
+
+    [Fact]
+    public async Task A_client_that_skips_the_cli_check_is_refused_by_the_server_and_nothing_changes()
+    {
+        using var dir = new TempDir();
+        await using var server = await ServerProcess.StartAsync(dir["server"]);
+        using var admin = new AdminConnection(server.AdminSocket);
+        var before = await VersionsAsync(server);
+
+        foreach (var text in (string[])["permit (principal, action, resource) when { resource.path == 7 };", "permit (principal", ""])
+        {
+            var request = new PushPolicyRequest();
+            request.Files.Add(new PolicyFile { Name = "evil.cedar", Text = text });
+            var e = await Assert.ThrowsAsync<CommandFailedException>(() => admin.CallAsync(c => c.PushPolicyAsync(request)));
+            Assert.StartsWith("the push was refused and nothing changed: evil.cedar", e.Message, StringComparison.Ordinal);
+            Assert.DoesNotContain('\n', e.Message);
+        }
+        var empty = await Assert.ThrowsAsync<CommandFailedException>(() => admin.CallAsync(c => c.PushPolicyAsync(new PushPolicyRequest())));
+        Assert.Contains("the policy set is empty", empty.Message, StringComparison.Ordinal);
+        var twice = new PushPolicyRequest();
+        twice.Files.Add(new PolicyFile { Name = "a.cedar", Text = Permit });
+        twice.Files.Add(new PolicyFile { Name = "a.cedar", Text = Permit });
+        await Assert.ThrowsAsync<CommandFailedException>(() => admin.CallAsync(c => c.PushPolicyAsync(twice)));
+
+        var after = await VersionsAsync(server);
+        Assert.Equal(before.Select(v => v.GetRawText()), after.Select(v => v.GetRawText()));
+        var audit = await server.WritAsync("audit", "list", "--kind", "policy.");
+        Assert.Contains("1 record;", audit.Stdout, StringComparison.Ordinal);
     }
 }

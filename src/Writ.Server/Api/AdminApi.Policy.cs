@@ -101,7 +101,12 @@ public sealed partial class AdminApi
     private CompiledPolicySet Compile(IReadOnlyList<PolicyFileRecord> files, string author, string what)
     {
         if (WritPolicyCompiler.TryCompile(files, out var compiled, out var errors))
-            return compiled!;
+        {
+            if (compiled!.Set.Policies.Count > 0)
+                return compiled;
+            // Only comments: every issuance would be denied by default, which is never what a push means to do.
+            errors = [$"{string.Join(", ", files.Select(f => f.Name))}: no policies in the set: every issuance would be denied; push at least one permit (or an explicit forbid)"];
+        }
         ServerLog.PolicyPushRefused(log, author, errors.Count, errors[0]);
         var more = errors.Count > 1 ? $" (and {errors.Count - 1} more)" : "";
         throw new ValidationException($"the {what} was refused and nothing changed: {errors[0]}{more}; check the files with 'writ policy validate --schema' or push them to see every error");

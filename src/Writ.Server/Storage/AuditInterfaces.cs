@@ -41,7 +41,8 @@ public interface IPolicyStore
     /// <summary>
     /// Stores a new version (Version and CreatedAt assigned) which becomes the active one, and appends the audit
     /// events in the same transaction. When <paramref name="expectedActive"/> is not null and the active version is
-    /// another one -> <see cref="StoreConflictException"/> (someone pushed meanwhile).
+    /// another one -> <see cref="StoreConflictException"/> (someone pushed meanwhile). "{version}" in an audit event's
+    /// Subject, and the data member <c>"version":"{version}"</c>, are replaced by the new version number.
     /// </summary>
     Task<StoredPolicyVersion> PushAsync(StoredPolicyVersion version, long? expectedActive, IReadOnlyList<LedgerEvent> audit, CancellationToken ct);
 }

@@ -112,4 +112,20 @@ public abstract partial class StoreConformanceTests
         Assert.Equal(3, v.Problem!.Seq);
         Assert.Equal("ledger record 3 was altered (its hash does not match its contents): restore the database from a backup", v.Problem.Message);
     }
+
+    [Fact]
+    public async Task A_policy_comment_that_reads_like_the_version_placeholder_is_recorded_as_written()
+    {
+        var version = new StoredPolicyVersion
+        {
+            Files = [new PolicyFileRecord("{version}", "permit(principal,action,resource);")],
+            Sha256 = "cc",
+            Author = "uid:1000",
+            Comment = "{version}",
+        };
+        var stored = await Store.Policies.PushAsync(version, 0, [LedgerEvents.Policy(LedgerEvents.PolicyPushed, "uid:1000", version, 1)], Ct);
+        var e = Assert.Single(await AllLedgerAsync(Store));
+        Assert.Equal("policy:" + stored.Version, e.Subject);
+        Assert.Equal("""{"author":"uid:1000","comment":"{version}","files":["{version}"],"policies":1,"rolled_back_from":null,"sha256":"cc","version":1}""", e.DataJson);
+    }
 }
