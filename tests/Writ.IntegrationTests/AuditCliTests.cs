@@ -154,6 +154,12 @@ public sealed class AuditCliTests
         var tail = await server.WritAsync("audit", "export", "--after", "2");
         Assert.Equal(lines.Skip(2), tail.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries));
 
+        // Bad paths are one-line errors, and a failed export leaves no file behind.
+        Expect.OneLineError(await server.WritAsync("audit", "export", "--output", dir["no/such/dir/x.jsonl"]), "cannot write");
+        Expect.OneLineError(await Proc.WritAsync("audit", "verify", "--file", dir["missing.jsonl"]), "cannot read");
+        await File.WriteAllTextAsync(dir["junk.jsonl"], "{\"seq\":1}\n");
+        Expect.OneLineError(await Proc.WritAsync("audit", "verify", "--file", dir["junk.jsonl"]), "junk.jsonl:1: at_unix_micros is missing");
+
         // The auditor's copy is edited: named.
         lines[2] = lines[2].Replace("w301", "evil", StringComparison.Ordinal);
         var edited = dir["edited.jsonl"];

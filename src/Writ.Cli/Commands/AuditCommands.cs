@@ -197,7 +197,14 @@ public static class AuditCommands
         {
             var full = Path.GetFullPath(path);
             tmp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6))}.tmp");
-            writer = new StreamWriter(new FileStream(tmp, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = Output.SecretFile }));
+            try
+            {
+                writer = new StreamWriter(new FileStream(tmp, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = Output.SecretFile }));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new CommandFailedException($"cannot write {path}: {e.Message.Split('\n')[0].Trim()}; give --output a file in a directory you can write");
+            }
         }
         long count = 0;
         try
@@ -220,7 +227,14 @@ public static class AuditCommands
             if (tmp is not null)
             {
                 await writer.DisposeAsync().ConfigureAwait(false);
-                File.Move(tmp, path!, overwrite: true);
+                try
+                {
+                    File.Move(tmp, path!, overwrite: true);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    throw new CommandFailedException($"cannot write {path}: {e.Message.Split('\n')[0].Trim()}; nothing was written there");
+                }
                 tmp = null;
                 ctx.Error.WriteLine($"exported {count} {(count == 1 ? "record" : "records")} to {path}");
             }

@@ -123,7 +123,14 @@ public static class PolicyLifecycleCommands
         {
             if (v.Files.Any(f => f.Name != Path.GetFileName(f.Name) || f.Name is "." or ".."))
                 throw new CommandFailedException($"policy version {v.Version} has a file name that is not a plain name; print it instead of --write");
-            Output.WriteFilesAtomically(dir, [.. v.Files.Select(f => (f.Name, f.Text, Output.PublicFile))]);
+            try
+            {
+                Output.WriteFilesAtomically(dir, [.. v.Files.Select(f => (f.Name, f.Text, Output.PublicFile))]);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new CommandFailedException($"cannot write the policy files to {dir}: {e.Message.Split('\n')[0].Trim()}");
+            }
             ctx.Out.WriteLine($"wrote {Count(v.Files.Count, "file")} of policy version {v.Version} to {dir}");
             return 0;
         }
