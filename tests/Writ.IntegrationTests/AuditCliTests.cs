@@ -8,6 +8,27 @@ public sealed class AuditCliTests
 {
     private const string Parent = "spiffe://example.org/writ/agent/join_token/audit";
 
+    /// <summary>An independent verifier written from docs/audit.md alone (Python's hashlib, not our code).</summary>
+    private const string PythonVerifier = """
+        import hashlib, json, struct, sys
+        prev = bytes(32)
+        n = 0
+        for line in open(sys.argv[1], encoding="utf-8"):
+            r = json.loads(line)
+            def s(v):
+                if v is None:
+                    return b"\xff\xff\xff\xff"
+                b = v.encode("utf-8")
+                return struct.pack(">I", len(b)) + b
+            m = b"writ-ledger-v1\n" + prev + struct.pack(">qq", r["seq"], r["at_unix_micros"])
+            m += s(r["kind"]) + s(r["actor"]) + s(r["subject"]) + s(r["decision_id"]) + s(r["data_json"])
+            h = hashlib.sha256(m).digest()
+            if bytes.fromhex(r["prev_hash"]) != prev or h.hex() != r["hash"]:
+                print("bad", r["seq"]); sys.exit(1)
+            prev = h; n += 1
+        print("ok", n)
+        """;
+
     private static async Task<string> UidAsync()
     {
         var r = await Proc.RunAsync("id", ["-u"]);
@@ -149,6 +170,15 @@ public sealed class AuditCliTests
         Assert.True(offline.ExitCode == 0, offline.ToString());
         Assert.Contains("5 records (1 to 5) chain intact", offline.Stdout, StringComparison.Ordinal);
         Assert.Contains("anchor found at record 4", offline.Stdout, StringComparison.Ordinal);
+
+        // The documented encoding, re-implemented outside .NET, agrees with every hash.
+        var python = await Proc.RunAsync("sh", ["-c", "command -v python3"]);
+        if (python.ExitCode == 0)
+        {
+            var py = await Proc.RunAsync("python3", ["-c", PythonVerifier, file]);
+            Assert.True(py.ExitCode == 0, py.ToString());
+            Assert.Equal("ok 5", py.Stdout.Trim());
+        }
 
         // Streaming export to stdout, from a seq on, verifies from its first record.
         var tail = await server.WritAsync("audit", "export", "--after", "2");
