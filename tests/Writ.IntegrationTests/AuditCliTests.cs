@@ -96,6 +96,10 @@ public sealed class AuditCliTests
         Assert.Contains("Kind:       entry.updated", shown.Stdout, StringComparison.Ordinal);
         Assert.Contains("\"hint\": \"audited\"", shown.Stdout, StringComparison.Ordinal);
         Expect.OneLineError(await server.WritAsync("audit", "show", "99"), "ledger record 99 does not exist");
+        Expect.OneLineError(await server.WritAsync("audit", "show", "d-no-such-decision"), "no ledger record has decision id 'd-no-such-decision'");
+        Expect.OneLineError(await server.WritAsync("audit", "list", "--limit", "100000"), "--limit must be between 1 and 5000");
+        Expect.OneLineError(await server.WritAsync("audit", "list", "--after", "-3"), "--after must be a record number");
+        Expect.OneLineError(await server.WritAsync("audit", "verify", "--anchor", "abc"), "--anchor must be 64 hex digits");
     }
 
     [Fact]
