@@ -11,6 +11,8 @@ public static class AllCommands
         .. AgentCommands.All(),
         .. AdminCommands.All(),
         .. PolicyCommands.All(),
+        .. PolicyLifecycleCommands.All(),
+        .. AuditCommands.All(),
         .. WorkloadCommands.All(),
         .. BenchCommands.All(),
     ];
