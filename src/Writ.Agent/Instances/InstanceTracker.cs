@@ -108,30 +108,42 @@ public sealed class InstanceTracker : IDisposable
         }
     }
 
-    /// <summary>Re-checks every instance every <see cref="Interval"/> until cancelled.</summary>
+    /// <summary>
+    /// Re-checks every instance once per <see cref="Interval"/> after it was last attested (by a call or a re-check),
+    /// so no instance goes longer than one interval (plus the round's own time) unchecked. Wakes at the earliest due
+    /// time, at least once per interval.
+    /// </summary>
     public async Task RunAsync(CancellationToken ct)
     {
         while (!ct.IsCancellationRequested)
         {
-            await Task.Delay(Interval, _time, ct).ConfigureAwait(false);
-            await RecheckAllAsync(ct).ConfigureAwait(false);
+            var now = _time.GetUtcNow();
+            var next = _instances.Values.Select(i => i.LastAttested + Interval).DefaultIfEmpty(now + Interval).Min() - now;
+            var wait = next < TimeSpan.FromMilliseconds(20) ? TimeSpan.FromMilliseconds(20) : next > Interval ? Interval : next;
+            await Task.Delay(wait, _time, ct).ConfigureAwait(false);
+            await RecheckDueAsync(ct).ConfigureAwait(false);
         }
     }
 
-    /// <summary>One round: every instance not attested within the last half interval is checked (4 at a time).</summary>
-    public async Task RecheckAllAsync(CancellationToken ct)
+    /// <summary>Every instance due (last attested an interval ago, give or take 50 ms to batch neighbours): checked, 4 at a time.</summary>
+    public Task RecheckDueAsync(CancellationToken ct) => RecheckAsync(_time.GetUtcNow() - Interval + TimeSpan.FromMilliseconds(50), ct);
+
+    /// <summary>One round over every instance, whenever it was last attested.</summary>
+    public Task RecheckAllAsync(CancellationToken ct) => RecheckAsync(DateTimeOffset.MaxValue, ct);
+
+    private async Task RecheckAsync(DateTimeOffset attestedBefore, CancellationToken ct)
     {
         var sw = Stopwatch.StartNew();
-        var cutoff = _time.GetUtcNow() - (Interval / 2);
-        var due = _instances.Values.Where(i => i.LastAttested <= cutoff).ToList();
+        var due = _instances.Values.Where(i => i.LastAttested <= attestedBefore).ToList();
+        if (due.Count == 0)
+        {
+            return;
+        }
         await Parallel.ForEachAsync(due, new ParallelOptions { MaxDegreeOfParallelism = 4, CancellationToken = ct },
             async (instance, token) => await RecheckAsync(instance, token).ConfigureAwait(false)).ConfigureAwait(false);
         Interlocked.Exchange(ref _lastTickMicros, (long)sw.Elapsed.TotalMicroseconds);
         Interlocked.Increment(ref _ticks);
-        if (due.Count > 0)
-        {
-            AgentLog.ReattestTick(_log, due.Count, _instances.Count, sw.Elapsed.TotalMilliseconds);
-        }
+        AgentLog.ReattestTick(_log, due.Count, _instances.Count, sw.Elapsed.TotalMilliseconds);
     }
 
     /// <summary>Re-checks one instance now: alive with the same start time, then the attestors again.</summary>
