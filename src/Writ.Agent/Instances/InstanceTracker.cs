@@ -154,11 +154,7 @@ public sealed class InstanceTracker : IDisposable
         {
             return;
         }
-        if (!IsAlive(instance))
-        {
-            Forget(instance, "exited");
-            return;
-        }
+        // No separate liveness check first: the runner pins the process itself, and a failure is looked at below.
         for (var attempt = 0; ; attempt++)
         {
             var result = await _runner.AttestAsync(instance.Peer, null, ct).ConfigureAwait(false);

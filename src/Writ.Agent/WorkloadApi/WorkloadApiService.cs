@@ -174,6 +174,9 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
             }
         }
         var response = new JWTSVIDResponse();
+        // Every token is bound to the instance's X.509-SVID for its entry: get the missing ones in one signing call.
+        await cache.GetX509Async(instance, entries, context.CancellationToken).ConfigureAwait(false);
+        RpcException? denied = null;
         foreach (var e in entries)
         {
             try
@@ -185,11 +188,21 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
             {
                 throw Refuse(context, StatusCode.Unavailable, "the server is unreachable and no cached JWT-SVID is valid; retry with backoff");
             }
-            catch (RpcException ex) when (ex.StatusCode is StatusCode.PermissionDenied or StatusCode.Unauthenticated or StatusCode.InvalidArgument)
+            catch (RpcException ex) when (ex.StatusCode is StatusCode.PermissionDenied)
             {
-                // The server's (or the cache's) own words: a policy denial's detail carries the decision id.
-                throw Refuse(context, ex.StatusCode, ex.Status.Detail.Length > 0 ? ex.Status.Detail : "issuance denied by the server");
+                // Refused by policy for this identity: the others are still served; if none is, the first refusal
+                // is the answer, in the server's own words (its detail carries the decision id).
+                denied ??= ex;
+                AgentLog.WorkloadRefused(log, context.Method, ex.Status.Detail);
             }
+            catch (RpcException ex) when (ex.StatusCode is StatusCode.Unauthenticated or StatusCode.InvalidArgument)
+            {
+                throw Refuse(context, ex.StatusCode, ex.Status.Detail.Length > 0 ? ex.Status.Detail : "refused by the server");
+            }
+        }
+        if (response.Svids.Count == 0 && denied is not null)
+        {
+            throw new RpcException(new Status(StatusCode.PermissionDenied, denied.Status.Detail.Length > 0 ? denied.Status.Detail : "issuance denied by the server"));
         }
         return response;
     }
