@@ -59,7 +59,7 @@ public sealed class AgentHost : IAsyncDisposable
             return new InstanceReporter(() => node.Client, node.Classify, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger<InstanceReporter>(),
                 Path.Combine(options.DataDir, InstanceReportsFile));
         });
-        builder.Services.AddSingleton(sp => new InstanceTracker(sp.GetRequiredService<WorkloadAttestationRunner>(), ProcFs.Host, state,
+        builder.Services.AddSingleton(sp => new InstanceTracker(sp.GetRequiredService<WorkloadAttestationRunner>(), ProcFs.Host,
             sp.GetRequiredService<InstanceReporter>(), options.ReattestInterval, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger<InstanceTracker>()));
         builder.Services.AddSingleton(sp => new SvidCache(sp.GetRequiredService<NodeIdentity>(), state, sp.GetRequiredService<InstanceTracker>(), time,
             sp.GetRequiredService<ILoggerFactory>().CreateLogger<SvidCache>()));

@@ -149,9 +149,9 @@ public sealed class InstanceReporter
             try
             {
                 var r = await _client().ReportInstanceGoneAsync(request, deadline: _time.GetUtcNow().UtcDateTime.AddSeconds(30), cancellationToken: ct).ConfigureAwait(false);
-                Remove(next);
-                Interlocked.Increment(ref _delivered);
                 AgentLog.InstanceReported(_log, next.InstanceId, next.Reason, r.Revoked);
+                Interlocked.Increment(ref _delivered);
+                Remove(next);
                 backoff = TimeSpan.FromMilliseconds(500);
                 continue;
             }
@@ -172,8 +172,8 @@ public sealed class InstanceReporter
                         break;
                     case StatusCode.InvalidArgument or StatusCode.NotFound or StatusCode.FailedPrecondition:
                         // The server will never take this one: say so and go on with the others.
-                        Remove(next);
                         AgentLog.InstanceReportDropped(_log, next.InstanceId, e.Status.Detail.Length > 0 ? e.Status.Detail : e.StatusCode.ToString());
+                        Remove(next);
                         continue;
                     default:
                         retryReason = e.Status.Detail.Length > 0 ? e.Status.Detail : e.StatusCode.ToString();

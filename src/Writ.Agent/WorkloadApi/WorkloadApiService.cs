@@ -49,6 +49,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         while (!ct.IsCancellationRequested)
         {
             var generation = state.Changed.Generation;
+            var own = instance.Changed.Generation;
             var snapshot = state.Current;
             var entries = Match(Evidence(instance, context), snapshot, context);
             var result = await cache.GetX509Async(instance, entries, ct).ConfigureAwait(false);
@@ -84,7 +85,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
                 await responseStream.WriteAsync(response, ct).ConfigureAwait(false);
                 lastSent = fingerprint;
             }
-            await WaitForChangeAsync(generation, svids, entries, result.Denials, ct).ConfigureAwait(false);
+            await WaitForChangeAsync(generation, instance, own, svids, entries, result.Denials, ct).ConfigureAwait(false);
         }
     }
 
@@ -139,6 +140,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         while (!ct.IsCancellationRequested)
         {
             var generation = state.Changed.Generation;
+            var own = instance.Changed.Generation;
             var snapshot = state.Current;
             Match(Evidence(instance, context), snapshot, context);   // only a workload with an identity may read the bundles
             var bytes = encode(snapshot.Bundle);
@@ -147,7 +149,10 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
                 await send(bytes).ConfigureAwait(false);
                 last = bytes;
             }
-            await state.Changed.WaitAsync(generation, ct).ConfigureAwait(false);
+            using var either = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            await Task.WhenAny(state.Changed.WaitAsync(generation, either.Token), instance.Changed.WaitAsync(own, either.Token)).ConfigureAwait(false);
+            await either.CancelAsync().ConfigureAwait(false);
+            ct.ThrowIfCancellationRequested();
         }
     }
 
@@ -295,7 +300,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     /// Waits for an entry/bundle change, the earliest rotation time of what was sent, or the earliest expiry of a
     /// matched entry (an expired entry must leave the stream when it expires, not at the next unrelated change).
     /// </summary>
-    private async Task WaitForChangeAsync(long generation, IReadOnlyList<CachedX509> sent, IReadOnlyList<Entry> entries, IReadOnlyList<X509Denial> denials, CancellationToken ct)
+    private async Task WaitForChangeAsync(long generation, WorkloadInstance instance, long own, IReadOnlyList<CachedX509> sent, IReadOnlyList<Entry> entries, IReadOnlyList<X509Denial> denials, CancellationToken ct)
     {
         var wakeAt = sent.Min(s => s.RotateAt);
         foreach (var d in denials)
@@ -310,7 +315,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         var soonest = wakeAt - time.GetUtcNow();
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var delay = soonest < TimeSpan.FromMilliseconds(100) ? TimeSpan.FromMilliseconds(100) : soonest;
-        await Task.WhenAny(state.Changed.WaitAsync(generation, cts.Token), Task.Delay(delay, time, cts.Token)).ConfigureAwait(false);
+        await Task.WhenAny(state.Changed.WaitAsync(generation, cts.Token), instance.Changed.WaitAsync(own, cts.Token), Task.Delay(delay, time, cts.Token)).ConfigureAwait(false);
         await cts.CancelAsync().ConfigureAwait(false);
         ct.ThrowIfCancellationRequested();
     }

@@ -176,7 +176,7 @@ internal sealed class InstanceRig : IDisposable
         Runner = new WorkloadAttestationRunner([new UnixWorkloadAttestor(ProcFs.Host), new CgroupWorkloadAttestor(ProcFs.Host)], ProcFs.Host,
             TimeSpan.FromSeconds(5), Log);
         Reporter = new InstanceReporter(() => Server, _ => null, TimeProvider.System, Log);
-        Tracker = new InstanceTracker(Runner, ProcFs.Host, State, Reporter, interval ?? TimeSpan.FromSeconds(2), TimeProvider.System, Log);
+        Tracker = new InstanceTracker(Runner, ProcFs.Host, Reporter, interval ?? TimeSpan.FromSeconds(2), TimeProvider.System, Log);
         Cache = new Writ.Agent.Cache.SvidCache(() => Server, _ => null, State, Tracker, TimeProvider.System, Log);
     }
 
