@@ -139,6 +139,27 @@ internal sealed class FakeAgentServer : AgentService.AgentServiceClient, IDispos
         return Ok(new MintJwtSvidResponse { SpiffeId = "spiffe://example.org/" + request.EntryId, Token = token, ExpiresAtUnix = exp });
     }
 
+    /// <summary>What the Sync stream sends: write updates here; complete it to end the stream.</summary>
+    public System.Threading.Channels.Channel<SyncUpdate> SyncUpdates { get; } = System.Threading.Channels.Channel.CreateUnbounded<SyncUpdate>();
+
+    public override AsyncServerStreamingCall<SyncUpdate> Sync(SyncRequest request, CallOptions options) =>
+        new(new ChannelReader<SyncUpdate>(SyncUpdates.Reader), Task.FromResult(new Metadata()), () => Status.DefaultSuccess, () => [], () => { });
+
+    private sealed class ChannelReader<T>(System.Threading.Channels.ChannelReader<T> reader) : IAsyncStreamReader<T>
+    {
+        public T Current { get; private set; } = default!;
+
+        public async Task<bool> MoveNext(CancellationToken cancellationToken)
+        {
+            if (!await reader.WaitToReadAsync(cancellationToken))
+            {
+                return false;
+            }
+            Current = await reader.ReadAsync(cancellationToken);
+            return true;
+        }
+    }
+
     public override AsyncUnaryCall<ReportInstanceGoneResponse> ReportInstanceGoneAsync(ReportInstanceGoneRequest request, CallOptions options)
     {
         if (ReportStatus is { } status)
