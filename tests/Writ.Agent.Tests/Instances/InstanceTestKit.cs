@@ -42,6 +42,9 @@ internal sealed class FakeAgentServer : AgentService.AgentServiceClient, IDispos
 
     public TimeSpan X509Ttl { get; set; } = TimeSpan.FromMinutes(10);
 
+    /// <summary>Entry id → the PermissionDenied detail MintJwtSvid answers with (X.509 is still signed).</summary>
+    public Dictionary<string, string> DenyJwt { get; } = new(StringComparer.Ordinal);
+
     /// <summary>What ReportInstanceGone answers: null = OK, else this status.</summary>
     public StatusCode? ReportStatus { get; set; }
 
@@ -130,6 +133,10 @@ internal sealed class FakeAgentServer : AgentService.AgentServiceClient, IDispos
         if (Deny.TryGetValue(request.EntryId, out var d))
         {
             return Fail<MintJwtSvidResponse>(StatusCode.PermissionDenied, $"issuance denied by policy '{d.Reason}' (decision {d.DecisionId})");
+        }
+        if (DenyJwt.TryGetValue(request.EntryId, out var detail))
+        {
+            return Fail<MintJwtSvidResponse>(StatusCode.PermissionDenied, detail);
         }
         var jti = Guid.NewGuid().ToString("N");
         var exp = DateTimeOffset.UtcNow.AddMinutes(5).ToUnixTimeSeconds();
