@@ -120,8 +120,10 @@ public sealed class SvidCache
             return new X509Result([], []);
         }
         var now = _time.GetUtcNow();
+        // Missing: none servable (asked for at once), or past its rotation time (asked for unless signing is backing off
+        // after a failure: the servable one is served meanwhile). A recent refusal is not asked again yet.
         var missing = entries.Where(e =>
-            !(_x509.TryGetValue((e.Id, instance.Id), out var c) && Servable(c, e, epoch, now) && c.RotateAt > now)
+            !(_x509.TryGetValue((e.Id, instance.Id), out var c) && Servable(c, e, epoch, now) && (c.RotateAt > now || now < _retryAt))
             && !(_denials.TryGetValue((e.Id, instance.Id), out var d) && d.Epoch == epoch && d.EntryRevision == e.Revision && d.RetryAt > now))
             .ToList();
         if (missing.Count > 0)

@@ -45,6 +45,8 @@ public sealed class InstanceTracker : IDisposable
 
     public TimeSpan Interval { get; }
 
+    private const string Restored = "attested again";
+
     public int Count => _instances.Count;
 
     /// <summary>How long the last periodic re-check of every instance took.</summary>
@@ -84,7 +86,7 @@ public sealed class InstanceTracker : IDisposable
                     continue;
                 }
                 var (current, _, _) = known.Current;
-                var reason = current is null ? "re-attested" : EvidenceDrift.Compare(current, evidence);
+                var reason = current is null ? Restored : EvidenceDrift.Compare(current, evidence);
                 if (reason is null)
                 {
                     known.Refresh(evidence, now);
@@ -163,7 +165,7 @@ public sealed class InstanceTracker : IDisposable
                     return;
                 }
                 var (current, _, _) = instance.Current;
-                var reason = current is null ? "re-attested" : EvidenceDrift.Compare(current, evidence);
+                var reason = current is null ? Restored : EvidenceDrift.Compare(current, evidence);
                 if (reason is null)
                 {
                     instance.Refresh(evidence, _time.GetUtcNow());
@@ -206,6 +208,13 @@ public sealed class InstanceTracker : IDisposable
 
     private void HandleDrift(WorkloadInstance instance, WorkloadEvidence? evidence, string reason)
     {
+        if (reason == Restored)
+        {
+            // Served nothing since its re-attestation failed; attested again now: a new epoch from this evidence.
+            instance.Drift(evidence, _time.GetUtcNow());
+            instance.Changed.Raise();
+            return;
+        }
         var (serials, jtis) = instance.Drift(evidence, _time.GetUtcNow());
         AgentLog.InstanceDrifted(_log, instance.Id, instance.Peer.Pid, reason, serials.Count, jtis.Count);
         _reporter.Enqueue(instance.Id, serials, jtis, reason);

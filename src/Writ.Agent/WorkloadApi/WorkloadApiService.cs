@@ -303,6 +303,12 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     private async Task WaitForChangeAsync(long generation, WorkloadInstance instance, long own, IReadOnlyList<CachedX509> sent, IReadOnlyList<Entry> entries, IReadOnlyList<X509Denial> denials, CancellationToken ct)
     {
         var wakeAt = sent.Min(s => s.RotateAt);
+        if (wakeAt <= time.GetUtcNow())
+        {
+            // Due but not renewed yet (the server is away): the cache retries with backoff and raises a change when
+            // it succeeds; look again in a second rather than asking in a tight loop.
+            wakeAt = time.GetUtcNow() + TimeSpan.FromSeconds(1);
+        }
         foreach (var d in denials)
         {
             wakeAt = d.RetryAt < wakeAt ? d.RetryAt : wakeAt;   // ask again for a refused entry (policy may have changed)
