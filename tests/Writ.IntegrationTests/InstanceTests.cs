@@ -91,10 +91,6 @@ public sealed class InstanceTests
         var sw = Stopwatch.StartNew();
         File.Move(replacement, path, overwrite: true);
 
-        // A new process from the path runs the new binary: no identity.
-        var fresh = await Proc.RunAsync(path, [Path.Combine(WorkloadTools.InteropDir, "workload-client.mjs"), "x509", rig.Agent.SocketPath]);
-        Assert.Equal("PERMISSION_DENIED", WorkloadTools.StatusName(fresh));
-
         // The old process still runs the old file, but its path no longer names it: re-attested within one interval,
         // its stream ends.
         var end = await old.NextAsync(TimeSpan.FromSeconds(10));
@@ -102,8 +98,13 @@ public sealed class InstanceTests
         TestContext.Current.SendDiagnosticMessage($"binary replaced -> old process's stream ended after {took.TotalMilliseconds:F0} ms: {end.Raw}");
         Assert.False(end.Ok, "the old process was still served after its binary was replaced: " + end.Raw);
         Assert.Equal("PERMISSION_DENIED", end.Name);
-        Assert.True(took < TimeSpan.FromSeconds(1) + TimeSpan.FromMilliseconds(500), $"re-attestation took {took.TotalMilliseconds:F0} ms with a 1 s interval");
+        // One interval, plus the round's own time and the stream's wake-up on a shared, loaded machine.
+        Assert.True(took < TimeSpan.FromSeconds(1) + TimeSpan.FromMilliseconds(750), $"re-attestation took {took.TotalMilliseconds:F0} ms with a 1 s interval");
         await rig.Agent.Stderr.WaitForAsync(l => l.Contains($"(pid {old.Pid}) evidence drifted (executable path changed)", StringComparison.Ordinal), TimeSpan.FromSeconds(5));
+
+        // A new process from the path runs the new binary (another hash): no identity.
+        var fresh = await Proc.RunAsync(path, [Path.Combine(WorkloadTools.InteropDir, "workload-client.mjs"), "x509", rig.Agent.SocketPath]);
+        Assert.Equal("PERMISSION_DENIED", WorkloadTools.StatusName(fresh));
     }
 
     private static async Task<string> Sha256Async(string path)
