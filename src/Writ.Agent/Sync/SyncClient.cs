@@ -10,8 +10,14 @@ namespace Writ.Agent.Sync;
 /// stream, resumed from the last applied revision after a reconnect (exponential backoff with jitter). While the
 /// server is unreachable nothing is dropped: the cache keeps serving SVIDs until they expire.
 /// </summary>
-public sealed class SyncClient(NodeIdentity node, AgentState state, AgentOptions options, TimeProvider time, ILogger log)
+public sealed class SyncClient(Func<AgentService.AgentServiceClient> client, Func<RpcException, AgentFatalException?> classify,
+    Action<Writ.Spiffe.Bundles.TrustBundle> persistBundle, AgentState state, AgentOptions options, TimeProvider time, ILogger log)
 {
+    public SyncClient(NodeIdentity node, AgentState state, AgentOptions options, TimeProvider time, ILogger log)
+        : this(() => node.Client, node.Classify, node.PersistBundle, state, options, time, log)
+    {
+    }
+
     public async Task RunAsync(CancellationToken ct)
     {
         var backoff = TimeSpan.FromMilliseconds(250);
@@ -20,17 +26,28 @@ public sealed class SyncClient(NodeIdentity node, AgentState state, AgentOptions
             var since = state.Synced ? state.Current.Revision : 0;
             try
             {
-                using var call = node.Client.Sync(new SyncRequest { SinceRevision = since }, cancellationToken: ct);
+                using var call = client().Sync(new SyncRequest { SinceRevision = since }, cancellationToken: ct);
                 AgentLog.SyncConnected(log, since);
                 var connected = false;
                 while (await call.ResponseStream.MoveNext(ct).ConfigureAwait(false))
                 {
-                    if (state.Apply(call.ResponseStream.Current, options.TrustDomain) is { } snapshot)
+                    var update = call.ResponseStream.Current;
+                    if (update.Revocations.Count > 0)
+                    {
+                        // Revocations count at once, not at the end of the page: the cache drops them on the next wake.
+                        var added = state.Revocations.Add(update.Revocations);
+                        AgentLog.RevocationsReceived(log, added, state.Revocations.Count);
+                        if (added > 0)
+                        {
+                            state.Changed.Raise();
+                        }
+                    }
+                    if (state.Apply(update, options.TrustDomain) is { } snapshot)
                     {
                         AgentLog.SyncApplied(log, snapshot.Revision, snapshot.Entries.Count);
-                        if (call.ResponseStream.Current.Bundle is not null)
+                        if (update.Bundle is not null)
                         {
-                            node.PersistBundle(snapshot.Bundle);
+                            persistBundle(snapshot.Bundle);
                         }
                         connected = true;
                     }
@@ -43,7 +60,7 @@ public sealed class SyncClient(NodeIdentity node, AgentState state, AgentOptions
             }
             catch (RpcException e) when (!ct.IsCancellationRequested)
             {
-                if (node.Classify(e) is { } fatal)
+                if (classify(e) is { } fatal)
                 {
                     throw fatal;
                 }
