@@ -22,6 +22,7 @@ public sealed class ServerContext
         Issuer = new(ca, options.DefaultX509Ttl, options.DefaultJwtTtl, options.MaxTtl);
         Validator = new(options.TrustDomain, options.MaxTtl, time);
         Policy = new IssuancePolicyEngine(store.Policies, PolicyChanged, time, logs.CreateLogger<IssuancePolicyEngine>());
+        LedgerWriter = new LedgerGroupCommit(store);
     }
 
     public ServerOptions Options { get; }
@@ -40,4 +41,7 @@ public sealed class ServerContext
 
     /// <summary>The active issuance policy set (reloads on <see cref="PolicyChanged"/> and polls the store); started by the host.</summary>
     public IssuancePolicyEngine Policy { get; }
+
+    /// <summary>Issuance records, group-committed: concurrent issuances share one ledger transaction.</summary>
+    public LedgerGroupCommit LedgerWriter { get; }
 }
