@@ -12,6 +12,8 @@ public static class AllCommands
         .. AdminCommands.All(),
         .. PolicyCommands.All(),
         .. DecisionCommands.All(),
+        .. PolicyLifecycleCommands.All(),
+        .. AuditCommands.All(),
         .. WorkloadCommands.All(),
         .. BenchCommands.All(),
     ];
