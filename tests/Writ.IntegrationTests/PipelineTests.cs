@@ -287,6 +287,12 @@ public sealed class PipelineTests
         await Task.WhenAll(workers).WaitAsync(TimeSpan.FromSeconds(60), Ct);
         Assert.True(received.Count >= 40);
 
+        // Restart on the same database: the server comes up, and the ledger's hash chain is intact after the crash.
+        await server.StartAsync();
+        var verify = await server.WritAsync("audit", "verify");
+        Assert.True(verify.ExitCode == 0, verify.ToString());
+        await server.StopAsync();
+
         await using var store = await WritStoreFactory.OpenAsync("sqlite", Path.Combine(server.DataDir, "writ.db"), TimeProvider.System, Ct);
         var recorded = (await store.Ledger.IssuedAsync(new IssuedFilter(EntryId: entry, IncludeExpired: true), DateTimeOffset.UtcNow, Ct))
             .Select(c => c.Id).ToHashSet(StringComparer.Ordinal);
