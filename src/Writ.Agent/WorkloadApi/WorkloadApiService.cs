@@ -235,7 +235,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         {
             throw Refuse(context, StatusCode.InvalidArgument, $"the JWT-SVID is not valid: {result.Error}");
         }
-        var caller = await AttestAsync(context).ConfigureAwait(false);
+        var caller = Evidence(await AttestAsync(context).ConfigureAwait(false), context);
         var now = time.GetUtcNow();
         var peer = JwtReplayGuard.PeerOf(caller, state.Current, now);
         if (svid.Jti is { } jti && state.Revocations.IsJtiRevoked(jti))
