@@ -3,6 +3,7 @@ using Writ.Server.Ca;
 using Writ.Server.Configuration;
 using Writ.Server.Issuance;
 using Writ.Server.Registration;
+using Writ.Server.Revocation;
 using Writ.Server.Storage;
 using Writ.Protocol;
 
@@ -24,4 +25,7 @@ public sealed class ServerContext(ServerOptions options, IWritStore store, WritC
 
     /// <summary>Raised after this server stored a new policy version, so the issuance policy reloads at once.</summary>
     public ChangeSignal PolicyChanged { get; } = new();
+
+    /// <summary>Revocation: what to revoke, the deny list, the CRL (issue #6).</summary>
+    public RevocationService Revocations { get; } = new(store, ca, time, logs.CreateLogger<RevocationService>());
 }
