@@ -15,6 +15,8 @@ public sealed record AgentOptions
     public string? TrustBundlePath { get; init; }
     public string? JoinToken { get; init; }
     public TimeSpan AttestorTimeout { get; init; } = TimeSpan.FromSeconds(5);
+    /// <summary>How often every workload instance served is re-checked (alive, same evidence); also re-checked on every call.</summary>
+    public TimeSpan ReattestInterval { get; init; } = TimeSpan.FromSeconds(2);
     /// <summary>How long before expiry a cached SVID is no longer served when it cannot be renewed.</summary>
     public TimeSpan ExpiryMargin { get; init; } = TimeSpan.Zero;
     public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(30);

@@ -85,7 +85,7 @@ public sealed class AgentApiTests(SharedServer fixture) : IClassFixture<SharedSe
         using var agent = await AttestedAgentAsync();
         var entry = await CreateEntryAsync("spiffe://example.org/banned-workload", agent.AgentId);
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var csr = new SvidCsr { EntryId = entry, Csr = ByteString.CopyFrom(Csr.Create(key)) };
+        var csr = new SvidCsr { EntryId = entry, Csr = ByteString.CopyFrom(Csr.Create(key)), Evidence = TestEvidence.Of() };
         var signed = await agent.Client.SignX509SvidsAsync(new SignX509SvidsRequest { Csrs = { csr } });
         Assert.Single(signed.Svids);
 
@@ -167,9 +167,12 @@ public sealed class AgentApiTests(SharedServer fixture) : IClassFixture<SharedSe
         var entryOfA = await CreateEntryAsync("spiffe://example.org/a-only", a.AgentId, "--dns", "a.internal", "--x509-ttl", "10m");
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
 
-        var stolen = await Assert.ThrowsAsync<RpcException>(async () => await a.Client.SignX509SvidsAsync(new SignX509SvidsRequest
-        { Csrs = { new SvidCsr { EntryId = entryOfB, Csr = ByteString.CopyFrom(Csr.Create(key)) } } }));
-        Assert.Equal(StatusCode.PermissionDenied, stolen.StatusCode);
+        // Another agent's entry is refused per CSR (code 7), with no decision and nothing about the entry.
+        var stolen = await a.Client.SignX509SvidsAsync(new SignX509SvidsRequest
+        { Csrs = { new SvidCsr { EntryId = entryOfB, Csr = ByteString.CopyFrom(Csr.Create(key)), Evidence = TestEvidence.Of() } } });
+        Assert.Empty(stolen.Svids);
+        Assert.Equal((int)StatusCode.PermissionDenied, Assert.Single(stolen.Denials).Code);
+        Assert.DoesNotContain("b-only", stolen.Denials[0].Reason, StringComparison.Ordinal);
         var jwt = await Assert.ThrowsAsync<RpcException>(async () => await a.Client.MintJwtSvidAsync(new MintJwtSvidRequest { EntryId = entryOfB, Audience = { "x" } }));
         Assert.Equal(StatusCode.PermissionDenied, jwt.StatusCode);
 
@@ -178,11 +181,12 @@ public sealed class AgentApiTests(SharedServer fixture) : IClassFixture<SharedSe
         var san = new SubjectAlternativeNameBuilder();
         san.AddUri(new Uri("spiffe://example.org/b-only"));
         req.CertificateExtensions.Add(san.Build());
-        var foreign = await Assert.ThrowsAsync<RpcException>(async () => await a.Client.SignX509SvidsAsync(new SignX509SvidsRequest
-        { Csrs = { new SvidCsr { EntryId = entryOfA, Csr = ByteString.CopyFrom(req.CreateSigningRequest()) } } }));
-        Assert.Equal(StatusCode.InvalidArgument, foreign.StatusCode);
+        var foreign = await a.Client.SignX509SvidsAsync(new SignX509SvidsRequest
+        { Csrs = { new SvidCsr { EntryId = entryOfA, Csr = ByteString.CopyFrom(req.CreateSigningRequest()), Evidence = TestEvidence.Of() } } });
+        Assert.Empty(foreign.Svids);
+        Assert.Equal((int)StatusCode.InvalidArgument, Assert.Single(foreign.Denials).Code);
 
-        var ok = await a.Client.SignX509SvidsAsync(new SignX509SvidsRequest { Csrs = { new SvidCsr { EntryId = entryOfA, Csr = ByteString.CopyFrom(Csr.Create(key)) } } });
+        var ok = await a.Client.SignX509SvidsAsync(new SignX509SvidsRequest { Csrs = { new SvidCsr { EntryId = entryOfA, Csr = ByteString.CopyFrom(Csr.Create(key)), Evidence = TestEvidence.Of() } } });
         var leaf = X509CertificateLoader.LoadCertificate(ok.Svids[0].CertChain[0].ToByteArray());
         var v = X509SvidValidator.Validate([leaf], a.Bundle, DateTimeOffset.UtcNow);
         Assert.True(v.IsValid, v.Error);
@@ -190,7 +194,8 @@ public sealed class AgentApiTests(SharedServer fixture) : IClassFixture<SharedSe
         Assert.InRange((leaf.NotAfter - leaf.NotBefore).TotalSeconds, 600, 615);   // entry TTL 10m (+10 s backdating)
         Assert.True(leaf.PublicKey.GetECDsaPublicKey()!.ExportSubjectPublicKeyInfo().AsSpan().SequenceEqual(key.ExportSubjectPublicKeyInfo()));
 
-        var token = await a.Client.MintJwtSvidAsync(new MintJwtSvidRequest { EntryId = entryOfA, Audience = { "https://api.example.org" } });
+        var token = await a.Client.MintJwtSvidAsync(new MintJwtSvidRequest { EntryId = entryOfA, Audience = { "https://api.example.org" },
+            Evidence = TestEvidence.Of(), BoundCertSha256 = TestEvidence.Thumbprint(leaf.RawData) });
         var jv = Writ.Spiffe.Jwt.JwtSvidValidator.Validate(token.Token, a.Bundle, ["https://api.example.org"], DateTimeOffset.UtcNow);
         Assert.True(jv.IsValid, jv.Error);
         Assert.Equal("spiffe://example.org/a-only", jv.Svid!.Id.ToString());
@@ -204,10 +209,10 @@ public sealed class AgentApiTests(SharedServer fixture) : IClassFixture<SharedSe
         var entry = await CreateEntryAsync("spiffe://example.org/short-lived-entry", agent.AgentId, "--x509-ttl", "1h", "--jwt-ttl", "1h",
             "--expires-at", expires.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture));
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var signed = await agent.Client.SignX509SvidsAsync(new SignX509SvidsRequest { Csrs = { new SvidCsr { EntryId = entry, Csr = ByteString.CopyFrom(Csr.Create(key)) } } });
+        var signed = await agent.Client.SignX509SvidsAsync(new SignX509SvidsRequest { Csrs = { new SvidCsr { EntryId = entry, Csr = ByteString.CopyFrom(Csr.Create(key)), Evidence = TestEvidence.Of() } } });
         var leaf = X509CertificateLoader.LoadCertificate(signed.Svids[0].CertChain[0].ToByteArray());
         Assert.True(leaf.NotAfter.ToUniversalTime() <= expires.UtcDateTime.AddSeconds(1), $"leaf expires {leaf.NotAfter:u}, entry {expires:u}");
-        var jwt = await agent.Client.MintJwtSvidAsync(new MintJwtSvidRequest { EntryId = entry, Audience = { "a" } });
+        var jwt = await agent.Client.MintJwtSvidAsync(new MintJwtSvidRequest { EntryId = entry, Audience = { "a" }, Evidence = TestEvidence.Of(), BoundCertSha256 = TestEvidence.Thumbprint(leaf.RawData) });
         Assert.True(jwt.ExpiresAtUnix <= expires.ToUnixTimeSeconds() + 1);
     }
 

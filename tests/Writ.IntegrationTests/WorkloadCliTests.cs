@@ -1,3 +1,4 @@
+using Writ.Cli.Workload;
 using Writ.IntegrationTests.Harness;
 
 namespace Writ.IntegrationTests;
@@ -34,18 +35,27 @@ public sealed class WorkloadCliTests
         await rig.CreateEntryAsync("spiffe://example.org/jwt-cache", ["unix:uid:0"]);
         await AgentTests.WaitForSvidAsync(rig);
 
-        var a1 = await Jwt(rig, "--audience", "https://a.example.org");
-        var a2 = await Jwt(rig, "--audience", "https://a.example.org");
+        // JWT-SVIDs are per workload instance (issue #6): the cache is seen from one process, this test host.
+        using var client = rig.Client();
+        async Task<string> InProcess(params string[] audience)
+        {
+            var r = await client.Client.FetchJWTSVIDAsync(new JWTSVIDRequest { Audience = { audience } }, WorkloadClient.Headers);
+            return Assert.Single(r.Svids).Svid;
+        }
+        var a1 = await InProcess("https://a.example.org");
+        var a2 = await InProcess("https://a.example.org");
         Assert.Equal(a1, a2);   // cached until half-life
-        var b = await Jwt(rig, "--audience", "https://b.example.org");
+        var b = await InProcess("https://b.example.org");
         Assert.NotEqual(a1, b);
-        var both = await Jwt(rig, "--audience", "https://b.example.org", "--audience", "https://a.example.org");
+        var both = await InProcess("https://b.example.org", "https://a.example.org");
         Assert.NotEqual(b, both);
         var validBoth = await rig.WorkloadAsync("jwt", "validate", "--audience", "https://a.example.org", "--token", both);
         Assert.True(validBoth.ExitCode == 0, validBoth.ToString());
+        // Another process (another instance) gets its own token, never this one's.
+        Assert.NotEqual(a1, await Jwt(rig, "--audience", "https://a.example.org"));
 
         await rig.Server.KillAsync();
-        Assert.Equal(a1, await Jwt(rig, "--audience", "https://a.example.org"));   // still valid: served from the cache
+        Assert.Equal(a1, await InProcess("https://a.example.org"));   // still valid: served from the cache
         var fresh = await rig.WorkloadAsync("jwt", "fetch", "--audience", "https://new.example.org");
         Expect.OneLineError(fresh, "unreachable");
         // Validation needs only the bundle the agent holds.

@@ -1,100 +1,228 @@
+using System.Buffers.Text;
 using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using System.Text.Json;
 using Google.Protobuf;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
+using Writ.Agent.Instances;
 using Writ.Agent.NodeAttestation;
 using Writ.Agent.Sync;
 using Writ.Protocol.Agent;
 
 namespace Writ.Agent.Cache;
 
-/// <summary>An X.509-SVID held for one entry: its chain (leaf first), its private key (PKCS#8) and when to rotate it.</summary>
-public sealed record CachedX509(Entry Entry, IReadOnlyList<X509Certificate2> Chain, byte[] KeyPkcs8, DateTimeOffset ExpiresAt, DateTimeOffset RotateAt)
+/// <summary>
+/// An X.509-SVID held for one (entry, workload instance): its chain (leaf first), its private key (PKCS#8), when to
+/// rotate it, and the instance epoch (evidence) it was issued under.
+/// </summary>
+public sealed record CachedX509(Entry Entry, string InstanceId, long Epoch, IReadOnlyList<X509Certificate2> Chain, byte[] KeyPkcs8,
+    DateTimeOffset ExpiresAt, DateTimeOffset RotateAt, string DecisionId)
 {
     public string SpiffeId => Entry.SpiffeId;
+
+    /// <summary>The leaf's serial number, hex as X.509 prints it.</summary>
+    public string SerialHex { get; } = Chain[0].SerialNumber;
+
+    /// <summary>SHA-256 of the leaf's DER: what a JWT-SVID bound to it carries as <c>cnf.x5t#S256</c>.</summary>
+    public byte[] LeafSha256 { get; } = SHA256.HashData(Chain[0].RawData);
 }
 
-public sealed record CachedJwt(string SpiffeId, string Token, DateTimeOffset ExpiresAt, DateTimeOffset RefreshAt);
+/// <summary>A JWT-SVID for one (entry, instance, audience set), bound to <see cref="BoundLeafSha256"/> when not empty.</summary>
+public sealed record CachedJwt(string SpiffeId, string Token, DateTimeOffset ExpiresAt, DateTimeOffset RefreshAt, string Jti,
+    string InstanceId, long Epoch, byte[] BoundLeafSha256, string EntryId);
+
+/// <summary>A CSR the server refused for one (entry, instance), as it said: its decision id and reason are shown to the workload.</summary>
+public sealed record X509Denial(string EntryId, string SpiffeId, string InstanceId, long Epoch, long EntryRevision, string DecisionId,
+    string Reason, StatusCode Code, DateTimeOffset RetryAt)
+{
+    /// <summary>The one-line message the workload gets, e.g. <c>issuance denied by policy 'p' (decision d-1, see 'writ explain d-1')</c>.</summary>
+    public string Message
+    {
+        get
+        {
+            var reason = Reason.Length == 0 ? "refused by the server" : Reason.ReplaceLineEndings(" ");
+            var head = reason.StartsWith("denied", StringComparison.OrdinalIgnoreCase) ? "issuance " + reason : "issuance denied: " + reason;
+            return DecisionId.Length == 0 ? head : $"{head} (decision {DecisionId}, see 'writ explain {DecisionId}')";
+        }
+    }
+}
+
+/// <summary>The X.509-SVIDs a workload instance may be served now, and the server's refusals for the other entries.</summary>
+public sealed record X509Result(IReadOnlyList<CachedX509> Svids, IReadOnlyList<X509Denial> Denials);
 
 /// <summary>
-/// SVIDs for the entries this agent serves. X.509: a fresh key per entry, signed by the server from a CSR the first
-/// time a workload needs it, then rotated shortly before half-life (with jitter) for as long as the entry exists. JWT: cached per
-/// (entry, audience set) until half-life. When the server cannot be reached the cached SVIDs are served until they
-/// expire, never after.
+/// SVIDs per workload instance. X.509: a fresh key per (entry, instance), signed by the server from a CSR that carries
+/// the instance's evidence, the first time the instance needs it; rotated shortly before half-life (with jitter)
+/// while the instance has a stream open, else re-signed on its next call. JWT: per (entry, instance, audience set),
+/// bound to the instance's current X.509-SVID leaf, cached until half-life. Credentials of an instance that exited or
+/// whose evidence drifted (a new epoch) are never served; revoked serials and JWT ids are dropped at once. When the
+/// server cannot be reached the cached SVIDs are served until they expire, never after.
 /// </summary>
-public sealed class SvidCache(NodeIdentity node, AgentState state, TimeProvider time, ILogger log)
+public sealed class SvidCache
 {
-    private readonly ConcurrentDictionary<string, CachedX509> _x509 = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<(string Entry, string Audience), CachedJwt> _jwt = new();
+    /// <summary>A refused CSR is asked again after this long (or at once when the entry changes).</summary>
+    public static readonly TimeSpan DenialRetry = TimeSpan.FromSeconds(5);
+
+    private readonly ConcurrentDictionary<(string Entry, string Instance), CachedX509> _x509 = new();
+    private readonly ConcurrentDictionary<(string Entry, string Instance), X509Denial> _denials = new();
+    private readonly ConcurrentDictionary<(string Entry, string Instance, string Audience), CachedJwt> _jwt = new();
     private readonly SemaphoreSlim _signGate = new(1, 1);
+    private readonly Func<AgentService.AgentServiceClient> _client;
+    private readonly Func<RpcException, AgentFatalException?> _classify;
+    private readonly AgentState _state;
+    private readonly InstanceTracker _tracker;
+    private readonly TimeProvider _time;
+    private readonly ILogger _log;
     private DateTimeOffset _retryAt = DateTimeOffset.MinValue;
     private TimeSpan _retryBackoff = TimeSpan.FromMilliseconds(500);
 
-    /// <summary>X.509-SVIDs for these entries, signing the missing ones in one call. Entries that cannot be had are left out.</summary>
-    public async Task<IReadOnlyList<CachedX509>> GetX509Async(IReadOnlyList<Entry> entries, CancellationToken ct)
+    public SvidCache(NodeIdentity node, AgentState state, InstanceTracker tracker, TimeProvider time, ILogger log)
+        : this(() => node.Client, node.Classify, state, tracker, time, log)
     {
-        var now = time.GetUtcNow();
-        var missing = entries.Where(e => !_x509.TryGetValue(e.Id, out var c) || c.Entry.Revision != e.Revision || c.ExpiresAt <= now).ToList();
-        if (missing.Count > 0)
-        {
-            await SignAsync(missing, ct).ConfigureAwait(false);
-        }
-        return [.. entries.Select(e => _x509.TryGetValue(e.Id, out var c) && c.ExpiresAt > time.GetUtcNow() ? c : null).OfType<CachedX509>()];
+    }
+
+    /// <param name="client">the agent API client (a fake in tests).</param>
+    /// <param name="classify">turns a server refusal that must stop the agent (banned, evicted) into an exception.</param>
+    public SvidCache(Func<AgentService.AgentServiceClient> client, Func<RpcException, AgentFatalException?> classify, AgentState state,
+        InstanceTracker tracker, TimeProvider time, ILogger log)
+    {
+        _client = client;
+        _classify = classify;
+        _state = state;
+        _tracker = tracker;
+        _time = time;
+        _log = log;
     }
 
     public int X509Count => _x509.Count;
 
-    private async Task SignAsync(IReadOnlyList<Entry> entries, CancellationToken ct)
+    public int JwtCount => _jwt.Count;
+
+    /// <summary>The cached X.509-SVIDs of one instance (for tests and diagnostics).</summary>
+    public IReadOnlyList<CachedX509> X509Of(string instanceId) => [.. _x509.Values.Where(c => c.InstanceId == instanceId)];
+
+    private bool Servable(CachedX509 c, Entry e, long epoch, DateTimeOffset now) =>
+        c.Epoch == epoch && c.Entry.Revision == e.Revision && c.ExpiresAt > now && !_state.Revocations.IsSerialRevoked(c.SerialHex);
+
+    /// <summary>
+    /// X.509-SVIDs of this instance for these entries, signing the missing (and past-rotation) ones in one call with
+    /// the instance's current evidence. Entries the server refused come back as denials; entries that cannot be had
+    /// now (server away) are left out.
+    /// </summary>
+    public async Task<X509Result> GetX509Async(WorkloadInstance instance, IReadOnlyList<Entry> entries, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(instance);
+        var (evidence, proto, epoch) = instance.Current;
+        if (evidence is null || proto is null)
+        {
+            return new X509Result([], []);
+        }
+        var now = _time.GetUtcNow();
+        var missing = entries.Where(e =>
+            !(_x509.TryGetValue((e.Id, instance.Id), out var c) && Servable(c, e, epoch, now) && c.RotateAt > now)
+            && !(_denials.TryGetValue((e.Id, instance.Id), out var d) && d.Epoch == epoch && d.EntryRevision == e.Revision && d.RetryAt > now))
+            .ToList();
+        if (missing.Count > 0)
+        {
+            await SignAsync([.. missing.Select(e => new SignItem(e, instance, epoch, proto))], force: false, ct).ConfigureAwait(false);
+        }
+        now = _time.GetUtcNow();
+        var svids = new List<CachedX509>();
+        var denials = new List<X509Denial>();
+        foreach (var e in entries)
+        {
+            if (_x509.TryGetValue((e.Id, instance.Id), out var c) && Servable(c, e, epoch, now))
+            {
+                svids.Add(c);
+            }
+            else if (_denials.TryGetValue((e.Id, instance.Id), out var d) && d.Epoch == epoch && d.EntryRevision == e.Revision)
+            {
+                denials.Add(d);
+            }
+        }
+        return new X509Result(svids, denials);
+    }
+
+    private sealed record SignItem(Entry Entry, WorkloadInstance Instance, long Epoch, AttestedWorkload Evidence);
+
+    private async Task SignAsync(IReadOnlyList<SignItem> items, bool force, CancellationToken ct)
     {
         await _signGate.WaitAsync(ct).ConfigureAwait(false);
         try
         {
-            var now = time.GetUtcNow();
-            var todo = entries.Where(e => !_x509.TryGetValue(e.Id, out var c) || c.Entry.Revision != e.Revision || c.RotateAt <= now).ToList();
-            for (var i = 0; i < todo.Count; i += 500)
+            var now = _time.GetUtcNow();
+            // Another caller may have signed these meanwhile.
+            var todo = items.Where(i => i.Instance.IsCurrent(i.Epoch) && (force
+                || !(_x509.TryGetValue((i.Entry.Id, i.Instance.Id), out var c) && Servable(c, i.Entry, i.Epoch, now) && c.RotateAt > now))).ToList();
+            for (var b = 0; b < todo.Count; b += 500)
             {
-                var batch = todo.Skip(i).Take(500).ToList();
-                var keys = new Dictionary<string, ECDsa>(StringComparer.Ordinal);
+                var batch = todo.Skip(b).Take(500).ToList();
+                var keys = new Dictionary<string, (ECDsa Key, SignItem Item)>(StringComparer.Ordinal);
                 var request = new SignX509SvidsRequest();
-                foreach (var e in batch)
+                foreach (var item in batch)
                 {
                     var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-                    keys[e.Id] = key;
-                    request.Csrs.Add(new SvidCsr { EntryId = e.Id, Csr = ByteString.CopyFrom(Writ.Spiffe.X509.Csr.Create(key)) });
+                    keys[Convert.ToHexString(key.ExportSubjectPublicKeyInfo())] = (key, item);
+                    request.Csrs.Add(new SvidCsr
+                    {
+                        EntryId = item.Entry.Id,
+                        Csr = ByteString.CopyFrom(Writ.Spiffe.X509.Csr.Create(key)),
+                        Evidence = item.Evidence,
+                    });
                 }
                 try
                 {
-                    var response = await node.Client.SignX509SvidsAsync(request, cancellationToken: ct).ConfigureAwait(false);
+                    var response = await _client().SignX509SvidsAsync(request, cancellationToken: ct).ConfigureAwait(false);
                     _retryAt = DateTimeOffset.MinValue;
                     _retryBackoff = TimeSpan.FromMilliseconds(500);
+                    var signed = new HashSet<SignItem>();
                     foreach (var svid in response.Svids)
                     {
-                        var entry = batch.First(e => e.Id == svid.EntryId);
+                        if (svid.CertChain.Count == 0)
+                        {
+                            continue;
+                        }
                         var chain = svid.CertChain.Select(c => X509CertificateLoader.LoadCertificate(c.ToByteArray())).ToList();
-                        var nb = new DateTimeOffset(chain[0].NotBefore.ToUniversalTime());
-                        var exp = new DateTimeOffset(chain[0].NotAfter.ToUniversalTime());
-                        var rotateAt = RotationTime(nb, exp, time.GetUtcNow(), Random.Shared.NextDouble());
-                        _x509[entry.Id] = new CachedX509(entry, chain, keys[entry.Id].ExportPkcs8PrivateKey(), exp, rotateAt);
-                        AgentLog.X509Cached(log, entry.SpiffeId, entry.Id, exp, rotateAt);
+                        // The leaf names its key: that says which CSR (entry and instance) it answers, whatever the
+                        // server echoes.
+                        if (!keys.TryGetValue(Convert.ToHexString(chain[0].PublicKey.ExportSubjectPublicKeyInfo()), out var k)
+                            || k.Item.Entry.Id != svid.EntryId)
+                        {
+                            continue;
+                        }
+                        Adopt(k.Item, chain, k.Key, svid.DecisionId);
+                        signed.Add(k.Item);
+                    }
+                    foreach (var denial in response.Denials)
+                    {
+                        foreach (var item in batch.Where(i => !signed.Contains(i) && i.Entry.Id == denial.EntryId
+                            && (denial.InstanceId.Length == 0 || denial.InstanceId == i.Instance.Id)))
+                        {
+                            var d = new X509Denial(item.Entry.Id, item.Entry.SpiffeId, item.Instance.Id, item.Epoch, item.Entry.Revision,
+                                denial.DecisionId, denial.Reason, (StatusCode)denial.Code, _time.GetUtcNow() + DenialRetry);
+                            _denials[(item.Entry.Id, item.Instance.Id)] = d;
+                            _x509.TryRemove((item.Entry.Id, item.Instance.Id), out _);   // a refused renewal ends the old SVID too
+                            AgentLog.IssuanceDenied(_log, item.Entry.SpiffeId, item.Entry.Id, item.Instance.Id, denial.Reason, denial.DecisionId);
+                        }
                     }
                 }
                 catch (RpcException e)
                 {
-                    if (node.Classify(e) is { } fatal)
+                    if (_classify(e) is { } fatal)
                     {
                         throw fatal;
                     }
-                    AgentLog.RotationFailed(log, e.Status.Detail.Length > 0 ? e.Status.Detail : e.StatusCode.ToString());
-                    _retryAt = time.GetUtcNow() + _retryBackoff;   // rotation retries back off; workload fetches still try at once
+                    AgentLog.RotationFailed(_log, e.Status.Detail.Length > 0 ? e.Status.Detail : e.StatusCode.ToString());
+                    _retryAt = _time.GetUtcNow() + _retryBackoff;   // rotation retries back off; workload fetches still try at once
                     _retryBackoff = TimeSpan.FromTicks(Math.Min(_retryBackoff.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
                 }
                 finally
                 {
                     foreach (var k in keys.Values)
                     {
-                        k.Dispose();
+                        k.Key.Dispose();
                     }
                 }
             }
@@ -103,6 +231,23 @@ public sealed class SvidCache(NodeIdentity node, AgentState state, TimeProvider 
         {
             _signGate.Release();
         }
+    }
+
+    private void Adopt(SignItem item, List<X509Certificate2> chain, ECDsa key, string decisionId)
+    {
+        var nb = new DateTimeOffset(chain[0].NotBefore.ToUniversalTime());
+        var exp = new DateTimeOffset(chain[0].NotAfter.ToUniversalTime());
+        var rotateAt = RotationTime(nb, exp, _time.GetUtcNow(), Random.Shared.NextDouble());
+        var cached = new CachedX509(item.Entry, item.Instance.Id, item.Epoch, chain, key.ExportPkcs8PrivateKey(), exp, rotateAt, decisionId);
+        if (!item.Instance.TryRecordSerial(item.Epoch, cached.SerialHex, exp))
+        {
+            // The instance exited or drifted while the server signed: never served, reported for revocation.
+            _tracker.ReportStale(item.Instance, cached.SerialHex, null);
+            return;
+        }
+        _x509[(item.Entry.Id, item.Instance.Id)] = cached;
+        _denials.TryRemove((item.Entry.Id, item.Instance.Id), out _);
+        AgentLog.X509Cached(_log, item.Entry.SpiffeId, item.Entry.Id, exp, rotateAt);
     }
 
     /// <summary>
@@ -120,89 +265,188 @@ public sealed class SvidCache(NodeIdentity node, AgentState state, TimeProvider 
     }
 
     /// <summary>
-    /// Keeps the cache in line with the entries and the clock: drops SVIDs of removed entries, re-signs changed ones
-    /// and those past their rotation time, stops serving expired ones. Wakes on every state change and at least
-    /// once a second.
+    /// One maintenance pass: drops what may no longer be served (entry deleted or expired, instance gone or drifted,
+    /// SVID expired, serial or jti revoked) and re-signs, with the instance's current evidence, the SVIDs of
+    /// instances with an open stream that are due for rotation or whose entry changed. True if anything changed.
+    /// </summary>
+    public async Task<bool> MaintainOnceAsync(CancellationToken ct)
+    {
+        var snapshot = _state.Current;
+        var now = _time.GetUtcNow();
+        var nowUnix = now.ToUnixTimeSeconds();
+        _state.Revocations.Prune(now);
+        var changed = false;
+        var revokedX509 = 0;
+        var revokedJwt = 0;
+        foreach (var (key, cached) in _x509)
+        {
+            var instance = _tracker.Get(key.Instance);
+            if (!snapshot.Entries.TryGetValue(key.Entry, out var current) || (current.ExpiresAtUnix != 0 && current.ExpiresAtUnix <= nowUnix)
+                || instance is null || !instance.IsCurrent(cached.Epoch))
+            {
+                // Entry deleted or expired, instance exited or drifted: neither served nor rotated any more.
+                changed |= _x509.TryRemove(new KeyValuePair<(string, string), CachedX509>(key, cached));
+            }
+            else if (_state.Revocations.IsSerialRevoked(cached.SerialHex))
+            {
+                revokedX509++;
+                changed |= _x509.TryRemove(new KeyValuePair<(string, string), CachedX509>(key, cached));
+            }
+            else if (cached.ExpiresAt <= now)
+            {
+                AgentLog.X509Expired(_log, cached.SpiffeId);
+                changed |= _x509.TryRemove(new KeyValuePair<(string, string), CachedX509>(key, cached));
+            }
+        }
+        foreach (var (key, jwt) in _jwt)
+        {
+            var instance = _tracker.Get(key.Instance);
+            var revoked = jwt.Jti.Length > 0 && _state.Revocations.IsJtiRevoked(jwt.Jti);
+            if (revoked || !snapshot.Entries.ContainsKey(key.Entry) || jwt.ExpiresAt <= now || instance is null || !instance.IsCurrent(jwt.Epoch))
+            {
+                revokedJwt += revoked ? 1 : 0;
+                _jwt.TryRemove(new KeyValuePair<(string, string, string), CachedJwt>(key, jwt));
+            }
+        }
+        foreach (var (key, d) in _denials)
+        {
+            if (d.RetryAt <= now || _tracker.Get(key.Instance) is null)
+            {
+                _denials.TryRemove(new KeyValuePair<(string, string), X509Denial>(key, d));
+            }
+        }
+        if (revokedX509 + revokedJwt > 0)
+        {
+            AgentLog.RevokedDropped(_log, revokedX509, revokedJwt);
+        }
+        var due = new List<SignItem>();
+        foreach (var c in _x509.Values)
+        {
+            if ((c.RotateAt <= now || (snapshot.Entries.TryGetValue(c.Entry.Id, out var e) && e.Revision != c.Entry.Revision))
+                && _tracker.Get(c.InstanceId) is { OpenStreams: > 0 } instance && instance.Current is { Proto: { } proto, Epoch: var epoch }
+                && epoch == c.Epoch && snapshot.Entries.TryGetValue(c.Entry.Id, out var entry))
+            {
+                due.Add(new SignItem(entry, instance, epoch, proto));
+            }
+        }
+        if (due.Count > 0 && now >= _retryAt)
+        {
+            await SignAsync(due, force: false, ct).ConfigureAwait(false);
+            changed = true;
+        }
+        return changed;
+    }
+
+    /// <summary>
+    /// Keeps the cache in line with the entries, the instances, the revocations and the clock (see
+    /// <see cref="MaintainOnceAsync"/>). Wakes on every state change and at least once a second.
     /// </summary>
     public async Task MaintainAsync(CancellationToken ct)
     {
         while (!ct.IsCancellationRequested)
         {
-            var generation = state.Changed.Generation;
-            var snapshot = state.Current;
-            var changed = false;
-            var nowUnix = time.GetUtcNow().ToUnixTimeSeconds();
-            foreach (var (id, cached) in _x509)
+            var generation = _state.Changed.Generation;
+            if (await MaintainOnceAsync(ct).ConfigureAwait(false))
             {
-                if (!snapshot.Entries.TryGetValue(id, out var current) || (current.ExpiresAtUnix != 0 && current.ExpiresAtUnix <= nowUnix))
-                {
-                    // Entry deleted or expired: its SVID is neither served nor rotated any more.
-                    changed |= _x509.TryRemove(id, out _);
-                }
-                else if (cached.ExpiresAt <= time.GetUtcNow())
-                {
-                    AgentLog.X509Expired(log, cached.SpiffeId);
-                    changed |= _x509.TryRemove(id, out _);
-                }
+                _state.Changed.Raise();
+                generation = _state.Changed.Generation;
             }
-            foreach (var key in _jwt.Keys.Where(k => !snapshot.Entries.ContainsKey(k.Entry) || _jwt[k].ExpiresAt <= time.GetUtcNow()).ToList())
-            {
-                _jwt.TryRemove(key, out _);
-            }
-            var now = time.GetUtcNow();
-            var due = _x509.Values
-                .Where(c => c.RotateAt <= now || (snapshot.Entries.TryGetValue(c.Entry.Id, out var e) && e.Revision != c.Entry.Revision))
-                .Select(c => snapshot.Entries[c.Entry.Id]).ToList();
-            if (due.Count > 0 && now >= _retryAt)
-            {
-                await SignAsync(due, ct).ConfigureAwait(false);
-                changed = true;
-            }
-            if (changed)
-            {
-                state.Changed.Raise();
-                generation = state.Changed.Generation;
-            }
+            var now = _time.GetUtcNow();
             using var tick = CancellationTokenSource.CreateLinkedTokenSource(ct);
             var nextRotation = _x509.Values.Select(c => c.RotateAt).DefaultIfEmpty(now + TimeSpan.FromSeconds(1)).Min();
-            var next = (nextRotation > _retryAt ? nextRotation : _retryAt) - time.GetUtcNow();
+            var next = (nextRotation > _retryAt ? nextRotation : _retryAt) - _time.GetUtcNow();
             var wait = next < TimeSpan.FromMilliseconds(50) ? TimeSpan.FromMilliseconds(50) : next > TimeSpan.FromSeconds(1) ? TimeSpan.FromSeconds(1) : next;
-            await Task.WhenAny(state.Changed.WaitAsync(generation, tick.Token), Task.Delay(wait, time, tick.Token)).ConfigureAwait(false);
+            await Task.WhenAny(_state.Changed.WaitAsync(generation, tick.Token), Task.Delay(wait, _time, tick.Token)).ConfigureAwait(false);
             await tick.CancelAsync().ConfigureAwait(false);
         }
     }
 
-    /// <summary>A JWT-SVID for the entry and audience, from the cache until its half-life, else minted by the server.</summary>
-    public async Task<CachedJwt> GetJwtAsync(Entry entry, IReadOnlyList<string> audience, CancellationToken ct)
+    /// <summary>
+    /// A JWT-SVID of this instance for the entry and audience: from the cache until its half-life, else minted by the
+    /// server with the instance's evidence and bound to the instance's current X.509-SVID for that entry (obtained
+    /// first if it has none). Throws <see cref="RpcException"/>: PermissionDenied when the server refuses (its
+    /// detail carries the decision id), Unavailable when nothing can be had now.
+    /// </summary>
+    public async Task<CachedJwt> GetJwtAsync(WorkloadInstance instance, Entry entry, IReadOnlyList<string> audience, CancellationToken ct)
     {
-        var key = (entry.Id, string.Join('\n', audience.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)));
-        var now = time.GetUtcNow();
-        if (_jwt.TryGetValue(key, out var cached) && cached.RefreshAt > now)
+        ArgumentNullException.ThrowIfNull(instance);
+        ArgumentNullException.ThrowIfNull(entry);
+        var key = (entry.Id, instance.Id, string.Join('\n', audience.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)));
+        var now = _time.GetUtcNow();
+        var (_, _, epoch) = instance.Current;
+        var cached = _jwt.TryGetValue(key, out var c) && c.Epoch == epoch && !(c.Jti.Length > 0 && _state.Revocations.IsJtiRevoked(c.Jti)) ? c : null;
+        if (cached is not null && cached.RefreshAt > now && instance.IsCurrent(epoch))
         {
             return cached;
         }
-        var request = new MintJwtSvidRequest { EntryId = entry.Id };
-        request.Audience.AddRange(audience);
-        MintJwtSvidResponse r;
-        try
+        var x509 = await GetX509Async(instance, [entry], ct).ConfigureAwait(false);
+        var (_, proto, mintEpoch) = instance.Current;
+        if (proto is null || mintEpoch != epoch)
         {
-            r = await node.Client.MintJwtSvidAsync(request, cancellationToken: ct).ConfigureAwait(false);
+            throw new RpcException(new Status(StatusCode.Unauthenticated, "the workload's evidence changed while its token was prepared; retry"));
         }
-        catch (RpcException e)
+        if (x509.Svids.Count == 0)
         {
-            if (node.Classify(e) is { } fatal)
-            {
-                throw fatal;
-            }
             if (cached is not null && cached.ExpiresAt > now)
             {
                 return cached;   // the server is away: the cached token is still valid
             }
-            throw;
+            if (x509.Denials.Count > 0)
+            {
+                throw new RpcException(new Status(StatusCode.PermissionDenied, x509.Denials[0].Message));
+            }
+            throw new RpcException(new Status(StatusCode.Unavailable, "the server is unreachable and no cached JWT-SVID is valid; retry with backoff"));
+        }
+        var leaf = x509.Svids[0];
+        var request = new MintJwtSvidRequest { EntryId = entry.Id, Evidence = proto, BoundCertSha256 = ByteString.CopyFrom(leaf.LeafSha256) };
+        request.Audience.AddRange(audience);
+        MintJwtSvidResponse r;
+        try
+        {
+            r = await _client().MintJwtSvidAsync(request, cancellationToken: ct).ConfigureAwait(false);
+        }
+        catch (RpcException e)
+        {
+            if (_classify(e) is { } fatal)
+            {
+                throw fatal;
+            }
+            if (e.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded or StatusCode.Internal or StatusCode.Unknown
+                && cached is not null && cached.ExpiresAt > now)
+            {
+                return cached;   // the server is away: the cached token is still valid
+            }
+            throw new RpcException(new Status(e.StatusCode, e.Status.Detail));
         }
         var exp = DateTimeOffset.FromUnixTimeSeconds(r.ExpiresAtUnix);
-        var jwt = new CachedJwt(r.SpiffeId, r.Token, exp, now + ((exp - now) / 2));
+        var jti = r.Jti.Length > 0 ? r.Jti : JtiOf(r.Token);
+        if (!instance.TryRecordJti(epoch, jti, exp))
+        {
+            _tracker.ReportStale(instance, null, jti.Length > 0 ? jti : null);
+            throw new RpcException(new Status(StatusCode.Unauthenticated, "the workload's evidence changed while its token was minted; retry"));
+        }
+        var jwt = new CachedJwt(r.SpiffeId, r.Token, exp, now + ((exp - now) / 2), jti, instance.Id, epoch, leaf.LeafSha256, entry.Id);
         _jwt[key] = jwt;
         return jwt;
+    }
+
+    /// <summary>The <c>jti</c> claim of a compact JWT ("" if it has none or cannot be read).</summary>
+    public static string JtiOf(string token)
+    {
+        var parts = (token ?? "").Split('.');
+        if (parts.Length != 3)
+        {
+            return "";
+        }
+        try
+        {
+            using var doc = JsonDocument.Parse(Base64Url.DecodeFromChars(parts[1]));
+            return doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("jti", out var j) && j.ValueKind == JsonValueKind.String
+                ? j.GetString() ?? "" : "";
+        }
+        catch (Exception e) when (e is FormatException or JsonException)
+        {
+            return "";
+        }
     }
 }

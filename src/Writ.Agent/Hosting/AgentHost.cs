@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Writ.Agent.Cache;
+using Writ.Agent.Instances;
 using Writ.Agent.NodeAttestation;
 using Writ.Agent.PeerTracking;
 using Writ.Agent.Sync;
@@ -49,7 +50,15 @@ public sealed class AgentHost : IAsyncDisposable
         builder.Services.AddSingleton(time);
         builder.Services.AddSingleton(state);
         builder.Services.AddSingleton(sp => new NodeIdentity(options, state, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger<NodeIdentity>()));
-        builder.Services.AddSingleton(sp => new SvidCache(sp.GetRequiredService<NodeIdentity>(), state, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger<SvidCache>()));
+        builder.Services.AddSingleton(sp =>
+        {
+            var node = sp.GetRequiredService<NodeIdentity>();
+            return new InstanceReporter(() => node.Client, node.Classify, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger<InstanceReporter>());
+        });
+        builder.Services.AddSingleton(sp => new InstanceTracker(sp.GetRequiredService<WorkloadAttestationRunner>(), ProcFs.Host, state,
+            sp.GetRequiredService<InstanceReporter>(), options.ReattestInterval, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger<InstanceTracker>()));
+        builder.Services.AddSingleton(sp => new SvidCache(sp.GetRequiredService<NodeIdentity>(), state, sp.GetRequiredService<InstanceTracker>(), time,
+            sp.GetRequiredService<ILoggerFactory>().CreateLogger<SvidCache>()));
         builder.Services.AddSingleton(sp =>
         {
             var proc = ProcFs.Host;
@@ -87,6 +96,8 @@ public sealed class AgentHost : IAsyncDisposable
         host._loops.Add(host.Guard(sync.RunAsync, "sync", log));
         host._loops.Add(host.Guard(node.RenewLoopAsync, "renewal", log));
         host._loops.Add(host.Guard(cache.MaintainAsync, "svid cache", log));
+        host._loops.Add(host.Guard(app.Services.GetRequiredService<InstanceTracker>().RunAsync, "re-attestation", log));
+        host._loops.Add(host.Guard(app.Services.GetRequiredService<InstanceReporter>().RunAsync, "instance reports", log));
         using (var startOrStop = CancellationTokenSource.CreateLinkedTokenSource(ct, host._stop.Token))
         {
             await WaitForFirstSyncAsync(state, options.InitialSyncTimeout, startOrStop.Token).ConfigureAwait(false);

@@ -21,7 +21,7 @@ public sealed class RevocationSet
             foreach (var r in revocations)
             {
                 if (r.SerialHex.Length > 0)
-                    added += _serials.TryAdd(r.SerialHex, r) ? 1 : 0;
+                    added += _serials.TryAdd(NormalizeSerial(r.SerialHex), r) ? 1 : 0;
                 else if (r.Jti.Length > 0)
                     added += _jtis.TryAdd(r.Jti, r) ? 1 : 0;
             }
@@ -32,7 +32,15 @@ public sealed class RevocationSet
     public bool IsSerialRevoked(string serialHex)
     {
         lock (_lock)
-            return _serials.ContainsKey(serialHex);
+            return _serials.Count > 0 && _serials.ContainsKey(NormalizeSerial(serialHex));
+    }
+
+    /// <summary>Serials compare as numbers: case, leading zeros and ':' separators do not matter.</summary>
+    public static string NormalizeSerial(string serialHex)
+    {
+        ArgumentNullException.ThrowIfNull(serialHex);
+        var hex = serialHex.Replace(":", "", StringComparison.Ordinal).TrimStart('0');
+        return hex.Length == 0 ? "0" : hex.ToUpperInvariant();
     }
 
     public bool IsJtiRevoked(string jti)

@@ -25,10 +25,21 @@ public sealed class SyncClient(NodeIdentity node, AgentState state, AgentOptions
                 var connected = false;
                 while (await call.ResponseStream.MoveNext(ct).ConfigureAwait(false))
                 {
-                    if (state.Apply(call.ResponseStream.Current, options.TrustDomain) is { } snapshot)
+                    var update = call.ResponseStream.Current;
+                    if (update.Revocations.Count > 0)
+                    {
+                        // Revocations count at once, not at the end of the page: the cache drops them on the next wake.
+                        var added = state.Revocations.Add(update.Revocations);
+                        AgentLog.RevocationsReceived(log, added, state.Revocations.Count);
+                        if (added > 0)
+                        {
+                            state.Changed.Raise();
+                        }
+                    }
+                    if (state.Apply(update, options.TrustDomain) is { } snapshot)
                     {
                         AgentLog.SyncApplied(log, snapshot.Revision, snapshot.Entries.Count);
-                        if (call.ResponseStream.Current.Bundle is not null)
+                        if (update.Bundle is not null)
                         {
                             node.PersistBundle(snapshot.Bundle);
                         }

@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Writ.Agent.Cache;
+using Writ.Agent.Instances;
 using Writ.Agent.NodeAttestation;
 using Writ.Agent.Sync;
 using Writ.Agent.WorkloadAttestation;
@@ -17,10 +18,12 @@ namespace Writ.Agent.WorkloadApi;
 /// <summary>
 /// The SPIFFE Workload API (spec proto, service <c>SpiffeWorkloadAPI</c>, no package). Every call must carry
 /// <c>workload.spiffe.io: true</c> (else InvalidArgument); the caller is identified from the kernel (SO_PEERCRED +
-/// pidfd + /proc), never from anything it sends. Streams send the full current state at once and again whenever an
-/// SVID rotates, an entry changes or the bundle changes.
+/// pidfd + /proc), never from anything it sends, and every call re-checks the caller's instance
+/// (<see cref="InstanceTracker.Observe"/>). Streams send the full current state at once and again whenever an SVID
+/// rotates or is revoked, an entry changes, the bundle changes or the instance's evidence drifts; a stream whose
+/// instance exited or lost its last identity ends.
 /// </summary>
-public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentState state, SvidCache cache, AgentOptions options,
+public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentState state, SvidCache cache, InstanceTracker tracker, AgentOptions options,
     TimeProvider time, IHostApplicationLifetime lifetime, ILogger<WorkloadApiService> log) : SpiffeWorkloadAPI.SpiffeWorkloadAPIBase
 {
     public const string SecurityHeader = "workload.spiffe.io";
@@ -28,21 +31,38 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     public override async Task FetchX509SVID(X509SVIDRequest request, IServerStreamWriter<X509SVIDResponse> responseStream, ServerCallContext context)
     {
         CheckHeader(context);
-        var evidence = await AttestAsync(context).ConfigureAwait(false);
-        await StreamAsync(context, ct => StreamX509Async(evidence, responseStream, context, ct)).ConfigureAwait(false);
+        var instance = await AttestAsync(context).ConfigureAwait(false);
+        instance.StreamOpened();
+        try
+        {
+            await StreamAsync(context, ct => StreamX509Async(instance, responseStream, context, ct)).ConfigureAwait(false);
+        }
+        finally
+        {
+            instance.StreamClosed();
+        }
     }
 
-    private async Task StreamX509Async(WorkloadEvidence evidence, IServerStreamWriter<X509SVIDResponse> responseStream, ServerCallContext context, CancellationToken ct)
+    private async Task StreamX509Async(WorkloadInstance instance, IServerStreamWriter<X509SVIDResponse> responseStream, ServerCallContext context, CancellationToken ct)
     {
         string? lastSent = null;
         while (!ct.IsCancellationRequested)
         {
             var generation = state.Changed.Generation;
             var snapshot = state.Current;
-            var entries = Match(evidence, snapshot, context);
-            var svids = await cache.GetX509Async(entries, ct).ConfigureAwait(false);
+            var entries = Match(Evidence(instance, context), snapshot, context);
+            var result = await cache.GetX509Async(instance, entries, ct).ConfigureAwait(false);
+            var svids = result.Svids;
             if (svids.Count == 0)
             {
+                if (instance.IsGone || instance.Current.Evidence is null)
+                {
+                    Evidence(instance, context);   // throws the reason
+                }
+                if (result.Denials.Count > 0)
+                {
+                    throw Refuse(context, StatusCode.PermissionDenied, result.Denials[0].Message);
+                }
                 throw Refuse(context, StatusCode.Unavailable, "no X.509-SVID could be obtained from the server yet; retry with backoff");
             }
             var bundleDer = snapshot.Bundle.X509AuthoritiesDer();
@@ -64,15 +84,15 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
                 await responseStream.WriteAsync(response, ct).ConfigureAwait(false);
                 lastSent = fingerprint;
             }
-            await WaitForChangeAsync(generation, svids, entries, ct).ConfigureAwait(false);
+            await WaitForChangeAsync(generation, svids, entries, result.Denials, ct).ConfigureAwait(false);
         }
     }
 
     public override async Task FetchX509Bundles(X509BundlesRequest request, IServerStreamWriter<X509BundlesResponse> responseStream, ServerCallContext context)
     {
         CheckHeader(context);
-        var evidence = await AttestAsync(context).ConfigureAwait(false);
-        await StreamAsync(context, ct => StreamBundlesAsync(evidence, context, s => s.X509AuthoritiesDer(), bytes =>
+        var instance = await AttestAsync(context).ConfigureAwait(false);
+        await StreamAsync(context, ct => StreamBundlesAsync(instance, context, s => s.X509AuthoritiesDer(), bytes =>
         {
             var r = new X509BundlesResponse();
             r.Bundles.Add(options.TrustDomain.IdString, ByteString.CopyFrom(bytes));
@@ -83,8 +103,8 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     public override async Task FetchJWTBundles(JWTBundlesRequest request, IServerStreamWriter<JWTBundlesResponse> responseStream, ServerCallContext context)
     {
         CheckHeader(context);
-        var evidence = await AttestAsync(context).ConfigureAwait(false);
-        await StreamAsync(context, ct => StreamBundlesAsync(evidence, context, s => System.Text.Encoding.UTF8.GetBytes(s.JwksJson()), bytes =>
+        var instance = await AttestAsync(context).ConfigureAwait(false);
+        await StreamAsync(context, ct => StreamBundlesAsync(instance, context, s => System.Text.Encoding.UTF8.GetBytes(s.JwksJson()), bytes =>
         {
             var r = new JWTBundlesResponse();
             r.Bundles.Add(options.TrustDomain.IdString, ByteString.CopyFrom(bytes));
@@ -113,14 +133,14 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         }
     }
 
-    private async Task StreamBundlesAsync(WorkloadEvidence evidence, ServerCallContext context, Func<Writ.Spiffe.Bundles.TrustBundle, byte[]> encode, Func<byte[], Task> send, CancellationToken ct)
+    private async Task StreamBundlesAsync(WorkloadInstance instance, ServerCallContext context, Func<Writ.Spiffe.Bundles.TrustBundle, byte[]> encode, Func<byte[], Task> send, CancellationToken ct)
     {
         byte[]? last = null;
         while (!ct.IsCancellationRequested)
         {
             var generation = state.Changed.Generation;
             var snapshot = state.Current;
-            Match(evidence, snapshot, context);   // only a workload with an identity may read the bundles
+            Match(Evidence(instance, context), snapshot, context);   // only a workload with an identity may read the bundles
             var bytes = encode(snapshot.Bundle);
             if (last is null || !bytes.AsSpan().SequenceEqual(last))
             {
@@ -143,8 +163,8 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         {
             throw Refuse(context, StatusCode.InvalidArgument, $"spiffe_id '{request.SpiffeId}' is invalid: {err}");
         }
-        var evidence = await AttestAsync(context).ConfigureAwait(false);
-        var entries = Match(evidence, state.Current, context);
+        var instance = await AttestAsync(context).ConfigureAwait(false);
+        var entries = Match(Evidence(instance, context), state.Current, context);
         if (wanted is not null)
         {
             entries = [.. entries.Where(e => e.SpiffeId == wanted.ToString())];
@@ -158,12 +178,17 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         {
             try
             {
-                var jwt = await cache.GetJwtAsync(e, [.. request.Audience], context.CancellationToken).ConfigureAwait(false);
+                var jwt = await cache.GetJwtAsync(instance, e, [.. request.Audience], context.CancellationToken).ConfigureAwait(false);
                 response.Svids.Add(new JWTSVID { SpiffeId = jwt.SpiffeId, Svid = jwt.Token, Hint = e.Hint });
             }
             catch (RpcException ex) when (ex.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded)
             {
                 throw Refuse(context, StatusCode.Unavailable, "the server is unreachable and no cached JWT-SVID is valid; retry with backoff");
+            }
+            catch (RpcException ex) when (ex.StatusCode is StatusCode.PermissionDenied or StatusCode.Unauthenticated or StatusCode.InvalidArgument)
+            {
+                // The server's (or the cache's) own words: a policy denial's detail carries the decision id.
+                throw Refuse(context, ex.StatusCode, ex.Status.Detail.Length > 0 ? ex.Status.Detail : "issuance denied by the server");
             }
         }
         return response;
@@ -200,7 +225,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         }
     }
 
-    private async Task<WorkloadEvidence> AttestAsync(ServerCallContext context)
+    private async Task<WorkloadInstance> AttestAsync(ServerCallContext context)
     {
         var socket = context.GetHttpContext().Features.Get<IConnectionSocketFeature>()?.Socket
             ?? throw Refuse(context, StatusCode.Unauthenticated, "the caller's socket is not available for attestation");
@@ -215,7 +240,18 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         }
         AgentLog.WorkloadAttested(log, result.Evidence.Process.Peer.Pid, result.Evidence.Process.Peer.Uid,
             string.Join(' ', result.Evidence.Selectors.Select(s => s.ToString())));
-        return result.Evidence;
+        return tracker.Observe(result.Evidence);
+    }
+
+    /// <summary>The evidence the instance is served from now; an instance that exited or could not be re-attested gets nothing.</summary>
+    private WorkloadEvidence Evidence(WorkloadInstance instance, ServerCallContext context)
+    {
+        if (instance.GoneReason is { } gone)
+        {
+            throw Refuse(context, StatusCode.PermissionDenied, $"this workload instance is no longer served ({gone}); reconnect from a live process");
+        }
+        return instance.Current.Evidence
+            ?? throw Refuse(context, StatusCode.Unauthenticated, "this workload could not be re-attested; reconnect so it is attested again");
     }
 
     /// <summary>
@@ -246,9 +282,13 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     /// Waits for an entry/bundle change, the earliest rotation time of what was sent, or the earliest expiry of a
     /// matched entry (an expired entry must leave the stream when it expires, not at the next unrelated change).
     /// </summary>
-    private async Task WaitForChangeAsync(long generation, IReadOnlyList<CachedX509> sent, IReadOnlyList<Entry> entries, CancellationToken ct)
+    private async Task WaitForChangeAsync(long generation, IReadOnlyList<CachedX509> sent, IReadOnlyList<Entry> entries, IReadOnlyList<X509Denial> denials, CancellationToken ct)
     {
         var wakeAt = sent.Min(s => s.RotateAt);
+        foreach (var d in denials)
+        {
+            wakeAt = d.RetryAt < wakeAt ? d.RetryAt : wakeAt;   // ask again for a refused entry (policy may have changed)
+        }
         foreach (var e in entries.Where(e => e.ExpiresAtUnix > 0))
         {
             var expires = DateTimeOffset.FromUnixTimeSeconds(e.ExpiresAtUnix);

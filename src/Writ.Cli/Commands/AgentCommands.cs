@@ -22,6 +22,7 @@ public static class AgentCommands
         new("data_dir", ".writ/agent", "Directory for the agent SVID (key 0600), its bundle and state."),
         new("socket", "", "Workload API socket. Default: <data_dir>/workload.sock. Usable by every local user."),
         new("attestor_timeout", "5s", "Time limit of each workload attestor per call."),
+        new("reattest_interval", "2s", "How often every workload instance served is re-checked (alive, same executable, uid, container); exits are also seen at once through pidfds."),
         new("log_level", "info", "debug, info, warn or error."),
         new("log_format", "text", "text or json."),
     ];
@@ -79,6 +80,7 @@ public static class AgentCommands
             c.Errors.Add("'trust_domain' is required when the trust bundle does not name it: pass --trust-domain example.org");
         }
         var timeout = c.Duration("attestor_timeout", TimeSpan.FromMilliseconds(100), TimeSpan.FromMinutes(1));
+        var reattest = c.Duration("reattest_interval", TimeSpan.FromMilliseconds(100), TimeSpan.FromMinutes(10));
         var level = c.OneOf("log_level", "info", "debug", "warn", "error");
         var format = c.OneOf("log_format", "text", "json");
         errors = c.Errors;
@@ -95,6 +97,7 @@ public static class AgentCommands
             TrustBundlePath = bundle,
             JoinToken = c.Get("join_token") is { Length: > 0 } t ? t : null,
             AttestorTimeout = timeout,
+            ReattestInterval = reattest,
             LogLevel = level,
             LogFormat = format,
         };

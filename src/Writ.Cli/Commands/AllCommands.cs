@@ -12,6 +12,7 @@ public static class AllCommands
         .. AdminCommands.All(),
         .. RevokeCommands.All(),
         .. PolicyCommands.All(),
+        .. DecisionCommands.All(),
         .. WorkloadCommands.All(),
         .. BenchCommands.All(),
     ];

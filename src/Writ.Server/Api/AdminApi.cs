@@ -158,35 +158,6 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
         };
     }
 
-    public override Task<MintX509SvidResponse> MintX509Svid(MintX509SvidRequest request, ServerCallContext context)
-    {
-        var id = WorkloadId(request.SpiffeId);
-        var ttl = server.Issuer.Cap(Ttl(request.TtlSeconds, server.Options.DefaultX509Ttl));
-        foreach (var d in request.DnsNames)
-        {
-            if (!EntryValidator.IsDnsName(d))
-            {
-                throw new ValidationException($"DNS name '{d}' is not a valid host name");
-            }
-        }
-        var chain = server.Issuer.SignX509(id, request.Csr.Span, ttl, [.. request.DnsNames]);
-        var exp = new DateTimeOffset(chain[0].NotAfter.ToUniversalTime());
-        ServerLog.AdminX509Minted(log, id.ToString(), chain[0].SerialNumber, exp);
-        var response = new MintX509SvidResponse { BundlePem = server.Ca.Bundle.ToPem(), ExpiresAtUnix = exp.ToUnixTimeSeconds() };
-        response.CertChain.AddRange(chain.Select(c => ByteString.CopyFrom(c.RawData)));
-        return Task.FromResult(response);
-    }
-
-    public override Task<MintJwtSvidResponse> MintJwtSvid(MintJwtSvidRequest request, ServerCallContext context)
-    {
-        var id = WorkloadId(request.SpiffeId);
-        var audience = AgentApi.CheckAudience(request.Audience);
-        var ttl = server.Issuer.Cap(Ttl(request.TtlSeconds, server.Options.DefaultJwtTtl));
-        var (token, exp) = server.Ca.MintJwtSvid(id, audience, ttl);
-        ServerLog.AdminJwtMinted(log, id.ToString(), string.Join(",", audience), exp);
-        return Task.FromResult(new MintJwtSvidResponse { Token = token, ExpiresAtUnix = exp.ToUnixTimeSeconds() });
-    }
-
     public override async Task<HealthResponse> Health(HealthRequest request, ServerCallContext context)
     {
         var ready = true;

@@ -7,6 +7,8 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Writ.Protocol.Agent;
 using Writ.Server.Hosting;
+using Writ.Server.Issuance;
+using Writ.Server.Policy;
 using Writ.Server.Registration;
 using Writ.Server.Storage;
 using Writ.Spiffe;
@@ -61,7 +63,12 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
             var why = existing.Banned ? "is banned" : "is already attested";
             throw new RpcException(new Status(StatusCode.PermissionDenied, $"agent {agentId} {why}; evict it first ('writ agent evict')"));
         }
-        var chain = server.Ca.SignX509Svid(agentId, key, server.Options.AgentTtl);
+        var facts = new NodeFacts(agentId.ToString(), "join_token", [new Selector("join_token", token.Id).ToString()], token.Alias is { Length: > 0 } a ? [a] : []);
+        var outcome = await Pipeline.AttestNodeAsync(facts, key, renewal: false, ct).ConfigureAwait(false);
+        if (outcome.Chain is not { } chain)
+        {
+            throw new RpcException(new Status(StatusCode.PermissionDenied, outcome.Decision.DeniedDetail));
+        }
         var leaf = chain[0];
         var node = new AttestedNode
         {
@@ -76,14 +83,18 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         };
         await server.Store.Nodes.CreateAsync(node, ct).ConfigureAwait(false);
         ServerLog.AgentAttested(log, agentId.ToString(), leaf.SerialNumber);
-        return AttestResponseFor(agentId, chain);
+        return AttestResponseFor(agentId, chain, outcome.Decision.Id);
     }
 
     public override async Task<AttestResponse> RenewAgent(RenewAgentRequest request, ServerCallContext context)
     {
         var caller = await AuthenticateAsync(context).ConfigureAwait(false);
         var key = Issuance.Issuer.VerifyCsr(request.Csr.Span, caller.Id);
-        var chain = server.Ca.SignX509Svid(caller.Id, key, server.Options.AgentTtl);
+        var outcome = await Pipeline.AttestNodeAsync(NodeFacts.Of(caller.Node), key, renewal: true, context.CancellationToken).ConfigureAwait(false);
+        if (outcome.Chain is not { } chain)
+        {
+            throw new RpcException(new Status(StatusCode.PermissionDenied, outcome.Decision.DeniedDetail));
+        }
         var leaf = chain[0];
         await server.Store.Nodes.UpdateAsync(caller.Node with
         {
@@ -92,7 +103,7 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
             UpdatedAt = server.Time.GetUtcNow(),
         }, context.CancellationToken).ConfigureAwait(false);
         ServerLog.AgentRenewed(log, caller.Id.ToString(), leaf.SerialNumber);
-        return AttestResponseFor(caller.Id, chain);
+        return AttestResponseFor(caller.Id, chain, outcome.Decision.Id);
     }
 
     public override async Task Sync(SyncRequest request, IServerStreamWriter<SyncUpdate> responseStream, ServerCallContext context)
@@ -202,17 +213,19 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         {
             throw new RpcException(new Status(StatusCode.InvalidArgument, $"send between 1 and {MaxCsrsPerCall} CSRs per call, got {request.Csrs.Count}"));
         }
+        var requests = request.Csrs.Select(c => ToRequest(c.EntryId, c.Csr, c.Evidence)).ToList();
+        var batch = await Pipeline.SignX509Async(caller.Node, requests, context.CancellationToken).ConfigureAwait(false);
         var response = new SignX509SvidsResponse();
-        foreach (var csr in request.Csrs)
+        foreach (var i in batch.Issued)
         {
-            var entry = await AuthorizedEntryAsync(caller, csr.EntryId, context.CancellationToken).ConfigureAwait(false);
-            var id = SpiffeId.Parse(entry.SpiffeId);
-            var (leaf, above) = server.Issuer.SignX509Der(id, csr.Csr.Span, server.Issuer.X509Ttl(entry, server.Time.GetUtcNow()), entry.DnsNames);
-            var svid = new X509Svid { EntryId = entry.Id, SpiffeId = entry.SpiffeId, ExpiresAtUnix = leaf.NotAfter.ToUnixTimeSeconds() };
-            svid.CertChain.Add(ByteString.CopyFrom(leaf.Der));
-            svid.CertChain.AddRange(above.Select(ByteString.CopyFrom));
+            var svid = new X509Svid { EntryId = i.Entry.Id, SpiffeId = i.Entry.SpiffeId, ExpiresAtUnix = i.Leaf.NotAfter.ToUnixTimeSeconds(), DecisionId = i.DecisionId, InstanceId = i.InstanceId };
+            svid.CertChain.Add(ByteString.CopyFrom(i.Leaf.Der));
+            svid.CertChain.AddRange(i.ChainAboveLeaf.Select(ByteString.CopyFrom));
             response.Svids.Add(svid);
-            ServerLog.X509Issued(log, entry.SpiffeId, caller.Id.ToString(), leaf.SerialNumber, leaf.NotAfter);
+        }
+        foreach (var d in batch.Denials)
+        {
+            response.Denials.Add(new SvidDenial { EntryId = d.EntryId, InstanceId = d.InstanceId, DecisionId = d.DecisionId ?? "", Reason = d.Reason, Code = d.Code });
         }
         return response;
     }
@@ -222,10 +235,45 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         var caller = await AuthenticateAsync(context).ConfigureAwait(false);
         var entry = await AuthorizedEntryAsync(caller, request.EntryId, context.CancellationToken).ConfigureAwait(false);
         var audience = CheckAudience(request.Audience);
-        var id = SpiffeId.Parse(entry.SpiffeId);
-        var (token, exp) = server.Ca.MintJwtSvid(id, audience, server.Issuer.JwtTtl(entry, request.TtlSeconds, server.Time.GetUtcNow()));
-        ServerLog.JwtIssued(log, entry.SpiffeId, caller.Id.ToString(), string.Join(",", audience), exp);
-        return new MintJwtSvidResponse { SpiffeId = entry.SpiffeId, Token = token, ExpiresAtUnix = exp.ToUnixTimeSeconds() };
+        var evidence = ToRequest(entry.Id, ByteString.Empty, request.Evidence);
+        if (evidence.EvidenceError is { } bad)
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument, bad));
+        }
+        if (request.BoundCertSha256.Length is not (0 or 32))
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument, "bound_cert_sha256 must be the 32-byte SHA-256 of the instance's X.509-SVID leaf DER, or empty"));
+        }
+        var bound = request.Bearer || request.BoundCertSha256.Length == 0 ? null : request.BoundCertSha256.ToByteArray();
+        var outcome = await Pipeline.MintJwtAsync(caller.Node, entry, evidence.Evidence, audience, request.TtlSeconds, bound, context.CancellationToken).ConfigureAwait(false);
+        if (outcome.Token is null)
+        {
+            throw new RpcException(new Status(StatusCode.PermissionDenied, outcome.Decision.DeniedDetail));
+        }
+        return new MintJwtSvidResponse
+        {
+            SpiffeId = entry.SpiffeId,
+            Token = outcome.Token,
+            ExpiresAtUnix = outcome.ExpiresAt.ToUnixTimeSeconds(),
+            DecisionId = outcome.Decision.Id,
+            Jti = outcome.Jti ?? "",
+        };
+    }
+
+    private IssuancePipeline Pipeline => _pipeline ??= new IssuancePipeline(server, log);
+
+    private IssuancePipeline? _pipeline;
+
+    /// <summary>The wire request as the pipeline's input; evidence that breaks the rules is carried as an error.</summary>
+    private static X509SvidRequest ToRequest(string entryId, ByteString csr, AttestedWorkload? evidence)
+    {
+        if (evidence is null)
+        {
+            return new X509SvidRequest(entryId, csr.Memory, null);
+        }
+        return WorkloadEvidence.TryCreate(evidence.Selectors.Select(s => (s.Type, s.Value)), evidence.Facts, evidence.InstanceId, out var ev, out var error)
+            ? new X509SvidRequest(entryId, csr.Memory, ev)
+            : new X509SvidRequest(entryId, csr.Memory, null, error);
     }
 
     /// <summary>Audiences must be present, non-empty and printable; the wire gives no other guarantee.</summary>
@@ -303,9 +351,9 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         return new RpcException(new Status(code, reason));
     }
 
-    private AttestResponse AttestResponseFor(SpiffeId id, IReadOnlyList<X509Certificate2> chain)
+    private AttestResponse AttestResponseFor(SpiffeId id, IReadOnlyList<X509Certificate2> chain, string decisionId)
     {
-        var r = new AttestResponse { SpiffeId = id.ToString(), Bundle = BundleProto() };
+        var r = new AttestResponse { SpiffeId = id.ToString(), Bundle = BundleProto(), DecisionId = decisionId };
         r.SvidChain.AddRange(chain.Select(c => ByteString.CopyFrom(c.RawData)));
         return r;
     }

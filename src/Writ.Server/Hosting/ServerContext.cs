@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Writ.Server.Ca;
 using Writ.Server.Configuration;
 using Writ.Server.Issuance;
+using Writ.Server.Policy;
 using Writ.Server.Registration;
 using Writ.Server.Revocation;
 using Writ.Server.Storage;
@@ -10,15 +11,28 @@ using Writ.Protocol;
 namespace Writ.Server.Hosting;
 
 /// <summary>The server's parts, built once at start-up and shared by the agent and admin APIs.</summary>
-public sealed class ServerContext(ServerOptions options, IWritStore store, WritCa ca, TimeProvider time, ILoggerFactory logs)
+public sealed class ServerContext
 {
-    public ServerOptions Options { get; } = options;
-    public IWritStore Store { get; } = store;
-    public WritCa Ca { get; } = ca;
-    public TimeProvider Time { get; } = time;
-    public ILoggerFactory Logs { get; } = logs;
-    public Issuer Issuer { get; } = new(ca, options.DefaultX509Ttl, options.DefaultJwtTtl, options.MaxTtl);
-    public EntryValidator Validator { get; } = new(options.TrustDomain, options.MaxTtl, time);
+    public ServerContext(ServerOptions options, IWritStore store, WritCa ca, TimeProvider time, ILoggerFactory logs)
+    {
+        Options = options;
+        Store = store;
+        Ca = ca;
+        Time = time;
+        Logs = logs;
+        Issuer = new(ca, options.DefaultX509Ttl, options.DefaultJwtTtl, options.MaxTtl);
+        Validator = new(options.TrustDomain, options.MaxTtl, time);
+        Policy = new IssuancePolicyEngine(store.Policies, PolicyChanged, time, logs.CreateLogger<IssuancePolicyEngine>());
+        Revocations = new RevocationService(store, ca, time, logs.CreateLogger<RevocationService>());
+    }
+
+    public ServerOptions Options { get; }
+    public IWritStore Store { get; }
+    public WritCa Ca { get; }
+    public TimeProvider Time { get; }
+    public ILoggerFactory Logs { get; }
+    public Issuer Issuer { get; }
+    public EntryValidator Validator { get; }
 
     /// <summary>Raised on changes the entry store does not version: bundle rotation, agent ban or eviction.</summary>
     public ChangeSignal Changes { get; } = new();
@@ -26,6 +40,9 @@ public sealed class ServerContext(ServerOptions options, IWritStore store, WritC
     /// <summary>Raised after this server stored a new policy version, so the issuance policy reloads at once.</summary>
     public ChangeSignal PolicyChanged { get; } = new();
 
+    /// <summary>The active issuance policy set (reloads on <see cref="PolicyChanged"/> and polls the store); started by the host.</summary>
+    public IssuancePolicyEngine Policy { get; }
+
     /// <summary>Revocation: what to revoke, the deny list, the CRL (issue #6).</summary>
-    public RevocationService Revocations { get; } = new(store, ca, time, logs.CreateLogger<RevocationService>());
+    public RevocationService Revocations { get; }
 }

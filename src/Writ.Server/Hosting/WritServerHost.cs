@@ -128,6 +128,8 @@ public sealed class WritServerHost : IAsyncDisposable
             });
             app.MapGrpcService<AgentApi>();
             app.MapGrpcService<AdminApi>();
+            // The issuance policy is loaded before the first call can arrive.
+            await app.Services.GetRequiredService<ServerContext>().Policy.StartAsync(ct).ConfigureAwait(false);
             await app.StartAsync(ct).ConfigureAwait(false);
             File.SetUnixFileMode(options.AdminSocket, UnixFileMode.UserRead | UnixFileMode.UserWrite);
 
@@ -198,6 +200,7 @@ public sealed class WritServerHost : IAsyncDisposable
         ServerLog.Stopping(_app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<WritServerHost>());
         await _app.StopAsync(CancellationToken.None).ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
+        await _server.Policy.DisposeAsync().ConfigureAwait(false);
         await _server.Store.DisposeAsync().ConfigureAwait(false);
         try
         {

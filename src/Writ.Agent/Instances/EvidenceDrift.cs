@@ -1,0 +1,42 @@
+using Writ.Agent.WorkloadAttestation;
+
+namespace Writ.Agent.Instances;
+
+/// <summary>
+/// Which change of a workload's evidence takes its credentials away. Only evidence about <em>what runs and as
+/// whom</em> counts: uid, gid, executable hash and path, container and cgroup. Other facts (parent pid, names from
+/// /etc/passwd) may move without consequence.
+/// </summary>
+public static class EvidenceDrift
+{
+    /// <summary>Selector prefixes that matter, in the order their change is named (a uid change also drops the
+    /// unix attestor's other selectors, so it is checked first).</summary>
+    private static readonly (string Prefix, string Reason)[] Kinds =
+    [
+        ("unix:uid:", "uid changed"),
+        ("unix:gid:", "gid changed"),
+        ("unix:sha256:", "executable changed"),
+        ("unix:path:", "executable path changed"),
+        ("container:id:", "container changed"),
+        ("cgroup:path:", "cgroup changed"),
+    ];
+
+    /// <summary>The reason the evidence drifted ("executable changed", ...), or null if what matters is the same.</summary>
+    public static string? Compare(WorkloadEvidence before, WorkloadEvidence after)
+    {
+        ArgumentNullException.ThrowIfNull(before);
+        ArgumentNullException.ThrowIfNull(after);
+        var a = before.Selectors.Select(s => s.ToString()).ToList();
+        var b = after.Selectors.Select(s => s.ToString()).ToList();
+        foreach (var (prefix, reason) in Kinds)
+        {
+            var x = a.Where(s => s.StartsWith(prefix, StringComparison.Ordinal)).Order(StringComparer.Ordinal);
+            var y = b.Where(s => s.StartsWith(prefix, StringComparison.Ordinal)).Order(StringComparer.Ordinal);
+            if (!x.SequenceEqual(y, StringComparer.Ordinal))
+            {
+                return reason;
+            }
+        }
+        return null;
+    }
+}

@@ -1,0 +1,221 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Grpc.Core;
+using Writ.Protocol.Admin;
+using Writ.Server.Issuance;
+using Writ.Server.Policy;
+using Writ.Server.Registration;
+using Writ.Server.Storage;
+
+namespace Writ.Server.Api;
+
+/// <summary>Decisions: <c>writ explain</c> (a recorded decision, whole) and <c>writ policy whatif</c> (replay against a candidate set).</summary>
+public sealed partial class AdminApi
+{
+    public const int DefaultWhatIfLimit = 1000;
+    public const int MaxWhatIfLimit = 100_000;
+
+    public override async Task<ExplainResponse> Explain(ExplainRequest request, ServerCallContext context)
+    {
+        var id = request.DecisionId.Trim();
+        if (id.Length is 0 or > 64 || id.Any(c => char.IsControl(c) || char.IsWhiteSpace(c)))
+        {
+            throw new ValidationException("give a decision id as printed in the refused workload's error, e.g. 'writ explain d-0123456789abcdef0123'");
+        }
+        var record = await server.Store.Ledger.GetByDecisionAsync(id, context.CancellationToken).ConfigureAwait(false)
+            ?? throw new StoreNotFoundException($"decision '{id}' is not in the ledger: check the id (it starts with d-, from the workload's error or 'writ audit list')");
+        return new ExplainResponse { DecisionId = id, Json = ExplainJson(record) };
+    }
+
+    /// <summary>The ledger record's data with its envelope (seq, at, kind, actor) merged in; canonical JSON.</summary>
+    public static string ExplainJson(LedgerEvent record)
+    {
+        var o = JsonNode.Parse(record.DataJson) as JsonObject ?? [];
+        o["seq"] = record.Seq;
+        o["at"] = record.At.ToUniversalTime().ToString("yyyy-MM-dd'T'HH:mm:ss.ffffff'Z'", CultureInfo.InvariantCulture);
+        o["ledger_kind"] = record.Kind;
+        o["actor"] = record.Actor;
+        o["decision_id"] = record.DecisionId;
+        return WritCedar.Canonical(o);
+    }
+
+    /// <summary>Admin-minted X.509-SVID: not policy-gated (the admin socket is owner-only), but recorded like every issuance.</summary>
+    public override async Task<MintX509SvidResponse> MintX509Svid(MintX509SvidRequest request, ServerCallContext context)
+    {
+        var id = WorkloadId(request.SpiffeId);
+        var ttl = server.Issuer.Cap(Ttl(request.TtlSeconds, server.Options.DefaultX509Ttl));
+        foreach (var d in request.DnsNames)
+        {
+            if (!EntryValidator.IsDnsName(d))
+            {
+                throw new ValidationException($"DNS name '{d}' is not a valid host name");
+            }
+        }
+        var chain = server.Issuer.SignX509(id, request.Csr.Span, ttl, [.. request.DnsNames]);
+        var leaf = chain[0];
+        var exp = new DateTimeOffset(leaf.NotAfter.ToUniversalTime());
+        var now = server.Time.GetUtcNow();
+        var decisionId = IssuanceDecider.NewDecisionId();
+        await RecordAdminMintAsync(context, "x509.issued", id.ToString(), decisionId, new JsonObject
+        {
+            ["expires_at"] = exp.ToUnixTimeSeconds(),
+            ["serial"] = leaf.SerialNumber,
+            ["ttl_seconds"] = (long)ttl.TotalSeconds,
+        }, new IssuedCredential
+        {
+            Kind = "x509", Id = leaf.SerialNumber, SpiffeId = id.ToString(), AgentId = "admin", DecisionId = decisionId, IssuedAt = now, ExpiresAt = exp,
+        }, context.CancellationToken).ConfigureAwait(false);
+        ServerLog.AdminX509Minted(log, id.ToString(), leaf.SerialNumber, exp);
+        var response = new MintX509SvidResponse { BundlePem = server.Ca.Bundle.ToPem(), ExpiresAtUnix = exp.ToUnixTimeSeconds() };
+        response.CertChain.AddRange(chain.Select(c => Google.Protobuf.ByteString.CopyFrom(c.RawData)));
+        return response;
+    }
+
+    /// <summary>Admin-minted JWT-SVID: not policy-gated, recorded by jti (never the token).</summary>
+    public override async Task<MintJwtSvidResponse> MintJwtSvid(MintJwtSvidRequest request, ServerCallContext context)
+    {
+        var id = WorkloadId(request.SpiffeId);
+        var audience = AgentApi.CheckAudience(request.Audience);
+        var ttl = server.Issuer.Cap(Ttl(request.TtlSeconds, server.Options.DefaultJwtTtl));
+        var (token, exp, jti) = server.Ca.MintJwtSvidWithId(id, audience, ttl, null);
+        var now = server.Time.GetUtcNow();
+        var decisionId = IssuanceDecider.NewDecisionId();
+        await RecordAdminMintAsync(context, "jwt.issued", id.ToString(), decisionId, new JsonObject
+        {
+            ["audience"] = new JsonArray([.. audience.Select(a => (JsonNode)a)]),
+            ["bound"] = false,
+            ["expires_at"] = exp.ToUnixTimeSeconds(),
+            ["jti"] = jti,
+            ["ttl_seconds"] = (long)ttl.TotalSeconds,
+        }, new IssuedCredential
+        {
+            Kind = "jwt", Id = jti, SpiffeId = id.ToString(), AgentId = "admin", DecisionId = decisionId, IssuedAt = now, ExpiresAt = exp,
+        }, context.CancellationToken).ConfigureAwait(false);
+        ServerLog.AdminJwtMinted(log, id.ToString(), string.Join(",", audience), exp);
+        return new MintJwtSvidResponse { Token = token, ExpiresAtUnix = exp.ToUnixTimeSeconds() };
+    }
+
+    private async Task RecordAdminMintAsync(ServerCallContext context, string kind, string spiffeId, string decisionId, JsonObject data, IssuedCredential credential, CancellationToken ct)
+    {
+        data["decision"] = "allow";
+        data["kind"] = kind == "x509.issued" ? "x509" : "jwt";
+        data["reason"] = "minted by an admin (writ x509 mint / writ jwt mint are not policy-gated)";
+        data["spiffe_id"] = spiffeId;
+        data["stage"] = "admin";
+        var e = new LedgerEvent
+        {
+            At = server.Time.GetUtcNow(),
+            Kind = kind,
+            Actor = AdminCaller.Of(context),
+            Subject = spiffeId,
+            DecisionId = decisionId,
+            DataJson = WritCedar.Canonical(data),
+        };
+        try
+        {
+            await server.Store.Ledger.AppendAsync([e], [credential], ct).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            ServerLog.LedgerWriteFailed(log, 1, ex.Message);
+            throw new StoreUnavailableException("the mint could not be recorded in the ledger, so no credential was handed out: check the server's store, then retry", ex);
+        }
+    }
+
+    public override async Task<WhatIfResponse> WhatIf(WhatIfRequest request, ServerCallContext context)
+    {
+        var limit = request.Limit == 0 ? DefaultWhatIfLimit : request.Limit;
+        if (limit is < 1 or > MaxWhatIfLimit)
+        {
+            throw new ValidationException($"--limit {request.Limit} is out of range: replay between 1 and {MaxWhatIfLimit} recent decisions");
+        }
+        var files = request.Files.Select(f => new PolicyFileRecord(f.Name, f.Text)).ToList();
+        if (!WritPolicyCompiler.TryCompile(files, out var candidate, out var errors))
+        {
+            throw new ValidationException($"the candidate policy set is invalid ({errors.Count} error{(errors.Count == 1 ? "" : "s")}), nothing was replayed: {string.Join("; ", errors)}");
+        }
+        var records = await server.Store.Ledger.RecentDecisionsAsync(limit, context.CancellationToken).ConfigureAwait(false);
+        var response = new WhatIfResponse();
+        foreach (var r in records)
+        {
+            if (WhatIfReplay.Replay(r, candidate!) is not { } outcome)
+            {
+                continue;
+            }
+            response.Replayed++;
+            if (outcome.Change is { } change)
+            {
+                response.Changes.Add(change);
+            }
+        }
+        ServerLog.WhatIfReplayed(log, response.Replayed, response.Changes.Count);
+        return response;
+    }
+}
+
+/// <summary>Replays one recorded decision against a candidate policy set.</summary>
+public static class WhatIfReplay
+{
+    /// <summary>
+    /// Null when the record cannot be replayed (not a policy-stage decision, or no recorded request); otherwise the
+    /// change, or a null change when the outcome would be the same.
+    /// </summary>
+    public static (WhatIfChange? Change, bool WouldAllow)? Replay(LedgerEvent record, CompiledPolicySet candidate)
+    {
+        JsonObject? data;
+        try
+        {
+            data = JsonNode.Parse(record.DataJson) as JsonObject;
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return null;
+        }
+        if (data is null || Str(data, "stage") != "policy" || !WritCedar.TryReadQuery(data["request"], data["entities"], out var query, out _))
+        {
+            return null;
+        }
+        var was = Str(data, "decision") == "allow";
+        var (allowed, determining, _, _) = IssuanceDecider.Authorize(candidate, query!);
+        if (allowed == was)
+        {
+            return (null, allowed);
+        }
+        var change = new WhatIfChange
+        {
+            DecisionId = record.DecisionId ?? "",
+            Action = query!.Request.Action.Id,
+            SpiffeId = query.Request.Resource.Id,
+            Workload = Describe(query),
+            Was = was ? "allow" : "deny",
+            WouldBe = allowed ? "allow" : "deny",
+        };
+        change.DeterminingPolicies.AddRange(determining);
+        return (change, allowed);
+    }
+
+    /// <summary>"agent A uid U exe P" for a workload, "node A (attestation)" for an agent.</summary>
+    public static string Describe(CedarQuery q)
+    {
+        if (!q.Entities.TryGet(q.Request.Principal, out var p))
+        {
+            return q.Request.Principal.Id;
+        }
+        string A(string name) => p.Attributes.TryGetValue(name, out var v) ? v switch
+        {
+            Writ.Policy.Evaluation.StringValue s => s.Value,
+            Writ.Policy.Evaluation.LongValue l => l.Value.ToString(CultureInfo.InvariantCulture),
+            Writ.Policy.Evaluation.EntityValue e => e.Uid.Id,
+            _ => v.ToString(),
+        } : "";
+        if (q.Request.Principal.Type == WritCedar.NodeType)
+        {
+            return $"node {q.Request.Principal.Id} ({A("attestation")})";
+        }
+        var text = $"agent {A("node")} instance {A("instance_id")} uid {A("uid")}";
+        var exe = A("exe_path");
+        return exe.Length > 0 ? text + " exe " + exe : text;
+    }
+
+    private static string? Str(JsonObject o, string key) => o[key] is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
+}

@@ -1,0 +1,292 @@
+using System.Diagnostics;
+using System.Security.Cryptography.X509Certificates;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
+using Writ.Server.Hosting;
+using Writ.Server.Policy;
+using Writ.Server.Storage;
+using Writ.Spiffe;
+using Writ.Spiffe.X509;
+
+namespace Writ.Server.Issuance;
+
+/// <summary>One workload X.509-SVID request of a batch: the entry, the CSR and the evidence (or why the evidence was refused).</summary>
+public sealed record X509SvidRequest(string EntryId, ReadOnlyMemory<byte> Csr, WorkloadEvidence? Evidence, string? EvidenceError = null)
+{
+    public string InstanceId => Evidence?.InstanceId ?? "";
+}
+
+/// <summary>A signed X.509-SVID: the DER leaf and chain, and the decision that allowed it.</summary>
+public sealed record X509Issued(RegistrationEntry Entry, SignedX509Leaf Leaf, IReadOnlyList<byte[]> ChainAboveLeaf, string DecisionId, string InstanceId);
+
+/// <summary>A refused request. <see cref="DecisionId"/> is null when no decision was made (unknown entry, bad CSR).</summary>
+public sealed record IssuanceDenial(string EntryId, string InstanceId, string? DecisionId, string Reason, int Code);
+
+public sealed record X509Batch(IReadOnlyList<X509Issued> Issued, IReadOnlyList<IssuanceDenial> Denials);
+
+/// <summary>A JWT-SVID or the decision that refused it.</summary>
+public sealed record JwtOutcome(IssuanceDecision Decision, string? Token, DateTimeOffset ExpiresAt, string? Jti);
+
+/// <summary>An agent SVID chain or the decision that refused it.</summary>
+public sealed record NodeOutcome(IssuanceDecision Decision, IReadOnlyList<X509Certificate2>? Chain);
+
+/// <summary>Where the time of one issuance went (the pipeline benchmark reads it).</summary>
+public sealed class PipelineTimings
+{
+    public long MatchTicks;
+    public long PolicyTicks;
+    public long SignTicks;
+    public long LedgerTicks;
+    public long Count;
+
+    public void Reset() => MatchTicks = PolicyTicks = SignTicks = LedgerTicks = Count = 0;
+}
+
+/// <summary>
+/// The one decision path of every issuance: registration-entry match (on the server too) → Cedar request → policy →
+/// TTL = min(entry/default TTL, CA cap, smallest @max_ttl of the deciding permits) → sign → ledger. Nothing is handed
+/// out before its ledger record is durable: if the ledger write fails, the caller gets <see cref="StoreUnavailableException"/>
+/// (gRPC Unavailable) and no credential.
+/// </summary>
+public sealed class IssuancePipeline(ServerContext server, ILogger log)
+{
+    /// <summary>When set, every stage's time is added here (benchmarks only; costs two timestamps per stage).</summary>
+    public PipelineTimings? Timings { get; set; }
+
+    public async Task<X509Batch> SignX509Async(AttestedNode caller, IReadOnlyList<X509SvidRequest> requests, CancellationToken ct)
+    {
+        var policy = await server.Policy.CurrentAsync(ct).ConfigureAwait(false);
+        var now = server.Time.GetUtcNow();
+        var node = NodeFacts.Of(caller);
+        var nodeEntity = WritCedar.Node(node);
+        IReadOnlyList<string> parents = [caller.SpiffeId, .. caller.Aliases];
+        var issued = new List<X509Issued>();
+        var denials = new List<IssuanceDenial>();
+        var events = new List<LedgerEvent>();
+        var credentials = new List<IssuedCredential>();
+        var t = Timings;
+        foreach (var r in requests)
+        {
+            var t0 = Stopwatch.GetTimestamp();
+            var entry = r.EntryId.Length == 0 ? null : await server.Store.Entries.GetAsync(r.EntryId, ct).ConfigureAwait(false);
+            // Unknown and foreign entries get the same answer: an agent learns nothing about entries it may not serve.
+            if (entry is null || !parents.Contains(entry.ParentId, StringComparer.Ordinal))
+            {
+                ServerLog.AgentRefused(log, "sign", $"{caller.SpiffeId} asked for entry '{r.EntryId}' it is not authorized for");
+                denials.Add(new IssuanceDenial(r.EntryId, r.InstanceId, null, $"entry '{r.EntryId}' is not authorized for agent {caller.SpiffeId}", 7));
+                continue;
+            }
+            if (r.EvidenceError is not null)
+            {
+                denials.Add(new IssuanceDenial(r.EntryId, r.InstanceId, null, r.EvidenceError, 3));
+                continue;
+            }
+            var id = SpiffeId.Parse(entry.SpiffeId);
+            System.Security.Cryptography.X509Certificates.PublicKey key;
+            try
+            {
+                key = Issuer.VerifyCsr(r.Csr.Span, id);
+            }
+            catch (Registration.ValidationException e)
+            {
+                denials.Add(new IssuanceDenial(r.EntryId, r.InstanceId, null, e.Message, 3));
+                continue;
+            }
+            var requested = server.Issuer.X509Ttl(entry, now);
+            var t1 = Stopwatch.GetTimestamp();
+            var d = DecideWorkload(policy, WritCedar.IssueX509Svid, nodeEntity, caller.SpiffeId, entry, r.Evidence, [], requested, now, bound: true);
+            var t2 = Stopwatch.GetTimestamp();
+            if (!d.Allowed)
+            {
+                ServerLog.IssuanceDenied(log, d.Id, d.Action, entry.SpiffeId, caller.SpiffeId, d.Reason);
+                denials.Add(new IssuanceDenial(entry.Id, r.InstanceId, d.Id, d.Reason, 7));
+                events.Add(Event("issuance.denied", caller.SpiffeId, entry.SpiffeId, d, IssuanceDecider.RecordData(d, "x509", caller.SpiffeId, entry.SpiffeId, entry.Id, r.Evidence,
+                    new JsonObject { ["requested_ttl_seconds"] = (long)requested.TotalSeconds }), now));
+                AddTicks(t, t1 - t0, t2 - t1, 0);
+                continue;
+            }
+            var ttl = IssuanceDecider.Ttl(requested, d.MaxTtl);
+            var (leaf, above) = server.Ca.SignX509SvidDer(id, key, ttl, entry.DnsNames);
+            var t3 = Stopwatch.GetTimestamp();
+            issued.Add(new X509Issued(entry, leaf, above, d.Id, r.InstanceId));
+            events.Add(Event("x509.issued", caller.SpiffeId, entry.SpiffeId, d, IssuanceDecider.RecordData(d, "x509", caller.SpiffeId, entry.SpiffeId, entry.Id, r.Evidence, new JsonObject
+            {
+                ["expires_at"] = leaf.NotAfter.ToUnixTimeSeconds(),
+                ["requested_ttl_seconds"] = (long)requested.TotalSeconds,
+                ["serial"] = leaf.SerialNumber,
+                ["ttl_seconds"] = (long)ttl.TotalSeconds,
+            }), now));
+            credentials.Add(new IssuedCredential
+            {
+                Kind = "x509",
+                Id = leaf.SerialNumber,
+                SpiffeId = entry.SpiffeId,
+                EntryId = entry.Id,
+                AgentId = caller.SpiffeId,
+                InstanceId = NullIfEmpty(r.InstanceId),
+                DecisionId = d.Id,
+                IssuedAt = now,
+                ExpiresAt = leaf.NotAfter,
+            });
+            AddTicks(t, t1 - t0, t2 - t1, t3 - t2);
+        }
+        await RecordAsync(events, credentials, ct).ConfigureAwait(false);
+        foreach (var i in issued)
+        {
+            ServerLog.X509Issued(log, i.Entry.SpiffeId, caller.SpiffeId, i.Leaf.SerialNumber, i.Leaf.NotAfter);
+        }
+        return new X509Batch(issued, denials);
+    }
+
+    public async Task<JwtOutcome> MintJwtAsync(AttestedNode caller, RegistrationEntry entry, WorkloadEvidence? evidence, IReadOnlyList<string> audience,
+        int requestedSeconds, byte[]? boundCertSha256, CancellationToken ct)
+    {
+        var policy = await server.Policy.CurrentAsync(ct).ConfigureAwait(false);
+        var now = server.Time.GetUtcNow();
+        var requested = server.Issuer.JwtTtl(entry, requestedSeconds, now);
+        var bound = boundCertSha256 is { Length: 32 };
+        var d = DecideWorkload(policy, WritCedar.IssueJwtSvid, WritCedar.Node(NodeFacts.Of(caller)), caller.SpiffeId, entry, evidence, audience, requested, now, bound);
+        var audienceJson = new JsonArray([.. audience.Select(a => (JsonNode)a)]);
+        if (!d.Allowed)
+        {
+            ServerLog.IssuanceDenied(log, d.Id, d.Action, entry.SpiffeId, caller.SpiffeId, d.Reason);
+            await RecordAsync([Event("issuance.denied", caller.SpiffeId, entry.SpiffeId, d, IssuanceDecider.RecordData(d, "jwt", caller.SpiffeId, entry.SpiffeId, entry.Id, evidence,
+                new JsonObject { ["audience"] = audienceJson, ["bound"] = bound, ["requested_ttl_seconds"] = (long)requested.TotalSeconds }), now)], [], ct).ConfigureAwait(false);
+            return new JwtOutcome(d, null, default, null);
+        }
+        var ttl = IssuanceDecider.Ttl(requested, d.MaxTtl);
+        var (token, exp, jti) = server.Ca.MintJwtSvidWithId(SpiffeId.Parse(entry.SpiffeId), audience, ttl, bound ? boundCertSha256 : null);
+        await RecordAsync([Event("jwt.issued", caller.SpiffeId, entry.SpiffeId, d, IssuanceDecider.RecordData(d, "jwt", caller.SpiffeId, entry.SpiffeId, entry.Id, evidence, new JsonObject
+        {
+            ["audience"] = audienceJson,
+            ["bound"] = bound,
+            ["expires_at"] = exp.ToUnixTimeSeconds(),
+            ["jti"] = jti,
+            ["requested_ttl_seconds"] = (long)requested.TotalSeconds,
+            ["ttl_seconds"] = (long)(exp - now).TotalSeconds,
+        }), now)],
+        [new IssuedCredential
+        {
+            Kind = "jwt",
+            Id = jti,
+            SpiffeId = entry.SpiffeId,
+            EntryId = entry.Id,
+            AgentId = caller.SpiffeId,
+            InstanceId = NullIfEmpty(evidence?.InstanceId ?? ""),
+            DecisionId = d.Id,
+            IssuedAt = now,
+            ExpiresAt = exp,
+        }], ct).ConfigureAwait(false);
+        ServerLog.JwtIssued(log, entry.SpiffeId, caller.SpiffeId, string.Join(",", audience), exp);
+        return new JwtOutcome(d, token, exp, jti);
+    }
+
+    /// <summary>
+    /// AttestNode for join-token attestation (<paramref name="renewal"/> false) and agent SVID renewal: principal the
+    /// node, resource the agent's identity. Records node.attested / node.renewed with the SVID, or node.attest_denied.
+    /// </summary>
+    public async Task<NodeOutcome> AttestNodeAsync(NodeFacts node, System.Security.Cryptography.X509Certificates.PublicKey key, bool renewal, CancellationToken ct)
+    {
+        var policy = await server.Policy.CurrentAsync(ct).ConfigureAwait(false);
+        var now = server.Time.GetUtcNow();
+        var id = SpiffeId.Parse(node.SpiffeId);
+        var requested = server.Issuer.Cap(server.Options.AgentTtl);
+        var nodeEntity = WritCedar.Node(node);
+        var query = WritCedar.Query(nodeEntity, WritCedar.AttestNode, WritCedar.Identity(IdentityFacts.OfAgent(id)),
+            WritCedar.Context([], (long)requested.TotalSeconds, now.ToUnixTimeSeconds(), bound: true));
+        var d = IssuanceDecider.Evaluate(policy, query);
+        if (!d.Allowed)
+        {
+            ServerLog.IssuanceDenied(log, d.Id, d.Action, node.SpiffeId, node.SpiffeId, d.Reason);
+            await RecordAsync([Event("node.attest_denied", node.SpiffeId, node.SpiffeId, d, IssuanceDecider.RecordData(d, "node", node.SpiffeId, node.SpiffeId, null, null,
+                new JsonObject { ["renewal"] = renewal }), now)], [], ct).ConfigureAwait(false);
+            return new NodeOutcome(d, null);
+        }
+        var ttl = IssuanceDecider.Ttl(requested, d.MaxTtl);
+        var chain = server.Ca.SignX509Svid(id, key, ttl);
+        var leaf = chain[0];
+        var exp = new DateTimeOffset(leaf.NotAfter.ToUniversalTime());
+        await RecordAsync([Event(renewal ? "node.renewed" : "node.attested", node.SpiffeId, node.SpiffeId, d, IssuanceDecider.RecordData(d, "node", node.SpiffeId, node.SpiffeId, null, null, new JsonObject
+        {
+            ["expires_at"] = exp.ToUnixTimeSeconds(),
+            ["renewal"] = renewal,
+            ["serial"] = leaf.SerialNumber,
+            ["ttl_seconds"] = (long)ttl.TotalSeconds,
+        }), now)],
+        [new IssuedCredential
+        {
+            Kind = "x509",
+            Id = leaf.SerialNumber,
+            SpiffeId = node.SpiffeId,
+            AgentId = node.SpiffeId,
+            DecisionId = d.Id,
+            IssuedAt = now,
+            ExpiresAt = exp,
+        }], ct).ConfigureAwait(false);
+        return new NodeOutcome(d, chain);
+    }
+
+    /// <summary>Entry match (expiry, selectors ⊆ evidence), then Cedar.</summary>
+    internal static IssuanceDecision DecideWorkload(ActivePolicy policy, Writ.Policy.Ast.EntityUid action, Writ.Policy.Evaluation.Entity nodeEntity, string agentId,
+        RegistrationEntry entry, WorkloadEvidence? evidence, IReadOnlyList<string> audience, TimeSpan requested, DateTimeOffset now, bool bound)
+    {
+        if (evidence is null)
+        {
+            return IssuanceDecider.MatchDenied(policy, "the agent sent no workload evidence with the request; upgrade the agent", null);
+        }
+        var query = WritCedar.Query(WritCedar.Workload(agentId, evidence), action, WritCedar.Identity(IdentityFacts.Of(entry)),
+            WritCedar.Context(audience, (long)requested.TotalSeconds, now.ToUnixTimeSeconds(), bound), nodeEntity);
+        if (entry.ExpiresAt is { } exp && exp <= now)
+        {
+            return IssuanceDecider.MatchDenied(policy, $"entry {entry.Id} expired at {exp:u}", query);
+        }
+        if (IssuanceDecider.MissingSelector(entry, evidence) is { } missing)
+        {
+            return IssuanceDecider.MatchDenied(policy, $"selector {missing} of entry {entry.Id} is not in the workload's evidence", query);
+        }
+        return IssuanceDecider.Evaluate(policy, query);
+    }
+
+    private static LedgerEvent Event(string kind, string actor, string subject, IssuanceDecision d, string data, DateTimeOffset at) => new()
+    {
+        At = at,
+        Kind = kind,
+        Actor = actor,
+        Subject = subject,
+        DecisionId = d.Id,
+        DataJson = data,
+    };
+
+    /// <summary>One ledger append; a failure means nothing is handed out.</summary>
+    private async Task RecordAsync(IReadOnlyList<LedgerEvent> events, IReadOnlyList<IssuedCredential> credentials, CancellationToken ct)
+    {
+        if (events.Count == 0)
+            return;
+        var t0 = Stopwatch.GetTimestamp();
+        try
+        {
+            await server.Store.Ledger.AppendAsync(events, credentials, ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            ServerLog.LedgerWriteFailed(log, events.Count, e.Message);
+            throw new StoreUnavailableException("the issuance could not be recorded in the ledger, so no credential was handed out: check the server's store, then retry", e);
+        }
+        if (Timings is { } t)
+        {
+            Interlocked.Add(ref t.LedgerTicks, Stopwatch.GetTimestamp() - t0);
+        }
+    }
+
+    private static void AddTicks(PipelineTimings? t, long match, long policy, long sign)
+    {
+        if (t is null)
+            return;
+        Interlocked.Add(ref t.MatchTicks, match);
+        Interlocked.Add(ref t.PolicyTicks, policy);
+        Interlocked.Add(ref t.SignTicks, sign);
+        Interlocked.Increment(ref t.Count);
+    }
+
+    private static string? NullIfEmpty(string s) => s.Length == 0 ? null : s;
+}

@@ -1,0 +1,307 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Writ.Policy.Ast;
+using Writ.Policy.Authorization;
+using Writ.Policy.Evaluation;
+using Writ.Policy.Json;
+using Writ.Server.Storage;
+
+namespace Writ.Server.Policy;
+
+/// <summary>What an agent proved about one workload instance (selectors and raw facts from the kernel).</summary>
+public sealed record WorkloadEvidence(IReadOnlyList<Selector> Selectors, IReadOnlyDictionary<string, string> Facts, string InstanceId)
+{
+    public const int MaxSelectors = 1000;
+    public const int MaxFacts = 256;
+    public const int MaxTextLength = 4096;
+
+    /// <summary>Checks evidence from the wire: valid selectors, bounded sizes, printable facts.</summary>
+    public static bool TryCreate(IEnumerable<(string Type, string Value)> selectors, IEnumerable<KeyValuePair<string, string>> facts, string instanceId,
+        out WorkloadEvidence? evidence, out string? error)
+    {
+        evidence = null;
+        var sels = new List<Selector>();
+        foreach (var (type, value) in selectors)
+        {
+            if (!Selector.IsValid(type, value, out error))
+            {
+                error = "the workload evidence has an invalid selector: " + error;
+                return false;
+            }
+            if (value.Length > MaxTextLength || sels.Count >= MaxSelectors)
+            {
+                error = $"the workload evidence is too large (at most {MaxSelectors} selectors of {MaxTextLength} characters): report it as a bug of the agent";
+                return false;
+            }
+            sels.Add(new Selector(type, value));
+        }
+        var map = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (k, v) in facts)
+        {
+            if (k.Length is 0 or > 128 || v.Length > MaxTextLength || k.Any(char.IsControl) || v.Any(char.IsControl) || map.Count >= MaxFacts)
+            {
+                error = $"the workload evidence has an invalid fact (at most {MaxFacts} facts, printable, keys 1-128 and values up to {MaxTextLength} characters): report it as a bug of the agent";
+                return false;
+            }
+            map[k] = v;
+        }
+        if (instanceId.Length > 256 || instanceId.Any(char.IsControl))
+        {
+            error = "the workload evidence has an invalid instance id (printable, at most 256 characters): report it as a bug of the agent";
+            return false;
+        }
+        evidence = new WorkloadEvidence(sels.Distinct().ToList(), map, instanceId);
+        error = null;
+        return true;
+    }
+
+    public bool Contains(Selector s) => Selectors.Contains(s);
+
+    /// <summary>The value of the first selector of this type whose value starts with "kind:", without that prefix.</summary>
+    public string? SelectorValue(string type, string kind)
+    {
+        foreach (var s in Selectors)
+        {
+            if (s.Type == type && s.Value.Length > kind.Length && s.Value.StartsWith(kind, StringComparison.Ordinal) && s.Value[kind.Length] == ':')
+                return s.Value[(kind.Length + 1)..];
+        }
+        return null;
+    }
+}
+
+/// <summary>The node side of a decision: the agent as the Writ schema's <c>Writ::Node</c>.</summary>
+public sealed record NodeFacts(string SpiffeId, string Attestation, IReadOnlyList<string> Selectors, IReadOnlyList<string> Aliases)
+{
+    public static NodeFacts Of(AttestedNode node) =>
+        new(node.SpiffeId, node.AttestationType, [.. node.Selectors.Select(s => s.ToString())], node.Aliases);
+}
+
+/// <summary>The identity asked for (the schema's <c>Writ::Identity</c>): from a registration entry, or an agent's own ID.</summary>
+public sealed record IdentityFacts(string SpiffeId, string TrustDomain, string Path, string EntryId, string ParentId, string Hint, bool Admin, IReadOnlyList<string> DnsNames)
+{
+    public static IdentityFacts Of(RegistrationEntry e)
+    {
+        var id = Writ.Spiffe.SpiffeId.Parse(e.SpiffeId);
+        return new(e.SpiffeId, id.TrustDomain.Name, id.Path, e.Id, e.ParentId, e.Hint, e.Admin, e.DnsNames);
+    }
+
+    public static IdentityFacts OfAgent(Writ.Spiffe.SpiffeId id) => new(id.ToString(), id.TrustDomain.Name, id.Path, "", "", "", false, []);
+}
+
+/// <summary>A Cedar request with the entities it is decided over.</summary>
+public sealed record CedarQuery(Request Request, Entities Entities, IReadOnlyList<Entity> EntityList);
+
+/// <summary>
+/// Builds the Writ schema's Cedar requests from evidence, nodes and entries, writes them as canonical JSON for the
+/// ledger, and reads them back (explain, what-if replay). Entity ids: Workload "&lt;agent id&gt;#&lt;instance id&gt;",
+/// Node = the agent's SPIFFE ID, Identity = the SPIFFE ID issued.
+/// </summary>
+public static class WritCedar
+{
+    public const string NodeType = "Writ::Node";
+    public const string WorkloadType = "Writ::Workload";
+    public const string IdentityType = "Writ::Identity";
+    public const string ActionType = "Writ::Action";
+
+    public static readonly EntityUid AttestNode = new(ActionType, "AttestNode");
+    public static readonly EntityUid IssueX509Svid = new(ActionType, "IssueX509Svid");
+    public static readonly EntityUid IssueJwtSvid = new(ActionType, "IssueJwtSvid");
+
+    public static Entity Node(NodeFacts n) => new(new EntityUid(NodeType, n.SpiffeId), new Dictionary<string, Value>(StringComparer.Ordinal)
+    {
+        ["spiffe_id"] = Value.Of(n.SpiffeId),
+        ["attestation"] = Value.Of(n.Attestation),
+        ["selectors"] = Strings(n.Selectors),
+        ["aliases"] = Strings(n.Aliases),
+    });
+
+    public static Entity Identity(IdentityFacts i) => new(new EntityUid(IdentityType, i.SpiffeId), new Dictionary<string, Value>(StringComparer.Ordinal)
+    {
+        ["spiffe_id"] = Value.Of(i.SpiffeId),
+        ["trust_domain"] = Value.Of(i.TrustDomain),
+        ["path"] = Value.Of(i.Path),
+        ["entry_id"] = Value.Of(i.EntryId),
+        ["parent_id"] = Value.Of(i.ParentId),
+        ["hint"] = Value.Of(i.Hint),
+        ["admin"] = Value.Of(i.Admin),
+        ["dns_names"] = Strings(i.DnsNames),
+    });
+
+    /// <summary>
+    /// The workload instance: uid/gid from the <c>unix:uid:N</c>/<c>unix:gid:N</c> selectors (else the effective id in
+    /// the facts, else -1), pid from the facts or the instance id (else -1), the optional attributes from their
+    /// selectors (<c>unix:path</c>, <c>unix:sha256</c>, <c>container:id</c>, <c>k8s:pod-uid</c>, <c>cgroup:path</c>).
+    /// </summary>
+    public static Entity Workload(string agentId, WorkloadEvidence ev)
+    {
+        var node = new EntityUid(NodeType, agentId);
+        var attrs = new Dictionary<string, Value>(StringComparer.Ordinal)
+        {
+            ["node"] = Value.Of(node),
+            ["selectors"] = Strings(ev.Selectors.Select(s => s.ToString())),
+            ["instance_id"] = Value.Of(ev.InstanceId),
+            ["uid"] = Value.Of(Id(ev.SelectorValue("unix", "uid"), ev.Facts.GetValueOrDefault("unix.uids"))),
+            ["gid"] = Value.Of(Id(ev.SelectorValue("unix", "gid"), ev.Facts.GetValueOrDefault("unix.gids"))),
+            ["pid"] = Value.Of(Pid(ev)),
+        };
+        void Optional(string name, string? value)
+        {
+            if (value is not null)
+                attrs[name] = Value.Of(value);
+        }
+        Optional("exe_path", ev.SelectorValue("unix", "path"));
+        Optional("exe_sha256", ev.SelectorValue("unix", "sha256")?.ToLowerInvariant());
+        Optional("container_id", ev.SelectorValue("container", "id") ?? ev.Facts.GetValueOrDefault("cgroup.container_id"));
+        Optional("pod_uid", ev.SelectorValue("k8s", "pod-uid") ?? ev.Facts.GetValueOrDefault("cgroup.pod_uid"));
+        Optional("cgroup", ev.SelectorValue("cgroup", "path") ?? ev.Facts.GetValueOrDefault("cgroup.path"));
+        return new Entity(WorkloadUid(agentId, ev.InstanceId), attrs, [node]);
+    }
+
+    public static EntityUid WorkloadUid(string agentId, string instanceId) => new(WorkloadType, agentId + "#" + instanceId);
+
+    private static long Id(string? selector, string? factList)
+    {
+        if (selector is not null && long.TryParse(selector, NumberStyles.None, CultureInfo.InvariantCulture, out var v))
+            return v;
+        // /proc status order: real, effective, saved, filesystem.
+        var parts = factList?.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        return parts is { Length: >= 2 } && long.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out v) ? v : -1;
+    }
+
+    private static long Pid(WorkloadEvidence ev)
+    {
+        if (ev.Facts.TryGetValue("unix.pid", out var p) && long.TryParse(p, NumberStyles.None, CultureInfo.InvariantCulture, out var pid))
+            return pid;
+        var colon = ev.InstanceId.IndexOf(':', StringComparison.Ordinal);
+        return colon > 0 && long.TryParse(ev.InstanceId.AsSpan(0, colon), NumberStyles.None, CultureInfo.InvariantCulture, out pid) ? pid : -1;
+    }
+
+    public static RecordValue Context(IReadOnlyList<string> audience, long requestedTtlSeconds, long nowUnix, bool bound) =>
+        new(new Dictionary<string, Value>(StringComparer.Ordinal)
+        {
+            ["audience"] = Strings(audience),
+            ["requested_ttl"] = Value.Of(requestedTtlSeconds),
+            ["now"] = Value.Of(nowUnix),
+            ["bound"] = Value.Of(bound),
+        });
+
+    public static CedarQuery Query(Entity principal, EntityUid action, Entity resource, RecordValue context, params Entity[] others)
+    {
+        List<Entity> list = [principal, resource, .. others];
+        return new CedarQuery(new Request(principal.Uid, action, resource.Uid, context), Entities.Create(list), list);
+    }
+
+    private static SetValue Strings(IEnumerable<string> items) => new(items.Select(s => (Value)Value.Of(s)));
+
+    // ---- JSON (canonical: keys in ordinal order, no whitespace) ----
+
+    /// <summary>The request as {"action","context","principal","resource"} (uids as {"id","type"}).</summary>
+    public static JsonObject RequestJson(Request r) => new()
+    {
+        ["action"] = UidJson(r.Action),
+        ["context"] = ValueJson(r.Context),
+        ["principal"] = UidJson(r.Principal),
+        ["resource"] = UidJson(r.Resource),
+    };
+
+    /// <summary>Entities in Cedar's entities JSON format (explicit <c>__entity</c> escapes).</summary>
+    public static JsonArray EntitiesJson(IEnumerable<Entity> entities)
+    {
+        var a = new JsonArray();
+        foreach (var e in entities)
+        {
+            var attrs = new JsonObject();
+            foreach (var (k, v) in e.Attributes)
+                attrs[k] = ValueJson(v);
+            var parents = new JsonArray();
+            foreach (var p in e.Parents)
+                parents.Add(UidJson(p));
+            a.Add(new JsonObject { ["attrs"] = attrs, ["parents"] = parents, ["uid"] = UidJson(e.Uid) });
+        }
+        return a;
+    }
+
+    public static JsonObject UidJson(EntityUid u) => new() { ["id"] = u.Id, ["type"] = u.Type };
+
+    public static JsonNode? ValueJson(Value v) => v switch
+    {
+        BoolValue b => JsonValue.Create(b.Value),
+        LongValue l => JsonValue.Create(l.Value),
+        StringValue s => JsonValue.Create(s.Value),
+        EntityValue e => new JsonObject { ["__entity"] = UidJson(e.Uid) },
+        SetValue set => new JsonArray([.. set.Items.Select(ValueJson)]),
+        RecordValue r => new JsonObject(r.Fields.Select(f => KeyValuePair.Create(f.Key, ValueJson(f.Value)))),
+        _ => throw new ArgumentException($"a {v.TypeName} value is not part of the Writ schema"),
+    };
+
+    /// <summary>Reads back a request and its entities as recorded by <see cref="RequestJson"/> and <see cref="EntitiesJson"/>.</summary>
+    public static bool TryReadQuery(JsonNode? request, JsonNode? entities, out CedarQuery? query, out string error)
+    {
+        query = null;
+        if (request is not JsonObject r || entities is not JsonArray)
+        {
+            error = "the record has no Cedar request or entities";
+            return false;
+        }
+        if (!TryUid(r["principal"], out var principal) || !TryUid(r["action"], out var action) || !TryUid(r["resource"], out var resource))
+        {
+            error = "the recorded request has no principal, action or resource uid";
+            return false;
+        }
+        if (!CedarJson.TryParseEntities(entities.ToJsonString(), null, out var store, out error))
+            return false;
+        if (!CedarJson.TryParseContext(r["context"]?.ToJsonString() ?? "{}", null, null, out var context, out error))
+            return false;
+        query = new CedarQuery(new Request(principal!, action!, resource!, context), store!, [.. store!.All]);
+        return true;
+    }
+
+    private static bool TryUid(JsonNode? n, out EntityUid? uid)
+    {
+        uid = null;
+        if (n is JsonObject o && o["type"] is JsonValue t && t.TryGetValue<string>(out var type) && o["id"] is JsonValue i && i.TryGetValue<string>(out var id))
+            uid = new EntityUid(type, id);
+        return uid is not null;
+    }
+
+    /// <summary>Writes a JSON tree with every object's keys in ordinal order and no whitespace.</summary>
+    public static string Canonical(JsonNode node)
+    {
+        using var ms = new MemoryStream();
+        using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        {
+            Write(w, node);
+        }
+        return Encoding.UTF8.GetString(ms.ToArray());
+    }
+
+    private static void Write(Utf8JsonWriter w, JsonNode? n)
+    {
+        switch (n)
+        {
+            case null:
+                w.WriteNullValue();
+                break;
+            case JsonObject o:
+                w.WriteStartObject();
+                foreach (var (k, v) in o.OrderBy(p => p.Key, StringComparer.Ordinal))
+                {
+                    w.WritePropertyName(k);
+                    Write(w, v);
+                }
+                w.WriteEndObject();
+                break;
+            case JsonArray a:
+                w.WriteStartArray();
+                foreach (var x in a)
+                    Write(w, x);
+                w.WriteEndArray();
+                break;
+            default:
+                n.WriteTo(w);
+                break;
+        }
+    }
+}
