@@ -54,22 +54,14 @@ public sealed class RevocationTests(SharedServer fixture) : IClassFixture<Shared
     }
 
     /// <summary>
-    /// The issued-credential record the issuance pipeline writes for every SVID. Written here (only when missing) until
-    /// the pipeline's records are on this branch; the server reads the same SQLite database.
+    /// The issuance pipeline records every SVID it signs (serial, SPIFFE ID, agent, entry, instance): revocation finds
+    /// what to revoke there. Read from the server's SQLite database.
     /// </summary>
-    private async Task EnsureIssuedRecordAsync(X509Certificate2 leaf, string spiffeId, string agentId, string? entryId, string? instanceId)
+    private async Task AssertIssuedRecordAsync(X509Certificate2 leaf, string spiffeId, string agentId, string? entryId, string? instanceId)
     {
         await using var store = await WritStoreFactory.OpenAsync("sqlite", Path.Combine(Server.DataDir, "writ.db"), TimeProvider.System, Ct);
-        var now = DateTimeOffset.UtcNow;
-        if ((await store.Ledger.IssuedAsync(new IssuedFilter(Id: leaf.SerialNumber), now, Ct)).Count > 0)
-        {
-            return;
-        }
-        await store.Ledger.AppendAsync([], [new IssuedCredential
-        {
-            Kind = "x509", Id = leaf.SerialNumber, SpiffeId = spiffeId, EntryId = entryId, AgentId = agentId, InstanceId = instanceId,
-            DecisionId = "test-" + leaf.SerialNumber, IssuedAt = now, ExpiresAt = new DateTimeOffset(leaf.NotAfter.ToUniversalTime()),
-        }], Ct);
+        var c = Assert.Single(await store.Ledger.IssuedAsync(new IssuedFilter(Id: leaf.SerialNumber), DateTimeOffset.UtcNow, Ct));
+        Assert.Equal(("x509", spiffeId, agentId, entryId, instanceId), (c.Kind, c.SpiffeId, c.AgentId, c.EntryId, c.InstanceId));
     }
 
     private async Task<string> CrlPemAsync()
@@ -141,7 +133,7 @@ public sealed class RevocationTests(SharedServer fixture) : IClassFixture<Shared
         var mint = await Server.WritAsync("x509", "mint", "--spiffe-id", "spiffe://example.org/rv/minted", "--write", dir["svid"], "--output", "json");
         Assert.True(mint.ExitCode == 0, mint.ToString());
         using var leaf = X509CertificateLoader.LoadCertificateFromFile(dir["svid/svid.pem"]);
-        await EnsureIssuedRecordAsync(leaf, "spiffe://example.org/rv/minted", "admin", null, null);
+        await AssertIssuedRecordAsync(leaf, "spiffe://example.org/rv/minted", "admin", null, null);
 
         var before = await VerifyWithCrlAsync(dir, leaf);
         Assert.True(before.ExitCode == 0, "a valid SVID was refused before revocation:\n" + before);
@@ -167,6 +159,32 @@ public sealed class RevocationTests(SharedServer fixture) : IClassFixture<Shared
     }
 
     [Fact]
+    public async Task Revoking_a_minted_jwt_by_jti_lists_it_and_the_ledger_records_who_did_it()
+    {
+        var mint = await Server.WritAsync("jwt", "mint", "--spiffe-id", "spiffe://example.org/rv/jwt", "--audience", "https://api.example.org", "--ttl", "5m");
+        Assert.True(mint.ExitCode == 0, mint.ToString());
+        var payload = mint.Stdout.Trim().Split('.')[1].Replace('-', '+').Replace('_', '/');
+        using var claims = JsonDocument.Parse(Convert.FromBase64String(payload + new string('=', (4 - (payload.Length % 4)) % 4)));
+        var jti = claims.RootElement.GetProperty("jti").GetString()!;
+
+        var revoke = await Server.WritAsync("revoke", "--jti", jti, "--output", "json");
+        Assert.True(revoke.ExitCode == 0, revoke.ToString());
+        using var doc = JsonDocument.Parse(revoke.Stdout);
+        var r = Assert.Single(doc.RootElement.GetProperty("revoked").EnumerateArray());
+        Assert.Equal("jwt", r.GetProperty("kind").GetString());
+        Assert.Equal(jti, r.GetProperty("jti").GetString());
+        Assert.Equal("revoked by admin", r.GetProperty("reason").GetString());
+        var list = await Server.WritAsync("revoke", "list");
+        Assert.Contains(jti, list.Stdout, StringComparison.Ordinal);
+
+        await using var store = await WritStoreFactory.OpenAsync("sqlite", Path.Combine(Server.DataDir, "writ.db"), TimeProvider.System, Ct);
+        var events = await store.Ledger.ListAsync(0, 10_000, "jwt.revoked", "spiffe://example.org/rv/jwt", Ct);
+        var e = Assert.Single(events);
+        Assert.StartsWith("uid:", e.Actor, StringComparison.Ordinal);
+        Assert.Contains($"\"jti\":\"{jti}\"", e.DataJson, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Revoking_something_unknown_or_asking_wrongly_is_a_one_line_error()
     {
         Expect.OneLineError(await Server.WritAsync("revoke", "--serial", "7F0102030405"), "no unexpired X.509-SVID with serial 7F0102030405");
@@ -188,7 +206,7 @@ public sealed class RevocationTests(SharedServer fixture) : IClassFixture<Shared
         using var worker = await AttestedAgentAsync();
         var entry = await CreateEntryAsync("spiffe://example.org/rv/auto", worker.AgentId);
         using var workload = await SignAsync(worker, entry, "4242:1");
-        await EnsureIssuedRecordAsync(workload, "spiffe://example.org/rv/auto", worker.AgentId, entry, "4242:1");
+        await AssertIssuedRecordAsync(workload, "spiffe://example.org/rv/auto", worker.AgentId, entry, "4242:1");
         Assert.True((await VerifyWithCrlAsync(dir, workload)).ExitCode == 0);
 
         Assert.True((await Server.WritAsync("entry", "delete", entry)).ExitCode == 0);
@@ -269,7 +287,7 @@ public sealed class RevocationTests(SharedServer fixture) : IClassFixture<Shared
         using var victim = await AttestedAgentAsync();
         var entry = await CreateEntryAsync("spiffe://example.org/rv/payments", victim.AgentId);
         using var victimSvid = await SignAsync(victim, entry, "777:9");
-        await EnsureIssuedRecordAsync(victimSvid, "spiffe://example.org/rv/payments", victim.AgentId, entry, "777:9");
+        await AssertIssuedRecordAsync(victimSvid, "spiffe://example.org/rv/payments", victim.AgentId, entry, "777:9");
 
         var report = await attacker.Client.ReportInstanceGoneAsync(new ReportInstanceGoneRequest
         {
