@@ -53,6 +53,7 @@ public sealed class RevocationService
         _time = time ?? throw new ArgumentNullException(nameof(time));
         _log = log ?? throw new ArgumentNullException(nameof(log));
         _lastPrune = time.GetUtcNow();
+        EnsureWatching();   // load the deny list now: an agent presenting a revoked SVID right after start-up is refused too
     }
 
     /// <summary>The last CRL built, or null before the first one (callers that can wait use <see cref="CrlAsync"/>).</summary>
