@@ -113,7 +113,9 @@ public sealed class RevocationService
         async Task AddAsync(string kind, string id)
         {
             var found = await _store.Ledger.IssuedAsync(new IssuedFilter(Id: id), now, ct).ConfigureAwait(false);
-            var mine = found.Where(c => c.Kind == kind && string.Equals(c.AgentId, agentId, StringComparison.Ordinal)).ToList();
+            // Issued through this agent, and a workload's: an agent never revokes its own SVID this way (it would lock itself out).
+            var mine = found.Where(c => c.Kind == kind && string.Equals(c.AgentId, agentId, StringComparison.Ordinal)
+                && !string.Equals(c.SpiffeId, agentId, StringComparison.Ordinal)).ToList();
             if (mine.Count == 0)
             {
                 refused++;
@@ -147,7 +149,8 @@ public sealed class RevocationService
         }
         if (instanceId.Length > 0)
         {
-            foreach (var c in await _store.Ledger.IssuedAsync(new IssuedFilter(AgentId: agentId, InstanceId: instanceId), now, ct).ConfigureAwait(false))
+            foreach (var c in (await _store.Ledger.IssuedAsync(new IssuedFilter(AgentId: agentId, InstanceId: instanceId), now, ct).ConfigureAwait(false))
+                .Where(c => !string.Equals(c.SpiffeId, agentId, StringComparison.Ordinal)))
             {
                 creds.TryAdd((c.Kind, c.Id), c);
             }

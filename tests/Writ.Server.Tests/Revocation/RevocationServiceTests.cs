@@ -177,6 +177,13 @@ public sealed class RevocationServiceTests : IAsyncLifetime
         Assert.True(_svc.IsSerialRevoked(own.SerialNumber));
         Assert.True(_svc.IsJtiRevoked(ownJwt));
         Assert.All(mine.Revoked, r => Assert.Equal("instance gone: executable changed", r.Reason));
+
+        // Not even its own agent SVID: an instance report only ever revokes workload credentials.
+        var agentSvid = await IssueX509Async(AgentB, AgentB, entry: null, instance: null);
+        var self = await _svc.InstanceGoneAsync(AgentB, "300:8", [agentSvid.SerialNumber], [], "exited", Ct);
+        Assert.Empty(self.Revoked);
+        Assert.Equal(1, self.Refused);
+        Assert.False(_svc.IsSerialRevoked(agentSvid.SerialNumber));
     }
 
     [Fact]
