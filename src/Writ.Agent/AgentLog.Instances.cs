@@ -35,6 +35,12 @@ public static partial class AgentLog
     [LoggerMessage(2613, LogLevel.Error, "Report of instance {InstanceId} gone dropped: {Reason}")]
     public static partial void InstanceReportDropped(ILogger log, string instanceId, string reason);
 
+    [LoggerMessage(2614, LogLevel.Information, "{Count} pending instance reports loaded from {Path}; they are sent again")]
+    public static partial void InstanceReportsLoaded(ILogger log, int count, string path);
+
+    [LoggerMessage(2615, LogLevel.Error, "Pending instance reports could not be saved to {Path} ({Reason}); they are kept in memory and retried")]
+    public static partial void InstanceReportsNotSaved(ILogger log, string path, string reason);
+
     [LoggerMessage(2620, LogLevel.Warning, "Issuance of {SpiffeId} (entry {EntryId}) to instance {InstanceId} denied: {Reason} (decision {DecisionId})")]
     public static partial void IssuanceDenied(ILogger log, string spiffeId, string entryId, string instanceId, string reason, string decisionId);
 

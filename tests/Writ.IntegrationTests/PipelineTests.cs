@@ -41,17 +41,37 @@ public sealed class PipelineTests
         return doc.RootElement.GetProperty("id").GetString()!;
     }
 
-    /// <summary>Stores a policy version in the server's database as another server (or `writ policy push`) would, and waits until the server applies it.</summary>
-    private static async Task PushAsync(ServerProcess server, params (string Name, string Text)[] files)
+    /// <summary>`writ policy push` of these files (as a directory), then waits until the server applied the new version. Returns it.</summary>
+    private static async Task<long> PushAsync(ServerProcess server, params (string Name, string Text)[] files)
+    {
+        using var dir = new TempDir();
+        foreach (var (name, text) in files)
+        {
+            await File.WriteAllTextAsync(Path.Combine(dir.Path, name), text, Ct);
+        }
+        var r = await server.WritAsync("policy", "push", "--file", dir.Path);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        var m = System.Text.RegularExpressions.Regex.Match(r.Stdout, @"pushed policy version (\d+)");
+        Assert.True(m.Success, r.ToString());
+        var version = long.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        // The server that took the push applies it before its next decision; the log line says so.
+        await server.Stderr.WaitForAsync(l => l.Contains($"Issuance policy version {version} active", StringComparison.Ordinal), TimeSpan.FromSeconds(20), () => server.HasExited);
+        return version;
+    }
+
+    /// <summary>Stores a policy version straight in the database, as another server sharing it would; this server must notice within its poll.</summary>
+    private static async Task<long> PushFromAnotherServerAsync(ServerProcess server, params (string Name, string Text)[] files)
     {
         var records = files.Select(f => new PolicyFileRecord(f.Name, f.Text)).ToList();
         Assert.True(WritPolicyCompiler.TryCompile(records, out _, out var errors), string.Join("\n", errors));
         long version;
         await using (var store = await WritStoreFactory.OpenAsync("sqlite", Path.Combine(server.DataDir, "writ.db"), TimeProvider.System, Ct))
         {
-            version = (await store.Policies.PushAsync(new StoredPolicyVersion { Files = records, Sha256 = WritPolicyCompiler.Sha256(records), Author = "test" }, null, [], Ct)).Version;
+            var active = await store.Policies.ActiveAsync(Ct);
+            version = (await store.Policies.PushAsync(new StoredPolicyVersion { Files = records, Sha256 = WritPolicyCompiler.Sha256(records), Author = "test" }, active?.Version, [], Ct)).Version;
         }
         await server.Stderr.WaitForAsync(l => l.Contains($"Issuance policy version {version} active", StringComparison.Ordinal), TimeSpan.FromSeconds(20), () => server.HasExited);
+        return version;
     }
 
     private static SvidCsr Csr(string entryId, AttestedWorkload evidence, out ECDsa key)
@@ -77,7 +97,7 @@ public sealed class PipelineTests
         Assert.StartsWith("d-", svid.DecisionId, StringComparison.Ordinal);
         Assert.Equal(evidence.InstanceId, svid.InstanceId);
 
-        await PushAsync(server, ("default.cedar", DefaultText), ("freeze.cedar", """
+        var version = await PushAsync(server, ("default.cedar", DefaultText), ("freeze.cedar", """
             // Payments are frozen: no new identities under /payments/.
             @id("freeze-payments")
             forbid (principal is Writ::Workload, action, resource)
@@ -102,7 +122,7 @@ public sealed class PipelineTests
         Assert.True(explained.ExitCode == 0, explained.ToString());
         Assert.Contains("DENY — denied by policy 'freeze-payments'", explained.Stdout, StringComparison.Ordinal);
         Assert.Contains("determining policies  freeze-payments", explained.Stdout, StringComparison.Ordinal);
-        Assert.Contains("policy version        1 ", explained.Stdout, StringComparison.Ordinal);
+        Assert.Contains($"policy version        {version} ", explained.Stdout, StringComparison.Ordinal);
         Assert.Contains("selector  unix:path:/usr/bin/payments", explained.Stdout, StringComparison.Ordinal);
         Assert.Contains("Writ::Workload::\"" + agent.AgentId + "#" + evidence.InstanceId + "\"", explained.Stdout, StringComparison.Ordinal);
 
@@ -110,7 +130,7 @@ public sealed class PipelineTests
         Assert.True(asJson.ExitCode == 0, asJson.ToString());
         using var doc = JsonDocument.Parse(asJson.Stdout);
         Assert.Equal("allow", doc.RootElement.GetProperty("decision").GetString());
-        Assert.Equal(0, doc.RootElement.GetProperty("policy_version").GetInt64());
+        Assert.Equal(version - 1, doc.RootElement.GetProperty("policy_version").GetInt64());   // the version active before the push
         Assert.Equal("writ-default-x509", doc.RootElement.GetProperty("determining_policies")[0].GetString());
         using var leaf = X509CertificateLoader.LoadCertificate(leafDer);
         Assert.Equal(leaf.SerialNumber, doc.RootElement.GetProperty("serial").GetString());
@@ -127,7 +147,7 @@ public sealed class PipelineTests
         using var agent = await AgentAsync(server);
         var ci = await EntryAsync(server, "spiffe://example.org/ci/build", agent.AgentId);
         var web = await EntryAsync(server, "spiffe://example.org/web", agent.AgentId);
-        await PushAsync(server, ("ci.cedar", """
+        await PushFromAnotherServerAsync(server, ("ci.cedar", """
             @id("ci-jobs-short") @max_ttl("5m")
             permit (principal is Writ::Workload, action == Writ::Action::"IssueX509Svid", resource)
             when { resource.path like "/ci/*" };

@@ -23,7 +23,7 @@ public sealed partial class PolicyDocsTests
     {
         var blocks = CedarBlock().Matches(Doc).Select(m => m.Groups[1].Value).ToList();
         Assert.True(blocks.Count >= 5, $"found only {blocks.Count} cedar blocks: the scan is broken");
-        var examples = Directory.GetFiles(ExamplesDir, "*.cedar").Select(f => Normalize(File.ReadAllText(f))).ToList();
+        var examples = Directory.GetFiles(ExamplesDir, "*.cedar", SearchOption.AllDirectories).Select(f => Normalize(File.ReadAllText(f))).ToList();
         var missing = blocks.Where(b => !examples.Any(e => e.Contains(Normalize(b), StringComparison.Ordinal))).ToList();
         Assert.True(missing.Count == 0, "cedar blocks in docs/policy.md that no file in docs/examples/policy holds:\n" + string.Join("\n---\n", missing));
     }

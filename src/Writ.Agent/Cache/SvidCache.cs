@@ -120,8 +120,10 @@ public sealed class SvidCache
             return new X509Result([], []);
         }
         var now = _time.GetUtcNow();
+        // Missing: none servable (asked for at once), or past its rotation time (asked for unless signing is backing off
+        // after a failure: the servable one is served meanwhile). A recent refusal is not asked again yet.
         var missing = entries.Where(e =>
-            !(_x509.TryGetValue((e.Id, instance.Id), out var c) && Servable(c, e, epoch, now) && c.RotateAt > now)
+            !(_x509.TryGetValue((e.Id, instance.Id), out var c) && Servable(c, e, epoch, now) && (c.RotateAt > now || now < _retryAt))
             && !(_denials.TryGetValue((e.Id, instance.Id), out var d) && d.Epoch == epoch && d.EntryRevision == e.Revision && d.RetryAt > now))
             .ToList();
         if (missing.Count > 0)
@@ -155,7 +157,8 @@ public sealed class SvidCache
             var now = _time.GetUtcNow();
             // Another caller may have signed these meanwhile.
             var todo = items.Where(i => i.Instance.IsCurrent(i.Epoch) && (force
-                || !(_x509.TryGetValue((i.Entry.Id, i.Instance.Id), out var c) && Servable(c, i.Entry, i.Epoch, now) && c.RotateAt > now))).ToList();
+                || !(_x509.TryGetValue((i.Entry.Id, i.Instance.Id), out var c) && Servable(c, i.Entry, i.Epoch, now) && c.RotateAt > now)))
+                .DistinctBy(i => (i.Entry.Id, i.Instance.Id)).ToList();
             for (var b = 0; b < todo.Count; b += 500)
             {
                 var batch = todo.Skip(b).Take(500).ToList();
@@ -353,7 +356,10 @@ public sealed class SvidCache
             }
             var now = _time.GetUtcNow();
             using var tick = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            var nextRotation = _x509.Values.Select(c => c.RotateAt).DefaultIfEmpty(now + TimeSpan.FromSeconds(1)).Min();
+            // Only SVIDs watched by an open stream are rotated ahead of time; the others need a wake when they expire.
+            var nextRotation = _x509.Values
+                .Select(c => _tracker.Get(c.InstanceId) is { OpenStreams: > 0 } ? c.RotateAt : c.ExpiresAt)
+                .DefaultIfEmpty(now + TimeSpan.FromSeconds(1)).Min();
             var next = (nextRotation > _retryAt ? nextRotation : _retryAt) - _time.GetUtcNow();
             var wait = next < TimeSpan.FromMilliseconds(50) ? TimeSpan.FromMilliseconds(50) : next > TimeSpan.FromSeconds(1) ? TimeSpan.FromSeconds(1) : next;
             await Task.WhenAny(_state.Changed.WaitAsync(generation, tick.Token), Task.Delay(wait, _time, tick.Token)).ConfigureAwait(false);

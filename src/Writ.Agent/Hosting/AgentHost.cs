@@ -37,6 +37,9 @@ public sealed class AgentHost : IAsyncDisposable
 
     public string AgentId => _node.AgentId?.ToString() ?? "";
 
+    /// <summary>Pending ReportInstanceGone calls, kept across restarts (in data_dir).</summary>
+    public const string InstanceReportsFile = "pending-reports.json";
+
     /// <summary>Completes with null on a normal stop, or with the reason the agent had to stop.</summary>
     public Task<string?> Completion => _completion.Task;
 
@@ -53,9 +56,10 @@ public sealed class AgentHost : IAsyncDisposable
         builder.Services.AddSingleton(sp =>
         {
             var node = sp.GetRequiredService<NodeIdentity>();
-            return new InstanceReporter(() => node.Client, node.Classify, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger<InstanceReporter>());
+            return new InstanceReporter(() => node.Client, node.Classify, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger<InstanceReporter>(),
+                Path.Combine(options.DataDir, InstanceReportsFile));
         });
-        builder.Services.AddSingleton(sp => new InstanceTracker(sp.GetRequiredService<WorkloadAttestationRunner>(), ProcFs.Host, state,
+        builder.Services.AddSingleton(sp => new InstanceTracker(sp.GetRequiredService<WorkloadAttestationRunner>(), ProcFs.Host,
             sp.GetRequiredService<InstanceReporter>(), options.ReattestInterval, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger<InstanceTracker>()));
         builder.Services.AddSingleton(sp => new SvidCache(sp.GetRequiredService<NodeIdentity>(), state, sp.GetRequiredService<InstanceTracker>(), time,
             sp.GetRequiredService<ILoggerFactory>().CreateLogger<SvidCache>()));

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using Writ.Agent.NodeAttestation;
@@ -12,13 +13,38 @@ public sealed record InstanceGoneReport(string InstanceId, IReadOnlyList<string>
 /// <summary>
 /// Tells the server which credentials of a workload instance must no longer be honoured (the process exited, its
 /// evidence drifted). Reports are queued and delivered in order; while the server is unreachable, or does not
-/// implement the call yet, they stay queued and are retried with backoff (0.5 s doubling to 30 s). Nothing is lost
-/// silently: a report is dropped only when the server refuses it as invalid, or when the queue overflows, and both are
-/// logged.
+/// implement the call yet, they stay queued and are retried with backoff (0.5 s doubling to 30 s). With a
+/// <c>path</c> the queue survives restarts: it is written there (0600, replaced atomically) at most every 0.5 s while
+/// it changes and when the agent stops, and read back at start. Nothing is lost silently: a report is dropped only
+/// when the server refuses it as invalid, or when the queue overflows, and both are logged.
 /// </summary>
-public sealed class InstanceReporter(Func<AgentService.AgentServiceClient> client, Func<RpcException, AgentFatalException?> classify,
-    TimeProvider time, ILogger log)
+public sealed class InstanceReporter
 {
+    private readonly Func<AgentService.AgentServiceClient> _client;
+    private readonly Func<RpcException, AgentFatalException?> _classify;
+    private readonly TimeProvider _time;
+    private readonly ILogger _log;
+    private readonly string? _path;
+    private bool _dirty;
+    private DateTimeOffset _persistedAt = DateTimeOffset.MinValue;
+
+    public InstanceReporter(Func<AgentService.AgentServiceClient> client, Func<RpcException, AgentFatalException?> classify,
+        TimeProvider time, ILogger log, string? path = null)
+    {
+        _client = client;
+        _classify = classify;
+        _time = time;
+        _log = log;
+        _path = path;
+        if (path is not null)
+        {
+            foreach (var r in Load(path, log))
+            {
+                _pending.AddLast(r);
+            }
+        }
+    }
+
     /// <summary>More pending reports than this: the oldest is dropped (and logged).</summary>
     public const int MaxPending = 100_000;
 
@@ -54,6 +80,7 @@ public sealed class InstanceReporter(Func<AgentService.AgentServiceClient> clien
         lock (_lock)
         {
             _pending.AddLast(new InstanceGoneReport(instanceId, serials, jtis, reason));
+            _dirty = true;
             if (_pending.Count > MaxPending)
             {
                 dropped = _pending.First!.Value;
@@ -62,7 +89,7 @@ public sealed class InstanceReporter(Func<AgentService.AgentServiceClient> clien
         }
         if (dropped is not null)
         {
-            AgentLog.InstanceReportDropped(log, dropped.InstanceId, $"more than {MaxPending} reports are pending");
+            AgentLog.InstanceReportDropped(_log, dropped.InstanceId, $"more than {MaxPending} reports are pending");
         }
         _queued.Raise();
     }
@@ -77,9 +104,22 @@ public sealed class InstanceReporter(Func<AgentService.AgentServiceClient> clien
 
     public async Task RunAsync(CancellationToken ct)
     {
+        try
+        {
+            await SendLoopAsync(ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            Persist(force: true);   // stopping: what is still pending is sent by the next start
+        }
+    }
+
+    private async Task SendLoopAsync(CancellationToken ct)
+    {
         var backoff = TimeSpan.FromMilliseconds(500);
         while (!ct.IsCancellationRequested)
         {
+            Persist(force: false);
             var generation = _queued.Generation;
             InstanceGoneReport? next;
             lock (_lock)
@@ -88,7 +128,18 @@ public sealed class InstanceReporter(Func<AgentService.AgentServiceClient> clien
             }
             if (next is null)
             {
-                await _queued.WaitAsync(generation, ct).ConfigureAwait(false);
+                if (_dirty)
+                {
+                    // Wake to write the (now empty) queue once the persistence interval has passed.
+                    using var wake = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                    await Task.WhenAny(_queued.WaitAsync(generation, wake.Token), Task.Delay(TimeSpan.FromMilliseconds(500), _time, wake.Token)).ConfigureAwait(false);
+                    await wake.CancelAsync().ConfigureAwait(false);
+                    ct.ThrowIfCancellationRequested();
+                }
+                else
+                {
+                    await _queued.WaitAsync(generation, ct).ConfigureAwait(false);
+                }
                 continue;
             }
             var request = new ReportInstanceGoneRequest { InstanceId = next.InstanceId, Reason = next.Reason };
@@ -97,16 +148,16 @@ public sealed class InstanceReporter(Func<AgentService.AgentServiceClient> clien
             string? retryReason = null;
             try
             {
-                var r = await client().ReportInstanceGoneAsync(request, deadline: time.GetUtcNow().UtcDateTime.AddSeconds(30), cancellationToken: ct).ConfigureAwait(false);
-                Remove(next);
+                var r = await _client().ReportInstanceGoneAsync(request, deadline: _time.GetUtcNow().UtcDateTime.AddSeconds(30), cancellationToken: ct).ConfigureAwait(false);
+                AgentLog.InstanceReported(_log, next.InstanceId, next.Reason, r.Revoked);
                 Interlocked.Increment(ref _delivered);
-                AgentLog.InstanceReported(log, next.InstanceId, next.Reason, r.Revoked);
+                Remove(next);
                 backoff = TimeSpan.FromMilliseconds(500);
                 continue;
             }
             catch (RpcException e) when (!ct.IsCancellationRequested)
             {
-                if (classify(e) is { } fatal)
+                if (_classify(e) is { } fatal)
                 {
                     throw fatal;
                 }
@@ -116,13 +167,13 @@ public sealed class InstanceReporter(Func<AgentService.AgentServiceClient> clien
                         if (!_unimplementedLogged)
                         {
                             _unimplementedLogged = true;
-                            AgentLog.InstanceReportUnimplemented(log, Pending);
+                            AgentLog.InstanceReportUnimplemented(_log, Pending);
                         }
                         break;
                     case StatusCode.InvalidArgument or StatusCode.NotFound or StatusCode.FailedPrecondition:
                         // The server will never take this one: say so and go on with the others.
+                        AgentLog.InstanceReportDropped(_log, next.InstanceId, e.Status.Detail.Length > 0 ? e.Status.Detail : e.StatusCode.ToString());
                         Remove(next);
-                        AgentLog.InstanceReportDropped(log, next.InstanceId, e.Status.Detail.Length > 0 ? e.Status.Detail : e.StatusCode.ToString());
                         continue;
                     default:
                         retryReason = e.Status.Detail.Length > 0 ? e.Status.Detail : e.StatusCode.ToString();
@@ -135,10 +186,10 @@ public sealed class InstanceReporter(Func<AgentService.AgentServiceClient> clien
             }
             if (retryReason is not null)
             {
-                AgentLog.InstanceReportDeferred(log, next.InstanceId, retryReason, Pending, backoff);
+                AgentLog.InstanceReportDeferred(_log, next.InstanceId, retryReason, Pending, backoff);
             }
             var jitter = TimeSpan.FromMilliseconds(Random.Shared.Next(0, (int)Math.Max(1, backoff.TotalMilliseconds / 4)));
-            await Task.Delay(backoff + jitter, time, ct).ConfigureAwait(false);
+            await Task.Delay(backoff + jitter, _time, ct).ConfigureAwait(false);
             backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
         }
     }
@@ -148,6 +199,85 @@ public sealed class InstanceReporter(Func<AgentService.AgentServiceClient> clien
         lock (_lock)
         {
             _pending.Remove(report);
+            _dirty = true;
         }
+    }
+
+    /// <summary>Writes the queue to <c>path</c> when it changed (at most every 0.5 s unless forced).</summary>
+    private void Persist(bool force)
+    {
+        if (_path is null || !_dirty || (!force && _time.GetUtcNow() - _persistedAt < TimeSpan.FromMilliseconds(500)))
+        {
+            return;
+        }
+        List<InstanceGoneReport> pending;
+        lock (_lock)
+        {
+            pending = [.. _pending];
+            _dirty = false;
+        }
+        _persistedAt = _time.GetUtcNow();
+        try
+        {
+            var tmp = _path + ".tmp";
+            using (var s = new FileStream(tmp, new FileStreamOptions
+            {
+                Mode = FileMode.Create, Access = FileAccess.Write, UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+            }))
+            using (var w = new Utf8JsonWriter(s))
+            {
+                w.WriteStartArray();
+                foreach (var r in pending)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("instance_id", r.InstanceId);
+                    w.WriteString("reason", r.Reason);
+                    w.WriteStartArray("serial_hex");
+                    r.Serials.ToList().ForEach(w.WriteStringValue);
+                    w.WriteEndArray();
+                    w.WriteStartArray("jti");
+                    r.Jtis.ToList().ForEach(w.WriteStringValue);
+                    w.WriteEndArray();
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+            }
+            File.Move(tmp, _path, overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _dirty = true;
+            AgentLog.InstanceReportsNotSaved(_log, _path, e.Message);
+        }
+    }
+
+    private static List<InstanceGoneReport> Load(string path, ILogger log)
+    {
+        var reports = new List<InstanceGoneReport>();
+        try
+        {
+            if (!File.Exists(path))
+            {
+                return reports;
+            }
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            foreach (var e in doc.RootElement.EnumerateArray())
+            {
+                reports.Add(new InstanceGoneReport(
+                    e.GetProperty("instance_id").GetString() ?? "",
+                    [.. e.GetProperty("serial_hex").EnumerateArray().Select(x => x.GetString() ?? "").Where(x => x.Length > 0)],
+                    [.. e.GetProperty("jti").EnumerateArray().Select(x => x.GetString() ?? "").Where(x => x.Length > 0)],
+                    e.GetProperty("reason").GetString() ?? ""));
+            }
+            if (reports.Count > 0)
+            {
+                AgentLog.InstanceReportsLoaded(log, reports.Count, path);
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException or InvalidOperationException or KeyNotFoundException)
+        {
+            AgentLog.InstanceReportsNotSaved(log, path, $"could not read the pending reports ({e.GetType().Name}); they are lost");
+        }
+        return reports;
     }
 }

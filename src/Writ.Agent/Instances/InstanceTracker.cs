@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Writ.Agent.PeerTracking;
-using Writ.Agent.Sync;
 using Writ.Agent.WorkloadAttestation;
 
 namespace Writ.Agent.Instances;
@@ -14,27 +13,25 @@ namespace Writ.Agent.Instances;
 /// (<see cref="EvidenceDrift"/>). An exit (seen at once through a pidfd where the kernel has them) forgets the
 /// instance; a drift starts a new epoch, so its old credentials are no longer served and fresh ones are issued from
 /// the new evidence. Either way the credentials issued to it are reported to the server (<see cref="InstanceReporter"/>)
-/// and <see cref="AgentState.Changed"/> wakes the open streams.
+/// and the instance's own <see cref="WorkloadInstance.Changed"/> wakes its open streams (no one else's).
 /// </summary>
 public sealed class InstanceTracker : IDisposable
 {
     private readonly ConcurrentDictionary<string, WorkloadInstance> _instances = new(StringComparer.Ordinal);
     private readonly WorkloadAttestationRunner _runner;
     private readonly IProcFs _proc;
-    private readonly AgentState _state;
     private readonly InstanceReporter _reporter;
     private readonly TimeProvider _time;
     private readonly ILogger _log;
     private readonly PidfdWatcher _pidfds;
     private long _lastTickMicros;
 
-    public InstanceTracker(WorkloadAttestationRunner runner, IProcFs proc, AgentState state, InstanceReporter reporter, TimeSpan interval,
+    public InstanceTracker(WorkloadAttestationRunner runner, IProcFs proc, InstanceReporter reporter, TimeSpan interval,
         TimeProvider time, ILogger log)
     {
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(interval, TimeSpan.Zero);
         _runner = runner;
         _proc = proc;
-        _state = state;
         _reporter = reporter;
         Interval = interval;
         _time = time;
@@ -47,6 +44,8 @@ public sealed class InstanceTracker : IDisposable
     }
 
     public TimeSpan Interval { get; }
+
+    private const string Restored = "attested again";
 
     public int Count => _instances.Count;
 
@@ -87,7 +86,7 @@ public sealed class InstanceTracker : IDisposable
                     continue;
                 }
                 var (current, _, _) = known.Current;
-                var reason = current is null ? "re-attested" : EvidenceDrift.Compare(current, evidence);
+                var reason = current is null ? Restored : EvidenceDrift.Compare(current, evidence);
                 if (reason is null)
                 {
                     known.Refresh(evidence, now);
@@ -154,11 +153,7 @@ public sealed class InstanceTracker : IDisposable
         {
             return;
         }
-        if (!IsAlive(instance))
-        {
-            Forget(instance, "exited");
-            return;
-        }
+        // No separate liveness check first: the runner pins the process itself, and a failure is looked at below.
         for (var attempt = 0; ; attempt++)
         {
             var result = await _runner.AttestAsync(instance.Peer, null, ct).ConfigureAwait(false);
@@ -170,7 +165,7 @@ public sealed class InstanceTracker : IDisposable
                     return;
                 }
                 var (current, _, _) = instance.Current;
-                var reason = current is null ? "re-attested" : EvidenceDrift.Compare(current, evidence);
+                var reason = current is null ? Restored : EvidenceDrift.Compare(current, evidence);
                 if (reason is null)
                 {
                     instance.Refresh(evidence, _time.GetUtcNow());
@@ -213,10 +208,17 @@ public sealed class InstanceTracker : IDisposable
 
     private void HandleDrift(WorkloadInstance instance, WorkloadEvidence? evidence, string reason)
     {
+        if (reason == Restored)
+        {
+            // Served nothing since its re-attestation failed; attested again now: a new epoch from this evidence.
+            instance.Drift(evidence, _time.GetUtcNow());
+            instance.Changed.Raise();
+            return;
+        }
         var (serials, jtis) = instance.Drift(evidence, _time.GetUtcNow());
         AgentLog.InstanceDrifted(_log, instance.Id, instance.Peer.Pid, reason, serials.Count, jtis.Count);
         _reporter.Enqueue(instance.Id, serials, jtis, reason);
-        _state.Changed.Raise();
+        instance.Changed.Raise();
     }
 
     /// <summary>Forgets an instance at once (it exited): nothing of it is served any more; its credentials are reported.</summary>
@@ -232,7 +234,7 @@ public sealed class InstanceTracker : IDisposable
         AgentLog.InstanceForgotten(_log, instance.Id, instance.Peer.Pid, reason, issued.Serials.Count, issued.Jtis.Count);
         _reporter.Enqueue(instance.Id, issued.Serials, issued.Jtis, reason);
         _instances.TryRemove(new KeyValuePair<string, WorkloadInstance>(instance.Id, instance));
-        _state.Changed.Raise();
+        instance.Changed.Raise();   // its own streams (if its connection outlived it); the cache drops its SVIDs on its next pass
     }
 
     /// <summary>

@@ -14,6 +14,9 @@ public sealed class PidfdWatcher : IDisposable
 {
     private const int PidfdOpenSyscall = 434;   // the same number on every Linux architecture (unified syscall table)
     private const short PollIn = 0x1;
+
+    /// <summary>At most this many pidfds are held; beyond, exits are noticed by the periodic re-check.</summary>
+    public const int MaxWatched = 16_384;
     private readonly Lock _lock = new();
     private readonly Dictionary<string, SafeFileHandle> _fds = new(StringComparer.Ordinal);
     private readonly Action<string> _exited;
@@ -55,7 +58,7 @@ public sealed class PidfdWatcher : IDisposable
     public bool Watch(string key, ProcessPin pin, IProcFs proc)
     {
         ArgumentNullException.ThrowIfNull(pin);
-        if (!Supported || _stop)
+        if (!Supported || _stop || Count >= MaxWatched)
         {
             return false;
         }

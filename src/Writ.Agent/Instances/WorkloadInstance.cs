@@ -43,6 +43,9 @@ public sealed class WorkloadInstance
 
     public ulong StartTimeTicks { get; }
 
+    /// <summary>Raised when the instance drifts or is gone: only its own streams need to wake, not every workload's.</summary>
+    public Writ.Protocol.ChangeSignal Changed { get; } = new();
+
     public static string IdOf(ProcessPin pin)
     {
         ArgumentNullException.ThrowIfNull(pin);

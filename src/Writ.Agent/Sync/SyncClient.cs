@@ -10,8 +10,14 @@ namespace Writ.Agent.Sync;
 /// stream, resumed from the last applied revision after a reconnect (exponential backoff with jitter). While the
 /// server is unreachable nothing is dropped: the cache keeps serving SVIDs until they expire.
 /// </summary>
-public sealed class SyncClient(NodeIdentity node, AgentState state, AgentOptions options, TimeProvider time, ILogger log)
+public sealed class SyncClient(Func<AgentService.AgentServiceClient> client, Func<RpcException, AgentFatalException?> classify,
+    Action<Writ.Spiffe.Bundles.TrustBundle> persistBundle, AgentState state, AgentOptions options, TimeProvider time, ILogger log)
 {
+    public SyncClient(NodeIdentity node, AgentState state, AgentOptions options, TimeProvider time, ILogger log)
+        : this(() => node.Client, node.Classify, node.PersistBundle, state, options, time, log)
+    {
+    }
+
     public async Task RunAsync(CancellationToken ct)
     {
         var backoff = TimeSpan.FromMilliseconds(250);
@@ -20,7 +26,7 @@ public sealed class SyncClient(NodeIdentity node, AgentState state, AgentOptions
             var since = state.Synced ? state.Current.Revision : 0;
             try
             {
-                using var call = node.Client.Sync(new SyncRequest { SinceRevision = since }, cancellationToken: ct);
+                using var call = client().Sync(new SyncRequest { SinceRevision = since }, cancellationToken: ct);
                 AgentLog.SyncConnected(log, since);
                 var connected = false;
                 while (await call.ResponseStream.MoveNext(ct).ConfigureAwait(false))
@@ -41,7 +47,7 @@ public sealed class SyncClient(NodeIdentity node, AgentState state, AgentOptions
                         AgentLog.SyncApplied(log, snapshot.Revision, snapshot.Entries.Count);
                         if (update.Bundle is not null)
                         {
-                            node.PersistBundle(snapshot.Bundle);
+                            persistBundle(snapshot.Bundle);
                         }
                         connected = true;
                     }
@@ -54,7 +60,7 @@ public sealed class SyncClient(NodeIdentity node, AgentState state, AgentOptions
             }
             catch (RpcException e) when (!ct.IsCancellationRequested)
             {
-                if (node.Classify(e) is { } fatal)
+                if (classify(e) is { } fatal)
                 {
                     throw fatal;
                 }

@@ -49,6 +49,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         while (!ct.IsCancellationRequested)
         {
             var generation = state.Changed.Generation;
+            var own = instance.Changed.Generation;
             var snapshot = state.Current;
             var entries = Match(Evidence(instance, context), snapshot, context);
             var result = await cache.GetX509Async(instance, entries, ct).ConfigureAwait(false);
@@ -84,7 +85,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
                 await responseStream.WriteAsync(response, ct).ConfigureAwait(false);
                 lastSent = fingerprint;
             }
-            await WaitForChangeAsync(generation, svids, entries, result.Denials, ct).ConfigureAwait(false);
+            await WaitForChangeAsync(generation, instance, own, svids, entries, result.Denials, ct).ConfigureAwait(false);
         }
     }
 
@@ -139,6 +140,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         while (!ct.IsCancellationRequested)
         {
             var generation = state.Changed.Generation;
+            var own = instance.Changed.Generation;
             var snapshot = state.Current;
             Match(Evidence(instance, context), snapshot, context);   // only a workload with an identity may read the bundles
             var bytes = encode(snapshot.Bundle);
@@ -147,7 +149,10 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
                 await send(bytes).ConfigureAwait(false);
                 last = bytes;
             }
-            await state.Changed.WaitAsync(generation, ct).ConfigureAwait(false);
+            using var either = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            await Task.WhenAny(state.Changed.WaitAsync(generation, either.Token), instance.Changed.WaitAsync(own, either.Token)).ConfigureAwait(false);
+            await either.CancelAsync().ConfigureAwait(false);
+            ct.ThrowIfCancellationRequested();
         }
     }
 
@@ -174,6 +179,9 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
             }
         }
         var response = new JWTSVIDResponse();
+        // Every token is bound to the instance's X.509-SVID for its entry: get the missing ones in one signing call.
+        await cache.GetX509Async(instance, entries, context.CancellationToken).ConfigureAwait(false);
+        RpcException? denied = null;
         foreach (var e in entries)
         {
             try
@@ -185,11 +193,21 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
             {
                 throw Refuse(context, StatusCode.Unavailable, "the server is unreachable and no cached JWT-SVID is valid; retry with backoff");
             }
-            catch (RpcException ex) when (ex.StatusCode is StatusCode.PermissionDenied or StatusCode.Unauthenticated or StatusCode.InvalidArgument)
+            catch (RpcException ex) when (ex.StatusCode is StatusCode.PermissionDenied)
             {
-                // The server's (or the cache's) own words: a policy denial's detail carries the decision id.
-                throw Refuse(context, ex.StatusCode, ex.Status.Detail.Length > 0 ? ex.Status.Detail : "issuance denied by the server");
+                // Refused by policy for this identity: the others are still served; if none is, the first refusal
+                // is the answer, in the server's own words (its detail carries the decision id).
+                denied ??= ex;
+                AgentLog.WorkloadRefused(log, context.Method, ex.Status.Detail);
             }
+            catch (RpcException ex) when (ex.StatusCode is StatusCode.Unauthenticated or StatusCode.InvalidArgument)
+            {
+                throw Refuse(context, ex.StatusCode, ex.Status.Detail.Length > 0 ? ex.Status.Detail : "refused by the server");
+            }
+        }
+        if (response.Svids.Count == 0 && denied is not null)
+        {
+            throw new RpcException(new Status(StatusCode.PermissionDenied, denied.Status.Detail.Length > 0 ? denied.Status.Detail : "issuance denied by the server"));
         }
         return response;
     }
@@ -282,9 +300,15 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     /// Waits for an entry/bundle change, the earliest rotation time of what was sent, or the earliest expiry of a
     /// matched entry (an expired entry must leave the stream when it expires, not at the next unrelated change).
     /// </summary>
-    private async Task WaitForChangeAsync(long generation, IReadOnlyList<CachedX509> sent, IReadOnlyList<Entry> entries, IReadOnlyList<X509Denial> denials, CancellationToken ct)
+    private async Task WaitForChangeAsync(long generation, WorkloadInstance instance, long own, IReadOnlyList<CachedX509> sent, IReadOnlyList<Entry> entries, IReadOnlyList<X509Denial> denials, CancellationToken ct)
     {
         var wakeAt = sent.Min(s => s.RotateAt);
+        if (wakeAt <= time.GetUtcNow())
+        {
+            // Due but not renewed yet (the server is away): the cache retries with backoff and raises a change when
+            // it succeeds; look again in a second rather than asking in a tight loop.
+            wakeAt = time.GetUtcNow() + TimeSpan.FromSeconds(1);
+        }
         foreach (var d in denials)
         {
             wakeAt = d.RetryAt < wakeAt ? d.RetryAt : wakeAt;   // ask again for a refused entry (policy may have changed)
@@ -297,7 +321,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         var soonest = wakeAt - time.GetUtcNow();
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var delay = soonest < TimeSpan.FromMilliseconds(100) ? TimeSpan.FromMilliseconds(100) : soonest;
-        await Task.WhenAny(state.Changed.WaitAsync(generation, cts.Token), Task.Delay(delay, time, cts.Token)).ConfigureAwait(false);
+        await Task.WhenAny(state.Changed.WaitAsync(generation, cts.Token), instance.Changed.WaitAsync(own, cts.Token), Task.Delay(delay, time, cts.Token)).ConfigureAwait(false);
         await cts.CancelAsync().ConfigureAwait(false);
         ct.ThrowIfCancellationRequested();
     }

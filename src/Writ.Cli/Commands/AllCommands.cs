@@ -13,6 +13,8 @@ public static class AllCommands
         .. RevokeCommands.All(),
         .. PolicyCommands.All(),
         .. DecisionCommands.All(),
+        .. PolicyLifecycleCommands.All(),
+        .. AuditCommands.All(),
         .. WorkloadCommands.All(),
         .. BenchCommands.All(),
     ];

@@ -17,6 +17,7 @@ public static class BenchCommands
     [
         new("bench issuance", "X.509-SVID issuance (CSR in, chain out) per second on one thread, against raw ECDSA P-256 sign+verify.",
             [Seconds, OutputOpt, new("breakdown", "also measure each stage (CSR check, signing, certificate load) in µs", IsFlag: true)], IssuanceAsync),
+        new("bench pipeline", "The issuance pipeline (match, policy, sign, ledger) per SVID against signing alone, with each stage's cost.", [Seconds, OutputOpt], PipelineBench.CommandAsync),
         new("bench jwt", "JWT-SVID mint and validate per second on one thread, against raw ECDSA P-256 sign and verify.",
             [Seconds, OutputOpt], JwtAsync),
         new("bench workload-api", "FetchX509SVID and FetchJWTSVID latency (p50/p99) over the agent's Unix socket, against a no-op gRPC call.",

@@ -4,6 +4,7 @@ using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using Writ.Protocol.Admin;
 using Writ.Server.Hosting;
+using Writ.Server.Ledger;
 using Writ.Server.Registration;
 using Writ.Server.Storage;
 using Writ.Spiffe;
@@ -41,13 +42,14 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
         var secret = Base64Url(RandomNumberGenerator.GetBytes(32));
         var tokenId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
         var token = new JoinToken(tokenId, AgentApi.HashToken(secret), now + ttl, alias, now);
-        await server.Store.JoinTokens.CreateAsync(token, context.CancellationToken).ConfigureAwait(false);
+        var agentId = SpiffeId.FromSegments(server.Options.TrustDomain, "writ", "agent", "join_token", tokenId).ToString();
+        await server.Store.JoinTokens.CreateAsync(token, context.CancellationToken, [LedgerEvents.JoinToken(AdminCaller.Of(context), token, agentId)]).ConfigureAwait(false);
         ServerLog.JoinTokenCreated(log, tokenId, token.ExpiresAt, alias ?? "-");
         return new CreateJoinTokenResponse
         {
             Token = secret,
             TokenId = tokenId,
-            AgentSpiffeId = SpiffeId.FromSegments(server.Options.TrustDomain, "writ", "agent", "join_token", tokenId).ToString(),
+            AgentSpiffeId = agentId,
             ExpiresAtUnix = token.ExpiresAt.ToUnixTimeSeconds(),
         };
     }
@@ -58,9 +60,12 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
         {
             throw new ValidationException($"{request.Entries.Count} entries in one call is more than {MaxBatch}: split the file");
         }
-        var entries = request.Entries.Select(e => EntryMapping.FromProto(e) with { Id = "", Revision = 0 }).ToList();
+        // Ids are drawn here so each entry.created record can name its entry; the store writes both in one transaction.
+        var entries = request.Entries.Select(e => EntryMapping.FromProto(e) with { Id = Guid.CreateVersion7().ToString(), Revision = 0 }).ToList();
         server.Validator.CheckAll(entries);
-        var created = await server.Store.Entries.CreateAsync(entries, context.CancellationToken).ConfigureAwait(false);
+        var actor = AdminCaller.Of(context);
+        var created = await server.Store.Entries.CreateAsync(entries, context.CancellationToken,
+            [.. entries.Select(e => LedgerEvents.Entry(LedgerEvents.EntryCreated, actor, e))]).ConfigureAwait(false);
         ServerLog.EntriesCreated(log, created.Count, created[0].Id, created[0].SpiffeId);
         var response = new CreateEntriesResponse();
         response.Entries.AddRange(created.Select(EntryMapping.ToProto));
@@ -100,14 +105,18 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
         {
             throw new ValidationException(problem);
         }
-        var updated = await server.Store.Entries.UpdateAsync(entry, context.CancellationToken).ConfigureAwait(false);
+        var updated = await server.Store.Entries.UpdateAsync(entry, context.CancellationToken,
+            [LedgerEvents.Entry(LedgerEvents.EntryUpdated, AdminCaller.Of(context), entry)]).ConfigureAwait(false);
         ServerLog.EntryUpdated(log, updated.Id, updated.SpiffeId);
         return EntryMapping.ToProto(updated);
     }
 
     public override async Task<DeleteEntryResponse> DeleteEntry(DeleteEntryRequest request, ServerCallContext context)
     {
-        await server.Store.Entries.DeleteAsync(request.Id, context.CancellationToken).ConfigureAwait(false);
+        var gone = await server.Store.Entries.GetAsync(request.Id, context.CancellationToken).ConfigureAwait(false)
+            ?? throw new StoreNotFoundException($"entry '{request.Id}' does not exist; list entries with 'writ entry list'");
+        await server.Store.Entries.DeleteAsync(request.Id, context.CancellationToken,
+            [LedgerEvents.Entry(LedgerEvents.EntryDeleted, AdminCaller.Of(context), gone)]).ConfigureAwait(false);
         ServerLog.EntryDeleted(log, request.Id);
         await AutoRevokeEntryAsync(request.Id, context).ConfigureAwait(false);
         return new DeleteEntryResponse();
@@ -127,7 +136,8 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
     public override async Task<Agent> BanAgent(AgentIdRequest request, ServerCallContext context)
     {
         var node = await GetNodeAsync(request.SpiffeId, context.CancellationToken).ConfigureAwait(false);
-        var banned = await server.Store.Nodes.UpdateAsync(node with { Banned = true, UpdatedAt = server.Time.GetUtcNow() }, context.CancellationToken).ConfigureAwait(false);
+        var banned = await server.Store.Nodes.UpdateAsync(node with { Banned = true, UpdatedAt = server.Time.GetUtcNow() }, context.CancellationToken,
+            [LedgerEvents.Node(LedgerEvents.NodeBanned, AdminCaller.Of(context), node with { Banned = true })]).ConfigureAwait(false);
         ServerLog.AgentBanned(log, node.SpiffeId);
         await AutoRevokeAgentAsync(node, "agent banned", context).ConfigureAwait(false);
         server.Changes.Raise();   // open sync streams re-check their agent at once
@@ -137,7 +147,8 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
     public override async Task<EvictAgentResponse> EvictAgent(AgentIdRequest request, ServerCallContext context)
     {
         var node = await GetNodeAsync(request.SpiffeId, context.CancellationToken).ConfigureAwait(false);
-        await server.Store.Nodes.DeleteAsync(node.SpiffeId, context.CancellationToken).ConfigureAwait(false);
+        await server.Store.Nodes.DeleteAsync(node.SpiffeId, context.CancellationToken,
+            [LedgerEvents.Node(LedgerEvents.NodeEvicted, AdminCaller.Of(context), node)]).ConfigureAwait(false);
         ServerLog.AgentEvicted(log, node.SpiffeId);
         await AutoRevokeAgentAsync(node, "agent evicted", context).ConfigureAwait(false);
         server.Changes.Raise();

@@ -24,6 +24,7 @@ public sealed class ServerContext
         Validator = new(options.TrustDomain, options.MaxTtl, time);
         Policy = new IssuancePolicyEngine(store.Policies, PolicyChanged, time, logs.CreateLogger<IssuancePolicyEngine>());
         Revocations = new RevocationService(store, ca, time, logs.CreateLogger<RevocationService>());
+        LedgerWriter = new LedgerGroupCommit(store);
     }
 
     public ServerOptions Options { get; }
@@ -45,4 +46,7 @@ public sealed class ServerContext
 
     /// <summary>Revocation: what to revoke, the deny list, the CRL (issue #6).</summary>
     public RevocationService Revocations { get; }
+
+    /// <summary>Issuance records, group-committed: concurrent issuances share one ledger transaction.</summary>
+    public LedgerGroupCommit LedgerWriter { get; }
 }

@@ -57,6 +57,7 @@ public sealed class WritServerHost : IAsyncDisposable
                 : new DiskKeyManager(Path.Combine(options.DataDir, "keys.json"));
             var ca = new WritCa(options.TrustDomain, options.Ca, keys, store, time, bootLogs.CreateLogger<WritCa>());
             await ca.InitializeAsync(ct).ConfigureAwait(false);
+            await AdminApi.InstallDefaultPolicyAsync(store, bootLogs.CreateLogger<AdminApi>(), ct).ConfigureAwait(false);
             PrepareAdminSocket(options.AdminSocket);
 
             var builder = WebApplication.CreateSlimBuilder();

@@ -20,6 +20,9 @@ public interface ILedgerStore
     /// <summary>The newest events that carry a decision id (issuance decisions), newest first, at most limit.</summary>
     Task<IReadOnlyList<LedgerEvent>> RecentDecisionsAsync(int limit, CancellationToken ct);
 
+    /// <summary>The ledger head (the last record's seq and hash, as the store keeps it beside the records); seq 0 and the genesis hash when empty.</summary>
+    Task<LedgerHead> HeadAsync(CancellationToken ct);
+
     /// <summary>Issued credentials matching the filter, ordered by issue time.</summary>
     Task<IReadOnlyList<IssuedCredential>> IssuedAsync(IssuedFilter filter, DateTimeOffset now, CancellationToken ct);
 }
@@ -38,7 +41,8 @@ public interface IPolicyStore
     /// <summary>
     /// Stores a new version (Version and CreatedAt assigned) which becomes the active one, and appends the audit
     /// events in the same transaction. When <paramref name="expectedActive"/> is not null and the active version is
-    /// another one -> <see cref="StoreConflictException"/> (someone pushed meanwhile).
+    /// another one -> <see cref="StoreConflictException"/> (someone pushed meanwhile). "{version}" in an audit event's
+    /// Subject, and the data member <c>"version":"{version}"</c>, are replaced by the new version number.
     /// </summary>
     Task<StoredPolicyVersion> PushAsync(StoredPolicyVersion version, long? expectedActive, IReadOnlyList<LedgerEvent> audit, CancellationToken ct);
 }

@@ -23,6 +23,9 @@ public sealed record LedgerEvent
     public byte[] Hash { get; init; } = [];
 }
 
+/// <summary>The ledger's head row: the seq and hash of the last record appended (an anchor to export and compare later).</summary>
+public sealed record LedgerHead(long Seq, byte[] Hash);
+
 /// <summary>A credential the server issued, kept until it expires so revocation by entry, ID, agent or instance can find it.</summary>
 public sealed record IssuedCredential
 {

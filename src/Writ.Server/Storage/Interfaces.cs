@@ -40,7 +40,8 @@ public interface IEntryStore
     /// (it would match every workload) is refused with <see cref="ArgumentException"/>. All entries of one batch
     /// get the same new revision. Returns the entries as stored.
     /// </summary>
-    Task<IReadOnlyList<RegistrationEntry>> CreateAsync(IReadOnlyList<RegistrationEntry> entries, CancellationToken ct);
+    /// <param name="audit">Ledger events appended in the same transaction (nothing is written when the create fails).</param>
+    Task<IReadOnlyList<RegistrationEntry>> CreateAsync(IReadOnlyList<RegistrationEntry> entries, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null);
 
     Task<RegistrationEntry?> GetAsync(string id, CancellationToken ct);
 
@@ -52,10 +53,12 @@ public interface IEntryStore
     /// duplicate of another entry, or a non-zero <see cref="RegistrationEntry.Revision"/> that is not the stored one
     /// -> <see cref="StoreConflictException"/>.
     /// </summary>
-    Task<RegistrationEntry> UpdateAsync(RegistrationEntry entry, CancellationToken ct);
+    /// <param name="audit">Ledger events appended in the same transaction.</param>
+    Task<RegistrationEntry> UpdateAsync(RegistrationEntry entry, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null);
 
     /// <summary>Absent -> <see cref="StoreNotFoundException"/>.</summary>
-    Task DeleteAsync(string id, CancellationToken ct);
+    /// <param name="audit">Ledger events appended in the same transaction.</param>
+    Task DeleteAsync(string id, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null);
 
     Task<long> CurrentRevisionAsync(CancellationToken ct);
 
@@ -88,20 +91,21 @@ public interface IEntryStore
 public interface INodeStore
 {
     /// <summary>Sets CreatedAt and UpdatedAt. Exists -> <see cref="StoreConflictException"/>.</summary>
-    Task CreateAsync(AttestedNode node, CancellationToken ct);
+    Task CreateAsync(AttestedNode node, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null);
     Task<AttestedNode?> GetAsync(string spiffeId, CancellationToken ct);
     /// <summary>All nodes, ordered by SPIFFE ID.</summary>
     Task<IReadOnlyList<AttestedNode>> ListAsync(CancellationToken ct);
     /// <summary>Replaces the node (CreatedAt kept, UpdatedAt set). Absent -> <see cref="StoreNotFoundException"/>.</summary>
-    Task<AttestedNode> UpdateAsync(AttestedNode node, CancellationToken ct);
-    /// <summary>Absent -> <see cref="StoreNotFoundException"/>.</summary>
-    Task DeleteAsync(string spiffeId, CancellationToken ct);
+    Task<AttestedNode> UpdateAsync(AttestedNode node, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null);
+    /// <summary>Absent -> <see cref="StoreNotFoundException"/>. The audit events (of every write method) are appended in the same transaction.</summary>
+    Task DeleteAsync(string spiffeId, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null);
 }
 
 public interface IJoinTokenStore
 {
     /// <summary>Same id or same secret hash as an existing token -> <see cref="StoreConflictException"/>.</summary>
-    Task CreateAsync(JoinToken token, CancellationToken ct);
+    /// <param name="audit">Ledger events appended in the same transaction (never put the secret in them).</param>
+    Task CreateAsync(JoinToken token, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null);
 
     /// <summary>
     /// Atomic single use: of N concurrent calls with the same hash exactly one gets Consumed. Used tokens are kept

@@ -158,7 +158,7 @@ public sealed class SvidCacheTests
         using var child = Child.Start("/bin/sleep", "60");
         var instance = await rig.ObserveAsync(child.Pid);
         await rig.Cache.GetX509Async(instance, [entry], Ct);
-        rig.Server.Deny["api"] = ("d-77", "jwt-audiences");
+        rig.Server.DenyJwt["api"] = "issuance denied by policy 'jwt-audiences' (decision d-77, see 'writ explain d-77')";
         var e = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => rig.Cache.GetJwtAsync(instance, entry, ["https://evil.example"], Ct));
         Assert.Equal(Grpc.Core.StatusCode.PermissionDenied, e.StatusCode);
         Assert.Contains("d-77", e.Status.Detail, StringComparison.Ordinal);

@@ -42,6 +42,9 @@ internal sealed class FakeAgentServer : AgentService.AgentServiceClient, IDispos
 
     public TimeSpan X509Ttl { get; set; } = TimeSpan.FromMinutes(10);
 
+    /// <summary>Entry id → the PermissionDenied detail MintJwtSvid answers with (X.509 is still signed).</summary>
+    public Dictionary<string, string> DenyJwt { get; } = new(StringComparer.Ordinal);
+
     /// <summary>What ReportInstanceGone answers: null = OK, else this status.</summary>
     public StatusCode? ReportStatus { get; set; }
 
@@ -131,12 +134,37 @@ internal sealed class FakeAgentServer : AgentService.AgentServiceClient, IDispos
         {
             return Fail<MintJwtSvidResponse>(StatusCode.PermissionDenied, $"issuance denied by policy '{d.Reason}' (decision {d.DecisionId})");
         }
+        if (DenyJwt.TryGetValue(request.EntryId, out var detail))
+        {
+            return Fail<MintJwtSvidResponse>(StatusCode.PermissionDenied, detail);
+        }
         var jti = Guid.NewGuid().ToString("N");
         var exp = DateTimeOffset.UtcNow.AddMinutes(5).ToUnixTimeSeconds();
         static string B64(string s) => Convert.ToBase64String(Encoding.UTF8.GetBytes(s)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
         var token = $"{B64("{\"alg\":\"ES256\"}")}.{B64($"{{\"sub\":\"spiffe://example.org/{request.EntryId}\",\"jti\":\"{jti}\",\"exp\":{exp}}}")}.c2ln";
         // The response leaves jti empty as the server before issue #6 did: the agent must read it from the token.
         return Ok(new MintJwtSvidResponse { SpiffeId = "spiffe://example.org/" + request.EntryId, Token = token, ExpiresAtUnix = exp });
+    }
+
+    /// <summary>What the Sync stream sends: write updates here; complete it to end the stream.</summary>
+    public System.Threading.Channels.Channel<SyncUpdate> SyncUpdates { get; } = System.Threading.Channels.Channel.CreateUnbounded<SyncUpdate>();
+
+    public override AsyncServerStreamingCall<SyncUpdate> Sync(SyncRequest request, CallOptions options) =>
+        new(new ChannelReader<SyncUpdate>(SyncUpdates.Reader), Task.FromResult(new Metadata()), () => Status.DefaultSuccess, () => [], () => { });
+
+    private sealed class ChannelReader<T>(System.Threading.Channels.ChannelReader<T> reader) : IAsyncStreamReader<T>
+    {
+        public T Current { get; private set; } = default!;
+
+        public async Task<bool> MoveNext(CancellationToken cancellationToken)
+        {
+            if (!await reader.WaitToReadAsync(cancellationToken))
+            {
+                return false;
+            }
+            Current = await reader.ReadAsync(cancellationToken);
+            return true;
+        }
     }
 
     public override AsyncUnaryCall<ReportInstanceGoneResponse> ReportInstanceGoneAsync(ReportInstanceGoneRequest request, CallOptions options)
@@ -176,7 +204,7 @@ internal sealed class InstanceRig : IDisposable
         Runner = new WorkloadAttestationRunner([new UnixWorkloadAttestor(ProcFs.Host), new CgroupWorkloadAttestor(ProcFs.Host)], ProcFs.Host,
             TimeSpan.FromSeconds(5), Log);
         Reporter = new InstanceReporter(() => Server, _ => null, TimeProvider.System, Log);
-        Tracker = new InstanceTracker(Runner, ProcFs.Host, State, Reporter, interval ?? TimeSpan.FromSeconds(2), TimeProvider.System, Log);
+        Tracker = new InstanceTracker(Runner, ProcFs.Host, Reporter, interval ?? TimeSpan.FromSeconds(2), TimeProvider.System, Log);
         Cache = new Writ.Agent.Cache.SvidCache(() => Server, _ => null, State, Tracker, TimeProvider.System, Log);
     }
 

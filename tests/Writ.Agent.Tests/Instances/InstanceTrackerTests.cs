@@ -110,6 +110,29 @@ public sealed class InstanceTrackerTests
     }
 
     [Fact]
+    public async Task A_process_that_changes_its_uid_drifts_and_keeps_no_unix_identity()
+    {
+        using var rig = new InstanceRig();
+        // perl (in every Debian base) waits for a line, then drops to uid 65534 without exec'ing.
+        using var child = Child.Start("/usr/bin/perl", "-e", "$_ = <STDIN>; $< = $> = 65534; sleep 60;");
+        var instance = await rig.ObserveAsync(child.Pid);
+        var epoch = instance.Epoch;
+        Assert.Contains(instance.Current.Evidence!.Selectors, s => s.ToString() == "unix:uid:0");
+        Assert.True(instance.TryRecordSerial(epoch, "BB01", DateTimeOffset.UtcNow.AddMinutes(5)));
+
+        await child.Process.StandardInput.WriteLineAsync("go");
+        await child.Process.StandardInput.FlushAsync(TestContext.Current.CancellationToken);
+        await Deadline.UntilAsync(() => InstanceRig.Ids(child.Pid).Uid == 65534, "the uid change");
+        await rig.Tracker.RecheckAsync(instance, TestContext.Current.CancellationToken);
+
+        Assert.True(instance.Epoch > epoch);
+        Assert.DoesNotContain(instance.Current.Evidence!.Selectors, s => s.Type == "unix");   // the unix attestor refuses a changed uid
+        var report = Assert.Single(rig.Reporter.Snapshot());
+        Assert.Equal("uid changed", report.Reason);
+        Assert.Equal(["BB01"], report.Serials);
+    }
+
+    [Fact]
     public async Task A_binary_replaced_at_its_path_takes_the_path_away_from_the_process_still_running_the_old_one()
     {
         using var dir = new TempDir();

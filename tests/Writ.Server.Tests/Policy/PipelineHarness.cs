@@ -143,5 +143,6 @@ internal sealed class FlakyLedgerStore(IWritStore inner) : IWritStore
         public Task<LedgerEvent?> GetByDecisionAsync(string decisionId, CancellationToken ct) => inner.GetByDecisionAsync(decisionId, ct);
         public Task<IReadOnlyList<LedgerEvent>> RecentDecisionsAsync(int limit, CancellationToken ct) => inner.RecentDecisionsAsync(limit, ct);
         public Task<IReadOnlyList<IssuedCredential>> IssuedAsync(IssuedFilter filter, DateTimeOffset now, CancellationToken ct) => inner.IssuedAsync(filter, now, ct);
+        public Task<LedgerHead> HeadAsync(CancellationToken ct) => inner.HeadAsync(ct);
     }
 }

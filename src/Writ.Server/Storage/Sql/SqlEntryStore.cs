@@ -11,7 +11,7 @@ internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher wa
 
     private const string PageTokenPrefix = "e1.";
 
-    public async Task<IReadOnlyList<RegistrationEntry>> CreateAsync(IReadOnlyList<RegistrationEntry> entries, CancellationToken ct)
+    public async Task<IReadOnlyList<RegistrationEntry>> CreateAsync(IReadOnlyList<RegistrationEntry> entries, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null)
     {
         ArgumentNullException.ThrowIfNull(entries);
         if (entries.Count == 0)
@@ -50,6 +50,7 @@ internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher wa
                 await InsertAsync(conn, tx, stored, key, ct).ConfigureAwait(false);
                 result.Add(stored);
             }
+            await AppendAuditAsync(conn, tx, audit, ct).ConfigureAwait(false);
             return (result, rev);
         }, ct, () => "another writer created a duplicate of one of these entries at the same time: list the entries and retry").ConfigureAwait(false);
         watcher.Observe(revision);
@@ -119,7 +120,7 @@ internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher wa
         }, ct);
     }
 
-    public async Task<RegistrationEntry> UpdateAsync(RegistrationEntry entry, CancellationToken ct)
+    public async Task<RegistrationEntry> UpdateAsync(RegistrationEntry entry, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null)
     {
         ArgumentNullException.ThrowIfNull(entry);
         Validate(entry, requireId: true);
@@ -147,13 +148,14 @@ internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher wa
             await InsertSelectorsAsync(conn, tx, stored, ct).ConfigureAwait(false);
             if (oldParent != stored.ParentId)
                 await AddTombstoneAsync(conn, tx, rev, stored.Id, oldParent, ct).ConfigureAwait(false);
+            await AppendAuditAsync(conn, tx, audit, ct).ConfigureAwait(false);
             return stored;
         }, ct, () => $"another writer created an entry with {Describe(entry)} at the same time: list the entries and retry").ConfigureAwait(false);
         watcher.Observe(updated.Revision);
         return updated;
     }
 
-    public async Task DeleteAsync(string id, CancellationToken ct)
+    public async Task DeleteAsync(string id, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null)
     {
         ArgumentNullException.ThrowIfNull(id);
         var revision = await db.WriteAsync("delete entry", async (conn, tx) =>
@@ -164,10 +166,14 @@ internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher wa
             await Db.ExecuteAsync(conn, tx, "DELETE FROM entry_selectors WHERE entry_id = @id", ct, ("id", id)).ConfigureAwait(false);
             await Db.ExecuteAsync(conn, tx, "DELETE FROM entries WHERE id = @id", ct, ("id", id)).ConfigureAwait(false);
             await AddTombstoneAsync(conn, tx, rev, id, parent, ct).ConfigureAwait(false);
+            await AppendAuditAsync(conn, tx, audit, ct).ConfigureAwait(false);
             return rev;
         }, ct).ConfigureAwait(false);
         watcher.Observe(revision);
     }
+
+    private Task AppendAuditAsync(DbConnection conn, DbTransaction tx, IReadOnlyList<LedgerEvent>? audit, CancellationToken ct) =>
+        audit is { Count: > 0 } ? SqlLedgerStore.AppendInTxAsync(conn, tx, audit, time, ct) : Task.CompletedTask;
 
     public Task<long> CurrentRevisionAsync(CancellationToken ct) =>
         db.ReadAsync("read revision", (conn, tx) => Db.ReadRevisionAsync(conn, tx, ct), ct);

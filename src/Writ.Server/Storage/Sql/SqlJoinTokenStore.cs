@@ -2,11 +2,11 @@ using System.Data.Common;
 
 namespace Writ.Server.Storage.Sql;
 
-internal sealed class SqlJoinTokenStore(Db db) : IJoinTokenStore
+internal sealed class SqlJoinTokenStore(Db db, TimeProvider time) : IJoinTokenStore
 {
     private const string Columns = "id, secret_hash, expires_at_us, alias, created_at_us, used_at_us";
 
-    public Task CreateAsync(JoinToken token, CancellationToken ct)
+    public Task CreateAsync(JoinToken token, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null)
     {
         ArgumentNullException.ThrowIfNull(token);
         Codec.RequireKey(token.Id, "join token id");
@@ -23,6 +23,8 @@ internal sealed class SqlJoinTokenStore(Db db) : IJoinTokenStore
             await Db.ExecuteAsync(conn, tx, "INSERT INTO join_tokens (id, secret_hash, expires_at_us, alias, created_at_us, used_at_us) VALUES (@id, @hash, @expires, @alias, @created, NULL)", ct,
                 ("id", token.Id), ("hash", token.SecretHash), ("expires", Time.ToMicros(token.ExpiresAt)), ("alias", token.Alias),
                 ("created", Time.ToMicros(token.CreatedAt))).ConfigureAwait(false);
+            if (audit is { Count: > 0 })
+                await SqlLedgerStore.AppendInTxAsync(conn, tx, audit, time, ct).ConfigureAwait(false);
             return 0;
         }, ct, () => exists);
     }

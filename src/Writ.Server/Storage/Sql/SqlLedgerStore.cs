@@ -131,6 +131,14 @@ internal sealed class SqlLedgerStore(Db db, TimeProvider time) : ILedgerStore
             await Db.QueryAsync(conn, tx, $"SELECT {Columns} FROM ledger WHERE decision_id IS NOT NULL ORDER BY seq DESC LIMIT @limit", Read, ct, ("limit", limit)).ConfigureAwait(false), ct);
     }
 
+    public Task<LedgerHead> HeadAsync(CancellationToken ct) =>
+        db.ReadAsync("read the ledger head", async (conn, tx) =>
+        {
+            var rows = await Db.QueryAsync(conn, tx, "SELECT seq, hash FROM ledger_head WHERE id = 1", r => new LedgerHead(r.GetInt64(0), (byte[])r.GetValue(1)), ct).ConfigureAwait(false);
+            return rows.Count == 1 ? rows[0]
+                : throw new StoreUnavailableException("the ledger_head row is missing: the database was modified outside writ; restore it from a backup");
+        }, ct);
+
     public Task<IReadOnlyList<IssuedCredential>> IssuedAsync(IssuedFilter filter, DateTimeOffset now, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(filter);

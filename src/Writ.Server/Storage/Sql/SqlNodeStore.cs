@@ -7,7 +7,7 @@ internal sealed class SqlNodeStore(Db db, TimeProvider time) : INodeStore
     private const string Columns =
         "spiffe_id, attestation_type, serial_number, expires_at_us, banned, selectors, aliases, created_at_us, updated_at_us";
 
-    public Task CreateAsync(AttestedNode node, CancellationToken ct)
+    public Task CreateAsync(AttestedNode node, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null)
     {
         Validate(node);
         var now = Time.Normalize(time.GetUtcNow());
@@ -19,6 +19,7 @@ internal sealed class SqlNodeStore(Db db, TimeProvider time) : INodeStore
                 throw new StoreConflictException(exists);
             await Db.ExecuteAsync(conn, tx, $"INSERT INTO nodes ({Columns}) VALUES (@id, @type, @serial, @expires, @banned, @selectors, @aliases, @created, @updated)",
                 ct, Row(stored)).ConfigureAwait(false);
+            await AppendAuditAsync(conn, tx, audit, ct).ConfigureAwait(false);
             return 0;
         }, ct, () => exists);
     }
@@ -37,7 +38,7 @@ internal sealed class SqlNodeStore(Db db, TimeProvider time) : INodeStore
         db.ReadAsync<IReadOnlyList<AttestedNode>>("list nodes", async (conn, tx) =>
             await Db.QueryAsync(conn, tx, $"SELECT {Columns} FROM nodes ORDER BY spiffe_id", Read, ct).ConfigureAwait(false), ct);
 
-    public Task<AttestedNode> UpdateAsync(AttestedNode node, CancellationToken ct)
+    public Task<AttestedNode> UpdateAsync(AttestedNode node, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null)
     {
         Validate(node);
         var now = Time.Normalize(time.GetUtcNow());
@@ -51,20 +52,25 @@ internal sealed class SqlNodeStore(Db db, TimeProvider time) : INodeStore
                     selectors = @selectors, aliases = @aliases, updated_at_us = @updated
                 WHERE spiffe_id = @id
                 """, ct, Row(stored)).ConfigureAwait(false);
+            await AppendAuditAsync(conn, tx, audit, ct).ConfigureAwait(false);
             return stored;
         }, ct);
     }
 
-    public Task DeleteAsync(string spiffeId, CancellationToken ct)
+    public Task DeleteAsync(string spiffeId, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null)
     {
         ArgumentNullException.ThrowIfNull(spiffeId);
         return db.WriteAsync("delete node", async (conn, tx) =>
         {
             if (await Db.ExecuteAsync(conn, tx, "DELETE FROM nodes WHERE spiffe_id = @id", ct, ("id", spiffeId)).ConfigureAwait(false) == 0)
                 throw new StoreNotFoundException($"node {spiffeId} does not exist: list the nodes to find its SPIFFE ID");
+            await AppendAuditAsync(conn, tx, audit, ct).ConfigureAwait(false);
             return 0;
         }, ct);
     }
+
+    private Task AppendAuditAsync(DbConnection conn, DbTransaction tx, IReadOnlyList<LedgerEvent>? audit, CancellationToken ct) =>
+        audit is { Count: > 0 } ? SqlLedgerStore.AppendInTxAsync(conn, tx, audit, time, ct) : Task.CompletedTask;
 
     private static void Validate(AttestedNode node)
     {

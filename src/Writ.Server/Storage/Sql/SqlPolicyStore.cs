@@ -50,11 +50,14 @@ internal sealed class SqlPolicyStore(Db db, TimeProvider time) : IPolicyStore
             await Db.ExecuteAsync(conn, tx, $"INSERT INTO policy_versions ({Columns}) VALUES (@v, @files, @sha, @author, @comment, @at, @from)", ct,
                 ("v", stored.Version), ("files", files), ("sha", stored.Sha256), ("author", stored.Author), ("comment", stored.Comment),
                 ("at", Time.ToMicros(stored.CreatedAt)), ("from", stored.RolledBackFrom)).ConfigureAwait(false);
-            // The audit events learn the version number only now; "{version}" in their subject or data is filled in.
+            // The audit events learn the version number only now: "{version}" in their subject, and the data member
+            // "version":"{version}", are filled in. Only that exact member: a user's comment or file name that reads
+            // "{version}" is a JSON string value (its quotes escaped inside any other text) and stays as written.
+            var number = stored.Version.ToString(CultureInfo.InvariantCulture);
             var events = audit.Select(e => e with
             {
-                Subject = e.Subject.Replace("{version}", stored.Version.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal),
-                DataJson = e.DataJson.Replace("\"{version}\"", stored.Version.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal),
+                Subject = e.Subject.Replace("{version}", number, StringComparison.Ordinal),
+                DataJson = e.DataJson.Replace("\"version\":\"{version}\"", "\"version\":" + number, StringComparison.Ordinal),
             }).ToList();
             await SqlLedgerStore.AppendInTxAsync(conn, tx, events, time, ct).ConfigureAwait(false);
             return stored;

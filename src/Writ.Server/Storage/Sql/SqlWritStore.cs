@@ -15,7 +15,7 @@ internal sealed class SqlWritStore : IWritStore
         _watcher = watcher;
         Entries = new SqlEntryStore(db, time, watcher);
         Nodes = new SqlNodeStore(db, time);
-        JoinTokens = new SqlJoinTokenStore(db);
+        JoinTokens = new SqlJoinTokenStore(db, time);
         Bundles = new SqlBundleStore(db);
         CaJournal = new SqlCaJournalStore(db);
         Ledger = new SqlLedgerStore(db, time);

@@ -1,0 +1,240 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Security.Cryptography;
+using System.Text.Json.Serialization;
+using Microsoft.Extensions.Logging.Abstractions;
+using Writ.Cli.CommandLine;
+using Writ.Server.Ca;
+using Writ.Server.Configuration;
+using Writ.Server.Hosting;
+using Writ.Server.Issuance;
+using Writ.Server.Keys;
+using Writ.Server.Policy;
+using Writ.Server.Storage;
+using Writ.Spiffe;
+using Writ.Spiffe.X509;
+
+namespace Writ.Cli.Bench;
+
+/// <summary>Where one issuance's time goes inside the pipeline (µs per issued SVID, from the batch-of-1 runs).</summary>
+public sealed record PipelineStages(
+    [property: JsonPropertyName("match_us")] double Match,
+    [property: JsonPropertyName("policy_us")] double Policy,
+    [property: JsonPropertyName("sign_us")] double Sign,
+    [property: JsonPropertyName("record_json_us")] double Record,
+    [property: JsonPropertyName("ledger_write_us")] double Ledger);
+
+public sealed record PipelineRow(
+    [property: JsonPropertyName("measure")] string Measure,
+    [property: JsonPropertyName("svids_per_second")] double PerSecond,
+    [property: JsonPropertyName("us_per_svid")] double MicrosecondsPerSvid);
+
+public sealed record PipelineResult(
+    [property: JsonPropertyName("benchmark")] string Benchmark,
+    [property: JsonPropertyName("store")] string Store,
+    [property: JsonPropertyName("seconds")] double Seconds,
+    [property: JsonPropertyName("policies")] int Policies,
+    [property: JsonPropertyName("rows")] IReadOnlyList<PipelineRow> Rows,
+    [property: JsonPropertyName("stages")] PipelineStages Stages,
+    [property: JsonPropertyName("overhead_us")] double OverheadMicroseconds,
+    [property: JsonPropertyName("pipeline_to_sign_ratio")] double Ratio);
+
+/// <summary>
+/// `writ bench pipeline`: the server's whole issuance pipeline in process (SQLite store on a temp dir, memory keys, a
+/// policy set of the default permits plus a few forbids that do not apply) against signing alone (CSR check + sign,
+/// the agent API's signing path). Measured: one CSR per call (one ledger transaction per SVID), 16 CSRs per call (one
+/// transaction per batch, as an agent renewing many instances sends), and 8 concurrent one-CSR calls.
+/// </summary>
+public static class PipelineBench
+{
+    private const int Keys = 64;
+    private const int Concurrency = 8;
+    private const int Batch = 16;
+    private const string AgentId = "spiffe://bench.writ/writ/agent/join_token/bench";
+
+    private const string BenchPolicy = """
+        @id("bench-payments-tpm")
+        forbid (principal is Writ::Workload, action, resource)
+        when { resource.path like "/payments/*" } unless { principal.node.attestation == "tpm" };
+
+        @id("bench-known-binaries")
+        forbid (principal is Writ::Workload, action, resource)
+        when { resource.path like "/prod/*" } unless { principal has exe_sha256 && ["00"].contains(principal.exe_sha256) };
+
+        @id("bench-ci-short") @max_ttl("10m")
+        permit (principal is Writ::Workload, action == Writ::Action::"IssueX509Svid", resource)
+        when { resource.path like "/ci/*" };
+        """;
+
+    /// <summary>The `writ bench pipeline` command.</summary>
+    public static async Task<int> CommandAsync(ParsedArgs a, CommandContext ctx)
+    {
+        var text = a.Get("seconds") ?? "5";
+        if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var s) || !double.IsFinite(s) || s <= 0 || s > 3600)
+        {
+            throw new UsageException($"--seconds '{text}' is not a number of seconds between 0 and 3600: give e.g. --seconds 5");
+        }
+        if (a.Get("output") is { } o && o is not ("json" or "table"))
+        {
+            throw new UsageException($"--output '{o}' is not known: use table or json");
+        }
+        var r = await RunAsync(TimeSpan.FromSeconds(s), ctx.Cancellation).ConfigureAwait(false);
+        if (a.JsonOutput)
+        {
+            Output.Json(ctx.Out, r);
+            return 0;
+        }
+        static string F(double v, string format = "N0") => v.ToString(format, CultureInfo.InvariantCulture);
+        Output.Table(ctx.Out, ["measure", "SVIDs per second", "µs per SVID"], r.Rows.Select(x => (IReadOnlyList<string>)[x.Measure, F(x.PerSecond), F(x.MicrosecondsPerSvid, "N1")]));
+        ctx.Out.WriteLine();
+        var st = r.Stages;
+        Output.Table(ctx.Out, ["stage (1 CSR per call)", "µs per SVID"],
+        [
+            ["match (entry lookup, ownership)", F(st.Match, "N2")],
+            ["policy (entities, selector match, Cedar)", F(st.Policy, "N2")],
+            ["sign (CSR check + ECDSA sign)", F(st.Sign, "N2")],
+            ["record (the decision's ledger JSON)", F(st.Record, "N2")],
+            ["ledger write (one transaction)", F(st.Ledger, "N2")],
+        ]);
+        ctx.Out.WriteLine($"pipeline overhead over signing alone: {F(r.OverheadMicroseconds, "N1")} µs per SVID (ratio {F(r.Ratio, "0.000")}); {r.Policies} policies, store {r.Store}, {F(r.Seconds, "0.#")} s per measure");
+        return 0;
+    }
+
+    public static async Task<PipelineResult> RunAsync(TimeSpan seconds, CancellationToken ct)
+    {
+        var dir = Directory.CreateTempSubdirectory("writ-bench-");
+        try
+        {
+            var db = Path.Combine(dir.FullName, "writ.db");
+            await using var store = await WritStoreFactory.OpenAsync("sqlite", db, TimeProvider.System, ct).ConfigureAwait(false);
+            var td = TrustDomain.Parse("bench.writ");
+            var options = new ServerOptions
+            {
+                TrustDomain = td,
+                DataDir = dir.FullName,
+                Bind = new IPEndPoint(IPAddress.Loopback, 0),
+                AdminSocket = Path.Combine(dir.FullName, "admin.sock"),
+                StoreKind = "sqlite",
+                StoreConnection = db,
+                KeyManager = "memory",
+                Ca = new CaOptions(),
+            };
+            var ca = new WritCa(td, options.Ca, new MemoryKeyManager(), store, TimeProvider.System, NullLogger<WritCa>.Instance);
+            await ca.InitializeAsync(ct).ConfigureAwait(false);
+            var server = new ServerContext(options, store, ca, TimeProvider.System, NullLoggerFactory.Instance);
+            List<PolicyFileRecord> files = [.. WritPolicyCompiler.DefaultFiles, new("bench.cedar", BenchPolicy)];
+            await store.Policies.PushAsync(new StoredPolicyVersion { Files = files, Sha256 = WritPolicyCompiler.Sha256(files), Author = "bench" }, null, [], ct).ConfigureAwait(false);
+            await server.Policy.RefreshAsync(ct).ConfigureAwait(false);
+            var node = new AttestedNode
+            {
+                SpiffeId = AgentId,
+                AttestationType = "join_token",
+                SerialNumber = "01",
+                ExpiresAt = DateTimeOffset.UtcNow.AddDays(1),
+                Selectors = [new Selector("join_token", "bench")],
+            };
+            await store.Nodes.CreateAsync(node, ct).ConfigureAwait(false);
+
+            // Requesters' keys, CSRs, entries and evidence are made beforehand: the workloads' and agent's work.
+            var entries = await store.Entries.CreateAsync([.. Enumerable.Range(0, Keys).Select(i => new RegistrationEntry
+            {
+                SpiffeId = $"{td.IdString}/ns/bench/sa/workload-{i}",
+                ParentId = AgentId,
+                Selectors = [new Selector("unix", "uid:" + (1000 + i).ToString(CultureInfo.InvariantCulture))],
+            })], ct).ConfigureAwait(false);
+            var requests = new X509SvidRequest[Keys];
+            var ids = new SpiffeId[Keys];
+            for (var i = 0; i < Keys; i++)
+            {
+                using var k = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+                var uid = (1000 + i).ToString(CultureInfo.InvariantCulture);
+                WorkloadEvidence.TryCreate([("unix", "uid:" + uid), ("unix", "gid:" + uid), ("unix", "path:/usr/bin/workload"), ("unix", "sha256:" + new string('a', 64))],
+                    new Dictionary<string, string> { ["unix.pid"] = (4000 + i).ToString(CultureInfo.InvariantCulture), ["unix.uids"] = $"{uid} {uid} {uid} {uid}" },
+                    $"{4000 + i}:123456", out var ev, out _);
+                requests[i] = new X509SvidRequest(entries[i].Id, Csr.Create(k), ev);
+                ids[i] = SpiffeId.Parse(entries[i].SpiffeId);
+            }
+            var pipeline = new IssuancePipeline(server, NullLogger.Instance);
+            var timings = new PipelineTimings();
+            var ttl = TimeSpan.FromHours(1);
+            var n = 0;
+
+            var sign = BenchOp.Sync("sign", () =>
+            {
+                var i = n++ % Keys;
+                server.Issuer.SignX509Der(ids[i], requests[i].Csr.Span, ttl, []);
+            });
+            var one = new BenchOp("one", async () =>
+            {
+                pipeline.Timings = timings;
+                await pipeline.SignX509Async(node, [requests[n++ % Keys]], ct).ConfigureAwait(false);
+                pipeline.Timings = null;
+            });
+            var batch = new BenchOp("batch", async () =>
+            {
+                var b = new X509SvidRequest[Batch];
+                for (var j = 0; j < Batch; j++)
+                {
+                    b[j] = requests[n++ % Keys];
+                }
+                await pipeline.SignX509Async(node, b, ct).ConfigureAwait(false);
+            });
+            var concurrent = new BenchOp("concurrent", async () =>
+            {
+                var tasks = new Task[Concurrency];
+                for (var j = 0; j < Concurrency; j++)
+                {
+                    var r = requests[n++ % Keys];
+                    tasks[j] = Task.Run(() => pipeline.SignX509Async(node, [r], ct), ct);
+                }
+                await Task.WhenAll(tasks).ConfigureAwait(false);
+            });
+            await pipeline.SignX509Async(node, [requests[0]], ct).ConfigureAwait(false);   // warm-up, and a real record to copy
+            // The ledger alone: one record per transaction, and 16 (what one batch call or a group commit writes).
+            var sampleEvent = new LedgerEvent
+            {
+                At = DateTimeOffset.UtcNow,
+                Kind = "x509.issued",
+                Actor = AgentId,
+                Subject = entries[0].SpiffeId,
+                DataJson = (await store.Ledger.RecentDecisionsAsync(1, ct).ConfigureAwait(false)) is [{ } last] ? last.DataJson : "{}",
+            };
+            LedgerEvent[] Events(int count) => [.. Enumerable.Range(0, count).Select(_ => sampleEvent with { DecisionId = IssuanceDecider.NewDecisionId() })];
+            var ledger1 = new BenchOp("ledger1", async () => await store.Ledger.AppendAsync(Events(1), [], ct).ConfigureAwait(false));
+            var ledger16 = new BenchOp("ledger16", async () => await store.Ledger.AppendAsync(Events(Batch), [], ct).ConfigureAwait(false));
+            var samples = await BenchTiming.ThroughputAsync([sign, one, batch, concurrent, ledger1, ledger16], seconds, ct).ConfigureAwait(false);
+            double Rate(string name) => samples.Single(s => s.Name == name).PerSecond;
+            var signRate = Rate("sign");
+            var oneRate = Rate("one");
+            var batchRate = Rate("batch") * Batch;
+            var concurrentRate = Rate("concurrent") * Concurrency;
+            static double Us(long ticks, long count) => count == 0 ? 0 : BenchTiming.Round(ticks * 1e6 / Stopwatch.Frequency / count, 2);
+            var stages = new PipelineStages(
+                Us(timings.MatchTicks, timings.Count), Us(timings.PolicyTicks, timings.Count), Us(timings.SignTicks, timings.Count),
+                Us(timings.RecordTicks, timings.Count), Us(timings.LedgerTicks, timings.LedgerWrites));
+            PipelineRow Row(string measure, double rate) => new(measure, BenchTiming.Round(rate), rate <= 0 ? 0 : BenchTiming.Round(1e6 / rate, 1));
+            return new PipelineResult("pipeline", store.Kind, seconds.TotalSeconds, server.Policy.Current.Compiled.Set.All.Count,
+            [
+                Row("signing alone (CSR check + sign, DER out)", signRate),
+                Row("pipeline, 1 CSR per call (match, policy, sign, ledger txn)", oneRate),
+                Row($"pipeline, {Batch} CSRs per call (one ledger txn per call)", batchRate),
+                Row($"pipeline, {Concurrency} concurrent 1-CSR calls (group commit)", concurrentRate),
+                Row("ledger append alone, 1 record per transaction", Rate("ledger1")),
+                Row($"ledger append alone, {Batch} records per transaction", Rate("ledger16") * Batch),
+            ], stages,
+            oneRate <= 0 || signRate <= 0 ? 0 : BenchTiming.Round((1e6 / oneRate) - (1e6 / signRate), 1),
+            signRate <= 0 ? 0 : BenchTiming.Round(oneRate / signRate, 3));
+        }
+        finally
+        {
+            try
+            {
+                dir.Delete(recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+}

@@ -1,0 +1,154 @@
+using Grpc.Core;
+using Writ.Protocol.Admin;
+using Writ.Server.Ledger;
+using Writ.Server.Registration;
+using Writ.Server.Storage;
+
+namespace Writ.Server.Api;
+
+/// <summary>The ledger's admin surface: list, show, verify, export.</summary>
+public sealed partial class AdminApi
+{
+    public const int DefaultAuditLimit = 100;
+    public const int MaxAuditLimit = 5000;
+    private const int AuditPage = 1000;
+
+    public override async Task<ListAuditResponse> ListAudit(ListAuditRequest request, ServerCallContext context)
+    {
+        var limit = request.Limit switch
+        {
+            0 => DefaultAuditLimit,
+            < 0 or > MaxAuditLimit => throw new ValidationException($"--limit must be between 1 and {MaxAuditLimit}, got {request.Limit}; page with --after SEQ"),
+            var n => n,
+        };
+        if (request.AfterSeq < 0)
+            throw new ValidationException($"--after must be 0 or a record number, got {request.AfterSeq}");
+        var ct = context.CancellationToken;
+        // The head first: every record listed is then at or before it, or appended later (never a head older than a listed record).
+        var head = await server.Store.Ledger.HeadAsync(ct).ConfigureAwait(false);
+        var events = await server.Store.Ledger.ListAsync(request.AfterSeq, limit, NullIfEmpty(request.Kind), NullIfEmpty(request.Subject), ct).ConfigureAwait(false);
+        var response = new ListAuditResponse { HeadSeq = head.Seq, HeadHash = Convert.ToHexStringLower(head.Hash) };
+        response.Events.AddRange(events.Select(ToProto));
+        return response;
+    }
+
+    public override async Task<AuditEvent> GetAudit(GetAuditRequest request, ServerCallContext context)
+    {
+        var ct = context.CancellationToken;
+        if (request.DecisionId.Length > 0)
+        {
+            return ToProto(await server.Store.Ledger.GetByDecisionAsync(request.DecisionId, ct).ConfigureAwait(false)
+                ?? throw new StoreNotFoundException($"no ledger record has decision id '{request.DecisionId}': copy it from the workload's error or 'writ audit list'"));
+        }
+        if (request.Seq <= 0)
+            throw new ValidationException("give a record number (SEQ >= 1) or a decision id: writ audit show SEQ|DECISION_ID");
+        return ToProto(await server.Store.Ledger.GetAsync(request.Seq, ct).ConfigureAwait(false)
+            ?? throw new StoreNotFoundException($"ledger record {request.Seq} does not exist: 'writ audit list' shows the records and the head"));
+    }
+
+    public override async Task<VerifyAuditResponse> VerifyAudit(VerifyAuditRequest request, ServerCallContext context)
+    {
+        var ct = context.CancellationToken;
+        var verifier = new LedgerVerifier();
+        if (request.AnchorHash.Length > 0)
+            verifier.Anchor = ParseHash(request.AnchorHash, "anchor hash");
+        var head = await server.Store.Ledger.HeadAsync(ct).ConfigureAwait(false);
+        long after = 0;
+        var done = false;
+        while (!done)
+        {
+            var page = await server.Store.Ledger.ListAsync(after, AuditPage, null, null, ct).ConfigureAwait(false);
+            foreach (var e in page)
+            {
+                // Records appended after the head was read are not part of this check.
+                if (e.Seq > head.Seq || !verifier.Add(e))
+                {
+                    done = true;
+                    break;
+                }
+            }
+            if (page.Count < AuditPage)
+                break;
+            after = page[^1].Seq;
+        }
+        var ok = verifier.Finish(head);
+        var response = new VerifyAuditResponse
+        {
+            Ok = ok,
+            Checked = verifier.Checked,
+            HeadSeq = head.Seq,
+            HeadHash = Convert.ToHexStringLower(head.Hash),
+            AnchorSeq = verifier.AnchorSeq ?? 0,
+        };
+        if (!ok)
+        {
+            response.FirstBadSeq = verifier.Problem!.Seq;
+            response.Error = verifier.Problem.Message;
+            ServerLog.LedgerVerifyFailed(log, verifier.Problem.Seq, verifier.Problem.Message);
+        }
+        else if (verifier.Anchor is not null && verifier.AnchorSeq is null)
+        {
+            response.Ok = false;
+            response.Error = $"the anchor hash {request.AnchorHash} is not in the ledger: the chain was rewritten since that anchor was taken (or it is from another server); restore the database from a backup";
+            ServerLog.LedgerVerifyFailed(log, 0, response.Error);
+        }
+        else
+        {
+            ServerLog.LedgerVerified(log, verifier.Checked, head.Seq);
+        }
+        return response;
+    }
+
+    public override async Task ExportAudit(ListAuditRequest request, IServerStreamWriter<AuditEvent> responseStream, ServerCallContext context)
+    {
+        if (request.AfterSeq < 0)
+            throw new ValidationException($"--after must be 0 or a record number, got {request.AfterSeq}");
+        var ct = context.CancellationToken;
+        var after = request.AfterSeq;
+        long count = 0;
+        // Page by page: a million records never sit in memory, and the stream's flow control paces the reads.
+        while (true)
+        {
+            var page = await server.Store.Ledger.ListAsync(after, AuditPage, NullIfEmpty(request.Kind), NullIfEmpty(request.Subject), ct).ConfigureAwait(false);
+            foreach (var e in page)
+            {
+                if (request.Limit > 0 && count >= request.Limit)
+                    break;
+                await responseStream.WriteAsync(ToProto(e), ct).ConfigureAwait(false);
+                count++;
+            }
+            if (page.Count < AuditPage || (request.Limit > 0 && count >= request.Limit))
+                break;
+            after = page[^1].Seq;
+        }
+        ServerLog.LedgerExported(log, AdminCaller.Of(context), count, request.AfterSeq);
+    }
+
+    internal static AuditEvent ToProto(LedgerEvent e) => new()
+    {
+        Seq = e.Seq,
+        AtUnixMicros = LedgerHash.ToMicros(e.At),
+        Kind = e.Kind,
+        Actor = e.Actor,
+        Subject = e.Subject,
+        DecisionId = e.DecisionId ?? "",
+        HasDecisionId = e.DecisionId is not null,
+        DataJson = e.DataJson,
+        PrevHash = Convert.ToHexStringLower(e.PrevHash),
+        Hash = Convert.ToHexStringLower(e.Hash),
+    };
+
+    private static byte[] ParseHash(string hex, string what)
+    {
+        try
+        {
+            var b = Convert.FromHexString(hex);
+            if (b.Length == LedgerHash.Size)
+                return b;
+        }
+        catch (FormatException)
+        {
+        }
+        throw new ValidationException($"the {what} must be {LedgerHash.Size * 2} hex digits (a head hash from 'writ audit list' or 'writ audit verify')");
+    }
+}

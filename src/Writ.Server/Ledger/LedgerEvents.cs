@@ -1,0 +1,90 @@
+using Writ.Server.Storage;
+
+namespace Writ.Server.Ledger;
+
+/// <summary>
+/// The ledger events of admin changes (entries, agents, join tokens, policy). At is left unset: the store stamps it when
+/// the events are appended in the same transaction as the change. Nothing secret goes in: no join-token secret, no key.
+/// </summary>
+public static class LedgerEvents
+{
+    public const string EntryCreated = "entry.created";
+    public const string EntryUpdated = "entry.updated";
+    public const string EntryDeleted = "entry.deleted";
+    public const string NodeAttested = "node.attested";
+    public const string NodeRenewed = "node.renewed";
+    public const string NodeBanned = "node.banned";
+    public const string NodeEvicted = "node.evicted";
+    public const string JoinTokenCreated = "join_token.created";
+    public const string PolicyPushed = "policy.pushed";
+    public const string PolicyRolledBack = "policy.rolled_back";
+
+    /// <summary>The actor of what the server does by itself (e.g. installing the default policy).</summary>
+    public const string ServerActor = "server";
+
+    /// <summary>entry.created / entry.updated / entry.deleted: subject = the entry id, data = the entry.</summary>
+    public static LedgerEvent Entry(string kind, string actor, RegistrationEntry entry)
+    {
+        ArgumentNullException.ThrowIfNull(entry);
+        return New(kind, actor, entry.Id, EntryData(entry));
+    }
+
+    public static LedgerJson EntryData(RegistrationEntry e) => new LedgerJson()
+        .Add("admin", e.Admin)
+        .Add("dns_names", e.DnsNames)
+        .Add("expires_at", e.ExpiresAt)
+        .Add("hint", e.Hint)
+        .Add("id", e.Id)
+        .Add("jwt_ttl_seconds", e.JwtTtlSeconds)
+        .Add("parent_id", e.ParentId)
+        .Add("selectors", e.Selectors.Select(s => s.ToString()).ToList())
+        .Add("spiffe_id", e.SpiffeId)
+        .Add("x509_ttl_seconds", e.X509TtlSeconds);
+
+    /// <summary>node.banned / node.evicted / node.attested / node.renewed: subject = the agent's SPIFFE ID.</summary>
+    public static LedgerEvent Node(string kind, string actor, AttestedNode node)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        return New(kind, actor, node.SpiffeId, new LedgerJson()
+            .Add("attestation_type", node.AttestationType)
+            .Add("banned", node.Banned)
+            .Add("expires_at", node.ExpiresAt)
+            .Add("serial_number", node.SerialNumber));
+    }
+
+    /// <summary>join_token.created: subject = the SPIFFE ID an agent attested with it gets; data = public id, alias, expiry (never the secret).</summary>
+    public static LedgerEvent JoinToken(string actor, JoinToken token, string agentSpiffeId)
+    {
+        ArgumentNullException.ThrowIfNull(token);
+        return New(JoinTokenCreated, actor, agentSpiffeId, new LedgerJson()
+            .Add("alias", token.Alias)
+            .Add("expires_at", token.ExpiresAt)
+            .Add("token_id", token.Id));
+    }
+
+    /// <summary>
+    /// policy.pushed / policy.rolled_back: subject "policy:{version}", data with "version":"{version}" (the policy store
+    /// fills in the number it assigns, in the same transaction).
+    /// </summary>
+    public static LedgerEvent Policy(string kind, string actor, StoredPolicyVersion version, int policyCount)
+    {
+        ArgumentNullException.ThrowIfNull(version);
+        return New(kind, actor, "policy:{version}", new LedgerJson()
+            .Add("author", version.Author)
+            .Add("comment", version.Comment)
+            .Add("files", version.Files.Select(f => f.Name).ToList())
+            .Add("policies", policyCount)
+            .Add("rolled_back_from", version.RolledBackFrom)
+            .Add("sha256", version.Sha256)
+            .Add("version", "{version}"));
+    }
+
+    private static LedgerEvent New(string kind, string actor, string subject, LedgerJson data) => new()
+    {
+        At = default,
+        Kind = kind,
+        Actor = actor,
+        Subject = subject,
+        DataJson = data.ToString(),
+    };
+}

@@ -1,0 +1,159 @@
+using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Writ.Agent.Tests.Instances;
+using Writ.Agent.Tests.TestSupport;
+using Writ.Agent.WorkloadApi;
+using Writ.Protocol.Agent;
+using Writ.Spiffe;
+
+namespace Writ.Agent.Tests.WorkloadApi;
+
+/// <summary>
+/// The Workload API service on a real Unix socket, this test process as the workload, the server faked: what a
+/// workload sees of denials and revocations.
+/// </summary>
+public sealed class WorkloadApiServiceTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private static string OwnUid => "unix:uid:" + InstanceRig.Ids(Environment.ProcessId).Uid.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    [Fact]
+    public async Task A_workload_refused_every_svid_gets_permission_denied_with_the_servers_reason_and_decision_id()
+    {
+        await using var host = await Host.StartAsync();
+        var payments = InstanceRig.Entry("payments", OwnUid);
+        host.Rig.SetEntries(payments);
+        host.Rig.Server.Deny["payments"] = ("d-4f2a", "denied by policy 'payments-need-tpm'");
+
+        using var call = host.Client.FetchX509SVID(new X509SVIDRequest(), Host.Headers, cancellationToken: Ct);
+        var e = await Assert.ThrowsAsync<RpcException>(() => call.ResponseStream.MoveNext(Ct));
+        Assert.Equal(StatusCode.PermissionDenied, e.StatusCode);
+        Assert.Equal("issuance denied by policy 'payments-need-tpm' (decision d-4f2a, see 'writ explain d-4f2a')", e.Status.Detail);
+
+        // With another identity allowed, the stream serves that one only.
+        var web = InstanceRig.Entry("web", OwnUid);
+        host.Rig.SetEntries(payments, web);
+        using var call2 = host.Client.FetchX509SVID(new X509SVIDRequest(), Host.Headers, cancellationToken: Ct);
+        Assert.True(await call2.ResponseStream.MoveNext(Ct));
+        Assert.Equal(["spiffe://example.org/web"], call2.ResponseStream.Current.Svids.Select(s => s.SpiffeId));
+    }
+
+    [Fact]
+    public async Task A_jwt_refused_by_the_server_reaches_the_workload_in_the_servers_words()
+    {
+        await using var host = await Host.StartAsync();
+        host.Rig.SetEntries(InstanceRig.Entry("api", OwnUid));
+        const string detail = "issuance denied by policy 'jwt-audiences' (decision d-77, see 'writ explain d-77')";
+        host.Rig.Server.DenyJwt["api"] = detail;
+        var e = await Assert.ThrowsAsync<RpcException>(async () =>
+            await host.Client.FetchJWTSVIDAsync(new JWTSVIDRequest { Audience = { "https://evil.example" } }, Host.Headers, cancellationToken: Ct));
+        Assert.Equal(StatusCode.PermissionDenied, e.StatusCode);
+        Assert.Equal(detail, e.Status.Detail);
+
+        host.Rig.Server.DenyJwt.Clear();
+        var ok = await host.Client.FetchJWTSVIDAsync(new JWTSVIDRequest { Audience = { "https://good.example" } }, Host.Headers, cancellationToken: Ct);
+        Assert.Single(ok.Svids);
+        var mint = host.Rig.Server.Mints[^1];
+        Assert.Equal(32, mint.BoundCertSha256.Length);   // bound to this process's X.509-SVID
+        Assert.Contains(mint.Evidence.Selectors, s => $"{s.Type}:{s.Value}" == OwnUid);
+    }
+
+    [Fact]
+    public async Task A_revoked_svid_is_replaced_on_the_open_stream_at_once()
+    {
+        await using var host = await Host.StartAsync();
+        host.Rig.SetEntries(InstanceRig.Entry("web", OwnUid));
+        using var call = host.Client.FetchX509SVID(new X509SVIDRequest(), Host.Headers, cancellationToken: Ct);
+        Assert.True(await call.ResponseStream.MoveNext(Ct));
+        var first = Leaf(call.ResponseStream.Current);
+
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        host.Rig.State.Revocations.Add([new Revocation { SerialHex = first.SerialNumber, ExpiresAtUnix = new DateTimeOffset(first.NotAfter).ToUnixTimeSeconds() }]);
+        host.Rig.State.Changed.Raise();   // as the sync client does
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        deadline.CancelAfter(TimeSpan.FromSeconds(5));
+        Assert.True(await call.ResponseStream.MoveNext(deadline.Token));
+        var second = Leaf(call.ResponseStream.Current);
+        TestContext.Current.SendDiagnosticMessage($"revocation -> new SVID on the stream in {sw.Elapsed.TotalMilliseconds:F0} ms");
+        Assert.NotEqual(first.SerialNumber, second.SerialNumber);
+        Assert.Equal("spiffe://example.org/web", call.ResponseStream.Current.Svids.Single().SpiffeId);
+    }
+
+    private static X509Certificate2 Leaf(X509SVIDResponse r)
+    {
+        var der = r.Svids[0].X509Svid.ToByteArray();
+        // The chain is concatenated DER: the first certificate's length is in its SEQUENCE header.
+        var len = der[1] < 0x80 ? der[1] + 2 : ((der[1] & 0x7f) == 2 ? ((der[2] << 8) | der[3]) + 4 : der[2] + 3);
+        return X509CertificateLoader.LoadCertificate(der.AsSpan(0, len));
+    }
+
+    /// <summary>WorkloadApiService on a Unix socket of a temp dir, wired to an <see cref="InstanceRig"/>.</summary>
+    private sealed class Host : IAsyncDisposable
+    {
+        public static readonly Metadata Headers = new() { { WorkloadApiService.SecurityHeader, "true" } };
+
+        private readonly TempDir _dir = new();
+        private WebApplication? _app;
+        private GrpcChannel? _channel;
+
+        public InstanceRig Rig { get; } = new();
+
+        public SpiffeWorkloadAPI.SpiffeWorkloadAPIClient Client { get; private set; } = null!;
+
+        public static async Task<Host> StartAsync()
+        {
+            var host = new Host();
+            var socket = host._dir.Combine("w.sock");
+            var builder = WebApplication.CreateSlimBuilder();
+            builder.Logging.ClearProviders();
+            builder.Services.AddSingleton(new AgentOptions
+            {
+                ServerAddress = "127.0.0.1:1", TrustDomain = TrustDomain.Parse("example.org"), DataDir = host._dir.Path, SocketPath = socket,
+            });
+            builder.Services.AddSingleton(TimeProvider.System);
+            builder.Services.AddSingleton(host.Rig.State);
+            builder.Services.AddSingleton(host.Rig.Runner);
+            builder.Services.AddSingleton(host.Rig.Tracker);
+            builder.Services.AddSingleton(host.Rig.Cache);
+            builder.Services.AddGrpc();
+            builder.WebHost.ConfigureKestrel(k => k.ListenUnixSocket(socket, lo => lo.Protocols = HttpProtocols.Http2));
+            host._app = builder.Build();
+            host._app.MapGrpcService<WorkloadApiService>();
+            await host._app.StartAsync(Ct);
+            host._channel = GrpcChannel.ForAddress("http://localhost", new GrpcChannelOptions
+            {
+                HttpHandler = new SocketsHttpHandler
+                {
+                    ConnectCallback = async (_, ct) =>
+                    {
+                        var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+                        await s.ConnectAsync(new UnixDomainSocketEndPoint(socket), ct);
+                        return new NetworkStream(s, ownsSocket: true);
+                    },
+                },
+            });
+            host.Client = new SpiffeWorkloadAPI.SpiffeWorkloadAPIClient(host._channel);
+            return host;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            _channel?.Dispose();
+            if (_app is not null)
+            {
+                await _app.StopAsync(CancellationToken.None);
+                await _app.DisposeAsync();
+            }
+            Rig.Dispose();
+            _dir.Dispose();
+        }
+    }
+}
