@@ -51,7 +51,8 @@ public static class AdminCommands
         new("agent show", "Show one agent.", [new("spiffe-id", "agent ID", "ID"), Socket, OutputOpt], AgentShow, "[ID]"),
         new("agent ban", "Ban an agent: refused everywhere until evicted.", [new("spiffe-id", "agent ID", "ID"), Socket, OutputOpt], AgentBan, "[ID]"),
         new("agent evict", "Evict an agent: its record is deleted and it must attest again.", [new("spiffe-id", "agent ID", "ID"), Socket, OutputOpt], AgentEvict, "[ID]"),
-        new("bundle show", "Print the trust bundle.", [new("format", "pem (default) or spiffe (JWK Set)", "FORMAT"), Socket, OutputOpt], BundleShow),
+        new("bundle show", "Print the trust bundle, or the CA-signed CRL of revoked X.509-SVIDs.",
+            [new("format", "pem (default), spiffe (JWK Set) or crl (the CRL as PEM)", "FORMAT"), Socket, OutputOpt], BundleShow),
         new("x509 mint", "Mint an X.509-SVID (admin); the key is made here and never leaves this machine.",
             [new("spiffe-id", "the SVID's SPIFFE ID", "ID", Required: true), new("ttl", "lifetime, e.g. 1h", "DURATION"),
              new("dns", "DNS SAN", "NAME", Repeatable: true), new("write", "write svid.pem, svid.key, bundle.pem to this directory", "DIR"), Socket, OutputOpt], X509Mint),
@@ -353,16 +354,29 @@ public static class AdminCommands
     private static async Task<int> BundleShow(ParsedArgs a, CommandContext ctx)
     {
         var format = a.Get("format") ?? "pem";
-        if (format is not ("pem" or "spiffe"))
+        if (format is not ("pem" or "spiffe" or "crl"))
         {
-            throw new UsageException($"--format must be pem or spiffe, got '{format}'");
+            throw new UsageException($"--format must be pem, spiffe or crl, got '{format}'");
         }
         using var c = AdminConnection.FromArgs(a);
         var r = await c.CallAsync(s => s.GetBundleAsync(new GetBundleRequest(), cancellationToken: ctx.Cancellation)).ConfigureAwait(false);
         if (a.JsonOutput)
         {
             using var doc = JsonDocument.Parse(r.SpiffeBundleJson);
-            Output.Json(ctx.Out, new { trust_domain = r.TrustDomain, sequence = r.Sequence, pem = r.Pem, spiffe = doc.RootElement.Clone() });
+            Output.Json(ctx.Out, new
+            {
+                trust_domain = r.TrustDomain, sequence = r.Sequence, pem = r.Pem, spiffe = doc.RootElement.Clone(),
+                crl_pem = r.CrlDer.Length > 0 ? PemEncoding.WriteString("X509 CRL", r.CrlDer.Span) + "\n" : null,
+            });
+            return 0;
+        }
+        if (format == "crl")
+        {
+            if (r.CrlDer.Length == 0)
+            {
+                throw new CommandFailedException("the server sent no CRL: it predates revocation support; upgrade it", 1);
+            }
+            ctx.Out.Write(PemEncoding.WriteString("X509 CRL", r.CrlDer.Span) + "\n");
             return 0;
         }
         ctx.Out.Write(format == "pem" ? r.Pem : r.SpiffeBundleJson.TrimEnd() + "\n");

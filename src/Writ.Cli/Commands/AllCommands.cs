@@ -10,6 +10,7 @@ public static class AllCommands
         .. ServerCommands.All(),
         .. AgentCommands.All(),
         .. AdminCommands.All(),
+        .. RevokeCommands.All(),
         .. PolicyCommands.All(),
         .. DecisionCommands.All(),
         .. PolicyLifecycleCommands.All(),

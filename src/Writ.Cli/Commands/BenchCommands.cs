@@ -24,6 +24,7 @@ public static class BenchCommands
             [Seconds, OutputOpt], WorkloadApiAsync),
         new("bench scale", "Partial: a server process on SQLite; N entries created through the admin API; start-up time and memory.",
             [new("entries", "number of registration entries (default 100000)", "N"), OutputOpt], ScaleAsync),
+        RevocationBench.Command,
     ];
 
     private static TimeSpan ParseSeconds(ParsedArgs a)

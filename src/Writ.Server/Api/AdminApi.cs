@@ -118,6 +118,7 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
         await server.Store.Entries.DeleteAsync(request.Id, context.CancellationToken,
             [LedgerEvents.Entry(LedgerEvents.EntryDeleted, AdminCaller.Of(context), gone)]).ConfigureAwait(false);
         ServerLog.EntryDeleted(log, request.Id);
+        await AutoRevokeEntryAsync(request.Id, context).ConfigureAwait(false);
         return new DeleteEntryResponse();
     }
 
@@ -138,6 +139,7 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
         var banned = await server.Store.Nodes.UpdateAsync(node with { Banned = true, UpdatedAt = server.Time.GetUtcNow() }, context.CancellationToken,
             [LedgerEvents.Node(LedgerEvents.NodeBanned, AdminCaller.Of(context), node with { Banned = true })]).ConfigureAwait(false);
         ServerLog.AgentBanned(log, node.SpiffeId);
+        await AutoRevokeAgentAsync(node, "agent banned", context).ConfigureAwait(false);
         server.Changes.Raise();   // open sync streams re-check their agent at once
         return ToProto(banned);
     }
@@ -148,20 +150,23 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
         await server.Store.Nodes.DeleteAsync(node.SpiffeId, context.CancellationToken,
             [LedgerEvents.Node(LedgerEvents.NodeEvicted, AdminCaller.Of(context), node)]).ConfigureAwait(false);
         ServerLog.AgentEvicted(log, node.SpiffeId);
+        await AutoRevokeAgentAsync(node, "agent evicted", context).ConfigureAwait(false);
         server.Changes.Raise();
         return new EvictAgentResponse();
     }
 
-    public override Task<GetBundleResponse> GetBundle(GetBundleRequest request, ServerCallContext context)
+    public override async Task<GetBundleResponse> GetBundle(GetBundleRequest request, ServerCallContext context)
     {
         var b = server.Ca.Bundle;
-        return Task.FromResult(new GetBundleResponse
+        var crl = await server.Revocations.CurrentCrlAsync(context.CancellationToken).ConfigureAwait(false);
+        return new GetBundleResponse
         {
             TrustDomain = server.Options.TrustDomain.Name,
             Pem = b.ToPem(),
             SpiffeBundleJson = b.ToSpiffeJson(),
             Sequence = server.Ca.BundleSequence,
-        });
+            CrlDer = ByteString.CopyFrom(crl.Der),
+        };
     }
 
     public override async Task<HealthResponse> Health(HealthRequest request, ServerCallContext context)

@@ -117,20 +117,27 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
             since = 0;   // the agent is ahead of this store (restored or replaced database): start over with a full state
         }
         long bundleSent = -1;
+        System.Numerics.BigInteger crlSent = -1;
+        var revocationCursor = since;
         var full = since == 0;   // the first batch is the full state (reset) unless the agent resumes from a revision
         var first = true;
         while (!ct.IsCancellationRequested)
         {
             var generation = server.Changes.Generation;
             var changes = await server.Store.Entries.ChangesSinceAsync(since, parents, ct).ConfigureAwait(false);
+            var (revocations, cursor) = await RevocationsForSyncAsync(full || changes.Full, revocationCursor, changes.Revision, ct).ConfigureAwait(false);
+            var crl = await server.Revocations.CrlAsync(cursor, ct).ConfigureAwait(false);
             var bundleSeq = server.Ca.BundleSequence;
-            if (first || changes.Upserts.Count > 0 || changes.DeletedIds.Count > 0 || bundleSeq != bundleSent)
+            var bundleChanged = bundleSeq != bundleSent || crl.Number != crlSent;
+            if (first || changes.Upserts.Count > 0 || changes.DeletedIds.Count > 0 || bundleChanged || revocations.Count > 0)
             {
                 // The store answers with the whole state when the agent's revision predates pruned deletions:
                 // then the agent must drop what it holds (reset), or it would keep entries deleted meanwhile.
-                await SendPagesAsync(responseStream, changes, full || changes.Full, bundleSeq != bundleSent, ct).ConfigureAwait(false);
+                await SendPagesAsync(responseStream, changes, full || changes.Full, bundleChanged ? crl : null, revocations, ct).ConfigureAwait(false);
                 bundleSent = bundleSeq;
+                crlSent = crl.Number;
             }
+            revocationCursor = cursor;
             since = changes.Revision;
             full = false;
             first = false;
@@ -138,7 +145,8 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
             using var wake = CancellationTokenSource.CreateLinkedTokenSource(ct);
             await Task.WhenAny(
                 server.Store.Entries.WaitForChangeAsync(changes.Revision, wake.Token),
-                server.Changes.WaitAsync(generation, wake.Token)).ConfigureAwait(false);
+                server.Changes.WaitAsync(generation, wake.Token),
+                CrlRefreshDueAsync(crl, wake.Token)).ConfigureAwait(false);
             await wake.CancelAsync().ConfigureAwait(false);
             ct.ThrowIfCancellationRequested();
             caller = await AuthenticateAsync(context).ConfigureAwait(false);   // banned or evicted meanwhile: the stream ends
@@ -146,12 +154,13 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         }
     }
 
-    private async Task SendPagesAsync(IServerStreamWriter<SyncUpdate> stream, EntryChanges changes, bool full, bool withBundle, CancellationToken ct)
+    private async Task SendPagesAsync(IServerStreamWriter<SyncUpdate> stream, EntryChanges changes, bool full, Revocation.CrlSnapshot? withBundle,
+        IReadOnlyList<RevocationRecord> revocations, CancellationToken ct)
     {
         var page = NewPage(changes.Revision, full);
-        if (withBundle)
+        if (withBundle is not null)
         {
-            page.Bundle = BundleProto();
+            page.Bundle = BundleProto(withBundle);
         }
         var size = page.CalculateSize();
         foreach (var e in changes.Upserts)
@@ -177,6 +186,19 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
             }
             page.DeletedEntryIds.Add(id);
             size += id.Length + 8;
+        }
+        foreach (var r in revocations)
+        {
+            var p = Revocation.RevocationMapping.ToProto(r);
+            var s = p.CalculateSize() + 8;
+            if (size + s > SyncPageBytes || page.Revocations.Count >= SyncPageEntries)
+            {
+                await stream.WriteAsync(page, ct).ConfigureAwait(false);
+                page = NewPage(changes.Revision, reset: false);
+                size = 0;
+            }
+            page.Revocations.Add(p);
+            size += s;
         }
         page.PageEnd = true;
         await stream.WriteAsync(page, ct).ConfigureAwait(false);
@@ -316,6 +338,10 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         {
             throw Refuse(context, StatusCode.Unauthenticated, $"agent {id} presented a superseded SVID (serial {cert.SerialNumber}): use the latest SVID or re-attest");
         }
+        if (server.Revocations.IsSerialRevoked(cert.SerialNumber))
+        {
+            throw Refuse(context, StatusCode.Unauthenticated, $"agent {id} presented a revoked SVID (serial {cert.SerialNumber}): attest again with a new join token");
+        }
         return new AgentCaller(id, node);
     }
 
@@ -332,11 +358,12 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         return r;
     }
 
-    private Bundle BundleProto() => new()
+    private Bundle BundleProto(Revocation.CrlSnapshot? crl = null) => new()
     {
         TrustDomain = server.Options.TrustDomain.Name,
         SpiffeBundleJson = ByteString.CopyFromUtf8(server.Ca.Bundle.ToSpiffeJson()),
         Sequence = server.Ca.BundleSequence,
+        CrlDer = ByteString.CopyFrom((crl ?? server.Revocations.CachedCrl)?.Der ?? []),
     };
 
     /// <summary>Join tokens are stored only as SHA-256 hashes; the secret itself is never written.</summary>

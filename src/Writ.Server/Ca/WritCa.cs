@@ -640,6 +640,19 @@ public sealed class WritCa
         return (token, exp, jti);
     }
 
+    /// <summary>
+    /// The active X.509 authority (key id, certificate, key): the CRL is signed with it (Revocation/RevocationService).
+    /// Internal: the key never leaves the server assembly.
+    /// </summary>
+    internal (string KeyId, X509Certificate2 Certificate, AsymmetricAlgorithm Key) ActiveX509Authority
+    {
+        get
+        {
+            var s = _x509Signer ?? throw new InvalidOperationException("the CA is not initialized: call InitializeAsync first");
+            return (s.KeyId, s.Certificate, s.Key);
+        }
+    }
+
     public DateTimeOffset ActiveX509NotAfter => new(_x509Signer?.Certificate.NotAfter.ToUniversalTime() ?? DateTime.MinValue);
 
     private static AsymmetricAlgorithm ImportPublic(string spkiBase64)

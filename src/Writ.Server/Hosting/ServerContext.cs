@@ -4,6 +4,7 @@ using Writ.Server.Configuration;
 using Writ.Server.Issuance;
 using Writ.Server.Policy;
 using Writ.Server.Registration;
+using Writ.Server.Revocation;
 using Writ.Server.Storage;
 using Writ.Protocol;
 
@@ -22,6 +23,7 @@ public sealed class ServerContext
         Issuer = new(ca, options.DefaultX509Ttl, options.DefaultJwtTtl, options.MaxTtl);
         Validator = new(options.TrustDomain, options.MaxTtl, time);
         Policy = new IssuancePolicyEngine(store.Policies, PolicyChanged, time, logs.CreateLogger<IssuancePolicyEngine>());
+        Revocations = new RevocationService(store, ca, time, logs.CreateLogger<RevocationService>());
         LedgerWriter = new LedgerGroupCommit(store);
     }
 
@@ -41,6 +43,9 @@ public sealed class ServerContext
 
     /// <summary>The active issuance policy set (reloads on <see cref="PolicyChanged"/> and polls the store); started by the host.</summary>
     public IssuancePolicyEngine Policy { get; }
+
+    /// <summary>Revocation: what to revoke, the deny list, the CRL (issue #6).</summary>
+    public RevocationService Revocations { get; }
 
     /// <summary>Issuance records, group-committed: concurrent issuances share one ledger transaction.</summary>
     public LedgerGroupCommit LedgerWriter { get; }
