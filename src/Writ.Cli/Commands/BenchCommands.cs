@@ -20,7 +20,7 @@ public static class BenchCommands
         new("bench jwt", "JWT-SVID mint and validate per second on one thread, against raw ECDSA P-256 sign and verify.",
             [Seconds, OutputOpt], JwtAsync),
         new("bench workload-api", "FetchX509SVID and FetchJWTSVID latency (p50/p99) over the agent's Unix socket, against a no-op gRPC call.",
-            [Seconds, OutputOpt], WorkloadApiAsync),
+            [Seconds, OutputOpt, new("breakdown", "also time each stage of the agent's work per call (peer credentials, pin, attestors, matching, response) in µs", IsFlag: true)], WorkloadApiAsync),
         new("bench scale", "Partial: a server process on SQLite; N entries created through the admin API; start-up time and memory.",
             [new("entries", "number of registration entries (default 100000)", "N"), OutputOpt], ScaleAsync),
     ];
@@ -142,7 +142,7 @@ public static class BenchCommands
     {
         var seconds = ParseSeconds(a);
         CheckOutput(a);
-        var r = await WorkloadApiBench.RunAsync(seconds, a.JsonOutput ? TextWriter.Null : ctx.Error, ctx.Cancellation).ConfigureAwait(false);
+        var r = await WorkloadApiBench.RunAsync(seconds, a.Flag("breakdown"), a.JsonOutput ? TextWriter.Null : ctx.Error, ctx.Cancellation).ConfigureAwait(false);
         if (a.JsonOutput)
         {
             Output.Json(ctx.Out, r);
@@ -157,6 +157,12 @@ public static class BenchCommands
             Row("no-op unary", r.NoopUnary),
         ]);
         ctx.Out.WriteLine($"p99 ratio to no-op: x509 {F(r.X509P99Ratio, "0.00")}, jwt {F(r.JwtP99Ratio, "0.00")} (goal ≤ {F(r.GoalRatio, "0.0")})");
+        if (r.Breakdown is { } b)
+        {
+            ctx.Out.WriteLine();
+            Output.Table(ctx.Out, ["stage", "what", "p50 µs", "p99 µs", "mean µs"],
+                b.Select(s => (IReadOnlyList<string>)[s.Stage, s.What, F(s.P50, "N1"), F(s.P99, "N1"), F(s.Mean, "N1")]));
+        }
         return 0;
     }
 }
