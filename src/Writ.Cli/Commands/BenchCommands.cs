@@ -21,9 +21,33 @@ public static class BenchCommands
             [Seconds, OutputOpt], JwtAsync),
         new("bench workload-api", "FetchX509SVID and FetchJWTSVID latency (p50/p99) over the agent's Unix socket, against a no-op gRPC call.",
             [Seconds, OutputOpt, new("breakdown", "also time each stage of the agent's work per call (peer credentials, pin, attestors, matching, response) in µs", IsFlag: true)], WorkloadApiAsync),
-        new("bench scale", "Partial: a server process on SQLite; N entries created through the admin API; start-up time and memory.",
-            [new("entries", "number of registration entries (default 100000)", "N"), OutputOpt], ScaleAsync),
+        new("bench scale", "Server processes on SQLite or PostgreSQL with N entries: start-up, memory, create rate, one agent's full sync, a fleet of agents and fan-out.",
+            [
+                new("entries", "number of registration entries (default 100000)", "N"),
+                new("store", "sqlite (default: a temporary file) or postgres (a scratch database on the server given by --pg, dropped afterwards)", "KIND"),
+                new("pg", $"PostgreSQL connection string (Npgsql) for --store postgres; or set {PgEnvVar}. Its user must be allowed to CREATE DATABASE", "CONNSTRING"),
+                new("sync-entries", "entries authorized for the one agent whose full sync is timed (default 10000; at most --entries)", "N"),
+                new("agents", "simulated agents connected at once (default 1000)", "N"),
+                new("fanout-rounds", "entry changes whose arrival at every agent is timed (default 5)", "N"),
+                OutputOpt,
+            ], ScaleAsync),
     ];
+
+    public const string PgEnvVar = "WRIT_BENCH_PG";
+
+    private static int ParseCount(ParsedArgs a, string name, int fallback, int min, int max)
+    {
+        var text = a.Get(name);
+        if (text is null)
+        {
+            return fallback;
+        }
+        if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n < min || n > max)
+        {
+            throw new UsageException($"--{name} '{text}' is not a whole number from {min} to {max}: give e.g. --{name} {fallback}");
+        }
+        return n;
+    }
 
     private static TimeSpan ParseSeconds(ParsedArgs a)
     {
@@ -113,13 +137,27 @@ public static class BenchCommands
 
     private static async Task<int> ScaleAsync(ParsedArgs a, CommandContext ctx)
     {
-        var text = a.Get("entries") ?? "100000";
-        if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var entries) || entries is < 1 or > 10_000_000)
+        var entries = ParseCount(a, "entries", ScaleOptions.DefaultEntries, 1, 10_000_000);
+        var syncEntries = ParseCount(a, "sync-entries", ScaleOptions.DefaultSyncEntries, 1, 10_000_000);
+        var agents = ParseCount(a, "agents", ScaleOptions.DefaultAgents, 1, 100_000);
+        var rounds = ParseCount(a, "fanout-rounds", ScaleOptions.DefaultFanoutRounds, 1, 1000);
+        var store = a.Get("store") ?? "sqlite";
+        if (store is not ("sqlite" or "postgres"))
         {
-            throw new UsageException($"--entries '{text}' is not a whole number from 1 to 10000000: give e.g. --entries 100000");
+            throw new UsageException($"--store '{store}' is not known: use sqlite or postgres");
+        }
+        var pg = a.Get("pg") ?? Environment.GetEnvironmentVariable(PgEnvVar);
+        if (store == "postgres" && string.IsNullOrWhiteSpace(pg))
+        {
+            throw new UsageException($"--store postgres needs the server to use: pass --pg \"Host=...;Username=...;Database=...\" or set {PgEnvVar}");
+        }
+        if (store == "sqlite" && a.Get("pg") is not null)
+        {
+            throw new UsageException("--pg is only for --store postgres");
         }
         CheckOutput(a);
-        var r = await ScaleBench.RunAsync(entries, a.JsonOutput ? TextWriter.Null : ctx.Error, ctx.Cancellation).ConfigureAwait(false);
+        var r = await ScaleBench.RunAsync(new ScaleOptions(entries, store, store == "postgres" ? pg : null, syncEntries, agents, rounds),
+            a.JsonOutput ? TextWriter.Null : ctx.Error, ctx.Cancellation).ConfigureAwait(false);
         if (a.JsonOutput)
         {
             Output.Json(ctx.Out, r);
@@ -134,6 +172,14 @@ public static class BenchCommands
             ["server resident memory, empty store (MiB)", F(r.RssEmptyMb, "N1")],
             ["server start-up with the entries (ms)", F(r.StartupMs)],
             ["server resident memory with the entries, after start-up (MiB)", F(r.RssMb, "N1")],
+            [$"one agent's full sync of {F(r.Sync.Entries)} entries, new connection (ms, Sync call → page_end)", F(r.Sync.FirstMs, "N1")],
+            ["same, connection open (ms, median of 3)", F(r.Sync.WarmMedianMs, "N1")],
+            [$"{F(r.Fleet.Agents)} agents: attestation (s, 8 at a time)", F(r.Fleet.AttestSeconds, "N1")],
+            [$"{F(r.Fleet.Agents)} agents: all synced (ms, Sync streams opened at once)", F(r.Fleet.AllSyncedMs)],
+            [$"server resident memory with {F(r.Fleet.Agents)} agents connected (MiB)", F(r.Fleet.ServerRssMb, "N1")],
+            [$"one entry change reaching all {F(r.Fleet.Agents)}: p50 / p99 / max (ms, {r.Fleet.FanoutRounds} rounds)",
+                $"{F(r.Fleet.FanoutP50Ms, "N1")} / {F(r.Fleet.FanoutP99Ms, "N1")} / {F(r.Fleet.FanoutMaxMs, "N1")}"],
+            ["whole run (s)", F(r.TotalSeconds, "N0")],
         ]);
         return 0;
     }
