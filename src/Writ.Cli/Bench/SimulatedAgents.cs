@@ -107,7 +107,23 @@ public static class SimulatedAgents
             TaskCompletionSource roundDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
             using var stopStreams = CancellationTokenSource.CreateLinkedTokenSource(ct);
             var start = Stopwatch.GetTimestamp();
+            // A stream that fails ends the measurement at once with the reason (a real agent would reconnect; a
+            // benchmark that silently lost agents would report figures for fewer than it says).
+            var failed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             var loops = agents.Select((a, i) => Task.Run(async () =>
+            {
+                try
+                {
+                    await ReadAsync(a, i).ConfigureAwait(false);
+                }
+                catch (Exception e) when (!stopStreams.IsCancellationRequested)
+                {
+                    var why = e is RpcException r ? $"{r.StatusCode}: {r.Status.Detail}" : $"{e.GetType().Name}: {e.Message}";
+                    failed.TrySetException(new CommandLine.CommandFailedException($"simulated agent {i} ({a.Id}) lost its Sync stream: {why.ReplaceLineEndings(" ")}"));
+                }
+            }, CancellationToken.None)).ToArray();
+
+            async Task ReadAsync(Agent a, int i)
             {
                 using var call = a.Client.Sync(new SyncRequest { SinceRevision = 0 }, cancellationToken: stopStreams.Token);
                 var isSynced = false;
@@ -132,9 +148,13 @@ public static class SimulatedAgents
                         Volatile.Read(ref roundDone).TrySetResult();
                     }
                 }
-            }, CancellationToken.None)).ToArray();
+                if (!stopStreams.IsCancellationRequested)
+                {
+                    throw new IOException("the server ended the stream");
+                }
+            }
 
-            await allSynced.Task.WaitAsync(ct).ConfigureAwait(false);
+            await WhenFirstAsync(allSynced.Task, failed.Task, "reach page_end", () => pendingSync, ct).ConfigureAwait(false);
             var allSyncedMs = (synced.Max() - start) * 1000.0 / Stopwatch.Frequency;
             var rss = serverRss();
             progress.WriteLine($"all {agents.Length:N0} agents synced in {allSyncedMs:N0} ms; server RSS {rss:N1} MiB; {rounds} fan-out rounds");
@@ -149,7 +169,7 @@ public static class SimulatedAgents
                 Volatile.Write(ref currentHint, hint);
                 var t0 = Stopwatch.GetTimestamp();
                 await changeEntry(hint, ct).ConfigureAwait(false);
-                await Volatile.Read(ref roundDone).Task.WaitAsync(ct).ConfigureAwait(false);
+                await WhenFirstAsync(Volatile.Read(ref roundDone).Task, failed.Task, $"receive change {r + 1}", () => Volatile.Read(ref pendingRound), ct).ConfigureAwait(false);
                 samples.AddRange(arrived.Select(t => (t - t0) * 1000.0 / Stopwatch.Frequency));
             }
 
@@ -171,6 +191,19 @@ public static class SimulatedAgents
             {
                 a?.Dispose();
             }
+        }
+    }
+
+    /// <summary>Waits for <paramref name="done"/>; a failed agent or the deadline ends the wait with a one-line reason.</summary>
+    private static async Task WhenFirstAsync(Task done, Task failed, string what, Func<int> pending, CancellationToken ct)
+    {
+        try
+        {
+            await (await Task.WhenAny(done, failed).WaitAsync(ct).ConfigureAwait(false)).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            throw new CommandLine.CommandFailedException($"{pending()} simulated agents did not {what} within {Deadline.TotalMinutes:0} minutes: the server is overloaded or lost their streams");
         }
     }
 

@@ -156,8 +156,9 @@ public static class BenchCommands
             throw new UsageException("--pg is only for --store postgres");
         }
         CheckOutput(a);
+        // Progress goes to stderr in both formats: a 1M-entry run takes minutes, and stdout keeps only the result.
         var r = await ScaleBench.RunAsync(new ScaleOptions(entries, store, store == "postgres" ? pg : null, syncEntries, agents, rounds),
-            a.JsonOutput ? TextWriter.Null : ctx.Error, ctx.Cancellation).ConfigureAwait(false);
+            ctx.Error, ctx.Cancellation).ConfigureAwait(false);
         if (a.JsonOutput)
         {
             Output.Json(ctx.Out, r);
