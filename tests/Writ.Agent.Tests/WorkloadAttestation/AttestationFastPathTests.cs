@@ -18,14 +18,14 @@ public sealed class AttestationFastPathTests
     private static readonly string Python = Child.Resolve("/usr/bin/python3");
     private static readonly string Sleep = Child.Resolve("/usr/bin/sleep");
 
-    // A workload that keeps its connection and obeys one-byte commands: e = exec sleep (the socket survives the exec),
+    // A workload (supplementary group 27 before it connects) that keeps its connection and obeys one-byte commands: e = exec sleep (the socket survives the exec),
     // u = setresuid to nobody, g = change the supplementary groups, x = exit.
     private const string Client = """
         import os, socket, sys
+        os.setgroups([27])
         s = socket.socket(socket.AF_UNIX)
         s.connect(sys.argv[1])
         os.set_inheritable(s.fileno(), True)
-        os.setgroups([27])
         while True:
             c = s.recv(1)
             if c == b'e':
