@@ -182,7 +182,7 @@ public static class SimulatedAgents
             {
             }
             var sorted = samples.Order().ToArray();
-            return new FleetFigures(agents.Length, BenchTiming.Round(attestSeconds), BenchTiming.Round(allSyncedMs), BenchTiming.Round(rss), rounds, sorted.Length,
+            return new FleetFigures(agents.Length, BenchTiming.Round(attestSeconds, 3), BenchTiming.Round(allSyncedMs), BenchTiming.Round(rss), rounds, sorted.Length,
                 BenchTiming.Round(Percentile(sorted, 50), 2), BenchTiming.Round(Percentile(sorted, 99), 2), BenchTiming.Round(sorted.Length == 0 ? 0 : sorted[^1], 2));
         }
         finally
