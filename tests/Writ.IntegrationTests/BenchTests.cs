@@ -78,19 +78,89 @@ public sealed class BenchTests
         Positive(j, "jwt_p99_ratio");
     }
 
-    [Fact]
-    public async Task Scale_creates_the_entries_and_reports_startup_and_memory()
+    private static readonly string[] TinyScale = ["--entries", "2500", "--sync-entries", "300", "--agents", "20", "--fanout-rounds", "2", "--output", "json"];
+
+    /// <summary>Checks the figures of a tiny scale run: correctness of the command only, no timing asserted.</summary>
+    private static void CheckScale(JsonElement j, string store)
     {
-        var r = await Proc.RunAsync("dotnet", [Repo.WritDll, "bench", "scale", "--entries", "2500", "--output", "json"], timeout: Timeout);
-        Assert.True(r.ExitCode == 0, r.ToString());
-        using var doc = JsonDocument.Parse(r.Stdout);
-        var j = doc.RootElement;
         Assert.Equal("scale", j.GetProperty("benchmark").GetString());
+        Assert.Equal(store, j.GetProperty("store").GetString());
         Assert.Equal(2500, j.GetProperty("entries").GetInt32());
-        foreach (var name in new[] { "entry_create_per_second", "startup_empty_ms", "rss_empty_mb", "startup_ms", "rss_mb" })
+        foreach (var name in new[] { "entry_create_per_second", "startup_empty_ms", "rss_empty_mb", "startup_ms", "rss_mb", "total_seconds" })
         {
             Positive(j, name);
         }
+        var sync = j.GetProperty("sync");
+        Assert.Equal(300, sync.GetProperty("entries").GetInt32());   // exactly the entries parented to that agent, no others
+        Assert.True(sync.GetProperty("pages").GetInt32() >= 1);
+        Positive(sync, "first_ms");
+        Positive(sync, "warm_median_ms");
+        var fleet = j.GetProperty("fleet");
+        Assert.Equal(20, fleet.GetProperty("agents").GetInt32());
+        Assert.Equal(2, fleet.GetProperty("fanout_rounds").GetInt32());
+        Assert.Equal(40, fleet.GetProperty("fanout_samples").GetInt32());   // every agent saw every change
+        foreach (var name in new[] { "attest_seconds", "all_synced_ms", "server_rss_mb", "fanout_p50_ms", "fanout_p99_ms", "fanout_max_ms" })
+        {
+            Positive(fleet, name);
+        }
+        Assert.True(fleet.GetProperty("fanout_p50_ms").GetDouble() <= fleet.GetProperty("fanout_p99_ms").GetDouble());
+        Assert.True(fleet.GetProperty("fanout_p99_ms").GetDouble() <= fleet.GetProperty("fanout_max_ms").GetDouble());
+    }
+
+    [Fact]
+    public async Task Scale_on_sqlite_creates_the_entries_syncs_an_agent_and_a_fleet()
+    {
+        var r = await Proc.RunAsync("dotnet", [Repo.WritDll, "bench", "scale", .. TinyScale], timeout: Timeout);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        using var doc = JsonDocument.Parse(r.Stdout);
+        CheckScale(doc.RootElement, "sqlite");
+    }
+
+    [Fact]
+    public async Task Scale_on_postgresql_uses_a_scratch_database_and_drops_it()
+    {
+        var admin = Environment.GetEnvironmentVariable("WRIT_TEST_PG");
+        if (string.IsNullOrEmpty(admin))
+        {
+            Assert.SkipWhen(Environment.GetEnvironmentVariable("CI") is null, "WRIT_TEST_PG is not set (./test.sh starts a PostgreSQL and sets it)");
+            Assert.Fail("WRIT_TEST_PG is not set in CI: test.sh should have started PostgreSQL");
+        }
+        var before = await BenchDatabasesAsync(admin);
+        // The connection string through the environment, as a user keeping a password off the command line would.
+        var r = await Proc.RunAsync("dotnet", [Repo.WritDll, "bench", "scale", "--store", "postgres", .. TinyScale], timeout: Timeout,
+            env: new Dictionary<string, string?> { ["WRIT_BENCH_PG"] = admin });
+        Assert.True(r.ExitCode == 0, r.ToString());
+        using var doc = JsonDocument.Parse(r.Stdout);
+        CheckScale(doc.RootElement, "postgres");
+        Assert.Equal(before, await BenchDatabasesAsync(admin));   // nothing left behind
+    }
+
+    private static async Task<string[]> BenchDatabasesAsync(string connection)
+    {
+        await using var conn = new Npgsql.NpgsqlConnection(connection);
+        await conn.OpenAsync();
+        await using var cmd = new Npgsql.NpgsqlCommand("SELECT datname FROM pg_database WHERE datname LIKE 'writ_bench_%' ORDER BY 1", conn);
+        var names = new List<string>();
+        await using var reader = await cmd.ExecuteReaderAsync();
+        while (await reader.ReadAsync())
+        {
+            names.Add(reader.GetString(0));
+        }
+        return [.. names];
+    }
+
+    [Theory]
+    [InlineData("--store", "mysql")]
+    [InlineData("--store", "postgres")]
+    [InlineData("--agents", "0")]
+    [InlineData("--sync-entries", "x")]
+    public async Task Bad_scale_options_are_usage_errors_with_one_line(string option, string value)
+    {
+        var r = await Proc.RunAsync("dotnet", [Repo.WritDll, "bench", "scale", option, value], timeout: Timeout,
+            env: new Dictionary<string, string?> { ["WRIT_BENCH_PG"] = null });
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains(option == "--store" && value == "postgres" ? "--pg" : option, r.Stderr, StringComparison.Ordinal);
+        Assert.Single(r.Stderr.Trim().Split('\n'));
     }
 
     [Theory]

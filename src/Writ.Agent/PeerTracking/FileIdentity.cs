@@ -55,8 +55,8 @@ public readonly record struct FileIdentity(ulong Device, ulong Inode, long Size,
             return false;
         }
 
-        var buffer = new byte[StatxBufferSize];
-        if (NativeMethods.Statx(dirFd, path, flags, StatxBasicStats, buffer) != 0)
+        Span<byte> buffer = stackalloc byte[StatxBufferSize];
+        if (NativeMethods.Statx(dirFd, path, flags, StatxBasicStats, ref MemoryMarshal.GetReference(buffer)) != 0)
         {
             int errno = Marshal.GetLastPInvokeError();
             error = $"statx failed with errno {errno} ({Marshal.GetPInvokeErrorMessage(errno)})";
@@ -89,6 +89,6 @@ public readonly record struct FileIdentity(ulong Device, ulong Inode, long Size,
             [MarshalAs(UnmanagedType.LPUTF8Str)] string path,
             int flags,
             uint mask,
-            [Out] byte[] buffer);
+            ref byte buffer);
     }
 }

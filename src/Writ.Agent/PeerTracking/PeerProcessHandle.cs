@@ -109,5 +109,112 @@ public sealed class PeerProcessHandle : IDisposable
         }
     }
 
+    /// <summary>
+    /// True while the connecting process has not been reaped, so that <paramref name="pid"/> — its pid when it
+    /// connected (SO_PEERCRED and SO_PEERPIDFD name the same kernel pid) — is still its own and no other process's.
+    /// One <c>pidfd_send_signal(fd, 0)</c> system call (no signal is sent): ESRCH once the process is reaped; EPERM
+    /// (an agent without the right to signal it) still means it exists. Where that call is missing (glibc before
+    /// 2.36, kernels before 5.1) this is <see cref="CurrentPid"/> == <paramref name="pid"/>, from /proc fdinfo.
+    /// </summary>
+    public bool StillHolds(int pid)
+    {
+        if (!s_noSignalCall)
+        {
+            bool added = false;
+            try
+            {
+                _pidfd.DangerousAddRef(ref added);
+                int fd = checked((int)_pidfd.DangerousGetHandle());
+                if (NativeMethods.PidfdSendSignal(fd, 0, IntPtr.Zero, 0) == 0)
+                {
+                    return true;
+                }
+
+                int errno = Marshal.GetLastPInvokeError();
+                if (errno == EPERM)
+                {
+                    return true;
+                }
+
+                if (errno != ENOSYS)
+                {
+                    return false;   // ESRCH: reaped; EBADF and anything else: cannot vouch for it
+                }
+
+                s_noSignalCall = true;
+            }
+            catch (EntryPointNotFoundException)
+            {
+                s_noSignalCall = true;
+            }
+            finally
+            {
+                if (added)
+                {
+                    _pidfd.DangerousRelease();
+                }
+            }
+        }
+
+        return CurrentPid == pid;
+    }
+
+    /// <summary>
+    /// True once the connecting process has exited (a zombie or reaped): the pidfd polls readable then (Linux 5.3+).
+    /// An error from poll counts as exited: nothing can be vouched for.
+    /// </summary>
+    public bool HasExited
+    {
+        get
+        {
+            bool added = false;
+            try
+            {
+                _pidfd.DangerousAddRef(ref added);
+                var pfd = new PollFd { Fd = checked((int)_pidfd.DangerousGetHandle()), Events = PollIn };
+                int n;
+                do
+                {
+                    n = NativeMethods.Poll(ref pfd, 1, 0);
+                }
+                while (n < 0 && Marshal.GetLastPInvokeError() == EINTR);
+                return n != 0;
+            }
+            finally
+            {
+                if (added)
+                {
+                    _pidfd.DangerousRelease();
+                }
+            }
+        }
+    }
+
+    private const short PollIn = 1;
+    private const int EINTR = 4;
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct PollFd
+    {
+        public int Fd;
+        public short Events;
+        public short Revents;
+    }
+
+    private const int EPERM = 1;
+    private const int ENOSYS = 38;
+    private static volatile bool s_noSignalCall;
+
     public void Dispose() => _pidfd.Dispose();
+
+    private static class NativeMethods
+    {
+        [DllImport("libc", EntryPoint = "pidfd_send_signal", SetLastError = true)]
+        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
+        public static extern int PidfdSendSignal(int pidfd, int sig, IntPtr info, uint flags);
+
+        [DllImport("libc", EntryPoint = "poll", SetLastError = true)]
+        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
+        public static extern int Poll(ref PollFd fds, nuint count, int timeoutMs);
+    }
 }

@@ -15,8 +15,14 @@ public sealed record ProcStat(int Pid, string Comm, char State, int ParentPid, u
     public static bool TryParse(string text, out ProcStat? stat, out string? error)
     {
         ArgumentNullException.ThrowIfNull(text);
+        return TryParse(text.AsSpan(), out stat, out error);
+    }
+
+    /// <summary>Parses a stat line without copying it (only the comm becomes a string).</summary>
+    public static bool TryParse(ReadOnlySpan<char> text, out ProcStat? stat, out string? error)
+    {
         stat = null;
-        int open = text.IndexOf('(', StringComparison.Ordinal);
+        int open = text.IndexOf('(');
         int close = text.LastIndexOf(')');
         if (open <= 0 || close < open)
         {
@@ -24,37 +30,66 @@ public sealed record ProcStat(int Pid, string Comm, char State, int ParentPid, u
             return false;
         }
 
-        if (!int.TryParse(text.AsSpan(0, open).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int pid) || pid <= 0)
+        if (!int.TryParse(text[..open].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int pid) || pid <= 0)
         {
             error = "the /proc stat line does not start with a process id";
             return false;
         }
 
-        string comm = text[(open + 1)..close];
-        string[] fields = text[(close + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        // fields[0] is field 3 (state), so field N is fields[N - 3]; starttime is field 22.
+        // Fields after the comm, separated by spaces: field 3 (state) is the first, so field N is number N - 3.
         const int StartTimeIndex = 22 - 3;
         const int ParentPidIndex = 4 - 3;
-        if (fields.Length <= StartTimeIndex)
+        ReadOnlySpan<char> rest = text[(close + 1)..];
+        ReadOnlySpan<char> state = default, ppidText = default, startText = default;
+        int index = 0;
+        foreach (Range r in rest.Split(' '))
         {
-            error = $"the /proc stat line of process {pid} has {fields.Length + 2} fields, fewer than the 22 needed";
+            ReadOnlySpan<char> field = rest[r].Trim();
+            if (field.IsEmpty)
+            {
+                continue;
+            }
+
+            switch (index)
+            {
+                case 0:
+                    state = field;
+                    break;
+                case ParentPidIndex:
+                    ppidText = field;
+                    break;
+                case StartTimeIndex:
+                    startText = field;
+                    break;
+            }
+
+            index++;
+            if (index > StartTimeIndex)
+            {
+                break;
+            }
+        }
+
+        if (index <= StartTimeIndex)
+        {
+            error = $"the /proc stat line of process {pid} has {index + 2} fields, fewer than the 22 needed";
             return false;
         }
 
-        if (fields[0].Length != 1)
+        if (state.Length != 1)
         {
             error = $"the /proc stat line of process {pid} has an invalid state field";
             return false;
         }
 
-        if (!int.TryParse(fields[ParentPidIndex], NumberStyles.None, CultureInfo.InvariantCulture, out int ppid) ||
-            !ulong.TryParse(fields[StartTimeIndex], NumberStyles.None, CultureInfo.InvariantCulture, out ulong start))
+        if (!int.TryParse(ppidText, NumberStyles.None, CultureInfo.InvariantCulture, out int ppid) ||
+            !ulong.TryParse(startText, NumberStyles.None, CultureInfo.InvariantCulture, out ulong start))
         {
             error = $"the /proc stat line of process {pid} has a non-numeric parent pid or start time";
             return false;
         }
 
-        stat = new ProcStat(pid, comm, fields[0][0], ppid, start);
+        stat = new ProcStat(pid, text[(open + 1)..close].ToString(), state[0], ppid, start);
         error = null;
         return true;
     }
@@ -70,20 +105,14 @@ public sealed record ProcStat(int Pid, string Comm, char State, int ParentPid, u
             return false;
         }
 
-        string text;
-        try
+        switch (ProcFile.Read(ProcFs.PidPath(proc, pid, "stat"), out ReadOnlySpan<char> text))
         {
-            text = File.ReadAllText(ProcFs.PidPath(proc, pid, "stat"));
-        }
-        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
-        {
-            error = $"process {pid} does not exist (it exited); let the client reconnect";
-            return false;
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            error = $"could not read /proc stat of process {pid} ({ex.GetType().Name}); the agent needs to read /proc/<pid>/stat";
-            return false;
+            case ProcReadStatus.Missing:
+                error = $"process {pid} does not exist (it exited); let the client reconnect";
+                return false;
+            case ProcReadStatus.Failed:
+                error = $"could not read /proc stat of process {pid} ({ProcFile.ErrorName}); the agent needs to read /proc/<pid>/stat";
+                return false;
         }
 
         if (!TryParse(text.TrimEnd('\n'), out stat, out error))

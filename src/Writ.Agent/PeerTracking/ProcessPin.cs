@@ -14,13 +14,46 @@ public sealed record ProcessPin(int Pid, ulong StartTimeTicks, string BootId)
     /// <summary>device:inode of the executable when pinned; null if it could not be read (kernel threads).</summary>
     public string? Executable { get; init; }
 
-    public static bool TryCreate(IProcFs proc, int pid, out ProcessPin? pin, out string? error)
+    public static bool TryCreate(IProcFs proc, int pid, out ProcessPin? pin, out string? error) =>
+        TryCreate(proc, pid, owner: null, out pin, out error);
+
+    /// <summary>
+    /// Pins <paramref name="pid"/>. With <paramref name="owner"/> — a pidfd of the process that connected — the pin is
+    /// also proven to be of that process: after /proc is read, the owner must still hold the pid (not reaped), and a
+    /// live process's pid is unique, so every read before was of it. That makes the second stat read (the check without
+    /// a pidfd) unnecessary.
+    /// </summary>
+    public static bool TryCreate(IProcFs proc, int pid, PeerProcessHandle? owner, out ProcessPin? pin, out string? error)
     {
         ArgumentNullException.ThrowIfNull(proc);
         pin = null;
         if (!TryReadBootId(proc, out string? bootId, out error))
         {
             return false;
+        }
+
+        if (owner is not null)
+        {
+            if (!ProcStat.TryRead(proc, pid, out ProcStat? stat, out error))
+            {
+                return false;
+            }
+
+            if (stat!.HasExited)
+            {
+                error = $"process {pid} has already exited; let the client reconnect";
+                return false;
+            }
+
+            string? exe = FileIdentity.TryGet(ProcFs.PidPath(proc, pid, "exe"), out FileIdentity exeId, out _) ? exeId.FileKey : null;
+            if (!owner.StillHolds(pid))
+            {
+                error = $"the process that connected as pid {pid} has exited and the pid may belong to another process; let the client reconnect";
+                return false;
+            }
+
+            pin = new ProcessPin(pid, stat.StartTimeTicks, bootId!) { Executable = exe };
+            return true;
         }
 
         // Read the executable identity between two reads of stat: if the start time is the same
@@ -60,7 +93,14 @@ public sealed record ProcessPin(int Pid, ulong StartTimeTicks, string BootId)
     public bool IsSameProcess(IProcFs proc) => Verify(proc, out _);
 
     /// <summary>Like <see cref="IsSameProcess"/>, with the reason when it is not.</summary>
-    public bool Verify(IProcFs proc, out string? reason)
+    public bool Verify(IProcFs proc, out string? reason) => Verify(proc, owner: null, out reason);
+
+    /// <summary>
+    /// Like <see cref="Verify(IProcFs, out string?)"/>; with <paramref name="owner"/> (the pidfd the pin was made with)
+    /// "not exited" is asked of the kernel through the pidfd (one poll, no /proc read): a process that has not exited
+    /// has not been reaped, so it still holds its pid and its start time.
+    /// </summary>
+    public bool Verify(IProcFs proc, PeerProcessHandle? owner, out string? reason)
     {
         ArgumentNullException.ThrowIfNull(proc);
         if (!TryReadBootId(proc, out string? bootId, out reason))
@@ -72,6 +112,17 @@ public sealed record ProcessPin(int Pid, ulong StartTimeTicks, string BootId)
         {
             reason = $"process {Pid} was pinned in another boot";
             return false;
+        }
+
+        if (owner is not null)
+        {
+            if (owner.HasExited)
+            {
+                reason = "the connecting process exited";
+                return false;
+            }
+
+            return SameExecutable(proc, out reason);
         }
 
         if (!ProcStat.TryRead(proc, Pid, out ProcStat? stat, out reason))
@@ -91,6 +142,11 @@ public sealed record ProcessPin(int Pid, ulong StartTimeTicks, string BootId)
             return false;
         }
 
+        return SameExecutable(proc, out reason);
+    }
+
+    private bool SameExecutable(IProcFs proc, out string? reason)
+    {
         bool readable = FileIdentity.TryGet(ProcFs.PidPath(proc, Pid, "exe"), out FileIdentity id, out _);
         if (Executable is not null && !readable)
         {
@@ -115,22 +171,34 @@ public sealed record ProcessPin(int Pid, ulong StartTimeTicks, string BootId)
 
     private static bool TryReadBootId(IProcFs proc, out string? bootId, out string? error)
     {
-        try
+        var host = proc as ProcFs;
+        if (host?.CachedBootId is { } cached)
         {
-            bootId = File.ReadAllText(Path.Combine(proc.Root, "sys", "kernel", "random", "boot_id")).Trim();
+            bootId = cached;
+            error = null;
+            return true;
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+
+        string path = Path.Combine(proc.Root, "sys", "kernel", "random", "boot_id");
+        if (ProcFile.Read(path, out ReadOnlySpan<char> text) != ProcReadStatus.Ok)
         {
             bootId = null;
-            error = $"could not read the boot id from {proc.Root}/sys/kernel/random/boot_id ({ex.GetType().Name}); mount procfs for the agent";
+            error = $"could not read the boot id from {proc.Root}/sys/kernel/random/boot_id ({ProcFile.ErrorName}); mount procfs for the agent";
             return false;
         }
 
-        if (bootId.Length == 0)
+        text = text.Trim();
+        if (text.Length == 0)
         {
             error = $"the boot id in {proc.Root}/sys/kernel/random/boot_id is empty; mount procfs for the agent";
             bootId = null;
             return false;
+        }
+
+        bootId = text.ToString();
+        if (host is not null)
+        {
+            host.CachedBootId = bootId;
         }
 
         error = null;

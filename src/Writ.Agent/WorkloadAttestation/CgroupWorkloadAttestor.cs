@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Collections.ObjectModel;
 using System.Globalization;
 using Writ.Agent.PeerTracking;
@@ -10,15 +11,23 @@ namespace Writ.Agent.WorkloadAttestation;
 /// unified-hierarchy cgroup path. The path rules are in <see cref="CgroupPathParser"/> and SELECTORS.md.
 /// Not being in a container is not an error: the container selectors are simply absent.
 /// </summary>
-public sealed class CgroupWorkloadAttestor : IWorkloadAttestor
+public sealed class CgroupWorkloadAttestor : INonBlockingWorkloadAttestor
 {
     public const string AttestorName = "cgroup";
+    private const int MaxCachedResults = 1024;
     private readonly IProcFs _proc;
+
+    // The result is a pure function of the file's text (Evaluate), and results are immutable, so the same text — a
+    // process in the same cgroups as one seen before — is answered from here. The file itself is read on every call:
+    // a process can be moved to another cgroup at any time.
+    private readonly ConcurrentDictionary<string, AttestorResult> _results = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, AttestorResult>.AlternateLookup<ReadOnlySpan<char>> _byText;
 
     public CgroupWorkloadAttestor(IProcFs proc)
     {
         ArgumentNullException.ThrowIfNull(proc);
         _proc = proc;
+        _byText = _results.GetAlternateLookup<ReadOnlySpan<char>>();
     }
 
     public string Name => AttestorName;
@@ -26,22 +35,29 @@ public sealed class CgroupWorkloadAttestor : IWorkloadAttestor
     public Task<AttestorResult> AttestAsync(WorkloadProcess process, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(process);
-        string text;
         int pid = process.Peer.Pid;
-        try
+        switch (ProcFile.Read(ProcFs.PidPath(_proc, pid, "cgroup"), out ReadOnlySpan<char> text))
         {
-            text = File.ReadAllText(ProcFs.PidPath(_proc, pid, "cgroup"));
-        }
-        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
-        {
-            return Task.FromResult(AttestorResult.Failure(Name, $"process {pid} does not exist (it exited); let the client reconnect"));
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            return Task.FromResult(AttestorResult.Failure(Name, $"could not read /proc cgroup of process {pid} ({ex.GetType().Name}); the agent needs to read /proc/<pid>/cgroup"));
+            case ProcReadStatus.Missing:
+                return Task.FromResult(AttestorResult.Failure(Name, $"process {pid} does not exist (it exited); let the client reconnect"));
+            case ProcReadStatus.Failed:
+                return Task.FromResult(AttestorResult.Failure(Name, $"could not read /proc cgroup of process {pid} ({ProcFile.ErrorName}); the agent needs to read /proc/<pid>/cgroup"));
         }
 
-        return Task.FromResult(Evaluate(Name, text));
+        if (_byText.TryGetValue(text, out AttestorResult? cached))
+        {
+            return Task.FromResult(cached);
+        }
+
+        string key = text.ToString();
+        AttestorResult result = Evaluate(Name, key);
+        if (_results.Count >= MaxCachedResults)
+        {
+            _results.Clear();
+        }
+
+        _results[key] = result;
+        return Task.FromResult(result);
     }
 
     /// <summary>Turns the text of a /proc/&lt;pid&gt;/cgroup file into selectors and facts.</summary>

@@ -43,6 +43,15 @@ public interface IWorkloadAttestor
 }
 
 /// <summary>
+/// A workload attestor whose <see cref="IWorkloadAttestor.AttestAsync"/> never blocks its caller: it does only quick
+/// work inline (reads of /proc files the kernel answers from memory, lookups in its own caches) and returns an
+/// incomplete task for anything that can take long (e.g. reading and hashing an executable it has not seen). The runner
+/// calls such attestors on the request's own thread; every other attestor runs on a thread-pool thread of its own so
+/// that one that blocks cannot hold up the rest. Both kinds get the same timeout.
+/// </summary>
+public interface INonBlockingWorkloadAttestor : IWorkloadAttestor;
+
+/// <summary>
 /// The evidence about one workload: the union of the selectors of every attestor that succeeded,
 /// their facts (keys prefixed with the attestor name, e.g. <c>unix.pid</c>), and one line per attestor
 /// that failed or timed out.

@@ -37,7 +37,18 @@ public sealed class ExecutableHasher
     public long HashesComputed => Interlocked.Read(ref _hashesComputed);
 
     /// <summary>Hashes the file at <paramref name="path"/> (e.g. /proc/1234/exe); lowercase hex.</summary>
-    public bool TryHash(string path, CancellationToken ct, out string? sha256Hex, out FileIdentity identity, out string? error)
+    public bool TryHash(string path, CancellationToken ct, out string? sha256Hex, out FileIdentity identity, out string? error) =>
+        TryHash(path, readContent: true, ct, out sha256Hex, out identity, out error);
+
+    /// <summary>
+    /// Like <see cref="TryHash(string, CancellationToken, out string?, out FileIdentity, out string?)"/> but never reads
+    /// the file's content: the same checks on the opened file (identity, FUSE, size) and the cache. False with a null
+    /// <paramref name="error"/> means "not cached": hash it with <c>TryHash</c> (which may take long).
+    /// </summary>
+    public bool TryHashCached(string path, out string? sha256Hex, out FileIdentity identity, out string? error) =>
+        TryHash(path, readContent: false, CancellationToken.None, out sha256Hex, out identity, out error);
+
+    private bool TryHash(string path, bool readContent, CancellationToken ct, out string? sha256Hex, out FileIdentity identity, out string? error)
     {
         ArgumentNullException.ThrowIfNull(path);
         sha256Hex = null;
@@ -74,6 +85,12 @@ public sealed class ExecutableHasher
             {
                 error = null;
                 return true;
+            }
+
+            if (!readContent)
+            {
+                error = null;
+                return false;
             }
 
             if (identity.Size > MaxBytes)
@@ -145,13 +162,13 @@ public sealed class ExecutableHasher
         try
         {
             handle.DangerousAddRef(ref added);
-            var buffer = new byte[256]; // struct statfs: f_type (a long) comes first on every 64-bit Linux ABI
-            if (NativeMethods.Fstatfs(checked((int)handle.DangerousGetHandle()), buffer) != 0)
+            Span<byte> buffer = stackalloc byte[256]; // struct statfs: f_type (a long) comes first on every 64-bit Linux ABI
+            if (NativeMethods.Fstatfs(checked((int)handle.DangerousGetHandle()), ref System.Runtime.InteropServices.MemoryMarshal.GetReference(buffer)) != 0)
             {
                 return false;
             }
 
-            long type = IntPtr.Size == 8 ? BitConverter.ToInt64(buffer, 0) : BitConverter.ToInt32(buffer, 0);
+            long type = IntPtr.Size == 8 ? BitConverter.ToInt64(buffer) : BitConverter.ToInt32(buffer);
             return type == FuseSuperMagic;
         }
         finally
@@ -167,6 +184,6 @@ public sealed class ExecutableHasher
     {
         [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "fstatfs", SetLastError = true)]
         [System.Runtime.InteropServices.DefaultDllImportSearchPaths(System.Runtime.InteropServices.DllImportSearchPath.SafeDirectories)]
-        public static extern int Fstatfs(int fd, [System.Runtime.InteropServices.Out] byte[] buffer);
+        public static extern int Fstatfs(int fd, ref byte buffer);
     }
 }

@@ -18,44 +18,71 @@ public sealed record ProcStatus(string Name, int ParentPid, IReadOnlyList<int> U
     public static bool TryParse(string text, out ProcStatus? status, out string? error)
     {
         ArgumentNullException.ThrowIfNull(text);
+        return TryParse(text.AsSpan(), out status, out error);
+    }
+
+    /// <summary>Parses the text of a status file without copying its lines (only the name becomes a string).</summary>
+    public static bool TryParse(ReadOnlySpan<char> text, out ProcStatus? status, out string? error)
+    {
         status = null;
         string? name = null;
         int ppid = -1;
+        bool ppidSeen = false;
         int[]? uids = null;
         int[]? gids = null;
         int[]? groups = null;
-        foreach (string line in text.Split('\n'))
+        bool uidsSeen = false, gidsSeen = false, groupsSeen = false;
+        foreach (ReadOnlySpan<char> line in text.EnumerateLines())
         {
-            int colon = line.IndexOf(':', StringComparison.Ordinal);
+            int colon = line.IndexOf(':');
             if (colon <= 0)
             {
                 continue;
             }
 
-            string key = line[..colon];
-            string value = line[(colon + 1)..];
+            ReadOnlySpan<char> key = line[..colon];
+            ReadOnlySpan<char> value = line[(colon + 1)..];
             // The first occurrence wins; the kernel writes each key once and Name (the only
             // process-controlled value) has its newlines escaped, so a later duplicate is forged.
             switch (key)
             {
                 case "Name":
-                    name ??= value.Trim();
+                    name ??= value.Trim().ToString();
                     break;
                 case "PPid":
-                    if (ppid < 0 && !int.TryParse(value.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out ppid))
+                    if (!ppidSeen)
                     {
-                        ppid = -1;
+                        ppidSeen = true;
+                        if (!int.TryParse(value.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out ppid))
+                        {
+                            ppid = -1;
+                        }
                     }
 
                     break;
                 case "Uid":
-                    uids ??= ParseIds(value, 4);
+                    if (!uidsSeen)
+                    {
+                        uidsSeen = true;
+                        uids = ParseIds(value, 4);
+                    }
+
                     break;
                 case "Gid":
-                    gids ??= ParseIds(value, 4);
+                    if (!gidsSeen)
+                    {
+                        gidsSeen = true;
+                        gids = ParseIds(value, 4);
+                    }
+
                     break;
                 case "Groups":
-                    groups ??= ParseIds(value, -1);
+                    if (!groupsSeen)
+                    {
+                        groupsSeen = true;
+                        groups = ParseIds(value, -1);
+                    }
+
                     break;
             }
         }
@@ -74,44 +101,56 @@ public sealed record ProcStatus(string Name, int ParentPid, IReadOnlyList<int> U
     public static bool TryRead(IProcFs proc, int pid, out ProcStatus? status, out string? error)
     {
         ArgumentNullException.ThrowIfNull(proc);
-        string text;
-        try
+        status = null;
+        switch (ProcFile.Read(ProcFs.PidPath(proc, pid, "status"), out ReadOnlySpan<char> text))
         {
-            text = File.ReadAllText(ProcFs.PidPath(proc, pid, "status"));
-        }
-        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
-        {
-            status = null;
-            error = $"process {pid} does not exist (it exited); let the client reconnect";
-            return false;
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            status = null;
-            error = $"could not read /proc status of process {pid} ({ex.GetType().Name}); the agent needs to read /proc/<pid>/status";
-            return false;
+            case ProcReadStatus.Missing:
+                error = $"process {pid} does not exist (it exited); let the client reconnect";
+                return false;
+            case ProcReadStatus.Failed:
+                error = $"could not read /proc status of process {pid} ({ProcFile.ErrorName}); the agent needs to read /proc/<pid>/status";
+                return false;
         }
 
         return TryParse(text, out status, out error);
     }
 
-    private static int[]? ParseIds(string value, int expected)
+    private static int[]? ParseIds(ReadOnlySpan<char> value, int expected)
     {
-        string[] parts = value.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries);
-        if (expected > 0 && parts.Length != expected)
+        Span<int> found = stackalloc int[64];
+        List<int>? many = null;
+        int count = 0;
+        foreach (Range r in value.SplitAny(' ', '\t'))
+        {
+            ReadOnlySpan<char> part = value[r];
+            if (part.IsEmpty)
+            {
+                continue;
+            }
+
+            if (!int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out int id))
+            {
+                return null;
+            }
+
+            if (count < found.Length)
+            {
+                found[count] = id;
+            }
+            else
+            {
+                many ??= [.. found];
+                many.Add(id);
+            }
+
+            count++;
+        }
+
+        if (expected > 0 && count != expected)
         {
             return null;
         }
 
-        var ids = new int[parts.Length];
-        for (int i = 0; i < parts.Length; i++)
-        {
-            if (!int.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out ids[i]))
-            {
-                return null;
-            }
-        }
-
-        return ids;
+        return many is not null ? [.. many] : found[..count].ToArray();
     }
 }

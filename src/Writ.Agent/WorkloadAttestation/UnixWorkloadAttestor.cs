@@ -33,7 +33,7 @@ public sealed record UnixWorkloadAttestorOptions
 /// user and group names, supplementary groups, executable path and the SHA-256 of the running
 /// executable. See SELECTORS.md for every selector and fact.
 /// </summary>
-public sealed class UnixWorkloadAttestor : IWorkloadAttestor
+public sealed class UnixWorkloadAttestor : INonBlockingWorkloadAttestor
 {
     public const string AttestorName = "unix";
     private const string DeletedSuffix = " (deleted)";
@@ -52,20 +52,33 @@ public sealed class UnixWorkloadAttestor : IWorkloadAttestor
         }
 
         _hasher = new ExecutableHasher(_options.MaxHashBytes, hashOnFuse: _options.HashOnFuse);
+        _users = new NameDatabase(_options.PasswdPath);
+        _groups = new NameDatabase(_options.GroupPath);
     }
+
+    private readonly NameDatabase _users;
+    private readonly NameDatabase _groups;
 
     public string Name => AttestorName;
 
     /// <summary>The hasher (exposed so tests and metrics can see cache behaviour).</summary>
     public ExecutableHasher Hasher => _hasher;
 
+    /// <summary>
+    /// Answers at once when the executable's hash is cached (its file identity seen before); otherwise the whole
+    /// attestation runs again on a thread-pool thread, where reading and hashing the file may take its time.
+    /// </summary>
     public Task<AttestorResult> AttestAsync(WorkloadProcess process, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(process);
-        return Task.FromResult(Attest(process, ct));
+        AttestorResult? result = Attest(process, mayRead: false, ct);
+        return result is not null
+            ? Task.FromResult(result)
+            : Task.Run(() => Attest(process, mayRead: true, ct)!, CancellationToken.None);
     }
 
-    private AttestorResult Attest(WorkloadProcess process, CancellationToken ct)
+    /// <summary>The evidence; null only when <paramref name="mayRead"/> is false and the executable must be read to hash it.</summary>
+    private AttestorResult? Attest(WorkloadProcess process, bool mayRead, CancellationToken ct)
     {
         int pid = process.Peer.Pid;
         var facts = new Dictionary<string, string>(StringComparer.Ordinal)
@@ -98,8 +111,8 @@ public sealed class UnixWorkloadAttestor : IWorkloadAttestor
 
         Add("uid", Inv(process.Peer.Uid));
         Add("gid", Inv(process.Peer.Gid));
-        IReadOnlyDictionary<int, string> users = ReadNameDatabase(_options.PasswdPath);
-        IReadOnlyDictionary<int, string> groups = ReadNameDatabase(_options.GroupPath);
+        IReadOnlyDictionary<int, string> users = _users.Current();
+        IReadOnlyDictionary<int, string> groups = _groups.Current();
         if (users.TryGetValue(process.Peer.Uid, out string? user))
         {
             Add("user", user);
@@ -160,7 +173,15 @@ public sealed class UnixWorkloadAttestor : IWorkloadAttestor
 
         if (_options.HashExecutable)
         {
-            if (_hasher.TryHash(exeLink, ct, out string? sha256, out FileIdentity identity, out string? hashError))
+            bool hashed = mayRead
+                ? _hasher.TryHash(exeLink, ct, out string? sha256, out FileIdentity identity, out string? hashError)
+                : _hasher.TryHashCached(exeLink, out sha256, out identity, out hashError);
+            if (!hashed && hashError is null)
+            {
+                return null;   // not cached: read it off this thread
+            }
+
+            if (hashed)
             {
                 // The hash must be of the program that was pinned, not of one exec'd since.
                 if (!string.Equals(identity.FileKey, process.Pin.Executable, StringComparison.Ordinal))
@@ -187,7 +208,6 @@ public sealed class UnixWorkloadAttestor : IWorkloadAttestor
     /// </summary>
     internal static IReadOnlyDictionary<int, string> ReadNameDatabase(string path)
     {
-        var map = new Dictionary<int, string>();
         IEnumerable<string> lines;
         try
         {
@@ -195,11 +215,18 @@ public sealed class UnixWorkloadAttestor : IWorkloadAttestor
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            return map;
+            return new Dictionary<int, string>();
         }
 
-        foreach (string line in lines)
+        return ParseNameDatabase(lines);
+    }
+
+    private static Dictionary<int, string> ParseNameDatabase(IEnumerable<string> lines)
+    {
+        var map = new Dictionary<int, string>();
+        foreach (string raw in lines)
         {
+            string line = raw.TrimEnd('\r');
             if (line.Length == 0 || line[0] is '#' or '+' or '-')
             {
                 continue;
@@ -216,6 +243,52 @@ public sealed class UnixWorkloadAttestor : IWorkloadAttestor
         }
 
         return map;
+    }
+
+    /// <summary>
+    /// A passwd/group file parsed once per version: each call checks the file's identity (one statx) and parses it
+    /// again only when that changed (a rewrite changes at least its ctime; a replacement its inode). The identity is
+    /// taken from the opened file that is parsed, so the map is always the content of the identity it is kept under.
+    /// </summary>
+    private sealed class NameDatabase(string path)
+    {
+        private sealed record Version(FileIdentity Identity, IReadOnlyDictionary<int, string> Names);
+
+        private static readonly IReadOnlyDictionary<int, string> Empty = new Dictionary<int, string>();
+        private Version? _current;
+
+        public IReadOnlyDictionary<int, string> Current()
+        {
+            Version? v = Volatile.Read(ref _current);
+            if (!FileIdentity.TryGet(path, out FileIdentity now, out _))
+            {
+                return Empty;   // missing or unreadable: names are simply not emitted
+            }
+
+            if (v is not null && v.Identity == now)
+            {
+                return v.Names;
+            }
+
+            try
+            {
+                using Microsoft.Win32.SafeHandles.SafeFileHandle handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+                if (!FileIdentity.TryGet(handle, out FileIdentity opened, out _))
+                {
+                    return ReadNameDatabase(path);
+                }
+
+                using var stream = new FileStream(handle, FileAccess.Read);
+                using var reader = new StreamReader(stream);
+                IReadOnlyDictionary<int, string> names = ParseNameDatabase(reader.ReadToEnd().Split('\n'));
+                Volatile.Write(ref _current, new Version(opened, names));
+                return names;
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                return Empty;
+            }
+        }
     }
 
     private static string Inv<T>(T value) where T : IFormattable => value.ToString(null, CultureInfo.InvariantCulture);

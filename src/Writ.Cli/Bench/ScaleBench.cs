@@ -1,13 +1,24 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Serialization;
+using Npgsql;
 using Writ.Cli.Admin;
 using Writ.Protocol.Admin;
 using Writ.Spiffe;
+using Writ.Spiffe.Bundles;
 using ProtoEntry = Writ.Protocol.Agent.Entry;
 using ProtoSelector = Writ.Protocol.Agent.Selector;
 
 namespace Writ.Cli.Bench;
+
+/// <summary>What `writ bench scale` runs: store size, which store, and the size of the agent measurements.</summary>
+public sealed record ScaleOptions(int Entries, string Store, string? PostgresConnection, int SyncEntries, int Agents, int FanoutRounds)
+{
+    public const int DefaultEntries = 100_000;
+    public const int DefaultSyncEntries = 10_000;
+    public const int DefaultAgents = 1_000;
+    public const int DefaultFanoutRounds = 5;
+}
 
 public sealed record ScaleResult(
     [property: JsonPropertyName("benchmark")] string Benchmark,
@@ -18,85 +29,204 @@ public sealed record ScaleResult(
     [property: JsonPropertyName("startup_empty_ms")] double StartupEmptyMs,
     [property: JsonPropertyName("rss_empty_mb")] double RssEmptyMb,
     [property: JsonPropertyName("startup_ms")] double StartupMs,
-    [property: JsonPropertyName("rss_mb")] double RssMb);
+    [property: JsonPropertyName("rss_mb")] double RssMb,
+    [property: JsonPropertyName("sync")] SyncFigures Sync,
+    [property: JsonPropertyName("fleet")] FleetFigures Fleet,
+    [property: JsonPropertyName("total_seconds")] double TotalSeconds);
+
+/// <summary>One agent's full sync: from its Sync call to the update that ends the first batch (page_end).</summary>
+public sealed record SyncFigures(
+    [property: JsonPropertyName("entries")] int Entries,
+    [property: JsonPropertyName("pages")] int Pages,
+    [property: JsonPropertyName("first_ms")] double FirstMs,
+    [property: JsonPropertyName("warm_median_ms")] double WarmMedianMs,
+    [property: JsonPropertyName("client")] string Client);
+
+/// <summary>Many agents at once: attestation, all synced, server memory, and one entry change reaching all of them.</summary>
+public sealed record FleetFigures(
+    [property: JsonPropertyName("agents")] int Agents,
+    [property: JsonPropertyName("attest_seconds")] double AttestSeconds,
+    [property: JsonPropertyName("all_synced_ms")] double AllSyncedMs,
+    [property: JsonPropertyName("server_rss_mb")] double ServerRssMb,
+    [property: JsonPropertyName("fanout_rounds")] int FanoutRounds,
+    [property: JsonPropertyName("fanout_samples")] int FanoutSamples,
+    [property: JsonPropertyName("fanout_p50_ms")] double FanoutP50Ms,
+    [property: JsonPropertyName("fanout_p99_ms")] double FanoutP99Ms,
+    [property: JsonPropertyName("fanout_max_ms")] double FanoutMaxMs);
 
 /// <summary>
-/// `writ bench scale --entries N` (partial): a real `writ server run` process on SQLite in a temporary directory — its
-/// cold start-up time and resident memory empty; N registration entries created through its admin API in batches;
-/// then a fresh server process on that store, its start-up time and memory. (Agent sync and many connected agents, and
-/// PostgreSQL, are not measured yet.)
+/// `writ bench scale`: real `writ server run` processes (this executable) on a temporary SQLite store, or on a scratch
+/// database created on the PostgreSQL server the user names and dropped afterwards. Measures cold start-up to the
+/// server's `ready` line and resident memory with an empty store; the create rate of N registration entries through the
+/// admin API in batches; start-up and memory of a fresh server on the filled store; then, against that server, the
+/// full sync of one agent holding <see cref="ScaleOptions.SyncEntries"/> entries and a fleet of
+/// <see cref="ScaleOptions.Agents"/> simulated agents (<see cref="SimulatedAgents"/>) with one entry change fanned out
+/// to all of them.
 /// </summary>
 public static class ScaleBench
 {
     public const int BatchSize = 1000;
-    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(120);
+    private static readonly TimeSpan StartTimeout = TimeSpan.FromMinutes(5);
 
-    public static async Task<ScaleResult> RunAsync(int entries, TextWriter progress, CancellationToken ct)
+    public static async Task<ScaleResult> RunAsync(ScaleOptions o, TextWriter progress, CancellationToken ct)
     {
+        var total = Stopwatch.StartNew();
         var dir = Directory.CreateTempSubdirectory("ws-").FullName;
+        string? scratchDb = null;
         try
         {
+            var env = new Dictionary<string, string>(StringComparer.Ordinal);
+            if (o.Store == "postgres")
+            {
+                (scratchDb, var conn) = await CreateScratchDatabaseAsync(o.PostgresConnection!, ct).ConfigureAwait(false);
+                progress.WriteLine($"scratch database {scratchDb} created on the PostgreSQL server");
+                env["WRIT_SERVER_STORE_KIND"] = "postgres";
+                env["WRIT_SERVER_STORE_CONNECTION"] = conn;   // in the environment, not on a command line others can read
+            }
             var td = TrustDomain.Parse("bench.writ");
+            var fleetAlias = td.IdString + "/bench/fleet";
             var dataDir = Path.Combine(dir, "server");
             var adminSocket = Path.Combine(dataDir, "admin.sock");
-            double createRate;
-            var (first, startupEmpty) = await StartServerAsync(td, dataDir, ct).ConfigureAwait(false);
-            double rssEmpty;
-            using (first)
+
+            // Phase 1: empty store; tokens for the agents measured later; the entries.
+            var first = await StartServerAsync(td, dataDir, env, ct).ConfigureAwait(false);
+            double createRate, rssEmpty;
+            string syncToken, syncAgentId;
+            var fleetTokens = new List<string>(o.Agents);
+            ProtoEntry fleetEntry;
+            using (first.Process)
             {
                 try
                 {
-                    rssEmpty = RssMb(first);
+                    rssEmpty = RssMb(first.Process);
                     using var admin = new AdminConnection(adminSocket);
-                    var parent = td.IdString + "/writ/agent/join_token/bench";
+                    var t = await admin.CallAsync(s => s.CreateJoinTokenAsync(new CreateJoinTokenRequest { TtlSeconds = 86400 }, cancellationToken: ct)).ConfigureAwait(false);
+                    (syncToken, syncAgentId) = (t.Token, t.AgentSpiffeId);
+                    for (var i = 0; i < o.Agents; i++)
+                    {
+                        var ft = await admin.CallAsync(s => s.CreateJoinTokenAsync(new CreateJoinTokenRequest { TtlSeconds = 86400, Alias = fleetAlias }, cancellationToken: ct)).ConfigureAwait(false);
+                        fleetTokens.Add(ft.Token);
+                    }
+                    var fleet = await admin.CallAsync(s => s.CreateEntriesAsync(new CreateEntriesRequest
+                    {
+                        Entries = { Entry(td, "fleet", fleetAlias, 99_999_999) },
+                    }, cancellationToken: ct)).ConfigureAwait(false);
+                    fleetEntry = fleet.Entries[0];
+
+                    var otherParent = td.IdString + "/writ/agent/join_token/bench";
+                    var syncEntries = Math.Min(o.SyncEntries, o.Entries);
                     var sw = Stopwatch.StartNew();
-                    for (var start = 0; start < entries; start += BatchSize)
+                    for (var start = 0; start < o.Entries; start += BatchSize)
                     {
                         var request = new CreateEntriesRequest();
-                        for (var i = start; i < Math.Min(entries, start + BatchSize); i++)
+                        for (var i = start; i < Math.Min(o.Entries, start + BatchSize); i++)
                         {
-                            request.Entries.Add(new ProtoEntry
-                            {
-                                SpiffeId = $"{td.IdString}/ns/bench/sa/workload-{i}",
-                                ParentId = parent,
-                                Selectors = { new ProtoSelector { Type = "unix", Value = $"uid:{100000 + i}" } },
-                            });
+                            request.Entries.Add(Entry(td, $"workload-{i}", i < syncEntries ? syncAgentId : otherParent, 100_000 + i));
                         }
                         await admin.CallAsync(s => s.CreateEntriesAsync(request, cancellationToken: ct)).ConfigureAwait(false);
-                        if ((start / BatchSize) % 50 == 49)
+                        if ((start / BatchSize) % 100 == 99)
                         {
-                            progress.WriteLine($"{start + BatchSize} entries created");
+                            progress.WriteLine($"{start + BatchSize:N0} entries created ({(start + BatchSize) / sw.Elapsed.TotalSeconds:N0}/s)");
                         }
                     }
-                    createRate = entries / sw.Elapsed.TotalSeconds;
+                    createRate = o.Entries / sw.Elapsed.TotalSeconds;
                 }
                 finally
                 {
-                    Stop(first);
+                    Stop(first.Process);
                 }
             }
-            var (second, startup) = await StartServerAsync(td, dataDir, ct).ConfigureAwait(false);
-            using (second)
+
+            // Phase 2: a fresh server on the filled store; one agent's full sync; the fleet.
+            var second = await StartServerAsync(td, dataDir, env, ct).ConfigureAwait(false);
+            using (second.Process)
             {
                 try
                 {
-                    return new ScaleResult("scale", "sqlite", entries, BatchSize, BenchTiming.Round(createRate), BenchTiming.Round(startupEmpty),
-                        BenchTiming.Round(rssEmpty), BenchTiming.Round(startup), BenchTiming.Round(RssMb(second)));
+                    var rss = RssMb(second.Process);
+                    progress.WriteLine($"server on the filled store ready in {second.Ms:N0} ms; syncing one agent");
+                    using var admin = new AdminConnection(adminSocket);
+                    var bundlePem = (await admin.CallAsync(s => s.GetBundleAsync(new GetBundleRequest(), cancellationToken: ct)).ConfigureAwait(false)).Pem;
+                    if (!TrustBundle.TryParsePem(td, bundlePem, out var bundle, out var bundleError))
+                    {
+                        throw new CommandLine.CommandFailedException($"the benchmark's server returned an unreadable bundle: {bundleError}");
+                    }
+                    var sync = await SimulatedAgents.MeasureSyncAsync(second.AgentApi, td, bundle, syncToken, Math.Min(o.SyncEntries, o.Entries), ct).ConfigureAwait(false);
+                    progress.WriteLine($"one agent synced {sync.Entries:N0} entries in {sync.FirstMs:N0} ms; attesting {o.Agents:N0} agents");
+                    var current = await admin.CallAsync(s => s.GetEntryAsync(new GetEntryRequest { Id = fleetEntry.Id }, cancellationToken: ct)).ConfigureAwait(false);
+                    var fleet = await SimulatedAgents.MeasureFleetAsync(second.AgentApi, td, bundle, fleetTokens, () => RssMb(second.Process),
+                        async (hint, token) =>
+                        {
+                            var changed = current.Clone();
+                            changed.Hint = hint;
+                            current = await admin.CallAsync(s => s.UpdateEntryAsync(new UpdateEntryRequest { Entry = changed }, cancellationToken: token)).ConfigureAwait(false);
+                        }, o.FanoutRounds, progress, ct).ConfigureAwait(false);
+                    return new ScaleResult("scale", o.Store, o.Entries, BatchSize, BenchTiming.Round(createRate), BenchTiming.Round(first.Ms),
+                        BenchTiming.Round(rssEmpty), BenchTiming.Round(second.Ms), BenchTiming.Round(rss), sync, fleet, BenchTiming.Round(total.Elapsed.TotalSeconds));
                 }
                 finally
                 {
-                    Stop(second);
+                    Stop(second.Process);
                 }
             }
         }
         finally
         {
             Directory.Delete(dir, recursive: true);
+            if (scratchDb is not null)
+            {
+                await DropScratchDatabaseAsync(o.PostgresConnection!, scratchDb).ConfigureAwait(false);
+            }
         }
     }
 
+    private static ProtoEntry Entry(TrustDomain td, string name, string parent, int uid) => new()
+    {
+        SpiffeId = $"{td.IdString}/ns/bench/sa/{name}",
+        ParentId = parent,
+        Selectors = { new ProtoSelector { Type = "unix", Value = string.Create(CultureInfo.InvariantCulture, $"uid:{uid}") } },
+    };
+
+    /// <summary>Creates an empty database on the user's PostgreSQL server for this run; returns its name and connection string.</summary>
+    private static async Task<(string Name, string Connection)> CreateScratchDatabaseAsync(string connection, CancellationToken ct)
+    {
+        var name = "writ_bench_" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6));
+        try
+        {
+            var admin = new NpgsqlConnectionStringBuilder(connection) { Pooling = false };
+            await using var conn = new NpgsqlConnection(admin.ConnectionString);
+            await conn.OpenAsync(ct).ConfigureAwait(false);
+            await using var cmd = new NpgsqlCommand($"CREATE DATABASE {name}", conn);
+            await cmd.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+            return (name, new NpgsqlConnectionStringBuilder(connection) { Database = name }.ConnectionString);
+        }
+        catch (Exception e) when (e is NpgsqlException or ArgumentException)
+        {
+            throw new CommandLine.CommandFailedException($"could not create a scratch database on the PostgreSQL server given by --pg ({e.GetType().Name}: {OneLine(e.Message)}): check the connection string and that its user may CREATE DATABASE");
+        }
+    }
+
+    private static async Task DropScratchDatabaseAsync(string connection, string name)
+    {
+        try
+        {
+            await using var conn = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(connection) { Pooling = false }.ConnectionString);
+            await conn.OpenAsync().ConfigureAwait(false);
+            await using var cmd = new NpgsqlCommand($"DROP DATABASE IF EXISTS {name} WITH (FORCE)", conn);
+            await cmd.ExecuteNonQueryAsync().ConfigureAwait(false);
+        }
+        catch (NpgsqlException e)
+        {
+            await Console.Error.WriteLineAsync($"warning: could not drop the scratch database {name} ({OneLine(e.Message)}): drop it by hand").ConfigureAwait(false);
+        }
+    }
+
+    private static string OneLine(string s) => s.ReplaceLineEndings(" ");
+
+    private sealed record Started(Process Process, double Ms, string AgentApi);
+
     /// <summary>Starts `writ server run` (this same executable) and waits for its "ready" line; returns it and the time taken.</summary>
-    private static async Task<(Process Server, double Ms)> StartServerAsync(TrustDomain td, string dataDir, CancellationToken ct)
+    private static async Task<Started> StartServerAsync(TrustDomain td, string dataDir, IReadOnlyDictionary<string, string> env, CancellationToken ct)
     {
         var host = Environment.ProcessPath ?? throw new InvalidOperationException("cannot tell which executable runs this process");
         var psi = new ProcessStartInfo(host) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
@@ -108,9 +238,13 @@ public static class ScaleBench
         {
             psi.ArgumentList.Add(a);
         }
+        foreach (var (k, v) in env)
+        {
+            psi.Environment[k] = v;
+        }
         var sw = Stopwatch.StartNew();
         var p = Process.Start(psi) ?? throw new CommandLine.CommandFailedException("could not start a writ server process for the benchmark");
-        _ = p.StandardError.ReadToEndAsync(ct);
+        var stderr = p.StandardError.ReadToEndAsync(ct);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
         deadline.CancelAfter(StartTimeout);
         try
@@ -119,10 +253,15 @@ public static class ScaleBench
             {
                 if (line.StartsWith("ready ", StringComparison.Ordinal))
                 {
-                    return (p, sw.Elapsed.TotalMilliseconds);
+                    var ms = sw.Elapsed.TotalMilliseconds;
+                    var api = line.Split(' ').FirstOrDefault(f => f.StartsWith("agent_api=", StringComparison.Ordinal))?["agent_api=".Length..]
+                        ?? throw new CommandLine.CommandFailedException("the benchmark's server did not say where its agent API listens");
+                    _ = p.StandardOutput.ReadToEndAsync(CancellationToken.None);
+                    return new Started(p, ms, api);
                 }
             }
-            throw new CommandLine.CommandFailedException($"the benchmark's server exited (code {(p.HasExited ? p.ExitCode : -1)}) before it was ready");
+            var why = await stderr.ConfigureAwait(false);
+            throw new CommandLine.CommandFailedException($"the benchmark's server exited (code {(p.HasExited ? p.ExitCode : -1)}) before it was ready: {OneLine(why).Trim()}");
         }
         catch
         {

@@ -38,7 +38,8 @@ public sealed record WorkloadApiResult(
     [property: JsonPropertyName("noop_unary")] LatencyFigures NoopUnary,
     [property: JsonPropertyName("x509_p99_ratio")] double X509P99Ratio,
     [property: JsonPropertyName("jwt_p99_ratio")] double JwtP99Ratio,
-    [property: JsonPropertyName("goal_ratio")] double GoalRatio);
+    [property: JsonPropertyName("goal_ratio")] double GoalRatio,
+    [property: JsonPropertyName("breakdown")] IReadOnlyList<StageFigures>? Breakdown = null);
 
 /// <summary>
 /// `writ bench workload-api`: a server (SQLite, memory keys) and an agent in this process, one entry for this process's
@@ -51,6 +52,17 @@ public static class WorkloadApiBench
 {
     public const double GoalRatio = 2.0;
     private const string Audience = "https://api.bench.writ";
+
+    public static async Task<WorkloadApiResult> RunAsync(TimeSpan seconds, bool breakdown, TextWriter progress, CancellationToken ct)
+    {
+        var result = await RunAsync(seconds, progress, ct).ConfigureAwait(false);
+        if (!breakdown)
+        {
+            return result;
+        }
+        progress.WriteLine($"breakdown: each stage for {seconds.TotalSeconds:0.#} s");
+        return result with { Breakdown = await AttestationBreakdown.RunAsync(seconds, ct).ConfigureAwait(false) };
+    }
 
     public static async Task<WorkloadApiResult> RunAsync(TimeSpan seconds, TextWriter progress, CancellationToken ct)
     {

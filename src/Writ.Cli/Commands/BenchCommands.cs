@@ -21,11 +21,35 @@ public static class BenchCommands
         new("bench jwt", "JWT-SVID mint and validate per second on one thread, against raw ECDSA P-256 sign and verify.",
             [Seconds, OutputOpt], JwtAsync),
         new("bench workload-api", "FetchX509SVID and FetchJWTSVID latency (p50/p99) over the agent's Unix socket, against a no-op gRPC call.",
-            [Seconds, OutputOpt], WorkloadApiAsync),
-        new("bench scale", "Partial: a server process on SQLite; N entries created through the admin API; start-up time and memory.",
-            [new("entries", "number of registration entries (default 100000)", "N"), OutputOpt], ScaleAsync),
+            [Seconds, OutputOpt, new("breakdown", "also time each stage of the agent's work per call (peer credentials, pin, attestors, matching, response) in µs", IsFlag: true)], WorkloadApiAsync),
+        new("bench scale", "Server processes on SQLite or PostgreSQL with N entries: start-up, memory, create rate, one agent's full sync, a fleet of agents and fan-out.",
+            [
+                new("entries", "number of registration entries (default 100000)", "N"),
+                new("store", "sqlite (default: a temporary file) or postgres (a scratch database on the server given by --pg, dropped afterwards)", "KIND"),
+                new("pg", $"PostgreSQL connection string (Npgsql) for --store postgres; or set {PgEnvVar}. Its user must be allowed to CREATE DATABASE", "CONNSTRING"),
+                new("sync-entries", "entries authorized for the one agent whose full sync is timed (default 10000; at most --entries)", "N"),
+                new("agents", "simulated agents connected at once (default 1000)", "N"),
+                new("fanout-rounds", "entry changes whose arrival at every agent is timed (default 5)", "N"),
+                OutputOpt,
+            ], ScaleAsync),
         RevocationBench.Command,
     ];
+
+    public const string PgEnvVar = "WRIT_BENCH_PG";
+
+    private static int ParseCount(ParsedArgs a, string name, int fallback, int min, int max)
+    {
+        var text = a.Get(name);
+        if (text is null)
+        {
+            return fallback;
+        }
+        if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n < min || n > max)
+        {
+            throw new UsageException($"--{name} '{text}' is not a whole number from {min} to {max}: give e.g. --{name} {fallback}");
+        }
+        return n;
+    }
 
     private static TimeSpan ParseSeconds(ParsedArgs a)
     {
@@ -115,13 +139,28 @@ public static class BenchCommands
 
     private static async Task<int> ScaleAsync(ParsedArgs a, CommandContext ctx)
     {
-        var text = a.Get("entries") ?? "100000";
-        if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var entries) || entries is < 1 or > 10_000_000)
+        var entries = ParseCount(a, "entries", ScaleOptions.DefaultEntries, 1, 10_000_000);
+        var syncEntries = ParseCount(a, "sync-entries", ScaleOptions.DefaultSyncEntries, 1, 10_000_000);
+        var agents = ParseCount(a, "agents", ScaleOptions.DefaultAgents, 1, 100_000);
+        var rounds = ParseCount(a, "fanout-rounds", ScaleOptions.DefaultFanoutRounds, 1, 1000);
+        var store = a.Get("store") ?? "sqlite";
+        if (store is not ("sqlite" or "postgres"))
         {
-            throw new UsageException($"--entries '{text}' is not a whole number from 1 to 10000000: give e.g. --entries 100000");
+            throw new UsageException($"--store '{store}' is not known: use sqlite or postgres");
+        }
+        var pg = a.Get("pg") ?? Environment.GetEnvironmentVariable(PgEnvVar);
+        if (store == "postgres" && string.IsNullOrWhiteSpace(pg))
+        {
+            throw new UsageException($"--store postgres needs the server to use: pass --pg \"Host=...;Username=...;Database=...\" or set {PgEnvVar}");
+        }
+        if (store == "sqlite" && a.Get("pg") is not null)
+        {
+            throw new UsageException("--pg is only for --store postgres");
         }
         CheckOutput(a);
-        var r = await ScaleBench.RunAsync(entries, a.JsonOutput ? TextWriter.Null : ctx.Error, ctx.Cancellation).ConfigureAwait(false);
+        // Progress goes to stderr in both formats: a 1M-entry run takes minutes, and stdout keeps only the result.
+        var r = await ScaleBench.RunAsync(new ScaleOptions(entries, store, store == "postgres" ? pg : null, syncEntries, agents, rounds),
+            ctx.Error, ctx.Cancellation).ConfigureAwait(false);
         if (a.JsonOutput)
         {
             Output.Json(ctx.Out, r);
@@ -136,6 +175,14 @@ public static class BenchCommands
             ["server resident memory, empty store (MiB)", F(r.RssEmptyMb, "N1")],
             ["server start-up with the entries (ms)", F(r.StartupMs)],
             ["server resident memory with the entries, after start-up (MiB)", F(r.RssMb, "N1")],
+            [$"one agent's full sync of {F(r.Sync.Entries)} entries, new connection (ms, Sync call → page_end)", F(r.Sync.FirstMs, "N1")],
+            ["same, connection open (ms, median of 3)", F(r.Sync.WarmMedianMs, "N1")],
+            [$"{F(r.Fleet.Agents)} agents: attestation (s, 8 at a time)", F(r.Fleet.AttestSeconds, "N1")],
+            [$"{F(r.Fleet.Agents)} agents: all synced (ms, Sync streams opened at once)", F(r.Fleet.AllSyncedMs)],
+            [$"server resident memory with {F(r.Fleet.Agents)} agents connected (MiB)", F(r.Fleet.ServerRssMb, "N1")],
+            [$"one entry change reaching all {F(r.Fleet.Agents)}: p50 / p99 / max (ms, {r.Fleet.FanoutRounds} rounds)",
+                $"{F(r.Fleet.FanoutP50Ms, "N1")} / {F(r.Fleet.FanoutP99Ms, "N1")} / {F(r.Fleet.FanoutMaxMs, "N1")}"],
+            ["whole run (s)", F(r.TotalSeconds, "N0")],
         ]);
         return 0;
     }
@@ -144,7 +191,7 @@ public static class BenchCommands
     {
         var seconds = ParseSeconds(a);
         CheckOutput(a);
-        var r = await WorkloadApiBench.RunAsync(seconds, a.JsonOutput ? TextWriter.Null : ctx.Error, ctx.Cancellation).ConfigureAwait(false);
+        var r = await WorkloadApiBench.RunAsync(seconds, a.Flag("breakdown"), a.JsonOutput ? TextWriter.Null : ctx.Error, ctx.Cancellation).ConfigureAwait(false);
         if (a.JsonOutput)
         {
             Output.Json(ctx.Out, r);
@@ -159,6 +206,12 @@ public static class BenchCommands
             Row("no-op unary", r.NoopUnary),
         ]);
         ctx.Out.WriteLine($"p99 ratio to no-op: x509 {F(r.X509P99Ratio, "0.00")}, jwt {F(r.JwtP99Ratio, "0.00")} (goal ≤ {F(r.GoalRatio, "0.0")})");
+        if (r.Breakdown is { } b)
+        {
+            ctx.Out.WriteLine();
+            Output.Table(ctx.Out, ["stage", "what", "p50 µs", "p99 µs", "mean µs"],
+                b.Select(s => (IReadOnlyList<string>)[s.Stage, s.What, F(s.P50, "N1"), F(s.P99, "N1"), F(s.Mean, "N1")]));
+        }
         return 0;
     }
 }
