@@ -72,9 +72,19 @@ public sealed class JwtBindingAgentTests
         Assert.Contains("spiffe:spiffe://example.org/client,spiffe://example.org/rp-dotnet", reported, StringComparison.Ordinal);
         Assert.Contains("spiffe:spiffe://example.org/client,spiffe://example.org/rp-node", reported, StringComparison.Ordinal);
 
-        // The first relying party keeps its token; the replayer stays refused.
-        var again = await rig.WorkloadAsync("jwt", "validate", "--audience", aud, "--token", token);
-        Assert.True(again.ExitCode == 0, again.ToString());
+        // The server revokes a replayed token it issued (docs/jwt-binding.md): a copied token is dead everywhere, for the
+        // first relying party too, although its holder is still running; the replayer stays refused.
+        await HeldWorkload.WaitUntilRevokedAsync(rig, aud, token, Deadline);
+        Assert.False(holder.Process.HasExited);
+        var list = await rig.Server.WritAsync("revoke", "list", "--output", "json");
+        Assert.True(list.ExitCode == 0, list.ToString());
+        using (var doc = JsonDocument.Parse(list.Stdout))
+        {
+            Assert.True(JwtSvidValidator.TryReadUnverified(token, out var svid, out var error), error);
+            var revocation = doc.RootElement.GetProperty("revocations").EnumerateArray()
+                .Single(x => x.TryGetProperty("jti", out var jti) && jti.GetString() == svid.Jti);
+            Assert.StartsWith("replayed", revocation.GetProperty("reason").GetString(), StringComparison.Ordinal);
+        }
         Assert.Equal(1, (await NodeValidateAsync(rig, aud, token)).ExitCode);
     }
 
