@@ -176,12 +176,26 @@ public sealed class WorkloadCliTests
         await watch.Stdout.WaitForAsync(l => l.Contains(secondSerial, StringComparison.Ordinal), deadline, () => watch.HasExited);
         await AgentTests.AssertKeyMatchesAsync(cert, key);
         Assert.DoesNotContain(secondSerial, await CrlSerialsAsync(rig));
+
+        // A second identity gets svid.1.*; when it goes (entry deleted), its files go too and no stale key is left.
+        var extra = await rig.CreateEntryAsync("spiffe://example.org/watch-write/extra", ["unix:uid:0"]);
+        var extraCert = Path.Combine(dir, "svid.1.pem");
+        await watch.Stdout.WaitForAsync(l => l.Contains("2 SVID(s), written to", StringComparison.Ordinal), deadline, () => watch.HasExited);
+        Assert.True(File.Exists(extraCert) && File.Exists(Path.Combine(dir, "bundle.1.pem")), string.Join(", ", Directory.GetFiles(dir)));
+        await AgentTests.AssertKeyMatchesAsync(extraCert, Path.Combine(dir, "svid.1.key"));
+        await rig.DeleteEntryAsync(extra);
+        await WorkloadTools.EventuallyAsync(() => File.Exists(extraCert) || File.Exists(Path.Combine(dir, "svid.1.key"))
+            ? throw new InvalidOperationException("svid.1.* still there") : Task.FromResult(true), deadline, "the watcher removing the deleted identity's files");
+        Assert.DoesNotContain(Directory.GetFiles(dir), f => f.Contains(".1.", StringComparison.Ordinal));
+        Assert.Contains("URI:spiffe://example.org/watch-write\n", (await Proc.RunAsync("openssl", ["x509", "-noout", "-ext", "subjectAltName", "-in", cert])).Stdout.Replace("\r", "", StringComparison.Ordinal) + "\n", StringComparison.Ordinal);
+        await AgentTests.AssertKeyMatchesAsync(cert, key);
+        var lastSerial = LeafSerial(cert);
         Assert.False(watch.HasExited);
 
         // The watcher is killed: the instance is gone, so the SVID in the files is revoked and listed in the CRL.
         watch.Kill();
-        await WorkloadTools.EventuallyAsync(async () => (await CrlSerialsAsync(rig)).Contains(secondSerial)
-            ? true : throw new InvalidOperationException($"serial {secondSerial} is not in the CRL yet"), TimeSpan.FromSeconds(15), "the killed watcher's serial reaching the CRL");
+        await WorkloadTools.EventuallyAsync(async () => (await CrlSerialsAsync(rig)).Contains(lastSerial)
+            ? true : throw new InvalidOperationException($"serial {lastSerial} is not in the CRL yet"), TimeSpan.FromSeconds(15), "the killed watcher's serial reaching the CRL");
     }
 
     [Fact]
