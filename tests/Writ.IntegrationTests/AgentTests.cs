@@ -199,14 +199,16 @@ public sealed class AgentTests
         Assert.True(viaEnv.ExitCode == 0, viaEnv.ToString());
         Assert.Contains("spiffe://example.org/written", viaEnv.Stdout, StringComparison.Ordinal);
 
-        // A JWT-SVID through the CLI validates through the CLI, and not for another audience.
-        var jwt = await rig.WorkloadAsync("jwt", "fetch", "--audience", "https://db.example.org");
-        Assert.True(jwt.ExitCode == 0, jwt.ToString());
-        var token = jwt.Stdout.Trim();
+        // A JWT-SVID through the CLI validates through the CLI while the instance it was issued to (the fetching
+        // process, held open) runs, and not for another audience; once that process exits it is revoked.
+        await using var holder = await HeldWorkload.JwtAsync(rig, "--audience", "https://db.example.org");
+        var token = holder.Output;
         var valid = await rig.WorkloadAsync("jwt", "validate", "--audience", "https://db.example.org", "--token", token);
         Assert.True(valid.ExitCode == 0, valid.ToString());
         Assert.Contains("spiffe://example.org/written", valid.Stdout, StringComparison.Ordinal);
         Expect.OneLineError(await rig.WorkloadAsync("jwt", "validate", "--audience", "https://evil.example.org", "--token", token), "audience");
+        await holder.ReleaseAsync();
+        await HeldWorkload.WaitUntilRevokedAsync(rig, "https://db.example.org", token, TimeSpan.FromSeconds(15));
     }
 
     [Fact]
@@ -302,14 +304,14 @@ public sealed class AgentTests
         await WorkloadTools.EventuallyAsync(() => client.FetchX509Async(CancellationToken.None), SyncDeadline, "the agent serving the new entry");
     }
 
-    private static async Task AssertOpensslVerifiesAsync(string bundle, string chain)
+    internal static async Task AssertOpensslVerifiesAsync(string bundle, string chain)
     {
         var verify = await Proc.RunAsync("openssl", ["verify", "-CAfile", bundle, chain]);
         Assert.True(verify.ExitCode == 0, verify.ToString());
         Assert.Contains(": OK", verify.Stdout, StringComparison.Ordinal);
     }
 
-    private static async Task AssertKeyMatchesAsync(string cert, string key)
+    internal static async Task AssertKeyMatchesAsync(string cert, string key)
     {
         var certKey = await Proc.RunAsync("openssl", ["x509", "-noout", "-pubkey", "-in", cert]);
         var keyPub = await Proc.RunAsync("openssl", ["pkey", "-pubout", "-in", key]);

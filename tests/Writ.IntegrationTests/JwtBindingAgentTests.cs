@@ -43,9 +43,9 @@ public sealed class JwtBindingAgentTests
         await rig.CreateEntryAsync("spiffe://example.org/rp-node", ["unix:uid:0", "unix:path:" + await RealPathAsync("node")]);
         await AgentTests.WaitForSvidAsync(rig);
         const string aud = "https://rp.example.org";
-        var fetched = await rig.WorkloadAsync("jwt", "fetch", "--audience", aud, "--spiffe-id", "spiffe://example.org/client");
-        Assert.True(fetched.ExitCode == 0, fetched.ToString());
-        var token = fetched.Stdout.Trim();
+        // The holder stays alive while the token is used: its tokens are revoked when it exits (issue #6).
+        await using var holder = await HeldWorkload.JwtAsync(rig, "--audience", aud, "--spiffe-id", "spiffe://example.org/client");
+        var token = holder.Output;
 
         // Relying party 1 (dotnet) validates it, twice: a retry by the same relying party is no replay.
         for (var i = 0; i < 2; i++)
@@ -72,9 +72,19 @@ public sealed class JwtBindingAgentTests
         Assert.Contains("spiffe:spiffe://example.org/client,spiffe://example.org/rp-dotnet", reported, StringComparison.Ordinal);
         Assert.Contains("spiffe:spiffe://example.org/client,spiffe://example.org/rp-node", reported, StringComparison.Ordinal);
 
-        // The first relying party keeps its token; the replayer stays refused.
-        var again = await rig.WorkloadAsync("jwt", "validate", "--audience", aud, "--token", token);
-        Assert.True(again.ExitCode == 0, again.ToString());
+        // The server revokes a replayed token it issued (docs/jwt-binding.md): a copied token is dead everywhere, for the
+        // first relying party too, although its holder is still running; the replayer stays refused.
+        await HeldWorkload.WaitUntilRevokedAsync(rig, aud, token, Deadline);
+        Assert.False(holder.Process.HasExited);
+        var list = await rig.Server.WritAsync("revoke", "list", "--output", "json");
+        Assert.True(list.ExitCode == 0, list.ToString());
+        using (var doc = JsonDocument.Parse(list.Stdout))
+        {
+            Assert.True(JwtSvidValidator.TryReadUnverified(token, out var svid, out var error), error);
+            var revocation = doc.RootElement.GetProperty("revocations").EnumerateArray()
+                .Single(x => x.TryGetProperty("jti", out var jti) && jti.GetString() == svid.Jti);
+            Assert.StartsWith("replayed", revocation.GetProperty("reason").GetString(), StringComparison.Ordinal);
+        }
         Assert.Equal(1, (await NodeValidateAsync(rig, aud, token)).ExitCode);
     }
 
@@ -85,10 +95,9 @@ public sealed class JwtBindingAgentTests
         await rig.CreateEntryAsync("spiffe://example.org/client", ["unix:uid:0"]);
         await rig.CreateEntryAsync("spiffe://example.org/rp-node", ["unix:uid:0", "unix:path:" + await RealPathAsync("node")]);
         await AgentTests.WaitForSvidAsync(rig);
-        var fetched = await rig.WorkloadAsync("jwt", "fetch", "--audience", "https://a.example.org", "--audience", "https://b.example.org",
+        await using var holder = await HeldWorkload.JwtAsync(rig, "--audience", "https://a.example.org", "--audience", "https://b.example.org",
             "--spiffe-id", "spiffe://example.org/client");
-        Assert.True(fetched.ExitCode == 0, fetched.ToString());
-        var token = fetched.Stdout.Trim();
+        var token = holder.Output;
 
         var a = await rig.WorkloadAsync("jwt", "validate", "--audience", "https://a.example.org", "--token", token);
         Assert.True(a.ExitCode == 0, a.ToString());
@@ -117,17 +126,18 @@ public sealed class JwtBindingAgentTests
         await using var api = await BoundApi.StartAsync(bundle, [], serverCert, aud);
         var caPem = Path.Combine(rpDir, "bundle.pem");
 
-        // Two instances of the workload, each fetching its X.509-SVID and a JWT-SVID in one process.
-        async Task<(string Token, string Cert, string Key)> InstanceAsync(string name)
+        // Two instances of the workload, each fetching its X.509-SVID and a JWT-SVID in one process, and running on
+        // while they are used (an instance's credentials are revoked when it exits).
+        await using var firstInstance = await HeldWorkload.NodeFetchAsync(rig, aud, rig["w1"]);
+        await using var secondInstance = await HeldWorkload.NodeFetchAsync(rig, aud, rig["w2"]);
+        static (string Token, string Cert, string Key) Credentials(HeldWorkload w, string dir)
         {
-            var dir = rig[name];
-            var r = await Proc.RunAsync("node", [Path.Combine(WorkloadTools.InteropDir, "jwt-binding.mjs"), "fetch", rig.Agent.SocketPath, aud, dir],
-                workingDir: WorkloadTools.InteropDir);
-            Assert.True(r.ExitCode == 0, r.ToString());
-            return (Json(r).GetProperty("token").GetString()!, Path.Combine(dir, "svid.pem"), Path.Combine(dir, "svid.key"));
+            var j = w.Json();
+            Assert.True(j.GetProperty("ok").GetBoolean(), w.Output);
+            return (j.GetProperty("token").GetString()!, Path.Combine(dir, "svid.pem"), Path.Combine(dir, "svid.key"));
         }
-        var first = await InstanceAsync("w1");
-        var second = await InstanceAsync("w2");
+        var first = Credentials(firstInstance, rig["w1"]);
+        var second = Credentials(secondInstance, rig["w2"]);
         Assert.True(JwtSvidValidator.TryReadUnverified(first.Token, out var svid, out var error), error);
 
         if (!svid.IsBound)
@@ -146,7 +156,9 @@ public sealed class JwtBindingAgentTests
             Assert.Skip("the server on this build mints unbound JWT-SVIDs (no cnf): the bound end-to-end path runs once the issuance pipeline binds them");
         }
 
-        Assert.Equal(CertificateBinding.Thumbprint(X509Certificate2.CreateFromPemFile(first.Cert)), svid.CnfX5tS256);
+        // The leaf alone (CreateFromPemFile without a key file would look for a key in the certificate file).
+        using var firstLeaf = X509Certificate2.CreateFromPem(await File.ReadAllTextAsync(first.Cert, TestContext.Current.CancellationToken));
+        Assert.Equal(CertificateBinding.Thumbprint(firstLeaf), svid.CnfX5tS256);
         var ok = await api.CurlAsync("/bound", first.Token, first.Cert, first.Key, caPem);
         Assert.True(ok.Status == 200, ok.Body);
         // The other instance holds a valid SVID of the same identity, but not the one this token is bound to.
@@ -159,5 +171,11 @@ public sealed class JwtBindingAgentTests
         Assert.True(valid.ExitCode == 0, valid.ToString());
         Assert.Contains("bound to the certificate in", valid.Stdout, StringComparison.Ordinal);
         Expect.OneLineError(await rig.WorkloadAsync("jwt", "validate", "--audience", aud, "--token", first.Token, "--bound-cert", second.Cert), "bound to another certificate");
+
+        // The first instance exits: its token is revoked (the second instance's credentials are not).
+        await firstInstance.ReleaseAsync();
+        await HeldWorkload.WaitUntilRevokedAsync(rig, aud, first.Token, Deadline);
+        var stillValid = await rig.WorkloadAsync("jwt", "validate", "--audience", aud, "--token", second.Token, "--bound-cert", second.Cert);
+        Assert.True(stillValid.ExitCode == 0, stillValid.ToString());
     }
 }

@@ -111,7 +111,7 @@ public sealed class RevocationAgentTests
     }
 
     /// <summary>The userCertificate serials of a DER CRL (RFC 5280 §5.1).</summary>
-    private static HashSet<string> ReadSerials(byte[] der)
+    internal static HashSet<string> ReadSerials(byte[] der)
     {
         var serials = new HashSet<string>(StringComparer.Ordinal);
         var outer = new System.Formats.Asn1.AsnReader(der, System.Formats.Asn1.AsnEncodingRules.DER).ReadSequence();

@@ -115,7 +115,9 @@ public sealed class WorkloadCliTests
         await rig.CreateEntryAsync("spiffe://example.org/validator", ["unix:uid:0"]);
         await AgentTests.WaitForSvidAsync(rig);
         const string aud = "https://api.example.org";
-        var token = await Jwt(rig, "--audience", aud);
+        // The genuine token's holder runs until the end of the test (its tokens are revoked when it exits).
+        await using var holder = await HeldWorkload.JwtAsync(rig, "--audience", aud);
+        var token = holder.Output;
         var parts = token.Split('.');
 
         static string B64(string json) => Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(json)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
@@ -142,6 +144,109 @@ public sealed class WorkloadCliTests
         // The genuine one still validates (the check can pass).
         var ok = await rig.WorkloadAsync("jwt", "validate", "--audience", aud, "--token", token);
         Assert.True(ok.ExitCode == 0, ok.ToString());
+    }
+
+    [Fact]
+    public async Task Svid_watch_write_keeps_the_files_current_while_it_runs_and_they_are_revoked_when_it_is_killed()
+    {
+        await using var rig = await AgentRig.StartAsync();
+        await rig.CreateEntryAsync("spiffe://example.org/watch-write", ["unix:uid:0"]);
+        await AgentTests.WaitForSvidAsync(rig);
+        var dir = rig["files"];
+        var cert = Path.Combine(dir, "svid.pem");
+        var key = Path.Combine(dir, "svid.key");
+        var deadline = TimeSpan.FromSeconds(30);
+
+        // The watcher is the workload instance: it writes the files and keeps them valid while it runs.
+        await using var watch = BackgroundProcess.Writ("svid", "watch", "--write", dir, "--socket", rig.Agent.SocketPath);
+        await watch.Stdout.WaitForAsync(l => l.Contains("1 SVID(s), written to", StringComparison.Ordinal), deadline, () => watch.HasExited);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(key));
+        Assert.DoesNotContain(Directory.GetFiles(dir), f => f.EndsWith(".tmp", StringComparison.Ordinal));
+        await AgentTests.AssertOpensslVerifiesAsync(Path.Combine(dir, "bundle.pem"), cert);
+        await AgentTests.AssertKeyMatchesAsync(cert, key);
+        var firstSerial = LeafSerial(cert);
+        Assert.Contains(firstSerial, watch.Stdout.Text, StringComparison.Ordinal);
+
+        // An update on the stream is written at once: here the operator revokes the current SVID, and the agent signs a
+        // fresh one for the still-entitled instance (the same path a rotation takes).
+        var revoked = await rig.Server.WritAsync("revoke", "--serial", firstSerial);
+        Assert.True(revoked.ExitCode == 0, revoked.ToString());
+        var secondSerial = await WorkloadTools.EventuallyAsync(() => LeafSerial(cert) is var s && s != firstSerial
+            ? Task.FromResult(s) : throw new InvalidOperationException("svid.pem still holds the revoked SVID"), deadline, "the watcher rewriting svid.pem");
+        await watch.Stdout.WaitForAsync(l => l.Contains(secondSerial, StringComparison.Ordinal), deadline, () => watch.HasExited);
+        await AgentTests.AssertKeyMatchesAsync(cert, key);
+        Assert.DoesNotContain(secondSerial, await CrlSerialsAsync(rig));
+
+        // A second identity gets svid.1.*; when it goes (entry deleted), its files go too and no stale key is left.
+        var extra = await rig.CreateEntryAsync("spiffe://example.org/watch-write/extra", ["unix:uid:0"]);
+        var extraCert = Path.Combine(dir, "svid.1.pem");
+        await watch.Stdout.WaitForAsync(l => l.Contains("2 SVID(s), written to", StringComparison.Ordinal), deadline, () => watch.HasExited);
+        Assert.True(File.Exists(extraCert) && File.Exists(Path.Combine(dir, "bundle.1.pem")), string.Join(", ", Directory.GetFiles(dir)));
+        await AgentTests.AssertKeyMatchesAsync(extraCert, Path.Combine(dir, "svid.1.key"));
+        await rig.DeleteEntryAsync(extra);
+        await WorkloadTools.EventuallyAsync(() => File.Exists(extraCert) || File.Exists(Path.Combine(dir, "svid.1.key"))
+            ? throw new InvalidOperationException("svid.1.* still there") : Task.FromResult(true), deadline, "the watcher removing the deleted identity's files");
+        Assert.DoesNotContain(Directory.GetFiles(dir), f => f.Contains(".1.", StringComparison.Ordinal));
+        Assert.Contains("URI:spiffe://example.org/watch-write\n", (await Proc.RunAsync("openssl", ["x509", "-noout", "-ext", "subjectAltName", "-in", cert])).Stdout.Replace("\r", "", StringComparison.Ordinal) + "\n", StringComparison.Ordinal);
+        await AgentTests.AssertKeyMatchesAsync(cert, key);
+        var lastSerial = LeafSerial(cert);
+        Assert.False(watch.HasExited);
+
+        // The watcher is killed: the instance is gone, so the SVID in the files is revoked and listed in the CRL.
+        watch.Kill();
+        await WorkloadTools.EventuallyAsync(async () => (await CrlSerialsAsync(rig)).Contains(lastSerial)
+            ? true : throw new InvalidOperationException($"serial {lastSerial} is not in the CRL yet"), TimeSpan.FromSeconds(15), "the killed watcher's serial reaching the CRL");
+    }
+
+    [Fact]
+    public async Task Jwt_fetch_hold_keeps_the_token_valid_until_stdin_closes_or_sigterm_and_without_it_the_token_dies_with_the_command()
+    {
+        await using var rig = await AgentRig.StartAsync();
+        await rig.CreateEntryAsync("spiffe://example.org/held", ["unix:uid:0"]);
+        await AgentTests.WaitForSvidAsync(rig);
+        const string aud = "https://held.example.org";
+        var revokedWithin = TimeSpan.FromSeconds(15);
+
+        await using (var held = await HeldWorkload.JwtAsync(rig, "--audience", aud))
+        {
+            var valid = await rig.WorkloadAsync("jwt", "validate", "--audience", aud, "--token", held.Output);
+            Assert.True(valid.ExitCode == 0, valid.ToString());
+            Assert.Contains("spiffe://example.org/held", valid.Stdout, StringComparison.Ordinal);
+            Assert.False(held.Process.HasExited);
+            await held.ReleaseAsync();   // stdin closed: exits 0
+            await HeldWorkload.WaitUntilRevokedAsync(rig, aud, held.Output, revokedWithin);
+        }
+
+        // SIGTERM ends a hold as well (exit 0), and that instance's token is revoked too.
+        await using (var held = await HeldWorkload.JwtAsync(rig, "--audience", aud))
+        {
+            var valid = await rig.WorkloadAsync("jwt", "validate", "--audience", aud, "--token", held.Output);
+            Assert.True(valid.ExitCode == 0, valid.ToString());
+            var term = await Proc.RunAsync("kill", ["-TERM", held.Process.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+            Assert.True(term.ExitCode == 0, term.ToString());
+            Assert.Equal(0, await held.Process.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+            await HeldWorkload.WaitUntilRevokedAsync(rig, aud, held.Output, revokedWithin);
+        }
+
+        // Without --hold the command is a short-lived instance of its own: its token is revoked once it has exited.
+        var once = await Jwt(rig, "--audience", aud);
+        await HeldWorkload.WaitUntilRevokedAsync(rig, aud, once, revokedWithin);
+    }
+
+    private static string LeafSerial(string pemFile)
+    {
+        using var leaf = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPem(File.ReadAllText(pemFile));
+        return leaf.SerialNumber;
+    }
+
+    /// <summary>The serials in `writ bundle show --format crl`, as a relying party would fetch it.</summary>
+    private static async Task<HashSet<string>> CrlSerialsAsync(AgentRig rig)
+    {
+        var r = await rig.Server.WritAsync("bundle", "show", "--format", "crl");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        var pem = System.Security.Cryptography.PemEncoding.Find(r.Stdout);
+        Assert.Equal("X509 CRL", r.Stdout[pem.Label]);
+        return RevocationAgentTests.ReadSerials(Convert.FromBase64String(r.Stdout[pem.Base64Data]));
     }
 
     private static async Task<string> Jwt(AgentRig rig, params string[] args)

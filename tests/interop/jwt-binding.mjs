@@ -8,9 +8,10 @@
 //       Prints {"ok":true,"sub":..,"jti":..,"bound":..} and exits 0, or {"ok":false,"reason":..} and exits 1.
 //   node jwt-binding.mjs validate SOCKET AUDIENCE TOKEN
 //       ValidateJWTSVID on a Workload API socket (grpc-js + the spec proto): {"ok":true,"spiffe_id":..} or the gRPC error.
-//   node jwt-binding.mjs fetch SOCKET AUDIENCE OUTDIR
+//   node jwt-binding.mjs fetch SOCKET AUDIENCE OUTDIR [--hold]
 //       One workload instance: FetchX509SVID (writes OUTDIR/svid.pem and svid.key) then FetchJWTSVID for its first identity,
-//       from the same process: {"ok":true,"spiffe_id":..,"token":..}.
+//       from the same process: {"ok":true,"spiffe_id":..,"token":..}. The agent revokes an instance's credentials when it
+//       exits: with --hold the process prints its result and stays alive until its stdin closes.
 import { readFileSync, existsSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -129,4 +130,9 @@ try {
   out = { ok: false, reason: `${e.code ?? e.name}: ${e.message}` };
 }
 console.log(JSON.stringify(out));
+if (out.ok && command === 'fetch' && args[3] === '--hold') {
+  // Keep this workload instance (and so its credentials) alive until whoever started it closes our stdin.
+  process.stdin.on('data', () => {});
+  await new Promise((resolve) => { process.stdin.once('end', resolve); process.stdin.once('close', resolve); });
+}
 process.exit(out.ok ? 0 : 1);

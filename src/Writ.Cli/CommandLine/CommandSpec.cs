@@ -28,4 +28,7 @@ public sealed class CommandContext(TextWriter stdout, TextWriter stderr, Cancell
     public TextWriter Out { get; } = stdout;
     public TextWriter Error { get; } = stderr;
     public CancellationToken Cancellation { get; } = cancellation;
+
+    /// <summary>Opens standard input (read by commands that wait for it to close, e.g. `writ jwt fetch --hold`).</summary>
+    public Func<Stream> OpenInput { get; init; } = Console.OpenStandardInput;
 }

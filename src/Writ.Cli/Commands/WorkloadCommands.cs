@@ -13,12 +13,15 @@ public static class WorkloadCommands
 
     public static IEnumerable<CommandSpec> All() =>
     [
-        new("svid fetch", "Fetch this process's X.509-SVID(s) from the agent.",
+        new("svid fetch", "Fetch this process's X.509-SVID(s) from the agent (revoked when this command exits).",
             [new("write", "write svid.pem, svid.key (0600) and bundle.pem to this directory (atomically)", "DIR"), Socket, OutputOpt], SvidFetch),
-        new("svid watch", "Print each X.509-SVID update as the agent streams it (Ctrl-C to stop).", [Socket, OutputOpt], SvidWatch),
-        new("jwt fetch", "Fetch a JWT-SVID for an audience.",
+        new("svid watch", "Print each X.509-SVID update as the agent streams it, optionally keeping files current (Ctrl-C to stop).",
+            [new("write", "rewrite svid.pem, svid.key (0600) and bundle.pem in this directory on every update (atomically)", "DIR"), Socket, OutputOpt], SvidWatch),
+        new("jwt fetch", "Fetch a JWT-SVID for an audience (revoked when this command exits; see --hold).",
             [new("audience", "audience (repeat for several)", "AUD", Repeatable: true, Required: true),
-             new("spiffe-id", "which of this workload's identities", "ID"), Socket, OutputOpt], JwtFetch),
+             new("spiffe-id", "which of this workload's identities", "ID"),
+             new("hold", "after printing, keep this workload instance (and so its token) alive until stdin closes or SIGTERM/Ctrl-C", IsFlag: true),
+             Socket, OutputOpt], JwtFetch),
         new("jwt validate", "Validate a JWT-SVID through the agent (or offline against a bundle file), optionally its certificate binding.",
             [new("audience", "the audience you expect", "AUD", Required: true), new("token", "the JWT-SVID", "JWT", Required: true),
              .. JwtBindingCli.Options, Socket, OutputOpt], JwtValidate),
@@ -31,23 +34,42 @@ public static class WorkloadCommands
         var r = await client.FetchX509Async(ctx.Cancellation).ConfigureAwait(false);
         if (a.Get("write") is { } dir)
         {
-            for (var i = 0; i < r.Svids.Count; i++)
-            {
-                var s = r.Svids[i];
-                var chain = WorkloadClient.ParseCertificates(s.X509Svid.Span);
-                var bundle = WorkloadClient.ParseCertificates(s.Bundle.Span);
-                var suffix = i == 0 ? "" : $".{i}";   // the first (default) identity gets the standard names
-                SvidFiles.WriteAtomically(dir,
-                [
-                    ($"svid{suffix}.key", PemEncoding.WriteString("PRIVATE KEY", s.X509SvidKey.Span) + "\n", Output.SecretFile),
-                    ($"svid{suffix}.pem", WorkloadClient.Pem(chain), Output.PublicFile),
-                    ($"bundle{suffix}.pem", WorkloadClient.Pem(bundle), Output.PublicFile),
-                ]);
-            }
+            WriteSvids(dir, r, previousCount: 0);
         }
         Print(ctx, a, r);
         return 0;
     }
+
+    /// <summary>
+    /// Writes each SVID of a response as svid.pem, svid.key and bundle.pem (further identities svid.N.*); files of
+    /// identities a previous write had and this response no longer has (indices from its count up to
+    /// <paramref name="previousCount"/>) are deleted, so no stale credential is left beside current ones.
+    /// </summary>
+    private static void WriteSvids(string dir, X509SVIDResponse r, int previousCount)
+    {
+        for (var i = 0; i < r.Svids.Count; i++)
+        {
+            var s = r.Svids[i];
+            var chain = WorkloadClient.ParseCertificates(s.X509Svid.Span);
+            var bundle = WorkloadClient.ParseCertificates(s.Bundle.Span);
+            var suffix = Suffix(i);
+            SvidFiles.WriteAtomically(dir,
+            [
+                ($"svid{suffix}.key", PemEncoding.WriteString("PRIVATE KEY", s.X509SvidKey.Span) + "\n", Output.SecretFile),
+                ($"svid{suffix}.pem", WorkloadClient.Pem(chain), Output.PublicFile),
+                ($"bundle{suffix}.pem", WorkloadClient.Pem(bundle), Output.PublicFile),
+            ]);
+        }
+        for (var i = Math.Max(r.Svids.Count, 1); i < previousCount; i++)
+        {
+            foreach (var name in new[] { $"svid{Suffix(i)}.key", $"svid{Suffix(i)}.pem", $"bundle{Suffix(i)}.pem" })
+            {
+                File.Delete(Path.Combine(dir, name));
+            }
+        }
+    }
+
+    private static string Suffix(int index) => index == 0 ? "" : $".{index}";   // the first (default) identity gets the standard names
 
     private static void Print(CommandContext ctx, ParsedArgs a, X509SVIDResponse r)
     {
@@ -90,14 +112,23 @@ public static class WorkloadCommands
 
     private static async Task<int> SvidWatch(ParsedArgs a, CommandContext ctx)
     {
+        var dir = a.Get("write");
+        var written = 0;
         using var client = WorkloadClient.FromArgs(a);
         try
         {
             using var call = client.Client.FetchX509SVID(new X509SVIDRequest(), WorkloadClient.Headers, cancellationToken: ctx.Cancellation);
             while (await call.ResponseStream.MoveNext(ctx.Cancellation).ConfigureAwait(false))
             {
-                ctx.Out.WriteLine($"--- update at {Output.Time(DateTimeOffset.UtcNow)}: {call.ResponseStream.Current.Svids.Count} SVID(s)");
-                Print(ctx, a, call.ResponseStream.Current);
+                var r = call.ResponseStream.Current;
+                if (dir is not null)
+                {
+                    // This process is the workload instance the SVIDs were issued to: they stay valid while it runs.
+                    WriteSvids(dir, r, written);
+                    written = r.Svids.Count;
+                }
+                ctx.Out.WriteLine($"--- update at {Output.Time(DateTimeOffset.UtcNow)}: {r.Svids.Count} SVID(s)" + (dir is null ? "" : $", written to {dir}"));
+                Print(ctx, a, r);
                 ctx.Out.Flush();
             }
         }
@@ -136,7 +167,34 @@ public static class WorkloadCommands
                 ctx.Out.WriteLine(r.Svids.Count == 1 ? s.Svid : $"{s.SpiffeId} {s.Svid}");
             }
         }
+        if (a.Flag("hold"))
+        {
+            ctx.Out.Flush();
+            ctx.Error.WriteLine("holding: the token stays valid while this process runs; close stdin (Ctrl-D) or stop it (Ctrl-C, SIGTERM) and it is revoked");
+            await HoldAsync(ctx).ConfigureAwait(false);
+        }
         return 0;
+    }
+
+    /// <summary>
+    /// Keeps this process, the workload instance the credentials were issued to, alive until standard input reaches end
+    /// of file or the command is cancelled (SIGTERM, Ctrl-C). Input is read and discarded.
+    /// </summary>
+    private static async Task HoldAsync(CommandContext ctx)
+    {
+        // A blocking read on its own thread: a console stream's reads do not observe cancellation. On SIGTERM the
+        // process ends with the read still pending, which is harmless.
+        var eof = Task.Factory.StartNew(() =>
+        {
+            using var input = ctx.OpenInput();
+            var buffer = new byte[512];
+            while (input.Read(buffer) > 0)
+            {
+            }
+        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        var stopped = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var registration = ctx.Cancellation.Register(() => stopped.TrySetResult()).ConfigureAwait(false);
+        await Task.WhenAny(eof, stopped.Task).ConfigureAwait(false);
     }
 
     private static async Task<int> JwtValidate(ParsedArgs a, CommandContext ctx)

@@ -490,13 +490,24 @@ public sealed class BackgroundProcess : IAsyncDisposable
     public LineLog Stdout { get; } = new();
     public LineLog Stderr { get; } = new();
     public bool HasExited => _process.HasExited;
+    public int Pid => _process.Id;
 
-    public static BackgroundProcess Start(string file, params string[] args)
+    /// <summary>Closes the process's stdin: a held workload instance (`writ jwt fetch --hold`) then exits.</summary>
+    public void CloseInput() => _process.StandardInput.Close();
+
+    /// <summary>SIGKILL, without waiting.</summary>
+    public void Kill() => _process.Kill(entireProcessTree: true);
+
+    public static BackgroundProcess Start(string file, params string[] args) => StartIn(null, file, args);
+
+    /// <summary>As <see cref="Start"/>, in <paramref name="workingDir"/> (null: this process's).</summary>
+    public static BackgroundProcess StartIn(string? workingDir, string file, params string[] args)
     {
         var psi = new ProcessStartInfo(file)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
+            RedirectStandardInput = true,   // open until CloseInput or dispose (held workload instances wait for its end)
             UseShellExecute = false,
         };
         foreach (var a in args)
@@ -505,6 +516,10 @@ public sealed class BackgroundProcess : IAsyncDisposable
         }
         psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
         psi.Environment["DOTNET_NOLOGO"] = "1";
+        if (workingDir is not null)
+        {
+            psi.WorkingDirectory = workingDir;
+        }
         var p = Process.Start(psi) ?? throw new InvalidOperationException($"could not start {file}");
         var bp = new BackgroundProcess(p);
         p.OutputDataReceived += (_, e) => bp.Stdout.Add(e.Data);
