@@ -96,7 +96,15 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
             throw new RpcException(new Status(StatusCode.PermissionDenied, outcome.Decision.DeniedDetail));
         }
         var leaf = chain[0];
-        await server.Store.Nodes.UpdateAsync(caller.Node with
+        // A ban, eviction or revocation may have landed while the decision and the signature ran: look again right
+        // before recording the new serial, so a renewal in flight cannot undo it (the new SVID is then never handed out).
+        var now = await server.Store.Nodes.GetAsync(caller.Id.ToString(), context.CancellationToken).ConfigureAwait(false);
+        if (now is null || now.Banned || !string.Equals(now.SerialNumber, caller.Node.SerialNumber, StringComparison.OrdinalIgnoreCase)
+            || server.Revocations.IsSerialRevoked(caller.Node.SerialNumber))
+        {
+            throw Refuse(context, StatusCode.PermissionDenied, $"agent {caller.Id} was banned, evicted, revoked or renewed elsewhere while renewing: re-authenticate");
+        }
+        await server.Store.Nodes.UpdateAsync(now with
         {
             SerialNumber = leaf.SerialNumber,
             ExpiresAt = new DateTimeOffset(leaf.NotAfter.ToUniversalTime()),
@@ -273,8 +281,11 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         }
         return WorkloadEvidence.TryCreate(evidence.Selectors.Select(s => (s.Type, s.Value)), evidence.Facts, evidence.InstanceId, out var ev, out var error)
             ? new X509SvidRequest(entryId, csr.Memory, ev)
-            : new X509SvidRequest(entryId, csr.Memory, null, error);
+            : new X509SvidRequest(entryId, csr.Memory, null, error, EchoableId(evidence.InstanceId));
     }
+
+    /// <summary>An instance id as sent, for echoing in a denial: short and printable, else nothing.</summary>
+    private static string? EchoableId(string id) => id.Length is > 0 and <= 64 && id.All(c => c is >= '!' and <= '~') ? id : null;
 
     /// <summary>Audiences must be present, non-empty and printable; the wire gives no other guarantee.</summary>
     public static IReadOnlyList<string> CheckAudience(IReadOnlyCollection<string> audience)

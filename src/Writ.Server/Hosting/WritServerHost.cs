@@ -130,7 +130,11 @@ public sealed class WritServerHost : IAsyncDisposable
             app.MapGrpcService<AgentApi>();
             app.MapGrpcService<AdminApi>();
             // The issuance policy is loaded before the first call can arrive.
-            await app.Services.GetRequiredService<ServerContext>().Policy.StartAsync(ct).ConfigureAwait(false);
+            var context = app.Services.GetRequiredService<ServerContext>();
+            await context.Policy.StartAsync(ct).ConfigureAwait(false);
+            // The deny list is loaded before the first call is served: an agent presenting a revoked SVID right after a
+            // restart must be refused, not raced.
+            await context.Revocations.EnsureCurrentAsync(-1, ct).ConfigureAwait(false);
             await app.StartAsync(ct).ConfigureAwait(false);
             File.SetUnixFileMode(options.AdminSocket, UnixFileMode.UserRead | UnixFileMode.UserWrite);
 

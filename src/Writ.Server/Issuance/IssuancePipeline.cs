@@ -11,9 +11,13 @@ using Writ.Spiffe.X509;
 namespace Writ.Server.Issuance;
 
 /// <summary>One workload X.509-SVID request of a batch: the entry, the CSR and the evidence (or why the evidence was refused).</summary>
-public sealed record X509SvidRequest(string EntryId, ReadOnlyMemory<byte> Csr, WorkloadEvidence? Evidence, string? EvidenceError = null)
+public sealed record X509SvidRequest(string EntryId, ReadOnlyMemory<byte> Csr, WorkloadEvidence? Evidence, string? EvidenceError = null, string? RawInstanceId = null)
 {
-    public string InstanceId => Evidence?.InstanceId ?? "";
+    /// <summary>
+    /// The instance the request is for; when its evidence was refused, the id as the agent sent it, so the agent applies
+    /// the refusal to that one instance and not to every instance of the entry in the batch.
+    /// </summary>
+    public string InstanceId => Evidence?.InstanceId ?? RawInstanceId ?? "";
 }
 
 /// <summary>A signed X.509-SVID: the DER leaf and chain, and the decision that allowed it.</summary>

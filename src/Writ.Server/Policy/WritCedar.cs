@@ -130,9 +130,11 @@ public static class WritCedar
     });
 
     /// <summary>
-    /// The workload instance: uid/gid from the <c>unix:uid:N</c>/<c>unix:gid:N</c> selectors (else the effective id in
-    /// the facts, else -1), pid from the facts or the instance id (else -1), the optional attributes from their
-    /// selectors (<c>unix:path</c>, <c>unix:sha256</c>, <c>container:id</c>, <c>k8s:pod-uid</c>, <c>cgroup:path</c>).
+    /// The workload instance: uid/gid from the <c>unix:uid:N</c>/<c>unix:gid:N</c> selectors (else -1), pid from the
+    /// facts or the instance id (else -1), the optional attributes from their selectors only (<c>unix:path</c>,
+    /// <c>unix:sha256</c>, <c>container:id</c>, <c>k8s:pod-uid</c>, <c>cgroup:path</c>). Security attributes never come
+    /// from raw facts: an attestor that refused the process (e.g. its effective uid no longer matches the socket's peer
+    /// credentials after a setuid exec) still reports facts, and those must not satisfy a policy.
     /// </summary>
     public static Entity Workload(string agentId, WorkloadEvidence ev)
     {
@@ -142,8 +144,8 @@ public static class WritCedar
             ["node"] = Value.Of(node),
             ["selectors"] = Strings(ev.Selectors.Select(s => s.ToString())),
             ["instance_id"] = Value.Of(ev.InstanceId),
-            ["uid"] = Value.Of(Id(ev.SelectorValue("unix", "uid"), ev.Facts.GetValueOrDefault("unix.uids"))),
-            ["gid"] = Value.Of(Id(ev.SelectorValue("unix", "gid"), ev.Facts.GetValueOrDefault("unix.gids"))),
+            ["uid"] = Value.Of(Id(ev.SelectorValue("unix", "uid"))),
+            ["gid"] = Value.Of(Id(ev.SelectorValue("unix", "gid"))),
             ["pid"] = Value.Of(Pid(ev)),
         };
         void Optional(string name, string? value)
@@ -153,22 +155,16 @@ public static class WritCedar
         }
         Optional("exe_path", ev.SelectorValue("unix", "path"));
         Optional("exe_sha256", ev.SelectorValue("unix", "sha256")?.ToLowerInvariant());
-        Optional("container_id", ev.SelectorValue("container", "id") ?? ev.Facts.GetValueOrDefault("cgroup.container_id"));
-        Optional("pod_uid", ev.SelectorValue("k8s", "pod-uid") ?? ev.Facts.GetValueOrDefault("cgroup.pod_uid"));
-        Optional("cgroup", ev.SelectorValue("cgroup", "path") ?? ev.Facts.GetValueOrDefault("cgroup.path"));
+        Optional("container_id", ev.SelectorValue("container", "id"));
+        Optional("pod_uid", ev.SelectorValue("k8s", "pod-uid"));
+        Optional("cgroup", ev.SelectorValue("cgroup", "path"));
         return new Entity(WorkloadUid(agentId, ev.InstanceId), attrs, [node]);
     }
 
     public static EntityUid WorkloadUid(string agentId, string instanceId) => new(WorkloadType, agentId + "#" + instanceId);
 
-    private static long Id(string? selector, string? factList)
-    {
-        if (selector is not null && long.TryParse(selector, NumberStyles.None, CultureInfo.InvariantCulture, out var v))
-            return v;
-        // /proc status order: real, effective, saved, filesystem.
-        var parts = factList?.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-        return parts is { Length: >= 2 } && long.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out v) ? v : -1;
-    }
+    private static long Id(string? selector) =>
+        selector is not null && long.TryParse(selector, NumberStyles.None, CultureInfo.InvariantCulture, out var v) ? v : -1;
 
     private static long Pid(WorkloadEvidence ev)
     {

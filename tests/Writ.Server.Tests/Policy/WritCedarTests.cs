@@ -34,9 +34,18 @@ public sealed class WritCedarTests
         var bare = WritCedar.Workload(Node.SpiffeId, Ev([("custom", "x")], instance: "x"));
         Assert.Equal(-1, ((Writ.Policy.Evaluation.LongValue)bare.Attributes["uid"]).Value);
         Assert.False(bare.Attributes.ContainsKey("exe_sha256"));
-        // The effective uid of /proc status when no selector says it.
-        var fromFacts = WritCedar.Workload(Node.SpiffeId, Ev([("custom", "x")], new() { ["unix.uids"] = "1000 0 0 0" }));
-        Assert.Equal(0, ((Writ.Policy.Evaluation.LongValue)fromFacts.Attributes["uid"]).Value);
+        // Attack: a process that exec'd a setuid binary is refused by the unix attestor (its effective uid no longer
+        // matches the socket's peer credentials), which still reports its /proc facts. Those facts must not give it a
+        // uid (or a container, pod or cgroup) a policy would accept: attributes come from selectors only.
+        var refused = WritCedar.Workload(Node.SpiffeId, Ev([("cgroup", "path:/app")], new()
+        {
+            ["unix.uids"] = "1000 0 0 0", ["unix.gids"] = "1000 0 0 0", ["cgroup.container_id"] = "c0ffee", ["cgroup.pod_uid"] = "p-1", ["cgroup.path"] = "/other",
+        }));
+        Assert.Equal(-1, ((Writ.Policy.Evaluation.LongValue)refused.Attributes["uid"]).Value);
+        Assert.Equal(-1, ((Writ.Policy.Evaluation.LongValue)refused.Attributes["gid"]).Value);
+        Assert.False(refused.Attributes.ContainsKey("container_id"));
+        Assert.False(refused.Attributes.ContainsKey("pod_uid"));
+        Assert.Equal("/app", ((Writ.Policy.Evaluation.StringValue)refused.Attributes["cgroup"]).Value);
     }
 
     [Fact]
