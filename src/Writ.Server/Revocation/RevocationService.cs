@@ -147,7 +147,11 @@ public sealed class RevocationService
                 refused++;
             }
         }
-        if (instanceId.Length > 0)
+        // Everything else the ledger holds for the instance only when it EXITED: nothing can legitimately be issued to a
+        // dead instance afterwards (a recycled pid has another start time, so another id). After a drift the instance
+        // lives on and may already hold fresh SVIDs issued from its new evidence before this report arrived: then only
+        // the credentials the report lists are revoked.
+        if (instanceId.Length > 0 && string.Equals(reason, "exited", StringComparison.Ordinal))
         {
             foreach (var c in (await _store.Ledger.IssuedAsync(new IssuedFilter(AgentId: agentId, InstanceId: instanceId), now, ct).ConfigureAwait(false))
                 .Where(c => !string.Equals(c.SpiffeId, agentId, StringComparison.Ordinal)))
