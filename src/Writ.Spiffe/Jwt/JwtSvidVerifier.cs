@@ -215,7 +215,9 @@ public sealed class JwtSvidVerifier
         {
             var key = JwtReplayCache.KeyOf(svid);
             var check = ReplayCache.Record(key, peer.Key, svid.ExpiresAt + _options.Validation.Leeway, now);
-            if (check.IsReplay)
+            // Anonymous presenters cannot be told apart, so "the same peer again" proves nothing for them: a second
+            // use of a token by an anonymous peer counts as a replay (a stolen bearer token is refused, not waved through).
+            if (check.IsReplay || (check.Outcome != JwtReplayOutcome.FirstUse && ReferenceEquals(peer, JwtPeer.Anonymous)))
             {
                 _options.OnReplay?.Invoke(new JwtReplay(svid.Jti, key, svid.Id, svid.Audience, svid.ExpiresAt, check.FirstPeer, peer.Key));
                 return JwtSvidVerification.Fail(JwtSvidVerificationFailure.Replayed,

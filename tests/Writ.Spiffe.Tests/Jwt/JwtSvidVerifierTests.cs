@@ -94,6 +94,21 @@ public sealed class JwtSvidVerifierTests
     }
 
     [Fact]
+    public void Attack_a_stolen_bearer_token_replayed_by_another_anonymous_client_is_refused()
+    {
+        var token = Mint(boundTo: null);
+        var v = Verifier(tweak: o => o with { AllowBearer = true });
+        var first = v.Verify(token, JwtPeer.Anonymous);
+        Assert.True(first.IsValid, first.Error);
+        // Anonymous presenters cannot be told apart: the thief's use looks like "the same peer again" and must not pass.
+        Refused(v.Verify(token, JwtPeer.Anonymous), JwtSvidVerificationFailure.Replayed, "already presented");
+        // A client the service identifies may present its token again.
+        var named = Mint(boundTo: null, jti: "jti-2");
+        Assert.True(v.Verify(named, JwtPeer.FromId("client-a")).IsValid);
+        Assert.True(v.Verify(named, JwtPeer.FromId("client-a")).IsValid);
+    }
+
+    [Fact]
     public void Allowing_bearer_tokens_does_not_weaken_bound_ones()
     {
         var legit = NewLeaf();
