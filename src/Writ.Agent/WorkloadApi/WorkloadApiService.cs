@@ -281,7 +281,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
             using var either = CancellationTokenSource.CreateLinkedTokenSource(ct);
             await Task.WhenAny(state.Changed.WaitAsync(generation, either.Token), instance.Changed.WaitAsync(own, either.Token)).ConfigureAwait(false);
             await either.CancelAsync().ConfigureAwait(false);
-            ct.ThrowIfCancellationRequested();
+            // A caller that left ends the loop without an exception (a one-shot fetch leaves after the first message).
         }
     }
 
@@ -503,8 +503,9 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var delay = soonest < TimeSpan.FromMilliseconds(100) ? TimeSpan.FromMilliseconds(100) : soonest;
         await Task.WhenAny(state.Changed.WaitAsync(generation, cts.Token), instance.Changed.WaitAsync(own, cts.Token), Task.Delay(delay, time, cts.Token)).ConfigureAwait(false);
+        // No throw when the caller left: the stream's loop ends on the token. A one-shot fetch (a workload starting)
+        // leaves after the first message, and an exception per call was a cost paid by every such call.
         await cts.CancelAsync().ConfigureAwait(false);
-        ct.ThrowIfCancellationRequested();
     }
 
     private RpcException Refuse(ServerCallContext context, StatusCode code, string reason)
