@@ -2,11 +2,13 @@ using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Writ.Agent.Cache;
 using Writ.Agent.Instances;
 using Writ.Agent.NodeAttestation;
+using Writ.Agent.PeerTracking;
 using Writ.Agent.Sync;
 using Writ.Agent.WorkloadAttestation;
 using Writ.Protocol.Agent;
@@ -396,10 +398,32 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         }
     }
 
+    /// <summary>
+    /// The caller's instance. The first call on a connection (and any call once the instance was last attested a
+    /// <c>reattest_interval</c> ago, or could not be re-attested) runs the attestors; the other calls on the same
+    /// connection take the cheap path (<see cref="StillSameCaller"/>): the kernel still names the same peer
+    /// (SO_PEERCRED) and that peer's pidfd, held for the connection, says it has not exited — so it is the process
+    /// attested before, under the same pid and start time. What it may have changed since (exec, credentials, cgroup)
+    /// is caught by the tracker's periodic re-attestation within one interval, as between calls.
+    /// </summary>
     private async Task<WorkloadInstance> AttestAsync(ServerCallContext context)
     {
-        var socket = context.GetHttpContext().Features.Get<IConnectionSocketFeature>()?.Socket
+        var http = context.GetHttpContext();
+        var socket = http.Features.Get<IConnectionSocketFeature>()?.Socket
             ?? throw Refuse(context, StatusCode.Unauthenticated, "the caller's socket is not available for attestation");
+        var items = http.Features.Get<IConnectionItemsFeature>()?.Items;
+        ConnectionMemo? memo = null;
+        if (items is not null)
+        {
+            lock (items)
+            {
+                memo = items.TryGetValue(typeof(ConnectionMemo), out var o) ? o as ConnectionMemo : null;
+            }
+            if (memo is not null && StillSameCaller(memo, socket) is { } known)
+            {
+                return known;
+            }
+        }
         var result = await runner.AttestConnectionAsync(socket, context.CancellationToken).ConfigureAwait(false);
         if (result.Evidence is null)
         {
@@ -415,7 +439,87 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
             AgentLog.WorkloadAttested(log, result.Evidence.Process.Peer.Pid, result.Evidence.Process.Peer.Uid,
                 string.Join(' ', result.Evidence.Selectors.Select(s => s.ToString())));
         }
-        return tracker.Observe(result.Evidence);
+        var instance = tracker.Observe(result.Evidence);
+        if (items is not null)
+        {
+            if (memo is not null && memo.Peer == result.Evidence.Process.Peer)
+            {
+                memo.Instance = instance;
+            }
+            else if (memo is null)
+            {
+                Remember(http, items, socket, result.Evidence.Process.Peer, instance);
+            }
+        }
+        return instance;
+    }
+
+    /// <summary>What the connection's first attested call left for the next ones: the peer, its pidfd, its instance.</summary>
+    private sealed class ConnectionMemo(PeerCredentials peer, PeerProcessHandle pidfd, WorkloadInstance instance)
+    {
+        public PeerCredentials Peer { get; } = peer;
+
+        public PeerProcessHandle Pidfd { get; } = pidfd;
+
+        private WorkloadInstance _instance = instance;
+
+        public WorkloadInstance Instance
+        {
+            get => Volatile.Read(ref _instance);
+            set => Volatile.Write(ref _instance, value);
+        }
+    }
+
+    private static void Remember(HttpContext http, IDictionary<object, object?> items, System.Net.Sockets.Socket socket, PeerCredentials peer, WorkloadInstance instance)
+    {
+        var closed = http.Features.Get<IConnectionLifetimeFeature>();
+        if (closed is null || !PeerProcessHandle.TryOpen(socket, out var pidfd, out _, out _) || pidfd is null)
+        {
+            return;   // no pidfd (old kernel) or no way to close it with the connection: every call attests in full
+        }
+        // The pidfd is of the socket's peer (SO_PEERPIDFD), the process the runner just pinned through its own pidfd;
+        // it must still hold the attested pid, or it vouches for nothing.
+        if (!pidfd.StillHolds(instance.Peer.Pid) || peer != instance.Peer)
+        {
+            pidfd.Dispose();
+            return;
+        }
+        var memo = new ConnectionMemo(peer, pidfd, instance);
+        lock (items)
+        {
+            if (items.ContainsKey(typeof(ConnectionMemo)))
+            {
+                pidfd.Dispose();
+                return;
+            }
+            items[typeof(ConnectionMemo)] = memo;
+        }
+        closed.ConnectionClosed.Register(static m => ((ConnectionMemo)m!).Pidfd.Dispose(), memo);
+    }
+
+    /// <summary>
+    /// The cheap path: the instance if the caller is still, per the kernel, the process attested on this connection
+    /// and nothing says to attest it again; null to attest in full.
+    /// </summary>
+    private WorkloadInstance? StillSameCaller(ConnectionMemo memo, System.Net.Sockets.Socket socket)
+    {
+        var instance = memo.Instance;
+        if (instance.IsGone || instance.Current.Evidence is null || time.GetUtcNow() - instance.LastAttested >= tracker.Interval)
+        {
+            return null;
+        }
+        if (!PeerCredentialReader.TryRead(socket, out var peer, out _) || peer != memo.Peer || peer.Pid != instance.Peer.Pid)
+        {
+            return null;
+        }
+        try
+        {
+            return memo.Pidfd.HasExited ? null : instance;
+        }
+        catch (ObjectDisposedException)
+        {
+            return null;   // the connection closed meanwhile
+        }
     }
 
     /// <summary>The evidence the instance is served from now; an instance that exited or could not be re-attested gets nothing.</summary>
