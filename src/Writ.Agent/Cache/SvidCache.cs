@@ -27,6 +27,12 @@ public sealed record CachedX509(Entry Entry, string InstanceId, long Epoch, IRea
 
     /// <summary>SHA-256 of the leaf's DER: what a JWT-SVID bound to it carries as <c>cnf.x5t#S256</c>.</summary>
     public byte[] LeafSha256 { get; } = SHA256.HashData(Chain[0].RawData);
+
+    /// <summary>The chain's DER, leaf first, as the Workload API sends it (built once: RawData copies on every read).</summary>
+    public ByteString ChainDer { get; } = ByteString.CopyFrom([.. Chain.SelectMany(c => c.RawData)]);
+
+    /// <summary>The private key (PKCS#8) as the Workload API sends it.</summary>
+    public ByteString KeyDer { get; } = ByteString.CopyFrom(KeyPkcs8);
 }
 
 /// <summary>A JWT-SVID for one (entry, instance, audience set), bound to <see cref="BoundLeafSha256"/> when not empty.</summary>
@@ -121,18 +127,34 @@ public sealed class SvidCache
         }
         var now = _time.GetUtcNow();
         // Missing: none servable (asked for at once), or past its rotation time (asked for unless signing is backing off
-        // after a failure: the servable one is served meanwhile). A recent refusal is not asked again yet.
-        var missing = entries.Where(e =>
-            !(_x509.TryGetValue((e.Id, instance.Id), out var c) && Servable(c, e, epoch, now) && (c.RotateAt > now || now < _retryAt))
-            && !(_denials.TryGetValue((e.Id, instance.Id), out var d) && d.Epoch == epoch && d.EntryRevision == e.Revision && d.RetryAt > now))
-            .ToList();
-        if (missing.Count > 0)
-        {
-            await SignAsync([.. missing.Select(e => new SignItem(e, instance, epoch, proto))], force: false, ct).ConfigureAwait(false);
-        }
-        now = _time.GetUtcNow();
-        var svids = new List<CachedX509>();
+        // after a failure: the servable one is served meanwhile). A recent refusal is not asked again yet. One pass: when
+        // nothing is missing (the common case) the answer is built from the same lookups.
+        var svids = new List<CachedX509>(entries.Count);
         var denials = new List<X509Denial>();
+        List<Entry>? missing = null;
+        foreach (var e in entries)
+        {
+            if (_x509.TryGetValue((e.Id, instance.Id), out var c) && Servable(c, e, epoch, now) && (c.RotateAt > now || now < _retryAt))
+            {
+                svids.Add(c);
+            }
+            else if (_denials.TryGetValue((e.Id, instance.Id), out var d) && d.Epoch == epoch && d.EntryRevision == e.Revision && d.RetryAt > now)
+            {
+                denials.Add(d);
+            }
+            else
+            {
+                (missing ??= []).Add(e);
+            }
+        }
+        if (missing is null)
+        {
+            return new X509Result(svids, denials);
+        }
+        await SignAsync([.. missing.Select(e => new SignItem(e, instance, epoch, proto))], force: false, ct).ConfigureAwait(false);
+        now = _time.GetUtcNow();
+        svids.Clear();
+        denials.Clear();
         foreach (var e in entries)
         {
             if (_x509.TryGetValue((e.Id, instance.Id), out var c) && Servable(c, e, epoch, now))
@@ -377,7 +399,8 @@ public sealed class SvidCache
     {
         ArgumentNullException.ThrowIfNull(instance);
         ArgumentNullException.ThrowIfNull(entry);
-        var key = (entry.Id, instance.Id, string.Join('\n', audience.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)));
+        var key = (entry.Id, instance.Id, audience.Count == 1 ? audience[0]
+            : string.Join('\n', audience.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)));
         var now = _time.GetUtcNow();
         var (_, _, epoch) = instance.Current;
         var cached = _jwt.TryGetValue(key, out var c) && c.Epoch == epoch && !(c.Jti.Length > 0 && _state.Revocations.IsJtiRevoked(c.Jti)) ? c : null;

@@ -26,6 +26,10 @@ public static class EvidenceDrift
     {
         ArgumentNullException.ThrowIfNull(before);
         ArgumentNullException.ThrowIfNull(after);
+        if (SameSelectors(before.Selectors, after.Selectors))
+        {
+            return null;   // the common case (every call of a workload that did not change): no strings, no sorting
+        }
         var a = before.Selectors.Select(s => s.ToString()).ToList();
         var b = after.Selectors.Select(s => s.ToString()).ToList();
         foreach (var (prefix, reason) in Kinds)
@@ -38,5 +42,28 @@ public static class EvidenceDrift
             }
         }
         return null;
+    }
+
+    /// <summary>The same selectors in the same order (type and value, ordinal).</summary>
+    public static bool SameSelectors(IReadOnlyList<Selector> a, IReadOnlyList<Selector> b)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        if (ReferenceEquals(a, b))
+        {
+            return true;
+        }
+        if (a.Count != b.Count)
+        {
+            return false;
+        }
+        for (var i = 0; i < a.Count; i++)
+        {
+            if (!string.Equals(a[i].Type, b[i].Type, StringComparison.Ordinal) || !string.Equals(a[i].Value, b[i].Value, StringComparison.Ordinal))
+            {
+                return false;
+            }
+        }
+        return true;
     }
 }

@@ -156,8 +156,14 @@ public sealed class WorkloadInstance
         {
             if (_goneReason is null)
             {
+                // The proto the server decides on is rebuilt only when what it carries moved (selectors, facts): on
+                // the per-call path nothing did, and the old one is the same message.
+                if (_proto is null || _evidence is null || !EvidenceDrift.SameSelectors(_evidence.Selectors, evidence.Selectors)
+                    || !SameFacts(_evidence.Facts, evidence.Facts))
+                {
+                    _proto = ToProto(Id, evidence);
+                }
                 _evidence = evidence;
-                _proto = ToProto(Id, evidence);
             }
         }
         Interlocked.Exchange(ref _lastAttestedTicks, now.UtcTicks);
@@ -196,6 +202,35 @@ public sealed class WorkloadInstance
             return TakeIssued(now);
         }
     }
+
+    private static bool SameFacts(IReadOnlyDictionary<string, string> a, IReadOnlyDictionary<string, string> b)
+    {
+        if (ReferenceEquals(a, b))
+        {
+            return true;
+        }
+        if (a.Count != b.Count)
+        {
+            return false;
+        }
+        foreach (var (k, v) in a)
+        {
+            if (!b.TryGetValue(k, out var w) || !string.Equals(v, w, StringComparison.Ordinal))
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// The Workload API service's per-instance memo (the entries matched for the current snapshot and selectors, and
+    /// the X.509 response shared by the instance's streams). Owned by <c>WorkloadApiService</c>; it re-validates what
+    /// it finds here on every use.
+    /// </summary>
+    internal object? ServiceMemo;
+
+    internal object? MatchMemo;
 
     private (List<string>, List<string>) TakeIssued(DateTimeOffset now)
     {

@@ -2,11 +2,13 @@ using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Writ.Agent.Cache;
 using Writ.Agent.Instances;
 using Writ.Agent.NodeAttestation;
+using Writ.Agent.PeerTracking;
 using Writ.Agent.Sync;
 using Writ.Agent.WorkloadAttestation;
 using Writ.Protocol.Agent;
@@ -50,43 +52,172 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         {
             var generation = state.Changed.Generation;
             var own = instance.Changed.Generation;
-            var snapshot = state.Current;
-            var entries = Match(Evidence(instance, context), snapshot, context);
-            var result = await cache.GetX509Async(instance, entries, ct).ConfigureAwait(false);
-            var svids = result.Svids;
-            if (svids.Count == 0)
+            Evidence(instance, context);   // gone or not re-attestable: nothing is served (throws the reason)
+            var view = await X509ViewAsync(instance, context, generation, own, ct).ConfigureAwait(false);
+            if (view.Response is null)
             {
                 if (instance.IsGone || instance.Current.Evidence is null)
                 {
                     Evidence(instance, context);   // throws the reason
                 }
-                if (result.Denials.Count > 0)
+                if (view.Denials.Count > 0)
                 {
-                    throw Refuse(context, StatusCode.PermissionDenied, result.Denials[0].Message);
+                    throw Refuse(context, StatusCode.PermissionDenied, view.Denials[0].Message);
                 }
                 throw Refuse(context, StatusCode.Unavailable, "no X.509-SVID could be obtained from the server yet; retry with backoff");
             }
-            var bundleDer = snapshot.Bundle.X509AuthoritiesDer();
-            var fingerprint = string.Join(',', svids.Select(s => s.Chain[0].SerialNumber)) + "|" + Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(bundleDer));
-            if (fingerprint != lastSent)
+            if (view.Fingerprint != lastSent)
             {
-                var response = new X509SVIDResponse();
-                foreach (var s in svids)
-                {
-                    response.Svids.Add(new X509SVID
-                    {
-                        SpiffeId = s.SpiffeId,
-                        X509Svid = ByteString.CopyFrom(s.Chain.SelectMany(c => c.RawData).ToArray()),
-                        X509SvidKey = ByteString.CopyFrom(s.KeyPkcs8),
-                        Bundle = ByteString.CopyFrom(bundleDer),
-                        Hint = s.Entry.Hint,
-                    });
-                }
-                await responseStream.WriteAsync(response, ct).ConfigureAwait(false);
-                lastSent = fingerprint;
+                await responseStream.WriteAsync(view.Response, ct).ConfigureAwait(false);
+                lastSent = view.Fingerprint;
             }
-            await WaitForChangeAsync(generation, instance, own, svids, entries, result.Denials, ct).ConfigureAwait(false);
+            await WaitForChangeAsync(generation, instance, own, view, ct).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// What one instance's X.509 streams send for one (state generation, instance generation, epoch): matched, looked
+    /// up (signed if missing) and serialized once, shared by every stream of the instance and by its later one-shot
+    /// fetches while it is fresh (<see cref="Fresh"/>). Keys differ per instance, so it is never shared across
+    /// instances.
+    /// </summary>
+    private sealed record X509View(long Epoch, IReadOnlyList<CachedX509> Svids, IReadOnlyList<Entry> Entries, IReadOnlyList<X509Denial> Denials,
+        X509SVIDResponse? Response, string Fingerprint, DateTimeOffset ReuseUntil);
+
+    private sealed record X509ViewSlot(long Generation, long Own, long Epoch, Task<X509View> View);
+
+    /// <summary>The trust bundle's DER and its hash, once per bundle object (snapshots are immutable).</summary>
+    private sealed record BundleDer(ByteString Der, string Hash);
+
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Writ.Spiffe.Bundles.TrustBundle, BundleDer> BundleDers = [];
+
+    private static BundleDer DerOf(Writ.Spiffe.Bundles.TrustBundle bundle) => BundleDers.GetValue(bundle, b =>
+    {
+        var der = b.X509AuthoritiesDer();
+        return new BundleDer(ByteString.CopyFrom(der), Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(der)));
+    });
+
+    /// <summary>
+    /// The view still holds at <paramref name="now"/>: same epoch, before the earliest rotation, refusal retry and entry
+    /// expiry it was built with, and none of its SVIDs expired or revoked since (a revocation also moves the state
+    /// generation; this is the second lock on the same door).
+    /// </summary>
+    private bool Fresh(X509View view, long epoch, DateTimeOffset now)
+    {
+        if (view.Epoch != epoch || now >= view.ReuseUntil)
+        {
+            return false;
+        }
+        foreach (var s in view.Svids)
+        {
+            if (s.Epoch != epoch || s.ExpiresAt <= now || state.Revocations.IsSerialRevoked(s.SerialHex))
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private async Task<X509View> X509ViewAsync(WorkloadInstance instance, ServerCallContext context, long generation, long own, CancellationToken ct)
+    {
+        while (true)
+        {
+            var epoch = instance.Epoch;
+            var slot = Volatile.Read(ref instance.ServiceMemo) as X509ViewSlot;
+            if (slot is not null && slot.Generation == generation && slot.Own == own && slot.Epoch == epoch)
+            {
+                if (!slot.View.IsCompleted)
+                {
+                    try
+                    {
+                        var shared = await slot.View.WaitAsync(ct).ConfigureAwait(false);
+                        if (Fresh(shared, instance.Epoch, time.GetUtcNow()) || shared.Response is null)
+                        {
+                            return shared;
+                        }
+                    }
+                    catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+                    {
+                        // The stream that built it left mid-way: build it again here.
+                    }
+                    continue;
+                }
+                if (slot.View.IsCompletedSuccessfully && Fresh(slot.View.Result, epoch, time.GetUtcNow()))
+                {
+                    return slot.View.Result;
+                }
+            }
+            var tcs = new TaskCompletionSource<X509View>(TaskCreationOptions.RunContinuationsAsynchronously);
+            var mine = new X509ViewSlot(generation, own, epoch, tcs.Task);
+            if (!ReferenceEquals(Interlocked.CompareExchange(ref instance.ServiceMemo, mine, slot), slot))
+            {
+                continue;
+            }
+            try
+            {
+                var view = await BuildX509ViewAsync(instance, context, ct).ConfigureAwait(false);
+                tcs.TrySetResult(view);
+                return view;
+            }
+            catch (OperationCanceledException)
+            {
+                tcs.TrySetCanceled(ct);
+                throw;
+            }
+            catch (Exception e)
+            {
+                tcs.TrySetException(e);
+                throw;
+            }
+        }
+    }
+
+    private async Task<X509View> BuildX509ViewAsync(WorkloadInstance instance, ServerCallContext context, CancellationToken ct)
+    {
+        var snapshot = state.Current;
+        var entries = Match(instance, Evidence(instance, context), snapshot, context);
+        var result = await cache.GetX509Async(instance, entries, ct).ConfigureAwait(false);
+        var svids = result.Svids;
+        var epoch = svids.Count > 0 ? svids[0].Epoch : instance.Epoch;
+        // Reused only until the earliest moment anything in it may change on its own.
+        var until = DateTimeOffset.MaxValue;
+        foreach (var s in svids)
+        {
+            until = s.RotateAt < until ? s.RotateAt : until;
+        }
+        foreach (var d in result.Denials)
+        {
+            until = d.RetryAt < until ? d.RetryAt : until;
+        }
+        foreach (var e in entries)
+        {
+            if (e.ExpiresAtUnix > 0)
+            {
+                var expires = DateTimeOffset.FromUnixTimeSeconds(e.ExpiresAtUnix);
+                until = expires < until ? expires : until;
+            }
+        }
+        if (svids.Count == 0)
+        {
+            return new X509View(epoch, svids, entries, result.Denials, null, "", DateTimeOffset.MinValue);
+        }
+        var bundle = DerOf(snapshot.Bundle);
+        var response = new X509SVIDResponse();
+        var fingerprint = new System.Text.StringBuilder();
+        foreach (var s in svids)
+        {
+            response.Svids.Add(new X509SVID
+            {
+                SpiffeId = s.SpiffeId,
+                X509Svid = s.ChainDer,
+                X509SvidKey = s.KeyDer,
+                Bundle = bundle.Der,
+                Hint = s.Entry.Hint,
+            });
+            fingerprint.Append(s.SerialHex).Append(',');
+        }
+        fingerprint.Append('|').Append(bundle.Hash);
+        return new X509View(epoch, svids, entries, result.Denials, response, fingerprint.ToString(), until);
     }
 
     public override async Task FetchX509Bundles(X509BundlesRequest request, IServerStreamWriter<X509BundlesResponse> responseStream, ServerCallContext context)
@@ -142,7 +273,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
             var generation = state.Changed.Generation;
             var own = instance.Changed.Generation;
             var snapshot = state.Current;
-            Match(Evidence(instance, context), snapshot, context);   // only a workload with an identity may read the bundles
+            Match(instance, Evidence(instance, context), snapshot, context);   // only a workload with an identity may read the bundles
             var bytes = encode(snapshot.Bundle);
             if (last is null || !bytes.AsSpan().SequenceEqual(last))
             {
@@ -152,7 +283,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
             using var either = CancellationTokenSource.CreateLinkedTokenSource(ct);
             await Task.WhenAny(state.Changed.WaitAsync(generation, either.Token), instance.Changed.WaitAsync(own, either.Token)).ConfigureAwait(false);
             await either.CancelAsync().ConfigureAwait(false);
-            ct.ThrowIfCancellationRequested();
+            // A caller that left ends the loop without an exception (a one-shot fetch leaves after the first message).
         }
     }
 
@@ -169,10 +300,11 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
             throw Refuse(context, StatusCode.InvalidArgument, $"spiffe_id '{request.SpiffeId}' is invalid: {err}");
         }
         var instance = await AttestAsync(context).ConfigureAwait(false);
-        var entries = Match(Evidence(instance, context), state.Current, context);
+        var entries = Match(instance, Evidence(instance, context), state.Current, context);
         if (wanted is not null)
         {
-            entries = [.. entries.Where(e => e.SpiffeId == wanted.ToString())];
+            var id = wanted.ToString();
+            entries = [.. entries.Where(e => e.SpiffeId == id)];
             if (entries.Count == 0)
             {
                 throw Refuse(context, StatusCode.PermissionDenied, $"no identity {wanted} issued to this workload");
@@ -186,7 +318,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         {
             try
             {
-                var jwt = await cache.GetJwtAsync(instance, e, [.. request.Audience], context.CancellationToken).ConfigureAwait(false);
+                var jwt = await cache.GetJwtAsync(instance, e, request.Audience, context.CancellationToken).ConfigureAwait(false);
                 response.Svids.Add(new JWTSVID { SpiffeId = jwt.SpiffeId, Svid = jwt.Token, Hint = e.Hint });
             }
             catch (RpcException ex) when (ex.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded)
@@ -268,10 +400,32 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         }
     }
 
+    /// <summary>
+    /// The caller's instance. The first call on a connection (and any call once the instance was last attested a
+    /// <c>reattest_interval</c> ago, or could not be re-attested) runs the attestors; the other calls on the same
+    /// connection take the cheap path (<see cref="StillSameCaller"/>): the kernel still names the same peer
+    /// (SO_PEERCRED) and that peer's pidfd, held for the connection, says it has not exited — so it is the process
+    /// attested before, under the same pid and start time. What it may have changed since (exec, credentials, cgroup)
+    /// is caught by the tracker's periodic re-attestation within one interval, as between calls.
+    /// </summary>
     private async Task<WorkloadInstance> AttestAsync(ServerCallContext context)
     {
-        var socket = context.GetHttpContext().Features.Get<IConnectionSocketFeature>()?.Socket
+        var http = context.GetHttpContext();
+        var socket = http.Features.Get<IConnectionSocketFeature>()?.Socket
             ?? throw Refuse(context, StatusCode.Unauthenticated, "the caller's socket is not available for attestation");
+        var items = http.Features.Get<IConnectionItemsFeature>()?.Items;
+        ConnectionMemo? memo = null;
+        if (items is not null)
+        {
+            lock (items)
+            {
+                memo = items.TryGetValue(typeof(ConnectionMemo), out var o) ? o as ConnectionMemo : null;
+            }
+            if (memo is not null && StillSameCaller(memo, socket) is { } known)
+            {
+                return known;
+            }
+        }
         var result = await runner.AttestConnectionAsync(socket, context.CancellationToken).ConfigureAwait(false);
         if (result.Evidence is null)
         {
@@ -281,9 +435,93 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         {
             AgentLog.AttestorFailed(log, err);
         }
-        AgentLog.WorkloadAttested(log, result.Evidence.Process.Peer.Pid, result.Evidence.Process.Peer.Uid,
-            string.Join(' ', result.Evidence.Selectors.Select(s => s.ToString())));
-        return tracker.Observe(result.Evidence);
+        if (log.IsEnabled(LogLevel.Information))
+        {
+            // The selector list is joined only when the line is written (it was built on every call before).
+            AgentLog.WorkloadAttested(log, result.Evidence.Process.Peer.Pid, result.Evidence.Process.Peer.Uid,
+                string.Join(' ', result.Evidence.Selectors.Select(s => s.ToString())));
+        }
+        var instance = tracker.Observe(result.Evidence);
+        if (items is not null)
+        {
+            if (memo is not null && memo.Peer == result.Evidence.Process.Peer)
+            {
+                memo.Instance = instance;
+            }
+            else if (memo is null)
+            {
+                Remember(http, items, socket, result.Evidence.Process.Peer, instance);
+            }
+        }
+        return instance;
+    }
+
+    /// <summary>What the connection's first attested call left for the next ones: the peer, its pidfd, its instance.</summary>
+    private sealed class ConnectionMemo(PeerCredentials peer, PeerProcessHandle pidfd, WorkloadInstance instance)
+    {
+        public PeerCredentials Peer { get; } = peer;
+
+        public PeerProcessHandle Pidfd { get; } = pidfd;
+
+        private WorkloadInstance _instance = instance;
+
+        public WorkloadInstance Instance
+        {
+            get => Volatile.Read(ref _instance);
+            set => Volatile.Write(ref _instance, value);
+        }
+    }
+
+    private static void Remember(HttpContext http, IDictionary<object, object?> items, System.Net.Sockets.Socket socket, PeerCredentials peer, WorkloadInstance instance)
+    {
+        var closed = http.Features.Get<IConnectionLifetimeFeature>();
+        if (closed is null || !PeerProcessHandle.TryOpen(socket, out var pidfd, out _, out _) || pidfd is null)
+        {
+            return;   // no pidfd (old kernel) or no way to close it with the connection: every call attests in full
+        }
+        // The pidfd is of the socket's peer (SO_PEERPIDFD), the process the runner just pinned through its own pidfd;
+        // it must still hold the attested pid, or it vouches for nothing.
+        if (!pidfd.StillHolds(instance.Peer.Pid) || peer != instance.Peer)
+        {
+            pidfd.Dispose();
+            return;
+        }
+        var memo = new ConnectionMemo(peer, pidfd, instance);
+        lock (items)
+        {
+            if (items.ContainsKey(typeof(ConnectionMemo)))
+            {
+                pidfd.Dispose();
+                return;
+            }
+            items[typeof(ConnectionMemo)] = memo;
+        }
+        closed.ConnectionClosed.Register(static m => ((ConnectionMemo)m!).Pidfd.Dispose(), memo);
+    }
+
+    /// <summary>
+    /// The cheap path: the instance if the caller is still, per the kernel, the process attested on this connection
+    /// and nothing says to attest it again; null to attest in full.
+    /// </summary>
+    private WorkloadInstance? StillSameCaller(ConnectionMemo memo, System.Net.Sockets.Socket socket)
+    {
+        var instance = memo.Instance;
+        if (instance.IsGone || instance.Current.Evidence is null || time.GetUtcNow() - instance.LastAttested >= tracker.Interval)
+        {
+            return null;
+        }
+        if (!PeerCredentialReader.TryRead(socket, out var peer, out _) || peer != memo.Peer || peer.Pid != instance.Peer.Pid)
+        {
+            return null;
+        }
+        try
+        {
+            return memo.Pidfd.HasExited ? null : instance;
+        }
+        catch (ObjectDisposedException)
+        {
+            return null;   // the connection closed meanwhile
+        }
     }
 
     /// <summary>The evidence the instance is served from now; an instance that exited or could not be re-attested gets nothing.</summary>
@@ -301,19 +539,37 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     /// Entries whose every selector is in the evidence (selectors ⊆ evidence). None → PermissionDenied; but before the
     /// first full sync (an agent restarted while the server is away) the agent cannot know, so → Unavailable.
     /// </summary>
-    private List<Entry> Match(WorkloadEvidence evidence, AgentSnapshot snapshot, ServerCallContext context)
+    private IReadOnlyList<Entry> Match(WorkloadInstance instance, WorkloadEvidence evidence, AgentSnapshot snapshot, ServerCallContext context)
     {
         if (!state.Synced)
         {
             throw Refuse(context, StatusCode.Unavailable, "the agent has not synced its entries with the server yet; retry with backoff");
         }
-        var have = evidence.Selectors.Select(s => s.ToString()).ToHashSet(StringComparer.Ordinal);
+        // Which entries' selectors the evidence holds depends only on the snapshot (immutable) and the selectors: kept
+        // per instance and reused while both are the same ones; the expiry is checked on every call.
+        Entry[] candidates;
+        if (instance.MatchMemo is MatchMemo memo && ReferenceEquals(memo.Snapshot, snapshot) && EvidenceDrift.SameSelectors(memo.Selectors, evidence.Selectors))
+        {
+            candidates = memo.Candidates;
+        }
+        else
+        {
+            var have = evidence.Selectors.Select(s => s.ToString()).ToHashSet(StringComparer.Ordinal);
+            candidates = [.. snapshot.Entries.Values
+                .Where(e => e.Selectors.Count > 0 && e.Selectors.All(s => have.Contains($"{s.Type}:{s.Value}")))
+                .OrderBy(e => e.SpiffeId, StringComparer.Ordinal).ThenBy(e => e.Id, StringComparer.Ordinal)];
+            instance.MatchMemo = new MatchMemo(snapshot, evidence.Selectors, candidates);
+        }
         var now = time.GetUtcNow().ToUnixTimeSeconds();
-        var matched = snapshot.Entries.Values
-            .Where(e => e.Selectors.Count > 0 && (e.ExpiresAtUnix == 0 || e.ExpiresAtUnix > now)
-                && e.Selectors.All(s => have.Contains($"{s.Type}:{s.Value}")))
-            .OrderBy(e => e.SpiffeId, StringComparer.Ordinal).ThenBy(e => e.Id, StringComparer.Ordinal)
-            .ToList();
+        IReadOnlyList<Entry> matched = candidates;
+        foreach (var e in candidates)
+        {
+            if (e.ExpiresAtUnix != 0 && e.ExpiresAtUnix <= now)
+            {
+                matched = [.. candidates.Where(c => c.ExpiresAtUnix == 0 || c.ExpiresAtUnix > now)];
+                break;
+            }
+        }
         if (matched.Count == 0)
         {
             throw Refuse(context, StatusCode.PermissionDenied, "no identity issued");
@@ -321,34 +577,41 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         return matched;
     }
 
+    private sealed record MatchMemo(AgentSnapshot Snapshot, IReadOnlyList<Writ.Agent.WorkloadAttestation.Selector> Selectors, Entry[] Candidates);
+
     /// <summary>
     /// Waits for an entry/bundle change, the earliest rotation time of what was sent, or the earliest expiry of a
     /// matched entry (an expired entry must leave the stream when it expires, not at the next unrelated change).
     /// </summary>
-    private async Task WaitForChangeAsync(long generation, WorkloadInstance instance, long own, IReadOnlyList<CachedX509> sent, IReadOnlyList<Entry> entries, IReadOnlyList<X509Denial> denials, CancellationToken ct)
+    private async Task WaitForChangeAsync(long generation, WorkloadInstance instance, long own, X509View view, CancellationToken ct)
     {
-        var wakeAt = sent.Min(s => s.RotateAt);
-        if (wakeAt <= time.GetUtcNow())
+        var now = time.GetUtcNow();
+        var wakeAt = view.Svids.Min(s => s.RotateAt);
+        if (wakeAt <= now)
         {
             // Due but not renewed yet (the server is away): the cache retries with backoff and raises a change when
             // it succeeds; look again in a second rather than asking in a tight loop.
-            wakeAt = time.GetUtcNow() + TimeSpan.FromSeconds(1);
+            wakeAt = now + TimeSpan.FromSeconds(1);
         }
-        foreach (var d in denials)
+        foreach (var d in view.Denials)
         {
             wakeAt = d.RetryAt < wakeAt ? d.RetryAt : wakeAt;   // ask again for a refused entry (policy may have changed)
         }
-        foreach (var e in entries.Where(e => e.ExpiresAtUnix > 0))
+        foreach (var e in view.Entries)
         {
-            var expires = DateTimeOffset.FromUnixTimeSeconds(e.ExpiresAtUnix);
-            wakeAt = expires < wakeAt ? expires : wakeAt;
+            if (e.ExpiresAtUnix > 0)
+            {
+                var expires = DateTimeOffset.FromUnixTimeSeconds(e.ExpiresAtUnix);
+                wakeAt = expires < wakeAt ? expires : wakeAt;
+            }
         }
-        var soonest = wakeAt - time.GetUtcNow();
+        var soonest = wakeAt - now;
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var delay = soonest < TimeSpan.FromMilliseconds(100) ? TimeSpan.FromMilliseconds(100) : soonest;
         await Task.WhenAny(state.Changed.WaitAsync(generation, cts.Token), instance.Changed.WaitAsync(own, cts.Token), Task.Delay(delay, time, cts.Token)).ConfigureAwait(false);
+        // No throw when the caller left: the stream's loop ends on the token. A one-shot fetch (a workload starting)
+        // leaves after the first message, and an exception per call was a cost paid by every such call.
         await cts.CancelAsync().ConfigureAwait(false);
-        ct.ThrowIfCancellationRequested();
     }
 
     private RpcException Refuse(ServerCallContext context, StatusCode code, string reason)
