@@ -48,12 +48,15 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     private async Task StreamX509Async(WorkloadInstance instance, IServerStreamWriter<X509SVIDResponse> responseStream, ServerCallContext context, CancellationToken ct)
     {
         string? lastSent = null;
+        var opened = instance.Epoch;
         while (!ct.IsCancellationRequested)
         {
             var generation = state.Changed.Generation;
             var own = instance.Changed.Generation;
             Evidence(instance, context);   // gone or not re-attestable: nothing is served (throws the reason)
+            SameEpoch(instance, opened, context);
             var view = await X509ViewAsync(instance, context, generation, own, ct).ConfigureAwait(false);
+            SameEpoch(instance, opened, context);   // the evidence may have drifted while the view was built
             if (view.Response is null)
             {
                 if (instance.IsGone || instance.Current.Evidence is null)
@@ -444,6 +447,25 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         var instance = tracker.Observe(result.Evidence);
         if (items is not null)
         {
+            // The first attested call binds the connection to its instance and epoch; a later call on it that attests as
+            // another instance, or after a drift, is refused (see SameEpoch).
+            (string Id, long Epoch) binding = (instance.Id, instance.Epoch);
+            lock (items)
+            {
+                if (items.TryGetValue(typeof(ConnectionBinding), out var b) && b is ConnectionBinding bound)
+                {
+                    binding = (bound.InstanceId, bound.Epoch);
+                }
+                else
+                {
+                    items[typeof(ConnectionBinding)] = new ConnectionBinding(instance.Id, instance.Epoch);
+                }
+            }
+            if (binding.Id != instance.Id || binding.Epoch != instance.Epoch)
+            {
+                throw Refuse(context, StatusCode.Unauthenticated,
+                    "this workload's evidence changed since the connection was attested (executable, uid, gid, cgroup or container): reconnect to be attested again");
+            }
             if (memo is not null && memo.Peer == result.Evidence.Process.Peer)
             {
                 memo.Instance = instance;
@@ -456,10 +478,16 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         return instance;
     }
 
+    /// <summary>The instance and epoch a connection was first attested as.</summary>
+    private sealed record ConnectionBinding(string InstanceId, long Epoch);
+
     /// <summary>What the connection's first attested call left for the next ones: the peer, its pidfd, its instance.</summary>
     private sealed class ConnectionMemo(PeerCredentials peer, PeerProcessHandle pidfd, WorkloadInstance instance)
     {
         public PeerCredentials Peer { get; } = peer;
+
+        /// <summary>The instance's epoch when the connection was attested: the cheap path serves only that one.</summary>
+        public long Epoch { get; } = instance.Epoch;
 
         public PeerProcessHandle Pidfd { get; } = pidfd;
 
@@ -506,9 +534,9 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     private WorkloadInstance? StillSameCaller(ConnectionMemo memo, System.Net.Sockets.Socket socket)
     {
         var instance = memo.Instance;
-        if (instance.IsGone || instance.Current.Evidence is null || time.GetUtcNow() - instance.LastAttested >= tracker.Interval)
+        if (instance.IsGone || instance.Current.Evidence is null || instance.Epoch != memo.Epoch || time.GetUtcNow() - instance.LastAttested >= tracker.Interval)
         {
-            return null;
+            return null;   // attest in full (which refuses a connection whose instance drifted)
         }
         if (!PeerCredentialReader.TryRead(socket, out var peer, out _) || peer != memo.Peer || peer.Pid != instance.Peer.Pid)
         {
@@ -521,6 +549,21 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         catch (ObjectDisposedException)
         {
             return null;   // the connection closed meanwhile
+        }
+    }
+
+    /// <summary>
+    /// A stream (or connection) serves the identity its process had when it was attested, never a later one: when the
+    /// instance's evidence drifted (exec of another binary, setuid, cgroup move) the epoch moved, and the caller must
+    /// reconnect and be attested afresh. Otherwise a process could fork a child that keeps the socket, exec a binary
+    /// with another identity, and have the open stream hand that identity's key to the child.
+    /// </summary>
+    private void SameEpoch(WorkloadInstance instance, long epoch, ServerCallContext context)
+    {
+        if (instance.Epoch != epoch)
+        {
+            throw Refuse(context, StatusCode.Unauthenticated,
+                "this workload's evidence changed since the connection was attested (executable, uid, gid, cgroup or container): reconnect to be attested again");
         }
     }
 

@@ -67,6 +67,35 @@ public sealed class WorkloadApiServiceTests
     }
 
     [Fact]
+    public async Task Attack_a_connection_never_serves_the_identity_its_process_drifts_to()
+    {
+        // A process with a small identity opens a stream, forks a child that keeps the socket, and execs a binary that
+        // has an identity of its own. The drift must end the stream (and refuse later calls on the connection) rather
+        // than hand the new identity's key to whoever holds the socket; a new connection is attested afresh.
+        await using var host = await Host.StartAsync();
+        host.Rig.SetEntries(InstanceRig.Entry("small", OwnUid), InstanceRig.Entry("target", OwnUid, "unix:sha256:7a7a"));
+        using var call = host.Client.FetchX509SVID(new X509SVIDRequest(), Host.Headers, cancellationToken: Ct);
+        Assert.True(await call.ResponseStream.MoveNext(Ct));
+        Assert.Equal(["spiffe://example.org/small"], call.ResponseStream.Current.Svids.Select(s => s.SpiffeId));
+
+        var instance = host.Rig.Tracker.Get(host.Rig.Server.Signs[^1].Csrs[0].Evidence.InstanceId)!;
+        var before = instance.Current.Evidence!;
+        var exec = before with { Selectors = [.. before.Selectors.Where(x => x.Type != "unix" || !x.Value.StartsWith("sha256:", StringComparison.Ordinal)), new("unix", "sha256:7a7a")] };
+        instance.Drift(exec, DateTimeOffset.UtcNow);
+        instance.Changed.Raise();
+
+        var ended = await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            while (await call.ResponseStream.MoveNext(Ct))
+            {
+                Assert.DoesNotContain(call.ResponseStream.Current.Svids, s => s.SpiffeId == "spiffe://example.org/target");
+            }
+        });
+        Assert.Equal(StatusCode.Unauthenticated, ended.StatusCode);
+        Assert.Contains("reconnect", ended.Status.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_revoked_svid_is_replaced_on_the_open_stream_at_once()
     {
         await using var host = await Host.StartAsync();
