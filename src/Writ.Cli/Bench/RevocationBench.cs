@@ -86,30 +86,8 @@ public static class RevocationBench
         var dir = Directory.CreateTempSubdirectory("wrb-").FullName;
         try
         {
-            var quiet = (Action<ILoggingBuilder>)(b => ServerCommands.ConfigureLogging(b, "error", "text"));
-            var td = TrustDomain.Parse("bench.writ");
-            var sources = new ConfigSources(ServerConfigLoader.Keys);
-            sources.Set("trust_domain", td.Name, "bench");
-            sources.Set("data_dir", Path.Combine(dir, "server"), "bench");
-            sources.Set("bind", "127.0.0.1:0", "bench");
-            sources.Set("key_manager", "memory", "bench");
-            var serverOptions = ServerConfigLoader.Build(sources, out var errors) ?? throw new CommandFailedException(string.Join("; ", errors));
-            await using var server = await WritServerHost.StartAsync(serverOptions, TimeProvider.System, quiet, ct).ConfigureAwait(false);
-            using var admin = new AdminConnection(serverOptions.AdminSocket);
-            var token = await admin.CallAsync(s => s.CreateJoinTokenAsync(new CreateJoinTokenRequest(), cancellationToken: ct)).ConfigureAwait(false);
-            var bundle = await admin.CallAsync(s => s.GetBundleAsync(new GetBundleRequest(), cancellationToken: ct)).ConfigureAwait(false);
-            var bundleFile = Path.Combine(dir, "bundle.pem");
-            await File.WriteAllTextAsync(bundleFile, bundle.Pem, ct).ConfigureAwait(false);
-            var agentOptions = new AgentOptions
-            {
-                ServerAddress = server.AgentApiAddress,
-                TrustDomain = td,
-                DataDir = Path.Combine(dir, "agent"),
-                SocketPath = Path.Combine(dir, "agent", "workload.sock"),
-                TrustBundlePath = bundleFile,
-                JoinToken = token.Token,
-            };
-            await using var agent = await AgentHost.StartAsync(agentOptions, TimeProvider.System, quiet, ct).ConfigureAwait(false);
+            await using var writ = await InProcessWrit.StartAsync(dir, ct).ConfigureAwait(false);
+            var (td, server, admin, agent) = (writ.TrustDomain, writ.Server, writ.Admin, writ.Agent);
             await admin.CallAsync(s => s.CreateEntriesAsync(new CreateEntriesRequest
             {
                 Entries =
@@ -128,7 +106,7 @@ public static class RevocationBench
             foreach (var watchers in levels)
             {
                 progress.WriteLine($"{watchers} watching stream(s): {rounds} revocations");
-                results.Add(await MeasureLevelAsync(admin, agentOptions.SocketPath, watchers, rounds, ct).ConfigureAwait(false));
+                results.Add(await MeasureLevelAsync(admin, writ.WorkloadSocket, watchers, rounds, ct).ConfigureAwait(false));
             }
             return new RevocationBenchResult("revocation", results, GoalP99Ms);
         }
