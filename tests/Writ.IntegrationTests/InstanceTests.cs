@@ -92,14 +92,15 @@ public sealed class InstanceTests
         File.Move(replacement, path, overwrite: true);
 
         // The old process still runs the old file, but its path no longer names it: re-attested within one interval,
-        // its stream ends.
+        // its stream ends — Unauthenticated: a connection serves only the identity it was attested as, so after a
+        // drift the client must reconnect (and is then attested from its new evidence).
         var end = await old.NextAsync(TimeSpan.FromSeconds(10));
         var took = sw.Elapsed;
         TestContext.Current.SendDiagnosticMessage($"binary replaced -> old process's stream ended after {took.TotalMilliseconds:F0} ms: {end.Raw}");
         Assert.False(end.Ok, "the old process was still served after its binary was replaced: " + end.Raw);
-        Assert.Equal("PERMISSION_DENIED", end.Name);
+        Assert.Equal("UNAUTHENTICATED", end.Name);
         // One interval, plus the round's own time and the stream's wake-up on a shared, loaded machine.
-        Assert.True(took < TimeSpan.FromSeconds(1) + TimeSpan.FromMilliseconds(750), $"re-attestation took {took.TotalMilliseconds:F0} ms with a 1 s interval");
+        Assert.True(took < TimeSpan.FromSeconds(1) + TimeSpan.FromMilliseconds(1500), $"re-attestation took {took.TotalMilliseconds:F0} ms with a 1 s interval");
         await rig.Agent.Stderr.WaitForAsync(l => l.Contains($"(pid {old.Pid}) evidence drifted (executable path changed)", StringComparison.Ordinal), TimeSpan.FromSeconds(5));
 
         // A new process from the path runs the new binary (another hash): no identity.
