@@ -2,17 +2,11 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Serialization;
 using Grpc.Core;
-using Microsoft.Extensions.Logging;
-using Writ.Agent;
-using Writ.Agent.Hosting;
 using Writ.Cli.Admin;
 using Writ.Cli.CommandLine;
-using Writ.Cli.Commands;
 using Writ.Cli.Workload;
 using Writ.Protocol.Admin;
-using Writ.Server.Configuration;
 using Writ.Server.Hosting;
-using Writ.Spiffe;
 using ProtoEntry = Writ.Protocol.Agent.Entry;
 using ProtoSelector = Writ.Protocol.Agent.Selector;
 
@@ -87,7 +81,7 @@ public static class RevocationBench
         try
         {
             await using var writ = await InProcessWrit.StartAsync(dir, ct).ConfigureAwait(false);
-            var (td, server, admin, agent) = (writ.TrustDomain, writ.Server, writ.Admin, writ.Agent);
+            var (td, admin, agent) = (writ.TrustDomain, writ.Admin, writ.Agent);
             await admin.CallAsync(s => s.CreateEntriesAsync(new CreateEntriesRequest
             {
                 Entries =

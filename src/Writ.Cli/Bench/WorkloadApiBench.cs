@@ -5,13 +5,8 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
-using Writ.Agent;
-using Writ.Agent.Hosting;
-using Writ.Cli.Admin;
-using Writ.Cli.Commands;
 using Writ.Cli.Workload;
 using Writ.Protocol.Admin;
-using Writ.Server.Configuration;
 using Writ.Server.Hosting;
 using Writ.Spiffe;
 using ProtoEntry = Writ.Protocol.Agent.Entry;
@@ -70,7 +65,7 @@ public static class WorkloadApiBench
         try
         {
             await using var writ = await InProcessWrit.StartAsync(dir, ct).ConfigureAwait(false);
-            var (td, server, admin, agent) = (writ.TrustDomain, writ.Server, writ.Admin, writ.Agent);
+            var (td, admin, agent) = (writ.TrustDomain, writ.Admin, writ.Agent);
             var uid = UnixPeer.EffectiveUid;
             await admin.CallAsync(s => s.CreateEntriesAsync(new CreateEntriesRequest
             {
