@@ -14,6 +14,21 @@ public static partial class ServerLog
     [LoggerMessage(1602, LogLevel.Information, "Ledger exported by {Actor}: {Count} records after {AfterSeq}")]
     public static partial void LedgerExported(ILogger log, string actor, long count, long afterSeq);
 
+    [LoggerMessage(1620, LogLevel.Information, "Ledger checkpoint signed: record {Seq} hash {Hash}, key {KeyId}, signature {Signature}")]
+    public static partial void LedgerCheckpointed(ILogger log, long seq, string hash, string keyId, string signature);
+
+    [LoggerMessage(1621, LogLevel.Error, "Ledger checkpoint refused at head {HeadSeq}: {Problem}")]
+    public static partial void LedgerCheckpointRefused(ILogger log, long headSeq, string problem);
+
+    [LoggerMessage(1622, LogLevel.Error, "Ledger checkpoint failed: {Reason}; retrying at the next interval")]
+    public static partial void LedgerCheckpointFailed(ILogger log, string reason);
+
+    [LoggerMessage(1623, LogLevel.Warning, "Issuance rate limit for {Scope} {Key}: {Action} refused")]
+    public static partial void IssuanceRateLimited(ILogger log, string scope, string key, string action);
+
+    [LoggerMessage(1624, LogLevel.Warning, "Denial records for {Key} are rate-limited: {Suppressed} denials not recorded so far (the next record counts them)")]
+    public static partial void DenialRecordsSuppressed(ILogger log, string key, long suppressed);
+
     [LoggerMessage(1610, LogLevel.Information, "Policy version {Version} pushed by {Author} (sha256 {Sha256}, {Policies} policies)")]
     public static partial void PolicyPushed(ILogger log, long version, string author, string sha256, int policies);
 

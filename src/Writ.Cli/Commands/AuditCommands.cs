@@ -26,9 +26,13 @@ public static class AuditCommands
             [Socket, OutputOpt], Show, "SEQ|DECISION_ID"),
         new("audit verify", "Recompute the ledger's hash chain and name the first altered or missing record (exit 1); offline with --file.",
             [new("file", "verify an export file (JSON lines from 'writ audit export') here, without the server", "FILE"),
-             new("anchor", "a head hash kept earlier that must still be in the chain", "HASH"), Socket, OutputOpt], Verify),
+             new("anchor", "a head hash kept earlier that must still be in the chain", "HASH"),
+             new("checkpoints", "with --file: the server's signed checkpoints (<data_dir>/checkpoints.jsonl); the export must reach the newest", "FILE"),
+             new("checkpoint-key", "with --checkpoints: the server's checkpoint public key (default: checkpoint.pub beside the checkpoints file)", "FILE"),
+             Socket, OutputOpt], Verify),
         new("audit export", "Write ledger records as JSON lines (one record per line, every hashed field), streaming.",
-            [new("after", "only records after this seq", "SEQ"), new("output", "write to this file instead of standard output", "FILE"), Socket], Export),
+            [new("after", "only records after this seq", "SEQ"), new("file", "write to this file instead of standard output", "FILE"),
+             new("output", "json (the only format: one JSON object per line)", "FORMAT"), Socket], Export),
     ];
 
     private static long Seq(ParsedArgs a, string name)
@@ -47,21 +51,29 @@ public static class AuditCommands
         if (limit < 0)
             throw new UsageException($"--limit must be positive, got {limit}");
         using var c = AdminConnection.FromArgs(a);
-        var r = await c.CallAsync(s => s.ListAuditAsync(new ListAuditRequest
+        // The server answers in pages of bounded size (huge records make short pages): ask again until the limit is
+        // reached or nothing more matches. The head reported is the last page's, so it is at or after every record listed.
+        var want = limit == 0 ? Writ.Server.Api.AdminApi.DefaultAuditLimit : limit;
+        var after = Seq(a, "after");
+        var events = new List<AuditEvent>();
+        ListAuditResponse r;
+        do
         {
-            AfterSeq = Seq(a, "after"),
-            Limit = limit,
-            Kind = a.Get("kind") ?? "",
-            Subject = a.Get("subject") ?? "",
-        }, cancellationToken: ctx.Cancellation)).ConfigureAwait(false);
+            var request = new ListAuditRequest { AfterSeq = after, Limit = want - events.Count, Kind = a.Get("kind") ?? "", Subject = a.Get("subject") ?? "" };
+            r = await c.CallAsync(s => s.ListAuditAsync(request, cancellationToken: ctx.Cancellation)).ConfigureAwait(false);
+            events.AddRange(r.Events);
+            if (r.Events.Count > 0)
+                after = r.Events[^1].Seq;
+        }
+        while (r.More && r.Events.Count > 0 && events.Count < want);
         if (a.JsonOutput)
         {
-            Output.Json(ctx.Out, new { events = r.Events.Select(EventJson).ToList(), head = new { seq = r.HeadSeq, hash = r.HeadHash } });
+            Output.Json(ctx.Out, new { events = events.Select(EventJson).ToList(), head = new { seq = r.HeadSeq, hash = r.HeadHash } });
             return 0;
         }
         Output.Table(ctx.Out, ["SEQ", "TIME", "KIND", "ACTOR", "SUBJECT", "DECISION"],
-            r.Events.Select(e => (IReadOnlyList<string>)[e.Seq.ToString(CultureInfo.InvariantCulture), Time(e.AtUnixMicros), e.Kind, e.Actor, e.Subject, e.HasDecisionId ? e.DecisionId : "-"]));
-        ctx.Out.WriteLine($"{r.Events.Count} {(r.Events.Count == 1 ? "record" : "records")}; ledger head: seq {r.HeadSeq} hash {r.HeadHash}");
+            events.Select(e => (IReadOnlyList<string>)[e.Seq.ToString(CultureInfo.InvariantCulture), Time(e.AtUnixMicros), e.Kind, e.Actor, e.Subject, e.HasDecisionId ? e.DecisionId : "-"]));
+        ctx.Out.WriteLine($"{events.Count} {(events.Count == 1 ? "record" : "records")}; ledger head: seq {r.HeadSeq} hash {r.HeadHash}");
         return 0;
     }
 
@@ -99,7 +111,9 @@ public static class AuditCommands
         if (anchor is not null && !IsHash(anchor))
             throw new UsageException($"--anchor must be {LedgerHash.Size * 2} hex digits (a head hash from 'writ audit list'), got '{anchor}'");
         if (a.Get("file") is { } file)
-            return VerifyFile(a, ctx, file, anchor);
+            return VerifyFile(a, ctx, file, anchor, ReadCheckpoint(a));
+        if (a.Get("checkpoints") is not null || a.Get("checkpoint-key") is not null)
+            throw new UsageException("--checkpoints and --checkpoint-key check an export file: give it with --file EXPORT (the server checks its own checkpoints)");
         using var c = AdminConnection.FromArgs(a);
         var r = await c.CallAsync(s => s.VerifyAuditAsync(new VerifyAuditRequest { AnchorHash = anchor ?? "" }, cancellationToken: ctx.Cancellation)).ConfigureAwait(false);
         if (a.JsonOutput)
@@ -112,6 +126,8 @@ public static class AuditCommands
                 error = r.Error.Length == 0 ? null : r.Error,
                 head = new { seq = r.HeadSeq, hash = r.HeadHash },
                 anchor_seq = r.AnchorSeq == 0 ? (long?)null : r.AnchorSeq,
+                checkpoint = r.CheckpointSeq == 0 ? null : new { seq = r.CheckpointSeq, hash = r.CheckpointHash, at = Unix(r.CheckpointAtUnix) },
+                checkpoints_file = r.CheckpointsFile.Length == 0 ? null : r.CheckpointsFile,
             });
         }
         if (!r.Ok)
@@ -121,12 +137,15 @@ public static class AuditCommands
             ctx.Out.WriteLine($"ledger verified: {r.Checked} {(r.Checked == 1 ? "record" : "records")}, chain intact; head seq {r.HeadSeq} hash {r.HeadHash}");
             if (r.AnchorSeq > 0)
                 ctx.Out.WriteLine($"anchor found at record {r.AnchorSeq}");
+            ctx.Out.WriteLine(r.CheckpointSeq > 0
+                ? $"signed checkpoint at record {r.CheckpointSeq} ({Unix(r.CheckpointAtUnix)}) matches; checkpoints: {r.CheckpointsFile}"
+                : "no signed checkpoint yet: the server signs one every ledger.checkpoint_interval");
         }
         return 0;
     }
 
     /// <summary>Offline: the export file alone, so an auditor need not trust the server.</summary>
-    private static int VerifyFile(ParsedArgs a, CommandContext ctx, string file, string? anchor)
+    private static int VerifyFile(ParsedArgs a, CommandContext ctx, string file, string? anchor, LedgerCheckpoint? checkpoint)
     {
         LedgerVerifier? verifier = null;
         var lineNo = 0;
@@ -146,6 +165,7 @@ public static class AuditCommands
                     verifier = e!.Seq == 1 ? new LedgerVerifier() : LedgerVerifier.FromFirstRecord();
                     if (anchor is not null)
                         verifier.Anchor = Convert.FromHexString(anchor);
+                    verifier.Checkpoint = checkpoint;
                 }
                 if (!verifier.Add(e!))
                     break;
@@ -156,7 +176,10 @@ public static class AuditCommands
             throw new CommandFailedException($"cannot read {file}: {e.Message.Split('\n')[0].Trim()}");
         }
         if (verifier is null)
-            throw new CommandFailedException($"{file} has no ledger records: export them with 'writ audit export --output {file}'");
+            throw new CommandFailedException(checkpoint is null
+                ? $"{file} has no ledger records: export them with 'writ audit export --file {file}'"
+                : $"{file} has no ledger records, but a signed checkpoint of {checkpoint.At} says record {checkpoint.Seq} existed: the ledger was emptied; restore the database from a backup");
+        verifier.Finish(null);
         if (verifier.Problem is { } p)
             throw new CommandFailedException($"{file}: {p.Message}");
         if (anchor is not null && verifier.AnchorSeq is null)
@@ -171,6 +194,7 @@ public static class AuditCommands
                 first_seq = from,
                 last = new { seq = verifier.LastSeq, hash = Convert.ToHexStringLower(verifier.LastHash) },
                 anchor_seq = verifier.AnchorSeq,
+                checkpoint = checkpoint is null ? null : new { seq = checkpoint.Seq, hash = Convert.ToHexStringLower(checkpoint.Hash), at = checkpoint.At },
             });
             return 0;
         }
@@ -179,13 +203,44 @@ public static class AuditCommands
             ctx.Out.WriteLine($"note: the export starts at record {from}; its link to record {from - 1} is taken as given (verify an export from record 1, or pass --anchor)");
         if (verifier.AnchorSeq is { } at)
             ctx.Out.WriteLine($"anchor found at record {at}");
+        if (checkpoint is not null)
+            ctx.Out.WriteLine($"signed checkpoint at record {checkpoint.Seq} ({checkpoint.At}) matches");
         return 0;
     }
+
+    /// <summary>The newest checkpoint of --checkpoints, every line's signature checked with --checkpoint-key; null without --checkpoints.</summary>
+    private static LedgerCheckpoint? ReadCheckpoint(ParsedArgs a)
+    {
+        var path = a.Get("checkpoints");
+        var keyPath = a.Get("checkpoint-key");
+        if (path is null)
+        {
+            return keyPath is null ? null
+                : throw new UsageException("--checkpoint-key goes with --checkpoints FILE (the server's <data_dir>/checkpoints.jsonl)");
+        }
+        keyPath ??= Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, LedgerCheckpointer.PublicKeyFile);
+        try
+        {
+            using var key = LedgerCheckpoint.ReadPublicKey(keyPath);
+            var newest = LedgerCheckpoint.ReadNewest(path, key, out var error);
+            if (error is not null)
+                throw new CommandFailedException(error);
+            return newest ?? throw new CommandFailedException($"{path} holds no checkpoint: the server signs one every ledger.checkpoint_interval once the ledger has records");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException)
+        {
+            throw new CommandFailedException($"cannot read the checkpoints: {e.Message.Split('\n')[0].Trim()}; give --checkpoints <data_dir>/checkpoints.jsonl and --checkpoint-key <data_dir>/checkpoint.pub");
+        }
+    }
+
+    private static string Unix(long seconds) => LedgerJson.Rfc3339(DateTimeOffset.FromUnixTimeSeconds(seconds));
 
     private static async Task<int> Export(ParsedArgs a, CommandContext ctx)
     {
         var after = Seq(a, "after");
-        var path = a.Get("output");
+        if (a.Get("output") is { } format && format != "json")
+            throw new UsageException($"--output is the format and export writes JSON lines only (--output json), got '{format}'; write to a file with --file FILE");
+        var path = a.Get("file");
         using var c = AdminConnection.FromArgs(a);
         string? tmp = null;
         TextWriter writer;
@@ -203,7 +258,7 @@ public static class AuditCommands
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                throw new CommandFailedException($"cannot write {path}: {e.Message.Split('\n')[0].Trim()}; give --output a file in a directory you can write");
+                throw new CommandFailedException($"cannot write {path}: {e.Message.Split('\n')[0].Trim()}; give --file a file in a directory you can write");
             }
         }
         long count = 0;

@@ -12,6 +12,8 @@ public sealed partial class AdminApi
     public const int DefaultAuditLimit = 100;
     public const int MaxAuditLimit = 5000;
     private const int AuditPage = 1000;
+    /// <summary>Record data per page read or listed: a page stays well under the 16 MiB message limit whatever the records hold.</summary>
+    public const long AuditPageBytes = 4 << 20;
 
     public override async Task<ListAuditResponse> ListAudit(ListAuditRequest request, ServerCallContext context)
     {
@@ -26,9 +28,11 @@ public sealed partial class AdminApi
         var ct = context.CancellationToken;
         // The head first: every record listed is then at or before it, or appended later (never a head older than a listed record).
         var head = await server.Store.Ledger.HeadAsync(ct).ConfigureAwait(false);
-        var events = await server.Store.Ledger.ListAsync(request.AfterSeq, limit, NullIfEmpty(request.Kind), NullIfEmpty(request.Subject), ct).ConfigureAwait(false);
-        var response = new ListAuditResponse { HeadSeq = head.Seq, HeadHash = Convert.ToHexStringLower(head.Hash) };
-        response.Events.AddRange(events.Select(ToProto));
+        // One more than asked tells whether more follow; the byte budget keeps the answer under the message limit.
+        var events = await server.Store.Ledger.ListPageAsync(request.AfterSeq, limit + 1, AuditPageBytes, NullIfEmpty(request.Kind), NullIfEmpty(request.Subject), ct).ConfigureAwait(false);
+        var more = events.Count > limit || events.Sum(e => (long)e.DataJson.Length) >= AuditPageBytes;
+        var response = new ListAuditResponse { HeadSeq = head.Seq, HeadHash = Convert.ToHexStringLower(head.Hash), More = more };
+        response.Events.AddRange(events.Take(limit).Select(ToProto));
         return response;
     }
 
@@ -52,12 +56,15 @@ public sealed partial class AdminApi
         var verifier = new LedgerVerifier();
         if (request.AnchorHash.Length > 0)
             verifier.Anchor = ParseHash(request.AnchorHash, "anchor hash");
+        // The newest signed checkpoint before the head: it is then never newer than the head checked.
+        var checkpoints = server.Checkpoints;
+        verifier.Checkpoint = checkpoints.ReadNewest(out var checkpointError);
         var head = await server.Store.Ledger.HeadAsync(ct).ConfigureAwait(false);
         long after = 0;
         var done = false;
         while (!done)
         {
-            var page = await server.Store.Ledger.ListAsync(after, AuditPage, null, null, ct).ConfigureAwait(false);
+            var page = await server.Store.Ledger.ListPageAsync(after, AuditPage, AuditPageBytes, null, null, ct).ConfigureAwait(false);
             foreach (var e in page)
             {
                 // Records appended after the head was read are not part of this check.
@@ -67,7 +74,7 @@ public sealed partial class AdminApi
                     break;
                 }
             }
-            if (page.Count < AuditPage)
+            if (page.Count == 0)
                 break;
             after = page[^1].Seq;
         }
@@ -79,12 +86,24 @@ public sealed partial class AdminApi
             HeadSeq = head.Seq,
             HeadHash = Convert.ToHexStringLower(head.Hash),
             AnchorSeq = verifier.AnchorSeq ?? 0,
+            CheckpointSeq = verifier.Checkpoint?.Seq ?? 0,
+            CheckpointHash = verifier.Checkpoint is { } cp ? Convert.ToHexStringLower(cp.Hash) : "",
+            CheckpointAtUnix = verifier.Checkpoint?.AtUnix ?? 0,
+            CheckpointsFile = checkpoints.FilePath,
         };
         if (!ok)
         {
             response.FirstBadSeq = verifier.Problem!.Seq;
             response.Error = verifier.Problem.Message;
-            ServerLog.LedgerVerifyFailed(log, verifier.Problem.Seq, verifier.Problem.Message);
+            if (verifier.Checkpoint is not null)
+                response.Error += $" (an export can be checked offline against the signed checkpoints: writ audit verify --file EXPORT --checkpoints {checkpoints.FilePath})";
+            ServerLog.LedgerVerifyFailed(log, verifier.Problem.Seq, response.Error);
+        }
+        else if (checkpointError is not null)
+        {
+            response.Ok = false;
+            response.Error = checkpointError;
+            ServerLog.LedgerVerifyFailed(log, 0, checkpointError);
         }
         else if (verifier.Anchor is not null && verifier.AnchorSeq is null)
         {
@@ -109,7 +128,7 @@ public sealed partial class AdminApi
         // Page by page: a million records never sit in memory, and the stream's flow control paces the reads.
         while (true)
         {
-            var page = await server.Store.Ledger.ListAsync(after, AuditPage, NullIfEmpty(request.Kind), NullIfEmpty(request.Subject), ct).ConfigureAwait(false);
+            var page = await server.Store.Ledger.ListPageAsync(after, AuditPage, AuditPageBytes, NullIfEmpty(request.Kind), NullIfEmpty(request.Subject), ct).ConfigureAwait(false);
             foreach (var e in page)
             {
                 if (request.Limit > 0 && count >= request.Limit)
@@ -117,7 +136,7 @@ public sealed partial class AdminApi
                 await responseStream.WriteAsync(ToProto(e), ct).ConfigureAwait(false);
                 count++;
             }
-            if (page.Count < AuditPage || (request.Limit > 0 && count >= request.Limit))
+            if (page.Count == 0 || (request.Limit > 0 && count >= request.Limit))
                 break;
             after = page[^1].Seq;
         }

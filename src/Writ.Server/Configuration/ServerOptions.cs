@@ -24,6 +24,8 @@ public sealed record ServerOptions
     public TimeSpan RotationInterval { get; init; } = TimeSpan.FromSeconds(10);
     public string LogLevel { get; init; } = "info";
     public string LogFormat { get; init; } = "text";
+    /// <summary>Flood limits on issuance and the ledger, and signed ledger checkpoints.</summary>
+    public LedgerOptions Ledger { get; init; } = new();
 
     public SpiffeId ServerId => SpiffeId.FromSegments(TrustDomain, "writ", "server");
 }
@@ -55,6 +57,7 @@ public static class ServerConfigLoader
         new("rotation_interval", "10s", "How often the CA rotation state machine runs."),
         new("log_level", "info", "debug, info, warn or error."),
         new("log_format", "text", "text (one line per event) or json (one JSON object per line)."),
+        .. LedgerOptions.Keys,
     ];
 
     /// <summary>Builds options from the sources. Returns null with every error when anything is invalid.</summary>
@@ -131,6 +134,7 @@ public static class ServerConfigLoader
         var rot = c.Duration("rotation_interval", TimeSpan.FromMilliseconds(100), TimeSpan.FromHours(1));
         var log = c.OneOf("log_level", "info", "debug", "warn", "error");
         var logFormat = c.OneOf("log_format", "text", "json");
+        var ledger = LedgerOptions.Build(c);
         if (x509Ttl > maxTtl)
         {
             c.Errors.Add($"{c.Describe("default_x509_ttl")} is larger than max_ttl ({ConfigSources.Format(maxTtl)}): lower it or raise max_ttl");
@@ -162,6 +166,7 @@ public static class ServerConfigLoader
             RotationInterval = rot,
             LogLevel = log,
             LogFormat = logFormat,
+            Ledger = ledger,
         };
     }
 

@@ -25,6 +25,8 @@ public sealed class ServerContext
         Policy = new IssuancePolicyEngine(store.Policies, PolicyChanged, time, logs.CreateLogger<IssuancePolicyEngine>());
         Revocations = new RevocationService(store, ca, time, logs.CreateLogger<RevocationService>());
         LedgerWriter = new LedgerGroupCommit(store);
+        Limits = new IssuanceLimits(options.Ledger, time);
+        Checkpoints = new Ledger.LedgerCheckpointer(options.DataDir, store.Ledger, time, logs.CreateLogger<Ledger.LedgerCheckpointer>());
     }
 
     public ServerOptions Options { get; }
@@ -49,4 +51,10 @@ public sealed class ServerContext
 
     /// <summary>Issuance records, group-committed: concurrent issuances share one ledger transaction.</summary>
     public LedgerGroupCommit LedgerWriter { get; }
+
+    /// <summary>Rate limits on issuance and on recorded refusals (issue #12 item 7).</summary>
+    public IssuanceLimits Limits { get; }
+
+    /// <summary>Signed ledger checkpoints kept in the data dir (issue #12 item 9); initialized and run by the host.</summary>
+    public Ledger.LedgerCheckpointer Checkpoints { get; }
 }

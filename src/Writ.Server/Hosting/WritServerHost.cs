@@ -32,6 +32,7 @@ public sealed class WritServerHost : IAsyncDisposable
     private readonly ServerContext _server;
     private readonly CancellationTokenSource _stop = new();
     private Task? _rotation;
+    private Task? _checkpoints;
 
     private WritServerHost(WebApplication app, ServerContext server)
     {
@@ -135,6 +136,7 @@ public sealed class WritServerHost : IAsyncDisposable
             // The deny list is loaded before the first call is served: an agent presenting a revoked SVID right after a
             // restart must be refused, not raced.
             await context.Revocations.EnsureCurrentAsync(-1, ct).ConfigureAwait(false);
+            context.Checkpoints.Initialize();
             await app.StartAsync(ct).ConfigureAwait(false);
             File.SetUnixFileMode(options.AdminSocket, UnixFileMode.UserRead | UnixFileMode.UserWrite);
 
@@ -149,6 +151,7 @@ public sealed class WritServerHost : IAsyncDisposable
                 host._server.Changes.Raise();
             };
             host._rotation = host.RotateLoopAsync(log);
+            host._checkpoints = context.Checkpoints.RunAsync(options.Ledger.CheckpointInterval, host._stop.Token);
             ServerLog.Ready(log, options.TrustDomain.Name, host.AgentApiAddress, options.AdminSocket, store.Kind);
             return host;
         }
@@ -202,11 +205,16 @@ public sealed class WritServerHost : IAsyncDisposable
         {
             await _rotation.ConfigureAwait(false);
         }
+        if (_checkpoints is not null)
+        {
+            await _checkpoints.ConfigureAwait(false);   // the last checkpoint, of the head as it is now
+        }
         ServerLog.Stopping(_app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<WritServerHost>());
         await _app.StopAsync(CancellationToken.None).ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
         await _server.Policy.DisposeAsync().ConfigureAwait(false);
         await _server.Store.DisposeAsync().ConfigureAwait(false);
+        _server.Checkpoints.Dispose();
         try
         {
             File.Delete(_server.Options.AdminSocket);

@@ -80,6 +80,8 @@ public sealed class LedgerVerifier
         Checked++;
         if (Anchor is not null && AnchorSeq is null && e.Hash.AsSpan().SequenceEqual(Anchor))
             AnchorSeq = e.Seq;
+        if (Checkpoint is { } cp && e.Seq == cp.Seq && !e.Hash.AsSpan().SequenceEqual(cp.Hash))
+            return Fail(e.Seq, $"ledger record {e.Seq} differs from the signed checkpoint of {cp.At} (its hash is not the one signed): the chain was rewritten; restore the database from a backup");
         return true;
     }
 
@@ -91,6 +93,8 @@ public sealed class LedgerVerifier
     {
         if (Problem is not null)
             return false;
+        if (Checkpoint is { } cp && LastSeq < cp.Seq)
+            return Fail(LastSeq + 1, $"the ledger ends at record {LastSeq}, but a signed checkpoint of {cp.At} says record {cp.Seq} existed: records were deleted (or the ledger emptied and its head reset); restore the database from a backup");
         if (head is null)
             return true;
         if (head.Seq > LastSeq)
@@ -109,6 +113,12 @@ public sealed class LedgerVerifier
     /// proves the chain up to that record is the one anchored (it was not rewritten wholesale since).
     /// </summary>
     public byte[]? Anchor { get; set; }
+
+    /// <summary>
+    /// A signed checkpoint (its signature already checked): the chain must reach its seq (checked by
+    /// <see cref="Finish"/>) and the record there must carry its hash.
+    /// </summary>
+    public LedgerCheckpoint? Checkpoint { get; set; }
 
     /// <summary>The seq of the good record that carries <see cref="Anchor"/>, or null.</summary>
     public long? AnchorSeq { get; private set; }

@@ -12,6 +12,13 @@ public interface ILedgerStore
     /// <summary>Events with Seq &gt; afterSeq in Seq order, at most limit; kindPrefix/subject filter when not null.</summary>
     Task<IReadOnlyList<LedgerEvent>> ListAsync(long afterSeq, int limit, string? kindPrefix, string? subject, CancellationToken ct);
 
+    /// <summary>
+    /// Like <see cref="ListAsync"/>, but the page also stops before the record that would take the records' data past
+    /// <paramref name="maxDataBytes"/> characters (the first record is always included): a page of huge records stays
+    /// small, and only the records returned are read from the database.
+    /// </summary>
+    Task<IReadOnlyList<LedgerEvent>> ListPageAsync(long afterSeq, int limit, long maxDataBytes, string? kindPrefix, string? subject, CancellationToken ct);
+
     Task<LedgerEvent?> GetAsync(long seq, CancellationToken ct);
 
     /// <summary>The event that recorded this decision (issued or denied), or null.</summary>

@@ -139,6 +139,8 @@ internal sealed class FlakyLedgerStore(IWritStore inner) : IWritStore
         public Task<IReadOnlyList<LedgerEvent>> AppendAsync(IReadOnlyList<LedgerEvent> events, IReadOnlyList<IssuedCredential> issued, CancellationToken ct) =>
             throw new InvalidOperationException("disk full (test)");
         public Task<IReadOnlyList<LedgerEvent>> ListAsync(long afterSeq, int limit, string? kindPrefix, string? subject, CancellationToken ct) => inner.ListAsync(afterSeq, limit, kindPrefix, subject, ct);
+        public Task<IReadOnlyList<LedgerEvent>> ListPageAsync(long afterSeq, int limit, long maxDataBytes, string? kindPrefix, string? subject, CancellationToken ct) =>
+            inner.ListPageAsync(afterSeq, limit, maxDataBytes, kindPrefix, subject, ct);
         public Task<LedgerEvent?> GetAsync(long seq, CancellationToken ct) => inner.GetAsync(seq, ct);
         public Task<LedgerEvent?> GetByDecisionAsync(string decisionId, CancellationToken ct) => inner.GetByDecisionAsync(decisionId, ct);
         public Task<IReadOnlyList<LedgerEvent>> RecentDecisionsAsync(int limit, CancellationToken ct) => inner.RecentDecisionsAsync(limit, ct);

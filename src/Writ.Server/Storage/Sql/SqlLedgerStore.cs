@@ -81,27 +81,50 @@ internal sealed class SqlLedgerStore(Db db, TimeProvider time) : ILedgerStore
         ArgumentNullException.ThrowIfNull(e.DataJson);
     }
 
-    public Task<IReadOnlyList<LedgerEvent>> ListAsync(long afterSeq, int limit, string? kindPrefix, string? subject, CancellationToken ct)
+    public Task<IReadOnlyList<LedgerEvent>> ListAsync(long afterSeq, int limit, string? kindPrefix, string? subject, CancellationToken ct) =>
+        ListPageAsync(afterSeq, limit, long.MaxValue, kindPrefix, subject, ct);
+
+    public Task<IReadOnlyList<LedgerEvent>> ListPageAsync(long afterSeq, int limit, long maxDataBytes, string? kindPrefix, string? subject, CancellationToken ct)
     {
         if (limit <= 0)
             throw new ArgumentOutOfRangeException(nameof(limit), "limit must be positive");
+        if (maxDataBytes <= 0)
+            throw new ArgumentOutOfRangeException(nameof(maxDataBytes), "maxDataBytes must be positive");
         return db.ReadAsync<IReadOnlyList<LedgerEvent>>("list the ledger", async (conn, tx) =>
         {
-            var sql = $"SELECT {Columns} FROM ledger WHERE seq > @after";
+            var where = "seq > @after";
             var args = new List<(string, object?)> { ("after", afterSeq), ("limit", limit) };
             if (!string.IsNullOrEmpty(kindPrefix))
             {
                 // A prefix range instead of LIKE: no escaping rules, and it uses the (kind, seq) index.
-                sql += " AND kind >= @kmin AND kind < @kmax";
+                where += " AND kind >= @kmin AND kind < @kmax";
                 args.Add(("kmin", kindPrefix));
                 args.Add(("kmax", kindPrefix + "\uffff"));
             }
             if (!string.IsNullOrEmpty(subject))
             {
-                sql += " AND subject = @subject";
+                where += " AND subject = @subject";
                 args.Add(("subject", subject));
             }
-            sql += " ORDER BY seq LIMIT @limit";
+            string sql;
+            if (maxDataBytes == long.MaxValue)
+            {
+                sql = $"SELECT {Columns} FROM ledger WHERE {where} ORDER BY seq LIMIT @limit";
+            }
+            else
+            {
+                // The page's seqs and data sizes first (a running sum over at most limit rows), then only the rows that
+                // fit are read in full: the first always, each next one while the data before it is under the budget.
+                args.Add(("budget", maxDataBytes));
+                sql = $"""
+                    SELECT {Columns} FROM ledger WHERE seq IN (
+                        SELECT seq FROM (
+                            SELECT seq, SUM(n) OVER (ORDER BY seq) - n AS before FROM (
+                                SELECT seq, length(data) AS n FROM ledger WHERE {where} ORDER BY seq LIMIT @limit) AS page) AS sized
+                        WHERE before < @budget)
+                    ORDER BY seq
+                    """;
+            }
             return await Db.QueryAsync(conn, tx, sql, Read, ct, [.. args]).ConfigureAwait(false);
         }, ct);
     }

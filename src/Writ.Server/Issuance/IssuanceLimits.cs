@@ -1,0 +1,140 @@
+using Writ.Server.Configuration;
+
+namespace Writ.Server.Issuance;
+
+/// <summary>
+/// Per-agent and per-workload rate limits on issuance and on the refusals recorded in the ledger (issue #12 item 7).
+/// A workload is a registration entry served by one agent (all its replicas on that node share one budget, so forking
+/// new processes does not buy a new one). A refusal over the recording budget is not written but counted: the next
+/// refusal recorded for that workload says how many were left out (<c>suppressed_denials</c>).
+/// </summary>
+/// <remarks>
+/// Not System.Threading.RateLimiting: its token buckets replenish on their own timer and cannot take a
+/// <see cref="TimeProvider"/>, so tests could not drive them deterministically. These buckets refill lazily from the
+/// injected clock when they are asked.
+/// </remarks>
+public sealed class IssuanceLimits(LedgerOptions options, TimeProvider time)
+{
+    private readonly KeyedTokenBuckets _issueAgent = new(options.IssuancePerAgent, time);
+    private readonly KeyedTokenBuckets _issueWorkload = new(options.IssuancePerWorkload, time);
+    private readonly KeyedTokenBuckets _denyAgent = new(options.DenialsPerAgent, time);
+    private readonly KeyedTokenBuckets _denyWorkload = new(options.DenialsPerWorkload, time);
+    private readonly Lock _lock = new();
+    private readonly Dictionary<string, long> _suppressed = new(StringComparer.Ordinal);
+
+    public LedgerOptions Options => options;
+
+    /// <summary>Takes one issuance from the agent's and the workload's budget; null when allowed, else which budget is spent.</summary>
+    public string? TryIssue(string agentId, string entryId)
+    {
+        if (!_issueWorkload.TryTake(Workload(agentId, entryId)))
+            return "workload";
+        if (!_issueAgent.TryTake(agentId))
+        {
+            _issueWorkload.Return(Workload(agentId, entryId));
+            return "agent";
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// Whether a refusal for this workload is recorded. When true, <paramref name="suppressed"/> is how many refusals of
+    /// this workload were not recorded since the last one that was (and the count starts again); when false the refusal
+    /// is counted and <paramref name="suppressed"/> is the count so far.
+    /// </summary>
+    public bool TryRecordDenial(string agentId, string entryId, out long suppressed)
+    {
+        var key = Workload(agentId, entryId);
+        var ok = _denyWorkload.TryTake(key);
+        if (ok && !_denyAgent.TryTake(agentId))
+        {
+            _denyWorkload.Return(key);
+            ok = false;
+        }
+        lock (_lock)
+        {
+            if (ok)
+            {
+                _suppressed.Remove(key, out suppressed);
+                return true;
+            }
+            if (_suppressed.Count >= KeyedTokenBuckets.MaxKeys && !_suppressed.ContainsKey(key))
+                _suppressed.Clear();   // bounded memory: under a flood of distinct workloads the counts restart
+            _suppressed[key] = suppressed = _suppressed.GetValueOrDefault(key) + 1;
+            return false;
+        }
+    }
+
+    private static string Workload(string agentId, string entryId) => agentId + "|" + entryId;
+}
+
+/// <summary>Token buckets by key: each holds at most one minute's worth (<c>perMinute</c>) and refills continuously.</summary>
+internal sealed class KeyedTokenBuckets(int perMinute, TimeProvider time)
+{
+    /// <summary>Buckets kept at most; full (idle) ones are dropped first when there are more.</summary>
+    public const int MaxKeys = 100_000;
+
+    private readonly Lock _lock = new();
+    private readonly Dictionary<string, Bucket> _buckets = new(StringComparer.Ordinal);
+
+    private sealed class Bucket
+    {
+        public double Tokens;
+        public long At;
+    }
+
+    public bool TryTake(string key)
+    {
+        if (perMinute <= 0)
+            return true;
+        var now = time.GetTimestamp();
+        lock (_lock)
+        {
+            if (!_buckets.TryGetValue(key, out var b))
+            {
+                if (_buckets.Count >= MaxKeys)
+                    Prune(now);
+                _buckets[key] = b = new Bucket { Tokens = perMinute, At = now };
+            }
+            Refill(b, now);
+            if (b.Tokens < 1)
+                return false;
+            b.Tokens -= 1;
+            return true;
+        }
+    }
+
+    /// <summary>Gives back a token taken by <see cref="TryTake"/> (the other budget refused the request).</summary>
+    public void Return(string key)
+    {
+        if (perMinute <= 0)
+            return;
+        lock (_lock)
+        {
+            if (_buckets.TryGetValue(key, out var b))
+                b.Tokens = Math.Min(perMinute, b.Tokens + 1);
+        }
+    }
+
+    private void Refill(Bucket b, long now)
+    {
+        var seconds = time.GetElapsedTime(b.At, now).TotalSeconds;
+        if (seconds > 0)
+        {
+            b.Tokens = Math.Min(perMinute, b.Tokens + seconds * perMinute / 60.0);
+            b.At = now;
+        }
+    }
+
+    private void Prune(long now)
+    {
+        foreach (var (k, b) in _buckets.ToList())
+        {
+            Refill(b, now);
+            if (b.Tokens >= perMinute)
+                _buckets.Remove(k);
+        }
+        if (_buckets.Count >= MaxKeys)
+            _buckets.Clear();   // every bucket busy: start over rather than grow without bound
+    }
+}
