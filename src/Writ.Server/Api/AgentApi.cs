@@ -221,7 +221,11 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         {
             throw new RpcException(new Status(StatusCode.InvalidArgument, $"send between 1 and {MaxCsrsPerCall} CSRs per call, got {request.Csrs.Count}"));
         }
-        var requests = request.Csrs.Select(c => ToRequest(c.EntryId, c.Csr, c.Evidence)).ToList();
+        var max = server.Options.Ledger.MaxRequestBytes;
+        // An oversized CSR (its evidence) is refused alone: it never reaches the policy or the ledger.
+        var requests = request.Csrs.Select(c => c.CalculateSize() is var size && size > max
+            ? new X509SvidRequest(c.EntryId, ReadOnlyMemory<byte>.Empty, null, TooLarge("this CSR with its evidence", size, max), EchoableId(c.Evidence?.InstanceId ?? ""))
+            : ToRequest(c.EntryId, c.Csr, c.Evidence)).ToList();
         var batch = await Pipeline.SignX509Async(caller.Node, requests, context.CancellationToken).ConfigureAwait(false);
         var response = new SignX509SvidsResponse();
         foreach (var i in batch.Issued)
@@ -241,8 +245,13 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
     public override async Task<MintJwtSvidResponse> MintJwtSvid(MintJwtSvidRequest request, ServerCallContext context)
     {
         var caller = await AuthenticateAsync(context).ConfigureAwait(false);
+        var limits = server.Options.Ledger;
+        if (request.CalculateSize() is var size && size > limits.MaxRequestBytes)
+        {
+            throw new RpcException(new Status(StatusCode.InvalidArgument, TooLarge("the JWT-SVID request", size, limits.MaxRequestBytes)));
+        }
         var entry = await AuthorizedEntryAsync(caller, request.EntryId, context.CancellationToken).ConfigureAwait(false);
-        var audience = CheckAudience(request.Audience);
+        var audience = CheckAudience(request.Audience, limits.MaxAudiences);
         var evidence = ToRequest(entry.Id, ByteString.Empty, request.Evidence);
         if (evidence.EvidenceError is { } bad)
         {
@@ -287,15 +296,23 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
     /// <summary>An instance id as sent, for echoing in a denial: short and printable, else nothing.</summary>
     private static string? EchoableId(string id) => id.Length is > 0 and <= 64 && id.All(c => c is >= '!' and <= '~') ? id : null;
 
-    /// <summary>Audiences must be present, non-empty and printable; the wire gives no other guarantee.</summary>
-    public static IReadOnlyList<string> CheckAudience(IReadOnlyCollection<string> audience)
+    /// <summary>Audiences must be present, non-empty and printable, and at most <paramref name="maxAudiences"/> (issuance.max_audiences) distinct ones.</summary>
+    public static IReadOnlyList<string> CheckAudience(IReadOnlyCollection<string> audience, int maxAudiences = int.MaxValue)
     {
         if (audience.Count == 0 || audience.Any(a => a.Length == 0 || a.Length > 512 || a.Any(char.IsControl)))
         {
             throw new ValidationException("a JWT-SVID needs at least one audience, each 1-512 printable characters, e.g. --audience https://api.example.org");
         }
-        return [.. audience.Distinct(StringComparer.Ordinal)];
+        IReadOnlyList<string> distinct = [.. audience.Distinct(StringComparer.Ordinal)];
+        if (distinct.Count > maxAudiences)
+        {
+            throw new ValidationException($"a JWT-SVID may name at most {maxAudiences} audiences (issuance.max_audiences), got {distinct.Count}: ask for one token per relying party");
+        }
+        return distinct;
     }
+
+    private static string TooLarge(string what, int size, int max) =>
+        $"{what} is {size} bytes, more than issuance.max_request_bytes ({max}): send fewer or shorter audiences and evidence";
 
     private async Task<RegistrationEntry> AuthorizedEntryAsync(AgentCaller caller, string entryId, CancellationToken ct)
     {

@@ -48,6 +48,7 @@ public sealed class ErrorTranslationInterceptor(ILogger<ErrorTranslationIntercep
         {
             ValidationException => (StatusCode.InvalidArgument, e.Message),
             ArgumentException => (StatusCode.InvalidArgument, e.Message),   // the store's checks of malformed ids and fields
+            Issuance.IssuanceRateLimitedException => (StatusCode.ResourceExhausted, e.Message),
             StoreNotFoundException => (StatusCode.NotFound, e.Message),
             StoreConflictException => (StatusCode.AlreadyExists, e.Message),
             StoreUnavailableException => (StatusCode.Unavailable, e.Message),

@@ -65,8 +65,16 @@ public sealed class IssuanceLimits(LedgerOptions options, TimeProvider time)
         }
     }
 
+    /// <summary>The one-line refusal for a spent budget ("workload" or "agent").</summary>
+    public static string RateLimitedReason(string scope, string agentId, string spiffeId) => scope == "agent"
+        ? $"agent {agentId} reached its issuance rate limit (issuance.rate_per_agent per minute): retry later"
+        : $"{spiffeId} on agent {agentId} reached its issuance rate limit (issuance.rate_per_workload per minute): retry later";
+
     private static string Workload(string agentId, string entryId) => agentId + "|" + entryId;
 }
+
+/// <summary>An issuance over a rate limit (gRPC ResourceExhausted): the message says which limit and to retry later.</summary>
+public sealed class IssuanceRateLimitedException(string message) : Exception(message);
 
 /// <summary>Token buckets by key: each holds at most one minute's worth (<c>perMinute</c>) and refills continuously.</summary>
 internal sealed class KeyedTokenBuckets(int perMinute, TimeProvider time)

@@ -87,6 +87,14 @@ public sealed class IssuancePipeline(ServerContext server, ILogger log)
                 denials.Add(new IssuanceDenial(r.EntryId, r.InstanceId, null, r.EvidenceError, 3));
                 continue;
             }
+            if (server.Limits.TryIssue(caller.SpiffeId, entry.Id) is { } spent)
+            {
+                var reason = IssuanceLimits.RateLimitedReason(spent, caller.SpiffeId, entry.SpiffeId);
+                denials.Add(new IssuanceDenial(entry.Id, r.InstanceId, null, reason, 8));
+                if (RateLimitedEvent(caller.SpiffeId, entry, "x509", spent, now) is { } limited)
+                    events.Add(limited);
+                continue;
+            }
             var t1 = Stopwatch.GetTimestamp();
             var id = SpiffeId.Parse(entry.SpiffeId);
             System.Security.Cryptography.X509Certificates.PublicKey key;
@@ -107,8 +115,8 @@ public sealed class IssuancePipeline(ServerContext server, ILogger log)
             {
                 ServerLog.IssuanceDenied(log, d.Id, d.Action, entry.SpiffeId, caller.SpiffeId, d.Reason);
                 denials.Add(new IssuanceDenial(entry.Id, r.InstanceId, d.Id, d.Reason, 7));
-                events.Add(Event("issuance.denied", caller.SpiffeId, entry.SpiffeId, d, IssuanceDecider.RecordData(d, "x509", caller.SpiffeId, entry.SpiffeId, entry.Id, r.Evidence,
-                    new JsonObject { ["requested_ttl_seconds"] = (long)requested.TotalSeconds }), now));
+                if (RecordDenial(caller.SpiffeId, entry.Id, new JsonObject { ["requested_ttl_seconds"] = (long)requested.TotalSeconds }) is { } extra)
+                    events.Add(Event("issuance.denied", caller.SpiffeId, entry.SpiffeId, d, IssuanceDecider.RecordData(d, "x509", caller.SpiffeId, entry.SpiffeId, entry.Id, r.Evidence, extra), now));
                 continue;
             }
             var ttl = IssuanceDecider.Ttl(requested, d.MaxTtl);
@@ -157,6 +165,12 @@ public sealed class IssuancePipeline(ServerContext server, ILogger log)
     {
         var policy = await server.Policy.CurrentAsync(ct).ConfigureAwait(false);
         var now = server.Time.GetUtcNow();
+        if (server.Limits.TryIssue(caller.SpiffeId, entry.Id) is { } spent)
+        {
+            if (RateLimitedEvent(caller.SpiffeId, entry, "jwt", spent, now) is { } limited)
+                await RecordAsync([limited], [], ct).ConfigureAwait(false);
+            throw new IssuanceRateLimitedException(IssuanceLimits.RateLimitedReason(spent, caller.SpiffeId, entry.SpiffeId));
+        }
         var requested = server.Issuer.JwtTtl(entry, requestedSeconds, now);
         var bound = boundCertSha256 is { Length: 32 };
         var d = DecideWorkload(policy, WritCedar.IssueJwtSvid, WritCedar.Node(NodeFacts.Of(caller)), caller.SpiffeId, entry, evidence, audience, requested, now, bound);
@@ -164,8 +178,8 @@ public sealed class IssuancePipeline(ServerContext server, ILogger log)
         if (!d.Allowed)
         {
             ServerLog.IssuanceDenied(log, d.Id, d.Action, entry.SpiffeId, caller.SpiffeId, d.Reason);
-            await RecordAsync([Event("issuance.denied", caller.SpiffeId, entry.SpiffeId, d, IssuanceDecider.RecordData(d, "jwt", caller.SpiffeId, entry.SpiffeId, entry.Id, evidence,
-                new JsonObject { ["audience"] = audienceJson, ["bound"] = bound, ["requested_ttl_seconds"] = (long)requested.TotalSeconds }), now)], [], ct).ConfigureAwait(false);
+            if (RecordDenial(caller.SpiffeId, entry.Id, new JsonObject { ["audience"] = audienceJson, ["bound"] = bound, ["requested_ttl_seconds"] = (long)requested.TotalSeconds }) is { } extra)
+                await RecordAsync([Event("issuance.denied", caller.SpiffeId, entry.SpiffeId, d, IssuanceDecider.RecordData(d, "jwt", caller.SpiffeId, entry.SpiffeId, entry.Id, evidence, extra), now)], [], ct).ConfigureAwait(false);
             return new JwtOutcome(d, null, default, null);
         }
         var ttl = IssuanceDecider.Ttl(requested, d.MaxTtl);
@@ -259,6 +273,32 @@ public sealed class IssuancePipeline(ServerContext server, ILogger log)
             return IssuanceDecider.MatchDenied(policy, $"selector {missing} of entry {entry.Id} is not in the workload's evidence", query);
         }
         return IssuanceDecider.Evaluate(policy, query);
+    }
+
+    /// <summary>
+    /// The data to record with a refusal of this workload, with <c>suppressed_denials</c> when earlier ones were left
+    /// out; null when the refusal is over the recording budget (it is counted instead).
+    /// </summary>
+    private JsonObject? RecordDenial(string agentId, string entryId, JsonObject extra)
+    {
+        if (!server.Limits.TryRecordDenial(agentId, entryId, out var suppressed))
+        {
+            if (suppressed == 1 || suppressed % 1000 == 0)
+                ServerLog.DenialRecordsSuppressed(log, $"{agentId} entry {entryId}", suppressed);
+            return null;
+        }
+        if (suppressed > 0)
+            extra["suppressed_denials"] = suppressed;
+        return extra;
+    }
+
+    /// <summary>The record of an issuance refused by a rate limit (no decision was made), or null when over the recording budget.</summary>
+    private LedgerEvent? RateLimitedEvent(string agentId, RegistrationEntry entry, string kind, string scope, DateTimeOffset now)
+    {
+        if (RecordDenial(agentId, entry.Id, new JsonObject { ["agent"] = agentId, ["entry_id"] = entry.Id, ["kind"] = kind, ["limit"] = scope, ["spiffe_id"] = entry.SpiffeId }) is not { } data)
+            return null;
+        ServerLog.IssuanceRateLimited(log, scope, scope == "agent" ? agentId : $"{entry.SpiffeId} via {agentId}", kind);
+        return new LedgerEvent { At = now, Kind = "issuance.rate_limited", Actor = agentId, Subject = entry.SpiffeId, DataJson = WritCedar.Canonical(data) };
     }
 
     private static LedgerEvent Event(string kind, string actor, string subject, IssuanceDecision d, string data, DateTimeOffset at) => new()

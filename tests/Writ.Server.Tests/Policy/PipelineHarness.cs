@@ -39,7 +39,7 @@ internal sealed class PipelineHarness : IAsyncDisposable
 
     public static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    public static async Task<PipelineHarness> CreateAsync()
+    public static async Task<PipelineHarness> CreateAsync(LedgerOptions? ledger = null)
     {
         var ca = await CaHarness.CreateAsync();
         var store = new FlakyLedgerStore(ca.Store);
@@ -53,6 +53,7 @@ internal sealed class PipelineHarness : IAsyncDisposable
             StoreConnection = ca.DbPath,
             KeyManager = "memory",
             Ca = new CaOptions(),
+            Ledger = ledger ?? new LedgerOptions(),
         };
         var writCa = await ca.StartCaAsync(options.Ca, new MemoryKeyManager());
         var server = new ServerContext(options, store, writCa, ca.Time, NullLoggerFactory.Instance);
