@@ -57,6 +57,34 @@ public abstract partial class StoreConformanceTests
     }
 
     [Fact]
+    public async Task Ledger_pages_stop_at_the_data_budget_but_always_hold_one_record_and_keep_the_filters()
+    {
+        // Records of 100, 5000, 100, 100, 8000 and 100 characters of data.
+        var sizes = new[] { 100, 5000, 100, 100, 8000, 100 };
+        await Store.Ledger.AppendAsync([.. sizes.Select((n, i) => Event(i % 2 == 0 ? "jwt.issued" : "issuance.denied", data: $$"""{"pad":"{{new string('x', n - 10)}}"}"""))], [], Ct);
+
+        // Budget 1000: 1 (100) and 2 (5000, starts under budget) fit; 3 starts past it.
+        Assert.Equal([1L, 2], (await Store.Ledger.ListPageAsync(0, 100, 1000, null, null, Ct)).Select(e => e.Seq));
+        // A single record larger than the budget is still returned alone, so paging always moves on.
+        Assert.Equal([5L], (await Store.Ledger.ListPageAsync(4, 100, 10, null, null, Ct)).Select(e => e.Seq));
+        Assert.Equal([3L, 4, 5], (await Store.Ledger.ListPageAsync(2, 100, 1000, null, null, Ct)).Select(e => e.Seq));
+        Assert.Equal([3L, 4], (await Store.Ledger.ListPageAsync(2, 2, 1_000_000, null, null, Ct)).Select(e => e.Seq));
+        Assert.Equal([1L, 3, 5], (await Store.Ledger.ListPageAsync(0, 100, 1_000_000, "jwt.", null, Ct)).Select(e => e.Seq));
+        Assert.Equal([2L], (await Store.Ledger.ListPageAsync(0, 100, 200, "issuance.", null, Ct)).Select(e => e.Seq));
+
+        // Walking the whole ledger in small-budget pages returns every record once, in order.
+        var all = new List<long>();
+        long after = 0;
+        while ((await Store.Ledger.ListPageAsync(after, 100, 150, null, null, Ct)) is { Count: > 0 } page)
+        {
+            all.AddRange(page.Select(e => e.Seq));
+            after = page[^1].Seq;
+        }
+        Assert.Equal([1L, 2, 3, 4, 5, 6], all);
+        Assert.Empty(await Store.Ledger.ListPageAsync(6, 100, 150, null, null, Ct));
+    }
+
+    [Fact]
     public async Task Ledger_hash_changes_when_any_field_changes()
     {
         var e = (await Store.Ledger.AppendAsync([Event("x509.issued", decision: "d-1")], [], Ct))[0];
