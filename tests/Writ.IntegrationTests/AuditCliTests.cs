@@ -31,6 +31,13 @@ public sealed class AuditCliTests
         Assert.True(r.ExitCode == 0, r.ToString());
     }
 
+    private static async Task<string> Sqlite3OutputAsync(string db, string command)
+    {
+        var r = await Proc.RunAsync("sqlite3", [db, command]);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        return r.Stdout;
+    }
+
     private static async Task<string> CreateEntryAsync(ServerProcess server, int uid)
     {
         var r = await server.WritAsync("entry", "create", "--spiffe-id", $"spiffe://example.org/w{uid}", "--parent-id", Parent,
@@ -144,7 +151,7 @@ public sealed class AuditCliTests
     public async Task An_export_verifies_offline_and_an_edited_export_or_a_rewritten_chain_does_not()
     {
         using var dir = new TempDir();
-        await using var server = await ServerProcess.StartAsync(dir["server"]);
+        await using var server = await ServerProcess.StartAsync(dir["server"], "example.org", "--ledger-checkpoint-interval", "1h");
         for (var i = 0; i < 3; i++)
             await CreateEntryAsync(server, 300 + i);
         var list = await ListJsonAsync(server);
@@ -152,7 +159,7 @@ public sealed class AuditCliTests
         await CreateEntryAsync(server, 399);
 
         var file = dir["export.jsonl"];
-        var export = await server.WritAsync("audit", "export", "--output", file);
+        var export = await server.WritAsync("audit", "export", "--file", file);
         Assert.True(export.ExitCode == 0, export.ToString());
         var lines = await File.ReadAllLinesAsync(file);
         Assert.Equal(5, lines.Length);
@@ -178,7 +185,11 @@ public sealed class AuditCliTests
         Assert.Equal(lines.Skip(2), tail.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries));
 
         // Bad paths are one-line errors, and a failed export leaves no file behind.
-        Expect.OneLineError(await server.WritAsync("audit", "export", "--output", dir["no/such/dir/x.jsonl"]), "cannot write");
+        Expect.OneLineError(await server.WritAsync("audit", "export", "--file", dir["no/such/dir/x.jsonl"]), "cannot write");
+        // --output is the format, as everywhere else: a file name there is a usage error that says to use --file.
+        Expect.OneLineError(await server.WritAsync("audit", "export", "--output", dir["x.jsonl"]), "write to a file with --file FILE");
+        Assert.False(File.Exists(dir["x.jsonl"]));
+        Assert.Equal(lines, (await server.WritAsync("audit", "export", "--output", "json")).Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Expect.OneLineError(await Proc.WritAsync("audit", "verify", "--file", dir["missing.jsonl"]), "cannot read");
         await File.WriteAllTextAsync(dir["junk.jsonl"], "{\"seq\":1}\n");
         Expect.OneLineError(await Proc.WritAsync("audit", "verify", "--file", dir["junk.jsonl"]), "junk.jsonl:1: at_unix_micros is missing");
@@ -189,12 +200,74 @@ public sealed class AuditCliTests
         await File.WriteAllLinesAsync(edited, lines);
         Expect.OneLineError(await Proc.WritAsync("audit", "verify", "--file", edited), "ledger record 3 was altered");
 
-        // The whole chain rewritten consistently by someone with database access: verifies alone, not against the anchor.
+        // The whole chain rewritten consistently by someone with database access (before any checkpoint covered the
+        // records cut; this server checkpoints hourly): verifies alone, not against the anchor.
         var db = Path.Combine(dir["server"], "writ.db");
         await Sqlite3Async(db, "DELETE FROM ledger WHERE seq >= 2; UPDATE ledger_head SET seq = 1, hash = (SELECT hash FROM ledger WHERE seq = 1)");
         var truncated = await server.WritAsync("audit", "verify");
         Assert.True(truncated.ExitCode == 0, truncated.ToString());
         Expect.OneLineError(await server.WritAsync("audit", "verify", "--anchor", anchor), "is not in the ledger");
+    }
+
+    [Fact]
+    public async Task An_emptied_ledger_with_its_head_reset_fails_verify_against_the_signed_checkpoint_online_and_offline()
+    {
+        using var dir = new TempDir();
+        await using var server = await ServerProcess.StartAsync(dir["server"], "example.org", "--ledger-checkpoint-interval", "200ms");
+        for (var i = 0; i < 3; i++)
+            await CreateEntryAsync(server, 500 + i);
+        // The server signs the head (record 4) within an interval and logs the checkpoint.
+        await server.Stderr.WaitForAsync(l => l.Contains("Ledger checkpoint signed: record 4 ", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+        var checkpoints = Path.Combine(dir["server"], "checkpoints.jsonl");
+        var good = await server.WritAsync("audit", "verify");
+        Assert.True(good.ExitCode == 0, good.ToString());
+        Assert.Contains("signed checkpoint at record 4", good.Stdout, StringComparison.Ordinal);
+        var export = dir["before.jsonl"];
+        Assert.Equal(0, (await server.WritAsync("audit", "export", "--file", export)).ExitCode);
+        Assert.DoesNotContain("checkpoint", (await Sqlite3OutputAsync(Path.Combine(dir["server"], "writ.db"), ".tables")), StringComparison.Ordinal);
+
+        // The attacker with the database empties the ledger and resets the head: the chain alone is "0 records, intact".
+        await Sqlite3Async(Path.Combine(dir["server"], "writ.db"), "BEGIN; DELETE FROM ledger; UPDATE ledger_head SET seq = 0, hash = zeroblob(32); COMMIT;");
+        var verify = await server.WritAsync("audit", "verify");
+        Assert.Equal(1, verify.ExitCode);
+        Expect.OneLineError(verify, "the ledger ends at record 0, but a signed checkpoint");
+        Assert.Contains($"--checkpoints {checkpoints}", verify.Stderr, StringComparison.Ordinal);
+        // The server refuses to sign over the gap, and says so in its log.
+        await server.Stderr.WaitForAsync(l => l.Contains("Ledger checkpoint refused at head 0", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+
+        // Offline: the export taken before verifies against the checkpoints file; one cut short does not.
+        var offline = await Proc.WritAsync("audit", "verify", "--file", export, "--checkpoints", checkpoints);
+        Assert.True(offline.ExitCode == 0, offline.ToString());
+        Assert.Contains("signed checkpoint at record 4", offline.Stdout, StringComparison.Ordinal);
+        var cut = dir["cut.jsonl"];
+        await File.WriteAllLinesAsync(cut, (await File.ReadAllLinesAsync(export)).Take(2));
+        Expect.OneLineError(await Proc.WritAsync("audit", "verify", "--file", cut, "--checkpoints", checkpoints), "the ledger ends at record 2, but a signed checkpoint");
+        using var other = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        var otherKey = dir["other.pub"];
+        await File.WriteAllTextAsync(otherKey, other.ExportSubjectPublicKeyInfoPem());
+        Expect.OneLineError(await Proc.WritAsync("audit", "verify", "--file", export, "--checkpoints", checkpoints, "--checkpoint-key", otherKey), "signature does not verify");
+        Expect.OneLineError(await server.WritAsync("audit", "verify", "--checkpoints", checkpoints), "give it with --file EXPORT");
+    }
+
+    [Fact]
+    public async Task Audit_list_and_export_page_through_records_too_large_for_one_message()
+    {
+        using var dir = new TempDir();
+        await using var server = await ServerProcess.StartAsync(dir["server"]);
+        await CreateEntryAsync(server, 600);
+        // 40 records of 1 MB each (what a flood left behind before the limits): 40 MB, more than one gRPC message may hold.
+        await Sqlite3Async(Path.Combine(dir["server"], "writ.db"), """
+            WITH RECURSIVE n(i) AS (SELECT 3 UNION ALL SELECT i + 1 FROM n WHERE i < 42)
+            INSERT INTO ledger (seq, at_us, kind, actor, subject, decision_id, data, prev_hash, hash)
+            SELECT i, 0, 'issuance.denied', 'flood', 'spiffe://example.org/flood', NULL, '{"pad":"' || replace(hex(zeroblob(500000)), '00', 'xx') || '"}', zeroblob(32), zeroblob(32) FROM n;
+            """);
+        var list = await ListJsonAsync(server, "--limit", "5000");
+        Assert.Equal(42, list.GetProperty("events").GetArrayLength());
+        Assert.Equal(42, list.GetProperty("events")[41].GetProperty("seq").GetInt64());
+        var export = dir["all.jsonl"];
+        var r = await server.WritAsync("audit", "export", "--file", export);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Equal(42, File.ReadLines(export).Count());
     }
 
     [Fact]
@@ -215,7 +288,7 @@ public sealed class AuditCliTests
         Assert.Contains("ledger verified: 2501 records", verify.Stdout, StringComparison.Ordinal);
 
         var export = dir["all.jsonl"];
-        Assert.Equal(0, (await server.WritAsync("audit", "export", "--output", export)).ExitCode);
+        Assert.Equal(0, (await server.WritAsync("audit", "export", "--file", export)).ExitCode);
         var lines = await File.ReadAllLinesAsync(export);
         Assert.Equal(2501, lines.Length);
         Assert.StartsWith("{\"seq\":2501,", lines[^1], StringComparison.Ordinal);
