@@ -37,10 +37,11 @@ public sealed class JwtBindingAgentTests
     public async Task A_token_validated_for_a_second_relying_party_is_refused_and_reported_to_the_server()
     {
         await using var rig = await AgentRig.StartAsync();
-        // The token holder, and two relying-party services told apart by their executables (as registered).
+        // The token holder, and two relying-party services told apart by their executables (as registered), both
+        // registered as relying parties of the audience (its host is their DNS name).
         await rig.CreateEntryAsync("spiffe://example.org/client", ["unix:uid:0"]);
-        await rig.CreateEntryAsync("spiffe://example.org/rp-dotnet", ["unix:uid:0", "unix:path:" + await RealPathAsync("dotnet")]);
-        await rig.CreateEntryAsync("spiffe://example.org/rp-node", ["unix:uid:0", "unix:path:" + await RealPathAsync("node")]);
+        await rig.CreateEntryAsync("spiffe://example.org/rp-dotnet", ["unix:uid:0", "unix:path:" + await RealPathAsync("dotnet")], "--dns", "rp.example.org");
+        await rig.CreateEntryAsync("spiffe://example.org/rp-node", ["unix:uid:0", "unix:path:" + await RealPathAsync("node")], "--dns", "rp.example.org");
         await AgentTests.WaitForSvidAsync(rig);
         const string aud = "https://rp.example.org";
         // The holder stays alive while the token is used: its tokens are revoked when it exits (issue #6).
@@ -89,11 +90,41 @@ public sealed class JwtBindingAgentTests
     }
 
     [Fact]
+    public async Task A_workload_that_is_not_the_audiences_relying_party_cannot_burn_the_token_by_validating_it_first()
+    {
+        await using var rig = await AgentRig.StartAsync();
+        await rig.CreateEntryAsync("spiffe://example.org/client", ["unix:uid:0"]);
+        // The real relying party of https://rp.example.org (its DNS name), and another local service with an identity.
+        await rig.CreateEntryAsync("spiffe://example.org/rp", ["unix:uid:0", "unix:path:" + await RealPathAsync("dotnet")], "--dns", "rp.example.org");
+        await rig.CreateEntryAsync("spiffe://example.org/nosy", ["unix:uid:0", "unix:path:" + await RealPathAsync("node")]);
+        await AgentTests.WaitForSvidAsync(rig);
+        const string aud = "https://rp.example.org";
+        await using var holder = await HeldWorkload.JwtAsync(rig, "--audience", aud, "--spiffe-id", "spiffe://example.org/client");
+        var token = holder.Output;
+
+        // The nosy service saw the token and validates it first, twice: it gets a plain answer, and nothing is recorded.
+        for (var i = 0; i < 2; i++)
+        {
+            var nosy = await NodeValidateAsync(rig, aud, token);
+            Assert.True(nosy.ExitCode == 0, nosy.ToString());
+        }
+        // The real relying party then uses the token: accepted, not a replay; and it stays accepted (not revoked).
+        for (var i = 0; i < 2; i++)
+        {
+            var rp = await rig.WorkloadAsync("jwt", "validate", "--audience", aud, "--token", token);
+            Assert.True(rp.ExitCode == 0, rp.ToString());
+        }
+        Assert.DoesNotContain("refused a replay", rig.Agent.Stderr.Text + rig.Agent.Stdout.Text, StringComparison.Ordinal);
+        Assert.DoesNotContain("jwt.replay", (await rig.Server.WritAsync("audit", "list", "--kind", "jwt.")).Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_token_for_two_audiences_may_be_validated_once_by_each()
     {
         await using var rig = await AgentRig.StartAsync();
         await rig.CreateEntryAsync("spiffe://example.org/client", ["unix:uid:0"]);
-        await rig.CreateEntryAsync("spiffe://example.org/rp-node", ["unix:uid:0", "unix:path:" + await RealPathAsync("node")]);
+        await rig.CreateEntryAsync("spiffe://example.org/rp-dotnet", ["unix:uid:0", "unix:path:" + await RealPathAsync("dotnet")], "--dns", "a.example.org");
+        await rig.CreateEntryAsync("spiffe://example.org/rp-node", ["unix:uid:0", "unix:path:" + await RealPathAsync("node")], "--dns", "a.example.org", "--dns", "b.example.org");
         await AgentTests.WaitForSvidAsync(rig);
         await using var holder = await HeldWorkload.JwtAsync(rig, "--audience", "https://a.example.org", "--audience", "https://b.example.org",
             "--spiffe-id", "spiffe://example.org/client");

@@ -69,6 +69,31 @@ public sealed class JwtBindingGuardTests
     }
 
     [Fact]
+    public void Only_the_audiences_own_relying_party_counts_a_use_so_no_other_workload_can_burn_a_token()
+    {
+        var snapshot = Snapshot(("api", ["unix:uid:1000", "unix:path:/srv/api"]), ("nosy", ["unix:uid:1000", "unix:path:/srv/nosy"]),
+            ("gone", ["unix:uid:1000", "unix:path:/srv/gone"]));
+        snapshot.Entries["api"].DnsNames.Add("api.example.org");
+        snapshot.Entries["gone"].DnsNames.Add("api.example.org");
+        snapshot.Entries["gone"].ExpiresAtUnix = Now.AddMinutes(-1).ToUnixTimeSeconds();
+        var api = Evidence(1000, "unix:uid:1000", "unix:path:/srv/api");
+        var nosy = Evidence(1000, "unix:uid:1000", "unix:path:/srv/nosy");
+
+        // The audience is the relying party's SPIFFE ID, its DNS name, or a URL on that name.
+        Assert.True(JwtReplayGuard.IsRelyingPartyFor(api, snapshot, "spiffe://example.org/api", Now));
+        Assert.True(JwtReplayGuard.IsRelyingPartyFor(api, snapshot, "api.example.org", Now));
+        Assert.True(JwtReplayGuard.IsRelyingPartyFor(api, snapshot, "https://API.example.org:8443/v1", Now));
+        // Anyone else with an identity of its own is not: its validation records nothing.
+        Assert.False(JwtReplayGuard.IsRelyingPartyFor(nosy, snapshot, "spiffe://example.org/api", Now));
+        Assert.False(JwtReplayGuard.IsRelyingPartyFor(nosy, snapshot, "https://api.example.org", Now));
+        Assert.False(JwtReplayGuard.IsRelyingPartyFor(api, snapshot, "https://api.example.org.evil.net", Now));
+        Assert.False(JwtReplayGuard.IsRelyingPartyFor(api, snapshot, "https://other.example.org", Now));
+        // An expired entry entitles nobody; an unregistered caller is nobody's relying party.
+        Assert.False(JwtReplayGuard.IsRelyingPartyFor(Evidence(1000, "unix:uid:1000", "unix:path:/srv/gone"), snapshot, "api.example.org", Now));
+        Assert.False(JwtReplayGuard.IsRelyingPartyFor(Evidence(7, "unix:uid:7"), snapshot, "api.example.org", Now));
+    }
+
+    [Fact]
     public async Task A_replay_is_reported_to_the_server_and_retried_until_it_lands()
     {
         var server = new FakeAgentServer(failFirst: 2);

@@ -11,7 +11,8 @@ using Writ.Spiffe.Jwt;
 namespace Writ.Agent.WorkloadApi;
 
 /// <summary>
-/// Replay detection for ValidateJWTSVID. Each (token, audience) — the token by its jti, or its SHA-256 when it has none —
+/// Replay detection for ValidateJWTSVID, for relying parties entitled to the audience (<see cref="IsRelyingPartyFor"/>).
+/// Each (token, audience) — the token by its jti, or its SHA-256 when it has none —
 /// is remembered with the first relying party it was validated for, until it expires; the same token validated for the
 /// same audience by another relying party is a replay: refused, and reported to the server (ReportJwtReplay, in the
 /// background, retried with backoff). A token minted for several audiences may be validated once per audience.
@@ -59,13 +60,34 @@ public sealed class JwtReplayGuard
             return new JwtReplayGuard(() => node.Client, time, log, stopping);
         });
 
-    /// <summary>How the relying party calling ValidateJWTSVID is named (see the class summary).</summary>
-    public static string PeerOf(WorkloadEvidence evidence, AgentSnapshot snapshot, DateTimeOffset now)
+    /// <summary>The live entries whose selectors the evidence has (what the caller is registered as).</summary>
+    private static IEnumerable<Entry> Matched(WorkloadEvidence evidence, AgentSnapshot snapshot, DateTimeOffset now)
     {
         var have = evidence.Selectors.Select(s => s.ToString()).ToHashSet(StringComparer.Ordinal);
         var unix = now.ToUnixTimeSeconds();
-        var ids = snapshot.Entries.Values
-            .Where(e => e.Selectors.Count > 0 && (e.ExpiresAtUnix == 0 || e.ExpiresAtUnix > unix) && e.Selectors.All(s => have.Contains($"{s.Type}:{s.Value}")))
+        return snapshot.Entries.Values
+            .Where(e => e.Selectors.Count > 0 && (e.ExpiresAtUnix == 0 || e.ExpiresAtUnix > unix) && e.Selectors.All(s => have.Contains($"{s.Type}:{s.Value}")));
+    }
+
+    /// <summary>
+    /// Whether the caller is entitled to be the relying party of <paramref name="audience"/>, so that its validation
+    /// counts as the token's use for that audience: one of the entries it matches has the audience as its SPIFFE ID,
+    /// or lists it — or, for a URL audience, its host — among its DNS names (<c>writ entry create --dns</c>). Any other
+    /// caller gets a plain validation answer that records nothing: it could otherwise "use" a token it has seen
+    /// first, and the real relying party would be refused as a replay and the token revoked (token burning).
+    /// </summary>
+    public static bool IsRelyingPartyFor(WorkloadEvidence evidence, AgentSnapshot snapshot, string audience, DateTimeOffset now)
+    {
+        var host = Uri.TryCreate(audience, UriKind.Absolute, out var uri) && uri.Host.Length > 0 ? uri.Host : null;
+        return Matched(evidence, snapshot, now).Any(e =>
+            string.Equals(e.SpiffeId, audience, StringComparison.Ordinal)
+            || e.DnsNames.Any(d => string.Equals(d, audience, StringComparison.OrdinalIgnoreCase) || (host is not null && string.Equals(d, host, StringComparison.OrdinalIgnoreCase))));
+    }
+
+    /// <summary>How the relying party calling ValidateJWTSVID is named (see the class summary).</summary>
+    public static string PeerOf(WorkloadEvidence evidence, AgentSnapshot snapshot, DateTimeOffset now)
+    {
+        var ids = Matched(evidence, snapshot, now)
             .Select(e => e.SpiffeId)
             .Distinct(StringComparer.Ordinal)
             .Order(StringComparer.Ordinal)

@@ -381,9 +381,11 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         // Relying parties are named by the entries they match: before the first sync the agent cannot name them the way
         // it will afterwards, so nothing is recorded until then (the cache is in memory and starts empty anyway).
         var guard = JwtReplayGuard.For(state, context.GetHttpContext().RequestServices, time, log, lifetime.ApplicationStopping);
-        // Only a relying party with an identity of its own is recorded: an unregistered local process could otherwise
-        // "use" a token it has seen first and get the real relying party refused (and the token revoked).
-        if (state.Synced && peer.StartsWith("spiffe:", StringComparison.Ordinal) && guard.Check(svid, peer, request.Audience, now, validation.Leeway).IsReplay)
+        // Only the audience's own relying party is recorded (its SPIFFE ID or DNS name is the audience): any other local
+        // process could otherwise "use" a token it has seen first and get the real relying party refused (and the token
+        // revoked). Others get the plain validation answer.
+        if (state.Synced && peer.StartsWith("spiffe:", StringComparison.Ordinal) && JwtReplayGuard.IsRelyingPartyFor(caller, state.Current, request.Audience, now)
+            && guard.Check(svid, peer, request.Audience, now, validation.Leeway).IsReplay)
         {
             throw Refuse(context, StatusCode.InvalidArgument,
                 "the JWT-SVID was already validated for another relying party: refused as a replay (reported to the server)");
