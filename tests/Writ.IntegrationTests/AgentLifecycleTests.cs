@@ -157,7 +157,7 @@ public sealed class AgentLifecycleTests
         var ban = await rig.Server.WritAsync("agent", "ban", rig.Agent.AgentId);
         Assert.True(ban.ExitCode == 0, ban.ToString());
         var code = await rig.Agent.WaitForExitAsync(TimeSpan.FromSeconds(30));
-        Assert.NotEqual(0, code);
+        Assert.Equal(3, code);   // docs/cli.md: exit code 3 when the server bans or evicts the agent
         AssertFatalLine(rig.Agent, "banned");
         // It no longer serves: nothing listens on the socket.
         Expect.OneLineError(await rig.WorkloadAsync("svid", "fetch"), rig.Agent.SocketPath);
@@ -165,7 +165,7 @@ public sealed class AgentLifecycleTests
         // Restarted with its stored SVID, it is refused again at once.
         rig.Agent.JoinToken = null;
         rig.Agent.Launch();
-        Assert.NotEqual(0, await rig.Agent.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Equal(3, await rig.Agent.WaitForExitAsync(TimeSpan.FromSeconds(30)));   // the same exit as while running (was 1)
         AssertFatalLine(rig.Agent, "banned");
         Assert.DoesNotContain("ready", rig.Agent.Stdout.Text, StringComparison.Ordinal);   // never claimed to serve
     }
@@ -180,7 +180,7 @@ public sealed class AgentLifecycleTests
         var evict = await rig.Server.WritAsync("agent", "evict", rig.Agent.AgentId);
         Assert.True(evict.ExitCode == 0, evict.ToString());
         var code = await rig.Agent.WaitForExitAsync(TimeSpan.FromSeconds(30));
-        Assert.NotEqual(0, code);
+        Assert.Equal(3, code);
         AssertFatalLine(rig.Agent, "attest again");
 
         // With a new join token it attests again, as a new agent.
@@ -188,6 +188,21 @@ public sealed class AgentLifecycleTests
         rig.Agent.JoinToken = await TestAgent.NewJoinTokenAsync(rig.Server);
         await rig.Agent.StartAsync();
         Assert.NotEqual(oldId, rig.Agent.AgentId);
+    }
+
+    [Fact]
+    public async Task An_agent_evicted_while_it_was_stopped_exits_3_when_started_again()
+    {
+        await using var rig = await AgentRig.StartAsync();
+        await rig.Agent.KillAsync();   // down: it never hears of the eviction and keeps its SVID on disk
+        var evict = await rig.Server.WritAsync("agent", "evict", rig.Agent.AgentId);
+        Assert.True(evict.ExitCode == 0, evict.ToString());
+
+        rig.Agent.JoinToken = null;
+        rig.Agent.Launch();
+        Assert.Equal(3, await rig.Agent.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        AssertFatalLine(rig.Agent, "attest again");
+        Assert.DoesNotContain("ready", rig.Agent.Stdout.Text, StringComparison.Ordinal);
     }
 
     [Fact]

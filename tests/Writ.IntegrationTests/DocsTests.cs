@@ -16,6 +16,15 @@ public sealed class DocsTests
     }
 
     [Fact]
+    public void Every_doc_is_linked_from_the_readme()
+    {
+        var readme = File.ReadAllText(Path.Combine(Repo.Root, "README.md"));
+        var unlinked = Directory.GetFiles(Path.Combine(Repo.Root, "docs"), "*.md").Select(f => "docs/" + Path.GetFileName(f))
+            .Where(d => !readme.Contains($"]({d})", StringComparison.Ordinal)).ToList();
+        Assert.True(unlinked.Count == 0, "docs the README does not link: " + string.Join(", ", unlinked));
+    }
+
+    [Fact]
     public void Every_server_setting_is_in_the_configuration_reference()
     {
         var doc = File.ReadAllText(Path.Combine(Repo.Root, "docs", "configuration.md"));

@@ -87,6 +87,8 @@ public sealed class EntryCliTests(SharedServer fixture) : IClassFixture<SharedSe
         { "reserved server ID", ["--spiffe-id", "spiffe://example.org/writ/server"], "reserved /writ/" },
         { "no selectors", ["--spiffe-id", "spiffe://example.org/web", "--no-selector"], "at least one selector" },
         { "selector without value", ["--spiffe-id", "spiffe://example.org/web", "--selector", "unix:"], "type:value" },
+        { "misspelt selector type", ["--spiffe-id", "spiffe://example.org/web", "--selector", "unix:uuid:0"], "did you mean 'unix:uid'?" },
+        { "unknown selector type", ["--spiffe-id", "spiffe://example.org/web", "--selector", "foo:bar:1"], "--allow-unknown-selector-type" },
         { "TTL below minimum", ["--spiffe-id", "spiffe://example.org/web", "--x509-ttl", "5s"], "below the minimum" },
         { "TTL above max_ttl", ["--spiffe-id", "spiffe://example.org/web", "--jwt-ttl", "48h"], "max_ttl" },
         { "garbage TTL", ["--spiffe-id", "spiffe://example.org/web", "--x509-ttl", "soon"], "duration" },
@@ -112,6 +114,100 @@ public sealed class EntryCliTests(SharedServer fixture) : IClassFixture<SharedSe
         var r = await Server.WritAsync([.. argv]);
         Expect.OneLineError(r, expected);
         Assert.Contains("0 entries", (await Server.WritAsync("entry", "list", "--parent-id", parent)).Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Unknown_selector_types_are_refused_on_every_path_unless_allowed_for_a_plugin()
+    {
+        using var dir = new TempDir();
+        var parent = Parent("selector-types");
+        var file = dir["entries.json"];
+        await File.WriteAllTextAsync(file, $$"""
+            [{"spiffe_id": "spiffe://example.org/typo", "parent_id": "{{parent}}", "selectors": ["unix:uid:1", "container:idd:abc"]}]
+            """);
+        Expect.OneLineError(await Server.WritAsync("entry", "create", "--file", file), "did you mean 'container:id'?");
+
+        var ok = await Server.WritAsync("entry", "create", "--spiffe-id", "spiffe://example.org/plugin", "--parent-id", parent,
+            "--selector", "unix:uid:1", "--output", "json");
+        Assert.True(ok.ExitCode == 0, ok.ToString());
+        using var created = JsonDocument.Parse(ok.Stdout);
+        var id = created.RootElement.GetProperty("id").GetString()!;
+        Expect.OneLineError(await Server.WritAsync("entry", "update", "--id", id, "--selector", "unix:uuid:1"), "did you mean 'unix:uid'?");
+
+        // An attestor plugin the server does not load: accepted when the caller says so, on create and update.
+        var plugin = await Server.WritAsync("entry", "update", "--id", id, "--selector", "acme:tenant:blue", "--allow-unknown-selector-type");
+        Assert.True(plugin.ExitCode == 0, plugin.ToString());
+        Assert.Contains("Selector:   acme:tenant:blue", plugin.Stdout, StringComparison.Ordinal);
+        var fromFile = await Server.WritAsync("entry", "create", "--file", file, "--allow-unknown-selector-type");
+        Assert.True(fromFile.ExitCode == 0, fromFile.ToString());
+        Assert.Contains("2 entries", (await Server.WritAsync("entry", "list", "--parent-id", parent)).Stdout, StringComparison.Ordinal);
+        // Well-formed still: the flag is not a way around type:value.
+        Expect.OneLineError(await Server.WritAsync("entry", "update", "--id", id, "--selector", "acme:", "--allow-unknown-selector-type"), "type:value");
+    }
+
+    [Fact]
+    public async Task Entry_update_from_a_file_replaces_the_entry_as_entry_show_prints_it()
+    {
+        using var dir = new TempDir();
+        var parent = Parent("update-file");
+        var created = await Server.WritAsync("entry", "create", "--spiffe-id", "spiffe://example.org/edited", "--parent-id", parent,
+            "--selector", "unix:uid:1", "--hint", "old", "--dns", "old.internal");
+        Assert.True(created.ExitCode == 0, created.ToString());
+        var id = created.Stdout.Split('\n')[0].Split(' ', StringSplitOptions.RemoveEmptyEntries)[^1];
+        var shown = await Server.WritAsync("entry", "show", id, "--output", "json");
+        Assert.True(shown.ExitCode == 0, shown.ToString());
+
+        // Edit what `entry show --output json` printed; `+` is printed as itself (it used to be \u002B).
+        var edited = shown.Stdout.Replace("\"unix:uid:1\"", "\"unix:path:/usr/bin/g++\"", StringComparison.Ordinal)
+            .Replace("\"old\"", "\"new\"", StringComparison.Ordinal);
+        Assert.NotEqual(shown.Stdout, edited);
+        var file = dir["entry.json"];
+        await File.WriteAllTextAsync(file, edited);
+        var updated = await Server.WritAsync("entry", "update", "--file", file, "--output", "json");
+        Assert.True(updated.ExitCode == 0, updated.ToString());
+        Assert.Contains("\"unix:path:/usr/bin/g++\"", updated.Stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain("\\u002B", updated.Stdout, StringComparison.Ordinal);
+        using var doc = JsonDocument.Parse(updated.Stdout);
+        Assert.Equal(id, doc.RootElement.GetProperty("id").GetString());
+        Assert.Equal("new", doc.RootElement.GetProperty("hint").GetString());
+        Assert.Equal(["old.internal"], doc.RootElement.GetProperty("dns_names").EnumerateArray().Select(d => d.GetString()).ToArray());
+
+        // One entry per call, with an id; not mixed with the options; the server still validates.
+        var two = dir["two.json"];
+        await File.WriteAllTextAsync(two, $"[{edited}, {edited}]");
+        Expect.OneLineError(await Server.WritAsync("entry", "update", "--file", two), "takes one");
+        var noId = dir["no-id.json"];
+        await File.WriteAllTextAsync(noId, $$"""{"spiffe_id": "spiffe://example.org/edited", "parent_id": "{{parent}}", "selectors": ["unix:uid:1"]}""");
+        Expect.OneLineError(await Server.WritAsync("entry", "update", "--file", noId), "no \"id\"");
+        Expect.OneLineError(await Server.WritAsync("entry", "update", "--file", file, "--hint", "x"), "not both");
+        await File.WriteAllTextAsync(file, edited.Replace("g++", "g++\", \"unix:uuid:7", StringComparison.Ordinal));
+        Expect.OneLineError(await Server.WritAsync("entry", "update", "--file", file), "did you mean 'unix:uid'?");
+        var after = await Server.WritAsync("entry", "show", id);
+        Assert.Contains("Hint:       new", after.Stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain("uuid", after.Stdout, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("entry list --output yaml", "--output must be table or json, got 'yaml'")]
+    [InlineData("audit list --output yaml", "--output must be table or json, got 'yaml'")]
+    [InlineData("revoke list --output xml", "--output must be table or json, got 'xml'")]
+    [InlineData("explain d-0 --output yaml", "--output must be text or json, got 'yaml'")]
+    [InlineData("audit list --limit 0", "--limit must be a whole number of at least 1")]
+    [InlineData("audit list --limit -3", "--limit must be a whole number of at least 1")]
+    public async Task Output_formats_and_limits_that_mean_nothing_are_usage_errors(string command, string expected)
+    {
+        var r = await Server.WritAsync(command.Split(' '));
+        Assert.Equal(2, r.ExitCode);
+        Expect.OneLineError(r, expected);
+    }
+
+    [Fact]
+    public async Task An_admin_socket_behind_a_directory_this_user_may_not_search_says_permission_denied()
+    {
+        // The shared server's socket is in a 0700 directory of root's; nobody cannot even see whether it exists.
+        var r = await Proc.RunAsync("runuser", ["-u", "nobody", "--", "dotnet", Repo.WritDll, "entry", "list", "--admin-socket", Server.AdminSocket], workingDir: "/");
+        Expect.OneLineError(r, "permission denied reaching the admin socket");
+        Assert.DoesNotContain("no admin socket", r.Stderr, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -12,6 +12,23 @@ public sealed partial class PipelineAgentTests
     [GeneratedRegex("d-[0-9a-f]{20}")]
     private static partial Regex DecisionId();
 
+    /// <summary>Pushes the default policies plus a forbid of every workload whose path matches <paramref name="pathGlob"/>; waits until the server uses it.</summary>
+    public static async Task<string> PushForbidAsync(AgentRig rig, string id, string pathGlob)
+    {
+        using var dir = new TempDir();
+        await File.WriteAllTextAsync(Path.Combine(dir.Path, "default.cedar"), WritPolicyCompiler.DefaultFiles[0].Text, Ct);
+        await File.WriteAllTextAsync(Path.Combine(dir.Path, "freeze.cedar"), $$"""
+            @id("{{id}}")
+            forbid (principal is Writ::Workload, action, resource)
+            when { resource.path like "{{pathGlob}}" };
+            """, Ct);
+        var push = await rig.Server.WritAsync("policy", "push", "--file", dir.Path);
+        Assert.True(push.ExitCode == 0, push.ToString());
+        var version = Regex.Match(push.Stdout, @"pushed policy version (\d+)").Groups[1].Value;
+        await rig.Server.Stderr.WaitForAsync(l => l.Contains($"Issuance policy version {version} active", StringComparison.Ordinal), TimeSpan.FromSeconds(20), () => rig.Server.HasExited);
+        return version;
+    }
+
     [Fact]
     public async Task A_real_workload_refused_by_a_pushed_forbid_gets_a_decision_id_that_explain_resolves()
     {
@@ -21,17 +38,7 @@ public sealed partial class PipelineAgentTests
         var before = await rig.WorkloadAsync("svid", "fetch", "--output", "json");
         Assert.True(before.ExitCode == 0, before.ToString());
 
-        using var dir = new TempDir();
-        await File.WriteAllTextAsync(Path.Combine(dir.Path, "default.cedar"), WritPolicyCompiler.DefaultFiles[0].Text, Ct);
-        await File.WriteAllTextAsync(Path.Combine(dir.Path, "freeze.cedar"), """
-            @id("freeze-payments")
-            forbid (principal is Writ::Workload, action, resource)
-            when { resource.path like "/payments/*" };
-            """, Ct);
-        var push = await rig.Server.WritAsync("policy", "push", "--file", dir.Path);
-        Assert.True(push.ExitCode == 0, push.ToString());
-        var version = Regex.Match(push.Stdout, @"pushed policy version (\d+)").Groups[1].Value;
-        await rig.Server.Stderr.WaitForAsync(l => l.Contains($"Issuance policy version {version} active", StringComparison.Ordinal), TimeSpan.FromSeconds(20), () => rig.Server.HasExited);
+        var version = await PushForbidAsync(rig, "freeze-payments", "/payments/*");
 
         // A new workload process is a new instance: the agent asks the server, the server refuses.
         var after = await rig.WorkloadAsync("svid", "fetch", "--output", "json");

@@ -39,6 +39,15 @@ public sealed partial class PolicyDocsTests
     }
 
     [Fact]
+    public async Task Every_shipped_example_policy_is_formatted_as_writ_policy_format_writes_it()
+    {
+        var files = Directory.GetFiles(ExamplesDir, "*.cedar", SearchOption.AllDirectories).Order(StringComparer.Ordinal).ToArray();
+        Assert.True(files.Length >= 6, $"found only {files.Length} example policies: the scan is broken");
+        var r = await Proc.WritAsync(["policy", "format", "--check", .. files]);
+        Assert.True(r.ExitCode == 0, "example policies that 'writ policy format --write' would change:\n" + r);
+    }
+
+    [Fact]
     public async Task The_documented_authorize_output_is_what_writ_prints()
     {
         var r = await Proc.RunAsync("dotnet", [Repo.WritDll, "policy", "authorize", "--policies", "workloads.cedar", "--entities", "entities.json",

@@ -80,32 +80,110 @@ public sealed class WorkloadCliTests
         Expect.OneLineError(refused, open);
         Assert.Empty(Directory.EnumerateFileSystemEntries(open));
 
-        // In a sticky world-writable directory (like /tmp) others cannot swap files, but they can plant them.
+        // A sticky world-writable directory (like /tmp) is refused as well: others could plant files there.
         var shared = rig["shared"];
         Directory.CreateDirectory(shared);
         File.SetUnixFileMode(shared, (UnixFileMode)0b111_111_111 | UnixFileMode.StickyBit);
+        Expect.OneLineError(await rig.WorkloadAsync("svid", "fetch", "--write", shared), shared);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(shared));
+    }
 
-        const int range = 5000;   // shell built-ins only: planting forks nothing
-        var start = int.Parse((await File.ReadAllTextAsync("/proc/sys/kernel/ns_last_pid")).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+    [Fact]
+    public async Task The_file_writer_never_writes_through_files_planted_under_its_temporary_names()
+    {
+        // Below the directory checks, the writer itself: the temp names used to be predictable (.svid.key.<pid>.tmp)
+        // and opened without O_EXCL, so a file planted by another user (nobody) received the private key. Planted here
+        // under this process's pid, in a sticky world-writable directory only the writer (not the CLI) would accept.
+        using var dir = new TempDir();
+        File.SetUnixFileMode(dir.Path, (UnixFileMode)0b111_101_101);   // nobody must reach the shared directory
+        var shared = dir["shared"];
+        Directory.CreateDirectory(shared);
+        File.SetUnixFileMode(shared, (UnixFileMode)0b111_111_111 | UnixFileMode.StickyBit);
+        var pid = Environment.ProcessId;
         var plant = await Proc.RunAsync("runuser", ["-u", "nobody", "--", "sh", "-c",
-            $"umask 000; cd '{shared}' && i={start}; while [ $i -lt {start + range} ]; do for n in svid.key svid.pem bundle.pem; do : > .$n.$i.tmp; done; i=$((i+1)); done"],
-            workingDir: "/", timeout: TimeSpan.FromSeconds(120));
+            $"umask 000; cd '{shared}' && for n in svid.key svid.pem bundle.pem; do : > .$n.{pid}.tmp; ln -s /tmp/stolen-$n .$n.tmp; done"], workingDir: "/");
         Assert.True(plant.ExitCode == 0, plant.ToString());
-        var r = await rig.WorkloadAsync("svid", "fetch", "--write", shared);
-        var end = int.Parse((await File.ReadAllTextAsync("/proc/sys/kernel/ns_last_pid")).Trim(), System.Globalization.CultureInfo.InvariantCulture);
-        Assert.True(end < start + range, $"the pids moved past the planted range ({start}..{start + range}, now {end}): the attack was not tried");
-
-        Assert.True(r.ExitCode == 0, r.ToString());
-        var key = Path.Combine(shared, "svid.key");
-        var owner = await Proc.RunAsync("stat", ["-c", "%u %a", key]);
+        Writ.Cli.CommandLine.Output.WriteFilesAtomically(shared, [("svid.key", "-----BEGIN PRIVATE KEY-----\nAAAA\n", Writ.Cli.CommandLine.Output.SecretFile)]);
+        var owner = await Proc.RunAsync("stat", ["-c", "%u %a", Path.Combine(shared, "svid.key")]);
         Assert.Equal("0 600", owner.Stdout.Trim());
-        // No planted file received key material.
-        foreach (var f in Directory.EnumerateFiles(shared, ".*.tmp"))
+        foreach (var f in Directory.EnumerateFiles(shared, ".*.tmp").Where(f => new FileInfo(f).LinkTarget is null))
         {
             Assert.DoesNotContain("PRIVATE KEY", await File.ReadAllTextAsync(f), StringComparison.Ordinal);
         }
-        var steal = await Proc.RunAsync("runuser", ["-u", "nobody", "--", "sh", "-c", $"chmod 644 '{key}'; cat '{key}'"], workingDir: "/");
-        Assert.DoesNotContain("PRIVATE KEY", steal.Stdout, StringComparison.Ordinal);
+        Assert.False(File.Exists("/tmp/stolen-svid.key"));   // nothing written through the planted symlinks
+    }
+
+    [Fact]
+    public async Task Write_into_a_place_that_cannot_be_written_is_one_line_and_exit_1_not_an_abort()
+    {
+        await using var rig = await AgentRig.StartAsync();
+        await rig.CreateEntryAsync("spiffe://example.org/unwritable", ["unix:uid:0"]);
+        await rig.CreateEntryAsync("spiffe://example.org/unwritable/nobody", ["unix:uid:65534"]);
+        await AgentTests.WaitForSvidAsync(rig);
+        var file = rig["a-file"];
+        await File.WriteAllTextAsync(file, "x");
+
+        // A path through a regular file, a place the kernel refuses to create anything in: exit 1, one line (they
+        // were unhandled exceptions: a stack trace and SIGABRT, exit 134).
+        foreach (var bad in new[] { Path.Combine(file, "sub"), "/proc/writ-cannot-be-here" })
+        {
+            var fetched = await rig.WorkloadAsync("svid", "fetch", "--write", bad);
+            Assert.Equal(1, fetched.ExitCode);
+            Expect.OneLineError(fetched, bad);
+            var watched = await rig.WorkloadAsync("svid", "watch", "--write", bad);
+            Assert.Equal(1, watched.ExitCode);
+            Expect.OneLineError(watched, bad);
+            var minted = await rig.Server.WritAsync("x509", "mint", "--spiffe-id", "spiffe://example.org/minted", "--write", bad);
+            Assert.Equal(1, minted.ExitCode);
+            Expect.OneLineError(minted, bad);
+        }
+
+        // A directory root owns and nobody may not write to (0755), fetched into as nobody: permission denied, one line.
+        var rootOwned = rig["root-owned"];
+        Directory.CreateDirectory(rootOwned);
+        File.SetUnixFileMode(rootOwned, (UnixFileMode)0b111_101_101);
+        var asNobody = await Proc.RunAsync("runuser", ["-u", "nobody", "--", "dotnet", Repo.WritDll, "svid", "fetch", "--write", rootOwned, "--socket", rig.Agent.SocketPath], workingDir: "/");
+        Assert.Equal(1, asNobody.ExitCode);
+        Expect.OneLineError(asNobody, "permission denied");
+        Assert.Empty(Directory.EnumerateFileSystemEntries(rootOwned));
+    }
+
+    [Fact]
+    public async Task A_policy_denial_names_the_decision_not_the_registration_entries()
+    {
+        await using var rig = await AgentRig.StartAsync();
+        await rig.CreateEntryAsync("spiffe://example.org/frozen/worker", ["unix:uid:0"]);
+        await AgentTests.WaitForSvidAsync(rig);
+        await PipelineAgentTests.PushForbidAsync(rig, "freeze", "/frozen/*");
+
+        var denied = await rig.WorkloadAsync("svid", "fetch");
+        Expect.OneLineError(denied, "denied by policy 'freeze'");
+        Assert.DoesNotContain("registration entry", denied.Stderr, StringComparison.Ordinal);
+        Assert.Matches(@"see 'writ explain d-[0-9a-f]{20}'\)\s*$", denied.Stderr);
+
+        // With no matching entry at all, the hint about entries is the right one.
+        var nobody = await Proc.RunAsync("runuser", ["-u", "nobody", "--", "dotnet", Repo.WritDll, "svid", "fetch", "--socket", rig.Agent.SocketPath], workingDir: "/");
+        Expect.OneLineError(nobody, "check that a registration entry matches its selectors");
+    }
+
+    [Fact]
+    public async Task Admin_commands_pointed_at_the_workload_api_socket_say_so_and_agent_list_shows_the_serial()
+    {
+        await using var rig = await AgentRig.StartAsync();
+        var wrong = await Proc.WritAsync("entry", "list", "--admin-socket", rig.Agent.SocketPath);
+        Expect.OneLineError(wrong, "does not serve the Writ admin API");
+        Assert.DoesNotContain("unimplemented", wrong.Stderr, StringComparison.OrdinalIgnoreCase);
+
+        var shown = await rig.Server.WritAsync("agent", "show", rig.Agent.AgentId, "--output", "json");
+        Assert.True(shown.ExitCode == 0, shown.ToString());
+        using var doc = WorkloadTools.Json(shown);
+        var serial = doc.RootElement.GetProperty("serial_number").GetString();
+        Assert.False(string.IsNullOrEmpty(serial));
+        var listed = await rig.Server.WritAsync("agent", "list");
+        Assert.True(listed.ExitCode == 0, listed.ToString());
+        var lines = listed.Stdout.Split('\n');
+        Assert.Contains("SVID SERIAL", lines[0], StringComparison.Ordinal);
+        Assert.Contains(lines, l => l.Contains(rig.Agent.AgentId, StringComparison.Ordinal) && l.Contains(serial!, StringComparison.Ordinal));
     }
 
     [Fact]

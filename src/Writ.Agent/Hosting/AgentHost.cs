@@ -110,7 +110,7 @@ public sealed class AgentHost : IAsyncDisposable
         {
             // Refused during start-up (e.g. banned): never claim to be ready.
             await host.DisposeAsync().ConfigureAwait(false);
-            throw new AgentFatalException(reason);
+            throw new AgentFatalException(reason) { Stopped = true };
         }
         AgentLog.Ready(log, host.AgentId, options.SocketPath, options.ServerAddress);
         return host;

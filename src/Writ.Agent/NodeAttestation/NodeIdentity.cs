@@ -15,7 +15,14 @@ using Writ.Spiffe.X509;
 namespace Writ.Agent.NodeAttestation;
 
 /// <summary>Why the agent must stop: the server banned it, or it cannot prove itself any more.</summary>
-public sealed class AgentFatalException(string message) : Exception(message);
+public sealed class AgentFatalException(string message) : Exception(message)
+{
+    /// <summary>
+    /// A stop the running agent makes too (its <c>Completion</c> reason: banned, evicted, a loop failing), met during
+    /// start-up; false for a start-up problem such as a missing trust bundle. `writ agent run` exits 3 for these.
+    /// </summary>
+    public bool Stopped { get; init; }
+}
 
 /// <summary>
 /// The agent's own identity: attests once with a join token, keeps its SVID and key in the data dir (key 0600) so a

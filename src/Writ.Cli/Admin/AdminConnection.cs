@@ -19,7 +19,7 @@ public sealed class AdminConnection : IDisposable
         SocketPath = Path.GetFullPath(socketPath);
         if (!File.Exists(SocketPath))
         {
-            throw new CommandFailedException($"no admin socket at '{SocketPath}': is 'writ server run' running? Pass --admin-socket or set {SocketEnvVar}");
+            throw NotThere(SocketPath);
         }
         var path = SocketPath;
         var handler = new SocketsHttpHandler
@@ -68,8 +68,18 @@ public sealed class AdminConnection : IDisposable
         }
     }
 
+    /// <summary>
+    /// Why the socket file is not there: absent, or hidden by a directory above it this user may not search (File.Exists
+    /// says false for both).
+    /// </summary>
+    private static CommandFailedException NotThere(string socketPath) =>
+        !UnixFile.TryStat(socketPath, out _, out _, out var errno) && errno == UnixFile.EAcces
+            ? new CommandFailedException($"permission denied reaching the admin socket '{socketPath}': run as the server's user (or root), or pass the socket of a server you may use")
+            : new CommandFailedException($"no admin socket at '{socketPath}': is 'writ server run' running? Pass --admin-socket or set {SocketEnvVar}");
+
     public static CommandFailedException Translate(RpcException e, string socketPath) => e.StatusCode switch
     {
+        StatusCode.Unimplemented => new CommandFailedException($"'{socketPath}' does not serve the Writ admin API (is it an agent's Workload API socket?): pass the server's admin socket with --admin-socket"),
         StatusCode.Unavailable when e.Status.DebugException is HttpRequestException or SocketException || e.Status.Detail.StartsWith("Error connecting", StringComparison.Ordinal)
             => new CommandFailedException($"cannot reach the Writ server on '{socketPath}' (permission denied or not running): run as the server's user, or check 'writ server run'"),
         StatusCode.Unavailable => new CommandFailedException($"server unavailable: {e.Status.Detail}"),

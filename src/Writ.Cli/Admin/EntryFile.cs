@@ -9,7 +9,7 @@ namespace Writ.Cli.Admin;
 /// <summary>
 /// The JSON form of registration entries, used by `writ entry create --file` and `--output json`:
 /// <c>{"entries":[{"spiffe_id":..., "parent_id":..., "selectors":["unix:uid:1000"], "x509_ttl":"1h", "jwt_ttl":"5m",
-/// "dns_names":[...], "hint":..., "admin":false, "expires_at":"2027-01-01T00:00:00Z"}]}</c> (or just the list).
+/// "dns_names":[...], "hint":..., "admin":false, "expires_at":"2027-01-01T00:00:00Z"}]}</c> (or just the list, or one entry).
 /// Unknown keys are refused so a typo never silently drops a constraint.
 /// </summary>
 public static class EntryFile
@@ -34,11 +34,15 @@ public static class EntryFile
         }
         using (doc)
         {
+            if (doc.RootElement.ValueKind == JsonValueKind.Object && !doc.RootElement.TryGetProperty("entries", out _))
+            {
+                return [Parse(doc.RootElement, $"entry file '{path}'")];   // one entry, as `entry show --output json` prints it
+            }
             var list = doc.RootElement.ValueKind switch
             {
                 JsonValueKind.Array => doc.RootElement,
                 JsonValueKind.Object when doc.RootElement.TryGetProperty("entries", out var e) && e.ValueKind == JsonValueKind.Array => e,
-                _ => throw new UsageException($"entry file '{path}' must hold a list of entries or {{\"entries\": [...]}}"),
+                _ => throw new UsageException($"entry file '{path}' must hold an entry, a list of entries or {{\"entries\": [...]}}"),
             };
             var result = new List<Entry>();
             var i = 0;
@@ -73,6 +77,7 @@ public static class EntryFile
             SpiffeId = Str(o, "spiffe_id", where) ?? throw new UsageException($"{where}: 'spiffe_id' is required"),
             ParentId = Str(o, "parent_id", where) ?? throw new UsageException($"{where}: 'parent_id' is required"),
             Hint = Str(o, "hint", where) ?? "",
+            Id = Str(o, "id", where) ?? "",   // kept for `entry update --file`; `entry create` gets ids from the server
         };
         foreach (var s in StrList(o, "selectors", where))
         {

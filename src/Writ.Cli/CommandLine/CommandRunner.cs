@@ -52,6 +52,12 @@ public sealed class CommandRunner(IReadOnlyList<CommandSpec> commands)
             ctx.Error.WriteLine($"error: {e.Message}");
             return e.ExitCode;
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A file the command reads or writes: the operator's to fix, never a stack trace (or SIGABRT).
+            ctx.Error.WriteLine($"error: {e.Message.Split('\n')[0].Trim()}");
+            return ExitFailure;
+        }
         catch (OperationCanceledException) when (ctx.Cancellation.IsCancellationRequested)
         {
             return 130;

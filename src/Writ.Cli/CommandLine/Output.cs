@@ -7,9 +7,17 @@ namespace Writ.Cli.CommandLine;
 /// <summary>Tables for people, JSON for programs, and atomic file writes for credentials.</summary>
 public static class Output
 {
-    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+    /// <summary>
+    /// Indented, and escaping only what JSON requires: output goes to terminals and programs, never into HTML, so
+    /// `+` (in base64 keys, `--ttl` values, …) and non-ASCII names stay as they are instead of `\u002B`.
+    /// </summary>
+    public static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        WriteIndented = true,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
 
-    public static void Json(TextWriter w, object value) => w.WriteLine(JsonSerializer.Serialize(value, value.GetType(), Indented));
+    public static void Json(TextWriter w, object value) => w.WriteLine(JsonSerializer.Serialize(value, value.GetType(), JsonOptions));
 
     public static void Table(TextWriter w, IReadOnlyList<string> headers, IEnumerable<IReadOnlyList<string>> rows)
     {

@@ -60,6 +60,16 @@ public sealed class ParsedArgs
             {
                 throw new UsageException($"option --{name} needs a value; e.g. --{name} {opt.ValueName}");
             }
+            if (opt is { Name: "output", ValueName: "FORMAT" } && value is not ("json" or "text" or "table"))
+            {
+                // Every output format option: an unknown format must not silently print the default one.
+                throw new UsageException($"--output must be {opt.Help.Split(' ')[0]} or json, got '{value}'");
+            }
+            if (opt is { Name: "limit" } && !(int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n) && n > 0))
+            {
+                // A limit of 0 (or less) would mean "the default" on the wire: say so rather than print something else.
+                throw new UsageException($"--limit must be a whole number of at least 1, got '{value}'");
+            }
             if (!values.TryGetValue(opt.Name, out var list))
             {
                 values[opt.Name] = list = [];

@@ -33,19 +33,24 @@ public static class AdminCommands
         new("expires-at", "the entry expires at this RFC 3339 time", "TIME"),
     ];
 
+    private static readonly OptionSpec AllowUnknownSelectorType = new("allow-unknown-selector-type",
+        "accept selector types no built-in attestor emits (for an attestor plugin the server does not load)", IsFlag: true);
+
     public static IEnumerable<CommandSpec> All() =>
     [
         new("token generate", "Create a single-use join token for an agent.",
             [new("ttl", "how long the token is valid (default: the server's join_token_ttl)", "DURATION"),
              new("alias", "node alias: the agent also serves entries parented to this ID", "ID"), Socket, OutputOpt], TokenGenerate),
         new("entry create", "Create a registration entry (or many, all or nothing, from --file).",
-            [.. EntryFields, new("file", "JSON file with a list of entries", "FILE"), Socket, OutputOpt], EntryCreate),
+            [.. EntryFields, new("file", "JSON file with a list of entries", "FILE"), AllowUnknownSelectorType, Socket, OutputOpt], EntryCreate),
         new("entry show", "Show one entry.", [new("id", "entry id", "ID"), Socket, OutputOpt], EntryShow, "[ID]"),
         new("entry list", "List entries, optionally filtered.",
             [new("parent-id", "only entries with this parent", "ID"), new("spiffe-id", "only entries with this SPIFFE ID", "ID"),
              new("selector", "only entries with this selector", "SELECTOR"), Socket, OutputOpt], EntryList),
         new("entry update", "Change an entry; options not given keep their value (--selector replaces all selectors).",
-            [new("id", "entry id", "ID", Required: true), .. EntryFields, new("no-admin", "clear the admin flag", IsFlag: true), Socket, OutputOpt], EntryUpdate),
+            [new("id", "entry id (required unless the --file entry has its id)", "ID"), .. EntryFields, new("no-admin", "clear the admin flag", IsFlag: true),
+             new("file", "JSON file with the whole entry as 'entry show --output json' prints it (replaces every field)", "FILE"),
+             AllowUnknownSelectorType, Socket, OutputOpt], EntryUpdate),
         new("entry delete", "Delete an entry.", [new("id", "entry id", "ID"), Socket, OutputOpt], EntryDelete, "[ID]"),
         new("agent list", "List attested agents.", [Socket, OutputOpt], AgentList),
         new("agent show", "Show one agent.", [new("spiffe-id", "agent ID", "ID"), Socket, OutputOpt], AgentShow, "[ID]"),
@@ -85,7 +90,7 @@ public static class AdminCommands
 
     private static async Task<int> EntryCreate(ParsedArgs a, CommandContext ctx)
     {
-        var request = new CreateEntriesRequest();
+        var request = new CreateEntriesRequest { AllowUnknownSelectorType = a.Flag(AllowUnknownSelectorType.Name) };
         if (a.Get("file") is { } file)
         {
             if (EntryFields.Any(f => a.Has(f.Name)))
@@ -144,7 +149,11 @@ public static class AdminCommands
 
     private static async Task<int> EntryUpdate(ParsedArgs a, CommandContext ctx)
     {
-        var id = a.Require("id");
+        if (a.Get("file") is { } file)
+        {
+            return await EntryUpdateFromFile(a, ctx, file).ConfigureAwait(false);
+        }
+        var id = a.Get("id") ?? throw new UsageException("'writ entry update' needs --id ID (or --file FILE)");
         using var c = AdminConnection.FromArgs(a);
         var e = await c.CallAsync(s => s.GetEntryAsync(new GetEntryRequest { Id = id }, cancellationToken: ctx.Cancellation)).ConfigureAwait(false);
         if (a.Get("spiffe-id") is { } sid)
@@ -160,7 +169,44 @@ public static class AdminCommands
         {
             e.Admin = false;
         }
-        var updated = await c.CallAsync(s => s.UpdateEntryAsync(new UpdateEntryRequest { Entry = e }, cancellationToken: ctx.Cancellation)).ConfigureAwait(false);
+        var updated = await c.CallAsync(s => s.UpdateEntryAsync(Update(a, e), cancellationToken: ctx.Cancellation)).ConfigureAwait(false);
+        PrintEntries(a, ctx, [updated], detailed: true);
+        return 0;
+    }
+
+    private static UpdateEntryRequest Update(ParsedArgs a, Entry e) =>
+        new() { Entry = e, AllowUnknownSelectorType = a.Flag(AllowUnknownSelectorType.Name) };
+
+    /// <summary>
+    /// `entry update --file`: the file's one entry replaces the stored one whole (edit what `entry show --output json`
+    /// printed). One entry per call, so an update is never applied halfway.
+    /// </summary>
+    private static async Task<int> EntryUpdateFromFile(ParsedArgs a, CommandContext ctx, string file)
+    {
+        if (EntryFields.Any(f => a.Has(f.Name)) || a.Has("no-admin"))
+        {
+            throw new UsageException("give either --file or the entry options (--spiffe-id, --selector ...), not both");
+        }
+        var entries = EntryFile.Read(file);
+        if (entries.Count != 1)
+        {
+            throw new UsageException($"entry file '{file}' holds {entries.Count} entries; 'writ entry update --file' takes one (update them one by one)");
+        }
+        var e = entries[0];
+        if (a.Get("id") is { } id)
+        {
+            if (e.Id.Length > 0 && e.Id != id)
+            {
+                throw new UsageException($"--id {id} and the file's id {e.Id} differ; give one of them");
+            }
+            e.Id = id;
+        }
+        if (e.Id.Length == 0)
+        {
+            throw new UsageException($"entry file '{file}' has no \"id\": add it, or pass --id ID");
+        }
+        using var c = AdminConnection.FromArgs(a);
+        var updated = await c.CallAsync(s => s.UpdateEntryAsync(Update(a, e), cancellationToken: ctx.Cancellation)).ConfigureAwait(false);
         PrintEntries(a, ctx, [updated], detailed: true);
         return 0;
     }
@@ -285,8 +331,8 @@ public static class AdminCommands
             Output.Json(ctx.Out, new { agents = r.Agents.Select(AgentJson).ToList() });
             return 0;
         }
-        Output.Table(ctx.Out, ["SPIFFE ID", "ATTESTATION", "EXPIRES AT", "BANNED"],
-            r.Agents.Select(x => (IReadOnlyList<string>)[x.SpiffeId, x.AttestationType, Output.Time(x.ExpiresAtUnix), x.Banned ? "yes" : "no"]));
+        Output.Table(ctx.Out, ["SPIFFE ID", "ATTESTATION", "SVID SERIAL", "EXPIRES AT", "BANNED"],
+            r.Agents.Select(x => (IReadOnlyList<string>)[x.SpiffeId, x.AttestationType, x.SerialNumber, Output.Time(x.ExpiresAtUnix), x.Banned ? "yes" : "no"]));
         ctx.Out.WriteLine($"{r.Agents.Count} agent(s)");
         return 0;
     }
@@ -386,6 +432,10 @@ public static class AdminCommands
     private static async Task<int> X509Mint(ParsedArgs a, CommandContext ctx)
     {
         var id = a.Require("spiffe-id");
+        if (a.Get("write") is { } target)
+        {
+            OutputDirectory.Prepare(target, create: false);   // before minting: a refused directory mints nothing
+        }
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var request = new MintX509SvidRequest { SpiffeId = id, Csr = ByteString.CopyFrom(Csr.Create(key)), TtlSeconds = Seconds(a.GetDuration("ttl")) };
         request.DnsNames.AddRange(a.GetAll("dns"));
@@ -432,7 +482,7 @@ public static class AdminCommands
 
     /// <summary>The file names `writ svid fetch --write` uses too: svid.pem (chain), svid.key (0600), bundle.pem.</summary>
     public static void WriteSvidFiles(string dir, string chainPem, string keyPem, string bundlePem) =>
-        Writ.Cli.Workload.SvidFiles.WriteAtomically(dir,
+        OutputDirectory.WriteFiles(dir,
         [
             ("svid.key", keyPem, Output.SecretFile),
             ("svid.pem", chainPem, Output.PublicFile),

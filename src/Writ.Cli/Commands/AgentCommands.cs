@@ -13,6 +13,9 @@ public static class AgentCommands
 {
     public const string EnvPrefix = "WRIT_AGENT_";
 
+    /// <summary>The exit code when the server stops the agent (banned, evicted), at start-up or while running.</summary>
+    public const int ExitStopped = 3;
+
     public static readonly IReadOnlyList<ConfigKey> Keys =
     [
         new("server", "", "HOST:PORT of the server's agent API (required)."),
@@ -179,7 +182,8 @@ public static class AgentCommands
         }
         catch (AgentFatalException e)
         {
-            throw new CommandFailedException(e.Message);
+            // Refused at start-up as it would be while running (a restarted banned or evicted agent): the same exit 3.
+            throw new CommandFailedException(e.Message, e.Stopped ? ExitStopped : CommandRunner.ExitFailure);
         }
         catch (Grpc.Core.RpcException e)
         {
@@ -192,7 +196,7 @@ public static class AgentCommands
             var stopped = await Task.WhenAny(host.Completion, Task.Delay(Timeout.Infinite, ctx.Cancellation)).ConfigureAwait(false);
             if (stopped == host.Completion && await host.Completion.ConfigureAwait(false) is { } reason)
             {
-                throw new CommandFailedException(reason, 3);
+                throw new CommandFailedException(reason, ExitStopped);
             }
         }
         return CommandRunner.ExitOk;

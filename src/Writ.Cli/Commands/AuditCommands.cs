@@ -251,6 +251,7 @@ public static class AuditCommands
         else
         {
             var full = Path.GetFullPath(path);
+            OutputDirectory.Prepare(Path.GetDirectoryName(full)!);
             tmp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6))}.tmp");
             try
             {
@@ -347,7 +348,7 @@ public static class AuditCommands
     }
 
     private static string PrettyData(string json) =>
-        ParseData(json) is { } el ? JsonSerializer.Serialize(el, new JsonSerializerOptions { WriteIndented = true }) : json;
+        ParseData(json) is { } el ? JsonSerializer.Serialize(el, Output.JsonOptions) : json;
 
     private static string Time(long micros) => LedgerJson.Rfc3339(DateTimeOffset.UnixEpoch.AddTicks(micros * 10));
 

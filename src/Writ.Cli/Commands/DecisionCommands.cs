@@ -45,7 +45,7 @@ public static class DecisionCommands
         using var doc = JsonDocument.Parse(r.Json);
         if (json)
         {
-            ctx.Out.WriteLine(JsonSerializer.Serialize(doc.RootElement, new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
+            ctx.Out.WriteLine(JsonSerializer.Serialize(doc.RootElement, Output.JsonOptions));
             return 0;
         }
         ctx.Out.Write(Render(doc.RootElement));

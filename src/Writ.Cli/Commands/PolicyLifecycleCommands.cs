@@ -117,20 +117,17 @@ public static class PolicyLifecycleCommands
             1 => Version(a.Positionals[0]),
             _ => throw new UsageException("'writ policy show' takes at most one VERSION"),
         };
+        if (a.Get("write") is { } target)
+        {
+            OutputDirectory.Prepare(target, create: false);   // refused before asking the server
+        }
         using var c = AdminConnection.FromArgs(a);
         var v = await c.CallAsync(s => s.GetPolicyAsync(new GetPolicyRequest { Version = version }, cancellationToken: ctx.Cancellation)).ConfigureAwait(false);
         if (a.Get("write") is { } dir)
         {
             if (v.Files.Any(f => f.Name != Path.GetFileName(f.Name) || f.Name is "." or ".."))
                 throw new CommandFailedException($"policy version {v.Version} has a file name that is not a plain name; print it instead of --write");
-            try
-            {
-                Output.WriteFilesAtomically(dir, [.. v.Files.Select(f => (f.Name, f.Text, Output.PublicFile))]);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                throw new CommandFailedException($"cannot write the policy files to {dir}: {e.Message.Split('\n')[0].Trim()}");
-            }
+            OutputDirectory.WriteFiles(dir, [.. v.Files.Select(f => (f.Name, f.Text, Output.PublicFile))]);
             ctx.Out.WriteLine($"wrote {Count(v.Files.Count, "file")} of policy version {v.Version} to {dir}");
             return 0;
         }

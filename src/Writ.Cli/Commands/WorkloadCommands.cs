@@ -30,6 +30,10 @@ public static class WorkloadCommands
 
     private static async Task<int> SvidFetch(ParsedArgs a, CommandContext ctx)
     {
+        if (a.Get("write") is { } target)
+        {
+            OutputDirectory.Prepare(target, create: false);   // refused before the agent issues anything
+        }
         using var client = WorkloadClient.FromArgs(a);
         var r = await client.FetchX509Async(ctx.Cancellation).ConfigureAwait(false);
         if (a.Get("write") is { } dir)
@@ -53,7 +57,7 @@ public static class WorkloadCommands
             var chain = WorkloadClient.ParseCertificates(s.X509Svid.Span);
             var bundle = WorkloadClient.ParseCertificates(s.Bundle.Span);
             var suffix = Suffix(i);
-            SvidFiles.WriteAtomically(dir,
+            OutputDirectory.WriteFiles(dir,
             [
                 ($"svid{suffix}.key", PemEncoding.WriteString("PRIVATE KEY", s.X509SvidKey.Span) + "\n", Output.SecretFile),
                 ($"svid{suffix}.pem", WorkloadClient.Pem(chain), Output.PublicFile),
@@ -112,7 +116,7 @@ public static class WorkloadCommands
 
     private static async Task<int> SvidWatch(ParsedArgs a, CommandContext ctx)
     {
-        var dir = a.Get("write");
+        var dir = a.Get("write") is { } target ? OutputDirectory.Prepare(target) : null;
         var written = 0;
         using var client = WorkloadClient.FromArgs(a);
         try

@@ -91,7 +91,11 @@ public sealed class WorkloadClient : IDisposable
 
     public CommandFailedException Translate(RpcException e) => e.StatusCode switch
     {
-        StatusCode.PermissionDenied => new CommandFailedException($"the agent issued no identity to this process ({e.Status.Detail}): check that a registration entry matches its selectors"),
+        // Only "no identity issued" means no entry matched; a policy denial (with its decision id) or an instance that
+        // is no longer served says what to do itself.
+        StatusCode.PermissionDenied when e.Status.Detail is "no identity issued" or "" =>
+            new CommandFailedException("the agent issued no identity to this process: check that a registration entry matches its selectors ('writ entry list')"),
+        StatusCode.PermissionDenied => new CommandFailedException($"the agent issued no identity to this process: {e.Status.Detail}"),
         StatusCode.Unavailable when !File.Exists(SocketPath) => new CommandFailedException($"no Workload API socket at '{SocketPath}': is 'writ agent run' running? Pass --socket or set {EndpointEnvVar}=unix:///path"),
         StatusCode.Unavailable => new CommandFailedException($"the agent is unavailable: {e.Status.Detail}"),
         _ => new CommandFailedException(e.Status.Detail.Length > 0 ? e.Status.Detail : $"the agent answered {e.StatusCode}"),

@@ -44,13 +44,59 @@ public static class PolicyFormatter
         sb.Append("\n)");
         foreach (var c in policy.Conditions)
         {
-            sb.Append('\n').Append(c.Kind == ConditionKind.When ? "when" : "unless").Append(" { ");
-            Write(sb, c.Body, LvlIf);
-            sb.Append(" }");
+            var keyword = c.Kind == ConditionKind.When ? "when" : "unless";
+            var oneLine = new StringBuilder();
+            Write(oneLine, c.Body, LvlIf);
+            if (keyword.Length + oneLine.Length + 6 <= MaxLine || Operands(c.Body) is not { Count: > 1 } operands)
+            {
+                sb.Append('\n').Append(keyword).Append(" { ").Append(oneLine).Append(" }");
+                continue;
+            }
+            // Too long for one line: one operand of the top-level && (or ||) chain per line.
+            var op = c.Body is AndExpr ? " &&" : " ||";
+            sb.Append('\n').Append(keyword).Append(" {");
+            for (var i = 0; i < operands.Count; i++)
+            {
+                sb.Append("\n  ");
+                Write(sb, operands[i], c.Body is AndExpr ? LvlRel : LvlAnd);
+                if (i < operands.Count - 1) sb.Append(op);
+            }
+            sb.Append("\n}");
         }
 
         sb.Append(';');
         return sb.ToString();
+    }
+
+    /// <summary>A condition longer than this is printed one operand of its top-level chain per line.</summary>
+    private const int MaxLine = 80;
+
+    /// <summary>The operands of a top-level chain of one operator (a &amp;&amp; b &amp;&amp; c), left to right; null for anything else.</summary>
+    private static List<Expr>? Operands(Expr body)
+    {
+        if (body is not (AndExpr or OrExpr))
+        {
+            return null;
+        }
+        var list = new List<Expr>();
+        var e = body;
+        while (true)
+        {
+            switch (e)
+            {
+                case AndExpr a when body is AndExpr:
+                    list.Add(a.Right);
+                    e = a.Left;
+                    continue;
+                case OrExpr o when body is OrExpr:
+                    list.Add(o.Right);
+                    e = o.Left;
+                    continue;
+            }
+            list.Add(e);
+            list.Reverse();
+            return list;
+        }
     }
 
     public static string Format(Expr expr)

@@ -62,7 +62,7 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
         }
         // Ids are drawn here so each entry.created record can name its entry; the store writes both in one transaction.
         var entries = request.Entries.Select(e => EntryMapping.FromProto(e) with { Id = Guid.CreateVersion7().ToString(), Revision = 0 }).ToList();
-        server.Validator.CheckAll(entries);
+        server.Validator.CheckAll(entries, request.AllowUnknownSelectorType);
         var actor = AdminCaller.Of(context);
         var created = await server.Store.Entries.CreateAsync(entries, context.CancellationToken,
             [.. entries.Select(e => LedgerEvents.Entry(LedgerEvents.EntryCreated, actor, e))]).ConfigureAwait(false);
@@ -101,7 +101,7 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
             throw new ValidationException("an update needs the entry's id: writ entry update --id ID ...");
         }
         var entry = EntryMapping.FromProto(request.Entry);
-        if (server.Validator.Check(entry, $"entry {entry.Id}") is { } problem)
+        if (server.Validator.Check(entry, $"entry {entry.Id}", request.AllowUnknownSelectorType) is { } problem)
         {
             throw new ValidationException(problem);
         }

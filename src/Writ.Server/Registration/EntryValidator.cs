@@ -18,8 +18,12 @@ public sealed class EntryValidator(TrustDomain td, TimeSpan maxTtl, TimeProvider
     public const int MaxDnsNames = 32;
     public const int MaxHintLength = 1024;
 
-    /// <summary>The first problem with the entry, or null when it is valid. <paramref name="label"/> names it in the message.</summary>
-    public string? Check(RegistrationEntry e, string label)
+    /// <summary>
+    /// The first problem with the entry, or null when it is valid. <paramref name="label"/> names it in the message.
+    /// A selector type no built-in attestor emits (<see cref="Writ.Protocol.SelectorTypes"/>) is a problem unless
+    /// <paramref name="allowUnknownSelectorTypes"/>: such an entry could never match.
+    /// </summary>
+    public string? Check(RegistrationEntry e, string label, bool allowUnknownSelectorTypes = false)
     {
         if (!SpiffeId.TryParse(e.SpiffeId, out var id, out var idErr))
         {
@@ -63,6 +67,14 @@ public sealed class EntryValidator(TrustDomain td, TimeSpan maxTtl, TimeProvider
             {
                 return $"{label}: selector '{s}' is invalid ({selErr ?? "type and value must be non-empty"}); write type:value, e.g. unix:uid:1000";
             }
+            if (!allowUnknownSelectorTypes && !Writ.Protocol.SelectorTypes.IsBuiltIn(s.Type, s.Value))
+            {
+                var type = Writ.Protocol.SelectorTypes.TypeOf(s.Type, s.Value);
+                var hint = Writ.Protocol.SelectorTypes.Suggest(type) is { } near ? $"did you mean '{near}'? "
+                    : $"known types: {string.Join(", ", Writ.Protocol.SelectorTypes.BuiltIn.Order(StringComparer.Ordinal))}; ";
+                return $"{label}: selector '{s}' has type '{type}', which no built-in attestor emits, so the entry could never match; " +
+                    hint + "for an attestor plugin the server does not load, pass --allow-unknown-selector-type";
+            }
         }
         if (TtlProblem(e.X509TtlSeconds, "x509_ttl") is { } x)
         {
@@ -95,7 +107,7 @@ public sealed class EntryValidator(TrustDomain td, TimeSpan maxTtl, TimeProvider
     }
 
     /// <summary>Validates all entries; throws <see cref="ValidationException"/> for the first invalid one.</summary>
-    public void CheckAll(IReadOnlyList<RegistrationEntry> entries)
+    public void CheckAll(IReadOnlyList<RegistrationEntry> entries, bool allowUnknownSelectorTypes = false)
     {
         if (entries.Count == 0)
         {
@@ -104,7 +116,7 @@ public sealed class EntryValidator(TrustDomain td, TimeSpan maxTtl, TimeProvider
         for (var i = 0; i < entries.Count; i++)
         {
             var label = entries.Count == 1 ? "entry" : $"entry {i + 1} of {entries.Count}";
-            if (Check(entries[i], label) is { } problem)
+            if (Check(entries[i], label, allowUnknownSelectorTypes) is { } problem)
             {
                 throw new ValidationException(problem);
             }

@@ -176,6 +176,8 @@ public sealed class CgroupWorkloadAttestorTests
         string[] want = [.. Expand(expected).Split('|').Order(StringComparer.Ordinal)];
         string[] got = [.. r.Selectors.Select(s => s.ToString()).Order(StringComparer.Ordinal)];
         Assert.Equal(want, got);
+        // The server accepts in registration entries only the types listed in SelectorTypes: every one emitted is there.
+        Assert.All(r.Selectors, x => Assert.True(Writ.Protocol.SelectorTypes.IsBuiltIn(x.Type, x.Value), $"{x} is not in SelectorTypes.BuiltIn"));
     }
 
     private static string Expand(string text) =>

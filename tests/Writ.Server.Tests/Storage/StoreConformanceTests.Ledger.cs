@@ -110,6 +110,26 @@ public abstract partial class StoreConformanceTests
     }
 
     [Fact]
+    public async Task Ledger_times_never_go_back_along_seq_when_the_clock_steps_back_or_an_earlier_stamped_record_commits_later()
+    {
+        await Store.Ledger.AppendAsync([Event("entry.created")], [], Ct);
+        Time.Advance(TimeSpan.FromSeconds(-30));   // the clock steps back (NTP)
+        await Store.Ledger.AppendAsync([Event("entry.updated", subject: "e1"), Event("entry.updated", subject: "e2")], [], Ct);
+        // A decision stamped before the records above reaches the ledger after them (a group commit queued it).
+        await Store.Ledger.AppendAsync([Event("x509.issued", decision: "d-late") with { At = Start.AddMinutes(-5) }], [], Ct);
+        Time.Advance(TimeSpan.FromMinutes(1));
+        await Store.Ledger.AppendAsync([Event("entry.deleted")], [], Ct);
+
+        var all = await AllLedgerAsync(Store);
+        Assert.Equal([Start, Start, Start, Start, Start.AddSeconds(30)], all.Select(e => e.At));
+        for (var i = 1; i < all.Count; i++)
+        {
+            Assert.True(all[i].At >= all[i - 1].At, $"record {all[i].Seq} at {all[i].At:O} is before record {all[i - 1].Seq} at {all[i - 1].At:O}");
+        }
+        AssertChained(all);   // the hash covers the time as stored
+    }
+
+    [Fact]
     public async Task Ledger_finds_decisions_and_filters_by_kind_prefix_and_subject()
     {
         await Store.Ledger.AppendAsync([Event("entry.created", subject: "e1"), Event("x509.issued", decision: "d-a"), Event("entry.deleted", subject: "e1"), Event("issuance.denied", decision: "d-b")], [], Ct);

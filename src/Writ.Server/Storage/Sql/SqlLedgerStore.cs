@@ -28,7 +28,9 @@ internal sealed class SqlLedgerStore(Db db, TimeProvider time) : ILedgerStore
 
     /// <summary>
     /// Appends inside a caller's write transaction, so a state change and its ledger record commit (or roll back)
-    /// together. Events without a time get the current time.
+    /// together. Events without a time get the current time. Times never go back along seq: a record is stamped no
+    /// earlier than the one before it (the clock may step back, and group commits of several servers interleave), read
+    /// under the same head-row lock that assigns seq.
     /// </summary>
     internal static async Task<IReadOnlyList<LedgerEvent>> AppendInTxAsync(DbConnection conn, DbTransaction tx, IReadOnlyList<LedgerEvent> events, TimeProvider time, CancellationToken ct)
     {
@@ -39,12 +41,18 @@ internal sealed class SqlLedgerStore(Db db, TimeProvider time) : ILedgerStore
         if (head.Count != 1)
             throw new StoreUnavailableException("the ledger_head row is missing: the database was modified outside writ; restore it from a backup");
         var (seq, prev) = head[0];
+        var previousAt = seq == 0 ? DateTimeOffset.MinValue
+            : (await Db.QueryAsync(conn, tx, "SELECT at_us FROM ledger WHERE seq = @seq", r => Time.FromMicros(r.GetInt64(0)), ct, ("seq", seq))
+                .ConfigureAwait(false)).DefaultIfEmpty(DateTimeOffset.MinValue).First();
         var result = new List<LedgerEvent>(events.Count);
         foreach (var e in events)
         {
             Validate(e);
             seq++;
             var at = Time.Normalize(e.At == default ? time.GetUtcNow() : e.At);
+            if (at < previousAt)
+                at = previousAt;
+            previousAt = at;
             var row = e with { Seq = seq, At = at, PrevHash = prev };
             var hash = LedgerHash.Compute(row, prev);
             row = row with { Hash = hash };

@@ -1,0 +1,70 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+
+namespace Writ.Cli.CommandLine;
+
+/// <summary>What .NET does not say about a path: its owner, and why it cannot be inspected (errno), e.g. a directory above it not searchable.</summary>
+public static class UnixFile
+{
+    public const int EAcces = 13;
+    public const int ENoEnt = 2;
+
+    /// <summary>stat(2) following symlinks: owner uid and permission bits, or false and the errno.</summary>
+    public static bool TryStat(string path, out uint uid, out UnixFileMode mode, out int errno)
+    {
+        // statx's buffer has the same layout on every architecture (unlike struct stat): uid at 20, mode at 28.
+        var buffer = new byte[256];
+        const int AtFdCwd = -100;
+        const uint Mask = 0x1 | 0x2 | 0x8;   // STATX_TYPE | STATX_MODE | STATX_UID
+        if (NativeMethods.Statx(AtFdCwd, path, 0, Mask, buffer) != 0)
+        {
+            errno = Marshal.GetLastPInvokeError();
+            uid = 0;
+            mode = 0;
+            return false;
+        }
+        errno = 0;
+        uid = BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(20));
+        mode = (UnixFileMode)(BinaryPrimitives.ReadUInt16LittleEndian(buffer.AsSpan(28)) & 0xFFF);
+        return true;
+    }
+
+    public static string? RealPath(string path)
+    {
+        var p = NativeMethods.RealPath(path, 0);
+        if (p == 0)
+        {
+            return null;
+        }
+        try
+        {
+            return Marshal.PtrToStringUTF8(p);
+        }
+        finally
+        {
+            NativeMethods.Free(p);
+        }
+    }
+
+    private static class NativeMethods
+    {
+        [DllImport("libc", EntryPoint = "statx", SetLastError = true)]
+        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
+        public static extern int Statx(int dirfd, [MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags, uint mask, byte[] buffer);
+
+        [DllImport("libc", EntryPoint = "realpath", SetLastError = true)]
+        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
+        public static extern nint RealPath([MarshalAs(UnmanagedType.LPUTF8Str)] string path, nint resolved);
+
+        [DllImport("libc", EntryPoint = "free")]
+        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
+        public static extern void Free(nint p);
+    }
+
+    public static string Describe(int errno) => errno switch
+    {
+        EAcces => "permission denied",
+        ENoEnt => "no such file or directory",
+        _ => $"errno {errno}",
+    };
+}
