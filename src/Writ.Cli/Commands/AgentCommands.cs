@@ -177,6 +177,10 @@ public static class AgentCommands
             host = await AgentHost.StartAsync(options, TimeProvider.System,
                 b => ServerCommands.ConfigureLogging(b, options.LogLevel, options.LogFormat), ctx.Cancellation).ConfigureAwait(false);
         }
+        catch (Writ.Protocol.StartupRefusedException e)
+        {
+            throw new CommandFailedException($"{e.Code}: {e.Message}");
+        }
         catch (AgentFatalException e)
         {
             throw new CommandFailedException(e.Message);

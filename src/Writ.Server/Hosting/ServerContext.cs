@@ -49,4 +49,19 @@ public sealed class ServerContext
 
     /// <summary>Issuance records, group-committed: concurrent issuances share one ledger transaction.</summary>
     public LedgerGroupCommit LedgerWriter { get; }
+
+    private readonly CancellationTokenSource _stopping = new();
+
+    /// <summary>
+    /// Cancelled when the server begins to stop: long-lived calls (agent sync streams) end at once instead of holding
+    /// the shutdown for the host's whole timeout, and nothing is signed any more.
+    /// </summary>
+    public CancellationToken Stopping => _stopping.Token;
+
+    /// <summary>Ends the sync streams and the background loops that sign (CRL) before the listeners close.</summary>
+    public void BeginStop()
+    {
+        _stopping.Cancel();
+        Revocations.Stop();
+    }
 }
