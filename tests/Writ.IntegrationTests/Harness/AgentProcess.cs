@@ -118,6 +118,15 @@ public sealed class AgentProcess : IAsyncDisposable
         return p.ExitCode;
     }
 
+    /// <summary>Sends SIGTERM (a clean stop) and returns at once; see <see cref="WaitForExitAsync"/>.</summary>
+    public void Terminate()
+    {
+        if (_process is { HasExited: false } p)
+        {
+            Proc.SendSignal(p.Id, "TERM");
+        }
+    }
+
     /// <summary>SIGKILL: no clean shutdown, as a crash or an OOM kill would be.</summary>
     public async Task KillAsync()
     {

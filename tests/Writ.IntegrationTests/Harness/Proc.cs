@@ -66,6 +66,13 @@ public static class Proc
         return new ProcResult(p.ExitCode, await stdout.ConfigureAwait(false), await stderr.ConfigureAwait(false));
     }
 
+    /// <summary>kill -SIGNAL PID (e.g. "TERM"), waiting only for `kill` itself.</summary>
+    public static void SendSignal(int pid, string signal)
+    {
+        using var kill = Process.Start("kill", [$"-{signal}", pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        kill.WaitForExit();
+    }
+
     /// <summary>Runs `writ ARGS` (the built writ.dll under `dotnet`).</summary>
     public static Task<ProcResult> WritAsync(params string[] args) => RunAsync("dotnet", [Repo.WritDll, .. args]);
 

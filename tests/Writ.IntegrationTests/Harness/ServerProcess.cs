@@ -94,6 +94,31 @@ public sealed class ServerProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>Sends SIGTERM and returns at once (see <see cref="WaitForExitAsync"/>).</summary>
+    public void Terminate()
+    {
+        if (_process is { HasExited: false } p)
+        {
+            Proc.SendSignal(p.Id, "TERM");
+        }
+    }
+
+    /// <summary>Waits (with a deadline) for the process to exit and returns its exit code.</summary>
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        var p = _process ?? throw new InvalidOperationException("the server was never started");
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await p.WaitForExitAsync(cts.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            throw new TimeoutException($"the server did not exit within {timeout.TotalSeconds}s\n--- stderr\n{Stderr.Text}");
+        }
+        return p.ExitCode;
+    }
+
     public async Task StopAsync()
     {
         if (_process is { HasExited: false } p)
