@@ -104,20 +104,8 @@ public sealed class ServerProcess : IAsyncDisposable
     }
 
     /// <summary>Waits (with a deadline) for the process to exit and returns its exit code.</summary>
-    public async Task<int> WaitForExitAsync(TimeSpan timeout)
-    {
-        var p = _process ?? throw new InvalidOperationException("the server was never started");
-        using var cts = new CancellationTokenSource(timeout);
-        try
-        {
-            await p.WaitForExitAsync(cts.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            throw new TimeoutException($"the server did not exit within {timeout.TotalSeconds}s\n--- stderr\n{Stderr.Text}");
-        }
-        return p.ExitCode;
-    }
+    public Task<int> WaitForExitAsync(TimeSpan timeout) =>
+        Proc.WaitForExitAsync(_process ?? throw new InvalidOperationException("the server was never started"), timeout, "the server", Stderr);
 
     public async Task StopAsync()
     {
