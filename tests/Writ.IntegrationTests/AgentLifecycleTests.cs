@@ -246,4 +246,37 @@ public sealed class AgentLifecycleTests
         Assert.Single(lines, l => l.StartsWith("error: ", StringComparison.Ordinal));
         Assert.DoesNotContain("   at ", agent.Stderr.Text, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task A_second_agent_on_the_same_data_dir_is_refused_in_one_line_and_the_first_keeps_serving()
+    {
+        await using var rig = await AgentRig.StartAsync();
+        await rig.CreateEntryAsync("spiffe://example.org/first-agent", ["unix:uid:0"]);
+        await AgentTests.WaitForSvidAsync(rig);
+
+        // Another socket, so only the data dir (its SVID, key and state) is shared.
+        var second = await Proc.WritAsync("agent", "run", "--server", rig.Relay.Address, "--data-dir", rig.Agent.DataDir,
+            "--socket", rig["second.sock"]);
+        Expect.OneLineError(second, "WRIT-AGENT-DATA-DIR-IN-USE");
+        Assert.Equal(1, second.ExitCode);
+        Assert.False(File.Exists(rig["second.sock"]));
+
+        Assert.False(rig.Agent.HasExited, rig.Agent.Stderr.Text);
+        using var client = rig.Client();
+        Assert.NotEmpty((await client.FetchX509Async(CancellationToken.None)).Svids);
+    }
+
+    [Fact]
+    public async Task An_old_agent_exiting_leaves_a_newer_workload_socket_in_place()
+    {
+        await using var rig = await AgentRig.StartAsync();
+        File.Delete(rig.Agent.SocketPath);
+        using var newer = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+        newer.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(rig.Agent.SocketPath));
+        newer.Listen();
+
+        rig.Agent.Terminate();
+        Assert.Equal(0, await rig.Agent.WaitForExitAsync(TimeSpan.FromSeconds(15)));
+        Assert.True(File.Exists(rig.Agent.SocketPath), "the old agent deleted the newer agent's Workload API socket");
+    }
 }

@@ -185,4 +185,137 @@ public sealed class ServerLifecycleTests
         var e = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => agent.AttestAsync(token));
         Assert.Equal(Grpc.Core.StatusCode.PermissionDenied, e.StatusCode);
     }
+
+    // ------------------------------------------------------------------ issue #11: restarts, one server per data dir
+
+    /// <summary>Far below the ~31 s a sync stream used to hold the shutdown, generous for a loaded machine.</summary>
+    private static readonly TimeSpan ExitDeadline = TimeSpan.FromSeconds(15);
+
+    [Fact]
+    public async Task Sigterm_with_an_agent_connected_exits_within_the_grace_and_signs_nothing_after_stopping()
+    {
+        await using var rig = await AgentRig.StartAsync();
+        await rig.CreateEntryAsync("spiffe://example.org/held", ["unix:uid:0"]);
+        await AgentTests.WaitForSvidAsync(rig);   // the agent's sync stream is open and has delivered
+
+        rig.Server.Terminate();
+        Assert.Equal(0, await rig.Server.WaitForExitAsync(ExitDeadline));
+
+        var log = rig.Server.Stderr.Text.Split('\n');
+        var stopping = Array.FindIndex(log, l => l.Contains("[1001]", StringComparison.Ordinal));
+        Assert.True(stopping >= 0, "no 'stopping' line:\n" + rig.Server.Stderr.Text);
+        Assert.DoesNotContain(log.Skip(stopping), l => l.Contains("CRL", StringComparison.Ordinal) && l.Contains("signed", StringComparison.Ordinal));
+        Assert.False(File.Exists(rig.Server.AdminSocket), "a cleanly stopped server removes its own admin socket");
+        Assert.False(rig.Agent.HasExited, "a server stopping must not stop the agent:\n" + rig.Agent.Stderr.Text);
+    }
+
+    [Fact]
+    public async Task A_second_server_on_the_same_data_dir_or_sqlite_file_is_refused_in_one_line_and_creates_nothing()
+    {
+        using var dir = new TempDir();
+        var first = await ServerProcess.StartAsync(dir["server"]);
+        await using var _ = first;
+
+        // Same data dir, another admin socket (so the socket check cannot be what refuses it).
+        var sameDir = await Proc.WritAsync("server", "run", "--trust-domain", "example.org", "--data-dir", dir["server"],
+            "--bind", "127.0.0.1:0", "--admin-socket", dir["other.sock"]);
+        Expect.OneLineError(sameDir, "WRIT-SERVER-DATA-DIR-IN-USE");
+        Assert.Equal(1, sameDir.ExitCode);
+        Assert.False(File.Exists(dir["other.sock"]));
+
+        // Another data dir and admin socket, the same SQLite file.
+        var sameDb = await Proc.WritAsync("server", "run", "--trust-domain", "example.org", "--data-dir", dir["second"],
+            "--bind", "127.0.0.1:0", "--admin-socket", dir["second.sock"], "--store-connection", Path.Combine(dir["server"], "writ.db"));
+        Expect.OneLineError(sameDb, "WRIT-SERVER-STORE-IN-USE");
+        Assert.Equal(1, sameDb.ExitCode);
+        Assert.Empty(Directory.GetFileSystemEntries(dir["second"]));
+        Assert.False(File.Exists(dir["second.sock"]));
+
+        // The first server is untouched and still managed through its own socket.
+        var listed = await first.WritAsync("entry", "list");
+        Assert.True(listed.ExitCode == 0, listed.ToString());
+    }
+
+    [Fact]
+    public async Task An_old_server_exiting_leaves_a_newer_admin_socket_in_place()
+    {
+        using var dir = new TempDir();
+        var old = await ServerProcess.StartAsync(dir["server"]);
+        await using var _ = old;
+        // Another server has taken the path meanwhile (here: the test binds a new socket there).
+        File.Delete(old.AdminSocket);
+        using var newer = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+        newer.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(old.AdminSocket));
+        newer.Listen();
+        var newInode = await InodeAsync(old.AdminSocket);
+
+        old.Terminate();
+        Assert.Equal(0, await old.WaitForExitAsync(ExitDeadline));
+        Assert.True(File.Exists(old.AdminSocket), "the old server deleted the newer server's admin socket");
+        Assert.Equal(newInode, await InodeAsync(old.AdminSocket));
+    }
+
+    private static async Task<string> InodeAsync(string path)
+    {
+        var r = await Proc.RunAsync("stat", ["-c", "%d:%i", path]);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        return r.Stdout.Trim();
+    }
+
+    [Fact]
+    public async Task Another_trust_domain_on_existing_data_is_refused_naming_both_and_nothing_is_written()
+    {
+        using var dir = new TempDir();
+        var server = await ServerProcess.StartAsync(dir["server"]);
+        await using (server)
+        {
+            var created = await server.WritAsync("entry", "create", "--spiffe-id", "spiffe://example.org/a", "--parent-id",
+                "spiffe://example.org/writ/agent/join_token/x", "--selector", "unix:uid:1");
+            Assert.True(created.ExitCode == 0, created.ToString());
+            server.Terminate();
+            Assert.Equal(0, await server.WaitForExitAsync(ExitDeadline));
+        }
+        var db = Path.Combine(dir["server"], "writ.db");
+        var ledgerBefore = await LedgerAsync(db);
+        var keysBefore = await File.ReadAllBytesAsync(Path.Combine(dir["server"], "keys.json"));
+
+        var r = await Proc.WritAsync("server", "run", "--trust-domain", "other.org", "--data-dir", dir["server"], "--bind", "127.0.0.1:0");
+        Expect.OneLineError(r, "WRIT-SERVER-TRUST-DOMAIN-MISMATCH");
+        Assert.Contains("example.org", r.Stderr, StringComparison.Ordinal);
+        Assert.Contains("other.org", r.Stderr, StringComparison.Ordinal);
+        Assert.Equal(ledgerBefore, await LedgerAsync(db));
+        Assert.Equal(keysBefore, await File.ReadAllBytesAsync(Path.Combine(dir["server"], "keys.json")));
+        Assert.False(File.Exists(Path.Combine(dir["server"], "admin.sock")));
+
+        // The data's own trust domain still starts.
+        var again = await ServerProcess.StartAsync(dir["server"]);
+        await using var _ = again;
+        Assert.Contains("1 entry", (await again.WritAsync("entry", "list")).Stdout, StringComparison.Ordinal);
+    }
+
+    /// <summary>Every ledger record (seq, kind, subject), read with the sqlite3 tool.</summary>
+    private static async Task<string> LedgerAsync(string db)
+    {
+        var r = await Proc.RunAsync("sqlite3", [db, "SELECT count(*) FROM ledger; SELECT seq, kind, subject FROM ledger ORDER BY seq;"]);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.False(r.Stdout.StartsWith("0\n", StringComparison.Ordinal), "the ledger is empty: nothing to compare");
+        return r.Stdout;
+    }
+
+    [Fact]
+    public async Task Port_in_use_is_one_line_with_a_code_and_creates_no_ca_database_or_keys()
+    {
+        using var dir = new TempDir();
+        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port;
+
+        var r = await Proc.WritAsync("server", "run", "--trust-domain", "example.org", "--data-dir", dir["fresh"],
+            "--bind", $"127.0.0.1:{port}");
+        Expect.OneLineError(r, "WRIT-SERVER-PORT-IN-USE");
+        Assert.Contains($"127.0.0.1:{port}", r.Stderr, StringComparison.Ordinal);
+        Assert.Equal(1, r.ExitCode);
+        // The data dir may exist (it is locked first), but nothing is in it: no database, no key file, no socket.
+        Assert.Empty(Directory.Exists(dir["fresh"]) ? Directory.GetFileSystemEntries(dir["fresh"]) : []);
+    }
 }

@@ -13,6 +13,7 @@ using Writ.Agent.PeerTracking;
 using Writ.Agent.Sync;
 using Writ.Agent.WorkloadApi;
 using Writ.Agent.WorkloadAttestation;
+using Writ.Protocol;
 
 namespace Writ.Agent.Hosting;
 
@@ -28,12 +29,22 @@ public sealed class AgentHost : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource<string?> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly List<Task> _loops = [];
+    private readonly ExclusiveLock _dataDirLock;
+    private readonly OwnedUnixSocket _socket;
 
-    private AgentHost(WebApplication app, NodeIdentity node)
+    private AgentHost(WebApplication app, NodeIdentity node, ExclusiveLock dataDirLock, OwnedUnixSocket socket)
     {
         _app = app;
         _node = node;
+        _dataDirLock = dataDirLock;
+        _socket = socket;
     }
+
+    /// <summary>Stable code of a start refused because another agent runs on the same data dir.</summary>
+    public const string DataDirInUseCode = "WRIT-AGENT-DATA-DIR-IN-USE";
+
+    /// <summary>Stable code of a start refused because another process serves on the Workload API socket.</summary>
+    public const string SocketInUseCode = "WRIT-AGENT-SOCKET-IN-USE";
 
     public string AgentId => _node.AgentId?.ToString() ?? "";
 
@@ -44,6 +55,37 @@ public sealed class AgentHost : IAsyncDisposable
     public Task<string?> Completion => _completion.Task;
 
     public static async Task<AgentHost> StartAsync(AgentOptions options, TimeProvider time, Action<ILoggingBuilder> logging, CancellationToken ct)
+    {
+        // One agent per data dir (its SVID, key and pending reports), held until the process exits; then the socket,
+        // bound before the agent attests so that a taken socket path is known before anything is asked of the server.
+        Directory.CreateDirectory(options.DataDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        var dataDirLock = ExclusiveLock.TryAcquire(options.DataDir) ?? throw new StartupRefusedException(DataDirInUseCode,
+            $"the agent data dir '{options.DataDir}' is in use by another running Writ agent: stop it first (one agent per data dir)");
+        OwnedUnixSocket? socket = null;
+        var handedOver = false;
+        try
+        {
+            socket = ListenWorkloadSocket(options.SocketPath);
+            var host = await StartAsync(options, time, logging, dataDirLock, socket, () => handedOver = true, ct).ConfigureAwait(false);
+            return host;
+        }
+        catch
+        {
+            if (socket is not null)
+            {
+                if (!handedOver)
+                {
+                    ListenerHandle.Close(socket.Handle);
+                }
+                socket.RemoveIfOwned();
+            }
+            dataDirLock.Dispose();
+            throw;
+        }
+    }
+
+    private static async Task<AgentHost> StartAsync(AgentOptions options, TimeProvider time, Action<ILoggingBuilder> logging, ExclusiveLock dataDirLock,
+        OwnedUnixSocket socket, Action handingOver, CancellationToken ct)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -76,23 +118,21 @@ public sealed class AgentHost : IAsyncDisposable
             o.EnableDetailedErrors = false;
         });
         builder.Services.AddGrpcReflection();
-        PrepareSocket(options.SocketPath);
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
-            k.ListenUnixSocket(options.SocketPath, lo => lo.Protocols = HttpProtocols.Http2);
+            k.ListenHandle(socket.Handle, lo => lo.Protocols = HttpProtocols.Http2);
         });
         var app = builder.Build();
         app.MapGrpcService<WorkloadApiService>();
         app.MapGrpcReflectionService();
 
         var node = app.Services.GetRequiredService<NodeIdentity>();
-        var host = new AgentHost(app, node);
+        var host = new AgentHost(app, node, dataDirLock, socket);
         app.Services.GetRequiredService<FatalInterceptor>().OnFatal = host.Fail;
         await node.StartAsync(ct).ConfigureAwait(false);   // attest (or resume) before serving anything
+        handingOver();   // from here Kestrel owns (and closes) the listening descriptor
         await app.StartAsync(ct).ConfigureAwait(false);
-        // Identity comes from the kernel, not from file permissions: every local user may connect.
-        File.SetUnixFileMode(options.SocketPath, (UnixFileMode)0b110_110_110);
 
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<AgentHost>();
         var sync = new SyncClient(node, state, options, time, app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<SyncClient>());
@@ -170,12 +210,14 @@ public sealed class AgentHost : IAsyncDisposable
         _stop.Cancel();
     }
 
-    private static void PrepareSocket(string path)
+    /// <summary>Identity comes from the kernel, not from file permissions: every local user may connect (0666).</summary>
+    private static OwnedUnixSocket ListenWorkloadSocket(string path)
     {
-        if (!Writ.Protocol.UnixSocketFile.TryPrepare(path))
+        if (!UnixSocketFile.TryPrepare(path))
         {
-            throw new AgentFatalException($"another process is already serving the Workload API on '{path}': stop it or choose another --socket");
+            throw new StartupRefusedException(SocketInUseCode, $"another process is already serving the Workload API on '{path}': stop it or choose another --socket");
         }
+        return UnixSocketFile.Listen(path, (UnixFileMode)0b110_110_110);
     }
 
     public async ValueTask DisposeAsync()
@@ -186,6 +228,9 @@ public sealed class AgentHost : IAsyncDisposable
         await _app.StopAsync(CancellationToken.None).ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
         _node.Dispose();
+        // The socket file only if it is still ours, then the lock: a new agent may start only once this one is gone.
+        _socket.RemoveIfOwned();
+        _dataDirLock.Dispose();
         _stop.Dispose();
     }
 

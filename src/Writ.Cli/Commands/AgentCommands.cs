@@ -180,6 +180,10 @@ public static class AgentCommands
             host = await AgentHost.StartAsync(options, TimeProvider.System,
                 b => ServerCommands.ConfigureLogging(b, options.LogLevel, options.LogFormat), ctx.Cancellation).ConfigureAwait(false);
         }
+        catch (Writ.Protocol.StartupRefusedException e)
+        {
+            throw new CommandFailedException($"{e.Code}: {e.Message}");
+        }
         catch (AgentFatalException e)
         {
             // Refused at start-up as it would be while running (a restarted banned or evicted agent): the same exit 3.

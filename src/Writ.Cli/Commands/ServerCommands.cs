@@ -51,6 +51,10 @@ public static class ServerCommands
         {
             host = await WritServerHost.StartAsync(options, TimeProvider.System, b => ConfigureLogging(b, options.LogLevel, options.LogFormat), ctx.Cancellation).ConfigureAwait(false);
         }
+        catch (Writ.Protocol.StartupRefusedException e)
+        {
+            throw new CommandFailedException($"{e.Code}: {e.Message}");
+        }
         catch (Exception e) when (e is StoreException or InvalidOperationException or IOException or UnauthorizedAccessException)
         {
             throw new CommandFailedException($"the server could not start: {e.Message}");

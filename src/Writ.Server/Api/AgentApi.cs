@@ -116,7 +116,21 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
 
     public override async Task Sync(SyncRequest request, IServerStreamWriter<SyncUpdate> responseStream, ServerCallContext context)
     {
-        var ct = context.CancellationToken;
+        // The stream also ends when the server stops: the agent reconnects (to the next server) instead of holding the
+        // shutdown until the host's timeout cuts it.
+        using var callOrStop = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, server.Stopping);
+        try
+        {
+            await SyncUntilCancelledAsync(request, responseStream, context, callOrStop.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (server.Stopping.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
+        {
+            throw new RpcException(new Status(StatusCode.Unavailable, "the server is stopping: reconnect"));
+        }
+    }
+
+    private async Task SyncUntilCancelledAsync(SyncRequest request, IServerStreamWriter<SyncUpdate> responseStream, ServerCallContext context, CancellationToken ct)
+    {
         var caller = await AuthenticateAsync(context).ConfigureAwait(false);
         var parents = caller.ParentIds;
         var since = request.SinceRevision;

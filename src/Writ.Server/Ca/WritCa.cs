@@ -563,9 +563,42 @@ public sealed class WritCa
             && stored.JwtAuthorities.Keys.Order().SequenceEqual(candidate.JwtAuthorities.Keys.Order());
     }
 
+    /// <summary>
+    /// The trust domain the CA journal in <paramref name="store"/> was made for (the URI SAN of its X.509 authorities),
+    /// or null when the store has no CA yet. Data from before the trust domain was recorded is bound by this.
+    /// </summary>
+    public static async Task<TrustDomain?> JournalTrustDomainAsync(IWritStore store, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        var stored = await store.CaJournal.GetAsync(JournalName, ct).ConfigureAwait(false);
+        if (stored is null)
+        {
+            return null;
+        }
+        foreach (var a in ParseJournal(stored.Data).X509)
+        {
+            using var cert = X509CertificateLoader.LoadCertificate(Convert.FromBase64String(a.ChainDerBase64[0]));
+            if (X509Authorities.TrustDomainOf(cert) is { } td)
+            {
+                return td;
+            }
+        }
+        return null;
+    }
+
+    /// <summary>A CA signs only inside its own trust domain, whatever a caller (or a bug above it) asks for.</summary>
+    private void RequireOwnTrustDomain(SpiffeId id)
+    {
+        if (id.TrustDomain != _td)
+        {
+            throw new ArgumentException($"the CA of trust domain {_td.Name} refuses to sign {id}: it is outside its trust domain");
+        }
+    }
+
     /// <summary>Signs an X.509-SVID for the subject key with the active authority. Returns the chain, leaf first.</summary>
     public IReadOnlyList<X509Certificate2> SignX509Svid(SpiffeId id, PublicKey subjectKey, TimeSpan ttl, IReadOnlyList<string>? dnsNames = null)
     {
+        RequireOwnTrustDomain(id);
         var (s, now) = ActiveX509Signer();
         var leaf = X509SvidMinter.SignLeaf(s.Certificate, s.Key, id, subjectKey, now, ttl, dnsNames);
         return [leaf, .. s.ChainAboveLeaf.Where(c => !IsSelfSigned(c))];
@@ -578,6 +611,7 @@ public sealed class WritCa
     public (SignedX509Leaf Leaf, IReadOnlyList<byte[]> ChainAboveLeaf) SignX509SvidDer(SpiffeId id, PublicKey subjectKey, TimeSpan ttl,
         IReadOnlyList<string>? dnsNames = null)
     {
+        RequireOwnTrustDomain(id);
         var (s, now) = ActiveX509Signer();
         var leaf = X509SvidMinter.SignLeafDer(s.Certificate, s.Key, id, subjectKey, now, ttl, dnsNames);
         return (leaf, [.. s.ChainAboveLeaf.Where(c => !IsSelfSigned(c)).Select(c => c.RawData)]);
@@ -599,6 +633,7 @@ public sealed class WritCa
     public (string Token, DateTimeOffset ExpiresAt) MintJwtSvid(SpiffeId id, IReadOnlyList<string> audience, TimeSpan ttl,
         IReadOnlyDictionary<string, object>? extraClaims = null)
     {
+        RequireOwnTrustDomain(id);
         var signer = _jwtSigner ?? throw new InvalidOperationException("the CA is not initialized: call InitializeAsync first");
         var now = _time.GetUtcNow();
         if (signer.NotAfter <= now)

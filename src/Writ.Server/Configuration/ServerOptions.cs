@@ -22,6 +22,8 @@ public sealed record ServerOptions
     public TimeSpan AgentTtl { get; init; } = TimeSpan.FromHours(1);
     public TimeSpan JoinTokenTtl { get; init; } = TimeSpan.FromMinutes(10);
     public TimeSpan RotationInterval { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>On SIGTERM: how long calls in flight may take to finish before their connections are cut.</summary>
+    public TimeSpan ShutdownGrace { get; init; } = TimeSpan.FromSeconds(5);
     public string LogLevel { get; init; } = "info";
     public string LogFormat { get; init; } = "text";
     /// <summary>Flood limits on issuance and the ledger, and signed ledger checkpoints.</summary>
@@ -55,6 +57,7 @@ public static class ServerConfigLoader
         new("agent_ttl", "1h", "Lifetime of agent SVIDs."),
         new("join_token_ttl", "10m", "Default lifetime of join tokens."),
         new("rotation_interval", "10s", "How often the CA rotation state machine runs."),
+        new("shutdown_grace", "5s", "On SIGTERM: sync streams end at once; other calls in flight get this long before their connections are cut."),
         new("log_level", "info", "debug, info, warn or error."),
         new("log_format", "text", "text (one line per event) or json (one JSON object per line)."),
         .. LedgerOptions.Keys,
@@ -132,6 +135,7 @@ public static class ServerConfigLoader
         var agentTtl = c.Duration("agent_ttl", TimeSpan.FromSeconds(30), TimeSpan.FromDays(365));
         var tokenTtl = c.Duration("join_token_ttl", TimeSpan.FromSeconds(10), TimeSpan.FromDays(365));
         var rot = c.Duration("rotation_interval", TimeSpan.FromMilliseconds(100), TimeSpan.FromHours(1));
+        var grace = c.Duration("shutdown_grace", TimeSpan.Zero, TimeSpan.FromMinutes(5));
         var log = c.OneOf("log_level", "info", "debug", "warn", "error");
         var logFormat = c.OneOf("log_format", "text", "json");
         var ledger = LedgerOptions.Build(c);
@@ -164,6 +168,7 @@ public static class ServerConfigLoader
             AgentTtl = agentTtl,
             JoinTokenTtl = tokenTtl,
             RotationInterval = rot,
+            ShutdownGrace = grace,
             LogLevel = log,
             LogFormat = logFormat,
             Ledger = ledger,

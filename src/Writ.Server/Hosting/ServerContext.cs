@@ -57,4 +57,19 @@ public sealed class ServerContext
 
     /// <summary>Signed ledger checkpoints kept in the data dir (issue #12 item 9); initialized and run by the host.</summary>
     public Ledger.LedgerCheckpointer Checkpoints { get; }
+
+    private readonly CancellationTokenSource _stopping = new();
+
+    /// <summary>
+    /// Cancelled when the server begins to stop: long-lived calls (agent sync streams) end at once instead of holding
+    /// the shutdown for the host's whole timeout, and nothing is signed any more.
+    /// </summary>
+    public CancellationToken Stopping => _stopping.Token;
+
+    /// <summary>Ends the sync streams and the background loops that sign (CRL) before the listeners close.</summary>
+    public void BeginStop()
+    {
+        _stopping.Cancel();
+        Revocations.Stop();
+    }
 }

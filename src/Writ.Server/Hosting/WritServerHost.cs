@@ -6,8 +6,6 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
@@ -18,6 +16,7 @@ using Writ.Server.Api;
 using Writ.Server.Ca;
 using Writ.Server.Configuration;
 using Writ.Server.Keys;
+using Writ.Protocol;
 using Writ.Server.Storage;
 
 namespace Writ.Server.Hosting;
@@ -31,13 +30,15 @@ public sealed class WritServerHost : IAsyncDisposable
     private readonly WebApplication _app;
     private readonly ServerContext _server;
     private readonly CancellationTokenSource _stop = new();
+    private readonly StartupResources _held;
     private Task? _rotation;
     private Task? _checkpoints;
 
-    private WritServerHost(WebApplication app, ServerContext server)
+    private WritServerHost(WebApplication app, ServerContext server, StartupResources held)
     {
         _app = app;
         _server = server;
+        _held = held;
     }
 
     public ServerContext Server => _server;
@@ -47,24 +48,33 @@ public sealed class WritServerHost : IAsyncDisposable
 
     public static async Task<WritServerHost> StartAsync(ServerOptions options, TimeProvider time, Action<ILoggingBuilder> logging, CancellationToken ct)
     {
-        Directory.CreateDirectory(options.DataDir);
-        File.SetUnixFileMode(options.DataDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        using var bootLogs = LoggerFactory.Create(logging);
-        var store = await WritStoreFactory.OpenAsync(options.StoreKind, options.StoreConnection, time, ct).ConfigureAwait(false);
+        // Order matters: everything that can be refused (another server on this data dir or database, the port, the
+        // admin socket, another trust domain's data) is checked before a key, a CA or a database is created.
+        var held = new StartupResources();
         try
         {
+            held.DataDirLock = LockDataDir(options.DataDir);
+            LockSqliteFile(options)?.Dispose();   // refused now if taken; held once the store has opened (it reads the file itself)
+            held.AdminSocket = ListenAdminSocket(options.AdminSocket);
+            (held.AgentApiHandle, var agentApi) = ListenAgentApi(options.Bind);
+            using var bootLogs = LoggerFactory.Create(logging);
+            var store = await WritStoreFactory.OpenAsync(options.StoreKind, options.StoreConnection, time, ct).ConfigureAwait(false);
+            held.Store = store;
+            held.StoreLock = LockSqliteFile(options);
+            await BindTrustDomainAsync(store, options, ct).ConfigureAwait(false);
             IKeyManager keys = options.KeyManager == "memory"
                 ? new MemoryKeyManager()
                 : new DiskKeyManager(Path.Combine(options.DataDir, "keys.json"));
             var ca = new WritCa(options.TrustDomain, options.Ca, keys, store, time, bootLogs.CreateLogger<WritCa>());
             await ca.InitializeAsync(ct).ConfigureAwait(false);
             await AdminApi.InstallDefaultPolicyAsync(store, bootLogs.CreateLogger<AdminApi>(), ct).ConfigureAwait(false);
-            PrepareAdminSocket(options.AdminSocket);
 
             var builder = WebApplication.CreateSlimBuilder();
             builder.Logging.ClearProviders();
             logging(builder.Logging);
             builder.Services.AddSingleton(time);
+            // SIGTERM: sync streams end at once (ServerContext.Stopping); other calls get the grace, then are cut.
+            builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.ShutdownGrace);
             builder.Services.AddGrpc(o =>
             {
                 o.Interceptors.Add<ErrorTranslationInterceptor>();
@@ -78,7 +88,7 @@ public sealed class WritServerHost : IAsyncDisposable
             builder.WebHost.ConfigureKestrel(k =>
             {
                 k.AddServerHeader = false;
-                k.Listen(options.Bind, lo =>
+                k.ListenHandle(held.AgentApiHandle.Value, lo =>
                 {
                     lo.Protocols = HttpProtocols.Http2;
                     lo.UseHttps(new TlsHandshakeCallbackOptions
@@ -94,7 +104,7 @@ public sealed class WritServerHost : IAsyncDisposable
                         }),
                     });
                 });
-                k.ListenUnixSocket(options.AdminSocket, lo =>
+                k.ListenHandle(held.AdminSocket.Handle, lo =>
                 {
                     lo.Protocols = HttpProtocols.Http2;
                     lo.Use(next => async conn =>
@@ -137,13 +147,11 @@ public sealed class WritServerHost : IAsyncDisposable
             // restart must be refused, not raced.
             await context.Revocations.EnsureCurrentAsync(-1, ct).ConfigureAwait(false);
             context.Checkpoints.Initialize();
+            held.HandedOver = true;   // from here Kestrel owns (and closes) the listening descriptors
             await app.StartAsync(ct).ConfigureAwait(false);
-            File.SetUnixFileMode(options.AdminSocket, UnixFileMode.UserRead | UnixFileMode.UserWrite);
 
-            var host = new WritServerHost(app, app.Services.GetRequiredService<ServerContext>());
-            var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
-            host.AgentApiAddress = addresses.Select(a => new Uri(a)).Where(u => u.Scheme == "https")
-                .Select(u => $"{u.Host}:{u.Port}").FirstOrDefault() ?? options.Bind.ToString();
+            var host = new WritServerHost(app, app.Services.GetRequiredService<ServerContext>(), held);
+            host.AgentApiAddress = agentApi.ToString();
             var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<WritServerHost>();
             ca.BundleChanged += b =>
             {
@@ -157,19 +165,90 @@ public sealed class WritServerHost : IAsyncDisposable
         }
         catch
         {
-            await store.DisposeAsync().ConfigureAwait(false);
+            await held.DisposeAsync().ConfigureAwait(false);
             throw;
         }
     }
 
-    /// <summary>Removes a stale socket file, but refuses to take over one another live server is answering on.</summary>
-    private static void PrepareAdminSocket(string path)
+    /// <summary>One server per data dir, held until the process exits (the kernel drops it even on SIGKILL).</summary>
+    private static ExclusiveLock LockDataDir(string dataDir)
     {
-        if (!Writ.Protocol.UnixSocketFile.TryPrepare(path))
+        Directory.CreateDirectory(dataDir);
+        File.SetUnixFileMode(dataDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        return ExclusiveLock.TryAcquire(dataDir) ?? throw new StartupRefusedException(StartupCodes.DataDirInUse,
+            $"the data dir '{dataDir}' is in use by another running Writ server: stop it first (one server per data dir)");
+    }
+
+    /// <summary>
+    /// One server per SQLite file, whatever its data dir or admin socket (servers share a store only on PostgreSQL).
+    /// Null when the database does not exist yet, or the store is not SQLite.
+    /// </summary>
+    private static ExclusiveLock? LockSqliteFile(ServerOptions options)
+    {
+        if (options.StoreKind != "sqlite" || !File.Exists(options.StoreConnection))
         {
-            throw new InvalidOperationException($"another Writ server is already listening on admin socket '{path}': stop it, or give this one another --admin-socket and --data-dir");
+            return null;
+        }
+        return ExclusiveLock.TryAcquire(options.StoreConnection) ?? throw new StartupRefusedException(StartupCodes.StoreInUse,
+            $"the SQLite database '{options.StoreConnection}' is in use by another running Writ server (with another data dir or admin socket): stop it first; servers share a store only on PostgreSQL");
+    }
+
+    /// <summary>Refuses to take over a socket another live server answers on; removes one left by a crash.</summary>
+    private static OwnedUnixSocket ListenAdminSocket(string path)
+    {
+        if (!UnixSocketFile.TryPrepare(path))
+        {
+            throw new StartupRefusedException(StartupCodes.AdminSocketInUse,
+                $"another Writ server is already listening on admin socket '{path}': stop it, or give this one another --admin-socket and --data-dir");
+        }
+        return UnixSocketFile.Listen(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+    }
+
+    private static (ulong Handle, IPEndPoint Bound) ListenAgentApi(IPEndPoint bind)
+    {
+        try
+        {
+            return ListenerHandle.ListenTcp(bind);
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
+        {
+            throw new StartupRefusedException(StartupCodes.PortInUse,
+                $"cannot listen on {bind}: the address is already in use; stop the process using it or choose another --bind");
+        }
+        catch (SocketException e)
+        {
+            throw new StartupRefusedException(StartupCodes.BindFailed, $"cannot listen on {bind}: {e.Message}; choose another --bind");
         }
     }
+
+    /// <summary>
+    /// The data belongs to the trust domain recorded at its first start (or, for data from before it was recorded, to
+    /// the trust domain of its CA): a server configured for another is refused before it writes anything.
+    /// </summary>
+    private static async Task BindTrustDomainAsync(IWritStore store, ServerOptions options, CancellationToken ct)
+    {
+        var configured = options.TrustDomain.Name;
+        var recorded = await store.Metadata.GetAsync(TrustDomainKey, ct).ConfigureAwait(false)
+            ?? (await WritCa.JournalTrustDomainAsync(store, ct).ConfigureAwait(false))?.Name;
+        if (recorded is null)
+        {
+            recorded = await store.Metadata.SetIfAbsentAsync(TrustDomainKey, configured, ct).ConfigureAwait(false);
+        }
+        else if (recorded == configured)
+        {
+            await store.Metadata.SetIfAbsentAsync(TrustDomainKey, configured, ct).ConfigureAwait(false);
+        }
+        if (recorded != configured)
+        {
+            throw new StartupRefusedException(StartupCodes.TrustDomainMismatch,
+                $"the data in {Describe(options)} belongs to trust domain {recorded}, not {configured}: start with --trust-domain {recorded}, or give {configured} its own --data-dir and store");
+        }
+    }
+
+    private static string Describe(ServerOptions o) => o.StoreKind == "sqlite" ? $"'{o.StoreConnection}'" : "the PostgreSQL store";
+
+    /// <summary>Store metadata key of the trust domain the data belongs to.</summary>
+    public const string TrustDomainKey = "trust_domain";
 
     private async Task RotateLoopAsync(ILogger log)
     {
@@ -200,6 +279,10 @@ public sealed class WritServerHost : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        var log = _app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<WritServerHost>();
+        ServerLog.Stopping(log);
+        // Nothing signs or streams from here: sync streams end (agents reconnect elsewhere), the CRL is no longer signed.
+        _server.BeginStop();
         await _stop.CancelAsync().ConfigureAwait(false);
         if (_rotation is not null)
         {
@@ -209,19 +292,56 @@ public sealed class WritServerHost : IAsyncDisposable
         {
             await _checkpoints.ConfigureAwait(false);   // the last checkpoint, of the head as it is now
         }
-        ServerLog.Stopping(_app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<WritServerHost>());
         await _app.StopAsync(CancellationToken.None).ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
         await _server.Policy.DisposeAsync().ConfigureAwait(false);
-        await _server.Store.DisposeAsync().ConfigureAwait(false);
         _server.Checkpoints.Dispose();
-        try
-        {
-            File.Delete(_server.Options.AdminSocket);
-        }
-        catch (IOException)
-        {
-        }
+        // Then the socket file (only if still ours) and, last, the locks: a new server may start only once this one is gone.
+        await _held.DisposeAsync().ConfigureAwait(false);
         _stop.Dispose();
     }
+
+    /// <summary>What a start-up holds, released in reverse on failure or at the end of the run.</summary>
+    private sealed class StartupResources : IAsyncDisposable
+    {
+        public ExclusiveLock? DataDirLock { get; set; }
+        public ExclusiveLock? StoreLock { get; set; }
+        public OwnedUnixSocket? AdminSocket { get; set; }
+        public ulong? AgentApiHandle { get; set; }
+        public IWritStore? Store { get; set; }
+        public bool HandedOver { get; set; }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (Store is not null)
+            {
+                await Store.DisposeAsync().ConfigureAwait(false);
+            }
+            if (!HandedOver)
+            {
+                if (AgentApiHandle is { } h)
+                {
+                    ListenerHandle.Close(h);
+                }
+                if (AdminSocket is not null)
+                {
+                    ListenerHandle.Close(AdminSocket.Handle);
+                }
+            }
+            AdminSocket?.RemoveIfOwned();
+            StoreLock?.Dispose();
+            DataDirLock?.Dispose();
+        }
+    }
+}
+
+/// <summary>Stable codes of refused start-ups (docs/cli.md lists them).</summary>
+public static class StartupCodes
+{
+    public const string DataDirInUse = "WRIT-SERVER-DATA-DIR-IN-USE";
+    public const string StoreInUse = "WRIT-SERVER-STORE-IN-USE";
+    public const string AdminSocketInUse = "WRIT-SERVER-ADMIN-SOCKET-IN-USE";
+    public const string PortInUse = "WRIT-SERVER-PORT-IN-USE";
+    public const string BindFailed = "WRIT-SERVER-BIND-FAILED";
+    public const string TrustDomainMismatch = "WRIT-SERVER-TRUST-DOMAIN-MISMATCH";
 }

@@ -45,6 +45,7 @@ public sealed class RevocationService
     private BigInteger _lastCrlNumber;
     private DateTimeOffset _lastPrune;
     private int _loopStarted;
+    private readonly CancellationTokenSource _stopping = new();
 
     public RevocationService(IWritStore store, WritCa ca, TimeProvider time, ILogger<RevocationService> log)
     {
@@ -55,6 +56,12 @@ public sealed class RevocationService
         _lastPrune = time.GetUtcNow();
         EnsureWatching();   // load the deny list now: an agent presenting a revoked SVID right after start-up is refused too
     }
+
+    /// <summary>
+    /// The server is stopping: the background loop ends and no CRL is signed any more (a process on its way out must not
+    /// publish CRLs next to the server that replaces it).
+    /// </summary>
+    public void Stop() => _stopping.Cancel();
 
     /// <summary>The last CRL built, or null before the first one (callers that can wait use <see cref="CrlAsync"/>).</summary>
     public CrlSnapshot? CachedCrl => Volatile.Read(ref _crl);
@@ -413,22 +420,22 @@ public sealed class RevocationService
         {
             try
             {
-                await EnsureCurrentAsync(-1, CancellationToken.None).ConfigureAwait(false);
+                await EnsureCurrentAsync(-1, _stopping.Token).ConfigureAwait(false);
                 await PruneIfDueAsync().ConfigureAwait(false);
-                await _store.Entries.WaitForChangeAsync(Interlocked.Read(ref _revision), CancellationToken.None).ConfigureAwait(false);
+                await _store.Entries.WaitForChangeAsync(Interlocked.Read(ref _revision), _stopping.Token).ConfigureAwait(false);
             }
-            catch (ObjectDisposedException)
+            catch (Exception e) when (e is ObjectDisposedException || _stopping.IsCancellationRequested)
             {
-                return;   // the store is closed: the server is stopping
+                return;   // the server is stopping (or its store is closed)
             }
             catch (Exception e) when (e is StoreException or InvalidOperationException)
             {
                 ServerLog.RevocationRefreshFailed(_log, e.Message);
                 try
                 {
-                    await Task.Delay(TimeSpan.FromSeconds(1), _time).ConfigureAwait(false);
+                    await Task.Delay(TimeSpan.FromSeconds(1), _time, _stopping.Token).ConfigureAwait(false);
                 }
-                catch (ObjectDisposedException)
+                catch (Exception d) when (d is ObjectDisposedException or OperationCanceledException)
                 {
                     return;
                 }
@@ -463,12 +470,14 @@ public sealed class RevocationService
     /// </summary>
     public async Task<CrlSnapshot> CrlAsync(long revision, CancellationToken ct)
     {
+        _stopping.Token.ThrowIfCancellationRequested();
         EnsureWatching();
         await EnsureCurrentAsync(revision, ct).ConfigureAwait(false);
         var (keyId, certificate, key) = _ca.ActiveX509Authority;
         var now = _time.GetUtcNow();
         lock (_lock)
         {
+            _stopping.Token.ThrowIfCancellationRequested();
             if (_crl is { } c && c.Version == _version && c.AuthorityKeyId == keyId && now < c.ThisUpdate + (CrlValidity / 2) && now >= c.ThisUpdate)
             {
                 return c;

@@ -13,6 +13,22 @@ public interface IWritStore : IAsyncDisposable
     ILedgerStore Ledger { get; }
     IPolicyStore Policies { get; }
     IRevocationStore Revocations { get; }
+    IMetadataStore Metadata { get; }
+}
+
+/// <summary>
+/// Facts about the data recorded once, at the first start, and checked at every later one (the trust domain the store
+/// belongs to): a server configured otherwise is refused before it writes anything.
+/// </summary>
+public interface IMetadataStore
+{
+    Task<string?> GetAsync(string key, CancellationToken ct);
+
+    /// <summary>
+    /// Records <paramref name="value"/> unless the key has a value already; returns the value stored now (the existing
+    /// one when another writer was first). Atomic across servers sharing the store.
+    /// </summary>
+    Task<string> SetIfAbsentAsync(string key, string value, CancellationToken ct);
 }
 
 public interface ICaJournalStore

@@ -103,19 +103,16 @@ public sealed class AgentProcess : IAsyncDisposable
     }
 
     /// <summary>Waits (with a deadline) for the process to exit on its own and returns its exit code.</summary>
-    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    public Task<int> WaitForExitAsync(TimeSpan timeout) =>
+        Proc.WaitForExitAsync(_process ?? throw new InvalidOperationException("the agent was never started"), timeout, "the agent", Stderr);
+
+    /// <summary>Sends SIGTERM (a clean stop) and returns at once; see <see cref="WaitForExitAsync"/>.</summary>
+    public void Terminate()
     {
-        var p = _process ?? throw new InvalidOperationException("the agent was never started");
-        using var cts = new CancellationTokenSource(timeout);
-        try
+        if (_process is { HasExited: false } p)
         {
-            await p.WaitForExitAsync(cts.Token).ConfigureAwait(false);
+            Proc.SendSignal(p.Id, "TERM");
         }
-        catch (OperationCanceledException)
-        {
-            throw new TimeoutException($"the agent did not exit within {timeout.TotalSeconds}s\n--- stderr\n{Stderr.Text}");
-        }
-        return p.ExitCode;
     }
 
     /// <summary>SIGKILL: no clean shutdown, as a crash or an OOM kill would be.</summary>

@@ -66,6 +66,28 @@ public static class Proc
         return new ProcResult(p.ExitCode, await stdout.ConfigureAwait(false), await stderr.ConfigureAwait(false));
     }
 
+    /// <summary>Waits (with a deadline) for a long-running process to exit and returns its exit code.</summary>
+    public static async Task<int> WaitForExitAsync(Process p, TimeSpan timeout, string what, LineLog stderr)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await p.WaitForExitAsync(cts.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            throw new TimeoutException($"{what} did not exit within {timeout.TotalSeconds}s\n--- stderr\n{stderr.Text}");
+        }
+        return p.ExitCode;
+    }
+
+    /// <summary>kill -SIGNAL PID (e.g. "TERM"), waiting only for `kill` itself.</summary>
+    public static void SendSignal(int pid, string signal)
+    {
+        using var kill = Process.Start("kill", [$"-{signal}", pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        kill.WaitForExit();
+    }
+
     /// <summary>Runs `writ ARGS` (the built writ.dll under `dotnet`).</summary>
     public static Task<ProcResult> WritAsync(params string[] args) => RunAsync("dotnet", [Repo.WritDll, .. args]);
 

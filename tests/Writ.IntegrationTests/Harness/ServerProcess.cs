@@ -94,6 +94,19 @@ public sealed class ServerProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>Sends SIGTERM and returns at once (see <see cref="WaitForExitAsync"/>).</summary>
+    public void Terminate()
+    {
+        if (_process is { HasExited: false } p)
+        {
+            Proc.SendSignal(p.Id, "TERM");
+        }
+    }
+
+    /// <summary>Waits (with a deadline) for the process to exit and returns its exit code.</summary>
+    public Task<int> WaitForExitAsync(TimeSpan timeout) =>
+        Proc.WaitForExitAsync(_process ?? throw new InvalidOperationException("the server was never started"), timeout, "the server", Stderr);
+
     public async Task StopAsync()
     {
         if (_process is { HasExited: false } p)

@@ -191,6 +191,7 @@ internal sealed class FlakyStore(IWritStore inner) : IWritStore
     public IJoinTokenStore JoinTokens => inner.JoinTokens;
     public IBundleStore Bundles => new FlakyBundles(this, inner.Bundles);
     public ICaJournalStore CaJournal => new FlakyJournal(this, inner.CaJournal);
+    public IMetadataStore Metadata => inner.Metadata;
     public ILedgerStore Ledger => inner.Ledger;
     public IPolicyStore Policies => inner.Policies;
     public IRevocationStore Revocations => inner.Revocations;

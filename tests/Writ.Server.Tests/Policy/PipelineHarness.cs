@@ -129,6 +129,7 @@ internal sealed class FlakyLedgerStore(IWritStore inner) : IWritStore
     public IJoinTokenStore JoinTokens => inner.JoinTokens;
     public IBundleStore Bundles => inner.Bundles;
     public ICaJournalStore CaJournal => inner.CaJournal;
+    public IMetadataStore Metadata => inner.Metadata;
     public ILedgerStore Ledger => FailLedger ? new FailingLedger(inner.Ledger) : inner.Ledger;
     public IPolicyStore Policies => inner.Policies;
     public IRevocationStore Revocations => inner.Revocations;

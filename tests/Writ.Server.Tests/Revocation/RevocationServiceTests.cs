@@ -192,6 +192,19 @@ public sealed class RevocationServiceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Once_stopping_the_service_signs_no_crl_any_more()
+    {
+        var before = await _svc.CurrentCrlAsync(Ct);
+        var leaf = await IssueX509Async("spiffe://example.org/web", AgentA);
+        await _svc.RevokeAsync(Target(RevocationTargetKind.Serial, leaf.SerialNumber), "", "uid:0", Ct);
+        _svc.Stop();
+        // A revocation changed the set, so a running service would sign a new CRL; a stopping one (the process is on its
+        // way out and another server may already be serving) signs nothing.
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => _svc.CurrentCrlAsync(Ct));
+        Assert.Same(before, _svc.CachedCrl);
+    }
+
+    [Fact]
     public async Task The_crl_is_signed_by_the_ca_lists_revoked_serials_and_gets_a_higher_number_when_they_change()
     {
         var first = await _svc.CurrentCrlAsync(Ct);

@@ -138,6 +138,10 @@ internal static class Migrations
         CREATE INDEX revocations_revision ON revocations (revision);
         CREATE INDEX revocations_expires ON revocations (expires_at_us);
         """,
+        // 4: facts recorded at the first start and checked at every later one (the trust domain the data belongs to).
+        """
+        CREATE TABLE store_metadata (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+        """,
     ];
 
     public static IReadOnlyList<string> Postgres { get; } =
@@ -269,6 +273,10 @@ internal static class Migrations
         );
         CREATE INDEX revocations_revision ON revocations (revision);
         CREATE INDEX revocations_expires ON revocations (expires_at_us);
+        """,
+        // 4: facts recorded at the first start and checked at every later one (the trust domain the data belongs to).
+        """
+        CREATE TABLE store_metadata (key text PRIMARY KEY, value text NOT NULL);
         """,
     ];
 }

@@ -59,3 +59,30 @@ internal sealed class SqlCaJournalStore(Db db) : ICaJournalStore
             """, ct, ("name", journal.Name), ("data", journal.Data), ("at", Time.ToMicros(journal.UpdatedAt))), ct);
     }
 }
+
+internal sealed class SqlMetadataStore(Db db) : IMetadataStore
+{
+    public Task<string?> GetAsync(string key, CancellationToken ct)
+    {
+        Codec.RequireKey(key, "metadata key");
+        return db.ReadAsync("get metadata", (conn, tx) => ReadAsync(conn, tx, key, ct), ct);
+    }
+
+    public Task<string> SetIfAbsentAsync(string key, string value, CancellationToken ct)
+    {
+        Codec.RequireKey(key, "metadata key");
+        ArgumentNullException.ThrowIfNull(value);
+        return db.WriteAsync("set metadata", async (conn, tx) =>
+        {
+            await Db.ExecuteAsync(conn, tx, "INSERT INTO store_metadata (key, value) VALUES (@key, @value) ON CONFLICT (key) DO NOTHING",
+                ct, ("key", key), ("value", value)).ConfigureAwait(false);
+            return await ReadAsync(conn, tx, key, ct).ConfigureAwait(false) ?? value;
+        }, ct);
+    }
+
+    private static async Task<string?> ReadAsync(DbConnection conn, DbTransaction? tx, string key, CancellationToken ct)
+    {
+        var rows = await Db.QueryAsync(conn, tx, "SELECT value FROM store_metadata WHERE key = @key", r => r.GetString(0), ct, ("key", key)).ConfigureAwait(false);
+        return rows.Count == 0 ? null : rows[0];
+    }
+}

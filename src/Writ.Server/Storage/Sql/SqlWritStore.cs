@@ -21,6 +21,7 @@ internal sealed class SqlWritStore : IWritStore
         Ledger = new SqlLedgerStore(db, time);
         Policies = new SqlPolicyStore(db, time);
         Revocations = new SqlRevocationStore(db, time, watcher);
+        Metadata = new SqlMetadataStore(db);
     }
 
     public string Kind => _db.Dialect.Kind;
@@ -32,6 +33,7 @@ internal sealed class SqlWritStore : IWritStore
     public ILedgerStore Ledger { get; }
     public IPolicyStore Policies { get; }
     public IRevocationStore Revocations { get; }
+    public IMetadataStore Metadata { get; }
 
     public static async Task<IWritStore> OpenAsync(SqlDialect dialect, TimeProvider time, WritStoreOptions options, CancellationToken ct)
     {
