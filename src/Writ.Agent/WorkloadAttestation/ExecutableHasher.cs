@@ -10,7 +10,7 @@ namespace Writ.Agent.WorkloadAttestation;
 /// SHA-256 of a running executable, read through <c>/proc/&lt;pid&gt;/exe</c> (the file the process is
 /// actually running, even if it was deleted or its path now names another file), with a size limit
 /// and a cache keyed by the file's identity (device, inode, size, mtime ns, ctime ns) taken with
-/// statx on the opened file. A hash is cached only where that key must change when the content does:
+/// statx on the opened file and by the never-reused id of the mount it was reached through. A hash is cached only where that key must change when the content does:
 /// the file is writable by root alone (owner uid 0, no group/other write bit, no ACL) and lives on a
 /// filesystem where every in-place write moves its ctime. On tmpfs, ramfs and hugetlbfs a write
 /// through a shared mapping moves no time at all, and a non-root writer could race a rewrite into the
@@ -21,7 +21,7 @@ namespace Writ.Agent.WorkloadAttestation;
 public sealed class ExecutableHasher
 {
     private const int ChunkSize = 1 << 20;
-    private readonly ConcurrentDictionary<FileIdentity, string> _cache = new();
+    private readonly ConcurrentDictionary<(FileIdentity File, ulong Mount), string> _cache = new();
     private readonly int _maxCacheEntries;
     private readonly bool _hashOnFuse;
     private readonly string _ownMountInfoPath;
@@ -88,18 +88,25 @@ public sealed class ExecutableHasher
                 return false;
             }
 
+            // A FUSE file's content (and the speed of every read, so a read can block forever) is
+            // decided by whoever mounted it, possibly the workload's own user. Its cache key is
+            // not trustworthy either: the daemon can serve other bytes without any metadata change.
+            if (!_hashOnFuse && ExecutableStorage.IsDirectlyOnFuse(handle))
+            {
+                error = "the executable is on a FUSE filesystem whose content its mounter controls, so it is not hashed; set the unix attestor's hash-on-FUSE option only if the mounter is trusted";
+                return false;
+            }
+
             // Only files that passed every check below when they were hashed are in the cache, and none of what was
-            // checked can change without changing the identity (chmod, chown and setfacl move the ctime; a mounted
-            // filesystem keeps its type and an overlay its layers).
-            if (_cache.TryGetValue(identity, out sha256Hex))
+            // checked can change without changing the key: chmod, chown and setfacl move the ctime, and the mount
+            // (never reused) keeps its filesystem and an overlay its layers.
+            ulong? mount = ExecutableStorage.UniqueMountId(handle);
+            if (mount is not null && _cache.TryGetValue((identity, mount.Value), out sha256Hex))
             {
                 error = null;
                 return true;
             }
 
-            // A FUSE file's content (and the speed of every read, so a read can block forever) is
-            // decided by whoever mounted it, possibly the workload's own user. Its cache key is
-            // not trustworthy either: the daemon can serve other bytes without any metadata change.
             // An overlay is looked through: a FUSE layer under it serves the bytes just the same.
             ExecutableStorage storage = ExecutableStorage.Classify(handle, _ownMountInfoPath, peerMountInfoPath);
             if (!_hashOnFuse && storage.Kind is StorageKind.Fuse or StorageKind.Unverified)
@@ -112,6 +119,7 @@ public sealed class ExecutableHasher
 
             uncachedReason = storage.Kind switch
             {
+                StorageKind.TimesMove when mount is null => "not cached: the kernel gives no unique mount id (Linux 6.8+) to keep the hash under",
                 StorageKind.TimesMove => ExecutableStorage.WhoElseCanWrite(handle) is { } who ? $"not cached: {who}" : null,
                 StorageKind.TimesStill => $"not cached: {storage.Description}, where a write through a shared mapping changes no time",
                 _ => $"not cached: {storage.Description} serves its own bytes",
@@ -175,7 +183,7 @@ public sealed class ExecutableHasher
                 _cache.Clear();
             }
 
-            _cache[identity] = sha256Hex;
+            _cache[(identity, mount!.Value)] = sha256Hex;
             return true;
         }
     }

@@ -101,6 +101,18 @@ internal readonly record struct ExecutableStorage(StorageKind Kind, string Descr
         return Native.HasAccessAcl(handle) ? "it has an ACL that may let others write it" : null;
     }
 
+    /// <summary>
+    /// The never-reused id of the mount the open file was reached through (Linux 6.8+), or null. A mount keeps its
+    /// filesystem (and an overlay its layers) for life, so a cache entry kept under it cannot be answered later by
+    /// another filesystem that happens to get the same device number and forges the same inode and times (FUSE can).
+    /// </summary>
+    public static ulong? UniqueMountId(SafeFileHandle handle) =>
+        OperatingSystem.IsLinux() && Native.TryUniqueMountId(handle, out ulong id) ? id : null;
+
+    /// <summary>Whether the open file is directly on FUSE (fstatfs; unknown counts as not): cheap enough for every call.</summary>
+    public static bool IsDirectlyOnFuse(SafeFileHandle handle) =>
+        OperatingSystem.IsLinux() && Native.TryFsType(handle, out long type) && type == FuseMagic;
+
     /// <summary>The worst of two (the order of <see cref="StorageKind"/>).</summary>
     internal static ExecutableStorage Worst(ExecutableStorage a, ExecutableStorage b) => b.Kind > a.Kind ? b : a;
 
@@ -154,6 +166,7 @@ internal readonly record struct ExecutableStorage(StorageKind Kind, string Descr
         private const int AtFdCwd = -100;
         private const int AtEmptyPath = 0x1000;
         private const uint StatxMountId = 0x1000;
+        private const uint StatxMountIdUnique = 0x4000;
         private const uint StatxModeUid = 0x2 | 0x8; // STATX_MODE | STATX_UID
         private const int ENODATA = 61;
         private const int EOPNOTSUPP = 95;
@@ -216,18 +229,23 @@ internal readonly record struct ExecutableStorage(StorageKind Kind, string Descr
                 return true;
             }) && has;
 
+        /// <summary>The mount id that /proc/&lt;pid&gt;/mountinfo shows (the kernel may reuse it after an unmount).</summary>
         public static bool TryMountId(SafeFileHandle handle, out ulong mountId) =>
-            WithFd(handle, out mountId, static (int fd, out ulong id) => TryMountId(fd, string.Empty, AtEmptyPath, out id));
+            WithFd(handle, out mountId, static (int fd, out ulong id) => TryMountId(fd, string.Empty, AtEmptyPath, StatxMountId, out id));
 
-        public static bool TryMountId(string path, out ulong mountId) => TryMountId(AtFdCwd, path, 0, out mountId);
+        public static bool TryMountId(string path, out ulong mountId) => TryMountId(AtFdCwd, path, 0, StatxMountId, out mountId);
 
-        private static bool TryMountId(int dirFd, string path, int flags, out ulong mountId)
+        /// <summary>The 64-bit mount id never reused while the kernel runs (STATX_MNT_ID_UNIQUE, Linux 6.8+); false before.</summary>
+        public static bool TryUniqueMountId(SafeFileHandle handle, out ulong mountId) =>
+            WithFd(handle, out mountId, static (int fd, out ulong id) => TryMountId(fd, string.Empty, AtEmptyPath, StatxMountIdUnique, out id));
+
+        private static bool TryMountId(int dirFd, string path, int flags, uint which, out ulong mountId)
         {
-            // struct statx: 0 u32 mask ... 144 u64 mnt_id (Linux 5.8+).
+            // struct statx: 0 u32 mask ... 144 u64 mnt_id (Linux 5.8+; the unique one with STATX_MNT_ID_UNIQUE).
             Span<byte> buffer = stackalloc byte[256];
             mountId = 0;
-            if (Statx(dirFd, path, flags, StatxMountId, ref MemoryMarshal.GetReference(buffer)) != 0 ||
-                (MemoryMarshal.Read<uint>(buffer) & StatxMountId) == 0)
+            if (Statx(dirFd, path, flags, which, ref MemoryMarshal.GetReference(buffer)) != 0 ||
+                (MemoryMarshal.Read<uint>(buffer) & which) == 0)
             {
                 return false;
             }

@@ -111,6 +111,33 @@ public sealed class ExecutableEvidenceAttackTests
     }
 
     [Fact]
+    public async Task A_cached_hash_is_kept_under_the_mount_the_file_was_reached_through()
+    {
+        // Not under device and inode alone: once a filesystem is unmounted its device number is handed out again,
+        // and a FUSE daemon that gets it can forge inode, size and times. A mount's unique id is never reused.
+        using var dir = new TempDir();
+        string src = Directory.CreateDirectory(dir.Combine("src")).FullName;
+        string bind = Directory.CreateDirectory(dir.Combine("bind")).FullName;
+        await WriteExecutableAsync(Path.Combine(src, "app"), 0);
+        Run("/usr/bin/mount", "--bind", src, bind);
+        try
+        {
+            var attestor = new UnixWorkloadAttestor(ProcFs.Host);
+            foreach (string app in new[] { Path.Combine(src, "app"), Path.Combine(bind, "app"), Path.Combine(src, "app") })
+            {
+                using Child child = Child.Start(app, "30");
+                Assert.Contains($"unix:sha256:{Sha256Of(app)}", Strings(await AttestAsync(attestor, child.Pid, 0, 0)));
+            }
+
+            Assert.Equal(2, attestor.Hasher.HashesComputed); // once per mount, the second run through src from the cache
+        }
+        finally
+        {
+            Run("/usr/bin/umount", bind);
+        }
+    }
+
+    [Fact]
     public async Task A_bind_mount_over_a_registered_path_in_a_private_mount_namespace_gets_no_path_selector()
     {
         // `unshare -Urm` + a bind mount of another binary over /usr/bin/sleep: /proc/<pid>/exe reads /usr/bin/sleep.
