@@ -99,16 +99,26 @@ public sealed class ExecutableHasher
 
             // Only files that passed every check below when they were hashed are in the cache, and none of what was
             // checked can change without changing the key: chmod, chown and setfacl move the ctime, and the mount
-            // (never reused) keeps its filesystem and an overlay its layers.
-            ulong? mount = ExecutableStorage.UniqueMountId(handle);
+            // (never reused) keeps its filesystem and an overlay its layers. Before Linux 6.8 mount ids are reused,
+            // so a hit is classified again (an overlay over FUSE could have got both numbers back); the direct
+            // FUSE check above covers the rest.
+            ulong? uniqueMount = ExecutableStorage.UniqueMountId(handle);
+            ulong? mount = uniqueMount ?? ExecutableStorage.ReusableMountId(handle);
+            ExecutableStorage? classifiedOnHit = null;
             if (mount is not null && _cache.TryGetValue((identity, mount.Value), out sha256Hex))
             {
-                error = null;
-                return true;
+                if (uniqueMount is not null ||
+                    (classifiedOnHit = ExecutableStorage.Classify(handle, _ownMountInfoPath, peerMountInfoPath)).Value.Kind == StorageKind.TimesMove)
+                {
+                    error = null;
+                    return true;
+                }
+
+                sha256Hex = null;
             }
 
             // An overlay is looked through: a FUSE layer under it serves the bytes just the same.
-            ExecutableStorage storage = ExecutableStorage.Classify(handle, _ownMountInfoPath, peerMountInfoPath);
+            ExecutableStorage storage = classifiedOnHit ?? ExecutableStorage.Classify(handle, _ownMountInfoPath, peerMountInfoPath);
             if (!_hashOnFuse && storage.Kind is StorageKind.Fuse or StorageKind.Unverified)
             {
                 error = storage.Kind == StorageKind.Fuse
@@ -119,7 +129,7 @@ public sealed class ExecutableHasher
 
             uncachedReason = storage.Kind switch
             {
-                StorageKind.TimesMove when mount is null => "not cached: the kernel gives no unique mount id (Linux 6.8+) to keep the hash under",
+                StorageKind.TimesMove when mount is null => "not cached: the kernel gives no mount id (Linux 5.8+) to keep the hash under",
                 StorageKind.TimesMove => ExecutableStorage.WhoElseCanWrite(handle) is { } who ? $"not cached: {who}" : null,
                 StorageKind.TimesStill => $"not cached: {storage.Description}, where a write through a shared mapping changes no time",
                 _ => $"not cached: {storage.Description} serves its own bytes",

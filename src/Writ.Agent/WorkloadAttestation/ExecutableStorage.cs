@@ -109,6 +109,10 @@ internal readonly record struct ExecutableStorage(StorageKind Kind, string Descr
     public static ulong? UniqueMountId(SafeFileHandle handle) =>
         OperatingSystem.IsLinux() && Native.TryUniqueMountId(handle, out ulong id) ? id : null;
 
+    /// <summary>The mount id as mountinfo shows it (Linux 5.8+), which the kernel hands out again after an unmount; or null.</summary>
+    public static ulong? ReusableMountId(SafeFileHandle handle) =>
+        OperatingSystem.IsLinux() && Native.TryMountId(handle, out ulong id) ? id : null;
+
     /// <summary>Whether the open file is directly on FUSE (fstatfs; unknown counts as not): cheap enough for every call.</summary>
     public static bool IsDirectlyOnFuse(SafeFileHandle handle) =>
         OperatingSystem.IsLinux() && Native.TryFsType(handle, out long type) && type == FuseMagic;
