@@ -174,6 +174,14 @@ public sealed class UnixWorkloadAttestor : INonBlockingWorkloadAttestor
                 // `unshare -Urm`) can put any file at /usr/bin/trusted. The hash below is still of the real file.
                 facts["path_omitted"] = nsReason!;
             }
+            else if (!FileIdentity.TryGet(target, out FileIdentity atPath, out _) ||
+                     !string.Equals(atPath.FileKey, process.Pin.Executable, StringComparison.Ordinal))
+            {
+                // Even from the agent's namespace a process can exec a file through another namespace's mounts
+                // (/proc/<pid>/root/usr/bin/trusted of a process that bind-mounted its own file there); the link
+                // then reads /usr/bin/trusted. The path counts only if it names the running file here.
+                facts["path_omitted"] = "the path does not name the running executable in the agent's mount namespace";
+            }
             else
             {
                 Add("path", target);

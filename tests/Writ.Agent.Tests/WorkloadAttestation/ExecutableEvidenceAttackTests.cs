@@ -162,6 +162,28 @@ public sealed class ExecutableEvidenceAttackTests
     }
 
     [Fact]
+    public async Task A_binary_executed_through_another_namespaces_bind_mount_from_the_agents_namespace_gets_no_path_selector()
+    {
+        // The process stays in the agent's mount namespace but execs /proc/<pid>/root/usr/bin/sleep of a process whose
+        // namespace has its own file bind-mounted there: its exe link reads /usr/bin/sleep all the same.
+        Assert.SkipUnless(File.Exists("/usr/bin/unshare"), "needs unshare (util-linux)");
+        using var dir = new TempDir();
+        string evil = dir.Combine("evil");
+        await WriteExecutableAsync(evil, 0);
+        using Child holder = Child.StartExpecting(Sleep, "/usr/bin/unshare", "-Urm", "/bin/sh", "-c",
+            $"mount --bind '{evil}' '{Sleep}' && exec '{Sleep}' 30");
+        using Child child = Child.StartExpecting(Sleep, $"/proc/{holder.Pid}/root{Sleep}", "30");
+
+        AttestorResult result = await AttestAsync(new UnixWorkloadAttestor(ProcFs.Host), child.Pid, 0, 0);
+
+        Assert.Null(result.Error);
+        string[] s = Strings(result);
+        Assert.DoesNotContain(s, x => x.StartsWith("unix:path:", StringComparison.Ordinal));
+        Assert.Contains("does not name the running executable", result.Facts["path_omitted"], StringComparison.Ordinal);
+        Assert.Contains($"unix:sha256:{Sha256Of(evil)}", s);
+    }
+
+    [Fact]
     public async Task A_binary_on_an_overlay_over_fuse_is_not_hashed_unless_allowed_and_then_never_cached()
     {
         // The overlay's own fstatfs says "overlay"; the bytes still come from the FUSE daemon below it.
