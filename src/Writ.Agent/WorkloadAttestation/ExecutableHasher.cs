@@ -10,25 +10,32 @@ namespace Writ.Agent.WorkloadAttestation;
 /// SHA-256 of a running executable, read through <c>/proc/&lt;pid&gt;/exe</c> (the file the process is
 /// actually running, even if it was deleted or its path now names another file), with a size limit
 /// and a cache keyed by the file's identity (device, inode, size, mtime ns, ctime ns) taken with
-/// statx on the opened file. A binary rewritten in place changes at least its ctime, so it is
-/// hashed again.
+/// statx on the opened file and by the never-reused id of the mount it was reached through. A hash is cached only where that key must change when the content does:
+/// the file is writable by root alone (owner uid 0, no group/other write bit, no ACL) and lives on a
+/// filesystem where every in-place write moves its ctime. On tmpfs, ramfs and hugetlbfs a write
+/// through a shared mapping moves no time at all, and a non-root writer could race a rewrite into the
+/// timestamp tick of its previous change; such files are hashed again on every attestation (while a
+/// process executes the file, the kernel refuses to open it for writing, so a fresh hash is of what runs).
+/// FUSE files, directly or under an overlay, are not hashed unless allowed, and then never cached.
 /// </summary>
 public sealed class ExecutableHasher
 {
     private const int ChunkSize = 1 << 20;
-    private const long FuseSuperMagic = 0x65735546;
-    private readonly ConcurrentDictionary<FileIdentity, string> _cache = new();
+    private readonly ConcurrentDictionary<(FileIdentity File, ulong Mount), string> _cache = new();
     private readonly int _maxCacheEntries;
     private readonly bool _hashOnFuse;
+    private readonly string _ownMountInfoPath;
     private long _hashesComputed;
 
-    public ExecutableHasher(long maxBytes, int maxCacheEntries = 4096, bool hashOnFuse = false)
+    public ExecutableHasher(long maxBytes, int maxCacheEntries = 4096, bool hashOnFuse = false, string ownMountInfoPath = "/proc/self/mountinfo")
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxBytes);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxCacheEntries);
+        ArgumentException.ThrowIfNullOrWhiteSpace(ownMountInfoPath);
         MaxBytes = maxBytes;
         _maxCacheEntries = maxCacheEntries;
         _hashOnFuse = hashOnFuse;
+        _ownMountInfoPath = ownMountInfoPath;
     }
 
     public long MaxBytes { get; }
@@ -38,7 +45,7 @@ public sealed class ExecutableHasher
 
     /// <summary>Hashes the file at <paramref name="path"/> (e.g. /proc/1234/exe); lowercase hex.</summary>
     public bool TryHash(string path, CancellationToken ct, out string? sha256Hex, out FileIdentity identity, out string? error) =>
-        TryHash(path, readContent: true, ct, out sha256Hex, out identity, out error);
+        TryHash(path, null, readContent: true, ct, out sha256Hex, out identity, out _, out error);
 
     /// <summary>
     /// Like <see cref="TryHash(string, CancellationToken, out string?, out FileIdentity, out string?)"/> but never reads
@@ -46,13 +53,22 @@ public sealed class ExecutableHasher
     /// <paramref name="error"/> means "not cached": hash it with <c>TryHash</c> (which may take long).
     /// </summary>
     public bool TryHashCached(string path, out string? sha256Hex, out FileIdentity identity, out string? error) =>
-        TryHash(path, readContent: false, CancellationToken.None, out sha256Hex, out identity, out error);
+        TryHash(path, null, readContent: false, CancellationToken.None, out sha256Hex, out identity, out _, out error);
 
-    private bool TryHash(string path, bool readContent, CancellationToken ct, out string? sha256Hex, out FileIdentity identity, out string? error)
+    /// <summary>
+    /// The full form. <paramref name="peerMountInfoPath"/> (/proc/&lt;pid&gt;/mountinfo of the process running the file)
+    /// lets an overlay mounted only in that process's mount namespace be matched, by superblock, with its mount in the
+    /// agent's. With <paramref name="readContent"/> false the content is never read: false with a null
+    /// <paramref name="error"/> means "not cached". <paramref name="uncachedReason"/> says why a hash just computed was
+    /// not cached (and will be computed again next time); null when it was cached or served from the cache.
+    /// </summary>
+    public bool TryHash(string path, string? peerMountInfoPath, bool readContent, CancellationToken ct,
+        out string? sha256Hex, out FileIdentity identity, out string? uncachedReason, out string? error)
     {
         ArgumentNullException.ThrowIfNull(path);
         sha256Hex = null;
         identity = default;
+        uncachedReason = null;
         SafeFileHandle handle;
         try
         {
@@ -75,17 +91,49 @@ public sealed class ExecutableHasher
             // A FUSE file's content (and the speed of every read, so a read can block forever) is
             // decided by whoever mounted it, possibly the workload's own user. Its cache key is
             // not trustworthy either: the daemon can serve other bytes without any metadata change.
-            if (!_hashOnFuse && IsFuse(handle))
+            if (!_hashOnFuse && ExecutableStorage.IsDirectlyOnFuse(handle))
             {
                 error = "the executable is on a FUSE filesystem whose content its mounter controls, so it is not hashed; set the unix attestor's hash-on-FUSE option only if the mounter is trusted";
                 return false;
             }
 
-            if (_cache.TryGetValue(identity, out sha256Hex))
+            // Only files that passed every check below when they were hashed are in the cache, and none of what was
+            // checked can change without changing the key: chmod, chown and setfacl move the ctime, and the mount
+            // (never reused) keeps its filesystem and an overlay its layers. Before Linux 6.8 mount ids are reused,
+            // so a hit is classified again (an overlay over FUSE could have got both numbers back); the direct
+            // FUSE check above covers the rest.
+            ulong? uniqueMount = ExecutableStorage.UniqueMountId(handle);
+            ulong? mount = uniqueMount ?? ExecutableStorage.ReusableMountId(handle);
+            ExecutableStorage? classifiedOnHit = null;
+            if (mount is not null && _cache.TryGetValue((identity, mount.Value), out sha256Hex))
             {
-                error = null;
-                return true;
+                if (uniqueMount is not null ||
+                    (classifiedOnHit = ExecutableStorage.Classify(handle, _ownMountInfoPath, peerMountInfoPath)).Value.Kind == StorageKind.TimesMove)
+                {
+                    error = null;
+                    return true;
+                }
+
+                sha256Hex = null;
             }
+
+            // An overlay is looked through: a FUSE layer under it serves the bytes just the same.
+            ExecutableStorage storage = classifiedOnHit ?? ExecutableStorage.Classify(handle, _ownMountInfoPath, peerMountInfoPath);
+            if (!_hashOnFuse && storage.Kind is StorageKind.Fuse or StorageKind.Unverified)
+            {
+                error = storage.Kind == StorageKind.Fuse
+                    ? $"the executable is on a FUSE filesystem whose content its mounter controls ({storage.Description}), so it is not hashed; set the unix attestor's hash-on-FUSE option only if the mounter is trusted"
+                    : $"the executable is on an {storage.Description}; it could be FUSE underneath, so it is not hashed; run the agent in the host's mount namespace, or set the unix attestor's hash-on-FUSE option only if every mounter is trusted";
+                return false;
+            }
+
+            uncachedReason = storage.Kind switch
+            {
+                StorageKind.TimesMove when mount is null => "not cached: the kernel gives no mount id (Linux 5.8+) to keep the hash under",
+                StorageKind.TimesMove => ExecutableStorage.WhoElseCanWrite(handle) is { } who ? $"not cached: {who}" : null,
+                StorageKind.TimesStill => $"not cached: {storage.Description}, where a write through a shared mapping changes no time",
+                _ => $"not cached: {storage.Description} serves its own bytes",
+            };
 
             if (!readContent)
             {
@@ -95,6 +143,7 @@ public sealed class ExecutableHasher
 
             if (identity.Size > MaxBytes)
             {
+                uncachedReason = null;
                 error = string.Create(CultureInfo.InvariantCulture,
                     $"the executable is {identity.Size} bytes, over the {MaxBytes}-byte hashing limit; raise the unix attestor's max hash size to get a sha256 selector");
                 return false;
@@ -115,6 +164,7 @@ public sealed class ExecutableHasher
                 offset += read;
                 if (offset > MaxBytes)
                 {
+                    uncachedReason = null;
                     error = string.Create(CultureInfo.InvariantCulture,
                         $"the executable grew past the {MaxBytes}-byte hashing limit while being hashed; raise the unix attestor's max hash size to get a sha256 selector");
                     return false;
@@ -125,65 +175,26 @@ public sealed class ExecutableHasher
 
             if (!FileIdentity.TryGet(handle, out FileIdentity after, out statError) || after != identity || offset != identity.Size)
             {
+                uncachedReason = null;
                 error = "the executable changed while it was being hashed; retry the request";
                 return false;
             }
 
             sha256Hex = Convert.ToHexStringLower(hash.GetHashAndReset());
-            if (_hashOnFuse && IsFuse(handle))
+            Interlocked.Increment(ref _hashesComputed);
+            error = null;
+            if (uncachedReason is not null)
             {
-                // Never cache FUSE content: the same identity may serve other bytes next time.
-                Interlocked.Increment(ref _hashesComputed);
-                error = null;
                 return true;
             }
 
-            Interlocked.Increment(ref _hashesComputed);
             if (_cache.Count >= _maxCacheEntries)
             {
                 _cache.Clear();
             }
 
-            _cache[identity] = sha256Hex;
-            error = null;
+            _cache[(identity, mount!.Value)] = sha256Hex;
             return true;
         }
-    }
-
-    /// <summary>True if the open file lives on a FUSE filesystem (fstatfs f_type; unknown counts as not FUSE).</summary>
-    internal static bool IsFuse(SafeFileHandle handle)
-    {
-        if (!OperatingSystem.IsLinux())
-        {
-            return false;
-        }
-
-        bool added = false;
-        try
-        {
-            handle.DangerousAddRef(ref added);
-            Span<byte> buffer = stackalloc byte[256]; // struct statfs: f_type (a long) comes first on every 64-bit Linux ABI
-            if (NativeMethods.Fstatfs(checked((int)handle.DangerousGetHandle()), ref System.Runtime.InteropServices.MemoryMarshal.GetReference(buffer)) != 0)
-            {
-                return false;
-            }
-
-            long type = IntPtr.Size == 8 ? BitConverter.ToInt64(buffer) : BitConverter.ToInt32(buffer);
-            return type == FuseSuperMagic;
-        }
-        finally
-        {
-            if (added)
-            {
-                handle.DangerousRelease();
-            }
-        }
-    }
-
-    private static class NativeMethods
-    {
-        [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "fstatfs", SetLastError = true)]
-        [System.Runtime.InteropServices.DefaultDllImportSearchPaths(System.Runtime.InteropServices.DllImportSearchPath.SafeDirectories)]
-        public static extern int Fstatfs(int fd, ref byte buffer);
     }
 }

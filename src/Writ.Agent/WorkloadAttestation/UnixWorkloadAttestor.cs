@@ -51,12 +51,15 @@ public sealed class UnixWorkloadAttestor : INonBlockingWorkloadAttestor
             throw new ArgumentException("the unix attestor's MaxHashBytes must be positive; set it to the largest executable size to hash", nameof(options));
         }
 
-        _hasher = new ExecutableHasher(_options.MaxHashBytes, hashOnFuse: _options.HashOnFuse);
+        _hasher = new ExecutableHasher(_options.MaxHashBytes, hashOnFuse: _options.HashOnFuse, ownMountInfoPath: Path.Combine(proc.Root, "self", "mountinfo"));
+        _ownMountNamespace = new Lazy<FileIdentity?>(() =>
+            FileIdentity.TryGet(Path.Combine(proc.Root, "self", "ns", "mnt"), out FileIdentity ns, out _) ? ns : null);
         _users = new NameDatabase(_options.PasswdPath);
         _groups = new NameDatabase(_options.GroupPath);
     }
 
     private readonly NameDatabase _users;
+    private readonly Lazy<FileIdentity?> _ownMountNamespace;
     private readonly NameDatabase _groups;
 
     public string Name => AttestorName;
@@ -161,7 +164,25 @@ public sealed class UnixWorkloadAttestor : INonBlockingWorkloadAttestor
             {
                 facts["exe_unprintable"] = "true";
             }
-            else if (Path.IsPathFullyQualified(target))
+            else if (!Path.IsPathFullyQualified(target))
+            {
+                facts["path_omitted"] = "the executable link is not an absolute path";
+            }
+            else if (!InAgentMountNamespace(pid, out string? nsReason))
+            {
+                // Paths are resolved in the process's own mount namespace: there, a bind mount (e.g. after
+                // `unshare -Urm`) can put any file at /usr/bin/trusted. The hash below is still of the real file.
+                facts["path_omitted"] = nsReason!;
+            }
+            else if (!FileIdentity.TryGet(target, out FileIdentity atPath, out _) ||
+                     !string.Equals(atPath.FileKey, process.Pin.Executable, StringComparison.Ordinal))
+            {
+                // Even from the agent's namespace a process can exec a file through another namespace's mounts
+                // (/proc/<pid>/root/usr/bin/trusted of a process that bind-mounted its own file there); the link
+                // then reads /usr/bin/trusted. The path counts only if it names the running file here.
+                facts["path_omitted"] = "the path does not name the running executable in the agent's mount namespace";
+            }
+            else
             {
                 Add("path", target);
             }
@@ -173,9 +194,8 @@ public sealed class UnixWorkloadAttestor : INonBlockingWorkloadAttestor
 
         if (_options.HashExecutable)
         {
-            bool hashed = mayRead
-                ? _hasher.TryHash(exeLink, ct, out string? sha256, out FileIdentity identity, out string? hashError)
-                : _hasher.TryHashCached(exeLink, out sha256, out identity, out hashError);
+            bool hashed = _hasher.TryHash(exeLink, ProcFs.PidPath(_proc, pid, "mountinfo"), readContent: mayRead, ct,
+                out string? sha256, out FileIdentity identity, out string? uncached, out string? hashError);
             if (!hashed && hashError is null)
             {
                 return null;   // not cached: read it off this thread
@@ -192,6 +212,10 @@ public sealed class UnixWorkloadAttestor : INonBlockingWorkloadAttestor
                 Add("sha256", sha256!);
                 facts["exe_size"] = Inv(identity.Size);
                 facts["exe_file"] = identity.FileKey;
+                if (uncached is not null)
+                {
+                    facts["sha256_uncached"] = uncached;
+                }
             }
             else
             {
@@ -200,6 +224,29 @@ public sealed class UnixWorkloadAttestor : INonBlockingWorkloadAttestor
         }
 
         return AttestorResult.Success(Name, selectors.AsReadOnly(), new ReadOnlyDictionary<string, string>(facts));
+    }
+
+    /// <summary>
+    /// Whether <paramref name="pid"/> shares the agent's mount namespace (device and inode of /proc/&lt;pid&gt;/ns/mnt and
+    /// of the agent's own). Unknown counts as no.
+    /// </summary>
+    private bool InAgentMountNamespace(int pid, out string? reason)
+    {
+        FileIdentity? own = _ownMountNamespace.Value;
+        if (own is null || !FileIdentity.TryGet(ProcFs.PidPath(_proc, pid, "ns/mnt"), out FileIdentity theirs, out _))
+        {
+            reason = "the process's mount namespace cannot be compared with the agent's";
+            return false;
+        }
+
+        if ((theirs.Device, theirs.Inode) != (own.Value.Device, own.Value.Inode))
+        {
+            reason = "the process runs in another mount namespace than the agent, where its path may name another file; match it by unix:sha256 or container selectors";
+            return false;
+        }
+
+        reason = null;
+        return true;
     }
 
     /// <summary>

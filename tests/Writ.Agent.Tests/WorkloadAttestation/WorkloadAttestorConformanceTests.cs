@@ -36,6 +36,22 @@ public abstract class WorkloadAttestorConformanceTests
     }
 
     [Fact]
+    public async Task A_process_in_another_mount_namespace_is_attested_without_a_selector_naming_a_path_there()
+    {
+        // Paths are resolved in the process's own mount namespace, where `unshare -m` and a bind mount put any file at
+        // any path: an attestor may still attest such a process, but none of its selectors may name a file by path.
+        Assert.SkipUnless(File.Exists("/usr/bin/unshare"), "needs unshare (util-linux)");
+        using Child child = Child.StartExpecting("/usr/bin/sleep", "/usr/bin/unshare", "-m", "/usr/bin/sleep", "30");
+        IWorkloadAttestor attestor = Create(ProcFs.Host);
+
+        AttestorResult result = await UnixWorkloadAttestorTests.AttestAsync(attestor, child.Pid, 0, 0);
+
+        Assert.Null(result.Error);
+        Assert.NotEmpty(result.Selectors);
+        Assert.DoesNotContain(result.Selectors, s => s.Value.StartsWith("path:/", StringComparison.Ordinal) && s.Type == "unix");
+    }
+
+    [Fact]
     public async Task A_process_that_has_gone_is_a_one_line_error_not_an_exception()
     {
         using Child child = Child.Start("/usr/bin/sleep", "30");
