@@ -66,7 +66,7 @@ public sealed class AgentHost : IAsyncDisposable
         builder.Services.AddSingleton(sp => new InstanceTracker(sp.GetRequiredService<WorkloadAttestationRunner>(), ProcFs.Host,
             sp.GetRequiredService<InstanceReporter>(), options.ReattestInterval, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger<InstanceTracker>(),
             Math.Min(PidfdWatcher.MaxWatched, fdBudget)));
-        builder.Services.AddSingleton(sp => new ConnectionGate(options, ProcFs.Host, time, sp.GetRequiredService<ILogger<ConnectionGate>>(), fdLimit));
+        builder.Services.AddConnectionGate(sp => new ConnectionGate(options, ProcFs.Host, time, sp.GetRequiredService<ILogger<ConnectionGate>>(), FileDescriptorLimit.Current));
         builder.Services.AddSingleton(sp => new SvidCache(sp.GetRequiredService<NodeIdentity>(), state, sp.GetRequiredService<InstanceTracker>(), time,
             sp.GetRequiredService<ILoggerFactory>().CreateLogger<SvidCache>()));
         builder.Services.AddSingleton(sp =>
@@ -89,7 +89,7 @@ public sealed class AgentHost : IAsyncDisposable
             k.ListenUnixSocket(options.SocketPath, lo =>
             {
                 lo.Protocols = HttpProtocols.Http2;
-                lo.Use(next => lo.ApplicationServices.GetRequiredService<ConnectionGate>().Wrap(next));
+                lo.UseConnectionGate();
             });
         });
         var app = builder.Build();

@@ -45,23 +45,32 @@ public sealed class ConnectionGate
     private int _open;
     private int _refusedHeld;
 
-    public ConnectionGate(AgentOptions options, IProcFs proc, TimeProvider time, ILogger<ConnectionGate> log, long? fileDescriptorLimit)
+    /// <param name="fileDescriptorLimit">The agent's file-descriptor limit now (<see cref="FileDescriptorLimit.Current"/>): read at
+    /// every accept, so a limit lowered while the agent runs (prlimit) lowers the connection limits with it.</param>
+    public ConnectionGate(AgentOptions options, IProcFs proc, TimeProvider time, ILogger<ConnectionGate> log, Func<long?> fileDescriptorLimit)
     {
         ArgumentNullException.ThrowIfNull(options);
         _proc = proc;
         _time = time;
         _log = log;
-        var budget = FileDescriptorLimit.Budget(fileDescriptorLimit);
-        MaxConnections = Math.Min(options.MaxConnections, budget);
-        // One uid never takes more than half of what the agent can hold: another uid can always connect.
-        MaxConnectionsPerUid = Math.Max(1, Math.Min(options.MaxConnectionsPerUid, MaxConnections / 2));
+        _fdLimit = fileDescriptorLimit;
+        _maxConnections = options.MaxConnections;
+        _maxPerUid = options.MaxConnectionsPerUid;
         RatePerUid = options.RateLimitPerUid;
     }
 
-    /// <summary>Connections open at once, all uids (the configured value or less, as the descriptor limit allows).</summary>
-    public int MaxConnections { get; }
+    private readonly Func<long?> _fdLimit;
+    private readonly int _maxConnections;
+    private readonly int _maxPerUid;
 
-    public int MaxConnectionsPerUid { get; }
+    /// <summary>Connections open at once, all uids: the configured value or less, as the descriptor limit allows now.</summary>
+    public int MaxConnections => Math.Min(_maxConnections, FileDescriptorLimit.Budget(_fdLimit()));
+
+    /// <summary>Connections one uid may hold: the configured value, never more than half of <see cref="MaxConnections"/>
+    /// (another uid can always connect).</summary>
+    public int MaxConnectionsPerUid => PerUid(MaxConnections);
+
+    private int PerUid(int max) => Math.Max(1, Math.Min(_maxPerUid, max / 2));
 
     /// <summary>New connections plus calls per second per uid; 0: unlimited.</summary>
     public int RatePerUid { get; }
@@ -82,38 +91,69 @@ public sealed class ConnectionGate
     /// <summary>The Kestrel connection middleware (<c>ListenOptions.Use(gate.Wrap)</c>).</summary>
     public ConnectionDelegate Wrap(ConnectionDelegate next) => connection => HandleAsync(connection, next);
 
-    private async Task HandleAsync(ConnectionContext connection, ConnectionDelegate next)
+    /// <summary>What <see cref="OnAccept"/> decided, left in the connection's items for the middleware.</summary>
+    private sealed record Accepted(int Uid, string? Refusal);
+
+    /// <summary>
+    /// Decides on a connection the moment it is accepted — on Kestrel's accept loop when <see cref="GatedListenerFactory"/>
+    /// is installed, so a flood is turned away at the rate it is accepted, before its connections queue up for the
+    /// thread pool holding a descriptor each: true to serve it (admitted, or refused but to be told why), false to close
+    /// it at once.
+    /// </summary>
+    public bool OnAccept(ConnectionContext connection)
     {
+        ArgumentNullException.ThrowIfNull(connection);
         var socket = connection.Features.Get<IConnectionSocketFeature>()?.Socket;
         string? error = "the connection has no socket";
         if (socket is null || !PeerCredentialReader.TryRead(socket, out var peer, out error))
         {
             AgentLog.ConnectionDropped(_log, error ?? "no peer credentials");
-            return;   // closes it: nothing identifies the caller
+            return false;   // nothing identifies the caller
         }
-        if (Admit(peer.Uid) is { } refusal)
+        var refusal = Admit(peer.Uid);
+        if (refusal is not null && Interlocked.Increment(ref _refusedHeld) > MaxRefusedHeld)
+        {
+            Interlocked.Decrement(ref _refusedHeld);
+            return false;   // too many refused callers waiting for their answer already: close at once
+        }
+        connection.Items[typeof(Accepted)] = new Accepted(peer.Uid, refusal);
+        return true;
+    }
+
+    private async Task HandleAsync(ConnectionContext connection, ConnectionDelegate next)
+    {
+        if (!connection.Items.TryGetValue(typeof(Accepted), out var decided) || decided is not Accepted accepted)
+        {
+            if (!OnAccept(connection))
+            {
+                return;   // no gated listener in front: decided here, and closed
+            }
+            accepted = (Accepted)connection.Items[typeof(Accepted)]!;
+        }
+        if (accepted.Refusal is { } refusal)
         {
             await RefuseAsync(connection, next, refusal).ConfigureAwait(false);
             return;
         }
         try
         {
-            var status = AcceptedPeer.TryPin(socket, _proc, out var accepted, out error);
+            var socket = connection.Features.Get<IConnectionSocketFeature>()!.Socket;
+            var status = AcceptedPeer.TryPin(socket, _proc, out var peer, out var error);
             if (status == AcceptPinStatus.Pinned)
             {
                 Interlocked.Increment(ref _pinned);
             }
             connection.Items[typeof(ConnectionAdmission)] = status switch
             {
-                AcceptPinStatus.Pinned => new ConnectionAdmission(accepted, Grpc.Core.StatusCode.OK, null),
-                AcceptPinStatus.Exhausted => Exhausted(peer.Uid, error),
+                AcceptPinStatus.Pinned => new ConnectionAdmission(peer, Grpc.Core.StatusCode.OK, null),
+                AcceptPinStatus.Exhausted => Exhausted(accepted.Uid, error),
                 _ => new ConnectionAdmission(null, Grpc.Core.StatusCode.Unauthenticated, $"the caller could not be pinned when it connected: {error}"),
             };
             await next(connection).ConfigureAwait(false);
         }
         finally
         {
-            Release(peer.Uid);
+            Release(accepted.Uid);
         }
     }
 
@@ -125,13 +165,9 @@ public sealed class ConnectionGate
             $"{CodeExhausted}: the agent is out of file descriptors or memory for new callers; retry with backoff");
     }
 
+    /// <summary>A refused connection (counted in <see cref="_refusedHeld"/> by <see cref="OnAccept"/>): its first call is told why, then it closes.</summary>
     private async Task RefuseAsync(ConnectionContext connection, ConnectionDelegate next, string refusal)
     {
-        if (Interlocked.Increment(ref _refusedHeld) > MaxRefusedHeld)
-        {
-            Interlocked.Decrement(ref _refusedHeld);
-            return;   // too many refused callers waiting for their answer already: close at once
-        }
         try
         {
             connection.Items[typeof(ConnectionAdmission)] = new ConnectionAdmission(null, Grpc.Core.StatusCode.ResourceExhausted, refusal);
@@ -150,18 +186,20 @@ public sealed class ConnectionGate
     {
         string? refusal = null;
         bool warn;
+        var max = MaxConnections;
+        var perUid = PerUid(max);
         lock (_lock)
         {
             var state = StateOf(uid);
-            if (_open >= MaxConnections)
+            if (_open >= max)
             {
                 refusal = string.Create(CultureInfo.InvariantCulture,
-                    $"{CodeTotal}: the agent serves {MaxConnections} Workload API connections at once (workload_api.max_connections, bounded by its file-descriptor limit) and all are open; retry with backoff");
+                    $"{CodeTotal}: the agent serves {max} Workload API connections at once (workload_api.max_connections, bounded by its file-descriptor limit) and all are open; retry with backoff");
             }
-            else if (state.Open >= MaxConnectionsPerUid)
+            else if (state.Open >= perUid)
             {
                 refusal = string.Create(CultureInfo.InvariantCulture,
-                    $"{CodePerUid}: uid {uid} already has {MaxConnectionsPerUid} Workload API connections open (workload_api.max_connections_per_uid); close idle ones or share one connection per process");
+                    $"{CodePerUid}: uid {uid} already has {perUid} Workload API connections open (workload_api.max_connections_per_uid); close idle ones or share one connection per process");
             }
             else if (!TakeLocked(state))
             {

@@ -51,7 +51,7 @@ internal sealed class WorkloadApiHost : IAsyncDisposable
             ServerAddress = "127.0.0.1:1", TrustDomain = TrustDomain.Parse("example.org"), DataDir = host._dir.Path, SocketPath = host.SocketPath,
         };
         options = limits?.Invoke(options) ?? options;
-        host.Gate = new ConnectionGate(options, ProcFs.Host, gateClock ?? TimeProvider.System, NullLogger<ConnectionGate>.Instance, FileDescriptorLimit.Current());
+        host.Gate = new ConnectionGate(options, ProcFs.Host, gateClock ?? TimeProvider.System, NullLogger<ConnectionGate>.Instance, FileDescriptorLimit.Current);
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.Services.AddSingleton(options);
@@ -60,12 +60,12 @@ internal sealed class WorkloadApiHost : IAsyncDisposable
         builder.Services.AddSingleton(host.Rig.Runner);
         builder.Services.AddSingleton(host.Rig.Tracker);
         builder.Services.AddSingleton(host.Rig.Cache);
-        builder.Services.AddSingleton(host.Gate);
+        builder.Services.AddConnectionGate(_ => host.Gate);
         builder.Services.AddGrpc();
         builder.WebHost.ConfigureKestrel(k => k.ListenUnixSocket(host.SocketPath, lo =>
         {
             lo.Protocols = HttpProtocols.Http2;
-            lo.Use(host.Gate.Wrap);
+            lo.UseConnectionGate();
         }));
         host._app = builder.Build();
         host._app.MapGrpcService<WorkloadApiService>();
