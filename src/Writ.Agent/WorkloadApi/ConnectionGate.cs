@@ -88,6 +88,11 @@ public sealed class ConnectionGate
 
     private long _pinned;
 
+    /// <summary>Connections decided on Kestrel's accept loop (<see cref="GatedListenerFactory"/> installed), for tests.</summary>
+    internal long DecidedOnAcceptLoop => Interlocked.Read(ref _decidedOnAcceptLoop);
+
+    private long _decidedOnAcceptLoop;
+
     /// <summary>The Kestrel connection middleware (<c>ListenOptions.Use(gate.Wrap)</c>).</summary>
     public ConnectionDelegate Wrap(ConnectionDelegate next) => connection => HandleAsync(connection, next);
 
@@ -100,9 +105,13 @@ public sealed class ConnectionGate
     /// thread pool holding a descriptor each: true to serve it (admitted, or refused but to be told why), false to close
     /// it at once.
     /// </summary>
-    public bool OnAccept(ConnectionContext connection)
+    internal bool OnAccept(ConnectionContext connection, bool onAcceptLoop)
     {
         ArgumentNullException.ThrowIfNull(connection);
+        if (onAcceptLoop)
+        {
+            Interlocked.Increment(ref _decidedOnAcceptLoop);
+        }
         var socket = connection.Features.Get<IConnectionSocketFeature>()?.Socket;
         string? error = "the connection has no socket";
         if (socket is null || !PeerCredentialReader.TryRead(socket, out var peer, out error))
@@ -124,7 +133,7 @@ public sealed class ConnectionGate
     {
         if (!connection.Items.TryGetValue(typeof(Accepted), out var decided) || decided is not Accepted accepted)
         {
-            if (!OnAccept(connection))
+            if (!OnAccept(connection, onAcceptLoop: false))
             {
                 return;   // no gated listener in front: decided here, and closed
             }

@@ -30,7 +30,7 @@ public sealed class GatedListenerFactory(IConnectionListenerFactory inner, Conne
             while (true)
             {
                 var connection = await inner.AcceptAsync(cancellationToken).ConfigureAwait(false);
-                if (connection is null || gate.OnAccept(connection))
+                if (connection is null || gate.OnAccept(connection, onAcceptLoop: true))
                 {
                     return connection;
                 }

@@ -80,6 +80,8 @@ public sealed class ConnectionGateTests
         var second = host.Connect(host.ConnectOwn);
         Assert.Single((await first.FetchJWTSVIDAsync(Jwt, Host.Headers, cancellationToken: Ct)).Svids);
         Assert.Single((await second.FetchJWTSVIDAsync(Jwt, Host.Headers, cancellationToken: Ct)).Svids);
+        Assert.Equal(2, host.Gate.Open);   // each connection counted once, however many places look at it
+        Assert.Equal(2, host.Gate.DecidedOnAcceptLoop);   // on Kestrel's accept loop, before a flood could queue up
 
         var third = host.Connect(host.ConnectOwn);
         var e = await Assert.ThrowsAsync<RpcException>(async () => await third.FetchJWTSVIDAsync(Jwt, Host.Headers, cancellationToken: Ct));

@@ -1,17 +1,8 @@
-using System.Net.Sockets;
 using System.Security.Cryptography.X509Certificates;
 using Grpc.Core;
-using Grpc.Net.Client;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 using Writ.Agent.Tests.Instances;
-using Writ.Agent.Tests.TestSupport;
 using Writ.Agent.WorkloadApi;
 using Writ.Protocol.Agent;
-using Writ.Spiffe;
 
 using Host = Writ.Agent.Tests.WorkloadApi.WorkloadApiHost;
 
