@@ -22,6 +22,14 @@ public sealed record AgentOptions
     public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>How long start-up waits for the first full sync before serving anyway (the server may be away).</summary>
     public TimeSpan InitialSyncTimeout { get; init; } = TimeSpan.FromSeconds(5);
+    /// <summary>Workload API connections open at once, all callers together (<c>workload_api.max_connections</c>); the
+    /// agent's file-descriptor limit may lower it.</summary>
+    public int MaxConnections { get; init; } = 8192;
+    /// <summary>Workload API connections one uid may hold open (<c>workload_api.max_connections_per_uid</c>); never more than
+    /// half of <see cref="MaxConnections"/>.</summary>
+    public int MaxConnectionsPerUid { get; init; } = 1024;
+    /// <summary>New Workload API connections plus calls per second per uid (<c>workload_api.rate_limit_per_uid</c>); 0: unlimited.</summary>
+    public int RateLimitPerUid { get; init; } = 200;
     public string LogLevel { get; init; } = "info";
     public string LogFormat { get; init; } = "text";
 }

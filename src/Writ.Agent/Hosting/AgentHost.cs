@@ -91,6 +91,10 @@ public sealed class AgentHost : IAsyncDisposable
         builder.Logging.ClearProviders();
         logging(builder.Logging);
         var state = new AgentState(NodeIdentity.LoadBootstrapBundle(options));
+        // Every connection holds a socket and every watched instance a pidfd: take all the descriptors the hard limit
+        // allows, then size the Workload API's limits to them so a flood is refused before the agent runs out.
+        var fdLimit = FileDescriptorLimit.RaiseToHard();
+        var fdBudget = FileDescriptorLimit.Budget(fdLimit);
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(time);
         builder.Services.AddSingleton(state);
@@ -102,7 +106,9 @@ public sealed class AgentHost : IAsyncDisposable
                 Path.Combine(options.DataDir, InstanceReportsFile));
         });
         builder.Services.AddSingleton(sp => new InstanceTracker(sp.GetRequiredService<WorkloadAttestationRunner>(), ProcFs.Host,
-            sp.GetRequiredService<InstanceReporter>(), options.ReattestInterval, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger<InstanceTracker>()));
+            sp.GetRequiredService<InstanceReporter>(), options.ReattestInterval, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger<InstanceTracker>(),
+            Math.Min(PidfdWatcher.MaxWatched, fdBudget)));
+        builder.Services.AddConnectionGate(sp => new ConnectionGate(options, ProcFs.Host, time, sp.GetRequiredService<ILogger<ConnectionGate>>(), FileDescriptorLimit.Current));
         builder.Services.AddSingleton(sp => new SvidCache(sp.GetRequiredService<NodeIdentity>(), state, sp.GetRequiredService<InstanceTracker>(), time,
             sp.GetRequiredService<ILoggerFactory>().CreateLogger<SvidCache>()));
         builder.Services.AddSingleton(sp =>
@@ -121,7 +127,11 @@ public sealed class AgentHost : IAsyncDisposable
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
-            k.ListenHandle(socket.Handle, lo => lo.Protocols = HttpProtocols.Http2);
+            k.ListenHandle(socket.Handle, lo =>
+            {
+                lo.Protocols = HttpProtocols.Http2;
+                lo.UseConnectionGate();
+            });
         });
         var app = builder.Build();
         app.MapGrpcService<WorkloadApiService>();
@@ -135,6 +145,9 @@ public sealed class AgentHost : IAsyncDisposable
         await app.StartAsync(ct).ConfigureAwait(false);
 
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<AgentHost>();
+        var gate = app.Services.GetRequiredService<ConnectionGate>();
+        AgentLog.ConnectionLimits(log, gate.MaxConnections, gate.MaxConnectionsPerUid, gate.RatePerUid,
+            fdLimit?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown");
         var sync = new SyncClient(node, state, options, time, app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<SyncClient>());
         var cache = app.Services.GetRequiredService<SvidCache>();
         host._loops.Add(host.Guard(sync.RunAsync, "sync", log));

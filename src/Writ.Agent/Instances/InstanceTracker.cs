@@ -26,8 +26,9 @@ public sealed class InstanceTracker : IDisposable
     private readonly PidfdWatcher _pidfds;
     private long _lastTickMicros;
 
+    /// <param name="maxWatched">At most this many instances' exits are watched through a pidfd (one descriptor each); the others are noticed by the periodic re-check.</param>
     public InstanceTracker(WorkloadAttestationRunner runner, IProcFs proc, InstanceReporter reporter, TimeSpan interval,
-        TimeProvider time, ILogger log)
+        TimeProvider time, ILogger log, int maxWatched = PidfdWatcher.MaxWatched)
     {
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(interval, TimeSpan.Zero);
         _runner = runner;
@@ -36,7 +37,7 @@ public sealed class InstanceTracker : IDisposable
         Interval = interval;
         _time = time;
         _log = log;
-        _pidfds = new PidfdWatcher(OnPidfdExit);
+        _pidfds = new PidfdWatcher(OnPidfdExit, maxWatched);
         if (!_pidfds.Supported)
         {
             AgentLog.PidfdUnavailable(log, _pidfds.UnsupportedReason ?? "unknown");

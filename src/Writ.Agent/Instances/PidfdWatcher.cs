@@ -15,7 +15,7 @@ public sealed class PidfdWatcher : IDisposable
     private const int PidfdOpenSyscall = 434;   // the same number on every Linux architecture (unified syscall table)
     private const short PollIn = 0x1;
 
-    /// <summary>At most this many pidfds are held; beyond, exits are noticed by the periodic re-check.</summary>
+    /// <summary>At most this many pidfds are held by default; beyond, exits are noticed by the periodic re-check.</summary>
     public const int MaxWatched = 16_384;
     private readonly Lock _lock = new();
     private readonly Dictionary<string, SafeFileHandle> _fds = new(StringComparer.Ordinal);
@@ -23,9 +23,14 @@ public sealed class PidfdWatcher : IDisposable
     private readonly Thread? _thread;
     private volatile bool _stop;
 
-    public PidfdWatcher(Action<string> exited)
+    private readonly int _max;
+
+    /// <param name="maxWatched">At most this many pidfds (default <see cref="MaxWatched"/>); the agent lowers it to what its file-descriptor limit affords.</param>
+    public PidfdWatcher(Action<string> exited, int maxWatched = MaxWatched)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxWatched, 0);
         _exited = exited;
+        _max = maxWatched;
         Supported = Probe(out var reason);
         UnsupportedReason = reason;
         if (Supported)
@@ -58,7 +63,7 @@ public sealed class PidfdWatcher : IDisposable
     public bool Watch(string key, ProcessPin pin, IProcFs proc)
     {
         ArgumentNullException.ThrowIfNull(pin);
-        if (!Supported || _stop || Count >= MaxWatched)
+        if (!Supported || _stop || Count >= _max)
         {
             return false;
         }

@@ -28,11 +28,20 @@ public sealed class PeerProcessHandle : IDisposable
     /// Opens a pidfd for the socket's peer. Fails on kernels without SO_PEERPIDFD (before 6.5)
     /// with <paramref name="unsupported"/> set, so the caller can fall back to pid + start time.
     /// </summary>
-    public static bool TryOpen(Socket connectedUnixSocket, out PeerProcessHandle? handle, out bool unsupported, out string? error)
+    public static bool TryOpen(Socket connectedUnixSocket, out PeerProcessHandle? handle, out bool unsupported, out string? error) =>
+        TryOpen(connectedUnixSocket, out handle, out unsupported, out _, out error);
+
+    /// <summary>
+    /// Like <see cref="TryOpen(Socket, out PeerProcessHandle?, out bool, out string?)"/>; <paramref name="exhausted"/> is
+    /// set when the pidfd could not be made because the agent is out of file descriptors or memory (EMFILE, ENFILE,
+    /// ENOMEM): a refusal of this caller for now, not a fact about it.
+    /// </summary>
+    public static bool TryOpen(Socket connectedUnixSocket, out PeerProcessHandle? handle, out bool unsupported, out bool exhausted, out string? error)
     {
         ArgumentNullException.ThrowIfNull(connectedUnixSocket);
         handle = null;
         unsupported = false;
+        exhausted = false;
         if (!OperatingSystem.IsLinux() || connectedUnixSocket.AddressFamily != AddressFamily.Unix)
         {
             unsupported = !OperatingSystem.IsLinux();
@@ -52,9 +61,20 @@ public sealed class PeerProcessHandle : IDisposable
             error = "the kernel does not support SO_PEERPIDFD (Linux 6.5+); falling back to pid and start time";
             return false;
         }
+        catch (SocketException ex) when (ex.SocketErrorCode is SocketError.TooManyOpenSockets or SocketError.NoBufferSpaceAvailable)
+        {
+            exhausted = true;
+            error = $"could not open a pidfd for the peer ({ex.SocketErrorCode}): the agent is out of file descriptors or memory";
+            return false;
+        }
         catch (SocketException ex)
         {
             error = $"could not read SO_PEERPIDFD ({ex.SocketErrorCode}); the peer may have exited, let the client reconnect";
+            return false;
+        }
+        catch (ObjectDisposedException)
+        {
+            error = "could not read SO_PEERPIDFD: the connection is already closed";
             return false;
         }
 

@@ -41,6 +41,19 @@ internal static class ProcFile
 
     public static string ErrorName => t_error ?? "error";
 
+    [ThreadStatic]
+    private static int t_errno;
+
+    /// <summary>
+    /// True when the last failed read on this thread failed for want of resources (EMFILE, ENFILE, ENOMEM): the agent is
+    /// out of file descriptors or memory, which says nothing about the process being read.
+    /// </summary>
+    public static bool LastFailureWasExhaustion => t_errno is EMFILE or ENFILE or ENOMEM;
+
+    private const int ENOMEM = 12;
+    private const int ENFILE = 23;
+    private const int EMFILE = 24;
+
     /// <summary>Reads <paramref name="path"/>; on <see cref="ProcReadStatus.Ok"/>, <paramref name="text"/> is its content.</summary>
     public static ProcReadStatus Read(string path, out ReadOnlySpan<char> text)
     {
@@ -72,6 +85,7 @@ internal static class ProcFile
                     if (bytes.Length >= MaxBytes)
                     {
                         t_error = "EFBIG";
+                        t_errno = 27;
                         return ProcReadStatus.Failed;
                     }
 
@@ -124,6 +138,7 @@ internal static class ProcFile
 
     private static ProcReadStatus Fail(int errno)
     {
+        t_errno = errno;
         t_error = errno switch
         {
             ENOENT => "ENOENT",
@@ -131,6 +146,9 @@ internal static class ProcFile
             1 => "EPERM",
             13 => "EACCES",
             5 => "EIO",
+            ENOMEM => "ENOMEM",
+            ENFILE => "ENFILE",
+            EMFILE => "EMFILE",
             _ => $"errno {errno}",
         };
         return errno is ENOENT or ESRCH ? ProcReadStatus.Missing : ProcReadStatus.Failed;

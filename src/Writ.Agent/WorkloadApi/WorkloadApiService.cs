@@ -25,8 +25,8 @@ namespace Writ.Agent.WorkloadApi;
 /// rotates or is revoked, an entry changes, the bundle changes or the instance's evidence drifts; a stream whose
 /// instance exited or lost its last identity ends.
 /// </summary>
-public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentState state, SvidCache cache, InstanceTracker tracker, AgentOptions options,
-    TimeProvider time, IHostApplicationLifetime lifetime, ILogger<WorkloadApiService> log) : SpiffeWorkloadAPI.SpiffeWorkloadAPIBase
+public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentState state, SvidCache cache, InstanceTracker tracker, ConnectionGate gate,
+    AgentOptions options, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<WorkloadApiService> log) : SpiffeWorkloadAPI.SpiffeWorkloadAPIBase
 {
     public const string SecurityHeader = "workload.spiffe.io";
 
@@ -406,35 +406,42 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     }
 
     /// <summary>
-    /// The caller's instance. The first call on a connection (and any call once the instance was last attested a
-    /// <c>reattest_interval</c> ago, or could not be re-attested) runs the attestors; the other calls on the same
-    /// connection take the cheap path (<see cref="StillSameCaller"/>): the kernel still names the same peer
-    /// (SO_PEERCRED) and that peer's pidfd, held for the connection, says it has not exited — so it is the process
-    /// attested before, under the same pid and start time. What it may have changed since (exec, credentials, cgroup)
-    /// is caught by the tracker's periodic re-attestation within one interval, as between calls.
+    /// The caller's instance. The connection was admitted and its peer pinned — process and executable — when it was
+    /// accepted (<see cref="ConnectionGate"/>); every call is charged to the uid's rate. The first call on a connection
+    /// (and any call once the instance was last attested a <c>reattest_interval</c> ago, or could not be re-attested)
+    /// runs the attestors, and is served only if they found the process and executable pinned at accept (a process
+    /// that connected and then exec'd — or whose forked child calls on the socket after the parent exec'd — is
+    /// refused). The other calls on the same connection take the cheap path (<see cref="StillSameCaller"/>): the kernel
+    /// still names the same peer (SO_PEERCRED) and a pidfd of that peer, opened for the check, says it has not exited —
+    /// so it is the process attested before, under the same pid and start time. What it may have changed since (exec,
+    /// credentials, cgroup) is caught by the tracker's periodic re-attestation within one interval, as between calls.
     /// </summary>
     private async Task<WorkloadInstance> AttestAsync(ServerCallContext context)
     {
         var http = context.GetHttpContext();
         var socket = http.Features.Get<IConnectionSocketFeature>()?.Socket
             ?? throw Refuse(context, StatusCode.Unauthenticated, "the caller's socket is not available for attestation");
-        var items = http.Features.Get<IConnectionItemsFeature>()?.Items;
-        ConnectionMemo? memo = null;
-        if (items is not null)
+        var items = http.Features.Get<IConnectionItemsFeature>()?.Items
+            ?? throw Refuse(context, StatusCode.Unauthenticated, "the connection was not admitted when accepted; reconnect");
+        var accepted = Admitted(http, items, context);
+        ConnectionMemo? memo;
+        lock (items)
         {
-            lock (items)
-            {
-                memo = items.TryGetValue(typeof(ConnectionMemo), out var o) ? o as ConnectionMemo : null;
-            }
-            if (memo is not null && StillSameCaller(memo, socket) is { } known)
-            {
-                return known;
-            }
+            memo = items.TryGetValue(typeof(ConnectionMemo), out var o) ? o as ConnectionMemo : null;
+        }
+        if (memo is not null && StillSameCaller(memo, socket) is { } known)
+        {
+            return known;
         }
         var result = await runner.AttestConnectionAsync(socket, context.CancellationToken).ConfigureAwait(false);
         if (result.Evidence is null)
         {
             throw Refuse(context, StatusCode.Unauthenticated, result.Error ?? "the caller could not be attested");
+        }
+        if (!gate.SameProgram(accepted, result.Evidence.Process.Pin, out var changed))
+        {
+            throw Refuse(context, StatusCode.Unauthenticated,
+                $"{ConnectionGate.CodeExecChanged}: {changed}: a connection serves only the program that opened it; reconnect from the process that calls");
         }
         foreach (var err in result.Evidence.AttestorErrors)
         {
@@ -447,51 +454,76 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
                 string.Join(' ', result.Evidence.Selectors.Select(s => s.ToString())));
         }
         var instance = tracker.Observe(result.Evidence);
-        if (items is not null)
+        // The first attested call binds the connection to its instance and epoch; a later call on it that attests as
+        // another instance, or after a drift, is refused (see SameEpoch).
+        (string Id, long Epoch) binding = (instance.Id, instance.Epoch);
+        lock (items)
         {
-            // The first attested call binds the connection to its instance and epoch; a later call on it that attests as
-            // another instance, or after a drift, is refused (see SameEpoch).
-            (string Id, long Epoch) binding = (instance.Id, instance.Epoch);
+            if (items.TryGetValue(typeof(ConnectionBinding), out var b) && b is ConnectionBinding bound)
+            {
+                binding = (bound.InstanceId, bound.Epoch);
+            }
+            else
+            {
+                items[typeof(ConnectionBinding)] = new ConnectionBinding(instance.Id, instance.Epoch);
+            }
+        }
+        if (binding.Id != instance.Id || binding.Epoch != instance.Epoch)
+        {
+            throw Refuse(context, StatusCode.Unauthenticated,
+                "this workload's evidence changed since the connection was attested (executable, uid, gid, cgroup or container): reconnect to be attested again");
+        }
+        if (memo is not null && memo.Peer == result.Evidence.Process.Peer)
+        {
+            memo.Instance = instance;
+        }
+        else if (memo is null && result.Evidence.Process.Peer == instance.Peer)
+        {
             lock (items)
             {
-                if (items.TryGetValue(typeof(ConnectionBinding), out var b) && b is ConnectionBinding bound)
-                {
-                    binding = (bound.InstanceId, bound.Epoch);
-                }
-                else
-                {
-                    items[typeof(ConnectionBinding)] = new ConnectionBinding(instance.Id, instance.Epoch);
-                }
-            }
-            if (binding.Id != instance.Id || binding.Epoch != instance.Epoch)
-            {
-                throw Refuse(context, StatusCode.Unauthenticated,
-                    "this workload's evidence changed since the connection was attested (executable, uid, gid, cgroup or container): reconnect to be attested again");
-            }
-            if (memo is not null && memo.Peer == result.Evidence.Process.Peer)
-            {
-                memo.Instance = instance;
-            }
-            else if (memo is null)
-            {
-                Remember(http, items, socket, result.Evidence.Process.Peer, instance);
+                items.TryAdd(typeof(ConnectionMemo), new ConnectionMemo(result.Evidence.Process.Peer, instance));
             }
         }
         return instance;
     }
 
+    /// <summary>
+    /// The peer the connection was admitted with, after charging this call to its uid's rate; a connection refused at
+    /// accept gets its reason (ResourceExhausted with a stable code) and is closed after this call (GOAWAY).
+    /// </summary>
+    private AcceptedPeer Admitted(HttpContext http, IDictionary<object, object?> items, ServerCallContext context)
+    {
+        ConnectionAdmission? admission;
+        lock (items)
+        {
+            admission = items.TryGetValue(typeof(ConnectionAdmission), out var a) ? a as ConnectionAdmission : null;
+        }
+        if (admission?.Peer is not { } peer)
+        {
+            if (admission?.RefusalCode == StatusCode.ResourceExhausted)
+            {
+                http.Features.Get<IConnectionLifetimeNotificationFeature>()?.RequestClose();
+                throw new RpcException(new Status(StatusCode.ResourceExhausted, admission.Refusal!));   // logged by the gate, at most once per uid per 10 s
+            }
+            throw Refuse(context, StatusCode.Unauthenticated, admission?.Refusal ?? "the connection was not admitted when accepted; reconnect");
+        }
+        if (gate.TakeCall(peer.Peer.Uid) is { } limited)
+        {
+            throw new RpcException(new Status(StatusCode.ResourceExhausted, limited));
+        }
+        return peer;
+    }
+
     /// <summary>The instance and epoch a connection was first attested as.</summary>
     private sealed record ConnectionBinding(string InstanceId, long Epoch);
 
-    /// <summary>What the connection's first attested call left for the next ones: the peer, its pidfd, its instance.</summary>
-    private sealed class ConnectionMemo(PeerCredentials peer, PeerProcessHandle pidfd, WorkloadInstance instance)
+    /// <summary>What the connection's first attested call left for the next ones: the peer and its instance (no descriptor).</summary>
+    private sealed class ConnectionMemo(PeerCredentials peer, WorkloadInstance instance)
     {
         public PeerCredentials Peer { get; } = peer;
 
         /// <summary>The instance's epoch when the connection was attested: the cheap path serves only that one.</summary>
         public long Epoch { get; } = instance.Epoch;
-
-        public PeerProcessHandle Pidfd { get; } = pidfd;
 
         private WorkloadInstance _instance = instance;
 
@@ -502,36 +534,10 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         }
     }
 
-    private static void Remember(HttpContext http, IDictionary<object, object?> items, System.Net.Sockets.Socket socket, PeerCredentials peer, WorkloadInstance instance)
-    {
-        var closed = http.Features.Get<IConnectionLifetimeFeature>();
-        if (closed is null || !PeerProcessHandle.TryOpen(socket, out var pidfd, out _, out _) || pidfd is null)
-        {
-            return;   // no pidfd (old kernel) or no way to close it with the connection: every call attests in full
-        }
-        // The pidfd is of the socket's peer (SO_PEERPIDFD), the process the runner just pinned through its own pidfd;
-        // it must still hold the attested pid, or it vouches for nothing.
-        if (!pidfd.StillHolds(instance.Peer.Pid) || peer != instance.Peer)
-        {
-            pidfd.Dispose();
-            return;
-        }
-        var memo = new ConnectionMemo(peer, pidfd, instance);
-        lock (items)
-        {
-            if (items.ContainsKey(typeof(ConnectionMemo)))
-            {
-                pidfd.Dispose();
-                return;
-            }
-            items[typeof(ConnectionMemo)] = memo;
-        }
-        closed.ConnectionClosed.Register(static m => ((ConnectionMemo)m!).Pidfd.Dispose(), memo);
-    }
-
     /// <summary>
     /// The cheap path: the instance if the caller is still, per the kernel, the process attested on this connection
-    /// and nothing says to attest it again; null to attest in full.
+    /// and nothing says to attest it again; null to attest in full. The pidfd is opened for this check and closed at
+    /// once: an idle connection holds no descriptor but its socket.
     /// </summary>
     private WorkloadInstance? StillSameCaller(ConnectionMemo memo, System.Net.Sockets.Socket socket)
     {
@@ -544,13 +550,13 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         {
             return null;
         }
-        try
+        if (!PeerProcessHandle.TryOpen(socket, out var pidfd, out _, out _) || pidfd is null)
         {
-            return memo.Pidfd.HasExited ? null : instance;
+            return null;   // no pidfd (old kernel, or none to spare): every call attests in full
         }
-        catch (ObjectDisposedException)
+        using (pidfd)
         {
-            return null;   // the connection closed meanwhile
+            return pidfd.HasExited ? null : instance;
         }
     }
 

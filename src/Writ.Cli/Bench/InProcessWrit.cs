@@ -52,6 +52,9 @@ internal sealed class InProcessWrit(TrustDomain trustDomain, WritServerHost serv
                 SocketPath = Path.Combine(dir, "agent", "workload.sock"),
                 TrustBundlePath = bundleFile,
                 JoinToken = token.Token,
+                // The benchmarks drive thousands of calls a second from one uid on purpose: they measure the API, not the
+                // per-uid rate guard (workload_api.rate_limit_per_uid), which would refuse most of them.
+                RateLimitPerUid = 0,
             };
             var agent = await AgentHost.StartAsync(agentOptions, TimeProvider.System, quiet, ct).ConfigureAwait(false);
             return new InProcessWrit(td, server, admin, agent, agentOptions.SocketPath);

@@ -26,6 +26,9 @@ public static class AgentCommands
         new("socket", "", "Workload API socket. Default: <data_dir>/workload.sock. Usable by every local user."),
         new("attestor_timeout", "5s", "Time limit of each workload attestor per call."),
         new("reattest_interval", "2s", "How often every workload instance served is re-checked (alive, same executable, uid, container); exits are also seen at once through pidfds."),
+        new("workload_api.max_connections", "8192", "Workload API connections open at once, all callers together (lowered to what the file-descriptor limit affords)."),
+        new("workload_api.max_connections_per_uid", "1024", "Workload API connections one uid may hold open (at most half of max_connections)."),
+        new("workload_api.rate_limit_per_uid", "200", "New Workload API connections plus calls per second per uid; 0: unlimited."),
         new("log_level", "info", "debug, info, warn or error."),
         new("log_format", "text", "text or json."),
     ];
@@ -84,6 +87,9 @@ public static class AgentCommands
         }
         var timeout = c.Duration("attestor_timeout", TimeSpan.FromMilliseconds(100), TimeSpan.FromMinutes(1));
         var reattest = c.Duration("reattest_interval", TimeSpan.FromMilliseconds(100), TimeSpan.FromMinutes(10));
+        var maxConnections = Count(c, "workload_api.max_connections", 1);
+        var maxPerUid = Count(c, "workload_api.max_connections_per_uid", 1);
+        var rate = Count(c, "workload_api.rate_limit_per_uid", 0);
         var level = c.OneOf("log_level", "info", "debug", "warn", "error");
         var format = c.OneOf("log_format", "text", "json");
         errors = c.Errors;
@@ -101,9 +107,24 @@ public static class AgentCommands
             JoinToken = c.Get("join_token") is { Length: > 0 } t ? t : null,
             AttestorTimeout = timeout,
             ReattestInterval = reattest,
+            MaxConnections = maxConnections,
+            MaxConnectionsPerUid = maxPerUid,
+            RateLimitPerUid = rate,
             LogLevel = level,
             LogFormat = format,
         };
+    }
+
+    /// <summary>A whole number from <paramref name="min"/> to 1,000,000 (a count or a rate), else an error naming the source.</summary>
+    private static int Count(ConfigSources c, string name, int min)
+    {
+        var v = c.Get(name);
+        if (!int.TryParse(v, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n) || n < min || n > 1_000_000)
+        {
+            c.Errors.Add($"{c.Describe(name)} must be a whole number from {min} to 1000000, got '{v}'");
+            return min;
+        }
+        return n;
     }
 
     /// <summary>The trust domain a CA certificate names in its URI SAN (spiffe://td), as Writ's CAs do.</summary>

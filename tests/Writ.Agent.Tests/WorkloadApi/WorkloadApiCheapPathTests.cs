@@ -1,18 +1,10 @@
-using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using Grpc.Core;
-using Grpc.Net.Client;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
-using Writ.Agent.Instances;
 using Writ.Agent.Tests.Instances;
 using Writ.Agent.Tests.TestSupport;
 using Writ.Agent.WorkloadApi;
 using Writ.Protocol.Agent;
-using Writ.Spiffe;
+
+using Host = Writ.Agent.Tests.WorkloadApi.WorkloadApiHost;
 
 namespace Writ.Agent.Tests.WorkloadApi;
 
@@ -24,7 +16,7 @@ public sealed class WorkloadApiCheapPathTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    private static readonly Metadata Headers = new() { { WorkloadApiService.SecurityHeader, "true" } };
+    private static Metadata Headers => Host.Headers;
 
     private static string OwnUid => "unix:uid:" + InstanceRig.Ids(Environment.ProcessId).Uid.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
@@ -62,7 +54,7 @@ public sealed class WorkloadApiCheapPathTests
             "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\nprint(s.fileno(), flush=True)\nsys.stdin.read()\n",
             host.SocketPath);
         var fdLine = await python.Process.StandardOutput.ReadLineAsync(Ct).AsTask().WaitAsync(TimeSpan.FromSeconds(10), Ct);
-        var stolen = TakeFd(python.Pid, int.Parse(fdLine!, System.Globalization.CultureInfo.InvariantCulture));
+        var stolen = Host.TakeFd(python.Pid, int.Parse(fdLine!, System.Globalization.CultureInfo.InvariantCulture));
         var client = host.Connect(_ => Task.FromResult(stolen));
 
         var first = await client.FetchJWTSVIDAsync(new JWTSVIDRequest { Audience = { "a" } }, Headers, cancellationToken: Ct);
@@ -78,94 +70,5 @@ public sealed class WorkloadApiCheapPathTests
         using var stream = client.FetchX509SVID(new X509SVIDRequest(), Headers, cancellationToken: Ct);
         var e2 = await Assert.ThrowsAsync<RpcException>(() => stream.ResponseStream.MoveNext(Ct));
         Assert.True(e2.StatusCode is StatusCode.Unauthenticated or StatusCode.PermissionDenied, $"got {e2.StatusCode}: {e2.Status.Detail}");
-    }
-
-    [DllImport("libc", SetLastError = true)]
-    private static extern long syscall(long number, long a, long b, long c);
-
-    /// <summary>A duplicate of another process's fd (pidfd_open + pidfd_getfd, Linux 5.6+; our own child, so ptrace allows it).</summary>
-    private static Stream TakeFd(int pid, int fd)
-    {
-        var pidfd = syscall(434, pid, 0, 0);
-        Assert.True(pidfd >= 0, $"pidfd_open failed: errno {Marshal.GetLastPInvokeError()}");
-        try
-        {
-            var dup = syscall(438, pidfd, fd, 0);
-            Assert.True(dup >= 0, $"pidfd_getfd failed: errno {Marshal.GetLastPInvokeError()}");
-            var socket = new Socket(new SafeSocketHandle((IntPtr)dup, ownsHandle: true));
-            return new NetworkStream(socket, ownsSocket: true);
-        }
-        finally
-        {
-            syscall(3, pidfd, 0, 0);   // close
-        }
-    }
-
-    private sealed class Host : IAsyncDisposable
-    {
-        private readonly TempDir _dir = new();
-        private readonly List<GrpcChannel> _channels = [];
-        private WebApplication? _app;
-
-        private Host(TimeSpan interval) => Rig = new InstanceRig(interval);
-
-        public InstanceRig Rig { get; }
-
-        public string SocketPath => _dir.Combine("w.sock");
-
-        public static async Task<Host> StartAsync(TimeSpan interval)
-        {
-            var host = new Host(interval);
-            var builder = WebApplication.CreateSlimBuilder();
-            builder.Logging.ClearProviders();
-            builder.Services.AddSingleton(new AgentOptions
-            {
-                ServerAddress = "127.0.0.1:1", TrustDomain = TrustDomain.Parse("example.org"), DataDir = host._dir.Path, SocketPath = host.SocketPath,
-            });
-            builder.Services.AddSingleton(TimeProvider.System);
-            builder.Services.AddSingleton(host.Rig.State);
-            builder.Services.AddSingleton(host.Rig.Runner);
-            builder.Services.AddSingleton(host.Rig.Tracker);
-            builder.Services.AddSingleton(host.Rig.Cache);
-            builder.Services.AddGrpc();
-            builder.WebHost.ConfigureKestrel(k => k.ListenUnixSocket(host.SocketPath, lo => lo.Protocols = HttpProtocols.Http2));
-            host._app = builder.Build();
-            host._app.MapGrpcService<WorkloadApiService>();
-            await host._app.StartAsync(Ct);
-            return host;
-        }
-
-        public async Task<Stream> ConnectOwn(CancellationToken ct)
-        {
-            var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            await s.ConnectAsync(new UnixDomainSocketEndPoint(SocketPath), ct);
-            return new NetworkStream(s, ownsSocket: true);
-        }
-
-        /// <summary>A client whose one HTTP/2 connection comes from <paramref name="connect"/>.</summary>
-        public SpiffeWorkloadAPI.SpiffeWorkloadAPIClient Connect(Func<CancellationToken, Task<Stream>> connect)
-        {
-            var channel = GrpcChannel.ForAddress("http://localhost", new GrpcChannelOptions
-            {
-                HttpHandler = new SocketsHttpHandler { ConnectCallback = (_, ct) => new ValueTask<Stream>(connect(ct)) },
-            });
-            _channels.Add(channel);
-            return new SpiffeWorkloadAPI.SpiffeWorkloadAPIClient(channel);
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            foreach (var c in _channels)
-            {
-                c.Dispose();
-            }
-            if (_app is not null)
-            {
-                await _app.StopAsync(CancellationToken.None);
-                await _app.DisposeAsync();
-            }
-            Rig.Dispose();
-            _dir.Dispose();
-        }
     }
 }

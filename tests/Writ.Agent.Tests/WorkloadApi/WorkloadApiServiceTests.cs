@@ -1,17 +1,10 @@
-using System.Net.Sockets;
 using System.Security.Cryptography.X509Certificates;
 using Grpc.Core;
-using Grpc.Net.Client;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 using Writ.Agent.Tests.Instances;
-using Writ.Agent.Tests.TestSupport;
 using Writ.Agent.WorkloadApi;
 using Writ.Protocol.Agent;
-using Writ.Spiffe;
+
+using Host = Writ.Agent.Tests.WorkloadApi.WorkloadApiHost;
 
 namespace Writ.Agent.Tests.WorkloadApi;
 
@@ -122,67 +115,5 @@ public sealed class WorkloadApiServiceTests
         // The chain is concatenated DER: the first certificate's length is in its SEQUENCE header.
         var len = der[1] < 0x80 ? der[1] + 2 : ((der[1] & 0x7f) == 2 ? ((der[2] << 8) | der[3]) + 4 : der[2] + 3);
         return X509CertificateLoader.LoadCertificate(der.AsSpan(0, len));
-    }
-
-    /// <summary>WorkloadApiService on a Unix socket of a temp dir, wired to an <see cref="InstanceRig"/>.</summary>
-    private sealed class Host : IAsyncDisposable
-    {
-        public static readonly Metadata Headers = new() { { WorkloadApiService.SecurityHeader, "true" } };
-
-        private readonly TempDir _dir = new();
-        private WebApplication? _app;
-        private GrpcChannel? _channel;
-
-        public InstanceRig Rig { get; } = new();
-
-        public SpiffeWorkloadAPI.SpiffeWorkloadAPIClient Client { get; private set; } = null!;
-
-        public static async Task<Host> StartAsync()
-        {
-            var host = new Host();
-            var socket = host._dir.Combine("w.sock");
-            var builder = WebApplication.CreateSlimBuilder();
-            builder.Logging.ClearProviders();
-            builder.Services.AddSingleton(new AgentOptions
-            {
-                ServerAddress = "127.0.0.1:1", TrustDomain = TrustDomain.Parse("example.org"), DataDir = host._dir.Path, SocketPath = socket,
-            });
-            builder.Services.AddSingleton(TimeProvider.System);
-            builder.Services.AddSingleton(host.Rig.State);
-            builder.Services.AddSingleton(host.Rig.Runner);
-            builder.Services.AddSingleton(host.Rig.Tracker);
-            builder.Services.AddSingleton(host.Rig.Cache);
-            builder.Services.AddGrpc();
-            builder.WebHost.ConfigureKestrel(k => k.ListenUnixSocket(socket, lo => lo.Protocols = HttpProtocols.Http2));
-            host._app = builder.Build();
-            host._app.MapGrpcService<WorkloadApiService>();
-            await host._app.StartAsync(Ct);
-            host._channel = GrpcChannel.ForAddress("http://localhost", new GrpcChannelOptions
-            {
-                HttpHandler = new SocketsHttpHandler
-                {
-                    ConnectCallback = async (_, ct) =>
-                    {
-                        var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-                        await s.ConnectAsync(new UnixDomainSocketEndPoint(socket), ct);
-                        return new NetworkStream(s, ownsSocket: true);
-                    },
-                },
-            });
-            host.Client = new SpiffeWorkloadAPI.SpiffeWorkloadAPIClient(host._channel);
-            return host;
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            _channel?.Dispose();
-            if (_app is not null)
-            {
-                await _app.StopAsync(CancellationToken.None);
-                await _app.DisposeAsync();
-            }
-            Rig.Dispose();
-            _dir.Dispose();
-        }
     }
 }
