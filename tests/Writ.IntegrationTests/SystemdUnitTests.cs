@@ -7,8 +7,8 @@ namespace Writ.IntegrationTests;
 /// deploy/systemd's units (issue #11.8): systemd-analyze accepts them, and their ExecStart lines, with the settings of
 /// the example environment files, start a server and an agent that can be stopped (SIGTERM, as systemd stops them) and
 /// started again at will. systemd is not PID 1 here, so the test runs each ExecStart itself, rewritten only where the
-/// machine's directories are: `/usr/local/bin/writ` is the built executable; `/etc/writ/`, `/var/lib/`, `/run/` and
-/// `%C` (/var/cache) move under a temp directory; the bind address is 127.0.0.1:0 and the agent's server the address
+/// machine's directories are: `/usr/local/bin/writ` is the built executable; `/etc/writ/`, `/var/lib/` and `/run/` move under a
+/// temp directory; the bind address is 127.0.0.1:0 and the agent's server the address
 /// the server's ready line gave; the agent's join token comes from `writ token generate`.
 /// </summary>
 public sealed class SystemdUnitTests
@@ -97,7 +97,6 @@ public sealed class SystemdUnitTests
         public static Unit Load(string name, string root)
         {
             string Rewrite(string s) => s.Replace("/usr/local/bin/writ", WritExe, StringComparison.Ordinal)
-                .Replace("%C/", root + "/var/cache/", StringComparison.Ordinal)
                 .Replace("/etc/writ/", root + "/etc/writ/", StringComparison.Ordinal)
                 .Replace("/var/lib/", root + "/var/lib/", StringComparison.Ordinal)
                 .Replace("/run/", root + "/run/", StringComparison.Ordinal);
