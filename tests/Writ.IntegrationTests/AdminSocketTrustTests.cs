@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Writ.IntegrationTests.Harness;
 
 namespace Writ.IntegrationTests;
@@ -76,72 +75,30 @@ public sealed class AdminSocketTrustTests
     }
 
     /// <summary>A real `writ server run` as nobody, with its admin socket in <paramref name="dataDir"/>.</summary>
-    private sealed class NobodyServer : IAsyncDisposable
+    private sealed class NobodyServer(BackgroundProcess process, string socket) : IAsyncDisposable
     {
-        private readonly Process _process;
-
-        private NobodyServer(Process process, string socket, LineLog output)
-        {
-            _process = process;
-            Socket = socket;
-            Output = output;
-        }
-
-        public string Socket { get; }
-        public LineLog Output { get; }
+        public string Socket { get; } = socket;
 
         public static async Task<NobodyServer> StartAsync(string workingDir, string dataDir)
         {
             Directory.CreateDirectory(dataDir);
             foreach (var d in new[] { Path.GetDirectoryName(dataDir)!, dataDir })
             {
-                await Chown(d);
+                var chown = await Proc.RunAsync("chown", [Nobody, d]);
+                Assert.True(chown.ExitCode == 0, chown.ToString());
             }
             var socket = Path.Combine(dataDir, "admin.sock");
-            var psi = new ProcessStartInfo("runuser") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = workingDir };
-            foreach (var a in new[] { "-u", Nobody, "--", "dotnet", Repo.WritDll, "server", "run", "--trust-domain", "evil.example",
-                         "--data-dir", dataDir, "--admin-socket", socket, "--bind", "127.0.0.1:0" })
-            {
-                psi.ArgumentList.Add(a);
-            }
-            var output = new LineLog();
-            var p = Process.Start(psi) ?? throw new InvalidOperationException("could not start runuser");
-            p.OutputDataReceived += (_, e) => output.Add(e.Data);
-            p.ErrorDataReceived += (_, e) => output.Add(e.Data);
-            p.BeginOutputReadLine();
-            p.BeginErrorReadLine();
-            var server = new NobodyServer(p, socket, output);
-            try
-            {
-                await output.WaitForAsync(l => l.StartsWith("ready ", StringComparison.Ordinal), TimeSpan.FromSeconds(60), () => p.HasExited);
-            }
-            catch
-            {
-                await server.DisposeAsync();
-                throw;
-            }
-            return server;
+            var (p, _) = await BackgroundProcess.StartAndWaitAsync(l => l.StartsWith("ready ", StringComparison.Ordinal), TimeSpan.FromSeconds(60),
+                workingDir, null, "runuser", "-u", Nobody, "--", "dotnet", Repo.WritDll, "server", "run", "--trust-domain", "evil.example",
+                "--data-dir", dataDir, "--admin-socket", socket, "--bind", "127.0.0.1:0");
+            return new NobodyServer(p, socket);
         }
 
-        private static async Task Chown(string path)
-        {
-            var r = await Proc.RunAsync("chown", [Nobody, path]);
-            Assert.True(r.ExitCode == 0, r.ToString());
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            if (!_process.HasExited)
-            {
-                _process.Kill(entireProcessTree: true);
-                await _process.WaitForExitAsync();
-            }
-            _process.Dispose();
-        }
+        public ValueTask DisposeAsync() => process.DisposeAsync();
     }
 
     /// <summary>A bare Unix-socket listener (python3) that accepts and hangs up; optionally drops to a uid before listen().</summary>
-    private sealed class Listener : IAsyncDisposable
+    private static class Listener
     {
         private const string Script = """
             import os, socket, sys
@@ -157,44 +114,11 @@ public sealed class AdminSocketTrustTests
                 c.close()
             """;
 
-        private readonly Process _process;
-
-        private Listener(Process process) => _process = process;
-
-        public static async Task<Listener> StartAsync(string path, int? dropTo)
+        public static async Task<BackgroundProcess> StartAsync(string path, int? dropTo)
         {
-            var psi = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-            foreach (var a in new[] { "-c", Script, path, dropTo?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-" })
-            {
-                psi.ArgumentList.Add(a);
-            }
-            var output = new LineLog();
-            var p = Process.Start(psi) ?? throw new InvalidOperationException("could not start python3");
-            p.OutputDataReceived += (_, e) => output.Add(e.Data);
-            p.ErrorDataReceived += (_, e) => output.Add(e.Data);
-            p.BeginOutputReadLine();
-            p.BeginErrorReadLine();
-            var listener = new Listener(p);
-            try
-            {
-                await output.WaitForAsync(l => l == "listening", TimeSpan.FromSeconds(30), () => p.HasExited);
-            }
-            catch
-            {
-                await listener.DisposeAsync();
-                throw;
-            }
-            return listener;
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            if (!_process.HasExited)
-            {
-                _process.Kill(entireProcessTree: true);
-                await _process.WaitForExitAsync();
-            }
-            _process.Dispose();
+            var (p, _) = await BackgroundProcess.StartAndWaitAsync(l => l == "listening", TimeSpan.FromSeconds(30), null, null,
+                "/usr/bin/python3", "-c", Script, path, dropTo?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-");
+            return p;
         }
     }
 }

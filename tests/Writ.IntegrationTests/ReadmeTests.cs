@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.RegularExpressions;
 using Writ.IntegrationTests.Harness;
 
@@ -45,7 +44,7 @@ public sealed partial class ReadmeTests
             ["WRIT_SERVER_ADMIN_SOCKET"] = Path.Combine(dir.Path, "run", "writ", "server.sock"),
         };
         var values = new Dictionary<string, string>(StringComparer.Ordinal);
-        var background = new List<Process>();
+        var background = new List<BackgroundProcess>();
         string? agentApi = null;
         try
         {
@@ -64,7 +63,8 @@ public sealed partial class ReadmeTests
                 }
                 else if (command.EndsWith('&'))
                 {
-                    var (process, ready) = await StartAsync(command.TrimEnd('&').Trim(), dir.Path, env);
+                    var (process, ready) = await BackgroundProcess.StartAndWaitAsync(l => l.StartsWith("ready ", StringComparison.Ordinal), Deadline,
+                        dir.Path, env, "/bin/sh", "-c", command.TrimEnd('&').Trim());
                     background.Add(process);
                     agentApi ??= ReadyField(ready, "agent_api");
                 }
@@ -80,7 +80,7 @@ public sealed partial class ReadmeTests
         {
             foreach (var p in background)
             {
-                await StopAsync(p);
+                await p.DisposeAsync();
             }
         }
     }
@@ -138,74 +138,33 @@ public sealed partial class ReadmeTests
         }
     }
 
-    private static async Task<(Process Process, string Ready)> StartAsync(string command, string cwd, Dictionary<string, string?> env)
-    {
-        var (p, stdout, stderr) = Start(command, cwd, env);
-        try
-        {
-            var ready = await stdout.WaitForAsync(l => l.StartsWith("ready ", StringComparison.Ordinal), Deadline, () => p.HasExited);
-            return (p, ready);
-        }
-        catch (Exception e) when (e is InvalidOperationException or TimeoutException)
-        {
-            await StopAsync(p);
-            throw new InvalidOperationException($"README command did not become ready: {command}\n{e.Message}\n--- stderr\n{stderr.Text}", e);
-        }
-    }
-
     /// <summary>Runs the never-ending workload command until it prints an SVID; returns its output.</summary>
-    private static async Task<string> RunWorkloadAsync(string command, string cwd, Dictionary<string, string?> env, List<Process> background)
+    private static async Task<string> RunWorkloadAsync(string command, string cwd, Dictionary<string, string?> env, List<BackgroundProcess> background)
     {
         var deadline = DateTime.UtcNow + Deadline;
         while (true)
         {
-            var (p, stdout, stderr) = Start(command, cwd, env);
+            var p = BackgroundProcess.StartWith(cwd, env, "/bin/sh", "-c", command);   // killed with its whole process tree
             background.Add(p);
             try
             {
-                await stdout.WaitForAsync(l => l.StartsWith("SPIFFE ID:", StringComparison.Ordinal), deadline - DateTime.UtcNow, () => p.HasExited);
-                return stdout.Text;
+                await p.Stdout.WaitForAsync(l => l.StartsWith("SPIFFE ID:", StringComparison.Ordinal), deadline - DateTime.UtcNow, () => p.HasExited);
+                return p.Stdout.Text;
             }
             catch (Exception e) when (e is InvalidOperationException or TimeoutException)
             {
-                await p.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken).ConfigureAwait(false);
-                if (!(p.HasExited && DateTime.UtcNow < deadline && stderr.Text.Contains("issued no identity", StringComparison.Ordinal)))
+                if (!(p.HasExited && DateTime.UtcNow < deadline))
                 {
-                    throw new InvalidOperationException($"README workload got no SVID: {command}\n{e.Message}\n--- stderr\n{stderr.Text}", e);
+                    throw new InvalidOperationException($"README workload got no SVID: {command}\n{e.Message}\n--- stderr\n{p.Stderr.Text}", e);
+                }
+                await p.WaitForExitAsync(TimeSpan.FromSeconds(10));
+                if (!p.Stderr.Text.Contains("issued no identity", StringComparison.Ordinal))
+                {
+                    throw new InvalidOperationException($"README workload got no SVID: {command}\n--- stderr\n{p.Stderr.Text}", e);
                 }
                 // The entry was created a moment ago and has not reached the agent yet: start again, as a client should.
             }
         }
-    }
-
-    private static (Process, LineLog, LineLog) Start(string command, string cwd, Dictionary<string, string?> env)
-    {
-        var psi = new ProcessStartInfo("/bin/sh") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = cwd };
-        psi.ArgumentList.Add("-c");
-        psi.ArgumentList.Add(command);   // killed with its whole process tree
-        psi.Environment.Remove("WRIT_ADMIN_SOCKET");
-        foreach (var (k, v) in env)
-        {
-            psi.Environment[k] = v;
-        }
-        var stdout = new LineLog();
-        var stderr = new LineLog();
-        var p = Process.Start(psi) ?? throw new InvalidOperationException("could not start /bin/sh");
-        p.OutputDataReceived += (_, e) => stdout.Add(e.Data);
-        p.ErrorDataReceived += (_, e) => stderr.Add(e.Data);
-        p.BeginOutputReadLine();
-        p.BeginErrorReadLine();
-        return (p, stdout, stderr);
-    }
-
-    private static async Task StopAsync(Process p)
-    {
-        if (!p.HasExited)
-        {
-            p.Kill(entireProcessTree: true);
-            await p.WaitForExitAsync();
-        }
-        p.Dispose();
     }
 
     private static string? ReadyField(string ready, string name) =>

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Writ.IntegrationTests.Harness;
 
 namespace Writ.IntegrationTests;
@@ -39,8 +38,8 @@ public sealed class SystemdUnitTests
         var agent = Unit.Load("writ-agent.service", dir.Path);
         server.Environment["WRIT_SERVER_BIND"] = "127.0.0.1:0";
 
-        var s = await server.StartAsync();
-        var agentApi = s.Ready.Split(' ').First(w => w.StartsWith("agent_api=", StringComparison.Ordinal))["agent_api=".Length..];
+        var (s, ready) = await server.StartAsync();
+        var agentApi = ready.Split(' ').First(w => w.StartsWith("agent_api=", StringComparison.Ordinal))["agent_api=".Length..];
         string[] admin = ["--admin-socket", Path.Combine(dir.Path, "run", "writ", "server.sock")];
         var bundle = await Proc.WritAsync(["bundle", "show", .. admin]);
         Assert.True(bundle.ExitCode == 0, bundle.ToString());
@@ -55,18 +54,18 @@ public sealed class SystemdUnitTests
         }
         agent.Environment["WRIT_AGENT_SERVER"] = agentApi;
 
-        var a = await agent.StartAsync();
+        var (a, _) = await agent.StartAsync();
         try
         {
             // Restart at will: the agent (its join token is used up; it has its SVID), then the server, then the agent
             // again. (Stopping the server while agents hold their sync streams is ServerLifecycleTests' subject.)
             await a.StopAsync();
-            a = await agent.StartAsync();
+            (a, _) = await agent.StartAsync();
             await a.StopAsync();
             await s.StopAsync();
             server.Environment["WRIT_SERVER_BIND"] = agentApi;   // the agent's environment file names this address
-            s = await server.StartAsync();
-            a = await agent.StartAsync();
+            (s, _) = await server.StartAsync();
+            (a, _) = await agent.StartAsync();
             var health = await Proc.WritAsync(["healthcheck", .. admin]);
             Assert.True(health.ExitCode == 0, health.ToString());
             Assert.True(File.Exists(Path.Combine(dir.Path, "run", "writ", "workload.sock")), "no Workload API socket at the unit's path");
@@ -83,14 +82,12 @@ public sealed class SystemdUnitTests
     /// <summary>A unit's ExecStart and environment (its Environment= lines and its EnvironmentFile from deploy/systemd).</summary>
     private sealed class Unit
     {
-        private Unit(string name, string[] argv, Dictionary<string, string?> environment)
+        private Unit(string[] argv, Dictionary<string, string?> environment)
         {
-            Name = name;
             Argv = argv;
             Environment = environment;
         }
 
-        public string Name { get; }
         public string[] Argv { get; }
         public Dictionary<string, string?> Environment { get; }
 
@@ -123,7 +120,7 @@ public sealed class SystemdUnitTests
                 }
             }
             Assert.NotNull(argv);
-            return new Unit(name, argv, env);
+            return new Unit(argv, env);
         }
 
         private static void Set(Dictionary<string, string?> env, string assignment)
@@ -132,71 +129,8 @@ public sealed class SystemdUnitTests
             env[assignment[..eq]] = assignment[(eq + 1)..];
         }
 
-        public async Task<Running> StartAsync()
-        {
-            var psi = new ProcessStartInfo(Argv[0]) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = "/" };
-            foreach (var a in Argv.Skip(1))
-            {
-                psi.ArgumentList.Add(a);
-            }
-            psi.Environment.Remove("WRIT_ADMIN_SOCKET");
-            foreach (var (k, v) in Environment)
-            {
-                psi.Environment[k] = v;
-            }
-            var stdout = new LineLog();
-            var stderr = new LineLog();
-            var p = Process.Start(psi) ?? throw new InvalidOperationException($"could not start {Name}'s ExecStart");
-            p.OutputDataReceived += (_, e) => stdout.Add(e.Data);
-            p.ErrorDataReceived += (_, e) => stderr.Add(e.Data);
-            p.BeginOutputReadLine();
-            p.BeginErrorReadLine();
-            var running = new Running(p, Name, stderr);
-            try
-            {
-                running.Ready = await stdout.WaitForAsync(l => l.StartsWith("ready ", StringComparison.Ordinal), Deadline, () => p.HasExited);
-            }
-            catch (Exception e) when (e is InvalidOperationException or TimeoutException)
-            {
-                await running.DisposeAsync();
-                throw new InvalidOperationException($"{Name}'s ExecStart did not become ready: {string.Join(' ', Argv)}\n{e.Message}\n--- stderr\n{stderr.Text}", e);
-            }
-            return running;
-        }
-    }
-
-    private sealed class Running(Process process, string name, LineLog stderr) : IAsyncDisposable
-    {
-        private bool _disposed;
-
-        public string Ready { get; set; } = "";
-
-        /// <summary>SIGTERM, as `systemctl stop` sends: a clean exit 0 within the unit's TimeoutStopSec.</summary>
-        public async Task StopAsync()
-        {
-            using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
-            {
-                await kill.WaitForExitAsync();
-            }
-            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-            await process.WaitForExitAsync(cts.Token);
-            Assert.True(process.ExitCode == 0, $"{name} exited {process.ExitCode} on SIGTERM\n{stderr.Text}");
-            await DisposeAsync();
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            if (_disposed)
-            {
-                return;
-            }
-            _disposed = true;
-            if (!process.HasExited)
-            {
-                process.Kill(entireProcessTree: true);
-                await process.WaitForExitAsync();
-            }
-            process.Dispose();
-        }
+        /// <summary>Runs ExecStart with the unit's environment; returns once it printed its ready line.</summary>
+        public Task<(BackgroundProcess Process, string Ready)> StartAsync() =>
+            BackgroundProcess.StartAndWaitAsync(l => l.StartsWith("ready ", StringComparison.Ordinal), Deadline, "/", Environment, Argv[0], [.. Argv.Skip(1)]);
     }
 }
