@@ -31,6 +31,7 @@ internal sealed class InProcessWrit(TrustDomain trustDomain, WritServerHost serv
         var sources = new ConfigSources(ServerConfigLoader.Keys);
         sources.Set("trust_domain", td.Name, "bench");
         sources.Set("data_dir", Path.Combine(dir, "server"), "bench");
+        sources.Set("admin_socket", Path.Combine(dir, "server", "admin.sock"), "bench");   // not the machine-wide default
         sources.Set("bind", "127.0.0.1:0", "bench");
         sources.Set("key_manager", "memory", "bench");
         var serverOptions = ServerConfigLoader.Build(sources, out var errors)

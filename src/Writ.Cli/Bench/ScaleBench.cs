@@ -232,9 +232,9 @@ public static class ScaleBench
         var psi = new ProcessStartInfo(host) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         if (Path.GetFileNameWithoutExtension(host) == "dotnet")
         {
-            psi.ArgumentList.Add(typeof(ScaleBench).Assembly.Location);
+            psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, typeof(ScaleBench).Assembly.GetName().Name + ".dll"));
         }
-        foreach (var a in new[] { "server", "run", "--trust-domain", td.Name, "--data-dir", dataDir, "--bind", "127.0.0.1:0", "--log-level", "error" })
+        foreach (var a in new[] { "server", "run", "--trust-domain", td.Name, "--data-dir", dataDir, "--admin-socket", Path.Combine(dataDir, "admin.sock"), "--bind", "127.0.0.1:0", "--log-level", "error" })
         {
             psi.ArgumentList.Add(a);
         }

@@ -48,6 +48,7 @@ public static class QuickstartCommand
         var sources = new ConfigSources(ServerConfigLoader.Keys);
         sources.Set("trust_domain", td.Name, "quickstart");
         sources.Set("data_dir", Path.Combine(dir, "server"), "quickstart");
+        sources.Set("admin_socket", Path.Combine(dir, "server", "admin.sock"), "quickstart");   // not the machine-wide default
         sources.Set("bind", "127.0.0.1:0", "quickstart");
         var serverOptions = ServerConfigLoader.Build(sources, out var errors)
             ?? throw new CommandFailedException(string.Join("; ", errors));

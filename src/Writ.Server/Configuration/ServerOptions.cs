@@ -41,7 +41,7 @@ public static class ServerConfigLoader
         new("trust_domain", "", "Trust domain this server is the authority for, e.g. example.org (required)."),
         new("data_dir", ".writ/server", "Directory for the database, key file and sockets."),
         new("bind", "127.0.0.1:8081", "HOST:PORT of the agent API (TLS, mTLS after attestation)."),
-        new("admin_socket", "", "Unix socket of the admin API (owner-only). Default: <data_dir>/admin.sock."),
+        new("admin_socket", "", "Unix socket of the admin API (owner-only). Default: /run/writ/server.sock as root, else $XDG_RUNTIME_DIR/writ/server.sock, else <data_dir>/admin.sock."),
         new("store.kind", "sqlite", "sqlite (embedded, default) or postgres."),
         new("store.connection", "", "SQLite: database file (default <data_dir>/writ.db). PostgreSQL: an Npgsql connection string."),
         new("key_manager", "disk", "disk (keys in <data_dir>/keys.json, 0600; survive restarts) or memory."),
@@ -62,6 +62,20 @@ public static class ServerConfigLoader
         new("log_format", "text", "text (one line per event) or json (one JSON object per line)."),
         .. LedgerOptions.Keys,
     ];
+
+    /// <summary>The machine-wide admin socket root's server listens on and root's CLI looks for by default.</summary>
+    public const string RootAdminSocket = "/run/writ/server.sock";
+
+    /// <summary>
+    /// The well-known admin socket for a process of <paramref name="euid"/>, shared by `writ server run` and the admin
+    /// commands so that neither needs flags: <see cref="RootAdminSocket"/> for root, the user's runtime directory
+    /// (<c>$XDG_RUNTIME_DIR/writ/server.sock</c>, private to the user) otherwise, and null when a non-root user has none.
+    /// Never relative to the working directory: a socket there may belong to anyone.
+    /// </summary>
+    public static string? DefaultAdminSocket(int euid, string? xdgRuntimeDir) =>
+        euid == 0 ? RootAdminSocket
+        : xdgRuntimeDir is { Length: > 0 } x && Path.IsPathFullyQualified(x) ? Path.Combine(x, "writ", "server.sock")
+        : null;
 
     /// <summary>Builds options from the sources. Returns null with every error when anything is invalid.</summary>
     public static ServerOptions? Build(ConfigSources c, out IReadOnlyList<string> errors)
@@ -88,7 +102,8 @@ public static class ServerConfigLoader
         {
             bind = parsedBind;
         }
-        var admin = c.Get("admin_socket") is { Length: > 0 } a ? Path.GetFullPath(a) : Path.Combine(dataDir, "admin.sock");
+        var admin = c.Get("admin_socket") is { Length: > 0 } a ? Path.GetFullPath(a)
+            : DefaultAdminSocket(Hosting.UnixPeer.EffectiveUid, Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR")) ?? Path.Combine(dataDir, "admin.sock");
         if (System.Text.Encoding.UTF8.GetByteCount(admin) > 107)
         {
             c.Errors.Add($"{c.Describe("admin_socket")} '{admin}' is longer than a Unix socket path may be (107 bytes): choose a shorter path");

@@ -478,6 +478,7 @@ public static class WorkloadTools
 public sealed class BackgroundProcess : IAsyncDisposable
 {
     private readonly Process _process;
+    private bool _disposed;
 
     private BackgroundProcess(Process process)
     {
@@ -498,7 +499,10 @@ public sealed class BackgroundProcess : IAsyncDisposable
     public static BackgroundProcess Start(string file, params string[] args) => StartIn(null, file, args);
 
     /// <summary>As <see cref="Start"/>, in <paramref name="workingDir"/> (null: this process's).</summary>
-    public static BackgroundProcess StartIn(string? workingDir, string file, params string[] args)
+    public static BackgroundProcess StartIn(string? workingDir, string file, params string[] args) => StartWith(workingDir, null, file, args);
+
+    /// <summary>As <see cref="StartIn"/>, with these environment variables set (null: removed).</summary>
+    public static BackgroundProcess StartWith(string? workingDir, IDictionary<string, string?>? env, string file, params string[] args)
     {
         var psi = new ProcessStartInfo(file)
         {
@@ -517,6 +521,17 @@ public sealed class BackgroundProcess : IAsyncDisposable
         {
             psi.WorkingDirectory = workingDir;
         }
+        foreach (var (k, v) in env ?? new Dictionary<string, string?>())
+        {
+            if (v is null)
+            {
+                psi.Environment.Remove(k);
+            }
+            else
+            {
+                psi.Environment[k] = v;
+            }
+        }
         var p = Process.Start(psi) ?? throw new InvalidOperationException($"could not start {file}");
         var bp = new BackgroundProcess(p);
         p.OutputDataReceived += (_, e) => bp.Stdout.Add(e.Data);
@@ -527,6 +542,34 @@ public sealed class BackgroundProcess : IAsyncDisposable
     }
 
     public static BackgroundProcess Writ(params string[] args) => Start("dotnet", [Repo.WritDll, .. args]);
+
+    /// <summary>Starts a server-like process and waits for its first stdout line that matches (a ready line); on failure kills it and says why.</summary>
+    public static async Task<(BackgroundProcess Process, string Line)> StartAndWaitAsync(Func<string, bool> match, TimeSpan timeout,
+        string? workingDir, IDictionary<string, string?>? env, string file, params string[] args)
+    {
+        var p = StartWith(workingDir, env, file, args);
+        try
+        {
+            return (p, await p.Stdout.WaitForAsync(match, timeout, () => p.HasExited).ConfigureAwait(false));
+        }
+        catch (Exception e) when (e is InvalidOperationException or TimeoutException)
+        {
+            await p.DisposeAsync().ConfigureAwait(false);
+            throw new InvalidOperationException($"{file} {string.Join(' ', args)} did not get ready: {e.Message}\n--- stderr\n{p.Stderr.Text}", e);
+        }
+    }
+
+    /// <summary>SIGTERM, as `systemctl stop` sends; asserts a clean exit 0 within 30 s, then releases the process.</summary>
+    public async Task StopAsync()
+    {
+        using (var kill = Process.Start("kill", ["-TERM", Pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+        {
+            await kill!.WaitForExitAsync().ConfigureAwait(false);
+        }
+        var code = await WaitForExitAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+        Assert.True(code == 0, $"exited {code} on SIGTERM\n{Stderr.Text}");
+        await DisposeAsync().ConfigureAwait(false);
+    }
 
     public async Task<int> WaitForExitAsync(TimeSpan timeout)
     {
@@ -544,6 +587,11 @@ public sealed class BackgroundProcess : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (_disposed)
+        {
+            return;
+        }
+        _disposed = true;
         if (!_process.HasExited)
         {
             _process.Kill(entireProcessTree: true);
