@@ -206,7 +206,7 @@ public sealed class AgentLifecycleTests
     }
 
     [Fact]
-    public async Task Sigterm_stops_the_agent_promptly_even_with_open_streams()
+    public async Task Sigterm_stops_the_agent_which_ends_its_open_streams_itself()
     {
         await using var rig = await AgentRig.StartAsync();
         await rig.CreateEntryAsync("spiffe://example.org/sigterm", ["unix:uid:0"]);
@@ -216,16 +216,15 @@ public sealed class AgentLifecycleTests
         using var call = client.Client.FetchX509SVID(new X509SVIDRequest(), WorkloadClient.Headers, cancellationToken: cts.Token);
         Assert.True(await call.ResponseStream.MoveNext(cts.Token));
 
-        var sw = System.Diagnostics.Stopwatch.StartNew();
         var term = await Proc.RunAsync("kill", ["-TERM", rig.Agent.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
         Assert.Equal(0, term.ExitCode);
         var code = await rig.Agent.WaitForExitAsync(TimeSpan.FromSeconds(60));
-        TestContext.Current.SendDiagnosticMessage($"agent stopped {sw.ElapsedMilliseconds} ms after SIGTERM with an open stream");
         Assert.Equal(0, code);
-        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5), $"the agent took {sw.Elapsed.TotalSeconds:F1}s to stop");
-        // The open stream ends (rather than hanging on a dead agent).
+        // The open stream was ended by the stopping agent itself (not cut when the host's 30 s shutdown timeout ran out,
+        // and not left hanging on a dead agent): its status says so.
         var ended = await Assert.ThrowsAsync<RpcException>(async () => await call.ResponseStream.MoveNext(cts.Token));
         Assert.Equal(StatusCode.Unavailable, ended.StatusCode);
+        Assert.Contains("the agent is shutting down", ended.Status.Detail, StringComparison.Ordinal);
     }
 
     private static async Task<X509SVIDResponse> FetchAsync(WorkloadClient client)

@@ -45,6 +45,54 @@ public sealed class BenchTests
         {
             Positive(b, p.Name);
         }
+        // der_out_ratio is the raw sign + verify limit over the DER-out issuance reported beside it (not another figure's).
+        var signUs = Positive(b, "ecdsa_p256_sign_us");
+        var verifyUs = Positive(b, "ecdsa_p256_verify_us");
+        var derOutUs = Positive(b, "issuance_der_out_us");
+        Assert.InRange(Positive(b, "der_out_ratio"), ((signUs + verifyUs) / derOutUs) - 0.01, ((signUs + verifyUs) / derOutUs) + 0.01);
+        Assert.Equal(14, b.EnumerateObject().Count());   // one figure per measured op, plus the ratio: none left out
+    }
+
+    /// <summary>
+    /// Each breakdown figure comes from the op of its name: fed distinct figures, every field gets its own (the bug was a
+    /// positional lookup that reported issuance_with_parse as issuance_der_out after an op was inserted).
+    /// </summary>
+    [Fact]
+    public void Issuance_breakdown_takes_each_figure_from_the_op_of_its_name()
+    {
+        string[] names = ["csr_verify", "issuer_verify_csr", "sign_leaf", "certificate_load", "ec_import", "ecdsa_p256_sign", "ecdsa_p256_verify",
+            "issuance", "issuance_with_parse", "issuance_der_out", "sign_leaf_certificate_request", "sign_leaf_der", "csr_verify_certificate_request"];
+        // Sample i took (i + 1) * 10 µs per call: 1 call in that many ticks.
+        var samples = names.Select((name, i) => Sample(name, (i + 1) * 10)).ToList();
+        double Us(string name) => (Array.IndexOf(names, name) + 1) * 10;
+
+        var b = Writ.Cli.Bench.IssuanceBreakdown.From(samples);
+
+        (string Op, Func<Writ.Cli.Bench.IssuanceBreakdown, double> Field)[] fields =
+        [
+            ("csr_verify", x => x.CsrVerify), ("issuer_verify_csr", x => x.IssuerVerifyCsr), ("sign_leaf", x => x.SignLeaf),
+            ("sign_leaf_certificate_request", x => x.SignLeafCertificateRequest), ("sign_leaf_der", x => x.SignLeafDer),
+            ("csr_verify_certificate_request", x => x.CsrVerifyCertificateRequest), ("certificate_load", x => x.CertificateLoad),
+            ("ec_import", x => x.EcPublicKeyImport), ("ecdsa_p256_sign", x => x.Sign), ("ecdsa_p256_verify", x => x.Verify),
+            ("issuance", x => x.Issuance), ("issuance_with_parse", x => x.IssuanceWithParse), ("issuance_der_out", x => x.IssuanceDerOut),
+        ];
+        Assert.Equal(names.Order(StringComparer.Ordinal), fields.Select(f => f.Op).Order(StringComparer.Ordinal));   // every op has its field
+        foreach (var (op, field) in fields)
+        {
+            Assert.True(Math.Abs(Us(op) - field(b)) < 0.005, $"{op}: expected {Us(op)} µs, the breakdown says {field(b)}");
+        }
+        Assert.Equal((Us("ecdsa_p256_sign") + Us("ecdsa_p256_verify")) / Us("issuance_der_out"), b.DerOutRatio, 3);
+
+        // An op left out is an error, not a zero or a neighbour's figure.
+        var e = Assert.Throws<InvalidOperationException>(() => Writ.Cli.Bench.IssuanceBreakdown.From(samples.Where(x => x.Name != "issuance_der_out")));
+        Assert.Contains("issuance_der_out", e.Message, StringComparison.Ordinal);
+
+        static Writ.Cli.Bench.BenchSample Sample(string name, double microseconds)
+        {
+            var sample = new Writ.Cli.Bench.BenchSample(name);
+            sample.Add(1, (long)Math.Round(microseconds * System.Diagnostics.Stopwatch.Frequency / 1e6));
+            return sample;
+        }
     }
 
     [Fact]
@@ -119,12 +167,7 @@ public sealed class BenchTests
     [Fact]
     public async Task Scale_on_postgresql_uses_a_scratch_database_and_drops_it()
     {
-        var admin = Environment.GetEnvironmentVariable("WRIT_TEST_PG");
-        if (string.IsNullOrEmpty(admin))
-        {
-            Assert.SkipWhen(Environment.GetEnvironmentVariable("CI") is null, "WRIT_TEST_PG is not set (./test.sh starts a PostgreSQL and sets it)");
-            Assert.Fail("WRIT_TEST_PG is not set in CI: test.sh should have started PostgreSQL");
-        }
+        var admin = Writ.Tests.Shared.TestPostgresGate.ConnectionString();
         var before = await BenchDatabasesAsync(admin);
         // The connection string through the environment, as a user keeping a password off the command line would.
         var r = await Proc.RunAsync("dotnet", [Repo.WritDll, "bench", "scale", "--store", "postgres", .. TinyScale], timeout: Timeout,
@@ -149,7 +192,33 @@ public sealed class BenchTests
         return [.. names];
     }
 
+    /// <summary>
+    /// `--seconds` bounds the run: entry creation and fan-out rounds stop once it has passed (after one batch, one round)
+    /// and the figures say how many were done. The counts asked for cannot be reached within a second (two million
+    /// entries; a thousand rounds to a hundred agents), so stopping short is the bound's doing; no time is compared.
+    /// </summary>
+    [Fact]
+    public async Task Scale_with_seconds_stops_creating_and_fanning_out_once_the_bound_has_passed()
+    {
+        var r = await Proc.RunAsync("dotnet", [Repo.WritDll, "bench", "scale", "--entries", "2000000", "--sync-entries", "300", "--agents", "100",
+            "--fanout-rounds", "1000", "--seconds", "1", "--output", "json"], timeout: Timeout);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var j = doc.RootElement;
+        var entries = j.GetProperty("entries").GetInt32();
+        Assert.InRange(entries, 1000, 2_000_000 - 1);
+        Assert.Equal(0, entries % 1000);   // whole batches
+        Assert.Equal(Math.Min(300, entries), j.GetProperty("sync").GetProperty("entries").GetInt32());
+        var fleet = j.GetProperty("fleet");
+        var rounds = fleet.GetProperty("fanout_rounds").GetInt32();
+        Assert.InRange(rounds, 1, 999);
+        Assert.Equal(100 * rounds, fleet.GetProperty("fanout_samples").GetInt32());   // the rounds done were complete
+        Assert.Contains("--seconds passed", r.Stderr, StringComparison.Ordinal);
+    }
+
     [Theory]
+    [InlineData("--seconds", "0")]
+    [InlineData("--seconds", "soon")]
     [InlineData("--store", "mysql")]
     [InlineData("--store", "postgres")]
     [InlineData("--agents", "0")]

@@ -35,25 +35,23 @@ public sealed class InstanceTests
     }
 
     [Fact]
-    public async Task An_exited_process_is_forgotten_within_the_interval_and_reported()
+    public async Task An_exited_process_is_forgotten_at_once_through_its_pidfd_and_reported()
     {
-        await using var rig = await AgentRig.StartAsync();
+        // The periodic re-check is 10 min away (the longest interval allowed), so within the wait below only the pidfd
+        // can notice the exit: what is proved is the path taken, not how fast a loaded machine took it.
+        await using var rig = await AgentRig.StartAsync(agentArgs: ["--reattest-interval", "10m"]);
         await rig.CreateEntryAsync("spiffe://example.org/instances/exits", ["unix:uid:0"]);
         await AgentTests.WaitForSvidAsync(rig);
         await using var w = await Watcher.StartAsync("node", rig.Agent.SocketPath);
         var first = await w.NextAsync();
         Assert.Single(first.Serials);
 
-        var sw = Stopwatch.StartNew();
         await w.KillAsync();
-        var line = await rig.Agent.Stderr.WaitForAsync(l => l.Contains($"(pid {w.Pid}) forgotten (exited)", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
-        var took = sw.Elapsed;
-        TestContext.Current.SendDiagnosticMessage($"exit of pid {w.Pid} -> forgotten in {took.TotalMilliseconds:F0} ms: {line}");
-        Assert.True(took < TimeSpan.FromSeconds(2), $"the exit was noticed after {took.TotalMilliseconds:F0} ms, more than the 2 s re-attestation interval");
+        var line = await rig.Agent.Stderr.WaitForAsync(l => l.Contains($"(pid {w.Pid}) forgotten (exited)", StringComparison.Ordinal), TimeSpan.FromSeconds(30));
         Assert.Contains("1 X.509-SVIDs", line, StringComparison.Ordinal);
-        // The report goes to the server: delivered once the server implements ReportInstanceGone, kept queued before.
-        await rig.Agent.Stderr.WaitForAsync(l => l.Contains("reported gone to the server (exited)", StringComparison.Ordinal)
-            || l.Contains("does not implement ReportInstanceGone", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
+        // The report reaches the server, which implements ReportInstanceGone: "does not implement" would be a regression.
+        await rig.Agent.Stderr.WaitForAsync(l => l.Contains("reported gone to the server (exited)", StringComparison.Ordinal), TimeSpan.FromSeconds(30));
+        Assert.DoesNotContain("does not implement ReportInstanceGone", rig.Agent.Stderr.Text, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -88,19 +86,15 @@ public sealed class InstanceTests
             f.WriteByte(0);
         }
         File.SetUnixFileMode(replacement, (UnixFileMode)0b111_101_101);
-        var sw = Stopwatch.StartNew();
         File.Move(replacement, path, overwrite: true);
 
         // The old process still runs the old file, but its path no longer names it: re-attested within one interval,
         // its stream ends — Unauthenticated: a connection serves only the identity it was attested as, so after a
         // drift the client must reconnect (and is then attested from its new evidence).
-        var end = await old.NextAsync(TimeSpan.FromSeconds(10));
-        var took = sw.Elapsed;
-        TestContext.Current.SendDiagnosticMessage($"binary replaced -> old process's stream ended after {took.TotalMilliseconds:F0} ms: {end.Raw}");
+        // The old process makes no call, so only the periodic re-check can end its stream.
+        var end = await old.NextAsync(TimeSpan.FromSeconds(30));
         Assert.False(end.Ok, "the old process was still served after its binary was replaced: " + end.Raw);
         Assert.Equal("UNAUTHENTICATED", end.Name);
-        // One interval, plus the round's own time and the stream's wake-up on a shared, loaded machine.
-        Assert.True(took < TimeSpan.FromSeconds(1) + TimeSpan.FromMilliseconds(1500), $"re-attestation took {took.TotalMilliseconds:F0} ms with a 1 s interval");
         await rig.Agent.Stderr.WaitForAsync(l => l.Contains($"(pid {old.Pid}) evidence drifted (executable path changed)", StringComparison.Ordinal), TimeSpan.FromSeconds(5));
 
         // A new process from the path runs the new binary (another hash): no identity.

@@ -18,9 +18,6 @@ namespace Writ.IntegrationTests;
 /// </summary>
 public sealed class RevocationAgentTests
 {
-    /// <summary>The agent's default <c>reattest_interval</c>.</summary>
-    private static readonly TimeSpan ReattestInterval = TimeSpan.FromSeconds(2);
-
     [Fact]
     public async Task Attack_svid_files_copied_to_another_uid_are_refused_by_a_crl_checking_relying_party_once_the_workload_exits()
     {
@@ -70,9 +67,11 @@ public sealed class RevocationAgentTests
     }
 
     [Fact]
-    public async Task A_killed_workloads_serial_is_in_the_crl_within_one_reattestation_interval()
+    public async Task A_killed_workloads_serial_reaches_the_crl_through_its_pidfd_not_the_periodic_recheck()
     {
-        await using var rig = await AgentRig.StartAsync();
+        // The periodic re-check is 10 min away (the longest interval allowed): within the wait below only the pidfd can
+        // notice the kill, so the test proves the immediate path without comparing times on a loaded machine.
+        await using var rig = await AgentRig.StartAsync(agentArgs: ["--reattest-interval", "10m"]);
         await rig.CreateEntryAsync("spiffe://example.org/rv/killed", ["unix:uid:0"]);
         await AgentTests.WaitForSvidAsync(rig);
         await using var workload = await StreamingWorkload.StartAsync(rig.Agent.SocketPath);
@@ -80,17 +79,8 @@ public sealed class RevocationAgentTests
         using var admin = new AdminConnection(rig.Server.AdminSocket);
         Assert.DoesNotContain(serial, await CrlSerialsAsync(admin));
 
-        var clock = Stopwatch.StartNew();
         workload.Kill();
-        var deadline = ReattestInterval * 3;
-        while (!(await CrlSerialsAsync(admin)).Contains(serial))
-        {
-            Assert.True(clock.Elapsed < deadline, $"serial {serial} of the killed workload was not in the CRL after {clock.Elapsed.TotalMilliseconds:F0} ms\n--- agent\n{rig.Agent.Stderr.Text}");
-            await Task.Delay(20, TestContext.Current.CancellationToken);
-        }
-        var took = clock.Elapsed;
-        TestContext.Current.SendDiagnosticMessage($"kill -9 of the workload -> serial in the CRL after {took.TotalMilliseconds:F0} ms (re-attestation interval {ReattestInterval.TotalSeconds:F0} s)");
-        Assert.True(took <= ReattestInterval, $"the killed workload's serial reached the CRL after {took.TotalMilliseconds:F0} ms, more than one re-attestation interval");
+        await WaitForCrlSerialAsync(rig.Server, serial, TimeSpan.FromSeconds(60));
     }
 
     // ------------------------------------------------------------------ helpers

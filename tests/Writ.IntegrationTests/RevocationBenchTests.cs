@@ -28,5 +28,22 @@ public sealed class RevocationBenchTests
 
         var bad = await Proc.RunAsync("dotnet", [Repo.WritDll, "bench", "revocation", "--watchers", "0"]);
         Expect.OneLineError(bad, "--watchers '0'");
+        Expect.OneLineError(await Proc.RunAsync("dotnet", [Repo.WritDll, "bench", "revocation", "--seconds", "0"]), "--seconds '0'");
+    }
+
+    /// <summary>
+    /// `--seconds` bounds each level: no round starts once it has passed. Ten thousand revocations (each waits for the
+    /// stream's update and the re-signed SVID) cannot fit in a second, so fewer is the bound's doing; no time is compared.
+    /// </summary>
+    [Fact]
+    public async Task Bench_revocation_with_seconds_stops_each_level_once_the_bound_has_passed()
+    {
+        var r = await Proc.RunAsync("dotnet", [Repo.WritDll, "bench", "revocation", "--watchers", "1,2", "--revocations", "10000", "--seconds", "1", "--output", "json"],
+            timeout: TimeSpan.FromMinutes(3));
+        Assert.True(r.ExitCode == 0, r.ToString());
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var levels = doc.RootElement.GetProperty("levels").EnumerateArray().ToList();
+        Assert.Equal([1, 2], levels.Select(l => l.GetProperty("watchers").GetInt32()));
+        Assert.All(levels, l => Assert.InRange(l.GetProperty("revocations").GetInt32(), 1, 9999));
     }
 }

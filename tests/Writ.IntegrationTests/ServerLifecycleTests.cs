@@ -151,12 +151,7 @@ public sealed class ServerLifecycleTests
     [Fact]
     public async Task Server_runs_on_postgresql()
     {
-        var admin = Environment.GetEnvironmentVariable("WRIT_TEST_PG");
-        if (string.IsNullOrEmpty(admin))
-        {
-            Assert.SkipWhen(Environment.GetEnvironmentVariable("CI") is null, "WRIT_TEST_PG is not set (./test.sh starts a PostgreSQL and sets it)");
-            Assert.Fail("WRIT_TEST_PG is not set in CI: test.sh should have started PostgreSQL");
-        }
+        var admin = Writ.Tests.Shared.TestPostgresGate.ConnectionString();
         var db = "writ_it_" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6));
         await using (var conn = new Npgsql.NpgsqlConnection(admin))
         {

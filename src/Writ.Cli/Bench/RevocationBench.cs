@@ -43,6 +43,7 @@ public static class RevocationBench
         [
             new("watchers", "comma-separated numbers of watching workload streams (default 1,100,1000)", "N,N"),
             new("revocations", "revocations measured per level (default 20)", "N"),
+            Commands.BenchCommands.SecondsBound,
             new("output", "table (default) or json", "FORMAT"),
         ], RunCommandAsync);
 
@@ -61,7 +62,8 @@ public static class RevocationBench
         {
             throw new UsageException($"--output '{o}' is not known: use table or json");
         }
-        var result = await RunAsync(levels, rounds, a.JsonOutput ? TextWriter.Null : ctx.Error, ctx.Cancellation).ConfigureAwait(false);
+        var bound = Commands.BenchCommands.ParseSecondsBound(a);
+        var result = await RunAsync(levels, rounds, bound, a.JsonOutput ? TextWriter.Null : ctx.Error, ctx.Cancellation).ConfigureAwait(false);
         if (a.JsonOutput)
         {
             Output.Json(ctx.Out, result);
@@ -75,7 +77,8 @@ public static class RevocationBench
         return 0;
     }
 
-    public static async Task<RevocationBenchResult> RunAsync(IReadOnlyList<int> levels, int rounds, TextWriter progress, CancellationToken ct)
+    /// <param name="bound">Per level, no new revocation round starts once this has passed (one always runs); null: no bound.</param>
+    public static async Task<RevocationBenchResult> RunAsync(IReadOnlyList<int> levels, int rounds, TimeSpan? bound, TextWriter progress, CancellationToken ct)
     {
         var dir = Directory.CreateTempSubdirectory("wrb-").FullName;
         try
@@ -99,8 +102,8 @@ public static class RevocationBench
             var results = new List<RevocationLevel>();
             foreach (var watchers in levels)
             {
-                progress.WriteLine($"{watchers} watching stream(s): {rounds} revocations");
-                results.Add(await MeasureLevelAsync(admin, writ.WorkloadSocket, watchers, rounds, ct).ConfigureAwait(false));
+                progress.WriteLine($"{watchers} watching stream(s): up to {rounds} revocations");
+                results.Add(await MeasureLevelAsync(admin, writ.WorkloadSocket, watchers, rounds, bound, ct).ConfigureAwait(false));
             }
             return new RevocationBenchResult("revocation", results, GoalP99Ms);
         }
@@ -111,7 +114,7 @@ public static class RevocationBench
         }
     }
 
-    private static async Task<RevocationLevel> MeasureLevelAsync(AdminConnection admin, string socket, int watchers, int rounds, CancellationToken ct)
+    private static async Task<RevocationLevel> MeasureLevelAsync(AdminConnection admin, string socket, int watchers, int rounds, TimeSpan? bound, CancellationToken ct)
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var clients = Enumerable.Range(0, (watchers + StreamsPerConnection - 1) / StreamsPerConnection).Select(_ => new WorkloadClient(socket)).ToList();
@@ -121,7 +124,8 @@ public static class RevocationBench
         {
             var perStream = new List<double>();
             var perRound = new List<double>();
-            for (var n = 0; n < rounds; n++)
+            var clock = Stopwatch.StartNew();
+            for (var n = 0; n < rounds && !(n > 0 && bound is { } b && clock.Elapsed >= b); n++)
             {
                 var serial = await round.SettledSerialAsync(TimeSpan.FromSeconds(60), ct).ConfigureAwait(false);
                 var done = round.Start(serial);
@@ -130,7 +134,7 @@ public static class RevocationBench
                 perStream.AddRange(latencies);
                 perRound.Add(latencies.Max());
             }
-            return new RevocationLevel(watchers, rounds, Ms(Percentile(perStream, 50)), Ms(Percentile(perStream, 99)),
+            return new RevocationLevel(watchers, perRound.Count, Ms(Percentile(perStream, 50)), Ms(Percentile(perStream, 99)),
                 Ms(Percentile(perRound, 50)), Ms(Percentile(perRound, 99)), Ms(perStream.Max()));
         }
         catch (TimeoutException)

@@ -12,7 +12,12 @@ using ProtoSelector = Writ.Protocol.Agent.Selector;
 namespace Writ.Cli.Bench;
 
 /// <summary>What `writ bench scale` runs: store size, which store, and the size of the agent measurements.</summary>
-public sealed record ScaleOptions(int Entries, string Store, string? PostgresConnection, int SyncEntries, int Agents, int FanoutRounds)
+/// <param name="Seconds">
+/// A time bound (`--seconds`): entry creation stops when it has passed (after one batch) and the run goes on with the
+/// entries created so far; fan-out rounds stop likewise (after one round). Null: no bound.
+/// </param>
+public sealed record ScaleOptions(int Entries, string Store, string? PostgresConnection, int SyncEntries, int Agents, int FanoutRounds,
+    TimeSpan? Seconds = null)
 {
     public const int DefaultEntries = 100_000;
     public const int DefaultSyncEntries = 10_000;
@@ -91,6 +96,7 @@ public static class ScaleBench
             // Phase 1: empty store; tokens for the agents measured later; the entries.
             var first = await StartServerAsync(td, dataDir, env, ct).ConfigureAwait(false);
             double createRate, rssEmpty;
+            int created;
             string syncToken, syncAgentId;
             var fleetTokens = new List<string>(o.Agents);
             ProtoEntry fleetEntry;
@@ -116,20 +122,26 @@ public static class ScaleBench
                     var otherParent = td.IdString + "/writ/agent/join_token/bench";
                     var syncEntries = Math.Min(o.SyncEntries, o.Entries);
                     var sw = Stopwatch.StartNew();
-                    for (var start = 0; start < o.Entries; start += BatchSize)
+                    created = 0;
+                    while (created < o.Entries && !(created > 0 && o.Seconds is { } bound && sw.Elapsed >= bound))
                     {
                         var request = new CreateEntriesRequest();
-                        for (var i = start; i < Math.Min(o.Entries, start + BatchSize); i++)
+                        for (var i = created; i < Math.Min(o.Entries, created + BatchSize); i++)
                         {
                             request.Entries.Add(Entry(td, $"workload-{i}", i < syncEntries ? syncAgentId : otherParent, 100_000 + i));
                         }
                         await admin.CallAsync(s => s.CreateEntriesAsync(request, cancellationToken: ct)).ConfigureAwait(false);
-                        if ((start / BatchSize) % 100 == 99)
+                        created += request.Entries.Count;
+                        if ((created / BatchSize) % 100 == 0 && created % BatchSize == 0)
                         {
-                            progress.WriteLine($"{start + BatchSize:N0} entries created ({(start + BatchSize) / sw.Elapsed.TotalSeconds:N0}/s)");
+                            progress.WriteLine($"{created:N0} entries created ({created / sw.Elapsed.TotalSeconds:N0}/s)");
                         }
                     }
-                    createRate = o.Entries / sw.Elapsed.TotalSeconds;
+                    createRate = created / sw.Elapsed.TotalSeconds;
+                    if (created < o.Entries)
+                    {
+                        progress.WriteLine($"--seconds passed: going on with {created:N0} of {o.Entries:N0} entries");
+                    }
                 }
                 finally
                 {
@@ -151,7 +163,7 @@ public static class ScaleBench
                     {
                         throw new CommandLine.CommandFailedException($"the benchmark's server returned an unreadable bundle: {bundleError}");
                     }
-                    var sync = await SimulatedAgents.MeasureSyncAsync(second.AgentApi, td, bundle, syncToken, Math.Min(o.SyncEntries, o.Entries), ct).ConfigureAwait(false);
+                    var sync = await SimulatedAgents.MeasureSyncAsync(second.AgentApi, td, bundle, syncToken, Math.Min(o.SyncEntries, created), ct).ConfigureAwait(false);
                     progress.WriteLine($"one agent synced {sync.Entries:N0} entries in {sync.FirstMs:N0} ms; attesting {o.Agents:N0} agents");
                     var current = await admin.CallAsync(s => s.GetEntryAsync(new GetEntryRequest { Id = fleetEntry.Id }, cancellationToken: ct)).ConfigureAwait(false);
                     var fleet = await SimulatedAgents.MeasureFleetAsync(second.AgentApi, td, bundle, fleetTokens, () => RssMb(second.Process),
@@ -160,8 +172,8 @@ public static class ScaleBench
                             var changed = current.Clone();
                             changed.Hint = hint;
                             current = await admin.CallAsync(s => s.UpdateEntryAsync(new UpdateEntryRequest { Entry = changed }, cancellationToken: token)).ConfigureAwait(false);
-                        }, o.FanoutRounds, progress, ct).ConfigureAwait(false);
-                    return new ScaleResult("scale", o.Store, o.Entries, BatchSize, BenchTiming.Round(createRate), BenchTiming.Round(first.Ms),
+                        }, o.FanoutRounds, o.Seconds, progress, ct).ConfigureAwait(false);
+                    return new ScaleResult("scale", o.Store, created, BatchSize, BenchTiming.Round(createRate), BenchTiming.Round(first.Ms),
                         BenchTiming.Round(rssEmpty), BenchTiming.Round(second.Ms), BenchTiming.Round(rss), sync, fleet, BenchTiming.Round(total.Elapsed.TotalSeconds));
                 }
                 finally

@@ -76,10 +76,11 @@ public static class SimulatedAgents
     /// <summary>
     /// Attests all agents (tokens share an alias, so one entry parented to it reaches every one), opens a Sync stream
     /// for each at once and waits until every one has its consistent state (page_end); reads the server's memory; then
-    /// changes that entry <paramref name="rounds"/> times and times its arrival at each agent.
+    /// changes that entry <paramref name="rounds"/> times (fewer when <paramref name="bound"/> has passed since the first
+    /// round began; at least once) and times its arrival at each agent.
     /// </summary>
     public static async Task<FleetFigures> MeasureFleetAsync(string address, TrustDomain td, TrustBundle bundle, IReadOnlyList<string> tokens,
-        Func<double> serverRss, Func<string, CancellationToken, Task> changeEntry, int rounds, TextWriter progress, CancellationToken ct)
+        Func<double> serverRss, Func<string, CancellationToken, Task> changeEntry, int rounds, TimeSpan? bound, TextWriter progress, CancellationToken ct)
     {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
         deadline.CancelAfter(Deadline);
@@ -157,10 +158,12 @@ public static class SimulatedAgents
             await WhenFirstAsync(allSynced.Task, failed.Task, "reach page_end", () => pendingSync, ct).ConfigureAwait(false);
             var allSyncedMs = (synced.Max() - start) * 1000.0 / Stopwatch.Frequency;
             var rss = serverRss();
-            progress.WriteLine($"all {agents.Length:N0} agents synced in {allSyncedMs:N0} ms; server RSS {rss:N1} MiB; {rounds} fan-out rounds");
+            progress.WriteLine($"all {agents.Length:N0} agents synced in {allSyncedMs:N0} ms; server RSS {rss:N1} MiB; up to {rounds} fan-out rounds");
 
             var samples = new List<double>(agents.Length * rounds);
-            for (var r = 0; r < rounds; r++)
+            var roundsClock = Stopwatch.StartNew();
+            var done = 0;
+            for (var r = 0; r < rounds && !(r > 0 && bound is { } b && roundsClock.Elapsed >= b); r++, done++)
             {
                 Array.Clear(arrived);
                 Volatile.Write(ref roundDone, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
@@ -182,7 +185,7 @@ public static class SimulatedAgents
             {
             }
             var sorted = samples.Order().ToArray();
-            return new FleetFigures(agents.Length, BenchTiming.Round(attestSeconds, 3), BenchTiming.Round(allSyncedMs), BenchTiming.Round(rss), rounds, sorted.Length,
+            return new FleetFigures(agents.Length, BenchTiming.Round(attestSeconds, 3), BenchTiming.Round(allSyncedMs), BenchTiming.Round(rss), done, sorted.Length,
                 BenchTiming.Round(Percentile(sorted, 50), 2), BenchTiming.Round(Percentile(sorted, 99), 2), BenchTiming.Round(sorted.Length == 0 ? 0 : sorted[^1], 2));
         }
         finally

@@ -87,19 +87,10 @@ public sealed partial class AgentApi
                 w.WriteString("reason", reason);
             }),
         };
-        try
-        {
-            var revoked = await server.Store.Revocations.RevokeAsync([record], [audit], ct).ConfigureAwait(false);
-            ServerLog.JwtReplayRevoked(log, jti, issued.SpiffeId);
-            _ = revoked;   // empty when it was already revoked: still revoked
-            return true;
-        }
-        catch (NotImplementedException)
-        {
-            // The revocation store is a placeholder until revocation lands: the replay stays recorded in the ledger.
-            ServerLog.JwtReplayNotRevoked(log, $"jti {jti}", "this server has no revocation store yet");
-            return false;
-        }
+        // Nothing new when it was already revoked: it is still revoked.
+        await server.Store.Revocations.RevokeAsync([record], [audit], ct).ConfigureAwait(false);
+        ServerLog.JwtReplayRevoked(log, jti, issued.SpiffeId);
+        return true;
     }
 
     private sealed record ReplayReport(string? Jti, string? TokenSha256, SpiffeId Subject);

@@ -196,7 +196,9 @@ internal sealed class FakeAgentServer : AgentService.AgentServiceClient, IDispos
 /// <summary>A tracker, reporter, state and cache wired as the agent wires them, against a <see cref="FakeAgentServer"/>.</summary>
 internal sealed class InstanceRig : IDisposable
 {
-    public InstanceRig(TimeSpan? interval = null)
+    /// <param name="interval">The tracker's re-attestation interval.</param>
+    /// <param name="time">The tracker's clock (a fake one lets a test step past the interval instead of waiting).</param>
+    public InstanceRig(TimeSpan? interval = null, TimeProvider? time = null)
     {
         Server = new FakeAgentServer();
         var td = TrustDomain.Parse("example.org");
@@ -204,7 +206,7 @@ internal sealed class InstanceRig : IDisposable
         Runner = new WorkloadAttestationRunner([new UnixWorkloadAttestor(ProcFs.Host), new CgroupWorkloadAttestor(ProcFs.Host)], ProcFs.Host,
             TimeSpan.FromSeconds(5), Log);
         Reporter = new InstanceReporter(() => Server, _ => null, TimeProvider.System, Log);
-        Tracker = new InstanceTracker(Runner, ProcFs.Host, Reporter, interval ?? TimeSpan.FromSeconds(2), TimeProvider.System, Log);
+        Tracker = new InstanceTracker(Runner, ProcFs.Host, Reporter, interval ?? TimeSpan.FromSeconds(2), time ?? TimeProvider.System, Log);
         Cache = new Writ.Agent.Cache.SvidCache(() => Server, _ => null, State, Tracker, TimeProvider.System, Log);
     }
 

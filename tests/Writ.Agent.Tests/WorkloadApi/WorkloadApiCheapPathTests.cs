@@ -1,4 +1,5 @@
 using Grpc.Core;
+using Microsoft.Extensions.Time.Testing;
 using Writ.Agent.Tests.Instances;
 using Writ.Agent.Tests.TestSupport;
 using Writ.Agent.WorkloadApi;
@@ -23,21 +24,21 @@ public sealed class WorkloadApiCheapPathTests
     [Fact]
     public async Task Later_calls_on_an_attested_connection_skip_the_attestors_but_not_after_the_interval()
     {
-        await using var host = await Host.StartAsync(TimeSpan.FromMilliseconds(300));
+        // The tracker and the service share a clock the test steps: the cheap path's window is the interval on that clock,
+        // so a loaded machine (a slow call) cannot push the second call past it.
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var host = await Host.StartAsync(TimeSpan.FromMinutes(1), time: time);
         host.Rig.SetEntries(InstanceRig.Entry("web", OwnUid));
         var client = host.Connect(host.ConnectOwn);
         await client.FetchJWTSVIDAsync(new JWTSVIDRequest { Audience = { "a" } }, Headers, cancellationToken: Ct);
         var instance = Assert.Single(host.Rig.Tracker.Instances);
         var attested = instance.LastAttested;
+        time.Advance(host.Rig.Tracker.Interval - TimeSpan.FromSeconds(1));
         await client.FetchJWTSVIDAsync(new JWTSVIDRequest { Audience = { "a" } }, Headers, cancellationToken: Ct);
         Assert.Equal(attested, instance.LastAttested);   // the cheap path: the attestors did not run again
 
         // Once the interval has passed (no periodic re-check runs in this host) a call attests in full again.
-        var deadline = DateTimeOffset.UtcNow + TimeSpan.FromSeconds(10);
-        while (DateTimeOffset.UtcNow - instance.LastAttested < host.Rig.Tracker.Interval && DateTimeOffset.UtcNow < deadline)
-        {
-            await Task.Delay(20, Ct);
-        }
+        time.Advance(TimeSpan.FromSeconds(1));
         await client.FetchJWTSVIDAsync(new JWTSVIDRequest { Audience = { "a" } }, Headers, cancellationToken: Ct);
         Assert.True(instance.LastAttested > attested, "a call past the interval must run the attestors");
     }
@@ -48,7 +49,7 @@ public sealed class WorkloadApiCheapPathTests
         // The attacker: a process that got hold of a socket another (entitled) process connected and attested, and
         // keeps calling on it after that process exited. Here python connects, this test takes its socket
         // (pidfd_getfd), python exits, and the next call on the same HTTP/2 connection must not be served.
-        await using var host = await Host.StartAsync(TimeSpan.FromMinutes(5));
+        await using var host = await Host.StartAsync(TimeSpan.FromMinutes(5), TimeProvider.System);
         host.Rig.SetEntries(InstanceRig.Entry("web", OwnUid));
         using var python = Child.Start(Child.Resolve("/usr/bin/python3"), "-c",
             "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\nprint(s.fileno(), flush=True)\nsys.stdin.read()\n",

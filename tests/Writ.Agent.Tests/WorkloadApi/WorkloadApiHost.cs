@@ -29,7 +29,9 @@ internal sealed class WorkloadApiHost : IAsyncDisposable
     private readonly List<GrpcChannel> _channels = [];
     private WebApplication? _app;
 
-    private WorkloadApiHost(TimeSpan? interval) => Rig = new InstanceRig(interval);
+    private WorkloadApiHost(TimeSpan? interval, TimeProvider time) => (Rig, _time) = (new InstanceRig(interval, time), time);
+
+    private readonly TimeProvider _time;
 
     public InstanceRig Rig { get; }
 
@@ -43,9 +45,10 @@ internal sealed class WorkloadApiHost : IAsyncDisposable
     /// <param name="interval">The rig's re-attestation interval.</param>
     /// <param name="limits">Changes to the default options (connection limits).</param>
     /// <param name="gateClock">The gate's clock (its rate limit); default the system's.</param>
-    public static async Task<WorkloadApiHost> StartAsync(TimeSpan? interval = null, Func<AgentOptions, AgentOptions>? limits = null, TimeProvider? gateClock = null)
+    /// <param name="time">The clock the tracker and the service share (the cheap path's window); default the system's.</param>
+    public static async Task<WorkloadApiHost> StartAsync(TimeSpan? interval = null, Func<AgentOptions, AgentOptions>? limits = null, TimeProvider? gateClock = null, TimeProvider? time = null)
     {
-        var host = new WorkloadApiHost(interval);
+        var host = new WorkloadApiHost(interval, time ?? TimeProvider.System);
         var options = new AgentOptions
         {
             ServerAddress = "127.0.0.1:1", TrustDomain = TrustDomain.Parse("example.org"), DataDir = host._dir.Path, SocketPath = host.SocketPath,
@@ -55,7 +58,7 @@ internal sealed class WorkloadApiHost : IAsyncDisposable
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.Services.AddSingleton(options);
-        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton(host._time);
         builder.Services.AddSingleton(host.Rig.State);
         builder.Services.AddSingleton(host.Rig.Runner);
         builder.Services.AddSingleton(host.Rig.Tracker);

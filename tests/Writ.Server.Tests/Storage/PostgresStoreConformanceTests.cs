@@ -1,23 +1,13 @@
 using System.Security.Cryptography;
 using Npgsql;
 using Writ.Server.Storage;
+using Writ.Tests.Shared;
 
 namespace Writ.Server.Tests.Storage;
 
-/// <summary>Where the PostgreSQL tests find their server: env WRIT_TEST_PG (an Npgsql string for a superuser).</summary>
+/// <summary>The PostgreSQL tests' server (<see cref="TestPostgresGate"/>) and scratch-database helpers.</summary>
 internal static class TestPostgres
 {
-    public static string ConnectionStringOrSkip()
-    {
-        var cs = Environment.GetEnvironmentVariable("WRIT_TEST_PG");
-        if (!string.IsNullOrWhiteSpace(cs))
-            return cs;
-        if (!string.IsNullOrEmpty(Environment.GetEnvironmentVariable("CI")))
-            Assert.Fail("WRIT_TEST_PG is not set but CI is: start PostgreSQL (../shared/scripts/pg-start.sh) and export WRIT_TEST_PG, as test.sh does");
-        Assert.Skip("WRIT_TEST_PG not set: start one with eval \"$(../shared/scripts/pg-start.sh 55433)\" to run the PostgreSQL tests");
-        return "";
-    }
-
     public static string WithDatabase(string cs, string database) =>
         new NpgsqlConnectionStringBuilder(cs) { Database = database, Pooling = false }.ConnectionString;
 
@@ -41,7 +31,7 @@ public sealed class PostgresStoreConformanceTests : StoreConformanceTests
 
     protected override async ValueTask CreateDatabaseAsync()
     {
-        _admin = TestPostgres.ConnectionStringOrSkip();
+        _admin = TestPostgresGate.ConnectionString();
         _database = "writ_test_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
         await TestPostgres.ExecuteAsync(TestPostgres.WithDatabase(_admin, "postgres"), $"CREATE DATABASE {_database}", Ct);
         _connection = new NpgsqlConnectionStringBuilder(_admin) { Database = _database }.ConnectionString;
