@@ -39,7 +39,11 @@ internal sealed record GenPolicy(string Id, string Text, bool IsTemplate);
 /// <summary>A template link; a null slot value means the template does not use that slot.</summary>
 internal sealed record GenLink(string TemplateId, string NewId, EntityUid? Principal, EntityUid? Resource);
 
-internal sealed record GenRequest(EntityUid Principal, EntityUid Action, EntityUid Resource, string ContextJson);
+/// <summary>
+/// One request. <see cref="ValidateRequest"/> is Cedar's <c>validateRequest</c> (the request is checked against the schema
+/// first); <see cref="Mismatched"/> marks a context deliberately built not to match the action's declared context type.
+/// </summary>
+internal sealed record GenRequest(EntityUid Principal, EntityUid Action, EntityUid Resource, string ContextJson, bool ValidateRequest = false, bool Mismatched = false);
 
 /// <summary>A self-contained differential case: schema (Cedar syntax, or none), policies, links, entities and requests.</summary>
 internal sealed record GenCase(

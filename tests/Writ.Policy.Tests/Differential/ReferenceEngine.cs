@@ -188,7 +188,11 @@ internal sealed class ReferenceEngine : IDisposable
         var requests = new JsonArray();
         foreach (var r in c.Requests)
         {
-            requests.Add(new JsonObject { ["principal"] = Uid(r.Principal), ["action"] = Uid(r.Action), ["resource"] = Uid(r.Resource), ["context"] = r.ContextJson });
+            requests.Add(new JsonObject
+            {
+                ["principal"] = Uid(r.Principal), ["action"] = Uid(r.Action), ["resource"] = Uid(r.Resource), ["context"] = r.ContextJson,
+                ["validateRequest"] = r.ValidateRequest,
+            });
         }
 
         var o = new JsonObject
