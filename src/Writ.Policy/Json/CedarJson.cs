@@ -485,15 +485,26 @@ public static class CedarJson
                     return false;
                 }
 
-                // An escape that is not well-formed is, as in Cedar, a record that happens to have such a key.
-                if (el.TryGetProperty("__entity", out var inner) && IsTypeAndId(inner))
+                // An escape that is not well-formed is an error (a deliberate difference: Cedar reads it as a record, which
+                // would hide a typo in an entity reference; see docs/policy-engine.md).
+                if (el.TryGetProperty("__entity", out var inner))
                 {
                     if (!TryReadTypeAndId(inner, where, out var uid, out error)) return false;
                     value = new EntityValue(uid!);
                     return true;
                 }
 
-                if (el.TryGetProperty("__extn", out var extn) && IsFnAndArgs(extn)) return TryParseExtension(extn, where, out value, out error);
+                if (el.TryGetProperty("__extn", out var extn))
+                {
+                    if (!IsFnAndArgs(extn))
+                    {
+                        error = $"{where}: __extn must be {{\"fn\": \"name\", \"arg\": value}} or {{\"fn\": \"name\", \"args\": [values]}}";
+                        return false;
+                    }
+
+                    return TryParseExtension(extn, where, out value, out error);
+                }
+
                 return TryParseRecord(el, null, where, out value, out error);
             }
 

@@ -118,21 +118,21 @@ public class UnvalidatedContextTests
     }
 
     [Theory]
-    [InlineData("""{"x": {"__entity": {"type": "U"}}}""", true)]
-    [InlineData("""{"x": {"__entity": 5}}""", true)]
-    [InlineData("""{"x": {"__entity": {"type": "U", "id": 5}}}""", true)]
-    [InlineData("""{"x": {"__extn": 5}}""", true)]
-    [InlineData("""{"x": {"__extn": {"fn": "ip"}}}""", true)]
-    [InlineData("""{"x": {"__extn": {"fn": 5, "arg": "1.1.1.1"}}}""", true)]
-    [InlineData("""{"x": {"__expr": "1"}}""", false)]
-    [InlineData("""{"x": {"__entity": {"type": "1bad", "id": "x"}}}""", false)]
-    [InlineData("""{"x": {"__extn": {"fn": "nosuch", "arg": "x"}}}""", false)]
-    [InlineData("""{"x": {"__extn": {"fn": "ip", "args": []}}}""", false)]
-    public void AMalformedEscapeIsARecordAsInTheReference(string json, bool loads)
+    [InlineData("""{"x": {"__entity": {"type": "U"}}}""")]
+    [InlineData("""{"x": {"__entity": 5}}""")]
+    [InlineData("""{"x": {"__extn": 5}}""")]
+    [InlineData("""{"x": {"__extn": {"fn": "ip"}}}""")]
+    [InlineData("""{"x": {"__expr": "1"}}""")]
+    [InlineData("""{"x": {"__entity": {"type": "1bad", "id": "x"}}}""")]
+    [InlineData("""{"x": {"__extn": {"fn": "nosuch", "arg": "x"}}}""")]
+    [InlineData("""{"x": {"__extn": {"fn": "ip", "args": []}}}""")]
+    public void AMalformedEscapeIsAnError(string json)
     {
-        Assert.Equal(loads, CedarJson.TryParseContext(json, null, null, out var context, out var error));
-        if (loads) Assert.IsType<RecordValue>(context!.Fields["x"]);
-        else Assert.DoesNotContain('\n', error);
+        // The reference reads the first four as records; Writ refuses them on purpose (docs/policy-engine.md), and the
+        // differential generator does not produce them. `__expr` is refused by both.
+        Assert.False(CedarJson.TryParseContext(json, null, null, out var context, out var error));
+        Assert.Null(context);
+        Assert.DoesNotContain('\n', error);
     }
 
     [Fact]
