@@ -479,12 +479,6 @@ public static class CedarJson
             case JsonValueKind.Object:
             {
                 if (expected is RecordType record) return TryParseRecord(el, record, where, out value, out error);
-                if (el.TryGetProperty("__expr", out var expr) && expr.ValueKind == JsonValueKind.String)
-                {
-                    error = $"{where}: the __expr escape is no longer supported; write entities as {{\"__entity\": ...}} and extension values as {{\"__extn\": ...}}";
-                    return false;
-                }
-
                 // An escape that is not well-formed is an error (a deliberate difference: Cedar reads it as a record, which
                 // would hide a typo in an entity reference; see docs/policy-engine.md).
                 if (el.TryGetProperty("__entity", out var inner))
@@ -560,6 +554,12 @@ public static class CedarJson
         var fields = new Dictionary<string, Value>(StringComparer.Ordinal);
         foreach (var p in el.EnumerateObject())
         {
+            if (type is null && p.Value.ValueKind == JsonValueKind.String && p.NameEquals("__expr"))
+            {
+                error = $"{where}: the __expr escape is no longer supported; write entities as {{\"__entity\": ...}} and extension values as {{\"__extn\": ...}}";
+                return false;
+            }
+
             AttributeDef? ad = null;
             if (type is not null && !type.Attributes.TryGetValue(p.Name, out ad) && !type.AdditionalAttributes)
             {
