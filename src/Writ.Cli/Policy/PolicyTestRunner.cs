@@ -247,12 +247,14 @@ public sealed class PolicyTestRunner(string root)
         EntityUid? principal = null, action = null, resource = null;
         RecordValue? context = null;
         string err = "";
+        // With "validateRequest": false the schema still shapes the context (as in Cedar), but its types are not checked.
+        var validateRequest = !(r.TryGetProperty("validateRequest", out var vr) && vr.ValueKind == JsonValueKind.False);
         var parsed = Uid(r, "principal", ref principal, ref err) && Uid(r, "action", ref action, ref err) && Uid(r, "resource", ref resource, ref err);
         if (parsed)
         {
             if (r.TryGetProperty("context", out var ctxEl) && ctxEl.ValueKind != JsonValueKind.Null)
             {
-                parsed = CedarJson.TryParseContext(ctxEl, schema, action, out context, out err);
+                parsed = CedarJson.TryParseContext(ctxEl, schema, action, validateRequest, out context, out err);
             }
         }
         if (!parsed)
@@ -260,7 +262,6 @@ public sealed class PolicyTestRunner(string root)
             got = "a request that does not load: " + PolicyInputs.OneLine(err);
             return false;
         }
-        var validateRequest = !(r.TryGetProperty("validateRequest", out var vr) && vr.ValueKind == JsonValueKind.False);
         if (schema is not null && validateRequest && !RequestCheck.TryCheck(schema, principal!, action!, resource!, out var requestError))
         {
             got = "a request the schema rejects: " + requestError;

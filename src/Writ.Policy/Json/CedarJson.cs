@@ -83,9 +83,20 @@ public static class CedarJson
 
     /// <summary>
     /// Parses a request context object. With a schema and an action, the action must be declared and the context is
-    /// shaped by, and must conform to, the action's context type.
+    /// shaped by, and must conform to, the action's context type (Cedar's request validation).
     /// </summary>
-    public static bool TryParseContext(string json, CedarSchema? schema, EntityUid? action, out RecordValue? context, out string error)
+    public static bool TryParseContext(string json, CedarSchema? schema, EntityUid? action, out RecordValue? context, out string error) =>
+        TryParseContext(json, schema, action, validate: true, out context, out error);
+
+    /// <summary>
+    /// Parses a request context object. With a schema and an action, the action must be declared and the schema shapes
+    /// the parse as Cedar's does: strings and <c>{fn, arg}</c> objects become the declared extension values, objects the
+    /// declared entity references, declared records must have their required attributes and no undeclared ones, declared
+    /// sets must be arrays. With <paramref name="validate"/> (Cedar's <c>validateRequest</c>) every value must also have
+    /// its declared type; without it a value of another type is kept as given (<c>{"n": "x"}</c> for a Long <c>n</c>), as
+    /// the reference engine decides such requests.
+    /// </summary>
+    public static bool TryParseContext(string json, CedarSchema? schema, EntityUid? action, bool validate, out RecordValue? context, out string error)
     {
         ArgumentNullException.ThrowIfNull(json);
         context = null;
@@ -102,16 +113,20 @@ public static class CedarJson
 
         using (doc)
         {
-            return TryParseContext(doc.RootElement, schema, action, out context, out error);
+            return TryParseContext(doc.RootElement, schema, action, validate, out context, out error);
         }
     }
 
-    /// <summary>Parses a context from an already-parsed JSON element.</summary>
-    public static bool TryParseContext(JsonElement element, CedarSchema? schema, EntityUid? action, out RecordValue? context, out string error)
+    /// <summary>Parses a context from an already-parsed JSON element (validated against the schema, as with validateRequest).</summary>
+    public static bool TryParseContext(JsonElement element, CedarSchema? schema, EntityUid? action, out RecordValue? context, out string error) =>
+        TryParseContext(element, schema, action, validate: true, out context, out error);
+
+    /// <summary>Parses a context from an already-parsed JSON element; <paramref name="validate"/> as in the string overload.</summary>
+    public static bool TryParseContext(JsonElement element, CedarSchema? schema, EntityUid? action, bool validate, out RecordValue? context, out string error)
     {
         try
         {
-            return TryParseContextCore(element, schema, action, out context, out error);
+            return TryParseContextCore(element, schema, action, validate, out context, out error);
         }
         catch (InvalidOperationException)
         {
@@ -121,7 +136,7 @@ public static class CedarJson
         }
     }
 
-    private static bool TryParseContextCore(JsonElement element, CedarSchema? schema, EntityUid? action, out RecordValue? context, out string error)
+    private static bool TryParseContextCore(JsonElement element, CedarSchema? schema, EntityUid? action, bool validate, out RecordValue? context, out string error)
     {
         context = null;
         if (element.ValueKind != JsonValueKind.Object)
@@ -142,7 +157,7 @@ public static class CedarJson
             type = def.Context;
         }
 
-        if (!TryParseValue(element, type, "context", out var v, out error)) return false;
+        if (!TryParseValue(element, type, type is null ? "context" : $"the context of {action}", out var v, out error)) return false;
         context = v as RecordValue;
         if (context is null)
         {
@@ -150,7 +165,7 @@ public static class CedarJson
             return false;
         }
 
-        if (type is not null && !SchemaConformance.CheckRecord(context.Fields, type, schema!, $"the context of {action}", out error))
+        if (validate && type is not null && !SchemaConformance.CheckRecord(context.Fields, type, schema!, $"the context of {action}", out error))
         {
             context = null;
             return false;
@@ -182,7 +197,7 @@ public static class CedarJson
                 || !TryParseEntityUidCore(a, "action", out var action, out error)
                 || !TryParseEntityUidCore(r, "resource", out var resource, out error)) return false;
             var context = RecordValue.Empty;
-            if (root.TryGetProperty("context", out var c) && !TryParseContextCore(c, schema, action, out context!, out error)) return false;
+            if (root.TryGetProperty("context", out var c) && !TryParseContextCore(c, schema, action, validate: true, out context!, out error)) return false;
             request = new Request(principal!, action!, resource!, context);
             error = "";
             return true;
@@ -293,8 +308,13 @@ public static class CedarJson
 
     private static bool TryParseEntityUidCore(JsonElement el, string where, out EntityUid? uid, out string error)
     {
-        uid = null;
         if (el.ValueKind == JsonValueKind.Object && el.TryGetProperty("__entity", out var inner)) el = inner;
+        return TryReadTypeAndId(el, where, out uid, out error);
+    }
+
+    private static bool TryReadTypeAndId(JsonElement el, string where, out EntityUid? uid, out string error)
+    {
+        uid = null;
         if (el.ValueKind != JsonValueKind.Object
             || !el.TryGetProperty("type", out var t) || t.ValueKind != JsonValueKind.String
             || !el.TryGetProperty("id", out var id) || id.ValueKind != JsonValueKind.String)
@@ -398,8 +418,28 @@ public static class CedarJson
         return true;
     }
 
+    /// <summary>
+    /// Parses one value. <paramref name="expected"/> (a schema type, optional) directs the parse as Cedar's own parser
+    /// does, whatever checking follows: an extension type reads a string (or <c>{fn, arg}</c>) with its constructor and
+    /// refuses other values, an entity type reads <c>{type, id}</c> and refuses other values, a record type needs an
+    /// object with its required attributes and no undeclared ones, a set type needs an array. Whether a primitive value
+    /// has its declared type is left to <see cref="SchemaConformance"/>.
+    /// </summary>
     private static bool TryParseValue(JsonElement el, SchemaType? expected, string where, out Value value, out string error)
     {
+        switch (expected)
+        {
+            case ExtensionType ext:
+                return TryParseExpectedExtension(el, ext, where, out value, out error);
+            case EntityRefType:
+                return TryParseExpectedEntity(el, where, out value, out error);
+            case SetType when el.ValueKind != JsonValueKind.Array:
+            case RecordType when el.ValueKind != JsonValueKind.Object:
+                value = BoolValue.False;
+                error = $"{where}: expected {expected.ToShortCedar()}, got {Kind(el)}; fix the data or the schema";
+                return false;
+        }
+
         value = BoolValue.False;
         error = "";
         switch (el.ValueKind)
@@ -420,18 +460,8 @@ public static class CedarJson
                 value = Value.Of(l);
                 return true;
             case JsonValueKind.String:
-            {
-                var s = el.GetString()!;
-                if (expected is ExtensionType ext)
-                {
-                    var fn = ext.Name == "ipaddr" ? "ip" : ext.Name;
-                    return TryCallExtension(fn, [Value.Of(s)], where, out value, out error);
-                }
-
-                value = Value.Of(s);
+                value = Value.Of(el.GetString()!);
                 return true;
-            }
-
             case JsonValueKind.Array:
             {
                 var elementType = (expected as SetType)?.Element;
@@ -448,36 +478,28 @@ public static class CedarJson
 
             case JsonValueKind.Object:
             {
-                if (el.TryGetProperty("__entity", out _) || (expected is EntityRefType && el.TryGetProperty("type", out _)))
+                if (expected is RecordType record) return TryParseRecord(el, record, where, out value, out error);
+                // An escape that is not well-formed is an error (a deliberate difference: Cedar reads it as a record, which
+                // would hide a typo in an entity reference; see docs/policy-engine.md).
+                if (el.TryGetProperty("__entity", out var inner))
                 {
-                    if (!TryParseEntityUidCore(el, where, out var uid, out error)) return false;
+                    if (!TryReadTypeAndId(inner, where, out var uid, out error)) return false;
                     value = new EntityValue(uid!);
                     return true;
                 }
 
                 if (el.TryGetProperty("__extn", out var extn))
-                    return TryParseExtension(extn, where, out value, out error);
-
-                // Schema-directed, Cedar also takes the escape's body on its own: {"fn": "ip", "arg": "10.0.0.1"}.
-                if (expected is ExtensionType && el.TryGetProperty("fn", out _))
-                    return TryParseExtension(el, where, out value, out error);
-
-                var record = expected as RecordType;
-                var fields = new Dictionary<string, Value>(StringComparer.Ordinal);
-                foreach (var p in el.EnumerateObject())
                 {
-                    AttributeDef? ad = null;
-                    record?.Attributes.TryGetValue(p.Name, out ad);
-                    if (!TryParseValue(p.Value, ad?.Type, where, out var v, out error)) return false;
-                    if (!fields.TryAdd(p.Name, v))
+                    if (!IsFnAndArgs(extn))
                     {
-                        error = $"{where}: record key {EntityUid.Quote(p.Name)} is given twice";
+                        error = $"{where}: __extn must be {{\"fn\": \"name\", \"arg\": value}} or {{\"fn\": \"name\", \"args\": [values]}}";
                         return false;
                     }
+
+                    return TryParseExtension(extn, where, out value, out error);
                 }
 
-                value = new RecordValue(fields);
-                return true;
+                return TryParseRecord(el, null, where, out value, out error);
             }
 
             default:
@@ -486,33 +508,138 @@ public static class CedarJson
         }
     }
 
-    private static bool TryParseExtension(JsonElement extn, string where, out Value value, out string error)
+    /// <summary>Where the schema declares an extension type: a string for its constructor, an escape, or a refusal.</summary>
+    private static bool TryParseExpectedExtension(JsonElement el, ExtensionType ext, string where, out Value value, out string error)
+    {
+        if (el.ValueKind == JsonValueKind.String)
+        {
+            return TryCallExtension(ext.Name == "ipaddr" ? "ip" : ext.Name, [Value.Of(el.GetString()!)], where, out value, out error);
+        }
+
+        if (el.ValueKind == JsonValueKind.Object)
+        {
+            // {"__extn": {"fn", "arg"}} or, schema-directed, the escape's body on its own: {"fn": "ip", "arg": "10.0.0.1"}.
+            if (el.TryGetProperty("__extn", out var extn) && IsFnAndArgs(extn)) return TryParseExtension(extn, where, out value, out error);
+            if (IsFnAndArgs(el)) return TryParseExtension(el, where, out value, out error);
+        }
+
+        // Cedar passes any other value to the type's constructor, which takes only a string.
+        value = BoolValue.False;
+        error = $"{where}: expected {ext.Name} (a string such as \"{ExampleLiteral(ext.Name)}\" or an __extn escape), got {Kind(el)}; fix the data or the schema";
+        return false;
+    }
+
+    /// <summary>Where the schema declares an entity type: <c>{"__entity": {type, id}}</c> or <c>{type, id}</c>, nothing else.</summary>
+    private static bool TryParseExpectedEntity(JsonElement el, string where, out Value value, out string error)
     {
         value = BoolValue.False;
-        if (extn.ValueKind != JsonValueKind.Object || !extn.TryGetProperty("fn", out var fnEl) || fnEl.ValueKind != JsonValueKind.String)
+        JsonElement uidEl = default;
+        if (el.ValueKind == JsonValueKind.Object && el.TryGetProperty("__entity", out var inner) && IsTypeAndId(inner)) uidEl = inner;
+        else if (IsTypeAndId(el)) uidEl = el;
+        else
         {
-            error = $"{where}: __extn must be {{\"fn\": \"name\", \"arg\": value}} or {{\"fn\": \"name\", \"args\": [values]}}";
+            error = $"{where}: expected an entity reference {{\"type\": \"...\", \"id\": \"...\"}}, got {Kind(el)}; fix the data or the schema";
             return false;
         }
 
+        if (!TryReadTypeAndId(uidEl, where, out var uid, out error)) return false;
+        value = new EntityValue(uid!);
+        return true;
+    }
+
+    /// <summary>A JSON object read as a record; with a record type, its required attributes must be there and no others.</summary>
+    private static bool TryParseRecord(JsonElement el, RecordType? type, string where, out Value value, out string error)
+    {
+        value = BoolValue.False;
+        var fields = new Dictionary<string, Value>(StringComparer.Ordinal);
+        foreach (var p in el.EnumerateObject())
+        {
+            if (type is null && p.Value.ValueKind == JsonValueKind.String && p.NameEquals("__expr"))
+            {
+                error = $"{where}: the __expr escape is no longer supported; write entities as {{\"__entity\": ...}} and extension values as {{\"__extn\": ...}}";
+                return false;
+            }
+
+            AttributeDef? ad = null;
+            if (type is not null && !type.Attributes.TryGetValue(p.Name, out ad) && !type.AdditionalAttributes)
+            {
+                error = $"{where}: the record has attribute {EntityUid.Quote(p.Name)}, which the schema does not declare; remove it or declare it";
+                return false;
+            }
+
+            if (!TryParseValue(p.Value, ad?.Type, where, out var v, out error)) return false;
+            if (!fields.TryAdd(p.Name, v))
+            {
+                error = $"{where}: record key {EntityUid.Quote(p.Name)} is given twice";
+                return false;
+            }
+        }
+
+        if (type is not null)
+        {
+            foreach (var (name, attr) in type.Attributes)
+            {
+                if (attr.Required && !fields.ContainsKey(name))
+                {
+                    error = $"{where}: the record is missing the required attribute {EntityUid.Quote(name)}; add it (the schema declares it as {attr.Type.ToShortCedar()})";
+                    return false;
+                }
+            }
+        }
+
+        value = new RecordValue(fields);
+        error = "";
+        return true;
+    }
+
+    private static bool IsTypeAndId(JsonElement e) =>
+        e.ValueKind == JsonValueKind.Object
+        && e.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String
+        && e.TryGetProperty("id", out var id) && id.ValueKind == JsonValueKind.String;
+
+    private static bool IsFnAndArgs(JsonElement e) =>
+        e.ValueKind == JsonValueKind.Object
+        && e.TryGetProperty("fn", out var fn) && fn.ValueKind == JsonValueKind.String
+        && (e.TryGetProperty("arg", out _) || (e.TryGetProperty("args", out var args) && args.ValueKind == JsonValueKind.Array));
+
+    private static string Kind(JsonElement el) => el.ValueKind switch
+    {
+        JsonValueKind.String => "a string",
+        JsonValueKind.Number => "a number",
+        JsonValueKind.True or JsonValueKind.False => "a boolean",
+        JsonValueKind.Array => "an array",
+        JsonValueKind.Object when el.TryGetProperty("__entity", out _) => "an entity",
+        JsonValueKind.Object when el.TryGetProperty("__extn", out _) => "an extension value",
+        JsonValueKind.Object => "an object",
+        _ => "null",
+    };
+
+    private static string ExampleLiteral(string ext) => ext switch
+    {
+        "ipaddr" => "10.0.0.1",
+        "decimal" => "1.25",
+        "datetime" => "2024-01-01T00:00:00Z",
+        "duration" => "1h30m",
+        _ => "...",
+    };
+
+    private static bool TryParseExtension(JsonElement extn, string where, out Value value, out string error)
+    {
+        value = BoolValue.False;
+        var fnEl = extn.GetProperty("fn");
         var args = new List<Value>();
         if (extn.TryGetProperty("arg", out var arg))
         {
             if (!TryParseValue(arg, null, where, out var v, out error)) return false;
             args.Add(v);
         }
-        else if (extn.TryGetProperty("args", out var argsEl) && argsEl.ValueKind == JsonValueKind.Array)
+        else
         {
-            foreach (var a in argsEl.EnumerateArray())
+            foreach (var a in extn.GetProperty("args").EnumerateArray())
             {
                 if (!TryParseValue(a, null, where, out var v, out error)) return false;
                 args.Add(v);
             }
-        }
-        else
-        {
-            error = $"{where}: __extn needs \"arg\" or \"args\"";
-            return false;
         }
 
         return TryCallExtension(fnEl.GetString()!, args, where, out value, out error);

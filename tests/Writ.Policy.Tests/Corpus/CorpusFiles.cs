@@ -13,6 +13,9 @@ internal static class CorpusFiles
     /// <summary>Directory that holds <c>corpus-tests/</c> after unpacking.</summary>
     public static string CorpusRoot => CedarTestData.CorpusRoot;
 
+    /// <summary>The cases found by differential testing (tests/conformance/cedar-found), in the corpus's layout.</summary>
+    public static string FoundRoot => Path.Combine(CedarTestData.RepoRoot, "tests", "conformance", "cedar-found");
+
     /// <summary>Maps a path from a corpus JSON file (relative to the corpus root) onto this machine.</summary>
     public static string Resolve(string relative) =>
         relative.StartsWith("corpus-tests/", StringComparison.Ordinal)

@@ -9,9 +9,10 @@ using Writ.Policy.Schema;
 namespace Writ.Policy.Tests.Corpus;
 
 /// <summary>
-/// Replays every request of the official Cedar integration corpus (and the hand-written tests) and compares
-/// decision, reasons and erroring policies exactly. One test per shard (first hex digit of the file name) so all
-/// mismatches of a shard are reported together. <c>shouldValidate</c> belongs to the validator tests.
+/// Replays every request of the official Cedar integration corpus (and the hand-written tests, and the cases found by
+/// differential testing in tests/conformance/cedar-found) and compares decision, reasons and erroring policies exactly.
+/// One test per shard (first hex digit of the file name) so all mismatches of a shard are reported together.
+/// <c>shouldValidate</c> belongs to the validator tests.
 /// </summary>
 public class CorpusTests
 {
@@ -23,6 +24,7 @@ public class CorpusTests
         var data = new TheoryData<string>();
         foreach (var c in "0123456789abcdef") data.Add(c.ToString());
         data.Add("handwritten");
+        data.Add("found");
         return data;
     }
 
@@ -32,12 +34,13 @@ public class CorpusTests
     {
         var files = TestFiles(shard);
         Assert.NotEmpty(files);
+        Func<string, string> resolve = shard == "found" ? relative => Path.Combine(CorpusFiles.FoundRoot, relative) : CorpusFiles.Resolve;
         var mismatches = new List<string>();
         var matched = 0;
         var expected = 0;
         foreach (var file in files)
         {
-            var (agreed, total) = RunTestFile(file, mismatches);
+            var (agreed, total) = RunTestFile(file, resolve, mismatches);
             matched += agreed;
             expected += total;
         }
@@ -64,6 +67,13 @@ public class CorpusTests
 
     private static List<string> TestFiles(string shard)
     {
+        if (shard == "found")
+        {
+            return Directory.GetFiles(Path.Combine(CorpusFiles.FoundRoot, "corpus-tests"), "*.json")
+                .Where(f => !f.EndsWith(".entities.json", StringComparison.Ordinal))
+                .Order(StringComparer.Ordinal).ToList();
+        }
+
         if (shard == "handwritten")
         {
             return Directory.GetFiles(Path.Combine(CorpusFiles.ConformanceDir, "tests"), "*.json", SearchOption.AllDirectories)
@@ -76,7 +86,7 @@ public class CorpusTests
     }
 
     /// <summary>Replays one test file: how many of its requests were decided exactly as the reference decided, of how many.</summary>
-    private static (int Matched, int Total) RunTestFile(string file, List<string> mismatches)
+    private static (int Matched, int Total) RunTestFile(string file, Func<string, string> resolve, List<string> mismatches)
     {
         var name = Path.GetFileName(file);
         using var doc = JsonDocument.Parse(File.ReadAllText(file));
@@ -89,20 +99,20 @@ public class CorpusTests
         CedarSchema? schema = null;
         if (root.TryGetProperty("schema", out var schemaEl) && schemaEl.ValueKind == JsonValueKind.String)
         {
-            if (!CedarSchema.TryParseCedar(File.ReadAllText(CorpusFiles.Resolve(schemaEl.GetString()!)), out schema, out var serrs))
+            if (!CedarSchema.TryParseCedar(File.ReadAllText(resolve(schemaEl.GetString()!)), out schema, out var serrs))
             {
                 FailAll("schema does not parse: " + serrs[0]);
                 return (0, total);
             }
         }
 
-        if (!PolicySet.TryParse(File.ReadAllText(CorpusFiles.Resolve(root.GetProperty("policies").GetString()!)), out var policies, out var perrs))
+        if (!PolicySet.TryParse(File.ReadAllText(resolve(root.GetProperty("policies").GetString()!)), out var policies, out var perrs))
         {
             FailAll("policies do not parse: " + perrs[0]);
             return (0, total);
         }
 
-        if (!Entities.TryParseJson(File.ReadAllText(CorpusFiles.Resolve(root.GetProperty("entities").GetString()!)), schema, out var entities, out var eerr))
+        if (!Entities.TryParseJson(File.ReadAllText(resolve(root.GetProperty("entities").GetString()!)), schema, out var entities, out var eerr))
         {
             FailAll("entities do not parse: " + eerr);
             return (0, total);
@@ -112,18 +122,19 @@ public class CorpusTests
         foreach (var r in requests.EnumerateArray())
         {
             var desc = r.GetProperty("description").GetString();
+            // Cedar's test harness validates requests unless a test says "validateRequest": false.
+            var validateRequest = !(r.TryGetProperty("validateRequest", out var vr) && vr.ValueKind == JsonValueKind.False);
             if (!CedarJson.TryParseEntityUid(r.GetProperty("principal"), "principal", out var principal, out var err)
                 || !CedarJson.TryParseEntityUid(r.GetProperty("action"), "action", out var action, out err)
                 || !CedarJson.TryParseEntityUid(r.GetProperty("resource"), "resource", out var resource, out err)
-                || !CedarJson.TryParseContext(r.GetProperty("context"), schema, action, out var context, out err))
+                || !CedarJson.TryParseContext(r.GetProperty("context"), schema, action, validateRequest, out var context, out err))
             {
                 mismatches.Add($"{name} [{desc}]: request does not parse: {err}");
                 continue;
             }
 
             var request = new Request(principal!, action!, resource!, context);
-            if (schema is not null && r.TryGetProperty("validateRequest", out var vr) && vr.ValueKind == JsonValueKind.True
-                && !RequestValidator.TryValidate(request, schema, out var verr))
+            if (schema is not null && validateRequest && !RequestValidator.TryValidate(request, schema, out var verr))
             {
                 // the reference harness builds these requests with validation on, so they must be valid
                 mismatches.Add($"{name} [{desc}]: request fails schema validation: {verr}");

@@ -39,7 +39,11 @@ internal sealed record GenPolicy(string Id, string Text, bool IsTemplate);
 /// <summary>A template link; a null slot value means the template does not use that slot.</summary>
 internal sealed record GenLink(string TemplateId, string NewId, EntityUid? Principal, EntityUid? Resource);
 
-internal sealed record GenRequest(EntityUid Principal, EntityUid Action, EntityUid Resource, string ContextJson);
+/// <summary>
+/// One request. <see cref="ValidateRequest"/> is Cedar's <c>validateRequest</c> (the request is checked against the schema
+/// first); <see cref="Mismatched"/> marks a context deliberately built not to match the action's declared context type.
+/// </summary>
+internal sealed record GenRequest(EntityUid Principal, EntityUid Action, EntityUid Resource, string ContextJson, bool ValidateRequest = false, bool Mismatched = false);
 
 /// <summary>A self-contained differential case: schema (Cedar syntax, or none), policies, links, entities and requests.</summary>
 internal sealed record GenCase(
@@ -422,9 +426,106 @@ internal sealed class CaseGenerator
             resource = action == "delete" || Chance(0.7) ? new EntityUid("Doc", Chance(0.05) ? "ghost" : Pick(DocIds)) : new EntityUid("Folder", Pick(FolderIds));
         }
 
+        if (Chance(0.12)) return MismatchedRequest(principal, action, resource);
         var context = action == "manage" ? "{}" : RecordJson(_context, 0);
-        if (Chance(0.02)) context = "{\"n\":\"not a long\"}";   // does not conform to the schema: both must refuse it
         return new GenRequest(principal, new EntityUid("Action", action), resource, context);
+    }
+
+    // ------------------------------------------------------------------ contexts that do not match the declared type
+
+    /// <summary>
+    /// A request (mostly with <c>validateRequest: false</c>) whose context does not match the action's declared context
+    /// type: a required attribute missing, an undeclared one, a value of another type (extension values as plain or bad
+    /// strings, entities as strings, sets as scalars, escape bodies without their escape), the nested record broken the same ways, or
+    /// another action's context. The reference engine refuses some of these and decides the others.
+    /// </summary>
+    private GenRequest MismatchedRequest(EntityUid principal, string action, EntityUid resource)
+    {
+        var type = action == "manage" ? new GRecord([]) : _context;
+        var fields = type.Attrs.Where(a => !a.Optional || Chance(0.5)).Select(a => (a.Name, Json: ValueJson(a.Type, 1))).ToList();
+        for (var n = _rng.Next(1, 3); n > 0; n--)
+        {
+            switch (_rng.Next(10))
+            {
+                case 0 when fields.Count > 0:
+                    fields.RemoveAt(_rng.Next(fields.Count));
+                    break;
+                case 1:
+                    // (never a key twice: the bridge hands the reference a JS object, where the last of two keys wins; and
+                    // not __entity/__extn, which without a schema would make a malformed escape, a deliberate difference)
+                    var name = Pick(["extra", "N", "rec2", "A", "who2", "__cedar"]);
+                    fields.RemoveAll(f => f.Name == name);
+                    fields.Add((name, WrongValueJson(null)));
+                    break;
+                case 2 when type.Attrs.Any(a => a.Type is GRecord):
+                    var rec = type.Attrs.First(a => a.Type is GRecord);
+                    fields.RemoveAll(f => f.Name == rec.Name);
+                    fields.Add((rec.Name, MismatchedRecordJson((GRecord)rec.Type)));
+                    break;
+                case 3:
+                    // another action's context: Ctx for `manage` (which declares none), nothing or a stranger's for the others
+                    fields = action == "manage"
+                        ? _context.Attrs.Select(a => (a.Name, Json: ValueJson(a.Type, 1))).ToList()
+                        : Chance(0.5) ? [] : [("A", Pick(["\"\"", "true", "1"]))];
+                    break;
+                default:
+                    // mostly a primitive attribute: a value of another type there is decided (the policies may error on it)
+                    var primitive = type.Attrs.Where(a => a.Type is GPrim { Name: "Long" or "String" or "Bool" }).ToList();
+                    var attr = Chance(0.6) && primitive.Count > 0 ? Pick(primitive) : Pick(type.Attrs.Count > 0 ? type.Attrs : [new GAttr("n", Long, false)]);
+                    fields.RemoveAll(f => f.Name == attr.Name);
+                    fields.Add((attr.Name, WrongValueJson(attr.Type)));
+                    break;
+            }
+        }
+
+        var json = "{" + string.Join(",", fields.Select(f => JsonSerializer.Serialize(f.Name) + ":" + f.Json)) + "}";
+        return new GenRequest(principal, new EntityUid("Action", action), resource, json, ValidateRequest: Chance(0.15), Mismatched: true);
+    }
+
+    private string MismatchedRecordJson(GRecord r)
+    {
+        var fields = r.Attrs.Select(a => (a.Name, Json: ValueJson(a.Type, 2))).ToList();
+        switch (_rng.Next(4))
+        {
+            case 0:
+                fields.RemoveAt(0);
+                break;
+            case 1:
+                fields.Add(("z", WrongValueJson(null)));
+                break;
+            case 2:
+                var i = _rng.Next(fields.Count);
+                fields[i] = (fields[i].Name, WrongValueJson(r.Attrs[i].Type));
+                break;
+            default:
+                return WrongValueJson(r);
+        }
+
+        return "{" + string.Join(",", fields.Select(f => JsonSerializer.Serialize(f.Name) + ":" + f.Json)) + "}";
+    }
+
+    /// <summary>A value that is (mostly) not of type <paramref name="t"/>: another type, a string where an extension or an entity is declared, an escape's body on its own.</summary>
+    private string WrongValueJson(GType? t)
+    {
+        string Str(string s) => JsonSerializer.Serialize(s);
+        return _rng.Next(14) switch
+        {
+            0 => Pick(LongPool).ToString(CultureInfo.InvariantCulture),
+            1 => Str(Pick(StrPool)),
+            2 => Chance(0.5) ? "true" : "false",
+            3 => Str(ValidExtLiteral(Pick(["ipaddr", "decimal", "datetime", "duration"]))),
+            4 => Str(Pick([Pick(IpPool), Pick(DecPool), Pick(DtPool), Pick(DurPool)])),
+            5 => ExtJson(Pick(["ipaddr", "decimal", "datetime", "duration"])),
+            6 => Str("User::" + EntityUid.Quote(Pick(UserIds))),
+            7 => EntityRefJson(new EntityUid(Pick(["User", "Group", "Doc"]), Pick(UserIds))),
+            8 => "[" + string.Join(",", Enumerable.Range(0, _rng.Next(0, 3)).Select(_ => Pick(["1", "\"a\"", "true", "\"10.0.0.1\""]))) + "]",
+            9 => Pick(["{}", "{\"a\":1}", "{\"a\":\"x\",\"b\":\"y\"}", "{\"a\":1,\"z\":true}"]),
+            // (not malformed __entity/__extn escapes: Writ refuses those on purpose where Cedar reads a record)
+            10 => Pick(["{\"fn\":\"ip\",\"arg\":\"10.0.0.1\"}", "{\"fn\":\"decimal\",\"arg\":\"1.5\"}", "{\"type\":\"User\",\"id\":\"alice\"}"]),
+            11 when t is GSet s => "[" + WrongValueJson(s.Element) + "]",
+            12 when t is not null => ValueJson(t, 2),   // sometimes the right type after all
+            _ => Str(Pick(StrPool)),
+        };
     }
 
     // ------------------------------------------------------------------ policies

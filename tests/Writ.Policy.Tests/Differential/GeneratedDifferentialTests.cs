@@ -170,6 +170,9 @@ public sealed class GeneratedDifferentialTests(ReferenceEngineFixture fixture) :
         private int _validationPassed;
         private int _validationFailed;
         private int _namespaced;
+        private int _mismatchedDecided;
+        private int _mismatchedRefused;
+        private int _mismatchedValidated;
 
         public void Count(GenCase c, CaseAnswer a)
         {
@@ -183,12 +186,19 @@ public sealed class GeneratedDifferentialTests(ReferenceEngineFixture fixture) :
                 _validationPassed += c.Policies.Count - a.Validation.Policies.Count;
             }
 
-            foreach (var x in a.Answers)
+            for (var i = 0; i < a.Answers.Count; i++)
             {
+                var x = a.Answers[i];
                 if (x.Failure is not null) _failed++;
                 else if (x.Decision == "allow") _allow++;
                 else _deny++;
                 if (x.Errors.Count > 0) _errored++;
+                if (c.Schema is not null && c.Requests[i] is { Mismatched: true } r)
+                {
+                    if (r.ValidateRequest) _mismatchedValidated++;
+                    else if (x.Failure is not null) _mismatchedRefused++;
+                    else _mismatchedDecided++;
+                }
             }
         }
 
@@ -200,10 +210,12 @@ public sealed class GeneratedDifferentialTests(ReferenceEngineFixture fixture) :
             Assert.True(_failed < Requests / 5, ToString());
             Assert.True(_validationPassed > 0 && _validationFailed > 0, ToString());
             Assert.True(_namespaced > Cases / 10, ToString());
+            Assert.True(_mismatchedDecided > Requests / 100 && _mismatchedRefused > Requests / 100 && _mismatchedValidated > 0, ToString());
         }
 
         public override string ToString() =>
-            $"{_allow} allow, {_deny} deny, {_errored} with erroring policies, {_failed} refused input; validation: {_validationPassed} policies passed, {_validationFailed} failed; {_namespaced} cases in a namespace";
+            $"{_allow} allow, {_deny} deny, {_errored} with erroring policies, {_failed} refused input; validation: {_validationPassed} policies passed, {_validationFailed} failed; {_namespaced} cases in a namespace; " +
+            $"contexts not matching the declared type: {_mismatchedDecided} decided and {_mismatchedRefused} refused without request validation, {_mismatchedValidated} with it";
     }
 }
 

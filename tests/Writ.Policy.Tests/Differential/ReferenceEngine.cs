@@ -29,17 +29,35 @@ internal sealed record Validation(bool Passed, IReadOnlyList<string> Policies, s
 internal sealed record CaseAnswer(Validation? Validation, IReadOnlyList<Answer> Answers);
 
 /// <summary>
+/// The reference process crashed (e.g. a V8 fatal error inside node) twice on the same batch: an infrastructure
+/// failure of the test machine or of node, not a disagreement between Writ and the reference engine.
+/// </summary>
+internal sealed class ReferenceEngineCrashedException(string message) : Exception(message);
+
+/// <summary>
 /// The official Cedar engine (<c>@cedar-policy/cedar-wasm@4.12.0</c>) behind <c>tests/interop/cedar/diff.mjs</c>:
-/// one long-lived node process, one JSON line per case in, one JSON line per case out.
+/// one long-lived node process, one JSON line per case in, one JSON line per case out. If the process dies before it
+/// has answered a batch (a crash inside node, not an answer), the batch is sent once more to a fresh process; a second
+/// crash throws <see cref="ReferenceEngineCrashedException"/>, which says so.
 /// </summary>
 internal sealed class ReferenceEngine : IDisposable
 {
     private readonly StringBuilder _stderr = new();
     private readonly string _dir;
+    private readonly string _script;
+    private readonly IReadOnlyDictionary<string, string> _environment;
     private Process _process;
 
     public ReferenceEngine()
+        : this(Path.Combine("cedar", "diff.mjs"), new Dictionary<string, string>())
     {
+    }
+
+    /// <summary>Runs <paramref name="script"/> (relative to tests/interop, or absolute) with node, with extra environment variables.</summary>
+    internal ReferenceEngine(string script, IReadOnlyDictionary<string, string> environment)
+    {
+        _script = script;
+        _environment = environment;
         _dir = Path.Combine(CedarTestData.RepoRoot, "tests", "interop");
         if (!File.Exists(Path.Combine(_dir, "node_modules", "@cedar-policy", "cedar-wasm", "package.json")))
         {
@@ -48,6 +66,9 @@ internal sealed class ReferenceEngine : IDisposable
 
         _process = Start();
     }
+
+    /// <summary>How many times the reference process crashed (and was restarted) so far.</summary>
+    public int Crashes { get; private set; }
 
     private Process Start()
     {
@@ -62,7 +83,9 @@ internal sealed class ReferenceEngine : IDisposable
             StandardInputEncoding = new UTF8Encoding(false),
             StandardOutputEncoding = new UTF8Encoding(false),
         };
-        psi.ArgumentList.Add(Path.Combine("cedar", "diff.mjs"));
+        psi.ArgumentList.Add(_script);
+        foreach (var (name, value) in _environment) psi.Environment[name] = value;
+        lock (_stderr) _stderr.Clear();
         var process = Process.Start(psi) ?? throw new InvalidOperationException("cannot start node for the Cedar reference engine; install Node.js 20+");
         process.ErrorDataReceived += (_, e) =>
         {
@@ -96,28 +119,15 @@ internal sealed class ReferenceEngine : IDisposable
     /// <summary>Answers many cases, streaming them through the bridge (writes and reads overlap).</summary>
     public IReadOnlyList<CaseAnswer> Answer(IReadOnlyList<GenCase> cases, bool validate)
     {
-        var writer = Task.Run(() =>
-        {
-            foreach (var c in cases) _process.StandardInput.WriteLine(ToLine(c, validate));
-            _process.StandardInput.Flush();
-        });
+        var replies = Exchange(cases.Select(c => ToLine(c, validate)).ToList());
         var answers = new List<CaseAnswer>(cases.Count);
         InvalidOperationException? failure = null;
-        foreach (var c in cases)
+        for (var i = 0; i < cases.Count; i++)
         {
-            var line = _process.StandardOutput.ReadLine();
-            if (line is null)
-            {
-                string err;
-                lock (_stderr) err = _stderr.ToString();
-                Restart();
-                throw new InvalidOperationException("the Cedar reference engine (node diff.mjs) exited: " + err.ReplaceLineEndings(" "));
-            }
-
-            // Read every reply of the batch even after a failure, so the next batch does not get this one's leftovers.
+            // Parse every reply of the batch even after a failure, to report the first one.
             try
             {
-                answers.Add(Parse(line, c));
+                answers.Add(Parse(replies[i], cases[i]));
             }
             catch (InvalidOperationException e)
             {
@@ -125,7 +135,6 @@ internal sealed class ReferenceEngine : IDisposable
             }
         }
 
-        writer.GetAwaiter().GetResult();
         if (failure is not null)
         {
             Restart();
@@ -139,17 +148,94 @@ internal sealed class ReferenceEngine : IDisposable
     public IReadOnlyList<bool> Parses(IReadOnlyList<string> texts)
     {
         var request = new JsonObject { ["parse"] = new JsonArray(texts.Select(t => (JsonNode?)JsonValue.Create(t)).ToArray()) };
-        _process.StandardInput.WriteLine(request.ToJsonString());
-        _process.StandardInput.Flush();
-        var line = _process.StandardOutput.ReadLine();
-        var o = line is null ? null : JsonNode.Parse(line)!.AsObject();
-        if (o?["parsed"] is not JsonArray parsed)
+        var line = Exchange([request.ToJsonString()])[0];
+        var o = JsonNode.Parse(line)!.AsObject();
+        if (o["parsed"] is not JsonArray parsed)
         {
             Restart();
-            throw new InvalidOperationException("the reference bridge failed on a parse batch: " + (o?["fatal"]?.GetValue<string>() ?? "it exited"));
+            throw new InvalidOperationException("the reference bridge failed on a parse batch: " + (o["fatal"]?.GetValue<string>() ?? line));
         }
 
         return parsed.Select(x => x!.GetValue<bool>()).ToList();
+    }
+
+    /// <summary>
+    /// Sends the lines and reads one reply per line. A process that dies first has crashed (an answer, even "fatal", is a
+    /// line): the batch is retried once in a fresh process, and a second crash is reported as the infrastructure failure it is.
+    /// </summary>
+    private List<string> Exchange(IReadOnlyList<string> lines)
+    {
+        string? firstCrash = null;
+        while (true)
+        {
+            if (TryExchange(lines, out var replies, out var crash)) return replies;
+            Crashes++;
+            Restart();
+            if (firstCrash is not null)
+            {
+                throw new ReferenceEngineCrashedException(
+                    $"INFRASTRUCTURE FAILURE, not a mismatch: the Cedar reference engine process (node {_script}) crashed twice on the same batch of {lines.Count} " +
+                    $"line(s), so this batch was not compared. First crash: {firstCrash}. Second crash: {crash}.");
+            }
+
+            firstCrash = crash;
+            TestContext.Current.TestOutputHelper?.WriteLine($"the Cedar reference engine process crashed ({crash}); retrying the batch once in a fresh process");
+        }
+    }
+
+    private bool TryExchange(IReadOnlyList<string> lines, out List<string> replies, out string crash)
+    {
+        var process = _process;
+        var writer = Task.Run(() =>
+        {
+            foreach (var line in lines) process.StandardInput.WriteLine(line);
+            process.StandardInput.Flush();
+        });
+        replies = new List<string>(lines.Count);
+        crash = "";
+        while (replies.Count < lines.Count)
+        {
+            var line = process.StandardOutput.ReadLine();
+            if (line is null)
+            {
+                // A dead process also breaks the writer's pipe: that is part of the crash, not a second failure.
+                try
+                {
+                    writer.GetAwaiter().GetResult();
+                }
+                catch (IOException)
+                {
+                }
+
+                crash = DescribeExit(process);
+                return false;
+            }
+
+            replies.Add(line);
+        }
+
+        writer.GetAwaiter().GetResult();
+        return true;
+    }
+
+    private string DescribeExit(Process process)
+    {
+        string how;
+        if (process.WaitForExit(TimeSpan.FromSeconds(30)))
+        {
+            process.WaitForExit();   // and let stderr drain
+            var code = process.ExitCode;
+            how = code > 128 && code < 160 ? $"killed by signal {code - 128} (exit code {code})" : $"exit code {code}";
+        }
+        else
+        {
+            how = "closed its output but did not exit";
+        }
+
+        string err;
+        lock (_stderr) err = _stderr.ToString();
+        var tail = string.Join(" | ", err.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).TakeLast(6));
+        return how + (tail.Length > 0 ? "; stderr: " + tail : "");
     }
 
     private static JsonObject Uid(EntityUid u) => new() { ["type"] = u.Type, ["id"] = u.Id };
@@ -188,7 +274,11 @@ internal sealed class ReferenceEngine : IDisposable
         var requests = new JsonArray();
         foreach (var r in c.Requests)
         {
-            requests.Add(new JsonObject { ["principal"] = Uid(r.Principal), ["action"] = Uid(r.Action), ["resource"] = Uid(r.Resource), ["context"] = r.ContextJson });
+            requests.Add(new JsonObject
+            {
+                ["principal"] = Uid(r.Principal), ["action"] = Uid(r.Action), ["resource"] = Uid(r.Resource), ["context"] = r.ContextJson,
+                ["validateRequest"] = r.ValidateRequest,
+            });
         }
 
         var o = new JsonObject
@@ -258,6 +348,14 @@ internal sealed class ReferenceEngine : IDisposable
         try
         {
             _process.StandardInput.Close();
+        }
+        catch (IOException)
+        {
+            // a crashed process: the unread input has nowhere to go
+        }
+
+        try
+        {
             if (!_process.WaitForExit(TimeSpan.FromSeconds(10))) _process.Kill(entireProcessTree: true);
         }
         catch (InvalidOperationException)

@@ -56,13 +56,20 @@ internal static class WritEngine
         var answers = new List<Answer>(c.Requests.Count);
         foreach (var r in c.Requests)
         {
-            if (!CedarJson.TryParseContext(r.ContextJson, schema, r.Action, out var context, out var contextError))
+            if (!CedarJson.TryParseContext(r.ContextJson, schema, r.Action, r.ValidateRequest, out var context, out var contextError))
             {
                 answers.Add(new Answer(null, [], [], "context: " + contextError));
                 continue;
             }
 
-            var response = Authorizer.IsAuthorized(new Request(r.Principal, r.Action, r.Resource, context), set, entities!);
+            var request = new Request(r.Principal, r.Action, r.Resource, context);
+            if (r.ValidateRequest && schema is not null && !RequestValidator.TryValidate(request, schema, out var requestError))
+            {
+                answers.Add(new Answer(null, [], [], "request: " + requestError));
+                continue;
+            }
+
+            var response = Authorizer.IsAuthorized(request, set, entities!);
             answers.Add(new Answer(
                 response.Decision == Decision.Allow ? "allow" : "deny",
                 response.Reasons.Order(StringComparer.Ordinal).ToList(),

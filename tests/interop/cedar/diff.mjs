@@ -5,7 +5,8 @@
 //           "est": [ ids whose text above is Cedar's JSON policy format instead ],
 //           "links": [ { "templateId", "newId", "values": { "?principal": {type,id}, ... } } ],
 //           "entities": "<entities JSON text>", "schema": "<cedar schema text>" | null, "validate": bool,
-//           "requests": [ { "principal": {type,id}, "action": {type,id}, "resource": {type,id}, "context": "<JSON text>" } ] }
+//           "requests": [ { "principal": {type,id}, "action": {type,id}, "resource": {type,id}, "context": "<JSON text>",
+//                           "validateRequest": bool (default false) } ] }
 // (Or a parse-only batch { "parse": [texts] }, answered { "parsed": [bool] }.)
 // Answer: { "id", "validation": { "passed": bool, "policies": [ids with errors], "failure": msg|null } | null,
 //           "answers": [ { "decision": "allow"|"deny", "reason": [ids], "errors": [ids] } | { "failure": msg } ] }
@@ -94,7 +95,7 @@ function answer(batch) {
   for (const r of batch.requests ?? []) {
     const call = {
       principal: r.principal, action: r.action, resource: r.resource,
-      context: exact(r.context ?? '{}'), policies, entities, validateRequest: false,
+      context: exact(r.context ?? '{}'), policies, entities, validateRequest: r.validateRequest === true,
     };
     if (batch.schema != null) call.schema = batch.schema;
     let a;
