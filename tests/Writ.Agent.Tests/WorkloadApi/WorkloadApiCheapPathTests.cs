@@ -49,7 +49,7 @@ public sealed class WorkloadApiCheapPathTests
         // The attacker: a process that got hold of a socket another (entitled) process connected and attested, and
         // keeps calling on it after that process exited. Here python connects, this test takes its socket
         // (pidfd_getfd), python exits, and the next call on the same HTTP/2 connection must not be served.
-        await using var host = await Host.StartAsync(TimeSpan.FromMinutes(5), TimeProvider.System);
+        await using var host = await Host.StartAsync(TimeSpan.FromMinutes(5));
         host.Rig.SetEntries(InstanceRig.Entry("web", OwnUid));
         using var python = Child.Start(Child.Resolve("/usr/bin/python3"), "-c",
             "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\nprint(s.fileno(), flush=True)\nsys.stdin.read()\n",
