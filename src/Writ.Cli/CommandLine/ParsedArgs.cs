@@ -63,7 +63,11 @@ public sealed class ParsedArgs
             if (opt is { Name: "output", ValueName: "FORMAT" } && value is not ("json" or "text" or "table"))
             {
                 // Every output format option: an unknown format must not silently print the default one.
-                throw new UsageException($"--output must be {opt.Help.Split(' ')[0]} or json, got '{value}'");
+                var first = opt.Help.Split(' ')[0];
+                var formats = first == "json" ? "json" : $"{first} or json";
+                // A command that writes a file takes it with --file: --output is always the format.
+                var hint = spec.FindOption("file") is { Help: var h } && h.StartsWith("write to", StringComparison.Ordinal) ? "; write to a file with --file FILE" : "";
+                throw new UsageException($"--output must be {formats}, got '{value}'{hint}");
             }
             if (opt is { Name: "limit" } && !(int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n) && n > 0))
             {
