@@ -52,6 +52,13 @@ public sealed class CommandRunner(IReadOnlyList<CommandSpec> commands)
             ctx.Error.WriteLine($"error: {e.Message}");
             return e.ExitCode;
         }
+        catch (Writ.Protocol.StartupRefusedException e)
+        {
+            // A server or agent refused to start (data dir in use, port in use, ...) from any command that starts one,
+            // quickstart included: the same one line with its stable code as 'server run' and 'agent run' print.
+            ctx.Error.WriteLine($"error: {e.Code}: {e.Message}");
+            return ExitFailure;
+        }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             // A file the command reads or writes: the operator's to fix, never a stack trace (or SIGABRT).
