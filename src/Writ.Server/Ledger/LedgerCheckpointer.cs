@@ -9,7 +9,9 @@ namespace Writ.Server.Ledger;
 /// checkpoint to <c>checkpoints.jsonl</c>, both in the data dir and never in the database, and logs each one (event
 /// 1620) so the log stream keeps copies too. A new checkpoint is signed only when the ledger still holds the previous
 /// one's record with its hash: a ledger that became shorter than, or differs from, the newest checkpoint is reported
-/// (event 1621) and never signed over, so <c>writ audit verify</c> keeps failing until the database is restored.
+/// (event 1621) and never signed over, so <c>writ audit verify</c> keeps failing until the database is restored. Nor is
+/// anything appended while the file lost the newest checkpoint signed (deleted or cut back while running): event 1621
+/// every interval until the file is restored (or the server restarted to start a new series on purpose).
 /// </summary>
 public sealed class LedgerCheckpointer : IDisposable
 {
