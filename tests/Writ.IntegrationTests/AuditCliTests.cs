@@ -244,6 +244,24 @@ public sealed class AuditCliTests
         var cut = dir["cut.jsonl"];
         await File.WriteAllLinesAsync(cut, (await File.ReadAllLinesAsync(export)).Take(2));
         Expect.OneLineError(await Proc.WritAsync("audit", "verify", "--file", cut, "--checkpoints", checkpoints), "the ledger ends at record 2, but a signed checkpoint");
+        // An attacker's export that starts right after the checkpoint, its data rewritten and its hashes recomputed from a
+        // forged first prev_hash, does not connect to the checkpoint: one line, never "matches"; nor one that starts later.
+        var forged = new List<string>();
+        var prev = System.Security.Cryptography.RandomNumberGenerator.GetBytes(32);
+        var template = (await File.ReadAllLinesAsync(export)).Select(l => Writ.Server.Ledger.LedgerExport.TryParseLine(l, out var e, out _) ? e! : null).First(e => e!.Seq == 4)!;
+        for (var seq = 5; seq <= 6; seq++)
+        {
+            var e = template with { Seq = seq, Actor = "uid:0", PrevHash = prev };
+            e = e with { Hash = Writ.Server.Ledger.LedgerHash.Compute(e, prev) };
+            forged.Add(Writ.Server.Ledger.LedgerExport.ToLine(e));
+            prev = e.Hash;
+        }
+        await File.WriteAllLinesAsync(dir["forged.jsonl"], forged);
+        var unlinked = await Proc.WritAsync("audit", "verify", "--file", dir["forged.jsonl"], "--checkpoints", checkpoints);
+        Expect.OneLineError(unlinked, "ledger record 5 does not link to the signed checkpoint");
+        Assert.DoesNotContain("matches", unlinked.Stdout, StringComparison.Ordinal);
+        await File.WriteAllLinesAsync(dir["later.jsonl"], forged.Skip(1));
+        Expect.OneLineError(await Proc.WritAsync("audit", "verify", "--file", dir["later.jsonl"], "--checkpoints", checkpoints), "cannot be checked against the checkpoint");
         using var other = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
         var otherKey = dir["other.pub"];
         await File.WriteAllTextAsync(otherKey, other.ExportSubjectPublicKeyInfoPem());

@@ -94,6 +94,25 @@ public sealed class JwtBindingGuardTests
     }
 
     [Fact]
+    public void A_dns_name_equal_to_the_trust_domain_does_not_make_a_workload_the_relying_party_of_every_spiffe_id()
+    {
+        // The attacker's entry lists the trust domain's name as a DNS name; the host of a spiffe: audience is the
+        // trust domain, so a host rule on spiffe: URIs would let it burn tokens meant for any workload there.
+        var snapshot = Snapshot(("api", ["unix:uid:1000", "unix:path:/srv/api"]), ("mallory", ["unix:uid:1000", "unix:path:/srv/mallory"]));
+        snapshot.Entries["mallory"].DnsNames.Add("example.org");
+        var mallory = Evidence(1000, "unix:uid:1000", "unix:path:/srv/mallory");
+
+        Assert.False(JwtReplayGuard.IsRelyingPartyFor(mallory, snapshot, "spiffe://example.org/api", Now));
+        Assert.False(JwtReplayGuard.IsRelyingPartyFor(mallory, snapshot, "SPIFFE://example.org/api", Now));
+        // Its own SPIFFE ID and http/https URLs on its DNS name still count.
+        Assert.True(JwtReplayGuard.IsRelyingPartyFor(mallory, snapshot, "spiffe://example.org/mallory", Now));
+        Assert.True(JwtReplayGuard.IsRelyingPartyFor(mallory, snapshot, "https://example.org/v1", Now));
+        Assert.True(JwtReplayGuard.IsRelyingPartyFor(mallory, snapshot, "http://example.org", Now));
+        // Other schemes carry no host rule either.
+        Assert.False(JwtReplayGuard.IsRelyingPartyFor(mallory, snapshot, "urn://example.org/api", Now));
+    }
+
+    [Fact]
     public async Task A_replay_is_reported_to_the_server_and_retried_until_it_lands()
     {
         var server = new FakeAgentServer(failFirst: 2);

@@ -72,13 +72,21 @@ public sealed class JwtReplayGuard
     /// <summary>
     /// Whether the caller is entitled to be the relying party of <paramref name="audience"/>, so that its validation
     /// counts as the token's use for that audience: one of the entries it matches has the audience as its SPIFFE ID,
-    /// or lists it — or, for a URL audience, its host — among its DNS names (<c>writ entry create --dns</c>). Any other
+    /// or lists it — or, for an http/https URL audience, its host — among its DNS names; a <c>spiffe://</c> audience
+    /// must be the entry's SPIFFE ID exactly (<c>writ entry create --dns</c>). Any other
     /// caller gets a plain validation answer that records nothing: it could otherwise "use" a token it has seen
     /// first, and the real relying party would be refused as a replay and the token revoked (token burning).
     /// </summary>
     public static bool IsRelyingPartyFor(WorkloadEvidence evidence, AgentSnapshot snapshot, string audience, DateTimeOffset now)
     {
-        var host = Uri.TryCreate(audience, UriKind.Absolute, out var uri) && uri.Host.Length > 0 ? uri.Host : null;
+        var uri = Uri.TryCreate(audience, UriKind.Absolute, out var u) ? u : null;
+        if (uri is not null && string.Equals(uri.Scheme, "spiffe", StringComparison.OrdinalIgnoreCase))
+        {
+            // A SPIFFE ID audience names one workload: only an entry with exactly that ID is its relying party (a DNS
+            // name equal to the trust domain must not cover every ID in it).
+            return Matched(evidence, snapshot, now).Any(e => string.Equals(e.SpiffeId, audience, StringComparison.Ordinal));
+        }
+        var host = uri is not null && (uri.Scheme == Uri.UriSchemeHttps || uri.Scheme == Uri.UriSchemeHttp) && uri.Host.Length > 0 ? uri.Host : null;
         return Matched(evidence, snapshot, now).Any(e =>
             string.Equals(e.SpiffeId, audience, StringComparison.Ordinal)
             || e.DnsNames.Any(d => string.Equals(d, audience, StringComparison.OrdinalIgnoreCase) || (host is not null && string.Equals(d, host, StringComparison.OrdinalIgnoreCase))));

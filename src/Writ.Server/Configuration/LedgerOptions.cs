@@ -34,8 +34,8 @@ public sealed record LedgerOptions
     [
         new("issuance.max_audiences", "16", "At most this many audiences in one JWT-SVID request."),
         new("issuance.max_request_bytes", "65536", "At most this many bytes in one JWT-SVID request or one CSR with its evidence."),
-        new("issuance.rate_per_agent", "10000", "Credentials one agent may have issued per minute (0: no limit)."),
-        new("issuance.rate_per_workload", "120", "Credentials one workload (entry, per agent) may have issued per minute (0: no limit)."),
+        new("issuance.rate_per_agent", "10000", "Credentials one agent may have issued per minute, X.509 and JWT counted apart (0: no limit)."),
+        new("issuance.rate_per_workload", "120", "Credentials one workload (entry, per agent) may have issued per minute, X.509 and JWT counted apart (0: no limit)."),
         new("ledger.denials_per_agent", "600", "Refusals recorded per minute for one agent; the rest are counted in the next record (0: record all)."),
         new("ledger.denials_per_workload", "10", "Refusals recorded per minute for one workload; the rest are counted in the next record (0: record all)."),
         new("ledger.checkpoint_interval", "1m", "How often the ledger head is signed as a checkpoint (checkpoint.key, checkpoints.jsonl in the data dir)."),

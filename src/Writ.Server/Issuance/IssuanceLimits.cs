@@ -7,6 +7,9 @@ namespace Writ.Server.Issuance;
 /// A workload is a registration entry served by one agent (all its replicas on that node share one budget, so forking
 /// new processes does not buy a new one). A refusal over the recording budget is not written but counted: the next
 /// refusal recorded for that workload says how many were left out (<c>suppressed_denials</c>).
+/// X.509 and JWT issuance have separate budgets (each at the configured rates), so a workload that floods JWT requests
+/// (which, with fresh audiences, reach the server past the agent's cache) cannot starve the X.509 renewals of its own
+/// replicas or of the other workloads on its agent.
 /// </summary>
 /// <remarks>
 /// Not System.Threading.RateLimiting: its token buckets replenish on their own timer and cannot take a
@@ -15,8 +18,10 @@ namespace Writ.Server.Issuance;
 /// </remarks>
 public sealed class IssuanceLimits(LedgerOptions options, TimeProvider time)
 {
-    private readonly KeyedTokenBuckets _issueAgent = new(options.IssuancePerAgent, time);
-    private readonly KeyedTokenBuckets _issueWorkload = new(options.IssuancePerWorkload, time);
+    private readonly KeyedTokenBuckets _x509Agent = new(options.IssuancePerAgent, time);
+    private readonly KeyedTokenBuckets _x509Workload = new(options.IssuancePerWorkload, time);
+    private readonly KeyedTokenBuckets _jwtAgent = new(options.IssuancePerAgent, time);
+    private readonly KeyedTokenBuckets _jwtWorkload = new(options.IssuancePerWorkload, time);
     private readonly KeyedTokenBuckets _denyAgent = new(options.DenialsPerAgent, time);
     private readonly KeyedTokenBuckets _denyWorkload = new(options.DenialsPerWorkload, time);
     private readonly Lock _lock = new();
@@ -24,14 +29,19 @@ public sealed class IssuanceLimits(LedgerOptions options, TimeProvider time)
 
     public LedgerOptions Options => options;
 
-    /// <summary>Takes one issuance from the agent's and the workload's budget; null when allowed, else which budget is spent.</summary>
-    public string? TryIssue(string agentId, string entryId)
+    /// <summary>Takes one X.509-SVID from the agent's and the workload's X.509 budget; null when allowed, else which budget is spent.</summary>
+    public string? TryIssueX509(string agentId, string entryId) => TryIssue(_x509Workload, _x509Agent, agentId, entryId);
+
+    /// <summary>Takes one JWT-SVID from the agent's and the workload's JWT budget (apart from X.509); null when allowed, else which budget is spent.</summary>
+    public string? TryIssueJwt(string agentId, string entryId) => TryIssue(_jwtWorkload, _jwtAgent, agentId, entryId);
+
+    private static string? TryIssue(KeyedTokenBuckets workload, KeyedTokenBuckets agent, string agentId, string entryId)
     {
-        if (!_issueWorkload.TryTake(Workload(agentId, entryId)))
+        if (!workload.TryTake(Workload(agentId, entryId)))
             return "workload";
-        if (!_issueAgent.TryTake(agentId))
+        if (!agent.TryTake(agentId))
         {
-            _issueWorkload.Return(Workload(agentId, entryId));
+            workload.Return(Workload(agentId, entryId));
             return "agent";
         }
         return null;

@@ -87,7 +87,7 @@ public sealed class IssuancePipeline(ServerContext server, ILogger log)
                 denials.Add(new IssuanceDenial(r.EntryId, r.InstanceId, null, r.EvidenceError, 3));
                 continue;
             }
-            if (server.Limits.TryIssue(caller.SpiffeId, entry.Id) is { } spent)
+            if (server.Limits.TryIssueX509(caller.SpiffeId, entry.Id) is { } spent)
             {
                 var reason = IssuanceLimits.RateLimitedReason(spent, caller.SpiffeId, entry.SpiffeId);
                 denials.Add(new IssuanceDenial(entry.Id, r.InstanceId, null, reason, 8));
@@ -165,7 +165,7 @@ public sealed class IssuancePipeline(ServerContext server, ILogger log)
     {
         var policy = await server.Policy.CurrentAsync(ct).ConfigureAwait(false);
         var now = server.Time.GetUtcNow();
-        if (server.Limits.TryIssue(caller.SpiffeId, entry.Id) is { } spent)
+        if (server.Limits.TryIssueJwt(caller.SpiffeId, entry.Id) is { } spent)
         {
             if (RateLimitedEvent(caller.SpiffeId, entry, "jwt", spent, now) is { } limited)
                 await RecordAsync([limited], [], ct).ConfigureAwait(false);

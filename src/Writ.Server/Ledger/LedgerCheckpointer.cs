@@ -9,7 +9,9 @@ namespace Writ.Server.Ledger;
 /// checkpoint to <c>checkpoints.jsonl</c>, both in the data dir and never in the database, and logs each one (event
 /// 1620) so the log stream keeps copies too. A new checkpoint is signed only when the ledger still holds the previous
 /// one's record with its hash: a ledger that became shorter than, or differs from, the newest checkpoint is reported
-/// (event 1621) and never signed over, so <c>writ audit verify</c> keeps failing until the database is restored.
+/// (event 1621) and never signed over, so <c>writ audit verify</c> keeps failing until the database is restored. Nor is
+/// anything appended while the file lost the newest checkpoint signed (deleted or cut back while running): event 1621
+/// every interval until the file is restored (or the server restarted to start a new series on purpose).
 /// </summary>
 public sealed class LedgerCheckpointer : IDisposable
 {
@@ -86,6 +88,14 @@ public sealed class LedgerCheckpointer : IDisposable
         await _gate.WaitAsync(ct).ConfigureAwait(false);
         try
         {
+            if (Newest is not null)
+            {
+                // The file must still hold the newest checkpoint signed: appending to a deleted or cut-back file would
+                // start a new series silently, and a verify against it would then match.
+                ReadNewest(out var fileError);
+                if (fileError is not null)
+                    return Refuse(await _ledger.HeadAsync(ct).ConfigureAwait(false), fileError + FileAdvice);
+            }
             var head = await _ledger.HeadAsync(ct).ConfigureAwait(false);
             if (Newest is { } n)
             {
@@ -147,9 +157,12 @@ public sealed class LedgerCheckpointer : IDisposable
 
     private LedgerCheckpoint? Refuse(LedgerHead head, string why)
     {
-        ServerLog.LedgerCheckpointRefused(_log, head.Seq, why + "; no checkpoint is signed until the database is restored from a backup");
+        ServerLog.LedgerCheckpointRefused(_log, head.Seq, why.EndsWith(FileAdvice, StringComparison.Ordinal) ? why
+            : why + "; no checkpoint is signed until the database is restored from a backup");
         return null;
     }
+
+    private const string FileAdvice = " (the 1620 log lines hold a copy of each); no checkpoint is signed until it is restored, or until the server is restarted to start a new series on purpose (writ audit verify against the old checkpoints then fails)";
 
     private void Append(LedgerCheckpoint c)
     {
@@ -163,12 +176,16 @@ public sealed class LedgerCheckpointer : IDisposable
             _lines = keep.Count;
             return;
         }
-        using var f = new FileStream(FilePath, new FileStreamOptions
-        {
-            Mode = FileMode.Append,
-            Access = FileAccess.Write,
-            UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead,
-        });
+        // Only the first checkpoint creates the file: one removed between the check and here is an error, not a new file.
+        using var f = new FileStream(FilePath, Newest is null
+            ? new FileStreamOptions
+            {
+                Mode = FileMode.Append,
+                Access = FileAccess.Write,
+                UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead,
+            }
+            : new FileStreamOptions { Mode = FileMode.Open, Access = FileAccess.Write });
+        f.Seek(0, SeekOrigin.End);
         f.Write(System.Text.Encoding.UTF8.GetBytes(c.ToLine() + "\n"));
         f.Flush(flushToDisk: true);
         _lines++;

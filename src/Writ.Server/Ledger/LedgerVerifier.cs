@@ -58,6 +58,15 @@ public sealed class LedgerVerifier
         {
             _expected = e.Seq;
             _prev = e.PrevHash;
+            if (Checkpoint is { } first && e.Seq > first.Seq)
+            {
+                // The export starts after the checkpoint: it connects to it only if it starts right after it and links
+                // to the signed hash. Otherwise its first previous hash (taken as given) could be anything.
+                if (e.Seq > first.Seq + 1)
+                    return Fail(e.Seq, $"the export starts at record {e.Seq}, after the signed checkpoint of {first.At} at record {first.Seq}: it cannot be checked against the checkpoint; export from record {first.Seq} or earlier (writ audit export --after {first.Seq - 1})");
+                if (!e.PrevHash.AsSpan().SequenceEqual(first.Hash))
+                    return Fail(e.Seq, $"ledger record {e.Seq} does not link to the signed checkpoint of {first.At} at record {first.Seq} (its previous hash is not the one signed): the chain was rewritten; restore the database from a backup");
+            }
         }
         if (e.Seq > _expected)
             return Fail(_expected, e.Seq == _expected + 1
@@ -115,8 +124,9 @@ public sealed class LedgerVerifier
     public byte[]? Anchor { get; set; }
 
     /// <summary>
-    /// A signed checkpoint (its signature already checked): the chain must reach its seq (checked by
-    /// <see cref="Finish"/>) and the record there must carry its hash.
+    /// A signed checkpoint (its signature already checked; set it before the first <see cref="Add"/>): the chain must
+    /// reach its seq (checked by <see cref="Finish"/>) and the record there must carry its hash. A part that starts
+    /// after its seq must start right after it, with the checkpoint's hash as its first previous hash.
     /// </summary>
     public LedgerCheckpoint? Checkpoint { get; set; }
 

@@ -54,9 +54,6 @@ public sealed class IssuanceLimitsTests
         var denial = Assert.Single(refused.Denials);
         Assert.Equal(8, denial.Code);   // ResourceExhausted
         Assert.Contains("issuance.rate_per_workload", denial.Reason, StringComparison.Ordinal);
-        var jwt = await Assert.ThrowsAsync<IssuanceRateLimitedException>(() =>
-            h.Pipeline.MintJwtAsync(h.Node, web, ev, ["https://api.example.org"], 0, null, Ct));
-        Assert.Contains("retry later", jwt.Message, StringComparison.Ordinal);
         for (var i = 0; i < 10; i++)
             await h.SignAsync(web, ev);
 
@@ -69,6 +66,36 @@ public sealed class IssuanceLimitsTests
         h.Ca.Time.Advance(TimeSpan.FromSeconds(12));   // 5 per minute: one more after 12 s
         Assert.Single((await h.SignAsync(web, ev)).Issued);
         Assert.Single((await h.SignAsync(web, ev)).Denials);
+    }
+
+    [Fact]
+    public async Task A_jwt_flood_spends_only_the_jwt_budget_and_x509_renewals_of_the_same_workload_keep_working()
+    {
+        // One process of the workload asks for JWT-SVIDs with fresh audiences (each reaches the server) until refused.
+        await using var h = await PipelineHarness.CreateAsync(new LedgerOptions { IssuancePerWorkload = 5, IssuancePerAgent = 8 });
+        var web = await h.EntryAsync("spiffe://example.org/web", "unix:uid:1000");
+        var flooder = PipelineHarness.Evidence("42:100", "unix:uid:1000");
+        for (var i = 0; i < 5; i++)
+            await h.Pipeline.MintJwtAsync(h.Node, web, flooder, [$"https://a{i}.example.org"], 0, null, Ct);
+        var jwt = await Assert.ThrowsAsync<IssuanceRateLimitedException>(() =>
+            h.Pipeline.MintJwtAsync(h.Node, web, flooder, ["https://fresh.example.org"], 0, null, Ct));
+        Assert.Contains("retry later", jwt.Message, StringComparison.Ordinal);
+
+        // Another replica of the same workload still renews its X.509-SVID, up to the X.509 budget of its own.
+        var replica = PipelineHarness.Evidence("43:100", "unix:uid:1000");
+        for (var i = 0; i < 5; i++)
+            Assert.Single((await h.SignAsync(web, replica)).Issued);
+        Assert.Contains("issuance.rate_per_workload", Assert.Single((await h.SignAsync(web, replica)).Denials).Reason, StringComparison.Ordinal);
+
+        // The JWT flood across entries spends the agent's JWT budget only: X.509 for another workload still works.
+        var api = await h.EntryAsync("spiffe://example.org/api", "unix:uid:1001");
+        var apiEv = PipelineHarness.Evidence("44:100", "unix:uid:1001");
+        for (var i = 0; i < 3; i++)
+            await h.Pipeline.MintJwtAsync(h.Node, api, apiEv, [$"https://b{i}.example.org"], 0, null, Ct);
+        var agent = await Assert.ThrowsAsync<IssuanceRateLimitedException>(() =>
+            h.Pipeline.MintJwtAsync(h.Node, api, apiEv, ["https://c.example.org"], 0, null, Ct));
+        Assert.Contains("issuance.rate_per_agent", agent.Message, StringComparison.Ordinal);
+        Assert.Single((await h.SignAsync(api, apiEv)).Issued);
     }
 
     [Fact]

@@ -106,4 +106,42 @@ public sealed class LedgerCheckpointTests
         Assert.Null(c.ReadNewest(out error));
         Assert.Contains("lost checkpoints this server signed", error, StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData(false)] // the file deleted
+    [InlineData(true)]  // the file cut back to an older checkpoint
+    public async Task A_checkpoints_file_deleted_or_cut_back_while_running_is_not_repaired_silently(bool cutBack)
+    {
+        await using var h = await CaHarness.CreateAsync();
+        var log = new CapturingLogger<LedgerCheckpointer>();
+        using var c = new LedgerCheckpointer(h.Dir, h.Store.Ledger, h.Time, log);
+        c.Initialize();
+        await AppendAsync(h.Store, 2);
+        await c.CheckpointAsync(Ct);
+        var older = await File.ReadAllTextAsync(c.FilePath, Ct);
+        await AppendAsync(h.Store, 2);
+        Assert.Equal(4, (await c.CheckpointAsync(Ct))!.Seq);
+        var full = await File.ReadAllTextAsync(c.FilePath, Ct);
+
+        if (cutBack)
+            await File.WriteAllTextAsync(c.FilePath, older, Ct);
+        else
+            File.Delete(c.FilePath);
+        await AppendAsync(h.Store, 3);
+
+        // Every interval refuses (event 1621, saying what to do) and writes nothing, until the operator acts.
+        for (var i = 0; i < 2; i++)
+        {
+            Assert.Null(await c.CheckpointAsync(Ct));
+            Assert.Equal(cutBack ? older : null, File.Exists(c.FilePath) ? await File.ReadAllTextAsync(c.FilePath, Ct) : null);
+        }
+        var refused = log.Entries.Where(e => e.Id.Id == 1621).Select(e => e.Message).ToList();
+        Assert.Equal(2, refused.Count);
+        Assert.All(refused, m => Assert.Contains("lost checkpoints this server signed (newest was record 4): restore it from a backup", m, StringComparison.Ordinal));
+        Assert.Equal(4, c.Newest!.Seq);
+
+        // The operator restores the file: checkpoints go on from it.
+        await File.WriteAllTextAsync(c.FilePath, full, Ct);
+        Assert.Equal(7, (await c.CheckpointAsync(Ct))!.Seq);
+    }
 }

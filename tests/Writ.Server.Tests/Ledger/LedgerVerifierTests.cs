@@ -171,6 +171,57 @@ public sealed class LedgerVerifierTests
         Assert.Equal(1, Run(chain.Skip(4), null).Problem!.Seq);
     }
 
+    private static LedgerCheckpoint CheckpointAt(LedgerEvent e) => new(e.Seq, e.Hash, T0.ToUnixTimeSeconds(), "k", []);
+
+    private static LedgerVerifier FromFirstRecordWith(LedgerCheckpoint cp)
+    {
+        var v = LedgerVerifier.FromFirstRecord();
+        v.Checkpoint = cp;
+        return v;
+    }
+
+    [Fact]
+    public void An_attacker_export_that_starts_after_the_checkpoint_with_a_forged_link_does_not_match()
+    {
+        // Checkpoint at record 5; the attacker exports from record 6 on, rewrites them and recomputes every hash from
+        // a forged previous hash: internally consistent, and it reaches past the checkpoint.
+        var chain = Chain(10);
+        var cp = CheckpointAt(chain[4]);
+        var prev = new byte[LedgerHash.Size];
+        var forged = new List<LedgerEvent>();
+        foreach (var e in chain.Skip(5))
+        {
+            var f = e with { PrevHash = prev, Actor = "uid:0" };
+            f = f with { Hash = LedgerHash.Compute(f, prev) };
+            forged.Add(f);
+            prev = f.Hash;
+        }
+        var v = Run(forged, null, FromFirstRecordWith(cp));
+        Assert.Equal(6, v.Problem!.Seq);
+        Assert.Contains("does not link to the signed checkpoint", v.Problem.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void An_export_that_starts_beyond_the_record_after_the_checkpoint_does_not_match()
+    {
+        var chain = Chain(10);
+        var v = Run(chain.Skip(6), null, FromFirstRecordWith(CheckpointAt(chain[4])));
+        Assert.Equal(7, v.Problem!.Seq);
+        Assert.Contains("cannot be checked against the checkpoint", v.Problem.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(0)] // from record 1
+    [InlineData(3)] // from record 4, which contains the checkpoint's record 5
+    [InlineData(5)] // from record 6, linked to the checkpoint's hash
+    public void An_honest_export_that_connects_to_the_checkpoint_matches(int skip)
+    {
+        var chain = Chain(10);
+        var v = skip == 0 ? new LedgerVerifier() : LedgerVerifier.FromFirstRecord();
+        v.Checkpoint = CheckpointAt(chain[4]);
+        Assert.Null(Run(chain.Skip(skip), null, v).Problem);
+    }
+
     [Fact]
     public void Export_lines_round_trip_every_hashed_field()
     {
