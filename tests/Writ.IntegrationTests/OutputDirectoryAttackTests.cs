@@ -64,7 +64,7 @@ public sealed class OutputDirectoryAttackTests(SharedServer fixture) : IClassFix
         var r = await MintAsync(foreign.Path);
         Expect.OneLineError(r, $"'{foreign.Path}' is owned by uid 65534");
         Expect.OneLineError(await Server.WritAsync("policy", "show", "--write", foreign.Path), "owned by uid 65534");
-        Expect.OneLineError(await Server.WritAsync("audit", "export", "--output", Path.Combine(foreign.Path, "ledger.jsonl")), "owned by uid 65534");
+        Expect.OneLineError(await Server.WritAsync("audit", "export", "--file", Path.Combine(foreign.Path, "ledger.jsonl")), "owned by uid 65534");
         Assert.Empty(Directory.EnumerateFileSystemEntries(foreign.Path));
     }
 
@@ -92,6 +92,40 @@ public sealed class OutputDirectoryAttackTests(SharedServer fixture) : IClassFix
         File.CreateSymbolicLink(link, foreign.Path);
         Expect.OneLineError(await MintAsync(link), "owned by uid 65534");
         Assert.Empty(Directory.EnumerateFileSystemEntries(foreign.Path));
+    }
+
+    [Fact]
+    public async Task A_symlink_another_user_planted_in_a_sticky_root_directory_is_refused_even_as_the_last_component()
+    {
+        // A root-owned 1777 directory (as /tmp, /var/tmp): anyone may put a link there, and its owner can re-point it at
+        // will. The link's target is a directory that passes every check on its own (root's, 0700).
+        var pub = Path.Combine(Path.GetTempPath(), "writ-pub-" + Guid.NewGuid().ToString("N")[..12]);
+        Directory.CreateDirectory(pub);
+        try
+        {
+            File.SetUnixFileMode(pub, (UnixFileMode)0b1_111_111_111);
+            using var own = new TempDir();
+            var victim = own["victim"];
+            Directory.CreateDirectory(victim, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            var planted = Path.Combine(pub, "out");
+            await AsNobodyAsync($"ln -s '{victim}' '{planted}'");
+
+            Expect.OneLineError(await MintAsync(planted), $"'{planted}' is a symlink owned by uid 65534");
+            Expect.OneLineError(await MintAsync(Path.Combine(planted, "sub")), "is a symlink owned by uid 65534");
+            Expect.OneLineError(await Server.WritAsync("audit", "export", "--file", Path.Combine(planted, "ledger.jsonl")), "is a symlink owned by uid 65534");
+            Assert.Empty(Directory.EnumerateFileSystemEntries(victim));
+
+            // The same link made by root, in the same directory, to the same target: written.
+            var ours = Path.Combine(pub, "ours");
+            File.CreateSymbolicLink(ours, victim);
+            var ok = await MintAsync(ours);
+            Assert.True(ok.ExitCode == 0, ok.ToString());
+            Assert.True(File.Exists(Path.Combine(victim, "svid.key")));
+        }
+        finally
+        {
+            Directory.Delete(pub, recursive: true);
+        }
     }
 
     [Fact]

@@ -43,6 +43,9 @@ public sealed class AgentHost : IAsyncDisposable
     /// <summary>Stable code of a start refused because another agent runs on the same data dir.</summary>
     public const string DataDirInUseCode = "WRIT-AGENT-DATA-DIR-IN-USE";
 
+    /// <summary>Stable code of a start refused because the data dir is another user's or writable by others.</summary>
+    public const string DataDirUnsafeCode = "WRIT-AGENT-DATA-DIR-UNSAFE";
+
     /// <summary>Stable code of a start refused because another process serves on the Workload API socket.</summary>
     public const string SocketInUseCode = "WRIT-AGENT-SOCKET-IN-USE";
 
@@ -58,8 +61,22 @@ public sealed class AgentHost : IAsyncDisposable
     {
         // One agent per data dir (its SVID, key and pending reports), held until the process exits; then the socket,
         // bound before the agent attests so that a taken socket path is known before anything is asked of the server.
-        Directory.CreateDirectory(options.DataDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        var dataDirLock = ExclusiveLock.TryAcquire(options.DataDir) ?? throw new StartupRefusedException(DataDirInUseCode,
+        // The data dir must be ours alone (created 0700); the lock is a file in it, never the dir, which others may open.
+        var unsafeReason = PrivateDirectory.Ensure(options.DataDir);
+        if (unsafeReason is not null)
+        {
+            throw new StartupRefusedException(DataDirUnsafeCode, $"refusing the agent data dir: {unsafeReason}");
+        }
+        ExclusiveLock? locked;
+        try
+        {
+            locked = ExclusiveLock.TryAcquire(Path.Combine(options.DataDir, ExclusiveLock.DataDirLockFile));
+        }
+        catch (IOException e)
+        {
+            throw new StartupRefusedException(DataDirUnsafeCode, e.Message);
+        }
+        var dataDirLock = locked ?? throw new StartupRefusedException(DataDirInUseCode,
             $"the agent data dir '{options.DataDir}' is in use by another running Writ agent: stop it first (one agent per data dir)");
         OwnedUnixSocket? socket = null;
         var handedOver = false;

@@ -1,11 +1,12 @@
 namespace Writ.Cli.CommandLine;
 
 /// <summary>
-/// The directories every `--write` (and `audit export --output`) writes into. Files there are credentials or records a
+/// The directories every `--write` (and `audit export --file`) writes into. Files there are credentials or records a
 /// program trusts, so no other user may be able to replace them: the directory must be owned by the caller or root and
 /// be writable by nobody else, and every directory above it must be owned by the caller or root and be writable by
 /// nobody else unless it has the sticky bit (as /tmp has: others cannot rename or delete what they do not own). Both the
-/// path as given and the path its symlinks resolve to are checked. Failures are one-line <see cref="CommandFailedException"/>s.
+/// path as given and the path its symlinks resolve to are checked, and every symlink on the path as given (the last
+/// component included) must be owned by the caller or root: another user's link could be pointed anywhere. Failures are one-line <see cref="CommandFailedException"/>s.
 /// </summary>
 public static class OutputDirectory
 {
@@ -67,6 +68,10 @@ public static class OutputDirectory
     /// <summary>Checks <paramref name="existing"/> (the deepest existing part of <paramref name="target"/>) and its parents, lexically and resolved.</summary>
     private static void CheckChain(string target, string existing)
     {
+        for (var p = existing; p is not null; p = Path.GetDirectoryName(p))
+        {
+            CheckLink(target, p);
+        }
         var resolved = UnixFile.RealPath(existing) ?? existing;
         foreach (var path in new[] { existing, resolved }.Distinct(StringComparer.Ordinal))
         {
@@ -74,6 +79,24 @@ public static class OutputDirectory
             {
                 Check(target, p, isTarget: p == path && existing == target);
             }
+        }
+    }
+
+    /// <summary>
+    /// A symlink (lstat, not followed) must be the caller's or root's: the owner of a link in a sticky directory can
+    /// re-point it after the check (even with fs.protected_symlinks off, which would otherwise refuse to follow it).
+    /// </summary>
+    private static void CheckLink(string target, string path)
+    {
+        if (!UnixFile.TryLStat(path, out var uid, out var isLink, out var errno))
+        {
+            throw new CommandFailedException($"cannot write to '{target}': cannot inspect '{path}' ({UnixFile.Describe(errno)}); choose another directory");
+        }
+        var me = (uint)Writ.Server.Hosting.UnixPeer.EffectiveUid;
+        if (isLink && uid != me && uid != 0)
+        {
+            throw new CommandFailedException($"refusing to write to '{target}': '{path}' is a symlink owned by uid {uid}, neither you nor root, " +
+                "who could point it anywhere; write to a path without another user's symlinks");
         }
     }
 

@@ -54,13 +54,12 @@ public sealed class WritServerHost : IAsyncDisposable
         try
         {
             held.DataDirLock = LockDataDir(options.DataDir);
-            LockSqliteFile(options)?.Dispose();   // refused now if taken; held once the store has opened (it reads the file itself)
+            held.StoreLock = LockSqliteFile(options);
             held.AdminSocket = ListenAdminSocket(options.AdminSocket);
             (held.AgentApiHandle, var agentApi) = ListenAgentApi(options.Bind);
             using var bootLogs = LoggerFactory.Create(logging);
             var store = await WritStoreFactory.OpenAsync(options.StoreKind, options.StoreConnection, time, ct).ConfigureAwait(false);
             held.Store = store;
-            held.StoreLock = LockSqliteFile(options);
             await BindTrustDomainAsync(store, options, ct).ConfigureAwait(false);
             IKeyManager keys = options.KeyManager == "memory"
                 ? new MemoryKeyManager()
@@ -170,27 +169,49 @@ public sealed class WritServerHost : IAsyncDisposable
         }
     }
 
-    /// <summary>One server per data dir, held until the process exits (the kernel drops it even on SIGKILL).</summary>
+    /// <summary>
+    /// One server per data dir, held until the process exits (the kernel drops it even on SIGKILL). The data dir must be
+    /// ours alone (created 0700); the lock is a file in it (<see cref="ExclusiveLock.DataDirLockFile"/>), not the dir.
+    /// </summary>
     private static ExclusiveLock LockDataDir(string dataDir)
     {
-        Directory.CreateDirectory(dataDir);
-        File.SetUnixFileMode(dataDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        return ExclusiveLock.TryAcquire(dataDir) ?? throw new StartupRefusedException(StartupCodes.DataDirInUse,
+        var unsafeReason = PrivateDirectory.Ensure(dataDir);
+        if (unsafeReason is not null)
+        {
+            throw new StartupRefusedException(StartupCodes.DataDirUnsafe, $"refusing the data dir: {unsafeReason}");
+        }
+        return TryLock(Path.Combine(dataDir, ExclusiveLock.DataDirLockFile), StartupCodes.DataDirUnsafe) ?? throw new StartupRefusedException(StartupCodes.DataDirInUse,
             $"the data dir '{dataDir}' is in use by another running Writ server: stop it first (one server per data dir)");
     }
 
     /// <summary>
-    /// One server per SQLite file, whatever its data dir or admin socket (servers share a store only on PostgreSQL).
-    /// Null when the database does not exist yet, or the store is not SQLite.
+    /// One server per SQLite file, whatever its data dir or admin socket (servers share a store only on PostgreSQL):
+    /// a sidecar '&lt;db&gt;.lock' (0600), never the database file itself, which readers may open. Null when the store
+    /// is not SQLite.
     /// </summary>
     private static ExclusiveLock? LockSqliteFile(ServerOptions options)
     {
-        if (options.StoreKind != "sqlite" || !File.Exists(options.StoreConnection))
+        if (options.StoreKind != "sqlite" || Directory.Exists(options.StoreConnection))
         {
-            return null;
+            return null;   // a directory is refused by the store itself, with what to do
         }
-        return ExclusiveLock.TryAcquire(options.StoreConnection) ?? throw new StartupRefusedException(StartupCodes.StoreInUse,
+        var dir = Path.GetDirectoryName(Path.GetFullPath(options.StoreConnection))!;
+        Directory.CreateDirectory(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        return TryLock(options.StoreConnection + ".lock", StartupCodes.StoreLockUnsafe) ?? throw new StartupRefusedException(StartupCodes.StoreInUse,
             $"the SQLite database '{options.StoreConnection}' is in use by another running Writ server (with another data dir or admin socket): stop it first; servers share a store only on PostgreSQL");
+    }
+
+    /// <summary>A lock file that is a symlink or another user's is refused with <paramref name="unsafeCode"/>.</summary>
+    private static ExclusiveLock? TryLock(string lockFile, string unsafeCode)
+    {
+        try
+        {
+            return ExclusiveLock.TryAcquire(lockFile);
+        }
+        catch (IOException e)
+        {
+            throw new StartupRefusedException(unsafeCode, e.Message);
+        }
     }
 
     /// <summary>Refuses to take over a socket another live server answers on; removes one left by a crash.</summary>
@@ -339,7 +360,9 @@ public sealed class WritServerHost : IAsyncDisposable
 public static class StartupCodes
 {
     public const string DataDirInUse = "WRIT-SERVER-DATA-DIR-IN-USE";
+    public const string DataDirUnsafe = "WRIT-SERVER-DATA-DIR-UNSAFE";
     public const string StoreInUse = "WRIT-SERVER-STORE-IN-USE";
+    public const string StoreLockUnsafe = "WRIT-SERVER-STORE-LOCK-UNSAFE";
     public const string AdminSocketInUse = "WRIT-SERVER-ADMIN-SOCKET-IN-USE";
     public const string PortInUse = "WRIT-SERVER-PORT-IN-USE";
     public const string BindFailed = "WRIT-SERVER-BIND-FAILED";
