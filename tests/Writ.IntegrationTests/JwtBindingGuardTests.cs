@@ -11,7 +11,7 @@ using Writ.Spiffe;
 using Writ.Spiffe.Bundles;
 using Writ.Spiffe.Jwt;
 using ProtoSelector = Writ.Protocol.Agent.Selector;
-using Selector = Writ.Agent.WorkloadAttestation.Selector;
+using Selector = Writ.Protocol.Evidence.Selector;
 
 namespace Writ.IntegrationTests;
 
@@ -31,7 +31,7 @@ public sealed class JwtBindingGuardTests
         return r.Svid!;
     }
 
-    private static WorkloadEvidence Evidence(int uid, params string[] selectors) => new(
+    private static ProcessEvidence Evidence(int uid, params string[] selectors) => new(
         new WorkloadProcess(new PeerCredentials(4242, uid, uid), new ProcessPin(4242, 1, "boot")),
         [.. selectors.Select(s => { var i = s.IndexOf(':', StringComparison.Ordinal); return new Selector(s[..i], s[(i + 1)..]); })],
         new Dictionary<string, string>(), []);

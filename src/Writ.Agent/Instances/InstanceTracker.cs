@@ -70,7 +70,7 @@ public sealed class InstanceTracker : IDisposable
     /// its evidence is compared with what its credentials were issued from, and a drift is handled before the call
     /// is served.
     /// </summary>
-    public WorkloadInstance Observe(WorkloadEvidence evidence)
+    public WorkloadInstance Observe(ProcessEvidence evidence)
     {
         ArgumentNullException.ThrowIfNull(evidence);
         var now = _time.GetUtcNow();
@@ -207,7 +207,7 @@ public sealed class InstanceTracker : IDisposable
         }
     }
 
-    private void HandleDrift(WorkloadInstance instance, WorkloadEvidence? evidence, string reason)
+    private void HandleDrift(WorkloadInstance instance, ProcessEvidence? evidence, string reason)
     {
         if (reason == Restored)
         {

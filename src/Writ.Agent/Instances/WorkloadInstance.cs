@@ -2,7 +2,7 @@ using System.Globalization;
 using Writ.Agent.PeerTracking;
 using Writ.Agent.WorkloadAttestation;
 using Writ.Protocol.Agent;
-using ProtoSelector = Writ.Protocol.Agent.Selector;
+using Writ.Protocol.Evidence;
 
 namespace Writ.Agent.Instances;
 
@@ -18,20 +18,20 @@ public sealed class WorkloadInstance
     private readonly Lock _lock = new();
     private readonly Dictionary<string, DateTimeOffset> _serials = new(StringComparer.OrdinalIgnoreCase);
     private readonly Dictionary<string, DateTimeOffset> _jtis = new(StringComparer.Ordinal);
-    private WorkloadEvidence? _evidence;
+    private ProcessEvidence? _evidence;
     private AttestedWorkload? _proto;
     private long _epoch;
     private string? _goneReason;
     private int _openStreams;
     private long _lastAttestedTicks;
 
-    internal WorkloadInstance(WorkloadEvidence evidence, DateTimeOffset now)
+    internal WorkloadInstance(ProcessEvidence evidence, DateTimeOffset now)
     {
         Peer = evidence.Process.Peer;
         StartTimeTicks = evidence.Process.Pin.StartTimeTicks;
         Id = IdOf(evidence.Process.Pin);
         _evidence = evidence;
-        _proto = ToProto(Id, evidence);
+        _proto = evidence.ToProto();
         _lastAttestedTicks = now.UtcTicks;
     }
 
@@ -53,7 +53,7 @@ public sealed class WorkloadInstance
     }
 
     /// <summary>The evidence its credentials come from, with the epoch; null evidence: nothing may be served (gone, or re-attestation failed).</summary>
-    public (WorkloadEvidence? Evidence, AttestedWorkload? Proto, long Epoch) Current
+    public (ProcessEvidence? Evidence, AttestedWorkload? Proto, long Epoch) Current
     {
         get
         {
@@ -150,7 +150,7 @@ public sealed class WorkloadInstance
     }
 
     /// <summary>Same evidence that matters: keeps the epoch, takes the newer evidence (facts such as the parent pid may move).</summary>
-    internal void Refresh(WorkloadEvidence evidence, DateTimeOffset now)
+    internal void Refresh(ProcessEvidence evidence, DateTimeOffset now)
     {
         lock (_lock)
         {
@@ -161,7 +161,7 @@ public sealed class WorkloadInstance
                 if (_proto is null || _evidence is null || !EvidenceDrift.SameSelectors(_evidence.Selectors, evidence.Selectors)
                     || !SameFacts(_evidence.Facts, evidence.Facts))
                 {
-                    _proto = ToProto(Id, evidence);
+                    _proto = evidence.ToProto();
                 }
                 _evidence = evidence;
             }
@@ -174,13 +174,13 @@ public sealed class WorkloadInstance
     /// <paramref name="evidence"/> (null: nothing is served until the next successful attestation). Returns the
     /// unexpired credentials of the old epoch, to report.
     /// </summary>
-    internal (List<string> Serials, List<string> Jtis) Drift(WorkloadEvidence? evidence, DateTimeOffset now)
+    internal (List<string> Serials, List<string> Jtis) Drift(ProcessEvidence? evidence, DateTimeOffset now)
     {
         lock (_lock)
         {
             _epoch++;
             _evidence = evidence;
-            _proto = evidence is null ? null : ToProto(Id, evidence);
+            _proto = evidence is null ? null : evidence.ToProto();
             Interlocked.Exchange(ref _lastAttestedTicks, now.UtcTicks);
             return TakeIssued(now);
         }
@@ -239,18 +239,5 @@ public sealed class WorkloadInstance
         _serials.Clear();
         _jtis.Clear();
         return (serials, jtis);
-    }
-
-    /// <summary>The evidence as the server's issuance decision receives it: all selectors, the facts map, the instance id.</summary>
-    public static AttestedWorkload ToProto(string instanceId, WorkloadEvidence evidence)
-    {
-        ArgumentNullException.ThrowIfNull(evidence);
-        var proto = new AttestedWorkload { InstanceId = instanceId };
-        proto.Selectors.AddRange(evidence.Selectors.Select(s => new ProtoSelector { Type = s.Type, Value = s.Value }));
-        foreach (var (k, v) in evidence.Facts)
-        {
-            proto.Facts[k] = v;
-        }
-        return proto;
     }
 }

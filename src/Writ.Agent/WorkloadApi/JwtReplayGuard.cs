@@ -7,6 +7,7 @@ using Writ.Agent.Sync;
 using Writ.Agent.WorkloadAttestation;
 using Writ.Protocol.Agent;
 using Writ.Spiffe.Jwt;
+using Writ.Protocol.Evidence;
 
 namespace Writ.Agent.WorkloadApi;
 
@@ -61,7 +62,7 @@ public sealed class JwtReplayGuard
         });
 
     /// <summary>The live entries whose selectors the evidence has (what the caller is registered as).</summary>
-    private static IEnumerable<Entry> Matched(WorkloadEvidence evidence, AgentSnapshot snapshot, DateTimeOffset now)
+    private static IEnumerable<Entry> Matched(ProcessEvidence evidence, AgentSnapshot snapshot, DateTimeOffset now)
     {
         var have = evidence.Selectors.Select(s => s.ToString()).ToHashSet(StringComparer.Ordinal);
         var unix = now.ToUnixTimeSeconds();
@@ -77,7 +78,7 @@ public sealed class JwtReplayGuard
     /// caller gets a plain validation answer that records nothing: it could otherwise "use" a token it has seen
     /// first, and the real relying party would be refused as a replay and the token revoked (token burning).
     /// </summary>
-    public static bool IsRelyingPartyFor(WorkloadEvidence evidence, AgentSnapshot snapshot, string audience, DateTimeOffset now)
+    public static bool IsRelyingPartyFor(ProcessEvidence evidence, AgentSnapshot snapshot, string audience, DateTimeOffset now)
     {
         var uri = Uri.TryCreate(audience, UriKind.Absolute, out var u) ? u : null;
         if (uri is not null && string.Equals(uri.Scheme, "spiffe", StringComparison.OrdinalIgnoreCase))
@@ -93,7 +94,7 @@ public sealed class JwtReplayGuard
     }
 
     /// <summary>How the relying party calling ValidateJWTSVID is named (see the class summary).</summary>
-    public static string PeerOf(WorkloadEvidence evidence, AgentSnapshot snapshot, DateTimeOffset now)
+    public static string PeerOf(ProcessEvidence evidence, AgentSnapshot snapshot, DateTimeOffset now)
     {
         var ids = Matched(evidence, snapshot, now)
             .Select(e => e.SpiffeId)

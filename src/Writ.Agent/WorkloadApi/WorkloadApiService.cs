@@ -576,7 +576,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     }
 
     /// <summary>The evidence the instance is served from now; an instance that exited or could not be re-attested gets nothing.</summary>
-    private WorkloadEvidence Evidence(WorkloadInstance instance, ServerCallContext context)
+    private ProcessEvidence Evidence(WorkloadInstance instance, ServerCallContext context)
     {
         if (instance.GoneReason is { } gone)
         {
@@ -590,7 +590,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     /// Entries whose every selector is in the evidence (selectors ⊆ evidence). None → PermissionDenied; but before the
     /// first full sync (an agent restarted while the server is away) the agent cannot know, so → Unavailable.
     /// </summary>
-    private IReadOnlyList<Entry> Match(WorkloadInstance instance, WorkloadEvidence evidence, AgentSnapshot snapshot, ServerCallContext context)
+    private IReadOnlyList<Entry> Match(WorkloadInstance instance, ProcessEvidence evidence, AgentSnapshot snapshot, ServerCallContext context)
     {
         if (!state.Synced)
         {
@@ -628,7 +628,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         return matched;
     }
 
-    private sealed record MatchMemo(AgentSnapshot Snapshot, IReadOnlyList<Writ.Agent.WorkloadAttestation.Selector> Selectors, Entry[] Candidates);
+    private sealed record MatchMemo(AgentSnapshot Snapshot, IReadOnlyList<Writ.Protocol.Evidence.Selector> Selectors, Entry[] Candidates);
 
     /// <summary>
     /// Waits for an entry/bundle change, the earliest rotation time of what was sent, or the earliest expiry of a

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Collections.ObjectModel;
 using System.Globalization;
 using Writ.Agent.PeerTracking;
+using Writ.Protocol.Evidence;
 
 namespace Writ.Agent.WorkloadAttestation;
 

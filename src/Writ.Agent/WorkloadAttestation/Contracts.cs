@@ -1,21 +1,8 @@
 using System.Collections.ObjectModel;
 using Writ.Agent.PeerTracking;
+using Writ.Protocol.Evidence;
 
 namespace Writ.Agent.WorkloadAttestation;
-
-/// <summary>
-/// One fact about a workload, written <c>type:value</c> (e.g. <c>unix:uid:1000</c>). Registration
-/// entries match when all their selectors are in the workload's evidence. See SELECTORS.md.
-/// </summary>
-public sealed record Selector(string Type, string Value)
-{
-    public override string ToString() => $"{Type}:{Value}";
-
-    /// <summary>A selector type is a short lowercase word: letters, digits, '_' and '-', no ':'.</summary>
-    public static bool IsValidType(string? type) =>
-        !string.IsNullOrEmpty(type) && type.Length <= 64 &&
-        type.All(c => c is (>= 'a' and <= 'z') or (>= '0' and <= '9') or '_' or '-');
-}
 
 /// <summary>The process being attested: what the kernel said at connect time, and its pin.</summary>
 public sealed record WorkloadProcess(PeerCredentials Peer, ProcessPin Pin);
@@ -52,18 +39,24 @@ public interface IWorkloadAttestor
 public interface INonBlockingWorkloadAttestor : IWorkloadAttestor;
 
 /// <summary>
-/// The evidence about one workload: the union of the selectors of every attestor that succeeded,
-/// their facts (keys prefixed with the attestor name, e.g. <c>unix.pid</c>), and one line per attestor
-/// that failed or timed out.
+/// The evidence about one workload (<see cref="WorkloadEvidence"/>, what the server receives) with the process it is
+/// about: what the kernel said at connect time and its pin. The instance id is the pin's
+/// (<see cref="Instances.WorkloadInstance.IdOf"/>).
 /// </summary>
-public sealed record WorkloadEvidence(
-    WorkloadProcess Process,
-    IReadOnlyList<Selector> Selectors,
-    IReadOnlyDictionary<string, string> Facts,
-    IReadOnlyList<string> AttestorErrors);
+public sealed record ProcessEvidence : WorkloadEvidence
+{
+    public ProcessEvidence(WorkloadProcess process, IReadOnlyList<Selector> selectors, IReadOnlyDictionary<string, string> facts, IReadOnlyList<string> attestorErrors)
+        : base(selectors, facts, Instances.WorkloadInstance.IdOf((process ?? throw new ArgumentNullException(nameof(process))).Pin))
+    {
+        Process = process;
+        AttestorErrors = attestorErrors;
+    }
+
+    public WorkloadProcess Process { get; }
+}
 
 /// <summary>Evidence, or why there is none (the caller maps an error to Unauthenticated).</summary>
-public sealed record WorkloadAttestationResult(WorkloadEvidence? Evidence, string? Error)
+public sealed record WorkloadAttestationResult(ProcessEvidence? Evidence, string? Error)
 {
     public static WorkloadAttestationResult Failed(string error) => new(null, error);
 }

@@ -1,6 +1,7 @@
 using System.Collections.ObjectModel;
 using System.Globalization;
 using Writ.Agent.PeerTracking;
+using Writ.Protocol.Evidence;
 
 namespace Writ.Agent.WorkloadAttestation;
 

@@ -2,6 +2,7 @@ using System.Collections.ObjectModel;
 using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Writ.Agent.PeerTracking;
+using Writ.Protocol.Evidence;
 
 namespace Writ.Agent.WorkloadAttestation;
 
@@ -10,7 +11,7 @@ namespace Writ.Agent.WorkloadAttestation;
 /// concurrently with a per-attestor timeout, and re-checks the pin afterwards so that evidence
 /// gathered from a process that exited, was replaced by a recycled pid, or exec'd another program
 /// during attestation is thrown away. A failing or timing-out attestor is logged and recorded in
-/// <see cref="WorkloadEvidence.AttestorErrors"/>; its selectors are dropped and the others still count.
+/// <see cref="ProcessEvidence.AttestorErrors"/>; its selectors are dropped and the others still count.
 /// </summary>
 public sealed partial class WorkloadAttestationRunner
 {
@@ -135,7 +136,7 @@ public sealed partial class WorkloadAttestationRunner
         }
 
         LogAttested(_log, peer.Pid, selectors.Count, errors.Count);
-        var evidence = new WorkloadEvidence(
+        var evidence = new ProcessEvidence(
             process,
             [.. selectors],
             new ReadOnlyDictionary<string, string>(facts),

@@ -114,7 +114,7 @@ public static class AttestationBreakdown
         }
     }
 
-    private static List<ProtoEntry> Match(WorkloadEvidence evidence, Dictionary<string, ProtoEntry> entries)
+    private static List<ProtoEntry> Match(ProcessEvidence evidence, Dictionary<string, ProtoEntry> entries)
     {
         var have = evidence.Selectors.Select(s => s.ToString()).ToHashSet(StringComparer.Ordinal);
         return entries.Values

@@ -14,6 +14,7 @@ using Writ.Server.Policy;
 using Writ.Server.Storage;
 using Writ.Spiffe;
 using Writ.Spiffe.X509;
+using Writ.Protocol.Evidence;
 
 namespace Writ.Cli.Bench;
 

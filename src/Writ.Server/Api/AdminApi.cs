@@ -9,6 +9,7 @@ using Writ.Server.Registration;
 using Writ.Server.Storage;
 using Writ.Spiffe;
 using ProtoEntry = Writ.Protocol.Agent.Entry;
+using Writ.Protocol.Evidence;
 
 namespace Writ.Server.Api;
 

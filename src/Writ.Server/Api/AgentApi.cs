@@ -13,7 +13,7 @@ using Writ.Server.Registration;
 using Writ.Server.Storage;
 using Writ.Spiffe;
 using Writ.Spiffe.X509;
-using Selector = Writ.Server.Storage.Selector;
+using Selector = Writ.Protocol.Evidence.Selector;
 using X509Svid = Writ.Protocol.Agent.X509Svid;
 
 namespace Writ.Server.Api;
@@ -302,7 +302,7 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         {
             return new X509SvidRequest(entryId, csr.Memory, null);
         }
-        return WorkloadEvidence.TryCreate(evidence.Selectors.Select(s => (s.Type, s.Value)), evidence.Facts, evidence.InstanceId, out var ev, out var error)
+        return Writ.Protocol.Evidence.EvidenceProto.TryFromProto(evidence, out var ev, out var error)
             ? new X509SvidRequest(entryId, csr.Memory, ev)
             : new X509SvidRequest(entryId, csr.Memory, null, error, EchoableId(evidence.InstanceId));
     }

@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using Writ.Policy.Authorization;
 using Writ.Server.Policy;
 using Writ.Server.Storage;
+using Writ.Protocol.Evidence;
 
 namespace Writ.Server.Issuance;
 

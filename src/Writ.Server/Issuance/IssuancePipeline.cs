@@ -7,6 +7,7 @@ using Writ.Server.Policy;
 using Writ.Server.Storage;
 using Writ.Spiffe;
 using Writ.Spiffe.X509;
+using Writ.Protocol.Evidence;
 
 namespace Writ.Server.Issuance;
 

@@ -1,5 +1,6 @@
 using Writ.Server.Storage;
 using Proto = Writ.Protocol.Agent;
+using Writ.Protocol.Evidence;
 
 namespace Writ.Server.Registration;
 

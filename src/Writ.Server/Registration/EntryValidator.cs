@@ -1,6 +1,7 @@
 using System.Globalization;
 using Writ.Server.Storage;
 using Writ.Spiffe;
+using Writ.Protocol.Evidence;
 
 namespace Writ.Server.Registration;
 
@@ -20,7 +21,7 @@ public sealed class EntryValidator(TrustDomain td, TimeSpan maxTtl, TimeProvider
 
     /// <summary>
     /// The first problem with the entry, or null when it is valid. <paramref name="label"/> names it in the message.
-    /// A selector type no built-in attestor emits (<see cref="Writ.Protocol.SelectorTypes"/>) is a problem unless
+    /// A selector type no built-in attestor emits (<see cref="SelectorTypes"/>) is a problem unless
     /// <paramref name="allowUnknownSelectorTypes"/>: such an entry could never match.
     /// </summary>
     public string? Check(RegistrationEntry e, string label, bool allowUnknownSelectorTypes = false)
@@ -67,11 +68,11 @@ public sealed class EntryValidator(TrustDomain td, TimeSpan maxTtl, TimeProvider
             {
                 return $"{label}: selector '{s}' is invalid ({selErr ?? "type and value must be non-empty"}); write type:value, e.g. unix:uid:1000";
             }
-            if (!allowUnknownSelectorTypes && !Writ.Protocol.SelectorTypes.IsBuiltIn(s.Type, s.Value))
+            if (!allowUnknownSelectorTypes && !SelectorTypes.IsBuiltIn(s.Type, s.Value))
             {
-                var type = Writ.Protocol.SelectorTypes.TypeOf(s.Type, s.Value);
-                var hint = Writ.Protocol.SelectorTypes.Suggest(type) is { } near ? $"did you mean '{near}'? "
-                    : $"known types: {string.Join(", ", Writ.Protocol.SelectorTypes.BuiltIn.Order(StringComparer.Ordinal))}; ";
+                var type = SelectorTypes.TypeOf(s.Type, s.Value);
+                var hint = SelectorTypes.Suggest(type) is { } near ? $"did you mean '{near}'? "
+                    : $"known types: {string.Join(", ", SelectorTypes.BuiltIn.Order(StringComparer.Ordinal))}; ";
                 return $"{label}: selector '{s}' has type '{type}', which no built-in attestor emits, so the entry could never match; " +
                     hint + "for an attestor plugin the server does not load, pass --allow-unknown-selector-type";
             }

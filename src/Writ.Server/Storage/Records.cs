@@ -1,3 +1,4 @@
+using Writ.Protocol.Evidence;
 namespace Writ.Server.Storage;
 
 /// <summary>A named blob of CA state (certificates, public keys, authority states), written as a whole.</summary>

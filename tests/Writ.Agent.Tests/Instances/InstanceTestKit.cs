@@ -238,7 +238,7 @@ internal sealed class InstanceRig : IDisposable
     }
 
     /// <summary>Attests a live process as the Workload API would on a call from it.</summary>
-    public async Task<WorkloadEvidence> AttestAsync(int pid)
+    public async Task<ProcessEvidence> AttestAsync(int pid)
     {
         var (uid, gid) = Ids(pid);
         var result = await Runner.AttestAsync(new PeerCredentials(pid, uid, gid), TestContext.Current.CancellationToken);

@@ -2,6 +2,7 @@ using System.Net.Sockets;
 using Writ.Agent.PeerTracking;
 using Writ.Agent.Tests.TestSupport;
 using Writ.Agent.WorkloadAttestation;
+using Writ.Protocol.Evidence;
 
 namespace Writ.Agent.Tests.PeerTracking;
 

@@ -42,13 +42,13 @@ public sealed class AttestationFastPathTests
     public async Task Exec_of_another_binary_after_a_first_call_is_seen_on_the_next_call_on_the_same_connection()
     {
         await using var rig = await Rig.StartAsync();
-        WorkloadEvidence first = await rig.AttestAsync();
+        ProcessEvidence first = await rig.AttestAsync();
         Assert.Contains($"unix:path:{Python}", Strings(first));
         Assert.Contains($"unix:sha256:{Sha256Of(Python)}", Strings(first));
 
         await rig.SendAsync('e');
         Wait.Until(() => Child.ExeOf(rig.Pid) == Sleep, "exec of sleep");
-        WorkloadEvidence second = await rig.AttestAsync();
+        ProcessEvidence second = await rig.AttestAsync();
 
         Assert.Equal(first.Process.Pin.StartTimeTicks, second.Process.Pin.StartTimeTicks);   // same pid, same start time
         Assert.Contains($"unix:path:{Sleep}", Strings(second));
@@ -61,12 +61,12 @@ public sealed class AttestationFastPathTests
     public async Task A_uid_change_after_a_first_call_is_refused_on_the_next_call()
     {
         await using var rig = await Rig.StartAsync();
-        WorkloadEvidence first = await rig.AttestAsync();
+        ProcessEvidence first = await rig.AttestAsync();
         Assert.Contains("unix:uid:0", Strings(first));
 
         await rig.SendAsync('u');
         Wait.Until(() => File.ReadAllText($"/proc/{rig.Pid}/status").Contains("Uid:\t65534", StringComparison.Ordinal), "setresuid");
-        WorkloadEvidence second = await rig.AttestAsync();
+        ProcessEvidence second = await rig.AttestAsync();
 
         Assert.DoesNotContain(Strings(second), s => s.StartsWith("unix:", StringComparison.Ordinal));
         Assert.Contains(second.AttestorErrors, e => e.Contains("connected as uid 0 gid 0 but now runs as uid 65534", StringComparison.Ordinal));
@@ -80,7 +80,7 @@ public sealed class AttestationFastPathTests
 
         await rig.SendAsync('g');
         Wait.Until(() => File.ReadAllText($"/proc/{rig.Pid}/status").Contains("Groups:\t4 ", StringComparison.Ordinal), "setgroups");
-        WorkloadEvidence second = await rig.AttestAsync();
+        ProcessEvidence second = await rig.AttestAsync();
 
         Assert.Contains("unix:supplementary_gid:4", Strings(second));
         Assert.DoesNotContain("unix:supplementary_gid:27", Strings(second));
@@ -210,7 +210,7 @@ public sealed class AttestationFastPathTests
         Assert.Equal(1, unix.Hasher.HashesComputed);
     }
 
-    private static string[] Strings(WorkloadEvidence e) => [.. e.Selectors.Select(s => s.ToString())];
+    private static string[] Strings(ProcessEvidence e) => [.. e.Selectors.Select(s => s.ToString())];
 
     private static string Sha256Of(string path) => Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(path)));
 
@@ -270,7 +270,7 @@ public sealed class AttestationFastPathTests
             return new Rig(dir, listener, child, conn, new WorkloadAttestationRunner(attestors, ProcFs.Host, TimeSpan.FromSeconds(20), new ListLogger()));
         }
 
-        public async Task<WorkloadEvidence> AttestAsync()
+        public async Task<ProcessEvidence> AttestAsync()
         {
             WorkloadAttestationResult r = await Runner.AttestConnectionAsync(Connection, TestContext.Current.CancellationToken);
             Assert.True(r.Evidence is not null, r.Error);

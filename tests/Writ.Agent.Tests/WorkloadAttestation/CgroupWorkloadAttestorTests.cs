@@ -1,6 +1,7 @@
 using Writ.Agent.PeerTracking;
 using Writ.Agent.Tests.TestSupport;
 using Writ.Agent.WorkloadAttestation;
+using Writ.Protocol.Evidence;
 
 namespace Writ.Agent.Tests.WorkloadAttestation;
 
@@ -177,7 +178,7 @@ public sealed class CgroupWorkloadAttestorTests
         string[] got = [.. r.Selectors.Select(s => s.ToString()).Order(StringComparer.Ordinal)];
         Assert.Equal(want, got);
         // The server accepts in registration entries only the types listed in SelectorTypes: every one emitted is there.
-        Assert.All(r.Selectors, x => Assert.True(Writ.Protocol.SelectorTypes.IsBuiltIn(x.Type, x.Value), $"{x} is not in SelectorTypes.BuiltIn"));
+        Assert.All(r.Selectors, x => Assert.True(SelectorTypes.IsBuiltIn(x.Type, x.Value), $"{x} is not in SelectorTypes.BuiltIn"));
     }
 
     private static string Expand(string text) =>

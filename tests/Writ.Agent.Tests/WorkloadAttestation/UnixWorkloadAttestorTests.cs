@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using Writ.Agent.PeerTracking;
 using Writ.Agent.Tests.TestSupport;
 using Writ.Agent.WorkloadAttestation;
+using Writ.Protocol.Evidence;
 
 namespace Writ.Agent.Tests.WorkloadAttestation;
 
@@ -61,7 +62,7 @@ public sealed class UnixWorkloadAttestorTests
         Assert.Contains("unix:supplementary_group:metrics", s);
         Assert.Equal(2, s.Count(x => x.StartsWith("unix:supplementary_group:", StringComparison.Ordinal))); // 1234 has no name
         // Every kind the unix attestor emits (all of them appear here) is a type the server accepts in entries.
-        Assert.All(result.Selectors, x => Assert.True(Writ.Protocol.SelectorTypes.IsBuiltIn(x.Type, x.Value), $"{x} is not in SelectorTypes.BuiltIn"));
+        Assert.All(result.Selectors, x => Assert.True(SelectorTypes.IsBuiltIn(x.Type, x.Value), $"{x} is not in SelectorTypes.BuiltIn"));
     }
 
     [Fact]

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Writ.Agent.PeerTracking;
 using Writ.Agent.Tests.TestSupport;
 using Writ.Agent.WorkloadAttestation;
+using Writ.Protocol.Evidence;
 
 namespace Writ.Agent.Tests.WorkloadAttestation;
 
@@ -29,7 +30,7 @@ public sealed class WorkloadAttestationRunnerTests
             WorkloadAttestationResult result = await runner.AttestAsync(new PeerCredentials(child.Pid, 0, 0), TestContext.Current.CancellationToken);
 
             Assert.Null(result.Error);
-            WorkloadEvidence e = result.Evidence!;
+            ProcessEvidence e = result.Evidence!;
             Assert.Equal(["good:one", "good:two"], e.Selectors.Select(s => s.ToString()));
             Assert.Equal(2, e.AttestorErrors.Count);
             Assert.Contains(e.AttestorErrors, x => x.Contains("'boom' failed with InvalidOperationException", StringComparison.Ordinal));
@@ -136,7 +137,7 @@ public sealed class WorkloadAttestationRunnerTests
             ],
             ProcFs.Host, TimeSpan.FromSeconds(10), new ListLogger());
 
-        WorkloadEvidence e = (await runner.AttestAsync(new PeerCredentials(child.Pid, 0, 0), TestContext.Current.CancellationToken)).Evidence!;
+        ProcessEvidence e = (await runner.AttestAsync(new PeerCredentials(child.Pid, 0, 0), TestContext.Current.CancellationToken)).Evidence!;
 
         Assert.Equal(["liar:x"], e.Selectors.Select(s => s.ToString()));
         Assert.Equal(4, e.AttestorErrors.Count);
@@ -187,7 +188,7 @@ public sealed class WorkloadAttestationRunnerTests
         WorkloadAttestationResult result = await runner.AttestAsync(peer, TestContext.Current.CancellationToken);
 
         Assert.Null(result.Error);
-        WorkloadEvidence e = result.Evidence!;
+        ProcessEvidence e = result.Evidence!;
         string python = Child.Resolve("/usr/bin/python3");
         string[] s = [.. e.Selectors.Select(x => x.ToString())];
         Assert.Contains("unix:uid:65534", s);

@@ -1,6 +1,7 @@
 using Writ.Agent.PeerTracking;
 using Writ.Agent.Tests.TestSupport;
 using Writ.Agent.WorkloadAttestation;
+using Writ.Protocol.Evidence;
 
 namespace Writ.Agent.Tests.WorkloadAttestation;
 

@@ -1,5 +1,6 @@
 using Writ.Server.Ledger;
 using Writ.Server.Storage;
+using Writ.Protocol.Evidence;
 
 namespace Writ.Server.Tests.Ledger;
 

@@ -11,6 +11,7 @@ using Writ.Server.Storage;
 using Writ.Server.Tests.Ca;
 using Writ.Spiffe;
 using Writ.Spiffe.X509;
+using Writ.Protocol.Evidence;
 
 namespace Writ.Server.Tests.Policy;
 

@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using Writ.Server.Issuance;
 using Writ.Server.Policy;
 using Writ.Server.Storage;
+using Writ.Protocol.Evidence;
 
 namespace Writ.Server.Tests.Policy;
 

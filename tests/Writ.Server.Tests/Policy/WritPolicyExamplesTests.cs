@@ -4,6 +4,7 @@ using Writ.Server.Issuance;
 using Writ.Server.Policy;
 using Writ.Server.Storage;
 using Writ.Spiffe.X509;
+using Writ.Protocol.Evidence;
 
 namespace Writ.Server.Tests.Policy;
 

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using Writ.Server.Storage;
 using static Writ.Server.Tests.Storage.Entries;
+using Writ.Protocol.Evidence;
 
 namespace Writ.Server.Tests.Storage;
 

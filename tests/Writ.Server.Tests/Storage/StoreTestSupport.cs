@@ -1,4 +1,5 @@
 using Writ.Server.Storage;
+using Writ.Protocol.Evidence;
 
 namespace Writ.Server.Tests.Storage;
 

@@ -1,6 +1,6 @@
 using System.Collections.Frozen;
 
-namespace Writ.Protocol;
+namespace Writ.Protocol.Evidence;
 
 /// <summary>
 /// The selector types Writ's built-in workload attestors emit, in one place the agent (which runs the attestors) and
