@@ -64,10 +64,10 @@ public sealed class JwtReplayGuard
     /// <summary>The live entries whose selectors the evidence has (what the caller is registered as).</summary>
     private static IEnumerable<Entry> Matched(ProcessEvidence evidence, AgentSnapshot snapshot, DateTimeOffset now)
     {
-        var have = evidence.Selectors.Select(s => s.ToString()).ToHashSet(StringComparer.Ordinal);
+        var have = SelectorMatch.SetOf(evidence.Selectors);
         var unix = now.ToUnixTimeSeconds();
         return snapshot.Entries.Values
-            .Where(e => e.Selectors.Count > 0 && (e.ExpiresAtUnix == 0 || e.ExpiresAtUnix > unix) && e.Selectors.All(s => have.Contains($"{s.Type}:{s.Value}")));
+            .Where(e => (e.ExpiresAtUnix == 0 || e.ExpiresAtUnix > unix) && EvidenceProto.Matches(e.Selectors, have));
     }
 
     /// <summary>

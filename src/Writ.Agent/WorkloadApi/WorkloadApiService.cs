@@ -12,6 +12,7 @@ using Writ.Agent.PeerTracking;
 using Writ.Agent.Sync;
 using Writ.Agent.WorkloadAttestation;
 using Writ.Protocol.Agent;
+using Writ.Protocol.Evidence;
 using Writ.Spiffe;
 using Writ.Spiffe.Jwt;
 
@@ -605,9 +606,9 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         }
         else
         {
-            var have = evidence.Selectors.Select(s => s.ToString()).ToHashSet(StringComparer.Ordinal);
+            var have = SelectorMatch.SetOf(evidence.Selectors);
             candidates = [.. snapshot.Entries.Values
-                .Where(e => e.Selectors.Count > 0 && e.Selectors.All(s => have.Contains($"{s.Type}:{s.Value}")))
+                .Where(e => EvidenceProto.Matches(e.Selectors, have))
                 .OrderBy(e => e.SpiffeId, StringComparer.Ordinal).ThenBy(e => e.Id, StringComparer.Ordinal)];
             instance.MatchMemo = new MatchMemo(snapshot, evidence.Selectors, candidates);
         }

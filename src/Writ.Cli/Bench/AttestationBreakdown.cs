@@ -7,6 +7,7 @@ using Google.Protobuf;
 using Microsoft.Extensions.Logging.Abstractions;
 using Writ.Agent.PeerTracking;
 using Writ.Agent.WorkloadAttestation;
+using Writ.Protocol.Evidence;
 using Writ.Spiffe;
 using ProtoEntry = Writ.Protocol.Agent.Entry;
 using ProtoSelector = Writ.Protocol.Agent.Selector;
@@ -116,9 +117,9 @@ public static class AttestationBreakdown
 
     private static List<ProtoEntry> Match(ProcessEvidence evidence, Dictionary<string, ProtoEntry> entries)
     {
-        var have = evidence.Selectors.Select(s => s.ToString()).ToHashSet(StringComparer.Ordinal);
+        var have = SelectorMatch.SetOf(evidence.Selectors);
         return entries.Values
-            .Where(e => e.Selectors.Count > 0 && e.Selectors.All(s => have.Contains($"{s.Type}:{s.Value}")))
+            .Where(e => EvidenceProto.Matches(e.Selectors, have))
             .OrderBy(e => e.SpiffeId, StringComparer.Ordinal).ThenBy(e => e.Id, StringComparer.Ordinal)
             .ToList();
     }

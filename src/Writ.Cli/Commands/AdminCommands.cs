@@ -265,15 +265,11 @@ public static class AdminCommands
         }
     }
 
-    public static ProtoSelector ParseSelector(string s)
-    {
-        var i = s.IndexOf(':', StringComparison.Ordinal);
-        if (i <= 0 || i == s.Length - 1)
-        {
-            throw new UsageException($"selector '{s}' must be type:value, e.g. unix:uid:1000");
-        }
-        return new ProtoSelector { Type = s[..i], Value = s[(i + 1)..] };
-    }
+    /// <summary>A selector as the user wrote it (<c>type:value</c>), checked by the one selector rule before it is sent.</summary>
+    public static ProtoSelector ParseSelector(string s) =>
+        Writ.Protocol.Evidence.Selector.TryParse(s, out var selector, out var error)
+            ? Writ.Protocol.Evidence.EvidenceProto.ToProto(selector)
+            : throw new UsageException($"{Writ.Protocol.Evidence.Selector.InvalidCode}: selector '{s}' is invalid: {error}");
 
     public static long ParseTime(string text, string what) =>
         DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var t)

@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using Proto = Writ.Protocol.Agent;
 
 namespace Writ.Protocol.Evidence;
@@ -34,8 +35,15 @@ public static class EvidenceProto
         return proto;
     }
 
+    /// <summary><see cref="SelectorMatch.Matches"/> for an entry as it travels (the agent holds entries as protocol messages).</summary>
+    public static bool Matches(IEnumerable<Proto.Selector> entry, IReadOnlySet<Selector> workload)
+    {
+        ArgumentNullException.ThrowIfNull(entry);
+        return SelectorMatch.Matches(entry.Select(FromProto), workload);
+    }
+
     /// <summary>Evidence from the wire, checked by <see cref="WorkloadEvidence.TryCreate"/>; else why not.</summary>
-    public static bool TryFromProto(Proto.AttestedWorkload proto, out WorkloadEvidence? evidence, out string? error)
+    public static bool TryFromProto(Proto.AttestedWorkload proto, [NotNullWhen(true)] out WorkloadEvidence? evidence, [NotNullWhen(false)] out string? error)
     {
         ArgumentNullException.ThrowIfNull(proto);
         return WorkloadEvidence.TryCreate(proto.Selectors.Select(s => (s.Type, s.Value)), proto.Facts, proto.InstanceId, out evidence, out error);

@@ -1,3 +1,5 @@
+using System.Diagnostics.CodeAnalysis;
+
 namespace Writ.Protocol.Evidence;
 
 /// <summary>
@@ -18,7 +20,7 @@ public record WorkloadEvidence(IReadOnlyList<Selector> Selectors, IReadOnlyDicti
 
     /// <summary>Checks evidence from the wire: valid selectors, bounded sizes, printable facts.</summary>
     public static bool TryCreate(IEnumerable<(string Type, string Value)> selectors, IEnumerable<KeyValuePair<string, string>> facts, string instanceId,
-        out WorkloadEvidence? evidence, out string? error)
+        [NotNullWhen(true)] out WorkloadEvidence? evidence, [NotNullWhen(false)] out string? error)
     {
         ArgumentNullException.ThrowIfNull(selectors);
         ArgumentNullException.ThrowIfNull(facts);

@@ -244,7 +244,7 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
             CreatedAtUnix = n.CreatedAt.ToUnixTimeSeconds(),
             UpdatedAtUnix = n.UpdatedAt.ToUnixTimeSeconds(),
         };
-        a.Selectors.AddRange(n.Selectors.Select(s => new Writ.Protocol.Agent.Selector { Type = s.Type, Value = s.Value }));
+        a.Selectors.AddRange(n.Selectors.Select(s => s.ToProto()));
         return a;
     }
 

@@ -38,16 +38,8 @@ public static class IssuanceDecider
     public static string NewDecisionId() => "d-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(10));
 
     /// <summary>The first of the entry's selectors that the evidence lacks, or null when entry selectors ⊆ evidence.</summary>
-    public static Selector? MissingSelector(RegistrationEntry entry, WorkloadEvidence evidence)
-    {
-        var set = new HashSet<Selector>(evidence.Selectors);
-        foreach (var s in entry.Selectors)
-        {
-            if (!set.Contains(s))
-                return s;
-        }
-        return null;
-    }
+    public static Selector? MissingSelector(RegistrationEntry entry, WorkloadEvidence evidence) =>
+        SelectorMatch.FirstMissing(entry.Selectors, SelectorMatch.SetOf(evidence.Selectors));
 
     /// <summary>A refusal by the entry match, before policy (recorded with the policy version active at the time).</summary>
     public static IssuanceDecision MatchDenied(ActivePolicy policy, string reason, CedarQuery? query) =>

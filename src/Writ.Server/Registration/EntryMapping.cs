@@ -21,7 +21,7 @@ public static class EntryMapping
             ExpiresAtUnix = e.ExpiresAt?.ToUnixTimeSeconds() ?? 0,
             Revision = e.Revision,
         };
-        p.Selectors.AddRange(e.Selectors.Select(s => new Proto.Selector { Type = s.Type, Value = s.Value }));
+        p.Selectors.AddRange(e.Selectors.Select(s => s.ToProto()));
         p.DnsNames.AddRange(e.DnsNames);
         return p;
     }
@@ -32,7 +32,7 @@ public static class EntryMapping
         Id = p.Id,
         SpiffeId = p.SpiffeId,
         ParentId = p.ParentId,
-        Selectors = p.Selectors.Select(s => new Selector(s.Type, s.Value)).ToList(),
+        Selectors = p.Selectors.Select(EvidenceProto.FromProto).ToList(),
         X509TtlSeconds = p.X509TtlSeconds,
         JwtTtlSeconds = p.JwtTtlSeconds,
         DnsNames = [.. p.DnsNames],
