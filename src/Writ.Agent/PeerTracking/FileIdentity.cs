@@ -14,6 +14,9 @@ public readonly record struct FileIdentity(ulong Device, ulong Inode, long Size,
     /// <summary>Device and inode only: which file, whatever its content.</summary>
     public string FileKey => string.Create(CultureInfo.InvariantCulture, $"{Device:x}:{Inode}");
 
+    /// <summary>Whether the file is a regular file (not a FIFO, socket, device or directory), from statx's mode.</summary>
+    public bool IsRegularFile { get; init; }
+
     /// <summary>statx of a path, following symlinks (so /proc/&lt;pid&gt;/exe gives the running binary).</summary>
     public static bool TryGet(string path, out FileIdentity identity, out string? error)
     {
@@ -75,7 +78,8 @@ public readonly record struct FileIdentity(ulong Device, ulong Inode, long Size,
         long mtime = (MemoryMarshal.Read<long>(b[112..]) * 1_000_000_000L) + MemoryMarshal.Read<uint>(b[120..]);
         ulong devMajor = MemoryMarshal.Read<uint>(b[136..]);
         ulong devMinor = MemoryMarshal.Read<uint>(b[140..]);
-        identity = new FileIdentity((devMajor << 32) | devMinor, ino, size, mtime, ctime);
+        ushort mode = MemoryMarshal.Read<ushort>(b[28..]);
+        identity = new FileIdentity((devMajor << 32) | devMinor, ino, size, mtime, ctime) { IsRegularFile = (mode & 0xF000) == 0x8000 };
         error = null;
         return true;
     }

@@ -26,7 +26,9 @@ internal static class ProcFile
     private const int ENOENT = 2;
     private const int ESRCH = 3;
     private const int EINTR = 4;
-    private const int OReadOnlyCloexec = 0x80000; // O_RDONLY | O_CLOEXEC
+    // O_NONBLOCK: /proc files never block, but a FIFO put where one is expected (a fake or tampered proc root) would
+    // block open() until a writer comes — on the Workload API's own thread. Non-blocking, it reads as empty or EAGAIN.
+    private const int OReadOnlyCloexec = 0x80000 | 0x800; // O_RDONLY | O_CLOEXEC | O_NONBLOCK
     private const int MaxBytes = 1 << 22;
 
     [ThreadStatic]
@@ -143,6 +145,7 @@ internal static class ProcFile
         {
             ENOENT => "ENOENT",
             ESRCH => "ESRCH",
+            11 => "EAGAIN",
             1 => "EPERM",
             13 => "EACCES",
             5 => "EIO",

@@ -437,7 +437,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         var result = await runner.AttestConnectionAsync(socket, context.CancellationToken).ConfigureAwait(false);
         if (result.Evidence is null)
         {
-            throw Refuse(context, StatusCode.Unauthenticated, result.Error ?? "the caller could not be attested");
+            throw Refuse(context, StatusCode.Unauthenticated, result.Describe());
         }
         if (!gate.SameProgram(accepted, result.Evidence.Process.Pin, out var changed))
         {

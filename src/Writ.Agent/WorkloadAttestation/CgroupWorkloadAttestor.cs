@@ -9,13 +9,14 @@ namespace Writ.Agent.WorkloadAttestation;
 /// <summary>
 /// The <c>cgroup</c> attestor: reads /proc/&lt;pid&gt;/cgroup (cgroup v1, v2 and hybrid; systemd and
 /// cgroupfs drivers) and emits the container id and runtime, the Kubernetes pod uid, and the
-/// unified-hierarchy cgroup path. The path rules are in <see cref="CgroupPathParser"/> and SELECTORS.md.
+/// unified-hierarchy cgroup path. The path rules are in <see cref="CgroupPathParser"/> and docs/selectors.md.
 /// Not being in a container is not an error: the container selectors are simply absent.
 /// </summary>
 public sealed class CgroupWorkloadAttestor : INonBlockingWorkloadAttestor
 {
     public const string AttestorName = "cgroup";
     private const int MaxCachedResults = 1024;
+    private const int MaxCachedTextLength = 16 * 1024;
     private readonly IProcFs _proc;
 
     // The result is a pure function of the file's text (Evaluate), and results are immutable, so the same text — a
@@ -52,6 +53,11 @@ public sealed class CgroupWorkloadAttestor : INonBlockingWorkloadAttestor
 
         string key = text.ToString();
         AttestorResult result = Evaluate(Name, key);
+        if (key.Length > MaxCachedTextLength)
+        {
+            return Task.FromResult(result);   // no 4 MiB keys: 1024 of them would be gigabytes
+        }
+
         if (_results.Count >= MaxCachedResults)
         {
             _results.Clear();
@@ -83,7 +89,7 @@ public sealed class CgroupWorkloadAttestor : INonBlockingWorkloadAttestor
             if (parts.Length != 3 || !int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out int hierarchy) ||
                 parts[2].Length == 0 || parts[2][0] != '/')
             {
-                return AttestorResult.Failure(attestorName, "the /proc cgroup file has a malformed line; it is not a Linux /proc/<pid>/cgroup file");
+                return AttestorResult.Failure(attestorName, $"{WorkloadAttestationCodes.ProcMalformed}: the /proc cgroup file has a malformed line; it is not a Linux /proc/<pid>/cgroup file");
             }
 
             lines++;
@@ -108,13 +114,23 @@ public sealed class CgroupWorkloadAttestor : INonBlockingWorkloadAttestor
 
         if (lines == 0)
         {
-            return AttestorResult.Failure(attestorName, "the /proc cgroup file is empty; the kernel has no cgroup support enabled");
+            return AttestorResult.Failure(attestorName, $"{WorkloadAttestationCodes.ProcMalformed}: the /proc cgroup file is empty; the kernel has no cgroup support enabled");
         }
 
         if (unifiedPath is not null)
         {
             facts["path"] = unifiedPath;
-            selectors.Add(new Selector("cgroup", $"path:{unifiedPath}"));
+            string value = $"path:{unifiedPath}";
+            if (Selector.IsValidValue(value) && value.Length <= WorkloadEvidence.MaxTextLength)
+            {
+                selectors.Add(new Selector("cgroup", value));
+            }
+            else
+            {
+                // A cgroup name may hold spaces or control characters and be long; such a path is no selector (the
+                // server refuses evidence with an invalid one), but the container selectors still count.
+                facts["path_omitted"] = "the cgroup path has whitespace or control characters or is too long to be a selector";
+            }
         }
 
         if (containers.Count > 1)

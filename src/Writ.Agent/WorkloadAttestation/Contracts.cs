@@ -1,5 +1,6 @@
 using System.Collections.ObjectModel;
 using Writ.Agent.PeerTracking;
+using Writ.Protocol.Errors;
 using Writ.Protocol.Evidence;
 
 namespace Writ.Agent.WorkloadAttestation;
@@ -55,8 +56,43 @@ public sealed record ProcessEvidence : WorkloadEvidence
     public WorkloadProcess Process { get; }
 }
 
-/// <summary>Evidence, or why there is none (the caller maps an error to Unauthenticated).</summary>
+/// <summary>
+/// Evidence, or why there is none: a stable <see cref="Code"/> (<see cref="WorkloadAttestationCodes"/>) and a one-line
+/// <see cref="Error"/>; the Workload API refuses the call as Unauthenticated with both.
+/// </summary>
 public sealed record WorkloadAttestationResult(ProcessEvidence? Evidence, string? Error)
 {
-    public static WorkloadAttestationResult Failed(string error) => new(null, error);
+    /// <summary>Set with <see cref="Error"/>.</summary>
+    public string? Code { get; init; }
+
+    public static WorkloadAttestationResult Failed(string code, string error) => new(null, error) { Code = code };
+
+    /// <summary>The failure as a user sees it: "WRIT-…: what went wrong; what to do".</summary>
+    public string Describe() => Code is null ? Error ?? "the caller could not be attested" : $"{Code}: {Error}";
+
+    /// <summary>The failure as the typed error each API's interceptor maps (Unauthenticated).</summary>
+    public WritException ToException() =>
+        new(Code ?? WorkloadAttestationCodes.PeerUnreadable, WritErrorKind.Unauthenticated, Error ?? "the caller could not be attested");
+}
+
+/// <summary>The stable codes of workload attestation failures (docs/errors.md, "Workload attestation").</summary>
+public static class WorkloadAttestationCodes
+{
+    /// <summary>The process exited, or its pid now names another process, before or during attestation.</summary>
+    public const string PidReused = "WRIT-ATTEST-PID-REUSED";
+
+    /// <summary>An attestor did not finish within the attestor time limit; its selectors were ignored.</summary>
+    public const string Timeout = "WRIT-ATTEST-TIMEOUT";
+
+    /// <summary>A /proc file of the process (status, cgroup, stat) is not what the kernel writes.</summary>
+    public const string ProcMalformed = "WRIT-ATTEST-PROC-MALFORMED";
+
+    /// <summary>The caller's credentials or process could not be read (SO_PEERCRED, pidfd, /proc).</summary>
+    public const string PeerUnreadable = "WRIT-ATTEST-PEER-UNREADABLE";
+
+    /// <summary>An attestor could not gather its evidence (the process exited, a /proc file could not be read).</summary>
+    public const string Unavailable = "WRIT-ATTEST-UNAVAILABLE";
+
+    /// <summary>An attestor threw, returned nothing or returned a selector that breaks the selector rules.</summary>
+    public const string AttestorFailed = "WRIT-ATTEST-ATTESTOR-FAILED";
 }

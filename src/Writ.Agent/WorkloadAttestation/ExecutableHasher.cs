@@ -69,6 +69,14 @@ public sealed class ExecutableHasher
         sha256Hex = null;
         identity = default;
         uncachedReason = null;
+        // Opening a FIFO blocks until a writer comes, and the cached path runs on the Workload API's thread: only a
+        // regular file is opened (a running program's /proc/<pid>/exe always is one; a fake or tampered root may not be).
+        if (FileIdentity.TryGet(path, out FileIdentity before, out _) && !before.IsRegularFile)
+        {
+            error = "the executable is not a regular file, so it is not hashed";
+            return false;
+        }
+
         SafeFileHandle handle;
         try
         {

@@ -89,7 +89,7 @@ public sealed record ProcStatus(string Name, int ParentPid, IReadOnlyList<int> U
 
         if (uids is null || gids is null)
         {
-            error = "the /proc status has no valid Uid or Gid line; it is not a Linux /proc/<pid>/status file";
+            error = $"{WorkloadAttestationCodes.ProcMalformed}: the /proc status has no valid Uid or Gid line; it is not a Linux /proc/<pid>/status file";
             return false;
         }
 

@@ -32,7 +32,7 @@ public sealed record UnixWorkloadAttestorOptions
 /// <summary>
 /// The <c>unix</c> attestor: uid/gid (from SO_PEERCRED, cross-checked against /proc/&lt;pid&gt;/status),
 /// user and group names, supplementary groups, executable path and the SHA-256 of the running
-/// executable. See SELECTORS.md for every selector and fact.
+/// executable. See docs/selectors.md for every selector and fact.
 /// </summary>
 public sealed class UnixWorkloadAttestor : INonBlockingWorkloadAttestor
 {
@@ -111,7 +111,20 @@ public sealed class UnixWorkloadAttestor : INonBlockingWorkloadAttestor
         }
 
         var selectors = new List<Selector>();
-        void Add(string kind, string value) => selectors.Add(new Selector(Name, $"{kind}:{value}"));
+        void Add(string kind, string value)
+        {
+            // The one selector rule: a value with whitespace or control characters (a path or a name with a space)
+            // would make the server refuse all the evidence, so it is left out and said so.
+            string v = $"{kind}:{value}";
+            if (Selector.IsValidValue(v) && v.Length <= WorkloadEvidence.MaxTextLength)
+            {
+                selectors.Add(new Selector(Name, v));
+            }
+            else
+            {
+                facts[$"{kind}_omitted"] = "the value has whitespace or control characters or is too long to be a selector";
+            }
+        }
 
         Add("uid", Inv(process.Peer.Uid));
         Add("gid", Inv(process.Peer.Gid));

@@ -73,14 +73,14 @@ public sealed partial class WorkloadAttestationRunner
         ArgumentNullException.ThrowIfNull(connection);
         if (!PeerCredentialReader.TryRead(connection, out PeerCredentials peer, out string? error))
         {
-            return WorkloadAttestationResult.Failed(error!);
+            return WorkloadAttestationResult.Failed(WorkloadAttestationCodes.PeerUnreadable, error!);
         }
 
         if (!PeerProcessHandle.TryOpen(connection, out PeerProcessHandle? handle, out bool unsupported, out error))
         {
             if (!unsupported)
             {
-                return WorkloadAttestationResult.Failed($"cannot attest peer process {peer.Pid}: {error}");
+                return WorkloadAttestationResult.Failed(WorkloadAttestationCodes.PeerUnreadable, $"cannot attest peer process {peer.Pid}: {error}");
             }
 
             LogNoPidFd(_log, error!);
@@ -102,7 +102,7 @@ public sealed partial class WorkloadAttestationRunner
         if (!ProcessPin.TryCreate(_proc, peer.Pid, peerProcess, out ProcessPin? pin, out string? pinError))
         {
             LogPinFailed(_log, peer.Pid, pinError!);
-            return WorkloadAttestationResult.Failed($"cannot attest peer process {peer.Pid}: {pinError}");
+            return WorkloadAttestationResult.Failed(WorkloadAttestationCodes.PeerUnreadable, $"cannot attest peer process {peer.Pid}: {pinError}");
         }
 
         var process = new WorkloadProcess(peer, pin!);
@@ -112,7 +112,7 @@ public sealed partial class WorkloadAttestationRunner
         if (!pin!.Verify(_proc, peerProcess, out string? reason))
         {
             LogReplaced(_log, peer.Pid, reason!);
-            return WorkloadAttestationResult.Failed(
+            return WorkloadAttestationResult.Failed(WorkloadAttestationCodes.PidReused,
                 $"process {peer.Pid} exited or was replaced during attestation ({reason}); let the client reconnect");
         }
 
@@ -123,7 +123,7 @@ public sealed partial class WorkloadAttestationRunner
         {
             foreach ((string key, string value) in r.Facts)
             {
-                facts[$"{r.Attestor}.{key}"] = value;
+                facts[$"{r.Attestor}.{key}"] = Printable(value);
             }
 
             if (r.Error is not null)
@@ -209,12 +209,12 @@ public sealed partial class WorkloadAttestationRunner
             Observe(task);
             LogTimedOut(_log, name, process.Peer.Pid, _timeout.TotalMilliseconds);
             return AttestorResult.Failure(name, string.Create(CultureInfo.InvariantCulture,
-                $"attestor '{name}' did not finish within {_timeout.TotalMilliseconds:0} ms; its selectors were ignored (raise the attestor timeout if this repeats)"));
+                $"{WorkloadAttestationCodes.Timeout}: attestor '{name}' did not finish within {_timeout.TotalMilliseconds:0} ms; its selectors were ignored (raise the attestor timeout if this repeats)"));
         }
         catch (Exception ex)
         {
             LogThrew(_log, name, process.Peer.Pid, ex);
-            return AttestorResult.Failure(name, $"attestor '{name}' failed with {ex.GetType().Name}; its selectors were ignored (see the agent log)");
+            return AttestorResult.Failure(name, $"{WorkloadAttestationCodes.AttestorFailed}: attestor '{name}' failed with {ex.GetType().Name}; its selectors were ignored (see the agent log)");
         }
     }
 
@@ -222,18 +222,25 @@ public sealed partial class WorkloadAttestationRunner
     {
         if (result is null)
         {
-            return AttestorResult.Failure(name, $"attestor '{name}' returned no result; its selectors were ignored (attestor bug)");
+            return AttestorResult.Failure(name, $"{WorkloadAttestationCodes.AttestorFailed}: attestor '{name}' returned no result; its selectors were ignored (attestor bug)");
         }
 
         IReadOnlyDictionary<string, string> facts = result.Facts ?? ReadOnlyDictionary<string, string>.Empty;
         if (result.Error is not null)
         {
-            return AttestorResult.Failure(name, $"attestor '{name}': {OneLine(result.Error)}", facts);
+            // Every line starts with its code: the attestor's own (WRIT-…: reason) or, for a reason without one, Unavailable.
+            string line = OneLine(result.Error);
+            int colon = line.IndexOf(": ", StringComparison.Ordinal);
+            (string code, string reason) = line.StartsWith("WRIT-", StringComparison.Ordinal) && colon > 0 && !line[..colon].Contains(' ', StringComparison.Ordinal)
+                ? (line[..colon], line[(colon + 2)..])
+                : (WorkloadAttestationCodes.Unavailable, line);
+            return AttestorResult.Failure(name, $"{code}: attestor '{name}': {reason}", facts);
         }
 
-        if (result.Selectors is null || result.Selectors.Any(s => s is null || !Selector.IsValidType(s.Type) || string.IsNullOrEmpty(s.Value)))
+        // The one selector rule (the server refuses evidence with a selector that breaks it, and with it every selector).
+        if (result.Selectors is null || result.Selectors.Any(s => s is null || !Selector.IsValid(s.Type, s.Value, out _) || s.Value.Length > WorkloadEvidence.MaxTextLength))
         {
-            return AttestorResult.Failure(name, $"attestor '{name}' returned a malformed selector; its selectors were ignored (attestor bug)", facts);
+            return AttestorResult.Failure(name, $"{WorkloadAttestationCodes.AttestorFailed}: attestor '{name}' returned a malformed selector; its selectors were ignored (attestor bug)", facts);
         }
 
         return new AttestorResult(name, result.Selectors, facts, null);
@@ -241,8 +248,46 @@ public sealed partial class WorkloadAttestationRunner
 
     private static string OneLine(string text)
     {
-        string line = text.ReplaceLineEndings(" ").Trim();
+        string line = Printable(text.ReplaceLineEndings(" ").Trim());
         return line.Length <= 500 ? line : line[..500];
+    }
+
+    /// <summary>
+    /// A fact as the server accepts it (<see cref="WorkloadEvidence.TryCreate"/>): control characters (a NUL or escape in
+    /// a process name, say) written as <c>\xNN</c>, and at most <see cref="WorkloadEvidence.MaxTextLength"/> characters.
+    /// Facts are diagnostics read by people and policy; one the server refuses would cost the workload its evidence.
+    /// </summary>
+    internal static string Printable(string value)
+    {
+        bool clean = value.Length <= WorkloadEvidence.MaxTextLength;
+        foreach (char c in value)
+        {
+            if (char.IsControl(c))
+            {
+                clean = false;
+                break;
+            }
+        }
+
+        if (clean)
+        {
+            return value;
+        }
+
+        var sb = new System.Text.StringBuilder(Math.Min(value.Length, WorkloadEvidence.MaxTextLength));
+        foreach (char c in value)
+        {
+            string part = char.IsControl(c) ? "\\x" + ((int)c).ToString("x2", CultureInfo.InvariantCulture) : c.ToString();
+            if (sb.Length + part.Length > WorkloadEvidence.MaxTextLength - 3)
+            {
+                sb.Append("...");
+                break;
+            }
+
+            sb.Append(part);
+        }
+
+        return sb.ToString();
     }
 
     private static void Observe(Task task) =>

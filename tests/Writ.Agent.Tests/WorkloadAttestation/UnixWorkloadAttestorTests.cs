@@ -66,6 +66,30 @@ public sealed class UnixWorkloadAttestorTests
     }
 
     [Fact]
+    public async Task A_path_with_a_space_is_left_out_and_the_rest_of_the_evidence_still_reaches_the_server()
+    {
+        // "unix:path:/opt/my app/sleep" breaks the one selector rule: the server refused the whole evidence for it, so a
+        // workload installed under a directory with a space got no identity at all, however its entries were written.
+        using var dir = new TempDir();
+        Directory.CreateDirectory(dir.Combine("my app"));
+        string exe = dir.Combine("my app", "sleep");
+        File.Copy(Sleep, exe);
+        File.SetUnixFileMode(exe, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+        using Child child = Child.Start(exe, "30");
+        var runner = new WorkloadAttestationRunner([new UnixWorkloadAttestor(ProcFs.Host)], ProcFs.Host, TimeSpan.FromSeconds(30), Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+
+        WorkloadAttestationResult result = await runner.AttestAsync(new PeerCredentials(child.Pid, 0, 0), TestContext.Current.CancellationToken);
+
+        Assert.Null(result.Error);
+        Assert.Empty(result.Evidence!.AttestorErrors);
+        Assert.Contains("unix:uid:0", result.Evidence.Selectors.Select(s => s.ToString()));
+        Assert.Contains("unix:sha256:" + Sha256Of(Sleep), result.Evidence.Selectors.Select(s => s.ToString()));
+        Assert.DoesNotContain(result.Evidence.Selectors, s => s.Value.StartsWith("path:", StringComparison.Ordinal));
+        Assert.True(result.Evidence.Facts.ContainsKey("unix.path_omitted"));
+        Assert.True(EvidenceProto.TryFromProto(result.Evidence.ToProto(), out _, out string? error), error);
+    }
+
+    [Fact]
     public async Task A_copy_of_a_binary_has_the_same_hash_but_another_path_and_another_binary_another_hash()
     {
         using var dir = new TempDir();

@@ -141,7 +141,7 @@ public sealed class WorkloadAttestationRunnerTests
 
         Assert.Equal(["liar:x"], e.Selectors.Select(s => s.ToString()));
         Assert.Equal(4, e.AttestorErrors.Count);
-        Assert.Contains("attestor 'failing': could not read things", e.AttestorErrors);
+        Assert.Contains("WRIT-ATTEST-UNAVAILABLE: attestor 'failing': could not read things", e.AttestorErrors);
         Assert.Equal("x", e.Facts["failing.why"]);
         Assert.Contains(e.AttestorErrors, x => x.Contains("'malformed' returned a malformed selector", StringComparison.Ordinal));
         Assert.Contains(e.AttestorErrors, x => x.Contains("'null' returned no result", StringComparison.Ordinal));
