@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using Writ.Server.Keys;
 
 namespace Writ.Server.Ca;
 
@@ -51,18 +52,8 @@ internal static class CaCertificates
     public static AsymmetricAlgorithm ImportPublic(string spkiBase64)
     {
         var spki = Convert.FromBase64String(spkiBase64);
-        try
-        {
-            var ec = ECDsa.Create();
-            ec.ImportSubjectPublicKeyInfo(spki, out _);
-            return ec;
-        }
-        catch (CryptographicException)
-        {
-            var rsa = RSA.Create();
-            rsa.ImportSubjectPublicKeyInfo(spki, out _);
-            return rsa;
-        }
+        return KeyTypes.ImportEcOrRsa(k => k.ImportSubjectPublicKeyInfo(spki, out _))
+            ?? throw new CryptographicException("the public key is neither EC nor RSA");
     }
 
     public static string Base64Url(byte[] b) => Convert.ToBase64String(b).TrimEnd('=').Replace('+', '-').Replace('/', '_');

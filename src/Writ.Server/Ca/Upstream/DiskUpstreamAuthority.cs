@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using Writ.Server.Keys;
 using Writ.Spiffe;
 using Writ.Spiffe.X509;
 
@@ -103,7 +104,7 @@ public sealed class DiskUpstreamAuthority(UpstreamCaOptions options) : IUpstream
         {
             throw CaException.Upstream(CaException.UpstreamUnreadable, $"upstream CA key file '{up.KeyPath}' is encrypted: give the key as unencrypted PEM (PKCS#8, EC or RSA), readable only by the server's user");
         }
-        var key = ImportPrivate(pem) ?? throw CaException.Upstream(CaException.UpstreamUnreadable,
+        var key = KeyTypes.ImportEcOrRsa(k => k.ImportFromPem(pem)) ?? throw CaException.Upstream(CaException.UpstreamUnreadable,
             $"upstream CA key file '{up.KeyPath}' is not a PEM EC or RSA private key: give the upstream CA's private key as unencrypted PEM");
         if (!CaCertificates.SameSpki(key, cert.PublicKey.ExportSubjectPublicKeyInfo()))
         {
@@ -111,30 +112,5 @@ public sealed class DiskUpstreamAuthority(UpstreamCaOptions options) : IUpstream
             throw CaException.Upstream(CaException.UpstreamInvalid, $"upstream CA key file '{up.KeyPath}' does not hold the private key of the certificate in '{up.CertificatePath}': give the matching key pair");
         }
         return (certs, key);
-    }
-
-    private static AsymmetricAlgorithm? ImportPrivate(string pem)
-    {
-        var ec = ECDsa.Create();
-        try
-        {
-            ec.ImportFromPem(pem);
-            return ec;
-        }
-        catch (Exception e) when (e is CryptographicException or ArgumentException)
-        {
-            ec.Dispose();
-        }
-        var rsa = RSA.Create();
-        try
-        {
-            rsa.ImportFromPem(pem);
-            return rsa;
-        }
-        catch (Exception e) when (e is CryptographicException or ArgumentException)
-        {
-            rsa.Dispose();
-            return null;
-        }
     }
 }
