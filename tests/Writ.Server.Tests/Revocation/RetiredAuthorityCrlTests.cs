@@ -81,6 +81,12 @@ public sealed class RetiredAuthorityCrlTests : IAsyncLifetime
         Assert.True(accepted.Exit == 0, accepted.Output);
         var freshOk = await VerifyAsync(newCa, activeCrl, fresh);
         Assert.True(freshOk.Exit == 0, freshOk.Output);
+        // As `writ bundle show` prints them: every root in one file, every CRL in another.
+        var allCa = Write("bundle.pem", _ca.Bundle.ToPem());
+        var allCrls = Write("crls.pem", CrlBuilder.ToPem(crl.Der) + CrlBuilder.ToPem(retired.Der));
+        Assert.Contains("certificate revoked", (await VerifyAsync(allCa, allCrls, revoked)).Output, StringComparison.Ordinal);
+        Assert.Equal(0, (await VerifyAsync(allCa, allCrls, kept)).Exit);
+        Assert.Equal(0, (await VerifyAsync(allCa, allCrls, fresh)).Exit);
 
         // Up to the last instant an old SVID is valid, the retired authority's CRL is published...
         await RunUntilAsync(TimeSpan.FromHours(6) - TimeSpan.FromSeconds(1));
