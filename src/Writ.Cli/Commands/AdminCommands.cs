@@ -409,6 +409,7 @@ public static class AdminCommands
             {
                 trust_domain = r.TrustDomain, sequence = r.Sequence, pem = r.Pem, spiffe = doc.RootElement.Clone(),
                 crl_pem = r.CrlDer.Length > 0 ? PemEncoding.WriteString("X509 CRL", r.CrlDer.Span) + "\n" : null,
+                retired_crl_pem = r.RetiredCrlDer.Select(d => PemEncoding.WriteString("X509 CRL", d.Span) + "\n").ToList(),
             });
             return 0;
         }
@@ -418,7 +419,11 @@ public static class AdminCommands
             {
                 throw new CommandFailedException("the server sent no CRL: it predates revocation support; upgrade it", 1);
             }
-            ctx.Out.Write(PemEncoding.WriteString("X509 CRL", r.CrlDer.Span) + "\n");
+            // The active authority's CRL, then one per retired authority whose SVIDs may still be valid.
+            foreach (var der in r.RetiredCrlDer.Prepend(r.CrlDer))
+            {
+                ctx.Out.Write(PemEncoding.WriteString("X509 CRL", der.Span) + "\n");
+            }
             return 0;
         }
         ctx.Out.Write(format == "pem" ? r.Pem : r.SpiffeBundleJson.TrimEnd() + "\n");

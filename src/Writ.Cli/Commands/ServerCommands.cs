@@ -55,6 +55,10 @@ public static class ServerCommands
         {
             throw new CommandFailedException($"{e.Code}: {e.Message}");
         }
+        catch (Writ.Protocol.Errors.WritException e)
+        {
+            throw new CommandFailedException($"{e.Code}: the server could not start: {e.Message}");
+        }
         catch (Exception e) when (e is StoreException or InvalidOperationException or IOException or UnauthorizedAccessException)
         {
             throw new CommandFailedException($"the server could not start: {e.Message}");

@@ -160,7 +160,7 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
     {
         var b = server.Ca.Bundle;
         var crl = await server.Revocations.CurrentCrlAsync(context.CancellationToken).ConfigureAwait(false);
-        return new GetBundleResponse
+        var response = new GetBundleResponse
         {
             TrustDomain = server.Options.TrustDomain.Name,
             Pem = b.ToPem(),
@@ -168,6 +168,8 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
             Sequence = server.Ca.BundleSequence,
             CrlDer = ByteString.CopyFrom(crl.Der),
         };
+        response.RetiredCrlDer.AddRange(crl.Retired.Select(r => ByteString.CopyFrom(r.Der)));
+        return response;
     }
 
     public override async Task<HealthResponse> Health(HealthRequest request, ServerCallContext context)

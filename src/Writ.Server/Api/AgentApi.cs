@@ -400,13 +400,19 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         return r;
     }
 
-    private Bundle BundleProto(Revocation.CrlSnapshot? crl = null) => new()
+    private Bundle BundleProto(Revocation.CrlSnapshot? crl = null)
     {
-        TrustDomain = server.Options.TrustDomain.Name,
-        SpiffeBundleJson = ByteString.CopyFromUtf8(server.Ca.Bundle.ToSpiffeJson()),
-        Sequence = server.Ca.BundleSequence,
-        CrlDer = ByteString.CopyFrom((crl ?? server.Revocations.CachedCrl)?.Der ?? []),
-    };
+        crl ??= server.Revocations.CachedCrl;
+        var bundle = new Bundle
+        {
+            TrustDomain = server.Options.TrustDomain.Name,
+            SpiffeBundleJson = ByteString.CopyFromUtf8(server.Ca.Bundle.ToSpiffeJson()),
+            Sequence = server.Ca.BundleSequence,
+            CrlDer = ByteString.CopyFrom(crl?.Der ?? []),
+        };
+        bundle.RetiredCrlDer.AddRange(crl?.Retired.Select(r => ByteString.CopyFrom(r.Der)) ?? []);
+        return bundle;
+    }
 
     /// <summary>Join tokens are stored only as SHA-256 hashes; the secret itself is never written.</summary>
     public static byte[] HashToken(string token) => SHA256.HashData(Encoding.UTF8.GetBytes(token.Trim()));

@@ -46,20 +46,27 @@ public static class KeyTypes
         _ => RSA.Create(2048),
     };
 
-    public static AsymmetricAlgorithm Import(byte[] pkcs8)
+    public static AsymmetricAlgorithm Import(byte[] pkcs8) =>
+        ImportEcOrRsa(k => k.ImportPkcs8PrivateKey(pkcs8, out _)) ?? throw new CryptographicException("the key is neither an EC nor an RSA PKCS#8 private key");
+
+    /// <summary>An EC key, else an RSA key, as <paramref name="import"/> fills it in; null when it takes neither.</summary>
+    public static AsymmetricAlgorithm? ImportEcOrRsa(Action<AsymmetricAlgorithm> import)
     {
-        try
+        ArgumentNullException.ThrowIfNull(import);
+        foreach (var create in (Func<AsymmetricAlgorithm>[])[ECDsa.Create, RSA.Create])
         {
-            var ec = ECDsa.Create();
-            ec.ImportPkcs8PrivateKey(pkcs8, out _);
-            return ec;
+            var key = create();
+            try
+            {
+                import(key);
+                return key;
+            }
+            catch (Exception e) when (e is CryptographicException or ArgumentException)
+            {
+                key.Dispose();
+            }
         }
-        catch (CryptographicException)
-        {
-            var rsa = RSA.Create();
-            rsa.ImportPkcs8PrivateKey(pkcs8, out _);
-            return rsa;
-        }
+        return null;
     }
 }
 

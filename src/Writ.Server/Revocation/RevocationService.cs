@@ -13,6 +13,9 @@ namespace Writ.Server.Revocation;
 public sealed record CrlSnapshot(byte[] Der, BigInteger Number, DateTimeOffset ThisUpdate, DateTimeOffset NextUpdate, string AuthorityKeyId, int Count)
 {
     internal long Version { get; init; }
+
+    /// <summary>The CRLs of the retired X.509 authorities whose SVIDs may still be valid, published beside <see cref="Der"/>.</summary>
+    public IReadOnlyList<AuthorityCrl> Retired { get; init; } = [];
 }
 
 /// <summary>
@@ -474,11 +477,13 @@ public sealed class RevocationService
         EnsureWatching();
         await EnsureCurrentAsync(revision, ct).ConfigureAwait(false);
         var (keyId, certificate, key) = _ca.ActiveX509Authority;
+        var retired = _ca.RetiredX509Authorities;
         var now = _time.GetUtcNow();
         lock (_lock)
         {
             _stopping.Token.ThrowIfCancellationRequested();
-            if (_crl is { } c && c.Version == _version && c.AuthorityKeyId == keyId && now < c.ThisUpdate + (CrlValidity / 2) && now >= c.ThisUpdate)
+            if (_crl is { } c && c.Version == _version && c.AuthorityKeyId == keyId && c.Retired.Select(r => r.AuthorityKeyId).SequenceEqual(retired.Select(r => r.KeyId))
+                && now < c.ThisUpdate + (CrlValidity / 2) && now >= c.ThisUpdate)
             {
                 return c;
             }
@@ -498,7 +503,11 @@ public sealed class RevocationService
             var nextUpdate = thisUpdate + CrlValidity;
             var der = CrlBuilder.Build(certificate, key, entries, number, thisUpdate, nextUpdate);
             _lastCrlNumber = number;
-            var crl = new CrlSnapshot(der, number, thisUpdate, nextUpdate, keyId, entries.Count) { Version = _version };
+            var crl = new CrlSnapshot(der, number, thisUpdate, nextUpdate, keyId, entries.Count)
+            {
+                Version = _version,
+                Retired = CrlBuilder.BuildRetired(retired, _serials.Values, number, thisUpdate, nextUpdate),
+            };
             Volatile.Write(ref _crl, crl);
             ServerLog.CrlBuilt(_log, number.ToString(CultureInfo.InvariantCulture), keyId, entries.Count, nextUpdate);
             return crl;

@@ -52,8 +52,9 @@ public sealed class CaRobustnessTests
         await h.Store.CaJournal.PutAsync(new CaJournal("ca", data, h.Time.GetUtcNow()), Ct);
         var keys = new DiskKeyManager(h.KeyPath);
 
-        var e = await Assert.ThrowsAsync<InvalidOperationException>(() => h.NewCa(new CaOptions(), keys).InitializeAsync(Ct));
+        var e = await Assert.ThrowsAsync<CaException>(() => h.NewCa(new CaOptions(), keys).InitializeAsync(Ct));
 
+        Assert.Equal(CaException.JournalCorrupt, e.Code);
         OneLine(e);
         Assert.Contains("journal", e.Message, StringComparison.Ordinal);
         Assert.Equal(data, (await h.Store.CaJournal.GetAsync("ca", Ct))!.Data);

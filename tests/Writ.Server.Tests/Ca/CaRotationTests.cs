@@ -212,10 +212,11 @@ public sealed class CaRotationTests
         var ca = await h.StartCaAsync(new CaOptions { CaTtl = TimeSpan.FromHours(1), JwtKeyTtl = TimeSpan.FromHours(1) }, new MemoryKeyManager());
         h.Time.Advance(TimeSpan.FromHours(2));   // no RotateAsync: the store was down, say
 
-        var x = Assert.Throws<InvalidOperationException>(() => ca.SignX509Svid(CaHarness.Workload, WorkloadKey(), TimeSpan.FromMinutes(5)));
-        var j = Assert.Throws<InvalidOperationException>(() => ca.MintJwtSvid(CaHarness.Workload, ["a"], TimeSpan.FromMinutes(5)));
-        foreach (var e in new Exception[] { x, j })
+        var x = Assert.Throws<CaException>(() => ca.SignX509Svid(CaHarness.Workload, WorkloadKey(), TimeSpan.FromMinutes(5)));
+        var j = Assert.Throws<CaException>(() => ca.MintJwtSvid(CaHarness.Workload, ["a"], TimeSpan.FromMinutes(5)));
+        foreach (var e in new[] { x, j })
         {
+            Assert.Equal(CaException.AuthorityExpired, e.Code);
             OneLine(e);
             Assert.Contains("1401", e.Message, StringComparison.Ordinal);
         }

@@ -236,7 +236,8 @@ public sealed class UpstreamCaTests
         Assert.Single(h.Log.Entries, e => e.Id.Id == 1412);
 
         h.Time.SetUtcNow(Start + TimeSpan.FromHours(8) + TimeSpan.FromMinutes(1));
-        var e = await Assert.ThrowsAsync<InvalidOperationException>(() => ca.RotateAsync(Ct));
+        var e = await Assert.ThrowsAsync<CaException>(() => ca.RotateAsync(Ct));
+        Assert.Equal(CaException.UpstreamExpired, e.Code);
         OneLine(e);
         Assert.Contains(up.CertPath, e.Message, StringComparison.Ordinal);
         Assert.Contains("renew", e.Message, StringComparison.Ordinal);
@@ -374,9 +375,16 @@ public sealed class UpstreamCaTests
         }
 
         var ca = h.NewCa(new CaOptions { Upstream = up.Options }, new DiskKeyManager(h.KeyPath));
-        var e = await Assert.ThrowsAsync<InvalidOperationException>(() => ca.InitializeAsync(Ct));
+        var e = await Assert.ThrowsAsync<CaException>(() => ca.InitializeAsync(Ct));
 
         TestContext.Current.TestOutputHelper?.WriteLine(e.Message);
+        Assert.Equal(defect switch
+        {
+            "certificate missing" or "key missing" => CaException.UpstreamMissing,
+            "certificate expired" => CaException.UpstreamExpired,
+            "key of another certificate" or "certificate not a CA" or "certificate file without its root" or "certificates not one chain" => CaException.UpstreamInvalid,
+            _ => CaException.UpstreamUnreadable,
+        }, e.Code);
         OneLine(e);
         Assert.Contains(badFile, e.Message, StringComparison.Ordinal);
         Assert.Contains(':', e.Message.AsSpan(e.Message.IndexOf(badFile, StringComparison.Ordinal) + badFile.Length).ToString());
