@@ -12,6 +12,7 @@ using Writ.Agent.PeerTracking;
 using Writ.Agent.Sync;
 using Writ.Agent.WorkloadAttestation;
 using Writ.Protocol.Agent;
+using Writ.Protocol.Errors;
 using Writ.Spiffe;
 using Writ.Spiffe.Jwt;
 
@@ -26,7 +27,7 @@ namespace Writ.Agent.WorkloadApi;
 /// instance exited or lost its last identity ends.
 /// </summary>
 public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentState state, SvidCache cache, InstanceTracker tracker, ConnectionGate gate,
-    AgentOptions options, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<WorkloadApiService> log) : SpiffeWorkloadAPI.SpiffeWorkloadAPIBase
+    AgentOptions options, JwtReplayGuard guard, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<WorkloadApiService> log) : SpiffeWorkloadAPI.SpiffeWorkloadAPIBase
 {
     public const string SecurityHeader = "workload.spiffe.io";
 
@@ -316,7 +317,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         var response = new JWTSVIDResponse();
         // Every token is bound to the instance's X.509-SVID for its entry: get the missing ones in one signing call.
         await cache.GetX509Async(instance, entries, context.CancellationToken).ConfigureAwait(false);
-        RpcException? denied = null;
+        WritException? denied = null;
         foreach (var e in entries)
         {
             try
@@ -324,25 +325,25 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
                 var jwt = await cache.GetJwtAsync(instance, e, request.Audience, context.CancellationToken).ConfigureAwait(false);
                 response.Svids.Add(new JWTSVID { SpiffeId = jwt.SpiffeId, Svid = jwt.Token, Hint = e.Hint });
             }
-            catch (RpcException ex) when (ex.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded)
+            catch (WritException ex) when (ex.Kind is WritErrorKind.Unavailable or WritErrorKind.DeadlineExceeded)
             {
-                throw Refuse(context, StatusCode.Unavailable, "the server is unreachable and no cached JWT-SVID is valid; retry with backoff");
+                throw Refuse(context, StatusCode.Unavailable, "the server is unreachable and no cached JWT-SVID is valid; retry with backoff", ex.Code);
             }
-            catch (RpcException ex) when (ex.StatusCode is StatusCode.PermissionDenied)
+            catch (WritException ex) when (ex.Kind is WritErrorKind.PermissionDenied)
             {
                 // Refused by policy for this identity: the others are still served; if none is, the first refusal
                 // is the answer, in the server's own words (its detail carries the decision id).
                 denied ??= ex;
-                AgentLog.WorkloadRefused(log, context.Method, ex.Status.Detail);
+                AgentLog.WorkloadRefused(log, context.Method, ex.Message);
             }
-            catch (RpcException ex) when (ex.StatusCode is StatusCode.Unauthenticated or StatusCode.InvalidArgument)
+            catch (WritException ex)
             {
-                throw Refuse(context, ex.StatusCode, ex.Status.Detail.Length > 0 ? ex.Status.Detail : "refused by the server");
+                throw Refuse(context, WorkloadErrors.StatusOf(ex.Kind), ex.Message, ex.Code);
             }
         }
         if (response.Svids.Count == 0 && denied is not null)
         {
-            throw new RpcException(new Status(StatusCode.PermissionDenied, denied.Status.Detail.Length > 0 ? denied.Status.Detail : "issuance denied by the server"));
+            throw WorkloadErrors.ToRpc(denied);
         }
         return response;
     }
@@ -380,7 +381,6 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         }
         // Relying parties are named by the entries they match: before the first sync the agent cannot name them the way
         // it will afterwards, so nothing is recorded until then (the cache is in memory and starts empty anyway).
-        var guard = JwtReplayGuard.For(state, context.GetHttpContext().RequestServices, time, log, lifetime.ApplicationStopping);
         // Only the audience's own relying party is recorded (its SPIFFE ID or DNS name is the audience): any other local
         // process could otherwise "use" a token it has seen first and get the real relying party refused (and the token
         // revoked). Others get the plain validation answer.
@@ -665,9 +665,9 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         await cts.CancelAsync().ConfigureAwait(false);
     }
 
-    private RpcException Refuse(ServerCallContext context, StatusCode code, string reason)
+    private RpcException Refuse(ServerCallContext context, StatusCode code, string reason, string? writCode = null)
     {
         AgentLog.WorkloadRefused(log, context.Method, reason);
-        return new RpcException(new Status(code, reason));
+        return writCode is null ? new RpcException(new Status(code, reason)) : new RpcException(new Status(code, reason), new Metadata { { WorkloadErrors.CodeTrailer, writCode } });
     }
 }
