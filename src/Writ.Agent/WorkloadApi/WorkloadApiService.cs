@@ -31,6 +31,8 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
 {
     public const string SecurityHeader = "workload.spiffe.io";
 
+    private readonly X509ResponseCache _views = new(state, cache, time);
+
     public override async Task FetchX509SVID(X509SVIDRequest request, IServerStreamWriter<X509SVIDResponse> responseStream, ServerCallContext context)
     {
         CheckHeader(context);
@@ -56,7 +58,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
             var own = instance.Changed.Generation;
             Evidence(instance, context);   // gone or not re-attestable: nothing is served (throws the reason)
             SameEpoch(instance, opened, context);
-            var view = await X509ViewAsync(instance, context, generation, own, ct).ConfigureAwait(false);
+            var view = await _views.GetAsync(instance, generation, own, snapshot => Match(instance, Evidence(instance, context), snapshot, context), ct).ConfigureAwait(false);
             SameEpoch(instance, opened, context);   // the evidence may have drifted while the view was built
             if (view.Response is null)
             {
@@ -77,151 +79,6 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
             }
             await WaitForChangeAsync(generation, instance, own, view, ct).ConfigureAwait(false);
         }
-    }
-
-    /// <summary>
-    /// What one instance's X.509 streams send for one (state generation, instance generation, epoch): matched, looked
-    /// up (signed if missing) and serialized once, shared by every stream of the instance and by its later one-shot
-    /// fetches while it is fresh (<see cref="Fresh"/>). Keys differ per instance, so it is never shared across
-    /// instances.
-    /// </summary>
-    private sealed record X509View(long Epoch, IReadOnlyList<CachedX509> Svids, IReadOnlyList<Entry> Entries, IReadOnlyList<X509Denial> Denials,
-        X509SVIDResponse? Response, string Fingerprint, DateTimeOffset ReuseUntil);
-
-    private sealed record X509ViewSlot(long Generation, long Own, long Epoch, Task<X509View> View);
-
-    /// <summary>The trust bundle's DER and its hash, once per bundle object (snapshots are immutable).</summary>
-    private sealed record BundleDer(ByteString Der, string Hash);
-
-    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Writ.Spiffe.Bundles.TrustBundle, BundleDer> BundleDers = [];
-
-    private static BundleDer DerOf(Writ.Spiffe.Bundles.TrustBundle bundle) => BundleDers.GetValue(bundle, b =>
-    {
-        var der = b.X509AuthoritiesDer();
-        return new BundleDer(ByteString.CopyFrom(der), Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(der)));
-    });
-
-    /// <summary>
-    /// The view still holds at <paramref name="now"/>: same epoch, before the earliest rotation, refusal retry and entry
-    /// expiry it was built with, and none of its SVIDs expired or revoked since (a revocation also moves the state
-    /// generation; this is the second lock on the same door).
-    /// </summary>
-    private bool Fresh(X509View view, long epoch, DateTimeOffset now)
-    {
-        if (view.Epoch != epoch || now >= view.ReuseUntil)
-        {
-            return false;
-        }
-        foreach (var s in view.Svids)
-        {
-            if (s.Epoch != epoch || s.ExpiresAt <= now || state.Revocations.IsSerialRevoked(s.SerialHex))
-            {
-                return false;
-            }
-        }
-        return true;
-    }
-
-    private async Task<X509View> X509ViewAsync(WorkloadInstance instance, ServerCallContext context, long generation, long own, CancellationToken ct)
-    {
-        while (true)
-        {
-            var epoch = instance.Epoch;
-            var slot = Volatile.Read(ref instance.ServiceMemo) as X509ViewSlot;
-            if (slot is not null && slot.Generation == generation && slot.Own == own && slot.Epoch == epoch)
-            {
-                if (!slot.View.IsCompleted)
-                {
-                    try
-                    {
-                        var shared = await slot.View.WaitAsync(ct).ConfigureAwait(false);
-                        if (Fresh(shared, instance.Epoch, time.GetUtcNow()) || shared.Response is null)
-                        {
-                            return shared;
-                        }
-                    }
-                    catch (OperationCanceledException) when (!ct.IsCancellationRequested)
-                    {
-                        // The stream that built it left mid-way: build it again here.
-                    }
-                    continue;
-                }
-                if (slot.View.IsCompletedSuccessfully && Fresh(slot.View.Result, epoch, time.GetUtcNow()))
-                {
-                    return slot.View.Result;
-                }
-            }
-            var tcs = new TaskCompletionSource<X509View>(TaskCreationOptions.RunContinuationsAsynchronously);
-            var mine = new X509ViewSlot(generation, own, epoch, tcs.Task);
-            if (!ReferenceEquals(Interlocked.CompareExchange(ref instance.ServiceMemo, mine, slot), slot))
-            {
-                continue;
-            }
-            try
-            {
-                var view = await BuildX509ViewAsync(instance, context, ct).ConfigureAwait(false);
-                tcs.TrySetResult(view);
-                return view;
-            }
-            catch (OperationCanceledException)
-            {
-                tcs.TrySetCanceled(ct);
-                throw;
-            }
-            catch (Exception e)
-            {
-                tcs.TrySetException(e);
-                throw;
-            }
-        }
-    }
-
-    private async Task<X509View> BuildX509ViewAsync(WorkloadInstance instance, ServerCallContext context, CancellationToken ct)
-    {
-        var snapshot = state.Current;
-        var entries = Match(instance, Evidence(instance, context), snapshot, context);
-        var result = await cache.GetX509Async(instance, entries, ct).ConfigureAwait(false);
-        var svids = result.Svids;
-        var epoch = svids.Count > 0 ? svids[0].Epoch : instance.Epoch;
-        // Reused only until the earliest moment anything in it may change on its own.
-        var until = DateTimeOffset.MaxValue;
-        foreach (var s in svids)
-        {
-            until = s.RotateAt < until ? s.RotateAt : until;
-        }
-        foreach (var d in result.Denials)
-        {
-            until = d.RetryAt < until ? d.RetryAt : until;
-        }
-        foreach (var e in entries)
-        {
-            if (e.ExpiresAtUnix > 0)
-            {
-                var expires = DateTimeOffset.FromUnixTimeSeconds(e.ExpiresAtUnix);
-                until = expires < until ? expires : until;
-            }
-        }
-        if (svids.Count == 0)
-        {
-            return new X509View(epoch, svids, entries, result.Denials, null, "", DateTimeOffset.MinValue);
-        }
-        var bundle = DerOf(snapshot.Bundle);
-        var response = new X509SVIDResponse();
-        var fingerprint = new System.Text.StringBuilder();
-        foreach (var s in svids)
-        {
-            response.Svids.Add(new X509SVID
-            {
-                SpiffeId = s.SpiffeId,
-                X509Svid = s.ChainDer,
-                X509SvidKey = s.KeyDer,
-                Bundle = bundle.Der,
-                Hint = s.Entry.Hint,
-            });
-            fingerprint.Append(s.SerialHex).Append(',');
-        }
-        fingerprint.Append('|').Append(bundle.Hash);
-        return new X509View(epoch, svids, entries, result.Denials, response, fingerprint.ToString(), until);
     }
 
     public override async Task FetchX509Bundles(X509BundlesRequest request, IServerStreamWriter<X509BundlesResponse> responseStream, ServerCallContext context)
@@ -634,7 +491,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     /// Waits for an entry/bundle change, the earliest rotation time of what was sent, or the earliest expiry of a
     /// matched entry (an expired entry must leave the stream when it expires, not at the next unrelated change).
     /// </summary>
-    private async Task WaitForChangeAsync(long generation, WorkloadInstance instance, long own, X509View view, CancellationToken ct)
+    private async Task WaitForChangeAsync(long generation, WorkloadInstance instance, long own, X509ResponseCache.X509View view, CancellationToken ct)
     {
         var now = time.GetUtcNow();
         var wakeAt = view.Svids.Min(s => s.RotateAt);

@@ -45,6 +45,14 @@ public abstract class GuardedBackgroundService : BackgroundService
     protected ILogger Log { get; }
 
     /// <summary>
+    /// Completes once the loop has begun (the host runs it on the thread pool: a host stopped at once may cancel it
+    /// before it ever ran — then it never completes, and <see cref="Completion"/> does).
+    /// </summary>
+    public Task Running => _running.Task;
+
+    private readonly TaskCompletionSource _running = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>
     /// Completes (never faults) when the loop is over for good: stopped, ended, or failed under
     /// <see cref="LoopFailurePolicy.Stop"/>; at once if it was never started.
     /// </summary>
@@ -71,6 +79,7 @@ public abstract class GuardedBackgroundService : BackgroundService
 
     protected sealed override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        _running.TrySetResult();
         var backoff = FirstBackoff;
         while (!stoppingToken.IsCancellationRequested)
         {

@@ -140,7 +140,7 @@ public sealed class WritServerHost : IAsyncDisposable
             app.MapGrpcService<AdminApi>();
             // The issuance policy is loaded before the first call can arrive.
             var context = app.Services.GetRequiredService<ServerContext>();
-            await context.Policy.StartAsync(ct).ConfigureAwait(false);
+            await context.Policy.RefreshAsync(ct).ConfigureAwait(false);
             // The deny list is loaded before the first call is served: an agent presenting a revoked SVID right after a
             // restart must be refused, not raced.
             await context.Revocations.EnsureCurrentAsync(-1, ct).ConfigureAwait(false);
@@ -270,8 +270,8 @@ public sealed class WritServerHost : IAsyncDisposable
 
     /// <summary>
     /// The server's background loops, each a hosted service started with the app (after the deny list, the policy and
-    /// the checkpoints are loaded) and stopped with it: the revocation watch, CA rotation and store pruning, ledger
-    /// checkpoints (one more on the way out). A failure is logged and the loop restarted with backoff.
+    /// the checkpoints are loaded) and stopped with it: the revocation watch, CA rotation and store pruning, policy
+    /// reload, ledger checkpoints (one more on the way out). A failure is logged and the loop restarted with backoff.
     /// </summary>
     private static void AddBackgroundLoops(IServiceCollection services, ServerOptions options)
     {
@@ -287,6 +287,12 @@ public sealed class WritServerHost : IAsyncDisposable
             var server = sp.GetRequiredService<ServerContext>();
             var log = sp.GetRequiredService<ILogger<WritCa>>();
             return new LoopService("ca rotation", ct => RotateLoopAsync(server, log, ct), LoopFailurePolicy.Restart, server.Time, sp.GetRequiredService<Random>(), log);
+        });
+        services.AddSingleton<IHostedService>(sp =>
+        {
+            var server = sp.GetRequiredService<ServerContext>();
+            return new LoopService("policy reload", server.Policy.RunAsync, LoopFailurePolicy.Restart, server.Time, sp.GetRequiredService<Random>(),
+                sp.GetRequiredService<ILogger<Policy.IssuancePolicyEngine>>());
         });
         services.AddSingleton<IHostedService>(sp =>
         {

@@ -15,23 +15,24 @@ public sealed class RevocationWatcher(RevocationService revocations, IWritStore 
 {
     private static readonly TimeSpan RetryDelay = TimeSpan.FromSeconds(1);
 
+    private DateTimeOffset _lastPrune = time.GetUtcNow();   // the first sweep one margin after start (kept across restarts)
+
     protected override async Task RunAsync(CancellationToken stoppingToken)
     {
-        var lastPrune = Time.GetUtcNow();
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
                 await revocations.EnsureCurrentAsync(-1, stoppingToken).ConfigureAwait(false);
                 var now = Time.GetUtcNow();
-                if (now - lastPrune >= RevocationService.PruneMargin)
+                if (now - _lastPrune >= RevocationService.PruneMargin)
                 {
-                    lastPrune = now;
+                    _lastPrune = now;
                     await revocations.PruneAsync(now, stoppingToken).ConfigureAwait(false);
                 }
                 // The next store revision, or the next prune, whichever comes first.
                 using var wake = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
-                var untilPrune = lastPrune + RevocationService.PruneMargin - Time.GetUtcNow();
+                var untilPrune = _lastPrune + RevocationService.PruneMargin - Time.GetUtcNow();
                 var changed = store.Entries.WaitForChangeAsync(revocations.Revision, wake.Token);
                 var first = await Task.WhenAny(changed, Task.Delay(untilPrune > TimeSpan.Zero ? untilPrune : TimeSpan.Zero, Time, wake.Token)).ConfigureAwait(false);
                 await wake.CancelAsync().ConfigureAwait(false);

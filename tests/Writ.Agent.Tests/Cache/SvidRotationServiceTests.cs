@@ -31,6 +31,7 @@ public sealed class SvidRotationServiceTests
         instance.StreamOpened();   // only SVIDs a stream is watching are rotated ahead of time
         using var rotation = new SvidRotationService(cache, rig.State, time, new PinnedRandom(0.5), NullLogger<SvidRotationService>.Instance);
         await rotation.StartAsync(Ct);
+        await rotation.Running.WaitAsync(TimeSpan.FromSeconds(10), Ct);
         try
         {
             // Up to a moment before the rotation time nothing is due: the loop's passes (woken by the fake clock) sign nothing.

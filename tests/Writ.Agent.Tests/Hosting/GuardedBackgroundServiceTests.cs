@@ -122,6 +122,7 @@ public sealed class GuardedBackgroundServiceTests
         var loops = host.Services.GetServices<IHostedService>().OfType<GuardedBackgroundService>().ToList();
         await host.StartAsync(Ct);
         Assert.Equal(5, loops.Count);
+        await Task.WhenAll(loops.Select(l => l.Running)).WaitAsync(TimeSpan.FromSeconds(10), Ct);   // on the thread pool, not at once
         Assert.All(loops, l => Assert.False(l.Completion.IsCompleted));
 
         await host.StopAsync(Ct);
