@@ -35,7 +35,7 @@ public sealed class JwtReplayGuard
         Channel.CreateUnbounded<(ReportJwtReplayRequest, string)>(new UnboundedChannelOptions { SingleReader = true });
     private int _pending;
 
-    public JwtReplayGuard(Func<AgentService.AgentServiceClient> client, TimeProvider time, ILogger<JwtReplayGuard> log, int capacity = 100_000)
+    public JwtReplayGuard(Func<AgentService.AgentServiceClient> client, TimeProvider time, ILogger log, int capacity = 100_000)
     {
         _client = client;
         _time = time;
