@@ -116,10 +116,12 @@ public sealed class JwtBindingGuardTests
     public async Task A_replay_is_reported_to_the_server_and_retried_until_it_lands()
     {
         var server = new FakeAgentServer(failFirst: 2);
-        var guard = new JwtReplayGuard(() => new AgentService.AgentServiceClient(server), TimeProvider.System, NullLogger.Instance, CancellationToken.None)
+        var guard = new JwtReplayGuard(() => new AgentService.AgentServiceClient(server), TimeProvider.System, NullLogger.Instance)
         {
             RetryDelay = TimeSpan.FromMilliseconds(10),
         };
+        using var reporter = new JwtReplayReportService(guard, TimeProvider.System, Random.Shared, NullLogger<JwtReplayReportService>.Instance);
+        await reporter.StartAsync(TestContext.Current.CancellationToken);
         var svid = Token("jti-7");
         Assert.Equal(JwtReplayOutcome.FirstUse, guard.Check(svid, "spiffe:a", "rp", Now, TimeSpan.FromSeconds(30)).Outcome);
         Assert.Equal(JwtReplayOutcome.SamePeer, guard.Check(svid, "spiffe:a", "rp", Now, TimeSpan.FromSeconds(30)).Outcome);
@@ -144,10 +146,12 @@ public sealed class JwtBindingGuardTests
     public async Task A_token_without_jti_is_reported_by_its_hash_and_a_refused_report_is_not_retried()
     {
         var server = new FakeAgentServer(failFirst: 0, refuseWith: StatusCode.InvalidArgument);
-        var guard = new JwtReplayGuard(() => new AgentService.AgentServiceClient(server), TimeProvider.System, NullLogger.Instance, CancellationToken.None)
+        var guard = new JwtReplayGuard(() => new AgentService.AgentServiceClient(server), TimeProvider.System, NullLogger.Instance)
         {
             RetryDelay = TimeSpan.FromMilliseconds(10),
         };
+        using var reporter = new JwtReplayReportService(guard, TimeProvider.System, Random.Shared, NullLogger<JwtReplayReportService>.Instance);
+        await reporter.StartAsync(TestContext.Current.CancellationToken);
         var svid = Token(jti: null);
         guard.Check(svid, "uid:1 exe:/a", "rp", Now, TimeSpan.Zero);
         Assert.True(guard.Check(svid, "uid:2 exe:/b", "rp", Now, TimeSpan.Zero).IsReplay);

@@ -9,6 +9,8 @@ using Microsoft.Extensions.Logging;
 using Writ.Agent.Instances;
 using Writ.Agent.NodeAttestation;
 using Writ.Agent.Sync;
+using Writ.Agent.WorkloadApi;
+using Writ.Protocol.Errors;
 using Writ.Protocol.Agent;
 
 namespace Writ.Agent.Cache;
@@ -81,19 +83,22 @@ public sealed class SvidCache
     private readonly InstanceTracker _tracker;
     private readonly TimeProvider _time;
     private readonly ILogger _log;
+    private readonly Random _jitter;
     private DateTimeOffset _retryAt = DateTimeOffset.MinValue;
     private TimeSpan _retryBackoff = TimeSpan.FromMilliseconds(500);
 
-    public SvidCache(NodeIdentity node, AgentState state, InstanceTracker tracker, TimeProvider time, ILogger log)
-        : this(() => node.Client, node.Classify, state, tracker, time, log)
+    public SvidCache(NodeIdentity node, AgentState state, InstanceTracker tracker, TimeProvider time, ILogger log, Random? jitter = null)
+        : this(() => node.Client, node.Classify, state, tracker, time, log, jitter)
     {
     }
 
     /// <param name="client">the agent API client (a fake in tests).</param>
     /// <param name="classify">turns a server refusal that must stop the agent (banned, evicted) into an exception.</param>
+    /// <param name="jitter">where the rotation time's jitter comes from (default <see cref="Random.Shared"/>; tests pin it).</param>
     public SvidCache(Func<AgentService.AgentServiceClient> client, Func<RpcException, AgentFatalException?> classify, AgentState state,
-        InstanceTracker tracker, TimeProvider time, ILogger log)
+        InstanceTracker tracker, TimeProvider time, ILogger log, Random? jitter = null)
     {
+        _jitter = jitter ?? Random.Shared;
         _client = client;
         _classify = classify;
         _state = state;
@@ -262,7 +267,7 @@ public sealed class SvidCache
     {
         var nb = new DateTimeOffset(chain[0].NotBefore.ToUniversalTime());
         var exp = new DateTimeOffset(chain[0].NotAfter.ToUniversalTime());
-        var rotateAt = RotationTime(nb, exp, _time.GetUtcNow(), Random.Shared.NextDouble());
+        var rotateAt = RotationTime(nb, exp, _time.GetUtcNow(), _jitter.NextDouble());
         var cached = new CachedX509(item.Entry, item.Instance.Id, item.Epoch, chain, key.ExportPkcs8PrivateKey(), exp, rotateAt, decisionId);
         if (!item.Instance.TryRecordSerial(item.Epoch, cached.SerialHex, exp))
         {
@@ -363,37 +368,23 @@ public sealed class SvidCache
     }
 
     /// <summary>
-    /// Keeps the cache in line with the entries, the instances, the revocations and the clock (see
-    /// <see cref="MaintainOnceAsync"/>). Wakes on every state change and at least once a second.
+    /// When the cache next needs a maintenance pass on its own (no state change): the earliest rotation of an SVID
+    /// watched by an open stream, or expiry of one that is not, but not before signing may be retried after a failure.
     /// </summary>
-    public async Task MaintainAsync(CancellationToken ct)
+    public DateTimeOffset NextDue(DateTimeOffset now)
     {
-        while (!ct.IsCancellationRequested)
-        {
-            var generation = _state.Changed.Generation;
-            if (await MaintainOnceAsync(ct).ConfigureAwait(false))
-            {
-                _state.Changed.Raise();
-                generation = _state.Changed.Generation;
-            }
-            var now = _time.GetUtcNow();
-            using var tick = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            // Only SVIDs watched by an open stream are rotated ahead of time; the others need a wake when they expire.
-            var nextRotation = _x509.Values
-                .Select(c => _tracker.Get(c.InstanceId) is { OpenStreams: > 0 } ? c.RotateAt : c.ExpiresAt)
-                .DefaultIfEmpty(now + TimeSpan.FromSeconds(1)).Min();
-            var next = (nextRotation > _retryAt ? nextRotation : _retryAt) - _time.GetUtcNow();
-            var wait = next < TimeSpan.FromMilliseconds(50) ? TimeSpan.FromMilliseconds(50) : next > TimeSpan.FromSeconds(1) ? TimeSpan.FromSeconds(1) : next;
-            await Task.WhenAny(_state.Changed.WaitAsync(generation, tick.Token), Task.Delay(wait, _time, tick.Token)).ConfigureAwait(false);
-            await tick.CancelAsync().ConfigureAwait(false);
-        }
+        var next = _x509.Values
+            .Select(c => _tracker.Get(c.InstanceId) is { OpenStreams: > 0 } ? c.RotateAt : c.ExpiresAt)
+            .DefaultIfEmpty(now + TimeSpan.FromSeconds(1)).Min();
+        return next > _retryAt ? next : _retryAt;
     }
 
     /// <summary>
     /// A JWT-SVID of this instance for the entry and audience: from the cache until its half-life, else minted by the
     /// server with the instance's evidence and bound to the instance's current X.509-SVID for that entry (obtained
-    /// first if it has none). Throws <see cref="RpcException"/>: PermissionDenied when the server refuses (its
-    /// detail carries the decision id), Unavailable when nothing can be had now.
+    /// first if it has none). Throws <see cref="WritException"/>: <see cref="WorkloadErrors.IssuanceDenied"/> when the
+    /// server refuses (the message carries the decision id), <see cref="WorkloadErrors.ServerUnavailable"/> when nothing
+    /// can be had now, <see cref="WorkloadErrors.EvidenceChanged"/> when the instance drifted meanwhile.
     /// </summary>
     public async Task<CachedJwt> GetJwtAsync(WorkloadInstance instance, Entry entry, IReadOnlyList<string> audience, CancellationToken ct)
     {
@@ -412,7 +403,7 @@ public sealed class SvidCache
         var (_, proto, mintEpoch) = instance.Current;
         if (proto is null || mintEpoch != epoch)
         {
-            throw new RpcException(new Status(StatusCode.Unauthenticated, "the workload's evidence changed while its token was prepared; retry"));
+            throw new WritException(WorkloadErrors.EvidenceChanged, WritErrorKind.Unauthenticated, "the workload's evidence changed while its token was prepared; retry");
         }
         if (x509.Svids.Count == 0)
         {
@@ -422,9 +413,9 @@ public sealed class SvidCache
             }
             if (x509.Denials.Count > 0)
             {
-                throw new RpcException(new Status(StatusCode.PermissionDenied, x509.Denials[0].Message));
+                throw new WritException(WorkloadErrors.IssuanceDenied, WritErrorKind.PermissionDenied, x509.Denials[0].Message);
             }
-            throw new RpcException(new Status(StatusCode.Unavailable, "the server is unreachable and no cached JWT-SVID is valid; retry with backoff"));
+            throw new WritException(WorkloadErrors.ServerUnavailable, WritErrorKind.Unavailable, "the server is unreachable and no cached JWT-SVID is valid; retry with backoff");
         }
         var leaf = x509.Svids[0];
         var request = new MintJwtSvidRequest { EntryId = entry.Id, Evidence = proto, BoundCertSha256 = ByteString.CopyFrom(leaf.LeafSha256) };
@@ -445,14 +436,20 @@ public sealed class SvidCache
             {
                 return cached;   // the server is away: the cached token is still valid
             }
-            throw new RpcException(new Status(e.StatusCode, e.Status.Detail));
+            var kind = WorkloadErrors.KindOf(e.StatusCode);
+            throw new WritException(kind switch
+            {
+                WritErrorKind.PermissionDenied => WorkloadErrors.IssuanceDenied,
+                WritErrorKind.Unavailable or WritErrorKind.DeadlineExceeded => WorkloadErrors.ServerUnavailable,
+                _ => WorkloadErrors.ServerRefused,
+            }, kind, e.Status.Detail.Length > 0 ? e.Status.Detail : $"refused by the server ({e.StatusCode})", e);
         }
         var exp = DateTimeOffset.FromUnixTimeSeconds(r.ExpiresAtUnix);
         var jti = r.Jti.Length > 0 ? r.Jti : JtiOf(r.Token);
         if (!instance.TryRecordJti(epoch, jti, exp))
         {
             _tracker.ReportStale(instance, null, jti.Length > 0 ? jti : null);
-            throw new RpcException(new Status(StatusCode.Unauthenticated, "the workload's evidence changed while its token was minted; retry"));
+            throw new WritException(WorkloadErrors.EvidenceChanged, WritErrorKind.Unauthenticated, "the workload's evidence changed while its token was minted; retry");
         }
         var jwt = new CachedJwt(r.SpiffeId, r.Token, exp, now + ((exp - now) / 2), jti, instance.Id, epoch, leaf.LeafSha256, entry.Id);
         _jwt[key] = jwt;

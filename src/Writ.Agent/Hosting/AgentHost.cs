@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Writ.Agent.Cache;
 using Writ.Agent.Instances;
@@ -14,6 +15,7 @@ using Writ.Agent.Sync;
 using Writ.Agent.WorkloadApi;
 using Writ.Agent.WorkloadAttestation;
 using Writ.Protocol;
+using Writ.Protocol.Hosting;
 
 namespace Writ.Agent.Hosting;
 
@@ -28,7 +30,6 @@ public sealed class AgentHost : IAsyncDisposable
     private readonly NodeIdentity _node;
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource<string?> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private readonly List<Task> _loops = [];
     private readonly ExclusiveLock _dataDirLock;
     private readonly OwnedUnixSocket _socket;
 
@@ -112,22 +113,32 @@ public sealed class AgentHost : IAsyncDisposable
         // allows, then size the Workload API's limits to them so a flood is refused before the agent runs out.
         var fdLimit = FileDescriptorLimit.RaiseToHard();
         var fdBudget = FileDescriptorLimit.Budget(fdLimit);
+        var jitter = Random.Shared;   // the one source of jitter (thread-safe); tests of the parts pin their own
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(time);
+        builder.Services.AddSingleton(jitter);
         builder.Services.AddSingleton(state);
-        builder.Services.AddSingleton(sp => new NodeIdentity(options, state, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger<NodeIdentity>()));
+        builder.Services.AddSingleton(sp => new NodeIdentity(options, state, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger<NodeIdentity>()) { Jitter = jitter });
         builder.Services.AddSingleton(sp =>
         {
             var node = sp.GetRequiredService<NodeIdentity>();
             return new InstanceReporter(() => node.Client, node.Classify, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger<InstanceReporter>(),
-                Path.Combine(options.DataDir, InstanceReportsFile));
+                Path.Combine(options.DataDir, InstanceReportsFile), jitter);
         });
         builder.Services.AddSingleton(sp => new InstanceTracker(sp.GetRequiredService<WorkloadAttestationRunner>(), ProcFs.Host,
             sp.GetRequiredService<InstanceReporter>(), options.ReattestInterval, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger<InstanceTracker>(),
             Math.Min(PidfdWatcher.MaxWatched, fdBudget)));
         builder.Services.AddConnectionGate(sp => new ConnectionGate(options, ProcFs.Host, time, sp.GetRequiredService<ILogger<ConnectionGate>>(), FileDescriptorLimit.Current));
         builder.Services.AddSingleton(sp => new SvidCache(sp.GetRequiredService<NodeIdentity>(), state, sp.GetRequiredService<InstanceTracker>(), time,
-            sp.GetRequiredService<ILoggerFactory>().CreateLogger<SvidCache>()));
+            sp.GetRequiredService<ILoggerFactory>().CreateLogger<SvidCache>(), jitter));
+        builder.Services.AddSingleton(sp => new SyncClient(sp.GetRequiredService<NodeIdentity>(), state, options, time,
+            sp.GetRequiredService<ILoggerFactory>().CreateLogger<SyncClient>(), jitter));
+        builder.Services.AddJwtReplayGuard(sp =>
+        {
+            var node = sp.GetRequiredService<NodeIdentity>();
+            return () => node.Client;
+        });
+        AddBackgroundLoops(builder.Services);
         builder.Services.AddSingleton(sp =>
         {
             var proc = ProcFs.Host;
@@ -156,22 +167,19 @@ public sealed class AgentHost : IAsyncDisposable
 
         var node = app.Services.GetRequiredService<NodeIdentity>();
         var host = new AgentHost(app, node, dataDirLock, socket);
+        var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<AgentHost>();
         app.Services.GetRequiredService<FatalInterceptor>().OnFatal = host.Fail;
+        foreach (var loop in host.Loops)
+        {
+            loop.Failed = (l, e) => host.LoopFailed(l, e, log);
+        }
         await node.StartAsync(ct).ConfigureAwait(false);   // attest (or resume) before serving anything
         handingOver();   // from here Kestrel owns (and closes) the listening descriptor
-        await app.StartAsync(ct).ConfigureAwait(false);
+        await app.StartAsync(ct).ConfigureAwait(false);   // and the background loops (hosted services) with it
 
-        var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<AgentHost>();
         var gate = app.Services.GetRequiredService<ConnectionGate>();
         AgentLog.ConnectionLimits(log, gate.MaxConnections, gate.MaxConnectionsPerUid, gate.RatePerUid,
             fdLimit?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown");
-        var sync = new SyncClient(node, state, options, time, app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<SyncClient>());
-        var cache = app.Services.GetRequiredService<SvidCache>();
-        host._loops.Add(host.Guard(sync.RunAsync, "sync", log));
-        host._loops.Add(host.Guard(node.RenewLoopAsync, "renewal", log));
-        host._loops.Add(host.Guard(cache.MaintainAsync, "svid cache", log));
-        host._loops.Add(host.Guard(app.Services.GetRequiredService<InstanceTracker>().RunAsync, "re-attestation", log));
-        host._loops.Add(host.Guard(app.Services.GetRequiredService<InstanceReporter>().RunAsync, "instance reports", log));
         using (var startOrStop = CancellationTokenSource.CreateLinkedTokenSource(ct, host._stop.Token))
         {
             await WaitForFirstSyncAsync(state, options.InitialSyncTimeout, startOrStop.Token).ConfigureAwait(false);
@@ -212,26 +220,40 @@ public sealed class AgentHost : IAsyncDisposable
         }
     }
 
-    private async Task Guard(Func<CancellationToken, Task> loop, string name, ILogger log)
+    /// <summary>
+    /// The agent's background loops, each a hosted service started and stopped with the host: sync, renewal, SVID
+    /// rotation, re-attestation, instance reports, JWT replay reports. An unexpected failure is logged and the loop
+    /// restarted with backoff; a fatal one (banned, evicted) stops the agent (<see cref="LoopFailed"/>).
+    /// </summary>
+    private static void AddBackgroundLoops(IServiceCollection services)
     {
-        try
-        {
-            await loop(_stop.Token).ConfigureAwait(false);
-        }
-        catch (Exception) when (_stop.IsCancellationRequested)
-        {
-            // stopping: a cancelled call (OperationCanceledException or RpcException Cancelled) is the normal end
-        }
-        catch (AgentFatalException e)
+        static ILogger Log(IServiceProvider sp, string category) => sp.GetRequiredService<ILoggerFactory>().CreateLogger(category);
+        static bool Fatal(Exception e) => e is AgentFatalException;
+        services.AddSingleton<IHostedService>(sp => new LoopService("sync", sp.GetRequiredService<SyncClient>().RunAsync, LoopFailurePolicy.Restart,
+            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<Random>(), Log(sp, typeof(SyncClient).FullName!), Fatal));
+        services.AddSingleton<IHostedService>(sp => new LoopService("renewal", sp.GetRequiredService<NodeIdentity>().RenewLoopAsync, LoopFailurePolicy.Restart,
+            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<Random>(), Log(sp, typeof(NodeIdentity).FullName!), Fatal));
+        services.AddSingleton<SvidRotationService>();
+        services.AddSingleton<IHostedService>(sp => sp.GetRequiredService<SvidRotationService>());
+        services.AddSingleton<IHostedService>(sp => new LoopService("re-attestation", sp.GetRequiredService<InstanceTracker>().RunAsync, LoopFailurePolicy.Restart,
+            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<Random>(), Log(sp, typeof(InstanceTracker).FullName!), Fatal));
+        services.AddSingleton<IHostedService>(sp => new LoopService("instance reports", sp.GetRequiredService<InstanceReporter>().RunAsync, LoopFailurePolicy.Restart,
+            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<Random>(), Log(sp, typeof(InstanceReporter).FullName!), Fatal));
+    }
+
+    /// <summary>The background loops (hosted services) of this agent.</summary>
+    public IReadOnlyList<GuardedBackgroundService> Loops => [.. _app.Services.GetServices<IHostedService>().OfType<GuardedBackgroundService>()];
+
+    /// <summary>A loop stopped for good: a fatal refusal (banned, evicted) or a loop whose policy is to stop stops the agent.</summary>
+    private void LoopFailed(GuardedBackgroundService loop, Exception e, ILogger log)
+    {
+        if (e is AgentFatalException)
         {
             AgentLog.Fatal(log, e.Message);
             Fail(e.Message);
+            return;
         }
-        catch (Exception e)
-        {
-            AgentLog.Unexpected(log, e, name);
-            Fail($"the {name} loop failed: {e.Message}");
-        }
+        Fail($"the {loop.Name} loop failed: {e.Message}");
     }
 
     private void Fail(string reason)
@@ -254,8 +276,12 @@ public sealed class AgentHost : IAsyncDisposable
     {
         _completion.TrySetResult(null);
         await _stop.CancelAsync().ConfigureAwait(false);
-        await Task.WhenAll(_loops).ConfigureAwait(false);
+        var loops = Loops;
+        // Stops the Workload API (open streams end with Unavailable) and then every background loop; the instance
+        // reports still pending are written to the data dir on the way out. The node identity is disposed only once
+        // every loop is over, even if the host's shutdown timeout ran out meanwhile.
         await _app.StopAsync(CancellationToken.None).ConfigureAwait(false);
+        await Task.WhenAll(loops.Select(l => l.Completion)).ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
         _node.Dispose();
         // The socket file only if it is still ours, then the lock: a new agent may start only once this one is gone.

@@ -25,12 +25,14 @@ public sealed class InstanceReporter
     private readonly TimeProvider _time;
     private readonly ILogger _log;
     private readonly string? _path;
+    private readonly Random _jitter;
     private bool _dirty;
     private DateTimeOffset _persistedAt = DateTimeOffset.MinValue;
 
     public InstanceReporter(Func<AgentService.AgentServiceClient> client, Func<RpcException, AgentFatalException?> classify,
-        TimeProvider time, ILogger log, string? path = null)
+        TimeProvider time, ILogger log, string? path = null, Random? jitter = null)
     {
+        _jitter = jitter ?? Random.Shared;
         _client = client;
         _classify = classify;
         _time = time;
@@ -188,7 +190,7 @@ public sealed class InstanceReporter
             {
                 AgentLog.InstanceReportDeferred(_log, next.InstanceId, retryReason, Pending, backoff);
             }
-            var jitter = TimeSpan.FromMilliseconds(Random.Shared.Next(0, (int)Math.Max(1, backoff.TotalMilliseconds / 4)));
+            var jitter = TimeSpan.FromMilliseconds(_jitter.Next(0, (int)Math.Max(1, backoff.TotalMilliseconds / 4)));
             await Task.Delay(backoff + jitter, _time, ct).ConfigureAwait(false);
             backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
         }

@@ -177,7 +177,7 @@ public sealed class NodeIdentity : IDisposable
         {
             var svid = _svid!;
             var nb = new DateTimeOffset(svid.NotBefore.ToUniversalTime());
-            var renewAt = Writ.Agent.Cache.SvidCache.RotationTime(nb, SvidExpiresAt, _time.GetUtcNow(), Random.Shared.NextDouble());
+            var renewAt = Writ.Agent.Cache.SvidCache.RotationTime(nb, SvidExpiresAt, _time.GetUtcNow(), Jitter.NextDouble());
             if (nb + ((SvidExpiresAt - nb) / 2) <= _time.GetUtcNow())
             {
                 renewAt = _time.GetUtcNow();   // resumed past half-life: renew now
@@ -200,6 +200,9 @@ public sealed class NodeIdentity : IDisposable
             }
         }
     }
+
+    /// <summary>Where the renewal time's jitter comes from (the host passes its one source; tests pin it).</summary>
+    public Random Jitter { get; init; } = Random.Shared;
 
     /// <summary>
     /// The fatal meaning of a server refusal: banned → stop; evicted/unknown → the SVID is useless (removed from disk)

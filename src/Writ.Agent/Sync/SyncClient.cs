@@ -11,10 +11,12 @@ namespace Writ.Agent.Sync;
 /// server is unreachable nothing is dropped: the cache keeps serving SVIDs until they expire.
 /// </summary>
 public sealed class SyncClient(Func<AgentService.AgentServiceClient> client, Func<RpcException, AgentFatalException?> classify,
-    Action<Writ.Spiffe.Bundles.TrustBundle> persistBundle, AgentState state, AgentOptions options, TimeProvider time, ILogger log)
+    Action<Writ.Spiffe.Bundles.TrustBundle> persistBundle, AgentState state, AgentOptions options, TimeProvider time, ILogger log, Random? jitter = null)
 {
-    public SyncClient(NodeIdentity node, AgentState state, AgentOptions options, TimeProvider time, ILogger log)
-        : this(() => node.Client, node.Classify, node.PersistBundle, state, options, time, log)
+    private readonly Random _jitter = jitter ?? Random.Shared;
+
+    public SyncClient(NodeIdentity node, AgentState state, AgentOptions options, TimeProvider time, ILogger log, Random? jitter = null)
+        : this(() => node.Client, node.Classify, node.PersistBundle, state, options, time, log, jitter)
     {
     }
 
@@ -74,7 +76,7 @@ public sealed class SyncClient(Func<AgentService.AgentServiceClient> client, Fun
             {
                 AgentLog.SyncLost(log, e.Message, backoff);
             }
-            var jitter = TimeSpan.FromMilliseconds(Random.Shared.Next(0, (int)Math.Max(1, backoff.TotalMilliseconds / 4)));
+            var jitter = TimeSpan.FromMilliseconds(_jitter.Next(0, (int)Math.Max(1, backoff.TotalMilliseconds / 4)));
             await Task.Delay(backoff + jitter, time, ct).ConfigureAwait(false);
             backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, options.MaxBackoff.Ticks));
         }

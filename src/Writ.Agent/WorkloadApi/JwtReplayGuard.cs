@@ -1,8 +1,6 @@
-using System.Runtime.CompilerServices;
+using System.Threading.Channels;
 using Grpc.Core;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
-using Writ.Agent.NodeAttestation;
 using Writ.Agent.Sync;
 using Writ.Agent.WorkloadAttestation;
 using Writ.Protocol.Agent;
@@ -15,8 +13,8 @@ namespace Writ.Agent.WorkloadApi;
 /// Replay detection for ValidateJWTSVID, for relying parties entitled to the audience (<see cref="IsRelyingPartyFor"/>).
 /// Each (token, audience) — the token by its jti, or its SHA-256 when it has none —
 /// is remembered with the first relying party it was validated for, until it expires; the same token validated for the
-/// same audience by another relying party is a replay: refused, and reported to the server (ReportJwtReplay, in the
-/// background, retried with backoff). A token minted for several audiences may be validated once per audience.
+/// same audience by another relying party is a replay: refused, and reported to the server (ReportJwtReplay, by the
+/// hosted <see cref="JwtReplayReportService"/>, retried with backoff). A token minted for several audiences may be validated once per audience.
 /// <para>
 /// The <b>peer</b> here is the relying party that calls ValidateJWTSVID, as the agent attested it from the kernel — not
 /// the client that presented the token to it (the agent never sees that connection; relying parties that terminate
@@ -30,20 +28,19 @@ public sealed class JwtReplayGuard
 {
     private const int MaxPendingReports = 256;
     private const int MaxAttempts = 8;
-    private static readonly ConditionalWeakTable<AgentState, JwtReplayGuard> PerAgent = new();
 
     private readonly Func<AgentService.AgentServiceClient> _client;
     private readonly TimeProvider _time;
     private readonly ILogger _log;
-    private readonly CancellationToken _stopping;
+    private readonly Channel<(ReportJwtReplayRequest Report, string Name)> _reports =
+        Channel.CreateUnbounded<(ReportJwtReplayRequest, string)>(new UnboundedChannelOptions { SingleReader = true });
     private int _pending;
 
-    public JwtReplayGuard(Func<AgentService.AgentServiceClient> client, TimeProvider time, ILogger log, CancellationToken stopping, int capacity = 100_000)
+    public JwtReplayGuard(Func<AgentService.AgentServiceClient> client, TimeProvider time, ILogger log, int capacity = 100_000)
     {
         _client = client;
         _time = time;
         _log = log;
-        _stopping = stopping;
         Cache = new JwtReplayCache(capacity);
     }
 
@@ -53,13 +50,8 @@ public sealed class JwtReplayGuard
     /// <summary>Retry delays start here and double (tests shorten it).</summary>
     public TimeSpan RetryDelay { get; init; } = TimeSpan.FromMilliseconds(500);
 
-    /// <summary>The one guard of this agent (one <see cref="AgentState"/> per agent), made on first use.</summary>
-    public static JwtReplayGuard For(AgentState state, IServiceProvider services, TimeProvider time, ILogger log, CancellationToken stopping) =>
-        PerAgent.GetValue(state, _ =>
-        {
-            var node = services.GetRequiredService<NodeIdentity>();
-            return new JwtReplayGuard(() => node.Client, time, log, stopping);
-        });
+    /// <summary>Reports waiting or in flight (for tests and diagnostics).</summary>
+    public int PendingReports => Volatile.Read(ref _pending);
 
     /// <summary>The live entries whose selectors the evidence has (what the caller is registered as).</summary>
     private static IEnumerable<Entry> Matched(ProcessEvidence evidence, AgentSnapshot snapshot, DateTimeOffset now)
@@ -135,29 +127,50 @@ public sealed class JwtReplayGuard
         return check;
     }
 
-    /// <summary>Fire and forget: a bounded number of reports in flight, each retried with backoff until it lands or the agent stops.</summary>
+    /// <summary>Queued for <see cref="SendReportsAsync"/>: a bounded number waiting or in flight; beyond that, dropped and logged.</summary>
     private void Report(ReportJwtReplayRequest report, string name)
     {
-        if (Interlocked.Increment(ref _pending) > MaxPendingReports)
+        if (Interlocked.Increment(ref _pending) > MaxPendingReports || !_reports.Writer.TryWrite((report, name)))
         {
             Interlocked.Decrement(ref _pending);
             AgentLog.JwtReplayReportFailed(_log, name, $"more than {MaxPendingReports} replay reports are waiting for the server; this one is dropped (the refusal stands)");
-            return;
         }
-        _ = Task.Run(async () =>
-        {
-            try
-            {
-                await SendAsync(report, name).ConfigureAwait(false);
-            }
-            finally
-            {
-                Interlocked.Decrement(ref _pending);
-            }
-        }, CancellationToken.None);
     }
 
-    private async Task SendAsync(ReportJwtReplayRequest report, string name)
+    /// <summary>
+    /// Delivers queued reports until stopped, each retried with backoff on its own (one slow report does not hold up the
+    /// next); on the way out waits for those in flight, which end at once on the same token.
+    /// </summary>
+    public async Task SendReportsAsync(CancellationToken stopping)
+    {
+        var inFlight = new List<Task>();
+        try
+        {
+            await foreach (var (report, name) in _reports.Reader.ReadAllAsync(stopping).ConfigureAwait(false))
+            {
+                inFlight.RemoveAll(t => t.IsCompleted);
+                inFlight.Add(SendTrackedAsync(report, name, stopping));
+            }
+        }
+        finally
+        {
+            await Task.WhenAll(inFlight).ConfigureAwait(false);
+        }
+    }
+
+    private async Task SendTrackedAsync(ReportJwtReplayRequest report, string name, CancellationToken stopping)
+    {
+        try
+        {
+            await SendAsync(report, name, stopping).ConfigureAwait(false);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _pending);
+        }
+    }
+
+    private async Task SendAsync(ReportJwtReplayRequest report, string name, CancellationToken stopping)
     {
         var delay = RetryDelay;
         for (var attempt = 1; ; attempt++)
@@ -165,7 +178,7 @@ public sealed class JwtReplayGuard
             string reason;
             try
             {
-                var r = await _client().ReportJwtReplayAsync(report, deadline: _time.GetUtcNow().UtcDateTime.AddSeconds(10), cancellationToken: _stopping).ConfigureAwait(false);
+                var r = await _client().ReportJwtReplayAsync(report, deadline: _time.GetUtcNow().UtcDateTime.AddSeconds(10), cancellationToken: stopping).ConfigureAwait(false);
                 AgentLog.JwtReplayReported(_log, name, r.Revoked);
                 return;
             }
@@ -174,7 +187,7 @@ public sealed class JwtReplayGuard
                 AgentLog.JwtReplayReportFailed(_log, name, $"{e.StatusCode}: {e.Status.Detail}");
                 return;
             }
-            catch (RpcException e) when (!_stopping.IsCancellationRequested)
+            catch (RpcException e) when (!stopping.IsCancellationRequested)
             {
                 reason = $"{e.StatusCode}: {e.Status.Detail}";
             }
@@ -198,7 +211,7 @@ public sealed class JwtReplayGuard
             AgentLog.JwtReplayReportRetry(_log, name, reason, attempt, delay);
             try
             {
-                await Task.Delay(delay, _time, _stopping).ConfigureAwait(false);
+                await Task.Delay(delay, _time, stopping).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {

@@ -13,6 +13,7 @@ using Writ.Agent.Sync;
 using Writ.Agent.WorkloadAttestation;
 using Writ.Protocol.Agent;
 using Writ.Protocol.Evidence;
+using Writ.Protocol.Errors;
 using Writ.Spiffe;
 using Writ.Spiffe.Jwt;
 
@@ -27,9 +28,11 @@ namespace Writ.Agent.WorkloadApi;
 /// instance exited or lost its last identity ends.
 /// </summary>
 public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentState state, SvidCache cache, InstanceTracker tracker, ConnectionGate gate,
-    AgentOptions options, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<WorkloadApiService> log) : SpiffeWorkloadAPI.SpiffeWorkloadAPIBase
+    AgentOptions options, JwtReplayGuard guard, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<WorkloadApiService> log) : SpiffeWorkloadAPI.SpiffeWorkloadAPIBase
 {
     public const string SecurityHeader = "workload.spiffe.io";
+
+    private readonly X509ResponseCache _views = new(state, cache, time);
 
     public override async Task FetchX509SVID(X509SVIDRequest request, IServerStreamWriter<X509SVIDResponse> responseStream, ServerCallContext context)
     {
@@ -56,7 +59,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
             var own = instance.Changed.Generation;
             Evidence(instance, context);   // gone or not re-attestable: nothing is served (throws the reason)
             SameEpoch(instance, opened, context);
-            var view = await X509ViewAsync(instance, context, generation, own, ct).ConfigureAwait(false);
+            var view = await _views.GetAsync(instance, generation, own, snapshot => Match(instance, Evidence(instance, context), snapshot, context), ct).ConfigureAwait(false);
             SameEpoch(instance, opened, context);   // the evidence may have drifted while the view was built
             if (view.Response is null)
             {
@@ -77,151 +80,6 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
             }
             await WaitForChangeAsync(generation, instance, own, view, ct).ConfigureAwait(false);
         }
-    }
-
-    /// <summary>
-    /// What one instance's X.509 streams send for one (state generation, instance generation, epoch): matched, looked
-    /// up (signed if missing) and serialized once, shared by every stream of the instance and by its later one-shot
-    /// fetches while it is fresh (<see cref="Fresh"/>). Keys differ per instance, so it is never shared across
-    /// instances.
-    /// </summary>
-    private sealed record X509View(long Epoch, IReadOnlyList<CachedX509> Svids, IReadOnlyList<Entry> Entries, IReadOnlyList<X509Denial> Denials,
-        X509SVIDResponse? Response, string Fingerprint, DateTimeOffset ReuseUntil);
-
-    private sealed record X509ViewSlot(long Generation, long Own, long Epoch, Task<X509View> View);
-
-    /// <summary>The trust bundle's DER and its hash, once per bundle object (snapshots are immutable).</summary>
-    private sealed record BundleDer(ByteString Der, string Hash);
-
-    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Writ.Spiffe.Bundles.TrustBundle, BundleDer> BundleDers = [];
-
-    private static BundleDer DerOf(Writ.Spiffe.Bundles.TrustBundle bundle) => BundleDers.GetValue(bundle, b =>
-    {
-        var der = b.X509AuthoritiesDer();
-        return new BundleDer(ByteString.CopyFrom(der), Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(der)));
-    });
-
-    /// <summary>
-    /// The view still holds at <paramref name="now"/>: same epoch, before the earliest rotation, refusal retry and entry
-    /// expiry it was built with, and none of its SVIDs expired or revoked since (a revocation also moves the state
-    /// generation; this is the second lock on the same door).
-    /// </summary>
-    private bool Fresh(X509View view, long epoch, DateTimeOffset now)
-    {
-        if (view.Epoch != epoch || now >= view.ReuseUntil)
-        {
-            return false;
-        }
-        foreach (var s in view.Svids)
-        {
-            if (s.Epoch != epoch || s.ExpiresAt <= now || state.Revocations.IsSerialRevoked(s.SerialHex))
-            {
-                return false;
-            }
-        }
-        return true;
-    }
-
-    private async Task<X509View> X509ViewAsync(WorkloadInstance instance, ServerCallContext context, long generation, long own, CancellationToken ct)
-    {
-        while (true)
-        {
-            var epoch = instance.Epoch;
-            var slot = Volatile.Read(ref instance.ServiceMemo) as X509ViewSlot;
-            if (slot is not null && slot.Generation == generation && slot.Own == own && slot.Epoch == epoch)
-            {
-                if (!slot.View.IsCompleted)
-                {
-                    try
-                    {
-                        var shared = await slot.View.WaitAsync(ct).ConfigureAwait(false);
-                        if (Fresh(shared, instance.Epoch, time.GetUtcNow()) || shared.Response is null)
-                        {
-                            return shared;
-                        }
-                    }
-                    catch (OperationCanceledException) when (!ct.IsCancellationRequested)
-                    {
-                        // The stream that built it left mid-way: build it again here.
-                    }
-                    continue;
-                }
-                if (slot.View.IsCompletedSuccessfully && Fresh(slot.View.Result, epoch, time.GetUtcNow()))
-                {
-                    return slot.View.Result;
-                }
-            }
-            var tcs = new TaskCompletionSource<X509View>(TaskCreationOptions.RunContinuationsAsynchronously);
-            var mine = new X509ViewSlot(generation, own, epoch, tcs.Task);
-            if (!ReferenceEquals(Interlocked.CompareExchange(ref instance.ServiceMemo, mine, slot), slot))
-            {
-                continue;
-            }
-            try
-            {
-                var view = await BuildX509ViewAsync(instance, context, ct).ConfigureAwait(false);
-                tcs.TrySetResult(view);
-                return view;
-            }
-            catch (OperationCanceledException)
-            {
-                tcs.TrySetCanceled(ct);
-                throw;
-            }
-            catch (Exception e)
-            {
-                tcs.TrySetException(e);
-                throw;
-            }
-        }
-    }
-
-    private async Task<X509View> BuildX509ViewAsync(WorkloadInstance instance, ServerCallContext context, CancellationToken ct)
-    {
-        var snapshot = state.Current;
-        var entries = Match(instance, Evidence(instance, context), snapshot, context);
-        var result = await cache.GetX509Async(instance, entries, ct).ConfigureAwait(false);
-        var svids = result.Svids;
-        var epoch = svids.Count > 0 ? svids[0].Epoch : instance.Epoch;
-        // Reused only until the earliest moment anything in it may change on its own.
-        var until = DateTimeOffset.MaxValue;
-        foreach (var s in svids)
-        {
-            until = s.RotateAt < until ? s.RotateAt : until;
-        }
-        foreach (var d in result.Denials)
-        {
-            until = d.RetryAt < until ? d.RetryAt : until;
-        }
-        foreach (var e in entries)
-        {
-            if (e.ExpiresAtUnix > 0)
-            {
-                var expires = DateTimeOffset.FromUnixTimeSeconds(e.ExpiresAtUnix);
-                until = expires < until ? expires : until;
-            }
-        }
-        if (svids.Count == 0)
-        {
-            return new X509View(epoch, svids, entries, result.Denials, null, "", DateTimeOffset.MinValue);
-        }
-        var bundle = DerOf(snapshot.Bundle);
-        var response = new X509SVIDResponse();
-        var fingerprint = new System.Text.StringBuilder();
-        foreach (var s in svids)
-        {
-            response.Svids.Add(new X509SVID
-            {
-                SpiffeId = s.SpiffeId,
-                X509Svid = s.ChainDer,
-                X509SvidKey = s.KeyDer,
-                Bundle = bundle.Der,
-                Hint = s.Entry.Hint,
-            });
-            fingerprint.Append(s.SerialHex).Append(',');
-        }
-        fingerprint.Append('|').Append(bundle.Hash);
-        return new X509View(epoch, svids, entries, result.Denials, response, fingerprint.ToString(), until);
     }
 
     public override async Task FetchX509Bundles(X509BundlesRequest request, IServerStreamWriter<X509BundlesResponse> responseStream, ServerCallContext context)
@@ -317,7 +175,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         var response = new JWTSVIDResponse();
         // Every token is bound to the instance's X.509-SVID for its entry: get the missing ones in one signing call.
         await cache.GetX509Async(instance, entries, context.CancellationToken).ConfigureAwait(false);
-        RpcException? denied = null;
+        WritException? denied = null;
         foreach (var e in entries)
         {
             try
@@ -325,25 +183,25 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
                 var jwt = await cache.GetJwtAsync(instance, e, request.Audience, context.CancellationToken).ConfigureAwait(false);
                 response.Svids.Add(new JWTSVID { SpiffeId = jwt.SpiffeId, Svid = jwt.Token, Hint = e.Hint });
             }
-            catch (RpcException ex) when (ex.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded)
+            catch (WritException ex) when (ex.Kind is WritErrorKind.Unavailable or WritErrorKind.DeadlineExceeded)
             {
-                throw Refuse(context, StatusCode.Unavailable, "the server is unreachable and no cached JWT-SVID is valid; retry with backoff");
+                throw Refuse(context, StatusCode.Unavailable, "the server is unreachable and no cached JWT-SVID is valid; retry with backoff", ex.Code);
             }
-            catch (RpcException ex) when (ex.StatusCode is StatusCode.PermissionDenied)
+            catch (WritException ex) when (ex.Kind is WritErrorKind.PermissionDenied)
             {
                 // Refused by policy for this identity: the others are still served; if none is, the first refusal
                 // is the answer, in the server's own words (its detail carries the decision id).
                 denied ??= ex;
-                AgentLog.WorkloadRefused(log, context.Method, ex.Status.Detail);
+                AgentLog.WorkloadRefused(log, context.Method, ex.Message);
             }
-            catch (RpcException ex) when (ex.StatusCode is StatusCode.Unauthenticated or StatusCode.InvalidArgument)
+            catch (WritException ex)
             {
-                throw Refuse(context, ex.StatusCode, ex.Status.Detail.Length > 0 ? ex.Status.Detail : "refused by the server");
+                throw Refuse(context, WorkloadErrors.StatusOf(ex.Kind), ex.Message, ex.Code);
             }
         }
         if (response.Svids.Count == 0 && denied is not null)
         {
-            throw new RpcException(new Status(StatusCode.PermissionDenied, denied.Status.Detail.Length > 0 ? denied.Status.Detail : "issuance denied by the server"));
+            throw WorkloadErrors.ToRpc(denied);
         }
         return response;
     }
@@ -381,7 +239,6 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         }
         // Relying parties are named by the entries they match: before the first sync the agent cannot name them the way
         // it will afterwards, so nothing is recorded until then (the cache is in memory and starts empty anyway).
-        var guard = JwtReplayGuard.For(state, context.GetHttpContext().RequestServices, time, log, lifetime.ApplicationStopping);
         // Only the audience's own relying party is recorded (its SPIFFE ID or DNS name is the audience): any other local
         // process could otherwise "use" a token it has seen first and get the real relying party refused (and the token
         // revoked). Others get the plain validation answer.
@@ -635,7 +492,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     /// Waits for an entry/bundle change, the earliest rotation time of what was sent, or the earliest expiry of a
     /// matched entry (an expired entry must leave the stream when it expires, not at the next unrelated change).
     /// </summary>
-    private async Task WaitForChangeAsync(long generation, WorkloadInstance instance, long own, X509View view, CancellationToken ct)
+    private async Task WaitForChangeAsync(long generation, WorkloadInstance instance, long own, X509ResponseCache.X509View view, CancellationToken ct)
     {
         var now = time.GetUtcNow();
         var wakeAt = view.Svids.Min(s => s.RotateAt);
@@ -666,9 +523,9 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         await cts.CancelAsync().ConfigureAwait(false);
     }
 
-    private RpcException Refuse(ServerCallContext context, StatusCode code, string reason)
+    private RpcException Refuse(ServerCallContext context, StatusCode code, string reason, string? writCode = null)
     {
         AgentLog.WorkloadRefused(log, context.Method, reason);
-        return new RpcException(new Status(code, reason));
+        return writCode is null ? new RpcException(new Status(code, reason)) : new RpcException(new Status(code, reason), new Metadata { { WorkloadErrors.CodeTrailer, writCode } });
     }
 }

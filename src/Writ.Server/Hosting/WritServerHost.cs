@@ -17,6 +17,7 @@ using Writ.Server.Ca;
 using Writ.Server.Configuration;
 using Writ.Server.Keys;
 using Writ.Protocol;
+using Writ.Protocol.Hosting;
 using Writ.Server.Storage;
 
 namespace Writ.Server.Hosting;
@@ -29,10 +30,7 @@ public sealed class WritServerHost : IAsyncDisposable
 {
     private readonly WebApplication _app;
     private readonly ServerContext _server;
-    private readonly CancellationTokenSource _stop = new();
     private readonly StartupResources _held;
-    private Task? _rotation;
-    private Task? _checkpoints;
 
     private WritServerHost(WebApplication app, ServerContext server, StartupResources held)
     {
@@ -82,6 +80,7 @@ public sealed class WritServerHost : IAsyncDisposable
                 o.MaxSendMessageSize = 16 << 20;
             });
             builder.Services.AddSingleton<ServerContext>(sp => new ServerContext(options, store, ca, time, sp.GetRequiredService<ILoggerFactory>()));
+            AddBackgroundLoops(builder.Services, options);
             ILogger peerLog = Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;   // set once the app is built
             var tls = new ServerTlsCertificate(ca, options.ServerId, options.AgentTtl, time);
             builder.WebHost.ConfigureKestrel(k =>
@@ -141,7 +140,7 @@ public sealed class WritServerHost : IAsyncDisposable
             app.MapGrpcService<AdminApi>();
             // The issuance policy is loaded before the first call can arrive.
             var context = app.Services.GetRequiredService<ServerContext>();
-            await context.Policy.StartAsync(ct).ConfigureAwait(false);
+            await context.Policy.RefreshAsync(ct).ConfigureAwait(false);
             // The deny list is loaded before the first call is served: an agent presenting a revoked SVID right after a
             // restart must be refused, not raced.
             await context.Revocations.EnsureCurrentAsync(-1, ct).ConfigureAwait(false);
@@ -157,8 +156,6 @@ public sealed class WritServerHost : IAsyncDisposable
                 ServerLog.BundleChanged(log, b.Sequence ?? 0);
                 host._server.Changes.Raise();
             };
-            host._rotation = host.RotateLoopAsync(log);
-            host._checkpoints = context.Checkpoints.RunAsync(options.Ledger.CheckpointInterval, host._stop.Token);
             ServerLog.Ready(log, options.TrustDomain.Name, host.AgentApiAddress, options.AdminSocket, store.Kind);
             return host;
         }
@@ -271,28 +268,59 @@ public sealed class WritServerHost : IAsyncDisposable
     /// <summary>Store metadata key of the trust domain the data belongs to.</summary>
     public const string TrustDomainKey = "trust_domain";
 
-    private async Task RotateLoopAsync(ILogger log)
+    /// <summary>
+    /// The server's background loops, each a hosted service started with the app (after the deny list, the policy and
+    /// the checkpoints are loaded) and stopped with it: the revocation watch, CA rotation and store pruning, policy
+    /// reload, ledger checkpoints (one more on the way out). A failure is logged and the loop restarted with backoff.
+    /// </summary>
+    private static void AddBackgroundLoops(IServiceCollection services, ServerOptions options)
     {
-        using var timer = new PeriodicTimer(_server.Options.RotationInterval, _server.Time);
-        try
+        services.AddSingleton(Random.Shared);   // the one source of jitter (thread-safe)
+        services.AddSingleton<IHostedService>(sp =>
         {
-            while (await timer.WaitForNextTickAsync(_stop.Token).ConfigureAwait(false))
+            var server = sp.GetRequiredService<ServerContext>();
+            return new Revocation.RevocationWatcher(server.Revocations, server.Store, server.Time, sp.GetRequiredService<Random>(),
+                sp.GetRequiredService<ILogger<Revocation.RevocationWatcher>>());
+        });
+        services.AddSingleton<IHostedService>(sp =>
+        {
+            var server = sp.GetRequiredService<ServerContext>();
+            var log = sp.GetRequiredService<ILogger<WritCa>>();
+            return new LoopService("ca rotation", ct => RotateLoopAsync(server, log, ct), LoopFailurePolicy.Restart, server.Time, sp.GetRequiredService<Random>(), log);
+        });
+        services.AddSingleton<IHostedService>(sp =>
+        {
+            var server = sp.GetRequiredService<ServerContext>();
+            return new LoopService("policy reload", server.Policy.RunAsync, LoopFailurePolicy.Restart, server.Time, sp.GetRequiredService<Random>(),
+                sp.GetRequiredService<ILogger<Policy.IssuancePolicyEngine>>());
+        });
+        services.AddSingleton<IHostedService>(sp =>
+        {
+            var server = sp.GetRequiredService<ServerContext>();
+            return new LoopService("ledger checkpoints", ct => server.Checkpoints.RunAsync(options.Ledger.CheckpointInterval, ct), LoopFailurePolicy.Restart,
+                server.Time, sp.GetRequiredService<Random>(), sp.GetRequiredService<ILogger<Ledger.LedgerCheckpointer>>());
+        });
+    }
+
+    /// <summary>The background loops (hosted services) of this server.</summary>
+    public IReadOnlyList<GuardedBackgroundService> Loops => [.. _app.Services.GetServices<IHostedService>().OfType<GuardedBackgroundService>()];
+
+    private static async Task RotateLoopAsync(ServerContext server, ILogger log, CancellationToken stop)
+    {
+        using var timer = new PeriodicTimer(server.Options.RotationInterval, server.Time);
+        while (await timer.WaitForNextTickAsync(stop).ConfigureAwait(false))
+        {
+            try
             {
-                try
-                {
-                    await _server.Ca.RotateAsync(_stop.Token).ConfigureAwait(false);
-                    await _server.Store.JoinTokens.PruneAsync(_server.Time.GetUtcNow() - TimeSpan.FromDays(1), _stop.Token).ConfigureAwait(false);
-                    // Agents offline longer than this get a full state (reset) instead of a delta when they return.
-                    await _server.Store.Entries.PruneTombstonesAsync(_server.Time.GetUtcNow() - TimeSpan.FromDays(7), _stop.Token).ConfigureAwait(false);
-                }
-                catch (Exception e) when (e is not OperationCanceledException)
-                {
-                    ServerLog.RotationFailed(log, e, e.Message);
-                }
+                await server.Ca.RotateAsync(stop).ConfigureAwait(false);
+                await server.Store.JoinTokens.PruneAsync(server.Time.GetUtcNow() - TimeSpan.FromDays(1), stop).ConfigureAwait(false);
+                // Agents offline longer than this get a full state (reset) instead of a delta when they return.
+                await server.Store.Entries.PruneTombstonesAsync(server.Time.GetUtcNow() - TimeSpan.FromDays(7), stop).ConfigureAwait(false);
             }
-        }
-        catch (OperationCanceledException)
-        {
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                ServerLog.RotationFailed(log, e, e.Message);
+            }
         }
     }
 
@@ -304,22 +332,16 @@ public sealed class WritServerHost : IAsyncDisposable
         ServerLog.Stopping(log);
         // Nothing signs or streams from here: sync streams end (agents reconnect elsewhere), the CRL is no longer signed.
         _server.BeginStop();
-        await _stop.CancelAsync().ConfigureAwait(false);
-        if (_rotation is not null)
-        {
-            await _rotation.ConfigureAwait(false);
-        }
-        if (_checkpoints is not null)
-        {
-            await _checkpoints.ConfigureAwait(false);   // the last checkpoint, of the head as it is now
-        }
+        var loops = Loops;
+        // The listeners close (calls get the grace), then every background loop is stopped; the store is closed only
+        // once each loop is over — the checkpointer's last checkpoint included — even if the grace ran out meanwhile.
         await _app.StopAsync(CancellationToken.None).ConfigureAwait(false);
+        await Task.WhenAll(loops.Select(l => l.Completion)).ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
         await _server.Policy.DisposeAsync().ConfigureAwait(false);
         _server.Checkpoints.Dispose();
         // Then the socket file (only if still ours) and, last, the locks: a new server may start only once this one is gone.
         await _held.DisposeAsync().ConfigureAwait(false);
-        _stop.Dispose();
     }
 
     /// <summary>What a start-up holds, released in reverse on failure or at the end of the run.</summary>

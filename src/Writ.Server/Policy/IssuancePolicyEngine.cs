@@ -51,11 +51,14 @@ public sealed class IssuancePolicyEngine : IAsyncDisposable
     /// <summary>The active set as last loaded (no store access).</summary>
     public ActivePolicy Current => _current;
 
-    /// <summary>Loads the active version, then keeps it current in the background until disposed.</summary>
+    /// <summary>
+    /// Loads the active version, then keeps it current in the background until disposed (standalone use; the server
+    /// loads it with <see cref="RefreshAsync"/> and runs <see cref="RunAsync"/> as a hosted service).
+    /// </summary>
     public async Task StartAsync(CancellationToken ct)
     {
         await RefreshAsync(ct).ConfigureAwait(false);
-        _loop = LoopAsync(_stop.Token);
+        _loop = RunAsync(_stop.Token);
     }
 
     /// <summary>
@@ -101,7 +104,8 @@ public sealed class IssuancePolicyEngine : IAsyncDisposable
         }
     }
 
-    private async Task LoopAsync(CancellationToken ct)
+    /// <summary>Keeps the active set current until stopped: reloads on a policy change raised here, and polls the store for other servers' pushes.</summary>
+    public async Task RunAsync(CancellationToken ct)
     {
         while (!ct.IsCancellationRequested)
         {

@@ -22,7 +22,8 @@ public sealed record CrlSnapshot(byte[] Der, BigInteger Number, DateTimeOffset T
 /// Revocation: finds what to revoke in the issued-credential index (<see cref="ILedgerStore.IssuedAsync"/>), records it
 /// (<see cref="IRevocationStore.RevokeAsync"/>: ledger events in the same transaction, store revision bumped so every
 /// agent Sync stream wakes and pushes it), keeps an in-memory copy of the unexpired revocations (kept current from the
-/// store revision, also for revocations made by other servers) and the CRL built from it.
+/// store revision, also for revocations made by other servers) and the CRL built from it. It holds state only: the
+/// loop that keeps the set current and prunes it is the hosted <see cref="RevocationWatcher"/>.
 /// </summary>
 public sealed class RevocationService
 {
@@ -46,8 +47,6 @@ public sealed class RevocationService
     private long _version;         // bumped whenever the cached set changes
     private CrlSnapshot? _crl;
     private BigInteger _lastCrlNumber;
-    private DateTimeOffset _lastPrune;
-    private int _loopStarted;
     private readonly CancellationTokenSource _stopping = new();
 
     public RevocationService(IWritStore store, WritCa ca, TimeProvider time, ILogger<RevocationService> log)
@@ -56,13 +55,11 @@ public sealed class RevocationService
         _ca = ca ?? throw new ArgumentNullException(nameof(ca));
         _time = time ?? throw new ArgumentNullException(nameof(time));
         _log = log ?? throw new ArgumentNullException(nameof(log));
-        _lastPrune = time.GetUtcNow();
-        EnsureWatching();   // load the deny list now: an agent presenting a revoked SVID right after start-up is refused too
     }
 
     /// <summary>
-    /// The server is stopping: the background loop ends and no CRL is signed any more (a process on its way out must not
-    /// publish CRLs next to the server that replaces it).
+    /// The server is stopping: no CRL is signed any more (a process on its way out must not publish CRLs next to the
+    /// server that replaces it).
     /// </summary>
     public void Stop() => _stopping.Cancel();
 
@@ -325,7 +322,6 @@ public sealed class RevocationService
     /// <summary>True when this X.509 serial (hex, any case) is revoked, as far as this server has seen.</summary>
     public bool IsSerialRevoked(string serialHex)
     {
-        EnsureWatching();
         if (!RevocationTarget.TryNormalizeSerial(serialHex, out var serial))
         {
             return false;
@@ -338,7 +334,6 @@ public sealed class RevocationService
 
     public bool IsJtiRevoked(string jti)
     {
-        EnsureWatching();
         lock (_lock)
         {
             return _jtis.ContainsKey(jti);
@@ -405,60 +400,18 @@ public sealed class RevocationService
         }
     }
 
-    /// <summary>
-    /// One background loop per server keeps the set current: it wakes on every store revision (revocations made here
-    /// at once; by other servers through the store's change watcher) and prunes old revocations now and then.
-    /// </summary>
-    private void EnsureWatching()
-    {
-        if (Interlocked.Exchange(ref _loopStarted, 1) == 0)
-        {
-            _ = Task.Run(WatchAsync);
-        }
-    }
+    /// <summary>The store revision the in-memory set is complete up to (-1 before the first load).</summary>
+    public long Revision => Interlocked.Read(ref _revision);
 
-    private async Task WatchAsync()
+    /// <summary>Forgets, in the store, revocations of credentials that expired more than <see cref="PruneMargin"/> before <paramref name="now"/>.</summary>
+    public async Task<int> PruneAsync(DateTimeOffset now, CancellationToken ct)
     {
-        while (true)
-        {
-            try
-            {
-                await EnsureCurrentAsync(-1, _stopping.Token).ConfigureAwait(false);
-                await PruneIfDueAsync().ConfigureAwait(false);
-                await _store.Entries.WaitForChangeAsync(Interlocked.Read(ref _revision), _stopping.Token).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is ObjectDisposedException || _stopping.IsCancellationRequested)
-            {
-                return;   // the server is stopping (or its store is closed)
-            }
-            catch (Exception e) when (e is StoreException or InvalidOperationException)
-            {
-                ServerLog.RevocationRefreshFailed(_log, e.Message);
-                try
-                {
-                    await Task.Delay(TimeSpan.FromSeconds(1), _time, _stopping.Token).ConfigureAwait(false);
-                }
-                catch (Exception d) when (d is ObjectDisposedException or OperationCanceledException)
-                {
-                    return;
-                }
-            }
-        }
-    }
-
-    private async Task PruneIfDueAsync()
-    {
-        var now = _time.GetUtcNow();
-        if (now - _lastPrune < PruneMargin)
-        {
-            return;
-        }
-        _lastPrune = now;
-        var n = await _store.Revocations.PruneAsync(now - PruneMargin, CancellationToken.None).ConfigureAwait(false);
+        var n = await _store.Revocations.PruneAsync(now - PruneMargin, ct).ConfigureAwait(false);
         if (n > 0)
         {
             ServerLog.RevocationsPruned(_log, n);
         }
+        return n;
     }
 
     // ------------------------------------------------------------------ the CRL
@@ -474,7 +427,6 @@ public sealed class RevocationService
     public async Task<CrlSnapshot> CrlAsync(long revision, CancellationToken ct)
     {
         _stopping.Token.ThrowIfCancellationRequested();
-        EnsureWatching();
         await EnsureCurrentAsync(revision, ct).ConfigureAwait(false);
         var (keyId, certificate, key) = _ca.ActiveX509Authority;
         var retired = _ca.RetiredX509Authorities;

@@ -159,8 +159,9 @@ public sealed class SvidCacheTests
         var instance = await rig.ObserveAsync(child.Pid);
         await rig.Cache.GetX509Async(instance, [entry], Ct);
         rig.Server.DenyJwt["api"] = "issuance denied by policy 'jwt-audiences' (decision d-77, see 'writ explain d-77')";
-        var e = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => rig.Cache.GetJwtAsync(instance, entry, ["https://evil.example"], Ct));
-        Assert.Equal(Grpc.Core.StatusCode.PermissionDenied, e.StatusCode);
-        Assert.Contains("d-77", e.Status.Detail, StringComparison.Ordinal);
+        var e = await Assert.ThrowsAsync<Writ.Protocol.Errors.WritException>(() => rig.Cache.GetJwtAsync(instance, entry, ["https://evil.example"], Ct));
+        Assert.Equal(Writ.Protocol.Errors.WritErrorKind.PermissionDenied, e.Kind);
+        Assert.Equal(Writ.Agent.WorkloadApi.WorkloadErrors.IssuanceDenied, e.Code);
+        Assert.Equal(rig.Server.DenyJwt["api"], e.Message);   // the server's detail, decision id included, unchanged
     }
 }

@@ -1,3 +1,5 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Writ.Agent.Cache;
 using Writ.Agent.Sync;
 using Writ.Agent.Tests.Instances;
 using Writ.Agent.Tests.TestSupport;
@@ -21,7 +23,8 @@ public sealed class SyncRevocationTests
         var sync = new SyncClient(() => rig.Server, _ => null, _ => { }, rig.State, options, TimeProvider.System, rig.Log);
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
         var syncing = sync.RunAsync(cts.Token);
-        var maintaining = rig.Cache.MaintainAsync(cts.Token);
+        using var rotation = new SvidRotationService(rig.Cache, rig.State, TimeProvider.System, Random.Shared, NullLogger<SvidRotationService>.Instance);
+        await rotation.StartAsync(cts.Token);
 
         var full = new SyncUpdate { Reset = true, PageEnd = true, Revision = 1 };
         full.Upserts.Add(entry);
@@ -54,17 +57,16 @@ public sealed class SyncRevocationTests
         var fresh = Assert.Single((await rig.Cache.GetX509Async(ia, [entry], TestContext.Current.CancellationToken)).Svids);
         Assert.NotEqual(revoked.SerialHex, fresh.SerialHex);
 
+        await rotation.StopAsync(TestContext.Current.CancellationToken);
+        Assert.Equal(0, rotation.Failures);
         await cts.CancelAsync();
-        // Both loops stop on cancellation (ending normally or with OperationCanceledException), never with another error.
-        foreach (var loop in new[] { syncing, maintaining })
+        // The sync loop stops on cancellation (ending normally or with OperationCanceledException), never with another error.
+        try
         {
-            try
-            {
-                await loop;
-            }
-            catch (OperationCanceledException)
-            {
-            }
+            await syncing;
+        }
+        catch (OperationCanceledException)
+        {
         }
     }
 }

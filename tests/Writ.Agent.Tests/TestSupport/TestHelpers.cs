@@ -191,3 +191,13 @@ internal sealed class ListLogger : ILogger
         }
     }
 }
+
+/// <summary>A jitter source pinned to one value: <see cref="NextDouble"/> answers it, <c>Next(min, max)</c> answers min.</summary>
+internal sealed class PinnedRandom(double value) : Random
+{
+    public override double NextDouble() => value;
+
+    public override int Next(int minValue, int maxValue) => minValue;
+
+    protected override double Sample() => value;
+}

@@ -64,6 +64,8 @@ internal sealed class WorkloadApiHost : IAsyncDisposable
         builder.Services.AddSingleton(host.Rig.Tracker);
         builder.Services.AddSingleton(host.Rig.Cache);
         builder.Services.AddConnectionGate(_ => host.Gate);
+        builder.Services.AddSingleton(Random.Shared);
+        builder.Services.AddJwtReplayGuard(_ => () => host.Rig.Server);
         builder.Services.AddGrpc();
         builder.WebHost.ConfigureKestrel(k => k.ListenUnixSocket(host.SocketPath, lo =>
         {
