@@ -239,6 +239,31 @@ public sealed class PipelineTests
     }
 
     [Fact]
+    public async Task Admin_minting_forbidden_by_policy_is_refused_with_a_code_recorded_and_nothing_minted()
+    {
+        using var dir = new TempDir();
+        await using var server = await ServerProcess.StartAsync(dir["server"]);
+        var allowed = await server.WritAsync("jwt", "mint", "--spiffe-id", "spiffe://example.org/ops", "--audience", "a", "--output", "json");
+        Assert.True(allowed.ExitCode == 0, allowed.ToString());
+        Assert.StartsWith("d-", JsonDocument.Parse(allowed.Stdout).RootElement.GetProperty("decision_id").GetString(), StringComparison.Ordinal);
+
+        await PushAsync(server, ("default.cedar", Writ.Server.Policy.WritPolicyCompiler.DefaultFiles[0].Text),
+            ("admin.cedar", """@id("no-admin-mint") forbid (principal, action in [Writ::Action::"AdminMintX509Svid", Writ::Action::"AdminMintJwtSvid"], resource);"""));
+        using var outDir = new TempDir();
+        var x509 = await server.WritAsync("x509", "mint", "--spiffe-id", "spiffe://example.org/ops", "--write", outDir.Path);
+        Expect.OneLineError(x509, "WRIT-MINT-DENIED");
+        Assert.Contains("no-admin-mint", x509.Stderr, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(outDir.Path, "svid.pem")));
+        Expect.OneLineError(await server.WritAsync("jwt", "mint", "--spiffe-id", "spiffe://example.org/ops", "--audience", "a"), "WRIT-MINT-DENIED");
+
+        await server.StopAsync();
+        await using var store = await WritStoreFactory.OpenAsync("sqlite", Path.Combine(server.DataDir, "writ.db"), TimeProvider.System, Ct);
+        var events = await store.Ledger.ListAsync(0, 100, null, "spiffe://example.org/ops", Ct);
+        Assert.Equal(["jwt.issued", "issuance.denied", "issuance.denied"], events.Select(e => e.Kind).ToArray());
+        Assert.Single(await store.Ledger.IssuedAsync(new IssuedFilter(SpiffeId: "spiffe://example.org/ops"), DateTimeOffset.UtcNow, Ct));
+    }
+
+    [Fact]
     public async Task Kill_9_during_a_burst_loses_no_record_of_a_credential_a_client_received()
     {
         using var dir = new TempDir();
