@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using Writ.Server.Configuration;
 using Writ.Server.Issuance;
+using Writ.Server.Policy;
 using Writ.Server.Storage;
 using Writ.Server.Tests.Policy;
 using Writ.Spiffe.X509;
