@@ -143,7 +143,7 @@ public static class WhatIfReplay
         return (change, allowed);
     }
 
-    /// <summary>"agent A uid U exe P" for a workload, "node A (attestation)" for an agent.</summary>
+    /// <summary>"agent A uid U exe P" for a workload, "node A (attestation)" for an agent, "admin uid:N (writ x509 mint)" for an admin mint.</summary>
     public static string Describe(CedarQuery q)
     {
         if (!q.Entities.TryGet(q.Request.Principal, out var p))
@@ -160,6 +160,10 @@ public static class WhatIfReplay
         if (q.Request.Principal.Type == WritCedar.NodeType)
         {
             return $"node {q.Request.Principal.Id} ({A("attestation")})";
+        }
+        if (q.Request.Principal.Type == WritCedar.AdminType)
+        {
+            return $"admin {A("caller")} (writ {(WritCedar.AdminMintJwtSvid.Equals(q.Request.Action) ? "jwt" : "x509")} mint)";
         }
         var text = $"agent {A("node")} instance {A("instance_id")} uid {A("uid")}";
         var exe = A("exe_path");

@@ -103,6 +103,7 @@ public sealed class AdminMintPolicyTests
         Assert.True(WritPolicyCompiler.TryCompile([new("default.cedar", WritPolicyCompiler.DefaultFiles[0].Text), new("admin.cedar", ForbidAdminX509)], out var candidate, out var errors), string.Join("; ", errors));
         var replay = Api.WhatIfReplay.Replay(record!, candidate!);
         Assert.Equal("deny", replay!.Value.Change!.WouldBe);
+        Assert.Equal("admin uid:0 (writ x509 mint)", replay.Value.Change.Workload);
         Assert.True(Api.WhatIfReplay.Replay(record!, IssuancePolicyEngine.DefaultSet)!.Value.WouldAllow);
     }
 
