@@ -109,6 +109,7 @@ public sealed class PipelineTests
         Assert.Empty(after.Svids);
         var denial = Assert.Single(after.Denials);
         Assert.Equal(7, denial.Code);
+        Assert.Equal("WRIT-ISSUE-DENIED", denial.ErrorCode);
         Assert.Equal("denied by policy 'freeze-payments'", denial.Reason);
         Assert.Equal(evidence.InstanceId, denial.InstanceId);
 
@@ -116,7 +117,7 @@ public sealed class PipelineTests
         var jwt = await Assert.ThrowsAsync<RpcException>(async () => await agent.Client.MintJwtSvidAsync(new MintJwtSvidRequest
         { EntryId = entry, Audience = { "https://bank" }, Evidence = evidence, BoundCertSha256 = TestEvidence.Thumbprint(leafDer) }, cancellationToken: Ct));
         Assert.Equal(StatusCode.PermissionDenied, jwt.StatusCode);
-        Assert.Matches(@"^denied by policy 'freeze-payments' \(decision d-[0-9a-f]{20}; 'writ explain d-[0-9a-f]{20}' shows why\)$", jwt.Status.Detail);
+        Assert.Matches(@"^WRIT-ISSUE-DENIED: denied by policy 'freeze-payments' \(decision d-[0-9a-f]{20}; 'writ explain d-[0-9a-f]{20}' shows why\)$", jwt.Status.Detail);
 
         var explained = await server.WritAsync("explain", denial.DecisionId);
         Assert.True(explained.ExitCode == 0, explained.ToString());
