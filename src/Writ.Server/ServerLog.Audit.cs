@@ -29,6 +29,9 @@ public static partial class ServerLog
     [LoggerMessage(1624, LogLevel.Warning, "Denial records for {Key} are rate-limited: {Suppressed} denials not recorded so far (the next record counts them)")]
     public static partial void DenialRecordsSuppressed(ILogger log, string key, long suppressed);
 
+    [LoggerMessage(1625, LogLevel.Information, "Summarizing for the ledger (denials.suppressed): agent {AgentId} had {Count} denials left out in the last window")]
+    public static partial void DenialSummaryRecorded(ILogger log, string agentId, long count);
+
     [LoggerMessage(1610, LogLevel.Information, "Policy version {Version} pushed by {Author} (sha256 {Sha256}, {Policies} policies)")]
     public static partial void PolicyPushed(ILogger log, long version, string author, string sha256, int policies);
 

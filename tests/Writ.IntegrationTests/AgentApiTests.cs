@@ -202,6 +202,28 @@ public sealed class AgentApiTests(SharedServer fixture) : IClassFixture<SharedSe
     }
 
     [Fact]
+    public async Task One_refused_csr_of_a_batch_of_three_leaves_the_other_two_signed_with_a_coded_refusal()
+    {
+        using var a = await AttestedAgentAsync();
+        var web = await CreateEntryAsync("spiffe://example.org/batch-web", a.AgentId);
+        var db = await CreateEntryAsync("spiffe://example.org/batch-db", a.AgentId, "--selector", "unix:gid:4242");   // the evidence lacks it
+        var api = await CreateEntryAsync("spiffe://example.org/batch-api", a.AgentId);
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var evidence = TestEvidence.Of();
+        var request = new SignX509SvidsRequest();
+        foreach (var entry in new[] { web, db, api })
+            request.Csrs.Add(new SvidCsr { EntryId = entry, Csr = ByteString.CopyFrom(Csr.Create(key)), Evidence = evidence });
+
+        var r = await a.Client.SignX509SvidsAsync(request);
+
+        Assert.Equal([web, api], r.Svids.Select(s => s.EntryId).ToArray());
+        var refused = Assert.Single(r.Denials);
+        Assert.Equal((db, "WRIT-ISSUE-DENIED", (int)StatusCode.PermissionDenied), (refused.EntryId, refused.ErrorCode, refused.Code));
+        Assert.StartsWith("d-", refused.DecisionId, StringComparison.Ordinal);
+        Assert.Equal(evidence.InstanceId, refused.InstanceId);
+    }
+
+    [Fact]
     public async Task Svids_never_outlive_their_entry()
     {
         using var agent = await AttestedAgentAsync();

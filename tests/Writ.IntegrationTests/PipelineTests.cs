@@ -109,6 +109,7 @@ public sealed class PipelineTests
         Assert.Empty(after.Svids);
         var denial = Assert.Single(after.Denials);
         Assert.Equal(7, denial.Code);
+        Assert.Equal("WRIT-ISSUE-DENIED", denial.ErrorCode);
         Assert.Equal("denied by policy 'freeze-payments'", denial.Reason);
         Assert.Equal(evidence.InstanceId, denial.InstanceId);
 
@@ -116,7 +117,7 @@ public sealed class PipelineTests
         var jwt = await Assert.ThrowsAsync<RpcException>(async () => await agent.Client.MintJwtSvidAsync(new MintJwtSvidRequest
         { EntryId = entry, Audience = { "https://bank" }, Evidence = evidence, BoundCertSha256 = TestEvidence.Thumbprint(leafDer) }, cancellationToken: Ct));
         Assert.Equal(StatusCode.PermissionDenied, jwt.StatusCode);
-        Assert.Matches(@"^denied by policy 'freeze-payments' \(decision d-[0-9a-f]{20}; 'writ explain d-[0-9a-f]{20}' shows why\)$", jwt.Status.Detail);
+        Assert.Matches(@"^WRIT-ISSUE-DENIED: denied by policy 'freeze-payments' \(decision d-[0-9a-f]{20}; 'writ explain d-[0-9a-f]{20}' shows why\)$", jwt.Status.Detail);
 
         var explained = await server.WritAsync("explain", denial.DecisionId);
         Assert.True(explained.ExitCode == 0, explained.ToString());
@@ -236,6 +237,31 @@ public sealed class PipelineTests
         Assert.All(events, e => Assert.Matches("^uid:[0-9]+$", e.Actor));
         Assert.DoesNotContain(JsonDocument.Parse(r.Stdout).RootElement.GetProperty("token").GetString()!, events[0].DataJson, StringComparison.Ordinal);
         Assert.Equal(2, (await store.Ledger.IssuedAsync(new IssuedFilter(SpiffeId: "spiffe://example.org/ops"), DateTimeOffset.UtcNow, Ct)).Count);
+    }
+
+    [Fact]
+    public async Task Admin_minting_forbidden_by_policy_is_refused_with_a_code_recorded_and_nothing_minted()
+    {
+        using var dir = new TempDir();
+        await using var server = await ServerProcess.StartAsync(dir["server"]);
+        var allowed = await server.WritAsync("jwt", "mint", "--spiffe-id", "spiffe://example.org/ops", "--audience", "a", "--output", "json");
+        Assert.True(allowed.ExitCode == 0, allowed.ToString());
+        Assert.StartsWith("d-", JsonDocument.Parse(allowed.Stdout).RootElement.GetProperty("decision_id").GetString(), StringComparison.Ordinal);
+
+        await PushAsync(server, ("default.cedar", Writ.Server.Policy.WritPolicyCompiler.DefaultFiles[0].Text),
+            ("admin.cedar", """@id("no-admin-mint") forbid (principal, action in [Writ::Action::"AdminMintX509Svid", Writ::Action::"AdminMintJwtSvid"], resource);"""));
+        using var outDir = new TempDir();
+        var x509 = await server.WritAsync("x509", "mint", "--spiffe-id", "spiffe://example.org/ops", "--write", outDir.Path);
+        Expect.OneLineError(x509, "WRIT-MINT-DENIED");
+        Assert.Contains("no-admin-mint", x509.Stderr, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(outDir.Path, "svid.pem")));
+        Expect.OneLineError(await server.WritAsync("jwt", "mint", "--spiffe-id", "spiffe://example.org/ops", "--audience", "a"), "WRIT-MINT-DENIED");
+
+        await server.StopAsync();
+        await using var store = await WritStoreFactory.OpenAsync("sqlite", Path.Combine(server.DataDir, "writ.db"), TimeProvider.System, Ct);
+        var events = await store.Ledger.ListAsync(0, 100, null, "spiffe://example.org/ops", Ct);
+        Assert.Equal(["jwt.issued", "issuance.denied", "issuance.denied"], events.Select(e => e.Kind).ToArray());
+        Assert.Single(await store.Ledger.IssuedAsync(new IssuedFilter(SpiffeId: "spiffe://example.org/ops"), DateTimeOffset.UtcNow, Ct));
     }
 
     [Fact]

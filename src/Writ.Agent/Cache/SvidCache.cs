@@ -234,7 +234,8 @@ public sealed class SvidCache
                                 denial.DecisionId, denial.Reason, (StatusCode)denial.Code, _time.GetUtcNow() + DenialRetry);
                             _denials[(item.Entry.Id, item.Instance.Id)] = d;
                             _x509.TryRemove((item.Entry.Id, item.Instance.Id), out _);   // a refused renewal ends the old SVID too
-                            AgentLog.IssuanceDenied(_log, item.Entry.SpiffeId, item.Entry.Id, item.Instance.Id, denial.Reason, denial.DecisionId);
+                            AgentLog.IssuanceDenied(_log, item.Entry.SpiffeId, item.Entry.Id, item.Instance.Id,
+                                denial.ErrorCode.Length > 0 ? $"{denial.ErrorCode}: {denial.Reason}" : denial.Reason, denial.DecisionId);
                         }
                     }
                 }

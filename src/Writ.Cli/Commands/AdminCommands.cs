@@ -460,6 +460,7 @@ public static class AdminCommands
                 spiffe_id = id,
                 serial_number = leaf.SerialNumber,
                 expires_at = Output.Time(r.ExpiresAtUnix),
+                decision_id = r.DecisionId,
                 written_to = a.Get("write"),
                 svid_pem = a.Has("write") ? null : chainPem.ToString(),
                 bundle_pem = a.Has("write") ? null : r.BundlePem,
@@ -471,6 +472,7 @@ public static class AdminCommands
             ctx.Out.WriteLine($"SPIFFE ID:  {id}");
             ctx.Out.WriteLine($"Serial:     {leaf.SerialNumber}");
             ctx.Out.WriteLine($"Expires at: {Output.Time(r.ExpiresAtUnix)}");
+            ctx.Out.WriteLine($"Decision:   {r.DecisionId}");
             ctx.Out.WriteLine($"Wrote {Path.Combine(written, "svid.pem")}, {Path.Combine(written, "svid.key")} (0600), {Path.Combine(written, "bundle.pem")}");
         }
         else
@@ -498,7 +500,7 @@ public static class AdminCommands
         var r = await c.CallAsync(s => s.MintJwtSvidAsync(request, cancellationToken: ctx.Cancellation)).ConfigureAwait(false);
         if (a.JsonOutput)
         {
-            Output.Json(ctx.Out, new { token = r.Token, expires_at = Output.Time(r.ExpiresAtUnix) });
+            Output.Json(ctx.Out, new { token = r.Token, expires_at = Output.Time(r.ExpiresAtUnix), decision_id = r.DecisionId });
         }
         else
         {

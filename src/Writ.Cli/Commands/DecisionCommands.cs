@@ -71,7 +71,7 @@ public static class DecisionCommands
         {
             "match" => "match (the registration entry refused it before policy was asked)",
             "policy" => "policy (Cedar decided)",
-            "admin" => "admin (minted over the admin API: not policy-gated)",
+            "admin" => "admin (minted over the admin API by a server from before admin minting was decided by policy)",
             var s => s,
         });
         Line("policy version", S(d, "policy_version") is { Length: > 0 } v ? $"{v} (sha256 {S(d, "policy_sha256")})" : "");

@@ -39,7 +39,7 @@ public sealed partial class AdminApi
         return WritCedar.Canonical(o);
     }
 
-    /// <summary>Admin-minted X.509-SVID: not policy-gated (the admin socket is owner-only), but recorded like every issuance.</summary>
+    /// <summary>Admin-minted X.509-SVID: decided by Cedar (<c>AdminMintX509Svid</c>) and recorded, on the issuance path.</summary>
     public override async Task<MintX509SvidResponse> MintX509Svid(MintX509SvidRequest request, ServerCallContext context)
     {
         var id = WorkloadId(request.SpiffeId);
@@ -51,76 +51,25 @@ public sealed partial class AdminApi
                 throw new ValidationException($"DNS name '{d}' is not a valid host name");
             }
         }
-        var chain = server.Issuer.SignX509(id, request.Csr.Span, ttl, [.. request.DnsNames]);
-        var leaf = chain[0];
-        var exp = new DateTimeOffset(leaf.NotAfter.ToUniversalTime());
-        var now = server.Time.GetUtcNow();
-        var decisionId = IssuanceDecider.NewDecisionId();
-        await RecordAdminMintAsync(context, "x509.issued", id.ToString(), decisionId, new JsonObject
-        {
-            ["expires_at"] = exp.ToUnixTimeSeconds(),
-            ["serial"] = leaf.SerialNumber,
-            ["ttl_seconds"] = (long)ttl.TotalSeconds,
-        }, new IssuedCredential
-        {
-            Kind = "x509", Id = leaf.SerialNumber, SpiffeId = id.ToString(), AgentId = "admin", DecisionId = decisionId, IssuedAt = now, ExpiresAt = exp,
-        }, context.CancellationToken).ConfigureAwait(false);
-        ServerLog.AdminX509Minted(log, id.ToString(), leaf.SerialNumber, exp);
-        var response = new MintX509SvidResponse { BundlePem = server.Ca.Bundle.ToPem(), ExpiresAtUnix = exp.ToUnixTimeSeconds() };
-        response.CertChain.AddRange(chain.Select(c => Google.Protobuf.ByteString.CopyFrom(c.RawData)));
+        var minted = await MintPipeline.MintAdminX509Async(AdminCaller.Of(context), id, request.Csr.Memory, ttl, [.. request.DnsNames], context.CancellationToken).ConfigureAwait(false);
+        var response = new MintX509SvidResponse { BundlePem = server.Ca.Bundle.ToPem(), ExpiresAtUnix = minted.ExpiresAt.ToUnixTimeSeconds(), DecisionId = minted.DecisionId };
+        response.CertChain.AddRange(minted.Chain.Select(c => Google.Protobuf.ByteString.CopyFrom(c.RawData)));
         return response;
     }
 
-    /// <summary>Admin-minted JWT-SVID: not policy-gated, recorded by jti (never the token).</summary>
+    /// <summary>Admin-minted JWT-SVID: decided by Cedar (<c>AdminMintJwtSvid</c>), recorded by jti (never the token).</summary>
     public override async Task<MintJwtSvidResponse> MintJwtSvid(MintJwtSvidRequest request, ServerCallContext context)
     {
         var id = WorkloadId(request.SpiffeId);
         var audience = AgentApi.CheckAudience(request.Audience);
         var ttl = server.Issuer.Cap(Ttl(request.TtlSeconds, server.Options.DefaultJwtTtl));
-        var (token, exp, jti) = server.Ca.MintJwtSvidWithId(id, audience, ttl, null);
-        var now = server.Time.GetUtcNow();
-        var decisionId = IssuanceDecider.NewDecisionId();
-        await RecordAdminMintAsync(context, "jwt.issued", id.ToString(), decisionId, new JsonObject
-        {
-            ["audience"] = new JsonArray([.. audience.Select(a => (JsonNode)a)]),
-            ["bound"] = false,
-            ["expires_at"] = exp.ToUnixTimeSeconds(),
-            ["jti"] = jti,
-            ["ttl_seconds"] = (long)ttl.TotalSeconds,
-        }, new IssuedCredential
-        {
-            Kind = "jwt", Id = jti, SpiffeId = id.ToString(), AgentId = "admin", DecisionId = decisionId, IssuedAt = now, ExpiresAt = exp,
-        }, context.CancellationToken).ConfigureAwait(false);
-        ServerLog.AdminJwtMinted(log, id.ToString(), string.Join(",", audience), exp);
-        return new MintJwtSvidResponse { Token = token, ExpiresAtUnix = exp.ToUnixTimeSeconds() };
+        var minted = await MintPipeline.MintAdminJwtAsync(AdminCaller.Of(context), id, audience, ttl, context.CancellationToken).ConfigureAwait(false);
+        return new MintJwtSvidResponse { Token = minted.Token, ExpiresAtUnix = minted.ExpiresAt.ToUnixTimeSeconds(), DecisionId = minted.DecisionId };
     }
 
-    private async Task RecordAdminMintAsync(ServerCallContext context, string kind, string spiffeId, string decisionId, JsonObject data, IssuedCredential credential, CancellationToken ct)
-    {
-        data["decision"] = "allow";
-        data["kind"] = kind == "x509.issued" ? "x509" : "jwt";
-        data["reason"] = "minted by an admin (writ x509 mint / writ jwt mint are not policy-gated)";
-        data["spiffe_id"] = spiffeId;
-        data["stage"] = "admin";
-        var e = new LedgerEvent
-        {
-            At = server.Time.GetUtcNow(),
-            Kind = kind,
-            Actor = AdminCaller.Of(context),
-            Subject = spiffeId,
-            DecisionId = decisionId,
-            DataJson = WritCedar.Canonical(data),
-        };
-        try
-        {
-            await server.Store.Ledger.AppendAsync([e], [credential], ct).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException)
-        {
-            ServerLog.LedgerWriteFailed(log, 1, ex.Message);
-            throw new StoreUnavailableException("the mint could not be recorded in the ledger, so no credential was handed out: check the server's store, then retry", ex);
-        }
-    }
+    private IssuancePipeline MintPipeline => _mintPipeline ??= new IssuancePipeline(server, log);
+
+    private IssuancePipeline? _mintPipeline;
 
     public override async Task<WhatIfResponse> WhatIf(WhatIfRequest request, ServerCallContext context)
     {
@@ -194,7 +143,7 @@ public static class WhatIfReplay
         return (change, allowed);
     }
 
-    /// <summary>"agent A uid U exe P" for a workload, "node A (attestation)" for an agent.</summary>
+    /// <summary>"agent A uid U exe P" for a workload, "node A (attestation)" for an agent, "admin uid:N (writ x509 mint)" for an admin mint.</summary>
     public static string Describe(CedarQuery q)
     {
         if (!q.Entities.TryGet(q.Request.Principal, out var p))
@@ -211,6 +160,10 @@ public static class WhatIfReplay
         if (q.Request.Principal.Type == WritCedar.NodeType)
         {
             return $"node {q.Request.Principal.Id} ({A("attestation")})";
+        }
+        if (q.Request.Principal.Type == WritCedar.AdminType)
+        {
+            return $"admin {A("caller")} (writ {(WritCedar.AdminMintJwtSvid.Equals(q.Request.Action) ? "jwt" : "x509")} mint)";
         }
         var text = $"agent {A("node")} instance {A("instance_id")} uid {A("uid")}";
         var exe = A("exe_path");

@@ -43,9 +43,9 @@ public sealed partial class AgentApi
                 w.WriteString("token_sha256", report.TokenSha256);
             }
         });
-        await server.Store.Ledger.AppendAsync(
+        await server.LedgerWriter.RecordAsync(
             [new LedgerEvent { At = now, Kind = "jwt.replay", Actor = caller.Id.ToString(), Subject = report.Subject.ToString(), DataJson = data }],
-            [], ct).ConfigureAwait(false);
+            [], "the replay report could not be recorded in the ledger: check the server's store, then report it again", ct).ConfigureAwait(false);
         ServerLog.JwtReplayReported(log, caller.Id.ToString(), tokenName, report.Subject.ToString(), request.FirstPeer, request.SecondPeer);
 
         return new ReportJwtReplayResponse { Revoked = report.Jti is { } jti && await RevokeReplayedAsync(jti, report.Subject, now, ct).ConfigureAwait(false) };

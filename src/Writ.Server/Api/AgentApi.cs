@@ -238,7 +238,7 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         var max = server.Options.Ledger.MaxRequestBytes;
         // An oversized CSR (its evidence) is refused alone: it never reaches the policy or the ledger.
         var requests = request.Csrs.Select(c => c.CalculateSize() is var size && size > max
-            ? new X509SvidRequest(c.EntryId, ReadOnlyMemory<byte>.Empty, null, TooLarge("this CSR with its evidence", size, max), EchoableId(c.Evidence?.InstanceId ?? ""))
+            ? new X509SvidRequest(c.EntryId, ReadOnlyMemory<byte>.Empty, null, TooLarge("this CSR with its evidence", size, max), EchoableId(c.Evidence?.InstanceId ?? ""), IssuanceErrors.TooLarge)
             : ToRequest(c.EntryId, c.Csr, c.Evidence)).ToList();
         var batch = await Pipeline.SignX509Async(caller.Node, requests, context.CancellationToken).ConfigureAwait(false);
         var response = new SignX509SvidsResponse();
@@ -251,7 +251,7 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         }
         foreach (var d in batch.Denials)
         {
-            response.Denials.Add(new SvidDenial { EntryId = d.EntryId, InstanceId = d.InstanceId, DecisionId = d.DecisionId ?? "", Reason = d.Reason, Code = d.Code });
+            response.Denials.Add(new SvidDenial { EntryId = d.EntryId, InstanceId = d.InstanceId, DecisionId = d.DecisionId ?? "", Reason = d.Reason, Code = d.Code, ErrorCode = d.ErrorCode });
         }
         return response;
     }
@@ -262,14 +262,14 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         var limits = server.Options.Ledger;
         if (request.CalculateSize() is var size && size > limits.MaxRequestBytes)
         {
-            throw new RpcException(new Status(StatusCode.InvalidArgument, TooLarge("the JWT-SVID request", size, limits.MaxRequestBytes)));
+            throw new Writ.Protocol.Errors.WritException(IssuanceErrors.TooLarge, Writ.Protocol.Errors.WritErrorKind.InvalidArgument, TooLarge("the JWT-SVID request", size, limits.MaxRequestBytes));
         }
         var entry = await AuthorizedEntryAsync(caller, request.EntryId, context.CancellationToken).ConfigureAwait(false);
         var audience = CheckAudience(request.Audience, limits.MaxAudiences);
         var evidence = ToRequest(entry.Id, ByteString.Empty, request.Evidence);
         if (evidence.EvidenceError is { } bad)
         {
-            throw new RpcException(new Status(StatusCode.InvalidArgument, bad));
+            throw new Writ.Protocol.Errors.WritException(IssuanceErrors.BadEvidence, Writ.Protocol.Errors.WritErrorKind.InvalidArgument, bad);
         }
         if (request.BoundCertSha256.Length is not (0 or 32))
         {
@@ -279,7 +279,7 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         var outcome = await Pipeline.MintJwtAsync(caller.Node, entry, evidence.Evidence, audience, request.TtlSeconds, bound, context.CancellationToken).ConfigureAwait(false);
         if (outcome.Token is null)
         {
-            throw new RpcException(new Status(StatusCode.PermissionDenied, outcome.Decision.DeniedDetail));
+            throw new Writ.Protocol.Errors.WritException(IssuanceErrors.Denied, Writ.Protocol.Errors.WritErrorKind.PermissionDenied, outcome.Decision.DeniedDetail);
         }
         return new MintJwtSvidResponse
         {
@@ -335,11 +335,11 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         if (entry is null || !caller.ParentIds.Contains(entry.ParentId, StringComparer.Ordinal))
         {
             ServerLog.AgentRefused(log, "sign", $"{caller.Id} asked for entry '{entryId}' it is not authorized for");
-            throw new RpcException(new Status(StatusCode.PermissionDenied, $"entry '{entryId}' is not authorized for agent {caller.Id}"));
+            throw new Writ.Protocol.Errors.WritException(IssuanceErrors.EntryUnauthorized, Writ.Protocol.Errors.WritErrorKind.PermissionDenied, $"entry '{entryId}' is not authorized for agent {caller.Id}");
         }
         if (entry.ExpiresAt is { } exp && exp <= server.Time.GetUtcNow())
         {
-            throw new RpcException(new Status(StatusCode.PermissionDenied, $"entry '{entryId}' expired at {exp:u}"));
+            throw new Writ.Protocol.Errors.WritException(IssuanceErrors.Denied, Writ.Protocol.Errors.WritErrorKind.PermissionDenied, $"entry '{entryId}' expired at {exp:u}");
         }
         return entry;
     }

@@ -46,9 +46,9 @@ public sealed class ErrorTranslationInterceptor(ILogger<ErrorTranslationIntercep
     {
         var (code, message) = e switch
         {
+            Writ.Protocol.Errors.WritException w => (Enum.Parse<StatusCode>(w.Kind.ToString()), $"{w.Code}: {w.Message}"),
             ValidationException => (StatusCode.InvalidArgument, e.Message),
             ArgumentException => (StatusCode.InvalidArgument, e.Message),   // the store's checks of malformed ids and fields
-            Issuance.IssuanceRateLimitedException => (StatusCode.ResourceExhausted, e.Message),
             StoreNotFoundException => (StatusCode.NotFound, e.Message),
             StoreConflictException => (StatusCode.AlreadyExists, e.Message),
             StoreUnavailableException => (StatusCode.Unavailable, e.Message),

@@ -24,7 +24,7 @@ public sealed class ServerContext
         Validator = new(options.TrustDomain, options.MaxTtl, time);
         Policy = new IssuancePolicyEngine(store.Policies, PolicyChanged, time, logs.CreateLogger<IssuancePolicyEngine>());
         Revocations = new RevocationService(store, ca, time, logs.CreateLogger<RevocationService>());
-        LedgerWriter = new LedgerGroupCommit(store);
+        LedgerWriter = new Ledger.LedgerWriter(store);
         Limits = new IssuanceLimits(options.Ledger, time);
         Checkpoints = new Ledger.LedgerCheckpointer(options.DataDir, store.Ledger, time, logs.CreateLogger<Ledger.LedgerCheckpointer>());
     }
@@ -49,8 +49,8 @@ public sealed class ServerContext
     /// <summary>Revocation: what to revoke, the deny list, the CRL (issue #6).</summary>
     public RevocationService Revocations { get; }
 
-    /// <summary>Issuance records, group-committed: concurrent issuances share one ledger transaction.</summary>
-    public LedgerGroupCommit LedgerWriter { get; }
+    /// <summary>The one ledger writer: records group-committed (concurrent issuances share one ledger transaction).</summary>
+    public Ledger.LedgerWriter LedgerWriter { get; }
 
     /// <summary>Rate limits on issuance and on recorded refusals (issue #12 item 7).</summary>
     public IssuanceLimits Limits { get; }

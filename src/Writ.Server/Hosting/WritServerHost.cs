@@ -337,11 +337,25 @@ public sealed class WritServerHost : IAsyncDisposable
         // once each loop is over — the checkpointer's last checkpoint included — even if the grace ran out meanwhile.
         await _app.StopAsync(CancellationToken.None).ConfigureAwait(false);
         await Task.WhenAll(loops.Select(l => l.Completion)).ConfigureAwait(false);
+        await FlushSuppressedDenialsAsync(log).ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
         await _server.Policy.DisposeAsync().ConfigureAwait(false);
         _server.Checkpoints.Dispose();
         // Then the socket file (only if still ours) and, last, the locks: a new server may start only once this one is gone.
         await _held.DisposeAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>The denials.suppressed summaries of windows still open, so no count of refusals left out is lost at shutdown.</summary>
+    private async Task FlushSuppressedDenialsAsync(ILogger log)
+    {
+        try
+        {
+            await new Issuance.IssuancePipeline(_server, log).FlushSuppressedDenialsAsync(all: true, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Storage.StoreUnavailableException)
+        {
+            // Logged by the pipeline (LedgerWriteFailed); the server stops anyway.
+        }
     }
 
     /// <summary>What a start-up holds, released in reverse on failure or at the end of the run.</summary>

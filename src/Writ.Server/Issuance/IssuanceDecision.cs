@@ -61,7 +61,7 @@ public static class IssuanceDecider
     /// <summary>The bare Cedar decision of a compiled set (also what-if replay uses it).</summary>
     public static (bool Allowed, IReadOnlyList<string> Determining, IReadOnlyList<string> Errors, TimeSpan? MaxTtl) Authorize(CompiledPolicySet set, CedarQuery query)
     {
-        var r = Authorizer.IsAuthorized(query.Request, set.Set, query.Entities);
+        var r = Authorizer.IsAuthorized(query.Request, set.Decisions, query.Entities);
         var determining = r.Reasons.Order(StringComparer.Ordinal).ToList();
         var errors = r.Errors.Select(e => e.ToString()).ToList();
         TimeSpan? cap = null;

@@ -6,7 +6,9 @@ namespace Writ.Server.Issuance;
 /// Per-agent and per-workload rate limits on issuance and on the refusals recorded in the ledger (issue #12 item 7).
 /// A workload is a registration entry served by one agent (all its replicas on that node share one budget, so forking
 /// new processes does not buy a new one). A refusal over the recording budget is not written but counted: the next
-/// refusal recorded for that workload says how many were left out (<c>suppressed_denials</c>).
+/// refusal recorded for that workload says how many were left out (<c>suppressed_denials</c>); the counts no later record
+/// carried are written as one <c>denials.suppressed</c> record per agent once its one-minute window has closed (issue #13
+/// item 9d), so a flood costs the ledger at most the agent's budget plus one summary a minute and no count is lost.
 /// X.509 and JWT issuance have separate budgets (each at the configured rates), so a workload that floods JWT requests
 /// (which, with fresh audiences, reach the server past the agent's cache) cannot starve the X.509 renewals of its own
 /// replicas or of the other workloads on its agent.
@@ -25,7 +27,17 @@ public sealed class IssuanceLimits(LedgerOptions options, TimeProvider time)
     private readonly KeyedTokenBuckets _denyAgent = new(options.DenialsPerAgent, time);
     private readonly KeyedTokenBuckets _denyWorkload = new(options.DenialsPerWorkload, time);
     private readonly Lock _lock = new();
-    private readonly Dictionary<string, long> _suppressed = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, SuppressedDenials> _suppressed = new(StringComparer.Ordinal);
+    private DateTimeOffset _nextSummary = DateTimeOffset.MaxValue;
+
+    private sealed class SuppressedDenials(DateTimeOffset since)
+    {
+        public DateTimeOffset Since { get; } = since;
+        public DateTimeOffset Last { get; set; } = since;
+        public long Total { get; set; }
+        public long Unattributed { get; set; }
+        public Dictionary<string, long> ByEntry { get; } = new(StringComparer.Ordinal);
+    }
 
     public LedgerOptions Options => options;
 
@@ -49,8 +61,9 @@ public sealed class IssuanceLimits(LedgerOptions options, TimeProvider time)
 
     /// <summary>
     /// Whether a refusal for this workload is recorded. When true, <paramref name="suppressed"/> is how many refusals of
-    /// this workload were not recorded since the last one that was (and the count starts again); when false the refusal
-    /// is counted and <paramref name="suppressed"/> is the count so far.
+    /// this workload were not recorded since the last one that was (the record carries that count, and the summary of
+    /// the agent no longer does); when false the refusal is counted for the agent's <c>denials.suppressed</c> summary
+    /// and <paramref name="suppressed"/> is this workload's count so far.
     /// </summary>
     public bool TryRecordDenial(string agentId, string entryId, out long suppressed)
     {
@@ -63,17 +76,98 @@ public sealed class IssuanceLimits(LedgerOptions options, TimeProvider time)
         }
         lock (_lock)
         {
+            _suppressed.TryGetValue(agentId, out var agent);
             if (ok)
             {
-                _suppressed.Remove(key, out suppressed);
+                suppressed = 0;
+                if (agent is not null && agent.ByEntry.Remove(entryId, out suppressed))
+                {
+                    agent.Total -= suppressed;
+                    if (agent.Total == 0)
+                        _suppressed.Remove(agentId);
+                }
                 return true;
             }
-            if (_suppressed.Count >= KeyedTokenBuckets.MaxKeys && !_suppressed.ContainsKey(key))
-                _suppressed.Clear();   // bounded memory: under a flood of distinct workloads the counts restart
-            _suppressed[key] = suppressed = _suppressed.GetValueOrDefault(key) + 1;
+            if (agent is null)
+            {
+                _suppressed[agentId] = agent = new SuppressedDenials(time.GetUtcNow());
+                if (agent.Since + SummaryWindow < _nextSummary)
+                    _nextSummary = agent.Since + SummaryWindow;
+            }
+            agent.Total++;
+            agent.Last = time.GetUtcNow();
+            // Bounded memory per agent: past MaxSummaryEntries workloads, the rest count in the total only.
+            if (agent.ByEntry.Count < MaxSummaryEntries || agent.ByEntry.ContainsKey(entryId))
+            {
+                suppressed = agent.ByEntry[entryId] = agent.ByEntry.GetValueOrDefault(entryId) + 1;
+            }
+            else
+            {
+                agent.Unattributed++;
+                suppressed = agent.Unattributed;
+            }
             return false;
         }
     }
+
+    /// <summary>
+    /// The summaries of refusals left out of the ledger whose window (one minute from the first one left out) has closed,
+    /// taken (each count is handed out once); all of them when <paramref name="all"/> (shutdown). Agents are attested
+    /// nodes, so the per-agent state is bounded by the nodes the server knows.
+    /// </summary>
+    public IReadOnlyList<SuppressedSummary> TakeSuppressedSummaries(bool all = false)
+    {
+        var now = time.GetUtcNow();
+        lock (_lock)
+        {
+            if (_suppressed.Count == 0 || (!all && now < _nextSummary))
+                return [];
+            var due = new List<SuppressedSummary>();
+            var next = DateTimeOffset.MaxValue;
+            foreach (var (agentId, a) in _suppressed.ToList())
+            {
+                if (all || a.Since + SummaryWindow <= now)
+                {
+                    _suppressed.Remove(agentId);
+                    if (a.Total > 0)
+                        due.Add(new SuppressedSummary(agentId, a.Total, a.ByEntry.Where(e => e.Value > 0).OrderByDescending(e => e.Value).ThenBy(e => e.Key, StringComparer.Ordinal).ToList(), a.Since, a.Last));
+                }
+                else if (a.Since + SummaryWindow < next)
+                {
+                    next = a.Since + SummaryWindow;
+                }
+            }
+            _nextSummary = next;
+            return due;
+        }
+    }
+
+    /// <summary>Puts taken summaries back (their ledger write failed): they are handed out again with the next ones.</summary>
+    public void ReturnSuppressedSummaries(IReadOnlyList<SuppressedSummary> summaries)
+    {
+        lock (_lock)
+        {
+            foreach (var r in summaries)
+            {
+                if (!_suppressed.TryGetValue(r.AgentId, out var a))
+                    _suppressed[r.AgentId] = a = new SuppressedDenials(r.First);
+                a.Total += r.Count;
+                a.Unattributed += r.Count - r.ByEntry.Sum(e => e.Value);
+                foreach (var (entry, n) in r.ByEntry)
+                    a.ByEntry[entry] = a.ByEntry.GetValueOrDefault(entry) + n;
+                if (r.Last > a.Last)
+                    a.Last = r.Last;
+                if (a.Since + SummaryWindow < _nextSummary)
+                    _nextSummary = a.Since + SummaryWindow;
+            }
+        }
+    }
+
+    /// <summary>A <c>denials.suppressed</c> summary closes this long after the first refusal it counts.</summary>
+    public static readonly TimeSpan SummaryWindow = TimeSpan.FromMinutes(1);
+
+    /// <summary>Workloads counted one by one in an agent's summary; the rest count in its total only.</summary>
+    public const int MaxSummaryEntries = 1000;
 
     /// <summary>The one-line refusal for a spent budget ("workload" or "agent").</summary>
     public static string RateLimitedReason(string scope, string agentId, string spiffeId) => scope == "agent"
@@ -83,8 +177,15 @@ public sealed class IssuanceLimits(LedgerOptions options, TimeProvider time)
     private static string Workload(string agentId, string entryId) => agentId + "|" + entryId;
 }
 
+/// <summary>
+/// Refusals of one agent left out of the ledger in one window: how many in all, how many per registration entry (those
+/// whose count no later record of theirs carried), and when the first and the last were.
+/// </summary>
+public sealed record SuppressedSummary(string AgentId, long Count, IReadOnlyList<KeyValuePair<string, long>> ByEntry, DateTimeOffset First, DateTimeOffset Last);
+
 /// <summary>An issuance over a rate limit (gRPC ResourceExhausted): the message says which limit and to retry later.</summary>
-public sealed class IssuanceRateLimitedException(string message) : Exception(message);
+public sealed class IssuanceRateLimitedException(string message)
+    : Writ.Protocol.Errors.WritException(IssuanceErrors.RateLimited, Writ.Protocol.Errors.WritErrorKind.ResourceExhausted, message);
 
 /// <summary>Token buckets by key: each holds at most one minute's worth (<c>perMinute</c>) and refills continuously.</summary>
 internal sealed class KeyedTokenBuckets(int perMinute, TimeProvider time)

@@ -12,7 +12,8 @@ using Writ.Protocol.Evidence;
 namespace Writ.Server.Issuance;
 
 /// <summary>One workload X.509-SVID request of a batch: the entry, the CSR and the evidence (or why the evidence was refused).</summary>
-public sealed record X509SvidRequest(string EntryId, ReadOnlyMemory<byte> Csr, WorkloadEvidence? Evidence, string? EvidenceError = null, string? RawInstanceId = null)
+public sealed record X509SvidRequest(string EntryId, ReadOnlyMemory<byte> Csr, WorkloadEvidence? Evidence, string? EvidenceError = null, string? RawInstanceId = null,
+    string EvidenceErrorCode = IssuanceErrors.BadEvidence)
 {
     /// <summary>
     /// The instance the request is for; when its evidence was refused, the id as the agent sent it, so the agent applies
@@ -24,8 +25,11 @@ public sealed record X509SvidRequest(string EntryId, ReadOnlyMemory<byte> Csr, W
 /// <summary>A signed X.509-SVID: the DER leaf and chain, and the decision that allowed it.</summary>
 public sealed record X509Issued(RegistrationEntry Entry, SignedX509Leaf Leaf, IReadOnlyList<byte[]> ChainAboveLeaf, string DecisionId, string InstanceId);
 
-/// <summary>A refused request. <see cref="DecisionId"/> is null when no decision was made (unknown entry, bad CSR).</summary>
-public sealed record IssuanceDenial(string EntryId, string InstanceId, string? DecisionId, string Reason, int Code);
+/// <summary>
+/// A refused request. <see cref="DecisionId"/> is null when no decision was made (unknown entry, bad CSR);
+/// <see cref="Code"/> is the gRPC status code, <see cref="ErrorCode"/> the stable one (<see cref="IssuanceErrors"/>).
+/// </summary>
+public sealed record IssuanceDenial(string EntryId, string InstanceId, string? DecisionId, string Reason, int Code, string ErrorCode);
 
 public sealed record X509Batch(IReadOnlyList<X509Issued> Issued, IReadOnlyList<IssuanceDenial> Denials);
 
@@ -55,7 +59,7 @@ public sealed class PipelineTimings
 /// out before its ledger record is durable: if the ledger write fails, the caller gets <see cref="StoreUnavailableException"/>
 /// (gRPC Unavailable) and no credential.
 /// </summary>
-public sealed class IssuancePipeline(ServerContext server, ILogger log)
+public sealed partial class IssuancePipeline(ServerContext server, ILogger log)
 {
     /// <summary>When set, every stage's time is added here (benchmarks only; costs two timestamps per stage).</summary>
     public PipelineTimings? Timings { get; set; }
@@ -80,18 +84,18 @@ public sealed class IssuancePipeline(ServerContext server, ILogger log)
             if (entry is null || !parents.Contains(entry.ParentId, StringComparer.Ordinal))
             {
                 ServerLog.AgentRefused(log, "sign", $"{caller.SpiffeId} asked for entry '{r.EntryId}' it is not authorized for");
-                denials.Add(new IssuanceDenial(r.EntryId, r.InstanceId, null, $"entry '{r.EntryId}' is not authorized for agent {caller.SpiffeId}", 7));
+                denials.Add(new IssuanceDenial(r.EntryId, r.InstanceId, null, $"entry '{r.EntryId}' is not authorized for agent {caller.SpiffeId}", 7, IssuanceErrors.EntryUnauthorized));
                 continue;
             }
             if (r.EvidenceError is not null)
             {
-                denials.Add(new IssuanceDenial(r.EntryId, r.InstanceId, null, r.EvidenceError, 3));
+                denials.Add(new IssuanceDenial(r.EntryId, r.InstanceId, null, r.EvidenceError, 3, r.EvidenceErrorCode));
                 continue;
             }
             if (server.Limits.TryIssueX509(caller.SpiffeId, entry.Id) is { } spent)
             {
                 var reason = IssuanceLimits.RateLimitedReason(spent, caller.SpiffeId, entry.SpiffeId);
-                denials.Add(new IssuanceDenial(entry.Id, r.InstanceId, null, reason, 8));
+                denials.Add(new IssuanceDenial(entry.Id, r.InstanceId, null, reason, 8, IssuanceErrors.RateLimited));
                 if (RateLimitedEvent(caller.SpiffeId, entry, "x509", spent, now) is { } limited)
                     events.Add(limited);
                 continue;
@@ -105,7 +109,7 @@ public sealed class IssuancePipeline(ServerContext server, ILogger log)
             }
             catch (Registration.ValidationException e)
             {
-                denials.Add(new IssuanceDenial(r.EntryId, r.InstanceId, null, e.Message, 3));
+                denials.Add(new IssuanceDenial(r.EntryId, r.InstanceId, null, e.Message, 3, IssuanceErrors.BadCsr));
                 continue;
             }
             var requested = server.Issuer.X509Ttl(entry, now);
@@ -115,7 +119,7 @@ public sealed class IssuancePipeline(ServerContext server, ILogger log)
             if (!d.Allowed)
             {
                 ServerLog.IssuanceDenied(log, d.Id, d.Action, entry.SpiffeId, caller.SpiffeId, d.Reason);
-                denials.Add(new IssuanceDenial(entry.Id, r.InstanceId, d.Id, d.Reason, 7));
+                denials.Add(new IssuanceDenial(entry.Id, r.InstanceId, d.Id, d.Reason, 7, IssuanceErrors.Denied));
                 if (RecordDenial(caller.SpiffeId, entry.Id, new JsonObject { ["requested_ttl_seconds"] = (long)requested.TotalSeconds }) is { } extra)
                     events.Add(Event("issuance.denied", caller.SpiffeId, entry.SpiffeId, d, IssuanceDecider.RecordData(d, "x509", caller.SpiffeId, entry.SpiffeId, entry.Id, r.Evidence, extra), now));
                 continue;
@@ -302,6 +306,30 @@ public sealed class IssuancePipeline(ServerContext server, ILogger log)
         return new LedgerEvent { At = now, Kind = "issuance.rate_limited", Actor = agentId, Subject = entry.SpiffeId, DataJson = WritCedar.Canonical(data) };
     }
 
+    /// <summary>The record of refusals left out of the ledger for one agent: how many, per entry, first and last.</summary>
+    private LedgerEvent SuppressedEvent(SuppressedSummary s)
+    {
+        var entries = new JsonObject();
+        foreach (var (entry, n) in s.ByEntry)
+            entries[entry] = n;
+        ServerLog.DenialSummaryRecorded(log, s.AgentId, s.Count);
+        return new LedgerEvent
+        {
+            At = server.Time.GetUtcNow(),
+            Kind = "denials.suppressed",
+            Actor = "server",
+            Subject = s.AgentId,
+            DataJson = WritCedar.Canonical(new JsonObject
+            {
+                ["agent"] = s.AgentId,
+                ["count"] = s.Count,
+                ["entries"] = entries,
+                ["first_at"] = s.First.ToUniversalTime().ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture),
+                ["last_at"] = s.Last.ToUniversalTime().ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture),
+            }),
+        };
+    }
+
     private static LedgerEvent Event(string kind, string actor, string subject, IssuanceDecision d, string data, DateTimeOffset at) => new()
     {
         At = at,
@@ -312,9 +340,21 @@ public sealed class IssuancePipeline(ServerContext server, ILogger log)
         DataJson = data,
     };
 
-    /// <summary>One ledger append; a failure means nothing is handed out.</summary>
-    private async Task RecordAsync(IReadOnlyList<LedgerEvent> events, IReadOnlyList<IssuedCredential> credentials, CancellationToken ct)
+    /// <summary>
+    /// Writes the <c>denials.suppressed</c> summaries whose window has closed (all of them when <paramref name="all"/>,
+    /// e.g. at shutdown). Issuance writes do this on their way; this is for when no issuance comes.
+    /// </summary>
+    public Task FlushSuppressedDenialsAsync(bool all, CancellationToken ct) => RecordAsync([], [], ct, all);
+
+    /// <summary>
+    /// One ledger append (with the due <c>denials.suppressed</c> summaries in front); a failure means nothing is handed
+    /// out, and the summaries are kept for the next write.
+    /// </summary>
+    private async Task RecordAsync(IReadOnlyList<LedgerEvent> events, IReadOnlyList<IssuedCredential> credentials, CancellationToken ct, bool allSummaries = false)
     {
+        var summaries = server.Limits.TakeSuppressedSummaries(allSummaries);
+        if (summaries.Count > 0)
+            events = [.. summaries.Select(SuppressedEvent), .. events];
         if (events.Count == 0)
             return;
         var t0 = Stopwatch.GetTimestamp();
@@ -322,8 +362,11 @@ public sealed class IssuancePipeline(ServerContext server, ILogger log)
         {
             await server.LedgerWriter.AppendAsync(events, credentials).WaitAsync(ct).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is not OperationCanceledException)
+        catch (Exception e)
         {
+            server.Limits.ReturnSuppressedSummaries(summaries);
+            if (e is OperationCanceledException)
+                throw;
             ServerLog.LedgerWriteFailed(log, events.Count, e.Message);
             throw new StoreUnavailableException("the issuance could not be recorded in the ledger, so no credential was handed out: check the server's store, then retry", e);
         }

@@ -28,6 +28,9 @@ public sealed record IdentityFacts(string SpiffeId, string TrustDomain, string P
     }
 
     public static IdentityFacts OfAgent(Writ.Spiffe.SpiffeId id) => new(id.ToString(), id.TrustDomain.Name, id.Path, "", "", "", false, []);
+
+    /// <summary>An identity minted by an admin: no entry, no parent.</summary>
+    public static IdentityFacts OfMint(Writ.Spiffe.SpiffeId id, IReadOnlyList<string> dnsNames) => new(id.ToString(), id.TrustDomain.Name, id.Path, "", "", "", false, dnsNames);
 }
 
 /// <summary>A Cedar request with the entities it is decided over.</summary>
@@ -44,10 +47,19 @@ public static class WritCedar
     public const string WorkloadType = "Writ::Workload";
     public const string IdentityType = "Writ::Identity";
     public const string ActionType = "Writ::Action";
+    public const string AdminType = "Writ::Admin";
 
     public static readonly EntityUid AttestNode = new(ActionType, "AttestNode");
     public static readonly EntityUid IssueX509Svid = new(ActionType, "IssueX509Svid");
     public static readonly EntityUid IssueJwtSvid = new(ActionType, "IssueJwtSvid");
+    public static readonly EntityUid AdminMintX509Svid = new(ActionType, "AdminMintX509Svid");
+    public static readonly EntityUid AdminMintJwtSvid = new(ActionType, "AdminMintJwtSvid");
+
+    /// <summary>An admin API caller ("uid:N").</summary>
+    public static Entity Admin(string caller) => new(new EntityUid(AdminType, caller), new Dictionary<string, Value>(StringComparer.Ordinal)
+    {
+        ["caller"] = Value.Of(caller),
+    });
 
     public static Entity Node(NodeFacts n) => new(new EntityUid(NodeType, n.SpiffeId), new Dictionary<string, Value>(StringComparer.Ordinal)
     {

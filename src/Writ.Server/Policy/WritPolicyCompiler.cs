@@ -9,7 +9,17 @@ using Writ.Server.Storage;
 namespace Writ.Server.Policy;
 
 /// <summary>A policy set ready for decisions: the parsed, schema-validated policies and each permit's <c>@max_ttl</c>.</summary>
-public sealed record CompiledPolicySet(PolicySet Set, IReadOnlyDictionary<string, TimeSpan> MaxTtl, IReadOnlyList<PolicyFileRecord> Files, string Sha256);
+public sealed record CompiledPolicySet(PolicySet Set, IReadOnlyDictionary<string, TimeSpan> MaxTtl, IReadOnlyList<PolicyFileRecord> Files, string Sha256)
+{
+    private PolicySet? _decisions;
+
+    /// <summary>
+    /// What decisions are made with: the pushed policies (<see cref="Set"/>) and Writ's built-in permits, which apply to
+    /// admin-only actions (<see cref="WritPolicyCompiler.BuiltinAdminMintId"/>), so admin minting works with every set
+    /// pushed before it was policy-gated, and a forbid of the identity team still wins.
+    /// </summary>
+    public PolicySet Decisions => _decisions ??= new PolicySet([.. Set.All, .. WritPolicyCompiler.Builtins]);
+}
 
 /// <summary>
 /// Turns pushed policy files into a <see cref="CompiledPolicySet"/>: each file parsed (ids from <c>@id</c>, otherwise
@@ -36,6 +46,29 @@ public static class WritPolicyCompiler
 
     /// <summary>The default policy set (SPIRE's behaviour), installed as version 1 on first start.</summary>
     public static IReadOnlyList<PolicyFileRecord> DefaultFiles { get; } = [new("default.cedar", Resource("Writ.Server.Policy.default.cedar"))];
+
+    /// <summary>The id of the built-in permit of <c>AdminMintX509Svid</c> and <c>AdminMintJwtSvid</c> (reserved: a pushed policy may not use it).</summary>
+    public const string BuiltinAdminMintId = "writ-builtin-admin-mint";
+
+    private static readonly Lazy<IReadOnlyList<CedarPolicy>> LazyBuiltins = new(() =>
+    {
+        const string text = $$"""
+            @id("{{BuiltinAdminMintId}}")
+            permit (
+              principal,
+              action in [Writ::Action::"AdminMintX509Svid", Writ::Action::"AdminMintJwtSvid"],
+              resource
+            );
+            """;
+        if (!PolicySet.TryParse(text, out var set, out var errors) || Validator.Validate(set!, Schema).Errors.Count > 0)
+        {
+            throw new InvalidOperationException("the built-in admin-mint permit does not compile: " + string.Join("; ", errors.Select(e => e.Message)));
+        }
+        return set!.All;
+    });
+
+    /// <summary>Writ's built-in permits, added to every set at decision time (<see cref="CompiledPolicySet.Decisions"/>).</summary>
+    public static IReadOnlyList<CedarPolicy> Builtins => LazyBuiltins.Value;
 
     public static bool TryCompile(IReadOnlyList<PolicyFileRecord> files, out CompiledPolicySet? compiled, out IReadOnlyList<string> errors)
     {
@@ -72,6 +105,11 @@ public static class WritPolicyCompiler
                 if (p.IsTemplate)
                 {
                     errs.Add($"{f.Name}:{p.Span.Line}:{p.Span.Column}: policy {named.Id} is a template; Writ takes static policies only");
+                    continue;
+                }
+                if (named.Id == BuiltinAdminMintId)
+                {
+                    errs.Add($"{f.Name}:{p.Span.Line}:{p.Span.Column}: policy id '{named.Id}' is reserved for Writ's built-in permit of admin minting; restrict admin minting with a forbid policy of another id");
                     continue;
                 }
                 if (origin.TryGetValue(named.Id, out var other))

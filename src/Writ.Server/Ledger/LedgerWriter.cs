@@ -1,14 +1,22 @@
 using Writ.Server.Storage;
 
-namespace Writ.Server.Issuance;
+namespace Writ.Server.Ledger;
 
 /// <summary>
-/// Group commit for issuance records: concurrent appends that arrive while a ledger transaction is being written are
+/// The one writer of the ledger: the only caller of <see cref="ILedgerStore.AppendAsync"/>. Issuance and denial
+/// records, admin mints and agent reports (<c>jwt.replay</c>) all come through here. Records of an admin change that
+/// must commit with the change itself (entries, nodes, join tokens, policy versions, revocations) are handed to that
+/// store write as its <c>audit</c> events instead: the store's transaction appends them with the same chaining code
+/// (<c>SqlLedgerStore.AppendInTxAsync</c>) that <see cref="ILedgerStore.AppendAsync"/> runs, so there is one append
+/// and one hash chain, and a change never commits without its record.
+/// <para>
+/// Group commit: concurrent appends that arrive while a ledger transaction is being written are
 /// batched into the next one, so N concurrent issuances cost one commit (one fsync) instead of N. Each caller's task
 /// completes only when the transaction holding its records has committed, and fails if it failed — so a credential is
 /// never handed out before its record is durable. The order of records within the ledger follows arrival order.
+/// </para>
 /// </summary>
-public sealed class LedgerGroupCommit(IWritStore store)
+public sealed class LedgerWriter(IWritStore store)
 {
     /// <summary>At most this many records per transaction; the rest wait for the next one.</summary>
     public const int MaxEventsPerCommit = 4096;
@@ -23,6 +31,23 @@ public sealed class LedgerGroupCommit(IWritStore store)
     public long Commits => Interlocked.Read(ref _commits);
 
     private long _commits;
+
+    /// <summary>
+    /// Appends and waits for the commit; <paramref name="ct"/> stops the wait, not the write (once queued, records are
+    /// written). A store failure becomes <see cref="StoreUnavailableException"/> with <paramref name="unrecorded"/> as
+    /// its message (say what was not handed out or done, and to retry).
+    /// </summary>
+    public async Task RecordAsync(IReadOnlyList<LedgerEvent> events, IReadOnlyList<IssuedCredential> issued, string unrecorded, CancellationToken ct)
+    {
+        try
+        {
+            await AppendAsync(events, issued).WaitAsync(ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            throw new StoreUnavailableException(unrecorded, e);
+        }
+    }
 
     /// <summary>Completes when the records are durable; throws what the store threw if the transaction failed.</summary>
     public Task AppendAsync(IReadOnlyList<LedgerEvent> events, IReadOnlyList<IssuedCredential> issued)

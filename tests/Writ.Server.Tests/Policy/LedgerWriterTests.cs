@@ -1,11 +1,11 @@
-using Writ.Server.Issuance;
+using Writ.Server.Ledger;
 using Writ.Server.Storage;
 using Writ.Server.Tests.Ca;
 
 namespace Writ.Server.Tests.Policy;
 
 /// <summary>Group commit: concurrent appends share transactions, every caller waits for its own commit, failures reach every caller of the batch.</summary>
-public sealed class LedgerGroupCommitTests
+public sealed class LedgerWriterTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
@@ -23,7 +23,7 @@ public sealed class LedgerGroupCommitTests
     public async Task Concurrent_appends_are_all_durable_in_fewer_transactions_and_chained_in_order()
     {
         await using var h = await CaHarness.CreateAsync();
-        var writer = new LedgerGroupCommit(h.Store);
+        var writer = new LedgerWriter(h.Store);
         var tasks = Enumerable.Range(0, 200).Select(i => Task.Run(() => writer.AppendAsync([Event(i)], [new IssuedCredential
         {
             Kind = "x509", Id = i.ToString("X8", System.Globalization.CultureInfo.InvariantCulture), SpiffeId = "spiffe://example.org/w",
@@ -47,7 +47,7 @@ public sealed class LedgerGroupCommitTests
     {
         await using var h = await CaHarness.CreateAsync();
         var store = new FlakyLedgerStore(h.Store) { FailLedger = true };
-        var writer = new LedgerGroupCommit(store);
+        var writer = new LedgerWriter(store);
         var failing = Enumerable.Range(0, 20).Select(i => writer.AppendAsync([Event(i)], [])).ToArray();
         foreach (var t in failing)
         {
