@@ -83,6 +83,25 @@ public static class IlScanner
         return found;
     }
 
+    /// <summary>The native imports (DllImport, and what LibraryImport generates) an assembly declares: (outermost type, method, library).</summary>
+    public static IEnumerable<(string Type, string Method, string Library)> NativeImports(Stream pe)
+    {
+        using var peReader = new PEReader(pe, PEStreamOptions.LeaveOpen);
+        var md = peReader.GetMetadataReader();
+        var found = new List<(string, string, string)>();
+        foreach (var typeHandle in md.TypeDefinitions)
+            foreach (var methodHandle in md.GetTypeDefinition(typeHandle).GetMethods())
+            {
+                var method = md.GetMethodDefinition(methodHandle);
+                if ((method.Attributes & MethodAttributes.PinvokeImpl) == 0)
+                    continue;
+                var import = method.GetImport();
+                var library = import.Module.IsNil ? "" : md.GetString(md.GetModuleReference(import.Module).Name);
+                found.Add((OutermostName(md, typeHandle), md.GetString(method.Name), library));
+            }
+        return found;
+    }
+
     // (IL offset of the instruction, metadata token) for every instruction whose operand is a method.
     private static IEnumerable<(int Offset, int Token)> MethodOperands(byte[] il)
     {

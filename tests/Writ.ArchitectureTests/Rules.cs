@@ -125,3 +125,29 @@ public static class LedgerWriterRule
     public static IEnumerable<IlUse> Violations(IEnumerable<IlUse> uses, IReadOnlyCollection<string> storeTypes, IReadOnlyCollection<string> allowed) =>
         uses.Where(u => IsAppend(u, storeTypes)).Where(u => u.Caller != Writer && !allowed.Contains(u.Caller));
 }
+
+/// <summary>
+/// One libc binding: only <c>Writ.Protocol.Interop.Libc</c> declares imports from libc; every project calls it.
+/// </summary>
+public static class LibcBindingRule
+{
+    public const string Binding = "Writ.Protocol.Interop.Libc";
+
+    /// <summary>
+    /// Types that still declare their own libc imports on this branch, in folders other #13 lanes are rewriting
+    /// (workload attestation: evidence lane; the instance and descriptor-limit loops: hosted lane). The integrator moves
+    /// their calls to Libc after merging them, and removes each entry, down to none; a stale entry fails the test.
+    /// </summary>
+    public static readonly string[] AllowedDuringTransition =
+    [
+        "Writ.Agent.WorkloadAttestation.ExecutableStorage",
+        "Writ.Agent.Instances.PidfdWatcher",
+        "Writ.Agent.WorkloadApi.FileDescriptorLimit",
+    ];
+
+    public static bool IsLibc(string library) => library is "libc" or "c" || library.StartsWith("libc.", StringComparison.Ordinal);
+
+    public static IEnumerable<string> Violations(IEnumerable<(string Type, string Method, string Library)> imports, IReadOnlyCollection<string> allowed) =>
+        imports.Where(i => IsLibc(i.Library) && i.Type != Binding && !allowed.Contains(i.Type))
+            .Select(i => $"{i.Type}.{i.Method} imports {i.Library}: call Writ.Protocol.Interop.Libc (add the function there if it is missing)");
+}
