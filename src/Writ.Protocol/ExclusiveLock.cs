@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
+using Writ.Protocol.Interop;
 
 namespace Writ.Protocol;
 

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using Writ.Protocol.Interop;
 
 namespace Writ.Protocol;
 

@@ -109,6 +109,61 @@ public sealed class AuditCliTests
         Expect.OneLineError(await server.WritAsync("audit", "verify", "--anchor", "abc"), "--anchor must be 64 hex digits");
     }
 
+    private static async Task<string> MintAndRevokeAsync(ServerProcess server, TempDir dir, string name)
+    {
+        var mint = await server.WritAsync("x509", "mint", "--spiffe-id", $"spiffe://example.org/{name}", "--write", dir[name], "--output", "json");
+        Assert.True(mint.ExitCode == 0, mint.ToString());
+        using var leaf = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificateFromFile(dir[$"{name}/svid.pem"]);
+        var revoke = await server.WritAsync("revoke", "--serial", leaf.SerialNumber, "--reason", "key leaked");
+        Assert.True(revoke.ExitCode == 0, revoke.ToString());
+        return leaf.SerialNumber;
+    }
+
+    [Fact]
+    public async Task Un_revoking_a_certificate_or_revoking_one_in_the_database_makes_verify_name_the_serial()
+    {
+        using var dir = new TempDir();
+        await using var server = await ServerProcess.StartAsync(dir["server"]);
+        var db = Path.Combine(dir["server"], "writ.db");
+        var leaked = await MintAndRevokeAsync(server, dir, "leaked");
+        var other = await MintAndRevokeAsync(server, dir, "other");
+        var before = await server.WritAsync("audit", "verify");
+        Assert.True(before.ExitCode == 0, before.ToString());
+        Assert.Contains("revocations table matches the ledger's 2 revocation records", before.Stdout, StringComparison.Ordinal);
+
+        // An attacker un-revokes the leaked certificate: its row goes, its svid.revoked record (hash-chained) stays.
+        await Sqlite3Async(db, $"CREATE TABLE saved AS SELECT * FROM revocations WHERE id = '{leaked}'; DELETE FROM revocations WHERE id = '{leaked}'");
+        var unrevoked = await server.WritAsync("audit", "verify");
+        Assert.Equal(1, unrevoked.ExitCode);
+        Expect.OneLineError(unrevoked, $"X.509 serial {leaked} is revoked in the ledger (record ");
+        Assert.Contains("but missing from the revocations table", unrevoked.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain(other, unrevoked.Stderr, StringComparison.Ordinal);
+
+        // Put back as it was, it verifies again: the check is about that row.
+        await Sqlite3Async(db, "INSERT INTO revocations SELECT * FROM saved; DROP TABLE saved");
+        var restored = await server.WritAsync("audit", "verify");
+        Assert.True(restored.ExitCode == 0, restored.ToString());
+
+        // A revocation slipped into the table without a ledger record.
+        await Sqlite3Async(db, "INSERT INTO revocations (kind, id, spiffe_id, entry_id, instance_id, revoked_at_us, expires_at_us, reason, revision) " +
+            "SELECT 'x509', 'DEADBEEF01', spiffe_id, entry_id, instance_id, revoked_at_us, expires_at_us, 'quiet', revision FROM revocations LIMIT 1");
+        var inserted = await server.WritAsync("audit", "verify");
+        Assert.Equal(1, inserted.ExitCode);
+        Expect.OneLineError(inserted, "X.509 serial DEADBEEF01 is in the revocations table but the ledger has no svid.revoked record of it");
+
+        // Both at once: the JSON lists every mismatch, the one line names the first and counts the rest.
+        await Sqlite3Async(db, $"DELETE FROM revocations WHERE id = '{other}'");
+        var json = await server.WritAsync("audit", "verify", "--output", "json");
+        Assert.Equal(1, json.ExitCode);
+        using var doc = JsonDocument.Parse(json.Stdout);
+        Assert.False(doc.RootElement.GetProperty("ok").GetBoolean());
+        var mismatches = doc.RootElement.GetProperty("revocation_mismatches").EnumerateArray().Select(m => m.GetString()!).ToList();
+        Assert.Equal(2, mismatches.Count);
+        Assert.Contains(mismatches, m => m.Contains("DEADBEEF01", StringComparison.Ordinal));
+        Assert.Contains(mismatches, m => m.Contains(other, StringComparison.Ordinal) && m.Contains("missing from the revocations table", StringComparison.Ordinal));
+        Assert.Contains("and 1 more revocation mismatches", json.Stderr, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Altering_one_ledger_row_in_the_database_makes_verify_name_that_row()
     {

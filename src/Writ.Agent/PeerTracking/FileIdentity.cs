@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
+using Writ.Protocol.Interop;
 
 namespace Writ.Agent.PeerTracking;
 
@@ -21,7 +22,7 @@ public readonly record struct FileIdentity(ulong Device, ulong Inode, long Size,
     public static bool TryGet(string path, out FileIdentity identity, out string? error)
     {
         ArgumentNullException.ThrowIfNull(path);
-        return TryStatx(AtFdCwd, path, 0, out identity, out error);
+        return TryStatx(Libc.AtFdCwd, path, 0, out identity, out error);
     }
 
     /// <summary>statx of an open file (AT_EMPTY_PATH): the identity of exactly what is being read.</summary>
@@ -33,7 +34,7 @@ public readonly record struct FileIdentity(ulong Device, ulong Inode, long Size,
         {
             handle.DangerousAddRef(ref added);
             int fd = checked((int)handle.DangerousGetHandle());
-            return TryStatx(fd, string.Empty, AtEmptyPath, out identity, out error);
+            return TryStatx(fd, string.Empty, Libc.AtEmptyPath, out identity, out error);
         }
         finally
         {
@@ -44,8 +45,6 @@ public readonly record struct FileIdentity(ulong Device, ulong Inode, long Size,
         }
     }
 
-    private const int AtFdCwd = -100;
-    private const int AtEmptyPath = 0x1000;
     private const uint StatxBasicStats = 0x7ff;
     private const int StatxBufferSize = 256;
 
@@ -59,18 +58,14 @@ public readonly record struct FileIdentity(ulong Device, ulong Inode, long Size,
         }
 
         Span<byte> buffer = stackalloc byte[StatxBufferSize];
-        if (NativeMethods.Statx(dirFd, path, flags, StatxBasicStats, ref MemoryMarshal.GetReference(buffer)) != 0)
+        if (Libc.Statx(dirFd, path, flags, StatxBasicStats, buffer) != 0)
         {
             int errno = Marshal.GetLastPInvokeError();
             error = $"statx failed with errno {errno} ({Marshal.GetPInvokeErrorMessage(errno)})";
             return false;
         }
 
-        // struct statx layout (identical on every architecture):
-        //   0 u32 mask, 4 u32 blksize, 8 u64 attributes, 16 u32 nlink, 20 u32 uid, 24 u32 gid,
-        //   28 u16 mode, 32 u64 ino, 40 u64 size, 48 u64 blocks, 56 u64 attributes_mask,
-        //   64 atime, 80 btime, 96 ctime, 112 mtime (each {s64 sec; u32 nsec; s32 pad}),
-        //   128 u32 rdev_major, 132 rdev_minor, 136 u32 dev_major, 140 dev_minor.
+        // struct statx's layout (one on every architecture) is on Libc.Statx.
         ReadOnlySpan<byte> b = buffer;
         ulong ino = MemoryMarshal.Read<ulong>(b[32..]);
         long size = (long)MemoryMarshal.Read<ulong>(b[40..]);
@@ -82,17 +77,5 @@ public readonly record struct FileIdentity(ulong Device, ulong Inode, long Size,
         identity = new FileIdentity((devMajor << 32) | devMinor, ino, size, mtime, ctime) { IsRegularFile = (mode & 0xF000) == 0x8000 };
         error = null;
         return true;
-    }
-
-    private static class NativeMethods
-    {
-        [DllImport("libc", EntryPoint = "statx", SetLastError = true)]
-        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
-        public static extern int Statx(
-            int dirFd,
-            [MarshalAs(UnmanagedType.LPUTF8Str)] string path,
-            int flags,
-            uint mask,
-            ref byte buffer);
     }
 }

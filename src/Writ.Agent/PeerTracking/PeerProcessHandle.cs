@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
+using Writ.Protocol.Interop;
 
 namespace Writ.Agent.PeerTracking;
 
@@ -145,7 +146,7 @@ public sealed class PeerProcessHandle : IDisposable
             {
                 _pidfd.DangerousAddRef(ref added);
                 int fd = checked((int)_pidfd.DangerousGetHandle());
-                if (NativeMethods.PidfdSendSignal(fd, 0, IntPtr.Zero, 0) == 0)
+                if (Libc.PidfdSendSignal(fd, 0, 0, 0) == 0)
                 {
                     return true;
                 }
@@ -191,11 +192,11 @@ public sealed class PeerProcessHandle : IDisposable
             try
             {
                 _pidfd.DangerousAddRef(ref added);
-                var pfd = new PollFd { Fd = checked((int)_pidfd.DangerousGetHandle()), Events = PollIn };
+                var pfd = new PollFd(checked((int)_pidfd.DangerousGetHandle()), PollIn, 0);
                 int n;
                 do
                 {
-                    n = NativeMethods.Poll(ref pfd, 1, 0);
+                    n = Libc.Poll(ref pfd, 1, 0);
                 }
                 while (n < 0 && Marshal.GetLastPInvokeError() == EINTR);
                 return n != 0;
@@ -213,28 +214,9 @@ public sealed class PeerProcessHandle : IDisposable
     private const short PollIn = 1;
     private const int EINTR = 4;
 
-    [StructLayout(LayoutKind.Sequential)]
-    private struct PollFd
-    {
-        public int Fd;
-        public short Events;
-        public short Revents;
-    }
-
     private const int EPERM = 1;
     private const int ENOSYS = 38;
     private static volatile bool s_noSignalCall;
 
     public void Dispose() => _pidfd.Dispose();
-
-    private static class NativeMethods
-    {
-        [DllImport("libc", EntryPoint = "pidfd_send_signal", SetLastError = true)]
-        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
-        public static extern int PidfdSendSignal(int pidfd, int sig, IntPtr info, uint flags);
-
-        [DllImport("libc", EntryPoint = "poll", SetLastError = true)]
-        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
-        public static extern int Poll(ref PollFd fds, nuint count, int timeoutMs);
-    }
 }

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using System.Text;
+using Writ.Protocol.Interop;
 
 namespace Writ.Agent.PeerTracking;
 
@@ -69,7 +70,7 @@ internal static class ProcFile
         int fd;
         do
         {
-            fd = NativeMethods.Open(path, OReadOnlyCloexec);
+            fd = Libc.Open(path, OReadOnlyCloexec, 0);
         }
         while (fd < 0 && Marshal.GetLastPInvokeError() == EINTR);
         if (fd < 0)
@@ -95,7 +96,7 @@ internal static class ProcFile
                     t_bytes = bytes;
                 }
 
-                nint n = NativeMethods.Read(fd, ref bytes[length], bytes.Length - length);
+                nint n = Libc.Read(fd, ref bytes[length], bytes.Length - length);
                 if (n < 0)
                 {
                     int errno = Marshal.GetLastPInvokeError();
@@ -117,7 +118,7 @@ internal static class ProcFile
         }
         finally
         {
-            _ = NativeMethods.Close(fd);
+            _ = Libc.Close(fd);
         }
 
         ReadOnlySpan<byte> content = bytes.AsSpan(0, length);
@@ -176,20 +177,5 @@ internal static class ProcFile
             t_error = ex.GetType().Name;
             return ProcReadStatus.Failed;
         }
-    }
-
-    private static class NativeMethods
-    {
-        [DllImport("libc", EntryPoint = "open", SetLastError = true)]
-        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
-        public static extern int Open([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags);
-
-        [DllImport("libc", EntryPoint = "read", SetLastError = true)]
-        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
-        public static extern nint Read(int fd, ref byte buffer, nint count);
-
-        [DllImport("libc", EntryPoint = "close", SetLastError = true)]
-        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
-        public static extern int Close(int fd);
     }
 }

@@ -5,6 +5,7 @@ using Grpc.Core;
 using Grpc.Net.Client;
 using Writ.Cli.CommandLine;
 using Writ.Protocol.Admin;
+using Writ.Protocol.Interop;
 using Writ.Server.Configuration;
 using Writ.Server.Hosting;
 
@@ -205,7 +206,7 @@ internal static class SocketTrust
         // statx has one layout on every architecture (struct stat does not): stx_uid at 20, stx_mode at 28.
         Span<byte> buf = stackalloc byte[256];
         uid = mode = -1;
-        if (NativeMethods.Statx(AtFdCwd, path, AtSymlinkNoFollow, StatxBasicStats, ref MemoryMarshal.GetReference(buf)) != 0)
+        if (Libc.Statx(Libc.AtFdCwd, path, Libc.AtSymlinkNoFollow, StatxBasicStats, buf) != 0)
         {
             return false;
         }
@@ -214,14 +215,5 @@ internal static class SocketTrust
         return true;
     }
 
-    private const int AtFdCwd = -100;
-    private const int AtSymlinkNoFollow = 0x100;
     private const uint StatxBasicStats = 0x7ff;
-
-    private static class NativeMethods
-    {
-        [DllImport("libc", EntryPoint = "statx", SetLastError = true)]
-        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
-        public static extern int Statx(int dirfd, [MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags, uint mask, ref byte buffer);
-    }
 }

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
+using Writ.Protocol.Interop;
 
 namespace Writ.Cli.CommandLine;
 
@@ -21,10 +22,8 @@ public static class UnixFile
     {
         // statx's buffer has the same layout on every architecture (unlike struct stat): uid at 20, mode at 28.
         var buffer = new byte[256];
-        const int AtFdCwd = -100;
         const uint Mask = 0x1 | 0x2 | 0x8;   // STATX_TYPE | STATX_MODE | STATX_UID
-        const int AtSymlinkNoFollow = 0x100;
-        if (NativeMethods.Statx(AtFdCwd, path, followLinks ? 0 : AtSymlinkNoFollow, Mask, buffer) != 0)
+        if (Libc.Statx(Libc.AtFdCwd, path, followLinks ? 0 : Libc.AtSymlinkNoFollow, Mask, buffer) != 0)
         {
             errno = Marshal.GetLastPInvokeError();
             uid = 0;
@@ -42,7 +41,7 @@ public static class UnixFile
 
     public static string? RealPath(string path)
     {
-        var p = NativeMethods.RealPath(path, 0);
+        var p = Libc.RealPath(path, 0);
         if (p == 0)
         {
             return null;
@@ -53,23 +52,8 @@ public static class UnixFile
         }
         finally
         {
-            NativeMethods.Free(p);
+            Libc.Free(p);
         }
-    }
-
-    private static class NativeMethods
-    {
-        [DllImport("libc", EntryPoint = "statx", SetLastError = true)]
-        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
-        public static extern int Statx(int dirfd, [MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags, uint mask, byte[] buffer);
-
-        [DllImport("libc", EntryPoint = "realpath", SetLastError = true)]
-        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
-        public static extern nint RealPath([MarshalAs(UnmanagedType.LPUTF8Str)] string path, nint resolved);
-
-        [DllImport("libc", EntryPoint = "free")]
-        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
-        public static extern void Free(nint p);
     }
 
     public static string Describe(int errno) => errno switch

@@ -128,6 +128,8 @@ public static class AuditCommands
                 anchor_seq = r.AnchorSeq == 0 ? (long?)null : r.AnchorSeq,
                 checkpoint = r.CheckpointSeq == 0 ? null : new { seq = r.CheckpointSeq, hash = r.CheckpointHash, at = Unix(r.CheckpointAtUnix) },
                 checkpoints_file = r.CheckpointsFile.Length == 0 ? null : r.CheckpointsFile,
+                revocation_records = r.RevocationRecords,
+                revocation_mismatches = r.RevocationMismatches,
             });
         }
         if (!r.Ok)
@@ -135,6 +137,7 @@ public static class AuditCommands
         if (!a.JsonOutput)
         {
             ctx.Out.WriteLine($"ledger verified: {r.Checked} {(r.Checked == 1 ? "record" : "records")}, chain intact; head seq {r.HeadSeq} hash {r.HeadHash}");
+            ctx.Out.WriteLine($"revocations table matches the ledger's {r.RevocationRecords} revocation {(r.RevocationRecords == 1 ? "record" : "records")}");
             if (r.AnchorSeq > 0)
                 ctx.Out.WriteLine($"anchor found at record {r.AnchorSeq}");
             ctx.Out.WriteLine(r.CheckpointSeq > 0

@@ -59,6 +59,12 @@ public sealed partial class AdminApi
         // The newest signed checkpoint before the head: it is then never newer than the head checked.
         var checkpoints = server.Checkpoints;
         verifier.Checkpoint = checkpoints.ReadNewest(out var checkpointError);
+        // The revocations table is read between two heads: a row read has its record at or before the second head (the
+        // chain checked), and a record at or before the first head had its row committed before the table was read.
+        var revocations = new RevocationCrossCheck();
+        var now = server.Time.GetUtcNow();
+        var headBeforeRows = await server.Store.Ledger.HeadAsync(ct).ConfigureAwait(false);
+        var rows = await server.Store.Revocations.ListAsync(now, includeExpired: true, ct).ConfigureAwait(false);
         var head = await server.Store.Ledger.HeadAsync(ct).ConfigureAwait(false);
         long after = 0;
         var done = false;
@@ -73,12 +79,14 @@ public sealed partial class AdminApi
                     done = true;
                     break;
                 }
+                revocations.Add(e);
             }
             if (page.Count == 0)
                 break;
             after = page[^1].Seq;
         }
         var ok = verifier.Finish(head);
+        var mismatches = ok ? revocations.Check(rows, now, headBeforeRows.Seq) : [];
         var response = new VerifyAuditResponse
         {
             Ok = ok,
@@ -90,7 +98,9 @@ public sealed partial class AdminApi
             CheckpointHash = verifier.Checkpoint is { } cp ? Convert.ToHexStringLower(cp.Hash) : "",
             CheckpointAtUnix = verifier.Checkpoint?.AtUnix ?? 0,
             CheckpointsFile = checkpoints.FilePath,
+            RevocationRecords = revocations.Records,
         };
+        response.RevocationMismatches.AddRange(mismatches);
         if (!ok)
         {
             response.FirstBadSeq = verifier.Problem!.Seq;
@@ -98,6 +108,14 @@ public sealed partial class AdminApi
             if (verifier.Checkpoint is not null)
                 response.Error += $" (an export can be checked offline against the signed checkpoints: writ audit verify --file EXPORT --checkpoints {checkpoints.FilePath})";
             ServerLog.LedgerVerifyFailed(log, verifier.Problem.Seq, response.Error);
+        }
+        else if (mismatches.Count > 0)
+        {
+            response.Ok = false;
+            response.Error = mismatches.Count == 1
+                ? mismatches[0]
+                : $"{mismatches[0]} (and {mismatches.Count - 1} more revocation mismatches: writ audit verify --output json lists them)";
+            ServerLog.LedgerVerifyFailed(log, 0, response.Error);
         }
         else if (checkpointError is not null)
         {

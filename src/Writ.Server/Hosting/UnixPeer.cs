@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using Writ.Protocol.Interop;
 
 namespace Writ.Server.Hosting;
 
@@ -30,8 +31,5 @@ public static partial class UnixPeer
         return pid > 0;
     }
 
-    [LibraryImport("libc", EntryPoint = "geteuid")]
-    internal static partial uint GetEuid();
-
-    public static int EffectiveUid => (int)GetEuid();
+    public static int EffectiveUid => (int)Libc.GetEuid();
 }
