@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text.Json;
+using Writ.Protocol.Evidence;
 using Writ.Server.Configuration;
 using Writ.Server.Issuance;
 using Writ.Server.Policy;
