@@ -2,13 +2,16 @@ namespace Writ.IntegrationTests.Harness;
 
 public static class Expect
 {
-    /// <summary>A failed command: non-zero exit, exactly one line on stderr naming the problem, no stack trace.</summary>
+    /// <summary>
+    /// A failed command: non-zero exit, exactly one line on stderr naming the problem under a stable code
+    /// (<c>error: WRIT-…: message</c>, docs/errors.md), no stack trace.
+    /// </summary>
     public static void OneLineError(ProcResult r, string expected)
     {
         Assert.True(r.ExitCode != 0, "expected failure:\n" + r);
         var lines = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.True(lines.Length == 1, "expected one error line:\n" + r);
-        Assert.StartsWith("error: ", lines[0], StringComparison.Ordinal);
+        Assert.Matches("^error: WRIT-[A-Z0-9]+(-[A-Z0-9]+)*: ", lines[0]);
         Assert.Contains(expected, lines[0], StringComparison.Ordinal);
         Assert.DoesNotContain("   at ", r.Stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("Exception", r.Stderr, StringComparison.Ordinal);
