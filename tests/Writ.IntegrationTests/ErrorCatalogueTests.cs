@@ -25,7 +25,7 @@ public sealed partial class ErrorCatalogueTests
             .ToHashSet(StringComparer.Ordinal);
     }
 
-    private static List<Match> Rows() => [.. CatalogueRow().Matches(File.ReadAllText(Path.Combine(Repo.Root, "docs", "errors.md")))];
+    private static List<Match> Rows() => CatalogueRow().Matches(File.ReadAllText(Path.Combine(Repo.Root, "docs", "errors.md"))).ToList();
 
     [Fact]
     public void Every_code_in_the_source_is_in_the_catalogue()
