@@ -42,7 +42,7 @@ public sealed partial class PipelineAgentTests
 
         // A new workload process is a new instance: the agent asks the server, the server refuses.
         var after = await rig.WorkloadAsync("svid", "fetch", "--output", "json");
-        Expect.OneLineError(after, "denied by policy 'freeze-payments'");
+        Expect.OneJsonError(after, "WRIT-WORKLOAD-DENIED", "denied by policy 'freeze-payments'");   // asked for JSON: the error is JSON too
         var id = DecisionId().Match(after.Stderr).Value;
         Assert.NotEmpty(id);
         Assert.Contains($"writ explain {id}", after.Stderr, StringComparison.Ordinal);

@@ -313,7 +313,7 @@ public sealed partial class PolicyCliTests
         File.WriteAllText(dir["bad.json"], """[{"templateId": "grant", "newId": "x", "values": {"?owner": {"type": "Workload", "id": "w"}}}]""");
         var bad = await RunWrit(Args(dir["bad.json"], PaymentsBatch));
         Assert.Equal(1, bad.ExitCode);
-        Expect.OneLineError(bad, "unknown slot ?owner");
+        Expect.OneJsonError(bad, "WRIT-CLI-POLICY-INVALID", "unknown slot ?owner");   // asked for JSON: the error is JSON too
     }
 
     [Fact]

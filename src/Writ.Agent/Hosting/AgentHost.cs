@@ -1,6 +1,4 @@
 using System.Net.Sockets;
-using Grpc.Core;
-using Grpc.Core.Interceptors;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -145,10 +143,10 @@ public sealed class AgentHost : IAsyncDisposable
             IWorkloadAttestor[] attestors = [new UnixWorkloadAttestor(proc), new CgroupWorkloadAttestor(proc)];
             return new WorkloadAttestationRunner(attestors, proc, options.AttestorTimeout, sp.GetRequiredService<ILoggerFactory>().CreateLogger<WorkloadAttestationRunner>());
         });
-        builder.Services.AddSingleton<FatalInterceptor>();
+        builder.Services.AddSingleton<WorkloadApiErrorInterceptor>();
         builder.Services.AddGrpc(o =>
         {
-            o.Interceptors.Add<FatalInterceptor>();
+            o.Interceptors.Add<WorkloadApiErrorInterceptor>();
             o.EnableDetailedErrors = false;
         });
         builder.Services.AddGrpcReflection();
@@ -168,7 +166,7 @@ public sealed class AgentHost : IAsyncDisposable
         var node = app.Services.GetRequiredService<NodeIdentity>();
         var host = new AgentHost(app, node, dataDirLock, socket);
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<AgentHost>();
-        app.Services.GetRequiredService<FatalInterceptor>().OnFatal = host.Fail;
+        app.Services.GetRequiredService<WorkloadApiErrorInterceptor>().OnFatal = host.Fail;
         foreach (var loop in host.Loops)
         {
             loop.Failed = (l, e) => host.LoopFailed(l, e, log);
@@ -288,50 +286,5 @@ public sealed class AgentHost : IAsyncDisposable
         _socket.RemoveIfOwned();
         _dataDirLock.Dispose();
         _stop.Dispose();
-    }
-
-    /// <summary>Turns a fatal condition met during a workload call into Unavailable for the caller and a stop of the agent.</summary>
-    private sealed class FatalInterceptor(ILogger<FatalInterceptor> log) : Interceptor
-    {
-        public Action<string>? OnFatal { get; set; }
-
-        public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
-        {
-            try
-            {
-                return await continuation(request, context).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is not RpcException)
-            {
-                throw Translate(e, context);
-            }
-        }
-
-        public override async Task ServerStreamingServerHandler<TRequest, TResponse>(TRequest request, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, ServerStreamingServerMethod<TRequest, TResponse> continuation)
-        {
-            try
-            {
-                await continuation(request, responseStream, context).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
-            {
-            }
-            catch (Exception e) when (e is not RpcException)
-            {
-                throw Translate(e, context);
-            }
-        }
-
-        private RpcException Translate(Exception e, ServerCallContext context)
-        {
-            if (e is AgentFatalException fatal)
-            {
-                AgentLog.Fatal(log, fatal.Message);
-                OnFatal?.Invoke(fatal.Message);
-                return new RpcException(new Status(StatusCode.Unavailable, "the agent is stopping; retry against a working agent"));
-            }
-            AgentLog.Unexpected(log, e, context.Method);
-            return new RpcException(new Status(StatusCode.Internal, "internal agent error: the agent log has the details"));
-        }
     }
 }

@@ -6,6 +6,7 @@ using Grpc.Net.Client;
 using Writ.Cli.CommandLine;
 using Writ.Protocol.Admin;
 using Writ.Protocol.Interop;
+using Writ.Protocol.Errors;
 using Writ.Server.Configuration;
 using Writ.Server.Hosting;
 
@@ -33,7 +34,7 @@ public sealed class AdminConnection : IDisposable
         var me = UnixPeer.EffectiveUid;
         if (SocketTrust.CheckFile(SocketPath, me) is { } untrusted)
         {
-            throw new CommandFailedException(untrusted);
+            throw new CommandFailedException(untrusted, code: CliErrors.AdminSocketUntrusted);
         }
         var path = SocketPath;
         var handler = new SocketsHttpHandler
@@ -77,7 +78,7 @@ public sealed class AdminConnection : IDisposable
         flag is { Length: > 0 } ? flag
         : env is { Length: > 0 } ? env
         : ServerConfigLoader.DefaultAdminSocket(UnixPeer.EffectiveUid, Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR"))
-          ?? throw new CommandFailedException($"no admin socket given and no default for a non-root user without XDG_RUNTIME_DIR: pass --admin-socket PATH or set {SocketEnvVar}");
+          ?? throw new CommandFailedException($"no admin socket given and no default for a non-root user without XDG_RUNTIME_DIR: pass --admin-socket PATH or set {SocketEnvVar}", code: CliErrors.AdminSocket);
 
     /// <summary>Runs one admin call, turning gRPC failures into one-line command errors.</summary>
     public async Task<T> CallAsync<T>(Func<AdminService.AdminServiceClient, AsyncUnaryCall<T>> call)
@@ -98,18 +99,26 @@ public sealed class AdminConnection : IDisposable
     /// </summary>
     private static CommandFailedException NotThere(string socketPath) =>
         !UnixFile.TryStat(socketPath, out _, out _, out var errno) && errno == UnixFile.EAcces
-            ? new CommandFailedException($"permission denied reaching the admin socket '{socketPath}': run as the server's user (or root), or pass the socket of a server you may use")
-            : new CommandFailedException($"no admin socket at '{socketPath}': is 'writ server run' running? Pass --admin-socket or set {SocketEnvVar}");
+            ? new CommandFailedException($"permission denied reaching the admin socket '{socketPath}': run as the server's user (or root), or pass the socket of a server you may use", code: CliErrors.AdminSocket)
+            : new CommandFailedException($"no admin socket at '{socketPath}': is 'writ server run' running? Pass --admin-socket or set {SocketEnvVar}", code: CliErrors.AdminSocket);
 
-    public static CommandFailedException Translate(RpcException e, string socketPath) => e.StatusCode switch
+    /// <summary>
+    /// A failed admin call as one command error: the server's own code and message when it sent one (the
+    /// <c>writ-error-code</c> trailer or the detail's <c>WRIT-…:</c> prefix), else what the transport's failure means.
+    /// </summary>
+    public static CommandFailedException Translate(RpcException e, string socketPath) => WritStatus.Read(e) switch
     {
-        StatusCode.Unimplemented => new CommandFailedException($"'{socketPath}' does not serve the Writ admin API (is it an agent's Workload API socket?): pass the server's admin socket with --admin-socket"),
-        StatusCode.Unavailable when FindUntrusted(e.Status.DebugException) is { } untrusted => new CommandFailedException(untrusted.Message),
-        StatusCode.Unavailable when e.Status.DebugException is HttpRequestException or SocketException || e.Status.Detail.StartsWith("Error connecting", StringComparison.Ordinal)
-            => new CommandFailedException($"cannot reach the Writ server on '{socketPath}' (permission denied or not running): run as the server's user, or check 'writ server run'"),
-        StatusCode.Unavailable => new CommandFailedException($"server unavailable: {e.Status.Detail}"),
-        StatusCode.Cancelled => new CommandFailedException("cancelled"),
-        _ => new CommandFailedException(e.Status.Detail.Length > 0 ? e.Status.Detail : $"server answered {e.StatusCode}"),
+        ({ } code, var message) => new CommandFailedException(message, code: code),
+        _ => e.StatusCode switch
+        {
+            StatusCode.Unimplemented => new CommandFailedException($"'{socketPath}' does not serve the Writ admin API (is it an agent's Workload API socket?): pass the server's admin socket with --admin-socket", code: CliErrors.NotAdminApi),
+            StatusCode.Unavailable when FindUntrusted(e.Status.DebugException) is { } untrusted => new CommandFailedException(untrusted.Message, code: CliErrors.AdminSocketUntrusted),
+            StatusCode.Unavailable when e.Status.DebugException is HttpRequestException or SocketException || e.Status.Detail.StartsWith("Error connecting", StringComparison.Ordinal)
+                => new CommandFailedException($"cannot reach the Writ server on '{socketPath}' (permission denied or not running): run as the server's user, or check 'writ server run'", code: CliErrors.ServerUnreachable),
+            StatusCode.Unavailable => new CommandFailedException($"server unavailable: {e.Status.Detail}", code: CliErrors.ServerUnreachable),
+            StatusCode.Cancelled => new CommandFailedException("cancelled", code: CliErrors.Cancelled),
+            _ => new CommandFailedException(e.Status.Detail.Length > 0 ? e.Status.Detail : $"server answered {e.StatusCode}", code: CliErrors.ServerError),
+        },
     };
 
     private static UntrustedServerException? FindUntrusted(Exception? e)

@@ -1,4 +1,5 @@
 using System.Text;
+using Writ.Protocol.Errors;
 
 namespace Writ.Cli.CommandLine;
 
@@ -21,14 +22,15 @@ public sealed class CommandRunner(IReadOnlyList<CommandSpec> commands)
             ctx.Out.WriteLine(typeof(CommandRunner).Assembly.GetName().Version?.ToString() ?? "0.0.0");
             return ExitOk;
         }
+        ctx.JsonErrors = CliErrors.WantsJson(args);
         var (spec, used) = Match(args);
         if (spec is null)
         {
             var prefix = string.Join(' ', args.TakeWhile(a => !a.StartsWith('-')));
             var near = commands.Where(c => c.Path.StartsWith(args[0], StringComparison.Ordinal)).Select(c => c.Path).ToList();
-            ctx.Error.WriteLine(near.Count > 0
-                ? $"error: unknown command 'writ {prefix}'; did you mean one of: {string.Join(", ", near.Select(n => "writ " + n))}"
-                : $"error: unknown command 'writ {prefix}'; run 'writ --help' for the list of commands");
+            CliErrors.Print(ctx, CliErrors.UnknownCommand, near.Count > 0
+                ? $"unknown command 'writ {prefix}'; did you mean one of: {string.Join(", ", near.Select(n => "writ " + n))}"
+                : $"unknown command 'writ {prefix}'; run 'writ --help' for the list of commands");
             return ExitUsage;
         }
         var rest = args.Skip(used).ToArray();
@@ -44,25 +46,31 @@ public sealed class CommandRunner(IReadOnlyList<CommandSpec> commands)
         }
         catch (UsageException e)
         {
-            ctx.Error.WriteLine($"error: {e.Message}");
+            CliErrors.Print(ctx, e.Code, e.Message);
             return ExitUsage;
         }
         catch (CommandFailedException e)
         {
-            ctx.Error.WriteLine($"error: {e.Message}");
+            CliErrors.Print(ctx, e.Code, e.Message);
             return e.ExitCode;
         }
         catch (Writ.Protocol.StartupRefusedException e)
         {
             // A server or agent refused to start (data dir in use, port in use, ...) from any command that starts one,
             // quickstart included: the same one line with its stable code as 'server run' and 'agent run' print.
-            ctx.Error.WriteLine($"error: {e.Code}: {e.Message}");
+            CliErrors.Print(ctx, e.Code, e.Message);
+            return ExitFailure;
+        }
+        catch (WritException e)
+        {
+            // A library's typed failure met in-process (a store the command opened itself, ...): its own code.
+            CliErrors.Print(ctx, e.Code, e.Message);
             return ExitFailure;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             // A file the command reads or writes: the operator's to fix, never a stack trace (or SIGABRT).
-            ctx.Error.WriteLine($"error: {e.Message.Split('\n')[0].Trim()}");
+            CliErrors.Print(ctx, CliErrors.File, e.Message.Split('\n')[0].Trim());
             return ExitFailure;
         }
         catch (OperationCanceledException) when (ctx.Cancellation.IsCancellationRequested)
@@ -140,8 +148,12 @@ public sealed class CommandRunner(IReadOnlyList<CommandSpec> commands)
     }
 }
 
-/// <summary>An expected failure of a command (server refused, file missing, ...): one line, no stack trace.</summary>
-public sealed class CommandFailedException(string message, int exitCode = CommandRunner.ExitFailure) : Exception(message)
+/// <summary>
+/// An expected failure of a command (server refused, file missing, ...): one line with its stable code (a server's or
+/// agent's own when it relays one, else a <see cref="CliErrors"/> code), no stack trace.
+/// </summary>
+public sealed class CommandFailedException(string message, int exitCode = CommandRunner.ExitFailure, string code = CliErrors.Failed)
+    : WritException(code, WritErrorKind.FailedPrecondition, message)
 {
     public int ExitCode { get; } = exitCode;
 }

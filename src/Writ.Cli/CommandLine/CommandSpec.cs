@@ -29,6 +29,9 @@ public sealed class CommandContext(TextWriter stdout, TextWriter stderr, Cancell
     public TextWriter Error { get; } = stderr;
     public CancellationToken Cancellation { get; } = cancellation;
 
+    /// <summary>Errors as JSON (<c>--output json</c> on the command line; set by the runner), see <see cref="CliErrors"/>.</summary>
+    public bool JsonErrors { get; set; }
+
     /// <summary>Opens standard input (read by commands that wait for it to close, e.g. `writ jwt fetch --hold`).</summary>
     public Func<Stream> OpenInput { get; init; } = Console.OpenStandardInput;
 }

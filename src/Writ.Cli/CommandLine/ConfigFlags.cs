@@ -35,7 +35,7 @@ public static class ConfigFlags
     {
         foreach (var e in errors)
         {
-            ctx.Error.WriteLine($"error: {e}");
+            CliErrors.Print(ctx, CliErrors.Config, e);
         }
         return CommandRunner.ExitUsage;
     }

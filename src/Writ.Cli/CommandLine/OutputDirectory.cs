@@ -26,7 +26,7 @@ public static class OutputDirectory
         {
             if (File.Exists(existing) || IsDanglingLink(existing))
             {
-                throw new CommandFailedException($"cannot write to '{full}': '{existing}' exists and is not a directory; choose a directory");
+                throw new CommandFailedException($"cannot write to '{full}': '{existing}' exists and is not a directory; choose a directory", code: CliErrors.File);
             }
             existing = Path.GetDirectoryName(existing) ?? "/";
         }
@@ -62,8 +62,8 @@ public static class OutputDirectory
 
     /// <summary>A file system failure under <paramref name="dir"/> as one line that says what to do.</summary>
     public static CommandFailedException Failed(string dir, Exception e) => e is UnauthorizedAccessException
-        ? new CommandFailedException($"cannot write to '{dir}': permission denied; run as a user who may write there, or choose another directory")
-        : new CommandFailedException($"cannot write to '{dir}': {e.Message.Split('\n')[0].Trim().TrimEnd('.')}; choose another directory");
+        ? new CommandFailedException($"cannot write to '{dir}': permission denied; run as a user who may write there, or choose another directory", code: CliErrors.File)
+        : new CommandFailedException($"cannot write to '{dir}': {e.Message.Split('\n')[0].Trim().TrimEnd('.')}; choose another directory", code: CliErrors.File);
 
     /// <summary>Checks <paramref name="existing"/> (the deepest existing part of <paramref name="target"/>) and its parents, lexically and resolved.</summary>
     private static void CheckChain(string target, string existing)
@@ -90,13 +90,13 @@ public static class OutputDirectory
     {
         if (!UnixFile.TryLStat(path, out var uid, out var isLink, out var errno))
         {
-            throw new CommandFailedException($"cannot write to '{target}': cannot inspect '{path}' ({UnixFile.Describe(errno)}); choose another directory");
+            throw new CommandFailedException($"cannot write to '{target}': cannot inspect '{path}' ({UnixFile.Describe(errno)}); choose another directory", code: CliErrors.File);
         }
         var me = (uint)Writ.Server.Hosting.UnixPeer.EffectiveUid;
         if (isLink && uid != me && uid != 0)
         {
             throw new CommandFailedException($"refusing to write to '{target}': '{path}' is a symlink owned by uid {uid}, neither you nor root, " +
-                "who could point it anywhere; write to a path without another user's symlinks");
+                "who could point it anywhere; write to a path without another user's symlinks", code: CliErrors.OutputUnsafe);
         }
     }
 
@@ -104,20 +104,20 @@ public static class OutputDirectory
     {
         if (!UnixFile.TryStat(path, out var uid, out var mode, out var errno))
         {
-            throw new CommandFailedException($"cannot write to '{target}': cannot inspect '{path}' ({UnixFile.Describe(errno)}); choose another directory");
+            throw new CommandFailedException($"cannot write to '{target}': cannot inspect '{path}' ({UnixFile.Describe(errno)}); choose another directory", code: CliErrors.File);
         }
         var me = (uint)Writ.Server.Hosting.UnixPeer.EffectiveUid;
         var what = isTarget ? $"'{path}'" : $"'{path}' (above '{target}')";
         if (uid != me && uid != 0)
         {
             throw new CommandFailedException($"refusing to write to '{target}': {what} is owned by uid {uid}, neither you nor root, " +
-                "who could replace the files; write to a directory you or root own");
+                "who could replace the files; write to a directory you or root own", code: CliErrors.OutputUnsafe);
         }
         if ((mode & WritableByOthers) != 0 && (isTarget || (mode & UnixFileMode.StickyBit) == 0))
         {
             throw new CommandFailedException($"refusing to write to '{target}': {what} is writable by other users, who could replace the files" +
                 (isTarget ? " or plant new ones (even with the sticky bit)" : "") +
-                "; write to a directory only you can write to (chmod go-w)");
+                "; write to a directory only you can write to (chmod go-w)", code: CliErrors.OutputUnsafe);
         }
     }
 

@@ -42,7 +42,7 @@ public sealed class ParsedArgs
                 name = name[..eq];
             }
             var opt = spec.FindOption(name)
-                ?? throw new UsageException($"unknown option --{name} for 'writ {spec.Path}'; run 'writ {spec.Path} --help' for its options");
+                ?? throw new UsageException($"unknown option --{name} for 'writ {spec.Path}'; run 'writ {spec.Path} --help' for its options", CliErrors.UnknownOption);
             string value;
             if (opt.IsFlag)
             {
@@ -92,7 +92,7 @@ public sealed class ParsedArgs
             }
             if (opt.Required && !values.ContainsKey(opt.Name))
             {
-                throw new UsageException($"'writ {spec.Path}' needs --{opt.Name} {opt.ValueName}");
+                throw new UsageException($"'writ {spec.Path}' needs --{opt.Name} {opt.ValueName}", CliErrors.MissingOption);
             }
         }
         return new ParsedArgs(values, positionals);
@@ -103,7 +103,7 @@ public sealed class ParsedArgs
     public string? Get(string name) => _values.TryGetValue(name, out var l) ? l[^1] : null;
 
     public string Require(string name) =>
-        Get(name) ?? throw new UsageException($"missing --{name}");
+        Get(name) ?? throw new UsageException($"missing --{name}", CliErrors.MissingOption);
 
     public IReadOnlyList<string> GetAll(string name) => _values.TryGetValue(name, out var l) ? l : [];
 
@@ -137,5 +137,5 @@ public sealed class ParsedArgs
     public bool JsonOutput => string.Equals(Get("output"), "json", StringComparison.Ordinal);
 }
 
-/// <summary>A command-line mistake: printed as one line, exit code 2.</summary>
-public sealed class UsageException(string message) : Exception(message);
+/// <summary>A command-line mistake: printed as one line with its code (<see cref="CliErrors.Usage"/> unless finer), exit code 2.</summary>
+public sealed class UsageException(string message, string code = CliErrors.Usage) : Writ.Protocol.Errors.WritException(code, Writ.Protocol.Errors.WritErrorKind.InvalidArgument, message);

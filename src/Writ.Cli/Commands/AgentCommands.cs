@@ -16,6 +16,12 @@ public static class AgentCommands
     /// <summary>The exit code when the server stops the agent (banned, evicted), at start-up or while running.</summary>
     public const int ExitStopped = 3;
 
+    /// <summary>The agent stopped (or would not start) because the server refused it: banned, evicted, attestation refused.</summary>
+    public const string StoppedCode = "WRIT-AGENT-STOPPED";
+
+    /// <summary>The agent could not reach or authenticate the server at start-up.</summary>
+    public const string ServerUnreachableCode = "WRIT-AGENT-SERVER-UNREACHABLE";
+
     public static readonly IReadOnlyList<ConfigKey> Keys =
     [
         new("server", "", "HOST:PORT of the server's agent API (required)."),
@@ -203,16 +209,16 @@ public static class AgentCommands
         }
         catch (Writ.Protocol.StartupRefusedException e)
         {
-            throw new CommandFailedException($"{e.Code}: {e.Message}");
+            throw new CommandFailedException(e.Message, code: e.Code);
         }
         catch (AgentFatalException e)
         {
             // Refused at start-up as it would be while running (a restarted banned or evicted agent): the same exit 3.
-            throw new CommandFailedException(e.Message, e.Stopped ? ExitStopped : CommandRunner.ExitFailure);
+            throw CliErrors.Relayed(e.Message, StoppedCode, e.Stopped ? ExitStopped : CommandRunner.ExitFailure);
         }
         catch (Grpc.Core.RpcException e)
         {
-            throw new CommandFailedException(DescribeUnreachable(options, e));
+            throw new CommandFailedException(DescribeUnreachable(options, e), code: ServerUnreachableCode);
         }
         await using (host.ConfigureAwait(false))
         {
@@ -221,7 +227,7 @@ public static class AgentCommands
             var stopped = await Task.WhenAny(host.Completion, Task.Delay(Timeout.Infinite, ctx.Cancellation)).ConfigureAwait(false);
             if (stopped == host.Completion && await host.Completion.ConfigureAwait(false) is { } reason)
             {
-                throw new CommandFailedException(reason, ExitStopped);
+                throw CliErrors.Relayed(reason, StoppedCode, ExitStopped);
             }
         }
         return CommandRunner.ExitOk;

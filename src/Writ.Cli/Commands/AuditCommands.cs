@@ -176,7 +176,7 @@ public static class AuditCommands
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new CommandFailedException($"cannot read {file}: {e.Message.Split('\n')[0].Trim()}");
+            throw new CommandFailedException($"cannot read {file}: {e.Message.Split('\n')[0].Trim()}", code: CliErrors.File);
         }
         if (verifier is null)
             throw new CommandFailedException(checkpoint is null
@@ -232,7 +232,7 @@ public static class AuditCommands
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException)
         {
-            throw new CommandFailedException($"cannot read the checkpoints: {e.Message.Split('\n')[0].Trim()}; give --checkpoints <data_dir>/checkpoints.jsonl and --checkpoint-key <data_dir>/checkpoint.pub");
+            throw new CommandFailedException($"cannot read the checkpoints: {e.Message.Split('\n')[0].Trim()}; give --checkpoints <data_dir>/checkpoints.jsonl and --checkpoint-key <data_dir>/checkpoint.pub", code: CliErrors.File);
         }
     }
 
@@ -262,7 +262,7 @@ public static class AuditCommands
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                throw new CommandFailedException($"cannot write {path}: {e.Message.Split('\n')[0].Trim()}; give --file a file in a directory you can write");
+                throw new CommandFailedException($"cannot write {path}: {e.Message.Split('\n')[0].Trim()}; give --file a file in a directory you can write", code: CliErrors.File);
             }
         }
         long count = 0;
@@ -292,7 +292,7 @@ public static class AuditCommands
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
-                    throw new CommandFailedException($"cannot write {path}: {e.Message.Split('\n')[0].Trim()}; nothing was written there");
+                    throw new CommandFailedException($"cannot write {path}: {e.Message.Split('\n')[0].Trim()}; nothing was written there", code: CliErrors.File);
                 }
                 tmp = null;
                 ctx.Error.WriteLine($"exported {count} {(count == 1 ? "record" : "records")} to {path}");

@@ -219,7 +219,7 @@ public static class DecisionCommands
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException or DecoderFallbackException)
             {
-                throw new CommandFailedException($"cannot read '{p}': {e.Message.ReplaceLineEndings(" ")}");
+                throw new CommandFailedException($"cannot read '{p}': {e.Message.ReplaceLineEndings(" ")}", code: CliErrors.File);
             }
             files.Add(new PolicyFile { Name = Path.GetFileName(p), Text = text });
         }

@@ -48,7 +48,7 @@ internal static class JwtBindingCli
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new CommandFailedException($"cannot read --bound-cert file '{file}': {e.Message}");
+            throw new CommandFailedException($"cannot read --bound-cert file '{file}': {e.Message}", code: CliErrors.File);
         }
         var certs = new X509Certificate2Collection();
         try
@@ -71,7 +71,7 @@ internal static class JwtBindingCli
     {
         if (!JwtSvidValidator.TryReadUnverified(token, out var svid, out var error))
         {
-            throw new CommandFailedException($"the JWT-SVID is not valid: {error}");
+            throw new CommandFailedException($"the JWT-SVID is not valid: {error}", code: CliErrors.JwtInvalid);
         }
         if (binding.Certificate is { } cert && JwtSvidVerifier.CheckBinding(svid, JwtPeer.FromCertificate(cert), binding.AllowBearer) is { } refused)
         {
@@ -100,7 +100,7 @@ internal static class JwtBindingCli
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new CommandFailedException($"cannot read --bundle file '{binding.BundleFile}': {e.Message}");
+            throw new CommandFailedException($"cannot read --bundle file '{binding.BundleFile}': {e.Message}", code: CliErrors.File);
         }
         // A SPIFFE bundle marks JWT authorities with use "jwt-svid"; a plain JWK Set (writ bundle fetch --format jwks) has no use.
         TrustBundle? bundle = null;
@@ -138,7 +138,7 @@ internal static class JwtBindingCli
             var r = JwtSvidValidator.Validate(token, bundle, [audience], DateTimeOffset.UtcNow);
             if (!r.IsValid)
             {
-                throw new CommandFailedException($"the JWT-SVID is not valid: {r.Error}");
+                throw new CommandFailedException($"the JWT-SVID is not valid: {r.Error}", code: CliErrors.JwtInvalid);
             }
             svid = r.Svid!;
         }

@@ -117,7 +117,7 @@ public static class PolicyCommands
         if (!valid)
         {
             var what = !schemaOk ? $"the schema {schemaPath} does not parse" : !policiesOk ? $"{policiesPath} does not parse" : $"{policiesPath} does not validate against {schemaPath}";
-            throw new CommandFailedException($"{what}: {Count(errors.Count, "error", "errors")} (listed above); fix {(errors.Count == 1 ? "it" : "them")} and run again");
+            throw new CommandFailedException($"{what}: {Count(errors.Count, "error", "errors")} (listed above); fix {(errors.Count == 1 ? "it" : "them")} and run again", code: CliErrors.PolicyInvalid);
         }
         return Task.FromResult(CommandRunner.ExitOk);
     }
@@ -127,7 +127,7 @@ public static class PolicyCommands
     {
         if (!ok && errors.Count == 1 && !errors[0].StartsWith(path + ":", StringComparison.Ordinal))
         {
-            throw new CommandFailedException(errors[0]);
+            throw new CommandFailedException(errors[0], code: CliErrors.PolicyInvalid);
         }
     }
 
@@ -166,23 +166,23 @@ public static class PolicyCommands
         CedarSchema? schema = null;
         if (args.Get("schema") is { } schemaPath && !PolicyInputs.TryLoadSchema(schemaPath, out schema, out var schemaErrors))
         {
-            throw new CommandFailedException(First(schemaErrors, $"run 'writ policy validate --schema {schemaPath}' for all of them"));
+            throw new CommandFailedException(First(schemaErrors, $"run 'writ policy validate --schema {schemaPath}' for all of them"), code: CliErrors.PolicyInvalid);
         }
         var policiesPath = args.Require("policies");
         if (!PolicyInputs.TryLoadPolicies(policiesPath, out var policies, out var parseErrors))
         {
-            throw new CommandFailedException(First(parseErrors, "run 'writ policy validate' for all of them"));
+            throw new CommandFailedException(First(parseErrors, "run 'writ policy validate' for all of them"), code: CliErrors.PolicyInvalid);
         }
         if (args.Get("links") is { } linksPath)
         {
             if (!PolicyInputs.TryLoadLinks(linksPath, policies!, out policies, out var linkError))
             {
-                throw new CommandFailedException(linkError);
+                throw new CommandFailedException(linkError, code: CliErrors.PolicyInvalid);
             }
         }
         if (!PolicyInputs.TryLoadEntities(args.Require("entities"), schema, out var entities, out var entitiesError))
         {
-            throw new CommandFailedException(entitiesError);
+            throw new CommandFailedException(entitiesError, code: CliErrors.PolicyInvalid);
         }
         var context = RecordValue.Empty;
         if (args.Get("context") is { } contextArg)
@@ -199,13 +199,13 @@ public static class PolicyCommands
             }
             if (!CedarJson.TryParseContext(contextJson, schema, action, out var parsed, out var contextError))
             {
-                throw new CommandFailedException($"{where}: {PolicyInputs.OneLine(contextError)}");
+                throw new CommandFailedException($"{where}: {PolicyInputs.OneLine(contextError)}", code: CliErrors.PolicyInvalid);
             }
             context = parsed!;
         }
         if (schema is not null && !RequestCheck.TryCheck(schema, principal, action, resource, out var requestError))
         {
-            throw new CommandFailedException("the request does not match the schema: " + requestError);
+            throw new CommandFailedException("the request does not match the schema: " + requestError, code: CliErrors.PolicyInvalid);
         }
 
         var response = Authorizer.IsAuthorized(new Request(principal, action, resource, context), policies!, entities!);
@@ -261,7 +261,7 @@ public static class PolicyCommands
         }
         if (expectAllow is { } want && want != response.IsAllowed)
         {
-            throw new CommandFailedException($"expected {(want ? "ALLOW" : "DENY")} but the decision is {decision}");
+            throw new CommandFailedException($"expected {(want ? "ALLOW" : "DENY")} but the decision is {decision}", code: CliErrors.PolicyCheckFailed);
         }
         return Task.FromResult(CommandRunner.ExitOk);
     }
@@ -296,7 +296,7 @@ public static class PolicyCommands
             }
             if (!PolicyFileFormatter.TryFormat(path, text, out var formatted, out var error))
             {
-                throw new CommandFailedException(write ? error + "; nothing was written" : error);
+                throw new CommandFailedException(write ? error + "; nothing was written" : error, code: CliErrors.PolicyInvalid);
             }
             results.Add((path, text, formatted));
         }
@@ -309,7 +309,7 @@ public static class PolicyCommands
             }
             if (changed.Count > 0)
             {
-                throw new CommandFailedException($"{Count(changed.Count, "file is", "files are")} not formatted; run 'writ policy format --write' on {(changed.Count == 1 ? "it" : "them")}");
+                throw new CommandFailedException($"{Count(changed.Count, "file is", "files are")} not formatted; run 'writ policy format --write' on {(changed.Count == 1 ? "it" : "them")}", code: CliErrors.PolicyInvalid);
             }
             ctx.Out.WriteLine($"{Count(results.Count, "file", "files")} already formatted");
             return Task.FromResult(CommandRunner.ExitOk);
@@ -341,7 +341,7 @@ public static class PolicyCommands
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new CommandFailedException($"cannot rewrite {path}: {PolicyInputs.OneLine(e.Message)}; the file is unchanged");
+            throw new CommandFailedException($"cannot rewrite {path}: {PolicyInputs.OneLine(e.Message)}; the file is unchanged", code: CliErrors.File);
         }
     }
 

@@ -46,7 +46,7 @@ public static class PolicyLifecycleCommands
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new CommandFailedException($"cannot read {path}: {e.Message.Split('\n')[0].Trim()}");
+            throw new CommandFailedException($"cannot read {path}: {e.Message.Split('\n')[0].Trim()}", code: CliErrors.File);
         }
     }
 
@@ -59,7 +59,7 @@ public static class PolicyLifecycleCommands
         {
             foreach (var e in errors)
                 ctx.Out.WriteLine(e);
-            throw new CommandFailedException($"policy push refused: {errors.Count} {(errors.Count == 1 ? "error" : "errors")} against the Writ schema (listed above); nothing changed on the server; fix {(errors.Count == 1 ? "it" : "them")} and push again");
+            throw new CommandFailedException($"policy push refused: {errors.Count} {(errors.Count == 1 ? "error" : "errors")} against the Writ schema (listed above); nothing changed on the server; fix {(errors.Count == 1 ? "it" : "them")} and push again", code: CliErrors.PolicyInvalid);
         }
         var request = new PushPolicyRequest { Comment = a.Get("comment") ?? "" };
         request.Files.AddRange(files.Select(f => new PolicyFile { Name = f.Name, Text = f.Text }));

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Console;
 using Writ.Cli.CommandLine;
+using Writ.Protocol.Errors;
 using Writ.Server.Configuration;
 using Writ.Server.Hosting;
 using Writ.Server.Storage;
@@ -11,6 +12,9 @@ namespace Writ.Cli.Commands;
 /// <summary>`writ server run|validate`: the server's composition root.</summary>
 public static class ServerCommands
 {
+    /// <summary>The server could not start for a reason without a finer code (a store or file it could not use).</summary>
+    public const string StartFailedCode = "WRIT-SERVER-START-FAILED";
+
     private static IReadOnlyList<OptionSpec> ConfigOptions() => ConfigFlags.Options(ServerConfigLoader.Keys, ServerConfigLoader.EnvPrefix);
 
     public static IEnumerable<CommandSpec> All() =>
@@ -32,7 +36,10 @@ public static class ServerCommands
         if (options is null)
         {
             var code = ConfigFlags.Report(ctx, errors);
-            ctx.Error.WriteLine($"{errors.Count} problem(s) in the server configuration; nothing was started");
+            if (!ctx.JsonErrors)
+            {
+                ctx.Error.WriteLine($"{errors.Count} problem(s) in the server configuration; nothing was started");
+            }
             return Task.FromResult(code);
         }
         ctx.Out.WriteLine($"configuration is valid: trust domain {options.TrustDomain.Name}, data dir {options.DataDir}, store {options.StoreKind}, agent API {options.Bind}, admin socket {options.AdminSocket}");
@@ -53,7 +60,7 @@ public static class ServerCommands
         }
         catch (Writ.Protocol.StartupRefusedException e)
         {
-            throw new CommandFailedException($"{e.Code}: {e.Message}");
+            throw new CommandFailedException(e.Message, code: e.Code);
         }
         catch (Writ.Protocol.Errors.WritException e)
         {
@@ -61,11 +68,11 @@ public static class ServerCommands
         }
         catch (Exception e) when (e is StoreException or InvalidOperationException or IOException or UnauthorizedAccessException)
         {
-            throw new CommandFailedException($"the server could not start: {e.Message}");
+            throw new CommandFailedException($"the server could not start: {e.Message}", code: e is WritException w ? w.Code : StartFailedCode);
         }
         catch (Exception e) when (e.GetBaseException() is System.Net.Sockets.SocketException se)
         {
-            throw new CommandFailedException($"the server could not listen on {options.Bind}: {se.Message}; choose another --bind");
+            throw new CommandFailedException($"the server could not listen on {options.Bind}: {se.Message}; choose another --bind", code: StartupCodes.BindFailed);
         }
         await using (host.ConfigureAwait(false))
         {

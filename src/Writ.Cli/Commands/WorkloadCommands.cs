@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using Grpc.Core;
 using Writ.Cli.CommandLine;
+using Writ.Protocol.Errors;
 using Writ.Cli.Workload;
 
 namespace Writ.Cli.Commands;
@@ -219,7 +220,8 @@ public static class WorkloadCommands
         }
         catch (RpcException e) when (e.StatusCode == StatusCode.InvalidArgument)
         {
-            throw new CommandFailedException(e.Status.Detail);
+            var (code, detail) = WritStatus.Read(e);
+            throw new CommandFailedException(detail, code: code ?? CliErrors.JwtInvalid);
         }
         catch (RpcException e)
         {

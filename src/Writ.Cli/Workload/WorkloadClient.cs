@@ -4,6 +4,7 @@ using System.Security.Cryptography.X509Certificates;
 using Grpc.Core;
 using Grpc.Net.Client;
 using Writ.Cli.CommandLine;
+using Writ.Protocol.Errors;
 
 namespace Writ.Cli.Workload;
 
@@ -89,17 +90,24 @@ public sealed class WorkloadClient : IDisposable
         }
     }
 
-    public CommandFailedException Translate(RpcException e) => e.StatusCode switch
+    /// <summary>A failed Workload API call as one command error, under the agent's code when it sent one.</summary>
+    public CommandFailedException Translate(RpcException e)
     {
-        // Only "no identity issued" means no entry matched; a policy denial (with its decision id) or an instance that
-        // is no longer served says what to do itself.
-        StatusCode.PermissionDenied when e.Status.Detail is "no identity issued" or "" =>
-            new CommandFailedException("the agent issued no identity to this process: check that a registration entry matches its selectors ('writ entry list')"),
-        StatusCode.PermissionDenied => new CommandFailedException($"the agent issued no identity to this process: {e.Status.Detail}"),
-        StatusCode.Unavailable when !File.Exists(SocketPath) => new CommandFailedException($"no Workload API socket at '{SocketPath}': is 'writ agent run' running? Pass --socket or set {EndpointEnvVar}=unix:///path"),
-        StatusCode.Unavailable => new CommandFailedException($"the agent is unavailable: {e.Status.Detail}"),
-        _ => new CommandFailedException(e.Status.Detail.Length > 0 ? e.Status.Detail : $"the agent answered {e.StatusCode}"),
-    };
+        var (code, detail) = WritStatus.Read(e);
+        return e.StatusCode switch
+        {
+            // Only "no identity issued" means no entry matched; a policy denial (with its decision id) or an instance that
+            // is no longer served says what to do itself.
+            StatusCode.PermissionDenied when detail is "no identity issued" or "" =>
+                new CommandFailedException("the agent issued no identity to this process: check that a registration entry matches its selectors ('writ entry list')",
+                    code: code ?? CliErrors.AgentError),
+            StatusCode.PermissionDenied => new CommandFailedException($"the agent issued no identity to this process: {detail}", code: code ?? CliErrors.AgentError),
+            StatusCode.Unavailable when !File.Exists(SocketPath) => new CommandFailedException(
+                $"no Workload API socket at '{SocketPath}': is 'writ agent run' running? Pass --socket or set {EndpointEnvVar}=unix:///path", code: CliErrors.AgentUnreachable),
+            StatusCode.Unavailable => new CommandFailedException($"the agent is unavailable: {detail}", code: code ?? CliErrors.AgentUnreachable),
+            _ => new CommandFailedException(detail.Length > 0 ? detail : $"the agent answered {e.StatusCode}", code: code ?? CliErrors.AgentError),
+        };
+    }
 
     /// <summary>Splits concatenated DER certificates (the Workload API's chain and bundle encoding).</summary>
     public static List<X509Certificate2> ParseCertificates(ReadOnlySpan<byte> der)

@@ -1,17 +1,22 @@
 using Grpc.Core;
 using Grpc.Core.Interceptors;
 using Microsoft.Extensions.Logging;
-using Writ.Server.Registration;
-using Writ.Server.Storage;
+using Writ.Protocol.Errors;
 
 namespace Writ.Server.Api;
 
 /// <summary>
-/// The one place where exceptions become gRPC statuses. Expected failures keep their one-line message; anything else
-/// is logged with its stack trace on the server and reaches the client as "internal error" with an event id to look up.
+/// The one place where the server's exceptions become gRPC statuses, one instance per API (the agent API and the admin
+/// API each register it for their own service). A <see cref="WritException"/> (validation and store errors are ones)
+/// keeps its one-line message and travels with its stable code (<see cref="WritStatus"/>: detail <c>WRIT-…: message</c>
+/// and the <c>writ-error-code</c> trailer); anything else is logged with its stack trace on the server and reaches the
+/// client as <c>WRIT-INTERNAL</c> with an error id to look up in that log.
 /// </summary>
 public sealed class ErrorTranslationInterceptor(ILogger<ErrorTranslationInterceptor> log) : Interceptor
 {
+    /// <summary>The call was cancelled before it finished (the client left, or its deadline passed).</summary>
+    public const string CancelledCode = "WRIT-CANCELLED";
+
     public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context,
         UnaryServerMethod<TRequest, TResponse> continuation)
     {
@@ -44,28 +49,22 @@ public sealed class ErrorTranslationInterceptor(ILogger<ErrorTranslationIntercep
 
     private RpcException Translate(Exception e, ServerCallContext context)
     {
-        var (code, message) = e switch
+        switch (e)
         {
-            Writ.Protocol.Errors.WritException w => (Enum.Parse<StatusCode>(w.Kind.ToString()), $"{w.Code}: {w.Message}"),
-            ValidationException => (StatusCode.InvalidArgument, e.Message),
-            ArgumentException => (StatusCode.InvalidArgument, e.Message),   // the store's checks of malformed ids and fields
-            StoreNotFoundException => (StatusCode.NotFound, e.Message),
-            StoreConflictException => (StatusCode.AlreadyExists, e.Message),
-            StoreUnavailableException => (StatusCode.Unavailable, e.Message),
-            StoreException => (StatusCode.FailedPrecondition, e.Message),
-            OperationCanceledException => (StatusCode.Cancelled, "the call was cancelled"),
-            _ => (StatusCode.Internal, ""),
-        };
-        if (code == StatusCode.Internal)
-        {
-            var errorId = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6));
-            ServerLog.UnhandledError(log, e, context.Method, errorId);
-            message = $"internal error {errorId}: the server log has the details";
+            case WritException w:
+                if (w.Kind == WritErrorKind.Unavailable)
+                {
+                    ServerLog.StoreUnavailable(log, context.Method, w.Message);
+                }
+                return WritStatus.ToRpcException(w);
+            case ArgumentException:   // the store's checks of malformed ids and fields
+                return WritStatus.Create(StatusCode.InvalidArgument, WritStatus.InvalidArgumentCode, e.Message);
+            case OperationCanceledException:
+                return WritStatus.Create(StatusCode.Cancelled, CancelledCode, "the call was cancelled");
+            default:
+                var errorId = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6));
+                ServerLog.UnhandledError(log, e, context.Method, errorId);
+                return WritStatus.Create(StatusCode.Internal, WritStatus.InternalCode, $"internal error {errorId}: the server log has the details");
         }
-        else if (code == StatusCode.Unavailable)
-        {
-            ServerLog.StoreUnavailable(log, context.Method, e.Message);
-        }
-        return new RpcException(new Status(code, message));
     }
 }

@@ -74,11 +74,13 @@ public sealed class WritServerHost : IAsyncDisposable
             builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.ShutdownGrace);
             builder.Services.AddGrpc(o =>
             {
-                o.Interceptors.Add<ErrorTranslationInterceptor>();
                 o.EnableDetailedErrors = false;
                 o.MaxReceiveMessageSize = 16 << 20;
                 o.MaxSendMessageSize = 16 << 20;
-            });
+            })
+                // One error interceptor per API: each maps its service's exceptions to gRPC status with their codes.
+                .AddServiceOptions<AgentApi>(o => o.Interceptors.Add<ErrorTranslationInterceptor>())
+                .AddServiceOptions<AdminApi>(o => o.Interceptors.Add<ErrorTranslationInterceptor>());
             builder.Services.AddSingleton<ServerContext>(sp => new ServerContext(options, store, ca, time, sp.GetRequiredService<ILoggerFactory>()));
             AddBackgroundLoops(builder.Services, options);
             ILogger peerLog = Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;   // set once the app is built

@@ -1,12 +1,17 @@
 using System.Globalization;
+using Writ.Protocol.Errors;
 using Writ.Server.Storage;
 using Writ.Spiffe;
 using Writ.Protocol.Evidence;
 
 namespace Writ.Server.Registration;
 
-/// <summary>An invalid request from a caller (admin or agent): a one-line message saying what was wrong and what to do.</summary>
-public sealed class ValidationException(string message) : Exception(message);
+/// <summary>
+/// An invalid request from a caller (admin or agent): a one-line message saying what was wrong and what to do, under
+/// <see cref="WritStatus.InvalidArgumentCode"/> unless a finer code is given.
+/// </summary>
+public sealed class ValidationException(string message, string code = WritStatus.InvalidArgumentCode)
+    : WritException(code, WritErrorKind.InvalidArgument, message);
 
 /// <summary>
 /// Checks registration entries before anything is written: IDs inside the trust domain and outside the reserved

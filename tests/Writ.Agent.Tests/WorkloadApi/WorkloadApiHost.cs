@@ -46,7 +46,9 @@ internal sealed class WorkloadApiHost : IAsyncDisposable
     /// <param name="limits">Changes to the default options (connection limits).</param>
     /// <param name="gateClock">The gate's clock (its rate limit); default the system's.</param>
     /// <param name="time">The clock the tracker and the service share (the cheap path's window); default the system's.</param>
-    public static async Task<WorkloadApiHost> StartAsync(TimeSpan? interval = null, Func<AgentOptions, AgentOptions>? limits = null, TimeProvider? gateClock = null, TimeProvider? time = null)
+    /// <param name="errorCodes">Serve behind the agent's error interceptor, as the agent does (statuses carry their codes).</param>
+    public static async Task<WorkloadApiHost> StartAsync(TimeSpan? interval = null, Func<AgentOptions, AgentOptions>? limits = null, TimeProvider? gateClock = null, TimeProvider? time = null,
+        bool errorCodes = false)
     {
         var host = new WorkloadApiHost(interval, time ?? TimeProvider.System);
         var options = new AgentOptions
@@ -66,7 +68,13 @@ internal sealed class WorkloadApiHost : IAsyncDisposable
         builder.Services.AddConnectionGate(_ => host.Gate);
         builder.Services.AddSingleton(Random.Shared);
         builder.Services.AddJwtReplayGuard(_ => () => host.Rig.Server);
-        builder.Services.AddGrpc();
+        builder.Services.AddGrpc(o =>
+        {
+            if (errorCodes)
+            {
+                o.Interceptors.Add<WorkloadApiErrorInterceptor>();
+            }
+        });
         builder.WebHost.ConfigureKestrel(k => k.ListenUnixSocket(host.SocketPath, lo =>
         {
             lo.Protocols = HttpProtocols.Http2;
