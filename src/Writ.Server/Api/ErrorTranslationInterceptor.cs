@@ -42,10 +42,27 @@ public sealed class ErrorTranslationInterceptor(ILogger<ErrorTranslationIntercep
         }
     }
 
+    public override async Task DuplexStreamingServerHandler<TRequest, TResponse>(IAsyncStreamReader<TRequest> requestStream,
+        IServerStreamWriter<TResponse> responseStream, ServerCallContext context, DuplexStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        try
+        {
+            await continuation(requestStream, responseStream, context).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not RpcException)
+        {
+            throw Translate(e, context);
+        }
+    }
+
     private RpcException Translate(Exception e, ServerCallContext context)
     {
         var (code, message) = e switch
         {
+            // Minimal until the errors lane's interceptor: the kind names the status, the detail starts with the code.
+            Writ.Protocol.Errors.WritException w when w.Kind != Writ.Protocol.Errors.WritErrorKind.Internal =>
+                (Enum.Parse<StatusCode>(w.Kind.ToString()), $"{w.Code}: {w.Message}"),
+            Writ.Protocol.Errors.WritException w => (StatusCode.Internal, $"{w.Code}: {w.Message}"),
             ValidationException => (StatusCode.InvalidArgument, e.Message),
             ArgumentException => (StatusCode.InvalidArgument, e.Message),   // the store's checks of malformed ids and fields
             Issuance.IssuanceRateLimitedException => (StatusCode.ResourceExhausted, e.Message),
@@ -56,7 +73,7 @@ public sealed class ErrorTranslationInterceptor(ILogger<ErrorTranslationIntercep
             OperationCanceledException => (StatusCode.Cancelled, "the call was cancelled"),
             _ => (StatusCode.Internal, ""),
         };
-        if (code == StatusCode.Internal)
+        if (code == StatusCode.Internal && e is not Writ.Protocol.Errors.WritException)
         {
             var errorId = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6));
             ServerLog.UnhandledError(log, e, context.Method, errorId);
