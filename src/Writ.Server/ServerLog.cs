@@ -14,11 +14,11 @@ public static partial class ServerLog
     [LoggerMessage(1100, LogLevel.Information, "Join token {TokenId} created (expires {ExpiresAt:u}, alias {Alias})")]
     public static partial void JoinTokenCreated(ILogger log, string tokenId, DateTimeOffset expiresAt, string alias);
 
-    [LoggerMessage(1101, LogLevel.Information, "Agent {AgentId} attested by join token; SVID serial {Serial}")]
-    public static partial void AgentAttested(ILogger log, string agentId, string serial);
+    [LoggerMessage(1101, LogLevel.Information, "Agent {AgentId} attested by {Type}; SVID serial {Serial}")]
+    public static partial void AgentAttested(ILogger log, string agentId, string type, string serial);
 
-    [LoggerMessage(1102, LogLevel.Warning, "Join token attestation refused from {Peer}: {Reason}")]
-    public static partial void AttestationRefused(ILogger log, string peer, string reason);
+    [LoggerMessage(1102, LogLevel.Warning, "Node attestation ({Type}) refused from {Peer}: {Code} {Reason}")]
+    public static partial void AttestationRefused(ILogger log, string type, string peer, string code, string reason);
 
     [LoggerMessage(1103, LogLevel.Information, "Agent {AgentId} renewed its SVID; new serial {Serial}")]
     public static partial void AgentRenewed(ILogger log, string agentId, string serial);

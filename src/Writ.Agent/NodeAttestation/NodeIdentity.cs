@@ -25,7 +25,7 @@ public sealed class AgentFatalException(string message) : Exception(message)
 }
 
 /// <summary>
-/// The agent's own identity: attests once with a join token, keeps its SVID and key in the data dir (key 0600) so a
+/// The agent's own identity: attests once through its node attestor (<see cref="INodeAttestorClient"/>; a join token today), keeps its SVID and key in the data dir (key 0600) so a
 /// restart needs no new token, renews before half-life, and owns the gRPC channel to the server (a new channel after every
 /// renewal, since a TLS connection keeps the certificate it was made with).
 /// </summary>
@@ -120,31 +120,57 @@ public sealed class NodeIdentity : IDisposable
         await AttestAsync(ct).ConfigureAwait(false);
     }
 
-    private async Task AttestAsync(CancellationToken ct)
+    private Task AttestAsync(CancellationToken ct)
     {
         var token = _options.JoinToken;
         if (string.IsNullOrWhiteSpace(token))
         {
             throw new AgentFatalException("the agent has no valid stored SVID and no join token: pass --join-token (from 'writ token generate')");
         }
-        var tokenHash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(token.Trim())));
-        if (ReadState()?.UsedJoinToken == tokenHash)
+        return AttestAsync(new JoinTokenAttestorClient(token), ct);
+    }
+
+    /// <summary>Node attestation over the AttestAgent stream: evidence and CSR, then the server's challenges, then the SVID.</summary>
+    private async Task AttestAsync(INodeAttestorClient attestor, CancellationToken ct)
+    {
+        var fingerprint = attestor.SingleUseFingerprint;
+        if (fingerprint is not null && ReadState()?.UsedJoinToken == fingerprint)
         {
-            throw new AgentFatalException("the configured join token was already used by this agent and tokens are single-use: generate a new one with 'writ token generate'");
+            throw new AgentFatalException($"the configured {attestor.Description} was already used by this agent and is single-use: generate a new one with 'writ token generate'");
         }
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var client = new AgentService.AgentServiceClient(NewChannel());
-        AttestResponse r;
+        AttestResponse? r = null;
         try
         {
-            r = await client.AttestJoinTokenAsync(new AttestJoinTokenRequest { Token = token, Csr = ByteString.CopyFrom(Csr.Create(key)) },
-                cancellationToken: ct).ConfigureAwait(false);
+            using var call = client.AttestAgent(cancellationToken: ct);
+            var evidence = await attestor.EvidenceAsync(ct).ConfigureAwait(false);
+            await call.RequestStream.WriteAsync(new AttestAgentRequest
+            {
+                Params = new AttestAgentParams { AttestationType = attestor.Type, Payload = ByteString.CopyFrom(evidence.Span), Csr = ByteString.CopyFrom(Csr.Create(key)) },
+            }, ct).ConfigureAwait(false);
+            while (r is null && await call.ResponseStream.MoveNext(ct).ConfigureAwait(false))
+            {
+                var step = call.ResponseStream.Current;
+                if (step.StepCase == AttestAgentResponse.StepOneofCase.Result)
+                {
+                    r = step.Result;
+                    break;
+                }
+                var answer = await attestor.AnswerAsync(step.Challenge.Memory, ct).ConfigureAwait(false);
+                await call.RequestStream.WriteAsync(new AttestAgentRequest { ChallengeResponse = ByteString.CopyFrom(answer.Span) }, ct).ConfigureAwait(false);
+            }
+            await call.RequestStream.CompleteAsync().ConfigureAwait(false);
         }
         catch (RpcException e) when (e.StatusCode is StatusCode.PermissionDenied or StatusCode.InvalidArgument)
         {
-            throw new AgentFatalException($"the server refused the join token: {e.Status.Detail}");
+            throw new AgentFatalException($"the server refused the {attestor.Description}: {e.Status.Detail}");
         }
-        WriteState(new StoredState(r.SpiffeId, tokenHash));
+        if (r is null)
+        {
+            throw new AgentFatalException($"the server ended the {attestor.Description} attestation without an SVID: check that --server names a Writ server of this version");
+        }
+        WriteState(new StoredState(r.SpiffeId, fingerprint ?? ""));
         AdoptResponse(r, key);
         AgentLog.Attested(_log, r.SpiffeId);
     }

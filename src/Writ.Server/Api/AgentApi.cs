@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Google.Protobuf;
@@ -6,8 +5,10 @@ using Grpc.Core;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Writ.Protocol.Agent;
+using Writ.Protocol.Errors;
 using Writ.Server.Hosting;
 using Writ.Server.Issuance;
+using Writ.Server.NodeAttestation;
 using Writ.Server.Policy;
 using Writ.Server.Registration;
 using Writ.Server.Storage;
@@ -19,7 +20,7 @@ using X509Svid = Writ.Protocol.Agent.X509Svid;
 namespace Writ.Server.Api;
 
 /// <summary>
-/// The agent API. <c>AttestJoinToken</c> needs only server-authenticated TLS; every other call is authenticated by the
+/// The agent API. <c>AttestAgent</c> and <c>AttestJoinToken</c> (node attestation: NodeAttestation/) need only server-authenticated TLS; every other call is authenticated by the
 /// agent's X.509-SVID presented as TLS client certificate, checked on every call against the bundle and the node
 /// record (banned → PermissionDenied, evicted or superseded → Unauthenticated).
 /// </summary>
@@ -31,87 +32,43 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
 
     private static readonly string AgentPathPrefix = "/writ/agent/";
 
-    public override async Task<AttestResponse> AttestJoinToken(AttestJoinTokenRequest request, ServerCallContext context)
+    public override async Task AttestAgent(IAsyncStreamReader<AttestAgentRequest> requestStream, IServerStreamWriter<AttestAgentResponse> responseStream,
+        ServerCallContext context)
     {
         var ct = context.CancellationToken;
-        if (string.IsNullOrWhiteSpace(request.Token))
+        var first = await requestStream.MoveNext(ct).ConfigureAwait(false) ? requestStream.Current : null;
+        if (first?.Params is not { } p)
         {
-            throw new RpcException(new Status(StatusCode.InvalidArgument, "the join token is empty: pass the token printed by 'writ token generate'"));
+            throw new WritException(NodeAttestationCodes.BadRequest, WritErrorKind.InvalidArgument,
+                "the first AttestAgent request must carry params (attestation type, evidence, CSR): upgrade the agent");
         }
-        var now = server.Time.GetUtcNow();
-        // Check the CSR before the token is consumed, so a malformed request does not burn a valid token.
-        if (!Csr.TryVerify(request.Csr.Span, out var key, out var csrError))
+        async Task<ReadOnlyMemory<byte>> Challenge(ReadOnlyMemory<byte> challenge, CancellationToken t)
         {
-            throw new RpcException(new Status(StatusCode.InvalidArgument, $"the agent CSR was refused: {csrError}"));
-        }
-        var result = await server.Store.JoinTokens.ConsumeAsync(HashToken(request.Token), now, ct).ConfigureAwait(false);
-        if (result.Outcome != JoinTokenOutcome.Consumed || result.Token is null)
-        {
-            var reason = result.Outcome switch
+            await responseStream.WriteAsync(new AttestAgentResponse { Challenge = ByteString.CopyFrom(challenge.Span) }, t).ConfigureAwait(false);
+            if (!await requestStream.MoveNext(t).ConfigureAwait(false) || requestStream.Current.StepCase != AttestAgentRequest.StepOneofCase.ChallengeResponse)
             {
-                JoinTokenOutcome.AlreadyUsed => "join token was already used (tokens are single-use): generate a new one with 'writ token generate'",
-                JoinTokenOutcome.Expired => "join token has expired: generate a new one with 'writ token generate'",
-                _ => "join token is not known to this server: check the token, or generate one with 'writ token generate'",
-            };
-            ServerLog.AttestationRefused(log, context.Peer, reason);
-            throw new RpcException(new Status(StatusCode.PermissionDenied, reason));
+                throw new WritException(NodeAttestationCodes.BadRequest, WritErrorKind.InvalidArgument, "the agent did not answer the attestation challenge");
+            }
+            return requestStream.Current.ChallengeResponse.Memory;
         }
-        var token = result.Token;
-        var agentId = SpiffeId.FromSegments(server.Options.TrustDomain, "writ", "agent", "join_token", token.Id);
-        if (await server.Store.Nodes.GetAsync(agentId.ToString(), ct).ConfigureAwait(false) is { } existing)
-        {
-            var why = existing.Banned ? "is banned" : "is already attested";
-            throw new RpcException(new Status(StatusCode.PermissionDenied, $"agent {agentId} {why}; evict it first ('writ agent evict')"));
-        }
-        var facts = new NodeFacts(agentId.ToString(), "join_token", [new Selector("join_token", token.Id).ToString()], token.Alias is { Length: > 0 } a ? [a] : []);
-        var outcome = await Pipeline.AttestNodeAsync(facts, key, renewal: false, ct).ConfigureAwait(false);
-        if (outcome.Chain is not { } chain)
-        {
-            throw new RpcException(new Status(StatusCode.PermissionDenied, outcome.Decision.DeniedDetail));
-        }
-        var leaf = chain[0];
-        var node = new AttestedNode
-        {
-            SpiffeId = agentId.ToString(),
-            AttestationType = "join_token",
-            SerialNumber = leaf.SerialNumber,
-            ExpiresAt = new DateTimeOffset(leaf.NotAfter.ToUniversalTime()),
-            Selectors = [new Selector("join_token", token.Id)],
-            Aliases = token.Alias is { Length: > 0 } alias ? [alias] : [],
-            CreatedAt = now,
-            UpdatedAt = now,
-        };
-        await server.Store.Nodes.CreateAsync(node, ct).ConfigureAwait(false);
-        ServerLog.AgentAttested(log, agentId.ToString(), leaf.SerialNumber);
-        return AttestResponseFor(agentId, chain, outcome.Decision.Id);
+        var r = await server.NodeAttestation.AttestAsync(p.AttestationType, p.Payload.Memory, p.Csr.Memory, Challenge, context.Peer, ct).ConfigureAwait(false);
+        await responseStream.WriteAsync(new AttestAgentResponse { Result = AttestResponseFor(r.AgentId, r.Chain, r.DecisionId) }, ct).ConfigureAwait(false);
+    }
+
+    public override async Task<AttestResponse> AttestJoinToken(AttestJoinTokenRequest request, ServerCallContext context)
+    {
+        var r = await server.NodeAttestation.AttestAsync(JoinTokenNodeAttestor.TypeName, Encoding.UTF8.GetBytes(request.Token), request.Csr.Memory,
+            (_, _) => throw new WritException(NodeAttestationCodes.BadRequest, WritErrorKind.InvalidArgument, "this attestation needs a challenge round: use AttestAgent"),
+            context.Peer, context.CancellationToken).ConfigureAwait(false);
+        return AttestResponseFor(r.AgentId, r.Chain, r.DecisionId);
     }
 
     public override async Task<AttestResponse> RenewAgent(RenewAgentRequest request, ServerCallContext context)
     {
         var caller = await AuthenticateAsync(context).ConfigureAwait(false);
         var key = Issuance.Issuer.VerifyCsr(request.Csr.Span, caller.Id);
-        var outcome = await Pipeline.AttestNodeAsync(NodeFacts.Of(caller.Node), key, renewal: true, context.CancellationToken).ConfigureAwait(false);
-        if (outcome.Chain is not { } chain)
-        {
-            throw new RpcException(new Status(StatusCode.PermissionDenied, outcome.Decision.DeniedDetail));
-        }
-        var leaf = chain[0];
-        // A ban, eviction or revocation may have landed while the decision and the signature ran: look again right
-        // before recording the new serial, so a renewal in flight cannot undo it (the new SVID is then never handed out).
-        var now = await server.Store.Nodes.GetAsync(caller.Id.ToString(), context.CancellationToken).ConfigureAwait(false);
-        if (now is null || now.Banned || !string.Equals(now.SerialNumber, caller.Node.SerialNumber, StringComparison.OrdinalIgnoreCase)
-            || server.Revocations.IsSerialRevoked(caller.Node.SerialNumber))
-        {
-            throw Refuse(context, StatusCode.PermissionDenied, $"agent {caller.Id} was banned, evicted, revoked or renewed elsewhere while renewing: re-authenticate");
-        }
-        await server.Store.Nodes.UpdateAsync(now with
-        {
-            SerialNumber = leaf.SerialNumber,
-            ExpiresAt = new DateTimeOffset(leaf.NotAfter.ToUniversalTime()),
-            UpdatedAt = server.Time.GetUtcNow(),
-        }, context.CancellationToken).ConfigureAwait(false);
-        ServerLog.AgentRenewed(log, caller.Id.ToString(), leaf.SerialNumber);
-        return AttestResponseFor(caller.Id, chain, outcome.Decision.Id);
+        var r = await server.NodeAttestation.RenewAsync(caller.Node, key, context.CancellationToken).ConfigureAwait(false);
+        return AttestResponseFor(r.AgentId, r.Chain, r.DecisionId);
     }
 
     public override async Task Sync(SyncRequest request, IServerStreamWriter<SyncUpdate> responseStream, ServerCallContext context)
@@ -415,5 +372,5 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
     }
 
     /// <summary>Join tokens are stored only as SHA-256 hashes; the secret itself is never written.</summary>
-    public static byte[] HashToken(string token) => SHA256.HashData(Encoding.UTF8.GetBytes(token.Trim()));
+    public static byte[] HashToken(string token) => JoinTokenNodeAttestor.HashToken(token);
 }

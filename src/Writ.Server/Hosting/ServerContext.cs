@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Writ.Server.Ca;
 using Writ.Server.Configuration;
 using Writ.Server.Issuance;
+using Writ.Server.NodeAttestation;
 using Writ.Server.Policy;
 using Writ.Server.Registration;
 using Writ.Server.Revocation;
@@ -27,6 +28,7 @@ public sealed class ServerContext
         LedgerWriter = new Ledger.LedgerWriter(store);
         Limits = new IssuanceLimits(options.Ledger, time);
         Checkpoints = new Ledger.LedgerCheckpointer(options.DataDir, store.Ledger, time, logs.CreateLogger<Ledger.LedgerCheckpointer>());
+        NodeAttestation = new NodeAttestationService(this, NodeAttestationService.DefaultRegistry(store), logs.CreateLogger<NodeAttestationService>());
     }
 
     public ServerOptions Options { get; }
@@ -57,6 +59,9 @@ public sealed class ServerContext
 
     /// <summary>Signed ledger checkpoints kept in the data dir (issue #12 item 9); initialized and run by the host.</summary>
     public Ledger.LedgerCheckpointer Checkpoints { get; }
+
+    /// <summary>Node attestation (the enabled attestors, the decision, the single-use burn) and agent SVID renewal.</summary>
+    public NodeAttestationService NodeAttestation { get; internal set; }
 
     private readonly CancellationTokenSource _stopping = new();
 

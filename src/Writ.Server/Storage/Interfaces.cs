@@ -115,6 +115,20 @@ public interface INodeStore
     Task<AttestedNode> UpdateAsync(AttestedNode node, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null);
     /// <summary>Absent -> <see cref="StoreNotFoundException"/>. The audit events (of every write method) are appended in the same transaction.</summary>
     Task DeleteAsync(string spiffeId, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null);
+
+    /// <summary>
+    /// Node attestation's one write: burns <paramref name="burn"/> (when set) and stores the node in one transaction, so
+    /// of two agents racing with the same single-use evidence exactly one is stored, and a refusal burns nothing. Only
+    /// <see cref="NodeCreateOutcome.Created"/> changed anything. Sets CreatedAt and UpdatedAt.
+    /// </summary>
+    Task<NodeCreateOutcome> CreateAttestedAsync(AttestedNode node, SingleUseEvidence? burn, DateTimeOffset now, CancellationToken ct);
+
+    /// <summary>
+    /// A renewal's write, conditional in SQL: the serial becomes <paramref name="newSerial"/> only while the node exists,
+    /// is not banned and still has <paramref name="expectedSerial"/>. False (nothing written) otherwise, so a renewal in
+    /// flight can never undo a ban or an eviction, nor overwrite a renewal made meanwhile.
+    /// </summary>
+    Task<bool> TryRenewAsync(string spiffeId, string expectedSerial, string newSerial, DateTimeOffset expiresAt, CancellationToken ct);
 }
 
 public interface IJoinTokenStore
@@ -128,6 +142,12 @@ public interface IJoinTokenStore
     /// (marked used) so a second use says AlreadyUsed, not Unknown. A token is expired when now &gt;= ExpiresAt.
     /// </summary>
     Task<JoinTokenConsumeResult> ConsumeAsync(byte[] secretHash, DateTimeOffset now, CancellationToken ct);
+
+    /// <summary>
+    /// Reads without consuming: <see cref="JoinTokenOutcome.Usable"/> when the token exists, is unexpired and unused
+    /// (it is burnt later by <see cref="INodeStore.CreateAttestedAsync"/>), else why not.
+    /// </summary>
+    Task<JoinTokenConsumeResult> CheckAsync(byte[] secretHash, DateTimeOffset now, CancellationToken ct);
 
     /// <summary>Deletes tokens that expired, or were used, before <paramref name="olderThan"/>; returns how many.</summary>
     Task<int> PruneAsync(DateTimeOffset olderThan, CancellationToken ct);

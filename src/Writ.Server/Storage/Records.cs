@@ -96,7 +96,20 @@ public sealed record AttestedNode
 /// </summary>
 public sealed record JoinToken(string Id, byte[] SecretHash, DateTimeOffset ExpiresAt, string? Alias, DateTimeOffset CreatedAt);
 
-public enum JoinTokenOutcome { Consumed, Unknown, AlreadyUsed, Expired }
+public enum JoinTokenOutcome { Consumed, Unknown, AlreadyUsed, Expired, Usable }
+
+/// <summary>
+/// Evidence a node attestor accepts only once, burnt in the transaction that stores the node
+/// (<see cref="INodeStore.CreateAttestedAsync"/>). <see cref="Kind"/> names where it lives: <c>join_token</c> (the key is
+/// the token's secret hash) is the one kind so far.
+/// </summary>
+public sealed record SingleUseEvidence(string Kind, byte[] Key)
+{
+    public const string JoinToken = "join_token";
+}
+
+/// <summary>What <see cref="INodeStore.CreateAttestedAsync"/> did; every outcome but Created changed nothing.</summary>
+public enum NodeCreateOutcome { Created, EvidenceUnknown, EvidenceUsed, EvidenceExpired, NodeExists }
 
 /// <summary><see cref="Token"/> is set for every outcome except <see cref="JoinTokenOutcome.Unknown"/>.</summary>
 public sealed record JoinTokenConsumeResult(JoinTokenOutcome Outcome, JoinToken? Token);

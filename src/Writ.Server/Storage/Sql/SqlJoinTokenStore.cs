@@ -32,21 +32,38 @@ internal sealed class SqlJoinTokenStore(Db db, TimeProvider time) : IJoinTokenSt
     public Task<JoinTokenConsumeResult> ConsumeAsync(byte[] secretHash, DateTimeOffset now, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(secretHash);
-        var nowUs = Time.ToMicros(now);
-        return db.WriteAsync("consume join token", async (conn, tx) =>
+        return db.WriteAsync("consume join token", (conn, tx) => ConsumeInTxAsync(conn, tx, secretHash, now, ct), ct);
+    }
+
+    public Task<JoinTokenConsumeResult> CheckAsync(byte[] secretHash, DateTimeOffset now, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(secretHash);
+        return db.ReadAsync("check join token", async (conn, tx) =>
         {
-            // One statement decides: the row lock (PostgreSQL) / write lock (SQLite) makes exactly one caller win.
-            var won = await Db.QueryAsync(conn, tx,
-                $"UPDATE join_tokens SET used_at_us = @now WHERE secret_hash = @hash AND used_at_us IS NULL AND expires_at_us > @now RETURNING {Columns}",
-                Read, ct, ("now", nowUs), ("hash", secretHash)).ConfigureAwait(false);
-            if (won.Count == 1)
-                return new JoinTokenConsumeResult(JoinTokenOutcome.Consumed, won[0].Token);
             var rows = await Db.QueryAsync(conn, tx, $"SELECT {Columns} FROM join_tokens WHERE secret_hash = @hash", Read, ct, ("hash", secretHash)).ConfigureAwait(false);
             if (rows.Count == 0)
                 return new JoinTokenConsumeResult(JoinTokenOutcome.Unknown, null);
             var (token, used) = rows[0];
-            return new JoinTokenConsumeResult(used ? JoinTokenOutcome.AlreadyUsed : JoinTokenOutcome.Expired, token);
+            var outcome = used ? JoinTokenOutcome.AlreadyUsed : now >= token.ExpiresAt ? JoinTokenOutcome.Expired : JoinTokenOutcome.Usable;
+            return new JoinTokenConsumeResult(outcome, token);
         }, ct);
+    }
+
+    /// <summary>The single-use burn inside the caller's write transaction (also node attestation's, with the node insert).</summary>
+    internal static async Task<JoinTokenConsumeResult> ConsumeInTxAsync(DbConnection conn, DbTransaction tx, byte[] secretHash, DateTimeOffset now, CancellationToken ct)
+    {
+        var nowUs = Time.ToMicros(now);
+        // One statement decides: the row lock (PostgreSQL) / write lock (SQLite) makes exactly one caller win.
+        var won = await Db.QueryAsync(conn, tx,
+            $"UPDATE join_tokens SET used_at_us = @now WHERE secret_hash = @hash AND used_at_us IS NULL AND expires_at_us > @now RETURNING {Columns}",
+            Read, ct, ("now", nowUs), ("hash", secretHash)).ConfigureAwait(false);
+        if (won.Count == 1)
+            return new JoinTokenConsumeResult(JoinTokenOutcome.Consumed, won[0].Token);
+        var rows = await Db.QueryAsync(conn, tx, $"SELECT {Columns} FROM join_tokens WHERE secret_hash = @hash", Read, ct, ("hash", secretHash)).ConfigureAwait(false);
+        if (rows.Count == 0)
+            return new JoinTokenConsumeResult(JoinTokenOutcome.Unknown, null);
+        var (token, used) = rows[0];
+        return new JoinTokenConsumeResult(used ? JoinTokenOutcome.AlreadyUsed : JoinTokenOutcome.Expired, token);
     }
 
     public Task<int> PruneAsync(DateTimeOffset olderThan, CancellationToken ct)

@@ -69,6 +69,58 @@ internal sealed class SqlNodeStore(Db db, TimeProvider time) : INodeStore
         }, ct);
     }
 
+    public async Task<NodeCreateOutcome> CreateAttestedAsync(AttestedNode node, SingleUseEvidence? burn, DateTimeOffset now, CancellationToken ct)
+    {
+        Validate(node);
+        if (burn is not null && burn.Kind != SingleUseEvidence.JoinToken)
+            throw new ArgumentException($"single-use evidence of kind '{burn.Kind}' has no table in this store: only '{SingleUseEvidence.JoinToken}' does");
+        var stamp = Time.Normalize(time.GetUtcNow());
+        var stored = Normalize(node) with { CreatedAt = stamp, UpdatedAt = stamp };
+        try
+        {
+            return await db.WriteAsync("store attested node", async (conn, tx) =>
+            {
+                // The node first: a refusal must return before the burn, so it burns nothing.
+                if (await Db.ScalarAsync(conn, tx, "SELECT spiffe_id FROM nodes WHERE spiffe_id = @id", ct, ("id", node.SpiffeId)).ConfigureAwait(false) is not null)
+                    return NodeCreateOutcome.NodeExists;
+                if (burn is not null)
+                {
+                    var burnt = await SqlJoinTokenStore.ConsumeInTxAsync(conn, tx, burn.Key, now, ct).ConfigureAwait(false);
+                    if (burnt.Outcome != JoinTokenOutcome.Consumed)
+                    {
+                        return burnt.Outcome switch
+                        {
+                            JoinTokenOutcome.AlreadyUsed => NodeCreateOutcome.EvidenceUsed,
+                            JoinTokenOutcome.Expired => NodeCreateOutcome.EvidenceExpired,
+                            _ => NodeCreateOutcome.EvidenceUnknown,
+                        };
+                    }
+                }
+                await Db.ExecuteAsync(conn, tx, $"INSERT INTO nodes ({Columns}) VALUES (@id, @type, @serial, @expires, @banned, @selectors, @aliases, @created, @updated)",
+                    ct, Row(stored)).ConfigureAwait(false);
+                return NodeCreateOutcome.Created;
+            }, ct).ConfigureAwait(false);
+        }
+        catch (StoreConflictException)
+        {
+            return NodeCreateOutcome.NodeExists;   // another server stored it between our check and our insert; the burn rolled back
+        }
+    }
+
+    public Task<bool> TryRenewAsync(string spiffeId, string expectedSerial, string newSerial, DateTimeOffset expiresAt, CancellationToken ct)
+    {
+        Codec.RequireKey(spiffeId, "node SPIFFE ID");
+        Codec.RequireKey(expectedSerial, "node serial number");
+        Codec.RequireKey(newSerial, "node serial number");
+        var now = Time.Normalize(time.GetUtcNow());
+        return db.WriteAsync("renew node", async (conn, tx) =>
+            await Db.ExecuteAsync(conn, tx, """
+                UPDATE nodes SET serial_number = @serial, expires_at_us = @expires, updated_at_us = @updated
+                WHERE spiffe_id = @id AND banned = @banned AND serial_number = @old
+                """, ct, ("serial", newSerial), ("expires", Time.ToMicros(Time.Normalize(expiresAt))), ("updated", Time.ToMicros(now)),
+                ("id", spiffeId), ("banned", false), ("old", expectedSerial)).ConfigureAwait(false) == 1, ct);
+    }
+
     private Task AppendAuditAsync(DbConnection conn, DbTransaction tx, IReadOnlyList<LedgerEvent>? audit, CancellationToken ct) =>
         audit is { Count: > 0 } ? SqlLedgerStore.AppendInTxAsync(conn, tx, audit, time, ct) : Task.CompletedTask;
 

@@ -1,0 +1,194 @@
+using System.Security.Cryptography.X509Certificates;
+using Microsoft.Extensions.Logging;
+using Writ.Protocol.Errors;
+using Writ.Server.Hosting;
+using Writ.Server.Issuance;
+using Writ.Server.Policy;
+using Writ.Server.Storage;
+using Writ.Spiffe;
+using Writ.Spiffe.X509;
+
+namespace Writ.Server.NodeAttestation;
+
+/// <summary>Bounds on one node attestation: evidence and each challenge answer in bytes, the attestor's time, challenge rounds.</summary>
+public sealed record NodeAttestationLimits(int MaxEvidenceBytes, TimeSpan Timeout, int MaxChallenges)
+{
+    public static NodeAttestationLimits Default { get; } = new(64 * 1024, TimeSpan.FromSeconds(30), 8);
+}
+
+/// <summary>An attested (or renewed) agent: its ID, its SVID chain (leaf first) and the AttestNode decision.</summary>
+public sealed record NodeAttestationResult(SpiffeId AgentId, IReadOnlyList<X509Certificate2> Chain, string DecisionId);
+
+/// <summary>
+/// Node attestation around any <see cref="INodeAttestor"/>: size limit → attestor (under a time limit, with its
+/// challenge rounds) → Cedar decision (AttestNode) → burn the single-use evidence and store the node in one transaction.
+/// A refusal at any step burns nothing. Also the agent SVID renewal, whose write is conditional so it never undoes a ban
+/// or an eviction.
+/// </summary>
+public sealed class NodeAttestationService(ServerContext server, NodeAttestorRegistry registry, ILogger log, NodeAttestationLimits? limits = null)
+{
+    public const string AgentPathPrefix = "/writ/agent/";
+
+    private readonly IssuancePipeline _pipeline = new(server, log);
+
+    public NodeAttestationLimits Limits { get; } = limits ?? NodeAttestationLimits.Default;
+
+    public NodeAttestorRegistry Registry => registry;
+
+    /// <summary>The attestors every server has: <c>join_token</c>.</summary>
+    public static NodeAttestorRegistry DefaultRegistry(IWritStore store) => new([new JoinTokenNodeAttestor(store.JoinTokens)]);
+
+    /// <summary>
+    /// Attests an agent: <paramref name="challenge"/> carries the attestor's challenges to the agent. Refusals are
+    /// <see cref="WritException"/>s with a stable code; nothing is written unless the agent gets its SVID.
+    /// </summary>
+    public async Task<NodeAttestationResult> AttestAsync(string type, ReadOnlyMemory<byte> payload, ReadOnlyMemory<byte> csr, NodeChallenge challenge, string peer,
+        CancellationToken ct)
+    {
+        try
+        {
+            return await AttestCoreAsync(type, payload, csr, challenge, peer, ct).ConfigureAwait(false);
+        }
+        catch (WritException e)
+        {
+            ServerLog.AttestationRefused(log, NodeAttestorRegistry.Printable(type), peer, e.Code, e.Message);
+            throw;
+        }
+    }
+
+    private async Task<NodeAttestationResult> AttestCoreAsync(string type, ReadOnlyMemory<byte> payload, ReadOnlyMemory<byte> csr, NodeChallenge challenge, string peer,
+        CancellationToken ct)
+    {
+        if (payload.Length > Limits.MaxEvidenceBytes)
+            throw TooLarge("the attestation evidence", payload.Length);
+        var attestor = registry.Get(type);
+        // The CSR is checked before anything else can happen, so a malformed request costs nothing.
+        if (csr.Length > Limits.MaxEvidenceBytes)
+            throw TooLarge("the agent CSR", csr.Length);
+        if (!Csr.TryVerify(csr.Span, out var key, out var csrError))
+            throw new WritException(NodeAttestationCodes.BadCsr, WritErrorKind.InvalidArgument, $"the agent CSR was refused: {csrError}");
+        var facts = await RunAttestorAsync(attestor, new NodeEvidence(payload, server.Options.TrustDomain, server.Time.GetUtcNow()), challenge, ct).ConfigureAwait(false);
+        var id = facts.AgentId.ToString();
+        if (await server.Store.Nodes.GetAsync(id, ct).ConfigureAwait(false) is { } existing)
+            throw existing.Banned ? Banned(id) : NodeExists(id);
+
+        var outcome = await _pipeline.AttestNodeAsync(new NodeFacts(id, facts.Type, [.. facts.Selectors.Select(s => s.ToString())], facts.Aliases), key, renewal: false, ct)
+            .ConfigureAwait(false);
+        if (outcome.Chain is not { } chain)
+            throw new WritException(NodeAttestationCodes.Denied, WritErrorKind.PermissionDenied, outcome.Decision.DeniedDetail);
+
+        var leaf = chain[0];
+        var now = server.Time.GetUtcNow();
+        var node = new AttestedNode
+        {
+            SpiffeId = id,
+            AttestationType = facts.Type,
+            SerialNumber = leaf.SerialNumber,
+            ExpiresAt = new DateTimeOffset(leaf.NotAfter.ToUniversalTime()),
+            Selectors = facts.Selectors,
+            Aliases = facts.Aliases,
+            CreatedAt = now,
+            UpdatedAt = now,
+        };
+        // The burn and the node in one transaction: of two agents racing with the same evidence exactly one is stored.
+        // A loser's SVID was recorded in the ledger (records precede hand-out) but is never handed out.
+        var stored = await server.Store.Nodes.CreateAttestedAsync(node, facts.Burn, now, ct).ConfigureAwait(false);
+        if (stored != NodeCreateOutcome.Created)
+        {
+            throw stored switch
+            {
+                NodeCreateOutcome.NodeExists => NodeExists(id),
+                NodeCreateOutcome.EvidenceUsed => JoinTokenNodeAttestor.Used(),
+                NodeCreateOutcome.EvidenceExpired => new WritException(NodeAttestationCodes.TokenExpired, WritErrorKind.PermissionDenied,
+                    "the single-use attestation evidence expired while it was being checked: generate new evidence (a new join token) and retry"),
+                _ => new WritException(NodeAttestationCodes.TokenUnknown, WritErrorKind.PermissionDenied,
+                    "the single-use attestation evidence was deleted while it was being checked: generate new evidence (a new join token)"),
+            };
+        }
+        ServerLog.AgentAttested(log, id, facts.Type, leaf.SerialNumber);
+        return new NodeAttestationResult(facts.AgentId, chain, outcome.Decision.Id);
+    }
+
+    /// <summary>
+    /// Renews an authenticated agent's SVID for <paramref name="key"/>. The new serial is stored only while the node is
+    /// not banned and still has the serial the agent authenticated with (<see cref="INodeStore.TryRenewAsync"/>): a ban,
+    /// eviction or competing renewal that lands while the decision and signature run wins, and the new SVID is never
+    /// handed out.
+    /// </summary>
+    public async Task<NodeAttestationResult> RenewAsync(AttestedNode caller, PublicKey key, CancellationToken ct)
+    {
+        var outcome = await _pipeline.AttestNodeAsync(NodeFacts.Of(caller), key, renewal: true, ct).ConfigureAwait(false);
+        if (outcome.Chain is not { } chain)
+            throw new WritException(NodeAttestationCodes.Denied, WritErrorKind.PermissionDenied, outcome.Decision.DeniedDetail);
+        var leaf = chain[0];
+        var renewed = !server.Revocations.IsSerialRevoked(caller.SerialNumber)
+            && await server.Store.Nodes.TryRenewAsync(caller.SpiffeId, caller.SerialNumber, leaf.SerialNumber, new DateTimeOffset(leaf.NotAfter.ToUniversalTime()), ct)
+                .ConfigureAwait(false);
+        if (!renewed)
+        {
+            var now = await server.Store.Nodes.GetAsync(caller.SpiffeId, ct).ConfigureAwait(false);
+            var refusal = now is { Banned: true } ? Banned(caller.SpiffeId) : new WritException(NodeAttestationCodes.AgentSuperseded, WritErrorKind.PermissionDenied,
+                $"agent {caller.SpiffeId} was evicted, revoked or renewed elsewhere while renewing: re-authenticate");
+            ServerLog.AgentRefused(log, "RenewAgent", refusal.Message);
+            throw refusal;
+        }
+        ServerLog.AgentRenewed(log, caller.SpiffeId, leaf.SerialNumber);
+        return new NodeAttestationResult(SpiffeId.Parse(caller.SpiffeId), chain, outcome.Decision.Id);
+    }
+
+    /// <summary>Runs the attestor under the time limit; its facts must name an agent of this trust domain and type.</summary>
+    private async Task<AttestedNodeFacts> RunAttestorAsync(INodeAttestor attestor, NodeEvidence evidence, NodeChallenge challenge, CancellationToken ct)
+    {
+        using var attestorCt = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var rounds = 0;
+        async Task<ReadOnlyMemory<byte>> Bounded(ReadOnlyMemory<byte> c, CancellationToken t)
+        {
+            if (++rounds > Limits.MaxChallenges)
+                throw new WritException(NodeAttestationCodes.BadRequest, WritErrorKind.InvalidArgument, $"node attestor '{attestor.Type}' asked more than {Limits.MaxChallenges} challenges");
+            var answer = await challenge(c, t).ConfigureAwait(false);
+            return answer.Length > Limits.MaxEvidenceBytes ? throw TooLarge("the challenge answer", answer.Length) : answer;
+        }
+        Task<AttestedNodeFacts>? run = null;
+        AttestedNodeFacts facts;
+        try
+        {
+            run = attestor.AttestAsync(evidence, Bounded, attestorCt.Token);
+            // WaitAsync cuts off an attestor that ignores its token too; the abandoned task is left to finish or not.
+            facts = await run.WaitAsync(Limits.Timeout, server.Time, ct).ConfigureAwait(false);
+        }
+        catch (TimeoutException) when (run is { IsCompleted: false })
+        {
+            await attestorCt.CancelAsync().ConfigureAwait(false);
+            throw new WritException(NodeAttestationCodes.Timeout, WritErrorKind.DeadlineExceeded,
+                $"node attestor '{attestor.Type}' did not finish within {Limits.Timeout.TotalSeconds:0.###} s: retry; if it persists, check what the attestor depends on");
+        }
+        catch (Exception e) when (e is not WritException && !(e is OperationCanceledException && ct.IsCancellationRequested))
+        {
+            throw Failed(attestor.Type, e);
+        }
+        if (facts is null || facts.Type != attestor.Type || facts.Selectors is null || facts.Aliases is null)
+            throw Failed(attestor.Type, new InvalidOperationException($"node attestor '{attestor.Type}' returned incomplete facts"));
+        if (facts.AgentId.TrustDomain != server.Options.TrustDomain || !facts.AgentId.Path.StartsWith($"{AgentPathPrefix}{attestor.Type}/", StringComparison.Ordinal))
+        {
+            throw new WritException(NodeAttestationCodes.ForeignId, WritErrorKind.PermissionDenied,
+                $"the evidence names agent {facts.AgentId}, which is not an agent of trust domain {server.Options.TrustDomain.Name} attested by {attestor.Type}: use evidence made for this server");
+        }
+        return facts;
+    }
+
+    private WritException Failed(string type, Exception e)
+    {
+        var errorId = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6));
+        ServerLog.NodeAttestorFailed(log, e, type, errorId);
+        return new WritException(NodeAttestationCodes.Failed, WritErrorKind.Internal, $"node attestor '{type}' failed (error {errorId}): the server log has the details");
+    }
+
+    private WritException TooLarge(string what, int size) => new(NodeAttestationCodes.TooLarge, WritErrorKind.InvalidArgument,
+        $"{what} is {size} bytes, more than the {Limits.MaxEvidenceBytes} a node attestation accepts: send the evidence the agent's attestor produces");
+
+    private static WritException Banned(string id) => new(NodeAttestationCodes.AgentBanned, WritErrorKind.PermissionDenied,
+        $"agent {id} is banned: an admin must evict it ('writ agent evict') before it may attest again");
+
+    private static WritException NodeExists(string id) => new(NodeAttestationCodes.NodeExists, WritErrorKind.PermissionDenied,
+        $"agent {id} is already attested; evict it first ('writ agent evict')");
+}
