@@ -1,3 +1,4 @@
+using Writ.Protocol.Evidence;
 using Writ.Server.Storage;
 using Writ.Spiffe;
 

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using Writ.Protocol.Errors;
+using Writ.Protocol.Evidence;
 using Writ.Server.Storage;
 using Writ.Spiffe;
 

@@ -101,10 +101,10 @@ public sealed class AdminMintPolicyTests
         var minted = await h.Pipeline.MintAdminX509Async("uid:0", Ops, Csr.Create(key), TimeSpan.FromMinutes(10), [], Ct);
         var record = await h.Store.Ledger.GetByDecisionAsync(minted.DecisionId, Ct);
         Assert.True(WritPolicyCompiler.TryCompile([new("default.cedar", WritPolicyCompiler.DefaultFiles[0].Text), new("admin.cedar", ForbidAdminX509)], out var candidate, out var errors), string.Join("; ", errors));
-        var replay = Api.WhatIfReplay.Replay(record!, candidate!);
+        var replay = Writ.Server.Api.WhatIfReplay.Replay(record!, candidate!);
         Assert.Equal("deny", replay!.Value.Change!.WouldBe);
         Assert.Equal("admin uid:0 (writ x509 mint)", replay.Value.Change.Workload);
-        Assert.True(Api.WhatIfReplay.Replay(record!, IssuancePolicyEngine.DefaultSet)!.Value.WouldAllow);
+        Assert.True(Writ.Server.Api.WhatIfReplay.Replay(record!, IssuancePolicyEngine.DefaultSet)!.Value.WouldAllow);
     }
 
     [Fact]

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Writ.Protocol.Errors;
+using Writ.Protocol.Evidence;
 using Writ.Server.NodeAttestation;
 using Writ.Server.Storage;
 using Writ.Spiffe;
