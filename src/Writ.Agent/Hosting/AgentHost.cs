@@ -14,6 +14,8 @@ using Writ.Agent.Sync;
 using Writ.Agent.WorkloadApi;
 using Writ.Agent.WorkloadAttestation;
 using Writ.Protocol;
+using Writ.Protocol.Telemetry;
+using Writ.Agent.Telemetry;
 
 namespace Writ.Agent.Hosting;
 
@@ -45,6 +47,14 @@ public sealed class AgentHost : IAsyncDisposable
 
     /// <summary>Stable code of a start refused because the data dir is another user's or writable by others.</summary>
     public const string DataDirUnsafeCode = "WRIT-AGENT-DATA-DIR-UNSAFE";
+
+    /// <summary>Stable code of a start refused because the metrics port is taken or cannot be bound.</summary>
+    public const string MetricsBindCode = "WRIT-AGENT-METRICS-BIND";
+
+    private TelemetryEndpoint? _telemetry;
+
+    /// <summary>host:port of /metrics, /healthz and /readyz, or null without <c>metrics_bind</c>.</summary>
+    public string? MetricsAddress => _telemetry?.Address?.ToString();
 
     /// <summary>Stable code of a start refused because another process serves on the Workload API socket.</summary>
     public const string SocketInUseCode = "WRIT-AGENT-SOCKET-IN-USE";
@@ -135,8 +145,10 @@ public sealed class AgentHost : IAsyncDisposable
             return new WorkloadAttestationRunner(attestors, proc, options.AttestorTimeout, sp.GetRequiredService<ILoggerFactory>().CreateLogger<WorkloadAttestationRunner>());
         });
         builder.Services.AddSingleton<FatalInterceptor>();
+        builder.Services.AddSingleton(sp => new WritAgentMetrics(sp.GetService<System.Diagnostics.Metrics.IMeterFactory>()));
         builder.Services.AddGrpc(o =>
         {
+            o.Interceptors.Add<WorkloadApiTelemetryInterceptor>();
             o.Interceptors.Add<FatalInterceptor>();
             o.EnableDetailedErrors = false;
         });
@@ -151,12 +163,18 @@ public sealed class AgentHost : IAsyncDisposable
             });
         });
         var app = builder.Build();
+        var metrics = app.Services.GetRequiredService<WritAgentMetrics>();
+        app.Services.GetRequiredService<WorkloadAttestationRunner>().Metrics = metrics;
         app.MapGrpcService<WorkloadApiService>();
         app.MapGrpcReflectionService();
 
         var node = app.Services.GetRequiredService<NodeIdentity>();
         var host = new AgentHost(app, node, dataDirLock, socket);
         app.Services.GetRequiredService<FatalInterceptor>().OnFatal = host.Fail;
+        var svids = app.Services.GetRequiredService<SvidCache>();
+        metrics.Observe(() => app.Services.GetRequiredService<InstanceTracker>().Count, () => svids.X509Count, () => svids.JwtCount, () => state.Synced);
+        host._telemetry = TelemetryEndpoint.Bind(options.MetricsBind, MetricsBindCode);
+        await host._telemetry.StartAsync(AgentReadiness.Sources, _ => Task.FromResult(AgentReadiness.Check(node, state)), ct).ConfigureAwait(false);
         await node.StartAsync(ct).ConfigureAwait(false);   // attest (or resume) before serving anything
         handingOver();   // from here Kestrel owns (and closes) the listening descriptor
         await app.StartAsync(ct).ConfigureAwait(false);
@@ -257,6 +275,10 @@ public sealed class AgentHost : IAsyncDisposable
         await Task.WhenAll(_loops).ConfigureAwait(false);
         await _app.StopAsync(CancellationToken.None).ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
+        if (_telemetry is not null)
+        {
+            await _telemetry.DisposeAsync().ConfigureAwait(false);
+        }
         _node.Dispose();
         // The socket file only if it is still ours, then the lock: a new agent may start only once this one is gone.
         _socket.RemoveIfOwned();

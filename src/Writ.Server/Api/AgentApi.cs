@@ -36,12 +36,14 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         var ct = context.CancellationToken;
         if (string.IsNullOrWhiteSpace(request.Token))
         {
+            server.Metrics.NodeAttestationFailed("join_token", "bad_request");
             throw new RpcException(new Status(StatusCode.InvalidArgument, "the join token is empty: pass the token printed by 'writ token generate'"));
         }
         var now = server.Time.GetUtcNow();
         // Check the CSR before the token is consumed, so a malformed request does not burn a valid token.
         if (!Csr.TryVerify(request.Csr.Span, out var key, out var csrError))
         {
+            server.Metrics.NodeAttestationFailed("join_token", "bad_request");
             throw new RpcException(new Status(StatusCode.InvalidArgument, $"the agent CSR was refused: {csrError}"));
         }
         var result = await server.Store.JoinTokens.ConsumeAsync(HashToken(request.Token), now, ct).ConfigureAwait(false);
@@ -54,6 +56,7 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
                 _ => "join token is not known to this server: check the token, or generate one with 'writ token generate'",
             };
             ServerLog.AttestationRefused(log, context.Peer, reason);
+            server.Metrics.NodeAttestationFailed("join_token", result.Outcome switch { JoinTokenOutcome.AlreadyUsed => "token_used", JoinTokenOutcome.Expired => "token_expired", _ => "token_unknown" });
             throw new RpcException(new Status(StatusCode.PermissionDenied, reason));
         }
         var token = result.Token;
@@ -61,12 +64,14 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         if (await server.Store.Nodes.GetAsync(agentId.ToString(), ct).ConfigureAwait(false) is { } existing)
         {
             var why = existing.Banned ? "is banned" : "is already attested";
+            server.Metrics.NodeAttestationFailed("join_token", existing.Banned ? "agent_banned" : "already_attested");
             throw new RpcException(new Status(StatusCode.PermissionDenied, $"agent {agentId} {why}; evict it first ('writ agent evict')"));
         }
         var facts = new NodeFacts(agentId.ToString(), "join_token", [new Selector("join_token", token.Id).ToString()], token.Alias is { Length: > 0 } a ? [a] : []);
         var outcome = await Pipeline.AttestNodeAsync(facts, key, renewal: false, ct).ConfigureAwait(false);
         if (outcome.Chain is not { } chain)
         {
+            server.Metrics.NodeAttestationFailed("join_token", "policy");
             throw new RpcException(new Status(StatusCode.PermissionDenied, outcome.Decision.DeniedDetail));
         }
         var leaf = chain[0];
@@ -143,6 +148,7 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         var revocationCursor = since;
         var full = since == 0;   // the first batch is the full state (reset) unless the agent resumes from a revision
         var first = true;
+        long woke = 0;
         while (!ct.IsCancellationRequested)
         {
             var generation = server.Changes.Generation;
@@ -156,6 +162,8 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
                 // The store answers with the whole state when the agent's revision predates pruned deletions:
                 // then the agent must drop what it holds (reset), or it would keep entries deleted meanwhile.
                 await SendPagesAsync(responseStream, changes, full || changes.Full, bundleChanged ? crl : null, revocations, ct).ConfigureAwait(false);
+                if (woke != 0)
+                    server.Metrics.SyncPushed(System.Diagnostics.Stopwatch.GetElapsedTime(woke));
                 bundleSent = bundleSeq;
                 crlSent = crl.Number;
             }
@@ -170,6 +178,7 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
                 server.Changes.WaitAsync(generation, wake.Token),
                 CrlRefreshDueAsync(crl, wake.Token)).ConfigureAwait(false);
             await wake.CancelAsync().ConfigureAwait(false);
+            woke = System.Diagnostics.Stopwatch.GetTimestamp();
             ct.ThrowIfCancellationRequested();
             caller = await AuthenticateAsync(context).ConfigureAwait(false);   // banned or evicted meanwhile: the stream ends
             parents = caller.ParentIds;

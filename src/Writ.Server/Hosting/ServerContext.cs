@@ -29,6 +29,19 @@ public sealed class ServerContext
         Checkpoints = new Ledger.LedgerCheckpointer(options.DataDir, store.Ledger, time, logs.CreateLogger<Ledger.LedgerCheckpointer>());
     }
 
+    /// <summary>The server's meter and activity source (docs/telemetry.md); the host sets it from its meter factory.</summary>
+    public Telemetry.WritServerMetrics Metrics
+    {
+        get => _metrics;
+        init
+        {
+            _metrics = value;
+            Revocations.Metrics = value;
+        }
+    }
+
+    private readonly Telemetry.WritServerMetrics _metrics = Telemetry.WritServerMetrics.Unhosted;
+
     public ServerOptions Options { get; }
     public IWritStore Store { get; }
     public WritCa Ca { get; }

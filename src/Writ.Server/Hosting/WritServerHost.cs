@@ -17,6 +17,7 @@ using Writ.Server.Ca;
 using Writ.Server.Configuration;
 using Writ.Server.Keys;
 using Writ.Protocol;
+using Writ.Protocol.Telemetry;
 using Writ.Server.Storage;
 
 namespace Writ.Server.Hosting;
@@ -46,6 +47,9 @@ public sealed class WritServerHost : IAsyncDisposable
     /// <summary>host:port the agent API actually listens on (useful with port 0).</summary>
     public string AgentApiAddress { get; private set; } = "";
 
+    /// <summary>host:port of /metrics, /healthz and /readyz, or null without <c>metrics_bind</c>.</summary>
+    public string? MetricsAddress { get; private set; }
+
     public static async Task<WritServerHost> StartAsync(ServerOptions options, TimeProvider time, Action<ILoggingBuilder> logging, CancellationToken ct)
     {
         // Order matters: everything that can be refused (another server on this data dir or database, the port, the
@@ -57,6 +61,7 @@ public sealed class WritServerHost : IAsyncDisposable
             held.StoreLock = LockSqliteFile(options);
             held.AdminSocket = ListenAdminSocket(options.AdminSocket);
             (held.AgentApiHandle, var agentApi) = ListenAgentApi(options.Bind);
+            held.Telemetry = TelemetryEndpoint.Bind(options.MetricsBind, StartupCodes.MetricsBind);
             using var bootLogs = LoggerFactory.Create(logging);
             var store = await WritStoreFactory.OpenAsync(options.StoreKind, options.StoreConnection, time, ct).ConfigureAwait(false);
             held.Store = store;
@@ -76,12 +81,16 @@ public sealed class WritServerHost : IAsyncDisposable
             builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.ShutdownGrace);
             builder.Services.AddGrpc(o =>
             {
+                o.Interceptors.Add<Telemetry.TraceContextInterceptor>();
                 o.Interceptors.Add<ErrorTranslationInterceptor>();
                 o.EnableDetailedErrors = false;
                 o.MaxReceiveMessageSize = 16 << 20;
                 o.MaxSendMessageSize = 16 << 20;
             });
-            builder.Services.AddSingleton<ServerContext>(sp => new ServerContext(options, store, ca, time, sp.GetRequiredService<ILoggerFactory>()));
+            builder.Services.AddSingleton<ServerContext>(sp => new ServerContext(options, store, ca, time, sp.GetRequiredService<ILoggerFactory>())
+            {
+                Metrics = new Telemetry.WritServerMetrics(sp.GetService<System.Diagnostics.Metrics.IMeterFactory>()),
+            });
             ILogger peerLog = Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;   // set once the app is built
             var tls = new ServerTlsCertificate(ca, options.ServerId, options.AgentTtl, time);
             builder.WebHost.ConfigureKestrel(k =>
@@ -151,6 +160,8 @@ public sealed class WritServerHost : IAsyncDisposable
 
             var host = new WritServerHost(app, app.Services.GetRequiredService<ServerContext>(), held);
             host.AgentApiAddress = agentApi.ToString();
+            host.MetricsAddress = held.Telemetry.Address?.ToString();
+            await held.Telemetry.StartAsync(Telemetry.ServerReadiness.Sources, c => Telemetry.ServerReadiness.CheckAsync(context, c), ct).ConfigureAwait(false);
             var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<WritServerHost>();
             ca.BundleChanged += b =>
             {
@@ -330,10 +341,15 @@ public sealed class WritServerHost : IAsyncDisposable
         public OwnedUnixSocket? AdminSocket { get; set; }
         public ulong? AgentApiHandle { get; set; }
         public IWritStore? Store { get; set; }
+        public TelemetryEndpoint? Telemetry { get; set; }
         public bool HandedOver { get; set; }
 
         public async ValueTask DisposeAsync()
         {
+            if (Telemetry is not null)
+            {
+                await Telemetry.DisposeAsync().ConfigureAwait(false);
+            }
             if (Store is not null)
             {
                 await Store.DisposeAsync().ConfigureAwait(false);
@@ -367,4 +383,5 @@ public static class StartupCodes
     public const string PortInUse = "WRIT-SERVER-PORT-IN-USE";
     public const string BindFailed = "WRIT-SERVER-BIND-FAILED";
     public const string TrustDomainMismatch = "WRIT-SERVER-TRUST-DOMAIN-MISMATCH";
+    public const string MetricsBind = "WRIT-SERVER-METRICS-BIND";
 }
