@@ -33,16 +33,21 @@ public sealed class WorkloadApiTelemetryInterceptor(WritAgentMetrics metrics) : 
         }
     }
 
+    /// <summary>
+    /// A stream is counted once: OK when its first response is written (a watch stream then lives until the client
+    /// leaves, which says nothing about how it was served), else with the status it ended with before answering.
+    /// </summary>
     public override async Task ServerStreamingServerHandler<TRequest, TResponse>(TRequest request, IServerStreamWriter<TResponse> responseStream, ServerCallContext context,
         ServerStreamingServerMethod<TRequest, TResponse> continuation)
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(continuation);
         using var activity = WritAgentMetrics.Activities.StartActivity(context.Method, ActivityKind.Server);
+        var writer = new FirstWriteCounter<TResponse>(responseStream, () => Finish(context, StatusCode.OK, activity));
         var code = StatusCode.Unknown;
         try
         {
-            await continuation(request, responseStream, context).ConfigureAwait(false);
+            await continuation(request, writer, context).ConfigureAwait(false);
             code = context.CancellationToken.IsCancellationRequested ? StatusCode.Cancelled : StatusCode.OK;
         }
         catch (RpcException e)
@@ -57,7 +62,33 @@ public sealed class WorkloadApiTelemetryInterceptor(WritAgentMetrics metrics) : 
         }
         finally
         {
-            Finish(context, code, activity);
+            if (!writer.Counted)
+            {
+                Finish(context, code, activity);
+            }
+        }
+    }
+
+    private sealed class FirstWriteCounter<T>(IServerStreamWriter<T> inner, Action first) : IServerStreamWriter<T>
+    {
+        public bool Counted { get; private set; }
+
+        public WriteOptions? WriteOptions
+        {
+            get => inner.WriteOptions;
+            set => inner.WriteOptions = value;
+        }
+
+        public Task WriteAsync(T message) => WriteAsync(message, CancellationToken.None);
+
+        public async Task WriteAsync(T message, CancellationToken cancellationToken)
+        {
+            await inner.WriteAsync(message, cancellationToken).ConfigureAwait(false);
+            if (!Counted)
+            {
+                Counted = true;
+                first();
+            }
         }
     }
 
