@@ -30,6 +30,8 @@ public sealed record AgentOptions
     public int MaxConnectionsPerUid { get; init; } = 1024;
     /// <summary>New Workload API connections plus calls per second per uid (<c>workload_api.rate_limit_per_uid</c>); 0: unlimited.</summary>
     public int RateLimitPerUid { get; init; } = 200;
+    /// <summary>Loopback HOST:PORT of /metrics, /healthz and /readyz (<c>metrics_bind</c>, docs/telemetry.md); null: off.</summary>
+    public System.Net.IPEndPoint? MetricsBind { get; init; }
     public string LogLevel { get; init; } = "info";
     public string LogFormat { get; init; } = "text";
 }

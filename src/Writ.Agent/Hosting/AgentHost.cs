@@ -14,6 +14,8 @@ using Writ.Agent.WorkloadApi;
 using Writ.Agent.WorkloadAttestation;
 using Writ.Protocol;
 using Writ.Protocol.Hosting;
+using Writ.Protocol.Telemetry;
+using Writ.Agent.Telemetry;
 
 namespace Writ.Agent.Hosting;
 
@@ -44,6 +46,14 @@ public sealed class AgentHost : IAsyncDisposable
 
     /// <summary>Stable code of a start refused because the data dir is another user's or writable by others.</summary>
     public const string DataDirUnsafeCode = "WRIT-AGENT-DATA-DIR-UNSAFE";
+
+    /// <summary>Stable code of a start refused because the metrics port is taken or cannot be bound.</summary>
+    public const string MetricsBindCode = "WRIT-AGENT-METRICS-BIND";
+
+    private TelemetryEndpoint? _telemetry;
+
+    /// <summary>host:port of /metrics, /healthz and /readyz, or null without <c>metrics_bind</c>.</summary>
+    public string? MetricsAddress => _telemetry?.Address?.ToString();
 
     /// <summary>Stable code of a start refused because another process serves on the Workload API socket.</summary>
     public const string SocketInUseCode = "WRIT-AGENT-SOCKET-IN-USE";
@@ -144,8 +154,10 @@ public sealed class AgentHost : IAsyncDisposable
             return new WorkloadAttestationRunner(attestors, proc, options.AttestorTimeout, sp.GetRequiredService<ILoggerFactory>().CreateLogger<WorkloadAttestationRunner>());
         });
         builder.Services.AddSingleton<WorkloadApiErrorInterceptor>();
+        builder.Services.AddSingleton(sp => new WritAgentMetrics(sp.GetService<System.Diagnostics.Metrics.IMeterFactory>()));
         builder.Services.AddGrpc(o =>
         {
+            o.Interceptors.Add<WorkloadApiTelemetryInterceptor>();
             o.Interceptors.Add<WorkloadApiErrorInterceptor>();
             o.EnableDetailedErrors = false;
         });
@@ -160,6 +172,8 @@ public sealed class AgentHost : IAsyncDisposable
             });
         });
         var app = builder.Build();
+        var metrics = app.Services.GetRequiredService<WritAgentMetrics>();
+        app.Services.GetRequiredService<WorkloadAttestationRunner>().Metrics = metrics;
         app.MapGrpcService<WorkloadApiService>();
         app.MapGrpcReflectionService();
 
@@ -171,6 +185,10 @@ public sealed class AgentHost : IAsyncDisposable
         {
             loop.Failed = (l, e) => host.LoopFailed(l, e, log);
         }
+        var svids = app.Services.GetRequiredService<SvidCache>();
+        metrics.Observe(() => app.Services.GetRequiredService<InstanceTracker>().Count, () => svids.X509Count, () => svids.JwtCount, () => state.Synced);
+        host._telemetry = TelemetryEndpoint.Bind(options.MetricsBind, MetricsBindCode);
+        await host._telemetry.StartAsync(AgentReadiness.Sources, _ => Task.FromResult(AgentReadiness.Check(node, state)), ct).ConfigureAwait(false);
         await node.StartAsync(ct).ConfigureAwait(false);   // attest (or resume) before serving anything
         handingOver();   // from here Kestrel owns (and closes) the listening descriptor
         await app.StartAsync(ct).ConfigureAwait(false);   // and the background loops (hosted services) with it
@@ -281,6 +299,10 @@ public sealed class AgentHost : IAsyncDisposable
         await _app.StopAsync(CancellationToken.None).ConfigureAwait(false);
         await Task.WhenAll(loops.Select(l => l.Completion)).ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
+        if (_telemetry is not null)
+        {
+            await _telemetry.DisposeAsync().ConfigureAwait(false);
+        }
         _node.Dispose();
         // The socket file only if it is still ours, then the lock: a new agent may start only once this one is gone.
         _socket.RemoveIfOwned();

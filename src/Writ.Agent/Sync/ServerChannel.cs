@@ -55,7 +55,7 @@ public static class ServerChannel
         };
         return GrpcChannel.ForAddress($"https://{address}", new GrpcChannelOptions
         {
-            HttpHandler = handler,
+            HttpHandler = new Telemetry.TraceContextHandler(handler),
             MaxReceiveMessageSize = 64 << 20,
             DisposeHttpClient = true,
         });

@@ -92,6 +92,9 @@ public sealed partial class WorkloadAttestationRunner
         }
     }
 
+    /// <summary>Where attestation failures are counted (set by the agent host).</summary>
+    public Telemetry.WritAgentMetrics Metrics { get; set; } = Telemetry.WritAgentMetrics.Unhosted;
+
     /// <summary>
     /// Attests <paramref name="peer"/>; with <paramref name="peerProcess"/> (its pidfd) the pin is
     /// also proven to be of the process that connected, not of a later owner of the same pid.
@@ -102,6 +105,7 @@ public sealed partial class WorkloadAttestationRunner
         if (!ProcessPin.TryCreate(_proc, peer.Pid, peerProcess, out ProcessPin? pin, out string? pinError))
         {
             LogPinFailed(_log, peer.Pid, pinError!);
+            Metrics.AttestationFailed("pin_failed");
             return WorkloadAttestationResult.Failed(WorkloadAttestationCodes.PeerUnreadable, $"cannot attest peer process {peer.Pid}: {pinError}");
         }
 
@@ -112,6 +116,7 @@ public sealed partial class WorkloadAttestationRunner
         if (!pin!.Verify(_proc, peerProcess, out string? reason))
         {
             LogReplaced(_log, peer.Pid, reason!);
+            Metrics.AttestationFailed("process_changed");
             return WorkloadAttestationResult.Failed(WorkloadAttestationCodes.PidReused,
                 $"process {peer.Pid} exited or was replaced during attestation ({reason}); let the client reconnect");
         }
@@ -208,12 +213,14 @@ public sealed partial class WorkloadAttestationRunner
         {
             Observe(task);
             LogTimedOut(_log, name, process.Peer.Pid, _timeout.TotalMilliseconds);
+            Metrics.AttestationFailed("timeout");
             return AttestorResult.Failure(name, string.Create(CultureInfo.InvariantCulture,
                 $"{WorkloadAttestationCodes.Timeout}: attestor '{name}' did not finish within {_timeout.TotalMilliseconds:0} ms; its selectors were ignored (raise the attestor timeout if this repeats)"));
         }
         catch (Exception ex)
         {
             LogThrew(_log, name, process.Peer.Pid, ex);
+            Metrics.AttestationFailed("attestor_error");
             return AttestorResult.Failure(name, $"{WorkloadAttestationCodes.AttestorFailed}: attestor '{name}' failed with {ex.GetType().Name}; its selectors were ignored (see the agent log)");
         }
     }

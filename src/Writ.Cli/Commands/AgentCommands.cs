@@ -35,6 +35,7 @@ public static class AgentCommands
         new("workload_api.max_connections", "8192", "Workload API connections open at once, all callers together (lowered to what the file-descriptor limit affords)."),
         new("workload_api.max_connections_per_uid", "1024", "Workload API connections one uid may hold open (at most half of max_connections)."),
         new("workload_api.rate_limit_per_uid", "200", "New Workload API connections plus calls per second per uid; 0: unlimited."),
+        new("metrics_bind", "", "Loopback HOST:PORT serving /metrics (Prometheus), /healthz and /readyz over plain HTTP, e.g. 127.0.0.1:9091; empty: off."),
         new("log_level", "info", "debug, info, warn or error."),
         new("log_format", "text", "text or json."),
     ];
@@ -98,6 +99,7 @@ public static class AgentCommands
         var rate = Count(c, "workload_api.rate_limit_per_uid", 0);
         var level = c.OneOf("log_level", "info", "debug", "warn", "error");
         var format = c.OneOf("log_format", "text", "json");
+        var metricsBind = Writ.Server.Telemetry.MetricsBindOption.Parse(c, "metrics_bind");
         errors = c.Errors;
         if (c.Errors.Count > 0)
         {
@@ -116,6 +118,7 @@ public static class AgentCommands
             MaxConnections = maxConnections,
             MaxConnectionsPerUid = maxPerUid,
             RateLimitPerUid = rate,
+            MetricsBind = metricsBind,
             LogLevel = level,
             LogFormat = format,
         };
@@ -222,7 +225,7 @@ public static class AgentCommands
         }
         await using (host.ConfigureAwait(false))
         {
-            ctx.Out.WriteLine($"ready agent_id={host.AgentId} socket={options.SocketPath}");
+            ctx.Out.WriteLine($"ready agent_id={host.AgentId} socket={options.SocketPath}" + (host.MetricsAddress is { } m ? $" metrics={m}" : ""));
             ctx.Out.Flush();
             var stopped = await Task.WhenAny(host.Completion, Task.Delay(Timeout.Infinite, ctx.Cancellation)).ConfigureAwait(false);
             if (stopped == host.Completion && await host.Completion.ConfigureAwait(false) is { } reason)

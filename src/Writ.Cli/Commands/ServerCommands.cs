@@ -76,7 +76,8 @@ public static class ServerCommands
         }
         await using (host.ConfigureAwait(false))
         {
-            ctx.Out.WriteLine($"ready agent_api={host.AgentApiAddress} admin_socket={options.AdminSocket} trust_domain={options.TrustDomain.Name}");
+            ctx.Out.WriteLine($"ready agent_api={host.AgentApiAddress} admin_socket={options.AdminSocket} trust_domain={options.TrustDomain.Name}"
+                + (host.MetricsAddress is { } m ? $" metrics={m}" : ""));
             ctx.Out.Flush();
             try
             {

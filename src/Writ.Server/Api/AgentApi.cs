@@ -100,6 +100,7 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         var revocationCursor = since;
         var full = since == 0;   // the first batch is the full state (reset) unless the agent resumes from a revision
         var first = true;
+        long woke = 0;
         while (!ct.IsCancellationRequested)
         {
             var generation = server.Changes.Generation;
@@ -113,6 +114,8 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
                 // The store answers with the whole state when the agent's revision predates pruned deletions:
                 // then the agent must drop what it holds (reset), or it would keep entries deleted meanwhile.
                 await SendPagesAsync(responseStream, changes, full || changes.Full, bundleChanged ? crl : null, revocations, ct).ConfigureAwait(false);
+                if (woke != 0)
+                    server.Metrics.SyncPushed(System.Diagnostics.Stopwatch.GetElapsedTime(woke));
                 bundleSent = bundleSeq;
                 crlSent = crl.Number;
             }
@@ -127,6 +130,7 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
                 server.Changes.WaitAsync(generation, wake.Token),
                 CrlRefreshDueAsync(crl, wake.Token)).ConfigureAwait(false);
             await wake.CancelAsync().ConfigureAwait(false);
+            woke = System.Diagnostics.Stopwatch.GetTimestamp();
             ct.ThrowIfCancellationRequested();
             caller = await AuthenticateAsync(context).ConfigureAwait(false);   // banned or evicted meanwhile: the stream ends
             parents = caller.ParentIds;

@@ -11,6 +11,8 @@ public sealed record ServerOptions
     public required TrustDomain TrustDomain { get; init; }
     public required string DataDir { get; init; }
     public required IPEndPoint Bind { get; init; }
+    /// <summary>Loopback HOST:PORT of /metrics, /healthz and /readyz (docs/telemetry.md); null: no metrics listener.</summary>
+    public IPEndPoint? MetricsBind { get; init; }
     public required string AdminSocket { get; init; }
     public required string StoreKind { get; init; }
     public required string StoreConnection { get; init; }
@@ -41,6 +43,7 @@ public static class ServerConfigLoader
         new("trust_domain", "", "Trust domain this server is the authority for, e.g. example.org (required)."),
         new("data_dir", ".writ/server", "Directory for the database, key file and sockets."),
         new("bind", "127.0.0.1:8081", "HOST:PORT of the agent API (TLS, mTLS after attestation)."),
+        new("metrics_bind", "", "Loopback HOST:PORT serving /metrics (Prometheus), /healthz and /readyz over plain HTTP, e.g. 127.0.0.1:9090; empty: off."),
         new("admin_socket", "", "Unix socket of the admin API (owner-only). Default: /run/writ/server.sock as root, else $XDG_RUNTIME_DIR/writ/server.sock, else <data_dir>/admin.sock."),
         new("store.kind", "sqlite", "sqlite (embedded, default) or postgres."),
         new("store.connection", "", "SQLite: database file (default <data_dir>/writ.db). PostgreSQL: an Npgsql connection string."),
@@ -102,6 +105,7 @@ public static class ServerConfigLoader
         {
             bind = parsedBind;
         }
+        var metricsBind = Telemetry.MetricsBindOption.Parse(c, "metrics_bind");
         var admin = c.Get("admin_socket") is { Length: > 0 } a ? Path.GetFullPath(a)
             : DefaultAdminSocket(Hosting.UnixPeer.EffectiveUid, Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR")) ?? Path.Combine(dataDir, "admin.sock");
         if (System.Text.Encoding.UTF8.GetByteCount(admin) > 107)
@@ -172,6 +176,7 @@ public static class ServerConfigLoader
             TrustDomain = td,
             DataDir = dataDir,
             Bind = bind,
+            MetricsBind = metricsBind,
             AdminSocket = admin,
             StoreKind = storeKind,
             StoreConnection = storeConn,

@@ -31,6 +31,19 @@ public sealed class ServerContext
         NodeAttestation = new NodeAttestationService(this, NodeAttestationService.DefaultRegistry(store), logs.CreateLogger<NodeAttestationService>());
     }
 
+    /// <summary>The server's meter and activity source (docs/telemetry.md); the host sets it from its meter factory.</summary>
+    public Telemetry.WritServerMetrics Metrics
+    {
+        get => _metrics;
+        init
+        {
+            _metrics = value;
+            Revocations.Metrics = value;
+        }
+    }
+
+    private readonly Telemetry.WritServerMetrics _metrics = Telemetry.WritServerMetrics.Unhosted;
+
     public ServerOptions Options { get; }
     public IWritStore Store { get; }
     public WritCa Ca { get; }

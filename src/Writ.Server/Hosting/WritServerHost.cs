@@ -18,6 +18,7 @@ using Writ.Server.Configuration;
 using Writ.Server.Keys;
 using Writ.Protocol;
 using Writ.Protocol.Hosting;
+using Writ.Protocol.Telemetry;
 using Writ.Server.Storage;
 
 namespace Writ.Server.Hosting;
@@ -44,6 +45,9 @@ public sealed class WritServerHost : IAsyncDisposable
     /// <summary>host:port the agent API actually listens on (useful with port 0).</summary>
     public string AgentApiAddress { get; private set; } = "";
 
+    /// <summary>host:port of /metrics, /healthz and /readyz, or null without <c>metrics_bind</c>.</summary>
+    public string? MetricsAddress { get; private set; }
+
     public static async Task<WritServerHost> StartAsync(ServerOptions options, TimeProvider time, Action<ILoggingBuilder> logging, CancellationToken ct)
     {
         // Order matters: everything that can be refused (another server on this data dir or database, the port, the
@@ -55,6 +59,7 @@ public sealed class WritServerHost : IAsyncDisposable
             held.StoreLock = LockSqliteFile(options);
             held.AdminSocket = ListenAdminSocket(options.AdminSocket);
             (held.AgentApiHandle, var agentApi) = ListenAgentApi(options.Bind);
+            held.Telemetry = TelemetryEndpoint.Bind(options.MetricsBind, StartupCodes.MetricsBind);
             using var bootLogs = LoggerFactory.Create(logging);
             var store = await WritStoreFactory.OpenAsync(options.StoreKind, options.StoreConnection, time, ct).ConfigureAwait(false);
             held.Store = store;
@@ -74,6 +79,7 @@ public sealed class WritServerHost : IAsyncDisposable
             builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.ShutdownGrace);
             builder.Services.AddGrpc(o =>
             {
+                o.Interceptors.Add<Telemetry.TraceContextInterceptor>();
                 o.EnableDetailedErrors = false;
                 o.MaxReceiveMessageSize = 16 << 20;
                 o.MaxSendMessageSize = 16 << 20;
@@ -81,7 +87,10 @@ public sealed class WritServerHost : IAsyncDisposable
                 // One error interceptor per API: each maps its service's exceptions to gRPC status with their codes.
                 .AddServiceOptions<AgentApi>(o => o.Interceptors.Add<ErrorTranslationInterceptor>())
                 .AddServiceOptions<AdminApi>(o => o.Interceptors.Add<ErrorTranslationInterceptor>());
-            builder.Services.AddSingleton<ServerContext>(sp => new ServerContext(options, store, ca, time, sp.GetRequiredService<ILoggerFactory>()));
+            builder.Services.AddSingleton<ServerContext>(sp => new ServerContext(options, store, ca, time, sp.GetRequiredService<ILoggerFactory>())
+            {
+                Metrics = new Telemetry.WritServerMetrics(sp.GetService<System.Diagnostics.Metrics.IMeterFactory>()),
+            });
             AddBackgroundLoops(builder.Services, options);
             ILogger peerLog = Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;   // set once the app is built
             var tls = new ServerTlsCertificate(ca, options.ServerId, options.AgentTtl, time);
@@ -152,6 +161,8 @@ public sealed class WritServerHost : IAsyncDisposable
 
             var host = new WritServerHost(app, app.Services.GetRequiredService<ServerContext>(), held);
             host.AgentApiAddress = agentApi.ToString();
+            host.MetricsAddress = held.Telemetry.Address?.ToString();
+            await held.Telemetry.StartAsync(Telemetry.ServerReadiness.Sources, c => Telemetry.ServerReadiness.CheckAsync(context, c), ct).ConfigureAwait(false);
             var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<WritServerHost>();
             ca.BundleChanged += b =>
             {
@@ -368,10 +379,15 @@ public sealed class WritServerHost : IAsyncDisposable
         public OwnedUnixSocket? AdminSocket { get; set; }
         public ulong? AgentApiHandle { get; set; }
         public IWritStore? Store { get; set; }
+        public TelemetryEndpoint? Telemetry { get; set; }
         public bool HandedOver { get; set; }
 
         public async ValueTask DisposeAsync()
         {
+            if (Telemetry is not null)
+            {
+                await Telemetry.DisposeAsync().ConfigureAwait(false);
+            }
             if (Store is not null)
             {
                 await Store.DisposeAsync().ConfigureAwait(false);
@@ -405,4 +421,5 @@ public static class StartupCodes
     public const string PortInUse = "WRIT-SERVER-PORT-IN-USE";
     public const string BindFailed = "WRIT-SERVER-BIND-FAILED";
     public const string TrustDomainMismatch = "WRIT-SERVER-TRUST-DOMAIN-MISMATCH";
+    public const string MetricsBind = "WRIT-SERVER-METRICS-BIND";
 }

@@ -39,20 +39,6 @@ public sealed record JwtOutcome(IssuanceDecision Decision, string? Token, DateTi
 /// <summary>An agent SVID chain or the decision that refused it.</summary>
 public sealed record NodeOutcome(IssuanceDecision Decision, IReadOnlyList<X509Certificate2>? Chain);
 
-/// <summary>Where the time of one issuance went (the pipeline benchmark reads it).</summary>
-public sealed class PipelineTimings
-{
-    public long MatchTicks;
-    public long PolicyTicks;
-    public long SignTicks;
-    public long RecordTicks;
-    public long LedgerTicks;
-    public long LedgerWrites;
-    public long Count;
-
-    public void Reset() => MatchTicks = PolicyTicks = SignTicks = RecordTicks = LedgerTicks = LedgerWrites = Count = 0;
-}
-
 /// <summary>
 /// The one decision path of every issuance: registration-entry match (on the server too) → Cedar request → policy →
 /// TTL = min(entry/default TTL, CA cap, smallest @max_ttl of the deciding permits) → sign → ledger. Nothing is handed
@@ -61,9 +47,6 @@ public sealed class PipelineTimings
 /// </summary>
 public sealed partial class IssuancePipeline(ServerContext server, ILogger log)
 {
-    /// <summary>When set, every stage's time is added here (benchmarks only; costs two timestamps per stage).</summary>
-    public PipelineTimings? Timings { get; set; }
-
     public async Task<X509Batch> SignX509Async(AttestedNode caller, IReadOnlyList<X509SvidRequest> requests, CancellationToken ct)
     {
         var policy = await server.Policy.CurrentAsync(ct).ConfigureAwait(false);
@@ -75,32 +58,35 @@ public sealed partial class IssuancePipeline(ServerContext server, ILogger log)
         var denials = new List<IssuanceDenial>();
         var events = new List<LedgerEvent>();
         var credentials = new List<IssuedCredential>();
-        var t = Timings;
+        var started = Stopwatch.GetTimestamp();
+        using var activity = Telemetry.WritServerMetrics.Activities.StartActivity("writ.issue IssueX509Svid");
+        var metrics = server.Metrics;
         foreach (var r in requests)
         {
-            var t0 = Stopwatch.GetTimestamp();
             var entry = r.EntryId.Length == 0 ? null : await server.Store.Entries.GetAsync(r.EntryId, ct).ConfigureAwait(false);
             // Unknown and foreign entries get the same answer: an agent learns nothing about entries it may not serve.
             if (entry is null || !parents.Contains(entry.ParentId, StringComparer.Ordinal))
             {
                 ServerLog.AgentRefused(log, "sign", $"{caller.SpiffeId} asked for entry '{r.EntryId}' it is not authorized for");
+                metrics.Denied("IssueX509Svid", Telemetry.DenialReason.EntryNotAuthorized);
                 denials.Add(new IssuanceDenial(r.EntryId, r.InstanceId, null, $"entry '{r.EntryId}' is not authorized for agent {caller.SpiffeId}", 7, IssuanceErrors.EntryUnauthorized));
                 continue;
             }
             if (r.EvidenceError is not null)
             {
+                metrics.Denied("IssueX509Svid", Telemetry.DenialReason.BadRequest);
                 denials.Add(new IssuanceDenial(r.EntryId, r.InstanceId, null, r.EvidenceError, 3, r.EvidenceErrorCode));
                 continue;
             }
             if (server.Limits.TryIssueX509(caller.SpiffeId, entry.Id) is { } spent)
             {
                 var reason = IssuanceLimits.RateLimitedReason(spent, caller.SpiffeId, entry.SpiffeId);
+                metrics.Denied("IssueX509Svid", Telemetry.DenialReason.RateLimited);
                 denials.Add(new IssuanceDenial(entry.Id, r.InstanceId, null, reason, 8, IssuanceErrors.RateLimited));
                 if (RateLimitedEvent(caller.SpiffeId, entry, "x509", spent, now) is { } limited)
                     events.Add(limited);
                 continue;
             }
-            var t1 = Stopwatch.GetTimestamp();
             var id = SpiffeId.Parse(entry.SpiffeId);
             System.Security.Cryptography.X509Certificates.PublicKey key;
             try
@@ -109,16 +95,16 @@ public sealed partial class IssuancePipeline(ServerContext server, ILogger log)
             }
             catch (Registration.ValidationException e)
             {
+                metrics.Denied("IssueX509Svid", Telemetry.DenialReason.BadRequest);
                 denials.Add(new IssuanceDenial(r.EntryId, r.InstanceId, null, e.Message, 3, IssuanceErrors.BadCsr));
                 continue;
             }
             var requested = server.Issuer.X509Ttl(entry, now);
-            var t2 = Stopwatch.GetTimestamp();
             var d = DecideWorkload(policy, WritCedar.IssueX509Svid, nodeEntity, caller.SpiffeId, entry, r.Evidence, [], requested, now, bound: true);
-            var t3 = Stopwatch.GetTimestamp();
             if (!d.Allowed)
             {
                 ServerLog.IssuanceDenied(log, d.Id, d.Action, entry.SpiffeId, caller.SpiffeId, d.Reason);
+                metrics.Denied("IssueX509Svid", Telemetry.DenialReason.Policy);
                 denials.Add(new IssuanceDenial(entry.Id, r.InstanceId, d.Id, d.Reason, 7, IssuanceErrors.Denied));
                 if (RecordDenial(caller.SpiffeId, entry.Id, new JsonObject { ["requested_ttl_seconds"] = (long)requested.TotalSeconds }) is { } extra)
                     events.Add(Event("issuance.denied", caller.SpiffeId, entry.SpiffeId, d, IssuanceDecider.RecordData(d, "x509", caller.SpiffeId, entry.SpiffeId, entry.Id, r.Evidence, extra), now));
@@ -126,7 +112,6 @@ public sealed partial class IssuancePipeline(ServerContext server, ILogger log)
             }
             var ttl = IssuanceDecider.Ttl(requested, d.MaxTtl);
             var (leaf, above) = server.Ca.SignX509SvidDer(id, key, ttl, entry.DnsNames);
-            var t4 = Stopwatch.GetTimestamp();
             issued.Add(new X509Issued(entry, leaf, above, d.Id, r.InstanceId));
             events.Add(Event("x509.issued", caller.SpiffeId, entry.SpiffeId, d, IssuanceDecider.RecordData(d, "x509", caller.SpiffeId, entry.SpiffeId, entry.Id, r.Evidence, new JsonObject
             {
@@ -147,17 +132,11 @@ public sealed partial class IssuancePipeline(ServerContext server, ILogger log)
                 IssuedAt = now,
                 ExpiresAt = leaf.NotAfter,
             });
-            if (t is not null)
-            {
-                // match: entry lookup and ownership; sign: CSR check + signing; policy: entities, selector match, Cedar; record: the ledger record's JSON.
-                Interlocked.Add(ref t.MatchTicks, t1 - t0);
-                Interlocked.Add(ref t.SignTicks, (t2 - t1) + (t4 - t3));
-                Interlocked.Add(ref t.PolicyTicks, t3 - t2);
-                Interlocked.Add(ref t.RecordTicks, Stopwatch.GetTimestamp() - t4);
-                Interlocked.Increment(ref t.Count);
-            }
         }
         await RecordAsync(events, credentials, ct).ConfigureAwait(false);
+        metrics.Issued("IssueX509Svid", issued.Count);
+        metrics.IssuanceTook("IssueX509Svid", started);
+        activity?.SetTag("writ.issued", issued.Count).SetTag("writ.denied", denials.Count);
         foreach (var i in issued)
         {
             ServerLog.X509Issued(log, i.Entry.SpiffeId, caller.SpiffeId, i.Leaf.SerialNumber, i.Leaf.NotAfter);
@@ -168,10 +147,13 @@ public sealed partial class IssuancePipeline(ServerContext server, ILogger log)
     public async Task<JwtOutcome> MintJwtAsync(AttestedNode caller, RegistrationEntry entry, WorkloadEvidence? evidence, IReadOnlyList<string> audience,
         int requestedSeconds, byte[]? boundCertSha256, CancellationToken ct)
     {
+        var started = Stopwatch.GetTimestamp();
+        using var activity = Telemetry.WritServerMetrics.Activities.StartActivity("writ.issue IssueJwtSvid");
         var policy = await server.Policy.CurrentAsync(ct).ConfigureAwait(false);
         var now = server.Time.GetUtcNow();
         if (server.Limits.TryIssueJwt(caller.SpiffeId, entry.Id) is { } spent)
         {
+            server.Metrics.Denied("IssueJwtSvid", Telemetry.DenialReason.RateLimited);
             if (RateLimitedEvent(caller.SpiffeId, entry, "jwt", spent, now) is { } limited)
                 await RecordAsync([limited], [], ct).ConfigureAwait(false);
             throw new IssuanceRateLimitedException(IssuanceLimits.RateLimitedReason(spent, caller.SpiffeId, entry.SpiffeId));
@@ -183,6 +165,7 @@ public sealed partial class IssuancePipeline(ServerContext server, ILogger log)
         if (!d.Allowed)
         {
             ServerLog.IssuanceDenied(log, d.Id, d.Action, entry.SpiffeId, caller.SpiffeId, d.Reason);
+            server.Metrics.Denied("IssueJwtSvid", Telemetry.DenialReason.Policy);
             if (RecordDenial(caller.SpiffeId, entry.Id, new JsonObject { ["audience"] = audienceJson, ["bound"] = bound, ["requested_ttl_seconds"] = (long)requested.TotalSeconds }) is { } extra)
                 await RecordAsync([Event("issuance.denied", caller.SpiffeId, entry.SpiffeId, d, IssuanceDecider.RecordData(d, "jwt", caller.SpiffeId, entry.SpiffeId, entry.Id, evidence, extra), now)], [], ct).ConfigureAwait(false);
             return new JwtOutcome(d, null, default, null);
@@ -211,6 +194,8 @@ public sealed partial class IssuancePipeline(ServerContext server, ILogger log)
             ExpiresAt = exp,
         }], ct).ConfigureAwait(false);
         ServerLog.JwtIssued(log, entry.SpiffeId, caller.SpiffeId, string.Join(",", audience), exp);
+        server.Metrics.Issued("IssueJwtSvid");
+        server.Metrics.IssuanceTook("IssueJwtSvid", started);
         return new JwtOutcome(d, token, exp, jti);
     }
 
@@ -220,6 +205,8 @@ public sealed partial class IssuancePipeline(ServerContext server, ILogger log)
     /// </summary>
     public async Task<NodeOutcome> AttestNodeAsync(NodeFacts node, System.Security.Cryptography.X509Certificates.PublicKey key, bool renewal, CancellationToken ct)
     {
+        var started = Stopwatch.GetTimestamp();
+        using var activity = Telemetry.WritServerMetrics.Activities.StartActivity("writ.issue AttestNode");
         var policy = await server.Policy.CurrentAsync(ct).ConfigureAwait(false);
         var now = server.Time.GetUtcNow();
         var id = SpiffeId.Parse(node.SpiffeId);
@@ -231,6 +218,7 @@ public sealed partial class IssuancePipeline(ServerContext server, ILogger log)
         if (!d.Allowed)
         {
             ServerLog.IssuanceDenied(log, d.Id, d.Action, node.SpiffeId, node.SpiffeId, d.Reason);
+            server.Metrics.Denied("AttestNode", Telemetry.DenialReason.Policy);
             await RecordAsync([Event("node.attest_denied", node.SpiffeId, node.SpiffeId, d, IssuanceDecider.RecordData(d, "node", node.SpiffeId, node.SpiffeId, null, null,
                 new JsonObject { ["renewal"] = renewal }), now)], [], ct).ConfigureAwait(false);
             return new NodeOutcome(d, null);
@@ -256,6 +244,8 @@ public sealed partial class IssuancePipeline(ServerContext server, ILogger log)
             IssuedAt = now,
             ExpiresAt = exp,
         }], ct).ConfigureAwait(false);
+        server.Metrics.Issued("AttestNode");
+        server.Metrics.IssuanceTook("AttestNode", started);
         return new NodeOutcome(d, chain);
     }
 
@@ -370,11 +360,7 @@ public sealed partial class IssuancePipeline(ServerContext server, ILogger log)
             ServerLog.LedgerWriteFailed(log, events.Count, e.Message);
             throw new StoreUnavailableException("the issuance could not be recorded in the ledger, so no credential was handed out: check the server's store, then retry", e);
         }
-        if (Timings is { } t)
-        {
-            Interlocked.Add(ref t.LedgerTicks, Stopwatch.GetTimestamp() - t0);
-            Interlocked.Increment(ref t.LedgerWrites);
-        }
+        server.Metrics.LedgerAppendTook(t0);
     }
 
     private static string? NullIfEmpty(string s) => s.Length == 0 ? null : s;

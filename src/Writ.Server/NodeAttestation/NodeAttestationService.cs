@@ -42,6 +42,10 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
     /// Attests an agent: <paramref name="challenge"/> carries the attestor's challenges to the agent. Refusals are
     /// <see cref="WritException"/>s with a stable code; nothing is written unless the agent gets its SVID.
     /// </summary>
+    /// <summary>The metric reason for a refusal: its code without the area, e.g. WRIT-ATTEST-TOKEN-USED → token_used.</summary>
+    public static string ReasonLabel(string code) =>
+        code.Replace("WRIT-ATTEST-", "", StringComparison.Ordinal).Replace("WRIT-", "", StringComparison.Ordinal).Replace('-', '_').ToLowerInvariant();
+
     public async Task<NodeAttestationResult> AttestAsync(string type, ReadOnlyMemory<byte> payload, ReadOnlyMemory<byte> csr, NodeChallenge challenge, string peer,
         CancellationToken ct)
     {
@@ -52,6 +56,8 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
         catch (WritException e)
         {
             ServerLog.AttestationRefused(log, NodeAttestorRegistry.Printable(type), peer, e.Code, e.Message);
+            // Labels stay bounded: a registered attestor's type (else "unknown") and the refusal's stable code.
+            server.Metrics.NodeAttestationFailed(registry.Types.Contains(type) ? type : "unknown", ReasonLabel(e.Code));
             throw;
         }
     }

@@ -41,6 +41,9 @@ public sealed class RevocationService
     private readonly ILogger _log;
     private readonly SemaphoreSlim _refreshGate = new(1, 1);
     private readonly Lock _lock = new();
+
+    /// <summary>Where revocations are counted (set by <see cref="Hosting.ServerContext"/>).</summary>
+    internal Telemetry.WritServerMetrics Metrics { get; set; } = Telemetry.WritServerMetrics.Unhosted;
     private readonly Dictionary<string, RevocationRecord> _serials = new(StringComparer.Ordinal);
     private readonly Dictionary<string, RevocationRecord> _jtis = new(StringComparer.Ordinal);
     private long _revision = -1;   // the store revision the cache is complete up to (-1: not loaded)
@@ -313,6 +316,7 @@ public sealed class RevocationService
         if (stored.Count > 0)
         {
             ServerLog.Revoked(_log, stored.Count, what, actor, reason);
+            Metrics.Revoked(stored.Count, extraAudit.Count > 0 ? "instance_gone" : "admin");
         }
         return stored;
     }

@@ -1,0 +1,59 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+
+namespace Writ.Agent.Telemetry;
+
+/// <summary>
+/// The agent's meter (<see cref="MeterName"/>) and activity source: every instrument of docs/telemetry.md § Agent
+/// metrics. Label values come from fixed sets only (gRPC method names of the Workload API, status code names, attestation
+/// failure reasons): never a pid, uid, SPIFFE ID or instance id.
+/// </summary>
+public sealed class WritAgentMetrics
+{
+    public const string MeterName = "Writ.Agent";
+
+    /// <summary>Traces: one activity per Workload API call; its context travels to the server on the calls it makes.</summary>
+    public static readonly ActivitySource Activities = new(MeterName);
+
+    private readonly Counter<long> _calls;
+    private readonly Counter<long> _attestationFailures;
+    private Func<int> _instances = () => 0;
+    private Func<int> _x509 = () => 0;
+    private Func<int> _jwt = () => 0;
+    private Func<bool> _synced = () => false;
+
+    /// <param name="factory">The host's meter factory; null for a part built outside a host (tests, benchmarks).</param>
+    public WritAgentMetrics(IMeterFactory? factory)
+    {
+        var meter = factory?.Create(MeterName) ?? new Meter(MeterName);
+        _calls = meter.CreateCounter<long>("writ.agent.workload_api.calls", "{call}", "Workload API calls finished, by gRPC method and status code.");
+        _attestationFailures = meter.CreateCounter<long>("writ.agent.workload_attestation.failures", "{failure}", "Workload attestation failures, by reason.");
+        meter.CreateObservableGauge("writ.agent.instances", () => _instances(), "{instance}", "Workload instances the agent serves and re-checks.");
+        meter.CreateObservableGauge("writ.agent.svid_cache.size", () => new Measurement<int>[]
+        {
+            new(_x509(), new KeyValuePair<string, object?>("kind", "x509")),
+            new(_jwt(), new KeyValuePair<string, object?>("kind", "jwt")),
+        }, "{svid}", "SVIDs held in the agent's cache, by kind.");
+        meter.CreateObservableGauge("writ.agent.synced", () => _synced() ? 1 : 0, "{bool}", "1 once the agent has applied a full sync from the server, else 0.");
+    }
+
+    /// <summary>A part built outside a host: instruments nobody listens to unless a listener asks for <see cref="MeterName"/>.</summary>
+    public static WritAgentMetrics Unhosted { get; } = new(null);
+
+    /// <summary>Where the gauges read from (set once by the host).</summary>
+    public void Observe(Func<int> instances, Func<int> x509Svids, Func<int> jwtSvids, Func<bool> synced)
+    {
+        _instances = instances;
+        _x509 = x509Svids;
+        _jwt = jwtSvids;
+        _synced = synced;
+    }
+
+    /// <param name="method">the gRPC method's short name (e.g. FetchX509SVID)</param>
+    /// <param name="code">the status code's name (OK, PERMISSION_DENIED, …)</param>
+    public void CallFinished(string method, string code) =>
+        _calls.Add(1, new KeyValuePair<string, object?>("method", method), new KeyValuePair<string, object?>("code", code));
+
+    /// <param name="reason">pin_failed, process_changed, timeout or attestor_error.</param>
+    public void AttestationFailed(string reason) => _attestationFailures.Add(1, new KeyValuePair<string, object?>("reason", reason));
+}
