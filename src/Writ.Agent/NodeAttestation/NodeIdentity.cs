@@ -236,11 +236,12 @@ public sealed class NodeIdentity : IDisposable
     /// </summary>
     public AgentFatalException? Classify(RpcException e)
     {
-        if (e.StatusCode == StatusCode.PermissionDenied && e.Status.Detail.Contains("banned", StringComparison.Ordinal))
+        var code = Writ.Protocol.Errors.WritStatus.Read(e).Code;
+        if (e.StatusCode == StatusCode.PermissionDenied && code == "WRIT-AGENT-BANNED")
         {
             return new AgentFatalException($"the server banned this agent ({AgentId}): stopped serving. An admin must evict it ('writ agent evict'), then attest with a new join token");
         }
-        if (e.StatusCode == StatusCode.Unauthenticated && e.Status.Detail.Contains("not attested", StringComparison.Ordinal))
+        if (e.StatusCode == StatusCode.Unauthenticated && code == "WRIT-AGENT-NOT-ATTESTED")
         {
             ForgetStored();
             return new AgentFatalException($"the server no longer knows this agent ({AgentId}; evicted): attest again with a new join token (--join-token)");

@@ -66,7 +66,7 @@ public sealed class SyncClient(Func<AgentService.AgentServiceClient> client, Fun
                 {
                     throw fatal;
                 }
-                if (e.StatusCode == StatusCode.Unauthenticated && e.Status.Detail.Contains("superseded", StringComparison.Ordinal))
+                if (e.StatusCode == StatusCode.Unauthenticated && Writ.Protocol.Errors.WritStatus.Read(e).Code == "WRIT-AGENT-SUPERSEDED")
                 {
                     continue;   // renewed meanwhile: the next attempt uses the new channel
                 }

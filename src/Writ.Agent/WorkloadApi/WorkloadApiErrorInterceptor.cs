@@ -77,7 +77,10 @@ public sealed class WorkloadApiErrorInterceptor(ILogger<WorkloadApiErrorIntercep
             case RpcException r:
                 return WritStatus.WithCode(r, CodeFor(r.StatusCode));
             case WritException w:
-                AgentLog.WorkloadRefused(log, context.Method, $"{w.Code}: {w.Message}");
+                if (w.Kind != WritErrorKind.ResourceExhausted)   // limits are logged by the gate, at most once per uid per 10 s
+                {
+                    AgentLog.WorkloadRefused(log, context.Method, $"{w.Code}: {w.Message}");
+                }
                 return WritStatus.ToRpcException(w);
             case AgentFatalException fatal:
                 AgentLog.Fatal(log, fatal.Message);

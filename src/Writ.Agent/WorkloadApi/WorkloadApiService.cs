@@ -69,9 +69,9 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
                 }
                 if (view.Denials.Count > 0)
                 {
-                    throw Refuse(context, StatusCode.PermissionDenied, view.Denials[0].Message);
+                    throw Refusal(StatusCode.PermissionDenied, view.Denials[0].Message);
                 }
-                throw Refuse(context, StatusCode.Unavailable, "no X.509-SVID could be obtained from the server yet; retry with backoff");
+                throw Refusal(StatusCode.Unavailable, "no X.509-SVID could be obtained from the server yet; retry with backoff");
             }
             if (view.Fingerprint != lastSent)
             {
@@ -123,7 +123,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         }
         if (lifetime.ApplicationStopping.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
         {
-            throw new RpcException(new Status(StatusCode.Unavailable, "the agent is shutting down: reconnect with backoff"));
+            throw Refusal(StatusCode.Unavailable, "the agent is shutting down: reconnect with backoff");
         }
     }
 
@@ -154,12 +154,12 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         CheckHeader(context);
         if (request.Audience.Count == 0 || request.Audience.Any(string.IsNullOrWhiteSpace))
         {
-            throw Refuse(context, StatusCode.InvalidArgument, "audience must be specified (one or more non-empty values)");
+            throw Refusal(StatusCode.InvalidArgument, "audience must be specified (one or more non-empty values)");
         }
         SpiffeId? wanted = null;
         if (request.SpiffeId.Length > 0 && !SpiffeId.TryParse(request.SpiffeId, out wanted, out var err))
         {
-            throw Refuse(context, StatusCode.InvalidArgument, $"spiffe_id '{request.SpiffeId}' is invalid: {err}");
+            throw Refusal(StatusCode.InvalidArgument, $"spiffe_id '{request.SpiffeId}' is invalid: {err}");
         }
         var instance = await AttestAsync(context).ConfigureAwait(false);
         var entries = Match(instance, Evidence(instance, context), state.Current, context);
@@ -169,7 +169,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
             entries = [.. entries.Where(e => e.SpiffeId == id)];
             if (entries.Count == 0)
             {
-                throw Refuse(context, StatusCode.PermissionDenied, $"no identity {wanted} issued to this workload");
+                throw Refusal(StatusCode.PermissionDenied, $"no identity {wanted} issued to this workload");
             }
         }
         var response = new JWTSVIDResponse();
@@ -185,7 +185,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
             }
             catch (WritException ex) when (ex.Kind is WritErrorKind.Unavailable or WritErrorKind.DeadlineExceeded)
             {
-                throw Refuse(context, StatusCode.Unavailable, "the server is unreachable and no cached JWT-SVID is valid; retry with backoff", ex.Code);
+                throw Refusal(StatusCode.Unavailable, "the server is unreachable and no cached JWT-SVID is valid; retry with backoff", ex.Code);
             }
             catch (WritException ex) when (ex.Kind is WritErrorKind.PermissionDenied)
             {
@@ -194,14 +194,14 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
                 denied ??= ex;
                 AgentLog.WorkloadRefused(log, context.Method, ex.Message);
             }
-            catch (WritException ex)
+            catch (WritException)
             {
-                throw Refuse(context, WorkloadErrors.StatusOf(ex.Kind), ex.Message, ex.Code);
+                throw;   // the interceptor gives it its SPIFFE status, with the code in the detail and the trailer
             }
         }
         if (response.Svids.Count == 0 && denied is not null)
         {
-            throw WorkloadErrors.ToRpc(denied);
+            throw denied;
         }
         return response;
     }
@@ -217,17 +217,17 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         CheckHeader(context);
         if (string.IsNullOrEmpty(request.Audience))
         {
-            throw Refuse(context, StatusCode.InvalidArgument, "audience must be specified");
+            throw Refusal(StatusCode.InvalidArgument, "audience must be specified");
         }
         if (string.IsNullOrEmpty(request.Svid))
         {
-            throw Refuse(context, StatusCode.InvalidArgument, "svid must be specified");
+            throw Refusal(StatusCode.InvalidArgument, "svid must be specified");
         }
         var validation = new JwtSvidValidationOptions();
         var result = JwtSvidValidator.Validate(request.Svid, state.Current.Bundle, [request.Audience], time.GetUtcNow(), validation);
         if (!result.IsValid || result.Svid is not { } svid)
         {
-            throw Refuse(context, StatusCode.InvalidArgument, $"the JWT-SVID is not valid: {result.Error}");
+            throw Refusal(StatusCode.InvalidArgument, $"the JWT-SVID is not valid: {result.Error}");
         }
         var caller = Evidence(await AttestAsync(context).ConfigureAwait(false), context);
         var now = time.GetUtcNow();
@@ -235,7 +235,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         if (svid.Jti is { } jti && state.Revocations.IsJtiRevoked(jti))
         {
             AgentLog.JwtRevokedRefused(log, jti, svid.Id.ToString(), peer);
-            throw Refuse(context, StatusCode.InvalidArgument, "the JWT-SVID was revoked");
+            throw Refusal(StatusCode.InvalidArgument, "the JWT-SVID was revoked");
         }
         // Relying parties are named by the entries they match: before the first sync the agent cannot name them the way
         // it will afterwards, so nothing is recorded until then (the cache is in memory and starts empty anyway).
@@ -245,7 +245,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         if (state.Synced && peer.StartsWith("spiffe:", StringComparison.Ordinal) && JwtReplayGuard.IsRelyingPartyFor(caller, state.Current, request.Audience, now)
             && guard.Check(svid, peer, request.Audience, now, validation.Leeway).IsReplay)
         {
-            throw Refuse(context, StatusCode.InvalidArgument,
+            throw Refusal(StatusCode.InvalidArgument,
                 "the JWT-SVID was already validated for another relying party: refused as a replay (reported to the server)");
         }
         return new ValidateJWTSVIDResponse
@@ -259,7 +259,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     {
         if (context.RequestHeaders.GetValue(SecurityHeader) != "true")
         {
-            throw new RpcException(new Status(StatusCode.InvalidArgument, $"security header missing from request: send metadata '{SecurityHeader}: true'"));
+            throw Refusal(StatusCode.InvalidArgument, $"security header missing from request: send metadata '{SecurityHeader}: true'");
         }
     }
 
@@ -278,9 +278,9 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     {
         var http = context.GetHttpContext();
         var socket = http.Features.Get<IConnectionSocketFeature>()?.Socket
-            ?? throw Refuse(context, StatusCode.Unauthenticated, "the caller's socket is not available for attestation");
+            ?? throw Refusal(StatusCode.Unauthenticated, "the caller's socket is not available for attestation");
         var items = http.Features.Get<IConnectionItemsFeature>()?.Items
-            ?? throw Refuse(context, StatusCode.Unauthenticated, "the connection was not admitted when accepted; reconnect");
+            ?? throw Refusal(StatusCode.Unauthenticated, "the connection was not admitted when accepted; reconnect");
         var accepted = Admitted(http, items, context);
         ConnectionMemo? memo;
         lock (items)
@@ -294,11 +294,11 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         var result = await runner.AttestConnectionAsync(socket, context.CancellationToken).ConfigureAwait(false);
         if (result.Evidence is null)
         {
-            throw Refuse(context, StatusCode.Unauthenticated, result.Describe());
+            throw Refusal(StatusCode.Unauthenticated, result.Describe());
         }
         if (!gate.SameProgram(accepted, result.Evidence.Process.Pin, out var changed))
         {
-            throw Refuse(context, StatusCode.Unauthenticated,
+            throw Refusal(StatusCode.Unauthenticated,
                 $"{ConnectionGate.CodeExecChanged}: {changed}: a connection serves only the program that opened it; reconnect from the process that calls");
         }
         foreach (var err in result.Evidence.AttestorErrors)
@@ -328,7 +328,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         }
         if (binding.Id != instance.Id || binding.Epoch != instance.Epoch)
         {
-            throw Refuse(context, StatusCode.Unauthenticated,
+            throw Refusal(StatusCode.Unauthenticated,
                 "this workload's evidence changed since the connection was attested (executable, uid, gid, cgroup or container): reconnect to be attested again");
         }
         if (memo is not null && memo.Peer == result.Evidence.Process.Peer)
@@ -361,13 +361,13 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
             if (admission?.RefusalCode == StatusCode.ResourceExhausted)
             {
                 http.Features.Get<IConnectionLifetimeNotificationFeature>()?.RequestClose();
-                throw new RpcException(new Status(StatusCode.ResourceExhausted, admission.Refusal!));   // logged by the gate, at most once per uid per 10 s
+                throw Refusal(StatusCode.ResourceExhausted, admission.Refusal!);   // logged by the gate, at most once per uid per 10 s
             }
-            throw Refuse(context, StatusCode.Unauthenticated, admission?.Refusal ?? "the connection was not admitted when accepted; reconnect");
+            throw Refusal(StatusCode.Unauthenticated, admission?.Refusal ?? "the connection was not admitted when accepted; reconnect");
         }
         if (gate.TakeCall(peer.Peer.Uid) is { } limited)
         {
-            throw new RpcException(new Status(StatusCode.ResourceExhausted, limited));
+            throw Refusal(StatusCode.ResourceExhausted, limited);
         }
         return peer;
     }
@@ -428,7 +428,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     {
         if (instance.Epoch != epoch)
         {
-            throw Refuse(context, StatusCode.Unauthenticated,
+            throw Refusal(StatusCode.Unauthenticated,
                 "this workload's evidence changed since the connection was attested (executable, uid, gid, cgroup or container): reconnect to be attested again");
         }
     }
@@ -438,10 +438,10 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     {
         if (instance.GoneReason is { } gone)
         {
-            throw Refuse(context, StatusCode.PermissionDenied, $"this workload instance is no longer served ({gone}); reconnect from a live process");
+            throw Refusal(StatusCode.PermissionDenied, $"this workload instance is no longer served ({gone}); reconnect from a live process");
         }
         return instance.Current.Evidence
-            ?? throw Refuse(context, StatusCode.Unauthenticated, "this workload could not be re-attested; reconnect so it is attested again");
+            ?? throw Refusal(StatusCode.Unauthenticated, "this workload could not be re-attested; reconnect so it is attested again");
     }
 
     /// <summary>
@@ -452,7 +452,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     {
         if (!state.Synced)
         {
-            throw Refuse(context, StatusCode.Unavailable, "the agent has not synced its entries with the server yet; retry with backoff");
+            throw Refusal(StatusCode.Unavailable, "the agent has not synced its entries with the server yet; retry with backoff");
         }
         // Which entries' selectors the evidence holds depends only on the snapshot (immutable) and the selectors: kept
         // per instance and reused while both are the same ones; the expiry is checked on every call.
@@ -481,7 +481,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         }
         if (matched.Count == 0)
         {
-            throw Refuse(context, StatusCode.PermissionDenied, "no identity issued");
+            throw Refusal(StatusCode.PermissionDenied, "no identity issued");
         }
         return matched;
     }
@@ -523,9 +523,14 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         await cts.CancelAsync().ConfigureAwait(false);
     }
 
-    private RpcException Refuse(ServerCallContext context, StatusCode code, string reason, string? writCode = null)
+    /// <summary>
+    /// A refusal with the status the SPIFFE Workload API prescribes (the interceptor sends it and logs it), as a
+    /// <see cref="WritException"/> as a <see cref="WritException"/>: its code is <paramref name="writCode"/>, else the one the reason
+    /// already starts with (the connection gate's <c>WRIT-AGENT-CONN-…</c>), else the Workload API's code for the status.
+    /// </summary>
+    private static WritException Refusal(StatusCode code, string reason, string? writCode = null)
     {
-        AgentLog.WorkloadRefused(log, context.Method, reason);
-        return writCode is null ? new RpcException(new Status(code, reason)) : new RpcException(new Status(code, reason), new Metadata { { WorkloadErrors.CodeTrailer, writCode } });
+        var (prefix, message) = WritStatus.Split(reason);
+        return new WritException(writCode ?? prefix ?? WorkloadApiErrorInterceptor.CodeFor(code), WorkloadErrors.KindOf(code), prefix is null ? reason : message);
     }
 }

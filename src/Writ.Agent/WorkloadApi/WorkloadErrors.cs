@@ -37,33 +37,4 @@ public static class WorkloadErrors
         StatusCode.DeadlineExceeded => WritErrorKind.DeadlineExceeded,
         _ => WritErrorKind.Internal,
     };
-
-    /// <summary>The gRPC status code of a kind (same name).</summary>
-    public static StatusCode StatusOf(WritErrorKind kind) => kind switch
-    {
-        WritErrorKind.InvalidArgument => StatusCode.InvalidArgument,
-        WritErrorKind.NotFound => StatusCode.NotFound,
-        WritErrorKind.AlreadyExists => StatusCode.AlreadyExists,
-        WritErrorKind.PermissionDenied => StatusCode.PermissionDenied,
-        WritErrorKind.Unauthenticated => StatusCode.Unauthenticated,
-        WritErrorKind.FailedPrecondition => StatusCode.FailedPrecondition,
-        WritErrorKind.ResourceExhausted => StatusCode.ResourceExhausted,
-        WritErrorKind.Unavailable => StatusCode.Unavailable,
-        WritErrorKind.DeadlineExceeded => StatusCode.DeadlineExceeded,
-        _ => StatusCode.Internal,
-    };
-
-    /// <summary>Trailer that carries the stable code next to the status (the detail stays the one-line message).</summary>
-    public const string CodeTrailer = "writ-error-code";
-
-    /// <summary>
-    /// The status a workload gets for <paramref name="e"/>: its kind's code, the message as detail, the stable code in
-    /// the <see cref="CodeTrailer"/> trailer. (Until the agent has one interceptor for this, the Workload API service
-    /// calls it where it catches a WritException.)
-    /// </summary>
-    public static RpcException ToRpc(WritException e)
-    {
-        ArgumentNullException.ThrowIfNull(e);
-        return new RpcException(new Status(StatusOf(e.Kind), e.Message), new Metadata { { CodeTrailer, e.Code } });
-    }
 }

@@ -97,7 +97,7 @@ public sealed partial class AgentApi
 
     private static ReplayReport CheckReplayReport(ReportJwtReplayRequest r)
     {
-        static RpcException Bad(string what) => new(new Status(StatusCode.InvalidArgument, what));
+        static Writ.Protocol.Errors.WritException Bad(string what) => new(AgentApiErrors.BadRequest, Writ.Protocol.Errors.WritErrorKind.InvalidArgument, what);
         static bool Printable(string s) => s.Length <= MaxReportField && !s.Any(char.IsControl);
 
         if (!SpiffeId.TryParse(r.SpiffeId, out var subject, out var idError))

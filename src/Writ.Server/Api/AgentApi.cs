@@ -82,7 +82,7 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         }
         catch (OperationCanceledException) when (server.Stopping.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
         {
-            throw new RpcException(new Status(StatusCode.Unavailable, "the server is stopping: reconnect"));
+            throw new WritException(AgentApiErrors.ServerStopping, WritErrorKind.Unavailable, "the server is stopping: reconnect");
         }
     }
 
@@ -194,7 +194,7 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         var caller = await AuthenticateAsync(context).ConfigureAwait(false);
         if (request.Csrs.Count == 0 || request.Csrs.Count > MaxCsrsPerCall)
         {
-            throw new RpcException(new Status(StatusCode.InvalidArgument, $"send between 1 and {MaxCsrsPerCall} CSRs per call, got {request.Csrs.Count}"));
+            throw new WritException(AgentApiErrors.BadRequest, WritErrorKind.InvalidArgument, $"send between 1 and {MaxCsrsPerCall} CSRs per call, got {request.Csrs.Count}");
         }
         var max = server.Options.Ledger.MaxRequestBytes;
         // An oversized CSR (its evidence) is refused alone: it never reaches the policy or the ledger.
@@ -234,7 +234,7 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         }
         if (request.BoundCertSha256.Length is not (0 or 32))
         {
-            throw new RpcException(new Status(StatusCode.InvalidArgument, "bound_cert_sha256 must be the 32-byte SHA-256 of the instance's X.509-SVID leaf DER, or empty"));
+            throw new WritException(AgentApiErrors.BadRequest, WritErrorKind.InvalidArgument, "bound_cert_sha256 must be the 32-byte SHA-256 of the instance's X.509-SVID leaf DER, or empty");
         }
         var bound = request.Bearer || request.BoundCertSha256.Length == 0 ? null : request.BoundCertSha256.ToByteArray();
         var outcome = await Pipeline.MintJwtAsync(caller.Node, entry, evidence.Evidence, audience, request.TtlSeconds, bound, context.CancellationToken).ConfigureAwait(false);
@@ -316,42 +316,42 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         var cert = http.Connection.ClientCertificate;
         if (cert is null)
         {
-            throw Refuse(context, StatusCode.Unauthenticated, "this call needs the agent's SVID as TLS client certificate: attest with a join token first");
+            throw Refuse(context, AgentApiErrors.NoCertificate, WritErrorKind.Unauthenticated, "this call needs the agent's SVID as TLS client certificate: attest with a join token first");
         }
         var validation = X509SvidValidator.Validate([cert, .. server.Ca.Intermediates], server.Ca.Bundle, server.Time.GetUtcNow());
         if (!validation.IsValid || validation.Id is null)
         {
-            throw Refuse(context, StatusCode.Unauthenticated, $"the agent certificate was refused: {validation.Error}");
+            throw Refuse(context, AgentApiErrors.CertificateRefused, WritErrorKind.Unauthenticated, $"the agent certificate was refused: {validation.Error}");
         }
         var id = validation.Id;
         if (!id.Path.StartsWith(AgentPathPrefix, StringComparison.Ordinal))
         {
-            throw Refuse(context, StatusCode.PermissionDenied, $"{id} is not an agent identity");
+            throw Refuse(context, AgentApiErrors.NotAnAgent, WritErrorKind.PermissionDenied, $"{id} is not an agent identity");
         }
         var node = await server.Store.Nodes.GetAsync(id.ToString(), context.CancellationToken).ConfigureAwait(false);
         if (node is null)
         {
-            throw Refuse(context, StatusCode.Unauthenticated, $"agent {id} is not attested (evicted or unknown): re-attest with a new join token");
+            throw Refuse(context, AgentApiErrors.NotAttested, WritErrorKind.Unauthenticated, $"agent {id} is not attested (evicted or unknown): re-attest with a new join token");
         }
         if (node.Banned)
         {
-            throw Refuse(context, StatusCode.PermissionDenied, $"agent {id} is banned: an admin must evict it ('writ agent evict') before it may attest again");
+            throw Refuse(context, NodeAttestationCodes.AgentBanned, WritErrorKind.PermissionDenied, $"agent {id} is banned: an admin must evict it ('writ agent evict') before it may attest again");
         }
         if (!string.Equals(node.SerialNumber, cert.SerialNumber, StringComparison.OrdinalIgnoreCase))
         {
-            throw Refuse(context, StatusCode.Unauthenticated, $"agent {id} presented a superseded SVID (serial {cert.SerialNumber}): use the latest SVID or re-attest");
+            throw Refuse(context, NodeAttestationCodes.AgentSuperseded, WritErrorKind.Unauthenticated, $"agent {id} presented a superseded SVID (serial {cert.SerialNumber}): use the latest SVID or re-attest");
         }
         if (server.Revocations.IsSerialRevoked(cert.SerialNumber))
         {
-            throw Refuse(context, StatusCode.Unauthenticated, $"agent {id} presented a revoked SVID (serial {cert.SerialNumber}): attest again with a new join token");
+            throw Refuse(context, AgentApiErrors.Revoked, WritErrorKind.Unauthenticated, $"agent {id} presented a revoked SVID (serial {cert.SerialNumber}): attest again with a new join token");
         }
         return new AgentCaller(id, node);
     }
 
-    private RpcException Refuse(ServerCallContext context, StatusCode code, string reason)
+    private WritException Refuse(ServerCallContext context, string code, WritErrorKind kind, string reason)
     {
         ServerLog.AgentRefused(log, context.Method, reason);
-        return new RpcException(new Status(code, reason));
+        return new WritException(code, kind, reason);
     }
 
     private AttestResponse AttestResponseFor(SpiffeId id, IReadOnlyList<X509Certificate2> chain, string decisionId)

@@ -21,7 +21,7 @@ public sealed class WorkloadApiErrorInterceptorTests
     [Fact]
     public async Task A_fetch_refused_for_lack_of_an_identity_is_permission_denied_with_its_code()
     {
-        await using var host = await Host.StartAsync(errorCodes: true);
+        await using var host = await Host.StartAsync();
         host.Rig.SetEntries(InstanceRig.Entry("someone-else", "unix:uid:4000000"));
 
         using var call = host.Client.FetchX509SVID(new X509SVIDRequest(), Host.Headers, cancellationToken: Ct);
@@ -34,7 +34,7 @@ public sealed class WorkloadApiErrorInterceptorTests
     [Fact]
     public async Task A_fetch_the_server_refused_keeps_the_servers_words_under_the_workload_code()
     {
-        await using var host = await Host.StartAsync(errorCodes: true);
+        await using var host = await Host.StartAsync();
         host.Rig.SetEntries(InstanceRig.Entry("payments", OwnUid));
         host.Rig.Server.Deny["payments"] = ("d-4f2a", "denied by policy 'payments-need-tpm'");
 
@@ -48,7 +48,7 @@ public sealed class WorkloadApiErrorInterceptorTests
     [Fact]
     public async Task A_jwt_refusal_that_carries_the_servers_code_reaches_the_workload_under_that_code()
     {
-        await using var host = await Host.StartAsync(errorCodes: true);
+        await using var host = await Host.StartAsync();
         host.Rig.SetEntries(InstanceRig.Entry("api", OwnUid));
         host.Rig.Server.DenyJwt["api"] = "WRIT-ISSUE-DENIED: issuance denied by policy 'jwt-audiences' (decision d-77)";
 
@@ -62,7 +62,7 @@ public sealed class WorkloadApiErrorInterceptorTests
     [Fact]
     public async Task Malformed_requests_stay_invalid_argument_as_spiffe_requires_with_their_code()
     {
-        await using var host = await Host.StartAsync(errorCodes: true);
+        await using var host = await Host.StartAsync();
         host.Rig.SetEntries(InstanceRig.Entry("api", OwnUid));
 
         var noHeader = await Assert.ThrowsAsync<RpcException>(async () =>

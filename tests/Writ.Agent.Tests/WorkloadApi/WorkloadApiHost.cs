@@ -46,9 +46,7 @@ internal sealed class WorkloadApiHost : IAsyncDisposable
     /// <param name="limits">Changes to the default options (connection limits).</param>
     /// <param name="gateClock">The gate's clock (its rate limit); default the system's.</param>
     /// <param name="time">The clock the tracker and the service share (the cheap path's window); default the system's.</param>
-    /// <param name="errorCodes">Serve behind the agent's error interceptor, as the agent does (statuses carry their codes).</param>
-    public static async Task<WorkloadApiHost> StartAsync(TimeSpan? interval = null, Func<AgentOptions, AgentOptions>? limits = null, TimeProvider? gateClock = null, TimeProvider? time = null,
-        bool errorCodes = false)
+    public static async Task<WorkloadApiHost> StartAsync(TimeSpan? interval = null, Func<AgentOptions, AgentOptions>? limits = null, TimeProvider? gateClock = null, TimeProvider? time = null)
     {
         var host = new WorkloadApiHost(interval, time ?? TimeProvider.System);
         var options = new AgentOptions
@@ -68,13 +66,8 @@ internal sealed class WorkloadApiHost : IAsyncDisposable
         builder.Services.AddConnectionGate(_ => host.Gate);
         builder.Services.AddSingleton(Random.Shared);
         builder.Services.AddJwtReplayGuard(_ => () => host.Rig.Server);
-        builder.Services.AddGrpc(o =>
-        {
-            if (errorCodes)
-            {
-                o.Interceptors.Add<WorkloadApiErrorInterceptor>();
-            }
-        });
+        // Behind the agent's error interceptor, as the agent serves it: refusals carry their stable codes.
+        builder.Services.AddGrpc(o => o.Interceptors.Add<WorkloadApiErrorInterceptor>());
         builder.WebHost.ConfigureKestrel(k => k.ListenUnixSocket(host.SocketPath, lo =>
         {
             lo.Protocols = HttpProtocols.Http2;

@@ -48,9 +48,9 @@ public sealed class WorkloadApiServiceTests
         host.Rig.Server.DenyJwt["api"] = detail;
         var e = await Assert.ThrowsAsync<RpcException>(async () =>
             await host.Client.FetchJWTSVIDAsync(new JWTSVIDRequest { Audience = { "https://evil.example" } }, Host.Headers, cancellationToken: Ct));
-        Assert.Equal(StatusCode.PermissionDenied, e.StatusCode);   // as the SPIFFE Workload API says, detail unchanged
-        Assert.Equal(detail, e.Status.Detail);
-        Assert.Equal(WorkloadErrors.IssuanceDenied, e.Trailers.GetValue(WorkloadErrors.CodeTrailer));   // and the stable code beside it
+        Assert.Equal(StatusCode.PermissionDenied, e.StatusCode);   // as the SPIFFE Workload API says, the server's words kept
+        Assert.Equal($"{WorkloadErrors.IssuanceDenied}: {detail}", e.Status.Detail);
+        Assert.Equal(WorkloadErrors.IssuanceDenied, e.Trailers.GetValue(Writ.Protocol.Errors.WritStatus.TrailerKey));   // and the stable code beside it
 
         host.Rig.Server.DenyJwt.Clear();
         var ok = await host.Client.FetchJWTSVIDAsync(new JWTSVIDRequest { Audience = { "https://good.example" } }, Host.Headers, cancellationToken: Ct);
