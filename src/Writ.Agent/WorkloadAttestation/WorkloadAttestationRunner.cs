@@ -261,7 +261,7 @@ public sealed partial class WorkloadAttestationRunner
 
     /// <summary>
     /// A fact as the server accepts it (<see cref="WorkloadEvidence.TryCreate"/>): control characters (a NUL or escape in
-    /// a process name, say) written as <c>\xNN</c>, and at most <see cref="WorkloadEvidence.MaxTextLength"/> characters.
+    /// a process name, say) written as <c>\xNN</c> and a backslash as <c>\\</c>, and at most <see cref="WorkloadEvidence.MaxTextLength"/> characters.
     /// Facts are diagnostics read by people and policy; one the server refuses would cost the workload its evidence.
     /// </summary>
     internal static string Printable(string value)
@@ -269,7 +269,7 @@ public sealed partial class WorkloadAttestationRunner
         bool clean = value.Length <= WorkloadEvidence.MaxTextLength;
         foreach (char c in value)
         {
-            if (char.IsControl(c))
+            if (char.IsControl(c) || c == '\\')
             {
                 clean = false;
                 break;
@@ -284,7 +284,8 @@ public sealed partial class WorkloadAttestationRunner
         var sb = new System.Text.StringBuilder(Math.Min(value.Length, WorkloadEvidence.MaxTextLength));
         foreach (char c in value)
         {
-            string part = char.IsControl(c) ? "\\x" + ((int)c).ToString("x2", CultureInfo.InvariantCulture) : c.ToString();
+            // A backslash is escaped too, so the escaping is one-to-one: a name spelling "\\x0a" differs from a newline.
+            string part = c == '\\' ? "\\\\" : char.IsControl(c) ? "\\x" + ((int)c).ToString("x2", CultureInfo.InvariantCulture) : c.ToString();
             if (sb.Length + part.Length > WorkloadEvidence.MaxTextLength - 3)
             {
                 sb.Append("...");

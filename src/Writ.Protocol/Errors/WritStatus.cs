@@ -75,9 +75,23 @@ public static partial class WritStatus
     /// <summary>True for a well-formed stable code: <c>WRIT-</c> then upper-case words joined by dashes.</summary>
     public static bool IsCode(string text) => Code().IsMatch(text);
 
-    /// <summary>Multi-line messages (an inner exception's text) would break one-line errors: the lines are joined.</summary>
-    public static string OneLine(string message) =>
-        string.Join(' ', message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+    /// <summary>
+    /// Multi-line messages (an inner exception's text) would break one-line errors: the lines are joined, and any other
+    /// control or line-separating character (an escape sequence a peer put in its text) is shown as <c>\uXXXX</c> so it
+    /// cannot rewrite a terminal or a log line.
+    /// </summary>
+    public static string OneLine(string message)
+    {
+        var joined = string.Join(' ', message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        if (!joined.Any(NeedsEscape))
+            return joined;
+        var sb = new System.Text.StringBuilder(joined.Length + 16);
+        foreach (var c in joined)
+            sb.Append(NeedsEscape(c) ? $"\\u{(int)c:x4}" : c.ToString());
+        return sb.ToString();
+    }
+
+    private static bool NeedsEscape(char c) => char.IsControl(c) || c is '\u2028' or '\u2029' or '\u0085';
 
     [GeneratedRegex("^(WRIT-[A-Z0-9]+(?:-[A-Z0-9]+)*): ", RegexOptions.CultureInvariant)]
     private static partial Regex Prefix();

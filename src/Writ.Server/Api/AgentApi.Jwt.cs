@@ -85,6 +85,8 @@ public sealed partial class AgentApi
             {
                 w.WriteString("jti", jti);
                 w.WriteString("reason", reason);
+                // audit verify holds the revocations table to this: the row must stay until the token expires.
+                w.WriteString("expires_at", issued.ExpiresAt.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture));
             }),
         };
         // Nothing new when it was already revoked: it is still revoked.

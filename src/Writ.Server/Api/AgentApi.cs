@@ -36,7 +36,22 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         ServerCallContext context)
     {
         var ct = context.CancellationToken;
-        var first = await requestStream.MoveNext(ct).ConfigureAwait(false) ? requestStream.Current : null;
+        // Unauthenticated: a caller that opens the stream and sends nothing is cut off after the attestation time limit.
+        var timeout = server.NodeAttestation.Limits.Timeout;
+        AttestAgentRequest? first;
+        using (var firstRead = new CancellationTokenSource(timeout, server.Time))
+        using (var readOrLeave = CancellationTokenSource.CreateLinkedTokenSource(ct, firstRead.Token))
+        {
+            try
+            {
+                first = await requestStream.MoveNext(readOrLeave.Token).ConfigureAwait(false) ? requestStream.Current : null;
+            }
+            catch (OperationCanceledException) when (firstRead.IsCancellationRequested && !ct.IsCancellationRequested)
+            {
+                throw new WritException(NodeAttestationCodes.Timeout, WritErrorKind.DeadlineExceeded,
+                    $"no attestation request arrived within {timeout.TotalSeconds:0}s of opening the stream: send the params first");
+            }
+        }
         if (first?.Params is not { } p)
         {
             throw new WritException(NodeAttestationCodes.BadRequest, WritErrorKind.InvalidArgument,

@@ -199,6 +199,9 @@ public sealed partial class IssuancePipeline(ServerContext server, ILogger log)
         return new JwtOutcome(d, token, exp, jti);
     }
 
+    /// <summary>The entry a node attestation's denials are counted under in the denial budget and its summaries.</summary>
+    public const string NodeAttestationEntry = "(node attestation)";
+
     /// <summary>
     /// AttestNode for join-token attestation (<paramref name="renewal"/> false) and agent SVID renewal: principal the
     /// node, resource the agent's identity. Records node.attested / node.renewed with the SVID, or node.attest_denied.
@@ -219,8 +222,13 @@ public sealed partial class IssuancePipeline(ServerContext server, ILogger log)
         {
             ServerLog.IssuanceDenied(log, d.Id, d.Action, node.SpiffeId, node.SpiffeId, d.Reason);
             server.Metrics.Denied("AttestNode", Telemetry.DenialReason.Policy);
-            await RecordAsync([Event("node.attest_denied", node.SpiffeId, node.SpiffeId, d, IssuanceDecider.RecordData(d, "node", node.SpiffeId, node.SpiffeId, null, null,
-                new JsonObject { ["renewal"] = renewal }), now)], [], ct).ConfigureAwait(false);
+            // A denial does not burn single-use evidence, so its holder may retry at will: its records share the per-agent
+            // denial budget (keyed by the would-be agent's ID), the rest are counted in a denials.suppressed summary.
+            if (RecordDenial(node.SpiffeId, NodeAttestationEntry, new JsonObject { ["renewal"] = renewal }) is { } extra)
+            {
+                await RecordAsync([Event("node.attest_denied", node.SpiffeId, node.SpiffeId, d, IssuanceDecider.RecordData(d, "node", node.SpiffeId, node.SpiffeId, null, null,
+                    extra), now)], [], ct).ConfigureAwait(false);
+            }
             return new NodeOutcome(d, null);
         }
         var ttl = IssuanceDecider.Ttl(requested, d.MaxTtl);

@@ -72,8 +72,17 @@ public sealed class RevocationCrossCheck
         {
             var key = r.SerialHex is { Length: > 0 } serial ? ("x509", serial.ToUpperInvariant()) : ("jwt", r.Jti ?? "");
             inTable.Add(key);
-            if (!_recorded.ContainsKey(key))
+            if (!_recorded.TryGetValue(key, out var recorded))
+            {
                 problems.Add($"{Describe(key)} is in the revocations table but the ledger has no {(key.Item1 == "x509" ? X509Revoked : JwtRevoked)} record of it: the row was added outside Writ; find out who wrote to the database, then restore it from a backup");
+                continue;
+            }
+            // A row that is there but edited un-revokes as surely as a deleted one: every reader drops a row whose expiry
+            // has passed, and the server's deny list keys on the serial as stored.
+            if (key.Item1 == "x509" && !string.Equals(r.SerialHex, key.Item2, StringComparison.Ordinal))
+                problems.Add($"{Describe(key)} is stored as '{r.SerialHex}', not in the upper-case form Writ writes: the row was edited outside Writ; revoke it again (writ revoke --serial {key.Item2}) and find out who wrote to the database");
+            if (recorded.ExpiresAt is { } expires && (r.ExpiresAt - expires).Duration() > TimeSpan.FromSeconds(1))
+                problems.Add($"{Describe(key)} expires at {r.ExpiresAt.UtcDateTime:yyyy-MM-dd'T'HH:mm:ss'Z'} in the revocations table but at {expires.UtcDateTime:yyyy-MM-dd'T'HH:mm:ss'Z'} in its ledger record {recorded.Seq}: the row was edited outside Writ (an earlier expiry drops the revocation early); revoke it again and find out who wrote to the database");
         }
         foreach (var (key, (seq, expires)) in _recorded.OrderBy(p => p.Value.Seq))
         {

@@ -50,6 +50,11 @@ public static class WritPolicyCompiler
     /// <summary>The id of the built-in permit of <c>AdminMintX509Svid</c> and <c>AdminMintJwtSvid</c> (reserved: a pushed policy may not use it).</summary>
     public const string BuiltinAdminMintId = "writ-builtin-admin-mint";
 
+    /// <summary>Policy ids of this prefix (any case, any padding) are Writ's own: a pushed policy may not take or mimic one.</summary>
+    public const string BuiltinPrefix = "writ-builtin-";
+
+    private static string WritStatusText(string id) => new([.. id.Select(c => char.IsControl(c) ? '?' : c)]);
+
     private static readonly Lazy<IReadOnlyList<CedarPolicy>> LazyBuiltins = new(() =>
     {
         const string text = $$"""
@@ -107,9 +112,10 @@ public static class WritPolicyCompiler
                     errs.Add($"{f.Name}:{p.Span.Line}:{p.Span.Column}: policy {named.Id} is a template; Writ takes static policies only");
                     continue;
                 }
-                if (named.Id == BuiltinAdminMintId)
+                if (named.Id.Trim().StartsWith(BuiltinPrefix, StringComparison.OrdinalIgnoreCase) || named.Id.Any(c => char.IsControl(c) || char.IsWhiteSpace(c) && c != ' ')
+                    || named.Id != named.Id.Trim())
                 {
-                    errs.Add($"{f.Name}:{p.Span.Line}:{p.Span.Column}: policy id '{named.Id}' is reserved for Writ's built-in permit of admin minting; restrict admin minting with a forbid policy of another id");
+                    errs.Add($"{f.Name}:{p.Span.Line}:{p.Span.Column}: policy id '{WritStatusText(named.Id)}' is reserved or malformed: ids starting '{BuiltinPrefix}' are Writ's own (the built-in permit of admin minting), and an id has no surrounding spaces or control characters; restrict admin minting with a forbid policy of another id");
                     continue;
                 }
                 if (origin.TryGetValue(named.Id, out var other))

@@ -125,8 +125,9 @@ public interface INodeStore
 
     /// <summary>
     /// A renewal's write, conditional in SQL: the serial becomes <paramref name="newSerial"/> only while the node exists,
-    /// is not banned and still has <paramref name="expectedSerial"/>. False (nothing written) otherwise, so a renewal in
-    /// flight can never undo a ban or an eviction, nor overwrite a renewal made meanwhile.
+    /// is not banned, still has <paramref name="expectedSerial"/> and that serial is not revoked. False (nothing written)
+    /// otherwise, so a renewal in flight can never undo a ban, an eviction or a revocation of the agent's SVID, nor
+    /// overwrite a renewal made meanwhile.
     /// </summary>
     Task<bool> TryRenewAsync(string spiffeId, string expectedSerial, string newSerial, DateTimeOffset expiresAt, CancellationToken ct);
 }

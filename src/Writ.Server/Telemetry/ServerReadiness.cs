@@ -22,7 +22,8 @@ public static class ServerReadiness
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            return $"the store is unreachable: {e.Message}";
+            // The endpoint is unauthenticated: fixed text, never the store's own message (it names hosts and users).
+            return "the store is unreachable: check the store and the server log";
         }
         return server.Ca.ActiveX509NotAfter > server.Time.GetUtcNow() ? null : "no active X.509 CA authority";
     }

@@ -90,6 +90,23 @@ public sealed class JoinTokenNodeAttestorEndToEndTests : JoinTokenNodeAttestorCo
     }
 
     [Fact]
+    public async Task An_AttestAgent_stream_that_sends_nothing_is_cut_off_at_the_time_limit()
+    {
+        // Unauthenticated callers must not hold streams open for free: the first request has the attestation time limit.
+        using var call = H.Client!.AttestAgent(cancellationToken: Ct);
+        var answer = call.ResponseStream.MoveNext(Ct);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!answer.IsCompleted && DateTime.UtcNow < deadline)
+        {
+            H.Ca.Time.Advance(TestLimits.Timeout);   // the limit runs on the server's (fake) clock
+            await Task.WhenAny(answer, Task.Delay(20, Ct));
+        }
+        var e = await Assert.ThrowsAsync<RpcException>(async () => await answer.WaitAsync(TimeSpan.FromSeconds(1), Ct));
+        Assert.Equal(StatusCode.DeadlineExceeded, e.StatusCode);
+        Assert.StartsWith(NodeAttestationCodes.Timeout + ": ", e.Status.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task An_AttestAgent_stream_without_params_is_refused()
     {
         using var call = H.Client!.AttestAgent(cancellationToken: Ct);

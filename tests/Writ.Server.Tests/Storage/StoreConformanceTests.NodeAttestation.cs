@@ -86,6 +86,16 @@ public abstract partial class StoreConformanceTests
     }
 
     [Fact]
+    public async Task Renewal_write_is_conditional_so_a_revocation_that_landed_after_the_check_survives()
+    {
+        await Store.Nodes.CreateAsync(Node("spiffe://example.org/agent/a"), Ct);
+        var read = (await Store.Nodes.GetAsync("spiffe://example.org/agent/a", Ct))!;   // the renewal passed its revocation check...
+        await Store.Revocations.RevokeAsync([RevokedSerial(read.SerialNumber)], [RevokedEvent(read.SerialNumber.ToUpperInvariant())], Ct);   // ...the SVID is revoked...
+        Assert.False(await Store.Nodes.TryRenewAsync(read.SpiffeId, read.SerialNumber, "ff01", Start.AddHours(2), Ct));   // ...the write loses
+        Assert.Equal(read.SerialNumber, (await Store.Nodes.GetAsync(read.SpiffeId, Ct))!.SerialNumber);
+    }
+
+    [Fact]
     public async Task Renewal_write_needs_the_serial_it_read_and_an_existing_node()
     {
         await Store.Nodes.CreateAsync(Node("spiffe://example.org/agent/a"), Ct);

@@ -117,6 +117,7 @@ internal sealed class SqlNodeStore(Db db, TimeProvider time) : INodeStore
             await Db.ExecuteAsync(conn, tx, """
                 UPDATE nodes SET serial_number = @serial, expires_at_us = @expires, updated_at_us = @updated
                 WHERE spiffe_id = @id AND banned = @banned AND serial_number = @old
+                  AND NOT EXISTS (SELECT 1 FROM revocations WHERE kind = 'x509' AND id = UPPER(@old))
                 """, ct, ("serial", newSerial), ("expires", Time.ToMicros(Time.Normalize(expiresAt))), ("updated", Time.ToMicros(now)),
                 ("id", spiffeId), ("banned", false), ("old", expectedSerial)).ConfigureAwait(false) == 1, ct);
     }
