@@ -66,9 +66,9 @@ public sealed class BenchTests
         var samples = names.Select((name, i) => Sample(name, (i + 1) * 10)).ToList();
         double Us(string name) => (Array.IndexOf(names, name) + 1) * 10;
 
-        var b = Writ.Cli.Bench.IssuanceBreakdown.From(samples);
+        var b = Writ.Bench.IssuanceBreakdown.From(samples);
 
-        (string Op, Func<Writ.Cli.Bench.IssuanceBreakdown, double> Field)[] fields =
+        (string Op, Func<Writ.Bench.IssuanceBreakdown, double> Field)[] fields =
         [
             ("csr_verify", x => x.CsrVerify), ("issuer_verify_csr", x => x.IssuerVerifyCsr), ("sign_leaf", x => x.SignLeaf),
             ("sign_leaf_certificate_request", x => x.SignLeafCertificateRequest), ("sign_leaf_der", x => x.SignLeafDer),
@@ -84,12 +84,12 @@ public sealed class BenchTests
         Assert.Equal((Us("ecdsa_p256_sign") + Us("ecdsa_p256_verify")) / Us("issuance_der_out"), b.DerOutRatio, 3);
 
         // An op left out is an error, not a zero or a neighbour's figure.
-        var e = Assert.Throws<InvalidOperationException>(() => Writ.Cli.Bench.IssuanceBreakdown.From(samples.Where(x => x.Name != "issuance_der_out")));
+        var e = Assert.Throws<InvalidOperationException>(() => Writ.Bench.IssuanceBreakdown.From(samples.Where(x => x.Name != "issuance_der_out")));
         Assert.Contains("issuance_der_out", e.Message, StringComparison.Ordinal);
 
-        static Writ.Cli.Bench.BenchSample Sample(string name, double microseconds)
+        static Writ.Bench.BenchSample Sample(string name, double microseconds)
         {
-            var sample = new Writ.Cli.Bench.BenchSample(name);
+            var sample = new Writ.Bench.BenchSample(name);
             sample.Add(1, (long)Math.Round(microseconds * System.Diagnostics.Stopwatch.Frequency / 1e6));
             return sample;
         }

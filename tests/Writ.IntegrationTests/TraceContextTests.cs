@@ -4,7 +4,8 @@ using Google.Protobuf;
 using Grpc.Core;
 using Writ.Agent.Sync;
 using Writ.Agent.Telemetry;
-using Writ.Cli.Bench;
+using Writ.Bench;
+using Writ.Cli.Commands;
 using Writ.IntegrationTests.Harness;
 using Writ.Protocol.Agent;
 using Writ.Server.Telemetry;
@@ -31,7 +32,7 @@ public sealed class TraceContextTests
         };
         ActivitySource.AddActivityListener(listener);
         using var dir = new TempDir();
-        await using var writ = await InProcessWrit.StartAsync(dir.Path, ct);
+        await using var writ = await InProcessWrit.StartAsync(dir.Path, BenchCommands.Host, ct);
         var ca = writ.Server.Server.Ca;
         using var channel = ServerChannel.Create(writ.Server.AgentApiAddress, writ.TrustDomain, () => ca.Bundle, () => null);
         var client = new AgentService.AgentServiceClient(channel);

@@ -1,5 +1,7 @@
+using System.Diagnostics;
 using System.Globalization;
-using Writ.Cli.Bench;
+using Writ.Bench;
+using Writ.Cli.Admin;
 using Writ.Cli.CommandLine;
 
 namespace Writ.Cli.Commands;
@@ -7,13 +9,15 @@ namespace Writ.Cli.Commands;
 /// <summary>
 /// `writ bench …`: measurements a user runs to size a deployment. Each runs for <c>--seconds N</c> per measured operation
 /// (operations are interleaved so machine load hits them alike) and prints a table, or JSON with <c>--output json</c>.
+/// The measurements are Writ.Bench's; this class parses the flags, hands the bench what is the CLI's (<see cref="Host"/>)
+/// and prints the result.
 /// </summary>
 public static class BenchCommands
 {
     private static readonly OptionSpec Seconds = new("seconds", "measuring time per operation, in seconds (default 5)", "N");
 
     /// <summary>`--seconds` of the benches whose work is a count (scale, revocation): a time bound, none by default.</summary>
-    internal static readonly OptionSpec SecondsBound = new("seconds",
+    private static readonly OptionSpec SecondsBound = new("seconds",
         "time bound, in seconds: the repeated measurements stop when it has passed (after at least one); default none", "N");
     private static readonly OptionSpec OutputOpt = new("output", "table (default) or json", "FORMAT");
 
@@ -21,7 +25,7 @@ public static class BenchCommands
     [
         new("bench issuance", "X.509-SVID issuance (CSR in, chain out) per second on one thread, against raw ECDSA P-256 sign+verify.",
             [Seconds, OutputOpt, new("breakdown", "also measure each stage (CSR check, signing, certificate load) in µs", IsFlag: true)], IssuanceAsync),
-        new("bench pipeline", "The issuance pipeline (match, policy, sign, ledger) per SVID against signing alone, with each stage's cost.", [Seconds, OutputOpt], PipelineBench.CommandAsync),
+        new("bench pipeline", "The issuance pipeline (match, policy, sign, ledger) per SVID against signing alone, with each stage's cost.", [Seconds, OutputOpt], PipelineAsync),
         new("bench jwt", "JWT-SVID mint and validate per second on one thread, against raw ECDSA P-256 sign and verify.",
             [Seconds, OutputOpt], JwtAsync),
         new("bench workload-api", "FetchX509SVID and FetchJWTSVID latency (p50/p99) over the agent's Unix socket, against a no-op gRPC call.",
@@ -37,8 +41,43 @@ public static class BenchCommands
                 SecondsBound,
                 OutputOpt,
             ], ScaleAsync),
-        RevocationBench.Command,
+        new("bench revocation",
+            "Revocation propagation: from the admin Revoke call to each watching workload's stream update (p50/p99), with 1, 100 and 1,000 watchers.",
+            [
+                new("watchers", "comma-separated numbers of watching workload streams (default 1,100,1000)", "N,N"),
+                new("revocations", "revocations measured per level (default 20)", "N"),
+                SecondsBound,
+                OutputOpt,
+            ], RevocationAsync),
     ];
+
+    /// <summary>
+    /// What the benches take from the CLI: its admin connection (socket trust checks, one-line errors), its logging at
+    /// error level in text, and this executable to start `writ server run` with.
+    /// </summary>
+    internal static BenchHost Host { get; } = new(
+        socket => new BenchAdmin(new AdminConnection(socket)),
+        b => ServerCommands.ConfigureLogging(b, "error", "text"),
+        WritProcess);
+
+    private sealed class BenchAdmin(AdminConnection connection) : IBenchAdmin
+    {
+        public Task<T> CallAsync<T>(Func<Writ.Protocol.Admin.AdminService.AdminServiceClient, Grpc.Core.AsyncUnaryCall<T>> call) => connection.CallAsync(call);
+
+        public void Dispose() => connection.Dispose();
+    }
+
+    /// <summary>This same executable (under `dotnet writ.dll` when run that way).</summary>
+    private static ProcessStartInfo WritProcess()
+    {
+        var exe = Environment.ProcessPath ?? throw new InvalidOperationException("cannot tell which executable runs this process");
+        var psi = new ProcessStartInfo(exe);
+        if (Path.GetFileNameWithoutExtension(exe) == "dotnet")
+        {
+            psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, typeof(BenchCommands).Assembly.GetName().Name + ".dll"));
+        }
+        return psi;
+    }
 
     public const string PgEnvVar = "WRIT_BENCH_PG";
 
@@ -59,7 +98,7 @@ public static class BenchCommands
     private static TimeSpan ParseSeconds(ParsedArgs a) => ParseSecondsBound(a) ?? TimeSpan.FromSeconds(5);
 
     /// <summary>`--seconds N` (0 &lt; N ≤ 3600), or null when not given.</summary>
-    internal static TimeSpan? ParseSecondsBound(ParsedArgs a)
+    private static TimeSpan? ParseSecondsBound(ParsedArgs a)
     {
         var text = a.Get("seconds");
         if (text is null)
@@ -125,6 +164,56 @@ public static class BenchCommands
         return 0;
     }
 
+    private static async Task<int> PipelineAsync(ParsedArgs a, CommandContext ctx)
+    {
+        var seconds = ParseSeconds(a);
+        CheckOutput(a);
+        var r = await PipelineBench.RunAsync(seconds, ctx.Cancellation).ConfigureAwait(false);
+        if (a.JsonOutput)
+        {
+            Output.Json(ctx.Out, r);
+            return 0;
+        }
+        Output.Table(ctx.Out, ["measure", "SVIDs per second", "µs per SVID"], r.Rows.Select(x => (IReadOnlyList<string>)[x.Measure, F(x.PerSecond), F(x.MicrosecondsPerSvid, "N1")]));
+        ctx.Out.WriteLine();
+        var st = r.Stages;
+        Output.Table(ctx.Out, ["stage (1 CSR per call)", "µs per SVID"],
+        [
+            ["match (entry lookup, ownership)", F(st.Match, "N2")],
+            ["policy (entities, selector match, Cedar)", F(st.Policy, "N2")],
+            ["sign (CSR check + ECDSA sign)", F(st.Sign, "N2")],
+            ["record (the decision's ledger JSON)", F(st.Record, "N2")],
+            ["ledger write (one transaction)", F(st.Ledger, "N2")],
+        ]);
+        ctx.Out.WriteLine($"pipeline overhead over signing alone: {F(r.OverheadMicroseconds, "N1")} µs per SVID (ratio {F(r.Ratio, "0.000")}); {r.Policies} policies, store {r.Store}, {F(r.Seconds, "0.#")} s per measure");
+        return 0;
+    }
+
+    private static async Task<int> RevocationAsync(ParsedArgs a, CommandContext ctx)
+    {
+        var levels = (a.Get("watchers") ?? "1,100,1000").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+            .Select(t => int.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n is >= 1 and <= 5000 ? n
+                : throw new UsageException($"--watchers '{t}' is not a number of streams between 1 and 5000: give e.g. --watchers 1,100,1000"))
+            .ToList();
+        var rounds = 20;
+        if (a.Get("revocations") is { } r && (!int.TryParse(r, NumberStyles.None, CultureInfo.InvariantCulture, out rounds) || rounds is < 1 or > 10_000))
+        {
+            throw new UsageException($"--revocations '{r}' is not a number between 1 and 10000: give e.g. --revocations 20");
+        }
+        CheckOutput(a);
+        var bound = ParseSecondsBound(a);
+        var result = await RevocationBench.RunAsync(levels, rounds, bound, Host, a.JsonOutput ? TextWriter.Null : ctx.Error, ctx.Cancellation).ConfigureAwait(false);
+        if (a.JsonOutput)
+        {
+            Output.Json(ctx.Out, result);
+            return 0;
+        }
+        Output.Table(ctx.Out, ["watchers", "revocations", "stream p50 ms", "stream p99 ms", "all streams p50 ms", "all streams p99 ms", "max ms"],
+            result.Levels.Select(l => (IReadOnlyList<string>)[l.Watchers.ToString(CultureInfo.InvariantCulture), l.Revocations.ToString(CultureInfo.InvariantCulture), F(l.StreamP50, "N1"), F(l.StreamP99, "N1"), F(l.AllP50, "N1"), F(l.AllP99, "N1"), F(l.Max, "N1")]));
+        ctx.Out.WriteLine($"goal: p99 < {RevocationBench.GoalP99Ms:0} ms from revoke to the workload's stream update; stream = each (revocation, stream) pair, all streams = until the last stream of a round");
+        return 0;
+    }
+
     private static async Task<int> JwtAsync(ParsedArgs a, CommandContext ctx)
     {
         var seconds = ParseSeconds(a);
@@ -170,7 +259,7 @@ public static class BenchCommands
         // Progress goes to stderr in both formats: a 1M-entry run takes minutes, and stdout keeps only the result.
         var bound = ParseSecondsBound(a);
         var r = await ScaleBench.RunAsync(new ScaleOptions(entries, store, store == "postgres" ? pg : null, syncEntries, agents, rounds, bound),
-            ctx.Error, ctx.Cancellation).ConfigureAwait(false);
+            Host, ctx.Error, ctx.Cancellation).ConfigureAwait(false);
         if (a.JsonOutput)
         {
             Output.Json(ctx.Out, r);
@@ -201,7 +290,7 @@ public static class BenchCommands
     {
         var seconds = ParseSeconds(a);
         CheckOutput(a);
-        var r = await WorkloadApiBench.RunAsync(seconds, a.Flag("breakdown"), a.JsonOutput ? TextWriter.Null : ctx.Error, ctx.Cancellation).ConfigureAwait(false);
+        var r = await WorkloadApiBench.RunAsync(seconds, a.Flag("breakdown"), Host, a.JsonOutput ? TextWriter.Null : ctx.Error, ctx.Cancellation).ConfigureAwait(false);
         if (a.JsonOutput)
         {
             Output.Json(ctx.Out, r);

@@ -10,7 +10,7 @@ using Writ.Spiffe;
 using Writ.Spiffe.Bundles;
 using Writ.Spiffe.X509;
 
-namespace Writ.Cli.Bench;
+namespace Writ.Bench;
 
 /// <summary>
 /// Minimal agents for `writ bench scale`: each attests through the server's real <c>AttestJoinToken</c> (a fresh P-256
@@ -41,7 +41,7 @@ public static class SimulatedAgents
         var (firstMs, entries, pages) = await FullSyncAsync(agent, ct).ConfigureAwait(false);
         if (entries != expected)
         {
-            throw new CommandLine.CommandFailedException($"the synced agent received {entries} entries instead of {expected}: the benchmark's store is not what it set up");
+            throw new BenchFailedException($"the synced agent received {entries} entries instead of {expected}: the benchmark's store is not what it set up");
         }
         var warm = new List<double>();
         for (var i = 0; i < 3; i++)
@@ -70,7 +70,7 @@ public static class SimulatedAgents
                 return (ms, entries, pages);
             }
         }
-        throw new CommandLine.CommandFailedException("the server ended the Sync stream before page_end");
+        throw new BenchFailedException("the server ended the Sync stream before page_end");
     }
 
     /// <summary>
@@ -120,7 +120,7 @@ public static class SimulatedAgents
                 catch (Exception e) when (!stopStreams.IsCancellationRequested)
                 {
                     var why = e is RpcException r ? $"{r.StatusCode}: {r.Status.Detail}" : $"{e.GetType().Name}: {e.Message}";
-                    failed.TrySetException(new CommandLine.CommandFailedException($"simulated agent {i} ({a.Id}) lost its Sync stream: {why.ReplaceLineEndings(" ")}"));
+                    failed.TrySetException(new BenchFailedException($"simulated agent {i} ({a.Id}) lost its Sync stream: {why.ReplaceLineEndings(" ")}"));
                 }
             }, CancellationToken.None)).ToArray();
 
@@ -206,7 +206,7 @@ public static class SimulatedAgents
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
-            throw new CommandLine.CommandFailedException($"{pending()} simulated agents did not {what} within {Deadline.TotalMinutes:0} minutes: the server is overloaded or lost their streams");
+            throw new BenchFailedException($"{pending()} simulated agents did not {what} within {Deadline.TotalMinutes:0} minutes: the server is overloaded or lost their streams");
         }
     }
 

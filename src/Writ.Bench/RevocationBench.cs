@@ -1,16 +1,12 @@
 using System.Diagnostics;
-using System.Globalization;
 using System.Text.Json.Serialization;
 using Grpc.Core;
-using Writ.Cli.Admin;
-using Writ.Cli.CommandLine;
-using Writ.Cli.Workload;
 using Writ.Protocol.Admin;
 using Writ.Server.Hosting;
 using ProtoEntry = Writ.Protocol.Agent.Entry;
 using ProtoSelector = Writ.Protocol.Agent.Selector;
 
-namespace Writ.Cli.Bench;
+namespace Writ.Bench;
 
 public sealed record RevocationLevel(
     [property: JsonPropertyName("watchers")] int Watchers,
@@ -38,52 +34,13 @@ public static class RevocationBench
     public const double GoalP99Ms = 250;
     private const int StreamsPerConnection = 50;   // below HTTP/2's usual 100 concurrent streams per connection
 
-    public static CommandSpec Command { get; } = new("bench revocation",
-        "Revocation propagation: from the admin Revoke call to each watching workload's stream update (p50/p99), with 1, 100 and 1,000 watchers.",
-        [
-            new("watchers", "comma-separated numbers of watching workload streams (default 1,100,1000)", "N,N"),
-            new("revocations", "revocations measured per level (default 20)", "N"),
-            Commands.BenchCommands.SecondsBound,
-            new("output", "table (default) or json", "FORMAT"),
-        ], RunCommandAsync);
-
-    private static async Task<int> RunCommandAsync(ParsedArgs a, CommandContext ctx)
-    {
-        var levels = (a.Get("watchers") ?? "1,100,1000").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
-            .Select(t => int.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n is >= 1 and <= 5000 ? n
-                : throw new UsageException($"--watchers '{t}' is not a number of streams between 1 and 5000: give e.g. --watchers 1,100,1000"))
-            .ToList();
-        var rounds = 20;
-        if (a.Get("revocations") is { } r && (!int.TryParse(r, NumberStyles.None, CultureInfo.InvariantCulture, out rounds) || rounds is < 1 or > 10_000))
-        {
-            throw new UsageException($"--revocations '{r}' is not a number between 1 and 10000: give e.g. --revocations 20");
-        }
-        if (a.Get("output") is { } o && o is not ("json" or "table"))
-        {
-            throw new UsageException($"--output '{o}' is not known: use table or json");
-        }
-        var bound = Commands.BenchCommands.ParseSecondsBound(a);
-        var result = await RunAsync(levels, rounds, bound, a.JsonOutput ? TextWriter.Null : ctx.Error, ctx.Cancellation).ConfigureAwait(false);
-        if (a.JsonOutput)
-        {
-            Output.Json(ctx.Out, result);
-            return 0;
-        }
-        static string F(double v) => v.ToString("N1", CultureInfo.InvariantCulture);
-        Output.Table(ctx.Out, ["watchers", "revocations", "stream p50 ms", "stream p99 ms", "all streams p50 ms", "all streams p99 ms", "max ms"],
-            result.Levels.Select(l => (IReadOnlyList<string>)[l.Watchers.ToString(CultureInfo.InvariantCulture), l.Revocations.ToString(CultureInfo.InvariantCulture),
-                F(l.StreamP50), F(l.StreamP99), F(l.AllP50), F(l.AllP99), F(l.Max)]));
-        ctx.Out.WriteLine($"goal: p99 < {GoalP99Ms:0} ms from revoke to the workload's stream update; stream = each (revocation, stream) pair, all streams = until the last stream of a round");
-        return 0;
-    }
-
     /// <param name="bound">Per level, no new revocation round starts once this has passed (one always runs); null: no bound.</param>
-    public static async Task<RevocationBenchResult> RunAsync(IReadOnlyList<int> levels, int rounds, TimeSpan? bound, TextWriter progress, CancellationToken ct)
+    public static async Task<RevocationBenchResult> RunAsync(IReadOnlyList<int> levels, int rounds, TimeSpan? bound, BenchHost host, TextWriter progress, CancellationToken ct)
     {
         var dir = Directory.CreateTempSubdirectory("wrb-").FullName;
         try
         {
-            await using var writ = await InProcessWrit.StartAsync(dir, ct).ConfigureAwait(false);
+            await using var writ = await InProcessWrit.StartAsync(dir, host, ct).ConfigureAwait(false);
             var (td, admin, agent) = (writ.TrustDomain, writ.Admin, writ.Agent);
             await admin.CallAsync(s => s.CreateEntriesAsync(new CreateEntriesRequest
             {
@@ -114,10 +71,10 @@ public static class RevocationBench
         }
     }
 
-    private static async Task<RevocationLevel> MeasureLevelAsync(AdminConnection admin, string socket, int watchers, int rounds, TimeSpan? bound, CancellationToken ct)
+    private static async Task<RevocationLevel> MeasureLevelAsync(IBenchAdmin admin, string socket, int watchers, int rounds, TimeSpan? bound, CancellationToken ct)
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var clients = Enumerable.Range(0, (watchers + StreamsPerConnection - 1) / StreamsPerConnection).Select(_ => new WorkloadClient(socket)).ToList();
+        var clients = Enumerable.Range(0, (watchers + StreamsPerConnection - 1) / StreamsPerConnection).Select(_ => new WorkloadSocketClient(socket)).ToList();
         var round = new Round(watchers);
         var readers = Enumerable.Range(0, watchers).Select(i => Task.Run(() => WatchAsync(clients[i / StreamsPerConnection], i, round, stop.Token))).ToList();
         try
@@ -139,7 +96,7 @@ public static class RevocationBench
         }
         catch (TimeoutException)
         {
-            throw new CommandFailedException($"with {watchers} watching streams a round did not complete within 60 s: the agent stopped serving or never re-signed");
+            throw new BenchFailedException($"with {watchers} watching streams a round did not complete within 60 s: the agent stopped serving or never re-signed");
         }
         finally
         {
@@ -153,13 +110,13 @@ public static class RevocationBench
     }
 
     /// <summary>One stream: reads updates (reconnecting if the agent ends it) and tells the round what each carries.</summary>
-    private static async Task WatchAsync(WorkloadClient client, int index, Round round, CancellationToken ct)
+    private static async Task WatchAsync(WorkloadSocketClient client, int index, Round round, CancellationToken ct)
     {
         while (!ct.IsCancellationRequested)
         {
             try
             {
-                using var call = client.Client.FetchX509SVID(new X509SVIDRequest(), WorkloadClient.Headers, cancellationToken: ct);
+                using var call = client.Client.FetchX509SVID(new X509SVIDRequest(), WorkloadSocketClient.Headers, cancellationToken: ct);
                 while (await call.ResponseStream.MoveNext(ct).ConfigureAwait(false))
                 {
                     var serials = call.ResponseStream.Current.Svids.Select(s => SerialOf(s.X509Svid.Span)).ToList();

@@ -1,32 +1,28 @@
-using Microsoft.Extensions.Logging;
 using Writ.Agent.Hosting;
-using Writ.Cli.Admin;
-using Writ.Cli.Commands;
 using Writ.Protocol.Admin;
 using Writ.Server.Configuration;
 using Writ.Server.Hosting;
 using Writ.Spiffe;
 
-namespace Writ.Cli.Bench;
+namespace Writ.Bench;
 
 /// <summary>
 /// A server (SQLite in <paramref name="dir"/>, memory keys, a free loopback port) and an agent attested to it with a
-/// join token, both in this process with error-level logging, and an admin connection: what the in-process benches
+/// join token, both in this process with the host's logging, and an admin connection from the host: what the in-process benches
 /// (workload-api, revocation) measure against. Disposed in reverse order.
 /// </summary>
-internal sealed class InProcessWrit(TrustDomain trustDomain, WritServerHost server, AdminConnection admin, AgentHost agent, string workloadSocket) : IAsyncDisposable
+internal sealed class InProcessWrit(TrustDomain trustDomain, WritServerHost server, IBenchAdmin admin, AgentHost agent, string workloadSocket) : IAsyncDisposable
 {
     public TrustDomain TrustDomain { get; } = trustDomain;
     public WritServerHost Server { get; } = server;
-    public AdminConnection Admin { get; } = admin;
+    public IBenchAdmin Admin { get; } = admin;
     public AgentHost Agent { get; } = agent;
 
     /// <summary>The agent's Workload API socket.</summary>
     public string WorkloadSocket { get; } = workloadSocket;
 
-    public static async Task<InProcessWrit> StartAsync(string dir, CancellationToken ct)
+    public static async Task<InProcessWrit> StartAsync(string dir, BenchHost host, CancellationToken ct)
     {
-        var quiet = (Action<ILoggingBuilder>)(b => ServerCommands.ConfigureLogging(b, "error", "text"));
         var td = TrustDomain.Parse("bench.writ");
         var sources = new ConfigSources(ServerConfigLoader.Keys);
         sources.Set("trust_domain", td.Name, "bench");
@@ -35,12 +31,12 @@ internal sealed class InProcessWrit(TrustDomain trustDomain, WritServerHost serv
         sources.Set("bind", "127.0.0.1:0", "bench");
         sources.Set("key_manager", "memory", "bench");
         var serverOptions = ServerConfigLoader.Build(sources, out var errors)
-            ?? throw new CommandLine.CommandFailedException(string.Join("; ", errors));
-        var server = await WritServerHost.StartAsync(serverOptions, TimeProvider.System, quiet, ct).ConfigureAwait(false);
-        AdminConnection? admin = null;
+            ?? throw new BenchFailedException(string.Join("; ", errors));
+        var server = await WritServerHost.StartAsync(serverOptions, TimeProvider.System, host.Logging, ct).ConfigureAwait(false);
+        IBenchAdmin? admin = null;
         try
         {
-            admin = new AdminConnection(serverOptions.AdminSocket);
+            admin = host.ConnectAdmin(serverOptions.AdminSocket);
             var token = await admin.CallAsync(s => s.CreateJoinTokenAsync(new CreateJoinTokenRequest(), cancellationToken: ct)).ConfigureAwait(false);
             var bundle = await admin.CallAsync(s => s.GetBundleAsync(new GetBundleRequest(), cancellationToken: ct)).ConfigureAwait(false);
             var bundleFile = Path.Combine(dir, "bundle.pem");
@@ -57,7 +53,7 @@ internal sealed class InProcessWrit(TrustDomain trustDomain, WritServerHost serv
                 // per-uid rate guard (workload_api.rate_limit_per_uid), which would refuse most of them.
                 RateLimitPerUid = 0,
             };
-            var agent = await AgentHost.StartAsync(agentOptions, TimeProvider.System, quiet, ct).ConfigureAwait(false);
+            var agent = await AgentHost.StartAsync(agentOptions, TimeProvider.System, host.Logging, ct).ConfigureAwait(false);
             return new InProcessWrit(td, server, admin, agent, agentOptions.SocketPath);
         }
         catch

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace Writ.Cli.Bench;
+namespace Writ.Bench;
 
 /// <summary>One operation a benchmark repeats: a name and the call (synchronous or asynchronous).</summary>
 public sealed record BenchOp(string Name, Func<ValueTask> Run)

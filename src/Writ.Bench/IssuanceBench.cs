@@ -9,7 +9,7 @@ using Writ.Server.Storage;
 using Writ.Spiffe;
 using Writ.Spiffe.X509;
 
-namespace Writ.Cli.Bench;
+namespace Writ.Bench;
 
 /// <summary>Stage costs of one issuance, in microseconds per call (measured with <c>--breakdown</c>).</summary>
 public sealed record IssuanceBreakdown(

@@ -6,7 +6,7 @@ using Writ.Server.Storage;
 using Writ.Spiffe;
 using Writ.Spiffe.Jwt;
 
-namespace Writ.Cli.Bench;
+namespace Writ.Bench;
 
 public sealed record JwtResult(
     [property: JsonPropertyName("benchmark")] string Benchmark,

@@ -1,6 +1,6 @@
 using System.Security.Cryptography;
 
-namespace Writ.Cli.Bench;
+namespace Writ.Bench;
 
 /// <summary>
 /// This machine's raw ECDSA P-256 rates through the same .NET/OpenSSL stack the server uses: SHA-256 + sign, SHA-256 +

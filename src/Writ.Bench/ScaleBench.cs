@@ -2,14 +2,13 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Serialization;
 using Npgsql;
-using Writ.Cli.Admin;
 using Writ.Protocol.Admin;
 using Writ.Spiffe;
 using Writ.Spiffe.Bundles;
 using ProtoEntry = Writ.Protocol.Agent.Entry;
 using ProtoSelector = Writ.Protocol.Agent.Selector;
 
-namespace Writ.Cli.Bench;
+namespace Writ.Bench;
 
 /// <summary>What `writ bench scale` runs: store size, which store, and the size of the agent measurements.</summary>
 /// <param name="Seconds">
@@ -60,7 +59,7 @@ public sealed record FleetFigures(
     [property: JsonPropertyName("fanout_max_ms")] double FanoutMaxMs);
 
 /// <summary>
-/// `writ bench scale`: real `writ server run` processes (this executable) on a temporary SQLite store, or on a scratch
+/// `writ bench scale`: real `writ server run` processes (the host's writ executable) on a temporary SQLite store, or on a scratch
 /// database created on the PostgreSQL server the user names and dropped afterwards. Measures cold start-up to the
 /// server's `ready` line and resident memory with an empty store; the create rate of N registration entries through the
 /// admin API in batches; start-up and memory of a fresh server on the filled store; then, against that server, the
@@ -73,7 +72,7 @@ public static class ScaleBench
     public const int BatchSize = 1000;
     private static readonly TimeSpan StartTimeout = TimeSpan.FromMinutes(5);
 
-    public static async Task<ScaleResult> RunAsync(ScaleOptions o, TextWriter progress, CancellationToken ct)
+    public static async Task<ScaleResult> RunAsync(ScaleOptions o, BenchHost host, TextWriter progress, CancellationToken ct)
     {
         var total = Stopwatch.StartNew();
         var dir = Directory.CreateTempSubdirectory("ws-").FullName;
@@ -94,7 +93,7 @@ public static class ScaleBench
             var adminSocket = Path.Combine(dataDir, "admin.sock");
 
             // Phase 1: empty store; tokens for the agents measured later; the entries.
-            var first = await StartServerAsync(td, dataDir, env, ct).ConfigureAwait(false);
+            var first = await StartServerAsync(host, td, dataDir, env, ct).ConfigureAwait(false);
             double createRate, rssEmpty;
             int created;
             string syncToken, syncAgentId;
@@ -105,7 +104,7 @@ public static class ScaleBench
                 try
                 {
                     rssEmpty = RssMb(first.Process);
-                    using var admin = new AdminConnection(adminSocket);
+                    using var admin = host.ConnectAdmin(adminSocket);
                     var t = await admin.CallAsync(s => s.CreateJoinTokenAsync(new CreateJoinTokenRequest { TtlSeconds = 86400 }, cancellationToken: ct)).ConfigureAwait(false);
                     (syncToken, syncAgentId) = (t.Token, t.AgentSpiffeId);
                     for (var i = 0; i < o.Agents; i++)
@@ -150,18 +149,18 @@ public static class ScaleBench
             }
 
             // Phase 2: a fresh server on the filled store; one agent's full sync; the fleet.
-            var second = await StartServerAsync(td, dataDir, env, ct).ConfigureAwait(false);
+            var second = await StartServerAsync(host, td, dataDir, env, ct).ConfigureAwait(false);
             using (second.Process)
             {
                 try
                 {
                     var rss = RssMb(second.Process);
                     progress.WriteLine($"server on the filled store ready in {second.Ms:N0} ms; syncing one agent");
-                    using var admin = new AdminConnection(adminSocket);
+                    using var admin = host.ConnectAdmin(adminSocket);
                     var bundlePem = (await admin.CallAsync(s => s.GetBundleAsync(new GetBundleRequest(), cancellationToken: ct)).ConfigureAwait(false)).Pem;
                     if (!TrustBundle.TryParsePem(td, bundlePem, out var bundle, out var bundleError))
                     {
-                        throw new CommandLine.CommandFailedException($"the benchmark's server returned an unreadable bundle: {bundleError}");
+                        throw new BenchFailedException($"the benchmark's server returned an unreadable bundle: {bundleError}");
                     }
                     var sync = await SimulatedAgents.MeasureSyncAsync(second.AgentApi, td, bundle, syncToken, Math.Min(o.SyncEntries, created), ct).ConfigureAwait(false);
                     progress.WriteLine($"one agent synced {sync.Entries:N0} entries in {sync.FirstMs:N0} ms; attesting {o.Agents:N0} agents");
@@ -187,7 +186,7 @@ public static class ScaleBench
             Directory.Delete(dir, recursive: true);
             if (scratchDb is not null)
             {
-                await DropScratchDatabaseAsync(o.PostgresConnection!, scratchDb).ConfigureAwait(false);
+                await DropScratchDatabaseAsync(o.PostgresConnection!, scratchDb, progress).ConfigureAwait(false);
             }
         }
     }
@@ -214,11 +213,11 @@ public static class ScaleBench
         }
         catch (Exception e) when (e is NpgsqlException or ArgumentException)
         {
-            throw new CommandLine.CommandFailedException($"could not create a scratch database on the PostgreSQL server given by --pg ({e.GetType().Name}: {OneLine(e.Message)}): check the connection string and that its user may CREATE DATABASE");
+            throw new BenchFailedException($"could not create a scratch database on the PostgreSQL server given by --pg ({e.GetType().Name}: {OneLine(e.Message)}): check the connection string and that its user may CREATE DATABASE");
         }
     }
 
-    private static async Task DropScratchDatabaseAsync(string connection, string name)
+    private static async Task DropScratchDatabaseAsync(string connection, string name, TextWriter progress)
     {
         try
         {
@@ -229,7 +228,7 @@ public static class ScaleBench
         }
         catch (NpgsqlException e)
         {
-            await Console.Error.WriteLineAsync($"warning: could not drop the scratch database {name} ({OneLine(e.Message)}): drop it by hand").ConfigureAwait(false);
+            await progress.WriteLineAsync($"warning: could not drop the scratch database {name} ({OneLine(e.Message)}): drop it by hand").ConfigureAwait(false);
         }
     }
 
@@ -237,15 +236,11 @@ public static class ScaleBench
 
     private sealed record Started(Process Process, double Ms, string AgentApi);
 
-    /// <summary>Starts `writ server run` (this same executable) and waits for its "ready" line; returns it and the time taken.</summary>
-    private static async Task<Started> StartServerAsync(TrustDomain td, string dataDir, IReadOnlyDictionary<string, string> env, CancellationToken ct)
+    /// <summary>Starts `writ server run` (the host's executable) and waits for its "ready" line; returns it and the time taken.</summary>
+    private static async Task<Started> StartServerAsync(BenchHost host, TrustDomain td, string dataDir, IReadOnlyDictionary<string, string> env, CancellationToken ct)
     {
-        var host = Environment.ProcessPath ?? throw new InvalidOperationException("cannot tell which executable runs this process");
-        var psi = new ProcessStartInfo(host) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        if (Path.GetFileNameWithoutExtension(host) == "dotnet")
-        {
-            psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, typeof(ScaleBench).Assembly.GetName().Name + ".dll"));
-        }
+        var psi = host.ServerProcess();
+        (psi.RedirectStandardOutput, psi.RedirectStandardError, psi.UseShellExecute) = (true, true, false);
         foreach (var a in new[] { "server", "run", "--trust-domain", td.Name, "--data-dir", dataDir, "--admin-socket", Path.Combine(dataDir, "admin.sock"), "--bind", "127.0.0.1:0", "--log-level", "error" })
         {
             psi.ArgumentList.Add(a);
@@ -255,7 +250,7 @@ public static class ScaleBench
             psi.Environment[k] = v;
         }
         var sw = Stopwatch.StartNew();
-        var p = Process.Start(psi) ?? throw new CommandLine.CommandFailedException("could not start a writ server process for the benchmark");
+        var p = Process.Start(psi) ?? throw new BenchFailedException("could not start a writ server process for the benchmark");
         var stderr = p.StandardError.ReadToEndAsync(ct);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
         deadline.CancelAfter(StartTimeout);
@@ -267,13 +262,13 @@ public static class ScaleBench
                 {
                     var ms = sw.Elapsed.TotalMilliseconds;
                     var api = line.Split(' ').FirstOrDefault(f => f.StartsWith("agent_api=", StringComparison.Ordinal))?["agent_api=".Length..]
-                        ?? throw new CommandLine.CommandFailedException("the benchmark's server did not say where its agent API listens");
+                        ?? throw new BenchFailedException("the benchmark's server did not say where its agent API listens");
                     _ = p.StandardOutput.ReadToEndAsync(CancellationToken.None);
                     return new Started(p, ms, api);
                 }
             }
             var why = await stderr.ConfigureAwait(false);
-            throw new CommandLine.CommandFailedException($"the benchmark's server exited (code {(p.HasExited ? p.ExitCode : -1)}) before it was ready: {OneLine(why).Trim()}");
+            throw new BenchFailedException($"the benchmark's server exited (code {(p.HasExited ? p.ExitCode : -1)}) before it was ready: {OneLine(why).Trim()}");
         }
         catch
         {

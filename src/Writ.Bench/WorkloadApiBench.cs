@@ -5,14 +5,13 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
-using Writ.Cli.Workload;
 using Writ.Protocol.Admin;
 using Writ.Server.Hosting;
 using Writ.Spiffe;
 using ProtoEntry = Writ.Protocol.Agent.Entry;
 using ProtoSelector = Writ.Protocol.Agent.Selector;
 
-namespace Writ.Cli.Bench;
+namespace Writ.Bench;
 
 public sealed record LatencyFigures(
     [property: JsonPropertyName("calls")] long Calls,
@@ -48,9 +47,9 @@ public static class WorkloadApiBench
     public const double GoalRatio = 2.0;
     private const string Audience = "https://api.bench.writ";
 
-    public static async Task<WorkloadApiResult> RunAsync(TimeSpan seconds, bool breakdown, TextWriter progress, CancellationToken ct)
+    public static async Task<WorkloadApiResult> RunAsync(TimeSpan seconds, bool breakdown, BenchHost host, TextWriter progress, CancellationToken ct)
     {
-        var result = await RunAsync(seconds, progress, ct).ConfigureAwait(false);
+        var result = await RunAsync(seconds, host, progress, ct).ConfigureAwait(false);
         if (!breakdown)
         {
             return result;
@@ -59,12 +58,12 @@ public static class WorkloadApiBench
         return result with { Breakdown = await AttestationBreakdown.RunAsync(seconds, ct).ConfigureAwait(false) };
     }
 
-    public static async Task<WorkloadApiResult> RunAsync(TimeSpan seconds, TextWriter progress, CancellationToken ct)
+    public static async Task<WorkloadApiResult> RunAsync(TimeSpan seconds, BenchHost host, TextWriter progress, CancellationToken ct)
     {
         var dir = Directory.CreateTempSubdirectory("wb-").FullName;
         try
         {
-            await using var writ = await InProcessWrit.StartAsync(dir, ct).ConfigureAwait(false);
+            await using var writ = await InProcessWrit.StartAsync(dir, host, ct).ConfigureAwait(false);
             var (td, admin, agent) = (writ.TrustDomain, writ.Admin, writ.Agent);
             var uid = UnixPeer.EffectiveUid;
             await admin.CallAsync(s => s.CreateEntriesAsync(new CreateEntriesRequest
@@ -83,8 +82,8 @@ public static class WorkloadApiBench
 
             var noopSocket = Path.Combine(dir, "noop.sock");
             await using var noop = await StartNoopAsync(noopSocket, ct).ConfigureAwait(false);
-            using var real = new WorkloadClient(writ.WorkloadSocket);
-            using var baseline = new WorkloadClient(noopSocket);
+            using var real = new WorkloadSocketClient(writ.WorkloadSocket);
+            using var baseline = new WorkloadSocketClient(noopSocket);
             await WaitForSvidAsync(real, ct).ConfigureAwait(false);
             progress.WriteLine($"server, agent and no-op service up in {dir}; measuring for {seconds.TotalSeconds:0.#} s per call kind");
 
@@ -108,10 +107,10 @@ public static class WorkloadApiBench
         }
     }
 
-    private static async ValueTask FirstX509Async(WorkloadClient client, CancellationToken ct)
+    private static async ValueTask FirstX509Async(WorkloadSocketClient client, CancellationToken ct)
     {
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        using var call = client.Client.FetchX509SVID(new X509SVIDRequest(), WorkloadClient.Headers, cancellationToken: cts.Token);
+        using var call = client.Client.FetchX509SVID(new X509SVIDRequest(), WorkloadSocketClient.Headers, cancellationToken: cts.Token);
         if (!await call.ResponseStream.MoveNext(cts.Token).ConfigureAwait(false))
         {
             throw new InvalidOperationException("the X.509-SVID stream ended before its first message");
@@ -119,14 +118,14 @@ public static class WorkloadApiBench
         cts.Cancel();   // a workload that only needs the current SVID hangs up
     }
 
-    private static async ValueTask JwtAsync(WorkloadClient client, CancellationToken ct)
+    private static async ValueTask JwtAsync(WorkloadSocketClient client, CancellationToken ct)
     {
         var request = new JWTSVIDRequest { Audience = { Audience } };
-        await client.Client.FetchJWTSVIDAsync(request, WorkloadClient.Headers, cancellationToken: ct).ConfigureAwait(false);
+        await client.Client.FetchJWTSVIDAsync(request, WorkloadSocketClient.Headers, cancellationToken: ct).ConfigureAwait(false);
     }
 
     /// <summary>The agent learns of the entry through its sync stream and signs it: wait (with a deadline) until it is served.</summary>
-    private static async Task WaitForSvidAsync(WorkloadClient client, CancellationToken ct)
+    private static async Task WaitForSvidAsync(WorkloadSocketClient client, CancellationToken ct)
     {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
         deadline.CancelAfter(TimeSpan.FromSeconds(30));
@@ -144,7 +143,7 @@ public static class WorkloadApiBench
             }
             catch (RpcException) when (deadline.IsCancellationRequested && !ct.IsCancellationRequested)
             {
-                throw new CommandLine.CommandFailedException("the agent did not serve an SVID within 30 s: the benchmark cannot run");
+                throw new BenchFailedException("the agent did not serve an SVID within 30 s: the benchmark cannot run");
             }
         }
     }

@@ -12,7 +12,7 @@ using Writ.Spiffe;
 using ProtoEntry = Writ.Protocol.Agent.Entry;
 using ProtoSelector = Writ.Protocol.Agent.Selector;
 
-namespace Writ.Cli.Bench;
+namespace Writ.Bench;
 
 /// <summary>One stage of a Workload API call: its name, what it does, and its latency over the timed calls.</summary>
 public sealed record StageFigures(
@@ -49,13 +49,13 @@ public static class AttestationBreakdown
             var proc = ProcFs.Host;
             if (!PeerCredentialReader.TryRead(server, out var peer, out var error))
             {
-                throw new CommandLine.CommandFailedException($"cannot read this process's own peer credentials: {error}");
+                throw new BenchFailedException($"cannot read this process's own peer credentials: {error}");
             }
             var unix = new UnixWorkloadAttestor(proc);
             var cgroup = new CgroupWorkloadAttestor(proc);
             var runner = new WorkloadAttestationRunner([unix, cgroup], proc, TimeSpan.FromSeconds(5), NullLogger.Instance);
             var probe = await runner.AttestConnectionAsync(server, ct).ConfigureAwait(false);
-            var evidence = probe.Evidence ?? throw new CommandLine.CommandFailedException($"this process cannot be attested: {probe.Error}");
+            var evidence = probe.Evidence ?? throw new BenchFailedException($"this process cannot be attested: {probe.Error}");
             var pin = evidence.Process.Pin;
             var process = evidence.Process;
             PeerProcessHandle.TryOpen(server, out var handle, out _, out _);

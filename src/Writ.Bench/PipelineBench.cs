@@ -4,7 +4,6 @@ using System.Net;
 using System.Security.Cryptography;
 using System.Text.Json.Serialization;
 using Microsoft.Extensions.Logging.Abstractions;
-using Writ.Cli.CommandLine;
 using Writ.Server.Ca;
 using Writ.Server.Configuration;
 using Writ.Server.Hosting;
@@ -16,7 +15,7 @@ using Writ.Spiffe;
 using Writ.Spiffe.X509;
 using Writ.Protocol.Evidence;
 
-namespace Writ.Cli.Bench;
+namespace Writ.Bench;
 
 /// <summary>Where one issuance's time goes inside the pipeline (µs per issued SVID, from the batch-of-1 runs).</summary>
 public sealed record PipelineStages(
@@ -67,40 +66,6 @@ public static class PipelineBench
         permit (principal is Writ::Workload, action == Writ::Action::"IssueX509Svid", resource)
         when { resource.path like "/ci/*" };
         """;
-
-    /// <summary>The `writ bench pipeline` command.</summary>
-    public static async Task<int> CommandAsync(ParsedArgs a, CommandContext ctx)
-    {
-        var text = a.Get("seconds") ?? "5";
-        if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var s) || !double.IsFinite(s) || s <= 0 || s > 3600)
-        {
-            throw new UsageException($"--seconds '{text}' is not a number of seconds between 0 and 3600: give e.g. --seconds 5");
-        }
-        if (a.Get("output") is { } o && o is not ("json" or "table"))
-        {
-            throw new UsageException($"--output '{o}' is not known: use table or json");
-        }
-        var r = await RunAsync(TimeSpan.FromSeconds(s), ctx.Cancellation).ConfigureAwait(false);
-        if (a.JsonOutput)
-        {
-            Output.Json(ctx.Out, r);
-            return 0;
-        }
-        static string F(double v, string format = "N0") => v.ToString(format, CultureInfo.InvariantCulture);
-        Output.Table(ctx.Out, ["measure", "SVIDs per second", "µs per SVID"], r.Rows.Select(x => (IReadOnlyList<string>)[x.Measure, F(x.PerSecond), F(x.MicrosecondsPerSvid, "N1")]));
-        ctx.Out.WriteLine();
-        var st = r.Stages;
-        Output.Table(ctx.Out, ["stage (1 CSR per call)", "µs per SVID"],
-        [
-            ["match (entry lookup, ownership)", F(st.Match, "N2")],
-            ["policy (entities, selector match, Cedar)", F(st.Policy, "N2")],
-            ["sign (CSR check + ECDSA sign)", F(st.Sign, "N2")],
-            ["record (the decision's ledger JSON)", F(st.Record, "N2")],
-            ["ledger write (one transaction)", F(st.Ledger, "N2")],
-        ]);
-        ctx.Out.WriteLine($"pipeline overhead over signing alone: {F(r.OverheadMicroseconds, "N1")} µs per SVID (ratio {F(r.Ratio, "0.000")}); {r.Policies} policies, store {r.Store}, {F(r.Seconds, "0.#")} s per measure");
-        return 0;
-    }
 
     public static async Task<PipelineResult> RunAsync(TimeSpan seconds, CancellationToken ct)
     {
