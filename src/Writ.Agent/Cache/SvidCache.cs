@@ -43,8 +43,11 @@ public sealed record CachedJwt(string SpiffeId, string Token, DateTimeOffset Exp
 
 /// <summary>A CSR the server refused for one (entry, instance), as it said: its decision id and reason are shown to the workload.</summary>
 public sealed record X509Denial(string EntryId, string SpiffeId, string InstanceId, long Epoch, long EntryRevision, string DecisionId,
-    string Reason, StatusCode Code, DateTimeOffset RetryAt)
+    string Reason, StatusCode Code, DateTimeOffset RetryAt, string ErrorCode = "")
 {
+    /// <summary>The stable code the workload gets: the server's (<c>WRIT-ISSUE-…</c>) when it sent one.</summary>
+    public string WorkloadCode => Writ.Protocol.Errors.WritStatus.IsCode(ErrorCode) ? ErrorCode : Writ.Agent.WorkloadApi.WorkloadErrors.IssuanceDenied;
+
     /// <summary>The one-line message the workload gets, e.g. <c>issuance denied by policy 'p' (decision d-1, see 'writ explain d-1')</c>.</summary>
     public string Message
     {
@@ -231,7 +234,7 @@ public sealed class SvidCache
                             && (denial.InstanceId.Length == 0 || denial.InstanceId == i.Instance.Id)))
                         {
                             var d = new X509Denial(item.Entry.Id, item.Entry.SpiffeId, item.Instance.Id, item.Epoch, item.Entry.Revision,
-                                denial.DecisionId, denial.Reason, (StatusCode)denial.Code, _time.GetUtcNow() + DenialRetry);
+                                denial.DecisionId, denial.Reason, (StatusCode)denial.Code, _time.GetUtcNow() + DenialRetry, denial.ErrorCode);
                             _denials[(item.Entry.Id, item.Instance.Id)] = d;
                             _x509.TryRemove((item.Entry.Id, item.Instance.Id), out _);   // a refused renewal ends the old SVID too
                             AgentLog.IssuanceDenied(_log, item.Entry.SpiffeId, item.Entry.Id, item.Instance.Id,
@@ -437,13 +440,15 @@ public sealed class SvidCache
             {
                 return cached;   // the server is away: the cached token is still valid
             }
+            // The server's own code (WRIT-ISSUE-DENIED, WRIT-ISSUE-RATE-LIMITED…) is relayed; a status without one is named here.
             var kind = WorkloadErrors.KindOf(e.StatusCode);
-            throw new WritException(kind switch
+            var (serverCode, message) = WritStatus.Read(e);
+            throw new WritException(serverCode ?? kind switch
             {
                 WritErrorKind.PermissionDenied => WorkloadErrors.IssuanceDenied,
                 WritErrorKind.Unavailable or WritErrorKind.DeadlineExceeded => WorkloadErrors.ServerUnavailable,
                 _ => WorkloadErrors.ServerRefused,
-            }, kind, e.Status.Detail.Length > 0 ? e.Status.Detail : $"refused by the server ({e.StatusCode})", e);
+            }, kind, message.Length > 0 ? message : $"refused by the server ({e.StatusCode})", e);
         }
         var exp = DateTimeOffset.FromUnixTimeSeconds(r.ExpiresAtUnix);
         var jti = r.Jti.Length > 0 ? r.Jti : JtiOf(r.Token);

@@ -69,7 +69,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
                 }
                 if (view.Denials.Count > 0)
                 {
-                    throw Refusal(StatusCode.PermissionDenied, view.Denials[0].Message);
+                    throw Refusal(StatusCode.PermissionDenied, view.Denials[0].Message, view.Denials[0].WorkloadCode);
                 }
                 throw Refusal(StatusCode.Unavailable, "no X.509-SVID could be obtained from the server yet; retry with backoff");
             }

@@ -43,8 +43,13 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
     /// <see cref="WritException"/>s with a stable code; nothing is written unless the agent gets its SVID.
     /// </summary>
     /// <summary>The metric reason for a refusal: its code without the area, e.g. WRIT-ATTEST-TOKEN-USED → token_used.</summary>
-    public static string ReasonLabel(string code) =>
-        code.Replace("WRIT-ATTEST-", "", StringComparison.Ordinal).Replace("WRIT-", "", StringComparison.Ordinal).Replace('-', '_').ToLowerInvariant();
+    public static string ReasonLabel(string code)
+    {
+        ArgumentNullException.ThrowIfNull(code);
+        var rest = code.StartsWith("WRIT-", StringComparison.Ordinal) ? code[5..] : code;
+        rest = rest.StartsWith("ATTEST-", StringComparison.Ordinal) ? rest[7..] : rest;
+        return rest.Replace('-', '_').ToLowerInvariant();
+    }
 
     public async Task<NodeAttestationResult> AttestAsync(string type, ReadOnlyMemory<byte> payload, ReadOnlyMemory<byte> csr, NodeChallenge challenge, string peer,
         CancellationToken ct)

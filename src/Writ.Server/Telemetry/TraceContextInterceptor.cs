@@ -27,7 +27,18 @@ public sealed class TraceContextInterceptor : Interceptor
         await continuation(request, responseStream, context).ConfigureAwait(false);
     }
 
-    /// <summary>The activity of one call, named after its gRPC method; null when nobody listens.</summary>
+    public override async Task DuplexStreamingServerHandler<TRequest, TResponse>(IAsyncStreamReader<TRequest> requestStream,
+        IServerStreamWriter<TResponse> responseStream, ServerCallContext context, DuplexStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        ArgumentNullException.ThrowIfNull(continuation);
+        using var activity = Start(context);
+        await continuation(requestStream, responseStream, context).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The activity of one call, named after its gRPC method; null when nobody listens. The caller's trace id is
+    /// continued; its <c>tracestate</c> (free text of the caller's choosing) is not.
+    /// </summary>
     internal static Activity? Start(ServerCallContext context)
     {
         var source = WritServerMetrics.Activities;
@@ -36,7 +47,7 @@ public sealed class TraceContextInterceptor : Interceptor
             return null;
         }
         if (Activity.Current is null
-            && ActivityContext.TryParse(context.RequestHeaders.GetValue("traceparent"), context.RequestHeaders.GetValue("tracestate"), isRemote: true, out var parent))
+            && ActivityContext.TryParse(context.RequestHeaders.GetValue("traceparent"), null, isRemote: true, out var parent))
         {
             return source.StartActivity(context.Method, ActivityKind.Server, parent);
         }

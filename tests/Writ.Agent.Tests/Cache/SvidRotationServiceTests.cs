@@ -39,8 +39,21 @@ public sealed class SvidRotationServiceTests
             var generation = rig.State.Changed.Generation;
             Assert.Single(rig.Server.Signs);
 
-            time.Advance(TimeSpan.FromSeconds(2));
-            await Deadline.UntilAsync(() => cache.X509Of(instance.Id) is [var c] && c.SerialHex != first.SerialHex, "the rotated SVID");
+            // Past the rotation time. The loop re-arms its timer (at most 1 s of fake time) after each pass, so a pass that
+            // ends after an Advance waits for the next one: keep the fake clock moving a second at a time until it rotates.
+            bool Rotated() => cache.X509Of(instance.Id) is [var c] && c.SerialHex != first.SerialHex;
+            var until = DateTime.UtcNow.AddSeconds(15);
+            while (!Rotated() && DateTime.UtcNow < until)
+            {
+                time.Advance(TimeSpan.FromSeconds(1));
+                var pass = DateTime.UtcNow.AddMilliseconds(200);   // give the loop's pass a moment of real time
+                while (!Rotated() && DateTime.UtcNow < pass)
+                {
+                    await Task.Delay(10, Ct);
+                }
+            }
+            Assert.True(Rotated(), "the watched SVID was not rotated once the fake clock passed its rotation time");
+            Assert.True(time.GetUtcNow() >= first.RotateAt);
             Assert.Equal(2, rig.Server.Signs.Count);
             Assert.Equal(instance.Id, rig.Server.Signs[^1].Csrs.Single().Evidence.InstanceId);
             await Deadline.UntilAsync(() => rig.State.Changed.Generation > generation, "the streams to be woken");

@@ -29,7 +29,8 @@ public sealed class WorkloadApiServiceTests
         using var call = host.Client.FetchX509SVID(new X509SVIDRequest(), Host.Headers, cancellationToken: Ct);
         var e = await Assert.ThrowsAsync<RpcException>(() => call.ResponseStream.MoveNext(Ct));
         Assert.Equal(StatusCode.PermissionDenied, e.StatusCode);
-        Assert.Equal("issuance denied by policy 'payments-need-tpm' (decision d-4f2a, see 'writ explain d-4f2a')", e.Status.Detail);
+        // The server sent no code of its own: the workload gets the Workload API's, before the server's words.
+        Assert.Equal($"{WorkloadErrors.IssuanceDenied}: issuance denied by policy 'payments-need-tpm' (decision d-4f2a, see 'writ explain d-4f2a')", e.Status.Detail);
 
         // With another identity allowed, the stream serves that one only.
         var web = InstanceRig.Entry("web", OwnUid);

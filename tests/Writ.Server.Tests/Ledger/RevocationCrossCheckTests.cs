@@ -45,7 +45,27 @@ public sealed class RevocationCrossCheckTests
             Revoked(2, "svid.revoked", "serial", "0abc", Now.AddHours(1)),
             Revoked(3, "jwt.revoked", "jti", "j-1", Now.AddMinutes(5)));
         Assert.Equal(2, check.Records);
-        Assert.Empty(check.Check([Row(serial: "0ABC"), Row(jti: "j-1")], Now, 3));
+        Assert.Empty(check.Check([Row(serial: "0ABC"), Row(jti: "j-1", expires: Now.AddMinutes(5))], Now, 3));
+    }
+
+    [Fact]
+    public void A_row_whose_expiry_was_moved_earlier_is_named()
+    {
+        // An attacker with the database sets the row's expiry in the past: every reader drops it, so the certificate is
+        // un-revoked while its row is still there.
+        var check = With(Revoked(4, "svid.revoked", "serial", "0ABC", Now.AddHours(1)));
+        var problem = Assert.Single(check.Check([Row(serial: "0ABC", expires: Now.AddMinutes(-10))], Now, 4));
+        Assert.Contains("X.509 serial 0ABC expires at", problem, StringComparison.Ordinal);
+        Assert.Contains("in its ledger record 4", problem, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_row_whose_serial_was_rewritten_in_lower_case_is_named()
+    {
+        // The server's deny list keys on the serial as stored: a lower-case row slips past it.
+        var check = With(Revoked(5, "svid.revoked", "serial", "0ABC", Now.AddHours(1)));
+        var problem = Assert.Single(check.Check([Row(serial: "0abc")], Now, 5));
+        Assert.Contains("is stored as '0abc'", problem, StringComparison.Ordinal);
     }
 
     [Fact]
