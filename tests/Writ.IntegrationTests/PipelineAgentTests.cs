@@ -42,7 +42,8 @@ public sealed partial class PipelineAgentTests
 
         // A new workload process is a new instance: the agent asks the server, the server refuses.
         var after = await rig.WorkloadAsync("svid", "fetch", "--output", "json");
-        Expect.OneJsonError(after, "WRIT-WORKLOAD-DENIED", "denied by policy 'freeze-payments'");   // asked for JSON: the error is JSON too
+        // Asked for JSON: the error is JSON too, under the code the server gave the refusal.
+        Expect.OneJsonError(after, "WRIT-ISSUE-DENIED", "denied by policy 'freeze-payments'");
         var id = DecisionId().Match(after.Stderr).Value;
         Assert.NotEmpty(id);
         Assert.Contains($"writ explain {id}", after.Stderr, StringComparison.Ordinal);

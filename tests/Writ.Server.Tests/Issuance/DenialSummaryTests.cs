@@ -92,6 +92,37 @@ public sealed class DenialSummaryTests
     }
 
     [Fact]
+    public async Task A_holder_of_a_denied_join_token_retrying_gets_a_bounded_ledger_and_a_summary()
+    {
+        // A denial does not burn the token, so its holder may retry at will: the node.attest_denied records share the
+        // denial budget of the would-be agent, and the rest are counted in its denials.suppressed summary.
+        await using var h = await PipelineHarness.CreateAsync(new LedgerOptions { DenialsPerAgent = 5, DenialsPerWorkload = 3 });
+        await h.PushAsync(("default.cedar", WritPolicyCompiler.DefaultFiles[0].Text), ("no-nodes.cedar", """
+            @id("no-new-nodes")
+            forbid (principal is Writ::Node, action == Writ::Action::"AttestNode", resource);
+            """));
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var publicKey = new System.Security.Cryptography.X509Certificates.PublicKey(key);
+        const string Flooder = "spiffe://example.org/writ/agent/join_token/denied-token";
+        const int flood = 50;
+        for (var i = 0; i < flood; i++)
+        {
+            var outcome = await h.Pipeline.AttestNodeAsync(new NodeFacts(Flooder, "join_token", ["join_token:denied-token"], []), publicKey, renewal: false, Ct);
+            Assert.Null(outcome.Chain);   // refused every time, recorded or not
+        }
+        Assert.Equal(3, (await RecordsAsync(h, "node.attest_denied")).Count);
+
+        // The window closes; the next write (another would-be agent's refusal) carries the flooder's summary.
+        h.Ca.Time.Advance(IssuanceLimits.SummaryWindow);
+        await h.Pipeline.AttestNodeAsync(new NodeFacts(OtherAgentId, "join_token", ["join_token:t2"], []), publicKey, renewal: false, Ct);
+        var summary = Assert.Single(await RecordsAsync(h, "denials.suppressed"));
+        Assert.Equal(Flooder, summary.Subject);
+        using var data = JsonDocument.Parse(summary.DataJson);
+        Assert.Equal(flood - 3, data.RootElement.GetProperty("count").GetInt64());
+        Assert.Equal(flood - 3, data.RootElement.GetProperty("entries").GetProperty(IssuancePipeline.NodeAttestationEntry).GetInt64());
+    }
+
+    [Fact]
     public async Task A_summary_whose_write_fails_is_kept_and_written_later_and_shutdown_flushes_an_open_window()
     {
         await using var h = await PipelineHarness.CreateAsync(new LedgerOptions { DenialsPerAgent = 1, DenialsPerWorkload = 1 });
