@@ -1,6 +1,6 @@
-using System.Net.Sockets;
 using Grpc.Core;
 using Grpc.Net.Client;
+using Writ.Protocol;
 
 namespace Writ.Bench;
 
@@ -15,30 +15,13 @@ internal sealed class WorkloadSocketClient : IDisposable
 
     public WorkloadSocketClient(string socketPath)
     {
-        var handler = new SocketsHttpHandler
-        {
-            ConnectCallback = async (_, ct) =>
-            {
-                var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-                try
-                {
-                    await socket.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), ct).ConfigureAwait(false);
-                    return new NetworkStream(socket, ownsSocket: true);
-                }
-                catch
-                {
-                    socket.Dispose();
-                    throw;
-                }
-            },
-        };
-        _channel = GrpcChannel.ForAddress("http://localhost", new GrpcChannelOptions { HttpHandler = handler, MaxReceiveMessageSize = 64 << 20 });
+        _channel = WorkloadApiChannel.ForSocket(socketPath);
         Client = new SpiffeWorkloadAPI.SpiffeWorkloadAPIClient(_channel);
     }
 
     public SpiffeWorkloadAPI.SpiffeWorkloadAPIClient Client { get; }
 
-    public static Metadata Headers { get; } = new() { { "workload.spiffe.io", "true" } };
+    public static Metadata Headers => WorkloadApiChannel.Headers;
 
     public void Dispose() => _channel.Dispose();
 }

@@ -1,8 +1,8 @@
-using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Grpc.Core;
 using Grpc.Net.Client;
+using Writ.Protocol;
 using Writ.Cli.CommandLine;
 using Writ.Protocol.Errors;
 
@@ -20,24 +20,7 @@ public sealed class WorkloadClient : IDisposable
     public WorkloadClient(string socketPath)
     {
         SocketPath = socketPath;
-        var handler = new SocketsHttpHandler
-        {
-            ConnectCallback = async (_, ct) =>
-            {
-                var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-                try
-                {
-                    await socket.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), ct).ConfigureAwait(false);
-                    return new NetworkStream(socket, ownsSocket: true);
-                }
-                catch
-                {
-                    socket.Dispose();
-                    throw;
-                }
-            },
-        };
-        _channel = GrpcChannel.ForAddress("http://localhost", new GrpcChannelOptions { HttpHandler = handler, MaxReceiveMessageSize = 64 << 20 });
+        _channel = WorkloadApiChannel.ForSocket(socketPath);
         Client = new SpiffeWorkloadAPI.SpiffeWorkloadAPIClient(_channel);
     }
 
@@ -45,7 +28,7 @@ public sealed class WorkloadClient : IDisposable
 
     public SpiffeWorkloadAPI.SpiffeWorkloadAPIClient Client { get; }
 
-    public static Metadata Headers { get; } = new() { { "workload.spiffe.io", "true" } };
+    public static Metadata Headers => WorkloadApiChannel.Headers;
 
     /// <summary>`--socket PATH`, else SPIFFE_ENDPOINT_SOCKET (unix:///abs/path or unix:path), else the agent's default.</summary>
     public static WorkloadClient FromArgs(ParsedArgs args)
