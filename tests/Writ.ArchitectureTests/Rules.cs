@@ -4,7 +4,7 @@ namespace Writ.ArchitectureTests;
 
 /// <summary>
 /// The direction project references point: Writ.Spiffe ← Writ.Protocol ← Writ.Agent / Writ.Server ← Writ.Cli, with
-/// Writ.Policy alone (only the server and the top layer use it) and Writ.Bench beside the CLI (it drives a server and
+/// Writ.Policy alone (only the server and the top layer use it), Writ.Tpm alone (the agent drives a TPM with it, the server verifies TPM evidence with it) and Writ.Bench beside the CLI (it drives a server and
 /// agents; only the CLI wires it). Agent and server never know each other: they meet at the protocol.
 /// </summary>
 public static class ProjectDirection
@@ -14,11 +14,12 @@ public static class ProjectDirection
     {
         ["Writ.Spiffe"] = [],
         ["Writ.Policy"] = [],
+        ["Writ.Tpm"] = [],
         ["Writ.Protocol"] = ["Writ.Spiffe"],
-        ["Writ.Agent"] = ["Writ.Spiffe", "Writ.Protocol"],
-        ["Writ.Server"] = ["Writ.Spiffe", "Writ.Protocol", "Writ.Policy"],
-        ["Writ.Bench"] = ["Writ.Spiffe", "Writ.Protocol", "Writ.Policy", "Writ.Agent", "Writ.Server"],
-        ["Writ.Cli"] = ["Writ.Spiffe", "Writ.Protocol", "Writ.Policy", "Writ.Agent", "Writ.Server", "Writ.Bench"],
+        ["Writ.Agent"] = ["Writ.Spiffe", "Writ.Protocol", "Writ.Tpm"],
+        ["Writ.Server"] = ["Writ.Spiffe", "Writ.Protocol", "Writ.Policy", "Writ.Tpm"],
+        ["Writ.Bench"] = ["Writ.Spiffe", "Writ.Protocol", "Writ.Policy", "Writ.Tpm", "Writ.Agent", "Writ.Server"],
+        ["Writ.Cli"] = ["Writ.Spiffe", "Writ.Protocol", "Writ.Policy", "Writ.Tpm", "Writ.Agent", "Writ.Server", "Writ.Bench"],
     };
 
     /// <summary>The violations in a project file's ProjectReference items (by the referenced .csproj's name).</summary>

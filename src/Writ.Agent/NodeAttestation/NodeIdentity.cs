@@ -55,6 +55,12 @@ public sealed class NodeIdentity : IDisposable
 
     public SpiffeId? AgentId { get; private set; }
 
+    /// <summary>
+    /// The node attestor this agent attests with (<c>--node-attestor</c>); null: a join token from the options. A
+    /// continuous one (<see cref="IContinuousNodeAttestorClient"/>) also answers the server's rechecks.
+    /// </summary>
+    public INodeAttestorClient? Attestor { get; init; }
+
     public DateTimeOffset SvidExpiresAt => _svid is null ? DateTimeOffset.MinValue : new DateTimeOffset(_svid.NotAfter.ToUniversalTime());
 
     /// <summary>The client for authenticated calls (recreated after each renewal).</summary>
@@ -122,6 +128,10 @@ public sealed class NodeIdentity : IDisposable
 
     private Task AttestAsync(CancellationToken ct)
     {
+        if (Attestor is not null)
+        {
+            return AttestAsync(Attestor, ct);
+        }
         var token = _options.JoinToken;
         if (string.IsNullOrWhiteSpace(token))
         {

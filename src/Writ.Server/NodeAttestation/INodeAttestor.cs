@@ -18,7 +18,15 @@ public sealed record NodeEvidence(ReadOnlyMemory<byte> Payload, TrustDomain Trus
 /// <c>/writ/agent/TYPE/</c>), the node selectors and aliases entries may be parented to, and the single-use evidence to
 /// burn when (and only when) the node is stored.
 /// </summary>
-public sealed record AttestedNodeFacts(string Type, SpiffeId AgentId, IReadOnlyList<Selector> Selectors, IReadOnlyList<string> Aliases, SingleUseEvidence? Burn);
+public sealed record AttestedNodeFacts(string Type, SpiffeId AgentId, IReadOnlyList<Selector> Selectors, IReadOnlyList<string> Aliases, SingleUseEvidence? Burn)
+{
+    /// <summary>
+    /// What a continuous attestor (<see cref="IContinuousNodeAttestor"/>) keeps about the node for its rechecks (tpm: the
+    /// AK public area, the EK hash, the attested PCR values), stored with the node as <see cref="AttestedNode.AttestorState"/>.
+    /// Opaque to everything else.
+    /// </summary>
+    public byte[]? AttestorState { get; init; }
+}
 
 /// <summary>
 /// A server-side node attestor, shaped as SPIRE's: evidence in, zero or more challenge/response rounds, attested facts

@@ -63,6 +63,13 @@ public sealed record EntryChanges(long Revision, IReadOnlyList<RegistrationEntry
 }
 
 /// <summary>An agent that passed node attestation.</summary>
+/// <summary>A node's posture under continuous attestation.</summary>
+public enum NodeStatus
+{
+    Active,
+    Drifted,
+}
+
 public sealed record AttestedNode
 {
     public required string SpiffeId { get; init; }
@@ -75,6 +82,12 @@ public sealed record AttestedNode
     public IReadOnlyList<Selector> Selectors { get; init; } = [];
     /// <summary>Extra parent IDs this agent serves (node aliases).</summary>
     public IReadOnlyList<string> Aliases { get; init; } = [];
+    /// <summary>Active, or drifted (continuous attestation failed: no new SVIDs until an admin readmits it).</summary>
+    public NodeStatus Status { get; init; } = NodeStatus.Active;
+    /// <summary>Why the node drifted (code and reason, one line); null while active.</summary>
+    public string? StatusReason { get; init; }
+    /// <summary>The continuous attestor's state for rechecks (<see cref="NodeAttestation.AttestedNodeFacts.AttestorState"/>); null for others.</summary>
+    public byte[]? AttestorState { get; init; }
     /// <summary>Assigned by the store on create; kept on update.</summary>
     public DateTimeOffset CreatedAt { get; init; }
     /// <summary>Assigned by the store on every write.</summary>
@@ -85,6 +98,8 @@ public sealed record AttestedNode
         && SpiffeId == other.SpiffeId && AttestationType == other.AttestationType && SerialNumber == other.SerialNumber
         && ExpiresAt == other.ExpiresAt && Banned == other.Banned && Selectors.SequenceEqual(other.Selectors)
         && Aliases.SequenceEqual(other.Aliases, StringComparer.Ordinal)
+        && Status == other.Status && StatusReason == other.StatusReason
+        && (AttestorState ?? []).AsSpan().SequenceEqual(other.AttestorState ?? [])
         && CreatedAt == other.CreatedAt && UpdatedAt == other.UpdatedAt;
 
     public override int GetHashCode() => HashCode.Combine(SpiffeId, SerialNumber, UpdatedAt);

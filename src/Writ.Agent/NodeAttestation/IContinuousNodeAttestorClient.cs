@@ -1,0 +1,12 @@
+namespace Writ.Agent.NodeAttestation;
+
+/// <summary>
+/// The agent side of a continuous node attestor (server: <c>IContinuousNodeAttestor</c>): answers the rechecks the
+/// server sends over Sync (<c>SyncUpdate.node_recheck</c>, tpm: a fresh quote over the server's nonce), and may attest
+/// again whenever the agent needs a new SVID (restart, renewal), since its evidence is not single-use.
+/// </summary>
+public interface IContinuousNodeAttestorClient : INodeAttestorClient
+{
+    /// <summary>The answer to one recheck payload, sent back with <c>AnswerNodeRecheck</c>.</summary>
+    Task<ReadOnlyMemory<byte>> AnswerRecheckAsync(ReadOnlyMemory<byte> payload, CancellationToken ct);
+}
