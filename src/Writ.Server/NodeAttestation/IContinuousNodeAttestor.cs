@@ -22,6 +22,8 @@ public enum DriftAction
 /// </summary>
 public interface IContinuousNodeAttestor : INodeAttestor
 {
+    bool INodeAttestor.Reattestable => true;
+
     /// <summary>How often each node of this type is re-checked.</summary>
     TimeSpan RecheckInterval { get; }
 

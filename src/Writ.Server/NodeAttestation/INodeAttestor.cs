@@ -41,5 +41,11 @@ public interface INodeAttestor
     /// <summary>The attestation type agents name (<c>join_token</c>, later <c>tpm</c>, <c>k8s_psat</c>, …): <c>[a-z0-9_]+</c>.</summary>
     string Type { get; }
 
+    /// <summary>
+    /// Whether an already attested (not banned, not drifted) node may attest again with fresh evidence of this type and
+    /// keep its agent ID (SPIRE's "re-attestable": tpm, x509pop). False for single-use evidence such as a join token.
+    /// </summary>
+    bool Reattestable => false;
+
     Task<AttestedNodeFacts> AttestAsync(NodeEvidence evidence, NodeChallenge challenge, CancellationToken ct);
 }
