@@ -99,3 +99,74 @@ public sealed class TpmWorkspaceCollection : ICollectionFixture<TpmWorkspace>
 {
     public const string Name = "tpm workspace";
 }
+
+/// <summary>Quotes, certifications and signatures from the workspace's TPM, made by tpm2-tools.</summary>
+public static class TpmWorkspaceEvidence
+{
+    /// <summary>TPM2_Quote by <paramref name="akContext"/> over <paramref name="pcrs"/> (tpm2-tools notation) with <paramref name="nonce"/>: (TPMS_ATTEST, TPMT_SIGNATURE).</summary>
+    public static async Task<(byte[] Attest, byte[] Signature)> QuoteAsync(this TpmWorkspace ws, string akContext, string pcrs, byte[] nonce)
+    {
+        var id = Guid.NewGuid().ToString("N");
+        await ws.RunAsync("tpm2_quote", "-c", akContext, "-l", pcrs, "-q", Convert.ToHexStringLower(nonce), "-g", "sha256", "-m", $"{id}.msg", "-s", $"{id}.sig");
+        return (ws.Read($"{id}.msg"), ws.Read($"{id}.sig"));
+    }
+
+    /// <summary>The current values of <paramref name="pcrs"/> (one sha256 bank, tpm2-tools notation) as TPM2_PCR_Read gives them.</summary>
+    public static async Task<List<TpmPcrValue>> PcrValuesAsync(this TpmWorkspace ws, string pcrs)
+    {
+        var id = Guid.NewGuid().ToString("N");
+        await ws.RunAsync("tpm2_pcrread", pcrs, "-o", $"{id}.pcrs");
+        var raw = ws.Read($"{id}.pcrs");
+        var indices = pcrs.Split(':')[1].Split(',').Select(int.Parse).Order().ToList();
+        Assert.Equal(indices.Count * 32, raw.Length);
+        return [.. indices.Select((index, i) => new TpmPcrValue(TpmAlg.Sha256, index, raw.AsMemory(i * 32, 32)))];
+    }
+
+    /// <summary>
+    /// TPM2_Certify of <paramref name="keyContext"/> by <paramref name="akContext"/> with <paramref name="nonce"/> as qualifying
+    /// data: (TPMS_ATTEST, TPMT_SIGNATURE). tpm2_certify (5.4) cannot pass qualifying data, so the command is marshalled
+    /// here and sent with tpm2_send, with both objects loaded by tpm2-tools.
+    /// </summary>
+    public static async Task<(byte[] Attest, byte[] Signature)> CertifyAsync(this TpmWorkspace ws, string keyContext, string akContext, byte[] nonce)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var id = Guid.NewGuid().ToString("N");
+        await ws.Tpm.Tpm2Async("tpm2_flushcontext", ["-t"], ct, ws.Dir);
+        try
+        {
+            await ws.Tpm.Tpm2Async("tpm2_readpublic", ["-c", keyContext], ct, ws.Dir);   // stays loaded: 0x80000000
+            await ws.Tpm.Tpm2Async("tpm2_readpublic", ["-c", akContext], ct, ws.Dir);    // 0x80000001
+            var w = new TpmWriter().WriteUInt16(TpmSt.Sessions).WriteUInt32(0).WriteUInt32(0x00000148)   // TPM2_Certify
+                .WriteUInt32(0x80000000).WriteUInt32(0x80000001).WriteUInt32(18);
+            for (var i = 0; i < 2; i++)
+                w.WriteUInt32(TpmHandle.PasswordSession).WriteSized([]).WriteUInt8(0).WriteSized([]);
+            w.WriteSized(nonce).WriteUInt16(TpmAlg.Null);
+            w.PatchUInt32(2, (uint)w.Length);
+            await File.WriteAllBytesAsync(ws.PathOf($"{id}.cmd"), w.ToArray(), ct);
+            await ws.Tpm.Tpm2Async("tpm2_send", ["-o", $"{id}.rsp", $"{id}.cmd"], ct, ws.Dir);
+        }
+        finally
+        {
+            await ws.Tpm.Tpm2Async("tpm2_flushcontext", ["-t"], ct, ws.Dir);
+        }
+        var rsp = ws.Read($"{id}.rsp");
+        var r = new TpmReader(rsp);
+        r.ReadUInt16();
+        r.ReadUInt32();
+        Assert.Equal(0u, r.ReadUInt32());   // TPM_RC_SUCCESS
+        var parameterSize = (int)r.ReadUInt32();
+        var start = r.Offset;
+        var attest = r.ReadSized().ToArray();
+        var signature = r.ReadBytes(parameterSize - (r.Offset - start)).ToArray();
+        return (attest, signature);
+    }
+
+    /// <summary>TPM2_Sign by <paramref name="keyContext"/> of a SHA-256 <paramref name="digest"/> (not hashed again): the TPMT_SIGNATURE.</summary>
+    public static async Task<byte[]> SignDigestAsync(this TpmWorkspace ws, string keyContext, byte[] digest)
+    {
+        var id = Guid.NewGuid().ToString("N");
+        await File.WriteAllBytesAsync(ws.PathOf($"{id}.digest"), digest, TestContext.Current.CancellationToken);
+        await ws.RunAsync("tpm2_sign", "-c", keyContext, "-g", "sha256", "-d", "-o", $"{id}.sig", $"{id}.digest");
+        return ws.Read($"{id}.sig");
+    }
+}
