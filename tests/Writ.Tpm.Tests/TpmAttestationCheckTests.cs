@@ -145,6 +145,7 @@ public class TpmAttestationCheckTests(TpmWorkspace ws)
             Assert.Throws<TpmVerificationException>(() => TpmAttestationCheck.VerifyCertify(signer, a, s, n, k)).Code;
 
         Assert.Equal(TpmErrorCodes.CertifyNonce, Code(ak, attest, sig, RandomNumberGenerator.GetBytes(32), key));
+        Assert.Throws<ArgumentException>(() => TpmAttestationCheck.VerifyCertify(ak, attest, sig, [], key));   // no freshness is a caller bug
         // Attacker: a certification of another TPM key presented with a key of their choosing.
         var (otherKeyAttest, otherKeySig) = await ws.CertifyAsync("key2.ctx", "ak.ctx", nonce);
         Assert.Equal(TpmErrorCodes.CertifyName, Code(ak, otherKeyAttest, otherKeySig, nonce, key));
@@ -171,25 +172,5 @@ public class TpmAttestationCheckTests(TpmWorkspace ws)
         Assert.False(sig.VerifyDigest(ws.Public("key.pub"), SHA256.HashData("another CSR"u8)));
         Assert.False(sig.VerifyDigest(ws.Public("ak-rsa.pub"), digest));
         Assert.False(sig.VerifyDigest(ws.Public("key.pub"), digest.AsSpan(0, 20)));
-    }
-
-    [Fact]
-    public async Task The_csr_is_bound_to_the_agent_key_and_the_nonce()
-    {
-        var nonce = RandomNumberGenerator.GetBytes(32);
-        byte[] csr = [0x30, 0x03, 0x02, 0x01, 0x01];
-        var key = ws.Public("key.pub");
-        var sig = await ws.SignDigestAsync("key.ctx", TpmAttestationCheck.AgentKeyBindingDigest(nonce, csr));
-        TpmAttestationCheck.VerifyAgentKeySignature(key, sig, nonce, csr);
-        string Code(TpmPublic k, byte[] s, byte[] n, byte[] c) =>
-            Assert.Throws<TpmVerificationException>(() => TpmAttestationCheck.VerifyAgentKeySignature(k, s, n, c)).Code;
-        // Attacker: the signature replayed for another challenge, or for another CSR (a session key of their own).
-        Assert.Equal(TpmErrorCodes.CsrSignature, Code(key, sig, RandomNumberGenerator.GetBytes(32), csr));
-        Assert.Equal(TpmErrorCodes.CsrSignature, Code(key, sig, nonce, [0x30, 0x03, 0x02, 0x01, 0x02]));
-        Assert.Equal(TpmErrorCodes.CsrSignature, Code(ws.Public("key2.pub"), sig, nonce, csr));
-        Assert.Equal(TpmErrorCodes.CsrSignature, Code(key, [0xff], nonce, csr));
-        // A CSR signed by a key that may leave the TPM.
-        var loose = await ws.SignDigestAsync("loose.ctx", TpmAttestationCheck.AgentKeyBindingDigest(nonce, csr));
-        Assert.Equal(TpmErrorCodes.AgentKeyAttributes, Code(ws.Public("loose.pub"), loose, nonce, csr));
     }
 }

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using Writ.Tpm.Marshalling;
 using Writ.Tpm.Structures;
 
@@ -115,44 +114,6 @@ public static class TpmAttestationCheck
                 "the certification is for another key than the agent key sent: certify the agent key whose public area is in the evidence");
         CheckAgentKey(certifiedKey);
         return parsed;
-    }
-
-    /// <summary>
-    /// The digest the agent's TPM-resident key signs (TPM2_Sign) to bind the session key's CSR to the TPM:
-    /// SHA-256("writ-tpm-agent-key" || nonce || SHA-256(CSR DER)).
-    /// </summary>
-    public static byte[] AgentKeyBindingDigest(ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> csrDer)
-    {
-        using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        h.AppendData("writ-tpm-agent-key"u8);
-        h.AppendData(nonce);
-        h.AppendData(SHA256.HashData(csrDer));
-        return h.GetHashAndReset();
-    }
-
-    /// <summary>
-    /// Verifies that the agent's TPM-resident key (<see cref="CheckAgentKey"/>) signed <see cref="AgentKeyBindingDigest"/>
-    /// of <paramref name="nonce"/> and <paramref name="csrDer"/>: the CSR's session key is vouched for, for this challenge,
-    /// by the key the AK certified. <c>WRIT-TPM-CSR-SIGNATURE</c> (or <c>WRIT-TPM-AGENT-KEY-ATTRIBUTES</c>) otherwise.
-    /// </summary>
-    public static void VerifyAgentKeySignature(TpmPublic agentKey, ReadOnlySpan<byte> signature, ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> csrDer)
-    {
-        ArgumentNullException.ThrowIfNull(agentKey);
-        if (nonce.IsEmpty)
-            throw new ArgumentException("the agent key's signature is verified against the nonce the verifier sent; it cannot be empty", nameof(nonce));
-        CheckAgentKey(agentKey);
-        bool valid;
-        try
-        {
-            valid = TpmtSignature.Parse(signature).VerifyDigest(agentKey, AgentKeyBindingDigest(nonce, csrDer));
-        }
-        catch (TpmFormatException)
-        {
-            valid = false;
-        }
-        if (!valid)
-            throw new TpmVerificationException(TpmErrorCodes.CsrSignature,
-                "the CSR is not signed by the agent's TPM key over this challenge's nonce: sign SHA-256(\"writ-tpm-agent-key\" || nonce || SHA-256(CSR)) with the certified agent key");
     }
 
     private static (TpmsAttest Attest, TpmtSignature Signature) Signed(TpmPublic ak, ReadOnlySpan<byte> attest, ReadOnlySpan<byte> signature,

@@ -35,5 +35,4 @@ public static class TpmErrorCodes
     public const string CertifyType = "WRIT-TPM-CERTIFY-TYPE";
     public const string CertifyNonce = "WRIT-TPM-CERTIFY-NONCE";
     public const string CertifyName = "WRIT-TPM-CERTIFY-NAME";
-    public const string CsrSignature = "WRIT-TPM-CSR-SIGNATURE";
 }
