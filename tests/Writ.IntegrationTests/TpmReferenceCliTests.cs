@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Writ.IntegrationTests.Harness;
+using Writ.Tpm.EventLog;
 
 namespace Writ.IntegrationTests;
 
@@ -91,5 +92,50 @@ public sealed class TpmReferenceCliTests(SharedServer fixture) : IClassFixture<S
 
         var json = await Server.WritAsync(["tpm", "reference", "create", .. args, "--output", "json"]);
         Expect.OneJsonError(json, code, "");
+    }
+
+    [Fact]
+    public async Task Eventlog_show_replays_a_log_to_its_pcrs_and_reads_secure_boot()
+    {
+        using var dir = new TempDir();
+        var w = new TcgEventLogWriter().AddStartupLocality(3).Add(0, TcgEventType.SCrtmVersion, "1.0"u8).AddSecureBoot(true).AddSeparator(7)
+            .Add(4, TcgEventType.EfiAction, "Calling EFI Application from Boot Option"u8);
+        var file = dir["log.bin"];
+        await File.WriteAllBytesAsync(file, w.ToArray());
+        var replay = TcgEventLog.Parse(w.ToArray()).Replay("sha256");
+
+        var table = await Proc.WritAsync("tpm", "eventlog", "show", file);
+        Assert.True(table.ExitCode == 0, table.ToString());
+        Assert.Contains("Secure Boot: on", table.Stdout, StringComparison.Ordinal);
+        Assert.Contains($"sha256:7  {Convert.ToHexStringLower(replay[7])}", table.Stdout, StringComparison.Ordinal);
+
+        var json = await Proc.WritAsync("tpm", "eventlog", "show", file, "--output", "json");
+        Assert.True(json.ExitCode == 0, json.ToString());
+        using var doc = JsonDocument.Parse(json.Stdout);
+        Assert.Equal("crypto-agile", doc.RootElement.GetProperty("format").GetString());
+        Assert.Equal("on", doc.RootElement.GetProperty("secure_boot").GetString());
+        var pcrs = doc.RootElement.GetProperty("pcrs");
+        Assert.Equal(["0", "4", "7"], pcrs.EnumerateObject().Select(p => p.Name));
+        foreach (var (pcr, value) in replay)
+            Assert.Equal(Convert.ToHexStringLower(value), pcrs.GetProperty(pcr.ToString(System.Globalization.CultureInfo.InvariantCulture)).GetString());
+    }
+
+    [Fact]
+    public async Task Eventlog_show_refuses_a_bad_log_a_missing_bank_and_a_missing_file_with_one_line()
+    {
+        using var dir = new TempDir();
+        var good = dir["good.bin"];
+        var bytes = new TcgEventLogWriter().AddSeparator(7).ToArray();
+        await File.WriteAllBytesAsync(good, bytes);
+        var truncated = dir["truncated.bin"];
+        await File.WriteAllBytesAsync(truncated, bytes[..^3]);
+
+        Expect.OneLineError(await Proc.WritAsync("tpm", "eventlog", "show", truncated), "WRIT-CLI-EVENTLOG-INVALID");
+        Expect.OneLineError(await Proc.WritAsync("tpm", "eventlog", "show", good, "--bank", "sha384"), "has no sha384 bank");
+        Expect.OneLineError(await Proc.WritAsync("tpm", "eventlog", "show", dir["missing.bin"]), "WRIT-CLI-FILE");
+        var usage = await Proc.WritAsync("tpm", "eventlog", "show", good, "--bank", "md5");
+        Expect.OneLineError(usage, "WRIT-CLI-USAGE");
+        Assert.Equal(2, usage.ExitCode);
+        Expect.OneJsonError(await Proc.WritAsync("tpm", "eventlog", "show", truncated, "--output", "json"), "WRIT-CLI-EVENTLOG-INVALID", "truncated");
     }
 }
