@@ -142,6 +142,12 @@ internal static class Migrations
         """
         CREATE TABLE store_metadata (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
         """,
+        // 5: node posture under continuous attestation (issue #14): active or drifted, why, and the attestor's recheck state.
+        """
+        ALTER TABLE nodes ADD COLUMN status TEXT NOT NULL DEFAULT 'active';
+        ALTER TABLE nodes ADD COLUMN status_reason TEXT;
+        ALTER TABLE nodes ADD COLUMN attestor_state BLOB;
+        """,
     ];
 
     public static IReadOnlyList<string> Postgres { get; } =
@@ -277,6 +283,12 @@ internal static class Migrations
         // 4: facts recorded at the first start and checked at every later one (the trust domain the data belongs to).
         """
         CREATE TABLE store_metadata (key text PRIMARY KEY, value text NOT NULL);
+        """,
+        // 5: node posture under continuous attestation (issue #14).
+        """
+        ALTER TABLE nodes ADD COLUMN status text NOT NULL DEFAULT 'active';
+        ALTER TABLE nodes ADD COLUMN status_reason text;
+        ALTER TABLE nodes ADD COLUMN attestor_state bytea;
         """,
     ];
 }
