@@ -18,7 +18,14 @@ public sealed class SyncClient(Func<AgentService.AgentServiceClient> client, Fun
     public SyncClient(NodeIdentity node, AgentState state, AgentOptions options, TimeProvider time, ILogger log, Random? jitter = null)
         : this(() => node.Client, node.Classify, node.PersistBundle, state, options, time, log, jitter)
     {
+        RecheckAttestor = node.Attestor as IContinuousNodeAttestorClient;
     }
+
+    /// <summary>
+    /// The node attestor that answers the server's rechecks (<c>SyncUpdate.node_recheck</c>); null: the agent answers none
+    /// (the server then counts them missing and the node drifts).
+    /// </summary>
+    public IContinuousNodeAttestorClient? RecheckAttestor { get; init; }
 
     public async Task RunAsync(CancellationToken ct)
     {
@@ -34,6 +41,15 @@ public sealed class SyncClient(Func<AgentService.AgentServiceClient> client, Fun
                 while (await call.ResponseStream.MoveNext(ct).ConfigureAwait(false))
                 {
                     var update = call.ResponseStream.Current;
+                    if (update.NodeRecheck is { } recheck)
+                    {
+                        // Answered beside the stream: a slow TPM must not hold back entries and revocations.
+                        _ = AnswerRecheckAsync(recheck, ct);
+                        if (update is { Upserts.Count: 0, DeletedEntryIds.Count: 0, Revocations.Count: 0, Bundle: null, PageEnd: false, Reset: false })
+                        {
+                            continue;
+                        }
+                    }
                     if (update.Revocations.Count > 0)
                     {
                         // Revocations count at once, not at the end of the page: the cache drops them on the next wake.
@@ -79,6 +95,32 @@ public sealed class SyncClient(Func<AgentService.AgentServiceClient> client, Fun
             var jitter = TimeSpan.FromMilliseconds(_jitter.Next(0, (int)Math.Max(1, backoff.TotalMilliseconds / 4)));
             await Task.Delay(backoff + jitter, time, ct).ConfigureAwait(false);
             backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, options.MaxBackoff.Ticks));
+        }
+    }
+
+    /// <summary>Answers one recheck with <see cref="RecheckAttestor"/> and sends it back; failures are logged, never thrown.</summary>
+    private async Task AnswerRecheckAsync(NodeRecheck recheck, CancellationToken ct)
+    {
+        if (RecheckAttestor is not { } attestor)
+        {
+            AgentLog.RecheckIgnored(log, recheck.AttestationType);
+            return;
+        }
+        try
+        {
+            var answer = await attestor.AnswerRecheckAsync(recheck.Payload.Memory, ct).ConfigureAwait(false);
+            var r = await client().AnswerNodeRecheckAsync(new AnswerNodeRecheckRequest { Id = recheck.Id, Payload = Google.Protobuf.ByteString.CopyFrom(answer.Span) },
+                cancellationToken: ct).ConfigureAwait(false);
+            AgentLog.RecheckAnswered(log, recheck.Id, recheck.AttestationType, r.NodeStatus);
+        }
+        catch (RpcException e) when (!ct.IsCancellationRequested)
+        {
+            AgentLog.RecheckFailed(log, recheck.Id, recheck.AttestationType, e.Status.Detail.Length > 0 ? e.Status.Detail : e.StatusCode.ToString());
+        }
+        catch (Exception e) when (!ct.IsCancellationRequested)
+        {
+            // The attestor's own failure (e.g. the TPM is unreachable): the server decides what a missing answer means.
+            AgentLog.RecheckFailed(log, recheck.Id, recheck.AttestationType, e.Message);
         }
     }
 }

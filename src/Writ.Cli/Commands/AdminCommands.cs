@@ -56,6 +56,8 @@ public static class AdminCommands
         new("agent show", "Show one agent.", [new("spiffe-id", "agent ID", "ID"), Socket, OutputOpt], AgentShow, "[ID]"),
         new("agent ban", "Ban an agent: refused everywhere until evicted.", [new("spiffe-id", "agent ID", "ID"), Socket, OutputOpt], AgentBan, "[ID]"),
         new("agent evict", "Evict an agent: its record is deleted and it must attest again.", [new("spiffe-id", "agent ID", "ID"), Socket, OutputOpt], AgentEvict, "[ID]"),
+        new("agent readmit", "Readmit a drifted agent (continuous node attestation failed): active again, rechecked at once.",
+            [new("spiffe-id", "agent ID", "ID"), Socket, OutputOpt], AgentReadmit, "[ID]"),
         new("bundle show", "Print the trust bundle, or the CA-signed CRL of revoked X.509-SVIDs.",
             [new("format", "pem (default), spiffe (JWK Set) or crl (the CRL as PEM)", "FORMAT"), Socket, OutputOpt], BundleShow),
         new("x509 mint", "Mint an X.509-SVID (admin); the key is made here and never leaves this machine.",
@@ -327,8 +329,8 @@ public static class AdminCommands
             Output.Json(ctx.Out, new { agents = r.Agents.Select(AgentJson).ToList() });
             return 0;
         }
-        Output.Table(ctx.Out, ["SPIFFE ID", "ATTESTATION", "SVID SERIAL", "EXPIRES AT", "BANNED"],
-            r.Agents.Select(x => (IReadOnlyList<string>)[x.SpiffeId, x.AttestationType, x.SerialNumber, Output.Time(x.ExpiresAtUnix), x.Banned ? "yes" : "no"]));
+        Output.Table(ctx.Out, ["SPIFFE ID", "ATTESTATION", "SVID SERIAL", "EXPIRES AT", "BANNED", "STATUS"],
+            r.Agents.Select(x => (IReadOnlyList<string>)[x.SpiffeId, x.AttestationType, x.SerialNumber, Output.Time(x.ExpiresAtUnix), x.Banned ? "yes" : "no", Status(x)]));
         ctx.Out.WriteLine($"{r.Agents.Count} agent(s)");
         return 0;
     }
@@ -338,6 +340,12 @@ public static class AdminCommands
 
     private static async Task<int> AgentBan(ParsedArgs a, CommandContext ctx) =>
         await AgentCall(a, ctx, (s, req) => s.BanAgentAsync(req, cancellationToken: ctx.Cancellation), "Banned").ConfigureAwait(false);
+
+    private static async Task<int> AgentReadmit(ParsedArgs a, CommandContext ctx) =>
+        await AgentCall(a, ctx, (s, req) => s.ReadmitAgentAsync(req, cancellationToken: ctx.Cancellation), "Readmitted").ConfigureAwait(false);
+
+    /// <summary>active or drifted (a server from before continuous attestation sends nothing: active).</summary>
+    private static string Status(AdminAgent x) => x.Status.Length == 0 ? "active" : x.Status;
 
     private static async Task<int> AgentCall(ParsedArgs a, CommandContext ctx,
         Func<AdminService.AdminServiceClient, AgentIdRequest, Grpc.Core.AsyncUnaryCall<AdminAgent>> call, string? verb)
@@ -359,6 +367,11 @@ public static class AdminCommands
         ctx.Out.WriteLine($"SVID serial:  {agent.SerialNumber}");
         ctx.Out.WriteLine($"Expires at:   {Output.Time(agent.ExpiresAtUnix)}");
         ctx.Out.WriteLine($"Banned:       {(agent.Banned ? "yes" : "no")}");
+        ctx.Out.WriteLine($"Status:       {Status(agent)}");
+        if (agent.StatusReason.Length > 0)
+        {
+            ctx.Out.WriteLine($"Drift:        {agent.StatusReason}");
+        }
         foreach (var s in agent.Selectors)
         {
             ctx.Out.WriteLine($"Selector:     {s.Type}:{s.Value}");
@@ -389,6 +402,8 @@ public static class AdminCommands
         serial_number = x.SerialNumber,
         expires_at = Output.Time(x.ExpiresAtUnix),
         banned = x.Banned,
+        status = Status(x),
+        status_reason = x.StatusReason.Length == 0 ? null : x.StatusReason,
         selectors = x.Selectors.Select(s => $"{s.Type}:{s.Value}").ToList(),
         created_at = Output.Time(x.CreatedAtUnix),
     };

@@ -156,6 +156,23 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
         return new EvictAgentResponse();
     }
 
+    public override async Task<Agent> ReadmitAgent(AgentIdRequest request, ServerCallContext context)
+    {
+        var node = await GetNodeAsync(request.SpiffeId, context.CancellationToken).ConfigureAwait(false);
+        var actor = AdminCaller.Of(context);
+        if (!await server.Store.Nodes.TryReadmitAsync(node.SpiffeId, context.CancellationToken, [LedgerEvents.NodeReadmit(actor, node)]).ConfigureAwait(false))
+        {
+            var now = await server.Store.Nodes.GetAsync(node.SpiffeId, context.CancellationToken).ConfigureAwait(false);
+            var state = now is null ? "evicted" : now.Banned ? "banned (evict it instead)" : now.Status == NodeStatus.Active ? "active" : "drifted";
+            throw new Writ.Protocol.Errors.WritException(NodeAttestation.NodePostureCodes.NotDrifted, Writ.Protocol.Errors.WritErrorKind.FailedPrecondition,
+                $"agent {node.SpiffeId} is {state}, not drifted: only a drifted agent can be readmitted");
+        }
+        ServerLog.NodeReadmitted(log, node.SpiffeId, actor, node.StatusReason ?? "-");
+        server.Posture.RecheckNow(node.SpiffeId);
+        server.Changes.Raise();
+        return ToProto(await GetNodeAsync(node.SpiffeId, context.CancellationToken).ConfigureAwait(false));
+    }
+
     public override async Task<GetBundleResponse> GetBundle(GetBundleRequest request, ServerCallContext context)
     {
         var b = server.Ca.Bundle;
@@ -245,6 +262,8 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
             Banned = n.Banned,
             CreatedAtUnix = n.CreatedAt.ToUnixTimeSeconds(),
             UpdatedAtUnix = n.UpdatedAt.ToUnixTimeSeconds(),
+            Status = n.Status == NodeStatus.Drifted ? "drifted" : "active",
+            StatusReason = n.StatusReason ?? "",
         };
         a.Selectors.AddRange(n.Selectors.Select(s => s.ToProto()));
         return a;

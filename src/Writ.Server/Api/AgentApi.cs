@@ -116,9 +116,12 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         var full = since == 0;   // the first batch is the full state (reset) unless the agent resumes from a revision
         var first = true;
         long woke = 0;
+        var recheckSignal = server.Posture.SignalFor(caller.Id.ToString());
+        string? recheckSent = null;
         while (!ct.IsCancellationRequested)
         {
             var generation = server.Changes.Generation;
+            var recheckGeneration = recheckSignal.Generation;
             var changes = await server.Store.Entries.ChangesSinceAsync(since, parents, ct).ConfigureAwait(false);
             var (revocations, cursor) = await RevocationsForSyncAsync(full || changes.Full, revocationCursor, changes.Revision, ct).ConfigureAwait(false);
             var crl = await server.Revocations.CrlAsync(cursor, ct).ConfigureAwait(false);
@@ -138,18 +141,46 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
             since = changes.Revision;
             full = false;
             first = false;
+            // Continuous attestation: the node's outstanding recheck, once (a reconnected agent gets it again).
+            if (server.Posture.Pending(caller.Id.ToString()) is { } recheck && recheck.Id != recheckSent)
+            {
+                await responseStream.WriteAsync(new SyncUpdate { Revision = since, NodeRecheck = recheck }, ct).ConfigureAwait(false);
+                recheckSent = recheck.Id;
+            }
 
             using var wake = CancellationTokenSource.CreateLinkedTokenSource(ct);
             await Task.WhenAny(
                 server.Store.Entries.WaitForChangeAsync(changes.Revision, wake.Token),
                 server.Changes.WaitAsync(generation, wake.Token),
+                recheckSignal.WaitAsync(recheckGeneration, wake.Token),
                 CrlRefreshDueAsync(crl, wake.Token)).ConfigureAwait(false);
             await wake.CancelAsync().ConfigureAwait(false);
             woke = System.Diagnostics.Stopwatch.GetTimestamp();
             ct.ThrowIfCancellationRequested();
-            caller = await AuthenticateAsync(context).ConfigureAwait(false);   // banned or evicted meanwhile: the stream ends
+            try
+            {
+                caller = await AuthenticateAsync(context).ConfigureAwait(false);   // banned, evicted or revoked meanwhile: the stream ends
+            }
+            catch (WritException)
+            {
+                // ...but first the revocations that came with it (a ban, a drifted node's revoke) reach the agent, which
+                // drops those SVIDs from its workloads at once instead of serving them until they expire.
+                var (last, _) = await RevocationsForSyncAsync(false, revocationCursor, since, ct).ConfigureAwait(false);
+                if (last.Count > 0)
+                {
+                    await SendPagesAsync(responseStream, new EntryChanges(since, [], []), false, null, last, ct).ConfigureAwait(false);
+                }
+                throw;
+            }
             parents = caller.ParentIds;
         }
+    }
+
+    public override async Task<AnswerNodeRecheckResponse> AnswerNodeRecheck(AnswerNodeRecheckRequest request, ServerCallContext context)
+    {
+        var caller = await AuthenticateAsync(context).ConfigureAwait(false);
+        var status = await server.Posture.AnswerAsync(caller.Node, request.Id, request.Payload.Memory, context.CancellationToken).ConfigureAwait(false);
+        return new AnswerNodeRecheckResponse { NodeStatus = status == NodeStatus.Drifted ? "drifted" : "active" };
     }
 
     private async Task SendPagesAsync(IServerStreamWriter<SyncUpdate> stream, EntryChanges changes, bool full, Revocation.CrlSnapshot? withBundle,
@@ -206,7 +237,7 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
 
     public override async Task<SignX509SvidsResponse> SignX509Svids(SignX509SvidsRequest request, ServerCallContext context)
     {
-        var caller = await AuthenticateAsync(context).ConfigureAwait(false);
+        var caller = NotQuarantined(await AuthenticateAsync(context).ConfigureAwait(false), context);
         if (request.Csrs.Count == 0 || request.Csrs.Count > MaxCsrsPerCall)
         {
             throw new WritException(AgentApiErrors.BadRequest, WritErrorKind.InvalidArgument, $"send between 1 and {MaxCsrsPerCall} CSRs per call, got {request.Csrs.Count}");
@@ -234,7 +265,7 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
 
     public override async Task<MintJwtSvidResponse> MintJwtSvid(MintJwtSvidRequest request, ServerCallContext context)
     {
-        var caller = await AuthenticateAsync(context).ConfigureAwait(false);
+        var caller = NotQuarantined(await AuthenticateAsync(context).ConfigureAwait(false), context);
         var limits = server.Options.Ledger;
         if (request.CalculateSize() is var size && size > limits.MaxRequestBytes)
         {
@@ -361,6 +392,16 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
             throw Refuse(context, AgentApiErrors.Revoked, WritErrorKind.Unauthenticated, $"agent {id} presented a revoked SVID (serial {cert.SerialNumber}): attest again with a new join token");
         }
         return new AgentCaller(id, node);
+    }
+
+    /// <summary>A drifted node gets no new SVIDs (quarantine); its Sync stream and recheck answers stay open.</summary>
+    private AgentCaller NotQuarantined(AgentCaller caller, ServerCallContext context)
+    {
+        if (caller.Node.Status != NodeStatus.Drifted)
+            return caller;
+        var refusal = NodeAttestationService.Quarantined(caller.Node);
+        ServerLog.AgentRefused(log, context.Method, refusal.Message);
+        throw refusal;
     }
 
     private WritException Refuse(ServerCallContext context, string code, WritErrorKind kind, string reason)

@@ -29,6 +29,7 @@ public sealed class ServerContext
         Limits = new IssuanceLimits(options.Ledger, time);
         Checkpoints = new Ledger.LedgerCheckpointer(options.DataDir, store.Ledger, time, logs.CreateLogger<Ledger.LedgerCheckpointer>());
         NodeAttestation = new NodeAttestationService(this, NodeAttestationService.DefaultRegistry(store), logs.CreateLogger<NodeAttestationService>());
+        Posture = new NodePostureService(this, logs.CreateLogger<NodePostureService>());
     }
 
     /// <summary>The server's meter and activity source (docs/telemetry.md); the host sets it from its meter factory.</summary>
@@ -75,6 +76,9 @@ public sealed class ServerContext
 
     /// <summary>Node attestation (the enabled attestors, the decision, the single-use burn) and agent SVID renewal.</summary>
     public NodeAttestationService NodeAttestation { get; internal set; }
+
+    /// <summary>Continuous node attestation: the recheck schedule, answers, drift (its loop is started by the host).</summary>
+    public NodePostureService Posture { get; }
 
     private readonly CancellationTokenSource _stopping = new();
 

@@ -284,7 +284,7 @@ public sealed class WritServerHost : IAsyncDisposable
     /// <summary>
     /// The server's background loops, each a hosted service started with the app (after the deny list, the policy and
     /// the checkpoints are loaded) and stopped with it: the revocation watch, CA rotation and store pruning, policy
-    /// reload, ledger checkpoints (one more on the way out). A failure is logged and the loop restarted with backoff.
+    /// reload, ledger checkpoints (one more on the way out), node rechecks (continuous attestation). A failure is logged and the loop restarted with backoff.
     /// </summary>
     private static void AddBackgroundLoops(IServiceCollection services, ServerOptions options)
     {
@@ -312,6 +312,12 @@ public sealed class WritServerHost : IAsyncDisposable
             var server = sp.GetRequiredService<ServerContext>();
             return new LoopService("ledger checkpoints", ct => server.Checkpoints.RunAsync(options.Ledger.CheckpointInterval, ct), LoopFailurePolicy.Restart,
                 server.Time, sp.GetRequiredService<Random>(), sp.GetRequiredService<ILogger<Ledger.LedgerCheckpointer>>());
+        });
+        services.AddSingleton<IHostedService>(sp =>
+        {
+            var server = sp.GetRequiredService<ServerContext>();
+            return new LoopService("node rechecks", server.Posture.RunAsync, LoopFailurePolicy.Restart, server.Time, sp.GetRequiredService<Random>(),
+                sp.GetRequiredService<ILogger<NodeAttestation.NodePostureService>>());
         });
     }
 

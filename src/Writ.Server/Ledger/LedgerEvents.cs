@@ -15,6 +15,9 @@ public static class LedgerEvents
     public const string NodeRenewed = "node.renewed";
     public const string NodeBanned = "node.banned";
     public const string NodeEvicted = "node.evicted";
+    public const string NodeReattested = "node.reattested";
+    public const string NodeDrifted = "node.drifted";
+    public const string NodeReadmitted = "node.readmitted";
     public const string JoinTokenCreated = "join_token.created";
     public const string PolicyPushed = "policy.pushed";
     public const string PolicyRolledBack = "policy.rolled_back";
@@ -51,6 +54,31 @@ public static class LedgerEvents
             .Add("attestation_type", node.AttestationType)
             .Add("banned", node.Banned)
             .Add("expires_at", node.ExpiresAt)
+            .Add("serial_number", node.SerialNumber));
+    }
+
+    /// <summary>
+    /// node.drifted: subject = the agent's SPIFFE ID; data = the attestation type, the stable drift code, the one-line
+    /// reason and what the server did (quarantine or revoke). Actor <see cref="ServerActor"/>.
+    /// </summary>
+    public static LedgerEvent NodeDrift(AttestedNode node, string code, string reason, string action)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        return New(NodeDrifted, ServerActor, node.SpiffeId, new LedgerJson()
+            .Add("action", action)
+            .Add("attestation_type", node.AttestationType)
+            .Add("code", code)
+            .Add("reason", reason)
+            .Add("serial_number", node.SerialNumber));
+    }
+
+    /// <summary>node.readmitted: subject = the agent's SPIFFE ID; data = the attestation type and the drift it had.</summary>
+    public static LedgerEvent NodeReadmit(string actor, AttestedNode node)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        return New(NodeReadmitted, actor, node.SpiffeId, new LedgerJson()
+            .Add("attestation_type", node.AttestationType)
+            .Add("drift", node.StatusReason)
             .Add("serial_number", node.SerialNumber));
     }
 

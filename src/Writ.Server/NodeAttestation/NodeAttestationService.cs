@@ -80,8 +80,18 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
             throw new WritException(NodeAttestationCodes.BadCsr, WritErrorKind.InvalidArgument, $"the agent CSR was refused: {csrError}");
         var facts = await RunAttestorAsync(attestor, new NodeEvidence(payload, server.Options.TrustDomain, server.Time.GetUtcNow()), challenge, ct).ConfigureAwait(false);
         var id = facts.AgentId.ToString();
-        if (await server.Store.Nodes.GetAsync(id, ct).ConfigureAwait(false) is { } existing)
-            throw existing.Banned ? Banned(id) : NodeExists(id);
+        var existing = await server.Store.Nodes.GetAsync(id, ct).ConfigureAwait(false);
+        if (existing is not null)
+        {
+            // Reusable evidence (tpm, x509pop) may attest an existing node again and keep its ID, unless it is banned or
+            // drifted: a drifted node comes back only through an admin's readmit.
+            if (existing.Banned)
+                throw Banned(id);
+            if (!attestor.Reattestable || existing.AttestationType != facts.Type)
+                throw NodeExists(id);
+            if (existing.Status == NodeStatus.Drifted)
+                throw Drifted(id, existing.StatusReason);
+        }
 
         var outcome = await _pipeline.AttestNodeAsync(new NodeFacts(id, facts.Type, [.. facts.Selectors.Select(s => s.ToString())], facts.Aliases), key, renewal: false, ct)
             .ConfigureAwait(false);
@@ -98,9 +108,12 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
             ExpiresAt = new DateTimeOffset(leaf.NotAfter.ToUniversalTime()),
             Selectors = facts.Selectors,
             Aliases = facts.Aliases,
+            AttestorState = facts.AttestorState,
             CreatedAt = now,
             UpdatedAt = now,
         };
+        if (existing is not null)
+            return await ReattestAsync(node, facts, chain, outcome.Decision.Id, ct).ConfigureAwait(false);
         // The burn and the node in one transaction: of two agents racing with the same evidence exactly one is stored.
         // A loser's SVID was recorded in the ledger (records precede hand-out) but is never handed out.
         var stored = await server.Store.Nodes.CreateAttestedAsync(node, facts.Burn, now, ct).ConfigureAwait(false);
@@ -117,7 +130,35 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
             };
         }
         ServerLog.AgentAttested(log, id, facts.Type, leaf.SerialNumber);
+        if (attestor is IContinuousNodeAttestor continuous)
+            server.Posture.Attested(id, continuous);
         return new NodeAttestationResult(facts.AgentId, chain, outcome.Decision.Id);
+    }
+
+    /// <summary>
+    /// The write of a re-attestation: conditional (<see cref="INodeStore.TryReattestAsync"/>), so a ban, an eviction or a
+    /// drift that lands while the attestor and the decision ran wins and the new SVID is never handed out.
+    /// </summary>
+    private async Task<NodeAttestationResult> ReattestAsync(AttestedNode node, AttestedNodeFacts facts, IReadOnlyList<X509Certificate2> chain, string decisionId,
+        CancellationToken ct)
+    {
+        var stored = await server.Store.Nodes.TryReattestAsync(node, ct, [Ledger.LedgerEvents.Node(Ledger.LedgerEvents.NodeReattested, node.SpiffeId, node)])
+            .ConfigureAwait(false);
+        if (!stored)
+        {
+            var now = await server.Store.Nodes.GetAsync(node.SpiffeId, ct).ConfigureAwait(false);
+            throw now switch
+            {
+                { Banned: true } => Banned(node.SpiffeId),
+                { Status: NodeStatus.Drifted } => Drifted(node.SpiffeId, now.StatusReason),
+                _ => new WritException(NodeAttestationCodes.AgentSuperseded, WritErrorKind.PermissionDenied,
+                    $"agent {node.SpiffeId} was evicted while it attested again: attest again"),
+            };
+        }
+        ServerLog.AgentReattested(log, node.SpiffeId, facts.Type, node.SerialNumber);
+        if (registry.Get(facts.Type) is IContinuousNodeAttestor continuous)
+            server.Posture.Attested(node.SpiffeId, continuous);
+        return new NodeAttestationResult(facts.AgentId, chain, decisionId);
     }
 
     /// <summary>
@@ -128,6 +169,15 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
     /// </summary>
     public async Task<NodeAttestationResult> RenewAsync(AttestedNode caller, PublicKey key, CancellationToken ct)
     {
+        ArgumentNullException.ThrowIfNull(caller);
+        if (caller.Status == NodeStatus.Drifted)
+            throw Quarantined(caller);
+        // Every SVID of a continuous attestor's agent is backed by a fresh proof (tpm: a new TPM signature over the key).
+        if (server.Posture.Attestor(caller.AttestationType) is not null)
+        {
+            throw new WritException(NodePostureCodes.Reattest, WritErrorKind.FailedPrecondition,
+                $"agent {caller.SpiffeId} is attested by {caller.AttestationType}, whose SVIDs are not renewed: attest again; tpm agents do that themselves");
+        }
         var outcome = await _pipeline.AttestNodeAsync(NodeFacts.Of(caller), key, renewal: true, ct).ConfigureAwait(false);
         if (outcome.Chain is not { } chain)
             throw new WritException(NodeAttestationCodes.Denied, WritErrorKind.PermissionDenied, outcome.Decision.DeniedDetail);
@@ -199,6 +249,17 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
 
     private static WritException Banned(string id) => new(NodeAttestationCodes.AgentBanned, WritErrorKind.PermissionDenied,
         $"agent {id} is banned: an admin must evict it ('writ agent evict') before it may attest again");
+
+    private static WritException Drifted(string id, string? reason) => new(NodePostureCodes.NodeDrifted, WritErrorKind.PermissionDenied,
+        $"agent {id} has drifted ({reason ?? "continuous attestation failed"}): an admin must readmit it: writ agent readmit {id}");
+
+    /// <summary>The refusal of an SVID to a drifted (quarantined) node.</summary>
+    public static WritException Quarantined(AttestedNode node)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        return new(NodePostureCodes.AgentDrifted, WritErrorKind.PermissionDenied,
+            $"agent {node.SpiffeId} has drifted ({node.StatusReason ?? "continuous attestation failed"}) and gets no new SVIDs until an admin readmits it: writ agent readmit {node.SpiffeId}");
+    }
 
     private static WritException NodeExists(string id) => new(NodeAttestationCodes.NodeExists, WritErrorKind.PermissionDenied,
         $"agent {id} is already attested; evict it first ('writ agent evict')");

@@ -1,3 +1,5 @@
+using Writ.Protocol.Evidence;
+
 namespace Writ.Server.Storage;
 
 /// <summary>The server's database: one store per aggregate. Thread-safe; dispose once at shutdown.</summary>
@@ -131,6 +133,33 @@ public interface INodeStore
     /// overwrite a renewal made meanwhile.
     /// </summary>
     Task<bool> TryRenewAsync(string spiffeId, string expectedSerial, string newSerial, DateTimeOffset expiresAt, CancellationToken ct);
+
+    /// <summary>
+    /// A re-attestation's write (a continuous attestor's node attested again with fresh evidence): serial, expiry,
+    /// selectors, aliases and attestor state become <paramref name="node"/>'s only while the node exists, is not banned
+    /// and is active. False (nothing written, no audit) otherwise, so a re-attestation never recreates an evicted node,
+    /// undoes a ban or clears a drift.
+    /// </summary>
+    Task<bool> TryReattestAsync(AttestedNode node, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null);
+
+    /// <summary>
+    /// Marks the node drifted with <paramref name="reason"/> while it exists, is active and (when given) still has
+    /// <paramref name="expectedSerial"/>. False (nothing written, no audit) otherwise: a drift never recreates an evicted
+    /// node, and a drift seen on an SVID the node has since replaced is dropped.
+    /// </summary>
+    Task<bool> TryMarkDriftedAsync(string spiffeId, string? expectedSerial, string reason, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null);
+
+    /// <summary>
+    /// Readmits a drifted node (status active, reason cleared) while it exists, is drifted and is not banned. False
+    /// (nothing written, no audit) otherwise: a readmit never undoes a ban.
+    /// </summary>
+    Task<bool> TryReadmitAsync(string spiffeId, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null);
+
+    /// <summary>
+    /// A passed recheck's write: the node's selectors and attestor state, only while it exists, is active, is not banned
+    /// and has <paramref name="expectedSerial"/>. False (nothing written) otherwise.
+    /// </summary>
+    Task<bool> TryUpdatePostureAsync(string spiffeId, string expectedSerial, IReadOnlyList<Selector> selectors, byte[]? attestorState, CancellationToken ct);
 }
 
 public interface IJoinTokenStore

@@ -35,6 +35,9 @@ public sealed class WritServerMetrics
     private readonly Counter<long> _revocations;
     private readonly Histogram<double> _ledgerAppend;
     private readonly Histogram<double> _syncLag;
+    private readonly Counter<long> _nodeDrifts;
+    private readonly Counter<long> _nodeRechecks;
+    private readonly Counter<long> _nodeRecheckErrors;
 
     /// <param name="factory">The host's meter factory; null for a part built outside a host (tests, benchmarks).</param>
     public WritServerMetrics(IMeterFactory? factory)
@@ -49,6 +52,10 @@ public sealed class WritServerMetrics
         _ledgerAppend = meter.CreateHistogram<double>("writ.server.ledger.append.duration", "s", "Time until an issuance's ledger records are durable (group commit included).");
         _syncLag = meter.CreateHistogram<double>("writ.server.sync.lag", "s",
             "Per push to an agent: time from the change that woke its sync stream to the update being written (one value per push, no per-agent label).");
+        _nodeDrifts = meter.CreateCounter<long>("writ.server.node.drifts", "{node}", "Nodes marked drifted by continuous attestation, by attestation type and drift code.");
+        _nodeRechecks = meter.CreateCounter<long>("writ.server.node.rechecks", "{recheck}", "Rechecks sent to nodes of a continuous attestation type, by type.");
+        _nodeRecheckErrors = meter.CreateCounter<long>("writ.server.node.recheck.errors", "{recheck}",
+            "Recheck answers the server failed to appraise (an attestor bug or timeout; the node is not marked drifted), by type.");
     }
 
     /// <summary>A part built outside a host: instruments nobody listens to unless a listener asks for <see cref="MeterName"/>.</summary>
@@ -73,6 +80,14 @@ public sealed class WritServerMetrics
     public void LedgerAppendTook(long startTimestamp) => _ledgerAppend.Record(Stopwatch.GetElapsedTime(startTimestamp).TotalSeconds);
 
     public void SyncPushed(TimeSpan lag) => _syncLag.Record(lag.TotalSeconds);
+
+    /// <param name="type">the node's attestation type; <paramref name="code"/> the drift's stable code (a fixed set per attestor).</param>
+    public void NodeDrifted(string type, string code) =>
+        _nodeDrifts.Add(1, new KeyValuePair<string, object?>("type", type), new KeyValuePair<string, object?>("code", code));
+
+    public void NodeRecheckSent(string type) => _nodeRechecks.Add(1, new KeyValuePair<string, object?>("type", type));
+
+    public void NodeRecheckFailed(string type) => _nodeRecheckErrors.Add(1, new KeyValuePair<string, object?>("type", type));
 
     private static string ReasonLabel(DenialReason reason) => reason switch
     {

@@ -132,6 +132,9 @@ internal sealed class HookedStore(IWritStore inner) : IWritStore
     /// <summary>Runs (once) inside <see cref="INodeStore.TryRenewAsync"/>, before the write.</summary>
     public Func<Task>? BeforeRenewWrite { get => _nodes.BeforeRenewWrite; set => _nodes.BeforeRenewWrite = value; }
 
+    /// <summary>Runs (once) inside <see cref="INodeStore.TryMarkDriftedAsync"/>, before the write (to land an eviction there).</summary>
+    public Func<Task>? BeforeDriftWrite { get => _nodes.BeforeDriftWrite; set => _nodes.BeforeDriftWrite = value; }
+
     public string Kind => inner.Kind;
     public IEntryStore Entries => inner.Entries;
     public INodeStore Nodes => _nodes;
@@ -149,6 +152,7 @@ internal sealed class HookedStore(IWritStore inner) : IWritStore
     private sealed class HookedNodes(INodeStore nodes) : INodeStore
     {
         public Func<Task>? BeforeRenewWrite { get; set; }
+        public Func<Task>? BeforeDriftWrite { get; set; }
 
         public Task CreateAsync(AttestedNode node, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null) => nodes.CreateAsync(node, ct, audit);
         public Task<AttestedNode?> GetAsync(string spiffeId, CancellationToken ct) => nodes.GetAsync(spiffeId, ct);
@@ -157,6 +161,21 @@ internal sealed class HookedStore(IWritStore inner) : IWritStore
         public Task DeleteAsync(string spiffeId, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null) => nodes.DeleteAsync(spiffeId, ct, audit);
         public Task<NodeCreateOutcome> CreateAttestedAsync(AttestedNode node, SingleUseEvidence? burn, DateTimeOffset now, CancellationToken ct) =>
             nodes.CreateAttestedAsync(node, burn, now, ct);
+
+        public Task<bool> TryReattestAsync(AttestedNode node, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null) => nodes.TryReattestAsync(node, ct, audit);
+        public Task<bool> TryReadmitAsync(string spiffeId, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null) => nodes.TryReadmitAsync(spiffeId, ct, audit);
+        public Task<bool> TryUpdatePostureAsync(string spiffeId, string expectedSerial, IReadOnlyList<Writ.Protocol.Evidence.Selector> selectors, byte[]? attestorState,
+            CancellationToken ct) => nodes.TryUpdatePostureAsync(spiffeId, expectedSerial, selectors, attestorState, ct);
+
+        public async Task<bool> TryMarkDriftedAsync(string spiffeId, string? expectedSerial, string reason, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null)
+        {
+            if (BeforeDriftWrite is { } hook)
+            {
+                BeforeDriftWrite = null;
+                await hook();
+            }
+            return await nodes.TryMarkDriftedAsync(spiffeId, expectedSerial, reason, ct, audit);
+        }
 
         public async Task<bool> TryRenewAsync(string spiffeId, string expectedSerial, string newSerial, DateTimeOffset expiresAt, CancellationToken ct)
         {

@@ -874,6 +874,8 @@ public abstract partial class StoreConformanceTests : IAsyncLifetime
         await ExecuteRawAsync("DROP INDEX entry_tombstones_revision");
         await ExecuteRawAsync("ALTER TABLE entry_tombstones DROP COLUMN deleted_at_us");
         await ExecuteRawAsync("ALTER TABLE store_revision DROP COLUMN tombstones_pruned_through");
+        foreach (var column in new[] { "status", "status_reason", "attestor_state" })
+            await ExecuteRawAsync($"ALTER TABLE nodes DROP COLUMN {column}");
         await ExecuteRawAsync("DELETE FROM schema_migrations WHERE version > 1");
 
         Store = await OpenAsync(Time, WritStoreOptions.Default);

@@ -146,6 +146,12 @@ internal static class Migrations
         """
         CREATE TABLE tpm_reference_sets (name TEXT PRIMARY KEY, pcrs TEXT NOT NULL, created_at_us INTEGER NOT NULL) STRICT;
         """,
+        // 6: node posture under continuous attestation (issue #14): active or drifted, why, and the attestor's recheck state.
+        """
+        ALTER TABLE nodes ADD COLUMN status TEXT NOT NULL DEFAULT 'active';
+        ALTER TABLE nodes ADD COLUMN status_reason TEXT;
+        ALTER TABLE nodes ADD COLUMN attestor_state BLOB;
+        """,
     ];
 
     public static IReadOnlyList<string> Postgres { get; } =
@@ -285,6 +291,12 @@ internal static class Migrations
         // 5: TPM reference sets (issue #14).
         """
         CREATE TABLE tpm_reference_sets (name text COLLATE "C" PRIMARY KEY, pcrs text NOT NULL, created_at_us bigint NOT NULL);
+        """,
+        // 6: node posture under continuous attestation (issue #14).
+        """
+        ALTER TABLE nodes ADD COLUMN status text NOT NULL DEFAULT 'active';
+        ALTER TABLE nodes ADD COLUMN status_reason text;
+        ALTER TABLE nodes ADD COLUMN attestor_state bytea;
         """,
     ];
 }

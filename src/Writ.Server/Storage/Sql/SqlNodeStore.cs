@@ -1,11 +1,18 @@
 using System.Data.Common;
+using Writ.Protocol.Evidence;
 
 namespace Writ.Server.Storage.Sql;
 
 internal sealed class SqlNodeStore(Db db, TimeProvider time) : INodeStore
 {
     private const string Columns =
-        "spiffe_id, attestation_type, serial_number, expires_at_us, banned, selectors, aliases, created_at_us, updated_at_us";
+        "spiffe_id, attestation_type, serial_number, expires_at_us, banned, selectors, aliases, created_at_us, updated_at_us, status, status_reason, attestor_state";
+
+    private const string Values = "@id, @type, @serial, @expires, @banned, @selectors, @aliases, @created, @updated, @status, @reason, @state";
+
+    /// <summary>The stored names of <see cref="NodeStatus"/> (docs: writ agent show).</summary>
+    private const string ActiveName = "active";
+    private const string DriftedName = "drifted";
 
     public Task CreateAsync(AttestedNode node, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null)
     {
@@ -17,7 +24,7 @@ internal sealed class SqlNodeStore(Db db, TimeProvider time) : INodeStore
         {
             if (await Db.ScalarAsync(conn, tx, "SELECT spiffe_id FROM nodes WHERE spiffe_id = @id", ct, ("id", node.SpiffeId)).ConfigureAwait(false) is not null)
                 throw new StoreConflictException(exists);
-            await Db.ExecuteAsync(conn, tx, $"INSERT INTO nodes ({Columns}) VALUES (@id, @type, @serial, @expires, @banned, @selectors, @aliases, @created, @updated)",
+            await Db.ExecuteAsync(conn, tx, $"INSERT INTO nodes ({Columns}) VALUES ({Values})",
                 ct, Row(stored)).ConfigureAwait(false);
             await AppendAuditAsync(conn, tx, audit, ct).ConfigureAwait(false);
             return 0;
@@ -49,7 +56,8 @@ internal sealed class SqlNodeStore(Db db, TimeProvider time) : INodeStore
             var stored = Normalize(node) with { CreatedAt = Time.FromMicros(Convert.ToInt64(created, System.Globalization.CultureInfo.InvariantCulture)), UpdatedAt = now };
             await Db.ExecuteAsync(conn, tx, """
                 UPDATE nodes SET attestation_type = @type, serial_number = @serial, expires_at_us = @expires, banned = @banned,
-                    selectors = @selectors, aliases = @aliases, updated_at_us = @updated
+                    selectors = @selectors, aliases = @aliases, updated_at_us = @updated, status = @status, status_reason = @reason,
+                    attestor_state = @state
                 WHERE spiffe_id = @id
                 """, ct, Row(stored)).ConfigureAwait(false);
             await AppendAuditAsync(conn, tx, audit, ct).ConfigureAwait(false);
@@ -96,7 +104,7 @@ internal sealed class SqlNodeStore(Db db, TimeProvider time) : INodeStore
                         };
                     }
                 }
-                await Db.ExecuteAsync(conn, tx, $"INSERT INTO nodes ({Columns}) VALUES (@id, @type, @serial, @expires, @banned, @selectors, @aliases, @created, @updated)",
+                await Db.ExecuteAsync(conn, tx, $"INSERT INTO nodes ({Columns}) VALUES ({Values})",
                     ct, Row(stored)).ConfigureAwait(false);
                 return NodeCreateOutcome.Created;
             }, ct).ConfigureAwait(false);
@@ -121,6 +129,63 @@ internal sealed class SqlNodeStore(Db db, TimeProvider time) : INodeStore
                 """, ct, ("serial", newSerial), ("expires", Time.ToMicros(Time.Normalize(expiresAt))), ("updated", Time.ToMicros(now)),
                 ("id", spiffeId), ("banned", false), ("old", expectedSerial)).ConfigureAwait(false) == 1, ct);
     }
+
+    public Task<bool> TryReattestAsync(AttestedNode node, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null)
+    {
+        Validate(node);
+        var stored = Normalize(node) with { UpdatedAt = Time.Normalize(time.GetUtcNow()) };
+        return ConditionalWriteAsync("re-attest node", """
+            UPDATE nodes SET serial_number = @serial, expires_at_us = @expires, selectors = @selectors, aliases = @aliases,
+                attestor_state = @state, updated_at_us = @updated
+            WHERE spiffe_id = @id AND attestation_type = @type AND banned = @banned AND status = @active
+            """, audit, ct, [.. Row(stored with { Banned = false }), ("active", ActiveName)]);
+    }
+
+    public Task<bool> TryMarkDriftedAsync(string spiffeId, string? expectedSerial, string reason, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null)
+    {
+        Codec.RequireKey(spiffeId, "node SPIFFE ID");
+        if (string.IsNullOrWhiteSpace(reason) || reason.Length > 1024 || reason.Any(char.IsControl))
+            throw new ArgumentException("node drift reason must be 1-1024 characters on one line");
+        // The serial condition is left out rather than bound to NULL (PostgreSQL cannot type an untyped NULL parameter).
+        var serial = expectedSerial is null ? "" : " AND serial_number = @old";
+        return ConditionalWriteAsync("mark node drifted", $"""
+            UPDATE nodes SET status = @drifted, status_reason = @reason, updated_at_us = @updated
+            WHERE spiffe_id = @id AND status = @active{serial}
+            """, audit, ct, ("id", spiffeId), ("drifted", DriftedName), ("active", ActiveName), ("reason", reason), ("old", expectedSerial ?? ""),
+            ("updated", Time.ToMicros(Time.Normalize(time.GetUtcNow()))));
+    }
+
+    public Task<bool> TryReadmitAsync(string spiffeId, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null)
+    {
+        Codec.RequireKey(spiffeId, "node SPIFFE ID");
+        return ConditionalWriteAsync("readmit node", """
+            UPDATE nodes SET status = @active, status_reason = NULL, updated_at_us = @updated
+            WHERE spiffe_id = @id AND status = @drifted AND banned = @banned
+            """, audit, ct, ("id", spiffeId), ("drifted", DriftedName), ("active", ActiveName), ("banned", false),
+            ("updated", Time.ToMicros(Time.Normalize(time.GetUtcNow()))));
+    }
+
+    public Task<bool> TryUpdatePostureAsync(string spiffeId, string expectedSerial, IReadOnlyList<Selector> selectors, byte[]? attestorState, CancellationToken ct)
+    {
+        Codec.RequireKey(spiffeId, "node SPIFFE ID");
+        Codec.RequireKey(expectedSerial, "node serial number");
+        Codec.RequireSelectors(selectors, "node");
+        return ConditionalWriteAsync("update node posture", """
+            UPDATE nodes SET selectors = @selectors, attestor_state = @state, updated_at_us = @updated
+            WHERE spiffe_id = @id AND serial_number = @old AND status = @active AND banned = @banned
+            """, null, ct, ("id", spiffeId), ("old", expectedSerial), ("active", ActiveName), ("banned", false),
+            ("selectors", Codec.EncodeSelectors(selectors)), ("state", attestorState), ("updated", Time.ToMicros(Time.Normalize(time.GetUtcNow()))));
+    }
+
+    /// <summary>One conditional UPDATE; the audit events are appended (same transaction) only when it changed the row.</summary>
+    private Task<bool> ConditionalWriteAsync(string what, string sql, IReadOnlyList<LedgerEvent>? audit, CancellationToken ct, params (string, object?)[] args) =>
+        db.WriteAsync(what, async (conn, tx) =>
+        {
+            if (await Db.ExecuteAsync(conn, tx, sql, ct, args).ConfigureAwait(false) != 1)
+                return false;
+            await AppendAuditAsync(conn, tx, audit, ct).ConfigureAwait(false);
+            return true;
+        }, ct);
 
     private Task AppendAuditAsync(DbConnection conn, DbTransaction tx, IReadOnlyList<LedgerEvent>? audit, CancellationToken ct) =>
         audit is { Count: > 0 } ? SqlLedgerStore.AppendInTxAsync(conn, tx, audit, time, ct) : Task.CompletedTask;
@@ -150,6 +215,7 @@ internal sealed class SqlNodeStore(Db db, TimeProvider time) : INodeStore
         ("id", n.SpiffeId), ("type", n.AttestationType), ("serial", n.SerialNumber), ("expires", Time.ToMicros(n.ExpiresAt)),
         ("banned", n.Banned), ("selectors", Codec.EncodeSelectors(n.Selectors)), ("aliases", Codec.EncodeStrings(n.Aliases)),
         ("created", Time.ToMicros(n.CreatedAt)), ("updated", Time.ToMicros(n.UpdatedAt)),
+        ("status", n.Status == NodeStatus.Drifted ? DriftedName : ActiveName), ("reason", n.StatusReason), ("state", n.AttestorState),
     ];
 
     private static AttestedNode Read(DbDataReader r) => new()
@@ -163,5 +229,8 @@ internal sealed class SqlNodeStore(Db db, TimeProvider time) : INodeStore
         Aliases = Codec.DecodeStrings(r.GetString(6), "node alias list"),
         CreatedAt = Time.FromMicros(r.GetInt64(7)),
         UpdatedAt = Time.FromMicros(r.GetInt64(8)),
+        Status = r.GetString(9) == DriftedName ? NodeStatus.Drifted : NodeStatus.Active,
+        StatusReason = r.IsDBNull(10) ? null : r.GetString(10),
+        AttestorState = r.IsDBNull(11) ? null : (byte[])r.GetValue(11),
     };
 }
