@@ -53,6 +53,33 @@ public sealed class X509PopAgentTests
     }
 
     [Fact]
+    public async Task An_agent_without_a_usable_SVID_attests_again_with_its_certificate_and_keeps_its_ID()
+    {
+        using var dir = new TempDir();
+        var pki = await PkiAsync(dir);
+        var (cert, key) = await pki.NodeAsync("node-2.fleet.example", rsa: true);
+        await using var server = await ServerProcess.StartAsync(dir["server"], "example.org", "--x509pop-ca-bundle", pki.RootPem);
+        var bundle = await server.WritAsync("bundle", "show", "--format", "pem");
+        await File.WriteAllTextAsync(dir["bundle.pem"], bundle.Stdout);
+        await using var agent = new AgentProcess(server.AgentApi, dir["agent"], dir["w.sock"], dir["bundle.pem"], null,
+            "--node-attestor", "x509pop", "--x509pop-cert", cert, "--x509pop-key", key);
+        await agent.StartAsync();
+        var first = agent.AgentId;
+
+        // The node is evicted and its SVID lost (or expired while the agent was down): unlike a used join token, the
+        // certificate attests the node again, under the same ID.
+        await agent.KillAsync();
+        var evict = await server.WritAsync("agent", "evict", first);
+        Assert.True(evict.ExitCode == 0, evict.ToString());
+        File.Delete(Path.Combine(dir["agent"], "agent-svid.pem"));
+        File.Delete(Path.Combine(dir["agent"], "agent-svid.key"));
+        await agent.StartAsync();
+        Assert.Equal(first, agent.AgentId);
+        var listed = await server.WritAsync("agent", "show", first, "--output", "json");
+        Assert.True(listed.ExitCode == 0, listed.ToString());
+    }
+
+    [Fact]
     public async Task A_server_refuses_to_start_with_an_unusable_ca_bundle_or_template_in_one_line_before_making_keys()
     {
         using var dir = new TempDir();
