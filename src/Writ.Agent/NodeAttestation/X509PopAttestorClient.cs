@@ -17,6 +17,7 @@ public sealed class X509PopAttestorClient : INodeAttestorClient, IDisposable
 
     private readonly byte[][] _chain;
     private readonly AsymmetricAlgorithm _key;
+    private byte[]? _csrSha256;
 
     private X509PopAttestorClient(byte[][] chain, AsymmetricAlgorithm key)
     {
@@ -106,6 +107,12 @@ public sealed class X509PopAttestorClient : INodeAttestorClient, IDisposable
         return fresh;
     }
 
+    /// <summary>
+    /// The CSR this attestation sends (the tpm-client lane's <c>INodeAttestorClient.UseCsr</c>): once given, the agent
+    /// signs only a challenge naming this CSR's digest, so a server cannot get a proof for another agent key from it.
+    /// </summary>
+    public void UseCsr(ReadOnlyMemory<byte> csrDer) => _csrSha256 = SHA256.HashData(csrDer.Span);
+
     public Task<ReadOnlyMemory<byte>> EvidenceAsync(CancellationToken ct)
     {
         var evidence = new X509PopEvidence();
@@ -127,6 +134,10 @@ public sealed class X509PopAttestorClient : INodeAttestorClient, IDisposable
         if (c.Nonce.Length != X509PopProof.NonceSize || c.CsrSha256.Length != SHA256.HashSizeInBytes)
         {
             throw new AgentFatalException("the server's x509pop challenge has no 32-byte nonce and CSR digest: check that --server names a Writ server of this version");
+        }
+        if (_csrSha256 is { } mine && !c.CsrSha256.Span.SequenceEqual(mine))
+        {
+            throw new AgentFatalException("the server's x509pop challenge names another CSR than the one this agent sent: check that --server names the Writ server of --trust-bundle");
         }
         var signature = X509PopProof.Sign(_key, X509PopProof.Message(c.Nonce.Span, c.CsrSha256.Span));
         return Task.FromResult<ReadOnlyMemory<byte>>(new X509PopAnswer { Signature = ByteString.CopyFrom(signature) }.ToByteArray());

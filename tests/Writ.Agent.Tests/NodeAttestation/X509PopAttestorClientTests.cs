@@ -74,5 +74,20 @@ public sealed class X509PopAttestorClientTests : IDisposable
         await Assert.ThrowsAsync<AgentFatalException>(() => client.AnswerAsync(shortNonce.ToByteArray(), Ct));
     }
 
+    [Fact]
+    public async Task Once_given_its_CSR_signs_only_a_challenge_naming_that_CSR()
+    {
+        var pki = await PkiAsync();
+        var (cert, key) = await pki.NodeAsync("node-a", rsa: false);
+        using var client = X509PopAttestorClient.Load(cert, key);
+        var csr = RandomNumberGenerator.GetBytes(200);
+        client.UseCsr(csr);
+        var other = new X509PopChallenge { Nonce = ByteString.CopyFrom(RandomNumberGenerator.GetBytes(32)), CsrSha256 = ByteString.CopyFrom(RandomNumberGenerator.GetBytes(32)) };
+        await Assert.ThrowsAsync<AgentFatalException>(() => client.AnswerAsync(other.ToByteArray(), Ct));
+        var mine = other.Clone();
+        mine.CsrSha256 = ByteString.CopyFrom(SHA256.HashData(csr));
+        Assert.False((await client.AnswerAsync(mine.ToByteArray(), Ct)).IsEmpty);
+    }
+
     private static string Refusal(string cert, string key) => Assert.Throws<AgentFatalException>(() => X509PopAttestorClient.Load(cert, key).Dispose()).Message;
 }
