@@ -89,6 +89,23 @@ public class X509PopNodeAttestorConformanceTests : NodeAttestorConformance
     }
 
     [Fact]
+    public async Task A_bundle_must_hold_self_signed_root_CAs_only()
+    {
+        // The chain builder anchors only at roots, so an intermediate in the bundle is refused at start-up rather than
+        // trusted in name and refusing every node.
+        using var intermediate = CaCert("fleet-machines", Now.AddDays(-30), Now.AddDays(365), _root);
+        using var node = Node(_root, NextName(), Now.AddDays(-1), Now.AddDays(30));
+        foreach (var (cert, why) in new[] { (intermediate, "not a self-signed root CA"), (node, "not a CA certificate") })
+        {
+            var file = System.IO.Path.Combine(H.Ca.Dir, "bundle.pem");
+            await File.WriteAllTextAsync(file, _root.ExportCertificatePem() + "\n" + cert.ExportCertificatePem() + "\n", Ct);
+            var e = Assert.Throws<Writ.Protocol.StartupRefusedException>(() => new X509PopOptions(file, DefaultPath).LoadCaBundle());
+            Assert.Equal(X509PopCodes.CaBundle, e.Code);
+            Assert.Contains(why, e.Message, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
     public async Task An_RSA_node_key_proves_itself_with_PSS()
     {
         using var rsa = RSA.Create(2048);

@@ -13,7 +13,7 @@ public sealed record X509PopOptions(string CaBundlePath, X509PopAgentPath AgentP
 {
     public static readonly IReadOnlyList<ConfigKey> Keys =
     [
-        new("x509pop.ca_bundle", "", "PEM file of the CA certificates node certificates must chain to; when set, agents may attest with x509pop (--node-attestor x509pop)."),
+        new("x509pop.ca_bundle", "", "PEM file of the root CA certificates node certificates must chain to; when set, agents may attest with x509pop (--node-attestor x509pop)."),
         new("x509pop.agent_path_template", X509PopAgentPath.DefaultTemplate,
             "Agent ID path after /writ/agent/x509pop/: {fingerprint_sha1}, {fingerprint_sha256}, {subject_cn}, {serialnumber} and literal path characters."),
     ];
@@ -35,8 +35,8 @@ public sealed record X509PopOptions(string CaBundlePath, X509PopAgentPath AgentP
     }
 
     /// <summary>
-    /// The trusted CAs from <see cref="CaBundlePath"/>. An unreadable file, one without a certificate, or a certificate
-    /// that is no CA refuses the start (<see cref="X509PopCodes.CaBundle"/>).
+    /// The trusted root CAs from <see cref="CaBundlePath"/>. An unreadable file, one without a certificate, or a
+    /// certificate that is no self-signed CA refuses the start (<see cref="X509PopCodes.CaBundle"/>).
     /// </summary>
     public X509Certificate2Collection LoadCaBundle()
     {
@@ -59,19 +59,24 @@ public sealed record X509PopOptions(string CaBundlePath, X509PopAgentPath AgentP
         }
         foreach (var ca in cas)
         {
-            if (ca.Extensions["2.5.29.19"] is not { } bc || !new X509BasicConstraintsExtension(bc, bc.Critical).CertificateAuthority)
+            // Roots only: the platform's chain builder (OpenSSL) does not anchor a chain at an intermediate.
+            var why = ca.Extensions["2.5.29.19"] is not { } bc || !new X509BasicConstraintsExtension(bc, bc.Critical).CertificateAuthority
+                ? "which is not a CA certificate (basicConstraints CA:TRUE)"
+                : !ca.SubjectName.RawData.AsSpan().SequenceEqual(ca.IssuerName.RawData) ? "which is not a self-signed root CA (x509pop trusts roots; the agent sends the intermediates)"
+                : null;
+            if (why is not null)
             {
                 var subject = ca.Subject;
                 foreach (var c in cas)
                 {
                     c.Dispose();
                 }
-                throw Refused($"holds '{subject}', which is not a CA certificate (basicConstraints CA:TRUE)");
+                throw Refused($"holds '{subject}', {why}");
             }
         }
         return cas;
     }
 
     private StartupRefusedException Refused(string why) => new(X509PopCodes.CaBundle,
-        $"x509pop.ca_bundle '{CaBundlePath}' {why}: give a PEM file of the CA certificates that issue the nodes' certificates");
+        $"x509pop.ca_bundle '{CaBundlePath}' {why}: give a PEM file of the root CA certificates of the machine PKI");
 }
