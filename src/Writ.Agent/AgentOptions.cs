@@ -14,6 +14,12 @@ public sealed record AgentOptions
     /// <summary>PEM or SPIFFE-JSON bundle used to authenticate the server before the agent has its own copy.</summary>
     public string? TrustBundlePath { get; init; }
     public string? JoinToken { get; init; }
+    /// <summary>How the node attests (<c>node_attestor</c>): <c>join_token</c> (default) or <c>x509pop</c>.</summary>
+    public string NodeAttestor { get; init; } = "join_token";
+    /// <summary>x509pop: PEM node certificate, then its intermediates (<c>x509pop.cert</c>).</summary>
+    public string? X509PopCertPath { get; init; }
+    /// <summary>x509pop: PEM private key of the node certificate (<c>x509pop.key</c>).</summary>
+    public string? X509PopKeyPath { get; init; }
     public TimeSpan AttestorTimeout { get; init; } = TimeSpan.FromSeconds(5);
     /// <summary>How often every workload instance served is re-checked (alive, same evidence); also re-checked on every call.</summary>
     public TimeSpan ReattestInterval { get; init; } = TimeSpan.FromSeconds(2);

@@ -26,6 +26,9 @@ public static class AgentCommands
     [
         new("server", "", "HOST:PORT of the server's agent API (required)."),
         new("join_token", "", "Join token from 'writ token generate'; needed only for the first start (the SVID is kept in data_dir)."),
+        new("node_attestor", "join_token", "How the node attests: join_token (--join-token) or x509pop (--x509pop-cert, --x509pop-key)."),
+        new("x509pop.cert", "", "x509pop: PEM file of the node's certificate from the machine PKI, then its intermediates."),
+        new("x509pop.key", "", "x509pop: PEM private key of that certificate (PKCS#8, EC or RSA; not encrypted)."),
         new("trust_bundle", "", "Bundle to authenticate the server on first start: PEM ('writ bundle show') or SPIFFE JSON. Later the agent keeps its own copy."),
         new("trust_domain", "", "The trust domain; default: read from the trust bundle's CA certificate."),
         new("data_dir", ".writ/agent", "Directory for the agent SVID (key 0600), its bundle and state."),
@@ -97,6 +100,8 @@ public static class AgentCommands
         var maxConnections = Count(c, "workload_api.max_connections", 1);
         var maxPerUid = Count(c, "workload_api.max_connections_per_uid", 1);
         var rate = Count(c, "workload_api.rate_limit_per_uid", 0);
+        var nodeAttestor = c.OneOf("node_attestor", "join_token", X509PopAttestorClient.TypeName);
+        var (x509PopCert, x509PopKey) = nodeAttestor == X509PopAttestorClient.TypeName ? X509PopFiles(c) : (null, null);
         var level = c.OneOf("log_level", "info", "debug", "warn", "error");
         var format = c.OneOf("log_format", "text", "json");
         var metricsBind = Writ.Server.Telemetry.MetricsBindOption.Parse(c, "metrics_bind");
@@ -113,6 +118,9 @@ public static class AgentCommands
             SocketPath = socket,
             TrustBundlePath = bundle,
             JoinToken = c.Get("join_token") is { Length: > 0 } t ? t : null,
+            NodeAttestor = nodeAttestor,
+            X509PopCertPath = x509PopCert,
+            X509PopKeyPath = x509PopKey,
             AttestorTimeout = timeout,
             ReattestInterval = reattest,
             MaxConnections = maxConnections,
@@ -122,6 +130,27 @@ public static class AgentCommands
             LogLevel = level,
             LogFormat = format,
         };
+    }
+
+    /// <summary>The x509pop certificate and key files (both required), loaded once here so a wrong file is a configuration error.</summary>
+    private static (string? Cert, string? Key) X509PopFiles(ConfigSources c)
+    {
+        var cert = c.Get("x509pop.cert") is { Length: > 0 } cp ? Path.GetFullPath(cp) : null;
+        var key = c.Get("x509pop.key") is { Length: > 0 } kp ? Path.GetFullPath(kp) : null;
+        if (cert is null || key is null)
+        {
+            c.Errors.Add("--node-attestor x509pop needs --x509pop-cert FILE (the node certificate, then intermediates) and --x509pop-key FILE (its private key)");
+            return (null, null);
+        }
+        try
+        {
+            X509PopAttestorClient.Load(cert, key).Dispose();
+        }
+        catch (AgentFatalException e)
+        {
+            c.Errors.Add(e.Message);
+        }
+        return (cert, key);
     }
 
     /// <summary>A whole number from <paramref name="min"/> to 1,000,000 (a count or a rate), else an error naming the source.</summary>

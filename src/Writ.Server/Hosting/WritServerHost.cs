@@ -60,6 +60,11 @@ public sealed class WritServerHost : IAsyncDisposable
             held.AdminSocket = ListenAdminSocket(options.AdminSocket);
             (held.AgentApiHandle, var agentApi) = ListenAgentApi(options.Bind);
             held.Telemetry = TelemetryEndpoint.Bind(options.MetricsBind, StartupCodes.MetricsBind);
+            // A node attestor's trust anchors are checked before anything is created (ServerContext loads them again).
+            foreach (var anchor in options.X509Pop?.LoadCaBundle() ?? [])
+            {
+                anchor.Dispose();
+            }
             using var bootLogs = LoggerFactory.Create(logging);
             var store = await WritStoreFactory.OpenAsync(options.StoreKind, options.StoreConnection, time, ct).ConfigureAwait(false);
             held.Store = store;

@@ -11,7 +11,14 @@ namespace Writ.Server.NodeAttestation;
 public delegate Task<ReadOnlyMemory<byte>> NodeChallenge(ReadOnlyMemory<byte> challenge, CancellationToken ct);
 
 /// <summary>What an attestor is given: the agent's evidence payload, the server's trust domain and the time.</summary>
-public sealed record NodeEvidence(ReadOnlyMemory<byte> Payload, TrustDomain TrustDomain, DateTimeOffset Now);
+public sealed record NodeEvidence(ReadOnlyMemory<byte> Payload, TrustDomain TrustDomain, DateTimeOffset Now)
+{
+    /// <summary>
+    /// The agent's CSR (DER, already verified) the SVID will be issued for, so a proof of possession can be bound to it
+    /// (x509pop, tpm sign over its SHA-256): evidence proven for one agent key cannot get an SVID for another.
+    /// </summary>
+    public ReadOnlyMemory<byte> Csr { get; init; }
+}
 
 /// <summary>
 /// What an attestor proved about a node: its attestation type, the agent's SPIFFE ID (in the server's trust domain, under

@@ -38,6 +38,11 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
     /// <summary>The attestors every server has: <c>join_token</c>.</summary>
     public static NodeAttestorRegistry DefaultRegistry(IWritStore store) => new([new JoinTokenNodeAttestor(store.JoinTokens)]);
 
+    /// <summary>The attestors of this configuration: <c>join_token</c>, and <c>x509pop</c> when its CA bundle is configured.</summary>
+    public static NodeAttestorRegistry ConfiguredRegistry(IWritStore store, Configuration.ServerOptions options) =>
+        new([new JoinTokenNodeAttestor(store.JoinTokens),
+             .. options.X509Pop is { } x ? [new X509Pop.X509PopNodeAttestor(x.LoadCaBundle(), x.AgentPath)] : Array.Empty<INodeAttestor>()]);
+
     /// <summary>
     /// Attests an agent: <paramref name="challenge"/> carries the attestor's challenges to the agent. Refusals are
     /// <see cref="WritException"/>s with a stable code; nothing is written unless the agent gets its SVID.
@@ -78,7 +83,7 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
             throw TooLarge("the agent CSR", csr.Length);
         if (!Csr.TryVerify(csr.Span, out var key, out var csrError))
             throw new WritException(NodeAttestationCodes.BadCsr, WritErrorKind.InvalidArgument, $"the agent CSR was refused: {csrError}");
-        var facts = await RunAttestorAsync(attestor, new NodeEvidence(payload, server.Options.TrustDomain, server.Time.GetUtcNow()), challenge, ct).ConfigureAwait(false);
+        var facts = await RunAttestorAsync(attestor, new NodeEvidence(payload, server.Options.TrustDomain, server.Time.GetUtcNow()) { Csr = csr }, challenge, ct).ConfigureAwait(false);
         var id = facts.AgentId.ToString();
         var existing = await server.Store.Nodes.GetAsync(id, ct).ConfigureAwait(false);
         if (existing is not null)
