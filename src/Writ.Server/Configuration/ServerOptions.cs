@@ -30,6 +30,8 @@ public sealed record ServerOptions
     public string LogFormat { get; init; } = "text";
     /// <summary>Flood limits on issuance and the ledger, and signed ledger checkpoints.</summary>
     public LedgerOptions Ledger { get; init; } = new();
+    /// <summary>The tpm node attestor (enabled by tpm.ek_ca_dir or tpm.ek_hashes).</summary>
+    public TpmOptions Tpm { get; init; } = TpmOptions.Disabled;
 
     public SpiffeId ServerId => SpiffeId.FromSegments(TrustDomain, "writ", "server");
 }
@@ -64,6 +66,7 @@ public static class ServerConfigLoader
         new("log_level", "info", "debug, info, warn or error."),
         new("log_format", "text", "text (one line per event) or json (one JSON object per line)."),
         .. LedgerOptions.Keys,
+        .. TpmOptions.Keys,
     ];
 
     /// <summary>The machine-wide admin socket root's server listens on and root's CLI looks for by default.</summary>
@@ -158,6 +161,7 @@ public static class ServerConfigLoader
         var log = c.OneOf("log_level", "info", "debug", "warn", "error");
         var logFormat = c.OneOf("log_format", "text", "json");
         var ledger = LedgerOptions.Build(c);
+        var tpm = TpmOptions.Build(c);
         if (x509Ttl > maxTtl)
         {
             c.Errors.Add($"{c.Describe("default_x509_ttl")} is larger than max_ttl ({ConfigSources.Format(maxTtl)}): lower it or raise max_ttl");
@@ -192,6 +196,7 @@ public static class ServerConfigLoader
             LogLevel = log,
             LogFormat = logFormat,
             Ledger = ledger,
+            Tpm = tpm,
         };
     }
 
