@@ -18,6 +18,8 @@ public static class LedgerEvents
     public const string JoinTokenCreated = "join_token.created";
     public const string PolicyPushed = "policy.pushed";
     public const string PolicyRolledBack = "policy.rolled_back";
+    public const string TpmReferenceCreated = "tpm_reference.created";
+    public const string TpmReferenceDeleted = "tpm_reference.deleted";
 
     /// <summary>The actor of what the server does by itself (e.g. installing the default policy).</summary>
     public const string ServerActor = "server";
@@ -77,6 +79,15 @@ public static class LedgerEvents
             .Add("rolled_back_from", version.RolledBackFrom)
             .Add("sha256", version.Sha256)
             .Add("version", "{version}"));
+    }
+
+    /// <summary>tpm_reference.created / tpm_reference.deleted: subject "tpm_reference:{name}", data = the set's name and PCR values.</summary>
+    public static LedgerEvent TpmReference(string kind, string actor, TpmReferenceSet set)
+    {
+        ArgumentNullException.ThrowIfNull(set);
+        return New(kind, actor, "tpm_reference:" + set.Name, new LedgerJson()
+            .Add("name", set.Name)
+            .Add("pcrs", set.Pcrs.Select(p => p.ToString()).ToList()));
     }
 
     private static LedgerEvent New(string kind, string actor, string subject, LedgerJson data) => new()

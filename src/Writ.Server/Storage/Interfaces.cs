@@ -14,6 +14,7 @@ public interface IWritStore : IAsyncDisposable
     IPolicyStore Policies { get; }
     IRevocationStore Revocations { get; }
     IMetadataStore Metadata { get; }
+    ITpmReferenceSetStore TpmReferenceSets { get; }
 }
 
 /// <summary>

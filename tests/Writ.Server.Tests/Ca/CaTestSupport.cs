@@ -192,6 +192,7 @@ internal sealed class FlakyStore(IWritStore inner) : IWritStore
     public IBundleStore Bundles => new FlakyBundles(this, inner.Bundles);
     public ICaJournalStore CaJournal => new FlakyJournal(this, inner.CaJournal);
     public IMetadataStore Metadata => inner.Metadata;
+    public ITpmReferenceSetStore TpmReferenceSets => inner.TpmReferenceSets;
     public ILedgerStore Ledger => inner.Ledger;
     public IPolicyStore Policies => inner.Policies;
     public IRevocationStore Revocations => inner.Revocations;

@@ -139,6 +139,7 @@ internal sealed class HookedStore(IWritStore inner) : IWritStore
     public IBundleStore Bundles => inner.Bundles;
     public ICaJournalStore CaJournal => inner.CaJournal;
     public IMetadataStore Metadata => inner.Metadata;
+    public ITpmReferenceSetStore TpmReferenceSets => inner.TpmReferenceSets;
     public ILedgerStore Ledger => inner.Ledger;
     public IPolicyStore Policies => inner.Policies;
     public IRevocationStore Revocations => inner.Revocations;

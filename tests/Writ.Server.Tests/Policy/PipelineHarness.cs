@@ -131,6 +131,7 @@ internal sealed class FlakyLedgerStore(IWritStore inner) : IWritStore
     public IBundleStore Bundles => inner.Bundles;
     public ICaJournalStore CaJournal => inner.CaJournal;
     public IMetadataStore Metadata => inner.Metadata;
+    public ITpmReferenceSetStore TpmReferenceSets => inner.TpmReferenceSets;
     public ILedgerStore Ledger => FailLedger ? new FailingLedger(inner.Ledger) : inner.Ledger;
     public IPolicyStore Policies => inner.Policies;
     public IRevocationStore Revocations => inner.Revocations;

@@ -142,6 +142,10 @@ internal static class Migrations
         """
         CREATE TABLE store_metadata (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
         """,
+        // 5: TPM reference sets (issue #14): named PCR values a node's quote is matched against.
+        """
+        CREATE TABLE tpm_reference_sets (name TEXT PRIMARY KEY, pcrs TEXT NOT NULL, created_at_us INTEGER NOT NULL) STRICT;
+        """,
     ];
 
     public static IReadOnlyList<string> Postgres { get; } =
@@ -277,6 +281,10 @@ internal static class Migrations
         // 4: facts recorded at the first start and checked at every later one (the trust domain the data belongs to).
         """
         CREATE TABLE store_metadata (key text PRIMARY KEY, value text NOT NULL);
+        """,
+        // 5: TPM reference sets (issue #14).
+        """
+        CREATE TABLE tpm_reference_sets (name text COLLATE "C" PRIMARY KEY, pcrs text NOT NULL, created_at_us bigint NOT NULL);
         """,
     ];
 }

@@ -22,6 +22,7 @@ internal sealed class SqlWritStore : IWritStore
         Policies = new SqlPolicyStore(db, time);
         Revocations = new SqlRevocationStore(db, time, watcher);
         Metadata = new SqlMetadataStore(db);
+        TpmReferenceSets = new SqlTpmReferenceSetStore(db, time);
     }
 
     public string Kind => _db.Dialect.Kind;
@@ -34,6 +35,7 @@ internal sealed class SqlWritStore : IWritStore
     public IPolicyStore Policies { get; }
     public IRevocationStore Revocations { get; }
     public IMetadataStore Metadata { get; }
+    public ITpmReferenceSetStore TpmReferenceSets { get; }
 
     public static async Task<IWritStore> OpenAsync(SqlDialect dialect, TimeProvider time, WritStoreOptions options, CancellationToken ct)
     {
