@@ -11,7 +11,14 @@ namespace Writ.Server.NodeAttestation;
 public delegate Task<ReadOnlyMemory<byte>> NodeChallenge(ReadOnlyMemory<byte> challenge, CancellationToken ct);
 
 /// <summary>What an attestor is given: the agent's evidence payload, the server's trust domain and the time.</summary>
-public sealed record NodeEvidence(ReadOnlyMemory<byte> Payload, TrustDomain TrustDomain, DateTimeOffset Now);
+public sealed record NodeEvidence(ReadOnlyMemory<byte> Payload, TrustDomain TrustDomain, DateTimeOffset Now)
+{
+    /// <summary>
+    /// The DER CSR of the agent's key the SVID will be issued for (already verified), so an attestor can bind its evidence
+    /// to it (tpm: the TPM-resident agent key signs a digest of the nonce and this CSR).
+    /// </summary>
+    public ReadOnlyMemory<byte> Csr { get; init; }
+}
 
 /// <summary>
 /// What an attestor proved about a node: its attestation type, the agent's SPIFFE ID (in the server's trust domain, under

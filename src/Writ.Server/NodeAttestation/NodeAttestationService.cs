@@ -35,8 +35,9 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
 
     public NodeAttestorRegistry Registry => registry;
 
-    /// <summary>The attestors every server has: <c>join_token</c>.</summary>
-    public static NodeAttestorRegistry DefaultRegistry(IWritStore store) => new([new JoinTokenNodeAttestor(store.JoinTokens)]);
+    /// <summary>The attestors every server has: <c>join_token</c>; <c>tpm</c> when its EK trust is configured.</summary>
+    public static NodeAttestorRegistry DefaultRegistry(IWritStore store, Configuration.TpmOptions? tpm = null) =>
+        new([new JoinTokenNodeAttestor(store.JoinTokens), .. tpm is { Enabled: true } ? [new Tpm.TpmNodeAttestor(tpm, store.TpmReferenceSets)] : Array.Empty<INodeAttestor>()]);
 
     /// <summary>
     /// Attests an agent: <paramref name="challenge"/> carries the attestor's challenges to the agent. Refusals are
@@ -78,7 +79,7 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
             throw TooLarge("the agent CSR", csr.Length);
         if (!Csr.TryVerify(csr.Span, out var key, out var csrError))
             throw new WritException(NodeAttestationCodes.BadCsr, WritErrorKind.InvalidArgument, $"the agent CSR was refused: {csrError}");
-        var facts = await RunAttestorAsync(attestor, new NodeEvidence(payload, server.Options.TrustDomain, server.Time.GetUtcNow()), challenge, ct).ConfigureAwait(false);
+        var facts = await RunAttestorAsync(attestor, new NodeEvidence(payload, server.Options.TrustDomain, server.Time.GetUtcNow()) { Csr = csr }, challenge, ct).ConfigureAwait(false);
         var id = facts.AgentId.ToString();
         if (await server.Store.Nodes.GetAsync(id, ct).ConfigureAwait(false) is { } existing)
             throw existing.Banned ? Banned(id) : NodeExists(id);

@@ -87,7 +87,7 @@ public sealed class TpmNodeAttestor(TpmOptions options, ITpmReferenceSetStore re
         CheckCsrSignature(agentKey, answer.CsrSignature, nonce, evidence.Csr.Span);
 
         var sets = await references.ListAsync(ct).ConfigureAwait(false);
-        var matched = Satisfied(sets, _selection.Bank, values).ToList();
+        var matched = Satisfied(sets, _selection.Bank, values);
         var state = new TpmNodeState(ekHash, ekIssuer, ak.Bytes.ToArray(), _selection.Bank, values, matched, secureBoot);
         var agentId = SpiffeId.FromSegments(evidence.TrustDomain, "writ", "agent", TypeName, ekHash);
         return new AttestedNodeFacts(TypeName, agentId, state.Selectors(matched), [], null) { AttestorState = state.Serialize() };
@@ -138,7 +138,7 @@ public sealed class TpmNodeAttestor(TpmOptions options, ITpmReferenceSetStore re
             if (string.Equals(before, now, StringComparison.Ordinal))
                 continue;
             // A change is allowed only inside a set matched at attestation that names this PCR and is still satisfied.
-            var allowedBy = attestedSets.FirstOrDefault(s => s.Pcrs.Any(p => p.Bank == state.Bank && p.Index == index) && IsSatisfied(s, state.Bank, values));
+            var allowedBy = attestedSets.FirstOrDefault(s => TpmReferenceMatcher.Covers(s, state.Bank, index) && Satisfied([s], state.Bank, values).Count == 1);
             if (allowedBy is null)
             {
                 return NodeAppraisal.Drifted(TpmNodeCodes.PcrDrift,
@@ -322,13 +322,9 @@ public sealed class TpmNodeAttestor(TpmOptions options, ITpmReferenceSetStore re
         return SHA256.HashData(message);
     }
 
-    /// <summary>The names of the sets every PCR of which (for <paramref name="bank"/>) has one of the set's values.</summary>
-    private static IEnumerable<string> Satisfied(IEnumerable<TpmReferenceSet> sets, string bank, IReadOnlyDictionary<int, string> values) =>
-        sets.Where(s => IsSatisfied(s, bank, values)).Select(s => s.Name);
-
-    private static bool IsSatisfied(TpmReferenceSet set, string bank, IReadOnlyDictionary<int, string> values) =>
-        set.Pcrs.Count > 0 && set.Pcrs.GroupBy(p => (p.Bank, p.Index)).All(g =>
-            g.Key.Bank == bank && values.TryGetValue(g.Key.Index, out var v) && g.Any(p => string.Equals(p.DigestHex, v, StringComparison.OrdinalIgnoreCase)));
+    /// <summary>The names of the reference sets the node's PCR values (hex, of <paramref name="bank"/>) satisfy.</summary>
+    private static IReadOnlyList<string> Satisfied(IReadOnlyList<TpmReferenceSet> sets, string bank, IReadOnlyDictionary<int, string> values) =>
+        TpmReferenceMatcher.Matching([.. values.Select(v => (bank, v.Key, Convert.FromHexString(v.Value)))], sets);
 
     private static TpmPcrSelection StateSelection(TpmNodeState state) =>
         new(TpmHash.TryParseBank(state.Bank, out var alg) ? alg : TpmAlg.Sha256, state.Pcrs.Keys.Order());

@@ -160,7 +160,7 @@ internal sealed partial class TpmTestAgent : IAsyncDisposable
         try
         {
             stdout = await Tpm.Tpm2Async("tpm2_quote", ["-c", F("ak.ctx"), "-l", $"{pcrs.Bank}:{string.Join(',', pcrs.Indices)}", "-q", Convert.ToHexStringLower(nonce),
-                "-m", F("quote.msg"), "-s", F("quote.sig"), "-g", "sha256"], Ct, _dir);
+                "-m", F("quote.msg"), "-s", F("quote.sig"), "-o", F("quote.pcrs"), "-g", "sha256"], Ct, _dir);
         }
         finally
         {
@@ -249,13 +249,17 @@ internal sealed partial class TpmTestAgent : IAsyncDisposable
             return new RawTpm(s);
         }
 
-        /// <summary>TPM2_ContextLoad of a tpm2-tools context file (magic, version, hierarchy, saved handle, sequence, blob).</summary>
+        /// <summary>
+        /// TPM2_ContextLoad of a tpm2-tools context file: magic, version, hierarchy, saved handle, sequence, then ESYS's
+        /// blob (size, a reserved UINT32, the TPM's own TPM2B context blob, ESYS metadata).
+        /// </summary>
         public async Task<uint> ContextLoadAsync(byte[] file)
         {
             var hierarchy = file.AsSpan(8, 4);
             var savedHandle = file.AsSpan(12, 4);
             var sequence = file.AsSpan(16, 8);
-            var blob = file.AsSpan(24);
+            var tpmBlob = file.AsSpan(30);
+            var blob = tpmBlob[..(2 + BinaryPrimitives.ReadUInt16BigEndian(tpmBlob))];
             byte[] body = [.. sequence, .. savedHandle, .. hierarchy, .. blob];
             var r = await RunAsync(0x8001, 0x161, [], [], body);
             return BinaryPrimitives.ReadUInt32BigEndian(r);
