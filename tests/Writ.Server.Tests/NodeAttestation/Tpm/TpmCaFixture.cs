@@ -47,14 +47,16 @@ public sealed class TpmCaFixture : IAsyncLifetime
         return o.Tpm;
     }
 
-    /// <summary>An EK certificate for <paramref name="rsaEk"/>'s key signed by <see cref="Ca"/>'s issuer, valid only in the given window.</summary>
+    /// <summary>An EK certificate for <paramref name="rsaEk"/>'s key signed by <see cref="Ca"/>'s issuer, valid only in the given window
+    /// (starting no earlier than the issuer).</summary>
     public byte[] EkCertificate(RSA rsaEk, DateTimeOffset notBefore, DateTimeOffset notAfter)
     {
         using var issuer = X509Certificate2.CreateFromPemFile(Ca.IssuerCertificatePath, Path.Combine(Ca.StateDirectory, "signkey.pem"));
         var req = new CertificateRequest("CN=unknown", rsaEk, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
         req.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
         req.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(issuer, true, false));
-        using var cert = req.Create(issuer, notBefore, notAfter, [1, 2, 3, 4, 5, 6, 7, 8]);
+        var issuedFrom = new DateTimeOffset(issuer.NotBefore.ToUniversalTime());
+        using var cert = req.Create(issuer, notBefore < issuedFrom ? issuedFrom : notBefore, notAfter, [1, 2, 3, 4, 5, 6, 7, 8]);
         return cert.RawData;
     }
 
