@@ -28,7 +28,7 @@ public sealed class ServerContext
         LedgerWriter = new Ledger.LedgerWriter(store);
         Limits = new IssuanceLimits(options.Ledger, time);
         Checkpoints = new Ledger.LedgerCheckpointer(options.DataDir, store.Ledger, time, logs.CreateLogger<Ledger.LedgerCheckpointer>());
-        NodeAttestation = new NodeAttestationService(this, NodeAttestationService.DefaultRegistry(store, options.Tpm), logs.CreateLogger<NodeAttestationService>());
+        NodeAttestation = new NodeAttestationService(this, NodeAttestationService.ConfiguredRegistry(store, options), logs.CreateLogger<NodeAttestationService>());
     }
 
     /// <summary>The server's meter and activity source (docs/telemetry.md); the host sets it from its meter factory.</summary>

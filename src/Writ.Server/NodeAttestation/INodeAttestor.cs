@@ -14,8 +14,8 @@ public delegate Task<ReadOnlyMemory<byte>> NodeChallenge(ReadOnlyMemory<byte> ch
 public sealed record NodeEvidence(ReadOnlyMemory<byte> Payload, TrustDomain TrustDomain, DateTimeOffset Now)
 {
     /// <summary>
-    /// The DER CSR of the agent's key the SVID will be issued for (already verified), so an attestor can bind its evidence
-    /// to it (tpm: the TPM-resident agent key signs a digest of the nonce and this CSR).
+    /// The agent's CSR (DER, already verified) the SVID will be issued for, so a proof of possession can be bound to it
+    /// (x509pop, tpm sign over its SHA-256): evidence proven for one agent key cannot get an SVID for another.
     /// </summary>
     public ReadOnlyMemory<byte> Csr { get; init; }
 }

@@ -35,9 +35,13 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
 
     public NodeAttestorRegistry Registry => registry;
 
-    /// <summary>The attestors every server has: <c>join_token</c>; <c>tpm</c> when its EK trust is configured.</summary>
-    public static NodeAttestorRegistry DefaultRegistry(IWritStore store, Configuration.TpmOptions? tpm = null) =>
-        new([new JoinTokenNodeAttestor(store.JoinTokens), .. tpm is { Enabled: true } ? [new Tpm.TpmNodeAttestor(tpm, store.TpmReferenceSets)] : Array.Empty<INodeAttestor>()]);
+    /// <summary>The attestors every server has: <c>join_token</c>.</summary>
+    public static NodeAttestorRegistry DefaultRegistry(IWritStore store) => new([new JoinTokenNodeAttestor(store.JoinTokens)]);
+
+    /// <summary>The attestors of this configuration: <c>join_token</c>, and <c>tpm</c> when its EK trust (tpm.ek_ca_dir, tpm.ek_hashes) is configured.</summary>
+    public static NodeAttestorRegistry ConfiguredRegistry(IWritStore store, Configuration.ServerOptions options) =>
+        new([new JoinTokenNodeAttestor(store.JoinTokens),
+             .. options.Tpm is { Enabled: true } t ? [new Tpm.TpmNodeAttestor(t, store.TpmReferenceSets)] : Array.Empty<INodeAttestor>()]);
 
     /// <summary>
     /// Attests an agent: <paramref name="challenge"/> carries the attestor's challenges to the agent. Refusals are

@@ -84,6 +84,17 @@ public sealed class TpmNodeAttestorTests(TpmCaFixture cas) : IClassFixture<TpmCa
     }
 
     [Fact]
+    public void The_server_registers_tpm_only_when_ek_trust_is_configured()
+    {
+        Assert.DoesNotContain("tpm", NodeAttestationService.ConfiguredRegistry(_h.Store, _h.Server.Options).Types);
+        var registry = NodeAttestationService.ConfiguredRegistry(_h.Store, _h.Server.Options with { Tpm = cas.Options() });
+        var tpm = Assert.IsType<TpmNodeAttestor>(registry.Get("tpm"));
+        Assert.True(((INodeAttestor)tpm).Reattestable);
+        Assert.Equal(TimeSpan.FromSeconds(60), tpm.RecheckInterval);
+        Assert.Contains("join_token", registry.Types);
+    }
+
+    [Fact]
     public async Task An_honest_tpm_node_gets_its_ek_id_and_selectors()
     {
         var agent = await AgentAsync();
