@@ -162,6 +162,53 @@ public class TcgEventLogTests
     }
 
     [Fact]
+    public async Task Tpm2_eventlog_reads_a_written_log_and_replays_it_to_the_same_pcrs()
+    {
+        // tpm2-tools' own parser (strict about event data, so only types whose data is free-form or a UEFI variable).
+        Assert.SkipUnless(Swtpm.Installed, "tpm2-tools is not installed");
+        var w = new TcgEventLogWriter("sha1", "sha256")
+            .Add(0, TcgEventType.SCrtmVersion, Encoding.Unicode.GetBytes("1.0\0"))
+            .AddSecureBoot(true)
+            .Add(7, TcgEventType.EfiVariableDriverConfig, TcgEventLogWriter.UefiVariable(TcgEventLog.EfiGlobalVariable, "PK", "pk-cert"u8))
+            .AddSeparator(0)
+            .AddSeparator(7)
+            .Add(4, TcgEventType.EfiAction, "Calling EFI Application from Boot Option"u8)
+            .Add(8, TcgEventType.Ipl, "grub_cmd: linux /vmlinuz"u8);
+        var dir = Directory.CreateTempSubdirectory("writ-evlog-").FullName;
+        string stdout;
+        try
+        {
+            var file = Path.Combine(dir, "log.bin");
+            await File.WriteAllBytesAsync(file, w.ToArray(), TestContext.Current.CancellationToken);
+            var psi = new System.Diagnostics.ProcessStartInfo("tpm2_eventlog", [file]) { RedirectStandardOutput = true, RedirectStandardError = true };
+            using var p = System.Diagnostics.Process.Start(psi)!;
+            var output = p.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+            var stderr = await p.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
+            await p.WaitForExitAsync(TestContext.Current.CancellationToken);
+            stdout = await output;
+            Assert.True(p.ExitCode == 0, stderr);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+        Assert.Contains("UnicodeName: SecureBoot", stdout, StringComparison.Ordinal);
+
+        var log = TcgEventLog.Parse(w.ToArray());
+        var pcrs = stdout[stdout.IndexOf("\npcrs:", StringComparison.Ordinal)..];
+        foreach (var bank in (string[])["sha1", "sha256"])
+        {
+            var section = pcrs[(pcrs.IndexOf($"  {bank}:", StringComparison.Ordinal) + bank.Length + 3)..];
+            var next = section.IndexOf("  sha", StringComparison.Ordinal);
+            var theirs = ParsePcrRead(next < 0 ? section : section[..next]);
+            var ours = log.Replay(bank);
+            Assert.Equal(ours.Keys.Order(), theirs.Keys.Order());
+            foreach (var (pcr, value) in ours)
+                Assert.Equal(Convert.ToHexStringLower(value), theirs[pcr]);
+        }
+    }
+
+    [Fact]
     public void Truncations_of_a_log_are_a_format_error_or_a_shorter_valid_log()
     {
         var bytes = SampleWriter().ToArray();

@@ -11,6 +11,7 @@ public static class AllCommands
         .. AgentCommands.All(),
         .. AdminCommands.All(),
         .. RevokeCommands.All(),
+        .. TpmCommands.All(),
         .. PolicyCommands.All(),
         .. DecisionCommands.All(),
         .. PolicyLifecycleCommands.All(),

@@ -6,6 +6,12 @@ namespace Writ.Server.Storage;
 /// <summary>What a valid TPM reference set is (one place for the store, the admin API and the CLI).</summary>
 public static partial class TpmReferenceRules
 {
+    /// <summary>The name is not a valid reference set name.</summary>
+    public const string NameCode = "WRIT-TPM-REFERENCE-NAME";
+
+    /// <summary>A PCR value is invalid (bank, index, hex), or the set has none or too many.</summary>
+    public const string PcrCode = "WRIT-TPM-REFERENCE-PCR";
+
     public const int MaxPcrs = 256;
     public const int PcrCount = 24;
 
@@ -58,26 +64,34 @@ public static partial class TpmReferenceRules
         [.. pcrs.Select(p => p with { DigestHex = p.DigestHex.ToLowerInvariant() }).Distinct()
             .OrderBy(p => p.Bank, StringComparer.Ordinal).ThenBy(p => p.Index).ThenBy(p => p.DigestHex, StringComparer.Ordinal)];
 
-    /// <summary>
-    /// Parses "bank:index:hex" (as <c>--pcr</c> takes it) into a PCR value, checking it; false with the problem otherwise.
-    /// </summary>
-    public static bool TryParse(string text, out TpmPcrReference pcr, out string error)
+    /// <summary>Splits "bank:index:hex" (as <c>--pcr</c> takes it) into its parts without checking them; false if it has another shape.</summary>
+    public static bool TrySplit(string text, out TpmPcrReference pcr)
     {
         ArgumentNullException.ThrowIfNull(text);
-        pcr = null!;
         var parts = text.Split(':');
         if (parts.Length != 3 || !int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out var index))
+        {
+            pcr = null!;
+            return false;
+        }
+        pcr = new TpmPcrReference(parts[0], index, parts[2]);
+        return true;
+    }
+
+    /// <summary>Parses and checks "bank:index:hex" into a PCR value (hex lowercased); false with the problem otherwise.</summary>
+    public static bool TryParse(string text, out TpmPcrReference pcr, out string error)
+    {
+        if (!TrySplit(text, out pcr))
         {
             error = $"PCR value '{text}' is not bank:index:hex, e.g. sha256:7:<64 hex digits>";
             return false;
         }
-        var candidate = new TpmPcrReference(parts[0], index, parts[2].ToLowerInvariant());
-        if (PcrProblem(candidate) is { } problem)
+        pcr = pcr with { DigestHex = pcr.DigestHex.ToLowerInvariant() };
+        if (PcrProblem(pcr) is { } problem)
         {
-            error = problem;
+            (pcr, error) = (null!, problem);
             return false;
         }
-        pcr = candidate;
         error = "";
         return true;
     }

@@ -287,13 +287,15 @@ public sealed class TpmPublic
                 var p = other.ExportParameters(false);
                 return Rsa.Modulus.SequenceEqual(p.Modulus) && Rsa.ExponentBytes().AsSpan().SequenceEqual(TrimLeadingZeros(p.Exponent));
             }
-            using var ec = certificate.GetECDsaPublicKey();
-            if (ec is null || Ecc is null)
+            // Not GetECDsaPublicKey: it is null for an EK certificate, whose key usage is keyAgreement, not signing.
+            if (Ecc is null || certificate.PublicKey.Oid.Value != "1.2.840.10045.2.1")
                 return false;
-            var q = ec.ExportParameters(false);
-            return q.Curve.Oid.Value == Ecc.NetCurve.Oid.Value && Ecc.X.SequenceEqual(q.Q.X) && Ecc.Y.SequenceEqual(q.Q.Y);
+            using var ec = ECDsa.Create();
+            ec.ImportSubjectPublicKeyInfo(certificate.PublicKey.ExportSubjectPublicKeyInfo(), out _);
+            // Both re-exported by .NET: named curve and uncompressed point, whatever encoding the certificate used.
+            return ec.ExportSubjectPublicKeyInfo().AsSpan().SequenceEqual(SubjectPublicKeyInfo());
         }
-        catch (CryptographicException)
+        catch (Exception e) when (e is CryptographicException or TpmFormatException)
         {
             return false;
         }

@@ -100,6 +100,8 @@ public static class TpmAttestationCheck
     public static TpmsAttest VerifyCertify(TpmPublic ak, ReadOnlySpan<byte> attest, ReadOnlySpan<byte> signature, ReadOnlySpan<byte> nonce, TpmPublic certifiedKey)
     {
         ArgumentNullException.ThrowIfNull(certifiedKey);
+        if (nonce.IsEmpty)
+            throw new ArgumentException("a certification is verified against the nonce the verifier sent; it cannot be empty", nameof(nonce));
         var (parsed, _) = Signed(ak, attest, signature, TpmErrorCodes.CertifyFormat, TpmErrorCodes.CertifySignature, "certification");
         if (parsed.Magic != TpmGenerated.Value || parsed.Type != TpmSt.AttestCertify || parsed.Certify is null)
             throw new TpmVerificationException(TpmErrorCodes.CertifyType,
