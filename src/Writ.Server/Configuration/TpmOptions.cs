@@ -79,7 +79,7 @@ public sealed record TpmOptions
             var hex = item.ToLowerInvariant();
             if (hex.Length != 64 || !hex.All(char.IsAsciiHexDigitLower))
             {
-                c.Errors.Add($"{c.Describe("tpm.ek_hashes")} must be comma-separated SHA-256 hashes (64 hex digits each, e.g. from 'writ' docs/node-attestation.md), got '{Printable(item)}'");
+                c.Errors.Add($"{c.Describe("tpm.ek_hashes")} must be comma-separated SHA-256 hashes of EK public keys (64 hex digits each; docs/node-attestation.md shows how to get one), got '{Printable(item)}'");
                 continue;
             }
             hashes.Add(hex);
