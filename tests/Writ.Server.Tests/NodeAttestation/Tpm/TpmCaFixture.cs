@@ -49,12 +49,14 @@ public sealed class TpmCaFixture : IAsyncLifetime
 
     /// <summary>An EK certificate for <paramref name="rsaEk"/>'s key signed by <see cref="Ca"/>'s issuer, valid only in the given window
     /// (starting no earlier than the issuer).</summary>
-    public byte[] EkCertificate(RSA rsaEk, DateTimeOffset notBefore, DateTimeOffset notAfter)
+    public byte[] EkCertificate(RSA rsaEk, DateTimeOffset notBefore, DateTimeOffset notAfter, X509Extension? extra = null)
     {
         using var issuer = X509Certificate2.CreateFromPemFile(Ca.IssuerCertificatePath, Path.Combine(Ca.StateDirectory, "signkey.pem"));
         var req = new CertificateRequest("CN=unknown", rsaEk, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
         req.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
         req.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(issuer, true, false));
+        if (extra is not null)
+            req.CertificateExtensions.Add(extra);
         var issuedFrom = new DateTimeOffset(issuer.NotBefore.ToUniversalTime());
         using var cert = req.Create(issuer, notBefore < issuedFrom ? issuedFrom : notBefore, notAfter, [1, 2, 3, 4, 5, 6, 7, 8]);
         return cert.RawData;

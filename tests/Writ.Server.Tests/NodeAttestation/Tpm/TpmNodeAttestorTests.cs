@@ -132,6 +132,22 @@ public sealed class TpmNodeAttestorTests(TpmCaFixture cas) : IClassFixture<TpmCa
     }
 
     [Fact]
+    public async Task An_ek_certificate_with_an_unknown_critical_extension_is_refused_and_one_without_is_trusted()
+    {
+        var agent = await AgentAsync();
+        using var rsa = TpmPublic.Parse(agent.EkPublic).CreateRsa();
+        var from = TpmCaFixture.ClockStart.AddDays(-1);
+        var unknown = cas.EkCertificate(rsa, from, TpmCaFixture.ClockStart.AddYears(1), new System.Security.Cryptography.X509Certificates.X509Extension("1.3.6.1.4.1.99999.1", [0x05, 0x00], critical: true));
+        var outcome = await AttestAsync(Attestor(), agent.Evidence(ekCertificate: unknown), agent.Csr, c => agent.AnswerAsync(c));
+        await AssertRefusedAsync(TpmNodeCodes.EkUntrusted, outcome);
+        Assert.Contains("HasNotSupportedCriticalExtension", outcome.Message, StringComparison.Ordinal);
+
+        var plain = cas.EkCertificate(rsa, from, TpmCaFixture.ClockStart.AddYears(1));
+        var (facts, code, message) = await RunAsync(Attestor(), agent.Evidence(ekCertificate: plain), agent.Csr, c => agent.AnswerAsync(c));
+        Assert.True(facts is not null, $"{code}: {message}");
+    }
+
+    [Fact]
     public async Task A_trusted_ek_certificate_of_another_tpm_is_refused()
     {
         var agent = await AgentAsync();
