@@ -66,6 +66,26 @@ public sealed class ServerLifecycleTests
     }
 
     [Fact]
+    public async Task Tpm_settings_without_ek_trust_or_with_an_empty_ca_dir_refuse_the_start_with_their_codes()
+    {
+        using var dir = new TempDir();
+        var noTrust = await Proc.WritAsync("server", "run", "--trust-domain", "example.org", "--data-dir", dir["server"], "--bind", "127.0.0.1:0",
+            "--admin-socket", dir["admin.sock"], "--tpm-requote-interval", "30s");
+        Assert.Equal(2, noTrust.ExitCode);
+        Assert.StartsWith("error: WRIT-CONFIG-TPM-NO-EK-TRUST: ", noTrust.Stderr.Trim(), StringComparison.Ordinal);
+        Assert.Single(noTrust.Stderr.Trim().Split('\n'));
+        Assert.False(Directory.Exists(dir["server"]), "a refused start created the data dir");
+
+        Directory.CreateDirectory(dir["empty-ca"]);
+        var emptyDir = await Proc.WritAsync("server", "validate", "--trust-domain", "example.org", "--tpm-ek-ca-dir", dir["empty-ca"]);
+        Assert.Equal(2, emptyDir.ExitCode);
+        Assert.Contains("error: WRIT-CONFIG-TPM-EK-CA-DIR: ", emptyDir.Stderr, StringComparison.Ordinal);
+
+        var hashes = await Proc.WritAsync("server", "validate", "--trust-domain", "example.org", "--data-dir", dir["d"], "--tpm-ek-hashes", new string('a', 64));
+        Assert.True(hashes.ExitCode == 0, hashes.ToString());
+    }
+
+    [Fact]
     public async Task Corrupt_database_gives_a_one_line_error_and_is_left_unchanged()
     {
         using var dir = new TempDir();

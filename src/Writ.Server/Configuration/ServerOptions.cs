@@ -32,6 +32,8 @@ public sealed record ServerOptions
     public LedgerOptions Ledger { get; init; } = new();
     /// <summary>The x509pop node attestor; null: not enabled (no x509pop.ca_bundle).</summary>
     public NodeAttestation.X509Pop.X509PopOptions? X509Pop { get; init; }
+    /// <summary>The tpm node attestor (enabled by tpm.ek_ca_dir or tpm.ek_hashes).</summary>
+    public TpmOptions Tpm { get; init; } = TpmOptions.Disabled;
 
     public SpiffeId ServerId => SpiffeId.FromSegments(TrustDomain, "writ", "server");
 }
@@ -67,6 +69,7 @@ public static class ServerConfigLoader
         new("log_format", "text", "text (one line per event) or json (one JSON object per line)."),
         .. LedgerOptions.Keys,
         .. NodeAttestation.X509Pop.X509PopOptions.Keys,
+        .. TpmOptions.Keys,
     ];
 
     /// <summary>The machine-wide admin socket root's server listens on and root's CLI looks for by default.</summary>
@@ -162,6 +165,7 @@ public static class ServerConfigLoader
         var logFormat = c.OneOf("log_format", "text", "json");
         var ledger = LedgerOptions.Build(c);
         var x509Pop = NodeAttestation.X509Pop.X509PopOptions.Build(c);
+        var tpm = TpmOptions.Build(c);
         if (x509Ttl > maxTtl)
         {
             c.Errors.Add($"{c.Describe("default_x509_ttl")} is larger than max_ttl ({ConfigSources.Format(maxTtl)}): lower it or raise max_ttl");
@@ -197,6 +201,7 @@ public static class ServerConfigLoader
             LogFormat = logFormat,
             Ledger = ledger,
             X509Pop = x509Pop,
+            Tpm = tpm,
         };
     }
 

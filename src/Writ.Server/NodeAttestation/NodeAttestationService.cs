@@ -38,9 +38,13 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
     /// <summary>The attestors every server has: <c>join_token</c>.</summary>
     public static NodeAttestorRegistry DefaultRegistry(IWritStore store) => new([new JoinTokenNodeAttestor(store.JoinTokens)]);
 
-    /// <summary>The attestors of this configuration: <c>join_token</c>, and <c>x509pop</c> when its CA bundle is configured.</summary>
+    /// <summary>
+    /// The attestors of this configuration: <c>join_token</c>; <c>tpm</c> when its EK trust (tpm.ek_ca_dir, tpm.ek_hashes)
+    /// is configured; <c>x509pop</c> when its CA bundle is.
+    /// </summary>
     public static NodeAttestorRegistry ConfiguredRegistry(IWritStore store, Configuration.ServerOptions options) =>
         new([new JoinTokenNodeAttestor(store.JoinTokens),
+             .. options.Tpm is { Enabled: true } t ? [new Tpm.TpmNodeAttestor(t, store.TpmReferenceSets)] : Array.Empty<INodeAttestor>(),
              .. options.X509Pop is { } x ? [new X509Pop.X509PopNodeAttestor(x.LoadCaBundle(), x.AgentPath)] : Array.Empty<INodeAttestor>()]);
 
     /// <summary>

@@ -61,13 +61,60 @@ public static class WritCedar
         ["caller"] = Value.Of(caller),
     });
 
-    public static Entity Node(NodeFacts n) => new(new EntityUid(NodeType, n.SpiffeId), new Dictionary<string, Value>(StringComparer.Ordinal)
+    public static Entity Node(NodeFacts n)
     {
-        ["spiffe_id"] = Value.Of(n.SpiffeId),
-        ["attestation"] = Value.Of(n.Attestation),
-        ["selectors"] = Strings(n.Selectors),
-        ["aliases"] = Strings(n.Aliases),
-    });
+        var attrs = new Dictionary<string, Value>(StringComparer.Ordinal)
+        {
+            ["spiffe_id"] = Value.Of(n.SpiffeId),
+            ["attestation"] = Value.Of(n.Attestation),
+            ["selectors"] = Strings(n.Selectors),
+            ["aliases"] = Strings(n.Aliases),
+        };
+        if (n.Attestation == "tpm" && TpmRecord(n.Selectors) is { } tpm)
+            attrs["tpm"] = tpm;
+        return new(new EntityUid(NodeType, n.SpiffeId), attrs);
+    }
+
+    /// <summary>
+    /// The node's optional <c>tpm</c> record, derived from its <c>tpm:</c> selectors only (so an attestation, a renewal and a
+    /// recheck all see what the node's stored selectors say): <c>ek_hash</c>, <c>ek_issuer</c> ("" without an EK
+    /// certificate), <c>pcrs</c> ("bank:n:hex"), <c>pcr_sets</c> (reference set names) and <c>secure_boot</c>
+    /// ("on", "off", or "unknown" without an event log that says). Null for a node without a <c>tpm:ek_hash</c> selector;
+    /// only nodes attested by <c>tpm</c> get one.
+    /// </summary>
+    public static RecordValue? TpmRecord(IEnumerable<string> selectors)
+    {
+        string? ekHash = null, ekIssuer = null, secureBoot = null;
+        List<string> pcrs = [], pcrSets = [];
+        foreach (var s in selectors)
+        {
+            if (!s.StartsWith("tpm:", StringComparison.Ordinal))
+                continue;
+            var rest = s[4..];
+            var colon = rest.IndexOf(':', StringComparison.Ordinal);
+            if (colon <= 0)
+                continue;
+            var value = rest[(colon + 1)..];
+            switch (rest[..colon])
+            {
+                case "ek_hash": ekHash = value; break;
+                case "ek_issuer": ekIssuer = value; break;
+                case "pcr": pcrs.Add(value); break;
+                case "pcr_set": pcrSets.Add(value); break;
+                case "secure_boot": secureBoot = value; break;
+            }
+        }
+        if (ekHash is null)
+            return null;
+        return new RecordValue(new Dictionary<string, Value>(StringComparer.Ordinal)
+        {
+            ["ek_hash"] = Value.Of(ekHash),
+            ["ek_issuer"] = Value.Of(ekIssuer ?? ""),
+            ["pcrs"] = Strings(pcrs),
+            ["pcr_sets"] = Strings(pcrSets),
+            ["secure_boot"] = Value.Of(secureBoot is "on" or "off" ? secureBoot : "unknown"),
+        });
+    }
 
     public static Entity Identity(IdentityFacts i) => new(new EntityUid(IdentityType, i.SpiffeId), new Dictionary<string, Value>(StringComparer.Ordinal)
     {

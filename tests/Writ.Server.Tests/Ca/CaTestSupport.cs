@@ -41,10 +41,10 @@ internal sealed class CaHarness : IAsyncDisposable
 
     public CapturingLogger<WritCa> Log { get; } = new();
 
-    public static async Task<CaHarness> CreateAsync()
+    public static async Task<CaHarness> CreateAsync(DateTimeOffset? start = null)
     {
         var dir = Directory.CreateTempSubdirectory("writ-ca-").FullName;
-        var time = new FakeTimeProvider(Start);
+        var time = new FakeTimeProvider(start ?? Start);
         var store = await WritStoreFactory.OpenAsync("sqlite", Path.Combine(dir, "writ.db"), time, TestContext.Current.CancellationToken);
         return new CaHarness(dir, time, store);
     }

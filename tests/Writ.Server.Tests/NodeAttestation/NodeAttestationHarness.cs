@@ -45,9 +45,9 @@ internal sealed class NodeAttestationHarness : IAsyncDisposable
 
     public static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    public static async Task<NodeAttestationHarness> CreateAsync()
+    public static async Task<NodeAttestationHarness> CreateAsync(DateTimeOffset? start = null)
     {
-        var ca = await CaHarness.CreateAsync();
+        var ca = await CaHarness.CreateAsync(start);
         var store = new HookedStore(ca.Store);
         var options = new ServerOptions
         {

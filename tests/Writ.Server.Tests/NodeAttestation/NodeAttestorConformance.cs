@@ -10,9 +10,10 @@ using Writ.Spiffe.X509;
 namespace Writ.Server.Tests.NodeAttestation;
 
 /// <summary>
-/// What an agent sends for one attestation: the evidence payload and how it answers challenges (null: it cannot).
+/// What an agent sends for one attestation: the evidence payload, how it answers challenges (null: it cannot) and, when
+/// the answers are bound to it (tpm signs it with a TPM-resident key), the CSR of the agent's key (null: a fresh one).
 /// </summary>
-public sealed record AgentEvidence(byte[] Payload, Func<ReadOnlyMemory<byte>, byte[]>? Answer = null);
+public sealed record AgentEvidence(byte[] Payload, Func<ReadOnlyMemory<byte>, byte[]>? Answer = null, byte[]? Csr = null);
 
 /// <summary>How one attestation ended: the agent ID, or the stable code and message of the refusal.</summary>
 public sealed record AttestOutcome(string? AgentId, string? Code, string? Message)
@@ -55,9 +56,12 @@ public abstract class NodeAttestorConformance : IAsyncLifetime
     /// <summary>True when the evidence may be used once only (a join token); then a denial must leave it usable.</summary>
     protected abstract bool SingleUse { get; }
 
+    /// <summary>The server clock's start (null: the CA tests' fixed start); attestors checking real certificates need about now.</summary>
+    protected virtual DateTimeOffset? ClockStart => null;
+
     public async ValueTask InitializeAsync()
     {
-        H = await NodeAttestationHarness.CreateAsync();
+        H = await NodeAttestationHarness.CreateAsync(ClockStart);
         Use(CreateAttestor(H.Store, H.Ca.Time));
         await OnStartedAsync();
     }
@@ -85,7 +89,7 @@ public abstract class NodeAttestorConformance : IAsyncLifetime
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         try
         {
-            var r = await H.Server.NodeAttestation.AttestAsync(type, evidence.Payload, Csr.Create(key),
+            var r = await H.Server.NodeAttestation.AttestAsync(type, evidence.Payload, evidence.Csr ?? Csr.Create(key),
                 (c, _) => Task.FromResult<ReadOnlyMemory<byte>>(evidence.Answer is { } a ? a(c) : throw new InvalidOperationException("this evidence answers no challenge")),
                 "test", Ct);
             return new AttestOutcome(r.AgentId.ToString(), null, null);
@@ -105,7 +109,7 @@ public abstract class NodeAttestorConformance : IAsyncLifetime
             using var call = client.AttestAgent(cancellationToken: Ct);
             await call.RequestStream.WriteAsync(new AttestAgentRequest
             {
-                Params = new AttestAgentParams { AttestationType = type, Payload = ByteString.CopyFrom(evidence.Payload), Csr = ByteString.CopyFrom(Csr.Create(key)) },
+                Params = new AttestAgentParams { AttestationType = type, Payload = ByteString.CopyFrom(evidence.Payload), Csr = ByteString.CopyFrom(evidence.Csr ?? Csr.Create(key)) },
             }, Ct);
             while (await call.ResponseStream.MoveNext(Ct))
             {

@@ -59,7 +59,7 @@ public sealed class WritPolicyExamplesTests
         Assert.Equal("denied by policy 'payments-require-tpm-nodes'", denied.Reason);
         Assert.Single((await h.SignAsync(other, ev)).Issued);   // other identities are untouched
 
-        var tpmNode = h.Node with { SpiffeId = "spiffe://example.org/writ/agent/tpm/host-7", AttestationType = "tpm", Selectors = [new Selector("tpm", "ek:abc")] };
+        var tpmNode = h.Node with { SpiffeId = "spiffe://example.org/writ/agent/tpm/host-7", AttestationType = "tpm", Selectors = [new Selector("tpm", "ek_hash:" + new string('a', 64))] };
         await h.Store.Nodes.CreateAsync(tpmNode, Ct);
         var onTpm = (await h.Store.Entries.CreateAsync([new RegistrationEntry
         {
@@ -68,6 +68,37 @@ public sealed class WritPolicyExamplesTests
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var batch = await h.Pipeline.SignX509Async(tpmNode, [new X509SvidRequest(onTpm.Id, Csr.Create(key), ev)], Ct);
         Assert.Single(batch.Issued);
+    }
+
+    [Fact]
+    public async Task Payments_need_a_tpm_node_inside_the_reference_set_with_secure_boot()
+    {
+        await using var h = await WithAsync("payments-tpm-reference.cedar");
+        var ev = PipelineHarness.Evidence("10:2", "unix:uid:1000");
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        Task<X509Batch> OnNodeAsync(string name, params Selector[] selectors) => OnAsync("tpm", name, selectors);
+        async Task<X509Batch> OnAsync(string type, string name, params Selector[] selectors)
+        {
+            var node = h.Node with { SpiffeId = $"spiffe://example.org/writ/agent/{type}/{name}", AttestationType = type, Selectors = selectors };
+            await h.Store.Nodes.CreateAsync(node, Ct);
+            var entry = (await h.Store.Entries.CreateAsync([new RegistrationEntry
+            {
+                SpiffeId = "spiffe://example.org/payments/api", ParentId = node.SpiffeId, Selectors = [new Selector("unix", "uid:1000")],
+            }], Ct))[0];
+            return await h.Pipeline.SignX509Async(node, [new X509SvidRequest(entry.Id, Csr.Create(key), ev)], Ct);
+        }
+        var ek = new Selector("tpm", "ek_hash:" + new string('b', 64));
+        var pcr7 = new Selector("tpm", "pcr:sha256:7:" + new string('c', 64));
+        var inSet = new Selector("tpm", "pcr_set:prod-2026q4");
+
+        Assert.Single((await OnNodeAsync("good", ek, pcr7, inSet, new Selector("tpm", "secure_boot:on"))).Issued);
+        Assert.Equal("denied by policy 'payments-require-tpm-reference'",
+            Assert.Single((await OnNodeAsync("drifted", ek, pcr7, new Selector("tpm", "secure_boot:on"))).Denials).Reason);
+        Assert.Single((await OnNodeAsync("no-secure-boot", ek, pcr7, inSet, new Selector("tpm", "secure_boot:off"))).Denials);
+        // No event log: secure_boot is "unknown", which is not "on".
+        Assert.Single((await OnNodeAsync("no-event-log", ek, pcr7, inSet)).Denials);
+        // A node attested otherwise has no tpm record at all, even with selectors that look like a TPM's.
+        Assert.Single((await OnAsync("join_token", "forger", ek, pcr7, inSet, new Selector("tpm", "secure_boot:on"))).Denials);
     }
 
     [Fact]
