@@ -14,6 +14,12 @@ namespace Writ.Server.NodeAttestation;
 public sealed record NodeAttestationLimits(int MaxEvidenceBytes, TimeSpan Timeout, int MaxChallenges)
 {
     public static NodeAttestationLimits Default { get; } = new(64 * 1024, TimeSpan.FromSeconds(30), 8);
+
+    /// <summary>
+    /// A challenge answer (or recheck answer) may be larger than the evidence: a tpm quote carries the node's measured-boot
+    /// event log, commonly 30–100 KB on real firmware.
+    /// </summary>
+    public int MaxAnswerBytes { get; init; } = 1024 * 1024;
 }
 
 /// <summary>An attested (or renewed) agent: its ID, its SVID chain (leaf first) and the AttestNode decision.</summary>
@@ -216,7 +222,7 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
             if (++rounds > Limits.MaxChallenges)
                 throw new WritException(NodeAttestationCodes.BadRequest, WritErrorKind.InvalidArgument, $"node attestor '{attestor.Type}' asked more than {Limits.MaxChallenges} challenges");
             var answer = await challenge(c, t).ConfigureAwait(false);
-            return answer.Length > Limits.MaxEvidenceBytes ? throw TooLarge("the challenge answer", answer.Length) : answer;
+            return answer.Length > Limits.MaxAnswerBytes ? throw TooLarge("the challenge answer", answer.Length, Limits.MaxAnswerBytes) : answer;
         }
         Task<AttestedNodeFacts>? run = null;
         AttestedNodeFacts facts;
@@ -253,8 +259,8 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
         return new WritException(NodeAttestationCodes.Failed, WritErrorKind.Internal, $"node attestor '{type}' failed (error {errorId}): the server log has the details");
     }
 
-    private WritException TooLarge(string what, int size) => new(NodeAttestationCodes.TooLarge, WritErrorKind.InvalidArgument,
-        $"{what} is {size} bytes, more than the {Limits.MaxEvidenceBytes} a node attestation accepts: send the evidence the agent's attestor produces");
+    private WritException TooLarge(string what, int size, int? limit = null) => new(NodeAttestationCodes.TooLarge, WritErrorKind.InvalidArgument,
+        $"{what} is {size} bytes, more than the {limit ?? Limits.MaxEvidenceBytes} a node attestation accepts: send the evidence the agent's attestor produces");
 
     private static WritException Banned(string id) => new(NodeAttestationCodes.AgentBanned, WritErrorKind.PermissionDenied,
         $"agent {id} is banned: an admin must evict it ('writ agent evict') before it may attest again");

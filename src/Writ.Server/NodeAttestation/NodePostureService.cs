@@ -148,10 +148,10 @@ public sealed class NodePostureService(ServerContext server, ILogger log)
     {
         ArgumentNullException.ThrowIfNull(caller);
         var limits = server.NodeAttestation.Limits;
-        if (answer.Length > limits.MaxEvidenceBytes)
+        if (answer.Length > limits.MaxAnswerBytes)
         {
             throw new WritException(NodePostureCodes.RecheckTooLarge, WritErrorKind.InvalidArgument,
-                $"the recheck answer is {answer.Length} bytes, more than the {limits.MaxEvidenceBytes} accepted: send what the agent's attestor produces");
+                $"the recheck answer is {answer.Length} bytes, more than the {limits.MaxAnswerBytes} accepted: send what the agent's attestor produces");
         }
         var now = server.Time.GetUtcNow();
         // Keyed by the authenticated caller: another node's recheck id is simply unknown here.

@@ -32,7 +32,7 @@ public sealed record AttestOutcome(string? AgentId, string? Code, string? Messag
 public abstract class NodeAttestorConformance : IAsyncLifetime
 {
     /// <summary>A short time limit, so the hanging-attestor case advances the fake clock only a little.</summary>
-    protected static readonly NodeAttestationLimits TestLimits = new(4096, TimeSpan.FromSeconds(5), 4);
+    protected static readonly NodeAttestationLimits TestLimits = new(4096, TimeSpan.FromSeconds(5), 4) { MaxAnswerBytes = 8192 };
 
     private protected NodeAttestationHarness H { get; private set; } = null!;
 
@@ -225,7 +225,7 @@ public abstract class NodeAttestorConformance : IAsyncLifetime
     {
         var evidence = await ValidEvidenceAsync();
         Assert.SkipWhen(evidence.Answer is null, $"{Attestor.Type} asks no challenge");
-        var huge = evidence with { Answer = _ => new byte[TestLimits.MaxEvidenceBytes + 1] };
+        var huge = evidence with { Answer = _ => new byte[TestLimits.MaxAnswerBytes + 1] };
         await AssertRefusedAndNothingWrittenAsync(await AttestAsync(Attestor.Type, huge), 0, NodeAttestationCodes.TooLarge);
     }
 

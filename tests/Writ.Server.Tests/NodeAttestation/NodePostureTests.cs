@@ -198,7 +198,7 @@ public sealed class NodePostureTests : IAsyncLifetime
         var node = await AttestAsync("n1");
         var recheck = await RecheckAsync(node);
         var e = await Assert.ThrowsAsync<WritException>(() =>
-            Posture.AnswerAsync(node, recheck.Id, new byte[H.Server.NodeAttestation.Limits.MaxEvidenceBytes + 1], Ct));
+            Posture.AnswerAsync(node, recheck.Id, new byte[H.Server.NodeAttestation.Limits.MaxAnswerBytes + 1], Ct));
         Assert.Equal(NodePostureCodes.RecheckTooLarge, e.Code);
         Assert.Equal(NodeStatus.Active, await AnswerAsync(node, recheck, "good"));   // still outstanding
     }

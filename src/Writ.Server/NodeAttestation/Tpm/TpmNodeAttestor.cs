@@ -274,7 +274,9 @@ public sealed class TpmNodeAttestor(TpmOptions options, ITpmReferenceSetStore re
             {
                 var log = TcgEventLog.Parse(quote.EventLog.Span);
                 replayed = log.Replay(selection.Bank);
-                secureBoot = log.SecureBoot;
+                // The Secure Boot state is measured into PCR 7: believe the log's word only when PCR 7 was quoted and the
+                // log replays to it (checked below), never from a log whose PCR 7 the TPM did not vouch for.
+                secureBoot = selection.Indices.Contains(7) && hex.ContainsKey(7) && log.Replay(selection.Bank).ContainsKey(7) ? log.SecureBoot : null;
             }
             catch (TpmFormatException e)
             {
