@@ -117,6 +117,10 @@ public sealed class SyncClient(Func<AgentService.AgentServiceClient> client, Fun
         {
             AgentLog.RecheckFailed(log, recheck.Id, recheck.AttestationType, e.Status.Detail.Length > 0 ? e.Status.Detail : e.StatusCode.ToString());
         }
+        catch (Exception) when (ct.IsCancellationRequested)
+        {
+            // The agent is stopping (cancelled call or attestor): the answer is not needed any more.
+        }
         catch (Exception e) when (!ct.IsCancellationRequested)
         {
             // The attestor's own failure (e.g. the TPM is unreachable): the server decides what a missing answer means.
