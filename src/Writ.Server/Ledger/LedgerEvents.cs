@@ -18,6 +18,7 @@ public static class LedgerEvents
     public const string NodeReattested = "node.reattested";
     public const string NodeDrifted = "node.drifted";
     public const string NodeReadmitted = "node.readmitted";
+    public const string NodeAttestationRefused = "node.attestation_refused";
     public const string JoinTokenCreated = "join_token.created";
     public const string PolicyPushed = "policy.pushed";
     public const string PolicyRolledBack = "policy.rolled_back";
@@ -71,6 +72,19 @@ public static class LedgerEvents
             .Add("reason", reason)
             .Add("serial_number", node.SerialNumber));
     }
+
+    /// <summary>
+    /// node.attestation_refused: a node attestation refused for its evidence (not a Cedar denial, which is its decision's
+    /// record). Subject "node_attestation:{type}"; data = the type, the stable code, the one-line reason, the peer address
+    /// and how many refusals over the per-minute limit went unrecorded before this one. Actor <see cref="ServerActor"/>.
+    /// </summary>
+    public static LedgerEvent NodeAttestationRefusal(string type, string peer, string code, string reason, long suppressedBefore) =>
+        New(NodeAttestationRefused, ServerActor, "node_attestation:" + type, new LedgerJson()
+            .Add("attestation_type", type)
+            .Add("code", code)
+            .Add("peer", peer.Length > 100 ? peer[..100] : peer)
+            .Add("reason", reason.Length > 500 ? reason[..500] : reason)
+            .Add("suppressed_before", suppressedBefore));
 
     /// <summary>node.readmitted: subject = the agent's SPIFFE ID; data = the attestation type and the drift it had.</summary>
     public static LedgerEvent NodeReadmit(string actor, AttestedNode node)

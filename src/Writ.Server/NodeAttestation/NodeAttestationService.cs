@@ -78,7 +78,63 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
             ServerLog.AttestationRefused(log, NodeAttestorRegistry.Printable(type), peer, e.Code, e.Message);
             // Labels stay bounded: a registered attestor's type (else "unknown") and the refusal's stable code.
             server.Metrics.NodeAttestationFailed(registry.Types.Contains(type) ? type : "unknown", ReasonLabel(e.Code));
+            // A Cedar denial is already in the ledger as its decision; every other refusal (bad evidence, an attack) is
+            // recorded here, within a flood limit.
+            if (e.Code != NodeAttestationCodes.Denied && _refusals.TryRecord(server.Time.GetUtcNow(), out var suppressed))
+            {
+                await RecordRefusalAsync(registry.Types.Contains(type) ? type : "unknown", peer, e, suppressed).ConfigureAwait(false);
+            }
             throw;
+        }
+    }
+
+    private readonly RefusalWindow _refusals = new(RefusalsRecordedPerMinute);
+
+    /// <summary>How many refused node attestations per minute are recorded one by one; the rest are counted in the next record.</summary>
+    public const int RefusalsRecordedPerMinute = 120;
+
+    private async Task RecordRefusalAsync(string type, string peer, WritException e, long suppressed)
+    {
+        try
+        {
+            await server.LedgerWriter.AppendAsync([Ledger.LedgerEvents.NodeAttestationRefusal(type, peer, e.Code, e.Message, suppressed)], []).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // The agent still gets its refusal; the store being down is reported by everything else that writes.
+            ServerLog.NodeAttestorFailed(log, ex, type, "ledger");
+        }
+    }
+
+    /// <summary>A fixed one-minute window: the first N refusals of each minute are recorded, the rest counted.</summary>
+    private sealed class RefusalWindow(int perMinute)
+    {
+        private readonly Lock _lock = new();
+        private long _windowStart = long.MinValue;
+        private int _recorded;
+        private long _suppressed;
+
+        public bool TryRecord(DateTimeOffset now, out long suppressedBefore)
+        {
+            lock (_lock)
+            {
+                var minute = now.ToUnixTimeSeconds() / 60;
+                if (minute != _windowStart)
+                {
+                    _windowStart = minute;
+                    _recorded = 0;
+                }
+                if (_recorded >= perMinute)
+                {
+                    _suppressed++;
+                    suppressedBefore = 0;
+                    return false;
+                }
+                _recorded++;
+                suppressedBefore = _suppressed;
+                _suppressed = 0;
+                return true;
+            }
         }
     }
 

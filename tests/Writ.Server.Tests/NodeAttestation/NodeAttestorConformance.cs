@@ -141,6 +141,12 @@ public abstract class NodeAttestorConformance : IAsyncLifetime
         Assert.DoesNotContain('\n', outcome.Message!);
         Assert.DoesNotContain("   at ", outcome.Message!, StringComparison.Ordinal);
         Assert.Equal(nodesBefore, (await NodesAsync()).Count);
+        // Every refusal but a Cedar denial (recorded as its decision) leaves a ledger record with its code.
+        if (outcome.Code != NodeAttestationCodes.Denied)
+        {
+            var refusals = await H.Store.Ledger.ListAsync(0, 1000, Writ.Server.Ledger.LedgerEvents.NodeAttestationRefused, null, Ct);
+            Assert.Contains(refusals, r => r.DataJson.Contains($"\"code\":\"{outcome.Code}\"", StringComparison.Ordinal));
+        }
     }
 
     [Fact]
