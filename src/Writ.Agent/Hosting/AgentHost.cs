@@ -126,7 +126,11 @@ public sealed class AgentHost : IAsyncDisposable
         builder.Services.AddSingleton(time);
         builder.Services.AddSingleton(jitter);
         builder.Services.AddSingleton(state);
-        builder.Services.AddSingleton(sp => new NodeIdentity(options, state, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger<NodeIdentity>()) { Jitter = jitter });
+        builder.Services.AddSingleton(sp => new NodeIdentity(options, state, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger<NodeIdentity>())
+        {
+            Jitter = jitter,
+            Attestor = NodeAttestorClients.FromOptions(options),
+        });
         builder.Services.AddSingleton(sp =>
         {
             var node = sp.GetRequiredService<NodeIdentity>();

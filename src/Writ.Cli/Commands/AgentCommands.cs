@@ -26,6 +26,9 @@ public static class AgentCommands
     [
         new("server", "", "HOST:PORT of the server's agent API (required)."),
         new("join_token", "", "Join token from 'writ token generate'; needed only for the first start (the SVID is kept in data_dir)."),
+        new("node_attestor", "join_token", "How the node proves itself: join_token, or tpm (a TPM 2.0: EK certificate, credential activation, PCR quotes; the agent key lives in the TPM and the agent attests on every start)."),
+        new("tpm", Writ.Tpm.Device.TpmAddress.DefaultDevice, "With node_attestor tpm: the TPM, a device (/dev/tpmrm0, the kernel resource manager) or tcp://HOST:PORT (a TCP TPM such as swtpm)."),
+        new("tpm_event_log", "", "With node_attestor tpm: the measured-boot event log sent with quotes. Default: /sys/kernel/security/tpm0/binary_bios_measurements when the TPM is a device and that file exists; none for tcp."),
         new("trust_bundle", "", "Bundle to authenticate the server on first start: PEM ('writ bundle show') or SPIFFE JSON. Later the agent keeps its own copy."),
         new("trust_domain", "", "The trust domain; default: read from the trust bundle's CA certificate."),
         new("data_dir", ".writ/agent", "Directory for the agent SVID (key 0600), its bundle and state."),
@@ -100,6 +103,16 @@ public static class AgentCommands
         var level = c.OneOf("log_level", "info", "debug", "warn", "error");
         var format = c.OneOf("log_format", "text", "json");
         var metricsBind = Writ.Server.Telemetry.MetricsBindOption.Parse(c, "metrics_bind");
+        var nodeAttestor = c.OneOf("node_attestor", [.. NodeAttestorClients.Names]);
+        if (!Writ.Tpm.Device.TpmAddress.TryParse(c.Get("tpm"), out var tpm, out var tpmError))
+        {
+            c.Errors.Add($"{c.Describe("tpm")}: {tpmError}");
+        }
+        var eventLog = c.Get("tpm_event_log") is { Length: > 0 } log ? Path.GetFullPath(log) : null;
+        if (nodeAttestor == "tpm" && eventLog is not null && !File.Exists(eventLog))
+        {
+            c.Errors.Add($"{c.Describe("tpm_event_log")}: file '{eventLog}' does not exist");
+        }
         errors = c.Errors;
         if (c.Errors.Count > 0)
         {
@@ -113,6 +126,9 @@ public static class AgentCommands
             SocketPath = socket,
             TrustBundlePath = bundle,
             JoinToken = c.Get("join_token") is { Length: > 0 } t ? t : null,
+            NodeAttestor = nodeAttestor,
+            Tpm = tpm,
+            TpmEventLog = eventLog,
             AttestorTimeout = timeout,
             ReattestInterval = reattest,
             MaxConnections = maxConnections,
