@@ -45,7 +45,7 @@ public class TpmClientTests
         fromTool.ImportFromPem(File.ReadAllText(dir.File("ek.pem")));
         Assert.Equal(modulus, fromTool.ExportParameters(false).Modulus);
         Assert.True(TpmTemplates.SameKey(ek.Public, cert));
-        await TpmTestKit.AssertNothingLoadedAsync(tpm);
+        Assert.Equal("", await TpmTools.LoadedHandlesAsync(tpm, Ct));
     }
 
     [Fact]
@@ -55,7 +55,7 @@ public class TpmClientTests
         var ek = new TpmOperations(TpmAddress.Tcp("127.0.0.1", tpm.Port)).ReadEndorsement();
         Assert.Null(ek.Certificate);
         Assert.Equal(TpmAlg.Rsa, (ushort)((ek.Public[0] << 8) | ek.Public[1]));
-        await TpmTestKit.AssertNothingLoadedAsync(tpm);
+        Assert.Equal("", await TpmTools.LoadedHandlesAsync(tpm, Ct));
     }
 
     [Fact]
@@ -88,27 +88,22 @@ public class TpmClientTests
         var ops = new TpmOperations(TpmAddress.Tcp("127.0.0.1", tpm.Port));
         var ek = ops.ReadEndorsement();
         var ak = ops.CreateKey(ek, TpmTemplates.AttestationKey());
-        await TpmTestKit.AssertNothingLoadedAsync(tpm);
+        Assert.Equal("", await TpmTools.LoadedHandlesAsync(tpm, Ct));
         var nonce = RandomNumberGenerator.GetBytes(32);
         var (quote, values) = ops.Quote(ek, ak, nonce, DefaultPcrs);
-        await TpmTestKit.AssertNothingLoadedAsync(tpm);
+        Assert.Equal("", await TpmTools.LoadedHandlesAsync(tpm, Ct));
 
-        using var dir = new TempDir();
-        using var akKey = TpmTestKit.EcdsaOf(ak.Public);
-        File.WriteAllText(dir.File("ak.pem"), akKey.ExportSubjectPublicKeyInfoPem());
-        File.WriteAllBytes(dir.File("quote.msg"), quote.Attest);
-        File.WriteAllBytes(dir.File("quote.sig"), quote.Signature);
-        await RunToolAsync("tpm2_checkquote", ["-u", dir.File("ak.pem"), "-m", dir.File("quote.msg"), "-s", dir.File("quote.sig"),
-            "-g", "sha256", "-q", Convert.ToHexStringLower(nonce)]);
+        using var akKey = TpmTools.EcdsaOf(ak.Public);
+        var pem = akKey.ExportSubjectPublicKeyInfoPem();
+        Assert.Equal(0, await TpmTools.CheckQuoteAsync(pem, quote.Attest, quote.Signature, nonce, Ct));
         // A nonce other than the quoted one is refused by the same tool.
-        Assert.NotEqual(0, await RunToolAsync("tpm2_checkquote", ["-u", dir.File("ak.pem"), "-m", dir.File("quote.msg"),
-            "-s", dir.File("quote.sig"), "-g", "sha256", "-q", Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32))], mayFail: true));
+        Assert.NotEqual(0, await TpmTools.CheckQuoteAsync(pem, quote.Attest, quote.Signature, RandomNumberGenerator.GetBytes(32), Ct));
 
-        var (type, extra, attested) = TpmTestKit.ReadAttest(quote.Attest);
+        var (type, extra, attested) = TpmTools.ReadAttest(quote.Attest);
         Assert.Equal(TpmSt.AttestQuote, type);
         Assert.Equal(nonce, extra);
         Assert.Equal([0, 1, 2, 3, 4, 5, 6, 7, 14], values.Select(v => v.Index));
-        Assert.Equal(SHA256.HashData(values.SelectMany(v => v.Digest).ToArray()), TpmTestKit.QuotePcrDigest(attested));
+        Assert.Equal(SHA256.HashData(values.SelectMany(v => v.Digest).ToArray()), TpmTools.QuotePcrDigest(attested));
     }
 
     [Fact]
@@ -119,28 +114,27 @@ public class TpmClientTests
         var ek = ops.ReadEndorsement();
         var ak = ops.CreateKey(ek, TpmTemplates.AttestationKey());
         var agentKey = ops.CreateKey(ek, TpmTemplates.AgentKey());
-        using var dir = new TempDir();
         var secret = RandomNumberGenerator.GetBytes(32);
-        var (blob, encrypted) = await MakeCredentialAsync(dir, ek, ak, secret);
+        var (blob, encrypted) = await MakeCredentialAsync(ek, ak, secret);
         var nonce = RandomNumberGenerator.GetBytes(32);
         var digest = SHA256.HashData("to be signed"u8);
 
         var answer = ops.AnswerChallenge(ek, ak, agentKey, blob, encrypted, nonce, DefaultPcrs, digest);
 
         Assert.Equal(secret, answer.Secret);
-        await TpmTestKit.AssertNothingLoadedAsync(tpm);
+        Assert.Equal("", await TpmTools.LoadedHandlesAsync(tpm, Ct));
         // The agent key's signature verifies with .NET against the key's public area.
-        using var key = TpmTestKit.EcdsaOf(agentKey.Public);
-        Assert.True(key.VerifyHash(digest, TpmTestKit.EcdsaP1363(answer.Signature)));
-        Assert.False(key.VerifyHash(SHA256.HashData("something else"u8), TpmTestKit.EcdsaP1363(answer.Signature)));
+        using var key = TpmTools.EcdsaOf(agentKey.Public);
+        Assert.True(key.VerifyHash(digest, TpmTools.EcdsaP1363(answer.Signature)));
+        Assert.False(key.VerifyHash(SHA256.HashData("something else"u8), TpmTools.EcdsaP1363(answer.Signature)));
         // The certification is by the AK, over the nonce, and names the agent key.
-        var (type, extra, attested) = TpmTestKit.ReadAttest(answer.Certify.Attest);
+        var (type, extra, attested) = TpmTools.ReadAttest(answer.Certify.Attest);
         Assert.Equal(TpmSt.AttestCertify, type);
         Assert.Equal(nonce, extra);
-        Assert.Equal(TpmTestKit.NameOf(agentKey.Public), new TpmReader(attested).ReadSized().ToArray());
-        using var akKey = TpmTestKit.EcdsaOf(ak.Public);
-        Assert.True(akKey.VerifyData(answer.Certify.Attest, TpmTestKit.EcdsaP1363(answer.Certify.Signature), HashAlgorithmName.SHA256));
-        Assert.True(akKey.VerifyData(answer.Quote.Attest, TpmTestKit.EcdsaP1363(answer.Quote.Signature), HashAlgorithmName.SHA256));
+        Assert.Equal(TpmTools.NameOf(agentKey.Public), new TpmReader(attested).ReadSized().ToArray());
+        using var akKey = TpmTools.EcdsaOf(ak.Public);
+        Assert.True(akKey.VerifyData(answer.Certify.Attest, TpmTools.EcdsaP1363(answer.Certify.Signature), HashAlgorithmName.SHA256));
+        Assert.True(akKey.VerifyData(answer.Quote.Attest, TpmTools.EcdsaP1363(answer.Quote.Signature), HashAlgorithmName.SHA256));
     }
 
     [Fact]
@@ -155,25 +149,24 @@ public class TpmClientTests
         var otherEk = EccEk(other);
         var ak = ops.CreateKey(ek, TpmTemplates.AttestationKey());
         var agentKey = ops.CreateKey(ek, TpmTemplates.AgentKey());
-        using var dir = new TempDir();
-        var (blob, encrypted) = await MakeCredentialAsync(dir, otherEk, ak, RandomNumberGenerator.GetBytes(32));
+        var (blob, encrypted) = await MakeCredentialAsync(otherEk, ak, RandomNumberGenerator.GetBytes(32));
 
         var e = Assert.Throws<TpmException>(() => ops.AnswerChallenge(ek, ak, agentKey, blob, encrypted, new byte[32], DefaultPcrs, new byte[32]));
 
         Assert.StartsWith("TPM2_ActivateCredential failed: TPM_RC_", e.Message, StringComparison.Ordinal);
         Assert.EndsWith("the credential was not made for this TPM's EK and this AK", e.Message, StringComparison.Ordinal);
         Assert.Contains($"0x{e.ResponseCode:x}", e.Message, StringComparison.Ordinal);
-        await TpmTestKit.AssertNothingLoadedAsync(tpm);
+        Assert.Equal("", await TpmTools.LoadedHandlesAsync(tpm, Ct));
         // The right EK with another AK's name (an AK from another TPM): refused too.
         var otherAk = new TpmOperations(TpmAddress.Tcp("127.0.0.1", other.Port)).CreateKey(otherEk, TpmTemplates.AttestationKey());
-        var (blob2, encrypted2) = await MakeCredentialAsync(dir, ek, otherAk, RandomNumberGenerator.GetBytes(32));
+        var (blob2, encrypted2) = await MakeCredentialAsync(ek, otherAk, RandomNumberGenerator.GetBytes(32));
         var e2 = Assert.Throws<TpmException>(() => ops.AnswerChallenge(ek, ak, agentKey, blob2, encrypted2, new byte[32], DefaultPcrs, new byte[32]));
         Assert.Equal(TpmRc.Integrity, e2.BaseCode);
-        await TpmTestKit.AssertNothingLoadedAsync(tpm);
+        Assert.Equal("", await TpmTools.LoadedHandlesAsync(tpm, Ct));
         // A key blob of this TPM does not load into another one.
         var load = Assert.Throws<TpmException>(() => new TpmOperations(TpmAddress.Tcp("127.0.0.1", other.Port)).Quote(otherEk, ak, new byte[32], DefaultPcrs));
         Assert.StartsWith("TPM2_Load failed", load.Message, StringComparison.Ordinal);
-        await TpmTestKit.AssertNothingLoadedAsync(other);
+        Assert.Equal("", await TpmTools.LoadedHandlesAsync(other, Ct));
     }
 
     private static TpmEndorsementKey EccEk(Swtpm tpm)
@@ -234,30 +227,8 @@ public class TpmClientTests
     public void Response_codes_read_as_sentences(uint rc, uint cc, string message) =>
         Assert.Equal(message, new TpmException(cc, rc).Message);
 
-    /// <summary>tpm2_makecredential (offline, -T none) for <paramref name="ek"/> and the AK's name.</summary>
-    private static async Task<(byte[] Blob, byte[] Secret)> MakeCredentialAsync(TempDir dir, TpmEndorsementKey ek, TpmKeyBlob ak, byte[] secret)
-    {
-        File.WriteAllBytes(dir.File("ek.pub"), TpmTestKit.Tpm2bPublic(ek.Public));
-        File.WriteAllBytes(dir.File("secret"), secret);
-        await RunToolAsync("tpm2_makecredential", ["-T", "none", "-u", dir.File("ek.pub"), "-s", dir.File("secret"),
-            "-n", Convert.ToHexStringLower(TpmTestKit.NameOf(ak.Public)), "-o", dir.File("cred")]);
-        return TpmTestKit.ReadCredentialFile(File.ReadAllBytes(dir.File("cred")));
-    }
-
-    private static async Task<int> RunToolAsync(string file, string[] args, bool mayFail = false)
-    {
-        var psi = new System.Diagnostics.ProcessStartInfo(file) { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-        using var p = System.Diagnostics.Process.Start(psi)!;
-        var err = p.StandardError.ReadToEndAsync(Ct);
-        await p.StandardOutput.ReadToEndAsync(Ct);
-        await p.WaitForExitAsync(Ct);
-        Assert.True(mayFail || p.ExitCode == 0, $"{file} failed: {await err}");
-        return p.ExitCode;
-    }
+    private static Task<(byte[] Blob, byte[] EncryptedSecret)> MakeCredentialAsync(TpmEndorsementKey ek, TpmKeyBlob ak, byte[] secret) =>
+        TpmTools.MakeCredentialAsync(ek.Public, ak.Public, secret, Ct);
 }
 
 internal sealed class TempDir : IDisposable
