@@ -28,13 +28,7 @@ public class TpmClientTests
 
         Assert.Equal(TpmHandle.EkCertRsaNv, ek.CertificateIndex);
         using var cert = X509CertificateLoader.LoadCertificate(ek.Certificate!);
-        using var chain = new X509Chain();
-        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-        chain.ChainPolicy.CustomTrustStore.Add(X509CertificateLoader.LoadCertificateFromFile(ca.RootCertificatePath));
-        chain.ChainPolicy.ExtraStore.Add(X509CertificateLoader.LoadCertificateFromFile(ca.IssuerCertificatePath));
-        chain.ChainPolicy.VerificationFlags = X509VerificationFlags.IgnoreNotTimeValid;
-        Assert.True(chain.Build(cert), string.Join("; ", chain.ChainStatus.Select(s => s.StatusInformation)));
+        AssertChainsTo(ca, cert);
         // The EK made from the default template is the certified key (tpm2-tools' own EK agrees).
         using var rsa = cert.GetRSAPublicKey()!;
         var modulus = rsa.ExportParameters(false).Modulus!;
@@ -46,6 +40,41 @@ public class TpmClientTests
         Assert.Equal(modulus, fromTool.ExportParameters(false).Modulus);
         Assert.True(TpmTemplates.SameKey(ek.Public, cert));
         Assert.Equal("", await TpmTools.LoadedHandlesAsync(tpm, Ct));
+    }
+
+    [Fact]
+    public async Task Without_an_rsa_ek_certificate_the_p384_ek_of_the_high_range_template_is_used_and_activates_credentials()
+    {
+        using var ca = SwtpmCa.Create();
+        await using var tpm = await Swtpm.StartAsync(ca, Ct);
+        await tpm.Tpm2Async("tpm2_nvundefine", ["-C", "p", "0x1c00002"], Ct);   // only swtpm's ECC EK certificate is left
+        var ops = new TpmOperations(TpmAddress.Tcp("127.0.0.1", tpm.Port));
+
+        var ek = ops.ReadEndorsement();
+
+        Assert.Equal(TpmHandle.EkCertEccP256HighNv, ek.CertificateIndex);
+        using var cert = X509CertificateLoader.LoadCertificate(ek.Certificate!);
+        AssertChainsTo(ca, cert);
+        Assert.Equal(384, cert.PublicKey.GetECDsaPublicKey()!.KeySize);
+        Assert.True(TpmTemplates.SameKey(ek.Public, cert));
+        var ak = ops.CreateKey(ek, TpmTemplates.AttestationKey());
+        var agentKey = ops.CreateKey(ek, TpmTemplates.AgentKey());
+        var secret = RandomNumberGenerator.GetBytes(32);
+        var (blob, encrypted) = await MakeCredentialAsync(ek, ak, secret);
+        var answer = ops.AnswerChallenge(ek, ak, agentKey, blob, encrypted, new byte[32], DefaultPcrs, new byte[32]);
+        Assert.Equal(secret, answer.Secret);
+        Assert.Equal("", await TpmTools.LoadedHandlesAsync(tpm, Ct));
+    }
+
+    private static void AssertChainsTo(SwtpmCa ca, X509Certificate2 cert)
+    {
+        using var chain = new X509Chain();
+        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        chain.ChainPolicy.CustomTrustStore.Add(X509CertificateLoader.LoadCertificateFromFile(ca.RootCertificatePath));
+        chain.ChainPolicy.ExtraStore.Add(X509CertificateLoader.LoadCertificateFromFile(ca.IssuerCertificatePath));
+        chain.ChainPolicy.VerificationFlags = X509VerificationFlags.IgnoreNotTimeValid;
+        Assert.True(chain.Build(cert), string.Join("; ", chain.ChainStatus.Select(s => s.StatusInformation)));
     }
 
     [Fact]

@@ -23,14 +23,14 @@ public sealed class TpmOperations(TpmAddress address)
     [
         (TpmHandle.EkCertRsaNv, TpmTemplates.EkRsa2048),
         (TpmHandle.EkCertEccNv, TpmTemplates.EkEccP256),
-        (TpmHandle.EkCertEccP256HighNv, TpmTemplates.EkEccP256),
+        (TpmHandle.EkCertEccP256HighNv, TpmTemplates.EkEccP384High),
     ];
 
     public TpmAddress Address { get; } = address;
 
     /// <summary>
-    /// The EK: the first EK certificate in NV (RSA 0x01C00002, else ECC 0x01C0000A / 0x01C00016) and the EK made from the
-    /// matching default template (checked to be the certificate's key); without a certificate, the RSA (else ECC) default EK.
+    /// The EK: the first EK certificate in NV (RSA 0x01C00002, else ECC P-256 0x01C0000A, else ECC P-384 0x01C00016 — the
+    /// high-range template H-3, despite the constant's name) and the EK made from the matching default template (checked to be the certificate's key); without a certificate, the RSA (else ECC) default EK.
     /// </summary>
     public TpmEndorsementKey ReadEndorsement() => Run((tpm, _) =>
     {
@@ -75,7 +75,7 @@ public sealed class TpmOperations(TpmAddress address)
     public TpmKeyBlob CreateKey(TpmEndorsementKey ek, byte[] template) => Run((tpm, flush) =>
     {
         var ekHandle = flush(tpm.CreatePrimary(TpmHandle.Endorsement, ek.Template).Handle);
-        return WithEkSession(tpm, session => tpm.Create(ekHandle, session, template));
+        return WithEkSession(tpm, ek, session => tpm.Create(ekHandle, session, template));
     });
 
     /// <summary>
@@ -93,9 +93,9 @@ public sealed class TpmOperations(TpmAddress address)
         return Run((tpm, flush) =>
         {
             var ekHandle = flush(tpm.CreatePrimary(TpmHandle.Endorsement, ek.Template).Handle);
-            var akHandle = flush(LoadUnderEk(tpm, ekHandle, ak));
-            var keyHandle = flush(LoadUnderEk(tpm, ekHandle, agentKey));
-            var activated = WithEkSession(tpm, session => tpm.ActivateCredential(akHandle, ekHandle, session, blob, secret));
+            var akHandle = flush(LoadUnderEk(tpm, ek, ekHandle, ak));
+            var keyHandle = flush(LoadUnderEk(tpm, ek, ekHandle, agentKey));
+            var activated = WithEkSession(tpm, ek, session => tpm.ActivateCredential(akHandle, ekHandle, session, blob, secret));
             var (quote, values) = ConsistentQuote(tpm, akHandle, n, pcrs);
             var certify = tpm.Certify(keyHandle, akHandle, n);
             var signature = tpm.Sign(keyHandle, digest);
@@ -110,7 +110,7 @@ public sealed class TpmOperations(TpmAddress address)
         return Run((tpm, flush) =>
         {
             var ekHandle = flush(tpm.CreatePrimary(TpmHandle.Endorsement, ek.Template).Handle);
-            var akHandle = flush(LoadUnderEk(tpm, ekHandle, ak));
+            var akHandle = flush(LoadUnderEk(tpm, ek, ekHandle, ak));
             return ConsistentQuote(tpm, akHandle, n, pcrs);
         });
     }
@@ -130,11 +130,19 @@ public sealed class TpmOperations(TpmAddress address)
         }
     }
 
-    private static uint LoadUnderEk(Tpm2 tpm, uint ekHandle, TpmKeyBlob blob) => WithEkSession(tpm, session => tpm.Load(ekHandle, session, blob).Handle);
+    private static uint LoadUnderEk(Tpm2 tpm, TpmEndorsementKey ek, uint ekHandle, TpmKeyBlob blob) =>
+        WithEkSession(tpm, ek, session => tpm.Load(ekHandle, session, blob).Handle);
 
-    /// <summary>One command that uses the EK, through a fresh EK policy session flushed right after (a TPM holds only a few sessions).</summary>
-    private static T WithEkSession<T>(Tpm2 tpm, Func<uint, T> command)
+    /// <summary>
+    /// One command that uses the EK: through a fresh policy session satisfying PolicySecret(TPM_RH_ENDORSEMENT), flushed
+    /// right after (a TPM holds only a few sessions); a high-range EK (userWithAuth) with the password session.
+    /// </summary>
+    private static T WithEkSession<T>(Tpm2 tpm, TpmEndorsementKey ek, Func<uint, T> command)
     {
+        if (TpmTemplates.UsesAuthValue(ek.Template))
+        {
+            return command(TpmHandle.PasswordSession);
+        }
         var session = tpm.StartEkPolicySession();
         try
         {

@@ -17,6 +17,13 @@ public static class TpmTemplates
     public const TpmaObject EkAttributes = TpmaObject.FixedTpm | TpmaObject.FixedParent | TpmaObject.SensitiveDataOrigin
         | TpmaObject.AdminWithPolicy | TpmaObject.Restricted | TpmaObject.Decrypt;
 
+    /// <summary>Policy B (SHA-384) of the high-range EK templates (TCG EK Credential Profile 2.5, Table 3).</summary>
+    public static readonly byte[] EkPolicyBSha384 = Convert.FromHexString(
+        "B26E7D28D11A50BC53D882BCF5FD3A1A074148BB35D3B4E4CB1C0AD9BDE419CACB47BA09699646150F9FC000F3F80E12");
+
+    /// <summary>The high-range EK templates add userWithAuth: the EK is used with its (empty) auth value, no policy session.</summary>
+    public const TpmaObject EkHighAttributes = EkAttributes | TpmaObject.UserWithAuth;
+
     /// <summary>fixedTPM | fixedParent | sensitiveDataOrigin | userWithAuth | restricted | sign: the AK.</summary>
     public const TpmaObject AkAttributes = TpmaObject.FixedTpm | TpmaObject.FixedParent | TpmaObject.SensitiveDataOrigin
         | TpmaObject.UserWithAuth | TpmaObject.Restricted | TpmaObject.SignEncrypt;
@@ -42,6 +49,19 @@ public static class TpmTemplates
         .WriteSized(new byte[32]).WriteSized(new byte[32])
         .ToArray();
 
+    /// <summary>Template H-3: ECC NIST P-384, SHA-384, AES-256-CFB, empty unique; the EK certificate at NV 0x01C00016 (swtpm's ECC EK).</summary>
+    public static byte[] EkEccP384High() => new TpmWriter()
+        .WriteUInt16(TpmAlg.Ecc).WriteUInt16(TpmAlg.Sha384).WriteUInt32((uint)EkHighAttributes).WriteSized(EkPolicyBSha384)
+        .WriteUInt16(TpmAlg.Aes).WriteUInt16(256).WriteUInt16(TpmAlg.Cfb)
+        .WriteUInt16(TpmAlg.Null)
+        .WriteUInt16(TpmEccCurve.NistP384).WriteUInt16(TpmAlg.Null)
+        .WriteSized([]).WriteSized([])
+        .ToArray();
+
+    /// <summary>Whether an object made from <paramref name="template"/> is used with its auth value (userWithAuth) rather than a policy.</summary>
+    internal static bool UsesAuthValue(ReadOnlySpan<byte> template) =>
+        (System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(template[4..]) & (uint)TpmaObject.UserWithAuth) != 0;
+
     /// <summary>An ECC NIST P-256 ECDSA-SHA256 signing key with an empty auth value, under the EK.</summary>
     public static byte[] EccSigningKey(TpmaObject attributes) => new TpmWriter()
         .WriteUInt16(TpmAlg.Ecc).WriteUInt16(TpmAlg.Sha256).WriteUInt32((uint)attributes).WriteSized([])
@@ -64,10 +84,10 @@ public static class TpmTemplates
         var key = PublicKeyOf(tpmtPublic);
         if (key.Modulus is { } n)
         {
-            using var rsa = cert.GetRSAPublicKey();
+            using var rsa = cert.PublicKey.GetRSAPublicKey();
             return rsa is not null && rsa.ExportParameters(false).Modulus.AsSpan().SequenceEqual(n);
         }
-        using var ec = cert.GetECDsaPublicKey();
+        using var ec = cert.PublicKey.GetECDsaPublicKey();   // not cert.GetECDsaPublicKey(): an EK certificate's key usage is keyAgreement only
         if (ec is null)
         {
             return false;
