@@ -273,7 +273,9 @@ public sealed class NodeIdentity : IDisposable
         if (e.StatusCode == StatusCode.Unauthenticated && code == "WRIT-AGENT-NOT-ATTESTED")
         {
             ForgetStored();
-            return new AgentFatalException($"the server no longer knows this agent ({AgentId}; evicted): attest again with a new join token (--join-token)");
+            return new AgentFatalException(KeyInMemoryOnly
+                ? $"the server no longer knows this agent ({AgentId}; evicted): start the agent again to attest with its {Attestor!.Description}"
+                : $"the server no longer knows this agent ({AgentId}; evicted): attest again with a new join token (--join-token)");
         }
         return null;
     }
