@@ -223,6 +223,29 @@ public class TpmClientTests
     }
 
     [Theory]
+    [InlineData("8001 7fffffff 00000000", "sent a response of 2147483647 bytes")]       // a size far beyond any TPM response
+    [InlineData("8001 00000004 00000000", "sent a response of 4 bytes")]                // shorter than its own header
+    [InlineData("8001 00000020 00000000 0000", "closed the connection in the middle of a response")]
+    public async Task A_tcp_peer_that_is_not_a_sane_tpm_is_refused_without_reading_unbounded_data(string response, string expected)
+    {
+        // A hostile or broken "TPM" on the port: the client reads the header, checks the size, and never allocates or waits for more.
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        var peer = Task.Run(async () =>
+        {
+            using var s = await listener.AcceptSocketAsync(Ct);
+            await s.ReceiveAsync(new byte[4096], Ct);
+            await s.SendAsync(Convert.FromHexString(response.Replace(" ", "", StringComparison.Ordinal)), Ct);
+            s.Shutdown(System.Net.Sockets.SocketShutdown.Send);
+        }, Ct);
+        using var client = Tpm2.Open(TpmAddress.Tcp("127.0.0.1", port));
+        var e = Assert.Throws<TpmDeviceException>(() => client.GetTpmProperty(TpmCap.PtNvBufferMax));
+        Assert.Contains(expected, e.Message, StringComparison.Ordinal);
+        await peer;
+    }
+
+    [Theory]
     [InlineData("/dev/tpmrm0", "/dev/tpmrm0")]
     [InlineData("tcp://127.0.0.1:2321", "tcp://127.0.0.1:2321")]
     [InlineData("TCP://localhost:1", "tcp://localhost:1")]
