@@ -14,8 +14,12 @@ public sealed record AgentOptions
     /// <summary>PEM or SPIFFE-JSON bundle used to authenticate the server before the agent has its own copy.</summary>
     public string? TrustBundlePath { get; init; }
     public string? JoinToken { get; init; }
-    /// <summary>How the node attests (<c>node_attestor</c>): <c>join_token</c> (default) or <c>x509pop</c>.</summary>
+    /// <summary>How the node proves itself (<c>node_attestor</c>): <c>join_token</c> (default), <c>tpm</c> or <c>x509pop</c>.</summary>
     public string NodeAttestor { get; init; } = "join_token";
+    /// <summary>The TPM for <c>tpm</c> node attestation (<c>tpm</c>): a device such as /dev/tpmrm0, or tcp://HOST:PORT.</summary>
+    public Writ.Tpm.Device.TpmAddress Tpm { get; init; } = Writ.Tpm.Device.TpmAddress.Device(Writ.Tpm.Device.TpmAddress.DefaultDevice);
+    /// <summary>The measured-boot event log sent with TPM quotes (<c>tpm_event_log</c>); null: the kernel's for a device TPM when it exists, none for tcp.</summary>
+    public string? TpmEventLog { get; init; }
     /// <summary>x509pop: PEM node certificate, then its intermediates (<c>x509pop.cert</c>).</summary>
     public string? X509PopCertPath { get; init; }
     /// <summary>x509pop: PEM private key of the node certificate (<c>x509pop.key</c>).</summary>

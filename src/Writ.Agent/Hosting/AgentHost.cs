@@ -129,7 +129,7 @@ public sealed class AgentHost : IAsyncDisposable
         builder.Services.AddSingleton(sp => new NodeIdentity(options, state, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger<NodeIdentity>())
         {
             Jitter = jitter,
-            Attestor = options.NodeAttestor == X509PopAttestorClient.TypeName ? X509PopAttestorClient.Load(options.X509PopCertPath!, options.X509PopKeyPath!) : null,
+            Attestor = NodeAttestorClients.FromOptions(options),
         });
         builder.Services.AddSingleton(sp =>
         {

@@ -18,6 +18,14 @@ public interface INodeAttestorClient
     /// </summary>
     string? SingleUseFingerprint { get; }
 
+    /// <summary>
+    /// The CSR (DER) the agent sends with this attestation, given before <see cref="EvidenceAsync"/>: an attestor whose
+    /// answer binds the agent's key to its evidence (tpm signs its hash) keeps it; the others ignore it.
+    /// </summary>
+    void UseCsr(ReadOnlyMemory<byte> csrDer)
+    {
+    }
+
     Task<ReadOnlyMemory<byte>> EvidenceAsync(CancellationToken ct);
 
     /// <summary>The answer to one server challenge. An attestor without challenges refuses them.</summary>

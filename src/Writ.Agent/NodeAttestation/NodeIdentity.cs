@@ -27,7 +27,9 @@ public sealed class AgentFatalException(string message) : Exception(message)
 /// <summary>
 /// The agent's own identity: attests once through its node attestor (<see cref="INodeAttestorClient"/>; a join token today), keeps its SVID and key in the data dir (key 0600) so a
 /// restart needs no new token, renews before half-life, and owns the gRPC channel to the server (a new channel after every
-/// renewal, since a TLS connection keeps the certificate it was made with).
+/// renewal, since a TLS connection keeps the certificate it was made with). With a continuous attestor (tpm) the key
+/// lives only in memory: the agent attests on every start and renews by attesting again (its evidence is reusable), and
+/// only the SVID certificate is written (for 'writ agent' tooling), so a copied data dir cannot act as the node.
 /// </summary>
 public sealed class NodeIdentity : IDisposable
 {
@@ -60,6 +62,9 @@ public sealed class NodeIdentity : IDisposable
     /// continuous one (<see cref="IContinuousNodeAttestorClient"/>) also answers the server's rechecks.
     /// </summary>
     public INodeAttestorClient? Attestor { get; init; }
+
+    /// <summary>Whether the session key stays in memory only (a continuous attestor: attest on start and on renewal).</summary>
+    private bool KeyInMemoryOnly => Attestor is IContinuousNodeAttestorClient;
 
     public DateTimeOffset SvidExpiresAt => _svid is null ? DateTimeOffset.MinValue : new DateTimeOffset(_svid.NotAfter.ToUniversalTime());
 
@@ -115,6 +120,13 @@ public sealed class NodeIdentity : IDisposable
             mode |= UnixFileMode.GroupExecute | UnixFileMode.OtherExecute;
         }
         File.SetUnixFileMode(_options.DataDir, mode);
+        if (KeyInMemoryOnly)
+        {
+            // Never resume from disk: the key is not there (and a key file left by an earlier join-token life goes).
+            File.Delete(Path.Combine(_options.DataDir, KeyFile));
+            await AttestAsync(ct).ConfigureAwait(false);
+            return;
+        }
         // Any stored SVID that is still valid for a few seconds is enough to resume: the renewal loop renews it at once
         // when it is past its renewal time. (A fixed 30 s margin made every restart fail at the shortest agent TTL.)
         if (TryLoadStored(out var stored) && stored.NotAfter.ToUniversalTime() > _time.GetUtcNow().UtcDateTime.AddSeconds(5))
@@ -149,15 +161,17 @@ public sealed class NodeIdentity : IDisposable
             throw new AgentFatalException($"the configured {attestor.Description} was already used by this agent and is single-use: generate a new one with 'writ token generate'");
         }
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var csr = Csr.Create(key);
+        attestor.UseCsr(csr);
+        var evidence = await attestor.EvidenceAsync(ct).ConfigureAwait(false);
         var client = new AgentService.AgentServiceClient(NewChannel());
         AttestResponse? r = null;
         try
         {
             using var call = client.AttestAgent(cancellationToken: ct);
-            var evidence = await attestor.EvidenceAsync(ct).ConfigureAwait(false);
             await call.RequestStream.WriteAsync(new AttestAgentRequest
             {
-                Params = new AttestAgentParams { AttestationType = attestor.Type, Payload = ByteString.CopyFrom(evidence.Span), Csr = ByteString.CopyFrom(Csr.Create(key)) },
+                Params = new AttestAgentParams { AttestationType = attestor.Type, Payload = ByteString.CopyFrom(evidence.Span), Csr = ByteString.CopyFrom(csr) },
             }, ct).ConfigureAwait(false);
             while (r is null && await call.ResponseStream.MoveNext(ct).ConfigureAwait(false))
             {
@@ -188,6 +202,11 @@ public sealed class NodeIdentity : IDisposable
     /// <summary>Renews the agent SVID for a fresh key. Fatal when the server says the agent is banned or gone.</summary>
     public async Task RenewAsync(CancellationToken ct)
     {
+        if (KeyInMemoryOnly)
+        {
+            await AttestAsync(Attestor!, ct).ConfigureAwait(false);   // reusable evidence: a fresh attestation is the renewal
+            return;
+        }
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         try
         {
@@ -254,7 +273,9 @@ public sealed class NodeIdentity : IDisposable
         if (e.StatusCode == StatusCode.Unauthenticated && code == "WRIT-AGENT-NOT-ATTESTED")
         {
             ForgetStored();
-            return new AgentFatalException($"the server no longer knows this agent ({AgentId}; evicted): attest again with a new join token (--join-token)");
+            return new AgentFatalException(KeyInMemoryOnly
+                ? $"the server no longer knows this agent ({AgentId}; evicted): start the agent again to attest with its {Attestor!.Description}"
+                : $"the server no longer knows this agent ({AgentId}; evicted): attest again with a new join token (--join-token)");
         }
         return null;
     }
@@ -300,6 +321,11 @@ public sealed class NodeIdentity : IDisposable
     private void Persist(IReadOnlyList<X509Certificate2> chain, ECDsa key)
     {
         var pem = string.Concat(chain.Select(c => PemEncoding.WriteString("CERTIFICATE", c.RawData) + "\n"));
+        if (KeyInMemoryOnly)
+        {
+            WriteAtomically(SvidFile, Encoding.UTF8.GetBytes(pem), UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            return;
+        }
         WriteAtomically(KeyFile, Encoding.UTF8.GetBytes(PemEncoding.WriteString("PRIVATE KEY", key.ExportPkcs8PrivateKey()) + "\n"), UnixFileMode.UserRead | UnixFileMode.UserWrite);
         WriteAtomically(SvidFile, Encoding.UTF8.GetBytes(pem), UnixFileMode.UserRead | UnixFileMode.UserWrite);
     }

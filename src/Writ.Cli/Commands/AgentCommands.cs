@@ -26,7 +26,9 @@ public static class AgentCommands
     [
         new("server", "", "HOST:PORT of the server's agent API (required)."),
         new("join_token", "", "Join token from 'writ token generate'; needed only for the first start (the SVID is kept in data_dir)."),
-        new("node_attestor", "join_token", "How the node attests: join_token (--join-token) or x509pop (--x509pop-cert, --x509pop-key)."),
+        new("node_attestor", "join_token", "How the node proves itself: join_token; x509pop (--x509pop-cert, --x509pop-key: a certificate of your machine PKI); or tpm (a TPM 2.0: EK certificate, credential activation, PCR quotes; the agent key lives in the TPM and the agent attests on every start)."),
+        new("tpm", Writ.Tpm.Device.TpmAddress.DefaultDevice, "With node_attestor tpm: the TPM, a device (/dev/tpmrm0, the kernel resource manager) or tcp://HOST:PORT (a TCP TPM such as swtpm)."),
+        new("tpm_event_log", "", "With node_attestor tpm: the measured-boot event log sent with quotes. Default: /sys/kernel/security/tpm0/binary_bios_measurements when the TPM is a device and that file exists; none for tcp."),
         new("x509pop.cert", "", "x509pop: PEM file of the node's certificate from the machine PKI, then its intermediates."),
         new("x509pop.key", "", "x509pop: PEM private key of that certificate (PKCS#8, EC or RSA; not encrypted)."),
         new("trust_bundle", "", "Bundle to authenticate the server on first start: PEM ('writ bundle show') or SPIFFE JSON. Later the agent keeps its own copy."),
@@ -100,11 +102,20 @@ public static class AgentCommands
         var maxConnections = Count(c, "workload_api.max_connections", 1);
         var maxPerUid = Count(c, "workload_api.max_connections_per_uid", 1);
         var rate = Count(c, "workload_api.rate_limit_per_uid", 0);
-        var nodeAttestor = c.OneOf("node_attestor", "join_token", X509PopAttestorClient.TypeName);
-        var (x509PopCert, x509PopKey) = nodeAttestor == X509PopAttestorClient.TypeName ? X509PopFiles(c) : (null, null);
         var level = c.OneOf("log_level", "info", "debug", "warn", "error");
         var format = c.OneOf("log_format", "text", "json");
         var metricsBind = Writ.Server.Telemetry.MetricsBindOption.Parse(c, "metrics_bind");
+        var nodeAttestor = c.OneOf("node_attestor", [.. NodeAttestorClients.Names]);
+        var (x509PopCert, x509PopKey) = nodeAttestor == X509PopAttestorClient.TypeName ? X509PopFiles(c) : (null, null);
+        if (!Writ.Tpm.Device.TpmAddress.TryParse(c.Get("tpm"), out var tpm, out var tpmError))
+        {
+            c.Errors.Add($"{c.Describe("tpm")}: {tpmError}");
+        }
+        var eventLog = c.Get("tpm_event_log") is { Length: > 0 } log ? Path.GetFullPath(log) : null;
+        if (nodeAttestor == "tpm" && eventLog is not null && !File.Exists(eventLog))
+        {
+            c.Errors.Add($"{c.Describe("tpm_event_log")}: file '{eventLog}' does not exist");
+        }
         errors = c.Errors;
         if (c.Errors.Count > 0)
         {
@@ -121,6 +132,8 @@ public static class AgentCommands
             NodeAttestor = nodeAttestor,
             X509PopCertPath = x509PopCert,
             X509PopKeyPath = x509PopKey,
+            Tpm = tpm,
+            TpmEventLog = eventLog,
             AttestorTimeout = timeout,
             ReattestInterval = reattest,
             MaxConnections = maxConnections,
