@@ -116,7 +116,13 @@ public sealed class AgentApiTests(SharedServer fixture) : IClassFixture<SharedSe
         Assert.True(stream.ResponseStream.Current.Reset);
         Assert.True((await Server.WritAsync("agent", "ban", agent.AgentId)).ExitCode == 0);
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
-        var e = await Assert.ThrowsAsync<RpcException>(async () => await stream.ResponseStream.MoveNext(cts.Token));
+        // The stream first delivers the revocations the ban made (the agent's workloads must drop their SVIDs), never a
+        // new entry, then ends refused.
+        var e = await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            while (await stream.ResponseStream.MoveNext(cts.Token))
+                Assert.Empty(stream.ResponseStream.Current.Upserts);
+        });
         Assert.Equal(StatusCode.PermissionDenied, e.StatusCode);
     }
 
