@@ -162,6 +162,15 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
                 throw NodeExists(id);
             if (existing.Status == NodeStatus.Drifted)
                 throw Drifted(id, existing.StatusReason);
+            // Fresh evidence is held to the node's baseline: a restart must not turn a drift into the new normal.
+            if (attestor is IContinuousNodeAttestor appraiser
+                && await appraiser.AppraiseReattestationAsync(existing, facts, ct).ConfigureAwait(false) is { Healthy: false } drift)
+            {
+                var code = drift.DriftCode ?? NodeAttestationCodes.Failed;
+                var reason = drift.DriftReason ?? "the fresh evidence differs from the node's baseline";
+                await server.Posture.DriftAsync(existing, appraiser, code, reason, existing.SerialNumber, ct).ConfigureAwait(false);
+                throw Drifted(id, $"{code}: {reason}");
+            }
         }
 
         var outcome = await _pipeline.AttestNodeAsync(new NodeFacts(id, facts.Type, [.. facts.Selectors.Select(s => s.ToString())], facts.Aliases), key, renewal: false, ct)
