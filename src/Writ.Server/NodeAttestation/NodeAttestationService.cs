@@ -160,6 +160,8 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
                 throw Banned(id);
             if (!attestor.Reattestable || existing.AttestationType != facts.Type)
                 throw NodeExists(id);
+            if (attestor.ReattestConflict(existing, facts) is { } conflict)
+                throw NodeExists(id, conflict);
             if (existing.Status == NodeStatus.Drifted)
                 throw Drifted(id, existing.StatusReason);
             // Fresh evidence is held to the node's baseline: a restart must not turn a drift into the new normal.
@@ -341,6 +343,6 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
             $"agent {node.SpiffeId} has drifted ({node.StatusReason ?? "continuous attestation failed"}) and gets no new SVIDs until an admin readmits it: writ agent readmit {node.SpiffeId}");
     }
 
-    private static WritException NodeExists(string id) => new(NodeAttestationCodes.NodeExists, WritErrorKind.PermissionDenied,
-        $"agent {id} is already attested; evict it first ('writ agent evict')");
+    private static WritException NodeExists(string id, string? why = null) => new(NodeAttestationCodes.NodeExists, WritErrorKind.PermissionDenied,
+        $"agent {id} is already attested{(why is null ? "" : $" ({why})")}; evict it first ('writ agent evict')");
 }
