@@ -188,6 +188,9 @@ public sealed class TpmNodeAttestor(TpmOptions options, ITpmReferenceSetStore re
             throw Refused(TpmNodeCodes.EkAttributes,
                 $"ek_public has attributes {ek.Attributes}: an endorsement key is a restricted decryption key with fixedTPM and fixedParent; send the TPM's EK (TCG default template)");
         }
+        // The credential's 32-byte secret must fit the EK's name digest (a SHA-1 name would fail MakeCredential).
+        if (ek.NameAlg == TpmAlg.Sha1)
+            throw Refused(TpmNodeCodes.EkAttributes, "ek_public has a SHA-1 name algorithm: send the TPM's EK made from a SHA-256 or stronger template (TCG default template)");
         var ekHash = Verify(ek.EkHash);
         X509Certificate2? certificate = null;
         try

@@ -167,6 +167,18 @@ public sealed class TpmNodeAttestorTests(TpmCaFixture cas) : IClassFixture<TpmCa
     }
 
     [Fact]
+    public async Task A_trusted_ek_resent_with_a_sha1_name_is_refused_not_a_server_failure()
+    {
+        // Attack: the real EK key (its certificate still matches) with nameAlg SHA-1: MakeCredential cannot hold the 32-byte
+        // secret in a 20-byte digest; that must be a refusal, not an internal error logged with a stack trace per attempt.
+        var agent = await AgentAsync();
+        var ekPublic = agent.EkPublic.ToArray();
+        ekPublic[2] = 0x00;
+        ekPublic[3] = 0x04;
+        await AssertRefusedAsync(TpmNodeCodes.EkAttributes, await AttestAsync(Attestor(), agent.Evidence(ekPublic: ekPublic), agent.Csr, c => agent.AnswerAsync(c)));
+    }
+
+    [Fact]
     public async Task An_ak_from_another_tpm_fails_credential_activation()
     {
         var trusted = await AgentAsync();
