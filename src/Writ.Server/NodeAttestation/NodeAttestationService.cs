@@ -75,16 +75,26 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
         }
         catch (WritException e)
         {
-            ServerLog.AttestationRefused(log, NodeAttestorRegistry.Printable(type), peer, e.Code, e.Message);
-            // Labels stay bounded: a registered attestor's type (else "unknown") and the refusal's stable code.
-            server.Metrics.NodeAttestationFailed(registry.Types.Contains(type) ? type : "unknown", ReasonLabel(e.Code));
-            // A Cedar denial is already in the ledger as its decision; every other refusal (bad evidence, an attack) is
-            // recorded here, within a flood limit.
-            if (e.Code != NodeAttestationCodes.Denied && _refusals.TryRecord(server.Time.GetUtcNow(), out var suppressed))
-            {
-                await RecordRefusalAsync(registry.Types.Contains(type) ? type : "unknown", peer, e, suppressed).ConfigureAwait(false);
-            }
+            await RefusedAsync(type, peer, e).ConfigureAwait(false);
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Logs, counts and records a refused node attestation, also one refused before it reached an attestor (the agent
+    /// API's malformed requests): a Cedar denial is already in the ledger as its decision; every other refusal (bad
+    /// evidence, an attack) is recorded here, within a flood limit.
+    /// </summary>
+    public async Task RefusedAsync(string type, string peer, WritException e)
+    {
+        ArgumentNullException.ThrowIfNull(type);
+        ArgumentNullException.ThrowIfNull(e);
+        ServerLog.AttestationRefused(log, NodeAttestorRegistry.Printable(type), peer, e.Code, e.Message);
+        // Labels stay bounded: a registered attestor's type (else "unknown") and the refusal's stable code.
+        server.Metrics.NodeAttestationFailed(registry.Types.Contains(type) ? type : "unknown", ReasonLabel(e.Code));
+        if (e.Code != NodeAttestationCodes.Denied && _refusals.TryRecord(server.Time.GetUtcNow(), out var suppressed))
+        {
+            await RecordRefusalAsync(registry.Types.Contains(type) ? type : "unknown", peer, e, suppressed).ConfigureAwait(false);
         }
     }
 

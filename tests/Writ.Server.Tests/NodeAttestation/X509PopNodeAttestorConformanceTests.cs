@@ -283,4 +283,15 @@ public sealed class X509PopNodeAttestorEndToEndTests : X509PopNodeAttestorConfor
     private protected override Task OnStartedAsync() => H.StartGrpcAsync();
 
     private protected override Task<AttestOutcome> AttestAsync(string type, AgentEvidence evidence) => AttestOverGrpcAsync(H.Client!, type, evidence);
+
+    [Fact]
+    public async Task Attack_an_attest_stream_without_params_is_refused_with_a_ledger_record()
+    {
+        using var call = H.Client!.AttestAgent(cancellationToken: Ct);
+        await call.RequestStream.WriteAsync(new Writ.Protocol.Agent.AttestAgentRequest { ChallengeResponse = ByteString.CopyFrom([1, 2, 3]) }, Ct);
+        var e = await Assert.ThrowsAsync<Grpc.Core.RpcException>(async () => await call.ResponseStream.MoveNext(Ct));
+        Assert.StartsWith(NodeAttestationCodes.BadRequest + ": ", e.Status.Detail, StringComparison.Ordinal);
+        var refusals = await H.Store.Ledger.ListAsync(0, 1000, Writ.Server.Ledger.LedgerEvents.NodeAttestationRefused, null, Ct);
+        Assert.Contains(refusals, r => r.DataJson.Contains($"\"code\":\"{NodeAttestationCodes.BadRequest}\"", StringComparison.Ordinal));
+    }
 }
