@@ -48,14 +48,16 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
             }
             catch (OperationCanceledException) when (firstRead.IsCancellationRequested && !ct.IsCancellationRequested)
             {
-                throw new WritException(NodeAttestationCodes.Timeout, WritErrorKind.DeadlineExceeded,
-                    $"no attestation request arrived within {timeout.TotalSeconds:0}s of opening the stream: send the params first");
+                first = null;
+                await RefuseAttestationAsync(new WritException(NodeAttestationCodes.Timeout, WritErrorKind.DeadlineExceeded,
+                    $"no attestation request arrived within {timeout.TotalSeconds:0}s of opening the stream: send the params first"), context).ConfigureAwait(false);
             }
         }
         if (first?.Params is not { } p)
         {
-            throw new WritException(NodeAttestationCodes.BadRequest, WritErrorKind.InvalidArgument,
-                "the first AttestAgent request must carry params (attestation type, evidence, CSR): upgrade the agent");
+            await RefuseAttestationAsync(new WritException(NodeAttestationCodes.BadRequest, WritErrorKind.InvalidArgument,
+                "the first AttestAgent request must carry params (attestation type, evidence, CSR): upgrade the agent"), context).ConfigureAwait(false);
+            return;
         }
         async Task<ReadOnlyMemory<byte>> Challenge(ReadOnlyMemory<byte> challenge, CancellationToken t)
         {
@@ -68,6 +70,13 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         }
         var r = await server.NodeAttestation.AttestAsync(p.AttestationType, p.Payload.Memory, p.Csr.Memory, Challenge, context.Peer, ct).ConfigureAwait(false);
         await responseStream.WriteAsync(new AttestAgentResponse { Result = AttestResponseFor(r.AgentId, r.Chain, r.DecisionId) }, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>A malformed AttestAgent request is a refused attestation too: logged, counted, in the ledger; then thrown.</summary>
+    private async Task RefuseAttestationAsync(WritException refusal, ServerCallContext context)
+    {
+        await server.NodeAttestation.RefusedAsync("unknown", context.Peer, refusal).ConfigureAwait(false);
+        throw refusal;
     }
 
     public override async Task<AttestResponse> AttestJoinToken(AttestJoinTokenRequest request, ServerCallContext context)

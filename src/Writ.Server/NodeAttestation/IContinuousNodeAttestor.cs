@@ -44,6 +44,13 @@ public interface IContinuousNodeAttestor : INodeAttestor
     /// drift too (<see cref="NodeAppraisal.Drifted"/>), never an exception: an exception is a bug.
     /// </summary>
     Task<NodeAppraisal> AppraiseAsync(AttestedNode node, NodeRecheck recheck, ReadOnlyMemory<byte> answer, CancellationToken ct);
+
+    /// <summary>
+    /// Appraises a re-attestation of the existing <paramref name="node"/> with fresh <paramref name="facts"/> against what
+    /// was stored for it: a change a recheck would call drift (tpm: a PCR outside the node's reference sets) is drift here
+    /// too, or restarting the agent would reset the node's baseline. Null (the default) when there is nothing to compare.
+    /// </summary>
+    Task<NodeAppraisal?> AppraiseReattestationAsync(AttestedNode node, AttestedNodeFacts facts, CancellationToken ct) => Task.FromResult<NodeAppraisal?>(null);
 }
 
 /// <summary>One outstanding recheck: its id (echoed by the agent), the payload sent, what the server expects (e.g. the nonce).</summary>

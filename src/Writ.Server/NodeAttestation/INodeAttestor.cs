@@ -54,5 +54,11 @@ public interface INodeAttestor
     /// </summary>
     bool Reattestable => false;
 
+    /// <summary>
+    /// Why <paramref name="facts"/> may not attest the existing <paramref name="node"/> again although they name its agent
+    /// ID (x509pop: a certificate from another CA of the bundle whose template values collide), or null when they may.
+    /// </summary>
+    string? ReattestConflict(AttestedNode node, AttestedNodeFacts facts) => null;
+
     Task<AttestedNodeFacts> AttestAsync(NodeEvidence evidence, NodeChallenge challenge, CancellationToken ct);
 }

@@ -75,16 +75,26 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
         }
         catch (WritException e)
         {
-            ServerLog.AttestationRefused(log, NodeAttestorRegistry.Printable(type), peer, e.Code, e.Message);
-            // Labels stay bounded: a registered attestor's type (else "unknown") and the refusal's stable code.
-            server.Metrics.NodeAttestationFailed(registry.Types.Contains(type) ? type : "unknown", ReasonLabel(e.Code));
-            // A Cedar denial is already in the ledger as its decision; every other refusal (bad evidence, an attack) is
-            // recorded here, within a flood limit.
-            if (e.Code != NodeAttestationCodes.Denied && _refusals.TryRecord(server.Time.GetUtcNow(), out var suppressed))
-            {
-                await RecordRefusalAsync(registry.Types.Contains(type) ? type : "unknown", peer, e, suppressed).ConfigureAwait(false);
-            }
+            await RefusedAsync(type, peer, e).ConfigureAwait(false);
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Logs, counts and records a refused node attestation, also one refused before it reached an attestor (the agent
+    /// API's malformed requests): a Cedar denial is already in the ledger as its decision; every other refusal (bad
+    /// evidence, an attack) is recorded here, within a flood limit.
+    /// </summary>
+    public async Task RefusedAsync(string type, string peer, WritException e)
+    {
+        ArgumentNullException.ThrowIfNull(type);
+        ArgumentNullException.ThrowIfNull(e);
+        ServerLog.AttestationRefused(log, NodeAttestorRegistry.Printable(type), peer, e.Code, e.Message);
+        // Labels stay bounded: a registered attestor's type (else "unknown") and the refusal's stable code.
+        server.Metrics.NodeAttestationFailed(registry.Types.Contains(type) ? type : "unknown", ReasonLabel(e.Code));
+        if (e.Code != NodeAttestationCodes.Denied && _refusals.TryRecord(server.Time.GetUtcNow(), out var suppressed))
+        {
+            await RecordRefusalAsync(registry.Types.Contains(type) ? type : "unknown", peer, e, suppressed).ConfigureAwait(false);
         }
     }
 
@@ -160,8 +170,19 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
                 throw Banned(id);
             if (!attestor.Reattestable || existing.AttestationType != facts.Type)
                 throw NodeExists(id);
+            if (attestor.ReattestConflict(existing, facts) is { } conflict)
+                throw NodeExists(id, conflict);
             if (existing.Status == NodeStatus.Drifted)
                 throw Drifted(id, existing.StatusReason);
+            // Fresh evidence is held to the node's baseline: a restart must not turn a drift into the new normal.
+            if (attestor is IContinuousNodeAttestor appraiser
+                && await appraiser.AppraiseReattestationAsync(existing, facts, ct).ConfigureAwait(false) is { Healthy: false } drift)
+            {
+                var code = drift.DriftCode ?? NodeAttestationCodes.Failed;
+                var reason = drift.DriftReason ?? "the fresh evidence differs from the node's baseline";
+                await server.Posture.DriftAsync(existing, appraiser, code, reason, existing.SerialNumber, ct).ConfigureAwait(false);
+                throw Drifted(id, $"{code}: {reason}");
+            }
         }
 
         var outcome = await _pipeline.AttestNodeAsync(new NodeFacts(id, facts.Type, [.. facts.Selectors.Select(s => s.ToString())], facts.Aliases), key, renewal: false, ct)
@@ -332,6 +353,6 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
             $"agent {node.SpiffeId} has drifted ({node.StatusReason ?? "continuous attestation failed"}) and gets no new SVIDs until an admin readmits it: writ agent readmit {node.SpiffeId}");
     }
 
-    private static WritException NodeExists(string id) => new(NodeAttestationCodes.NodeExists, WritErrorKind.PermissionDenied,
-        $"agent {id} is already attested; evict it first ('writ agent evict')");
+    private static WritException NodeExists(string id, string? why = null) => new(NodeAttestationCodes.NodeExists, WritErrorKind.PermissionDenied,
+        $"agent {id} is already attested{(why is null ? "" : $" ({why})")}; evict it first ('writ agent evict')");
 }

@@ -240,6 +240,29 @@ public class X509PopNodeAttestorConformanceTests : NodeAttestorConformance
         await RefusedAsync(Make(Node(_root, "..", Now.AddDays(-1), Now.AddDays(30), dns: ["dots.fleet.example"])), X509PopCodes.AgentId, nodesBefore: 1);
     }
 
+    [Fact]
+    public async Task Attack_a_node_of_another_bundle_CA_with_colliding_template_values_cannot_take_over_the_agent_id()
+    {
+        // Serial numbers and CNs are unique per CA only: a node of a second CA of the bundle with the same CN must not
+        // re-attest as (and so supersede) the first node.
+        using var partner = CaCert("partner-root", Now.AddDays(-30), Now.AddDays(365));
+        H.Use(TestLimits, new X509PopNodeAttestor([X509CertificateLoader.LoadCertificate(_root.RawData), X509CertificateLoader.LoadCertificate(partner.RawData)],
+            AgentPath("{subject_cn}")));
+        using var owner = Node(_root, "web-1", Now.AddDays(-1), Now.AddDays(30));
+        var first = await AttestAsync(Type, Make(owner));
+        Assert.True(first.Attested, $"{first.Code}: {first.Message}");
+        var stored = Assert.Single(await H.Store.Nodes.ListAsync(Ct));
+
+        using var impostor = Node(partner, "web-1", Now.AddDays(-1), Now.AddDays(30));
+        var taken = await AttestAsync(Type, Make(impostor));
+        Assert.False(taken.Attested, $"a node of another CA took over {taken.AgentId}");
+        Assert.Equal(NodeAttestationCodes.NodeExists, taken.Code);
+        Assert.Equal(stored.SerialNumber, Assert.Single(await H.Store.Nodes.ListAsync(Ct)).SerialNumber);
+
+        var again = await AttestAsync(Type, Make(owner));
+        Assert.True(again.Attested, $"the node itself attests again: {again.Code}: {again.Message}");
+    }
+
     [Theory]
     [InlineData("node", "no placeholder")]
     [InlineData("{fingerprint}", "unknown placeholder")]
@@ -260,4 +283,15 @@ public sealed class X509PopNodeAttestorEndToEndTests : X509PopNodeAttestorConfor
     private protected override Task OnStartedAsync() => H.StartGrpcAsync();
 
     private protected override Task<AttestOutcome> AttestAsync(string type, AgentEvidence evidence) => AttestOverGrpcAsync(H.Client!, type, evidence);
+
+    [Fact]
+    public async Task Attack_an_attest_stream_without_params_is_refused_with_a_ledger_record()
+    {
+        using var call = H.Client!.AttestAgent(cancellationToken: Ct);
+        await call.RequestStream.WriteAsync(new Writ.Protocol.Agent.AttestAgentRequest { ChallengeResponse = ByteString.CopyFrom([1, 2, 3]) }, Ct);
+        var e = await Assert.ThrowsAsync<Grpc.Core.RpcException>(async () => await call.ResponseStream.MoveNext(Ct));
+        Assert.StartsWith(NodeAttestationCodes.BadRequest + ": ", e.Status.Detail, StringComparison.Ordinal);
+        var refusals = await H.Store.Ledger.ListAsync(0, 1000, Writ.Server.Ledger.LedgerEvents.NodeAttestationRefused, null, Ct);
+        Assert.Contains(refusals, r => r.DataJson.Contains($"\"code\":\"{NodeAttestationCodes.BadRequest}\"", StringComparison.Ordinal));
+    }
 }

@@ -131,6 +131,35 @@ public sealed class TpmNodeAttestor(TpmOptions options, ITpmReferenceSetStore re
         }
 
         var sets = await references.ListAsync(ct).ConfigureAwait(false);
+        if (Drift(state, values, sets) is { } reason)
+            return NodeAppraisal.Drifted(TpmNodeCodes.PcrDrift, reason);
+        var next = state with { Pcrs = values, SecureBoot = secureBoot ?? state.SecureBoot };
+        return NodeAppraisal.Ok(next.Selectors(Satisfied(sets, state.Bank, values)), next.Serialize());
+    }
+
+    /// <summary>
+    /// A re-attestation (agent restart or renewal) is held to the same baseline as a re-quote: its freshly quoted PCRs may
+    /// differ from the stored ones only inside a reference set matched at attestation, else the node drifts instead of
+    /// getting a new baseline. PCRs or a bank the stored state does not have (the configuration changed) are not compared.
+    /// </summary>
+    public async Task<NodeAppraisal?> AppraiseReattestationAsync(AttestedNode node, AttestedNodeFacts facts, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        ArgumentNullException.ThrowIfNull(facts);
+        if (node.AttestorState is not { } stored || TpmNodeState.TryParse(stored) is not { } state
+            || facts.AttestorState is not { } fresh || TpmNodeState.TryParse(fresh) is not { } now
+            || !string.Equals(state.Bank, now.Bank, StringComparison.Ordinal))
+        {
+            return null;
+        }
+        var values = now.Pcrs.Where(p => state.Pcrs.ContainsKey(p.Key)).ToDictionary(p => p.Key, p => p.Value);
+        var sets = await references.ListAsync(ct).ConfigureAwait(false);
+        return Drift(state, values, sets) is { } reason ? NodeAppraisal.Drifted(TpmNodeCodes.PcrDrift, $"on attesting again: {reason}") : null;
+    }
+
+    /// <summary>Why <paramref name="values"/> are drift from <paramref name="state"/>'s PCRs, or null when every change is allowed.</summary>
+    private static string? Drift(TpmNodeState state, IReadOnlyDictionary<int, string> values, IReadOnlyList<TpmReferenceSet> sets)
+    {
         var attestedSets = sets.Where(s => state.AttestedSets.Contains(s.Name, StringComparer.Ordinal)).ToList();
         foreach (var (index, now) in values.OrderBy(v => v.Key))
         {
@@ -141,12 +170,10 @@ public sealed class TpmNodeAttestor(TpmOptions options, ITpmReferenceSetStore re
             var allowedBy = attestedSets.FirstOrDefault(s => TpmReferenceMatcher.Covers(s, state.Bank, index) && Satisfied([s], state.Bank, values).Count == 1);
             if (allowedBy is null)
             {
-                return NodeAppraisal.Drifted(TpmNodeCodes.PcrDrift,
-                    $"PCR {state.Bank}:{index} changed from {Short(before)} to {Short(now)}, outside the node's reference sets ({(state.AttestedSets.Count == 0 ? "none matched at attestation" : string.Join(", ", state.AttestedSets))}): check the node; register the new value with 'writ tpm reference create' and re-admit it with 'writ agent readmit'");
+                return $"PCR {state.Bank}:{index} changed from {Short(before)} to {Short(now)}, outside the node's reference sets ({(state.AttestedSets.Count == 0 ? "none matched at attestation" : string.Join(", ", state.AttestedSets))}): check the node; register the new value with 'writ tpm reference create' and re-admit it with 'writ agent readmit'";
             }
         }
-        var next = state with { Pcrs = values, SecureBoot = secureBoot ?? state.SecureBoot };
-        return NodeAppraisal.Ok(next.Selectors(Satisfied(sets, state.Bank, values)), next.Serialize());
+        return null;
     }
 
     /// <summary>
@@ -161,6 +188,9 @@ public sealed class TpmNodeAttestor(TpmOptions options, ITpmReferenceSetStore re
             throw Refused(TpmNodeCodes.EkAttributes,
                 $"ek_public has attributes {ek.Attributes}: an endorsement key is a restricted decryption key with fixedTPM and fixedParent; send the TPM's EK (TCG default template)");
         }
+        // The credential's 32-byte secret must fit the EK's name digest (a SHA-1 name would fail MakeCredential).
+        if (ek.NameAlg == TpmAlg.Sha1)
+            throw Refused(TpmNodeCodes.EkAttributes, "ek_public has a SHA-1 name algorithm: send the TPM's EK made from a SHA-256 or stronger template (TCG default template)");
         var ekHash = Verify(ek.EkHash);
         X509Certificate2? certificate = null;
         try

@@ -5,6 +5,7 @@ using Google.Protobuf;
 using Writ.Protocol.Errors;
 using Writ.Protocol.Evidence;
 using Writ.Protocol.X509Pop;
+using Writ.Server.Storage;
 
 namespace Writ.Server.NodeAttestation.X509Pop;
 
@@ -49,6 +50,21 @@ public sealed class X509PopNodeAttestor : INodeAttestor
     public string Type => TypeName;
 
     public bool Reattestable => true;
+
+    /// <summary>
+    /// A node attests again only under the CA it first attested under: a template of values that are unique per CA only
+    /// (<c>{serialnumber}</c>, <c>{subject_cn}</c>) must not let a node of another CA of the bundle take over its agent ID.
+    /// </summary>
+    public string? ReattestConflict(AttestedNode node, AttestedNodeFacts facts)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        ArgumentNullException.ThrowIfNull(facts);
+        static string? Ca(IEnumerable<Selector> selectors) =>
+            selectors.FirstOrDefault(s => s.Type == TypeName && s.Value.StartsWith("ca:", StringComparison.Ordinal))?.Value;
+        var before = Ca(node.Selectors);
+        return before is not null && string.Equals(before, Ca(facts.Selectors), StringComparison.Ordinal) ? null
+            : $"it was attested under x509pop {before ?? "another CA"}, this certificate chains to {Ca(facts.Selectors) ?? "another CA"}";
+    }
 
     public async Task<AttestedNodeFacts> AttestAsync(NodeEvidence evidence, NodeChallenge challenge, CancellationToken ct)
     {

@@ -167,6 +167,18 @@ public sealed class TpmNodeAttestorTests(TpmCaFixture cas) : IClassFixture<TpmCa
     }
 
     [Fact]
+    public async Task A_trusted_ek_resent_with_a_sha1_name_is_refused_not_a_server_failure()
+    {
+        // Attack: the real EK key (its certificate still matches) with nameAlg SHA-1: MakeCredential cannot hold the 32-byte
+        // secret in a 20-byte digest; that must be a refusal, not an internal error logged with a stack trace per attempt.
+        var agent = await AgentAsync();
+        var ekPublic = agent.EkPublic.ToArray();
+        ekPublic[2] = 0x00;
+        ekPublic[3] = 0x04;
+        await AssertRefusedAsync(TpmNodeCodes.EkAttributes, await AttestAsync(Attestor(), agent.Evidence(ekPublic: ekPublic), agent.Csr, c => agent.AnswerAsync(c)));
+    }
+
+    [Fact]
     public async Task An_ak_from_another_tpm_fails_credential_activation()
     {
         var trusted = await AgentAsync();
@@ -401,5 +413,26 @@ public sealed class TpmNodeAttestorTests(TpmCaFixture cas) : IClassFixture<TpmCa
         await agent.Tpm.ExtendPcrAsync(14, "something else", Ct);
         var drift = await RequoteAsync(attestor, node, agent);
         Assert.Equal(TpmNodeCodes.PcrDrift, drift.DriftCode);
+    }
+
+    [Fact]
+    public async Task Attesting_again_after_a_pcr_changed_outside_the_reference_sets_drifts_instead_of_resetting_the_baseline()
+    {
+        // Attack: the node's boot state changes (PCR 14 extended), then the agent restarts before the next re-quote: the
+        // fresh attestation must not become the node's new baseline.
+        var agent = await AgentAsync();
+        var attestor = Attestor();
+        var first = await AttestAsync(attestor, agent.Evidence(), agent.Csr, c => agent.AnswerAsync(c));
+        Assert.True(first.AgentId is not null, $"{first.Code}: {first.Message}");
+        var again = await AttestAsync(attestor, agent.Evidence(), agent.Csr, c => agent.AnswerAsync(c));
+        Assert.True(again.AgentId is not null, $"an unchanged node attests again: {again.Code}: {again.Message}");
+
+        await agent.Tpm.ExtendPcrAsync(14, "an unexpected module", Ct);
+        var reset = await AttestAsync(attestor, agent.Evidence(), agent.Csr, c => agent.AnswerAsync(c));
+        Assert.True(reset.AgentId is null, "a re-attestation with a drifted PCR was accepted as the new baseline");
+        Assert.Equal(NodePostureCodes.NodeDrifted, reset.Code);
+        Assert.Contains("PCR sha256:14 ", reset.Message, StringComparison.Ordinal);
+        var node = Assert.Single(await _h.Store.Nodes.ListAsync(Ct));
+        Assert.Equal(NodeStatus.Drifted, node.Status);
     }
 }
