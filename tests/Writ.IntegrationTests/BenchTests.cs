@@ -312,6 +312,21 @@ public sealed class BenchTests
     }
 
     [Fact]
+    public async Task Bench_tpm_on_an_unreachable_tpm_fails_with_one_line()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();   // a free port nothing listens on
+        var r = await Proc.RunAsync("dotnet", [Repo.WritDll, "bench", "tpm", "--tpm", $"tcp://127.0.0.1:{port}", "--rounds", "1"], timeout: Timeout);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("WRIT-CLI-FAILED", r.Stderr, StringComparison.Ordinal);
+        Assert.Contains($"tcp://127.0.0.1:{port}", r.Stderr, StringComparison.Ordinal);
+        Assert.Single(r.Stderr.Trim().Split('\n'));
+        Assert.Equal("", r.Stdout);
+    }
+
+    [Fact]
     public async Task Bench_tpm_without_a_tpm_says_to_pass_one()
     {
         var r = await Proc.RunAsync("dotnet", [Repo.WritDll, "bench", "tpm"], timeout: Timeout);
