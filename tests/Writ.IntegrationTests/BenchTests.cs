@@ -263,4 +263,75 @@ public sealed class BenchTests
         Assert.Contains("--seconds", r.Stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("   at ", r.Stderr, StringComparison.Ordinal);
     }
+
+    /// <summary>
+    /// `writ bench tpm` on a swtpm (trusted by its EK hash): 2 rounds of each measurement, every figure there and positive,
+    /// one sample per round, the drift rounds all ended (the workload lost its SVID each time) and the goal is interval + 1 s.
+    /// </summary>
+    [Fact]
+    public async Task Tpm_reports_attestation_requote_cost_and_drift_to_revocation()
+    {
+        Assert.True(Writ.Tests.Shared.Swtpm.Installed, "swtpm, swtpm-tools and tpm2-tools must be installed (.ci/run installs them)");
+        await using var tpm = await Writ.Tests.Shared.Swtpm.StartAsync(null, TestContext.Current.CancellationToken);
+        var r = await Proc.RunAsync("dotnet", [Repo.WritDll, "bench", "tpm", "--tpm", tpm.Address, "--rounds", "2", "--requote-interval", "1s", "--output", "json"],
+            timeout: Timeout);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var j = doc.RootElement;
+        Assert.Equal("tpm", j.GetProperty("benchmark").GetString());
+        Assert.Equal(tpm.Address, j.GetProperty("tpm").GetString());
+        Assert.Equal(2, j.GetProperty("rounds").GetInt32());
+        Assert.Equal(1000, j.GetProperty("requote_interval_ms").GetDouble());
+        Assert.Equal(2000, j.GetProperty("goal_p99_ms").GetDouble());
+        string[] figures = ["attest_tpm", "attest_join_token", "attest_agent_tpm", "attest_server_verify", "requote_agent_tpm", "requote_server_appraise", "drift_to_revocation"];
+        foreach (var name in figures)
+        {
+            var f = j.GetProperty(name);
+            Assert.Equal(2, f.GetProperty("samples").GetInt32());
+            var p50 = Positive(f, "p50_ms");
+            var p99 = Positive(f, "p99_ms");
+            Assert.True(p50 <= p99, $"{name}: p50 {p50} > p99 {p99}");
+            Positive(f, "mean_ms");
+        }
+        Positive(j, "appraise_cpu_us");
+        Positive(j, "fleet_cpu_percent_per_1000_nodes_at_60s");
+    }
+
+    [Theory]
+    [InlineData("--rounds", "0")]
+    [InlineData("--requote-interval", "100ms")]
+    [InlineData("--tpm", "http://127.0.0.1:1")]
+    [InlineData("--tpm-ek-ca-dir", "/nonexistent/ek-ca")]
+    public async Task Bad_tpm_options_are_usage_errors_with_one_line(string option, string value)
+    {
+        string[] tpm = option == "--tpm" ? [] : ["--tpm", "tcp://127.0.0.1:1"];
+        var r = await Proc.RunAsync("dotnet", [Repo.WritDll, "bench", "tpm", .. tpm, option, value], timeout: Timeout);
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains(option, r.Stderr, StringComparison.Ordinal);
+        Assert.Single(r.Stderr.Trim().Split('\n'));
+    }
+
+    [Fact]
+    public async Task Bench_tpm_on_an_unreachable_tpm_fails_with_one_line()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();   // a free port nothing listens on
+        var r = await Proc.RunAsync("dotnet", [Repo.WritDll, "bench", "tpm", "--tpm", $"tcp://127.0.0.1:{port}", "--rounds", "1"], timeout: Timeout);
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("WRIT-CLI-FAILED", r.Stderr, StringComparison.Ordinal);
+        Assert.Contains($"tcp://127.0.0.1:{port}", r.Stderr, StringComparison.Ordinal);
+        Assert.Single(r.Stderr.Trim().Split('\n'));
+        Assert.Equal("", r.Stdout);
+    }
+
+    [Fact]
+    public async Task Bench_tpm_without_a_tpm_says_to_pass_one()
+    {
+        var r = await Proc.RunAsync("dotnet", [Repo.WritDll, "bench", "tpm"], timeout: Timeout);
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("--tpm", r.Stderr, StringComparison.Ordinal);
+        Assert.Single(r.Stderr.Trim().Split('\n'));
+    }
 }

@@ -87,6 +87,21 @@ public class TpmClientTests
         Assert.Equal("", await TpmTools.LoadedHandlesAsync(tpm, Ct));
     }
 
+    /// <summary>ExtendPcr (TPM2_PCR_Extend, `writ bench tpm`'s drift) gives PCR 14 = SHA-256(old || SHA-256(data)), as tpm2_pcrread reads it.</summary>
+    [Fact]
+    public async Task Extend_pcr_extends_the_sha256_bank_as_tpm2_pcrread_shows()
+    {
+        await using var tpm = await Swtpm.StartAsync(null, Ct);
+        static string Pcr14(string text) => System.Text.RegularExpressions.Regex.Match(text, @"14\s*:\s*0x([0-9A-F]{64})").Groups[1].Value;
+        var before = Convert.FromHexString(Pcr14(await tpm.Tpm2Async("tpm2_pcrread", ["sha256:14"], Ct)));
+
+        new TpmOperations(TpmAddress.Tcp("127.0.0.1", tpm.Port)).ExtendPcr(14, "a measured component"u8);
+
+        var expected = SHA256.HashData([.. before, .. SHA256.HashData("a measured component"u8)]);
+        Assert.Equal(Convert.ToHexString(expected), Pcr14(await tpm.Tpm2Async("tpm2_pcrread", ["sha256:14"], Ct)));
+        Assert.Equal("", await TpmTools.LoadedHandlesAsync(tpm, Ct));
+    }
+
     [Fact]
     public async Task Pcr_read_of_all_24_pcrs_equals_tpm2_pcrread()
     {

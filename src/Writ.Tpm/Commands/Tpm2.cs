@@ -342,6 +342,13 @@ public sealed class Tpm2 : IDisposable
             .WriteUInt16(TpmSt.Hashcheck).WriteUInt32(TpmHandle.Null).WriteSized([])).Parameters;
     }
 
+    /// <summary>TPM2_PCR_Extend of PCR <paramref name="index"/> in one bank by <paramref name="digest"/> (the platform's password auth, empty).</summary>
+    public void PcrExtend(int index, ushort hash, ReadOnlySpan<byte> digest)
+    {
+        var d = digest.ToArray();
+        Run(TpmCc.PcrExtend, [(uint)index], [TpmHandle.PasswordSession], w => w.WriteUInt32(1).WriteUInt16(hash).WriteBytes(d));
+    }
+
     /// <summary>
     /// TPM2_PCR_Read of every requested PCR: a TPM returns at most 8 per call, so this asks again for the rest, and starts
     /// over when the PCR update counter changes in between (the values must come from one moment).

@@ -18,6 +18,7 @@ public static class TpmCc
     public const uint StartAuthSession = 0x00000176;
     public const uint GetCapability = 0x0000017A;
     public const uint PcrRead = 0x0000017E;
+    public const uint PcrExtend = 0x00000182;
 
     public static string Name(uint cc) => cc switch
     {
@@ -36,6 +37,7 @@ public static class TpmCc
         StartAuthSession => "TPM2_StartAuthSession",
         GetCapability => "TPM2_GetCapability",
         PcrRead => "TPM2_PCR_Read",
+        PcrExtend => "TPM2_PCR_Extend",
         _ => $"TPM command 0x{cc:x}",
     };
 }

@@ -115,6 +115,20 @@ public sealed class TpmOperations(TpmAddress address)
         });
     }
 
+    /// <summary>
+    /// Extends PCR <paramref name="index"/> of the SHA-256 bank by SHA-256(<paramref name="data"/>) (what a measured
+    /// component does; `writ bench tpm` uses it to make a node drift).
+    /// </summary>
+    public void ExtendPcr(int index, ReadOnlySpan<byte> data)
+    {
+        var digest = System.Security.Cryptography.SHA256.HashData(data);
+        Run((tpm, _) =>
+        {
+            tpm.PcrExtend(index, TpmAlg.Sha256, digest);
+            return 0;
+        });
+    }
+
     /// <summary>PCR_Read, Quote, PCR_Read again: the values sent are the quoted ones unless a PCR changed in between (then again).</summary>
     private static (TpmSignedAttest, IReadOnlyList<TpmPcrValue>) ConsistentQuote(Tpm2 tpm, uint ak, byte[] nonce, IReadOnlyList<TpmPcrSelection> pcrs)
     {
