@@ -59,7 +59,7 @@ public sealed record TpmBenchResult(
 /// appraisal's CPU for 1,000 nodes at the default 60 s interval;
 /// (3) drift to revocation: an agent attested by the TPM serves a workload SVID; PCR 14 is extended (TPM2_PCR_Extend);
 /// the time until the workload's stream drops the SVID (re-quote, drift, revoke, push), against interval + 1 s. Between
-/// rounds the node is readmitted (ReadmitAgent) and the agent re-attests.
+/// rounds the drifted node is evicted (EvictAgent) and the agent attests afresh.
 /// </summary>
 public static class TpmBench
 {
@@ -234,7 +234,9 @@ public static class TpmBench
         {
             if (i > 0)
             {
-                await writ.Admin.CallAsync(s => s.ReadmitAgentAsync(new AgentIdRequest { SpiffeId = agentId }, cancellationToken: ct)).ConfigureAwait(false);
+                // The drifted node keeps its attested PCRs as baseline (a readmit would drift again at once, PCR 14 is
+                // still extended): evict it, so the next agent attests afresh with today's values as the new baseline.
+                await writ.Admin.CallAsync(s => s.EvictAgentAsync(new AgentIdRequest { SpiffeId = agentId }, cancellationToken: ct)).ConfigureAwait(false);
             }
             var options = await InProcessWrit.AgentOptionsAsync(writ.TrustDomain, writ.Server, writ.Admin, dir, "tpm", o.Tpm, ct).ConfigureAwait(false);
             var agent = await AgentHost.StartAsync(options, TimeProvider.System, host.Logging, ct).ConfigureAwait(false);

@@ -25,15 +25,17 @@ public sealed class AuditCliTests
         return r.Stdout.Trim();
     }
 
+    // The server holds the database open (WAL) and may be writing (its ledger checkpoints): the attacker's sqlite3 waits
+    // for the lock instead of failing with SQLITE_BUSY on a loaded machine.
     private static async Task Sqlite3Async(string db, string sql)
     {
-        var r = await Proc.RunAsync("sqlite3", [db, sql]);
+        var r = await Proc.RunAsync("sqlite3", ["-cmd", ".timeout 10000", db, sql]);
         Assert.True(r.ExitCode == 0, r.ToString());
     }
 
     private static async Task<string> Sqlite3OutputAsync(string db, string command)
     {
-        var r = await Proc.RunAsync("sqlite3", [db, command]);
+        var r = await Proc.RunAsync("sqlite3", ["-cmd", ".timeout 10000", db, command]);
         Assert.True(r.ExitCode == 0, r.ToString());
         return r.Stdout;
     }

@@ -103,6 +103,25 @@ public class TpmClientTests
     }
 
     [Fact]
+    public async Task Objects_leaked_by_a_killed_process_on_a_tcp_tpm_are_reclaimed_instead_of_failing_every_operation()
+    {
+        using var ca = SwtpmCa.Create();
+        await using var tpm = await Swtpm.StartAsync(ca, Ct);
+        using var dir = new TempDir();
+        // tpm2-tools on a TPM without a resource manager leaves what it creates loaded, as a process killed mid-operation
+        // would: fill every transient object slot that way.
+        for (var i = 0; i < 8 && !(await TpmTools.LoadedHandlesAsync(tpm, Ct)).Contains("0x80000002", StringComparison.Ordinal); i++)
+            await tpm.Tpm2Async("tpm2_createprimary", ["-C", "o", "-G", "ecc", "-c", dir.File($"p{i}.ctx")], Ct);
+        Assert.Contains("0x80000002", await TpmTools.LoadedHandlesAsync(tpm, Ct), StringComparison.Ordinal);
+        var full = await Assert.ThrowsAsync<InvalidOperationException>(() => tpm.Tpm2Async("tpm2_createprimary", ["-C", "o", "-G", "ecc", "-c", dir.File("x.ctx")], Ct));
+        Assert.Contains("0x902", full.Message, StringComparison.Ordinal);   // TPM_RC_OBJECT_MEMORY: the slots really are full
+
+        var ek = new TpmOperations(TpmAddress.Tcp("127.0.0.1", tpm.Port)).ReadEndorsement();
+        Assert.NotNull(ek.Certificate);
+        Assert.DoesNotContain("0x8000", await TpmTools.LoadedHandlesAsync(tpm, Ct), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Pcr_read_of_all_24_pcrs_equals_tpm2_pcrread()
     {
         await using var tpm = await Swtpm.StartAsync(null, Ct);

@@ -242,8 +242,17 @@ public static class BenchCommands
             throw new UsageException($"--requote-interval '{intervalText}' is not a duration from 1s to 1h: give e.g. --requote-interval 1s");
         }
         CheckOutput(a);
-        var r = await TpmBench.RunAsync(new TpmBench.Options(tpm, caDir is null ? null : Path.GetFullPath(caDir), rounds, interval), Host,
-            a.JsonOutput ? TextWriter.Null : ctx.Error, ctx.Cancellation).ConfigureAwait(false);
+        TpmBenchResult r;
+        try
+        {
+            r = await TpmBench.RunAsync(new TpmBench.Options(tpm, caDir is null ? null : Path.GetFullPath(caDir), rounds, interval), Host,
+                a.JsonOutput ? TextWriter.Null : ctx.Error, ctx.Cancellation).ConfigureAwait(false);
+        }
+        catch (Writ.Agent.NodeAttestation.AgentFatalException e)
+        {
+            // A bench agent the server refused (e.g. the node drifted): one line, as any other bench failure.
+            throw new BenchFailedException($"a bench agent stopped: {e.Message}");
+        }
         if (a.JsonOutput)
         {
             Output.Json(ctx.Out, r);

@@ -44,6 +44,8 @@ public static class TpmRc
     public const uint Size = 0x095;
     public const uint Integrity = 0x09F;
     public const uint BadAuth = 0x0A2;
+    public const uint ObjectMemory = 0x902;
+    public const uint SessionMemory = 0x903;
     public const uint Yielded = 0x908;
     public const uint Testing = 0x90A;
     public const uint Retry = 0x922;

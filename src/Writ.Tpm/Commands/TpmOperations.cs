@@ -190,6 +190,30 @@ public sealed class TpmOperations(TpmAddress address)
     /// <summary>Opens the TPM, runs <paramref name="body"/> with a "flush this handle at the end" callback, flushes in reverse, closes.</summary>
     private T Run<T>(Func<Tpm2, Func<uint, uint>, T> body)
     {
+        try
+        {
+            return RunOnce(body);
+        }
+        catch (TpmException e) when (!Address.IsDevice && TpmRc.Base(e.ResponseCode) is TpmRc.ObjectMemory or TpmRc.SessionMemory)
+        {
+            // A TCP TPM has no resource manager: objects and sessions of a process killed mid-operation (this agent's
+            // previous run, say) stay loaded until someone flushes them, and the few slots run out. Nothing may keep
+            // transient state across connections on such a TPM (every user opens it per operation), so reclaim the
+            // slots once and retry. The kernel's /dev/tpmrm0 flushes a closed connection's handles itself.
+            using (var tpm = Tpm2.Open(Address))
+            {
+                foreach (var first in (uint[])[0x80000000, 0x02000000, 0x03000000])
+                {
+                    foreach (var h in tpm.GetHandles(first))
+                        tpm.FlushQuietly(h);
+                }
+            }
+            return RunOnce(body);
+        }
+    }
+
+    private T RunOnce<T>(Func<Tpm2, Func<uint, uint>, T> body)
+    {
         using var tpm = Tpm2.Open(Address);
         var handles = new List<uint>();
         try

@@ -170,7 +170,7 @@ public sealed class TpmNodeAttestor(TpmOptions options, ITpmReferenceSetStore re
             var allowedBy = attestedSets.FirstOrDefault(s => TpmReferenceMatcher.Covers(s, state.Bank, index) && Satisfied([s], state.Bank, values).Count == 1);
             if (allowedBy is null)
             {
-                return $"PCR {state.Bank}:{index} changed from {Short(before)} to {Short(now)}, outside the node's reference sets ({(state.AttestedSets.Count == 0 ? "none matched at attestation" : string.Join(", ", state.AttestedSets))}): check the node; register the new value with 'writ tpm reference create' and re-admit it with 'writ agent readmit'";
+                return $"PCR {state.Bank}:{index} changed from {Short(before)} to {Short(now)}, outside the node's reference sets ({(state.AttestedSets.Count == 0 ? "none matched at attestation" : string.Join(", ", state.AttestedSets))}): check the node; once its PCRs are back to their reference values re-admit it ('writ agent readmit'), or, for an intended change, evict it ('writ agent evict') so it attests afresh";
             }
         }
         return null;
