@@ -4,6 +4,7 @@ using Writ.Tests.Shared;
 using Writ.Tpm.Commands;
 using Writ.Tpm.Device;
 using Writ.Tpm.Marshalling;
+using Writ.Tpm.Structures;
 using Xunit;
 
 namespace Writ.Tpm.Tests;
@@ -139,7 +140,7 @@ public class TpmClientTests
         Assert.Equal(24, fromTool.Count);
         foreach (var v in values)
         {
-            Assert.Equal(fromTool[v.Index], Convert.ToHexString(v.Digest));
+            Assert.Equal(fromTool[v.Index], Convert.ToHexString(v.Digest.Span));
         }
     }
 
@@ -166,7 +167,7 @@ public class TpmClientTests
         Assert.Equal(TpmSt.AttestQuote, type);
         Assert.Equal(nonce, extra);
         Assert.Equal([0, 1, 2, 3, 4, 5, 6, 7, 14], values.Select(v => v.Index));
-        Assert.Equal(SHA256.HashData(values.SelectMany(v => v.Digest).ToArray()), TpmTools.QuotePcrDigest(attested));
+        Assert.Equal(SHA256.HashData(values.SelectMany(v => v.Digest.ToArray()).ToArray()), TpmTools.QuotePcrDigest(attested));
     }
 
     [Fact]

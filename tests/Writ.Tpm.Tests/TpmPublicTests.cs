@@ -41,7 +41,7 @@ public class TpmPublicTests(TpmWorkspace ws)
         var rsaEk = ws.Public("ek-rsa.pub");
         Assert.Equal(TpmAlg.Rsa, rsaEk.Type);
         Assert.Equal(TpmAlg.Sha256, rsaEk.NameAlg);
-        Assert.Equal(new TpmSymmetric(TpmAlg.Aes, 128, TpmSchemeAlg.Cfb), rsaEk.Symmetric);
+        Assert.Equal(new TpmSymmetric(TpmAlg.Aes, 128, TpmAlg.Cfb), rsaEk.Symmetric);
         Assert.Equal(2048, rsaEk.Rsa!.KeyBits);
         Assert.Equal(65537u, rsaEk.Rsa.Exponent);
         Assert.Equal(32, rsaEk.AuthPolicy.Length);

@@ -6,6 +6,7 @@ using Writ.Protocol.Tpm;
 using Writ.Tpm.Commands;
 using Writ.Tpm.Device;
 using Writ.Tpm.Marshalling;
+using Writ.Tpm.Structures;
 
 namespace Writ.Agent.NodeAttestation;
 
@@ -130,7 +131,7 @@ public sealed class TpmAttestorClient : IContinuousNodeAttestorClient
     private TpmQuote QuoteMessage(TpmSignedAttest quote, IReadOnlyList<TpmPcrValue> values)
     {
         var m = new TpmQuote { Attest = ByteString.CopyFrom(quote.Attest), Signature = ByteString.CopyFrom(quote.Signature), EventLog = ReadEventLog() };
-        m.PcrValues.AddRange(values.Select(v => new PcrValue { Bank = TpmPcrSelection.BankName(v.Hash), Index = (uint)v.Index, Digest = ByteString.CopyFrom(v.Digest) }));
+        m.PcrValues.AddRange(values.Select(v => new PcrValue { Bank = TpmHash.BankName(v.HashAlg), Index = (uint)v.Index, Digest = ByteString.CopyFrom(v.Digest.Span) }));
         return m;
     }
 
@@ -169,20 +170,15 @@ public sealed class TpmAttestorClient : IContinuousNodeAttestorClient
         {
             throw new AgentFatalException("the server asked for a quote over no PCRs: check that --server names a Writ server of this version");
         }
-        ushort hash;
-        try
+        if (!TpmHash.TryParseBank(s.Bank, out var hash))
         {
-            hash = TpmPcrSelection.HashOf(s.Bank);
+            throw new AgentFatalException($"the server asked for a quote over an unknown PCR bank '{s.Bank}': sha1, sha256, sha384 and sha512 are known");
         }
-        catch (ArgumentException e)
+        if (s.Indices.Any(i => i >= TpmPcrSelection.MaxPcrs))
         {
-            throw new AgentFatalException($"the server asked for a quote over an unknown PCR bank: {e.Message}");
+            throw new AgentFatalException($"the server asked for a quote over PCRs outside 0..{TpmPcrSelection.MaxPcrs - 1}");
         }
-        if (s.Indices.Any(i => i > TpmPcrSelection.MaxPcr))
-        {
-            throw new AgentFatalException($"the server asked for a quote over PCRs outside 0..{TpmPcrSelection.MaxPcr}");
-        }
-        return [new TpmPcrSelection(hash, [.. s.Indices.Select(i => (int)i).Distinct().Order()])];
+        return [new TpmPcrSelection(hash, s.Indices.Select(i => (int)i).Distinct())];
     }
 
     private static T Parse<T>(MessageParser<T> parser, ReadOnlyMemory<byte> bytes, string what) where T : IMessage<T>

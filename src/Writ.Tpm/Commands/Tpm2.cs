@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using Writ.Tpm.Device;
 using Writ.Tpm.Marshalling;
+using Writ.Tpm.Structures;
 
 namespace Writ.Tpm.Commands;
 
@@ -319,7 +320,7 @@ public sealed class Tpm2 : IDisposable
         var p = Run(TpmCc.Quote, [signer], [TpmHandle.PasswordSession], w =>
         {
             w.WriteSized(data).WriteUInt16(TpmAlg.Null);
-            TpmPcrSelection.Write(w, pcrs);
+            TpmPcrSelection.WriteList(w, pcrs);
         }).Parameters;
         return ReadSignedAttest(p);
     }
@@ -358,12 +359,12 @@ public sealed class Tpm2 : IDisposable
         for (var attempt = 0; ; attempt++)
         {
             var values = new List<TpmPcrValue>();
-            var remaining = pcrs.Select(s => (s.Hash, Indices: new SortedSet<int>(s.Indices))).Where(s => s.Indices.Count > 0).ToList();
+            var remaining = pcrs.Select(s => (Hash: s.HashAlg, Indices: new SortedSet<int>(s.Indices))).Where(s => s.Indices.Count > 0).ToList();
             uint? counter = null;
             var changed = false;
             while (remaining.Count > 0 && !changed)
             {
-                var p = Run(TpmCc.PcrRead, [], [], w => TpmPcrSelection.Write(w, remaining.Select(s => new TpmPcrSelection(s.Hash, [.. s.Indices])).ToList())).Parameters;
+                var p = Run(TpmCc.PcrRead, [], [], w => TpmPcrSelection.WriteList(w, remaining.Select(s => new TpmPcrSelection(s.Hash, s.Indices)).ToList())).Parameters;
                 var r = new TpmReader(p);
                 var update = r.ReadUInt32();
                 changed = counter is { } c && c != update;
@@ -380,24 +381,24 @@ public sealed class Tpm2 : IDisposable
                             throw new TpmFormatException("TPM2_PCR_Read returned fewer digests than PCRs selected");
                         }
                         var digest = r.ReadSized().ToArray();
-                        var bank = remaining.FindIndex(x => x.Hash == s.Hash);
+                        var bank = remaining.FindIndex(x => x.Hash == s.HashAlg);
                         if (bank < 0 || !remaining[bank].Indices.Remove(i))
                         {
-                            throw new TpmFormatException($"TPM2_PCR_Read returned PCR {TpmPcrSelection.BankName(s.Hash)}:{i}, which was not asked for");
+                            throw new TpmFormatException($"TPM2_PCR_Read returned PCR {s.Bank}:{i}, which was not asked for");
                         }
-                        values.Add(new TpmPcrValue(s.Hash, i, digest));
+                        values.Add(new TpmPcrValue(s.HashAlg, i, digest));
                     }
                 }
                 if (got == 0)
                 {
-                    var missing = string.Join(", ", remaining.Select(x => $"{TpmPcrSelection.BankName(x.Hash)}:{string.Join(',', x.Indices)}"));
+                    var missing = string.Join(", ", remaining.Select(x => $"{TpmHash.BankName(x.Hash)}:{string.Join(',', x.Indices)}"));
                     throw new TpmDeviceException($"the TPM returned no value for PCRs {missing}: is that PCR bank allocated (tpm2_pcrallocate)?");
                 }
                 remaining.RemoveAll(x => x.Indices.Count == 0);
             }
             if (!changed)
             {
-                return [.. values.OrderBy(v => v.Hash).ThenBy(v => v.Index)];
+                return [.. values.OrderBy(v => v.HashAlg).ThenBy(v => v.Index)];
             }
             if (attempt >= 4)
             {

@@ -1,6 +1,7 @@
 using System.Security.Cryptography.X509Certificates;
 using Writ.Tpm.Device;
 using Writ.Tpm.Marshalling;
+using Writ.Tpm.Structures;
 
 namespace Writ.Tpm.Commands;
 
@@ -137,7 +138,7 @@ public sealed class TpmOperations(TpmAddress address)
             var before = tpm.PcrRead(pcrs);
             var quote = tpm.Quote(ak, nonce, pcrs);
             var after = tpm.PcrRead(pcrs);
-            if (before.Zip(after).All(p => p.First.Digest.AsSpan().SequenceEqual(p.Second.Digest)) || attempt >= 4)
+            if (before.Zip(after).All(p => p.First.Digest.Span.SequenceEqual(p.Second.Digest.Span)) || attempt >= 4)
             {
                 return (quote, after);
             }

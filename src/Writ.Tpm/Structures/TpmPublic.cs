@@ -81,7 +81,7 @@ public sealed class TpmEccKey
     {
         TpmEccCurve.NistP256 => 32,
         TpmEccCurve.NistP384 => 48,
-        TpmEccCurves.NistP521 => 66,
+        TpmEccCurve.NistP521 => 66,
         _ => throw new TpmFormatException($"ECC curve 0x{curve:x4} is not supported (NIST P-256, P-384, P-521 are)"),
     };
 
@@ -89,7 +89,7 @@ public sealed class TpmEccKey
     {
         TpmEccCurve.NistP256 => ECCurve.NamedCurves.nistP256,
         TpmEccCurve.NistP384 => ECCurve.NamedCurves.nistP384,
-        TpmEccCurves.NistP521 => ECCurve.NamedCurves.nistP521,
+        TpmEccCurve.NistP521 => ECCurve.NamedCurves.nistP521,
         _ => throw new TpmFormatException($"ECC curve 0x{curve:x4} is not supported (NIST P-256, P-384, P-521 are)"),
     };
 }
@@ -167,7 +167,7 @@ public sealed class TpmPublic
         {
             case TpmAlg.Rsa:
             {
-                scheme = ReadScheme(ref r, "RSA scheme", TpmAlg.RsaSsa, TpmAlg.RsaPss, TpmAlg.Oaep, TpmSchemeAlg.RsaEs);
+                scheme = ReadScheme(ref r, "RSA scheme", TpmAlg.RsaSsa, TpmAlg.RsaPss, TpmAlg.Oaep, TpmAlg.RsaEs);
                 var keyBits = r.ReadUInt16();
                 if (keyBits is not (1024 or 2048 or 3072 or 4096))
                     throw new TpmFormatException($"RSA public area has {keyBits} key bits (1024, 2048, 3072 or 4096 expected)");
@@ -186,10 +186,10 @@ public sealed class TpmPublic
             }
             case TpmAlg.Ecc:
             {
-                scheme = ReadScheme(ref r, "ECC scheme", TpmAlg.EcDsa, TpmAlg.Ecdh, TpmSchemeAlg.EcDaa, TpmSchemeAlg.Sm2, TpmSchemeAlg.EcSchnorr, TpmSchemeAlg.EcMqv);
+                scheme = ReadScheme(ref r, "ECC scheme", TpmAlg.EcDsa, TpmAlg.Ecdh, TpmAlg.EcDaa, TpmAlg.Sm2, TpmAlg.EcSchnorr, TpmAlg.EcMqv);
                 var curve = r.ReadUInt16();
                 var size = TpmEccKey.CurveSize(curve);
-                var kdf = ReadScheme(ref r, "KDF scheme", TpmSchemeAlg.Mgf1, TpmSchemeAlg.Kdf1Sp80056A, TpmSchemeAlg.Kdf2, TpmSchemeAlg.Kdf1Sp800108);
+                var kdf = ReadScheme(ref r, "KDF scheme", TpmAlg.Mgf1, TpmAlg.Kdf1Sp80056A, TpmAlg.Kdf2, TpmAlg.Kdf1Sp800108);
                 var x = Coordinate(r.ReadSized(), size, "X");
                 var y = Coordinate(r.ReadSized(), size, "Y");
                 ecc = new TpmEccKey(curve, kdf, x, y);
@@ -323,11 +323,11 @@ public sealed class TpmPublic
         var alg = r.ReadUInt16();
         if (alg == TpmAlg.Null)
             return new TpmSymmetric(alg, 0, 0);
-        if (alg is not (TpmAlg.Aes or TpmSchemeAlg.Sm4 or TpmSchemeAlg.Camellia))
+        if (alg is not (TpmAlg.Aes or TpmAlg.Sm4 or TpmAlg.Camellia))
             throw new TpmFormatException($"public area has symmetric algorithm 0x{alg:x4}; AES, SM4, Camellia or NULL expected");
         var bits = r.ReadUInt16();
         var mode = r.ReadUInt16();
-        if (mode is not (TpmSchemeAlg.Ctr or TpmSchemeAlg.Ofb or TpmSchemeAlg.Cbc or TpmSchemeAlg.Cfb or TpmSchemeAlg.Ecb or TpmAlg.Null))
+        if (mode is not (TpmAlg.Ctr or TpmAlg.Ofb or TpmAlg.Cbc or TpmAlg.Cfb or TpmAlg.Ecb or TpmAlg.Null))
             throw new TpmFormatException($"public area has symmetric mode 0x{mode:x4}");
         return new TpmSymmetric(alg, bits, mode);
     }
@@ -339,10 +339,10 @@ public sealed class TpmPublic
             return new TpmScheme(alg, 0);
         if (!allowed.Contains(alg))
             throw new TpmFormatException($"public area has {what} 0x{alg:x4}, not one allowed for its key type");
-        if (alg == TpmSchemeAlg.RsaEs)
+        if (alg == TpmAlg.RsaEs)
             return new TpmScheme(alg, 0);
         var hash = r.ReadUInt16();
-        if (alg == TpmSchemeAlg.EcDaa)
+        if (alg == TpmAlg.EcDaa)
             r.ReadUInt16();   // count
         return new TpmScheme(alg, hash);
     }

@@ -75,7 +75,7 @@ public sealed record TpmCredential(byte[] CredentialBlob, byte[] EncryptedSecret
         if ((ek.Attributes & (storage | TpmaObject.SignEncrypt)) != storage)
             throw new TpmVerificationException(TpmErrorCodes.EkUnsupported,
                 $"the EK public area has attributes {ek.Attributes}, not a restricted decryption key: send the TPM's endorsement key (TCG default template)");
-        if (ek.Symmetric.Algorithm != TpmAlg.Aes || ek.Symmetric.Mode != TpmSchemeAlg.Cfb || ek.Symmetric.KeyBits is not (128 or 192 or 256))
+        if (ek.Symmetric.Algorithm != TpmAlg.Aes || ek.Symmetric.Mode != TpmAlg.Cfb || ek.Symmetric.KeyBits is not (128 or 192 or 256))
             throw new TpmVerificationException(TpmErrorCodes.EkUnsupported,
                 $"the EK's symmetric algorithm is 0x{ek.Symmetric.Algorithm:x4}/{ek.Symmetric.KeyBits}/0x{ek.Symmetric.Mode:x4}, not AES-CFB: send the TPM's endorsement key (TCG default template)");
         if (ek.Ecc is not null)
