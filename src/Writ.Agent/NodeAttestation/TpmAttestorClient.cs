@@ -7,6 +7,7 @@ using Writ.Tpm.Commands;
 using Writ.Tpm.Device;
 using Writ.Tpm.Marshalling;
 using Writ.Tpm.Structures;
+using Writ.Tpm.Verification;
 
 namespace Writ.Agent.NodeAttestation;
 
@@ -30,9 +31,6 @@ public sealed class TpmAttestorClient : IContinuousNodeAttestorClient
 
     /// <summary>The most bytes of event log sent (real logs are tens of KiB).</summary>
     public const int MaxEventLogBytes = 4 * 1024 * 1024;
-
-    /// <summary>The domain separation of the agent key's signature over the nonce and the CSR.</summary>
-    public static ReadOnlySpan<byte> CsrBindingLabel => "writ-tpm-agent-key"u8;
 
     private readonly TpmOperations _tpm;
     private readonly string? _eventLogPath;
@@ -91,7 +89,7 @@ public sealed class TpmAttestorClient : IContinuousNodeAttestorClient
         var (ek, ak, agentKey) = Attested();
         var pcrs = Selections(c.Pcrs);
         var nonce = c.Nonce.ToByteArray();
-        var binding = CsrBindingDigest(nonce, csr);
+        var binding = TpmAgentKeyBinding.Digest(nonce, csr);
         return WithTpmAsync(() =>
         {
             var a = _tpm.AnswerChallenge(ek, ak, agentKey, c.CredentialBlob.Span, c.EncryptedSecret.Span, nonce, pcrs, binding);
@@ -119,10 +117,6 @@ public sealed class TpmAttestorClient : IContinuousNodeAttestorClient
             return (ReadOnlyMemory<byte>)new TpmRecheckAnswer { Quote = QuoteMessage(quote, values) }.ToByteArray();
         }, ct);
     }
-
-    /// <summary>SHA-256("writ-tpm-agent-key" || nonce || SHA-256(CSR DER)): what the agent key signs.</summary>
-    public static byte[] CsrBindingDigest(ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> csrDer) =>
-        SHA256.HashData([.. CsrBindingLabel, .. nonce, .. SHA256.HashData(csrDer)]);
 
     private (TpmEndorsementKey, TpmKeyBlob, TpmKeyBlob) Attested() =>
         _ek is { } ek && _ak is { } ak && _agentKey is { } key ? (ek, ak, key)

@@ -30,9 +30,6 @@ public sealed class TpmNodeAttestor(TpmOptions options, ITpmReferenceSetStore re
 {
     public const string TypeName = "tpm";
 
-    /// <summary>Label of the agent key's signature over the nonce and the CSR (the map's csr_signature).</summary>
-    public static ReadOnlySpan<byte> CsrSignatureLabel => "writ-tpm-agent-key"u8;
-
     private const int NonceBytes = 32;
     private const int SecretBytes = 32;
     private const int MaxCertificateBytes = 8 * 1024;
@@ -327,7 +324,7 @@ public sealed class TpmNodeAttestor(TpmOptions options, ITpmReferenceSetStore re
     private static void CheckCsrSignature(TpmPublic agentKey, ByteString signature, ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> csr)
     {
         Bounded(signature, MaxStructureBytes, "csr_signature");
-        var digest = CsrDigest(nonce, csr);
+        var digest = TpmAgentKeyBinding.Digest(nonce, csr);
         bool ok;
         try
         {
@@ -342,16 +339,6 @@ public sealed class TpmNodeAttestor(TpmOptions options, ITpmReferenceSetStore re
             throw Refused(TpmNodeCodes.CsrSignature,
                 "csr_signature is not a signature by the certified agent key over this nonce and CSR: sign SHA-256(\"writ-tpm-agent-key\" || nonce || SHA-256(CSR)) with the TPM-resident agent key");
         }
-    }
-
-    /// <summary>SHA-256("writ-tpm-agent-key" || nonce || SHA-256(CSR DER)): the digest the agent key signs with TPM2_Sign.</summary>
-    public static byte[] CsrDigest(ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> csrDer)
-    {
-        var message = new byte[CsrSignatureLabel.Length + nonce.Length + 32];
-        CsrSignatureLabel.CopyTo(message);
-        nonce.CopyTo(message.AsSpan(CsrSignatureLabel.Length));
-        SHA256.HashData(csrDer, message.AsSpan(CsrSignatureLabel.Length + nonce.Length));
-        return SHA256.HashData(message);
     }
 
     /// <summary>The names of the reference sets the node's PCR values (hex, of <paramref name="bank"/>) satisfy.</summary>

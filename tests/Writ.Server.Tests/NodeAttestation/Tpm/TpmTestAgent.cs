@@ -203,7 +203,7 @@ internal sealed partial class TpmTestAgent : IAsyncDisposable
     /// <summary>TPM2_Sign by the agent key of SHA-256("writ-tpm-agent-key" || nonce || SHA-256(CSR)).</summary>
     public async Task<byte[]> SignCsrAsync(byte[] nonce, byte[] csr)
     {
-        await File.WriteAllBytesAsync(F("csr.digest"), TpmNodeAttestor.CsrDigest(nonce, csr), Ct);
+        await File.WriteAllBytesAsync(F("csr.digest"), Writ.Tpm.Verification.TpmAgentKeyBinding.Digest(nonce, csr), Ct);
         await ToolAsync("tpm2_sign", "-c", F("agent.ctx"), "-g", "sha256", "-d", "-o", F("csr.sig"), F("csr.digest"));
         return await File.ReadAllBytesAsync(F("csr.sig"), Ct);
     }
