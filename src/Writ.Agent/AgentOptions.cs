@@ -24,6 +24,17 @@ public sealed record AgentOptions
     public string? X509PopCertPath { get; init; }
     /// <summary>x509pop: PEM private key of the node certificate (<c>x509pop.key</c>).</summary>
     public string? X509PopKeyPath { get; init; }
+    /// <summary>The workload attestors run for every caller (<c>workload_attestors</c>): unix, cgroup and, in a Kubernetes
+    /// cluster, k8s.</summary>
+    public IReadOnlyList<string> WorkloadAttestors { get; init; } = ["unix", "cgroup"];
+    /// <summary>k8s_psat: the cluster name as the server's <c>k8s_clusters</c> names it (<c>k8s_psat.cluster</c>).</summary>
+    public string? K8sPsatCluster { get; init; }
+    /// <summary>k8s_psat: the projected service-account token file (<c>k8s_psat.token_path</c>), re-read at every attestation.</summary>
+    public string K8sPsatTokenPath { get; init; } = "/var/run/secrets/tokens/writ-agent";
+    /// <summary>The k8s workload attestor (<c>k8s.*</c>).</summary>
+    public WorkloadAttestation.Kubernetes.K8sWorkloadOptions Kubernetes { get; init; } = new();
+    /// <summary>Image signature checks of the k8s workload attestor (<c>k8s.image_*</c>).</summary>
+    public WorkloadAttestation.ImageSignatures.ImageSignatureOptions ImageSignatures { get; init; } = new();
     public TimeSpan AttestorTimeout { get; init; } = TimeSpan.FromSeconds(5);
     /// <summary>How often every workload instance served is re-checked (alive, same evidence); also re-checked on every call.</summary>
     public TimeSpan ReattestInterval { get; init; } = TimeSpan.FromSeconds(2);

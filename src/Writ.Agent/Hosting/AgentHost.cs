@@ -154,7 +154,7 @@ public sealed class AgentHost : IAsyncDisposable
         builder.Services.AddSingleton(sp =>
         {
             var proc = ProcFs.Host;
-            IWorkloadAttestor[] attestors = [new UnixWorkloadAttestor(proc), new CgroupWorkloadAttestor(proc)];
+            var attestors = WorkloadAttestorSet.Create(options, proc, sp.GetRequiredService<ILoggerFactory>(), time);
             return new WorkloadAttestationRunner(attestors, proc, options.AttestorTimeout, sp.GetRequiredService<ILoggerFactory>().CreateLogger<WorkloadAttestationRunner>());
         });
         builder.Services.AddSingleton<WorkloadApiErrorInterceptor>();

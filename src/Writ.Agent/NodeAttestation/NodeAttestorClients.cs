@@ -3,7 +3,7 @@ namespace Writ.Agent.NodeAttestation;
 /// <summary>The agent's node attestor by name (<c>node_attestor</c>, <c>--node-attestor</c>).</summary>
 public static class NodeAttestorClients
 {
-    public static readonly IReadOnlyList<string> Names = ["join_token", TpmAttestorClient.AttestationType, X509PopAttestorClient.TypeName];
+    public static readonly IReadOnlyList<string> Names = ["join_token", TpmAttestorClient.AttestationType, X509PopAttestorClient.TypeName, "k8s_psat"];
 
     /// <summary>The attestor <paramref name="options"/> name; null for <c>join_token</c> (NodeIdentity takes the token from the options).</summary>
     public static INodeAttestorClient? FromOptions(AgentOptions options) => options.NodeAttestor switch

@@ -26,7 +26,22 @@ public static class AgentCommands
     [
         new("server", "", "HOST:PORT of the server's agent API (required)."),
         new("join_token", "", "Join token from 'writ token generate'; needed only for the first start (the SVID is kept in data_dir)."),
-        new("node_attestor", "join_token", "How the node proves itself: join_token; x509pop (--x509pop-cert, --x509pop-key: a certificate of your machine PKI); or tpm (a TPM 2.0: EK certificate, credential activation, PCR quotes; the agent key lives in the TPM and the agent attests on every start)."),
+        new("node_attestor", "join_token", "How the node proves itself: join_token; x509pop (--x509pop-cert, --x509pop-key: a certificate of your machine PKI); tpm (a TPM 2.0: EK certificate, credential activation, PCR quotes; the agent key lives in the TPM and the agent attests on every start); or k8s_psat (the DaemonSet pod's projected service-account token, --k8s-psat-cluster)."),
+        new("k8s_psat.cluster", "", "With node_attestor k8s_psat: the cluster's name as the server's k8s_clusters names it."),
+        new("k8s_psat.token_path", "/var/run/secrets/tokens/writ-agent", "With node_attestor k8s_psat: the projected service-account token file (audience as the server expects, default writ)."),
+        new("workload_attestors", "unix,cgroup", "Workload attestors, comma-separated: unix (uid, gid, executable), cgroup (container, cgroup path) and k8s (the pod through the kubelet: namespace, service account, labels, image digest and signature)."),
+        new("k8s.kubelet_host", "127.0.0.1", "k8s attestor: the kubelet's host (the DaemonSet uses hostNetwork or the node IP from the downward API)."),
+        new("k8s.kubelet_port", "10250", "k8s attestor: the kubelet's secure port (HTTPS, authenticated with k8s.token_path)."),
+        new("k8s.kubelet_read_only_port", "0", "k8s attestor: the kubelet's read-only HTTP port where a cluster still has it (usually 10255); 0: the secure port is used."),
+        new("k8s.kubelet_ca", "", "k8s attestor: PEM CA bundle of the kubelet's serving certificate. Default: the service account's ca.crt when it exists."),
+        new("k8s.skip_kubelet_verification", "false", "k8s attestor: do not check the kubelet's certificate (its serving certificate is often self-signed); a warning is logged."),
+        new("k8s.token_path", "/var/run/secrets/kubernetes.io/serviceaccount/token", "k8s attestor: the bearer token for the kubelet (re-read when it rotates)."),
+        new("k8s.node_name", "", "k8s attestor: the node this agent runs on (downward API spec.nodeName); pods the kubelet lists for another node are ignored. Required with the k8s attestor."),
+        new("k8s.pod_cache_ttl", "5s", "k8s attestor: how long a pod list is reused; an unknown pod refreshes it at once."),
+        new("k8s.image_keys_dir", "", "k8s attestor: directory of the image-signing public keys the identity team registered, <name>.pub (PEM, ECDSA P-256 or Ed25519); a workload whose image digest one of them signed (cosign) gets k8s:image-signed-by:<name>. Empty: no signature checks."),
+        new("k8s.image_signatures_dir", "", "k8s attestor: air-gapped clusters: a directory of cosign signatures to use instead of the registry (docs/kubernetes.md)."),
+        new("k8s.registry_ca", "", "k8s attestor: PEM CA bundle registries' certificates must chain to; default: the system roots."),
+        new("k8s.image_signature_cache_ttl", "10m", "k8s attestor: how long a signature lookup is reused; a failed lookup is retried sooner."),
         new("tpm", Writ.Tpm.Device.TpmAddress.DefaultDevice, "With node_attestor tpm: the TPM, a device (/dev/tpmrm0, the kernel resource manager) or tcp://HOST:PORT (a TCP TPM such as swtpm)."),
         new("tpm_event_log", "", "With node_attestor tpm: the measured-boot event log sent with quotes. Default: /sys/kernel/security/tpm0/binary_bios_measurements when the TPM is a device and that file exists; none for tcp."),
         new("x509pop.cert", "", "x509pop: PEM file of the node's certificate from the machine PKI, then its intermediates."),
@@ -106,6 +121,14 @@ public static class AgentCommands
         var format = c.OneOf("log_format", "text", "json");
         var metricsBind = Writ.Server.Telemetry.MetricsBindOption.Parse(c, "metrics_bind");
         var nodeAttestor = c.OneOf("node_attestor", [.. NodeAttestorClients.Names]);
+        var workloadAttestors = WorkloadAttestors(c);
+        var kubernetes = KubernetesOptions(c, workloadAttestors.Contains("k8s"));
+        var images = ImageSignatureOptions(c);
+        var psatCluster = c.Get("k8s_psat.cluster") is { Length: > 0 } pc ? pc : null;
+        if (nodeAttestor == "k8s_psat" && psatCluster is null)
+        {
+            c.Errors.Add("--node-attestor k8s_psat needs --k8s-psat-cluster NAME (the cluster's name in the server's k8s_clusters)");
+        }
         var (x509PopCert, x509PopKey) = nodeAttestor == X509PopAttestorClient.TypeName ? X509PopFiles(c) : (null, null);
         if (!Writ.Tpm.Device.TpmAddress.TryParse(c.Get("tpm"), out var tpm, out var tpmError))
         {
@@ -134,6 +157,11 @@ public static class AgentCommands
             X509PopKeyPath = x509PopKey,
             Tpm = tpm,
             TpmEventLog = eventLog,
+            WorkloadAttestors = workloadAttestors,
+            K8sPsatCluster = psatCluster,
+            K8sPsatTokenPath = Path.GetFullPath(c.Get("k8s_psat.token_path") ?? "/var/run/secrets/tokens/writ-agent"),
+            Kubernetes = kubernetes,
+            ImageSignatures = images,
             AttestorTimeout = timeout,
             ReattestInterval = reattest,
             MaxConnections = maxConnections,
@@ -167,6 +195,90 @@ public static class AgentCommands
     }
 
     /// <summary>A whole number from <paramref name="min"/> to 1,000,000 (a count or a rate), else an error naming the source.</summary>
+    /// <summary>The workload attestors named by workload_attestors: each known, none twice.</summary>
+    private static IReadOnlyList<string> WorkloadAttestors(ConfigSources c)
+    {
+        string[] known = ["unix", "cgroup", "k8s"];
+        var names = (c.Get("workload_attestors") ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        var result = new List<string>();
+        foreach (var n in names)
+        {
+            if (!known.Contains(n, StringComparer.Ordinal))
+            {
+                c.Errors.Add($"{c.Describe("workload_attestors")}: unknown workload attestor '{n}': use {string.Join(", ", known)}");
+            }
+            else if (!result.Contains(n))
+            {
+                result.Add(n);
+            }
+        }
+        if (result.Count == 0 && names.Length == 0)
+        {
+            c.Errors.Add($"{c.Describe("workload_attestors")} names no attestor: give at least one of {string.Join(", ", known)}");
+        }
+        return result;
+    }
+
+    private static Writ.Agent.WorkloadAttestation.Kubernetes.K8sWorkloadOptions KubernetesOptions(ConfigSources c, bool enabled)
+    {
+        var port = Count(c, "k8s.kubelet_port", 1);
+        var readOnly = Count(c, "k8s.kubelet_read_only_port", 0);
+        if (port > 65535 || readOnly > 65535)
+        {
+            c.Errors.Add("k8s.kubelet_port and k8s.kubelet_read_only_port must be TCP ports (1-65535; 0 turns the read-only port off)");
+        }
+        var ca = c.Get("k8s.kubelet_ca") is { Length: > 0 } cp ? Path.GetFullPath(cp) : null;
+        if (enabled && ca is not null && !File.Exists(ca))
+        {
+            c.Errors.Add($"{c.Describe("k8s.kubelet_ca")}: file '{ca}' does not exist");
+        }
+        var node = c.Get("k8s.node_name") is { Length: > 0 } nn ? nn : null;
+        if (enabled && node is null)
+        {
+            c.Errors.Add("the k8s workload attestor needs --k8s-node-name NAME (the node the agent runs on; in a DaemonSet from the downward API, spec.nodeName)");
+        }
+        return new Writ.Agent.WorkloadAttestation.Kubernetes.K8sWorkloadOptions
+        {
+            KubeletHost = c.Get("k8s.kubelet_host") ?? "127.0.0.1",
+            KubeletPort = port,
+            KubeletReadOnlyPort = readOnly,
+            KubeletCaPath = ca,
+            SkipKubeletVerification = c.Bool("k8s.skip_kubelet_verification"),
+            TokenPath = Path.GetFullPath(c.Get("k8s.token_path") ?? Writ.Agent.WorkloadAttestation.Kubernetes.K8sWorkloadOptions.DefaultTokenPath),
+            NodeName = node,
+            PodCacheTtl = c.Duration("k8s.pod_cache_ttl", TimeSpan.Zero, TimeSpan.FromMinutes(10)),
+        };
+    }
+
+    private static Writ.Agent.WorkloadAttestation.ImageSignatures.ImageSignatureOptions ImageSignatureOptions(ConfigSources c)
+    {
+        string? Dir(string key)
+        {
+            if (c.Get(key) is not { Length: > 0 } d)
+            {
+                return null;
+            }
+            var full = Path.GetFullPath(d);
+            if (!Directory.Exists(full))
+            {
+                c.Errors.Add($"{c.Describe(key)}: directory '{full}' does not exist");
+            }
+            return full;
+        }
+        var registryCa = c.Get("k8s.registry_ca") is { Length: > 0 } rc ? Path.GetFullPath(rc) : null;
+        if (registryCa is not null && !File.Exists(registryCa))
+        {
+            c.Errors.Add($"{c.Describe("k8s.registry_ca")}: file '{registryCa}' does not exist");
+        }
+        return new Writ.Agent.WorkloadAttestation.ImageSignatures.ImageSignatureOptions
+        {
+            KeysDir = Dir("k8s.image_keys_dir"),
+            SignaturesDir = Dir("k8s.image_signatures_dir"),
+            RegistryCaPath = registryCa,
+            CacheTtl = c.Duration("k8s.image_signature_cache_ttl", TimeSpan.Zero, TimeSpan.FromHours(24)),
+        };
+    }
+
     private static int Count(ConfigSources c, string name, int min)
     {
         var v = c.Get(name);

@@ -6,6 +6,13 @@ namespace Writ.Server.Configuration;
 /// <summary>A configuration key: its dotted name (file), the env var and flag derived from it, default and help.</summary>
 public sealed record ConfigKey(string Name, string Default, string Help)
 {
+    /// <summary>
+    /// A structured key (a list of objects such as <c>oidc_issuers</c> or <c>k8s_clusters</c>): in the config file its
+    /// value is any JSON value, kept as JSON text; from an environment variable or a flag the value is that JSON text.
+    /// The component that owns the key parses it (<see cref="ConfigSources.Json"/>).
+    /// </summary>
+    public bool IsJson { get; init; }
+
     /// <summary>`ca.key_type` → `WRIT_SERVER_CA_KEY_TYPE` (prefix given by the component).</summary>
     public string EnvVar(string prefix) => prefix + Name.Replace('.', '_').ToUpperInvariant();
 
@@ -69,6 +76,18 @@ public sealed class ConfigSources
         foreach (var p in obj.EnumerateObject())
         {
             var name = prefix + p.Name;
+            if (_keys.FirstOrDefault(k => k.Name == name) is { IsJson: true })
+            {
+                if (p.Value.ValueKind == JsonValueKind.Null)
+                {
+                    _values.Remove(name);
+                }
+                else
+                {
+                    _values[name] = (p.Value.GetRawText(), $"config file '{path}'");
+                }
+                continue;
+            }
             if (p.Value.ValueKind == JsonValueKind.Object)
             {
                 Flatten(p.Value, name + ".", path);
@@ -116,6 +135,29 @@ public sealed class ConfigSources
     public void Set(string name, string value, string source) => _values[name] = (value, source);
 
     public string? Get(string name) => _values.TryGetValue(name, out var v) ? v.Value : null;
+
+    /// <summary>
+    /// The parsed JSON of a structured key (<see cref="ConfigKey.IsJson"/>), or null when it is not set; invalid JSON is an
+    /// error naming the source.
+    /// </summary>
+    public JsonElement? Json(string name)
+    {
+        var v = Get(name);
+        if (v is null || v.Length == 0)
+        {
+            return null;
+        }
+        try
+        {
+            using var doc = JsonDocument.Parse(v, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+            return doc.RootElement.Clone();
+        }
+        catch (JsonException e)
+        {
+            Errors.Add($"{Describe(name)} is not valid JSON (line {e.LineNumber + 1}): give a JSON list of objects, as docs/configuration.md shows");
+            return null;
+        }
+    }
 
     public string SourceOf(string name) => _values.TryGetValue(name, out var v) ? v.Source : "default";
 

@@ -35,6 +35,15 @@ public sealed record ServerOptions
     /// <summary>The tpm node attestor (enabled by tpm.ek_ca_dir or tpm.ek_hashes).</summary>
     public TpmOptions Tpm { get; init; } = TpmOptions.Disabled;
 
+    /// <summary>The k8s_psat node attestor's clusters (<c>k8s_clusters</c>).</summary>
+    public NodeAttestation.K8sPsat.K8sPsatOptions K8sPsat { get; init; } = NodeAttestation.K8sPsat.K8sPsatOptions.None;
+
+    /// <summary>Trusted OIDC issuers of CI job tokens (<c>oidc_issuers</c>).</summary>
+    public Oidc.OidcOptions Oidc { get; init; } = Writ.Server.Oidc.OidcOptions.None;
+
+    /// <summary>Agentless CI job identities (<c>ci.*</c>).</summary>
+    public Ci.CiOptions Ci { get; init; } = Writ.Server.Ci.CiOptions.Default;
+
     public SpiffeId ServerId => SpiffeId.FromSegments(TrustDomain, "writ", "server");
 }
 
@@ -70,6 +79,9 @@ public static class ServerConfigLoader
         .. LedgerOptions.Keys,
         .. NodeAttestation.X509Pop.X509PopOptions.Keys,
         .. TpmOptions.Keys,
+        .. NodeAttestation.K8sPsat.K8sPsatOptions.Keys,
+        .. Oidc.OidcOptions.Keys,
+        .. Ci.CiOptions.Keys,
     ];
 
     /// <summary>The machine-wide admin socket root's server listens on and root's CLI looks for by default.</summary>
@@ -166,6 +178,9 @@ public static class ServerConfigLoader
         var ledger = LedgerOptions.Build(c);
         var x509Pop = NodeAttestation.X509Pop.X509PopOptions.Build(c);
         var tpm = TpmOptions.Build(c);
+        var k8sPsat = NodeAttestation.K8sPsat.K8sPsatOptions.Build(c);
+        var oidc = Oidc.OidcOptions.Build(c);
+        var ci = Ci.CiOptions.Build(c);
         if (x509Ttl > maxTtl)
         {
             c.Errors.Add($"{c.Describe("default_x509_ttl")} is larger than max_ttl ({ConfigSources.Format(maxTtl)}): lower it or raise max_ttl");
@@ -202,6 +217,9 @@ public static class ServerConfigLoader
             Ledger = ledger,
             X509Pop = x509Pop,
             Tpm = tpm,
+            K8sPsat = k8sPsat,
+            Oidc = oidc,
+            Ci = ci,
         };
     }
 

@@ -1,0 +1,26 @@
+using Microsoft.Extensions.Logging;
+using Writ.Agent.PeerTracking;
+
+namespace Writ.Agent.WorkloadAttestation;
+
+/// <summary>The workload attestors of a configuration (<c>workload_attestors</c>), built once by the agent host.</summary>
+public static class WorkloadAttestorSet
+{
+    public static IReadOnlyList<IWorkloadAttestor> Create(AgentOptions options, IProcFs proc, ILoggerFactory loggers, TimeProvider time)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(proc);
+        ArgumentNullException.ThrowIfNull(loggers);
+        var attestors = new List<IWorkloadAttestor>();
+        foreach (var name in options.WorkloadAttestors)
+        {
+            attestors.Add(name switch
+            {
+                UnixWorkloadAttestor.AttestorName => new UnixWorkloadAttestor(proc),
+                CgroupWorkloadAttestor.AttestorName => new CgroupWorkloadAttestor(proc),
+                _ => throw new ArgumentException($"unknown workload attestor '{name}': use unix, cgroup or k8s", nameof(options)),
+            });
+        }
+        return attestors;
+    }
+}
