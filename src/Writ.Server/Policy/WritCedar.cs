@@ -193,7 +193,7 @@ public static class WritCedar
     public static bool IsServerId(string id) =>
         Writ.Spiffe.SpiffeId.TryParse(id, out var parsed, out _) && parsed.Path == "/writ/server";
 
-    // The selectors of one type as (kind, rest): "k8s:pod-label:app:web" with prefix "k8s:" is ("pod-label", "app:web").
+    // The selectors of one type as (kind, value): "k8s:pod-label:app:web" with prefix "k8s:" is ("pod-label", "app:web"); empty values are dropped.
     private static List<(string Kind, string Value)> Parts(IEnumerable<string> selectors, string prefix)
     {
         List<(string, string)> parts = [];
