@@ -72,6 +72,8 @@ public static class WritCedar
         };
         if (n.Attestation == "tpm" && TpmRecord(n.Selectors) is { } tpm)
             attrs["tpm"] = tpm;
+        if (n.Attestation == K8sPsatAttestation && K8sNodeRecord(n.Selectors) is { } k8s)
+            attrs["k8s"] = k8s;
         return new(new EntityUid(NodeType, n.SpiffeId), attrs);
     }
 
@@ -116,6 +118,121 @@ public static class WritCedar
         });
     }
 
+    /// <summary>The node attestation method whose nodes get the <c>k8s</c> record.</summary>
+    public const string K8sPsatAttestation = "k8s_psat";
+
+    /// <summary>
+    /// The node's optional <c>k8s</c> record (<c>Writ::K8sNode</c>), derived from its <c>k8s_psat:</c> selectors only. Null
+    /// without any. A String attribute is absent when its selector is missing or names two values (fail closed: the
+    /// schema makes a policy test it with <c>has</c>); <c>node_labels</c> holds every <c>agent_node_label:k:v</c> as "k=v".
+    /// </summary>
+    public static RecordValue? K8sNodeRecord(IEnumerable<string> selectors)
+    {
+        var s = Parts(selectors, "k8s_psat:");
+        if (s.Count == 0)
+            return null;
+        var attrs = new Dictionary<string, Value>(StringComparer.Ordinal);
+        One(attrs, s, "cluster", "cluster");
+        One(attrs, s, "agent_ns", "namespace");
+        One(attrs, s, "agent_sa", "service_account");
+        One(attrs, s, "agent_pod_name", "pod_name");
+        One(attrs, s, "agent_pod_uid", "pod_uid");
+        One(attrs, s, "agent_node_name", "node_name");
+        One(attrs, s, "agent_node_uid", "node_uid");
+        attrs["node_labels"] = Strings(Pairs(s, "agent_node_label", '='));
+        return new RecordValue(attrs);
+    }
+
+    /// <summary>
+    /// The workload's optional <c>k8s</c> record (<c>Writ::K8sWorkload</c>), derived from its <c>k8s:</c> selectors only. Null
+    /// without any. A String attribute is absent when its selector is missing or names two values. Sets that describe one
+    /// pod (<c>pod_labels</c> "k=v", <c>owners</c> "Kind/name") are empty unless exactly one pod UID is known, and
+    /// <c>image_signed_by</c> is empty unless exactly one image digest is: a signature is credited to one image only.
+    /// </summary>
+    public static RecordValue? K8sWorkloadRecord(IEnumerable<string> selectors)
+    {
+        var s = Parts(selectors, "k8s:");
+        if (s.Count == 0)
+            return null;
+        var attrs = new Dictionary<string, Value>(StringComparer.Ordinal);
+        One(attrs, s, "ns", "namespace");
+        One(attrs, s, "sa", "service_account");
+        One(attrs, s, "pod-name", "pod_name");
+        var onePod = One(attrs, s, "pod-uid", "pod_uid");
+        One(attrs, s, "container-name", "container_name");
+        One(attrs, s, "container-image", "container_image");
+        var oneImage = One(attrs, s, "container-image-id", "container_image_id");
+        One(attrs, s, "node-name", "node_name");
+        attrs["pod_labels"] = Strings(onePod ? Pairs(s, "pod-label", '=') : []);
+        attrs["owners"] = Strings(onePod ? Pairs(s, "pod-owner", '/') : []);
+        attrs["image_signed_by"] = Strings(oneImage ? Values(s, "image-signed-by") : []);
+        return new RecordValue(attrs);
+    }
+
+    /// <summary>
+    /// The workload's optional <c>oidc</c> record (<c>Writ::OidcWorkload</c>) from its <c>oidc:</c> selectors, only when the
+    /// workload's node is the server itself (<c>spiffe://&lt;td&gt;/writ/server</c>: a CI job the server attested from its
+    /// token); an agent that reports <c>oidc:</c> selectors gets none. Null without any. <c>issuer</c> and <c>subject</c> are
+    /// absent when missing or twice; <c>claims</c> holds every <c>claim:name:value</c> as "name=value".
+    /// </summary>
+    public static RecordValue? OidcRecord(string nodeId, IEnumerable<string> selectors)
+    {
+        if (!IsServerId(nodeId))
+            return null;
+        var s = Parts(selectors, "oidc:");
+        if (s.Count == 0)
+            return null;
+        var attrs = new Dictionary<string, Value>(StringComparer.Ordinal);
+        One(attrs, s, "iss", "issuer");
+        One(attrs, s, "sub", "subject");
+        attrs["claims"] = Strings(Pairs(s, "claim", '='));
+        return new RecordValue(attrs);
+    }
+
+    /// <summary>True for the server's own ID, <c>spiffe://&lt;td&gt;/writ/server</c>, the node of agentless (CI) workloads.</summary>
+    public static bool IsServerId(string id) =>
+        Writ.Spiffe.SpiffeId.TryParse(id, out var parsed, out _) && parsed.Path == "/writ/server";
+
+    // The selectors of one type as (kind, value): "k8s:pod-label:app:web" with prefix "k8s:" is ("pod-label", "app:web"); empty values are dropped.
+    private static List<(string Kind, string Value)> Parts(IEnumerable<string> selectors, string prefix)
+    {
+        List<(string, string)> parts = [];
+        foreach (var sel in selectors)
+        {
+            if (!sel.StartsWith(prefix, StringComparison.Ordinal))
+                continue;
+            var rest = sel[prefix.Length..];
+            var colon = rest.IndexOf(':', StringComparison.Ordinal);
+            if (colon > 0 && colon < rest.Length - 1)
+                parts.Add((rest[..colon], rest[(colon + 1)..]));
+        }
+        return parts;
+    }
+
+    private static IEnumerable<string> Values(List<(string Kind, string Value)> parts, string kind) =>
+        parts.Where(p => p.Kind == kind).Select(p => p.Value).Distinct(StringComparer.Ordinal);
+
+    /// <summary>Sets <paramref name="name"/> to the one value of <paramref name="kind"/>; leaves it absent when there is none or more than one.</summary>
+    private static bool One(Dictionary<string, Value> attrs, List<(string Kind, string Value)> parts, string kind, string name)
+    {
+        var values = Values(parts, kind).Take(2).ToList();
+        if (values.Count != 1)
+            return false;
+        attrs[name] = Value.Of(values[0]);
+        return true;
+    }
+
+    // "key:value" pairs (split at the first ':', the value may be empty) written "key<sep>value".
+    private static IEnumerable<string> Pairs(List<(string Kind, string Value)> parts, string kind, char separator)
+    {
+        foreach (var v in Values(parts, kind))
+        {
+            var colon = v.IndexOf(':', StringComparison.Ordinal);
+            if (colon > 0)
+                yield return string.Concat(v.AsSpan(0, colon), separator.ToString(), v.AsSpan(colon + 1));
+        }
+    }
+
     public static Entity Identity(IdentityFacts i) => new(new EntityUid(IdentityType, i.SpiffeId), new Dictionary<string, Value>(StringComparer.Ordinal)
     {
         ["spiffe_id"] = Value.Of(i.SpiffeId),
@@ -131,7 +248,8 @@ public static class WritCedar
     /// <summary>
     /// The workload instance: uid/gid from the <c>unix:uid:N</c>/<c>unix:gid:N</c> selectors (else -1), pid from the
     /// facts or the instance id (else -1), the optional attributes from their selectors only (<c>unix:path</c>,
-    /// <c>unix:sha256</c>, <c>container:id</c>, <c>k8s:pod-uid</c>, <c>cgroup:path</c>). Security attributes never come
+    /// <c>unix:sha256</c>, <c>container:id</c>, <c>k8s:pod-uid</c> (absent when two differ), <c>cgroup:path</c>), and the
+    /// optional <c>k8s</c> and <c>oidc</c> records (<see cref="K8sWorkloadRecord"/>, <see cref="OidcRecord"/>). Security attributes never come
     /// from raw facts: an attestor that refused the process (e.g. its effective uid no longer matches the socket's peer
     /// credentials after a setuid exec) still reports facts, and those must not satisfy a policy.
     /// </summary>
@@ -155,8 +273,16 @@ public static class WritCedar
         Optional("exe_path", ev.SelectorValue("unix", "path"));
         Optional("exe_sha256", ev.SelectorValue("unix", "sha256")?.ToLowerInvariant());
         Optional("container_id", ev.SelectorValue("container", "id"));
-        Optional("pod_uid", ev.SelectorValue("k8s", "pod-uid"));
         Optional("cgroup", ev.SelectorValue("cgroup", "path"));
+        var selectors = ev.Selectors.Select(s => s.ToString()).ToList();
+        if (K8sWorkloadRecord(selectors) is { } k8s)
+        {
+            attrs["k8s"] = k8s;
+            if (k8s.Fields.TryGetValue("pod_uid", out var podUid))
+                attrs["pod_uid"] = podUid;   // the same rule: one pod UID or none
+        }
+        if (OidcRecord(agentId, selectors) is { } oidc)
+            attrs["oidc"] = oidc;
         return new Entity(WorkloadUid(agentId, ev.InstanceId), attrs, [node]);
     }
 

@@ -153,4 +153,102 @@ public sealed class WritPolicyExamplesTests
         var unhashed = Assert.Single((await h.SignAsync(prod, PipelineHarness.Evidence("15:1", "unix:uid:1000"))).Denials);
         Assert.Equal("denied by policy 'prod-known-binaries'", unhashed.Reason);
     }
+
+    [Fact]
+    public async Task Prod_needs_namespace_prod_a_release_signed_image_and_a_measured_node()
+    {
+        await using var h = await WithAsync("k8s-prod-signed-tpm.cedar");
+        const string Digest = "sha256:3f1c2a9d8e7b6c5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a";
+        string[] pod = ["k8s:ns:prod", "k8s:sa:orders", "k8s:pod-uid:0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d", "k8s:container-name:orders",
+            "k8s:container-image-id:" + Digest, "k8s:image-signed-by:release"];
+        var ek = new Selector("tpm", "ek_hash:" + new string('b', 64));
+        var inSet = new Selector("tpm", "pcr_set:prod-firmware");
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var n = 0;
+        async Task<X509Batch> OnAsync(string type, Selector[] nodeSelectors, string[] workload, string identity = "spiffe://example.org/prod/orders")
+        {
+            var node = h.Node with { SpiffeId = $"spiffe://example.org/writ/agent/{type}/n{++n}", AttestationType = type, Selectors = nodeSelectors };
+            await h.Store.Nodes.CreateAsync(node, Ct);
+            var entry = (await h.Store.Entries.CreateAsync([new RegistrationEntry
+            {
+                SpiffeId = identity, ParentId = node.SpiffeId, Selectors = [new Selector("k8s", "sa:orders")],
+            }], Ct))[0];
+            return await h.Pipeline.SignX509Async(node, [new X509SvidRequest(entry.Id, Csr.Create(key), PipelineHarness.Evidence($"20:{n}", workload))], Ct);
+        }
+
+        Assert.Single((await OnAsync("tpm", [ek, inSet], pod)).Issued);
+        const string Reason = "denied by policy 'prod-signed-images-on-measured-nodes'";
+        // Another namespace with the same service account name.
+        Assert.Equal(Reason, Assert.Single((await OnAsync("tpm", [ek, inSet], [.. pod.Where(s => !s.StartsWith("k8s:ns:", StringComparison.Ordinal)), "k8s:ns:staging"])).Denials).Reason);
+        // An unsigned image, and one signed only by another key.
+        Assert.Equal(Reason, Assert.Single((await OnAsync("tpm", [ek, inSet], [.. pod.Where(s => !s.Contains("signed-by", StringComparison.Ordinal))])).Denials).Reason);
+        Assert.Single((await OnAsync("tpm", [ek, inSet], [.. pod.Where(s => !s.Contains("signed-by", StringComparison.Ordinal)), "k8s:image-signed-by:qa"])).Denials);
+        // A signature next to a second image digest is credited to neither.
+        Assert.Single((await OnAsync("tpm", [ek, inSet], [.. pod, "k8s:container-image-id:sha256:" + new string('0', 64)])).Denials);
+        // A node whose PCRs drifted out of the reference set, and a node that is not TPM-attested at all.
+        Assert.Single((await OnAsync("tpm", [ek], pod)).Denials);
+        Assert.Single((await OnAsync("k8s_psat", [new Selector("k8s_psat", "cluster:prod"), inSet], pod)).Denials);
+        // Outside /prod/ the policy says nothing.
+        Assert.Single((await OnAsync("k8s_psat", [new Selector("k8s_psat", "cluster:prod")], ["k8s:sa:orders"], "spiffe://example.org/web")).Issued);
+    }
+
+    [Fact]
+    public async Task Only_main_of_org_x_may_be_the_deployer()
+    {
+        await using var h = await WithAsync("ci-deployer-main.cedar");
+        // A CI login: the server is the calling "node" (contract of issue #15), the evidence the token's oidc: selectors.
+        var server = h.Node with { SpiffeId = "spiffe://example.org/writ/server", AttestationType = "oidc", Selectors = [] };
+        await h.Store.Nodes.CreateAsync(server, Ct);
+        const string Iss = "oidc:iss:https://token.actions.githubusercontent.com";
+        var deployer = (await h.Store.Entries.CreateAsync([new RegistrationEntry
+        {
+            // A wide entry (any job of the issuer): the policy is what holds the line.
+            SpiffeId = "spiffe://example.org/deployer", ParentId = server.SpiffeId, Selectors = [Selector.Parse(Iss)],
+        }], Ct))[0];
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var n = 0;
+        Task<X509Batch> LoginAsync(AttestedNode node, RegistrationEntry entry, params string[] selectors) =>
+            h.Pipeline.SignX509Async(node, [new X509SvidRequest(entry.Id, Csr.Create(key), PipelineHarness.Evidence($"30:{++n}", selectors))], Ct);
+
+        Assert.Single((await LoginAsync(server, deployer, Iss, "oidc:sub:repo:org/x:ref:refs/heads/main", "oidc:claim:repository:org/x", "oidc:claim:ref:refs/heads/main")).Issued);
+        const string Reason = "denied by policy 'deployer-only-from-main'";
+        // A feature branch, a pull request, and main of a fork.
+        Assert.Equal(Reason, Assert.Single((await LoginAsync(server, deployer, Iss, "oidc:claim:repository:org/x", "oidc:claim:ref:refs/heads/feature")).Denials).Reason);
+        Assert.Single((await LoginAsync(server, deployer, Iss, "oidc:claim:repository:org/x", "oidc:claim:ref:refs/pull/7/merge")).Denials);
+        Assert.Single((await LoginAsync(server, deployer, Iss, "oidc:claim:repository:fork/x", "oidc:claim:ref:refs/heads/main")).Denials);
+        // Another issuer with the same claims.
+        var other = (await h.Store.Entries.CreateAsync([new RegistrationEntry
+        {
+            SpiffeId = "spiffe://example.org/deployer", ParentId = server.SpiffeId, Selectors = [Selector.Parse("oidc:claim:repository:org/x")],
+        }], Ct))[0];
+        Assert.Single((await LoginAsync(server, other, "oidc:iss:https://gitlab.example.org", "oidc:claim:repository:org/x", "oidc:claim:ref:refs/heads/main")).Denials);
+        // Attack: an agent whose workload reports the same oidc: selectors (its own entry for the deployer ID) gets no
+        // oidc record: denied.
+        var onAgent = await h.EntryAsync("spiffe://example.org/deployer", "unix:uid:1000");
+        Assert.Equal(Reason, Assert.Single((await LoginAsync(h.Node, onAgent, "unix:uid:1000", Iss, "oidc:claim:repository:org/x", "oidc:claim:ref:refs/heads/main")).Denials).Reason);
+    }
+
+    [Fact]
+    public async Task Only_the_prod_daemonset_attests_k8s_psat_agents()
+    {
+        await using var h = await WithAsync("k8s-psat-agents.cedar");
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var n = 0;
+        async Task<NodeOutcome> AttestAsync(string type, params string[] selectors) => await h.Pipeline.AttestNodeAsync(
+            new NodeFacts($"spiffe://example.org/writ/agent/{type}/prod/node-{++n}", type, selectors, []), new PublicKey(key), renewal: false, Ct);
+        string[] good = ["k8s_psat:cluster:prod", "k8s_psat:agent_ns:writ-system", "k8s_psat:agent_sa:writ-agent", "k8s_psat:agent_node_name:node-1"];
+
+        Assert.NotNull((await AttestAsync("k8s_psat", good)).Chain);
+        var staging = await AttestAsync("k8s_psat", "k8s_psat:cluster:staging", "k8s_psat:agent_ns:writ-system", "k8s_psat:agent_sa:writ-agent");
+        Assert.Null(staging.Chain);
+        Assert.Equal("denied by policy 'k8s-agents-prod-daemonset-only'", staging.Decision.Reason);
+        // Another service account of the cluster (a pod that was given a token with audience writ).
+        Assert.Null((await AttestAsync("k8s_psat", "k8s_psat:cluster:prod", "k8s_psat:agent_ns:default", "k8s_psat:agent_sa:writ-agent")).Chain);
+        Assert.Null((await AttestAsync("k8s_psat", "k8s_psat:cluster:prod", "k8s_psat:agent_ns:writ-system", "k8s_psat:agent_sa:default")).Chain);
+        // Two clusters at once is no cluster.
+        Assert.Null((await AttestAsync("k8s_psat", [.. good, "k8s_psat:cluster:staging"])).Chain);
+        Assert.Null((await AttestAsync("k8s_psat")).Chain);
+        // Other attestation methods are untouched.
+        Assert.NotNull((await AttestAsync("join_token", "join_token:t9")).Chain);
+    }
 }
