@@ -1,6 +1,11 @@
+using System.Net;
 using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 using Writ.Protocol.Errors;
 using Writ.Server.Oidc;
@@ -312,6 +317,59 @@ public sealed class OidcTokenValidatorTests : IAsyncLifetime
         var e = await Refused(OidcErrors.IssuerUnreachable, Token(), Config(caFile: other.CaPemPath));
         Assert.Contains("TLS", e.Message, StringComparison.Ordinal);
         Assert.Equal(0, _issuer.DiscoveryRequests);
+    }
+
+    [Fact]
+    public async Task A_certificate_from_the_ca_file_for_another_host_name_is_refused()
+    {
+        // The CA in ca_file is right, but the certificate names another host: the host name is still checked.
+        using var caKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var caReq = new CertificateRequest("CN=other-name CA", caKey, HashAlgorithmName.SHA256);
+        caReq.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+        caReq.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign, true));
+        var now = DateTimeOffset.UtcNow;
+        using var ca = caReq.CreateSelfSigned(now.AddHours(-1), now.AddDays(1));
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var req = new CertificateRequest("CN=issuer.other.example", key, HashAlgorithmName.SHA256);
+        var san = new SubjectAlternativeNameBuilder();
+        san.AddDnsName("issuer.other.example");
+        req.CertificateExtensions.Add(san.Build());
+        req.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1")], false));
+        using var signed = req.Create(ca, now.AddHours(-1), now.AddDays(1), RandomNumberGenerator.GetBytes(12));
+        using var cert = X509CertificateLoader.LoadPkcs12(signed.CopyWithPrivateKey(key).Export(X509ContentType.Pkcs12), null);
+        var caPem = Path.Combine(_dir, "other-name-ca.pem");
+        await File.WriteAllTextAsync(caPem, ca.ExportCertificatePem());
+
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, lo => lo.UseHttps(cert)));
+        await using var app = builder.Build();
+        var requests = 0;
+        app.Run(ctx =>
+        {
+            Interlocked.Increment(ref requests);
+            ctx.Response.StatusCode = 404;
+            return Task.CompletedTask;
+        });
+        await app.StartAsync(TestContext.Current.CancellationToken);
+        var issuer = new Uri(app.Urls.First()).GetLeftPart(UriPartial.Authority);
+        var config = Config(caFile: caPem) with { Issuer = issuer };
+        var token = Token(new Dictionary<string, object?> { ["iss"] = issuer });
+
+        var e = await Refused(OidcErrors.IssuerUnreachable, token, config);
+        Assert.Contains("TLS", e.Message, StringComparison.Ordinal);
+        Assert.Equal(0, requests);
+        await app.StopAsync(TestContext.Current.CancellationToken);
+    }
+
+    [Fact]
+    public async Task Concurrent_first_tokens_share_one_fetch()
+    {
+        var tokens = Enumerable.Range(0, 16).Select(_ => Token()).ToList();
+        var results = await Task.WhenAll(tokens.Select(t => Validate(t)));
+        Assert.Equal(16, results.Length);
+        Assert.Equal(1, _issuer.DiscoveryRequests);
+        Assert.Equal(1, _issuer.JwksRequests);
     }
 
     [Fact]
