@@ -84,7 +84,11 @@ public sealed class OidcTokenValidator(TimeProvider time, ILogger log) : IOidcTo
         {
             throw OidcErrors.Refused(OidcErrors.WrongIssuer, $"the token's issuer '{Printable(iss)}' is not '{issuer.Issuer}': use a token of that issuer");
         }
-        var kid = header.TryGetProperty("kid", out var k) && k.ValueKind == JsonValueKind.String ? k.GetString() : null;
+        string? kid = null;
+        if (header.TryGetProperty("kid", out var k))
+        {
+            kid = k.ValueKind == JsonValueKind.String ? k.GetString() : throw Malformed("its header's 'kid' is not a string");
+        }
 
         var source = _issuers.GetOrAdd(KeyOf(issuer), _ => new Lazy<OidcIssuerKeys>(() => new OidcIssuerKeys(issuer, time, log))).Value;
         var candidates = Candidates(await source.GetAsync(unknownKid: false, ct).ConfigureAwait(false), kid);
@@ -203,7 +207,9 @@ public sealed class OidcTokenValidator(TimeProvider time, ILogger log) : IOidcTo
     {
         try
         {
-            using var doc = JsonDocument.Parse(Base64UrlEncoder.DecodeBytes(part));
+            // Duplicate member names are refused: two "iss" or "sub" members could be read one way here and another way by
+            // whoever reads the claims next.
+            using var doc = JsonDocument.Parse(Base64UrlEncoder.DecodeBytes(part), new JsonDocumentOptions { AllowDuplicateProperties = false, MaxDepth = 32 });
             if (doc.RootElement.ValueKind != JsonValueKind.Object)
             {
                 throw Malformed($"its {what} is not a JSON object");
@@ -212,7 +218,7 @@ public sealed class OidcTokenValidator(TimeProvider time, ILogger log) : IOidcTo
         }
         catch (Exception e) when (e is JsonException or FormatException or ArgumentException)
         {
-            throw Malformed($"its {what} is not base64url JSON");
+            throw Malformed($"its {what} is not base64url JSON (one object, each member name once)");
         }
     }
 

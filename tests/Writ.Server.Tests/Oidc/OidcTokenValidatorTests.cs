@@ -414,6 +414,30 @@ public sealed class OidcTokenValidatorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_payload_with_a_claim_given_twice_is_refused_even_when_signed()
+    {
+        // Signed by the issuer's key, with "sub" twice: one reader could take the first, another the last.
+        var claims = _issuer.Claims("repo:acme/app:ref:refs/heads/main", Audience).ToJsonString();
+        var payload = claims[..^1] + ",\"sub\":\"repo:acme/admin:ref:refs/heads/main\"}";
+        var header = new JsonObject { ["alg"] = "ES256", ["kid"] = _issuer.Current.Kid };
+        var input = OidcTestIssuer.B64(Encoding.UTF8.GetBytes(header.ToJsonString())) + "." + OidcTestIssuer.B64(Encoding.UTF8.GetBytes(payload));
+        await Refused(OidcErrors.Malformed, input + "." + OidcTestIssuer.B64(_issuer.Current.Sign(Encoding.ASCII.GetBytes(input))));
+        Assert.Equal(0, _issuer.JwksRequests);
+
+        var twoAlgs = OidcTestIssuer.B64("{\"alg\":\"ES256\",\"alg\":\"HS256\"}"u8) + "." + OidcTestIssuer.B64(Encoding.UTF8.GetBytes(claims)) + ".c2ln";
+        await Refused(OidcErrors.Malformed, twoAlgs);
+    }
+
+    [Fact]
+    public async Task A_kid_that_is_not_a_string_is_refused()
+    {
+        var claims = _issuer.Claims("repo:acme/app:ref:refs/heads/main", Audience);
+        var header = new JsonObject { ["alg"] = "ES256", ["kid"] = 7 };
+        var input = OidcTestIssuer.B64(Encoding.UTF8.GetBytes(header.ToJsonString())) + "." + OidcTestIssuer.B64(Encoding.UTF8.GetBytes(claims.ToJsonString()));
+        await Refused(OidcErrors.Malformed, input + "." + OidcTestIssuer.B64(_issuer.Current.Sign(Encoding.ASCII.GetBytes(input))));
+    }
+
+    [Fact]
     public async Task A_token_with_critical_header_extensions_is_refused()
     {
         var claims = _issuer.Claims("repo:acme/app:ref:refs/heads/main", Audience);
