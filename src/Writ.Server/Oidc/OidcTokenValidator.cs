@@ -277,3 +277,19 @@ public sealed class OidcTokenValidator(TimeProvider time, ILogger log) : IOidcTo
         }
     }
 }
+
+/// <summary>Validation against a list of trusted issuers (<c>oidc_issuers</c>).</summary>
+public static class OidcTokenValidatorExtensions
+{
+    /// <summary>
+    /// Picks the issuer configuration by the token's unverified <c>iss</c> (<see cref="OidcTokenValidator.FindIssuer"/>:
+    /// <see cref="OidcErrors.UnknownIssuer"/> when none) and validates the token against it; returns both, since the
+    /// configuration decides the selectors (<see cref="OidcSelectors.From"/>).
+    /// </summary>
+    public static async Task<(ValidatedToken Token, OidcIssuerConfig Issuer)> ValidateAnyAsync(this IOidcTokenValidator validator, string token, IReadOnlyList<OidcIssuerConfig> issuers, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(validator);
+        var issuer = OidcTokenValidator.FindIssuer(token, issuers);
+        return (await validator.ValidateAsync(token, issuer, ct).ConfigureAwait(false), issuer);
+    }
+}

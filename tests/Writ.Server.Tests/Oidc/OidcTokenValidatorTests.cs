@@ -180,6 +180,25 @@ public sealed class OidcTokenValidatorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Against_a_list_the_tokens_own_issuer_is_used_and_a_forged_iss_gains_nothing()
+    {
+        await using var second = await OidcTestIssuer.StartAsync(Path.Combine(_dir, "second"));
+        var other = new OidcIssuerConfig { Issuer = second.Issuer, Audiences = [Audience], CaFile = second.CaPemPath };
+        IReadOnlyList<OidcIssuerConfig> issuers = [other, Config()];
+        var (v, issuer) = await _validator.ValidateAnyAsync(Token(new Dictionary<string, object?> { ["repository"] = "acme/app" }), issuers, TestContext.Current.CancellationToken);
+        Assert.Same(issuers[1], issuer);
+        Assert.Contains(OidcSelectors.From(v, issuer).Selectors, s => s.Value == "claim:repository:acme/app");
+
+        // A token signed by the first issuer's key that claims to come from the second is checked against the second's keys.
+        var forged = Token(new Dictionary<string, object?> { ["iss"] = second.Issuer });
+        await OidcAssert.RefusedAsync(OidcErrors.UnknownKey, forged, () => _validator.ValidateAnyAsync(forged, issuers, TestContext.Current.CancellationToken));
+        // ... and under the kid of the second's key, its signature fails.
+        var forgedKid = Token(new Dictionary<string, object?> { ["iss"] = second.Issuer }, header: new Dictionary<string, string?> { ["kid"] = second.Current.Kid });
+        await OidcAssert.RefusedAsync(OidcErrors.BadSignature, forgedKid, () => _validator.ValidateAnyAsync(forgedKid, issuers, TestContext.Current.CancellationToken));
+        Assert.Equal(1, second.JwksRequests);
+    }
+
+    [Fact]
     public async Task A_token_signed_by_a_key_the_issuer_does_not_publish_is_refused()
     {
         var foreign = _issuer.AddKey("ES256", publish: false);
