@@ -136,12 +136,12 @@ public sealed class OidcTokenValidator(TimeProvider time, ILogger log) : IOidcTo
         {
             throw Malformed("it has no 'sub' claim");
         }
-        var issuedAt = claims.TryGetProperty("iat", out var iat) && iat.TryGetInt64(out var iatSeconds) ? DateTimeOffset.FromUnixTimeSeconds(iatSeconds) : (DateTimeOffset?)null;
+        var issuedAt = Time(claims, "iat");
         if (issuedAt > time.GetUtcNow() + ClockSkew)
         {
             throw OidcErrors.Refused(OidcErrors.NotYetValid, $"the token was issued in the future ({issuedAt:u}): check the clocks of this server and the issuer");
         }
-        var notBefore = claims.TryGetProperty("nbf", out var nbf) && nbf.TryGetInt64(out var nbfSeconds) ? DateTimeOffset.FromUnixTimeSeconds(nbfSeconds) : (DateTimeOffset?)null;
+        var notBefore = Time(claims, "nbf");
         return new ValidatedToken
         {
             Issuer = iss!,
@@ -178,6 +178,20 @@ public sealed class OidcTokenValidator(TimeProvider time, ILogger log) : IOidcTo
             throw new SecurityTokenExpiredException("the token expired") { Expires = exp };
         }
         return true;
+    }
+
+    /// <summary>A NumericDate claim (seconds since 1970, fractions allowed), null when absent; anything else is malformed.</summary>
+    private static DateTimeOffset? Time(JsonElement claims, string name)
+    {
+        if (!claims.TryGetProperty(name, out var v))
+        {
+            return null;
+        }
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetDouble(out var seconds) || seconds < 0 || seconds > 253402300799)
+        {
+            throw Malformed($"its '{name}' is not a time (seconds since 1970)");
+        }
+        return DateTimeOffset.FromUnixTimeSeconds((long)seconds);
     }
 
     /// <summary>The decoded header and payload (JSON objects) of a compact JWS, or a refusal saying what is wrong.</summary>

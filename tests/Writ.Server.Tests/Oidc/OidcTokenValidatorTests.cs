@@ -140,6 +140,18 @@ public sealed class OidcTokenValidatorTests : IAsyncLifetime
         await Validate(Token(new Dictionary<string, object?> { ["nbf"] = now + 30 }));   // within the skew
     }
 
+    [Theory]
+    [InlineData("iat", "\"yesterday\"")]
+    [InlineData("iat", "9000000000000000000")]
+    [InlineData("iat", "-5")]
+    [InlineData("nbf", "\"0\"")]
+    public async Task A_time_claim_that_is_not_a_time_is_refused(string claim, string json)
+    {
+        var claims = _issuer.Claims("repo:acme/app:ref:refs/heads/main", Audience);
+        claims[claim] = JsonNode.Parse(json);
+        await Refused(OidcErrors.Malformed, _issuer.Mint(claims));
+    }
+
     [Fact]
     public async Task A_token_without_exp_is_refused()
     {
