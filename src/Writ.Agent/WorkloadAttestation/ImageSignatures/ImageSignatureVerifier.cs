@@ -27,6 +27,7 @@ public sealed partial class ImageSignatureVerifier : IImageSignatureVerifier, ID
     private readonly ImageSignatureOptions _options;
     private readonly ILogger _log;
     private readonly TimeProvider _time;
+    private readonly TimeSpan _retryAfter;
     private readonly RegisteredImageKeys _keys;
     private readonly OciSignatureRegistry? _registry;
     private readonly ConcurrentDictionary<(string Image, string Digest), (ImageSignatureResult Result, DateTimeOffset Until)> _cache = new();
@@ -42,6 +43,7 @@ public sealed partial class ImageSignatureVerifier : IImageSignatureVerifier, ID
         _options = options;
         _log = log;
         _time = time;
+        _retryAfter = options.CacheTtl < RetryAfter ? options.CacheTtl : RetryAfter;
         var skipped = new List<(string File, string Reason)>();
         _keys = RegisteredImageKeys.Load(options.KeysDir, skipped);
         foreach (var (file, reason) in skipped)
@@ -77,7 +79,7 @@ public sealed partial class ImageSignatureVerifier : IImageSignatureVerifier, ID
         try
         {
             var result = await LookupAsync(image, digest);
-            var ttl = result.Error is null ? _options.CacheTtl : (_options.CacheTtl < RetryAfter ? _options.CacheTtl : RetryAfter);
+            var ttl = result.Error is null ? _options.CacheTtl : _retryAfter;
             if (ttl > TimeSpan.Zero)
             {
                 if (_cache.Count >= MaxCacheEntries)
@@ -132,7 +134,7 @@ public sealed partial class ImageSignatureVerifier : IImageSignatureVerifier, ID
         }
         catch (ImageSignatureLookupException e)
         {
-            LogLookupFailed(_log, image.ToString(), digest, e.Message, RetryAfter);
+            LogLookupFailed(_log, image.ToString(), digest, e.Message, _retryAfter);
             return new ImageSignatureResult([], e.Message);
         }
     }
