@@ -11,7 +11,7 @@ namespace Writ.Agent.WorkloadAttestation.ImageSignatures;
 /// cosign's, its <c>docker-manifest-digest</c> is the digest asked about, its <c>docker-reference</c> names the same
 /// registry and repository as the image, and the signature verifies under a registered key.
 /// </summary>
-public static class CosignSimpleSigning
+internal static class CosignSimpleSigning
 {
     /// <summary>The media type of a signature layer in the <c>sha256-&lt;hex&gt;.sig</c> manifest.</summary>
     public const string LayerMediaType = "application/vnd.dev.cosign.simplesigning.v1+json";

@@ -63,7 +63,8 @@ public sealed partial record ImageReference(string Registry, string Repository)
             registry = DockerHub;
         if (registry == DockerHub && !path.Contains('/', StringComparison.Ordinal))
             path = "library/" + path;
-        if (!HostPattern().IsMatch(registry))
+        var portAt = registry.IndexOf(':', StringComparison.Ordinal);
+        if (!HostPattern().IsMatch(registry) || (portAt >= 0 && int.Parse(registry.AsSpan(portAt + 1), System.Globalization.CultureInfo.InvariantCulture) is 0 or > 65535))
         {
             error = $"image reference '{text}' names an invalid registry host";
             return false;

@@ -10,10 +10,10 @@ using System.Text.RegularExpressions;
 namespace Writ.Agent.WorkloadAttestation.ImageSignatures;
 
 /// <summary>A signature layer of a cosign signature manifest: the layer digest, the payload blob and the signature annotation.</summary>
-public sealed record SignatureLayer(string Digest, byte[] Payload, string? Signature);
+internal sealed record SignatureLayer(string Digest, byte[] Payload, string? Signature);
 
 /// <summary>A lookup that could not be completed (the code is one of docs/errors.md's <c>WRIT-IMAGESIG-…</c>).</summary>
-public sealed class ImageSignatureLookupException(string code, string message) : Exception($"{code}: {message}")
+internal sealed class ImageSignatureLookupException(string code, string message) : Exception($"{code}: {message}")
 {
     public string Code { get; } = code;
 }
@@ -25,7 +25,7 @@ public sealed class ImageSignatureLookupException(string code, string message) :
 /// <c>repository:&lt;repo&gt;:pull</c> from the realm → the request again). Bodies are size-capped; no redirect is followed
 /// except one for a blob (registries hand blobs to a CDN), to an https URL and without the registry token.
 /// </summary>
-public sealed partial class OciSignatureRegistry : IDisposable
+internal sealed partial class OciSignatureRegistry : IDisposable
 {
     /// <summary>Largest signature manifest read.</summary>
     public const int MaxManifestBytes = 1024 * 1024;

@@ -12,7 +12,7 @@ namespace Writ.Agent.WorkloadAttestation.ImageSignatures;
 /// itself (what cosign makes with each kind of key). Ed25519 comes from NSec (libsodium): .NET 10 has no Ed25519 of its own.
 /// A file that is not such a key, or whose name cannot be a selector value, is skipped and reported, never fatal.
 /// </summary>
-public sealed partial class RegisteredImageKeys : IDisposable
+internal sealed partial class RegisteredImageKeys : IDisposable
 {
     private const string EcPublicKeyOid = "1.2.840.10045.2.1";
     private const string P256Oid = "1.2.840.10045.3.1.7";

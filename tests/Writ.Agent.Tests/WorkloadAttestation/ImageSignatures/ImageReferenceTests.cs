@@ -32,6 +32,8 @@ public sealed class ImageReferenceTests
     [InlineData("reg istry.example/app")]
     [InlineData("registry.example/app%2f..")]
     [InlineData("[::1]:5000/app")]
+    [InlineData("registry.example:99999/app")]
+    [InlineData("registry.example:0/app")]
     public void Refuses_what_cannot_name_a_repository(string text)
     {
         Assert.False(ImageReference.TryParse(text, out _, out var error));

@@ -331,6 +331,35 @@ public sealed class ImageSignatureVerifierTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_registry_that_refuses_its_anonymous_token_is_an_auth_error()
+    {
+        _registry.RefuseTokens = true;
+        using var verifier = Verifier();
+
+        var result = await verifier.SignersAsync(Image, Digest, TestContext.Current.CancellationToken);
+
+        Assert.Empty(result.Signers);
+        Assert.StartsWith("WRIT-IMAGESIG-AUTH:", result.Error, StringComparison.Ordinal);
+        Assert.Equal(2, _registry.ManifestRequests); // one token, one retry: no loop
+    }
+
+    [Fact]
+    public async Task A_signature_tag_that_is_an_index_is_a_registry_error()
+    {
+        _registry.ManifestOverride = async ctx =>
+        {
+            ctx.Response.ContentType = "application/vnd.oci.image.index.v1+json";
+            await ctx.Response.WriteAsync(new JsonObject { ["schemaVersion"] = 2, ["mediaType"] = "application/vnd.oci.image.index.v1+json", ["manifests"] = new JsonArray() }.ToJsonString());
+        };
+        using var verifier = Verifier();
+
+        var result = await verifier.SignersAsync(Image, Digest, TestContext.Current.CancellationToken);
+
+        Assert.Empty(result.Signers);
+        Assert.StartsWith("WRIT-IMAGESIG-REGISTRY:", result.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_redirected_blob_is_fetched_without_the_registry_token()
     {
         _registry.PublishSignatures(Repo, Digest, await SignedAsync(_release));
@@ -397,6 +426,10 @@ public sealed class ImageSignatureVerifierTests : IAsyncLifetime
 
         var signed = await verifier.SignersAsync(Image, Digest, TestContext.Current.CancellationToken);
         var unsigned = await verifier.SignersAsync(Image, OtherDigest, TestContext.Current.CancellationToken);
+        var thirdDigest = "sha256:" + new string('c', 64);
+        await File.WriteAllTextAsync(Path.Combine(sigs, $"sha256-{new string('c', 64)}.json"), Line(await SignedAsync(_release, digest: thirdDigest)), TestContext.Current.CancellationToken);
+        var fromJson = await verifier.SignersAsync(Image, thirdDigest, TestContext.Current.CancellationToken);
+        Assert.Equal(["release"], fromJson.Signers);
 
         Assert.Null(signed.Error);
         Assert.Equal(["release"], signed.Signers);

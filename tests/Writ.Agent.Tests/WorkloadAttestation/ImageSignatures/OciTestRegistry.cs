@@ -31,6 +31,9 @@ internal sealed class OciTestRegistry : IAsyncDisposable
 
     public bool RequireToken { get; set; } = true;
     public bool BasicOnly { get; set; }
+
+    /// <summary>Hands out tokens but refuses them (a registry that needs credentials beyond anonymous pull).</summary>
+    public bool RefuseTokens { get; set; }
     public bool Down { get; set; }
     public bool RedirectBlobs { get; set; }
 
@@ -158,7 +161,7 @@ internal sealed class OciTestRegistry : IAsyncDisposable
         if (RequireToken)
         {
             var auth = ctx.Request.Headers.Authorization.ToString();
-            if (!auth.StartsWith("Bearer ", StringComparison.Ordinal) || !_tokens.TryGetValue(auth["Bearer ".Length..], out var granted) || granted != repository)
+            if (!auth.StartsWith("Bearer ", StringComparison.Ordinal) || !_tokens.TryGetValue(auth["Bearer ".Length..], out var granted) || granted != repository || RefuseTokens)
             {
                 ctx.Response.StatusCode = 401;
                 ctx.Response.Headers.WWWAuthenticate = $"Bearer realm=\"{Origin}/token\",service=\"test-registry\",scope=\"repository:{repository}:pull\"";
