@@ -114,9 +114,17 @@ internal sealed partial class RegisteredImageKeys : IDisposable
                     return (null, null, "an invalid ECDSA public key");
                 }
             case Ed25519Oid:
-                return NSec.Cryptography.PublicKey.TryImport(SignatureAlgorithm.Ed25519, der, KeyBlobFormat.PkixPublicKey, out var ed) && ed is not null
-                    ? (null, ed, null)
-                    : (null, null, "an invalid Ed25519 public key");
+                try
+                {
+                    return NSec.Cryptography.PublicKey.TryImport(SignatureAlgorithm.Ed25519, der, KeyBlobFormat.PkixPublicKey, out var ed) && ed is not null
+                        ? (null, ed, null)
+                        : (null, null, "an invalid Ed25519 public key");
+                }
+                catch (Exception e) when (e is DllNotFoundException or TypeInitializationException or EntryPointNotFoundException or BadImageFormatException or InvalidOperationException)
+                {
+                    // libsodium is a native library of the NSec package: a platform without it cannot check Ed25519.
+                    return (null, null, $"Ed25519 is not available on this platform ({e.GetType().Name}); register an ECDSA P-256 key");
+                }
             default:
                 return (null, null, $"a key of algorithm {algorithm}; register an ECDSA P-256 or Ed25519 key");
         }

@@ -463,6 +463,23 @@ public sealed class ImageSignatureVerifierTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Keys_mounted_from_a_configmap_as_symlinks_are_loaded()
+    {
+        // A ConfigMap or Secret volume: <dir>/release.pub -> ..data/release.pub -> ..2026_12_07_…/release.pub.
+        var mount = Directory.CreateDirectory(_dir.Combine("configmap")).FullName;
+        var version = Directory.CreateDirectory(Path.Combine(mount, "..2026_12_07_12_00_00.123")).FullName;
+        File.Copy(_release.PublicPem, Path.Combine(version, "release.pub"));
+        File.CreateSymbolicLink(Path.Combine(mount, "..data"), Path.GetFileName(version));
+        File.CreateSymbolicLink(Path.Combine(mount, "release.pub"), Path.Combine("..data", "release.pub"));
+        _registry.PublishSignatures(Repo, Digest, await SignedAsync(_release));
+        using var verifier = new ImageSignatureVerifier(
+            new ImageSignatureOptions { KeysDir = mount, RegistryCaPath = _registry.Server.CaPemPath }, _log, _time);
+
+        Assert.Equal(["release"], verifier.KeyNames);
+        Assert.Equal(["release"], (await verifier.SignersAsync(Image, Digest, TestContext.Current.CancellationToken)).Signers);
+    }
+
+    [Fact]
     public async Task No_usable_key_means_no_lookup_and_no_signers()
     {
         File.Delete(Path.Combine(_keys, "release.pub"));
