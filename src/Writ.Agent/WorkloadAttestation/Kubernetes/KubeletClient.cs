@@ -119,7 +119,7 @@ public sealed partial class KubeletClient : IDisposable
             if (response.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden)
             {
                 throw new KubeletException(K8sWorkloadCodes.KubeletRefused, string.Create(CultureInfo.InvariantCulture,
-                    $"the kubelet at {PodsUri.Authority} refused the agent's token (HTTP {status}); the agent's service account needs RBAC get on nodes/proxy (and the kubelet webhook authentication/authorization), and k8s.token_path must be its token"));
+                    $"the kubelet at {PodsUri.Authority} refused the agent's token (HTTP {status}); the agent's service account needs RBAC get on nodes/pods (Kubernetes 1.33+) or nodes/proxy, the kubelet needs webhook authentication and authorization, and k8s.token_path must be that token"));
             }
 
             if (status >= 500)

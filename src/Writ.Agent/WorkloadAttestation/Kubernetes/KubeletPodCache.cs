@@ -20,6 +20,9 @@ public sealed partial class KubeletPodCache
     /// <summary>At most one pod-list request per this interval.</summary>
     public static readonly TimeSpan MinRefreshInterval = TimeSpan.FromMilliseconds(250);
 
+    /// <summary>How long after its fetch the last list still answers while the kubelet cannot be reached.</summary>
+    public static readonly TimeSpan OutageGrace = TimeSpan.FromSeconds(30);
+
     private readonly Func<CancellationToken, Task<V1PodList>> _fetch;
     private readonly string _nodeName;
     private readonly TimeSpan _ttl;
@@ -49,17 +52,36 @@ public sealed partial class KubeletPodCache
     /// <summary>Pod-list requests made so far.</summary>
     public int Fetches => Volatile.Read(ref _fetches);
 
-    /// <summary>The list if it is younger than the TTL, else a fresh one. Throws <see cref="KubeletException"/>.</summary>
-    public Task<PodSnapshot> CurrentAsync(CancellationToken ct)
+    /// <summary>
+    /// The list if it is younger than the TTL, else a fresh one. When the kubelet cannot be reached
+    /// (<see cref="K8sWorkloadCodes.KubeletUnreachable"/>) the last list is used for up to <see cref="OutageGrace"/> after
+    /// it was fetched, so a kubelet restart does not take every workload's Kubernetes evidence away; a refused token, an
+    /// untrusted certificate or a malformed answer is never bridged. Throws <see cref="KubeletException"/>.
+    /// </summary>
+    public async Task<PodSnapshot> CurrentAsync(CancellationToken ct)
     {
+        PodSnapshot? previous;
+        Task<PodSnapshot> fetch;
         lock (_gate)
         {
-            if (_current is { } c && _time.GetUtcNow() - c.FetchedAt < _ttl)
+            previous = _current;
+            if (previous is not null && _time.GetUtcNow() - previous.FetchedAt < _ttl)
             {
-                return Task.FromResult(c);
+                return previous;
             }
 
-            return StartOrJoin(ct);
+            fetch = StartOrJoin(ct);
+        }
+
+        try
+        {
+            return await fetch.ConfigureAwait(false);
+        }
+        catch (KubeletException ex) when (ex.Code == K8sWorkloadCodes.KubeletUnreachable && previous is not null &&
+                                          _time.GetUtcNow() - previous.FetchedAt <= OutageGrace)
+        {
+            LogStaleList(_log, (_time.GetUtcNow() - previous.FetchedAt).TotalSeconds);
+            return previous;
         }
     }
 
@@ -180,6 +202,9 @@ public sealed partial class KubeletPodCache
 
     [LoggerMessage(EventId = 2763, Level = LogLevel.Warning, Message = "k8s workload attestor: the kubelet listed {Count} pods whose spec.nodeName is not {NodeName}; they were ignored (is k8s.node_name right, and is the kubelet this node's?)")]
     private static partial void LogOtherNodePods(ILogger logger, int count, string nodeName);
+
+    [LoggerMessage(EventId = 2767, Level = LogLevel.Warning, Message = "k8s workload attestor: the kubelet cannot be reached; using the pod list fetched {AgeSeconds} s ago (at most 30 s)")]
+    private static partial void LogStaleList(ILogger logger, double ageSeconds);
 
     [LoggerMessage(EventId = 2764, Level = LogLevel.Warning, Message = "k8s workload attestor: kubelet pod list request failed: {Code}: {Reason}")]
     private static partial void LogFetchFailed(ILogger logger, string code, string reason);

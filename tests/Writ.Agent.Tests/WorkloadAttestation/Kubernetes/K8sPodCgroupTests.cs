@@ -31,10 +31,10 @@ public sealed class K8sPodCgroupTests : IAsyncLifetime
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    private (WorkloadAttestationRunner Runner, K8sWorkloadAttestor K8s) Runner()
+    private (WorkloadAttestationRunner Runner, K8sWorkloadAttestor K8s) Runner(TimeProvider? time = null)
     {
         // TTL 0: every re-check asks the kubelet (at most one request per 250 ms).
-        var k8s = new K8sWorkloadAttestor(_kubelet.Options(ttl: TimeSpan.Zero), ProcFs.Host, null, _log, TimeProvider.System);
+        var k8s = new K8sWorkloadAttestor(_kubelet.Options(ttl: TimeSpan.Zero), ProcFs.Host, null, _log, time ?? TimeProvider.System);
         var runner = new WorkloadAttestationRunner([new UnixWorkloadAttestor(ProcFs.Host), new CgroupWorkloadAttestor(ProcFs.Host), k8s], ProcFs.Host,
             TimeSpan.FromSeconds(20), _log);
         return (runner, k8s);
@@ -97,7 +97,9 @@ public sealed class K8sPodCgroupTests : IAsyncLifetime
         using var pod = PodCgroup.Start();
         V1Pod listed = Pods.Make(pod.Uid, "web-1", "prod", "web", pod.ContainerId);
         _kubelet.SetPods(listed);
-        var (runner, k8s) = Runner();
+        // The pod list's clock: stepped past the 250 ms between requests before each re-check, and past the outage grace.
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        var (runner, k8s) = Runner(time);
         using var _ = k8s;
         using var server = new FakeAgentServer();
         var reporter = new InstanceReporter(() => server, _ => null, TimeProvider.System, _log);
@@ -107,6 +109,7 @@ public sealed class K8sPodCgroupTests : IAsyncLifetime
         long epoch = instance.Epoch;
         Assert.Contains("k8s:ns:prod", K8s((ProcessEvidence)instance.Current.Evidence!));
         Assert.True(instance.TryRecordSerial(epoch, "AA01", DateTimeOffset.UtcNow.AddMinutes(5)));
+        time.Advance(TimeSpan.FromSeconds(1));
         await tracker.RecheckAsync(instance, Ct);
         Assert.Equal(epoch, instance.Epoch);   // the same answer again: no drift (the check can pass)
 
@@ -132,6 +135,12 @@ public sealed class K8sPodCgroupTests : IAsyncLifetime
                     return Task.CompletedTask;
                 };
                 expected = "pod evidence unavailable (kubelet)";
+                // A kubelet restart: the last list (fetched a second ago) bridges it, for at most 30 s after its fetch.
+                time.Advance(TimeSpan.FromSeconds(1));
+                await tracker.RecheckAsync(instance, Ct);
+                Assert.Equal(epoch, instance.Epoch);
+                Assert.Contains("k8s:ns:prod", K8s((ProcessEvidence)instance.Current.Evidence!));
+                time.Advance(KubeletPodCache.OutageGrace);
                 break;
             default:   // labels are mutable metadata: looked at again at the next issuance, not a drift
                 listed.Metadata.Labels["version"] = "2";
@@ -140,7 +149,8 @@ public sealed class K8sPodCgroupTests : IAsyncLifetime
                 break;
         }
 
-        await tracker.RecheckAsync(instance, Ct);
+        time.Advance(TimeSpan.FromSeconds(1));
+        await Drive(time, tracker.RecheckAsync(instance, Ct));   // a miss asks again, 250 ms (of this clock) later
 
         if (expected is null)
         {
@@ -159,6 +169,20 @@ public sealed class K8sPodCgroupTests : IAsyncLifetime
         {
             Assert.DoesNotContain(K8s((ProcessEvidence)instance.Current.Evidence!), s => s.StartsWith("k8s:ns:", StringComparison.Ordinal));
         }
+    }
+
+    /// <summary>Steps the fake clock until <paramref name="task"/> completes.</summary>
+    private static async Task Drive(Microsoft.Extensions.Time.Testing.FakeTimeProvider time, Task task)
+    {
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        while (!task.IsCompleted)
+        {
+            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(30), "the re-check did not finish");
+            time.Advance(TimeSpan.FromMilliseconds(100));
+            await Task.Delay(5, Ct);
+        }
+
+        await task;
     }
 
     /// <summary>

@@ -9,6 +9,7 @@ using Writ.Agent.Tests.TestSupport;
 using Writ.Agent.WorkloadAttestation;
 using Writ.Agent.WorkloadAttestation.ImageSignatures;
 using Writ.Agent.WorkloadAttestation.Kubernetes;
+using Writ.Protocol.Evidence;
 using Writ.Tests.Shared;
 
 namespace Writ.Agent.Tests.WorkloadAttestation.Kubernetes;
@@ -82,6 +83,8 @@ public sealed class K8sWorkloadAttestorTests : IAsyncLifetime
             Selectors(r));
         Assert.Equal(cid, r.Facts["container_id"]);
         Assert.Equal("container", r.Facts["container_kind"]);
+        // The server accepts in registration entries only the types listed in SelectorTypes: every one emitted is there.
+        Assert.All(r.Selectors, x => Assert.True(SelectorTypes.IsBuiltIn(x.Type, x.Value), $"{x} is not in SelectorTypes.BuiltIn"));
         Assert.Equal(["Bearer " + _kubelet.Token], _kubelet.Authorizations);
     }
 
@@ -166,6 +169,7 @@ public sealed class K8sWorkloadAttestorTests : IAsyncLifetime
 
         Assert.Contains("k8s:image-signed-by:release", Selectors(r));
         Assert.Contains("k8s:image-signed-by:security-team", Selectors(r));
+        Assert.All(r.Selectors, x => Assert.True(SelectorTypes.IsBuiltIn(x.Type, x.Value), $"{x} is not in SelectorTypes.BuiltIn"));
         Assert.Equal([("registry.example/team/web:1.2", "sha256:" + Pods.ImageHex)], verifier.Calls);
 
         verifier.Result = new ImageSignatureResult([], "the registry answered 503");
@@ -383,6 +387,66 @@ public sealed class K8sWorkloadAttestorTests : IAsyncLifetime
         Assert.Contains("127.0.0.1:" + port, r.Error, StringComparison.Ordinal);
         Assert.Empty(r.Selectors);
         Assert.Contains(_log.Entries, e => e.Message.Contains(K8sWorkloadCodes.KubeletUnreachable, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_kubelet_outage_is_bridged_by_the_last_list_for_a_while_but_never_a_refusal_or_an_unknown_pod()
+    {
+        string uid = Pods.NewUid(), cid = Pods.NewContainerId();
+        _kubelet.SetPods(Pods.Make(uid, "web", "prod", "web", cid));
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        using var attestor = Attestor(_kubelet.Options(ttl: TimeSpan.FromSeconds(5)), time: time);
+        Assert.Null((await AttestAsync(attestor, CgroupOf(uid, cid))).Error);
+
+        _kubelet.Override = ctx =>
+        {
+            ctx.Response.StatusCode = 503;   // the kubelet restarts
+            return Task.CompletedTask;
+        };
+        time.Advance(TimeSpan.FromSeconds(6));
+        AttestorResult bridged = await AttestAsync(attestor, CgroupOf(uid, cid));
+        Assert.Null(bridged.Error);
+        Assert.Contains("k8s:sa:web", Selectors(bridged));
+        Assert.Contains(_log.Entries, e => e.Message.Contains("using the pod list fetched", StringComparison.Ordinal));
+
+        // A pod the last list does not know is not vouched for by it.
+        Task<AttestorResult> unknown = AttestAsync(attestor, CgroupOf(Pods.NewUid(), Pods.NewContainerId()), Pid + 1);
+        AttestorResult notBridged = await Drive(time, unknown);
+        Assert.StartsWith(K8sWorkloadCodes.KubeletUnreachable + ":", notBridged.Error, StringComparison.Ordinal);
+
+        // A refusal is an answer, not an outage.
+        _kubelet.Override = ctx =>
+        {
+            ctx.Response.StatusCode = 401;
+            return Task.CompletedTask;
+        };
+        AttestorResult refused = await Drive(time, AttestAsync(attestor, CgroupOf(uid, cid)));
+        Assert.StartsWith(K8sWorkloadCodes.KubeletRefused + ":", refused.Error, StringComparison.Ordinal);
+
+        // Past the grace, the outage is the workload's problem too.
+        _kubelet.Override = ctx =>
+        {
+            ctx.Response.StatusCode = 503;
+            return Task.CompletedTask;
+        };
+        time.Advance(KubeletPodCache.OutageGrace);
+        AttestorResult expired = await Drive(time, AttestAsync(attestor, CgroupOf(uid, cid)));
+        Assert.StartsWith(K8sWorkloadCodes.KubeletUnreachable + ":", expired.Error, StringComparison.Ordinal);
+        Assert.Empty(expired.Selectors);
+    }
+
+    /// <summary>Steps the fake clock (past the 250 ms between pod-list requests) until <paramref name="task"/> completes.</summary>
+    private static async Task<T> Drive<T>(FakeTimeProvider time, Task<T> task)
+    {
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        while (!task.IsCompleted)
+        {
+            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(30), "the attestation did not finish");
+            time.Advance(TimeSpan.FromMilliseconds(100));
+            await Task.Delay(5, Ct);
+        }
+
+        return await task;
     }
 
     [Theory]
