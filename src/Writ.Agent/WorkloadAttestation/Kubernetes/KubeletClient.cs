@@ -32,6 +32,7 @@ public sealed partial class KubeletClient : IDisposable
     private readonly HttpClient _http;
     private readonly string? _tokenPath;
     private readonly X509Certificate2Collection? _roots;
+    private readonly string? _caError;
 
     public KubeletClient(K8sWorkloadOptions options, ILogger log)
     {
@@ -62,14 +63,32 @@ public sealed partial class KubeletClient : IDisposable
             }
             else
             {
-                string caPath = options.KubeletCaPath ?? (File.Exists(K8sWorkloadOptions.DefaultCaPath) ? K8sWorkloadOptions.DefaultCaPath
-                    : throw new ArgumentException("the k8s workload attestor needs the kubelet's CA: set k8s.kubelet_ca (the cluster CA that signs kubelet serving certificates), " +
-                        $"mount the service account's {K8sWorkloadOptions.DefaultCaPath}, or set k8s.skip_kubelet_verification", nameof(options)));
-                _roots = new X509Certificate2Collection();
-                _roots.ImportFromPemFile(caPath);
-                if (_roots.Count == 0)
+                // A missing or unusable CA is not thrown at start (the agent serves its other attestors' evidence): every
+                // request fails with the reason, and it is logged once here.
+                string? caPath = options.KubeletCaPath ?? (File.Exists(K8sWorkloadOptions.DefaultCaPath) ? K8sWorkloadOptions.DefaultCaPath : null);
+                if (caPath is null)
                 {
-                    throw new ArgumentException($"k8s.kubelet_ca '{caPath}' holds no PEM certificate; give the CA bundle of the kubelets' serving certificates", nameof(options));
+                    _caError = "no CA to check the kubelet's certificate: set k8s.kubelet_ca (the CA that signs the kubelets' serving certificates), " +
+                        $"mount the service account's {K8sWorkloadOptions.DefaultCaPath}, or set k8s.skip_kubelet_verification";
+                }
+                else
+                {
+                    try
+                    {
+                        var roots = new X509Certificate2Collection();
+                        roots.ImportFromPemFile(caPath);
+                        _roots = roots.Count > 0 ? roots : null;
+                        _caError = roots.Count > 0 ? null : $"k8s.kubelet_ca '{caPath}' holds no PEM certificate; give the CA bundle of the kubelets' serving certificates";
+                    }
+                    catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException)
+                    {
+                        _caError = $"cannot read k8s.kubelet_ca '{caPath}' ({ex.GetType().Name}); give a readable PEM CA bundle";
+                    }
+                }
+
+                if (_caError is not null)
+                {
+                    LogNoCa(log, _caError);
                 }
 
                 handler.SslOptions.RemoteCertificateValidationCallback = CheckKubeletCertificate;
@@ -85,6 +104,11 @@ public sealed partial class KubeletClient : IDisposable
     /// <summary>The kubelet's pod list. Throws <see cref="KubeletException"/> (with its code) for every expected failure.</summary>
     public async Task<V1PodList> GetPodsAsync(CancellationToken ct)
     {
+        if (_caError is not null)
+        {
+            throw new KubeletException(K8sWorkloadCodes.KubeletUntrusted, _caError);
+        }
+
         using var request = new HttpRequestMessage(HttpMethod.Get, PodsUri);
         request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
         if (_tokenPath is not null)
@@ -234,7 +258,7 @@ public sealed partial class KubeletClient : IDisposable
     /// </summary>
     private bool CheckKubeletCertificate(object sender, X509Certificate? certificate, X509Chain? presented, SslPolicyErrors errors)
     {
-        if (certificate is null || (errors & SslPolicyErrors.RemoteCertificateNotAvailable) != 0)
+        if (_roots is null || certificate is null || (errors & SslPolicyErrors.RemoteCertificateNotAvailable) != 0)
         {
             return false;
         }
@@ -242,7 +266,7 @@ public sealed partial class KubeletClient : IDisposable
         using var leaf = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
         using var chain = new X509Chain();
         chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-        chain.ChainPolicy.CustomTrustStore.AddRange(_roots!);
+        chain.ChainPolicy.CustomTrustStore.AddRange(_roots);
         chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
         chain.ChainPolicy.ApplicationPolicy.Add(new System.Security.Cryptography.Oid("1.3.6.1.5.5.7.3.1"));
         if (presented is not null)
@@ -260,6 +284,9 @@ public sealed partial class KubeletClient : IDisposable
 
     [LoggerMessage(EventId = 2760, Level = LogLevel.Warning, Message = "k8s workload attestor: the kubelet's certificate is not checked (k8s.skip_kubelet_verification); anyone who can answer on {Uri} can name this node's pods")]
     private static partial void LogVerificationSkipped(ILogger logger, string uri);
+
+    [LoggerMessage(EventId = 2768, Level = LogLevel.Error, Message = "k8s workload attestor: {Reason}; no workload gets k8s selectors until this is fixed")]
+    private static partial void LogNoCa(ILogger logger, string reason);
 
     [LoggerMessage(EventId = 2761, Level = LogLevel.Warning, Message = "k8s workload attestor: pods are read from the kubelet's read-only port {Uri} (plain HTTP, no authentication); prefer the secure port")]
     private static partial void LogReadOnlyPort(ILogger logger, string uri);

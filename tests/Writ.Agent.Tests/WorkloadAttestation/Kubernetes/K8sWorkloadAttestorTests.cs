@@ -251,6 +251,21 @@ public sealed class K8sWorkloadAttestorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_kubelet_ca_file_without_a_certificate_fails_every_attestation_clearly_and_sends_nothing()
+    {
+        string empty = _dir.Combine("empty-ca.pem");
+        await File.WriteAllTextAsync(empty, "not a certificate\n", Ct);
+        using var attestor = Attestor(_kubelet.Options() with { KubeletCaPath = empty });
+
+        AttestorResult r = await AttestAsync(attestor, CgroupOf(Pods.NewUid(), Pods.NewContainerId()));
+
+        Assert.StartsWith(K8sWorkloadCodes.KubeletUntrusted + ":", r.Error, StringComparison.Ordinal);
+        Assert.Contains("holds no PEM certificate", r.Error, StringComparison.Ordinal);
+        Assert.Equal(0, _kubelet.Requests);
+        Assert.Contains(_log.Entries, e => e.Level == LogLevel.Error && e.Message.Contains("holds no PEM certificate", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task The_read_only_port_is_plain_http_without_a_token()
     {
         await using var readOnly = await FakeKubelet.StartHttpAsync(_dir.Combine("ro"));
