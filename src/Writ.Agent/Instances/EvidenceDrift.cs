@@ -60,7 +60,7 @@ public static class EvidenceDrift
     /// </summary>
     private static string K8sLost(WorkloadEvidence after)
     {
-        if (after is ProcessEvidence { AttestorErrors: var errors } && errors.Any(e =>
+        if (after.AttestorErrors.Any(e =>
                 e.StartsWith(WorkloadAttestation.Kubernetes.K8sWorkloadCodes.KubeletUnreachable, StringComparison.Ordinal) ||
                 e.StartsWith(WorkloadAttestation.Kubernetes.K8sWorkloadCodes.KubeletUntrusted, StringComparison.Ordinal) ||
                 e.StartsWith(WorkloadAttestation.Kubernetes.K8sWorkloadCodes.KubeletRefused, StringComparison.Ordinal) ||
