@@ -133,7 +133,8 @@ public sealed class K8sWorkloadAgentTests
                 : throw new InvalidOperationException("this test needs a writable cgroup hierarchy (cgroup v1 pids or v2) and root");
             var cgroup = new PodCgroup(root);
             string path = root;
-            foreach (string part in new[] { "kubepods", "burstable", "pod" + uid, containerId })
+            // besteffort: the agent unit tests use burstable, so neither removes a directory the other is using.
+            foreach (string part in new[] { "kubepods", "besteffort", "pod" + uid, containerId })
             {
                 path = Path.Combine(path, part);
                 if (!Directory.Exists(path))
