@@ -18,6 +18,9 @@ public static class SelectorTypes
         "unix:path", "unix:sha256",
         // cgroup attestor
         "cgroup:path", "container:id", "container:runtime", "k8s:pod-uid",
+        // k8s attestor (the pod and container from the kubelet; k8s:pod-uid above too)
+        "k8s:ns", "k8s:sa", "k8s:pod-name", "k8s:pod-label", "k8s:pod-owner", "k8s:container-name", "k8s:container-image",
+        "k8s:container-image-id", "k8s:node-name", "k8s:image-signed-by",
     ]);
 
     /// <summary>The type of a selector given as attestor type and value: <c>("unix", "uid:1000")</c> → <c>unix:uid</c>.</summary>
