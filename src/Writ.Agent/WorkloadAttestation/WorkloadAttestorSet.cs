@@ -18,8 +18,11 @@ public static class WorkloadAttestorSet
             {
                 UnixWorkloadAttestor.AttestorName => new UnixWorkloadAttestor(proc),
                 CgroupWorkloadAttestor.AttestorName => new CgroupWorkloadAttestor(proc),
-                // The image signature verifier (k8s.image_keys_dir) is wired by the integrator; null: no signature checks.
-                Kubernetes.K8sWorkloadAttestor.AttestorName => new Kubernetes.K8sWorkloadAttestor(options.Kubernetes, proc, null,
+                // Image signatures are checked only when the identity team's keys are configured (k8s.image_keys_dir).
+                Kubernetes.K8sWorkloadAttestor.AttestorName => new Kubernetes.K8sWorkloadAttestor(options.Kubernetes, proc,
+                    options.ImageSignatures.Enabled
+                        ? new ImageSignatures.ImageSignatureVerifier(options.ImageSignatures, loggers.CreateLogger(typeof(ImageSignatures.ImageSignatureVerifier)), time)
+                        : null,
                     loggers.CreateLogger(typeof(Kubernetes.K8sWorkloadAttestor)), time),
                 _ => throw new ArgumentException($"unknown workload attestor '{name}': use unix, cgroup or k8s", nameof(options)),
             });

@@ -278,6 +278,6 @@ public sealed partial class K8sWorkloadAttestor : IWorkloadAttestor, IDisposable
     [LoggerMessage(EventId = 2765, Level = LogLevel.Information, Message = "k8s workload attestor: process {Pid} is in pod {PodUid}, which the kubelet does not list for this node (after a refresh)")]
     private static partial void LogPodNotFound(ILogger logger, int pid, string podUid);
 
-    [LoggerMessage(EventId = 2766, Level = LogLevel.Warning, Message = "k8s workload attestor: image signature lookup for {Image} failed: {Reason}")]
+    [LoggerMessage(EventId = 2766, Level = LogLevel.Debug, Message = "k8s workload attestor: image signature lookup for {Image} failed: {Reason}")]
     private static partial void LogSignatureLookupFailed(ILogger logger, string image, string reason);
 }
