@@ -46,12 +46,16 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
 
     /// <summary>
     /// The attestors of this configuration: <c>join_token</c>; <c>tpm</c> when its EK trust (tpm.ek_ca_dir, tpm.ek_hashes)
-    /// is configured; <c>x509pop</c> when its CA bundle is.
+    /// is configured; <c>x509pop</c> when its CA bundle is; <c>k8s_psat</c> when <c>k8s_clusters</c> names a cluster
+    /// (its offline clusters validate through <paramref name="oidc"/>).
     /// </summary>
-    public static NodeAttestorRegistry ConfiguredRegistry(IWritStore store, Configuration.ServerOptions options) =>
+    public static NodeAttestorRegistry ConfiguredRegistry(IWritStore store, Configuration.ServerOptions options, Oidc.IOidcTokenValidator? oidc = null, ILoggerFactory? logs = null) =>
         new([new JoinTokenNodeAttestor(store.JoinTokens),
              .. options.Tpm is { Enabled: true } t ? [new Tpm.TpmNodeAttestor(t, store.TpmReferenceSets)] : Array.Empty<INodeAttestor>(),
-             .. options.X509Pop is { } x ? [new X509Pop.X509PopNodeAttestor(x.LoadCaBundle(), x.AgentPath)] : Array.Empty<INodeAttestor>()]);
+             .. options.X509Pop is { } x ? [new X509Pop.X509PopNodeAttestor(x.LoadCaBundle(), x.AgentPath)] : Array.Empty<INodeAttestor>(),
+             .. options.K8sPsat is { Enabled: true } k
+                 ? [K8sPsat.K8sPsatNodeAttestor.Create(k, oidc, (logs ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance).CreateLogger<K8sPsat.K8sPsatNodeAttestor>())]
+                 : Array.Empty<INodeAttestor>()]);
 
     /// <summary>
     /// Attests an agent: <paramref name="challenge"/> carries the attestor's challenges to the agent. Refusals are
