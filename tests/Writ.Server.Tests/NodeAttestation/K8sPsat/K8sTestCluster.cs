@@ -137,6 +137,11 @@ internal sealed class K8sTestCluster : IAsyncDisposable
     /// puts in one (1.30+: node too): iss, sub system:serviceaccount:NS:SA, aud list, exp, iat, nbf, jti and kubernetes.io.
     /// </summary>
     public string OfflineToken(TestPod pod, string audience = "writ", bool podBound = true, bool nodeInfo = true, TimeSpan? lifetime = null, OidcTestIssuer? issuer = null,
+        IDictionary<string, object?>? extra = null, DateTimeOffset? issuedAt = null, OidcTestIssuer.SigningKey? key = null) =>
+        (issuer ?? Issuer).Mint(OfflineClaims(pod, audience, podBound, nodeInfo, lifetime, issuer, extra, issuedAt), key);
+
+    /// <summary>The claims of <see cref="OfflineToken"/>, for tokens signed otherwise (alg none, HS256).</summary>
+    public JsonObject OfflineClaims(TestPod pod, string audience = "writ", bool podBound = true, bool nodeInfo = true, TimeSpan? lifetime = null, OidcTestIssuer? issuer = null,
         IDictionary<string, object?>? extra = null, DateTimeOffset? issuedAt = null)
     {
         issuer ??= Issuer;
@@ -175,7 +180,7 @@ internal sealed class K8sTestCluster : IAsyncDisposable
                 claims[k] = System.Text.Json.JsonSerializer.SerializeToNode(v);
             }
         }
-        return issuer.Mint(claims);
+        return claims;
     }
 
     /// <summary>The k8s_psat evidence an agent sends.</summary>
