@@ -88,6 +88,9 @@ public sealed class K8sPsatNodeAttestor : INodeAttestor, IDisposable
 
     public string Type => TypeName;
 
+    /// <summary>The node alias every agent of <paramref name="cluster"/> has: <c>spiffe://TD/writ/agent/k8s_psat/CLUSTER</c>.</summary>
+    public static string ClusterAlias(TrustDomain td, string cluster) => $"spiffe://{td.Name}/writ/agent/{TypeName}/{cluster}";
+
     /// <summary>A DaemonSet pod restarted or replaced on the same node keeps the node's agent ID.</summary>
     public bool Reattestable => true;
 
@@ -168,7 +171,8 @@ public sealed class K8sPsatNodeAttestor : INodeAttestor, IDisposable
         values.AddRange(labels);
         var selectors = values.Where(Selector.IsValidValue).Distinct(StringComparer.Ordinal).Select(v => new Selector(TypeName, v)).ToList();
         K8sPsatLog.TokenAccepted(_log, cluster.Name, claims.Namespace, claims.PodName, claims.ServiceAccount, nodeName ?? "(unnamed)", nodeUid, claims.TokenSha256[..12]);
-        return new AttestedNodeFacts(TypeName, agentId, selectors, [], null)
+        // Every agent of the cluster also serves entries parented to the cluster's alias (one entry for a DaemonSet's nodes).
+        return new AttestedNodeFacts(TypeName, agentId, selectors, [ClusterAlias(evidence.TrustDomain, cluster.Name)], null)
         {
             AttestorState = new TokenState(claims.TokenSha256, claims.IssuedAt).Serialize(),
         };

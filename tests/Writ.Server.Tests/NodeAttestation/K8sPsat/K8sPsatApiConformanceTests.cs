@@ -85,6 +85,7 @@ public class K8sPsatApiConformanceTests(K8sTestClusterFixture fixture) : NodeAtt
                 $"k8s_psat:cluster:{ClusterName}",
             },
             node.Selectors.Select(s => s.ToString()).Order(StringComparer.Ordinal));
+        Assert.Equal([$"spiffe://example.org/writ/agent/k8s_psat/{ClusterName}"], node.Aliases);
         // TokenReview, the pod and the node, each with the server's own credentials from the kubeconfig.
         var seen = Cluster.Authorizations.ToArray();
         Assert.Equal(3, seen.Length);

@@ -90,6 +90,7 @@ public class K8sPsatOfflineConformanceTests(K8sTestClusterFixture fixture) : Nod
                 $"k8s_psat:cluster:{ClusterName}",
             },
             node.Selectors.Select(s => s.ToString()).Order(StringComparer.Ordinal));
+        Assert.Equal([$"spiffe://example.org/writ/agent/k8s_psat/{ClusterName}"], node.Aliases);
     }
 
     [Fact]
