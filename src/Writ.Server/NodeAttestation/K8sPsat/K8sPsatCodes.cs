@@ -21,6 +21,9 @@ public static class K8sPsatCodes
 
     public const string ConfigNodeLabels = "WRIT-CONFIG-K8S-NODE-LABELS";
 
+    /// <summary>The kubeconfig file does not exist.</summary>
+    public const string ConfigKubeconfig = "WRIT-CONFIG-K8S-KUBECONFIG";
+
     /// <summary>Start-up: the kubeconfig cannot be loaded, or in_cluster is set outside a pod.</summary>
     public const string ApiConfig = "WRIT-K8S-PSAT-API-CONFIG";
 

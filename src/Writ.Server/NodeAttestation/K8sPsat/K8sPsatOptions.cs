@@ -35,10 +35,11 @@ public sealed partial record K8sPsatOptions
         {
             return None;
         }
-        var where = c.Describe("k8s_clusters");
+        var source = c.SourceOf("k8s_clusters");
+        var from = source == "default" ? "" : $" (from {source})";
         if (json.ValueKind != JsonValueKind.Array)
         {
-            c.Errors.Add($"{K8sPsatCodes.ConfigClusters}: {where} must be a JSON list of cluster objects, got {Kind(json)}: give [{{\"name\": \"prod\", \"service_accounts\": [\"writ:writ-agent\"], \"in_cluster\": true}}]");
+            c.Errors.Add($"{K8sPsatCodes.ConfigClusters}: k8s_clusters must be a JSON list of cluster objects, got {Kind(json)}: give [{{\"name\": \"prod\", \"service_accounts\": [\"writ:writ-agent\"], \"in_cluster\": true}}]{from}");
             return None;
         }
         List<K8sPsatCluster> clusters = [];
@@ -46,15 +47,16 @@ public sealed partial record K8sPsatOptions
         foreach (var item in json.EnumerateArray())
         {
             index++;
-            var before = c.Errors.Count;
-            var cluster = Parse(item, $"{where}[{index}]", c.Errors);
-            if (cluster is null || c.Errors.Count != before)
+            List<string> errors = [];
+            var cluster = Parse(item, $"k8s_clusters[{index}]", errors);
+            if (cluster is not null && errors.Count == 0 && clusters.Any(k => k.Name == cluster.Name))
             {
-                continue;
+                errors.Add($"{K8sPsatCodes.ConfigName}: k8s_clusters[{index}].name '{cluster.Name}' names a cluster already configured: give each cluster a unique name");
             }
-            if (clusters.Any(k => k.Name == cluster.Name))
+            // Each error names the cluster's index and field, then where the list came from.
+            c.Errors.AddRange(errors.Select(e => e + from));
+            if (cluster is null || errors.Count != 0)
             {
-                c.Errors.Add($"{K8sPsatCodes.ConfigName}: {where}[{index}].name '{cluster.Name}' names a cluster already configured: give each cluster a unique name");
                 continue;
             }
             clusters.Add(cluster);
@@ -146,6 +148,14 @@ public sealed partial record K8sPsatOptions
         if (jwks is not null && (issuer is null || !IsHttps(jwks, out jwksUri)))
         {
             errors.Add($"{K8sPsatCodes.ConfigIssuer}: {at}.jwks_uri '{jwks}' {(issuer is null ? "is only used with issuer (offline validation)" : "is not an https URL")}");
+        }
+        if (kubeconfig is not null && !File.Exists(kubeconfig))
+        {
+            errors.Add($"{K8sPsatCodes.ConfigKubeconfig}: {at}.kubeconfig '{kubeconfig}' does not exist: give the path of a kubeconfig file for the cluster's API (its current context is used)");
+        }
+        if (caFile is not null && issuer is not null && !File.Exists(caFile))
+        {
+            errors.Add($"{K8sPsatCodes.ConfigIssuer}: {at}.ca_file '{caFile}' does not exist: give a PEM file of the CA certificates of the issuer's HTTPS certificate");
         }
         if (caFile is not null && issuer is null)
         {
