@@ -150,6 +150,11 @@ public sealed class AgentHost : IAsyncDisposable
             var node = sp.GetRequiredService<NodeIdentity>();
             return () => node.Client;
         });
+        builder.Services.AddWorkloadRefusalReports(sp =>
+        {
+            var node = sp.GetRequiredService<NodeIdentity>();
+            return () => node.Client;
+        });
         AddBackgroundLoops(builder.Services);
         builder.Services.AddSingleton(sp =>
         {

@@ -28,7 +28,7 @@ namespace Writ.Agent.WorkloadApi;
 /// instance exited or lost its last identity ends.
 /// </summary>
 public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentState state, SvidCache cache, InstanceTracker tracker, ConnectionGate gate,
-    AgentOptions options, JwtReplayGuard guard, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<WorkloadApiService> log) : SpiffeWorkloadAPI.SpiffeWorkloadAPIBase
+    AgentOptions options, JwtReplayGuard guard, WorkloadRefusalReporter refusals, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<WorkloadApiService> log) : SpiffeWorkloadAPI.SpiffeWorkloadAPIBase
 {
     public const string SecurityHeader = "workload.spiffe.io";
 
@@ -169,6 +169,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
             entries = [.. entries.Where(e => e.SpiffeId == id)];
             if (entries.Count == 0)
             {
+                refusals.Refused(Evidence(instance, context), WorkloadApiErrorInterceptor.DeniedCode, $"no identity {wanted} issued: the workload asked for an identity none of its entries gives");
                 throw Refusal(StatusCode.PermissionDenied, $"no identity {wanted} issued to this workload");
             }
         }
@@ -481,6 +482,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         }
         if (matched.Count == 0)
         {
+            refusals.Refused(evidence, WorkloadApiErrorInterceptor.DeniedCode, "no identity issued: no registration entry matches this workload's evidence");
             throw Refusal(StatusCode.PermissionDenied, "no identity issued");
         }
         return matched;

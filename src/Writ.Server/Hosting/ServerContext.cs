@@ -68,6 +68,12 @@ public sealed class ServerContext
     /// <summary>The one ledger writer: records group-committed (concurrent issuances share one ledger transaction).</summary>
     public Ledger.LedgerWriter LedgerWriter { get; }
 
+    /// <summary>The flood limit of <c>workload.refused</c> records, per reporting agent (<see cref="Api.AgentApi.ReportWorkloadRefused"/>).</summary>
+    public Ledger.RefusalWindows WorkloadRefusals { get; } = new(WorkloadRefusalsPerAgentPerMinute);
+
+    /// <summary>How many workload refusals per agent and minute are recorded one by one; the rest are counted into the next record.</summary>
+    public const int WorkloadRefusalsPerAgentPerMinute = 60;
+
     /// <summary>Rate limits on issuance and on recorded refusals (issue #12 item 7).</summary>
     public IssuanceLimits Limits { get; }
 

@@ -20,6 +20,7 @@ public static class LedgerEvents
     public const string NodeReadmitted = "node.readmitted";
     public const string NodeAttestationRefused = "node.attestation_refused";
     public const string JoinTokenCreated = "join_token.created";
+    public const string WorkloadRefused = "workload.refused";
     public const string PolicyPushed = "policy.pushed";
     public const string PolicyRolledBack = "policy.rolled_back";
     public const string TpmReferenceCreated = "tpm_reference.created";
@@ -85,6 +86,25 @@ public static class LedgerEvents
             .Add("peer", peer.Length > 100 ? peer[..100] : peer)
             .Add("reason", reason.Length > 500 ? reason[..500] : reason)
             .Add("suppressed_before", suppressedBefore));
+
+    /// <summary>
+    /// workload.refused: a workload asked its agent for an identity and got none (no entry matches its evidence). Actor =
+    /// the agent; subject "instance:{id}"; data = the code and reason the workload got, its selectors (what it was found to
+    /// be), the attestors that failed for it, and how many of this agent's refusals over the per-minute limit went
+    /// unrecorded before this one.
+    /// </summary>
+    public static LedgerEvent WorkloadRefusal(string agentId, Writ.Protocol.Evidence.WorkloadEvidence evidence, string code, string reason,
+        IReadOnlyList<string> attestorErrors, long suppressedBefore)
+    {
+        ArgumentNullException.ThrowIfNull(evidence);
+        return New(WorkloadRefused, agentId, "instance:" + evidence.InstanceId, new LedgerJson()
+            .Add("attestor_errors", attestorErrors)
+            .Add("code", code)
+            .Add("instance_id", evidence.InstanceId)
+            .Add("reason", reason)
+            .Add("selectors", evidence.Selectors.Select(s => s.ToString()).ToList())
+            .Add("suppressed_before", suppressedBefore));
+    }
 
     /// <summary>node.readmitted: subject = the agent's SPIFFE ID; data = the attestation type and the drift it had.</summary>
     public static LedgerEvent NodeReadmit(string actor, AttestedNode node)

@@ -115,7 +115,7 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
         }
     }
 
-    private readonly RefusalWindow _refusals = new(RefusalsRecordedPerMinute);
+    private readonly Ledger.RefusalWindow _refusals = new(RefusalsRecordedPerMinute);
 
     /// <summary>How many refused node attestations per minute are recorded one by one; the rest are counted in the next record.</summary>
     public const int RefusalsRecordedPerMinute = 120;
@@ -130,38 +130,6 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
         {
             // The agent still gets its refusal; the store being down is reported by everything else that writes.
             ServerLog.NodeAttestorFailed(log, ex, type, "ledger");
-        }
-    }
-
-    /// <summary>A fixed one-minute window: the first N refusals of each minute are recorded, the rest counted.</summary>
-    private sealed class RefusalWindow(int perMinute)
-    {
-        private readonly Lock _lock = new();
-        private long _windowStart = long.MinValue;
-        private int _recorded;
-        private long _suppressed;
-
-        public bool TryRecord(DateTimeOffset now, out long suppressedBefore)
-        {
-            lock (_lock)
-            {
-                var minute = now.ToUnixTimeSeconds() / 60;
-                if (minute != _windowStart)
-                {
-                    _windowStart = minute;
-                    _recorded = 0;
-                }
-                if (_recorded >= perMinute)
-                {
-                    _suppressed++;
-                    suppressedBefore = 0;
-                    return false;
-                }
-                _recorded++;
-                suppressedBefore = _suppressed;
-                _suppressed = 0;
-                return true;
-            }
         }
     }
 

@@ -66,6 +66,7 @@ internal sealed class WorkloadApiHost : IAsyncDisposable
         builder.Services.AddConnectionGate(_ => host.Gate);
         builder.Services.AddSingleton(Random.Shared);
         builder.Services.AddJwtReplayGuard(_ => () => host.Rig.Server);
+        builder.Services.AddWorkloadRefusalReports(_ => () => host.Rig.Server);
         // Behind the agent's error interceptor, as the agent serves it: refusals carry their stable codes.
         builder.Services.AddGrpc(o => o.Interceptors.Add<WorkloadApiErrorInterceptor>());
         builder.WebHost.ConfigureKestrel(k => k.ListenUnixSocket(host.SocketPath, lo =>
