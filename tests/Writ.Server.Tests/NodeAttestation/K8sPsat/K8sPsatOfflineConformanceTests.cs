@@ -189,6 +189,17 @@ public class K8sPsatOfflineConformanceTests(K8sTestClusterFixture fixture) : Nod
     }
 
     [Fact]
+    public async Task The_configured_server_validates_offline_clusters_with_an_OIDC_validator_of_its_own()
+    {
+        var options = K8sTestCluster.Options(Offline(ClusterName, Cluster.Issuer));
+        var registry = NodeAttestationService.ConfiguredRegistry(H.Store, H.Server.Options with { K8sPsat = options }, time: H.Ca.Time);
+        H.Use(TestLimits, registry.Get(Type));
+        var outcome = await AttestAsync(Type, await ValidEvidenceAsync());
+        Assert.True(outcome.Attested, $"{outcome.Code}: {outcome.Message}");
+        await RefusedAsync(Make(Cluster.OfflineToken(Cluster.AddPod(), issuer: fixture.OtherIssuer)), K8sPsatCodes.TokenInvalid, OidcErrors.WrongIssuer, nodesBefore: 1);
+    }
+
+    [Fact]
     public async Task An_issuer_that_is_down_is_unavailable_and_stores_nothing()
     {
         Cluster.Issuer.FailWith = 503;
