@@ -28,7 +28,7 @@ public sealed class ServerContext
         LedgerWriter = new Ledger.LedgerWriter(store);
         Limits = new IssuanceLimits(options.Ledger, time);
         Checkpoints = new Ledger.LedgerCheckpointer(options.DataDir, store.Ledger, time, logs.CreateLogger<Ledger.LedgerCheckpointer>());
-        NodeAttestation = new NodeAttestationService(this, NodeAttestationService.ConfiguredRegistry(store, options), logs.CreateLogger<NodeAttestationService>());
+        NodeAttestation = new NodeAttestationService(this, NodeAttestationService.ConfiguredRegistry(store, options, time: time, logs: logs), logs.CreateLogger<NodeAttestationService>());
         Posture = new NodePostureService(this, logs.CreateLogger<NodePostureService>());
     }
 

@@ -46,12 +46,29 @@ public sealed class NodeAttestationService(ServerContext server, NodeAttestorReg
 
     /// <summary>
     /// The attestors of this configuration: <c>join_token</c>; <c>tpm</c> when its EK trust (tpm.ek_ca_dir, tpm.ek_hashes)
-    /// is configured; <c>x509pop</c> when its CA bundle is.
+    /// is configured; <c>x509pop</c> when its CA bundle is; <c>k8s_psat</c> when <c>k8s_clusters</c> names a cluster
+    /// (its offline clusters validate through <paramref name="oidc"/>, else through an OIDC validator of its own on
+    /// <paramref name="time"/>).
     /// </summary>
-    public static NodeAttestorRegistry ConfiguredRegistry(IWritStore store, Configuration.ServerOptions options) =>
-        new([new JoinTokenNodeAttestor(store.JoinTokens),
-             .. options.Tpm is { Enabled: true } t ? [new Tpm.TpmNodeAttestor(t, store.TpmReferenceSets)] : Array.Empty<INodeAttestor>(),
-             .. options.X509Pop is { } x ? [new X509Pop.X509PopNodeAttestor(x.LoadCaBundle(), x.AgentPath)] : Array.Empty<INodeAttestor>()]);
+    public static NodeAttestorRegistry ConfiguredRegistry(IWritStore store, Configuration.ServerOptions options, Oidc.IOidcTokenValidator? oidc = null,
+        TimeProvider? time = null, ILoggerFactory? logs = null)
+    {
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(options);
+        logs ??= Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance;
+        List<INodeAttestor> attestors = [new JoinTokenNodeAttestor(store.JoinTokens)];
+        if (options.Tpm is { Enabled: true } t)
+            attestors.Add(new Tpm.TpmNodeAttestor(t, store.TpmReferenceSets));
+        if (options.X509Pop is { } x)
+            attestors.Add(new X509Pop.X509PopNodeAttestor(x.LoadCaBundle(), x.AgentPath));
+        if (options.K8sPsat is { Enabled: true } k)
+        {
+            if (oidc is null && k.Clusters.Any(c => !c.UsesApi))
+                oidc = new Oidc.OidcTokenValidator(time ?? TimeProvider.System, logs.CreateLogger<Oidc.OidcTokenValidator>());
+            attestors.Add(K8sPsat.K8sPsatNodeAttestor.Create(k, oidc, logs.CreateLogger<K8sPsat.K8sPsatNodeAttestor>()));
+        }
+        return new(attestors);
+    }
 
     /// <summary>
     /// Attests an agent: <paramref name="challenge"/> carries the attestor's challenges to the agent. Refusals are
