@@ -89,13 +89,13 @@ public sealed class K8sWorkloadAgentTests
         }, TimeSpan.FromSeconds(30), "the revocation in the ledger");
     }
 
-    private static V1Pod Pod(string uid, string containerId) => new()
+    internal static V1Pod Pod(string uid, string containerId, string ns = "prod", string name = "web-7d9f8-x2lq") => new()
     {
         ApiVersion = "v1",
         Kind = "Pod",
         Metadata = new V1ObjectMeta
         {
-            Name = "web-7d9f8-x2lq", NamespaceProperty = "prod", Uid = uid, Labels = new Dictionary<string, string> { ["app"] = "web" },
+            Name = name, NamespaceProperty = ns, Uid = uid, Labels = new Dictionary<string, string> { ["app"] = "web" },
             OwnerReferences = [new V1OwnerReference { ApiVersion = "apps/v1", Kind = "ReplicaSet", Name = "web-7d9f8", Uid = Guid.NewGuid().ToString() }],
         },
         Spec = new V1PodSpec { NodeName = Node, ServiceAccountName = "web", Containers = [new V1Container { Name = "app", Image = "registry.example/team/web:1.2" }] },
@@ -114,7 +114,7 @@ public sealed class K8sWorkloadAgentTests
     };
 
     /// <summary>A pod's container cgroup (cgroupfs driver) in the cgroup v1 pids hierarchy, or the unified one on cgroup v2.</summary>
-    private sealed class PodCgroup : IDisposable
+    internal sealed class PodCgroup : IDisposable
     {
         private readonly string _root;
         private readonly List<string> _made = [];
@@ -178,7 +178,7 @@ public sealed class K8sWorkloadAgentTests
     }
 
     /// <summary>tests/interop/instance-watch.mjs started inside the pod's cgroup: one JSON line per stream event.</summary>
-    private sealed class InPodWatcher : IDisposable
+    internal sealed class InPodWatcher : IDisposable
     {
         private readonly Process _process;
         private readonly System.Threading.Channels.Channel<string> _lines = System.Threading.Channels.Channel.CreateUnbounded<string>();
