@@ -18,6 +18,9 @@ public static class SelectorTypes
         "unix:path", "unix:sha256",
         // cgroup attestor
         "cgroup:path", "container:id", "container:runtime", "k8s:pod-uid",
+
+        // CI logins: a job's OIDC token (server-side, docs/ci.md)
+        "oidc:iss", "oidc:sub", "oidc:claim",
     ]);
 
     /// <summary>The type of a selector given as attestor type and value: <c>("unix", "uid:1000")</c> → <c>unix:uid</c>.</summary>
