@@ -39,7 +39,6 @@ public sealed class CiLogins
     private readonly IOidcTokenValidator _validator;
     private readonly IssuancePipeline _pipeline;
     private readonly ILogger _log;
-    private readonly CiRefusals _refusals;
 
     public CiLogins(ServerContext server, IOidcTokenValidator validator, IssuancePipeline pipeline, ILogger log)
     {
@@ -47,7 +46,6 @@ public sealed class CiLogins
         _validator = validator ?? throw new ArgumentNullException(nameof(validator));
         _pipeline = pipeline ?? throw new ArgumentNullException(nameof(pipeline));
         _log = log ?? throw new ArgumentNullException(nameof(log));
-        _refusals = new CiRefusals(server, log);
     }
 
     /// <summary>The server as the calling "node" of every CI issuance.</summary>
@@ -59,7 +57,7 @@ public sealed class CiLogins
         ExpiresAt = DateTimeOffset.MaxValue,
     };
 
-    public CiRefusals Refusals => _refusals;
+    public CiRefusals Refusals => _server.CiRefusals;
 
     /// <summary>Login: every refusal is logged and recorded (ci.login_refused, within a flood limit), then thrown.</summary>
     public async Task<CiLoginResult> LoginAsync(string token, ReadOnlyMemory<byte> csr, IReadOnlyList<string> audiences, string? spiffeId, string peer,
@@ -73,7 +71,7 @@ public sealed class CiLogins
         }
         catch (WritException e) when (e.Kind != WritErrorKind.Unavailable || e.Code.StartsWith("WRIT-OIDC-", StringComparison.Ordinal))
         {
-            await _refusals.LoginRefusedAsync(token, peer, e).ConfigureAwait(false);
+            await Refusals.LoginRefusedAsync(token, peer, e).ConfigureAwait(false);
             throw;
         }
     }

@@ -9,7 +9,7 @@ namespace Writ.Server.Ci;
 /// Logs and records refused CI logins and calls: the first <see cref="RecordedPerMinute"/> of each minute one by one,
 /// the rest counted into the next record (<c>suppressed_before</c>), as for refused node attestations.
 /// </summary>
-public sealed class CiRefusals(ServerContext server, ILogger log)
+public sealed class CiRefusals(ServerContext server, ILogger<CiRefusals> log)
 {
     public const int RecordedPerMinute = 120;
 
