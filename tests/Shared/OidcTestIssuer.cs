@@ -23,7 +23,7 @@ public sealed class OidcTestIssuer : IAsyncDisposable
     private OidcTestIssuer(LoopbackHttps http, string pathPrefix)
     {
         _http = http;
-        Issuer = http.BaseUri + pathPrefix;
+        Issuer = http.BaseUri.GetLeftPart(UriPartial.Authority) + pathPrefix;   // no trailing slash: tokens' iss is exactly this
         _http.Handler = HandleAsync;
     }
 

@@ -18,7 +18,7 @@ public sealed record OidcIssuerConfig
     /// <summary>Claims that become <c>oidc:claim:&lt;name&gt;:&lt;value&gt;</c> selectors (string, number or boolean values; arrays give one selector per element).</summary>
     public IReadOnlyList<string> Claims { get; init; } = [];
 
-    /// <summary>Accepted JWS algorithms; empty: the asymmetric defaults (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA). Never none or HS*.</summary>
+    /// <summary>Accepted JWS algorithms; empty: all of <see cref="OidcOptions.SupportedAlgorithms"/> (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512). Never none or HS*; not EdDSA (Microsoft.IdentityModel cannot verify it). The validator ignores any other name listed here.</summary>
     public IReadOnlyList<string> Algorithms { get; init; } = [];
 
     /// <summary>The JWKS URL when the issuer's discovery document should not be used to find it (https).</summary>
