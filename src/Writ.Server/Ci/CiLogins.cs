@@ -118,39 +118,58 @@ public sealed class CiLogins
             ExpiresAt = valid.ExpiresAt,
         };
         await ClaimAsync(session, ct).ConfigureAwait(false);
-
-        var batch = await _pipeline.SignX509Async(ServerNode, [new X509SvidRequest(entry.Id, csr, evidence) { NotAfter = valid.ExpiresAt }], ct).ConfigureAwait(false);
-        if (batch.Issued.Count != 1)
-        {
-            var d = batch.Denials.Single();
-            await EndAsync(session, "denied", [], ct).ConfigureAwait(false);
-            throw new WritException(d.ErrorCode == IssuanceErrors.Denied ? CiCodes.Denied : d.ErrorCode, d.Code == 3 ? WritErrorKind.InvalidArgument : WritErrorKind.PermissionDenied,
-                $"the X.509-SVID for {entry.SpiffeId} was refused{(d.DecisionId is null ? "" : $" (decision {d.DecisionId}: writ explain {d.DecisionId})")}: {d.Reason}");
-        }
-        var x509 = batch.Issued[0];
-        await _server.Store.CiSessions.AttachAsync(session.Id, x509.Leaf.SerialNumber, [], ct).ConfigureAwait(false);
-        session = session with { Serial = x509.Leaf.SerialNumber.ToUpperInvariant() };
-
         var jwts = new List<CiJwt>();
-        var leafSha256 = SHA256.HashData(x509.Leaf.Der);
-        foreach (var a in audience)
+        string? serial = null;
+        try
         {
-            var minted = await MintAsync(session, entry, [a], 0, leafSha256, ct).ConfigureAwait(false);
-            if (minted.Token is null)
+            var batch = await _pipeline.SignX509Async(ServerNode, [new X509SvidRequest(entry.Id, csr, evidence) { NotAfter = valid.ExpiresAt }], ct).ConfigureAwait(false);
+            if (batch.Issued.Count != 1)
             {
-                // All or nothing: what this login issued before the refusal is revoked, not left valid unseen.
-                await RevokeAsync(session, [session.Serial!], [.. jwts.Select(j => j.Jti)], "ci login denied", ct).ConfigureAwait(false);
-                await EndAsync(session, "denied", [], ct).ConfigureAwait(false);
-                throw new WritException(CiCodes.Denied, WritErrorKind.PermissionDenied,
-                    $"the JWT-SVID for audience '{a}' was refused (decision {minted.Decision.Id}: writ explain {minted.Decision.Id}): {minted.Decision.Reason}; nothing was handed out");
+                var d = batch.Denials.Single();
+                throw new WritException(d.ErrorCode == IssuanceErrors.Denied ? CiCodes.Denied : d.ErrorCode, d.Code == 3 ? WritErrorKind.InvalidArgument : WritErrorKind.PermissionDenied,
+                    $"the X.509-SVID for {entry.SpiffeId} was refused{(d.DecisionId is null ? "" : $" (decision {d.DecisionId}: writ explain {d.DecisionId})")}: {d.Reason}");
             }
-            jwts.Add(new CiJwt([a], minted.Token, minted.ExpiresAt, minted.Decision.Id, minted.Jti!));
+            var x509 = batch.Issued[0];
+            serial = x509.Leaf.SerialNumber.ToUpperInvariant();
+            await _server.Store.CiSessions.AttachAsync(session.Id, serial, [], ct).ConfigureAwait(false);
+            session = session with { Serial = serial };
+            var leafSha256 = SHA256.HashData(x509.Leaf.Der);
+            foreach (var a in audience)
+            {
+                var minted = await MintAsync(session, entry, [a], 0, leafSha256, ct).ConfigureAwait(false);
+                if (minted.Token is null)
+                {
+                    throw new WritException(CiCodes.Denied, WritErrorKind.PermissionDenied,
+                        $"the JWT-SVID for audience '{a}' was refused (decision {minted.Decision.Id}: writ explain {minted.Decision.Id}): {minted.Decision.Reason}; nothing was handed out");
+                }
+                jwts.Add(new CiJwt([a], minted.Token, minted.ExpiresAt, minted.Decision.Id, minted.Jti!));
+            }
+            session = session with { Jtis = [.. jwts.Select(j => j.Jti)] };
+            var record = CiLedger.Login(session, valid, x509.Leaf.NotAfter);
+            await _server.LedgerWriter.RecordAsync([record], [], "the CI login could not be recorded in the ledger: check the server's store, then log in with a new token", ct).ConfigureAwait(false);
+            ServerLog.CiLogin(_log, session.Id, entry.SpiffeId, valid.Issuer, CiTokens.Printable(valid.Subject), x509.Leaf.NotAfter);
+            return new CiLoginResult(session, entry, [x509.Leaf.Der, .. x509.ChainAboveLeaf], x509.Leaf.NotAfter, x509.DecisionId, jwts);
         }
-        session = session with { Jtis = [.. jwts.Select(j => j.Jti)] };
-        var record = CiLedger.Login(session, valid, x509.Leaf.NotAfter);
-        await _server.LedgerWriter.RecordAsync([record], [], "the CI login could not be recorded in the ledger: check the server's store, then log in with a new token", ct).ConfigureAwait(false);
-        ServerLog.CiLogin(_log, session.Id, entry.SpiffeId, valid.Issuer, CiTokens.Printable(valid.Subject), x509.Leaf.NotAfter);
-        return new CiLoginResult(session, entry, [x509.Leaf.Der, .. x509.ChainAboveLeaf], x509.Leaf.NotAfter, x509.DecisionId, jwts);
+        catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+        {
+            // All or nothing: what this login issued before the failure is revoked (not left valid unseen) and the
+            // session ends, so the token cannot be tried again.
+            await AbandonAsync(session, serial, [.. jwts.Select(j => j.Jti)], e is WritException { Code: CiCodes.Denied } ? "denied" : "failed").ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private async Task AbandonAsync(CiSession session, string? serial, IReadOnlyList<string> jtis, string reason)
+    {
+        try
+        {
+            await RevokeAsync(session, serial is null ? [] : [serial], jtis, "ci login " + reason, CancellationToken.None).ConfigureAwait(false);
+            await _server.Store.CiSessions.EndAsync(session.Id, _server.Time.GetUtcNow(), reason, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (WritException e)
+        {
+            ServerLog.CiStoreFailed(_log, $"abandon session {session.Id}", e.Message);
+        }
     }
 
     /// <summary>Another JWT-SVID for a live session (bound to the session's X.509-SVID presented on the call).</summary>
@@ -243,18 +262,6 @@ public sealed class CiLogins
             return 0;
         var r = await _server.Revocations.InstanceGoneAsync(_server.Options.ServerId.ToString(), "ci:" + session.Id, serials, jtis, reason, ct).ConfigureAwait(false);
         return r.Revoked.Count;
-    }
-
-    private async Task EndAsync(CiSession session, string reason, IReadOnlyList<LedgerEvent> audit, CancellationToken ct)
-    {
-        try
-        {
-            await _server.Store.CiSessions.EndAsync(session.Id, _server.Time.GetUtcNow(), reason, ct, audit).ConfigureAwait(false);
-        }
-        catch (StoreException e)
-        {
-            ServerLog.CiStoreFailed(_log, "end session " + session.Id, e.Message);
-        }
     }
 
     private async Task ClaimAsync(CiSession session, CancellationToken ct)

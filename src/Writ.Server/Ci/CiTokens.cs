@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -11,21 +10,8 @@ namespace Writ.Server.Ci;
 /// <summary>What a CI login makes of a validated job token: the issuer config to validate it with, its replay key, its evidence.</summary>
 public static class CiTokens
 {
-    /// <summary>
-    /// The configured issuer whose <c>iss</c> the token names (read unverified only to pick the config: validation then
-    /// checks everything), or WRIT-OIDC-UNKNOWN-ISSUER.
-    /// </summary>
-    public static OidcIssuerConfig IssuerFor(string token, IReadOnlyList<OidcIssuerConfig> issuers)
-    {
-        ArgumentNullException.ThrowIfNull(token);
-        ArgumentNullException.ThrowIfNull(issuers);
-        var iss = UnverifiedIssuer(token);
-        if (iss is null)
-            throw new WritException(CiLoginErrors.Malformed, WritErrorKind.Unauthenticated, "the token is not a JWT with an iss claim: pass the CI platform's OIDC ID token, not another credential");
-        return issuers.FirstOrDefault(i => string.Equals(i.Issuer, iss, StringComparison.Ordinal))
-            ?? throw new WritException(CiLoginErrors.UnknownIssuer, WritErrorKind.Unauthenticated,
-                $"the token's issuer '{Printable(iss)}' is not in oidc_issuers: add it to the server's oidc_issuers, or use a token of a configured issuer");
-    }
+    /// <summary>The configured issuer the token names (the oidc lane's <see cref="OidcTokenValidator.FindIssuer"/>), or WRIT-OIDC-UNKNOWN-ISSUER.</summary>
+    public static OidcIssuerConfig IssuerFor(string token, IReadOnlyList<OidcIssuerConfig> issuers) => OidcTokenValidator.FindIssuer(token, issuers);
 
     /// <summary>The <c>iss</c> of a compact JWS as it claims it (not verified), or null when it is not one.</summary>
     public static string? UnverifiedIssuer(string token)
@@ -59,42 +45,28 @@ public static class CiTokens
     }
 
     /// <summary>
-    /// The login's evidence: the <c>oidc:</c> selectors (<c>oidc:iss:</c>, <c>oidc:sub:</c>, <c>oidc:claim:&lt;name&gt;:&lt;value&gt;</c> for the
-    /// issuer's configured claims) and facts <c>oidc.iss</c>, <c>oidc.sub</c>, <c>oidc.claim.&lt;name&gt;</c>.
+    /// The login's evidence: the <c>oidc:</c> selectors (<see cref="OidcSelectors"/>: <c>oidc:iss:</c>, <c>oidc:sub:</c>,
+    /// <c>oidc:claim:&lt;name&gt;:&lt;value&gt;</c> for the issuer's configured claims) and facts <c>oidc.iss</c>,
+    /// <c>oidc.sub</c>, <c>oidc.claim.&lt;name&gt;</c> (list values joined with ","), and <c>oidc.omitted</c> naming the claim
+    /// values that could not be selectors.
     /// </summary>
     public static WorkloadEvidence Evidence(ValidatedToken t, OidcIssuerConfig issuer, string instanceId)
     {
         ArgumentNullException.ThrowIfNull(t);
         ArgumentNullException.ThrowIfNull(issuer);
-        var selectors = Selectors(t, issuer);
-        var facts = new List<KeyValuePair<string, string>> { new("oidc.iss", t.Issuer), new("oidc.sub", Printable(t.Subject)) };
+        var selectors = OidcSelectors.From(t, issuer);
+        var facts = new List<KeyValuePair<string, string>> { new("oidc.iss", Printable(t.Issuer)), new("oidc.sub", Printable(t.Subject)) };
         foreach (var name in issuer.Claims.Distinct(StringComparer.Ordinal))
         {
             var values = ClaimValues(t.Claims, name);
             if (values.Count > 0 && name.Length <= 100 && !name.Any(char.IsControl))
                 facts.Add(new("oidc.claim." + name, Printable(string.Join(",", values))));
         }
-        return WorkloadEvidence.TryCreate(selectors.Select(s => (s.Type, s.Value)), facts, instanceId, out var ev, out var error)
+        if (selectors.Omitted.Count > 0)
+            facts.Add(new("oidc.omitted", Printable(string.Join("; ", selectors.Omitted))));
+        return WorkloadEvidence.TryCreate(selectors.Selectors.Select(s => (s.Type, s.Value)), facts, instanceId, out var ev, out var error)
             ? ev
-            : throw new WritException(CiLoginErrors.Malformed, WritErrorKind.Unauthenticated, "the token's claims cannot be evidence: " + error);
-    }
-
-    private static List<Selector> Selectors(ValidatedToken t, OidcIssuerConfig issuer)
-    {
-        var list = new List<Selector>();
-        void Add(string value)
-        {
-            if (value.Length <= WorkloadEvidence.MaxTextLength && Selector.IsValid("oidc", value, out _))
-                list.Add(new Selector("oidc", value));
-        }
-        Add("iss:" + t.Issuer);
-        Add("sub:" + t.Subject);
-        foreach (var name in issuer.Claims.Distinct(StringComparer.Ordinal))
-        {
-            foreach (var v in ClaimValues(t.Claims, name))
-                Add($"claim:{name}:{v}");
-        }
-        return list;
+            : throw new WritException(OidcErrors.Malformed, WritErrorKind.Unauthenticated, "the token's claims cannot be workload evidence: " + error);
     }
 
     private static List<string> ClaimValues(JsonElement claims, string name)
@@ -102,30 +74,12 @@ public static class CiTokens
         var values = new List<string>();
         if (claims.ValueKind != JsonValueKind.Object || !claims.TryGetProperty(name, out var c))
             return values;
-        void One(JsonElement v)
+        foreach (var v in c.ValueKind == JsonValueKind.Array ? c.EnumerateArray().ToList() : [c])
         {
-            switch (v.ValueKind)
-            {
-                case JsonValueKind.String:
-                    values.Add(v.GetString()!);
-                    break;
-                case JsonValueKind.Number:
-                    values.Add(v.GetRawText());
-                    break;
-                case JsonValueKind.True:
-                case JsonValueKind.False:
-                    values.Add(v.GetBoolean() ? "true" : "false");
-                    break;
-            }
-        }
-        if (c.ValueKind == JsonValueKind.Array)
-        {
-            foreach (var v in c.EnumerateArray())
-                One(v);
-        }
-        else
-        {
-            One(c);
+            if (v.ValueKind == JsonValueKind.String)
+                values.Add(v.GetString()!);
+            else if (v.ValueKind is JsonValueKind.Number or JsonValueKind.True or JsonValueKind.False)
+                values.Add(v.GetRawText());
         }
         return values;
     }
@@ -151,12 +105,4 @@ public static class CiTokens
     public static string Sha256Prefix(string token) =>
         Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(token)))[..16];
 
-    internal static string Unix(DateTimeOffset t) => t.ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture);
-}
-
-/// <summary>Token refusals the CI login makes itself before validation (the validator has the rest).</summary>
-public static class CiLoginErrors
-{
-    public const string UnknownIssuer = "WRIT-OIDC-UNKNOWN-ISSUER";
-    public const string Malformed = "WRIT-CI-TOKEN-MALFORMED";
 }

@@ -26,13 +26,16 @@ internal sealed class CiHarness : IAsyncDisposable
     public const string Audience = "https://writ.example.org";
     public const string ServerId = "spiffe://example.org/writ/server";
 
-    private CiHarness(CaHarness ca, OidcTestIssuer issuer, ServerContext server, CiLogins logins)
+    private CiHarness(CaHarness ca, OidcTestIssuer issuer, ServerContext server, CiLogins logins, OidcTokenValidator validator)
     {
+        _validator = validator;
         Ca = ca;
         Issuer = issuer;
         Server = server;
         Logins = logins;
     }
+
+    private readonly OidcTokenValidator _validator;
 
     public CaHarness Ca { get; }
     public OidcTestIssuer Issuer { get; }
@@ -72,7 +75,7 @@ internal sealed class CiHarness : IAsyncDisposable
         await server.Revocations.EnsureCurrentAsync(-1, Ct);
         var validator = new OidcTokenValidator(ca.Time, NullLogger<OidcTokenValidator>.Instance);
         var logins = new CiLogins(server, validator, new IssuancePipeline(server, NullLogger.Instance), NullLogger.Instance);
-        return new CiHarness(ca, issuer, server, logins);
+        return new CiHarness(ca, issuer, server, logins, validator);
     }
 
     /// <summary>An entry parented to the server (as `writ entry create --parent-id spiffe://example.org/writ/server` makes).</summary>
@@ -114,6 +117,7 @@ internal sealed class CiHarness : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        _validator.Dispose();
         await Issuer.DisposeAsync();
         await Server.Policy.DisposeAsync();
         await Ca.DisposeAsync();

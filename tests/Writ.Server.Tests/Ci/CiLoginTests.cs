@@ -146,7 +146,7 @@ public sealed class CiLoginTests : IAsyncLifetime
     [Fact]
     public async Task Entries_of_an_agent_never_match_a_ci_login()
     {
-        await _h.Store.Entries.CreateAsync([new Storage.RegistrationEntry
+        await _h.Store.Entries.CreateAsync([new Writ.Server.Storage.RegistrationEntry
         {
             SpiffeId = "spiffe://example.org/ci/deployer",
             ParentId = "spiffe://example.org/writ/agent/join_token/t1",
@@ -174,14 +174,14 @@ public sealed class CiLoginTests : IAsyncLifetime
     public async Task A_policy_forbid_refuses_the_login_hands_out_nothing_and_ends_the_session()
     {
         await _h.MainEntryAsync();
-        Storage.PolicyFileRecord[] files =
+        Writ.Server.Storage.PolicyFileRecord[] files =
         [
-            .. Policy.WritPolicyCompiler.DefaultFiles,
+            .. Writ.Server.Policy.WritPolicyCompiler.DefaultFiles,
             new("ci.cedar", """
                 forbid (principal, action == Writ::Action::"IssueJwtSvid", resource) when { context.audience.contains("https://forbidden.example.org") };
                 """),
         ];
-        await _h.Store.Policies.PushAsync(new Storage.StoredPolicyVersion { Files = files, Sha256 = Policy.WritPolicyCompiler.Sha256(files), Author = "uid:0" }, null, [], Ct);
+        await _h.Store.Policies.PushAsync(new Writ.Server.Storage.StoredPolicyVersion { Files = files, Sha256 = Writ.Server.Policy.WritPolicyCompiler.Sha256(files), Author = "uid:0" }, null, [], Ct);
         _h.Server.PolicyChanged.Raise();
         await _h.Server.Policy.RefreshAsync(Ct);
         var token = _h.Token();
@@ -248,7 +248,7 @@ public sealed class CiLoginTests : IAsyncLifetime
         Assert.Null(await _h.Store.CiSessions.GetByTokenKeyAsync("sha256:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(token))), Ct));
         if (attack == "unknown-issuer")
         {
-            Assert.Equal(CiLoginErrors.UnknownIssuer, e.Code);
+            Assert.Equal(Writ.Server.Oidc.OidcErrors.UnknownIssuer, e.Code);
             Assert.Equal("ci:https://evil.example.org", record.Subject);
         }
     }
