@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Grpc.Core;
 using Writ.Agent.Sync;
+using Writ.IntegrationTests.Harness;
 using Writ.Protocol.Agent;
 using Writ.Protocol.Ci;
 using Writ.Protocol.Errors;
@@ -30,8 +31,9 @@ public sealed class CiLoginTests : IAsyncLifetime
     public async ValueTask InitializeAsync()
     {
         _dir = new TempDir();
-        _github = await OidcTestIssuer.StartAsync(_dir.Path, "/github");
-        _gitlab = await OidcTestIssuer.StartAsync(_dir.Path, "/gitlab", "RS256");
+        // Each issuer in its own directory: its test CA files must not overwrite the other's.
+        _github = await OidcTestIssuer.StartAsync(Directory.CreateDirectory(_dir["github"]).FullName, "/github");
+        _gitlab = await OidcTestIssuer.StartAsync(Directory.CreateDirectory(_dir["gitlab"]).FullName, "/gitlab", "RS256");
         var issuers = new JsonArray(
             new JsonObject { ["issuer"] = _github.Issuer, ["audiences"] = new JsonArray(Audience), ["claims"] = new JsonArray("repository", "ref", "environment"), ["ca_file"] = _github.CaPemPath },
             new JsonObject { ["issuer"] = _gitlab.Issuer, ["audiences"] = new JsonArray(Audience), ["claims"] = new JsonArray("namespace_path", "ref", "pipeline_source"), ["ca_file"] = _gitlab.CaPemPath });
@@ -87,7 +89,7 @@ public sealed class CiLoginTests : IAsyncLifetime
     }
 
     private static IEnumerable<JsonElement> Records(JsonElement list) =>
-        list.ValueKind == JsonValueKind.Array ? list.EnumerateArray() : list.GetProperty("records").EnumerateArray();
+        list.GetProperty("events").EnumerateArray();
 
     private async Task<HashSet<string>> CrlSerialsAsync()
     {
