@@ -222,6 +222,14 @@ public sealed class CiLoginTests : IAsyncLifetime
             Assert.Equal("WRIT-CI-NOT-A-CI-SVID", WritStatus.Read(e).Code);
         }
 
+        // No client certificate at all.
+        using (var anonymous = ServerChannel.Create(_server.AgentApi, td, () => agent.Bundle, () => null))
+        {
+            var e = await Assert.ThrowsAsync<RpcException>(() => new CiService.CiServiceClient(anonymous).MintJwtSvidAsync(new CiMintJwtSvidRequest { Audiences = { "x" } },
+                cancellationToken: TestContext.Current.CancellationToken).ResponseAsync);
+            Assert.Equal("WRIT-CI-NO-CERT", WritStatus.Read(e).Code);
+        }
+
         // A CI session's SVID calling the agent API.
         using var ciCert = X509Certificate2.CreateFromPemFile(_dir["b/svid.pem"], _dir["b/svid.key"]);
         agent.UseCertificate(ciCert);
@@ -232,6 +240,7 @@ public sealed class CiLoginTests : IAsyncLifetime
 
         var calls = Records(await LedgerAsync("ci.call_refused")).Select(r => r.GetRawText()).ToList();
         Assert.Contains(calls, r => r.Contains("WRIT-CI-NOT-YOUR-SESSION", StringComparison.Ordinal));
+        Assert.Contains(calls, r => r.Contains("WRIT-CI-NO-CERT", StringComparison.Ordinal));
         Assert.Contains(calls, r => r.Contains("WRIT-CI-NOT-A-CI-SVID", StringComparison.Ordinal) && r.Contains(agent.AgentId, StringComparison.Ordinal));
         Assert.Contains(calls, r => r.Contains("WRIT-AGENT-NOT-AN-AGENT", StringComparison.Ordinal) && r.Contains("spiffe://example.org/ci/deployer", StringComparison.Ordinal));
 
