@@ -84,7 +84,11 @@ public sealed class OidcTokenValidator(TimeProvider time, ILogger log) : IOidcTo
         {
             throw OidcErrors.Refused(OidcErrors.WrongIssuer, $"the token's issuer '{Printable(iss)}' is not '{issuer.Issuer}': use a token of that issuer");
         }
-        var kid = header.TryGetProperty("kid", out var k) && k.ValueKind == JsonValueKind.String ? k.GetString() : null;
+        string? kid = null;
+        if (header.TryGetProperty("kid", out var k))
+        {
+            kid = k.ValueKind == JsonValueKind.String ? k.GetString() : throw Malformed("its header's 'kid' is not a string");
+        }
 
         var source = _issuers.GetOrAdd(KeyOf(issuer), _ => new Lazy<OidcIssuerKeys>(() => new OidcIssuerKeys(issuer, time, log))).Value;
         var candidates = Candidates(await source.GetAsync(unknownKid: false, ct).ConfigureAwait(false), kid);
@@ -132,12 +136,12 @@ public sealed class OidcTokenValidator(TimeProvider time, ILogger log) : IOidcTo
         {
             throw Malformed("it has no 'sub' claim");
         }
-        var issuedAt = claims.TryGetProperty("iat", out var iat) && iat.TryGetInt64(out var iatSeconds) ? DateTimeOffset.FromUnixTimeSeconds(iatSeconds) : (DateTimeOffset?)null;
+        var issuedAt = Time(claims, "iat");
         if (issuedAt > time.GetUtcNow() + ClockSkew)
         {
             throw OidcErrors.Refused(OidcErrors.NotYetValid, $"the token was issued in the future ({issuedAt:u}): check the clocks of this server and the issuer");
         }
-        var notBefore = claims.TryGetProperty("nbf", out var nbf) && nbf.TryGetInt64(out var nbfSeconds) ? DateTimeOffset.FromUnixTimeSeconds(nbfSeconds) : (DateTimeOffset?)null;
+        var notBefore = Time(claims, "nbf");
         return new ValidatedToken
         {
             Issuer = iss!,
@@ -176,6 +180,20 @@ public sealed class OidcTokenValidator(TimeProvider time, ILogger log) : IOidcTo
         return true;
     }
 
+    /// <summary>A NumericDate claim (seconds since 1970, fractions allowed), null when absent; anything else is malformed.</summary>
+    private static DateTimeOffset? Time(JsonElement claims, string name)
+    {
+        if (!claims.TryGetProperty(name, out var v))
+        {
+            return null;
+        }
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetDouble(out var seconds) || seconds < 0 || seconds > 253402300799)
+        {
+            throw Malformed($"its '{name}' is not a time (seconds since 1970)");
+        }
+        return DateTimeOffset.FromUnixTimeSeconds((long)seconds);
+    }
+
     /// <summary>The decoded header and payload (JSON objects) of a compact JWS, or a refusal saying what is wrong.</summary>
     private static (JsonElement Header, JsonElement Payload) Parse(string? token)
     {
@@ -203,7 +221,9 @@ public sealed class OidcTokenValidator(TimeProvider time, ILogger log) : IOidcTo
     {
         try
         {
-            using var doc = JsonDocument.Parse(Base64UrlEncoder.DecodeBytes(part));
+            // Duplicate member names are refused: two "iss" or "sub" members could be read one way here and another way by
+            // whoever reads the claims next.
+            using var doc = JsonDocument.Parse(Base64UrlEncoder.DecodeBytes(part), new JsonDocumentOptions { AllowDuplicateProperties = false, MaxDepth = 32 });
             if (doc.RootElement.ValueKind != JsonValueKind.Object)
             {
                 throw Malformed($"its {what} is not a JSON object");
@@ -212,7 +232,7 @@ public sealed class OidcTokenValidator(TimeProvider time, ILogger log) : IOidcTo
         }
         catch (Exception e) when (e is JsonException or FormatException or ArgumentException)
         {
-            throw Malformed($"its {what} is not base64url JSON");
+            throw Malformed($"its {what} is not base64url JSON (one object, each member name once)");
         }
     }
 
@@ -269,5 +289,21 @@ public sealed class OidcTokenValidator(TimeProvider time, ILogger log) : IOidcTo
                 source.Value.Dispose();
             }
         }
+    }
+}
+
+/// <summary>Validation against a list of trusted issuers (<c>oidc_issuers</c>).</summary>
+public static class OidcTokenValidatorExtensions
+{
+    /// <summary>
+    /// Picks the issuer configuration by the token's unverified <c>iss</c> (<see cref="OidcTokenValidator.FindIssuer"/>:
+    /// <see cref="OidcErrors.UnknownIssuer"/> when none) and validates the token against it; returns both, since the
+    /// configuration decides the selectors (<see cref="OidcSelectors.From"/>).
+    /// </summary>
+    public static async Task<(ValidatedToken Token, OidcIssuerConfig Issuer)> ValidateAnyAsync(this IOidcTokenValidator validator, string token, IReadOnlyList<OidcIssuerConfig> issuers, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(validator);
+        var issuer = OidcTokenValidator.FindIssuer(token, issuers);
+        return (await validator.ValidateAsync(token, issuer, ct).ConfigureAwait(false), issuer);
     }
 }

@@ -1,6 +1,11 @@
+using System.Net;
 using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 using Writ.Protocol.Errors;
 using Writ.Server.Oidc;
@@ -135,6 +140,18 @@ public sealed class OidcTokenValidatorTests : IAsyncLifetime
         await Validate(Token(new Dictionary<string, object?> { ["nbf"] = now + 30 }));   // within the skew
     }
 
+    [Theory]
+    [InlineData("iat", "\"yesterday\"")]
+    [InlineData("iat", "9000000000000000000")]
+    [InlineData("iat", "-5")]
+    [InlineData("nbf", "\"0\"")]
+    public async Task A_time_claim_that_is_not_a_time_is_refused(string claim, string json)
+    {
+        var claims = _issuer.Claims("repo:acme/app:ref:refs/heads/main", Audience);
+        claims[claim] = JsonNode.Parse(json);
+        await Refused(OidcErrors.Malformed, _issuer.Mint(claims));
+    }
+
     [Fact]
     public async Task A_token_without_exp_is_refused()
     {
@@ -172,6 +189,25 @@ public sealed class OidcTokenValidatorTests : IAsyncLifetime
         Assert.Contains("https://evil.example", e.Message, StringComparison.Ordinal);
         Assert.Equal(WritErrorKind.Unauthenticated, e.Kind);
         Assert.Equal(OidcErrors.Malformed, Assert.Throws<WritException>(() => OidcTokenValidator.FindIssuer("not-a-jwt", issuers)).Code);
+    }
+
+    [Fact]
+    public async Task Against_a_list_the_tokens_own_issuer_is_used_and_a_forged_iss_gains_nothing()
+    {
+        await using var second = await OidcTestIssuer.StartAsync(Path.Combine(_dir, "second"));
+        var other = new OidcIssuerConfig { Issuer = second.Issuer, Audiences = [Audience], CaFile = second.CaPemPath };
+        IReadOnlyList<OidcIssuerConfig> issuers = [other, Config()];
+        var (v, issuer) = await _validator.ValidateAnyAsync(Token(new Dictionary<string, object?> { ["repository"] = "acme/app" }), issuers, TestContext.Current.CancellationToken);
+        Assert.Same(issuers[1], issuer);
+        Assert.Contains(OidcSelectors.From(v, issuer).Selectors, s => s.Value == "claim:repository:acme/app");
+
+        // A token signed by the first issuer's key that claims to come from the second is checked against the second's keys.
+        var forged = Token(new Dictionary<string, object?> { ["iss"] = second.Issuer });
+        await OidcAssert.RefusedAsync(OidcErrors.UnknownKey, forged, () => _validator.ValidateAnyAsync(forged, issuers, TestContext.Current.CancellationToken));
+        // ... and under the kid of the second's key, its signature fails.
+        var forgedKid = Token(new Dictionary<string, object?> { ["iss"] = second.Issuer }, header: new Dictionary<string, string?> { ["kid"] = second.Current.Kid });
+        await OidcAssert.RefusedAsync(OidcErrors.BadSignature, forgedKid, () => _validator.ValidateAnyAsync(forgedKid, issuers, TestContext.Current.CancellationToken));
+        Assert.Equal(1, second.JwksRequests);
     }
 
     [Fact]
@@ -315,6 +351,59 @@ public sealed class OidcTokenValidatorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_certificate_from_the_ca_file_for_another_host_name_is_refused()
+    {
+        // The CA in ca_file is right, but the certificate names another host: the host name is still checked.
+        using var caKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var caReq = new CertificateRequest("CN=other-name CA", caKey, HashAlgorithmName.SHA256);
+        caReq.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+        caReq.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign, true));
+        var now = DateTimeOffset.UtcNow;
+        using var ca = caReq.CreateSelfSigned(now.AddHours(-1), now.AddDays(1));
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var req = new CertificateRequest("CN=issuer.other.example", key, HashAlgorithmName.SHA256);
+        var san = new SubjectAlternativeNameBuilder();
+        san.AddDnsName("issuer.other.example");
+        req.CertificateExtensions.Add(san.Build());
+        req.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1")], false));
+        using var signed = req.Create(ca, now.AddHours(-1), now.AddDays(1), RandomNumberGenerator.GetBytes(12));
+        using var cert = X509CertificateLoader.LoadPkcs12(signed.CopyWithPrivateKey(key).Export(X509ContentType.Pkcs12), null);
+        var caPem = Path.Combine(_dir, "other-name-ca.pem");
+        await File.WriteAllTextAsync(caPem, ca.ExportCertificatePem());
+
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, lo => lo.UseHttps(cert)));
+        await using var app = builder.Build();
+        var requests = 0;
+        app.Run(ctx =>
+        {
+            Interlocked.Increment(ref requests);
+            ctx.Response.StatusCode = 404;
+            return Task.CompletedTask;
+        });
+        await app.StartAsync(TestContext.Current.CancellationToken);
+        var issuer = new Uri(app.Urls.First()).GetLeftPart(UriPartial.Authority);
+        var config = Config(caFile: caPem) with { Issuer = issuer };
+        var token = Token(new Dictionary<string, object?> { ["iss"] = issuer });
+
+        var e = await Refused(OidcErrors.IssuerUnreachable, token, config);
+        Assert.Contains("TLS", e.Message, StringComparison.Ordinal);
+        Assert.Equal(0, requests);
+        await app.StopAsync(TestContext.Current.CancellationToken);
+    }
+
+    [Fact]
+    public async Task Concurrent_first_tokens_share_one_fetch()
+    {
+        var tokens = Enumerable.Range(0, 16).Select(_ => Token()).ToList();
+        var results = await Task.WhenAll(tokens.Select(t => Validate(t)));
+        Assert.Equal(16, results.Length);
+        Assert.Equal(1, _issuer.DiscoveryRequests);
+        Assert.Equal(1, _issuer.JwksRequests);
+    }
+
+    [Fact]
     public async Task Without_ca_file_only_the_system_roots_are_trusted()
     {
         var config = Config() with { CaFile = null };
@@ -353,6 +442,30 @@ public sealed class OidcTokenValidatorTests : IAsyncLifetime
     {
         await Refused(OidcErrors.Malformed, token);
         Assert.Equal(0, _issuer.JwksRequests + _issuer.DiscoveryRequests);
+    }
+
+    [Fact]
+    public async Task A_payload_with_a_claim_given_twice_is_refused_even_when_signed()
+    {
+        // Signed by the issuer's key, with "sub" twice: one reader could take the first, another the last.
+        var claims = _issuer.Claims("repo:acme/app:ref:refs/heads/main", Audience).ToJsonString();
+        var payload = claims[..^1] + ",\"sub\":\"repo:acme/admin:ref:refs/heads/main\"}";
+        var header = new JsonObject { ["alg"] = "ES256", ["kid"] = _issuer.Current.Kid };
+        var input = OidcTestIssuer.B64(Encoding.UTF8.GetBytes(header.ToJsonString())) + "." + OidcTestIssuer.B64(Encoding.UTF8.GetBytes(payload));
+        await Refused(OidcErrors.Malformed, input + "." + OidcTestIssuer.B64(_issuer.Current.Sign(Encoding.ASCII.GetBytes(input))));
+        Assert.Equal(0, _issuer.JwksRequests);
+
+        var twoAlgs = OidcTestIssuer.B64("{\"alg\":\"ES256\",\"alg\":\"HS256\"}"u8) + "." + OidcTestIssuer.B64(Encoding.UTF8.GetBytes(claims)) + ".c2ln";
+        await Refused(OidcErrors.Malformed, twoAlgs);
+    }
+
+    [Fact]
+    public async Task A_kid_that_is_not_a_string_is_refused()
+    {
+        var claims = _issuer.Claims("repo:acme/app:ref:refs/heads/main", Audience);
+        var header = new JsonObject { ["alg"] = "ES256", ["kid"] = 7 };
+        var input = OidcTestIssuer.B64(Encoding.UTF8.GetBytes(header.ToJsonString())) + "." + OidcTestIssuer.B64(Encoding.UTF8.GetBytes(claims.ToJsonString()));
+        await Refused(OidcErrors.Malformed, input + "." + OidcTestIssuer.B64(_issuer.Current.Sign(Encoding.ASCII.GetBytes(input))));
     }
 
     [Fact]
