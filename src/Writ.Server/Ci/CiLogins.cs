@@ -96,8 +96,7 @@ public sealed class CiLogins
                 throw Bad(e.Message);
             }
         }
-        var issuer = CiTokens.IssuerFor(token, _server.Options.Oidc.Issuers);
-        var valid = await _validator.ValidateAsync(token, issuer, ct).ConfigureAwait(false);
+        var (valid, issuer) = await _validator.ValidateAnyAsync(token, _server.Options.Oidc.Issuers, ct).ConfigureAwait(false);
         var now = _server.Time.GetUtcNow();
         if (valid.ExpiresAt - now < TimeSpan.FromSeconds(1))
             throw new WritException(CiCodes.TokenExpiring, WritErrorKind.Unauthenticated, "the job token expires within a second: fetch a new token and log in again");

@@ -7,12 +7,9 @@ using Writ.Server.Oidc;
 
 namespace Writ.Server.Ci;
 
-/// <summary>What a CI login makes of a validated job token: the issuer config to validate it with, its replay key, its evidence.</summary>
+/// <summary>What a CI login makes of a validated job token: its replay key and its evidence (and the claimed issuer of a refused one).</summary>
 public static class CiTokens
 {
-    /// <summary>The configured issuer the token names (the oidc lane's <see cref="OidcTokenValidator.FindIssuer"/>), or WRIT-OIDC-UNKNOWN-ISSUER.</summary>
-    public static OidcIssuerConfig IssuerFor(string token, IReadOnlyList<OidcIssuerConfig> issuers) => OidcTokenValidator.FindIssuer(token, issuers);
-
     /// <summary>The <c>iss</c> of a compact JWS as it claims it (not verified), or null when it is not one.</summary>
     public static string? UnverifiedIssuer(string token)
     {
