@@ -17,6 +17,7 @@ public static class AllCommands
         .. PolicyLifecycleCommands.All(),
         .. AuditCommands.All(),
         .. WorkloadCommands.All(),
+        .. CiCommands.All(),
         .. BenchCommands.All(),
     ];
 }

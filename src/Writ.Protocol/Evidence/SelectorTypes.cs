@@ -21,6 +21,8 @@ public static class SelectorTypes
         // k8s attestor (the pod and container from the kubelet; k8s:pod-uid above too)
         "k8s:ns", "k8s:sa", "k8s:pod-name", "k8s:pod-label", "k8s:pod-owner", "k8s:container-name", "k8s:container-image",
         "k8s:container-image-id", "k8s:node-name", "k8s:image-signed-by",
+        // CI logins: a job's OIDC token (server-side, docs/ci.md)
+        "oidc:iss", "oidc:sub", "oidc:claim",
     ]);
 
     /// <summary>The type of a selector given as attestor type and value: <c>("unix", "uid:1000")</c> → <c>unix:uid</c>.</summary>

@@ -381,7 +381,11 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         var id = validation.Id;
         if (!id.Path.StartsWith(AgentPathPrefix, StringComparison.Ordinal))
         {
-            throw Refuse(context, AgentApiErrors.NotAnAgent, WritErrorKind.PermissionDenied, $"{id} is not an agent identity");
+            var refusal = Refuse(context, AgentApiErrors.NotAnAgent, WritErrorKind.PermissionDenied, $"{id} is not an agent identity");
+            // A CI job's SVID used as an agent's is a misuse worth a ledger record (docs/ci.md).
+            if (await server.Store.CiSessions.GetBySerialAsync(cert.SerialNumber, context.CancellationToken).ConfigureAwait(false) is not null)
+                await server.CiRefusals.CallRefusedAsync(context.Method, id.ToString(), cert.SerialNumber, context.Peer, refusal).ConfigureAwait(false);
+            throw refusal;
         }
         var node = await server.Store.Nodes.GetAsync(id.ToString(), context.CancellationToken).ConfigureAwait(false);
         if (node is null)

@@ -30,6 +30,7 @@ public sealed class ServerContext
         Checkpoints = new Ledger.LedgerCheckpointer(options.DataDir, store.Ledger, time, logs.CreateLogger<Ledger.LedgerCheckpointer>());
         NodeAttestation = new NodeAttestationService(this, NodeAttestationService.ConfiguredRegistry(store, options, time: time, logs: logs), logs.CreateLogger<NodeAttestationService>());
         Posture = new NodePostureService(this, logs.CreateLogger<NodePostureService>());
+        CiRefusals = new Ci.CiRefusals(this, logs.CreateLogger<Ci.CiRefusals>());
     }
 
     /// <summary>The server's meter and activity source (docs/telemetry.md); the host sets it from its meter factory.</summary>
@@ -85,6 +86,9 @@ public sealed class ServerContext
 
     /// <summary>Continuous node attestation: the recheck schedule, answers, drift (its loop is started by the host).</summary>
     public NodePostureService Posture { get; }
+
+    /// <summary>Refused CI logins and calls: logged and recorded within a flood limit (the CI API and the agent API, which refuses CI SVIDs).</summary>
+    public Ci.CiRefusals CiRefusals { get; }
 
     private readonly CancellationTokenSource _stopping = new();
 

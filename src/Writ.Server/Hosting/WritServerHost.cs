@@ -91,10 +91,18 @@ public sealed class WritServerHost : IAsyncDisposable
             })
                 // One error interceptor per API: each maps its service's exceptions to gRPC status with their codes.
                 .AddServiceOptions<AgentApi>(o => o.Interceptors.Add<ErrorTranslationInterceptor>())
-                .AddServiceOptions<AdminApi>(o => o.Interceptors.Add<ErrorTranslationInterceptor>());
+                .AddServiceOptions<AdminApi>(o => o.Interceptors.Add<ErrorTranslationInterceptor>())
+                .AddServiceOptions<Ci.CiApi>(o => o.Interceptors.Add<ErrorTranslationInterceptor>());
             builder.Services.AddSingleton<ServerContext>(sp => new ServerContext(options, store, ca, time, sp.GetRequiredService<ILoggerFactory>())
             {
                 Metrics = new Telemetry.WritServerMetrics(sp.GetService<System.Diagnostics.Metrics.IMeterFactory>()),
+            });
+            builder.Services.AddSingleton<Oidc.IOidcTokenValidator>(sp => new Oidc.OidcTokenValidator(time, sp.GetRequiredService<ILogger<Oidc.OidcTokenValidator>>()));
+            builder.Services.AddSingleton(sp =>
+            {
+                var server = sp.GetRequiredService<ServerContext>();
+                var log = sp.GetRequiredService<ILogger<Ci.CiLogins>>();
+                return new Ci.CiLogins(server, sp.GetRequiredService<Oidc.IOidcTokenValidator>(), new Issuance.IssuancePipeline(server, log), log);
             });
             AddBackgroundLoops(builder.Services, options);
             ILogger peerLog = Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;   // set once the app is built
@@ -144,7 +152,7 @@ public sealed class WritServerHost : IAsyncDisposable
                 var onUnix = http.Connection.LocalIpAddress is null;
                 var path = http.Request.Path.Value ?? "";
                 var admin = path.StartsWith("/writ.admin.", StringComparison.Ordinal);
-                var agent = path.StartsWith("/writ.agent.", StringComparison.Ordinal);
+                var agent = path.StartsWith("/writ.agent.", StringComparison.Ordinal) || path.StartsWith("/writ.ci.", StringComparison.Ordinal);
                 if ((admin && !onUnix) || (agent && onUnix) || (!admin && !agent))
                 {
                     http.Response.StatusCode = StatusCodes.Status404NotFound;
@@ -154,6 +162,7 @@ public sealed class WritServerHost : IAsyncDisposable
             });
             app.MapGrpcService<AgentApi>();
             app.MapGrpcService<AdminApi>();
+            app.MapGrpcService<Ci.CiApi>();
             // The issuance policy is loaded before the first call can arrive.
             var context = app.Services.GetRequiredService<ServerContext>();
             await context.Policy.RefreshAsync(ct).ConfigureAwait(false);
@@ -305,6 +314,12 @@ public sealed class WritServerHost : IAsyncDisposable
             var server = sp.GetRequiredService<ServerContext>();
             var log = sp.GetRequiredService<ILogger<WritCa>>();
             return new LoopService("ca rotation", ct => RotateLoopAsync(server, log, ct), LoopFailurePolicy.Restart, server.Time, sp.GetRequiredService<Random>(), log);
+        });
+        services.AddSingleton<IHostedService>(sp =>
+        {
+            var server = sp.GetRequiredService<ServerContext>();
+            return new LoopService("ci session sweep", sp.GetRequiredService<Ci.CiLogins>().RunAsync, LoopFailurePolicy.Restart, server.Time,
+                sp.GetRequiredService<Random>(), sp.GetRequiredService<ILogger<Ci.CiLogins>>());
         });
         services.AddSingleton<IHostedService>(sp =>
         {

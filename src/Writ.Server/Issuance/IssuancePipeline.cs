@@ -20,6 +20,9 @@ public sealed record X509SvidRequest(string EntryId, ReadOnlyMemory<byte> Csr, W
     /// the refusal to that one instance and not to every instance of the entry in the batch.
     /// </summary>
     public string InstanceId => Evidence?.InstanceId ?? RawInstanceId ?? "";
+
+    /// <summary>The SVID must not outlive this (a CI job token's exp): the requested TTL is clipped to it.</summary>
+    public DateTimeOffset? NotAfter { get; init; }
 }
 
 /// <summary>A signed X.509-SVID: the DER leaf and chain, and the decision that allowed it.</summary>
@@ -100,6 +103,8 @@ public sealed partial class IssuancePipeline(ServerContext server, ILogger log)
                 continue;
             }
             var requested = server.Issuer.X509Ttl(entry, now);
+            if (r.NotAfter is { } notAfter && notAfter - now < requested)
+                requested = TimeSpan.FromSeconds(Math.Max(0, Math.Floor((notAfter - now).TotalSeconds)));
             var d = DecideWorkload(policy, WritCedar.IssueX509Svid, nodeEntity, caller.SpiffeId, entry, r.Evidence, [], requested, now, bound: true);
             if (!d.Allowed)
             {

@@ -17,6 +17,7 @@ public interface IWritStore : IAsyncDisposable
     IRevocationStore Revocations { get; }
     IMetadataStore Metadata { get; }
     ITpmReferenceSetStore TpmReferenceSets { get; }
+    ICiSessionStore CiSessions { get; }
 }
 
 /// <summary>

@@ -193,6 +193,7 @@ internal sealed class FlakyStore(IWritStore inner) : IWritStore
     public ICaJournalStore CaJournal => new FlakyJournal(this, inner.CaJournal);
     public IMetadataStore Metadata => inner.Metadata;
     public ITpmReferenceSetStore TpmReferenceSets => inner.TpmReferenceSets;
+    public ICiSessionStore CiSessions => inner.CiSessions;
     public ILedgerStore Ledger => inner.Ledger;
     public IPolicyStore Policies => inner.Policies;
     public IRevocationStore Revocations => inner.Revocations;

@@ -132,6 +132,7 @@ internal sealed class FlakyLedgerStore(IWritStore inner) : IWritStore
     public ICaJournalStore CaJournal => inner.CaJournal;
     public IMetadataStore Metadata => inner.Metadata;
     public ITpmReferenceSetStore TpmReferenceSets => inner.TpmReferenceSets;
+    public ICiSessionStore CiSessions => inner.CiSessions;
     public ILedgerStore Ledger => FailLedger ? new FailingLedger(inner.Ledger) : inner.Ledger;
     public IPolicyStore Policies => inner.Policies;
     public IRevocationStore Revocations => inner.Revocations;

@@ -152,6 +152,27 @@ internal static class Migrations
         ALTER TABLE nodes ADD COLUMN status_reason TEXT;
         ALTER TABLE nodes ADD COLUMN attestor_state BLOB;
         """,
+        // 7: CI sessions (issue #15): one row per 'writ ci login'; the job token's replay key is unique (accepted once).
+        """
+        CREATE TABLE ci_sessions (
+            id TEXT PRIMARY KEY,
+            token_key TEXT NOT NULL UNIQUE,
+            issuer TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            spiffe_id TEXT NOT NULL,
+            entry_id TEXT NOT NULL,
+            selectors TEXT NOT NULL,
+            facts TEXT NOT NULL,
+            serial TEXT,
+            jtis TEXT NOT NULL,
+            created_at_us INTEGER NOT NULL,
+            expires_at_us INTEGER NOT NULL,
+            ended_at_us INTEGER,
+            end_reason TEXT
+        ) STRICT;
+        CREATE INDEX ci_sessions_serial ON ci_sessions (serial);
+        CREATE INDEX ci_sessions_expires ON ci_sessions (expires_at_us);
+        """,
     ];
 
     public static IReadOnlyList<string> Postgres { get; } =
@@ -297,6 +318,27 @@ internal static class Migrations
         ALTER TABLE nodes ADD COLUMN status text NOT NULL DEFAULT 'active';
         ALTER TABLE nodes ADD COLUMN status_reason text;
         ALTER TABLE nodes ADD COLUMN attestor_state bytea;
+        """,
+        // 7: CI sessions (issue #15).
+        """
+        CREATE TABLE ci_sessions (
+            id text COLLATE "C" PRIMARY KEY,
+            token_key text COLLATE "C" NOT NULL UNIQUE,
+            issuer text NOT NULL,
+            subject text NOT NULL,
+            spiffe_id text NOT NULL,
+            entry_id text NOT NULL,
+            selectors text NOT NULL,
+            facts text NOT NULL,
+            serial text COLLATE "C",
+            jtis text NOT NULL,
+            created_at_us bigint NOT NULL,
+            expires_at_us bigint NOT NULL,
+            ended_at_us bigint,
+            end_reason text
+        );
+        CREATE INDEX ci_sessions_serial ON ci_sessions (serial);
+        CREATE INDEX ci_sessions_expires ON ci_sessions (expires_at_us);
         """,
     ];
 }

@@ -23,6 +23,7 @@ internal sealed class SqlWritStore : IWritStore
         Revocations = new SqlRevocationStore(db, time, watcher);
         Metadata = new SqlMetadataStore(db);
         TpmReferenceSets = new SqlTpmReferenceSetStore(db, time);
+        CiSessions = new SqlCiSessionStore(db, time);
     }
 
     public string Kind => _db.Dialect.Kind;
@@ -36,6 +37,7 @@ internal sealed class SqlWritStore : IWritStore
     public IRevocationStore Revocations { get; }
     public IMetadataStore Metadata { get; }
     public ITpmReferenceSetStore TpmReferenceSets { get; }
+    public ICiSessionStore CiSessions { get; }
 
     public static async Task<IWritStore> OpenAsync(SqlDialect dialect, TimeProvider time, WritStoreOptions options, CancellationToken ct)
     {
