@@ -13,10 +13,7 @@ public sealed class CiRefusals(ServerContext server, ILogger<CiRefusals> log)
 {
     public const int RecordedPerMinute = 120;
 
-    private readonly Lock _lock = new();
-    private long _minute = long.MinValue;
-    private int _recorded;
-    private long _suppressed;
+    private readonly Ledger.RefusalWindow _window = new(RecordedPerMinute);
 
     public async Task LoginRefusedAsync(string token, string peer, WritException e)
     {
@@ -50,26 +47,5 @@ public sealed class CiRefusals(ServerContext server, ILogger<CiRefusals> log)
         }
     }
 
-    private bool TryRecord(out long suppressedBefore)
-    {
-        lock (_lock)
-        {
-            var minute = server.Time.GetUtcNow().ToUnixTimeSeconds() / 60;
-            if (minute != _minute)
-            {
-                _minute = minute;
-                _recorded = 0;
-            }
-            if (_recorded >= RecordedPerMinute)
-            {
-                _suppressed++;
-                suppressedBefore = 0;
-                return false;
-            }
-            _recorded++;
-            suppressedBefore = _suppressed;
-            _suppressed = 0;
-            return true;
-        }
-    }
+    private bool TryRecord(out long suppressedBefore) => _window.TryRecord(server.Time.GetUtcNow(), out suppressedBefore);
 }

@@ -28,7 +28,8 @@ public sealed class ServerContext
         LedgerWriter = new Ledger.LedgerWriter(store);
         Limits = new IssuanceLimits(options.Ledger, time);
         Checkpoints = new Ledger.LedgerCheckpointer(options.DataDir, store.Ledger, time, logs.CreateLogger<Ledger.LedgerCheckpointer>());
-        NodeAttestation = new NodeAttestationService(this, NodeAttestationService.ConfiguredRegistry(store, options, time: time, logs: logs), logs.CreateLogger<NodeAttestationService>());
+        Oidc = new Oidc.OidcTokenValidator(time, logs.CreateLogger<Oidc.OidcTokenValidator>());
+        NodeAttestation = new NodeAttestationService(this, NodeAttestationService.ConfiguredRegistry(store, options, Oidc, time, logs), logs.CreateLogger<NodeAttestationService>());
         Posture = new NodePostureService(this, logs.CreateLogger<NodePostureService>());
         CiRefusals = new Ci.CiRefusals(this, logs.CreateLogger<Ci.CiRefusals>());
     }
@@ -89,6 +90,12 @@ public sealed class ServerContext
 
     /// <summary>Refused CI logins and calls: logged and recorded within a flood limit (the CI API and the agent API, which refuses CI SVIDs).</summary>
     public Ci.CiRefusals CiRefusals { get; }
+
+    /// <summary>
+    /// The one validator of external OIDC tokens (CI job tokens, k8s_psat tokens validated offline): one key cache and
+    /// one refresh limit per issuer, whoever asks.
+    /// </summary>
+    public Oidc.IOidcTokenValidator Oidc { get; }
 
     private readonly CancellationTokenSource _stopping = new();
 

@@ -97,7 +97,7 @@ public sealed class WritServerHost : IAsyncDisposable
             {
                 Metrics = new Telemetry.WritServerMetrics(sp.GetService<System.Diagnostics.Metrics.IMeterFactory>()),
             });
-            builder.Services.AddSingleton<Oidc.IOidcTokenValidator>(sp => new Oidc.OidcTokenValidator(time, sp.GetRequiredService<ILogger<Oidc.OidcTokenValidator>>()));
+            builder.Services.AddSingleton(sp => sp.GetRequiredService<ServerContext>().Oidc);
             builder.Services.AddSingleton(sp =>
             {
                 var server = sp.GetRequiredService<ServerContext>();

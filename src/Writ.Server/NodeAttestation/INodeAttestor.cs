@@ -28,9 +28,10 @@ public sealed record NodeEvidence(ReadOnlyMemory<byte> Payload, TrustDomain Trus
 public sealed record AttestedNodeFacts(string Type, SpiffeId AgentId, IReadOnlyList<Selector> Selectors, IReadOnlyList<string> Aliases, SingleUseEvidence? Burn)
 {
     /// <summary>
-    /// What a continuous attestor (<see cref="IContinuousNodeAttestor"/>) keeps about the node for its rechecks (tpm: the
-    /// AK public area, the EK hash, the attested PCR values), stored with the node as <see cref="AttestedNode.AttestorState"/>.
-    /// Opaque to everything else.
+    /// What an attestor keeps about the node, stored with it as <see cref="AttestedNode.AttestorState"/> and replaced at
+    /// every re-attestation: a continuous attestor's baseline for its rechecks (tpm: the AK public area, the EK hash, the
+    /// attested PCR values), or a re-attestable one's memory of the evidence last used (k8s_psat: the token's hash and
+    /// issue time, so neither it nor an older token attests the node again). Opaque to everything else.
     /// </summary>
     public byte[]? AttestorState { get; init; }
 }
