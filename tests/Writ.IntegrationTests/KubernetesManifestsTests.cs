@@ -169,9 +169,11 @@ public sealed class KubernetesManifestsTests
         Assert.Contains(serverRules, r => r.ApiGroups.Contains("") && r.Resources.Contains("pods") && r.Resources.Contains("nodes") && r.Verbs.SequenceEqual(["get"]));
         var agentRule = Assert.Single(One<V1ClusterRole>("writ-agent").Rules);
         Assert.Equal(["get"], agentRule.Verbs);
-        Assert.Equal(["nodes/pods", "nodes/proxy"], agentRule.Resources);
+        // nodes/pods is what the kubelet checks for GET /pods (1.33+). nodes/proxy would let a token stolen from any one
+        // node's agent exec into every pod of every node through the kubelets (the role is cluster-wide): never by default.
+        Assert.Equal(["nodes/pods"], agentRule.Resources);
         foreach (var role in All().OfType<V1ClusterRole>())
-            Assert.DoesNotContain(role.Rules, r => r.Verbs.Contains("*") || r.Resources.Contains("*") || r.Resources.Contains("secrets"));
+            Assert.DoesNotContain(role.Rules, r => r.Verbs.Contains("*") || r.Resources.Contains("*") || r.Resources.Contains("secrets") || r.Resources.Contains("nodes/proxy"));
         foreach (var name in new[] { "writ-server", "writ-agent" })
         {
             var binding = One<V1ClusterRoleBinding>(name);

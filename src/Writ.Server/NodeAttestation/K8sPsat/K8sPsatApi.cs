@@ -32,6 +32,14 @@ public sealed class K8sPsatApi(IKubernetes client, string cluster, ILogger log) 
             throw new Writ.Protocol.StartupRefusedException(K8sPsatCodes.ApiConfig,
                 $"k8s_clusters '{c.Name}': {what} ({e.GetType().Name}: {FirstLine(e.Message)}): give a readable kubeconfig with a current context, or run the server in the cluster");
         }
+        // The API's answers decide which node an agent is (TokenReview), and its requests carry every agent's token and the
+        // server's own credentials: a kubeconfig that would let whoever is on the network path answer is refused.
+        if (config.SkipTlsVerify || !Uri.TryCreate(config.Host, UriKind.Absolute, out var host) || host.Scheme != Uri.UriSchemeHttps)
+        {
+            var why = config.SkipTlsVerify ? "sets insecure-skip-tls-verify" : "names an API server that is not https";
+            throw new Writ.Protocol.StartupRefusedException(K8sPsatCodes.ApiConfig,
+                $"k8s_clusters '{c.Name}': kubeconfig '{c.Kubeconfig}' {why}, so anyone on the network path could answer TokenReview for any node and receive the agents' tokens: give the https server with the cluster's CA (certificate-authority or certificate-authority-data)");
+        }
         return new K8sPsatApi(new Kubernetes(config), c.Name, log);
     }
 

@@ -145,6 +145,12 @@ public sealed partial record K8sPsatOptions
         {
             errors.Add($"{K8sPsatCodes.ConfigIssuer}: {at}.issuer '{issuer}' is not an https URL: give the cluster's service-account issuer (kubectl get --raw /.well-known/openid-configuration, field issuer)");
         }
+        // The API server's own audience (its issuer, or kubernetes.default.svc) is in every pod's default token, which the
+        // agent also shows its kubelet on each pod-list request: with it, a replayed default token would attest the node.
+        if (string.Equals(audience.TrimEnd('/'), issuer?.TrimEnd('/'), StringComparison.Ordinal) || ApiServerAudiences.Contains(audience.TrimEnd('/'), StringComparer.Ordinal))
+        {
+            errors.Add($"{K8sPsatCodes.ConfigAudience}: {at}.audience '{audience}' is the API server's own audience, which every pod's default service-account token carries (and the agent sends its default token to the kubelet): give a dedicated audience such as {K8sPsatCluster.DefaultAudience} and request the DaemonSet's projected token for it");
+        }
         if (jwks is not null && (issuer is null || !IsHttps(jwks, out jwksUri)))
         {
             errors.Add($"{K8sPsatCodes.ConfigIssuer}: {at}.jwks_uri '{jwks}' {(issuer is null ? "is only used with issuer (offline validation)" : "is not an https URL")}");
@@ -189,6 +195,9 @@ public sealed partial record K8sPsatOptions
             NodeLabelKeys = [.. labelKeys.Distinct(StringComparer.Ordinal)],
         };
     }
+
+    /// <summary>The audiences Kubernetes API servers give default service-account tokens (besides their issuer URL).</summary>
+    private static readonly string[] ApiServerAudiences = ["https://kubernetes.default.svc", "https://kubernetes.default.svc.cluster.local", "kubernetes.default.svc"];
 
     private static bool IsHttps(string text, out Uri? uri) =>
         Uri.TryCreate(text, UriKind.Absolute, out uri) && uri.Scheme == Uri.UriSchemeHttps && string.IsNullOrEmpty(uri.Query) && string.IsNullOrEmpty(uri.Fragment);

@@ -160,6 +160,39 @@ public sealed class ImageSignatureVerifierTests : IAsyncLifetime
         Assert.Empty(result.Signers);
     }
 
+    /// <summary>
+    /// Attack: the registered key's own signature re-encoded as IEEE P1363 (r || s, what JWS and some signers emit)
+    /// instead of cosign's ASN.1 DER. Only the DER form counts, as in cosign: one encoding, no guessing between two.
+    /// </summary>
+    [Fact]
+    public async Task Attack_a_p1363_encoding_of_a_valid_ecdsa_signature_does_not_count()
+    {
+        var (payload, der, _) = await SignedAsync(_release);
+        var sequence = new System.Formats.Asn1.AsnReader(Convert.FromBase64String(der), System.Formats.Asn1.AsnEncodingRules.DER).ReadSequence();
+        static byte[] Fixed(ReadOnlySpan<byte> integer)
+        {
+            var trimmed = integer.TrimStart((byte)0);
+            var result = new byte[32];
+            trimmed.CopyTo(result.AsSpan(32 - trimmed.Length));
+            return result;
+        }
+        var p1363 = Convert.ToBase64String([.. Fixed(sequence.ReadIntegerBytes().Span), .. Fixed(sequence.ReadIntegerBytes().Span)]);
+        using (var key = System.Security.Cryptography.ECDsa.Create())
+        {
+            // The re-encoding is a valid signature of the key in that format: only the format decides.
+            key.ImportFromPem(File.ReadAllText(_release.PublicPem));
+            Assert.True(key.VerifyData(payload, Convert.FromBase64String(p1363), System.Security.Cryptography.HashAlgorithmName.SHA256,
+                System.Security.Cryptography.DSASignatureFormat.IeeeP1363FixedFieldConcatenation));
+        }
+        _registry.PublishSignatures(Repo, Digest, (payload, p1363, null));
+        using var verifier = Verifier();
+
+        var result = await verifier.SignersAsync(Image, Digest, TestContext.Current.CancellationToken);
+
+        Assert.True(result.Error is null, result.Error);
+        Assert.Empty(result.Signers);
+    }
+
     [Fact]
     public async Task Attack_a_signed_payload_of_another_type_does_not_count()
     {

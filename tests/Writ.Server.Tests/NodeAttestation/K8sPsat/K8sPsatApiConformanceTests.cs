@@ -235,6 +235,40 @@ public class K8sPsatApiConformanceTests(K8sTestClusterFixture fixture) : NodeAtt
         Assert.True((await AttestAsync(Type, evidence)).Attested, "the same token attests once the API answers");
     }
 
+    /// <summary>
+    /// Attack: a kubeconfig copied from a workstation with <c>insecure-skip-tls-verify: true</c> (or an http:// server)
+    /// lets whoever answers on the network path between the Writ server and the API server reply to TokenReview with
+    /// <c>authenticated: true</c> for any pod and node, and receives every agent's token and the server's credentials.
+    /// Here the "API server" presents a certificate from a CA the kubeconfig does not name: the start is refused.
+    /// </summary>
+    [Theory]
+    [InlineData("skip-tls-verify")]
+    [InlineData("http")]
+    public void Attack_a_kubeconfig_that_does_not_verify_the_API_server_is_refused_at_start(string how)
+    {
+        var server = how == "http" ? new UriBuilder(Cluster.Api.BaseUri) { Scheme = "http" }.Uri.ToString() : Cluster.Api.BaseUri.ToString();
+        var config = new k8s.KubeConfigModels.K8SConfiguration
+        {
+            CurrentContext = "copied",
+            Clusters = [new k8s.KubeConfigModels.Cluster { Name = "copied", ClusterEndpoint = new k8s.KubeConfigModels.ClusterEndpoint { Server = server, SkipTlsVerify = how != "http" } }],
+            Users = [new k8s.KubeConfigModels.User { Name = "writ-server", UserCredentials = new k8s.KubeConfigModels.UserCredentials { Token = K8sTestCluster.ServerBearer } }],
+            Contexts = [new k8s.KubeConfigModels.Context { Name = "copied", ContextDetails = new k8s.KubeConfigModels.ContextDetails { Cluster = "copied", User = "writ-server" } }],
+        };
+        var path = Path.Combine(Cluster.Dir, $"kubeconfig-{how}");
+        File.WriteAllText(path, "apiVersion: v1\nkind: Config\n" + k8s.KubernetesYaml.Serialize(config));
+        var options = K8sTestCluster.Options(new JsonObject
+        {
+            ["name"] = ClusterName,
+            ["service_accounts"] = new JsonArray("writ:writ-agent"),
+            ["kubeconfig"] = path,
+        });
+
+        var e = Assert.Throws<Writ.Protocol.StartupRefusedException>(() => K8sPsatNodeAttestor.Create(options, null, NullLogger.Instance).Dispose());
+        Assert.Equal(K8sPsatCodes.ApiConfig, e.Code);
+        Assert.Contains(how == "http" ? "https" : "insecure-skip-tls-verify", e.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
     [Fact]
     public void The_server_registers_k8s_psat_only_when_clusters_are_configured()
     {

@@ -76,6 +76,10 @@ public sealed class K8sPsatOptionsTests : IDisposable
     [InlineData("""[{"name": "a", "service_accounts": ["a:b"], "in_cluster": true, "node_label_keys": ["bad key"]}]""", K8sPsatCodes.ConfigNodeLabels, "'bad key' is not a Kubernetes label key")]
     [InlineData("""[{"name": "a", "service_accounts": ["a:b"], "in_cluster": "yes"}]""", K8sPsatCodes.ConfigClusters, "[0].in_cluster must be true or false")]
     [InlineData("""[{"name": "a", "service_accounts": ["a:b"], "in_cluster": true, "audience": ""}]""", K8sPsatCodes.ConfigAudience, "[0].audience")]
+    // Attack: with the API server's own audience, the agent's default token (shown to the kubelet on every pod-list
+    // request, and mounted in every pod of that service account) replayed to Writ would attest the node.
+    [InlineData("""[{"name": "a", "service_accounts": ["a:b"], "issuer": "https://x.example", "audience": "https://x.example/"}]""", K8sPsatCodes.ConfigAudience, "[0].audience 'https://x.example/' is the API server's own audience")]
+    [InlineData("""[{"name": "a", "service_accounts": ["a:b"], "in_cluster": true, "audience": "https://kubernetes.default.svc.cluster.local"}]""", K8sPsatCodes.ConfigAudience, "is the API server's own audience")]
     [InlineData("""[{"name": "a", "service_accounts": ["a:b"], "in_cluster": true, "audiences": ["x"]}]""", K8sPsatCodes.ConfigClusters, "unknown field 'audiences'")]
     [InlineData("""[{"name": "a", "service_accounts": ["a:b"], "kubeconfig": "/nonexistent/writ-test/kubeconfig"}]""", K8sPsatCodes.ConfigKubeconfig, "[0].kubeconfig '/nonexistent/writ-test/kubeconfig' does not exist")]
     [InlineData("""[{"name": "a", "service_accounts": ["a:b"], "issuer": "https://x.example", "ca_file": "/nonexistent/writ-test/ca.pem"}]""", K8sPsatCodes.ConfigIssuer, "[0].ca_file '/nonexistent/writ-test/ca.pem' does not exist")]
