@@ -45,6 +45,29 @@ public sealed class CiReviewAttackTests : IAsyncLifetime
         Assert.Single(await _h.LedgerAsync("x509.issued"));
     }
 
+    /// <summary>
+    /// An admin's entry for CI jobs with only the issuer as selector: every job the issuer signs a token for (with
+    /// GitHub's, every repository on github.com) would get the identity under the default policy. Refused at creation;
+    /// one claim or the subject narrows it enough to be accepted.
+    /// </summary>
+    [Fact]
+    public void A_ci_entry_matching_every_token_of_an_issuer_is_refused_at_creation()
+    {
+        Writ.Server.Storage.RegistrationEntry Entry(params string[] selectors) => new()
+        {
+            SpiffeId = "spiffe://example.org/ci/deployer",
+            ParentId = CiHarness.ServerId,
+            Selectors = [.. selectors.Select(Writ.Protocol.Evidence.Selector.Parse)],
+        };
+        var wide = _h.Server.Validator.Check(Entry("oidc:iss:" + _h.Issuer.Issuer), "entry");
+        Assert.NotNull(wide);
+        Assert.Contains("oidc:claim:", wide, StringComparison.Ordinal);
+        Assert.Throws<Writ.Server.Registration.ValidationException>(() => _h.Server.Validator.CheckAll([Entry("oidc:iss:" + _h.Issuer.Issuer)]));
+
+        Assert.Null(_h.Server.Validator.Check(Entry("oidc:iss:" + _h.Issuer.Issuer, "oidc:claim:repository:org/app"), "entry"));
+        Assert.Null(_h.Server.Validator.Check(Entry("oidc:iss:" + _h.Issuer.Issuer, "oidc:sub:repo:org/app:ref:refs/heads/main"), "entry"));
+    }
+
     private static string HighS(string signature)
     {
         var sig = Base64UrlDecode(signature);
