@@ -68,6 +68,59 @@ public sealed class CiReviewAttackTests : IAsyncLifetime
         Assert.Null(_h.Server.Validator.Check(Entry("oidc:iss:" + _h.Issuer.Issuer, "oidc:sub:repo:org/app:ref:refs/heads/main"), "entry"));
     }
 
+    /// <summary>Two jobs racing with one copied token: exactly one login wins, the other is a replay.</summary>
+    [Fact]
+    public async Task Two_logins_racing_with_one_token_get_one_session()
+    {
+        await _h.MainEntryAsync();
+        var token = _h.Token();
+
+        var results = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Task.Run(async () =>
+        {
+            try
+            {
+                return (await _h.LoginAsync(token)).Session.Id;
+            }
+            catch (WritException e)
+            {
+                return e.Code;
+            }
+        })));
+
+        Assert.Single(results, r => !r.StartsWith("WRIT-", StringComparison.Ordinal));
+        Assert.All(results.Where(r => r.StartsWith("WRIT-", StringComparison.Ordinal)), r => Assert.Equal(CiCodes.Replayed, r));
+        Assert.Single(await _h.LedgerAsync("x509.issued"));
+    }
+
+    /// <summary>
+    /// Key injection through the token's own header: the attacker signs with its key and names it in <c>jwk</c>,
+    /// <c>jku</c> or <c>x5u</c>, with no kid or with the issuer's kid. Only the issuer's JWKS is ever used.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_token_carrying_its_own_key_in_the_header_is_refused(bool issuersKid)
+    {
+        await _h.MainEntryAsync();
+        var attacker = _h.Issuer.AddKey(publish: false);
+        var header = new System.Text.Json.Nodes.JsonObject
+        {
+            ["alg"] = "ES256",
+            ["typ"] = "JWT",
+            ["jwk"] = attacker.Jwk(),
+            ["jku"] = "https://evil.example.org/jwks",
+            ["x5u"] = "https://evil.example.org/cert.pem",
+        };
+        if (issuersKid)
+            header["kid"] = _h.Issuer.Current.Kid;
+        var input = OidcTestIssuer.B64(System.Text.Encoding.UTF8.GetBytes(header.ToJsonString())) + "." + OidcTestIssuer.B64(System.Text.Encoding.UTF8.GetBytes(_h.GitHubClaims().ToJsonString()));
+        var token = input + "." + OidcTestIssuer.B64(attacker.Sign(System.Text.Encoding.ASCII.GetBytes(input)));
+
+        var e = await Assert.ThrowsAsync<WritException>(() => _h.LoginAsync(token));
+        Assert.Equal(Writ.Server.Oidc.OidcErrors.BadSignature, e.Code);
+        Assert.Empty(await _h.LedgerAsync("x509.issued"));
+    }
+
     private static string HighS(string signature)
     {
         var sig = Base64UrlDecode(signature);
