@@ -106,7 +106,7 @@ public sealed class CiLogins
         var session = new CiSession
         {
             Id = sessionId,
-            TokenKey = CiTokens.ReplayKey(valid),
+            TokenKey = CiTokens.ReplayKey(valid, token),
             Issuer = valid.Issuer,
             Subject = valid.Subject,
             SpiffeId = entry.SpiffeId,

@@ -32,12 +32,20 @@ public static class CiTokens
         }
     }
 
-    /// <summary>The replay key: the issuer's jti (hashed with the issuer), else the token's SHA-256.</summary>
-    public static string ReplayKey(ValidatedToken t)
+    /// <summary>
+    /// The replay key: the issuer's jti (hashed with the issuer), else the SHA-256 of what the issuer signed (the token's
+    /// header and payload, <paramref name="token"/> up to its last '.'). Not of the whole token: a signature has other
+    /// encodings that verify too (ECDSA's (r, n - s)), so a copied token could be re-encoded into a "new" one.
+    /// </summary>
+    public static string ReplayKey(ValidatedToken t, string token)
     {
         ArgumentNullException.ThrowIfNull(t);
+        ArgumentNullException.ThrowIfNull(token);
         if (string.IsNullOrEmpty(t.Jti))
-            return "sha256:" + t.TokenSha256;
+        {
+            var signed = token.LastIndexOf('.') is var dot and > 0 ? token[..dot] : token;
+            return "signed-sha256:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(signed)));
+        }
         return "jti:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(t.Issuer + "\n" + t.Jti)));
     }
 

@@ -82,6 +82,12 @@ public sealed class EntryValidator(TrustDomain td, TimeSpan maxTtl, TimeProvider
                     hint + "for an attestor plugin the server does not load, pass --allow-unknown-selector-type";
             }
         }
+        if (parent.Path == "/writ/server" && !e.Selectors.Any(s => s.Type == "oidc" && (s.Value.StartsWith("sub:", StringComparison.Ordinal) || s.Value.StartsWith("claim:", StringComparison.Ordinal))))
+        {
+            // A CI entry with only oidc:iss: would give its identity to every job of every project the issuer signs
+            // tokens for (with GitHub's issuer: every repository on github.com).
+            return $"{label}: an entry parented to {e.ParentId} (CI jobs) needs an oidc:sub: or oidc:claim: selector: with only oidc:iss: it matches every job the issuer signs a token for, of any project; add e.g. --selector oidc:claim:repository:org/app --selector oidc:claim:ref:refs/heads/main";
+        }
         if (TtlProblem(e.X509TtlSeconds, "x509_ttl") is { } x)
         {
             return $"{label}: {x}";
