@@ -43,8 +43,7 @@ public static class CiTokens
         ArgumentNullException.ThrowIfNull(token);
         if (string.IsNullOrEmpty(t.Jti))
         {
-            var signed = token.LastIndexOf('.') is var dot and > 0 ? token[..dot] : token;
-            return "signed-sha256:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(signed)));
+            return "signed-sha256:" + OidcTokenValidator.SignedPartSha256(token);
         }
         return "jti:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(t.Issuer + "\n" + t.Jti)));
     }

@@ -273,6 +273,18 @@ public sealed class OidcTokenValidator(TimeProvider time, ILogger log) : IOidcTo
 
     internal static string Sha256Hex(string token) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(token)));
 
+    /// <summary>
+    /// Lower-case hex SHA-256 of what the issuer signed (<c>header.payload</c>, without the signature): the key to recognise
+    /// one token again. The whole token's hash is not: an ECDSA signature has a second valid encoding (s → n−s), so a copy
+    /// with a re-encoded signature is another text but the same token.
+    /// </summary>
+    public static string SignedPartSha256(string token)
+    {
+        ArgumentNullException.ThrowIfNull(token);
+        var signed = token.LastIndexOf('.') is var dot and > 0 ? token[..dot] : token;
+        return Sha256Hex(signed);
+    }
+
     private static string Printable(string? s)
     {
         s ??= "(none)";

@@ -213,7 +213,7 @@ public sealed class K8sPsatNodeAttestor : INodeAttestor, IDisposable
         var pod = Obj(k8s, "pod");
         var node = Obj(k8s, "node");
         return new PsatClaims(ns, saName, pod is { } p ? Str(p, "name") : null, pod is { } p2 ? Str(p2, "uid") : null,
-            node is { } n ? Str(n, "name") : null, node is { } n2 ? Str(n2, "uid") : null, valid.TokenSha256, (valid.IssuedAt ?? valid.ExpiresAt).ToUnixTimeSeconds());
+            node is { } n ? Str(n, "name") : null, node is { } n2 ? Str(n2, "uid") : null, Oidc.OidcTokenValidator.SignedPartSha256(token), (valid.IssuedAt ?? valid.ExpiresAt).ToUnixTimeSeconds());
     }
 
     private static async Task<PsatClaims> ReviewAsync(K8sPsatCluster cluster, K8sPsatApi api, string token, CancellationToken ct)
@@ -239,7 +239,7 @@ public sealed class K8sPsatNodeAttestor : INodeAttestor, IDisposable
                 $"the token of cluster '{cluster.Name}' authenticates '{Printable(user.Username ?? "")}', which is no service account: the agent must send its projected service-account token");
         }
         string? Extra(string key) => user.Extra is { } extra && extra.TryGetValue(ExtraPrefix + key, out var v) && v is [{ Length: > 0 } one] ? one : null;
-        var sha = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(token)));
+        var sha = Oidc.OidcTokenValidator.SignedPartSha256(token);
         return new PsatClaims(ns, sa, Extra("pod-name"), Extra("pod-uid"), Extra("node-name"), Extra("node-uid"), sha, IssuedAt(token));
     }
 

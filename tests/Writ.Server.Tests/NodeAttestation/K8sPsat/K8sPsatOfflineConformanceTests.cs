@@ -133,6 +133,39 @@ public class K8sPsatOfflineConformanceTests(K8sTestClusterFixture fixture) : Nod
     }
 
     [Fact]
+    public async Task Attack_the_token_that_attested_a_node_with_its_ECDSA_signature_re_encoded_does_not_attest_it_again()
+    {
+        // For an ECDSA signature (r, s), (r, n - s) verifies too: another text, the same token. Recognised by what the
+        // issuer signed, not by the token's text.
+        var pod = Cluster.AddPod();
+        var token = Cluster.OfflineToken(pod);
+        Assert.Equal("ES256", System.Text.Json.JsonDocument.Parse(Base64Url(token.Split('.')[0])).RootElement.GetProperty("alg").GetString());
+        Assert.True((await AttestAsync(Type, Make(token))).Attested);
+        var parts = token.Split('.');
+        var copy = $"{parts[0]}.{parts[1]}.{HighS(parts[2])}";
+        Assert.NotEqual(token, copy);
+        var outcome = await RefusedAsync(Make(copy), NodeAttestationCodes.NodeExists, nodesBefore: 1);
+        Assert.Contains("already attested", outcome.Message, StringComparison.Ordinal);
+    }
+
+    private static readonly System.Numerics.BigInteger P256Order =
+        System.Numerics.BigInteger.Parse("0FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", System.Globalization.NumberStyles.HexNumber);
+
+    private static byte[] Base64Url(string s) => Convert.FromBase64String(s.Replace('-', '+').Replace('_', '/') + new string('=', (4 - s.Length % 4) % 4));
+
+    private static string HighS(string signature)
+    {
+        var sig = Base64Url(signature);
+        Assert.Equal(64, sig.Length);
+        var s = new System.Numerics.BigInteger(sig.AsSpan(32), isUnsigned: true, isBigEndian: true);
+        var flipped = (P256Order - s).ToByteArray(isUnsigned: true, isBigEndian: true);
+        var result = new byte[64];
+        sig.AsSpan(0, 32).CopyTo(result);
+        flipped.CopyTo(result.AsSpan(64 - flipped.Length));
+        return OidcTestIssuer.B64(result);
+    }
+
+    [Fact]
     public async Task Attack_a_token_signed_by_a_key_not_in_the_JWKS_is_refused()
     {
         var rogue = Cluster.Issuer.AddKey("RS256", publish: false);
