@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net;
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.Json;
 using System.Text.Json.Serialization;
 using k8s;
 using k8s.Models;
@@ -15,6 +16,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Writ.Agent.PeerTracking;
 using Writ.Agent.WorkloadAttestation;
+using Writ.Agent.WorkloadAttestation.ImageSignatures;
 using Writ.Agent.WorkloadAttestation.Kubernetes;
 
 namespace Writ.Bench;
@@ -37,6 +39,7 @@ public sealed record K8sBenchResult(
     [property: JsonPropertyName("unix_cgroup")] K8sVariantFigures UnixCgroup,
     [property: JsonPropertyName("k8s_warm")] K8sVariantFigures K8sWarm,
     [property: JsonPropertyName("k8s_uncached")] K8sVariantFigures K8sUncached,
+    [property: JsonPropertyName("k8s_signed")] K8sVariantFigures K8sSigned,
     [property: JsonPropertyName("kubelet_requests_served")] int KubeletRequestsServed);
 
 /// <summary>
@@ -47,7 +50,8 @@ public sealed record K8sBenchResult(
 /// (the kubelet's read-only-port mode), and <see cref="WorkloadAttestationRunner.AttestAsync(PeerCredentials, CancellationToken)"/>
 /// is timed for the child with three attestor sets, interleaved: unix+cgroup (the reference), unix+cgroup+k8s with a
 /// warm pod cache (a TTL longer than the run), and unix+cgroup+k8s with <c>pod_cache_ttl</c> 0 (every call fetches and
-/// parses the list). Needs root (it creates cgroups).
+/// parses the list), and the warm set with image signature checks (a registered key in <c>k8s.image_keys_dir</c>, the
+/// pod's image signed in a local <c>k8s.image_signatures_dir</c>; results cached, as in the agent). Needs root (it creates cgroups).
 /// </summary>
 public static class K8sBench
 {
@@ -72,6 +76,7 @@ public static class K8sBench
         var body = Encoding.UTF8.GetBytes(KubernetesJson.Serialize(list));
 
         var made = new List<string>();
+        var keysDir = Directory.CreateTempSubdirectory("wbk8s-").FullName;
         Process? child = null;
         try
         {
@@ -109,27 +114,34 @@ public static class K8sBench
             var reference = new WorkloadAttestationRunner([new UnixWorkloadAttestor(proc), new CgroupWorkloadAttestor(proc)], proc, timeout, log);
             var withWarm = new WorkloadAttestationRunner([new UnixWorkloadAttestor(proc), new CgroupWorkloadAttestor(proc), warm], proc, timeout, log);
             var withUncached = new WorkloadAttestationRunner([new UnixWorkloadAttestor(proc), new CgroupWorkloadAttestor(proc), uncached], proc, timeout, log);
+            var target = list.Items.Single(p => p.Metadata.Uid == podUid);
+            using var verifier = SignedImage(keysDir, target.Status.ContainerStatuses[0]);
+            using var signedAttestor = new K8sWorkloadAttestor(options with { PodCacheTtl = TimeSpan.FromDays(1) }, proc, verifier, log, TimeProvider.System);
+            var withSigned = new WorkloadAttestationRunner([new UnixWorkloadAttestor(proc), new CgroupWorkloadAttestor(proc), signedAttestor], proc, timeout, log);
 
             // What is timed must be the real thing: the child attested, in the pod (k8s selectors of that pod's container).
             await CheckAsync(reference, peer, "container", $"id:{containerId}", ct).ConfigureAwait(false);
-            var target = list.Items.Single(p => p.Metadata.Uid == podUid);
             await CheckAsync(withWarm, peer, "k8s", $"pod-name:{target.Metadata.Name}", ct).ConfigureAwait(false);
             await CheckAsync(withUncached, peer, "k8s", $"pod-name:{target.Metadata.Name}", ct).ConfigureAwait(false);
+            await CheckAsync(withSigned, peer, "k8s", $"image-signed-by:{SigningKey}", ct).ConfigureAwait(false);
 
             var samples = await BenchTiming.LatencyAsync(
             [
                 new BenchOp("unix_cgroup", async () => await reference.AttestAsync(peer, ct).ConfigureAwait(false)),
                 new BenchOp("k8s_warm", async () => await withWarm.AttestAsync(peer, ct).ConfigureAwait(false)),
                 new BenchOp("k8s_uncached", async () => await withUncached.AttestAsync(peer, ct).ConfigureAwait(false)),
+                new BenchOp("k8s_signed", async () => await withSigned.AttestAsync(peer, ct).ConfigureAwait(false)),
             ], each, ct).ConfigureAwait(false);
             return new K8sBenchResult("k8s", each.TotalSeconds, version, list.Items.Count, body.Length,
                 Figures("unix,cgroup", samples[0], 0),
                 Figures("unix,cgroup,k8s (pod cache warm)", samples[1], warm.Pods.Fetches),
                 Figures("unix,cgroup,k8s (pod_cache_ttl 0)", samples[2], uncached.Pods.Fetches),
+                Figures("unix,cgroup,k8s (pod cache warm, image signatures checked, cached)", samples[3], signedAttestor.Pods.Fetches),
                 Volatile.Read(ref served));
         }
         finally
         {
+            Directory.Delete(keysDir, recursive: true);
             if (child is not null)
             {
                 try
@@ -155,6 +167,35 @@ public static class K8sBench
                 }
             }
         }
+    }
+
+    private const string SigningKey = "bench-release";
+
+    /// <summary>
+    /// A registered ECDSA P-256 key (<c>keys/bench-release.pub</c>) and a cosign simple-signing signature by it of the
+    /// container's image digest in the air-gapped layout (<c>signatures/sha256-&lt;hex&gt;.sig</c>), and the agent's verifier over them.
+    /// </summary>
+    private static ImageSignatureVerifier SignedImage(string dir, V1ContainerStatus container)
+    {
+        var keys = Directory.CreateDirectory(Path.Combine(dir, "keys")).FullName;
+        var signatures = Directory.CreateDirectory(Path.Combine(dir, "signatures")).FullName;
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        File.WriteAllText(Path.Combine(keys, SigningKey + ".pub"), key.ExportSubjectPublicKeyInfoPem());
+        var digest = K8sWorkloadAttestor.ImageDigest(container.ImageID) ?? throw new BenchFailedException("the bench pod's image id has no digest");
+        var payload = JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, object?>
+        {
+            ["critical"] = new Dictionary<string, object>
+            {
+                ["identity"] = new Dictionary<string, string> { ["docker-reference"] = container.Image.Split(':')[0] },
+                ["image"] = new Dictionary<string, string> { ["docker-manifest-digest"] = digest },
+                ["type"] = "cosign container image signature",
+            },
+            ["optional"] = null,
+        });
+        var signature = key.SignData(payload, HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence);
+        File.WriteAllText(Path.Combine(signatures, "sha256-" + digest["sha256:".Length..] + ".sig"),
+            JsonSerializer.Serialize(new Dictionary<string, string> { ["Payload"] = Convert.ToBase64String(payload), ["Base64Signature"] = Convert.ToBase64String(signature) }) + "\n");
+        return new ImageSignatureVerifier(new ImageSignatureOptions { KeysDir = keys, SignaturesDir = signatures }, NullLogger.Instance, TimeProvider.System);
     }
 
     private static K8sVariantFigures Figures(string attestors, BenchSample s, int requests) =>
