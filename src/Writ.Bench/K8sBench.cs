@@ -141,7 +141,6 @@ public static class K8sBench
         }
         finally
         {
-            Directory.Delete(keysDir, recursive: true);
             if (child is not null)
             {
                 try
@@ -166,6 +165,7 @@ public static class K8sBench
                     // kubepods or besteffort still used by someone else's pod cgroup
                 }
             }
+            Directory.Delete(keysDir, recursive: true);
         }
     }
 
