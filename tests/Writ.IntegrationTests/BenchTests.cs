@@ -126,6 +126,38 @@ public sealed class BenchTests
         Positive(j, "jwt_p99_ratio");
     }
 
+    /// <summary>
+    /// The k8s bench attests its child in a real pod cgroup with each attestor set (it refuses to time evidence without
+    /// the pod's selectors), and the kubelet requests say what each variant is: none without k8s, one list for the warm
+    /// cache (also with image signatures), a list per call with TTL 0.
+    /// </summary>
+    [Fact]
+    public async Task K8s_reports_attestation_latency_with_and_without_the_k8s_attestor_and_the_kubelet_requests()
+    {
+        var j = await RunJsonAsync("k8s");
+        Assert.Equal("k8s", j.GetProperty("benchmark").GetString());
+        Assert.Equal(110, j.GetProperty("pods").GetInt32());
+        Positive(j, "pod_list_bytes");
+        Assert.Contains(j.GetProperty("cgroup").GetString(), new[] { "v1", "v2" });
+        var requests = new Dictionary<string, int>();
+        foreach (var name in new[] { "unix_cgroup", "k8s_warm", "k8s_uncached", "k8s_signed" })
+        {
+            var f = j.GetProperty(name);
+            Assert.True(f.GetProperty("calls").GetInt64() > 0, $"{name}: no calls measured");
+            var p50 = Positive(f, "p50_us");
+            var p99 = Positive(f, "p99_us");
+            Assert.True(p50 <= p99, $"{name}: p50 {p50} > p99 {p99}");
+            Positive(f, "mean_us");
+            requests[name] = f.GetProperty("kubelet_requests").GetInt32();
+        }
+        Assert.Equal(0, requests["unix_cgroup"]);
+        Assert.Equal(1, requests["k8s_warm"]);
+        Assert.Equal(1, requests["k8s_signed"]);
+        // Every uncached call fetched: the timed calls, plus the check and the warm-up before them.
+        Assert.True(requests["k8s_uncached"] > j.GetProperty("k8s_uncached").GetProperty("calls").GetInt64(), $"k8s_uncached: {requests["k8s_uncached"]} kubelet requests");
+        Assert.Equal(requests["k8s_warm"] + requests["k8s_uncached"] + requests["k8s_signed"], j.GetProperty("kubelet_requests_served").GetInt32());
+    }
+
     private static readonly string[] TinyScale = ["--entries", "2500", "--sync-entries", "300", "--agents", "20", "--fanout-rounds", "2", "--output", "json"];
 
     /// <summary>Checks the figures of a tiny scale run: correctness of the command only, no timing asserted.</summary>
