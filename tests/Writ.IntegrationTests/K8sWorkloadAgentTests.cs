@@ -140,7 +140,12 @@ public sealed class K8sWorkloadAgentTests
                 if (!Directory.Exists(path))
                 {
                     Directory.CreateDirectory(path);
-                    cgroup._made.Add(path);
+                    // Only the pod's own directories are removed again: kubepods and the QoS class are shared with other tests and
+                    // benches creating pods at the same time (removing one while another creates under it would race).
+                    if (part.StartsWith("pod", StringComparison.Ordinal) || part == containerId)
+                    {
+                        cgroup._made.Add(path);
+                    }
                 }
             }
 

@@ -225,7 +225,12 @@ public sealed class K8sPodCgroupTests : IAsyncLifetime
                     if (!Directory.Exists(dir))
                     {
                         Directory.CreateDirectory(dir);
-                        cgroup._made.Add(dir);
+                        // Only the pod's own directories are removed again: kubepods and the QoS class are shared with other tests and
+                        // benches creating pods at the same time (removing one while another creates under it would race).
+                        if (part.StartsWith("pod", StringComparison.Ordinal) || part == cgroup.ContainerId)
+                        {
+                            cgroup._made.Add(dir);
+                        }
                     }
                 }
 
