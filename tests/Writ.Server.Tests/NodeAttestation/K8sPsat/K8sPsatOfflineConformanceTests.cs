@@ -138,7 +138,7 @@ public class K8sPsatOfflineConformanceTests(K8sTestClusterFixture fixture) : Nod
         // For an ECDSA signature (r, s), (r, n - s) verifies too: another text, the same token. Recognised by what the
         // issuer signed, not by the token's text.
         var pod = Cluster.AddPod();
-        var token = Cluster.OfflineToken(pod);
+        var token = Cluster.OfflineToken(pod, key: Cluster.Issuer.AddKey("ES256"));   // a cluster signing with ECDSA (published)
         Assert.Equal("ES256", System.Text.Json.JsonDocument.Parse(Base64Url(token.Split('.')[0])).RootElement.GetProperty("alg").GetString());
         Assert.True((await AttestAsync(Type, Make(token))).Attested);
         var parts = token.Split('.');
