@@ -79,7 +79,7 @@ public sealed class KubernetesEndToEndTests
             "--node-attestor", "k8s_psat", "--k8s-psat-cluster", Cluster, "--k8s-psat-token-path", dir["psat-token"],
             "--workload-attestors", "unix,cgroup,k8s", "--k8s-kubelet-port", kubelet.Port.ToString(CultureInfo.InvariantCulture),
             "--k8s-kubelet-ca", kubelet.CaPemPath, "--k8s-token-path", dir["kubelet-token"], "--k8s-node-name", NodeName,
-            "--k8s-pod-cache-ttl", "1s");
+            "--k8s-pod-cache-ttl", "1s", "--attestor-timeout", "20s");
         await agent.StartAsync();
         Assert.Equal($"spiffe://example.org/writ/agent/k8s_psat/{Cluster}/{nodeUid}", agent.AgentId);
         var shown = await server.WritAsync("agent", "show", agent.AgentId, "--output", "json");
@@ -98,7 +98,7 @@ public sealed class KubernetesEndToEndTests
             var r = await InPodClientAsync(web.Procs, agent.SocketPath);
             Assert.True(r.ExitCode == 0, r.ToString());
             return r;
-        }, TimeSpan.FromSeconds(30), "an SVID for the workload in the prod pod");
+        }, TimeSpan.FromSeconds(90), "an SVID for the workload in the prod pod");
         using (var doc = WorkloadTools.Json(served))
         {
             Assert.Equal(["spiffe://example.org/prod/web"], doc.RootElement.GetProperty("svids").EnumerateArray().Select(e => e.GetString()));
@@ -113,7 +113,7 @@ public sealed class KubernetesEndToEndTests
             var records = await store.Ledger.ListAsync(0, 1000, "workload.refused", null, CancellationToken.None);
             return records.FirstOrDefault(r => r.DataJson.Contains("\"k8s:ns:attacker\"", StringComparison.Ordinal))
                 ?? throw new InvalidOperationException("no workload.refused record for the attacker's pod yet");
-        }, TimeSpan.FromSeconds(30), "the refusal of the attacker's pod in the ledger");
+        }, TimeSpan.FromSeconds(90), "the refusal of the attacker's pod in the ledger");
         Assert.Equal(agent.AgentId, record.Actor);
         Assert.Contains($"\"k8s:pod-uid:{evilUid}\"", record.DataJson, StringComparison.Ordinal);
     }
