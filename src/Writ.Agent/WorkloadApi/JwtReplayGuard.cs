@@ -172,52 +172,20 @@ public sealed class JwtReplayGuard
 
     private async Task SendAsync(ReportJwtReplayRequest report, string name, CancellationToken stopping)
     {
-        var delay = RetryDelay;
-        for (var attempt = 1; ; attempt++)
+        var revoked = false;
+        var outcome = await ServerReportDelivery.SendAsync(async ct =>
+            {
+                var r = await _client().ReportJwtReplayAsync(report, deadline: _time.GetUtcNow().UtcDateTime.AddSeconds(10), cancellationToken: ct).ConfigureAwait(false);
+                revoked = r.Revoked;
+            },
+            MaxAttempts, RetryDelay, _time, (reason, attempt, delay) => AgentLog.JwtReplayReportRetry(_log, name, reason, attempt, delay), stopping).ConfigureAwait(false);
+        if (outcome.Delivered)
         {
-            string reason;
-            try
-            {
-                var r = await _client().ReportJwtReplayAsync(report, deadline: _time.GetUtcNow().UtcDateTime.AddSeconds(10), cancellationToken: stopping).ConfigureAwait(false);
-                AgentLog.JwtReplayReported(_log, name, r.Revoked);
-                return;
-            }
-            catch (RpcException e) when (e.StatusCode is StatusCode.InvalidArgument or StatusCode.PermissionDenied or StatusCode.Unimplemented)
-            {
-                AgentLog.JwtReplayReportFailed(_log, name, $"{e.StatusCode}: {e.Status.Detail}");
-                return;
-            }
-            catch (RpcException e) when (!stopping.IsCancellationRequested)
-            {
-                reason = $"{e.StatusCode}: {e.Status.Detail}";
-            }
-            catch (InvalidOperationException e)
-            {
-                reason = e.Message;   // not attested yet
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
-            catch (RpcException)
-            {
-                return;   // the agent is stopping
-            }
-            if (attempt >= MaxAttempts)
-            {
-                AgentLog.JwtReplayReportFailed(_log, name, reason);
-                return;
-            }
-            AgentLog.JwtReplayReportRetry(_log, name, reason, attempt, delay);
-            try
-            {
-                await Task.Delay(delay, _time, stopping).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
-            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
+            AgentLog.JwtReplayReported(_log, name, revoked);
+        }
+        else if (outcome.Failure is { } failure)
+        {
+            AgentLog.JwtReplayReportFailed(_log, name, failure);
         }
     }
 

@@ -95,49 +95,18 @@ public sealed class WorkloadRefusalReporter(Func<AgentService.AgentServiceClient
 
     private async Task SendAsync(ReportWorkloadRefusedRequest report, CancellationToken stopping)
     {
-        var delay = RetryDelay;
         var instance = report.Evidence.InstanceId;
-        for (var attempt = 1; ; attempt++)
+        var outcome = await ServerReportDelivery.SendAsync(
+            ct => client().ReportWorkloadRefusedAsync(report, deadline: time.GetUtcNow().UtcDateTime.AddSeconds(10), cancellationToken: ct).ResponseAsync,
+            MaxAttempts, RetryDelay, time, null, stopping).ConfigureAwait(false);
+        if (outcome.Delivered)
         {
-            string reason;
-            try
-            {
-                await client().ReportWorkloadRefusedAsync(report, deadline: time.GetUtcNow().UtcDateTime.AddSeconds(10), cancellationToken: stopping).ConfigureAwait(false);
-                Interlocked.Increment(ref _delivered);
-                AgentLog.WorkloadRefusalReported(log, instance, report.Code);
-                return;
-            }
-            catch (RpcException e) when (e.StatusCode is StatusCode.InvalidArgument or StatusCode.PermissionDenied or StatusCode.Unimplemented)
-            {
-                AgentLog.WorkloadRefusalReportFailed(log, instance, $"{e.StatusCode}: {e.Status.Detail}");
-                return;
-            }
-            catch (RpcException e) when (!stopping.IsCancellationRequested)
-            {
-                reason = $"{e.StatusCode}: {e.Status.Detail}";
-            }
-            catch (InvalidOperationException e)
-            {
-                reason = e.Message;   // not attested yet
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
-            if (attempt >= MaxAttempts)
-            {
-                AgentLog.WorkloadRefusalReportFailed(log, instance, $"gave up after {attempt} attempts: {reason}");
-                return;
-            }
-            try
-            {
-                await Task.Delay(delay, time, stopping).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
-            delay += delay;
+            Interlocked.Increment(ref _delivered);
+            AgentLog.WorkloadRefusalReported(log, instance, report.Code);
+        }
+        else if (outcome.Failure is { } failure)
+        {
+            AgentLog.WorkloadRefusalReportFailed(log, instance, failure);
         }
     }
 }
