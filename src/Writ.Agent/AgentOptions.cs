@@ -53,6 +53,10 @@ public sealed record AgentOptions
     public int RateLimitPerUid { get; init; } = 200;
     /// <summary>Loopback HOST:PORT of /metrics, /healthz and /readyz (<c>metrics_bind</c>, docs/telemetry.md); null: off.</summary>
     public System.Net.IPEndPoint? MetricsBind { get; init; }
+    /// <summary>The request-time decision service (<c>authz_*</c>).</summary>
+    public Authz.AuthzOptions Authz { get; init; } = new();
+    /// <summary>Envoy SDS resource names (<c>sds.*</c>).</summary>
+    public Sds.SdsOptions Sds { get; init; } = new();
     public string LogLevel { get; init; } = "info";
     public string LogFormat { get; init; } = "text";
 }

@@ -44,7 +44,8 @@ public sealed class ProjectDirectionTests
     [InlineData("Writ.Policy", "../Writ.Spiffe/Writ.Spiffe.csproj")]
     [InlineData("Writ.Spiffe", "../Writ.Protocol/Writ.Protocol.csproj")]
     [InlineData("Writ.Protocol", "..\\Writ.Server\\Writ.Server.csproj")]
-    [InlineData("Writ.Agent", "../Writ.Policy/Writ.Policy.csproj")]
+    [InlineData("Writ.Workload", "../Writ.Protocol/Writ.Protocol.csproj")]
+    [InlineData("Writ.Authz", "../Writ.Agent/Writ.Agent.csproj")]
     [InlineData("Writ.Server", "../Writ.Cli/Writ.Cli.csproj")]
     [InlineData("Writ.Bench", "../Writ.Cli/Writ.Cli.csproj")]
     public void A_project_file_reference_against_the_direction_is_caught(string project, string reference)

@@ -4,7 +4,9 @@ namespace Writ.ArchitectureTests;
 
 /// <summary>
 /// The direction project references point: Writ.Spiffe ← Writ.Protocol ← Writ.Agent / Writ.Server ← Writ.Cli, with
-/// Writ.Policy alone (only the server and the top layer use it), Writ.Tpm alone (the agent drives a TPM with it, the server verifies TPM evidence with it) and Writ.Bench beside the CLI (it drives a server and
+/// Writ.Policy alone (the server, Writ.Authz and the top layer use it; the agent only through Writ.Authz's types),
+/// Writ.Authz (request-time decisions, shared by agent and server) over Policy and Protocol, Writ.Workload (the .NET SDK
+/// for workloads) over Writ.Spiffe alone, Writ.Tpm alone (the agent drives a TPM with it, the server verifies TPM evidence with it) and Writ.Bench beside the CLI (it drives a server and
 /// agents; only the CLI wires it). Agent and server never know each other: they meet at the protocol.
 /// </summary>
 public static class ProjectDirection
@@ -16,10 +18,12 @@ public static class ProjectDirection
         ["Writ.Policy"] = [],
         ["Writ.Tpm"] = [],
         ["Writ.Protocol"] = ["Writ.Spiffe"],
-        ["Writ.Agent"] = ["Writ.Spiffe", "Writ.Protocol", "Writ.Tpm"],
-        ["Writ.Server"] = ["Writ.Spiffe", "Writ.Protocol", "Writ.Policy", "Writ.Tpm"],
-        ["Writ.Bench"] = ["Writ.Spiffe", "Writ.Protocol", "Writ.Policy", "Writ.Tpm", "Writ.Agent", "Writ.Server"],
-        ["Writ.Cli"] = ["Writ.Spiffe", "Writ.Protocol", "Writ.Policy", "Writ.Tpm", "Writ.Agent", "Writ.Server", "Writ.Bench"],
+        ["Writ.Authz"] = ["Writ.Spiffe", "Writ.Policy", "Writ.Protocol"],
+        ["Writ.Workload"] = ["Writ.Spiffe"],
+        ["Writ.Agent"] = ["Writ.Spiffe", "Writ.Protocol", "Writ.Tpm", "Writ.Policy", "Writ.Authz"],
+        ["Writ.Server"] = ["Writ.Spiffe", "Writ.Protocol", "Writ.Policy", "Writ.Tpm", "Writ.Authz"],
+        ["Writ.Bench"] = ["Writ.Spiffe", "Writ.Protocol", "Writ.Policy", "Writ.Tpm", "Writ.Authz", "Writ.Agent", "Writ.Server", "Writ.Workload"],
+        ["Writ.Cli"] = ["Writ.Spiffe", "Writ.Protocol", "Writ.Policy", "Writ.Tpm", "Writ.Authz", "Writ.Agent", "Writ.Server", "Writ.Bench", "Writ.Workload"],
     };
 
     /// <summary>The violations in a project file's ProjectReference items (by the referenced .csproj's name).</summary>

@@ -55,6 +55,14 @@ public static class AgentCommands
         new("workload_api.max_connections", "8192", "Workload API connections open at once, all callers together (lowered to what the file-descriptor limit affords)."),
         new("workload_api.max_connections_per_uid", "1024", "Workload API connections one uid may hold open (at most half of max_connections)."),
         new("workload_api.rate_limit_per_uid", "200", "New Workload API connections plus calls per second per uid; 0: unlimited."),
+        new("authz_bind", "", "Where the request-time decision service (Envoy ext_authz, envoy.service.auth.v3.Authorization/Check) listens: unix:PATH or a loopback HOST:PORT; empty: off (docs/relying-parties.md)."),
+        new("authz_headers", "", "Request headers given to call policies as context.headers (\"name=value\"), comma-separated, case-insensitive; no other header reaches Cedar."),
+        new("authz_allow_sample", "0.01", "Fraction (0 to 1) of allowed calls recorded in the ledger as access.allowed; every denial is recorded as access.denied."),
+        new("authz_jwt_header", "authorization", "The request header carrying a caller's JWT-SVID (as 'Bearer TOKEN') when it presents no client certificate."),
+        new("authz_default_resource", "", "The destination SPIFFE ID when Envoy names none (no writ_resource context extension, no destination principal)."),
+        new("sds.default_svid_name", "default", "Envoy SDS: the name of the caller's default X.509-SVID (tls_certificate); each identity is also served under its SPIFFE ID."),
+        new("sds.default_bundle_name", "ROOTCA", "Envoy SDS: the name of the validation_context holding this trust domain's bundle; a federated domain's is served under its spiffe://td name."),
+        new("sds.default_all_bundles_name", "ALL", "Envoy SDS: the name of the validation_context holding every trust domain's roots."),
         new("metrics_bind", "", "Loopback HOST:PORT serving /metrics (Prometheus), /healthz and /readyz over plain HTTP, e.g. 127.0.0.1:9091; empty: off."),
         new("log_level", "info", "debug, info, warn or error."),
         new("log_format", "text", "text or json."),
@@ -139,6 +147,13 @@ public static class AgentCommands
         {
             c.Errors.Add($"{c.Describe("tpm_event_log")}: file '{eventLog}' does not exist");
         }
+        var authz = AuthzOptionsOf(c);
+        var sds = new Writ.Agent.Sds.SdsOptions
+        {
+            DefaultSvidName = SdsName(c, "sds.default_svid_name", "default"),
+            DefaultBundleName = SdsName(c, "sds.default_bundle_name", "ROOTCA"),
+            DefaultAllBundlesName = SdsName(c, "sds.default_all_bundles_name", "ALL"),
+        };
         errors = c.Errors;
         if (c.Errors.Count > 0)
         {
@@ -168,9 +183,50 @@ public static class AgentCommands
             MaxConnectionsPerUid = maxPerUid,
             RateLimitPerUid = rate,
             MetricsBind = metricsBind,
+            Authz = authz,
+            Sds = sds,
             LogLevel = level,
             LogFormat = format,
         };
+    }
+
+    /// <summary>The request-time decision service's keys (authz_*), each checked here so a wrong value is a configuration error.</summary>
+    private static Writ.Agent.Authz.AuthzOptions AuthzOptionsOf(ConfigSources c)
+    {
+        if (!Writ.Agent.Authz.AuthzOptions.TryParseBind(c.Get("authz_bind"), out var bind, out var bindError))
+        {
+            c.Errors.Add($"{c.Describe("authz_bind")}: {bindError}");
+        }
+        if (!Writ.Agent.Authz.AuthzOptions.TryParseSample(c.Get("authz_allow_sample") ?? "0.01", out var sample))
+        {
+            c.Errors.Add($"{c.Describe("authz_allow_sample")}: '{c.Get("authz_allow_sample")}' is not a number from 0 to 1 (the fraction of allowed calls recorded)");
+        }
+        var headers = (c.Get("authz_headers") ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+            .Select(h => h.ToLowerInvariant()).Distinct(StringComparer.Ordinal).ToList();
+        foreach (var h in headers.Where(h => h.Any(ch => char.IsWhiteSpace(ch) || char.IsControl(ch) || ch == '=')))
+        {
+            c.Errors.Add($"{c.Describe("authz_headers")}: '{h}' is not a header name");
+        }
+        var jwtHeader = (c.Get("authz_jwt_header") is { Length: > 0 } jh ? jh : "authorization").ToLowerInvariant();
+        string? resource = null;
+        if (c.Get("authz_default_resource") is { Length: > 0 } r)
+        {
+            if (Writ.Spiffe.SpiffeId.TryParse(r, out var rid, out var rerr))
+                resource = rid.ToString();
+            else
+                c.Errors.Add($"{c.Describe("authz_default_resource")}: '{r}' is not a SPIFFE ID: {rerr}");
+        }
+        return new Writ.Agent.Authz.AuthzOptions { Bind = bind, Headers = headers, AllowSample = sample, JwtHeader = jwtHeader, DefaultResource = resource };
+    }
+
+    private static string SdsName(ConfigSources c, string key, string fallback)
+    {
+        var v = c.Get(key) is { Length: > 0 } s ? s : fallback;
+        if (v.Any(char.IsControl))
+        {
+            c.Errors.Add($"{c.Describe(key)}: a resource name has no control characters");
+        }
+        return v;
     }
 
     /// <summary>The x509pop certificate and key files (both required), loaded once here so a wrong file is a configuration error.</summary>
