@@ -9,6 +9,9 @@ namespace Writ.Authz;
 /// <summary>What a request-time decision answered: allowed or not, the determining policies, the policy version.</summary>
 public sealed record CallDecision(bool Allowed, IReadOnlyList<string> DeterminingPolicies, IReadOnlyList<string> Errors, long PolicyVersion)
 {
+    /// <summary>A fresh decision id of a call: "c-" and 20 hex digits (issuance decisions are "d-…"), unique across agents.</summary>
+    public static string NewId() => "c-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(10));
+
     /// <summary>One line for the caller and the ledger: the determining policies, or "no policy permits".</summary>
     public string Reason => Allowed
         ? $"permitted by {string.Join(", ", DeterminingPolicies)} (policy version {PolicyVersion})"
