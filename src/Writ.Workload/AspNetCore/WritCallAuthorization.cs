@@ -1,6 +1,5 @@
 using System.Security.Claims;
 using Grpc.Core;
-using Grpc.Net.Client;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Authorization.Policy;
 using Microsoft.AspNetCore.Http;
@@ -52,7 +51,7 @@ internal sealed class WritCallAuthorizationHandler(WritCallAgentClient agent, IO
         {
             response = await agent.AuthorizeAsync(request, http.RequestAborted);
         }
-        catch (Exception e) when (e is RpcException or InvalidOperationException or HttpRequestException or IOException)
+        catch (Exception e) when (e is RpcException or WorkloadApiException or HttpRequestException or IOException)
         {
             var reason = e is RpcException rpc ? $"{rpc.StatusCode}: {FirstLine(rpc.Status.Detail)}" : FirstLine(e.Message);
             AspNetCoreLog.AgentUnavailable(logger, agent.Endpoint, reason);
@@ -136,10 +135,10 @@ internal sealed class WritCallAuthorizationHandler(WritCallAgentClient agent, IO
     }
 }
 
-/// <summary>The one channel to the local agent's relying-party API.</summary>
+/// <summary>The one connection to the local agent's relying-party API (the SDK's <see cref="WorkloadApiClient"/>: same socket, same header).</summary>
 internal sealed class WritCallAgentClient : IDisposable
 {
-    private readonly Lazy<(GrpcChannel Channel, RelyingParty.RelyingPartyClient Client)> _client;
+    private readonly Lazy<WorkloadApiClient> _client;
     private readonly WritCallAuthorizationOptions _options;
     private readonly TimeProvider _time;
 
@@ -147,30 +146,25 @@ internal sealed class WritCallAgentClient : IDisposable
     {
         _options = options.Value;
         _time = time ?? TimeProvider.System;
-        Endpoint = _options.Endpoint ?? Environment.GetEnvironmentVariable(AgentChannel.EndpointVariable) ?? "";
-        _client = new(() =>
-        {
-            var path = AgentChannel.SocketPath(Endpoint, out var error) ?? throw new InvalidOperationException(error);
-            var channel = AgentChannel.Create(path);
-            return (channel, new RelyingParty.RelyingPartyClient(channel));
-        });
+        Endpoint = _options.Endpoint ?? Environment.GetEnvironmentVariable(WorkloadApiAddress.EnvironmentVariable) ?? "(unset)";
+        _client = new(() => WorkloadApiClient.Create(new WorkloadApiOptions { Address = _options.Endpoint, TimeProvider = _time }));
     }
 
     public string Endpoint { get; }
 
+    /// <summary>The agent's decision. Throws <see cref="WorkloadApiException"/> (no or bad address) or <see cref="RpcException"/> (agent unreachable, deadline).</summary>
     public async Task<AuthorizeResponse> AuthorizeAsync(AuthorizeRequest request, CancellationToken cancellationToken)
     {
-        var client = _client.Value.Client;
-        var headers = new Metadata { { "workload.spiffe.io", "true" } };
+        var client = _client.Value;
         var deadline = _time.GetUtcNow().UtcDateTime + _options.Timeout;
-        return await client.AuthorizeAsync(request, headers, deadline, cancellationToken);
+        return await client.RelyingParty.AuthorizeAsync(request, WorkloadApiClient.Call(cancellationToken, deadline)).ConfigureAwait(false);
     }
 
     public void Dispose()
     {
         if (_client.IsValueCreated)
         {
-            _client.Value.Channel.Dispose();
+            _client.Value.Dispose();
         }
     }
 }
