@@ -44,6 +44,11 @@ public sealed class WritJwtSvidHandler(IOptionsMonitor<WritJwtSvidOptions> optio
                 : AuthenticateResult.NoResult();
         }
         var token = header[BearerPrefix.Length..].Trim();
+        if (token.Length == 0 || token.AsSpan().IndexOfAny(", \t") >= 0)
+        {
+            // Two tokens folded into one header line, or a token with spaces: not one JWT-SVID.
+            return Refuse("(unknown)", WritAuthCodes.MalformedAuthorization, "send exactly one 'Authorization: Bearer <JWT-SVID>' header");
+        }
         var now = TimeProvider.GetUtcNow();
         var audiences = Options.AdditionalAudiences.Prepend(Options.Audience!).ToArray();
         var validation = JwtSvidValidator.Validate(token, new JwtBundles(Options.Bundles!), audiences, now, Options.Validation);
