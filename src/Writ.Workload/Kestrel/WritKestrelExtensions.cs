@@ -1,0 +1,69 @@
+using System.Net.Security;
+using System.Security.Authentication;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Writ.Spiffe.Bundles;
+
+namespace Writ.Workload.Kestrel;
+
+/// <summary>Kestrel endpoints that serve this workload's X.509-SVID and check callers' SPIFFE identities.</summary>
+public static class WritKestrelExtensions
+{
+    /// <summary>
+    /// HTTPS on this endpoint with the CURRENT SVID of <paramref name="source"/> (read at each handshake: a rotation is
+    /// used by the next connection, no restart) and its intermediates. Client certificates are requested and verified
+    /// as X.509-SVIDs against <paramref name="bundles"/>, then by <paramref name="clientAuthorizer"/> (null: any
+    /// verified SPIFFE ID of a trust domain in <paramref name="bundles"/>); a refused client fails the handshake. With
+    /// <paramref name="requireClientCertificate"/> false a client without a certificate is let in (the application
+    /// decides), but a client WITH a certificate that fails verification is still refused.
+    /// </summary>
+    public static ListenOptions UseWritServerCertificate(this ListenOptions listenOptions, IX509SvidSource source, IBundleSource bundles,
+        SpiffeIdAuthorizer? clientAuthorizer = null, bool requireClientCertificate = true)
+        => UseWritServerCertificate(listenOptions, source, bundles, clientAuthorizer, requireClientCertificate, null, null);
+
+    /// <summary>As the other overload, with the clock used for expiry checks and the logger of refusals (event 5003).</summary>
+    public static ListenOptions UseWritServerCertificate(this ListenOptions listenOptions, IX509SvidSource source, IBundleSource bundles,
+        SpiffeIdAuthorizer? clientAuthorizer, bool requireClientCertificate, TimeProvider? timeProvider, ILogger? logger)
+    {
+        ArgumentNullException.ThrowIfNull(listenOptions);
+        ArgumentNullException.ThrowIfNull(source);
+        ArgumentNullException.ThrowIfNull(bundles);
+        var verifier = new SpiffeCertificateVerifier(bundles, clientAuthorizer ?? Authorize.Any(), timeProvider, logger: logger ?? NullLogger.Instance);
+        var certificates = new SvidCertificateCache();
+        return listenOptions.UseHttps(new TlsHandshakeCallbackOptions
+        {
+            OnConnection = _ =>
+            {
+                var entry = certificates.For(source.GetX509Svid());
+                return ValueTask.FromResult(new SslServerAuthenticationOptions
+                {
+                    ServerCertificateContext = entry.Context,
+                    EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+                    // Always ask: an optional certificate must still be verified when it is sent.
+                    ClientCertificateRequired = true,
+                    CertificateRevocationCheckMode = System.Security.Cryptography.X509Certificates.X509RevocationMode.NoCheck,
+                    RemoteCertificateValidationCallback = (_, certificate, chain, _) =>
+                        certificate is null ? !requireClientCertificate : verifier.Verify(certificate, chain).IsValid,
+                    ApplicationProtocols = Alpn(listenOptions.Protocols),
+                });
+            },
+        });
+    }
+
+    private static List<SslApplicationProtocol> Alpn(HttpProtocols protocols)
+    {
+        var list = new List<SslApplicationProtocol>();
+        if ((protocols & HttpProtocols.Http2) != 0)
+        {
+            list.Add(SslApplicationProtocol.Http2);
+        }
+        if ((protocols & HttpProtocols.Http1) != 0)
+        {
+            list.Add(SslApplicationProtocol.Http11);
+        }
+        return list;
+    }
+}
