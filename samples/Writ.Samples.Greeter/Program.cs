@@ -12,7 +12,17 @@ if (args.Length is < 1 or > 2 || !Uri.TryCreate(args[0], UriKind.Absolute, out v
     return 2;
 }
 
-await using var source = await X509Source.CreateAsync();
+X509Source source;
+try
+{
+    source = await X509Source.CreateAsync();
+}
+catch (WorkloadApiException e)
+{
+    Console.Error.WriteLine($"greeter has no identity: {e.Message}");
+    return 1;
+}
+await using var _ = source;
 var self = source.GetX509Svid().Id;
 var quotes = args.Length == 2 ? SpiffeId.Parse(args[1]) : SpiffeId.Parse(self.TrustDomain.IdString + "/sample/quotes");
 

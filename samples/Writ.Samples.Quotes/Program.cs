@@ -10,7 +10,17 @@ using Writ.Workload;
 using Writ.Workload.AspNetCore;
 using Writ.Workload.Kestrel;
 
-await using var source = await X509Source.CreateAsync();
+X509Source source;
+try
+{
+    source = await X509Source.CreateAsync();
+}
+catch (WorkloadApiException e)
+{
+    Console.Error.WriteLine($"quotes has no identity: {e.Message}");
+    return 1;
+}
+await using var _ = source;
 var self = source.GetX509Svid().Id;
 var greeter = SpiffeId.Parse(self.TrustDomain.IdString + "/sample/greeter");
 await using var revocations = await Revocations.ConnectAsync(source);
@@ -39,6 +49,7 @@ app.MapGet("/quote", (ClaimsPrincipal caller) =>
 await app.StartAsync();
 Console.WriteLine($"quotes listening on {app.Urls.First()} as {self} (revocations: {revocations.Kind})");
 await app.WaitForShutdownAsync();
+return 0;
 
 /// <summary>
 /// The revocations to honour: the agent's pushed revocation set (relying-party API, WatchRevocations) when the agent
