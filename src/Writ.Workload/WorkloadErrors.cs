@@ -26,7 +26,4 @@ public static class WorkloadErrors
 
     /// <summary>The Workload API does not serve this call (an older agent, or another SPIFFE implementation).</summary>
     public const string Unsupported = "WRIT-SDK-UNSUPPORTED";
-
-    /// <summary>The source was disposed.</summary>
-    public const string Disposed = "WRIT-SDK-DISPOSED";
 }
