@@ -1,7 +1,5 @@
 using System.Collections.Concurrent;
-using Grpc.AspNetCore.Server.Model;
 using Grpc.Core;
-using Google.Protobuf;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -14,7 +12,6 @@ namespace Writ.Workload.Tests.AspNetCore;
 /// <summary>
 /// A stand-in for the agent's relying-party API: a real gRPC server (ASP.NET Core gRPC, HTTP/2) on a real Unix socket,
 /// serving <c>writ.relyingparty.v1.RelyingParty/Authorize</c> with answers the test chooses, and recording what it was asked.
-/// (The SDK compiles only the client side of relyingparty.proto, so the method is bound here by hand.)
 /// </summary>
 internal sealed class FakeRelyingPartyAgent : IAsyncDisposable
 {
@@ -51,25 +48,14 @@ internal sealed class FakeRelyingPartyAgent : IAsyncDisposable
         await _app.DisposeAsync();
     }
 
-    [BindServiceMethod(typeof(Service), nameof(BindService))]
-    internal class Service
+    internal sealed class Service : RelyingParty.RelyingPartyBase
     {
-        private static readonly Marshaller<AuthorizeRequest> RequestMarshaller = Marshallers.Create(m => m.ToByteArray(), AuthorizeRequest.Parser.ParseFrom);
-        private static readonly Marshaller<AuthorizeResponse> ResponseMarshaller = Marshallers.Create(m => m.ToByteArray(), AuthorizeResponse.Parser.ParseFrom);
-
-        private static readonly Method<AuthorizeRequest, AuthorizeResponse> AuthorizeMethod =
-            new(MethodType.Unary, "writ.relyingparty.v1.RelyingParty", "Authorize", RequestMarshaller, ResponseMarshaller);
-
         /// <summary>Decides each request; default: allow with a fresh decision id.</summary>
         public Func<AuthorizeRequest, AuthorizeResponse> Decide { get; set; } = _ => new AuthorizeResponse { Allowed = true, DecisionId = "c-00000000000000000001" };
 
         public ConcurrentQueue<(AuthorizeRequest Request, string? SecurityHeader)> Asked { get; } = new();
 
-        public static void BindService(ServiceBinderBase binder, Service? service) =>
-            binder.AddMethod(AuthorizeMethod, service is null ? null : service.Authorize);
-
-        // Virtual: ASP.NET Core gRPC binds only methods whose base definition is on the bound type (as generated bases are).
-        public virtual Task<AuthorizeResponse> Authorize(AuthorizeRequest request, ServerCallContext context)
+        public override Task<AuthorizeResponse> Authorize(AuthorizeRequest request, ServerCallContext context)
         {
             Asked.Enqueue((request, context.RequestHeaders.GetValue("workload.spiffe.io")));
             return Task.FromResult(Decide(request));
