@@ -155,6 +155,28 @@ public sealed class X509SvidAuthenticationTests : IAsyncLifetime
         Assert.Equal(WritAuthCodes.InvalidX509Svid, (await GetAsync(client, "/x509")).Code);
     }
 
+    [Fact]
+    public async Task An_SVID_that_expires_while_its_connection_is_open_is_refused_on_the_next_request()
+    {
+        var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var host = await RelyingPartyHost.StartAsync(_td.Svid("/service/quotes"), auth => auth.AddWritX509Svid(o =>
+        {
+            o.Bundles = new MutableBundles(_td.Bundle);
+            o.Revocations = _revocations;
+            o.Authorizer = Authorize.Any();
+            o.TimeProvider = clock;
+        }));
+        using var cert = _td.Svid("/sample/greeter", clock.GetUtcNow(), TimeSpan.FromMinutes(10));
+        using var client = host.Client(cert);
+        Assert.Equal(HttpStatusCode.OK, (await GetAsync(client, "/x509")).Status);
+        Assert.Equal(HttpStatusCode.OK, (await GetAsync(client, "/x509")).Status);   // the chain check remembered for this connection
+        clock.Advance(TimeSpan.FromMinutes(11));
+        var (status, body, code) = await GetAsync(client, "/x509");
+        Assert.Equal(HttpStatusCode.Unauthorized, status);
+        Assert.Equal(WritAuthCodes.InvalidX509Svid, code);
+        Assert.Contains("expired", body, StringComparison.Ordinal);
+    }
+
     internal static async Task<(HttpStatusCode Status, string Body, string? Code)> GetAsync(HttpClient client, string path, string? bearer = null)
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, path);
