@@ -6,7 +6,11 @@ using Writ.Spiffe.Bundles;
 namespace Writ.Agent.Sync;
 
 /// <summary>An immutable view of what the agent may serve: its entries (by id), the trust bundle, the server revision.</summary>
-public sealed record AgentSnapshot(IReadOnlyDictionary<string, Entry> Entries, TrustBundle Bundle, long Revision);
+public sealed record AgentSnapshot(IReadOnlyDictionary<string, Entry> Entries, TrustBundle Bundle, long Revision)
+{
+    /// <summary>The CRLs pushed with the bundle (served in the Workload API's <c>crl</c> fields); empty before the first push.</summary>
+    public CrlSet Crls { get; init; } = CrlSet.Empty;
+}
 
 /// <summary>
 /// What the server pushed to this agent. Pages are applied to a pending copy and published together at
@@ -19,6 +23,7 @@ public sealed class AgentState
     private AgentSnapshot _current;
     private Dictionary<string, Entry>? _pending;
     private TrustBundle? _pendingBundle;
+    private CrlSet? _pendingCrls;
 
     public AgentState(TrustBundle bootstrap) => _current = new AgentSnapshot(new Dictionary<string, Entry>(), bootstrap, 0);
 
@@ -50,6 +55,7 @@ public sealed class AgentState
             {
                 _pending = update.Reset ? new Dictionary<string, Entry>() : new Dictionary<string, Entry>(_current.Entries);
                 _pendingBundle = null;
+                _pendingCrls = null;
             }
             foreach (var e in update.Upserts)
             {
@@ -64,13 +70,19 @@ public sealed class AgentState
             {
                 _pendingBundle = parsed;
             }
+            if (update.Bundle is { } withCrls)
+            {
+                // Every pushed bundle carries the CRLs as they are now (none: nothing revoked is unexpired).
+                _pendingCrls = CrlSet.From(withCrls);
+            }
             if (!update.PageEnd)
             {
                 return null;
             }
-            _current = new AgentSnapshot(_pending, _pendingBundle ?? _current.Bundle, update.Revision);
+            _current = new AgentSnapshot(_pending, _pendingBundle ?? _current.Bundle, update.Revision) { Crls = _pendingCrls ?? _current.Crls };
             _pending = null;
             _pendingBundle = null;
+            _pendingCrls = null;
             if (update.Reset)
             {
                 Synced = true;

@@ -24,7 +24,7 @@ namespace Writ.Agent.WorkloadApi;
 /// <c>workload.spiffe.io: true</c> (else InvalidArgument); the caller is identified from the kernel (SO_PEERCRED +
 /// pidfd + /proc), never from anything it sends, and every call re-checks the caller's instance
 /// (<see cref="InstanceTracker.Observe"/>). Streams send the full current state at once and again whenever an SVID
-/// rotates or is revoked, an entry changes, the bundle changes or the instance's evidence drifts; a stream whose
+/// rotates or is revoked, an entry changes, the bundle or the CRLs change or the instance's evidence drifts; a stream whose
 /// instance exited or lost its last identity ends.
 /// </summary>
 public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentState state, SvidCache cache, InstanceTracker tracker, ConnectionGate gate,
@@ -86,19 +86,21 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     {
         CheckHeader(context);
         var instance = await AttestAsync(context).ConfigureAwait(false);
-        await StreamAsync(context, ct => StreamBundlesAsync(instance, context, s => s.X509AuthoritiesDer(), bytes =>
+        // The whole response is compared, so a CRL-only change (a revocation) is sent too.
+        await StreamAsync(context, ct => StreamBundlesAsync(instance, context, s =>
         {
             var r = new X509BundlesResponse();
-            r.Bundles.Add(options.TrustDomain.IdString, ByteString.CopyFrom(bytes));
-            return responseStream.WriteAsync(r, ct);
-        }, ct)).ConfigureAwait(false);
+            r.Bundles.Add(options.TrustDomain.IdString, ByteString.CopyFrom(s.Bundle.X509AuthoritiesDer()));
+            r.Crl.AddRange(s.Crls.Der);
+            return r.ToByteArray();
+        }, bytes => responseStream.WriteAsync(X509BundlesResponse.Parser.ParseFrom(bytes), ct), ct)).ConfigureAwait(false);
     }
 
     public override async Task FetchJWTBundles(JWTBundlesRequest request, IServerStreamWriter<JWTBundlesResponse> responseStream, ServerCallContext context)
     {
         CheckHeader(context);
         var instance = await AttestAsync(context).ConfigureAwait(false);
-        await StreamAsync(context, ct => StreamBundlesAsync(instance, context, s => System.Text.Encoding.UTF8.GetBytes(s.JwksJson()), bytes =>
+        await StreamAsync(context, ct => StreamBundlesAsync(instance, context, s => System.Text.Encoding.UTF8.GetBytes(s.Bundle.JwksJson()), bytes =>
         {
             var r = new JWTBundlesResponse();
             r.Bundles.Add(options.TrustDomain.IdString, ByteString.CopyFrom(bytes));
@@ -127,7 +129,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         }
     }
 
-    private async Task StreamBundlesAsync(WorkloadInstance instance, ServerCallContext context, Func<Writ.Spiffe.Bundles.TrustBundle, byte[]> encode, Func<byte[], Task> send, CancellationToken ct)
+    private async Task StreamBundlesAsync(WorkloadInstance instance, ServerCallContext context, Func<AgentSnapshot, byte[]> encode, Func<byte[], Task> send, CancellationToken ct)
     {
         byte[]? last = null;
         while (!ct.IsCancellationRequested)
@@ -136,7 +138,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
             var own = instance.Changed.Generation;
             var snapshot = state.Current;
             Match(instance, Evidence(instance, context), snapshot, context);   // only a workload with an identity may read the bundles
-            var bytes = encode(snapshot.Bundle);
+            var bytes = encode(snapshot);
             if (last is null || !bytes.AsSpan().SequenceEqual(last))
             {
                 await send(bytes).ConfigureAwait(false);

@@ -9,7 +9,8 @@ namespace Writ.Agent.WorkloadApi;
 /// <summary>
 /// The Workload API's X.509 responses, built once per instance and state and shared (the caching half of
 /// <see cref="WorkloadApiService"/>, which only translates): the matched entries' SVIDs looked up in (or signed into) the
-/// <see cref="SvidCache"/>, with the bundle, serialized once and reused until anything in them may change.
+/// <see cref="SvidCache"/>, with the bundle and the server's CRLs, serialized once and reused until anything in them may
+/// change (the fingerprint covers serials, bundle and CRLs, so a CRL-only change reaches open streams).
 /// </summary>
 internal sealed class X509ResponseCache(AgentState state, SvidCache cache, TimeProvider time)
 {
@@ -146,6 +147,7 @@ internal sealed class X509ResponseCache(AgentState state, SvidCache cache, TimeP
         }
         var bundle = DerOf(snapshot.Bundle);
         var response = new X509SVIDResponse();
+        response.Crl.AddRange(snapshot.Crls.Der);
         var fingerprint = new System.Text.StringBuilder();
         foreach (var s in svids)
         {
@@ -159,7 +161,7 @@ internal sealed class X509ResponseCache(AgentState state, SvidCache cache, TimeP
             });
             fingerprint.Append(s.SerialHex).Append(',');
         }
-        fingerprint.Append('|').Append(bundle.Hash);
+        fingerprint.Append('|').Append(bundle.Hash).Append('|').Append(snapshot.Crls.Hash);
         return new X509View(epoch, svids, entries, result.Denials, response, fingerprint.ToString(), until);
     }
 }

@@ -17,7 +17,11 @@ public static class WorkloadCommands
         new("svid fetch", "Fetch this process's X.509-SVID(s) from the agent (revoked when this command exits).",
             [new("write", "write svid.pem, svid.key (0600) and bundle.pem to this directory (atomically)", "DIR"), Socket, OutputOpt], SvidFetch),
         new("svid watch", "Print each X.509-SVID update as the agent streams it, optionally keeping files current (Ctrl-C to stop).",
-            [new("write", "rewrite svid.pem, svid.key (0600) and bundle.pem in this directory on every update (atomically)", "DIR"), Socket, OutputOpt], SvidWatch),
+            [new("write", "rewrite svid.pem, svid.key (0600) and bundle.pem in this directory on every update (atomically)", "DIR"),
+             new("crl", "with --write: also keep crl.pem (the trust domain's CRLs, current first) in DIR; a revocation is an update", IsFlag: true),
+             new("on-change", "with --write: run this command (/bin/sh -c) after each update's files are in place, one run at a time", "CMD"),
+             new("on-change-timeout", "kill an --on-change run that takes longer than this (default 30s)", "D"),
+             Socket, OutputOpt], SvidWatch),
         new("jwt fetch", "Fetch a JWT-SVID for an audience (revoked when this command exits; see --hold).",
             [new("audience", "audience (repeat for several)", "AUD", Repeatable: true, Required: true),
              new("spiffe-id", "which of this workload's identities", "ID"),
@@ -50,21 +54,25 @@ public static class WorkloadCommands
     /// identities a previous write had and this response no longer has (indices from its count up to
     /// <paramref name="previousCount"/>) are deleted, so no stale credential is left beside current ones.
     /// </summary>
-    private static void WriteSvids(string dir, X509SVIDResponse r, int previousCount)
+    private static void WriteSvids(string dir, X509SVIDResponse r, int previousCount, bool crl = false)
     {
+        // One batch: every file is in place (each renamed atomically) before the caller goes on, e.g. to --on-change.
+        var files = new List<(string Name, string Content, UnixFileMode Mode)>();
         for (var i = 0; i < r.Svids.Count; i++)
         {
             var s = r.Svids[i];
             var chain = WorkloadClient.ParseCertificates(s.X509Svid.Span);
             var bundle = WorkloadClient.ParseCertificates(s.Bundle.Span);
             var suffix = Suffix(i);
-            OutputDirectory.WriteFiles(dir,
-            [
-                ($"svid{suffix}.key", PemEncoding.WriteString("PRIVATE KEY", s.X509SvidKey.Span) + "\n", Output.SecretFile),
-                ($"svid{suffix}.pem", WorkloadClient.Pem(chain), Output.PublicFile),
-                ($"bundle{suffix}.pem", WorkloadClient.Pem(bundle), Output.PublicFile),
-            ]);
+            files.Add(($"svid{suffix}.key", PemEncoding.WriteString("PRIVATE KEY", s.X509SvidKey.Span) + "\n", Output.SecretFile));
+            files.Add(($"svid{suffix}.pem", WorkloadClient.Pem(chain), Output.PublicFile));
+            files.Add(($"bundle{suffix}.pem", WorkloadClient.Pem(bundle), Output.PublicFile));
         }
+        if (crl && r.Crl.Count > 0)
+        {
+            files.Add((CrlFile, string.Concat(r.Crl.Select(c => PemEncoding.WriteString("X509 CRL", c.Span) + "\n")), Output.PublicFile));
+        }
+        OutputDirectory.WriteFiles(dir, files);
         for (var i = Math.Max(r.Svids.Count, 1); i < previousCount; i++)
         {
             foreach (var name in new[] { $"svid{Suffix(i)}.key", $"svid{Suffix(i)}.pem", $"bundle{Suffix(i)}.pem" })
@@ -73,6 +81,9 @@ public static class WorkloadCommands
             }
         }
     }
+
+    /// <summary>The CRLs of `svid watch --write DIR --crl`, PEM, the current authority's first (nginx's <c>ssl_crl</c>).</summary>
+    public const string CrlFile = "crl.pem";
 
     private static string Suffix(int index) => index == 0 ? "" : $".{index}";   // the first (default) identity gets the standard names
 
@@ -117,25 +128,66 @@ public static class WorkloadCommands
 
     private static async Task<int> SvidWatch(ParsedArgs a, CommandContext ctx)
     {
-        var dir = a.Get("write") is { } target ? OutputDirectory.Prepare(target) : null;
+        var crl = a.Flag("crl");
+        var onChange = a.Get("on-change");
+        var timeout = a.GetDuration("on-change-timeout");
+        if (a.Get("write") is null && (crl || onChange is not null))
+        {
+            throw new UsageException($"--{(crl ? "crl" : "on-change")} needs --write DIR: it keeps files in a directory current");
+        }
+        if (onChange is not null && string.IsNullOrWhiteSpace(onChange))
+        {
+            throw new UsageException("--on-change needs a command, e.g. --on-change \"nginx -s reload\"");
+        }
+        if (timeout is not null && onChange is null)
+        {
+            throw new UsageException("--on-change-timeout applies to --on-change: give both or neither");
+        }
+        if (timeout is { } t && t <= TimeSpan.Zero)
+        {
+            throw new UsageException($"--on-change-timeout must be positive, got '{a.Get("on-change-timeout")}'");
+        }
+        var dir = a.Get("write") is { } target ? WatchDirectory(target, () => OutputDirectory.Prepare(target)) : null;
+        var command = onChange is null ? null : new OnChangeCommand(onChange, timeout ?? TimeSpan.FromSeconds(30), ctx.Error);
+        var environment = new Dictionary<string, string>(StringComparer.Ordinal) { ["WRIT_WATCH_DIR"] = dir ?? "" };
         var written = 0;
+        long updates = 0;
+        var warnedNoCrl = false;
         using var client = WorkloadClient.FromArgs(a);
+        // The stream is read on its own so a slow --on-change never holds it up: only the newest update waits to be
+        // written (one a newer one replaced before it was written is skipped, it would be overwritten at once).
+        var pending = System.Threading.Channels.Channel.CreateBounded<X509SVIDResponse>(new System.Threading.Channels.BoundedChannelOptions(1)
+        {
+            FullMode = System.Threading.Channels.BoundedChannelFullMode.DropOldest, SingleReader = true, SingleWriter = true,
+        });
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ctx.Cancellation);
+        var reader = ReadUpdatesAsync(client, pending.Writer, stop.Token);
         try
         {
-            using var call = client.Client.FetchX509SVID(new X509SVIDRequest(), WorkloadClient.Headers, cancellationToken: ctx.Cancellation);
-            while (await call.ResponseStream.MoveNext(ctx.Cancellation).ConfigureAwait(false))
+            await foreach (var r in pending.Reader.ReadAllAsync(ctx.Cancellation).ConfigureAwait(false))
             {
-                var r = call.ResponseStream.Current;
+                updates++;
                 if (dir is not null)
                 {
                     // This process is the workload instance the SVIDs were issued to: they stay valid while it runs.
-                    WriteSvids(dir, r, written);
+                    WatchDirectory(dir, () => WriteSvids(dir, r, written, crl));
                     written = r.Svids.Count;
+                    if (crl && r.Crl.Count == 0 && !warnedNoCrl)
+                    {
+                        ctx.Error.WriteLine($"warning: {NoCrlCode}: the agent sent no CRL, so {CrlFile} was not written; it is written with the first update that has one (an agent older than --crl never sends one)");
+                        warnedNoCrl = true;
+                    }
                 }
-                ctx.Out.WriteLine($"--- update at {Output.Time(DateTimeOffset.UtcNow)}: {r.Svids.Count} SVID(s)" + (dir is null ? "" : $", written to {dir}"));
+                ctx.Out.WriteLine($"--- update at {Output.Time(DateTimeOffset.UtcNow)}: {r.Svids.Count} SVID(s)"
+                    + (dir is null ? "" : $", written to {dir}") + (crl && r.Crl.Count > 0 ? $" with {r.Crl.Count} CRL(s)" : ""));
                 Print(ctx, a, r);
                 ctx.Out.Flush();
+                if (command is not null)
+                {
+                    await command.RunAsync(updates, environment, ctx.Cancellation).ConfigureAwait(false);
+                }
             }
+            await reader.ConfigureAwait(false);   // the stream's end or failure
         }
         catch (RpcException e) when (e.StatusCode != StatusCode.Cancelled)
         {
@@ -144,8 +196,66 @@ public static class WorkloadCommands
         catch (RpcException) when (ctx.Cancellation.IsCancellationRequested)
         {
         }
+        catch (OperationCanceledException) when (ctx.Cancellation.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            await stop.CancelAsync().ConfigureAwait(false);
+            try
+            {
+                await reader.ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is RpcException or OperationCanceledException)
+            {
+                // already reported above, or the watch is stopping
+            }
+        }
         return 0;
     }
+
+    public const string DirCode = "WRIT-WATCH-DIR";
+    public const string NoCrlCode = "WRIT-WATCH-NO-CRL";
+
+    /// <summary>Reads the X.509-SVID stream into <paramref name="updates"/> until it ends (then completes it) or fails.</summary>
+    private static async Task ReadUpdatesAsync(WorkloadClient client, System.Threading.Channels.ChannelWriter<X509SVIDResponse> updates, CancellationToken ct)
+    {
+        try
+        {
+            using var call = client.Client.FetchX509SVID(new X509SVIDRequest(), WorkloadClient.Headers, cancellationToken: ct);
+            while (await call.ResponseStream.MoveNext(ct).ConfigureAwait(false))
+            {
+                updates.TryWrite(call.ResponseStream.Current);
+            }
+        }
+        finally
+        {
+            updates.TryComplete();
+        }
+    }
+
+    /// <summary>A refusal of the watch directory (at start or on a later rewrite) under the watch's own code, same message.</summary>
+    private static T WatchDirectory<T>(string dir, Func<T> body)
+    {
+        try
+        {
+            return body();
+        }
+        catch (CommandFailedException e) when (e.Code is CliErrors.File or CliErrors.OutputUnsafe)
+        {
+            throw new CommandFailedException(e.Message, e.ExitCode, DirCode);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new CommandFailedException(OutputDirectory.Failed(dir, e).Message, code: DirCode);
+        }
+    }
+
+    private static void WatchDirectory(string dir, Action body) => WatchDirectory(dir, () =>
+    {
+        body();
+        return true;
+    });
 
     private static async Task<int> JwtFetch(ParsedArgs a, CommandContext ctx)
     {
