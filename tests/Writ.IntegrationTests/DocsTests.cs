@@ -36,7 +36,7 @@ public sealed class DocsTests
     public void Every_log_event_id_is_in_the_telemetry_reference()
     {
         var doc = File.ReadAllText(Path.Combine(Repo.Root, "docs", "telemetry.md"));
-        var ids = new[] { typeof(Writ.Server.ServerLog).Assembly, typeof(Writ.Agent.AgentLog).Assembly, typeof(Writ.Protocol.Hosting.HostingLog).Assembly }
+        var ids = new[] { typeof(Writ.Server.ServerLog).Assembly, typeof(Writ.Agent.AgentLog).Assembly, typeof(Writ.Protocol.Hosting.HostingLog).Assembly, typeof(Writ.Workload.X509Source).Assembly }
             .SelectMany(a => a.GetTypes())
             .SelectMany(t => t.GetMethods(System.Reflection.BindingFlags.Static | System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.NonPublic))
             .SelectMany(m => m.GetCustomAttributes(typeof(Microsoft.Extensions.Logging.LoggerMessageAttribute), false).Cast<Microsoft.Extensions.Logging.LoggerMessageAttribute>())
