@@ -9,6 +9,7 @@ using Writ.Agent.Cache;
 using Writ.Agent.Instances;
 using Writ.Agent.NodeAttestation;
 using Writ.Agent.PeerTracking;
+using Writ.Agent.Sds;
 using Writ.Agent.Sync;
 using Writ.Agent.WorkloadApi;
 using Writ.Agent.WorkloadAttestation;
@@ -163,6 +164,7 @@ public sealed class AgentHost : IAsyncDisposable
             return new WorkloadAttestationRunner(attestors, proc, options.AttestorTimeout, sp.GetRequiredService<ILoggerFactory>().CreateLogger<WorkloadAttestationRunner>());
         });
         builder.Services.AddSingleton<WorkloadApiErrorInterceptor>();
+        builder.Services.AddSds();
         builder.Services.AddSingleton(sp => new WritAgentMetrics(sp.GetService<System.Diagnostics.Metrics.IMeterFactory>()));
         builder.Services.AddGrpc(o =>
         {
@@ -184,6 +186,7 @@ public sealed class AgentHost : IAsyncDisposable
         var metrics = app.Services.GetRequiredService<WritAgentMetrics>();
         app.Services.GetRequiredService<WorkloadAttestationRunner>().Metrics = metrics;
         app.MapGrpcService<WorkloadApiService>();
+        app.MapGrpcService<SdsService>();
         app.MapGrpcReflectionService();
 
         var node = app.Services.GetRequiredService<NodeIdentity>();

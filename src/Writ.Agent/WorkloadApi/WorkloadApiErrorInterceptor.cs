@@ -54,6 +54,23 @@ public sealed class WorkloadApiErrorInterceptor(ILogger<WorkloadApiErrorIntercep
         }
     }
 
+    /// <summary>Bidirectional streams (Envoy SDS's StreamSecrets on the same socket) get the same translation.</summary>
+    public override async Task DuplexStreamingServerHandler<TRequest, TResponse>(IAsyncStreamReader<TRequest> requestStream, IServerStreamWriter<TResponse> responseStream,
+        ServerCallContext context, DuplexStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        try
+        {
+            await continuation(requestStream, responseStream, context).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
+        {
+        }
+        catch (Exception e)
+        {
+            throw Translate(e, context);
+        }
+    }
+
     /// <summary>The Workload API's code for a refusal that carries none, by its status.</summary>
     public static string CodeFor(StatusCode status) => status switch
     {

@@ -25,7 +25,8 @@ namespace Writ.Agent.WorkloadApi;
 /// pidfd + /proc), never from anything it sends, and every call re-checks the caller's instance
 /// (<see cref="InstanceTracker.Observe"/>). Streams send the full current state at once and again whenever an SVID
 /// rotates or is revoked, an entry changes, the bundle or the CRLs change or the instance's evidence drifts; a stream whose
-/// instance exited or lost its last identity ends.
+/// instance exited or lost its last identity ends. Envoy SDS (<see cref="Sds.SdsService"/>) attests its callers through the
+/// same internal helpers.
 /// </summary>
 public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentState state, SvidCache cache, InstanceTracker tracker, ConnectionGate gate,
     AgentOptions options, JwtReplayGuard guard, WorkloadRefusalReporter refusals, TimeProvider time, IHostApplicationLifetime lifetime, ILogger<WorkloadApiService> log) : SpiffeWorkloadAPI.SpiffeWorkloadAPIBase
@@ -113,7 +114,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     /// this a stopping agent would wait for the host's shutdown timeout (30 s) before exiting; instead they end with
     /// Unavailable, which SPIFFE clients answer by reconnecting with backoff.
     /// </summary>
-    private async Task StreamAsync(ServerCallContext context, Func<CancellationToken, Task> body)
+    internal async Task StreamAsync(ServerCallContext context, Func<CancellationToken, Task> body)
     {
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, lifetime.ApplicationStopping);
         try
@@ -277,7 +278,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     /// so it is the process attested before, under the same pid and start time. What it may have changed since (exec,
     /// credentials, cgroup) is caught by the tracker's periodic re-attestation within one interval, as between calls.
     /// </summary>
-    private async Task<WorkloadInstance> AttestAsync(ServerCallContext context)
+    internal async Task<WorkloadInstance> AttestAsync(ServerCallContext context)
     {
         var http = context.GetHttpContext();
         var socket = http.Features.Get<IConnectionSocketFeature>()?.Socket
@@ -427,7 +428,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     /// reconnect and be attested afresh. Otherwise a process could fork a child that keeps the socket, exec a binary
     /// with another identity, and have the open stream hand that identity's key to the child.
     /// </summary>
-    private void SameEpoch(WorkloadInstance instance, long epoch, ServerCallContext context)
+    internal void SameEpoch(WorkloadInstance instance, long epoch, ServerCallContext context)
     {
         if (instance.Epoch != epoch)
         {
@@ -437,7 +438,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     }
 
     /// <summary>The evidence the instance is served from now; an instance that exited or could not be re-attested gets nothing.</summary>
-    private ProcessEvidence Evidence(WorkloadInstance instance, ServerCallContext context)
+    internal ProcessEvidence Evidence(WorkloadInstance instance, ServerCallContext context)
     {
         if (instance.GoneReason is { } gone)
         {
@@ -451,7 +452,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     /// Entries whose every selector is in the evidence (selectors ⊆ evidence). None → PermissionDenied; but before the
     /// first full sync (an agent restarted while the server is away) the agent cannot know, so → Unavailable.
     /// </summary>
-    private IReadOnlyList<Entry> Match(WorkloadInstance instance, ProcessEvidence evidence, AgentSnapshot snapshot, ServerCallContext context)
+    internal IReadOnlyList<Entry> Match(WorkloadInstance instance, ProcessEvidence evidence, AgentSnapshot snapshot, ServerCallContext context)
     {
         if (!state.Synced)
         {
@@ -532,7 +533,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     /// <see cref="WritException"/> as a <see cref="WritException"/>: its code is <paramref name="writCode"/>, else the one the reason
     /// already starts with (the connection gate's <c>WRIT-AGENT-CONN-…</c>), else the Workload API's code for the status.
     /// </summary>
-    private static WritException Refusal(StatusCode code, string reason, string? writCode = null)
+    internal static WritException Refusal(StatusCode code, string reason, string? writCode = null)
     {
         var (prefix, message) = WritStatus.Split(reason);
         return new WritException(writCode ?? prefix ?? WorkloadApiErrorInterceptor.CodeFor(code), WorkloadErrors.KindOf(code), prefix is null ? reason : message);
