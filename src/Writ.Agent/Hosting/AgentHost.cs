@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Writ.Agent.Authz;
 using Writ.Agent.Cache;
 using Writ.Agent.Instances;
 using Writ.Agent.NodeAttestation;
@@ -32,6 +33,7 @@ public sealed class AgentHost : IAsyncDisposable
     private readonly TaskCompletionSource<string?> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ExclusiveLock _dataDirLock;
     private readonly OwnedUnixSocket _socket;
+    private OwnedUnixSocket? _authzSocket;
 
     private AgentHost(WebApplication app, NodeIdentity node, ExclusiveLock dataDirLock, OwnedUnixSocket socket)
     {
@@ -88,15 +90,25 @@ public sealed class AgentHost : IAsyncDisposable
         var dataDirLock = locked ?? throw new StartupRefusedException(DataDirInUseCode,
             $"the agent data dir '{options.DataDir}' is in use by another running Writ agent: stop it first (one agent per data dir)");
         OwnedUnixSocket? socket = null;
+        OwnedUnixSocket? authzSocket = null;
         var handedOver = false;
         try
         {
             socket = ListenWorkloadSocket(options.SocketPath);
-            var host = await StartAsync(options, time, logging, dataDirLock, socket, () => handedOver = true, ct).ConfigureAwait(false);
+            authzSocket = Authz.AuthzListener.ListenSocket(options.Authz);
+            var host = await StartAsync(options, time, logging, dataDirLock, socket, authzSocket, () => handedOver = true, ct).ConfigureAwait(false);
             return host;
         }
         catch
         {
+            if (authzSocket is not null)
+            {
+                if (!handedOver)
+                {
+                    ListenerHandle.Close(authzSocket.Handle);
+                }
+                authzSocket.RemoveIfOwned();
+            }
             if (socket is not null)
             {
                 if (!handedOver)
@@ -111,7 +123,7 @@ public sealed class AgentHost : IAsyncDisposable
     }
 
     private static async Task<AgentHost> StartAsync(AgentOptions options, TimeProvider time, Action<ILoggingBuilder> logging, ExclusiveLock dataDirLock,
-        OwnedUnixSocket socket, Action handingOver, CancellationToken ct)
+        OwnedUnixSocket socket, OwnedUnixSocket? authzSocket, Action handingOver, CancellationToken ct)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -156,6 +168,15 @@ public sealed class AgentHost : IAsyncDisposable
             return () => node.Client;
         });
         AddBackgroundLoops(builder.Services);
+        builder.Services.AddCallDecisions(sp =>
+        {
+            var node = sp.GetRequiredService<NodeIdentity>();
+            return () => node.Client;
+        }, sp =>
+        {
+            var node = sp.GetRequiredService<NodeIdentity>();
+            return () => node.AgentId?.ToString() ?? "";
+        }, sp => sp.GetRequiredService<SvidCache>().Issued);
         builder.Services.AddSingleton(sp =>
         {
             var proc = ProcFs.Host;
@@ -179,15 +200,22 @@ public sealed class AgentHost : IAsyncDisposable
                 lo.Protocols = HttpProtocols.Http2;
                 lo.UseConnectionGate();
             });
+            Authz.AuthzListener.Listen(k, options.Authz, authzSocket);
         });
         var app = builder.Build();
         var metrics = app.Services.GetRequiredService<WritAgentMetrics>();
         app.Services.GetRequiredService<WorkloadAttestationRunner>().Metrics = metrics;
+        app.UseListenerSeparation();
         app.MapGrpcService<WorkloadApiService>();
+        app.MapGrpcService<RelyingParty.RelyingPartyService>();
+        if (options.Authz.Bind is not null)
+        {
+            app.MapGrpcService<Authz.ExtAuthzService>();
+        }
         app.MapGrpcReflectionService();
 
         var node = app.Services.GetRequiredService<NodeIdentity>();
-        var host = new AgentHost(app, node, dataDirLock, socket);
+        var host = new AgentHost(app, node, dataDirLock, socket) { _authzSocket = authzSocket };
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<AgentHost>();
         app.Services.GetRequiredService<WorkloadApiErrorInterceptor>().OnFatal = host.Fail;
         foreach (var loop in host.Loops)
@@ -214,6 +242,10 @@ public sealed class AgentHost : IAsyncDisposable
             // Refused during start-up (e.g. banned): never claim to be ready.
             await host.DisposeAsync().ConfigureAwait(false);
             throw new AgentFatalException(reason) { Stopped = true };
+        }
+        if (options.Authz.Bind is { } authzBind)
+        {
+            AgentLog.AuthzListening(log, authzBind.ToString());
         }
         AgentLog.Ready(log, host.AgentId, options.SocketPath, options.ServerAddress);
         return host;
@@ -315,6 +347,7 @@ public sealed class AgentHost : IAsyncDisposable
         _node.Dispose();
         // The socket file only if it is still ours, then the lock: a new agent may start only once this one is gone.
         _socket.RemoveIfOwned();
+        _authzSocket?.RemoveIfOwned();
         _dataDirLock.Dispose();
         _stop.Dispose();
     }

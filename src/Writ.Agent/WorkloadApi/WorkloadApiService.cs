@@ -256,7 +256,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         };
     }
 
-    private static void CheckHeader(ServerCallContext context)
+    internal static void CheckHeader(ServerCallContext context)
     {
         if (context.RequestHeaders.GetValue(SecurityHeader) != "true")
         {
@@ -275,7 +275,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     /// so it is the process attested before, under the same pid and start time. What it may have changed since (exec,
     /// credentials, cgroup) is caught by the tracker's periodic re-attestation within one interval, as between calls.
     /// </summary>
-    private async Task<WorkloadInstance> AttestAsync(ServerCallContext context)
+    internal async Task<WorkloadInstance> AttestAsync(ServerCallContext context)
     {
         var http = context.GetHttpContext();
         var socket = http.Features.Get<IConnectionSocketFeature>()?.Socket
@@ -435,7 +435,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     }
 
     /// <summary>The evidence the instance is served from now; an instance that exited or could not be re-attested gets nothing.</summary>
-    private ProcessEvidence Evidence(WorkloadInstance instance, ServerCallContext context)
+    internal ProcessEvidence Evidence(WorkloadInstance instance, ServerCallContext context)
     {
         if (instance.GoneReason is { } gone)
         {
@@ -449,7 +449,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     /// Entries whose every selector is in the evidence (selectors ⊆ evidence). None → PermissionDenied; but before the
     /// first full sync (an agent restarted while the server is away) the agent cannot know, so → Unavailable.
     /// </summary>
-    private IReadOnlyList<Entry> Match(WorkloadInstance instance, ProcessEvidence evidence, AgentSnapshot snapshot, ServerCallContext context)
+    internal IReadOnlyList<Entry> Match(WorkloadInstance instance, ProcessEvidence evidence, AgentSnapshot snapshot, ServerCallContext context)
     {
         if (!state.Synced)
         {
