@@ -23,6 +23,9 @@ public static class AuthzListener
 
     public const string AuthorizationPathPrefix = "/envoy.service.auth.v3.Authorization/";
 
+    /// <summary>Stable code of a request that reached a listener not serving its service.</summary>
+    public const string WrongListenerCode = "WRIT-AUTHZ-WRONG-LISTENER";
+
     private static readonly object Marker = new();
 
     /// <summary>The authz Unix socket (0660: its group are the proxies that may ask), or null for a loopback port or no bind.</summary>
@@ -83,8 +86,8 @@ public static class AuthzListener
             ctx.Response.ContentType = "application/grpc";
             ctx.Response.Headers["grpc-status"] = "12";
             ctx.Response.Headers["grpc-message"] = onAuthz
-                ? "WRIT-AUTHZ-WRONG-LISTENER: only envoy.service.auth.v3.Authorization is served here"
-                : "WRIT-AUTHZ-WRONG-LISTENER: the ext_authz service is not served on the Workload API socket: use authz_bind";
+                ? WrongListenerCode + ": only envoy.service.auth.v3.Authorization is served here"
+                : WrongListenerCode + ": the ext_authz service is not served on the Workload API socket: use authz_bind";
             return Task.CompletedTask;
         });
     }
