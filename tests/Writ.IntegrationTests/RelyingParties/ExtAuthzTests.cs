@@ -129,4 +129,62 @@ public sealed class ExtAuthzTests
         Assert.Equal(7, check.Status.Code);
         Assert.StartsWith("WRIT-AUTHZ-", check.DeniedResponse.Body, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task The_relying_party_API_gives_the_same_decision_and_streams_revocations()
+    {
+        using var dir = new TempDir();
+        await using var rig = await StartAsync(dir["authz.sock"]);
+        // The test process is the relying party: uid 0 gives it api (its first identity, the default resource) and web.
+        await rig.CreateEntryAsync(Api, ["unix:uid:0"]);
+        using var channel = WorkloadTools.UnixChannel(rig.Agent.SocketPath);
+        var rp = new Writ.Protocol.RelyingParty.RelyingParty.RelyingPartyClient(channel);
+        var headers = new Metadata { { "workload.spiffe.io", "true" } };
+        var ct = TestContext.Current.CancellationToken;
+
+        // Without the security header: refused like the Workload API.
+        var noHeader = await Assert.ThrowsAsync<RpcException>(() => rp.AuthorizeAsync(new Writ.Protocol.RelyingParty.AuthorizeRequest(), cancellationToken: ct).ResponseAsync);
+        Assert.Equal(StatusCode.InvalidArgument, noHeader.StatusCode);
+
+        using var watch = rp.WatchRevocations(new Writ.Protocol.RelyingParty.WatchRevocationsRequest(), headers, cancellationToken: ct);
+        Assert.True(await watch.ResponseStream.MoveNext(ct));
+        var first = watch.ResponseStream.Current;
+
+        await using var caller = await HeldWorkload.JwtAsync(rig, "--audience", Api, "--spiffe-id", Web);
+        var allowed = await WorkloadTools.EventuallyAsync(async () =>
+        {
+            var r = await rp.AuthorizeAsync(new Writ.Protocol.RelyingParty.AuthorizeRequest { JwtSvid = caller.Output, Method = "GET", Path = "/v1/x" }, headers, cancellationToken: ct);
+            return r.Allowed ? r : throw new InvalidOperationException(r.Code + ": " + r.Reason);
+        }, TimeSpan.FromSeconds(30), "the relying party's Authorize to allow");
+        Assert.Equal(Web, allowed.CallerSpiffeId);
+        Assert.StartsWith("c-", allowed.DecisionId, StringComparison.Ordinal);
+
+        // A relying party asks only about calls to itself.
+        var foreign = await Assert.ThrowsAsync<RpcException>(() => rp.AuthorizeAsync(new Writ.Protocol.RelyingParty.AuthorizeRequest
+        {
+            JwtSvid = caller.Output, ResourceSpiffeId = "spiffe://example.org/db",
+        }, headers, cancellationToken: ct).ResponseAsync);
+        Assert.Equal(StatusCode.PermissionDenied, foreign.StatusCode);
+
+        // The caller exits: refused at once, and its token's revocation reaches the watcher.
+        await caller.ReleaseAsync();
+        var refused = await WorkloadTools.EventuallyAsync(async () =>
+        {
+            var r = await rp.AuthorizeAsync(new Writ.Protocol.RelyingParty.AuthorizeRequest { JwtSvid = caller.Output }, headers, cancellationToken: ct);
+            return r.Allowed ? throw new InvalidOperationException("still allowed") : r;
+        }, TimeSpan.FromSeconds(15), "the gone caller to be refused");
+        Assert.Matches("^WRIT-AUTHZ-(INSTANCE-GONE|REVOKED)$", refused.Code);
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        deadline.CancelAfter(TimeSpan.FromSeconds(30));
+        while (true)
+        {
+            Assert.True(await watch.ResponseStream.MoveNext(deadline.Token));
+            var set = watch.ResponseStream.Current;
+            Assert.True(set.Revision > first.Revision);
+            if (set.Jti.Count > first.Jti.Count)
+            {
+                break;
+            }
+        }
+    }
 }
