@@ -18,8 +18,9 @@ public sealed class AccessReporter(Func<AgentService.AgentServiceClient> client,
     public const int MaxBatch = 256;
     private const int MaxAttempts = 5;
 
+    // Wait, not DropWrite: with Wait a full queue makes TryWrite return false, so the drop is counted (DropWrite drops silently).
     private readonly Channel<AccessDecision> _queue =
-        Channel.CreateBounded<AccessDecision>(new BoundedChannelOptions(MaxPending) { SingleReader = true, FullMode = BoundedChannelFullMode.DropWrite });
+        Channel.CreateBounded<AccessDecision>(new BoundedChannelOptions(MaxPending) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
     private long _dropped;
     private long _droppedTotal;
     private long _delivered;
