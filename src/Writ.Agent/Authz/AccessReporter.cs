@@ -49,20 +49,28 @@ public sealed class AccessReporter(Func<AgentService.AgentServiceClient> client,
                 return;
             }
         }
+        if (outcome.Facts.ResourceSpiffeId.Length == 0)
+        {
+            // The ledger records a call against its destination (ReportAccess requires one): a request that named none is
+            // refused all the same, and counted among the dropped so the ledger knows a record is missing.
+            Interlocked.Increment(ref _dropped);
+            Interlocked.Increment(ref _droppedTotal);
+            return;
+        }
         var decision = new AccessDecision
         {
             DecisionId = outcome.DecisionId,
             Allowed = outcome.Allowed,
-            Reason = outcome.Reason,
+            Reason = Fit(outcome.Reason),
             Code = outcome.Code,
-            Facts = outcome.Facts,
+            Facts = Fit(outcome.Facts),
             PolicyVersion = outcome.Decision?.PolicyVersion ?? 0,
             DecidedAtUnixMs = at.ToUnixTimeMilliseconds(),
             Surface = surface,
         };
         if (outcome.Decision is { } d)
         {
-            decision.DeterminingPolicies.AddRange(d.DeterminingPolicies);
+            decision.DeterminingPolicies.AddRange(d.DeterminingPolicies.Take(MaxItems * 8).Select(Fit));
         }
         if (!_queue.Writer.TryWrite(decision))
         {
@@ -72,6 +80,55 @@ public sealed class AccessReporter(Func<AgentService.AgentServiceClient> client,
                 AgentLog.AccessReportsDropped(log, Dropped);
             }
         }
+    }
+
+    /// <summary>Longest text kept per field of a report (the server takes one line of at most 4096 characters).</summary>
+    public const int MaxText = 1024;
+
+    private const int MaxItems = 32;
+
+    /// <summary>One line of at most <see cref="MaxText"/> characters: what the server's report rules accept, whatever the request carried.</summary>
+    private static string Fit(string s)
+    {
+        if (s.Length <= MaxText && !s.Any(char.IsControl))
+        {
+            return s;
+        }
+        var cut = s.Length <= MaxText ? s : s[..MaxText];
+        return string.Create(cut.Length, cut, (span, src) =>
+        {
+            for (var i = 0; i < src.Length; i++)
+            {
+                span[i] = char.IsControl(src[i]) ? ' ' : src[i];
+            }
+        });
+    }
+
+    private static CallFacts Fit(CallFacts facts)
+    {
+        var f = facts.Clone();
+        foreach (var field in new Action<CallFacts>[]
+        {
+            x => x.CallerSpiffeId = Fit(x.CallerSpiffeId), x => x.CallerSerialHex = Fit(x.CallerSerialHex), x => x.CallerJti = Fit(x.CallerJti),
+            x => x.ResourceSpiffeId = Fit(x.ResourceSpiffeId), x => x.Method = Fit(x.Method), x => x.Path = Fit(x.Path), x => x.Host = Fit(x.Host),
+            x => x.CallerInstanceId = Fit(x.CallerInstanceId), x => x.CallerAgentId = Fit(x.CallerAgentId),
+        })
+        {
+            field(f);
+        }
+        var headers = f.Headers.Take(MaxItems).Select(h => (Fit(h.Key), Fit(h.Value))).ToList();
+        f.Headers.Clear();
+        foreach (var (k, v) in headers)
+        {
+            f.Headers[k] = v;
+        }
+        var selectors = f.CallerSelectors.Take(MaxItems * 8).Select(Fit).ToList();
+        f.CallerSelectors.Clear();
+        f.CallerSelectors.AddRange(selectors);
+        var dns = f.CallerDnsNames.Take(MaxItems * 8).Select(Fit).ToList();
+        f.CallerDnsNames.Clear();
+        f.CallerDnsNames.AddRange(dns);
+        return f;
     }
 
     /// <summary>Sends queued decisions in batches until stopped.</summary>

@@ -41,7 +41,33 @@ public sealed class AccessReporterTests
     }
 
     private static CallOutcome Outcome(bool allowed, string id) =>
-        new(allowed, id, allowed ? "" : AuthzCodes.Denied, "because", "spiffe://example.org/web", new CallFacts { CallerSpiffeId = "spiffe://example.org/web" }, null);
+        new(allowed, id, allowed ? "" : AuthzCodes.Denied, "because", "spiffe://example.org/web",
+            new CallFacts { CallerSpiffeId = "spiffe://example.org/web", ResourceSpiffeId = "spiffe://example.org/api" }, null);
+
+    [Fact]
+    public async Task A_report_fits_the_server_s_rules_whatever_the_request_carried()
+    {
+        var server = new RecordingServer();
+        var reporter = new AccessReporter(() => server, 0, new Random(1), TimeProvider.System, NullLogger.Instance);
+        var hostile = Outcome(false, "c-hostile");
+        hostile.Facts.Path = "/" + new string('a', 10_000) + "\r\nx-injected: 1";
+        hostile.Facts.Headers["x-team"] = "blue\nred";
+        reporter.Offer(hostile, "ext_authz", DateTimeOffset.UtcNow);
+        // No destination: refused, not recordable against a resource, counted as dropped.
+        reporter.Offer(Outcome(false, "c-nowhere") with { Facts = new CallFacts() }, "ext_authz", DateTimeOffset.UtcNow);
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        var sending = reporter.SendReportsAsync(cts.Token);
+        await Deadline.UntilAsync(() => reporter.Delivered == 1, "the report");
+        await cts.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => sending);
+        var batch = Assert.Single(server.Batches);
+        var sent = Assert.Single(batch.Decisions);
+        Assert.Equal(1, batch.Dropped);
+        Assert.True(sent.Facts.Path.Length <= AccessReporter.MaxText);
+        Assert.DoesNotContain(sent.Facts.Headers["x-team"], char.IsControl);
+        Assert.DoesNotContain(sent.Facts.Path, char.IsControl);
+        Assert.True(hostile.Facts.Path.Length > AccessReporter.MaxText);   // the decider's own facts are not changed
+    }
 
     [Fact]
     public async Task Every_denial_and_a_sample_of_allows_reach_the_server_and_overflow_is_counted()

@@ -94,6 +94,15 @@ public sealed class ExtAuthzTests
         }, TimeSpan.FromSeconds(15), "the gone caller to be refused");
         Assert.Matches(@"^WRIT-AUTHZ-(INSTANCE-GONE|REVOKED): .* \(decision c-[0-9a-f]{20}\)\n$", refused.DeniedResponse.Body);
         Assert.Equal(Envoy.Type.V3.StatusCode.Forbidden, refused.DeniedResponse.Status.Code);
+
+        // The denial is in the server's ledger under its decision id (reported in the background by the agent).
+        var decisionId = System.Text.RegularExpressions.Regex.Match(refused.DeniedResponse.Body, @"decision (c-[0-9a-f]{20})").Groups[1].Value;
+        await WorkloadTools.EventuallyAsync(async () =>
+        {
+            var r = await rig.Server.WritAsync("audit", "list", "--kind", "access.", "--limit", "5000", "--output", "json");
+            Assert.True(r.ExitCode == 0, r.ToString());
+            return r.Stdout.Contains(decisionId, StringComparison.Ordinal) ? r : throw new InvalidOperationException("not in the ledger yet");
+        }, TimeSpan.FromSeconds(30), "the denial to reach the ledger");
     }
 
     [Fact]
