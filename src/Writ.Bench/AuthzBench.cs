@@ -46,8 +46,8 @@ public sealed record AuthzBenchResult(
 /// caller certificate verified to a bundle, 1,000 revocations, a call policy) and a no-op Authorization service (answers OK
 /// at once), each on its own Unix socket in this process, driven by Envoy's generated client over a few HTTP/2 channels with
 /// open-loop load: requests are sent on a fixed schedule at the target rate, whether or not earlier ones have answered, and
-/// each latency counts from its scheduled time (a stall is not hidden by sending less). The no-op run first, then the
-/// decision service, each after a warm-up.
+/// each latency counts from its scheduled time (a stall is not hidden by sending less). Both services are warmed up
+/// (2 s each) before the no-op run and then the decision service's are measured.
 /// </summary>
 public static class AuthzBench
 {
@@ -121,7 +121,13 @@ public static class AuthzBench
             await using var noopHost = await ServeAsync(noopSocket, new NoopAuthorization(), ct).ConfigureAwait(false);
             await using var authzHost = await ServeAsync(authzSocket, real, ct).ConfigureAwait(false);
             var runs = new List<AuthzRun>();
-            foreach (var (name, socket) in new[] { ("no-op", noopSocket), ("ext_authz", authzSocket) })
+            var services = new[] { ("no-op", noopSocket), ("ext_authz", authzSocket) };
+            foreach (var (name, socket) in services)
+            {
+                progress.WriteLine($"{name}: warming up, 2 s at {rate}/s");
+                await LoadAsync(name, socket, check, rate, TimeSpan.FromSeconds(2), channels, ct).ConfigureAwait(false);   // both warm before either is measured
+            }
+            foreach (var (name, socket) in services)
             {
                 progress.WriteLine($"{name}: {rate}/s for {duration.TotalSeconds:0.#} s over {channels} channel(s)");
                 runs.Add(await LoadAsync(name, socket, check, rate, duration, channels, ct).ConfigureAwait(false));
