@@ -13,9 +13,11 @@ public sealed class ExtAuthzTests
     private const string Api = "spiffe://example.org/api";
     private const string Web = "spiffe://example.org/web";
 
-    private static async Task<AgentRig> StartAsync(string authzSocket)
+    private static async Task<AgentRig> StartAsync(string authzSocket) => await StartBoundAsync("unix:" + authzSocket);
+
+    private static async Task<AgentRig> StartBoundAsync(string bind)
     {
-        var rig = await AgentRig.StartAsync(agentArgs: ["--authz-bind", "unix:" + authzSocket]);
+        var rig = await AgentRig.StartAsync(agentArgs: ["--authz-bind", bind]);
         try
         {
             await rig.CreateEntryAsync(Web, ["unix:uid:0"]);
@@ -195,5 +197,28 @@ public sealed class ExtAuthzTests
                 break;
             }
         }
+    }
+
+    [Fact]
+    public async Task On_a_loopback_port_ext_authz_answers_with_a_denial_line_and_only_it_is_served()
+    {
+        int port;
+        using (var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0))
+        {
+            probe.Start();
+            port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+        }
+        await using var rig = await StartBoundAsync($"127.0.0.1:{port}");
+        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress($"http://127.0.0.1:{port}");
+        var ct = TestContext.Current.CancellationToken;
+        var check = new CheckRequest { Attributes = new AttributeContext() };
+        check.Attributes.ContextExtensions["writ_resource"] = Api;
+        var r = await new Authorization.AuthorizationClient(channel).CheckAsync(check, cancellationToken: ct);
+        Assert.Equal(7, r.Status.Code);
+        Assert.Matches(@"^WRIT-AUTHZ-NO-CREDENTIAL: .*include_peer_certificate.* \(decision c-[0-9a-f]{20}\)\n$", r.DeniedResponse.Body);
+        var workload = new SpiffeWorkloadAPI.SpiffeWorkloadAPIClient(channel);
+        var e = await Assert.ThrowsAsync<RpcException>(() => workload.FetchJWTSVIDAsync(new JWTSVIDRequest { Audience = { Api } },
+            new Metadata { { "workload.spiffe.io", "true" } }, cancellationToken: ct).ResponseAsync);
+        Assert.Equal(StatusCode.Unimplemented, e.StatusCode);
     }
 }
