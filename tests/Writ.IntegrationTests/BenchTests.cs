@@ -96,6 +96,28 @@ public sealed class BenchTests
     }
 
     [Fact]
+    public async Task Authz_reports_the_decision_service_against_a_no_op_check()
+    {
+        var j = await RunJsonAsync("authz", "--rate", "200", "--channels", "2");
+        Assert.Equal("authz", j.GetProperty("benchmark").GetString());
+        var runs = j.GetProperty("runs").EnumerateArray().ToList();
+        Assert.Equal(["no-op", "ext_authz"], runs.Select(r => r.GetProperty("service").GetString()));
+        foreach (var r in runs)
+        {
+            Assert.Equal(200, r.GetProperty("target_rps").GetInt32());
+            Assert.Equal(200, r.GetProperty("requests").GetInt32());
+            Assert.Equal(0, r.GetProperty("errors").GetInt32());   // every Check of the bench's caller is allowed
+            Positive(r, "achieved_rps");
+            var (p50, p99, p999, max) = (Positive(r, "p50_ms"), Positive(r, "p99_ms"), Positive(r, "p999_ms"), Positive(r, "max_ms"));
+            Assert.True(p50 <= p99 && p99 <= p999 && p999 <= max, r.ToString());
+        }
+        Assert.True(Positive(j, "decide_p50_us") <= Positive(j, "decide_p99_us"));
+        Assert.Equal(1.0, j.GetProperty("goal_p99_ms").GetDouble());
+        var bad = await Proc.RunAsync("dotnet", [Repo.WritDll, "bench", "authz", "--rate", "0"]);
+        Expect.OneLineError(bad, "--rate '0'");
+    }
+
+    [Fact]
     public async Task Jwt_reports_mint_and_validate_against_raw_ecdsa()
     {
         var j = await RunJsonAsync("jwt");

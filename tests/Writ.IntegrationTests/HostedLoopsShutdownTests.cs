@@ -50,7 +50,7 @@ public sealed class HostedLoopsShutdownTests
                 }, TimeProvider.System, quiet, Ct);
             }
             var agentLoops = agent.Loops;
-            Assert.Equal(["instance reports", "jwt replay reports", "re-attestation", "renewal", "svid rotation", "sync", "workload refusal reports"],
+            Assert.Equal(["access reports", "instance reports", "jwt replay reports", "re-attestation", "renewal", "svid rotation", "sync", "workload refusal reports"],
                 agentLoops.Select(l => l.Name).Order(StringComparer.Ordinal));
             await Task.WhenAll(agentLoops.Select(l => l.Running)).WaitAsync(TimeSpan.FromSeconds(30), Ct);
             Assert.All(agentLoops, l => Assert.False(l.Completion.IsCompleted, l.Name));

@@ -112,6 +112,9 @@ public sealed class SvidCache
 
     public int X509Count => _x509.Count;
 
+    /// <summary>Every credential this cache obtained, by serial and JWT id, with its instance and epoch (request-time decisions).</summary>
+    public Writ.Agent.Authz.IssuedCredentials Issued { get; } = new();
+
     public int JwtCount => _jwt.Count;
 
     /// <summary>The cached X.509-SVIDs of one instance (for tests and diagnostics).</summary>
@@ -279,6 +282,7 @@ public sealed class SvidCache
             _tracker.ReportStale(item.Instance, cached.SerialHex, null);
             return;
         }
+        Issued.RecordSerial(cached.SerialHex, item.Instance, item.Epoch, exp, _time.GetUtcNow());
         _x509[(item.Entry.Id, item.Instance.Id)] = cached;
         _denials.TryRemove((item.Entry.Id, item.Instance.Id), out _);
         AgentLog.X509Cached(_log, item.Entry.SpiffeId, item.Entry.Id, exp, rotateAt);
@@ -458,6 +462,7 @@ public sealed class SvidCache
             throw new WritException(WorkloadErrors.EvidenceChanged, WritErrorKind.Unauthenticated, "the workload's evidence changed while its token was minted; retry");
         }
         var jwt = new CachedJwt(r.SpiffeId, r.Token, exp, now + ((exp - now) / 2), jti, instance.Id, epoch, leaf.LeafSha256, entry.Id);
+        Issued.RecordJti(jti, instance, epoch, exp, now);
         _jwt[key] = jwt;
         return jwt;
     }

@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Writ.Agent.Authz;
 using Writ.Agent.Cache;
 using Writ.Agent.Instances;
 using Writ.Agent.NodeAttestation;
@@ -33,6 +34,7 @@ public sealed class AgentHost : IAsyncDisposable
     private readonly TaskCompletionSource<string?> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ExclusiveLock _dataDirLock;
     private readonly OwnedUnixSocket _socket;
+    private OwnedUnixSocket? _authzSocket;
 
     private AgentHost(WebApplication app, NodeIdentity node, ExclusiveLock dataDirLock, OwnedUnixSocket socket)
     {
@@ -89,15 +91,25 @@ public sealed class AgentHost : IAsyncDisposable
         var dataDirLock = locked ?? throw new StartupRefusedException(DataDirInUseCode,
             $"the agent data dir '{options.DataDir}' is in use by another running Writ agent: stop it first (one agent per data dir)");
         OwnedUnixSocket? socket = null;
+        OwnedUnixSocket? authzSocket = null;
         var handedOver = false;
         try
         {
             socket = ListenWorkloadSocket(options.SocketPath);
-            var host = await StartAsync(options, time, logging, dataDirLock, socket, () => handedOver = true, ct).ConfigureAwait(false);
+            authzSocket = Authz.AuthzListener.ListenSocket(options.Authz);
+            var host = await StartAsync(options, time, logging, dataDirLock, socket, authzSocket, () => handedOver = true, ct).ConfigureAwait(false);
             return host;
         }
         catch
         {
+            if (authzSocket is not null)
+            {
+                if (!handedOver)
+                {
+                    ListenerHandle.Close(authzSocket.Handle);
+                }
+                authzSocket.RemoveIfOwned();
+            }
             if (socket is not null)
             {
                 if (!handedOver)
@@ -112,7 +124,7 @@ public sealed class AgentHost : IAsyncDisposable
     }
 
     private static async Task<AgentHost> StartAsync(AgentOptions options, TimeProvider time, Action<ILoggingBuilder> logging, ExclusiveLock dataDirLock,
-        OwnedUnixSocket socket, Action handingOver, CancellationToken ct)
+        OwnedUnixSocket socket, OwnedUnixSocket? authzSocket, Action handingOver, CancellationToken ct)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -157,6 +169,15 @@ public sealed class AgentHost : IAsyncDisposable
             return () => node.Client;
         });
         AddBackgroundLoops(builder.Services);
+        builder.Services.AddCallDecisions(sp =>
+        {
+            var node = sp.GetRequiredService<NodeIdentity>();
+            return () => node.Client;
+        }, sp =>
+        {
+            var node = sp.GetRequiredService<NodeIdentity>();
+            return () => node.AgentId?.ToString() ?? "";
+        }, sp => sp.GetRequiredService<SvidCache>().Issued);
         builder.Services.AddSingleton(sp =>
         {
             var proc = ProcFs.Host;
@@ -181,16 +202,23 @@ public sealed class AgentHost : IAsyncDisposable
                 lo.Protocols = HttpProtocols.Http2;
                 lo.UseConnectionGate();
             });
+            Authz.AuthzListener.Listen(k, options.Authz, authzSocket);
         });
         var app = builder.Build();
         var metrics = app.Services.GetRequiredService<WritAgentMetrics>();
         app.Services.GetRequiredService<WorkloadAttestationRunner>().Metrics = metrics;
+        app.UseListenerSeparation();
         app.MapGrpcService<WorkloadApiService>();
         app.MapGrpcService<SdsService>();
+        app.MapGrpcService<RelyingParty.RelyingPartyService>();
+        if (options.Authz.Bind is not null)
+        {
+            app.MapGrpcService<Authz.ExtAuthzService>();
+        }
         app.MapGrpcReflectionService();
 
         var node = app.Services.GetRequiredService<NodeIdentity>();
-        var host = new AgentHost(app, node, dataDirLock, socket);
+        var host = new AgentHost(app, node, dataDirLock, socket) { _authzSocket = authzSocket };
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<AgentHost>();
         app.Services.GetRequiredService<WorkloadApiErrorInterceptor>().OnFatal = host.Fail;
         foreach (var loop in host.Loops)
@@ -217,6 +245,10 @@ public sealed class AgentHost : IAsyncDisposable
             // Refused during start-up (e.g. banned): never claim to be ready.
             await host.DisposeAsync().ConfigureAwait(false);
             throw new AgentFatalException(reason) { Stopped = true };
+        }
+        if (options.Authz.Bind is { } authzBind)
+        {
+            AgentLog.AuthzListening(log, authzBind.ToString());
         }
         AgentLog.Ready(log, host.AgentId, options.SocketPath, options.ServerAddress);
         return host;
@@ -318,6 +350,7 @@ public sealed class AgentHost : IAsyncDisposable
         _node.Dispose();
         // The socket file only if it is still ours, then the lock: a new agent may start only once this one is gone.
         _socket.RemoveIfOwned();
+        _authzSocket?.RemoveIfOwned();
         _dataDirLock.Dispose();
         _stop.Dispose();
     }

@@ -32,6 +32,25 @@ public sealed class AgentState
     /// <summary>Revoked serials and JWT ids pushed by the server (issue #6); fed by the sync client.</summary>
     public RevocationSet Revocations { get; } = new();
 
+    private Writ.Authz.CallPolicySet _callPolicy = Writ.Authz.CallPolicySet.None;
+
+    /// <summary>
+    /// The call policy request-time decisions use (ext_authz, the SDK's Authorize): the last good one the server pushed
+    /// (<c>SyncUpdate.call_policy</c>), <see cref="Writ.Authz.CallPolicySet.None"/> before the first (every call denied).
+    /// </summary>
+    public Writ.Authz.CallPolicySet CallPolicy => Volatile.Read(ref _callPolicy);
+
+    /// <summary>Takes a pushed call policy; a bad one changes nothing (the previous is kept) and says why.</summary>
+    public bool TrySetCallPolicy(CallPolicy pushed, out string error)
+    {
+        if (!Writ.Authz.CallPolicySet.TryLoad(pushed, out var set, out error))
+        {
+            return false;
+        }
+        Volatile.Write(ref _callPolicy, set!);
+        return true;
+    }
+
     public AgentSnapshot Current
     {
         get

@@ -45,7 +45,7 @@ public sealed class SyncClient(Func<AgentService.AgentServiceClient> client, Fun
                     {
                         // Answered beside the stream: a slow TPM must not hold back entries and revocations.
                         _ = AnswerRecheckAsync(recheck, ct);
-                        if (update is { Upserts.Count: 0, DeletedEntryIds.Count: 0, Revocations.Count: 0, Bundle: null, PageEnd: false, Reset: false })
+                        if (update is { Upserts.Count: 0, DeletedEntryIds.Count: 0, Revocations.Count: 0, Bundle: null, CallPolicy: null, PageEnd: false, Reset: false })
                         {
                             continue;
                         }
@@ -58,6 +58,18 @@ public sealed class SyncClient(Func<AgentService.AgentServiceClient> client, Fun
                         if (added > 0)
                         {
                             state.Changed.Raise();
+                        }
+                    }
+                    if (update.CallPolicy is { } callPolicy)
+                    {
+                        // Kept apart from the entries' pages: a decision reads one whole policy version, old or new.
+                        if (state.TrySetCallPolicy(callPolicy, out var policyError))
+                        {
+                            AgentLog.CallPolicyApplied(log, callPolicy.Version, callPolicy.Sha256);
+                        }
+                        else
+                        {
+                            AgentLog.CallPolicyRejected(log, callPolicy.Version, policyError, state.CallPolicy.Version);
                         }
                     }
                     if (state.Apply(update, options.TrustDomain) is { } snapshot)

@@ -17,6 +17,8 @@ public sealed class WritAgentMetrics
 
     private readonly Counter<long> _calls;
     private readonly Counter<long> _attestationFailures;
+    private readonly Counter<long> _authzDecisions;
+    private readonly Histogram<double> _authzDuration;
     private Func<int> _instances = () => 0;
     private Func<int> _x509 = () => 0;
     private Func<int> _jwt = () => 0;
@@ -28,6 +30,8 @@ public sealed class WritAgentMetrics
         var meter = factory?.Create(MeterName) ?? new Meter(MeterName);
         _calls = meter.CreateCounter<long>("writ.agent.workload_api.calls", "{call}", "Workload API calls finished, by gRPC method and status code.");
         _attestationFailures = meter.CreateCounter<long>("writ.agent.workload_attestation.failures", "{failure}", "Workload attestation failures, by reason.");
+        _authzDecisions = meter.CreateCounter<long>("writ.agent.authz.decisions", "{decision}", "Request-time call decisions (ext_authz, relying-party Authorize), by decision (allow, deny) and denial code.");
+        _authzDuration = meter.CreateHistogram<double>("writ.agent.authz.duration", "s", "Time to decide one call (identify the caller, live state, Cedar), in seconds.");
         meter.CreateObservableGauge("writ.agent.instances", () => _instances(), "{instance}", "Workload instances the agent serves and re-checks.");
         meter.CreateObservableGauge("writ.agent.svid_cache.size", () => new Measurement<int>[]
         {
@@ -56,4 +60,12 @@ public sealed class WritAgentMetrics
 
     /// <param name="reason">pin_failed, process_changed, timeout or attestor_error.</param>
     public void AttestationFailed(string reason) => _attestationFailures.Add(1, new KeyValuePair<string, object?>("reason", reason));
+
+    /// <param name="code">the denial's stable code (WRIT-AUTHZ-…), empty for an allow</param>
+    public void CallDecided(bool allowed, string code, TimeSpan elapsed)
+    {
+        var decision = new KeyValuePair<string, object?>("decision", allowed ? "allow" : "deny");
+        _authzDecisions.Add(1, decision, new KeyValuePair<string, object?>("code", code));
+        _authzDuration.Record(elapsed.TotalSeconds, decision);
+    }
 }

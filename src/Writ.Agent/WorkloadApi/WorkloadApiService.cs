@@ -259,7 +259,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         };
     }
 
-    private static void CheckHeader(ServerCallContext context)
+    internal static void CheckHeader(ServerCallContext context)
     {
         if (context.RequestHeaders.GetValue(SecurityHeader) != "true")
         {

@@ -52,6 +52,14 @@ public static class BenchCommands
                 SecondsBound,
                 OutputOpt,
             ], RevocationAsync),
+        new("bench authz",
+            "The agent's Envoy ext_authz decision (caller certificate, live state, Cedar) over a Unix socket under open-loop load: p50/p99/p999 and achieved rate, against a no-op Check in the same run.",
+            [
+                Seconds,
+                new("rate", "target requests per second (default 5000)", "N"),
+                new("channels", "client HTTP/2 channels the requests are spread over (default 4)", "N"),
+                OutputOpt,
+            ], AuthzAsync),
         new("bench tpm",
             "TPM node attestation (tpm against join_token, the agent's TPM time against the server's verification), the re-quote cost per node and drift-to-revocation latency, on a real TPM.",
             [
@@ -223,6 +231,26 @@ public static class BenchCommands
         Output.Table(ctx.Out, ["watchers", "revocations", "stream p50 ms", "stream p99 ms", "all streams p50 ms", "all streams p99 ms", "max ms"],
             result.Levels.Select(l => (IReadOnlyList<string>)[l.Watchers.ToString(CultureInfo.InvariantCulture), l.Revocations.ToString(CultureInfo.InvariantCulture), F(l.StreamP50, "N1"), F(l.StreamP99, "N1"), F(l.AllP50, "N1"), F(l.AllP99, "N1"), F(l.Max, "N1")]));
         ctx.Out.WriteLine($"goal: p99 < {RevocationBench.GoalP99Ms:0} ms from revoke to the workload's stream update; stream = each (revocation, stream) pair, all streams = until the last stream of a round");
+        return 0;
+    }
+
+    private static async Task<int> AuthzAsync(ParsedArgs a, CommandContext ctx)
+    {
+        var rate = ParseCount(a, "rate", 5000, 1, 200_000);
+        var channels = ParseCount(a, "channels", 4, 1, 64);
+        var seconds = ParseSeconds(a);
+        CheckOutput(a);
+        var result = await Writ.Bench.AuthzBench.RunAsync(rate, seconds, channels, a.JsonOutput ? TextWriter.Null : ctx.Error, ctx.Cancellation).ConfigureAwait(false);
+        if (a.JsonOutput)
+        {
+            Output.Json(ctx.Out, result);
+            return 0;
+        }
+        Output.Table(ctx.Out, ["service", "target/s", "achieved/s", "requests", "errors", "p50 ms", "p99 ms", "p999 ms", "max ms"],
+            result.Runs.Select(r => (IReadOnlyList<string>)[r.Service, r.TargetRps.ToString(CultureInfo.InvariantCulture), F(r.AchievedRps, "N0"),
+                r.Requests.ToString(CultureInfo.InvariantCulture), r.Errors.ToString(CultureInfo.InvariantCulture), F(r.P50, "N3"), F(r.P99, "N3"), F(r.P999, "N3"), F(r.Max, "N3")]));
+        ctx.Out.WriteLine($"the decision alone (one thread, no gRPC): p50 {F(result.DecideP50Us, "N1")} µs, p99 {F(result.DecideP99Us, "N1")} µs");
+        ctx.Out.WriteLine($"goal: decision p99 <= {Writ.Bench.AuthzBench.GoalP99Ms:0.#} ms at 5000/s; added over the no-op p99: {F(result.AddedP99, "N3")} ms (latency counts from each request's scheduled time)");
         return 0;
     }
 

@@ -18,9 +18,9 @@ public static class DecisionCommands
 
     public static IEnumerable<CommandSpec> All() =>
     [
-        new("explain", "Show one issuance decision: inputs, evidence, determining policies, policy version and outcome.",
-            [new("decision-id", "the decision id (d-…), from a workload's error or 'writ audit list'", "ID"), Socket, OutputOpt], ExplainAsync, "[DECISION_ID]"),
-        new("policy whatif", "Replay recent recorded decisions against a candidate policy set and list those whose outcome would change. Nothing is stored.",
+        new("explain", "Show one decision (issuance d-… or call c-…): inputs, evidence, determining policies, policy version and outcome; a call is re-evaluated with the policy version it was made under.",
+            [new("decision-id", "the decision id (d-… or c-…), from a workload's or caller's error or 'writ audit list'", "ID"), Socket, OutputOpt], ExplainAsync, "[DECISION_ID]"),
+        new("policy whatif", "Replay recent recorded decisions (issuances and calls) against a candidate policy set and list those whose outcome would change. Nothing is stored.",
             [new("file", "candidate policy set: a .cedar file, or a directory of .cedar files", "FILE|DIR", Required: true),
              new("limit", "how many recent decisions to replay (default 1000)", "N"), Socket, OutputOpt], WhatIfAsync),
     ];
@@ -72,6 +72,7 @@ public static class DecisionCommands
             "match" => "match (the registration entry refused it before policy was asked)",
             "policy" => "policy (Cedar decided)",
             "admin" => "admin (minted over the admin API by a server from before admin minting was decided by policy)",
+            "live" => "live (the caller was refused before policy was asked: revoked, instance gone or drifted, no resource)",
             var s => s,
         });
         Line("policy version", S(d, "policy_version") is { Length: > 0 } v ? $"{v} (sha256 {S(d, "policy_sha256")})" : "");
@@ -84,6 +85,19 @@ public static class DecisionCommands
             Line("policy errors", string.Join("; ", errs.EnumerateArray().Select(x => x.GetString())));
         }
         Line("spiffe id", S(d, "spiffe_id"));
+        Line("caller", S(d, "caller") is { Length: > 0 } caller ? caller + (S(d, "credential") is { Length: > 0 } cred ? $" ({cred})" : "") : "");
+        Line("resource", S(d, "resource"));
+        Line("request", S(d, "method") is { Length: > 0 } method ? $"{method} {S(d, "host")}{S(d, "path")}" : "");
+        Line("code", S(d, "code"));
+        Line("reported by", S(d, "reported_by") is { Length: > 0 } by ? $"{by} ({S(d, "surface")}, decided {S(d, "decided_at")})" : "");
+        if (d.TryGetProperty("reevaluated", out var re) && re.ValueKind == JsonValueKind.Object)
+        {
+            Line("re-evaluated", S(re, "note") is { Length: > 0 } note
+                ? note
+                : $"{S(re, "decision").ToUpperInvariant()} under policy version {S(re, "policy_version")}"
+                  + (re.TryGetProperty("determining_policies", out var rd) && rd.GetArrayLength() > 0 ? " by " + string.Join(", ", rd.EnumerateArray().Select(x => x.GetString())) : "")
+                  + (S(re, "agrees") == "false" ? " — DISAGREES with the reported outcome" : " — agrees with the reported outcome"));
+        }
         Line("entry", S(d, "entry_id"));
         Line("agent", S(d, "agent"));
         Line("serial", S(d, "serial"));

@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using Grpc.Core;
 using Writ.Protocol.Admin;
 using Writ.Server.Issuance;
+using Writ.Server.Ledger;
 using Writ.Server.Policy;
 using Writ.Server.Registration;
 using Writ.Server.Storage;
@@ -20,11 +21,69 @@ public sealed partial class AdminApi
         var id = request.DecisionId.Trim();
         if (id.Length is 0 or > 64 || id.Any(c => char.IsControl(c) || char.IsWhiteSpace(c)))
         {
-            throw new ValidationException("give a decision id as printed in the refused workload's error, e.g. 'writ explain d-0123456789abcdef0123'");
+            throw new ValidationException("give a decision id as printed in the refused workload's or caller's error, e.g. 'writ explain d-0123456789abcdef0123' or 'writ explain c-0123456789abcdef0123'");
         }
         var record = await server.Store.Ledger.GetByDecisionAsync(id, context.CancellationToken).ConfigureAwait(false)
-            ?? throw new StoreNotFoundException($"decision '{id}' is not in the ledger: check the id (it starts with d-, from the workload's error or 'writ audit list')");
-        return new ExplainResponse { DecisionId = id, Json = ExplainJson(record) };
+            ?? throw new StoreNotFoundException($"decision '{id}' is not in the ledger: check the id (d-… for an issuance, c-… for a call; from the error or 'writ audit list'); a call's allow is recorded only when sampled");
+        var json = ExplainJson(record);
+        if (record.Kind is AccessRecords.Allowed or AccessRecords.Denied)
+        {
+            json = await ExplainAccessAsync(record, json, context.CancellationToken).ConfigureAwait(false);
+        }
+        return new ExplainResponse { DecisionId = id, Json = json };
+    }
+
+    /// <summary>
+    /// A call decision (reported by an agent) explained with a re-evaluation: the recorded Cedar request asked again of
+    /// the policy version the agent says it decided with, as the server stores it. <c>reevaluated.agrees</c> false means the
+    /// agent's outcome is not what that version decides (an agent with another set, or a false report).
+    /// </summary>
+    private async Task<string> ExplainAccessAsync(LedgerEvent record, string json, CancellationToken ct)
+    {
+        var o = (JsonObject)JsonNode.Parse(json)!;
+        var replay = new JsonObject();
+        var version = o["policy_version"] is JsonValue v && v.TryGetValue<long>(out var n) ? n : -1;
+        replay["policy_version"] = version;
+        if (o["stage"]?.GetValue<string>() != "policy")
+        {
+            replay["note"] = "refused before policy was asked (live state): nothing to re-evaluate";
+        }
+        else if (await CompiledVersionAsync(version, ct).ConfigureAwait(false) is not { } set)
+        {
+            replay["note"] = $"policy version {version} is not stored on this server (or no longer compiles): cannot re-evaluate";
+        }
+        else if (!WritCedar.TryReadQuery(o["request"], o["entities"], out var query, out var error))
+        {
+            replay["note"] = "the recorded request cannot be read: " + error;
+        }
+        else
+        {
+            var (allowed, determining, errors, _) = IssuanceDecider.Authorize(set, query!);
+            var reported = o["decision"]?.GetValue<string>() ?? "";
+            var now = allowed ? "allow" : "deny";
+            replay["decision"] = now;
+            replay["determining_policies"] = new JsonArray([.. determining.Select(x => (JsonNode)x)]);
+            replay["errors"] = new JsonArray([.. errors.Select(x => (JsonNode)x)]);
+            replay["agrees"] = now == reported;
+            if (now != reported)
+                ServerLog.AccessReplayDisagrees(log, record.DecisionId ?? "", record.Actor, reported, now, version);
+        }
+        o["reevaluated"] = replay;
+        return WritCedar.Canonical(o);
+    }
+
+    /// <summary>A stored policy version compiled (0: the built-in default set), or null when it is unknown or does not compile.</summary>
+    private async Task<CompiledPolicySet?> CompiledVersionAsync(long version, CancellationToken ct)
+    {
+        if (version == 0)
+            return IssuancePolicyEngine.DefaultSet;
+        if (version < 0)
+            return null;
+        var active = server.Policy.Current;
+        if (active.Version == version)
+            return active.Compiled;
+        var stored = await server.Store.Policies.GetAsync(version, ct).ConfigureAwait(false);
+        return stored is not null && WritPolicyCompiler.TryCompile(stored.Files, out var compiled, out _) ? compiled : null;
     }
 
     /// <summary>The ledger record's data with its envelope (seq, at, kind, actor) merged in; canonical JSON.</summary>
@@ -157,6 +216,10 @@ public static class WhatIfReplay
             Writ.Policy.Evaluation.EntityValue e => e.Uid.Id,
             _ => v.ToString(),
         } : "";
+        if (Writ.Authz.CallCedar.Call.Equals(q.Request.Action))
+        {
+            return $"caller {q.Request.Principal.Id}" + (A("parent_id") is { Length: > 0 } agent ? " via " + agent : "");
+        }
         if (q.Request.Principal.Type == WritCedar.NodeType)
         {
             return $"node {q.Request.Principal.Id} ({A("attestation")})";

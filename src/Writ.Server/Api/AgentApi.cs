@@ -127,24 +127,31 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         long woke = 0;
         var recheckSignal = server.Posture.SignalFor(caller.Id.ToString());
         string? recheckSent = null;
+        ActivePolicy? policySent = null;
         while (!ct.IsCancellationRequested)
         {
             var generation = server.Changes.Generation;
             var recheckGeneration = recheckSignal.Generation;
+            var policyGeneration = server.Policy.Activated.Generation;
+            var pushedGeneration = server.PolicyChanged.Generation;
+            // The call policy (request-time decisions): in the first update, then whenever another version becomes active.
+            var policy = await server.Policy.CurrentAsync(ct).ConfigureAwait(false);
+            var callPolicy = ReferenceEquals(policy, policySent) ? null : CallPolicyOf(policy);
             var changes = await server.Store.Entries.ChangesSinceAsync(since, parents, ct).ConfigureAwait(false);
             var (revocations, cursor) = await RevocationsForSyncAsync(full || changes.Full, revocationCursor, changes.Revision, ct).ConfigureAwait(false);
             var crl = await server.Revocations.CrlAsync(cursor, ct).ConfigureAwait(false);
             var bundleSeq = server.Ca.BundleSequence;
             var bundleChanged = bundleSeq != bundleSent || crl.Number != crlSent;
-            if (first || changes.Upserts.Count > 0 || changes.DeletedIds.Count > 0 || bundleChanged || revocations.Count > 0)
+            if (first || changes.Upserts.Count > 0 || changes.DeletedIds.Count > 0 || bundleChanged || revocations.Count > 0 || callPolicy is not null)
             {
                 // The store answers with the whole state when the agent's revision predates pruned deletions:
                 // then the agent must drop what it holds (reset), or it would keep entries deleted meanwhile.
-                await SendPagesAsync(responseStream, changes, full || changes.Full, bundleChanged ? crl : null, revocations, ct).ConfigureAwait(false);
+                await SendPagesAsync(responseStream, changes, full || changes.Full, bundleChanged ? crl : null, revocations, ct, callPolicy).ConfigureAwait(false);
                 if (woke != 0)
                     server.Metrics.SyncPushed(System.Diagnostics.Stopwatch.GetElapsedTime(woke));
                 bundleSent = bundleSeq;
                 crlSent = crl.Number;
+                policySent = policy;
             }
             revocationCursor = cursor;
             since = changes.Revision;
@@ -162,6 +169,8 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
                 server.Store.Entries.WaitForChangeAsync(changes.Revision, wake.Token),
                 server.Changes.WaitAsync(generation, wake.Token),
                 recheckSignal.WaitAsync(recheckGeneration, wake.Token),
+                server.Policy.Activated.WaitAsync(policyGeneration, wake.Token),
+                server.PolicyChanged.WaitAsync(pushedGeneration, wake.Token),
                 CrlRefreshDueAsync(crl, wake.Token)).ConfigureAwait(false);
             await wake.CancelAsync().ConfigureAwait(false);
             woke = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -193,12 +202,16 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
     }
 
     private async Task SendPagesAsync(IServerStreamWriter<SyncUpdate> stream, EntryChanges changes, bool full, Revocation.CrlSnapshot? withBundle,
-        IReadOnlyList<RevocationRecord> revocations, CancellationToken ct)
+        IReadOnlyList<RevocationRecord> revocations, CancellationToken ct, CallPolicy? callPolicy = null)
     {
         var page = NewPage(changes.Revision, full);
         if (withBundle is not null)
         {
             page.Bundle = BundleProto(withBundle);
+        }
+        if (callPolicy is not null)
+        {
+            page.CallPolicy = callPolicy;
         }
         var size = page.CalculateSize();
         foreach (var e in changes.Upserts)

@@ -73,6 +73,12 @@ public sealed class ServerContext
     /// <summary>The flood limit of <c>workload.refused</c> records, per reporting agent (<see cref="Api.AgentApi.ReportWorkloadRefused"/>).</summary>
     public Ledger.RefusalWindows WorkloadRefusals { get; } = new(WorkloadRefusalsPerAgentPerMinute);
 
+    /// <summary>The flood limit of <c>access.*</c> records, per reporting agent (<see cref="Api.AgentApi.ReportAccess"/>).</summary>
+    public Ledger.AccessWindows AccessRecords { get; } = new(AccessRecordsPerAgentPerMinute);
+
+    /// <summary>How many access records (decisions and summaries) per agent and minute are written; the rest are counted into an <c>access.suppressed</c> record.</summary>
+    public const int AccessRecordsPerAgentPerMinute = 600;
+
     /// <summary>How many workload refusals per agent and minute are recorded one by one; the rest are counted into the next record.</summary>
     public const int WorkloadRefusalsPerAgentPerMinute = 60;
 

@@ -52,6 +52,12 @@ public sealed class IssuancePolicyEngine : IAsyncDisposable
     public ActivePolicy Current => _current;
 
     /// <summary>
+    /// Raised after a new version became active here (a push or rollback on this server, or another server's seen by the
+    /// poll): the agents' Sync streams wake on it and push the new call policy.
+    /// </summary>
+    public ChangeSignal Activated { get; } = new();
+
+    /// <summary>
     /// Loads the active version, then keeps it current in the background until disposed (standalone use; the server
     /// loads it with <see cref="RefreshAsync"/> and runs <see cref="RunAsync"/> as a hosted service).
     /// </summary>
@@ -96,6 +102,7 @@ public sealed class IssuancePolicyEngine : IAsyncDisposable
             var previous = _current.Version;
             _current = new ActivePolicy(stored.Version, compiled!);
             ServerLog.PolicyActivated(_log, stored.Version, previous, compiled!.Set.All.Count, compiled.Sha256);
+            Activated.Raise();
             return _current;
         }
         finally
