@@ -43,7 +43,7 @@ public static class CallCedar
             ["caller_instance_id"] = Value.Of(facts.CallerInstanceId),
             ["caller_agent_id"] = Value.Of(facts.CallerAgentId),
         });
-        IReadOnlyList<Entity> entities = principal.Uid == resource.Uid ? [principal] : [principal, resource];
+        IReadOnlyList<Entity> entities = principal.Uid.Equals(resource.Uid) ? [principal] : [principal, resource];
         return (new Request(principal.Uid, Call, resource.Uid, context), entities);
     }
 

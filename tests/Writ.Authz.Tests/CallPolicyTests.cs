@@ -158,6 +158,15 @@ public class CallPolicyTests
     }
 
     [Fact]
+    public void A_caller_calling_itself_is_decided_over_one_entity()
+    {
+        var set = Pushed(("calls.cedar", CallPolicy));
+        var (_, entities) = CallCedar.Query(Facts(caller: "spiffe://example.org/payments/api"));
+        Assert.Single(entities);
+        Assert.False(set.Decide(Facts(caller: "spiffe://example.org/payments/api", headers: ("x-env", "prod"))).Allowed);
+    }
+
+    [Fact]
     public void Without_a_pushed_policy_every_call_is_denied()
     {
         var d = CallPolicySet.None.Decide(Facts(headers: ("x-env", "prod")));

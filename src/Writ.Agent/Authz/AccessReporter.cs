@@ -49,14 +49,6 @@ public sealed class AccessReporter(Func<AgentService.AgentServiceClient> client,
                 return;
             }
         }
-        if (outcome.Facts.ResourceSpiffeId.Length == 0)
-        {
-            // The ledger records a call against its destination (ReportAccess requires one): a request that named none is
-            // refused all the same, and counted among the dropped so the ledger knows a record is missing.
-            Interlocked.Increment(ref _dropped);
-            Interlocked.Increment(ref _droppedTotal);
-            return;
-        }
         var decision = new AccessDecision
         {
             DecisionId = outcome.DecisionId,

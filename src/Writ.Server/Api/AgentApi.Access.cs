@@ -126,8 +126,9 @@ public sealed partial class AgentApi
             return $"every text field must be one line of at most {MaxAccessString} characters without control characters";
         if (f.Headers.Any(h => h.Key.Length == 0 || !Line(h.Key) || h.Key != h.Key.ToLowerInvariant() || !Line(h.Value)))
             return $"header names must be lower-case and non-empty, names and values one line of at most {MaxAccessString} characters";
-        if (f.ResourceSpiffeId.Length == 0 || d.Reason.Length == 0)
-            return "the resource and the reason are required";
+        // Every denial is recorded, also one refused because the request named no destination (WRIT-AUTHZ-NO-RESOURCE).
+        if (d.Allowed && f.ResourceSpiffeId.Length == 0 || d.Reason.Length == 0)
+            return "the reason is required, and an allowed call names its resource";
         return null;
     }
 

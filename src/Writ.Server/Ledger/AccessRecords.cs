@@ -42,8 +42,6 @@ public static class AccessRecords
         ArgumentNullException.ThrowIfNull(d);
         var f = d.Facts;
         var (request, entities) = CallCedar.Query(f);
-        // A caller calling itself: one entity (CallCedar.Query compares the uids by reference and would list it twice).
-        entities = [.. entities.DistinctBy(e => e.Uid)];
         var headers = new JsonObject();
         foreach (var (k, v) in f.Headers.OrderBy(h => h.Key, StringComparer.Ordinal))
             headers[k] = v;

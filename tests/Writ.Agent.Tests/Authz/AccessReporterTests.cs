@@ -53,16 +53,18 @@ public sealed class AccessReporterTests
         hostile.Facts.Path = "/" + new string('a', 10_000) + "\r\nx-injected: 1";
         hostile.Facts.Headers["x-team"] = "blue\nred";
         reporter.Offer(hostile, "ext_authz", DateTimeOffset.UtcNow);
-        // No destination: refused, not recordable against a resource, counted as dropped.
+        // No destination: refused, and recorded all the same (every denial reaches the ledger).
         reporter.Offer(Outcome(false, "c-nowhere") with { Facts = new CallFacts() }, "ext_authz", DateTimeOffset.UtcNow);
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
         var sending = reporter.SendReportsAsync(cts.Token);
-        await Deadline.UntilAsync(() => reporter.Delivered == 1, "the report");
+        await Deadline.UntilAsync(() => reporter.Delivered == 2, "the report");
         await cts.CancelAsync();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => sending);
         var batch = Assert.Single(server.Batches);
-        var sent = Assert.Single(batch.Decisions);
-        Assert.Equal(1, batch.Dropped);
+        Assert.Equal(2, batch.Decisions.Count);
+        var sent = batch.Decisions[0];
+        Assert.Equal("", batch.Decisions[1].Facts.ResourceSpiffeId);
+        Assert.Equal(0, batch.Dropped);
         Assert.True(sent.Facts.Path.Length <= AccessReporter.MaxText);
         Assert.DoesNotContain(sent.Facts.Headers["x-team"], char.IsControl);
         Assert.DoesNotContain(sent.Facts.Path, char.IsControl);

@@ -42,6 +42,18 @@ public sealed class AccessReportTests
         Assert.Null(AgentApi.CheckAccessReport(new ReportAccessRequest { Dropped = 12 }));
     }
 
+    [Fact]
+    public void A_denial_that_named_no_destination_is_recorded_too()
+    {
+        var d = Decision();
+        d.Code = "WRIT-AUTHZ-NO-RESOURCE";
+        d.Facts.ResourceSpiffeId = "";
+        Assert.Null(AgentApi.CheckAccessReport(Report(d)));
+        var e = AccessRecords.Decision(Reporter, d, DateTimeOffset.UnixEpoch);
+        Assert.Equal(AccessRecords.Denied, e.Kind);
+        Assert.Equal("", e.Subject);
+    }
+
     public static TheoryData<string, string> Broken()
     {
         var big = new string('a', AgentApi.MaxAccessString + 1);
@@ -87,7 +99,8 @@ public sealed class AccessReportTests
         yield return ("lower-case code", "code must be", () => Report(With(d => d.Code = "writ-authz-denied")));
         yield return ("unknown credential", "credential must be", () => Report(With(d => d.Facts.Credential = "password")));
         yield return ("no surface", "surface", () => Report(With(d => d.Surface = "")));
-        yield return ("no resource", "resource and the reason", () => Report(With(d => d.Facts.ResourceSpiffeId = "")));
+        yield return ("allowed without resource", "an allowed call names its resource", () => Report(With(d => { d.Allowed = true; d.Code = ""; d.Facts.ResourceSpiffeId = ""; })));
+        yield return ("no reason", "reason is required", () => Report(With(d => d.Reason = "")));
         yield return ("negative drop count", "dropped", () => new ReportAccessRequest { Dropped = -1 });
         yield return ("negative version", "policy_version", () => Report(With(d => d.PolicyVersion = -1)));
     }
