@@ -91,4 +91,21 @@ public sealed class CallAuthorizationAttackTests : IAsyncLifetime
         Assert.NotEqual(HttpStatusCode.OK, status);
         Assert.Empty(_agent.Agent.Asked);
     }
+    [Fact]
+    public async Task A_caller_cannot_hide_a_header_from_the_call_policy_by_sending_64_junk_headers_first()
+    {
+        using var cert = _td.Svid("/sample/greeter");
+        using var client = _host.Client(cert);
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/call");
+        for (var i = 0; i < 64; i++)
+        {
+            request.Headers.Add($"X-Pad-{i:D2}", "x");
+        }
+        request.Headers.Add("X-Tenant", "red");   // a header a forbid policy looks at
+        using var response = await client.SendAsync(request, TestContext.Current.CancellationToken);
+        var (asked, _) = Assert.Single(_agent.Agent.Asked);
+        // Either the agent sees the header, or the request is refused: never asked with the header silently dropped.
+        Assert.True(asked.Headers.ContainsKey("x-tenant") || response.StatusCode != HttpStatusCode.OK,
+            $"the agent was asked without x-tenant ({asked.Headers.Count} headers) and the call was allowed");
+    }
 }
