@@ -111,7 +111,9 @@ internal sealed class WritCallAuthorizationHandler(WritCallAgentClient agent, IO
         var excluded = options.Value.ExcludedHeaders;
         foreach (var (name, values) in http.Request.Headers)
         {
-            if (!excluded.Contains(name) && request.Headers.Count < 64)
+            // All of them (Kestrel bounds their number and size): a cap would let a caller push a header the call policy
+            // looks at out of the question by sending junk headers first; the agent keeps only its authz_headers.
+            if (!excluded.Contains(name))
             {
                 request.Headers[name.ToLowerInvariant()] = values.ToString();
             }
