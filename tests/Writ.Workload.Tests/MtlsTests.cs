@@ -147,6 +147,29 @@ public sealed class MtlsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_new_connection_that_may_resume_a_TLS_session_is_verified_again_by_both_sides()
+    {
+        // Attack: after the server stops accepting a client (authorizer, revocation, bundle change), the client opens a new
+        // connection that resumes its earlier TLS session; the verification must run again, not ride on the session.
+        var server = await SourceAsync(_serverAgent);
+        var client = await SourceAsync(_clientAgent);
+        var serverAccepts = true;
+        var clientAccepts = true;
+        var uri = await ServeAsync(server, server, Authorize.Matching(_ => Volatile.Read(ref serverAccepts)));
+        using var http = new HttpClient(SpiffeMtls.CreateHandler(client, client, Authorize.Matching(_ => Volatile.Read(ref clientAccepts))));
+        Assert.Equal(client.GetX509Svid().Leaf.SerialNumber, await GetAsync(http, uri));
+        Assert.Equal(client.GetX509Svid().Leaf.SerialNumber, await GetAsync(http, uri));   // a second session to resume from
+
+        Volatile.Write(ref serverAccepts, false);
+        await Assert.ThrowsAsync<HttpRequestException>(() => GetAsync(http, uri));
+
+        Volatile.Write(ref serverAccepts, true);
+        Assert.Equal(client.GetX509Svid().Leaf.SerialNumber, await GetAsync(http, uri));
+        Volatile.Write(ref clientAccepts, false);
+        await Assert.ThrowsAsync<HttpRequestException>(() => GetAsync(http, uri));
+    }
+
+    [Fact]
     public async Task The_client_refuses_a_server_with_another_ID()
     {
         var server = await SourceAsync(_serverAgent);

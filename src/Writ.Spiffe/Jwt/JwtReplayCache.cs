@@ -69,7 +69,9 @@ public sealed class JwtReplayCache
         ArgumentNullException.ThrowIfNull(svid);
         return svid.Jti is { } jti
             ? $"{svid.Id.TrustDomain.Name} jti:{jti}"
-            : $"{svid.Id.TrustDomain.Name} sha256:{Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(svid.Token)))}";
+            // The signed part only: an ECDSA signature has a twin (r, n - s) that verifies too, so the text of the
+            // signature must not make a replayed token look new.
+            : $"{svid.Id.TrustDomain.Name} sha256:{Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(svid.Token[..svid.Token.LastIndexOf('.')])))}";
     }
 
     /// <summary>

@@ -1,8 +1,10 @@
 using System.Security.Claims;
 using Grpc.Core;
+using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Authorization.Policy;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Writ.Protocol.RelyingParty;
@@ -40,7 +42,7 @@ internal sealed class WritCallAuthorizationHandler(WritCallAgentClient agent, IO
         {
             return;   // not an HTTP request: the requirement stays unmet
         }
-        var request = BuildRequest(http, context.User, requirement.Resource ?? options.Value.Resource);
+        var request = await BuildRequestAsync(http, requirement.Resource ?? options.Value.Resource);
         if (request is null)
         {
             return;   // no credential at all: unmet, so the caller is challenged (401) by its authentication scheme
@@ -78,7 +80,12 @@ internal sealed class WritCallAuthorizationHandler(WritCallAgentClient agent, IO
             response.DecisionId, StatusCodes.Status403Forbidden));
     }
 
-    private AuthorizeRequest? BuildRequest(HttpContext http, ClaimsPrincipal user, string? resource)
+    /// <summary>
+    /// The agent's question for this request, with the credential a Writ scheme of this app ACCEPTED (certificate first, then
+    /// JWT-SVID): never a credential a scheme refused (a bound token without its certificate, a replayed token, a caller the
+    /// scheme's authorizer refuses), since the agent does not repeat those checks. Null when no Writ scheme accepted one.
+    /// </summary>
+    private async Task<AuthorizeRequest?> BuildRequestAsync(HttpContext http, string? resource)
     {
         var request = new AuthorizeRequest
         {
@@ -87,20 +94,15 @@ internal sealed class WritCallAuthorizationHandler(WritCallAgentClient agent, IO
             Host = http.Request.Host.Value ?? "",
             ResourceSpiffeId = resource ?? "",
         };
-        var jwtCaller = user.HasClaim(WritClaimTypes.Credential, WritClaimTypes.JwtCredential);
         var cert = http.Connection.ClientCertificate;
         var bearer = BearerToken(http.Request);
-        if (cert is not null && !jwtCaller)
+        if (cert is not null && await AcceptedByAsync(http, typeof(WritX509SvidHandler)))
         {
             request.PeerCertificateDer = Google.Protobuf.ByteString.CopyFrom(cert.RawData);
         }
-        else if (bearer is not null)
+        else if (bearer is not null && await AcceptedByAsync(http, typeof(WritJwtSvidHandler)))
         {
             request.JwtSvid = bearer;
-        }
-        else if (cert is not null)
-        {
-            request.PeerCertificateDer = Google.Protobuf.ByteString.CopyFrom(cert.RawData);
         }
         else
         {
@@ -109,12 +111,28 @@ internal sealed class WritCallAuthorizationHandler(WritCallAgentClient agent, IO
         var excluded = options.Value.ExcludedHeaders;
         foreach (var (name, values) in http.Request.Headers)
         {
-            if (!excluded.Contains(name) && request.Headers.Count < 64)
+            // All of them (Kestrel bounds their number and size): a cap would let a caller push a header the call policy
+            // looks at out of the question by sending junk headers first; the agent keeps only its authz_headers.
+            if (!excluded.Contains(name))
             {
                 request.Headers[name.ToLowerInvariant()] = values.ToString();
             }
         }
         return request;
+    }
+
+    /// <summary>True when a registered scheme of <paramref name="handlerType"/> authenticates this request (results are cached per request).</summary>
+    private static async Task<bool> AcceptedByAsync(HttpContext http, Type handlerType)
+    {
+        var provider = http.RequestServices.GetRequiredService<IAuthenticationSchemeProvider>();
+        foreach (var scheme in await provider.GetAllSchemesAsync())
+        {
+            if (scheme.HandlerType == handlerType && (await http.AuthenticateAsync(scheme.Name)).Succeeded)
+            {
+                return true;
+            }
+        }
+        return false;
     }
 
     private static string? BearerToken(HttpRequest request)

@@ -181,6 +181,40 @@ public sealed class JwtSvidAuthenticationTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_token_without_jti_replayed_in_another_encoding_of_the_same_signature_is_still_a_replay()
+    {
+        // Tokens without jti (a federated SPIRE issues them) are remembered by the hash of their text. The thief re-encodes
+        // the same token: the unused low bits of the signature's last base64url character, or the ECDSA twin (r, n - s).
+        using var greeterCert = _td.Svid("/sample/greeter");
+        using var thiefCert = _td.Svid("/sample/thief");
+        var now = DateTimeOffset.UtcNow;
+        var token = Writ.Spiffe.Jwt.JwtSvidMinter.Mint(_td.JwtKey, Writ.Spiffe.SpiffeId.Parse("spiffe://example.test/sample/greeter"), [Audience],
+            now, now + TimeSpan.FromMinutes(5), new Dictionary<string, object>());
+        Assert.DoesNotContain("jti", System.Text.Encoding.UTF8.GetString(System.Buffers.Text.Base64Url.DecodeFromChars(token.Split('.')[1])), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.OK, (await GetAsync(_host.Client(greeterCert), "/jwt", token)).Status);
+
+        var dot = token.LastIndexOf('.');
+        var sig = System.Buffers.Text.Base64Url.DecodeFromChars(token.AsSpan(dot + 1));
+        const string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        var last = alphabet.IndexOf(token[^1], StringComparison.Ordinal);
+        var lowBits = token[..^1] + alphabet[last ^ 1];                          // 64 bytes = 86 chars: the last char has 4 unused bits
+        var n = System.Numerics.BigInteger.Parse("0FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551", System.Globalization.NumberStyles.HexNumber);
+        var sValue = new System.Numerics.BigInteger(sig.AsSpan(32), isUnsigned: true, isBigEndian: true);
+        var twinS = (n - sValue).ToByteArray(isUnsigned: true, isBigEndian: true);
+        var twin = new byte[64];
+        sig.AsSpan(0, 32).CopyTo(twin);
+        twinS.CopyTo(twin.AsSpan(64 - twinS.Length));
+        var highS = token[..(dot + 1)] + System.Buffers.Text.Base64Url.EncodeToString(twin);
+
+        foreach (var (what, variant) in new[] { ("low bits", lowBits), ("twin signature", highS) })
+        {
+            Assert.NotEqual(token, variant);
+            var (status, _, code) = await GetAsync(_host.Client(thiefCert), "/jwt", variant);
+            Assert.True(status != HttpStatusCode.OK, $"the {what} re-encoding was accepted from another presenter (code {code})");
+        }
+    }
+
+    [Fact]
     public async Task Several_Authorization_headers_and_oversized_tokens_are_refused()
     {
         using var client = _host.Client();
