@@ -59,14 +59,15 @@ public sealed class MtlsTests : IAsyncLifetime
     }
 
     /// <summary>An SDK Kestrel endpoint on 127.0.0.1 that answers with the serial of the client certificate (or "none").</summary>
-    private async Task<Uri> ServeAsync(IX509SvidSource source, IBundleSource bundles, SpiffeIdAuthorizer? clientAuthorizer, bool requireClientCertificate = true)
+    private async Task<Uri> ServeAsync(IX509SvidSource source, IBundleSource bundles, SpiffeIdAuthorizer? clientAuthorizer, bool requireClientCertificate = true,
+        IRevocationSource? revocations = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, l =>
         {
             l.Protocols = HttpProtocols.Http1AndHttp2;
-            l.UseWritServerCertificate(source, bundles, clientAuthorizer, requireClientCertificate);
+            l.UseWritServerCertificate(source, bundles, clientAuthorizer, requireClientCertificate, null, null, revocations);
         }));
         var app = builder.Build();
         app.MapGet("/", (HttpContext ctx) => ctx.Connection.ClientCertificate?.SerialNumber ?? "none");
@@ -166,6 +167,38 @@ public sealed class MtlsTests : IAsyncLifetime
         Volatile.Write(ref serverAccepts, true);
         Assert.Equal(client.GetX509Svid().Leaf.SerialNumber, await GetAsync(http, uri));
         Volatile.Write(ref clientAccepts, false);
+        await Assert.ThrowsAsync<HttpRequestException>(() => GetAsync(http, uri));
+    }
+
+    /// <summary>A revocation set the test controls (the SDK's RevocationSource follows the agent's).</summary>
+    private sealed class Revoked : IRevocationSource
+    {
+        public volatile string? Serial;
+
+        public bool IsSerialRevoked(string serialHex) => string.Equals(serialHex, Serial, StringComparison.OrdinalIgnoreCase);
+
+        public bool IsJtiRevoked(string jti) => false;
+
+        public event EventHandler? Changed { add { } remove { } }
+    }
+
+    [Fact]
+    public async Task With_revocations_each_side_refuses_a_revoked_peer_at_its_next_connection()
+    {
+        var server = await SourceAsync(_serverAgent);
+        var client = await SourceAsync(_clientAgent);
+        var serverSide = new Revoked();
+        var clientSide = new Revoked();
+        var uri = await ServeAsync(server, server, Authorize.Id(ClientId), revocations: serverSide);
+        using var http = new HttpClient(SpiffeMtls.CreateHandler(client, client, Authorize.Id(ServerId), revocations: clientSide));
+        Assert.Equal(client.GetX509Svid().Leaf.SerialNumber, await GetAsync(http, uri));
+
+        clientSide.Serial = server.GetX509Svid().Leaf.SerialNumber;   // the server's certificate is revoked
+        await Assert.ThrowsAsync<HttpRequestException>(() => GetAsync(http, uri));
+        clientSide.Serial = null;
+        Assert.Equal(client.GetX509Svid().Leaf.SerialNumber, await GetAsync(http, uri));
+
+        serverSide.Serial = client.GetX509Svid().Leaf.SerialNumber;   // the client's certificate is revoked
         await Assert.ThrowsAsync<HttpRequestException>(() => GetAsync(http, uri));
     }
 

@@ -18,13 +18,14 @@ public static class SpiffeMtls
     /// A handler for <c>new HttpClient(handler)</c>: presents <paramref name="source"/>'s SVID, verifies the server with
     /// <paramref name="bundles"/> and <paramref name="authorizer"/>. A request made before the source has an SVID
     /// fails with <see cref="WorkloadApiException"/> WRIT-SDK-NO-SVID; a refused server fails the request with an
-    /// <see cref="HttpRequestException"/> (the reason is logged, event 5003).
+    /// <see cref="HttpRequestException"/> (the reason is logged, event 5003). With <paramref name="revocations"/> a
+    /// server whose certificate is revoked is refused at the next connection.
     /// </summary>
     public static HttpMessageHandler CreateHandler(IX509SvidSource source, IBundleSource bundles, SpiffeIdAuthorizer authorizer,
-        TimeProvider? timeProvider = null, ILogger? logger = null)
+        TimeProvider? timeProvider = null, ILogger? logger = null, IRevocationSource? revocations = null)
     {
         ArgumentNullException.ThrowIfNull(source);
-        var verifier = new SpiffeCertificateVerifier(bundles, authorizer, timeProvider, logger: logger ?? NullLogger.Instance);
+        var verifier = new SpiffeCertificateVerifier(bundles, authorizer, timeProvider, revocations, logger ?? NullLogger.Instance);
         var certificates = new SvidCertificateCache();
         var sockets = new SocketsHttpHandler
         {

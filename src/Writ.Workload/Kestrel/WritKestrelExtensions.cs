@@ -24,14 +24,19 @@ public static class WritKestrelExtensions
         SpiffeIdAuthorizer? clientAuthorizer = null, bool requireClientCertificate = true)
         => UseWritServerCertificate(listenOptions, source, bundles, clientAuthorizer, requireClientCertificate, null, null);
 
-    /// <summary>As the other overload, with the clock used for expiry checks and the logger of refusals (event 5003).</summary>
+    /// <summary>
+    /// As the other overload, with the clock used for expiry checks, the logger of refusals (event 5003) and the revoked
+    /// credentials (<paramref name="revocations"/>, e.g. a <see cref="RevocationSource"/>): a revoked client certificate
+    /// fails the handshake of every new connection.
+    /// </summary>
     public static ListenOptions UseWritServerCertificate(this ListenOptions listenOptions, IX509SvidSource source, IBundleSource bundles,
-        SpiffeIdAuthorizer? clientAuthorizer, bool requireClientCertificate, TimeProvider? timeProvider, ILogger? logger)
+        SpiffeIdAuthorizer? clientAuthorizer, bool requireClientCertificate, TimeProvider? timeProvider, ILogger? logger,
+        IRevocationSource? revocations = null)
     {
         ArgumentNullException.ThrowIfNull(listenOptions);
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(bundles);
-        var verifier = new SpiffeCertificateVerifier(bundles, clientAuthorizer ?? Authorize.Any(), timeProvider, logger: logger ?? NullLogger.Instance);
+        var verifier = new SpiffeCertificateVerifier(bundles, clientAuthorizer ?? Authorize.Any(), timeProvider, revocations, logger ?? NullLogger.Instance);
         var certificates = new SvidCertificateCache();
         return listenOptions.UseHttps(new TlsHandshakeCallbackOptions
         {
