@@ -124,6 +124,7 @@ public sealed class SdsService(WorkloadApiService workload, AgentState state, Sv
         string? lastHash = null;
         string? lastNonce = null;
         string? sentVersion = null;
+        string? nackedNonce = null;
         while (!ct.IsCancellationRequested)
         {
             var generation = state.Changed.Generation;
@@ -133,13 +134,16 @@ public sealed class SdsService(WorkloadApiService workload, AgentState state, Sv
             while (requests.TryRead(out var request))
             {
                 Validate(request);
-                if (request.ErrorDetail is { } error)
+                if (request.ErrorDetail is { } error && request.ResponseNonce == (lastNonce ?? request.ResponseNonce) && nackedNonce != (lastNonce ?? ""))
                 {
-                    SdsLog.Rejected(log, pid, lastNonce == request.ResponseNonce ? sentVersion ?? "" : request.VersionInfo, string.Join(',', request.ResourceNames), OneLine(error.Message));
+                    // Only a NACK of the last response, once (a peer repeating NACKs or inventing nonces cannot grow the log); its text shortened.
+                    nackedNonce = lastNonce ?? "";
+                    SdsLog.Rejected(log, pid, Shorten(lastNonce == request.ResponseNonce ? sentVersion ?? "" : request.VersionInfo),
+                        Shorten(string.Join(',', request.ResourceNames)), Shorten(error.Message));
                 }
                 if (lastNonce is not null && request.ResponseNonce != lastNonce)
                 {
-                    SdsLog.StaleNonce(log, pid, request.ResponseNonce, lastNonce);
+                    SdsLog.StaleNonce(log, pid, Shorten(request.ResponseNonce), lastNonce);
                     continue;   // answers an older response: the caller has not seen the last one yet
                 }
                 var requested = request.ResourceNames.ToList();
