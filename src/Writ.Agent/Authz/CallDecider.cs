@@ -141,11 +141,6 @@ public sealed class CallDecider(AgentState state, IssuedCredentials issued, Auth
             {
                 return Deny(facts, AuthzCodes.BadCredential, $"the caller's JWT-SVID is not valid: {validation.Error}");
             }
-            // A JWT is read only when no certificate was presented: a token bound to a certificate (cnf x5t#S256) is refused.
-            if (JwtSvidVerifier.CheckBinding(svid, JwtPeer.Anonymous, allowBearer: true) is { } unbound)
-            {
-                return Deny(facts, AuthzCodes.BadCredential, $"the caller's JWT-SVID is not valid: {unbound.Error}");
-            }
             facts.CallerSpiffeId = svid.Id.ToString();
             facts.Credential = CallCedar.JwtCredential;
             facts.CallerJti = svid.Jti ?? "";
