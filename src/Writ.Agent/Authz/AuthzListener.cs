@@ -76,7 +76,7 @@ public static class AuthzListener
         {
             var items = ctx.Features.Get<IConnectionItemsFeature>()?.Items;
             var onAuthz = items is not null && items.TryGetValue(Marker, out var m) && ReferenceEquals(m, Marker);
-            var forAuthz = ctx.Request.Path.StartsWithSegments(AuthorizationPathPrefix.TrimEnd('/'), StringComparison.Ordinal);
+            var forAuthz = ctx.Request.Path.StartsWithSegments(AuthorizationPathPrefix.TrimEnd('/'), StringComparison.OrdinalIgnoreCase);
             if (onAuthz == forAuthz)
             {
                 return next(ctx);

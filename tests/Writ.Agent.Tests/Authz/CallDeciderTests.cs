@@ -239,6 +239,23 @@ public sealed class CallDeciderTests : IDisposable
     }
 
     [Fact]
+    public async Task A_certificate_bound_JWT_SVID_presented_without_its_certificate_is_refused()
+    {
+        // Attacker: steals a JWT-SVID bound to web's X.509-SVID (cnf x5t#S256, RFC 8705) and replays it as a bearer token,
+        // without the bound certificate. JwtSvidVerifier refuses this; the call decider must too.
+        var (child, _, _) = await CallerAsync();
+        using var _c = child;
+        var now = DateTimeOffset.UtcNow;
+        var boundTo = Convert.ToBase64String(SHA256.HashData("some other certificate"u8)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+        var token = JwtSvidMinter.Mint(_jwtKey, SpiffeId.Parse(Web), [Api], now.AddSeconds(-5), now.AddMinutes(5),
+            new Dictionary<string, object> { ["jti"] = "j-bound", ["cnf"] = new Dictionary<string, object> { ["x5t#S256"] = boundTo } });
+        Assert.Equal(boundTo, JwtSvidValidator.Validate(token, _rig.State.Current.Bundle, [Api], now).Svid?.CnfX5tS256);
+        var outcome = Decider().Decide(new CallRequest { Jwt = "Bearer " + token, Resource = Api, Path = "/v1/items" }, "test");
+        Assert.False(outcome.Allowed, "a certificate-bound JWT-SVID was honoured as a bearer token without its certificate");
+        Assert.Equal(AuthzCodes.BadCredential, outcome.Code);
+    }
+
+    [Fact]
     public async Task Headers_not_in_authz_headers_never_reach_the_policy()
     {
         var (child, _, svid) = await CallerAsync();

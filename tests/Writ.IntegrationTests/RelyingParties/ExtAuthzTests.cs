@@ -108,6 +108,22 @@ public sealed class ExtAuthzTests
     }
 
     [Fact]
+    public async Task Ext_authz_is_not_reachable_on_the_Workload_API_socket_under_another_letter_case()
+    {
+        // Attacker: a local workload calls ext_authz on the Workload API socket with the service name in other letter case.
+        // The listener separation compares the path ordinally; ASP.NET's routing matches it case-insensitively.
+        using var dir = new TempDir();
+        await using var rig = await StartAsync(dir["authz.sock"]);
+        using var workloadChannel = WorkloadTools.UnixChannel(rig.Agent.SocketPath);
+        var marshaller = Marshallers.Create<CheckRequest>(m => Google.Protobuf.MessageExtensions.ToByteArray(m), CheckRequest.Parser.ParseFrom);
+        var responses = Marshallers.Create<CheckResponse>(m => Google.Protobuf.MessageExtensions.ToByteArray(m), CheckResponse.Parser.ParseFrom);
+        var method = new Method<CheckRequest, CheckResponse>(MethodType.Unary, "Envoy.Service.Auth.V3.Authorization", "Check", marshaller, responses);
+        var e = await Assert.ThrowsAsync<RpcException>(() => workloadChannel.CreateCallInvoker().AsyncUnaryCall(method, null,
+            new CallOptions(cancellationToken: TestContext.Current.CancellationToken), new CheckRequest()).ResponseAsync);
+        Assert.Equal(StatusCode.Unimplemented, e.StatusCode);
+    }
+
+    [Fact]
     public async Task Each_socket_serves_only_its_own_service()
     {
         using var dir = new TempDir();
