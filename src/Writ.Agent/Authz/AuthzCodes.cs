@@ -9,6 +9,9 @@ public static class AuthzCodes
     /// <summary>The caller's certificate or JWT-SVID is not a valid SVID of a trusted trust domain (or is malformed).</summary>
     public const string BadCredential = "WRIT-AUTHZ-BAD-CREDENTIAL";
 
+    /// <summary>A certificate-bound JWT-SVID presented without any certificate (a copied token looks just like this).</summary>
+    public const string BoundJwtWithoutCertificate = "WRIT-AUTHZ-JWT-NEEDS-CERTIFICATE";
+
     /// <summary>The principal Envoy names is not the SPIFFE ID of the certificate it forwarded.</summary>
     public const string PrincipalMismatch = "WRIT-AUTHZ-PRINCIPAL-MISMATCH";
 

@@ -141,6 +141,17 @@ public sealed class CallDecider(AgentState state, IssuedCredentials issued, Auth
             {
                 return Deny(facts, AuthzCodes.BadCredential, $"the caller's JWT-SVID is not valid: {validation.Error}");
             }
+            if (svid.CnfX5tS256 is not null)
+            {
+                // A bound token (cnf x5t#S256) is worth only as much as the certificate it names: presented without any
+                // certificate it could be a stolen copy. Writ's tokens are bound by default: such a caller calls over mTLS
+                // (its certificate forwarded) or holds a bearer token the identity team's policy allowed.
+                facts.CallerSpiffeId = svid.Id.ToString();
+                facts.Credential = CallCedar.JwtCredential;
+                facts.CallerJti = svid.Jti ?? "";
+                return Deny(facts, AuthzCodes.BoundJwtWithoutCertificate,
+                    "the caller's JWT-SVID is bound to a certificate (cnf) and no certificate came with it: call over mTLS with include_peer_certificate: true, or use a bearer token the policy allows");
+            }
             facts.CallerSpiffeId = svid.Id.ToString();
             facts.Credential = CallCedar.JwtCredential;
             facts.CallerJti = svid.Jti ?? "";

@@ -252,7 +252,7 @@ public sealed class CallDeciderTests : IDisposable
         Assert.Equal(boundTo, JwtSvidValidator.Validate(token, _rig.State.Current.Bundle, [Api], now).Svid?.CnfX5tS256);
         var outcome = Decider().Decide(new CallRequest { Jwt = "Bearer " + token, Resource = Api, Path = "/v1/items" }, "test");
         Assert.False(outcome.Allowed, "a certificate-bound JWT-SVID was honoured as a bearer token without its certificate");
-        Assert.Equal(AuthzCodes.BadCredential, outcome.Code);
+        Assert.Equal(AuthzCodes.BoundJwtWithoutCertificate, outcome.Code);
     }
 
     [Fact]

@@ -29,7 +29,7 @@ public sealed class ExtAuthzTests
 
                 @id("web-calls-api")
                 permit(principal, action == Writ::Action::"call", resource)
-                  when { principal.spiffe_id == "spiffe://example.org/web" && resource.spiffe_id == "spiffe://example.org/api" };
+                  when { principal.trust_domain == "example.org" && resource.spiffe_id == "spiffe://example.org/api" };
                 """);
             var pushed = await rig.Server.WritAsync("policy", "push", "--file", file);
             Assert.True(pushed.ExitCode == 0, pushed.ToString());
@@ -59,6 +59,34 @@ public sealed class ExtAuthzTests
         return check;
     }
 
+    /// <summary>What Envoy sends for an mTLS caller with include_peer_certificate: the URL-encoded PEM of its leaf.</summary>
+    private static CheckRequest CertificateCheck(string leafPem, string resource = Api)
+    {
+        var check = new CheckRequest
+        {
+            Attributes = new AttributeContext
+            {
+                Source = new AttributeContext.Types.Peer { Certificate = Uri.EscapeDataString(leafPem) },
+                Request = new AttributeContext.Types.Request
+                {
+                    Http = new AttributeContext.Types.HttpRequest { Method = "GET", Path = "/v1/items", Host = "api.internal" },
+                },
+            },
+        };
+        check.Attributes.ContextExtensions["writ_resource"] = resource;
+        return check;
+    }
+
+    /// <summary>The leaf (first PEM block) and the bound JWT-SVID of a workload held by the Node client (software nobody here wrote).</summary>
+    private static (string LeafPem, string Token) Credentials(HeldWorkload caller, string outDir)
+    {
+        var pem = File.ReadAllText(Path.Combine(outDir, "svid.pem"));
+        var end = pem.IndexOf("-----END CERTIFICATE-----", StringComparison.Ordinal) + "-----END CERTIFICATE-----".Length;
+        using var json = System.Text.Json.JsonDocument.Parse(caller.Output);
+        Assert.True(json.RootElement.GetProperty("ok").GetBoolean(), caller.Output);
+        return (pem[..end] + "\n", json.RootElement.GetProperty("token").GetString()!);
+    }
+
     [Fact]
     public async Task A_caller_whose_process_is_gone_is_refused_on_its_next_request()
     {
@@ -69,29 +97,34 @@ public sealed class ExtAuthzTests
         using var channel = WorkloadTools.UnixChannel(authz);
         var client = new Authorization.AuthorizationClient(channel);
 
-        await using var caller = await HeldWorkload.JwtAsync(rig, "--audience", Api, "--spiffe-id", Web);
+        var outDir = dir["caller"];
+        await using var caller = await HeldWorkload.NodeFetchAsync(rig, Api, outDir);
+        var (leaf, token) = Credentials(caller, outDir);
         // Allowed once the pushed call policy reached the agent (sync), with the decision headers Envoy forwards.
         var ok = await WorkloadTools.EventuallyAsync(async () =>
         {
-            var r = await client.CheckAsync(JwtCheck(caller.Output), cancellationToken: TestContext.Current.CancellationToken);
+            var r = await client.CheckAsync(CertificateCheck(leaf), cancellationToken: TestContext.Current.CancellationToken);
             return r.Status.Code == 0 ? r : throw new InvalidOperationException(r.DeniedResponse?.Body ?? r.Status.Message);
         }, TimeSpan.FromSeconds(30), "the call to be allowed");
         Assert.Contains(ok.OkResponse.Headers, h => h.Header.Key == "x-writ-caller" && h.Header.Value == Web);
         Assert.Contains(ok.OkResponse.Headers, h => h.Header.Key == "x-writ-decision-id" && h.Header.Value.StartsWith("c-", StringComparison.Ordinal));
 
         // Not permitted by policy: a 403 with one line and the decision id.
-        var other = JwtCheck(caller.Output);
-        other.Attributes.ContextExtensions["writ_resource"] = "spiffe://example.org/db";
-        var denied = await client.CheckAsync(other, cancellationToken: TestContext.Current.CancellationToken);
+        var denied = await client.CheckAsync(CertificateCheck(leaf, "spiffe://example.org/db"), cancellationToken: TestContext.Current.CancellationToken);
         Assert.Equal(7, denied.Status.Code);
-        Assert.Matches(@"^WRIT-AUTHZ-BAD-CREDENTIAL: .*audience.* \(decision c-[0-9a-f]{20}\)\n$", denied.DeniedResponse.Body);
+        Assert.Matches(@"^WRIT-AUTHZ-DENIED: .* \(decision c-[0-9a-f]{20}\)\n$", denied.DeniedResponse.Body);
+
+        // The caller's certificate-bound JWT-SVID without its certificate: a stolen copy looks just like this.
+        var bare = await client.CheckAsync(JwtCheck(token), cancellationToken: TestContext.Current.CancellationToken);
+        Assert.Equal(7, bare.Status.Code);
+        Assert.StartsWith("WRIT-AUTHZ-JWT-NEEDS-CERTIFICATE: ", bare.DeniedResponse.Body, StringComparison.Ordinal);
 
         // The caller's process ends mid-session: its very next request is refused (the agent learns of the exit from
         // its pidfd; the server's revocation follows). Waited for with a deadline, never a sleep.
         await caller.ReleaseAsync();
         var refused = await WorkloadTools.EventuallyAsync(async () =>
         {
-            var r = await client.CheckAsync(JwtCheck(caller.Output), cancellationToken: TestContext.Current.CancellationToken);
+            var r = await client.CheckAsync(CertificateCheck(leaf), cancellationToken: TestContext.Current.CancellationToken);
             return r.Status.Code == 7 ? r : throw new InvalidOperationException("still allowed");
         }, TimeSpan.FromSeconds(15), "the gone caller to be refused");
         Assert.Matches(@"^WRIT-AUTHZ-(INSTANCE-GONE|REVOKED): .* \(decision c-[0-9a-f]{20}\)\n$", refused.DeniedResponse.Body);
@@ -177,27 +210,35 @@ public sealed class ExtAuthzTests
         Assert.True(await watch.ResponseStream.MoveNext(ct));
         var first = watch.ResponseStream.Current;
 
-        await using var caller = await HeldWorkload.JwtAsync(rig, "--audience", Api, "--spiffe-id", Web);
+        var outDir = dir["caller"];
+        await using var caller = await HeldWorkload.NodeFetchAsync(rig, Api, outDir);
+        var (leafPem, token) = Credentials(caller, outDir);
+        var leafDer = Google.Protobuf.ByteString.CopyFrom(System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPem(leafPem).RawData);
         var allowed = await WorkloadTools.EventuallyAsync(async () =>
         {
-            var r = await rp.AuthorizeAsync(new Writ.Protocol.RelyingParty.AuthorizeRequest { JwtSvid = caller.Output, Method = "GET", Path = "/v1/x" }, headers, cancellationToken: ct);
+            var r = await rp.AuthorizeAsync(new Writ.Protocol.RelyingParty.AuthorizeRequest { PeerCertificateDer = leafDer, Method = "GET", Path = "/v1/x" }, headers, cancellationToken: ct);
             return r.Allowed ? r : throw new InvalidOperationException(r.Code + ": " + r.Reason);
         }, TimeSpan.FromSeconds(30), "the relying party's Authorize to allow");
-        Assert.Equal(Web, allowed.CallerSpiffeId);
+        Assert.StartsWith("spiffe://example.org/", allowed.CallerSpiffeId, StringComparison.Ordinal);
         Assert.StartsWith("c-", allowed.DecisionId, StringComparison.Ordinal);
+
+        // The bound JWT-SVID alone is refused: it needs its certificate.
+        var bare = await rp.AuthorizeAsync(new Writ.Protocol.RelyingParty.AuthorizeRequest { JwtSvid = token }, headers, cancellationToken: ct);
+        Assert.False(bare.Allowed);
+        Assert.Equal("WRIT-AUTHZ-JWT-NEEDS-CERTIFICATE", bare.Code);
 
         // A relying party asks only about calls to itself.
         var foreign = await Assert.ThrowsAsync<RpcException>(() => rp.AuthorizeAsync(new Writ.Protocol.RelyingParty.AuthorizeRequest
         {
-            JwtSvid = caller.Output, ResourceSpiffeId = "spiffe://example.org/db",
+            PeerCertificateDer = leafDer, ResourceSpiffeId = "spiffe://example.org/db",
         }, headers, cancellationToken: ct).ResponseAsync);
         Assert.Equal(StatusCode.PermissionDenied, foreign.StatusCode);
 
-        // The caller exits: refused at once, and its token's revocation reaches the watcher.
+        // The caller exits: refused at once, and its certificate's revocation reaches the watcher.
         await caller.ReleaseAsync();
         var refused = await WorkloadTools.EventuallyAsync(async () =>
         {
-            var r = await rp.AuthorizeAsync(new Writ.Protocol.RelyingParty.AuthorizeRequest { JwtSvid = caller.Output }, headers, cancellationToken: ct);
+            var r = await rp.AuthorizeAsync(new Writ.Protocol.RelyingParty.AuthorizeRequest { PeerCertificateDer = leafDer }, headers, cancellationToken: ct);
             return r.Allowed ? throw new InvalidOperationException("still allowed") : r;
         }, TimeSpan.FromSeconds(15), "the gone caller to be refused");
         Assert.Matches("^WRIT-AUTHZ-(INSTANCE-GONE|REVOKED)$", refused.Code);
@@ -208,7 +249,7 @@ public sealed class ExtAuthzTests
             Assert.True(await watch.ResponseStream.MoveNext(deadline.Token));
             var set = watch.ResponseStream.Current;
             Assert.True(set.Revision > first.Revision);
-            if (set.Jti.Count > first.Jti.Count)
+            if (set.SerialHex.Count > first.SerialHex.Count)
             {
                 break;
             }
