@@ -115,7 +115,9 @@ public sealed class JwtReplayGuard
             var report = new ReportJwtReplayRequest
             {
                 Jti = svid.Jti ?? "",
-                TokenSha256 = svid.Jti is null ? key[(key.LastIndexOf(':') + 1)..] : "",
+                // As the report says: the SHA-256 of the token as presented (the cache keys jti-less tokens by their signed
+                // part, so that a re-encoded signature is the same token; the record names the token itself).
+                TokenSha256 = svid.Jti is null ? Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(svid.Token))) : "",
                 SpiffeId = svid.Id.ToString(),
                 FirstPeer = check.FirstPeer,
                 SecondPeer = peer,
