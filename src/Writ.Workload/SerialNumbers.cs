@@ -9,12 +9,7 @@ public static class SerialNumbers
     /// The canonical form of <paramref name="serialHex"/>: ':' removed, leading zeros dropped, upper case ("0" for zero);
     /// so "00:ab:01", "AB01" and "ab01" are one serial.
     /// </summary>
-    public static string Normalize(string serialHex)
-    {
-        ArgumentNullException.ThrowIfNull(serialHex);
-        var hex = serialHex.Replace(":", "", StringComparison.Ordinal).Trim().TrimStart('0');
-        return hex.Length == 0 ? "0" : hex.ToUpperInvariant();
-    }
+    public static string Normalize(string serialHex) => Writ.Spiffe.X509.X509Serial.Normalize(serialHex);
 
     /// <summary>The canonical serial of a certificate's big-endian serial bytes (<c>X509Certificate2.SerialNumberBytes</c> reversed is little-endian; pass big-endian).</summary>
     public static string FromBigEndian(ReadOnlySpan<byte> serial) => Normalize(Convert.ToHexString(serial));

@@ -1,3 +1,4 @@
+using Writ.Spiffe.X509;
 using Writ.Protocol.Agent;
 
 namespace Writ.Agent.Sync;
@@ -67,13 +68,8 @@ public sealed class RevocationSet
             return ([.. _serials.Keys.Order(StringComparer.Ordinal)], [.. _jtis.Keys.Order(StringComparer.Ordinal)], _revision);
     }
 
-    /// <summary>Serials compare as numbers: case, leading zeros and ':' separators do not matter.</summary>
-    public static string NormalizeSerial(string serialHex)
-    {
-        ArgumentNullException.ThrowIfNull(serialHex);
-        var hex = serialHex.Replace(":", "", StringComparison.Ordinal).TrimStart('0');
-        return hex.Length == 0 ? "0" : hex.ToUpperInvariant();
-    }
+    /// <summary>Serials compare as numbers: case, leading zeros and ':' separators do not matter (<see cref="X509Serial"/>).</summary>
+    public static string NormalizeSerial(string serialHex) => X509Serial.Normalize(serialHex);
 
     public bool IsJtiRevoked(string jti)
     {
