@@ -102,6 +102,9 @@ public sealed class SdsServiceTests
         var stale = Request("ROOTCA");
         stale.ResponseNonce = "0000";
         await call.RequestStream.WriteAsync(stale, Ct);
+        // Read before the bundle changes, or the push may be sent before the stale request is read (a race, not a bug).
+        await Deadline.UntilAsync(() => host.Log.Entries.Any(e => e.Message.Contains("ignored a request", StringComparison.Ordinal)),
+            "the stale request to be ignored");
 
         // The bundle changes: the next message is version 2 (version 1 was not sent again) for the names still asked.
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
