@@ -24,7 +24,7 @@ public static class AgentCommands
 
     public static readonly IReadOnlyList<ConfigKey> Keys =
     [
-        new("server", "", "HOST:PORT of the server's agent API (required)."),
+        new("server", "", "HOST:PORT of the server's agent API (required); several comma-separated (a:8081,b:8081), or a DNS name with several addresses: the agent fails over between them."),
         new("join_token", "", "Join token from 'writ token generate'; needed only for the first start (the SVID is kept in data_dir)."),
         new("node_attestor", "join_token", "How the node proves itself: join_token; x509pop (--x509pop-cert, --x509pop-key: a certificate of your machine PKI); tpm (a TPM 2.0: EK certificate, credential activation, PCR quotes; the agent key lives in the TPM and the agent attests on every start); or k8s_psat (the DaemonSet pod's projected service-account token, --k8s-psat-cluster)."),
         new("k8s_psat.cluster", "", "With node_attestor k8s_psat: the cluster's name as the server's k8s_clusters names it."),

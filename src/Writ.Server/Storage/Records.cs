@@ -27,6 +27,11 @@ public sealed record RegistrationEntry
     public bool Admin { get; init; }
     public DateTimeOffset? ExpiresAt { get; init; }
     /// <summary>
+    /// Foreign trust domain names (issue #16): SVIDs of this entry come with those domains' bundles, so the workload can
+    /// verify peers there. Each must have a federation relationship when the entry is written.
+    /// </summary>
+    public IReadOnlyList<string> FederatesWith { get; init; } = [];
+    /// <summary>
     /// Assigned by the store: the store revision of the last write of this entry. On update, a non-zero value must
     /// equal the stored one (optimistic concurrency), 0 skips that check.
     /// </summary>
@@ -41,6 +46,7 @@ public sealed record RegistrationEntry
         && Selectors.SequenceEqual(other.Selectors) && X509TtlSeconds == other.X509TtlSeconds
         && JwtTtlSeconds == other.JwtTtlSeconds && DnsNames.SequenceEqual(other.DnsNames, StringComparer.Ordinal)
         && Hint == other.Hint && Admin == other.Admin && ExpiresAt == other.ExpiresAt
+        && FederatesWith.SequenceEqual(other.FederatesWith, StringComparer.Ordinal)
         && Revision == other.Revision && CreatedAt == other.CreatedAt;
 
     public override int GetHashCode() => HashCode.Combine(Id, SpiffeId, ParentId, Revision);
