@@ -531,11 +531,11 @@ public static class AdminCommands
         var healthy = r.Live && (r.Ready || a.Flag("shallow"));
         if (a.JsonOutput)
         {
-            Output.Json(ctx.Out, new { live = r.Live, ready = r.Ready, trust_domain = r.TrustDomain, store = r.Store, bundle_sequence = r.BundleSequence });
+            Output.Json(ctx.Out, new { live = r.Live, ready = r.Ready, trust_domain = r.TrustDomain, store = r.Store, bundle_sequence = r.BundleSequence, server_id = r.ServerId });
         }
         else
         {
-            ctx.Out.WriteLine(healthy ? $"Server is healthy (trust domain {r.TrustDomain}, store {r.Store})" : "Server is live but not ready (store unavailable)");
+            ctx.Out.WriteLine(healthy ? $"Server is healthy (trust domain {r.TrustDomain}, store {r.Store}, server id {r.ServerId})" : "Server is live but not ready (store unavailable)");
         }
         return healthy ? 0 : 1;
     }

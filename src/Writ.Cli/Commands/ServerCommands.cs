@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Console;
+using Writ.Cli.Admin;
 using Writ.Cli.CommandLine;
 using Writ.Protocol.Errors;
 using Writ.Server.Configuration;
@@ -21,7 +22,46 @@ public static class ServerCommands
     [
         new("server run", "Run the Writ server (CA, registration, agent API, admin API).", ConfigOptions(), RunAsync),
         new("server validate", "Check a server configuration and report every problem at once.", ConfigOptions(), ValidateAsync),
+        new("server list", "List the servers sharing this server's store (high availability): id, address, last heartbeat, CA authorities.",
+            [new("admin-socket", "the server's admin socket", "PATH", EnvVar: AdminConnection.SocketEnvVar), new("output", "table (default) or json", "FORMAT")],
+            ListAsync),
     ];
+
+    /// <summary>A server whose heartbeat is older than this is shown as not seen (it heartbeats every rotation pass, 10 s by default).</summary>
+    public static readonly TimeSpan StaleAfter = TimeSpan.FromSeconds(60);
+
+    private static async Task<int> ListAsync(ParsedArgs a, CommandContext ctx)
+    {
+        using var c = AdminConnection.FromArgs(a);
+        var r = await c.CallAsync(s => s.ListServersAsync(new Writ.Protocol.Admin.ListServersRequest(), cancellationToken: ctx.Cancellation)).ConfigureAwait(false);
+        var now = DateTimeOffset.UtcNow;
+        string State(long lastSeen) => now - DateTimeOffset.FromUnixTimeSeconds(lastSeen) <= StaleAfter
+            ? "up"
+            : $"not seen for {(long)(now - DateTimeOffset.FromUnixTimeSeconds(lastSeen)).TotalSeconds}s";
+        if (a.JsonOutput)
+        {
+            Output.Json(ctx.Out, new
+            {
+                servers = r.Servers.Select(s => new
+                {
+                    server_id = s.ServerId,
+                    address = s.Address,
+                    started_at = DateTimeOffset.FromUnixTimeSeconds(s.StartedAtUnix).ToString("u", System.Globalization.CultureInfo.InvariantCulture),
+                    last_seen = DateTimeOffset.FromUnixTimeSeconds(s.LastSeenUnix).ToString("u", System.Globalization.CultureInfo.InvariantCulture),
+                    state = State(s.LastSeenUnix),
+                    x509_authorities = s.X509Authorities.ToList(),
+                    jwt_key_ids = s.JwtKeyIds.ToList(),
+                }).ToList(),
+            });
+            return CommandRunner.ExitOk;
+        }
+        Output.Table(ctx.Out, ["SERVER ID", "ADDRESS", "STATE", "LAST SEEN", "X.509 AUTHORITIES", "JWT KEYS"],
+            r.Servers.Select(s => (IReadOnlyList<string>)[s.ServerId, s.Address, State(s.LastSeenUnix),
+                DateTimeOffset.FromUnixTimeSeconds(s.LastSeenUnix).ToString("u", System.Globalization.CultureInfo.InvariantCulture),
+                string.Join(",", s.X509Authorities.Select(h => h[..16])), string.Join(",", s.JwtKeyIds)]));
+        ctx.Out.WriteLine($"{r.Servers.Count} server(s)");
+        return CommandRunner.ExitOk;
+    }
 
     /// <summary>Defaults, then the config file, then WRIT_SERVER_* variables, then flags.</summary>
     public static ServerOptions? Load(ParsedArgs args, out IReadOnlyList<string> errors)
@@ -76,7 +116,7 @@ public static class ServerCommands
         }
         await using (host.ConfigureAwait(false))
         {
-            ctx.Out.WriteLine($"ready agent_api={host.AgentApiAddress} admin_socket={options.AdminSocket} trust_domain={options.TrustDomain.Name}"
+            ctx.Out.WriteLine($"ready agent_api={host.AgentApiAddress} admin_socket={options.AdminSocket} trust_domain={options.TrustDomain.Name} server_id={host.ServerId}"
                 + (host.MetricsAddress is { } m ? $" metrics={m}" : ""));
             ctx.Out.Flush();
             try

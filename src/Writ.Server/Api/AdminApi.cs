@@ -207,6 +207,7 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
             TrustDomain = server.Options.TrustDomain.Name,
             Store = server.Store.Kind,
             BundleSequence = server.Ca.BundleSequence,
+            ServerId = server.Ca.ServerId ?? "",
         };
     }
 

@@ -19,4 +19,9 @@ public sealed record CaOptions
     public TimeSpan PruneMargin { get; init; } = TimeSpan.FromMinutes(10);
     public TimeSpan RefreshHint { get; init; } = TimeSpan.FromMinutes(5);
     public UpstreamCaOptions? Upstream { get; init; }
+    /// <summary>
+    /// This server's id among those sharing the store (issue #16): its journal is <c>ca/&lt;id&gt;</c>. Null: the single
+    /// journal <c>ca</c> (one server; embedded CAs in benchmarks and tests).
+    /// </summary>
+    public string? ServerId { get; init; }
 }

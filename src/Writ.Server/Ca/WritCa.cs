@@ -66,21 +66,25 @@ public sealed class WritCa
             throw new ArgumentException("CA prune margin must not be negative and the bundle refresh hint must be positive", nameof(options));
         }
         _td = td;
+        ServerId = options.ServerId;
         _keys = keys;
         _time = time;
         _log = log;
         _upstream = upstream;
-        _journalStore = new CaJournalStore(store, time);
+        _journalStore = new CaJournalStore(store, time, options.ServerId);
         _x509Rotation = new(new X509AuthorityKind(td, options, keys, upstream, log), options.PruneMargin);
         _jwtRotation = new(new JwtAuthorityKind(options, keys, log), options.PruneMargin);
         _signer = new CaSigner(td, keys, time);
-        _bundles = new BundlePublisher(td, store, options.RefreshHint, time);
+        _bundles = new BundlePublisher(td, store, _journalStore, options.RefreshHint, options.PruneMargin, time, log);
     }
 
     /// <summary>Raised after the published bundle changed (new authority prepared, pruned, ...).</summary>
     public event Action<TrustBundle>? BundleChanged;
 
     public TrustDomain TrustDomain => _td;
+
+    /// <summary>This server's id among those sharing the store (issue #16), or null for a CA without one.</summary>
+    public string? ServerId { get; }
 
     public TrustBundle Bundle => _bundles.Current ?? throw new InvalidOperationException("the CA is not initialized: call InitializeAsync first");
 
@@ -90,7 +94,16 @@ public sealed class WritCa
     /// The certificates an SVID chain may carry between leaf and root: the intermediates of every authority still in the journal
     /// (with an upstream CA), so SVIDs signed before a rotation keep validating until they expire.
     /// </summary>
-    public IReadOnlyList<X509Certificate2> Intermediates => _signer.Intermediates;
+    /// With other servers on the store (issue #16), theirs follow this server's: an SVID any of them signed validates here.
+    public IReadOnlyList<X509Certificate2> Intermediates => _intermediates;
+
+    private IReadOnlyList<X509Certificate2> _intermediates = [];
+
+    /// <summary>The name of this CA's journal in the store: <c>ca/&lt;server id&gt;</c>, or <c>ca</c> without a server id.</summary>
+    public string JournalName => _journalStore.OwnName;
+
+    /// <summary>The authorities of this server's journal and of the other servers' (as last read), by journal name.</summary>
+    public IReadOnlyList<(string Name, CaJournalDocument Journal)> Journals => [(JournalName, _journal), .. _bundles.Others];
 
     public async Task InitializeAsync(CancellationToken ct)
     {
@@ -100,6 +113,8 @@ public sealed class WritCa
             _bundles.UpstreamRoots = await _upstream.ChainAsync(ct).ConfigureAwait(false);
             await _upstream.VerifyAsync(_time.GetUtcNow(), ct).ConfigureAwait(false);
         }
+        // A store made by one server before issue #16: its journal becomes this server's if (and only if) it holds its keys.
+        await _journalStore.AdoptLegacyAsync(_keys, _log, ct).ConfigureAwait(false);
         var stored = await _journalStore.LoadAsync(ct).ConfigureAwait(false);
         await _bundles.LoadSequenceAsync(ct).ConfigureAwait(false);
         (_journal, var orphans) = await CaJournalStore.ReconcileAsync(stored, _keys, _upstream is not null, _log, ct).ConfigureAwait(false);
@@ -137,8 +152,10 @@ public sealed class WritCa
                 if (changed || _bundles.Current is null)
                 {
                     await _journalStore.SaveAsync(next, ct).ConfigureAwait(false);
-                    published = await _bundles.PublishAsync(next, ct).ConfigureAwait(false);
                 }
+                // Every pass merges the other servers' journals too (and prunes expired authorities of servers that are gone);
+                // a new authority of this server is in the stored bundle before the signer below may load it.
+                published = await _bundles.PublishAsync(next, ct).ConfigureAwait(false);
             }
             catch
             {
@@ -154,6 +171,7 @@ public sealed class WritCa
 
             _journal = next;
             await _signer.LoadAsync(next, ct).ConfigureAwait(false);
+            _intermediates = [.. _signer.Intermediates, .. _bundles.OtherIntermediates];
 
             // The journal no longer names them: their private keys can go (SPIRE reuses two key slots; we delete).
             _x509Rotation.Pruned(prunedX509);
@@ -174,7 +192,36 @@ public sealed class WritCa
     }
 
     /// <summary>
-    /// The trust domain the CA journal in <paramref name="store"/> was made for (the URI SAN of its X.509 authorities),
+    /// Takes the stored bundle when another server sharing the store changed it (its sequence moved), with the other servers'
+    /// intermediates, and raises <see cref="BundleChanged"/>. Cheap when nothing changed (one row read): poll it, or call it
+    /// when told of a change (LISTEN/NOTIFY). True when the bundle changed.
+    /// </summary>
+    public async Task<bool> ReloadBundleAsync(CancellationToken ct)
+    {
+        TrustBundle? changed;
+        await _gate.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            changed = await _bundles.ReloadAsync(ct).ConfigureAwait(false);
+            if (changed is not null)
+            {
+                _intermediates = [.. _signer.Intermediates, .. _bundles.OtherIntermediates];
+                ServerLog.BundleReloaded(_log, changed.Sequence ?? 0);
+            }
+        }
+        finally
+        {
+            _gate.Release();
+        }
+        if (changed is not null)
+        {
+            BundleChanged?.Invoke(changed);
+        }
+        return changed is not null;
+    }
+
+    /// <summary>
+    /// The trust domain the CA journals in <paramref name="store"/> (every server's) were made for (the URI SAN of its X.509 authorities),
     /// or null when the store has no CA yet. Data from before the trust domain was recorded is bound by this.
     /// </summary>
     public static Task<TrustDomain?> JournalTrustDomainAsync(IWritStore store, CancellationToken ct)

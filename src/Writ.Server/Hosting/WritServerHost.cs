@@ -45,6 +45,9 @@ public sealed class WritServerHost : IAsyncDisposable
     /// <summary>host:port the agent API actually listens on (useful with port 0).</summary>
     public string AgentApiAddress { get; private set; } = "";
 
+    /// <summary>This server's id among those sharing the store (<see cref="ServerIdFile"/>).</summary>
+    public string ServerId { get; private set; } = "";
+
     /// <summary>host:port of /metrics, /healthz and /readyz, or null without <c>metrics_bind</c>.</summary>
     public string? MetricsAddress { get; private set; }
 
@@ -56,6 +59,7 @@ public sealed class WritServerHost : IAsyncDisposable
         try
         {
             held.DataDirLock = LockDataDir(options.DataDir);
+            var (serverId, idCreated) = ServerIdFile.LoadOrCreate(options.DataDir);
             held.StoreLock = LockSqliteFile(options);
             held.AdminSocket = ListenAdminSocket(options.AdminSocket);
             (held.AgentApiHandle, var agentApi) = ListenAgentApi(options.Bind);
@@ -72,8 +76,10 @@ public sealed class WritServerHost : IAsyncDisposable
             IKeyManager keys = options.KeyManager == "memory"
                 ? new MemoryKeyManager()
                 : new DiskKeyManager(Path.Combine(options.DataDir, "keys.json"));
-            var ca = new WritCa(options.TrustDomain, options.Ca, keys, store, time, bootLogs.CreateLogger<WritCa>());
+            var ca = new WritCa(options.TrustDomain, options.Ca with { ServerId = serverId }, keys, store, time, bootLogs.CreateLogger<WritCa>());
+            ServerLog.ServerIdentity(bootLogs.CreateLogger<WritServerHost>(), serverId, idCreated ? "new" : "kept", ca.JournalName);
             await ca.InitializeAsync(ct).ConfigureAwait(false);
+            await store.Servers.StartedAsync(new ServerRecord(serverId, agentApi.ToString(), time.GetUtcNow(), time.GetUtcNow()), ct).ConfigureAwait(false);
             await AdminApi.InstallDefaultPolicyAsync(store, bootLogs.CreateLogger<AdminApi>(), ct).ConfigureAwait(false);
 
             var builder = WebApplication.CreateSlimBuilder();
@@ -175,6 +181,7 @@ public sealed class WritServerHost : IAsyncDisposable
 
             var host = new WritServerHost(app, app.Services.GetRequiredService<ServerContext>(), held);
             host.AgentApiAddress = agentApi.ToString();
+            host.ServerId = serverId;
             host.MetricsAddress = held.Telemetry.Address?.ToString();
             await held.Telemetry.StartAsync(Telemetry.ServerReadiness.Sources, c => Telemetry.ServerReadiness.CheckAsync(context, c), ct).ConfigureAwait(false);
             var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<WritServerHost>();
@@ -318,6 +325,12 @@ public sealed class WritServerHost : IAsyncDisposable
         services.AddSingleton<IHostedService>(sp =>
         {
             var server = sp.GetRequiredService<ServerContext>();
+            var log = sp.GetRequiredService<ILogger<WritCa>>();
+            return new LoopService("bundle watch", ct => BundleWatchLoopAsync(server, log, ct), LoopFailurePolicy.Restart, server.Time, sp.GetRequiredService<Random>(), log);
+        });
+        services.AddSingleton<IHostedService>(sp =>
+        {
+            var server = sp.GetRequiredService<ServerContext>();
             return new LoopService("ci session sweep", sp.GetRequiredService<Ci.CiLogins>().RunAsync, LoopFailurePolicy.Restart, server.Time,
                 sp.GetRequiredService<Random>(), sp.GetRequiredService<ILogger<Ci.CiLogins>>());
         });
@@ -352,6 +365,7 @@ public sealed class WritServerHost : IAsyncDisposable
             try
             {
                 await server.Ca.RotateAsync(stop).ConfigureAwait(false);
+                await HeartbeatAsync(server, log, stop).ConfigureAwait(false);
                 await server.Store.JoinTokens.PruneAsync(server.Time.GetUtcNow() - TimeSpan.FromDays(1), stop).ConfigureAwait(false);
                 // Agents offline longer than this get a full state (reset) instead of a delta when they return.
                 await server.Store.Entries.PruneTombstonesAsync(server.Time.GetUtcNow() - TimeSpan.FromDays(7), stop).ConfigureAwait(false);
@@ -359,6 +373,46 @@ public sealed class WritServerHost : IAsyncDisposable
             catch (Exception e) when (e is not OperationCanceledException)
             {
                 ServerLog.RotationFailed(log, e, e.Message);
+            }
+        }
+    }
+
+    /// <summary>The server's heartbeat in the servers table (issue #16); a failure is logged, never fails the pass.</summary>
+    private static async Task HeartbeatAsync(ServerContext server, ILogger log, CancellationToken stop)
+    {
+        if (server.Ca.ServerId is not { } id)
+        {
+            return;
+        }
+        try
+        {
+            await server.Store.Servers.HeartbeatAsync(id, server.Time.GetUtcNow(), stop).ConfigureAwait(false);
+        }
+        catch (StoreException e)
+        {
+            ServerLog.ServerHeartbeatFailed(log, e.Message);
+        }
+    }
+
+    /// <summary>How often the stored bundle's sequence is checked for a change made by another server.</summary>
+    public static readonly TimeSpan BundleWatchInterval = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// A bundle change made by another server reaches this one: one row read a second, and the new bundle (with that
+    /// server's intermediates) when its sequence moved; <see cref="WritCa.BundleChanged"/> then pushes it to the agents.
+    /// </summary>
+    private static async Task BundleWatchLoopAsync(ServerContext server, ILogger log, CancellationToken stop)
+    {
+        using var timer = new PeriodicTimer(BundleWatchInterval, server.Time);
+        while (await timer.WaitForNextTickAsync(stop).ConfigureAwait(false))
+        {
+            try
+            {
+                await server.Ca.ReloadBundleAsync(stop).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is StoreException or CaException)
+            {
+                ServerLog.BundleReloadFailed(log, e.Message);
             }
         }
     }

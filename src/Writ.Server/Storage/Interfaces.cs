@@ -18,6 +18,9 @@ public interface IWritStore : IAsyncDisposable
     IMetadataStore Metadata { get; }
     ITpmReferenceSetStore TpmReferenceSets { get; }
     ICiSessionStore CiSessions { get; }
+
+    /// <summary>The servers sharing this store (issue #16, high availability): one row per server id, with a heartbeat.</summary>
+    IServerStore Servers => throw new NotSupportedException("this store does not record servers");
 }
 
 /// <summary>
@@ -40,6 +43,15 @@ public interface ICaJournalStore
     Task<CaJournal?> GetAsync(string name, CancellationToken ct);
     /// <summary>Creates or replaces the journal with this name.</summary>
     Task PutAsync(CaJournal journal, CancellationToken ct);
+
+    /// <summary>Every journal (one per server sharing the store, issue #16), ordered by name.</summary>
+    Task<IReadOnlyList<CaJournal>> ListAsync(CancellationToken ct);
+
+    /// <summary>
+    /// Renames journal <paramref name="from"/> to <paramref name="to"/> in one transaction: false (nothing changed) when
+    /// <paramref name="from"/> is gone (another server renamed it first) or <paramref name="to"/> exists already.
+    /// </summary>
+    Task<bool> RenameAsync(string from, string to, CancellationToken ct);
 }
 
 public interface IBundleStore
@@ -49,6 +61,25 @@ public interface IBundleStore
     Task PutAsync(StoredBundle bundle, CancellationToken ct);
     /// <summary>All bundles, ordered by trust domain.</summary>
     Task<IReadOnlyList<StoredBundle>> ListAsync(CancellationToken ct);
+
+    /// <summary>
+    /// Stores the bundle only if the stored one's sequence is still <paramref name="expectedSequence"/> (0: only if none is
+    /// stored) — a compare-and-swap, so servers publishing at once never overwrite each other's keys. False: re-read and retry.
+    /// </summary>
+    Task<bool> PutIfSequenceAsync(StoredBundle bundle, long expectedSequence, CancellationToken ct);
+}
+
+/// <summary>The servers sharing the store (issue #16): who they are, where they listen, when they were last seen.</summary>
+public interface IServerStore
+{
+    /// <summary>Records a server's start (creates its row or updates address, start and last-seen times).</summary>
+    Task StartedAsync(ServerRecord server, CancellationToken ct);
+
+    /// <summary>The server's heartbeat: last_seen = <paramref name="at"/>.</summary>
+    Task HeartbeatAsync(string serverId, DateTimeOffset at, CancellationToken ct);
+
+    /// <summary>Every server ever recorded (servers are not deleted automatically), ordered by id.</summary>
+    Task<IReadOnlyList<ServerRecord>> ListAsync(CancellationToken ct);
 }
 
 public interface IEntryStore

@@ -7,6 +7,9 @@ public sealed record CaJournal(string Name, byte[] Data, DateTimeOffset UpdatedA
 /// <summary>A trust bundle in SPIFFE bundle JSON form, with its sequence number.</summary>
 public sealed record StoredBundle(string TrustDomain, string SpiffeBundleJson, long Sequence, DateTimeOffset UpdatedAt);
 
+/// <summary>One server sharing the store (issue #16): its stable id, its agent API address, its start and its last heartbeat.</summary>
+public sealed record ServerRecord(string ServerId, string Address, DateTimeOffset StartedAt, DateTimeOffset LastSeen);
+
 /// <summary>
 /// A registration entry: workloads whose evidence includes all <see cref="Selectors"/>, attested by an agent whose
 /// SPIFFE ID (or alias) is <see cref="ParentId"/>, may get <see cref="SpiffeId"/>.

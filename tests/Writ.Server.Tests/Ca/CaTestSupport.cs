@@ -197,6 +197,7 @@ internal sealed class FlakyStore(IWritStore inner) : IWritStore
     public ILedgerStore Ledger => inner.Ledger;
     public IPolicyStore Policies => inner.Policies;
     public IRevocationStore Revocations => inner.Revocations;
+    public IServerStore Servers => inner.Servers;
 
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;   // the harness owns the inner store
 
@@ -206,6 +207,8 @@ internal sealed class FlakyStore(IWritStore inner) : IWritStore
         public Task<IReadOnlyList<StoredBundle>> ListAsync(CancellationToken ct) => inner.ListAsync(ct);
         public Task PutAsync(StoredBundle bundle, CancellationToken ct) =>
             owner.FailBundleWrites ? throw new StoreUnavailableException("store down (test)") : inner.PutAsync(bundle, ct);
+        public Task<bool> PutIfSequenceAsync(StoredBundle bundle, long expectedSequence, CancellationToken ct) =>
+            owner.FailBundleWrites ? throw new StoreUnavailableException("store down (test)") : inner.PutIfSequenceAsync(bundle, expectedSequence, ct);
     }
 
     private sealed class FlakyJournal(FlakyStore owner, ICaJournalStore inner) : ICaJournalStore
@@ -213,5 +216,8 @@ internal sealed class FlakyStore(IWritStore inner) : IWritStore
         public Task<CaJournal?> GetAsync(string name, CancellationToken ct) => inner.GetAsync(name, ct);
         public Task PutAsync(CaJournal journal, CancellationToken ct) =>
             owner.FailJournalWrites ? throw new StoreUnavailableException("store down (test)") : inner.PutAsync(journal, ct);
+        public Task<IReadOnlyList<CaJournal>> ListAsync(CancellationToken ct) => inner.ListAsync(ct);
+        public Task<bool> RenameAsync(string from, string to, CancellationToken ct) =>
+            owner.FailJournalWrites ? throw new StoreUnavailableException("store down (test)") : inner.RenameAsync(from, to, ct);
     }
 }

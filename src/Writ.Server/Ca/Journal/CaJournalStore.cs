@@ -12,38 +12,114 @@ namespace Writ.Server.Ca.Journal;
 /// <summary>
 /// The CA journal: the persisted state of every authority (certificates, public keys, statuses, lifetimes) as one
 /// document in the store. Private keys are not in it: they stay in the key manager under each authority's key id.
+/// With several servers on one store (issue #16) each server has its own journal, <c>ca/&lt;server id&gt;</c>; a server
+/// without an id (one server, embedded) uses the single journal <c>ca</c> of stores made before that.
 /// </summary>
-internal sealed class CaJournalStore(IWritStore store, TimeProvider time)
+internal sealed class CaJournalStore(IWritStore store, TimeProvider time, string? serverId = null)
 {
+    /// <summary>The journal of a store made by one server before issue #16 (and of a CA without a server id).</summary>
     public const string Name = "ca";
+
+    /// <summary>Journals of servers with an id: <c>ca/&lt;server id&gt;</c>.</summary>
+    public const string ServerPrefix = "ca/";
+
+    /// <summary>The name of this CA's own journal.</summary>
+    public string OwnName { get; } = serverId is null ? Name : ServerPrefix + serverId;
+
+    /// <summary>The server id a journal name belongs to (null for the legacy journal <c>ca</c>), or false when it is no CA journal.</summary>
+    public static bool IsJournalName(string name) => name == Name || (name.StartsWith(ServerPrefix, StringComparison.Ordinal) && name.Length > ServerPrefix.Length);
 
     /// <summary>The stored journal, or the empty one. Throws <see cref="CaException"/> (<see cref="CaException.JournalCorrupt"/>) when it cannot be read.</summary>
     public async Task<CaJournalDocument> LoadAsync(CancellationToken ct)
     {
-        var stored = await store.CaJournal.GetAsync(Name, ct).ConfigureAwait(false);
+        var stored = await store.CaJournal.GetAsync(OwnName, ct).ConfigureAwait(false);
         return stored is null ? CaJournalDocument.Empty : Parse(stored.Data);
     }
 
     public async Task SaveAsync(CaJournalDocument journal, CancellationToken ct)
     {
         var data = JsonSerializer.SerializeToUtf8Bytes(journal, CaJournalJsonContext.Default.CaJournalDocument);
-        await store.CaJournal.PutAsync(new CaJournal(Name, data, time.GetUtcNow()), ct).ConfigureAwait(false);
+        await store.CaJournal.PutAsync(new CaJournal(OwnName, data, time.GetUtcNow()), ct).ConfigureAwait(false);
     }
 
-    /// <summary>The trust domain the stored journal was made for (the URI SAN of its X.509 authorities), or null without one.</summary>
+    /// <summary>
+    /// Every other server's journal that can be read (name → document); one that cannot is left out and logged: it is that
+    /// server's to repair, and every server leaves it out alike, so they publish the same bundle.
+    /// </summary>
+    public async Task<IReadOnlyList<(string Name, CaJournalDocument Journal)>> OthersAsync(ILogger log, CancellationToken ct)
+    {
+        var others = new List<(string, CaJournalDocument)>();
+        foreach (var j in await store.CaJournal.ListAsync(ct).ConfigureAwait(false))
+        {
+            if (j.Name == OwnName || !IsJournalName(j.Name))
+            {
+                continue;
+            }
+            try
+            {
+                others.Add((j.Name, Parse(j.Data)));
+            }
+            catch (CaException)
+            {
+                ServerLog.CaJournalUnreadable(log, j.Name);
+            }
+        }
+        return others;
+    }
+
+    /// <summary>
+    /// Adopts the journal of a store made by one server before issue #16 (<c>ca</c>): renamed to this server's own name in
+    /// one transaction, but only by the server whose key manager holds an authority's key with the recorded public key — a
+    /// second server with other keys leaves it alone (its authorities stay in the bundle until they expire, never signing).
+    /// True when adopted now.
+    /// </summary>
+    public async Task<bool> AdoptLegacyAsync(IKeyManager keys, ILogger log, CancellationToken ct)
+    {
+        if (OwnName == Name || await store.CaJournal.GetAsync(OwnName, ct).ConfigureAwait(false) is not null)
+        {
+            return false;
+        }
+        var legacy = await store.CaJournal.GetAsync(Name, ct).ConfigureAwait(false);
+        if (legacy is null)
+        {
+            return false;
+        }
+        var doc = Parse(legacy.Data);
+        var holds = false;
+        foreach (var (keyId, spki) in doc.X509.Select(a => (a.KeyId, CaCertificates.SpkiOf(a.ChainDerBase64[0])))
+            .Concat(doc.Jwt.Select(a => (a.KeyId, Convert.FromBase64String(a.PublicKeySpkiBase64)))))
+        {
+            holds |= await DropReasonAsync(keys, keyId, spki, ct).ConfigureAwait(false) is null;
+        }
+        if (!holds)
+        {
+            ServerLog.CaLegacyJournalNotOurs(log, OwnName);
+            return false;
+        }
+        var adopted = await store.CaJournal.RenameAsync(Name, OwnName, ct).ConfigureAwait(false);
+        if (adopted)
+        {
+            ServerLog.CaLegacyJournalAdopted(log, OwnName);
+        }
+        return adopted;
+    }
+
+    /// <summary>The trust domain the stored journals were made for (the URI SAN of their X.509 authorities), or null without one.</summary>
     public static async Task<TrustDomain?> TrustDomainAsync(IWritStore store, CancellationToken ct)
     {
-        var stored = await store.CaJournal.GetAsync(Name, ct).ConfigureAwait(false);
-        if (stored is null)
+        foreach (var stored in await store.CaJournal.ListAsync(ct).ConfigureAwait(false))
         {
-            return null;
-        }
-        foreach (var a in Parse(stored.Data).X509)
-        {
-            using var cert = CaCertificates.Load(a.ChainDerBase64[0]);
-            if (X509Authorities.TrustDomainOf(cert) is { } td)
+            if (!IsJournalName(stored.Name))
             {
-                return td;
+                continue;
+            }
+            foreach (var a in Parse(stored.Data).X509)
+            {
+                using var cert = CaCertificates.Load(a.ChainDerBase64[0]);
+                if (X509Authorities.TrustDomainOf(cert) is { } td)
+                {
+                    return td;
+                }
             }
         }
         return null;

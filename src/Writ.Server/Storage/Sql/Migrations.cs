@@ -173,6 +173,19 @@ internal static class Migrations
         CREATE INDEX ci_sessions_serial ON ci_sessions (serial);
         CREATE INDEX ci_sessions_expires ON ci_sessions (expires_at_us);
         """,
+        // 8: reserved for federation (issue #16, lane D1): replaced by its migration when merged.
+        """
+        SELECT 1;
+        """,
+        // 9: the servers sharing the store (issue #16): one row per server id, a heartbeat in last_seen.
+        """
+        CREATE TABLE servers (
+            server_id TEXT PRIMARY KEY,
+            address TEXT NOT NULL,
+            started_at_us INTEGER NOT NULL,
+            last_seen_us INTEGER NOT NULL
+        ) STRICT;
+        """,
     ];
 
     public static IReadOnlyList<string> Postgres { get; } =
@@ -339,6 +352,19 @@ internal static class Migrations
         );
         CREATE INDEX ci_sessions_serial ON ci_sessions (serial);
         CREATE INDEX ci_sessions_expires ON ci_sessions (expires_at_us);
+        """,
+        // 8: reserved for federation (issue #16, lane D1): replaced by its migration when merged.
+        """
+        SELECT 1;
+        """,
+        // 9: the servers sharing the store (issue #16): one row per server id, a heartbeat in last_seen.
+        """
+        CREATE TABLE servers (
+            server_id text COLLATE "C" PRIMARY KEY,
+            address text NOT NULL,
+            started_at_us bigint NOT NULL,
+            last_seen_us bigint NOT NULL
+        );
         """,
     ];
 }

@@ -27,6 +27,20 @@ internal sealed class SqlBundleStore(Db db) : IBundleStore
             """, ct, ("td", bundle.TrustDomain), ("json", bundle.SpiffeBundleJson), ("seq", bundle.Sequence), ("at", Time.ToMicros(bundle.UpdatedAt))), ct);
     }
 
+    public Task<bool> PutIfSequenceAsync(StoredBundle bundle, long expectedSequence, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(bundle);
+        Codec.RequireKey(bundle.TrustDomain, "bundle trust domain");
+        if (string.IsNullOrEmpty(bundle.SpiffeBundleJson))
+            throw new ArgumentException("bundle JSON is empty: store the SPIFFE bundle document");
+        var sql = expectedSequence == 0
+            ? "INSERT INTO bundles (trust_domain, bundle_json, sequence, updated_at_us) VALUES (@td, @json, @seq, @at) ON CONFLICT (trust_domain) DO NOTHING"
+            : "UPDATE bundles SET bundle_json = @json, sequence = @seq, updated_at_us = @at WHERE trust_domain = @td AND sequence = @expected";
+        return db.WriteAsync("put bundle if unchanged", async (conn, tx) => 1 == await Db.ExecuteAsync(conn, tx, sql, ct,
+            ("td", bundle.TrustDomain), ("json", bundle.SpiffeBundleJson), ("seq", bundle.Sequence), ("at", Time.ToMicros(bundle.UpdatedAt)),
+            ("expected", expectedSequence)).ConfigureAwait(false), ct);
+    }
+
     public Task<IReadOnlyList<StoredBundle>> ListAsync(CancellationToken ct) =>
         db.ReadAsync<IReadOnlyList<StoredBundle>>("list bundles", async (conn, tx) =>
             await Db.QueryAsync(conn, tx, "SELECT trust_domain, bundle_json, sequence, updated_at_us FROM bundles ORDER BY trust_domain", Read, ct).ConfigureAwait(false), ct);
@@ -57,6 +71,23 @@ internal sealed class SqlCaJournalStore(Db db) : ICaJournalStore
             INSERT INTO ca_journals (name, data, updated_at_us) VALUES (@name, @data, @at)
             ON CONFLICT (name) DO UPDATE SET data = excluded.data, updated_at_us = excluded.updated_at_us
             """, ct, ("name", journal.Name), ("data", journal.Data), ("at", Time.ToMicros(journal.UpdatedAt))), ct);
+    }
+
+    public Task<IReadOnlyList<CaJournal>> ListAsync(CancellationToken ct) =>
+        db.ReadAsync<IReadOnlyList<CaJournal>>("list CA journals", async (conn, tx) =>
+            await Db.QueryAsync(conn, tx, "SELECT name, data, updated_at_us FROM ca_journals ORDER BY name",
+                r => new CaJournal(r.GetString(0), (byte[])r.GetValue(1), Time.FromMicros(r.GetInt64(2))), ct).ConfigureAwait(false), ct);
+
+    public Task<bool> RenameAsync(string from, string to, CancellationToken ct)
+    {
+        Codec.RequireKey(from, "CA journal name");
+        Codec.RequireKey(to, "CA journal name");
+        return db.WriteAsync("rename CA journal", async (conn, tx) =>
+        {
+            var taken = await Db.QueryAsync(conn, tx, "SELECT name FROM ca_journals WHERE name = @to", r => r.GetString(0), ct, ("to", to)).ConfigureAwait(false);
+            return taken.Count == 0
+                && 1 == await Db.ExecuteAsync(conn, tx, "UPDATE ca_journals SET name = @to WHERE name = @from", ct, ("from", from), ("to", to)).ConfigureAwait(false);
+        }, ct, () => $"CA journal '{to}' already exists: another server took it");
     }
 }
 

@@ -1,0 +1,27 @@
+namespace Writ.Server.Storage.Sql;
+
+/// <summary>The servers sharing the store (issue #16): a row per server id, its heartbeat updated each rotation pass.</summary>
+internal sealed class SqlServerStore(Db db) : IServerStore
+{
+    public Task StartedAsync(ServerRecord server, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(server);
+        Codec.RequireKey(server.ServerId, "server id");
+        return db.WriteAsync("record server start", (conn, tx) => Db.ExecuteAsync(conn, tx, """
+            INSERT INTO servers (server_id, address, started_at_us, last_seen_us) VALUES (@id, @address, @started, @seen)
+            ON CONFLICT (server_id) DO UPDATE SET address = excluded.address, started_at_us = excluded.started_at_us, last_seen_us = excluded.last_seen_us
+            """, ct, ("id", server.ServerId), ("address", server.Address ?? ""), ("started", Time.ToMicros(server.StartedAt)), ("seen", Time.ToMicros(server.LastSeen))), ct);
+    }
+
+    public Task HeartbeatAsync(string serverId, DateTimeOffset at, CancellationToken ct)
+    {
+        Codec.RequireKey(serverId, "server id");
+        return db.WriteAsync("server heartbeat", (conn, tx) => Db.ExecuteAsync(conn, tx,
+            "UPDATE servers SET last_seen_us = @seen WHERE server_id = @id", ct, ("id", serverId), ("seen", Time.ToMicros(at))), ct);
+    }
+
+    public Task<IReadOnlyList<ServerRecord>> ListAsync(CancellationToken ct) =>
+        db.ReadAsync<IReadOnlyList<ServerRecord>>("list servers", async (conn, tx) =>
+            await Db.QueryAsync(conn, tx, "SELECT server_id, address, started_at_us, last_seen_us FROM servers ORDER BY server_id",
+                r => new ServerRecord(r.GetString(0), r.GetString(1), Time.FromMicros(r.GetInt64(2)), Time.FromMicros(r.GetInt64(3))), ct).ConfigureAwait(false), ct);
+}
