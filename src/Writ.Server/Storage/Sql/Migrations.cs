@@ -173,6 +173,15 @@ internal static class Migrations
         CREATE INDEX ci_sessions_serial ON ci_sessions (serial);
         CREATE INDEX ci_sessions_expires ON ci_sessions (expires_at_us);
         """,
+        // 8: reserved for lane D1 (federation); 9: reserved for lane A (servers). Placeholders until those land: replace
+        // them with the real scripts at merge (nothing is released in between).
+        "SELECT 1",
+        "SELECT 1",
+        // 10: the shared sync feed reads every change after a revision, whatever the parent (issue #16 fan-out).
+        """
+        CREATE INDEX entries_revision ON entries (revision);
+        CREATE INDEX entry_tombstones_revision ON entry_tombstones (revision);
+        """,
     ];
 
     public static IReadOnlyList<string> Postgres { get; } =
@@ -339,6 +348,15 @@ internal static class Migrations
         );
         CREATE INDEX ci_sessions_serial ON ci_sessions (serial);
         CREATE INDEX ci_sessions_expires ON ci_sessions (expires_at_us);
+        """,
+        // 8: reserved for lane D1 (federation); 9: reserved for lane A (servers). Placeholders until those land: replace
+        // them with the real scripts at merge (nothing is released in between).
+        "SELECT 1",
+        "SELECT 1",
+        // 10: the shared sync feed reads every change after a revision, whatever the parent (issue #16 fan-out).
+        """
+        CREATE INDEX entries_revision ON entries (revision);
+        CREATE INDEX entry_tombstones_revision ON entry_tombstones (revision);
         """,
     ];
 }
