@@ -15,9 +15,17 @@ namespace Writ.Bench;
 /// A time bound (`--seconds`): entry creation stops when it has passed (after one batch) and the run goes on with the
 /// entries created so far; fan-out rounds stop likewise (after one round). Null: no bound.
 /// </param>
+/// <param name="FanoutModes">
+/// The server's <c>sync.fanout</c> modes the fleet is measured with, one fresh server each on the same store, side by
+/// side (issue #16): "shared" (one store read per change) and/or "per_stream" (each stream reads the store).
+/// </param>
 public sealed record ScaleOptions(int Entries, string Store, string? PostgresConnection, int SyncEntries, int Agents, int FanoutRounds,
-    TimeSpan? Seconds = null)
+    TimeSpan? Seconds = null, IReadOnlyList<string>? FanoutModes = null)
 {
+    public static readonly IReadOnlyList<string> AllFanoutModes = ["shared", "per_stream"];
+
+    public IReadOnlyList<string> Modes => FanoutModes ?? AllFanoutModes;
+
     public const int DefaultEntries = 100_000;
     public const int DefaultSyncEntries = 10_000;
     public const int DefaultAgents = 1_000;
@@ -36,7 +44,12 @@ public sealed record ScaleResult(
     [property: JsonPropertyName("rss_mb")] double RssMb,
     [property: JsonPropertyName("sync")] SyncFigures Sync,
     [property: JsonPropertyName("fleet")] FleetFigures Fleet,
-    [property: JsonPropertyName("total_seconds")] double TotalSeconds);
+    [property: JsonPropertyName("total_seconds")] double TotalSeconds)
+{
+    /// <summary>The fleet measured once per <c>sync.fanout</c> mode (the first is <see cref="Fleet"/>).</summary>
+    [JsonPropertyName("fleets")]
+    public IReadOnlyList<FleetFigures> Fleets { get; init; } = [Fleet];
+}
 
 /// <summary>One agent's full sync: from its Sync call to the update that ends the first batch (page_end).</summary>
 public sealed record SyncFigures(
@@ -56,7 +69,19 @@ public sealed record FleetFigures(
     [property: JsonPropertyName("fanout_samples")] int FanoutSamples,
     [property: JsonPropertyName("fanout_p50_ms")] double FanoutP50Ms,
     [property: JsonPropertyName("fanout_p99_ms")] double FanoutP99Ms,
-    [property: JsonPropertyName("fanout_max_ms")] double FanoutMaxMs);
+    [property: JsonPropertyName("fanout_max_ms")] double FanoutMaxMs)
+{
+    /// <summary>The server's <c>sync.fanout</c> for this fleet.</summary>
+    [JsonPropertyName("fanout_mode")]
+    public string Mode { get; init; } = "shared";
+
+    /// <summary>
+    /// Store round trips of the server per fan-out round (writ_store_queries_total over the rounds / rounds): the admin
+    /// update itself and every read it caused, whatever its cause. -1: not measured.
+    /// </summary>
+    [JsonPropertyName("store_queries_per_change")]
+    public double StoreQueriesPerChange { get; init; } = -1;
+}
 
 /// <summary>
 /// `writ bench scale`: real `writ server run` processes (the host's writ executable) on a temporary SQLite store, or on a scratch
@@ -97,7 +122,7 @@ public static class ScaleBench
             double createRate, rssEmpty;
             int created;
             string syncToken, syncAgentId;
-            var fleetTokens = new List<string>(o.Agents);
+            var fleetTokens = new List<string>(o.Agents * o.Modes.Count);
             ProtoEntry fleetEntry;
             using (first.Process)
             {
@@ -107,7 +132,7 @@ public static class ScaleBench
                     using var admin = host.ConnectAdmin(adminSocket);
                     var t = await admin.CallAsync(s => s.CreateJoinTokenAsync(new CreateJoinTokenRequest { TtlSeconds = 86400 }, cancellationToken: ct)).ConfigureAwait(false);
                     (syncToken, syncAgentId) = (t.Token, t.AgentSpiffeId);
-                    for (var i = 0; i < o.Agents; i++)
+                    for (var i = 0; i < o.Agents * o.Modes.Count; i++)
                     {
                         var ft = await admin.CallAsync(s => s.CreateJoinTokenAsync(new CreateJoinTokenRequest { TtlSeconds = 86400, Alias = fleetAlias }, cancellationToken: ct)).ConfigureAwait(false);
                         fleetTokens.Add(ft.Token);
@@ -148,38 +173,63 @@ public static class ScaleBench
                 }
             }
 
-            // Phase 2: a fresh server on the filled store; one agent's full sync; the fleet.
-            var second = await StartServerAsync(host, td, dataDir, env, ct).ConfigureAwait(false);
-            using (second.Process)
+            // Phase 2: a fresh server on the filled store; one agent's full sync; the fleet. Then the fleet again on a
+            // fresh server for each further sync.fanout mode (new agents: join tokens are single-use).
+            double rss = 0;
+            double secondMs = 0;
+            SyncFigures? sync = null;
+            var fleets = new List<FleetFigures>();
+            for (var m = 0; m < o.Modes.Count; m++)
             {
-                try
+                var mode = o.Modes[m];
+                var modeEnv = new Dictionary<string, string>(env, StringComparer.Ordinal)
                 {
-                    var rss = RssMb(second.Process);
-                    progress.WriteLine($"server on the filled store ready in {second.Ms:N0} ms; syncing one agent");
-                    using var admin = host.ConnectAdmin(adminSocket);
-                    var bundlePem = (await admin.CallAsync(s => s.GetBundleAsync(new GetBundleRequest(), cancellationToken: ct)).ConfigureAwait(false)).Pem;
-                    if (!TrustBundle.TryParsePem(td, bundlePem, out var bundle, out var bundleError))
+                    ["WRIT_SERVER_SYNC_FANOUT"] = mode,
+                    ["WRIT_SERVER_METRICS_BIND"] = "127.0.0.1:0",
+                };
+                var second = await StartServerAsync(host, td, dataDir, modeEnv, ct).ConfigureAwait(false);
+                using (second.Process)
+                {
+                    try
                     {
-                        throw new BenchFailedException($"the benchmark's server returned an unreadable bundle: {bundleError}");
-                    }
-                    var sync = await SimulatedAgents.MeasureSyncAsync(second.AgentApi, td, bundle, syncToken, Math.Min(o.SyncEntries, created), ct).ConfigureAwait(false);
-                    progress.WriteLine($"one agent synced {sync.Entries:N0} entries in {sync.FirstMs:N0} ms; attesting {o.Agents:N0} agents");
-                    var current = await admin.CallAsync(s => s.GetEntryAsync(new GetEntryRequest { Id = fleetEntry.Id }, cancellationToken: ct)).ConfigureAwait(false);
-                    var fleet = await SimulatedAgents.MeasureFleetAsync(second.AgentApi, td, bundle, fleetTokens, () => RssMb(second.Process),
-                        async (hint, token) =>
+                        using var admin = host.ConnectAdmin(adminSocket);
+                        var bundlePem = (await admin.CallAsync(s => s.GetBundleAsync(new GetBundleRequest(), cancellationToken: ct)).ConfigureAwait(false)).Pem;
+                        if (!TrustBundle.TryParsePem(td, bundlePem, out var bundle, out var bundleError))
                         {
-                            var changed = current.Clone();
-                            changed.Hint = hint;
-                            current = await admin.CallAsync(s => s.UpdateEntryAsync(new UpdateEntryRequest { Entry = changed }, cancellationToken: token)).ConfigureAwait(false);
-                        }, o.FanoutRounds, o.Seconds, progress, ct).ConfigureAwait(false);
-                    return new ScaleResult("scale", o.Store, created, BatchSize, BenchTiming.Round(createRate), BenchTiming.Round(first.Ms),
-                        BenchTiming.Round(rssEmpty), BenchTiming.Round(second.Ms), BenchTiming.Round(rss), sync, fleet, BenchTiming.Round(total.Elapsed.TotalSeconds));
-                }
-                finally
-                {
-                    Stop(second.Process);
+                            throw new BenchFailedException($"the benchmark's server returned an unreadable bundle: {bundleError}");
+                        }
+                        if (m == 0)
+                        {
+                            rss = RssMb(second.Process);
+                            secondMs = second.Ms;
+                            progress.WriteLine($"server on the filled store ready in {second.Ms:N0} ms; syncing one agent");
+                            sync = await SimulatedAgents.MeasureSyncAsync(second.AgentApi, td, bundle, syncToken, Math.Min(o.SyncEntries, created), ct).ConfigureAwait(false);
+                            progress.WriteLine($"one agent synced {sync.Entries:N0} entries in {sync.FirstMs:N0} ms");
+                        }
+                        progress.WriteLine($"sync.fanout {mode}: attesting {o.Agents:N0} agents");
+                        var current = await admin.CallAsync(s => s.GetEntryAsync(new GetEntryRequest { Id = fleetEntry.Id }, cancellationToken: ct)).ConfigureAwait(false);
+                        var fleet = await SimulatedAgents.MeasureFleetAsync(second.AgentApi, td, bundle, [.. fleetTokens.Skip(m * o.Agents).Take(o.Agents)], () => RssMb(second.Process),
+                            async (hint, token) =>
+                            {
+                                var changed = current.Clone();
+                                changed.Hint = hint;
+                                current = await admin.CallAsync(s => s.UpdateEntryAsync(new UpdateEntryRequest { Entry = changed }, cancellationToken: token)).ConfigureAwait(false);
+                            }, o.FanoutRounds, o.Seconds, progress, ct,
+                            second.Metrics is { } metrics ? token => StoreQueriesAsync(metrics, token) : null).ConfigureAwait(false);
+                        fleets.Add(fleet with { Mode = mode });
+                        progress.WriteLine($"sync.fanout {mode}: p50 {fleet.FanoutP50Ms:N1} ms, p99 {fleet.FanoutP99Ms:N1} ms, {fleet.StoreQueriesPerChange:N1} store queries per change");
+                    }
+                    finally
+                    {
+                        Stop(second.Process);
+                    }
                 }
             }
+            return new ScaleResult("scale", o.Store, created, BatchSize, BenchTiming.Round(createRate), BenchTiming.Round(first.Ms),
+                BenchTiming.Round(rssEmpty), BenchTiming.Round(secondMs), BenchTiming.Round(rss), sync!, fleets[0], BenchTiming.Round(total.Elapsed.TotalSeconds))
+            {
+                Fleets = fleets,
+            };
         }
         finally
         {
@@ -234,7 +284,28 @@ public static class ScaleBench
 
     private static string OneLine(string s) => s.ReplaceLineEndings(" ");
 
-    private sealed record Started(Process Process, double Ms, string AgentApi);
+    private sealed record Started(Process Process, double Ms, string AgentApi, string? Metrics);
+
+    private static readonly HttpClient MetricsClient = new() { Timeout = TimeSpan.FromSeconds(30) };
+
+    /// <summary>The server's store round trips so far: the sum of writ_store_queries_total over its operations (Prometheus text).</summary>
+    private static async Task<double> StoreQueriesAsync(string metrics, CancellationToken ct)
+    {
+        var text = await MetricsClient.GetStringAsync(new Uri($"http://{metrics}/metrics"), ct).ConfigureAwait(false);
+        double sum = 0;
+        foreach (var line in text.Split('\n'))
+        {
+            if (line.StartsWith("writ_store_queries_total", StringComparison.Ordinal))
+            {
+                var value = line[(line.LastIndexOf(' ') + 1)..];
+                if (double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out var v))
+                {
+                    sum += v;
+                }
+            }
+        }
+        return sum;
+    }
 
     /// <summary>Starts `writ server run` (the host's executable) and waits for its "ready" line; returns it and the time taken.</summary>
     private static async Task<Started> StartServerAsync(BenchHost host, TrustDomain td, string dataDir, IReadOnlyDictionary<string, string> env, CancellationToken ct)
@@ -263,8 +334,9 @@ public static class ScaleBench
                     var ms = sw.Elapsed.TotalMilliseconds;
                     var api = line.Split(' ').FirstOrDefault(f => f.StartsWith("agent_api=", StringComparison.Ordinal))?["agent_api=".Length..]
                         ?? throw new BenchFailedException("the benchmark's server did not say where its agent API listens");
+                    var metrics = line.Split(' ').FirstOrDefault(f => f.StartsWith("metrics=", StringComparison.Ordinal))?["metrics=".Length..];
                     _ = p.StandardOutput.ReadToEndAsync(CancellationToken.None);
-                    return new Started(p, ms, api);
+                    return new Started(p, ms, api, metrics);
                 }
             }
             var why = await stderr.ConfigureAwait(false);

@@ -80,7 +80,8 @@ public static class SimulatedAgents
     /// round began; at least once) and times its arrival at each agent.
     /// </summary>
     public static async Task<FleetFigures> MeasureFleetAsync(string address, TrustDomain td, TrustBundle bundle, IReadOnlyList<string> tokens,
-        Func<double> serverRss, Func<string, CancellationToken, Task> changeEntry, int rounds, TimeSpan? bound, TextWriter progress, CancellationToken ct)
+        Func<double> serverRss, Func<string, CancellationToken, Task> changeEntry, int rounds, TimeSpan? bound, TextWriter progress, CancellationToken ct,
+        Func<CancellationToken, Task<double>>? storeQueries = null)
     {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
         deadline.CancelAfter(Deadline);
@@ -163,6 +164,7 @@ public static class SimulatedAgents
             var samples = new List<double>(agents.Length * rounds);
             var roundsClock = Stopwatch.StartNew();
             var done = 0;
+            var queriesBefore = storeQueries is null ? 0 : await storeQueries(ct).ConfigureAwait(false);
             for (var r = 0; r < rounds && !(r > 0 && bound is { } b && roundsClock.Elapsed >= b); r++, done++)
             {
                 Array.Clear(arrived);
@@ -176,6 +178,7 @@ public static class SimulatedAgents
                 samples.AddRange(arrived.Select(t => (t - t0) * 1000.0 / Stopwatch.Frequency));
             }
 
+            var queriesPerChange = storeQueries is null || done == 0 ? -1 : (await storeQueries(ct).ConfigureAwait(false) - queriesBefore) / done;
             await stopStreams.CancelAsync().ConfigureAwait(false);
             try
             {
@@ -186,7 +189,10 @@ public static class SimulatedAgents
             }
             var sorted = samples.Order().ToArray();
             return new FleetFigures(agents.Length, BenchTiming.Round(attestSeconds, 3), BenchTiming.Round(allSyncedMs), BenchTiming.Round(rss), done, sorted.Length,
-                BenchTiming.Round(Percentile(sorted, 50), 2), BenchTiming.Round(Percentile(sorted, 99), 2), BenchTiming.Round(sorted.Length == 0 ? 0 : sorted[^1], 2));
+                BenchTiming.Round(Percentile(sorted, 50), 2), BenchTiming.Round(Percentile(sorted, 99), 2), BenchTiming.Round(sorted.Length == 0 ? 0 : sorted[^1], 2))
+            {
+                StoreQueriesPerChange = queriesPerChange < 0 ? -1 : BenchTiming.Round(queriesPerChange, 1),
+            };
         }
         finally
         {

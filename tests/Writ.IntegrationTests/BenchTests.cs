@@ -207,6 +207,16 @@ public sealed class BenchTests
         }
         Assert.True(fleet.GetProperty("fanout_p50_ms").GetDouble() <= fleet.GetProperty("fanout_p99_ms").GetDouble());
         Assert.True(fleet.GetProperty("fanout_p99_ms").GetDouble() <= fleet.GetProperty("fanout_max_ms").GetDouble());
+        // Both sync.fanout modes side by side (issue #16), each with its own fleet of 20 agents that all saw every change.
+        var fleets = j.GetProperty("fleets").EnumerateArray().ToList();
+        Assert.Equal(["shared", "per_stream"], fleets.Select(f => f.GetProperty("fanout_mode").GetString()));
+        Assert.All(fleets, f => Assert.Equal(40, f.GetProperty("fanout_samples").GetInt32()));
+        // Store round trips per change: per_stream reads the store in every stream (at least once per agent), shared once
+        // per change for all of them. A count, not a time: the few background reads (the revision poll) stay far below 20.
+        var shared = fleets[0].GetProperty("store_queries_per_change").GetDouble();
+        var perStream = fleets[1].GetProperty("store_queries_per_change").GetDouble();
+        Assert.InRange(shared, 1, 19.9);
+        Assert.True(perStream >= 20, $"per_stream made {perStream} store queries per change for 20 agents");
     }
 
     [Fact]

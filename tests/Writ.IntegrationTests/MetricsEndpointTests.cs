@@ -16,7 +16,7 @@ public sealed partial class MetricsEndpointTests
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
 
     /// <summary>Every label key /metrics may carry: the instruments' own plus what the Prometheus exporter adds.</summary>
-    private static readonly HashSet<string> AllowedLabels = ["action", "reason", "attestor", "trigger", "method", "code", "kind", "le",
+    private static readonly HashSet<string> AllowedLabels = ["action", "reason", "attestor", "trigger", "method", "code", "kind", "le", "operation",
         "otel_scope_name", "otel_scope_version", "otel_scope_schema_url"];
 
     /// <summary>The values each bounded label may take (Cedar actions, fixed reasons, gRPC names).</summary>
@@ -30,7 +30,8 @@ public sealed partial class MetricsEndpointTests
         ["code"] = new("^[A-Z_]+$"),
         ["kind"] = new("^(x509|jwt)$"),
         ["le"] = new(@"^([0-9.e+-]+|\+Inf)$"),
-        ["otel_scope_name"] = new("^Writ\\.(Server|Agent)$"),
+        ["operation"] = new("^[a-z0-9_]+$"),   // a store operation's fixed name (writ_store_queries_total)
+        ["otel_scope_name"] = new("^Writ\\.(Server|Agent|Server\\.Store)$"),
         ["otel_scope_version"] = new("^$"),
         ["otel_scope_schema_url"] = new("^$"),
     };

@@ -41,6 +41,7 @@ public static class BenchCommands
                 new("sync-entries", "entries authorized for the one agent whose full sync is timed (default 10000; at most --entries)", "N"),
                 new("agents", "simulated agents connected at once (default 1000)", "N"),
                 new("fanout-rounds", "entry changes whose arrival at every agent is timed (default 5)", "N"),
+                new("fanout", "the server's sync.fanout modes to measure the fleet with, side by side, one fresh server and fleet each (default shared,per_stream)", "MODE,MODE"),
                 SecondsBound,
                 OutputOpt,
             ], ScaleAsync),
@@ -346,10 +347,15 @@ public static class BenchCommands
         {
             throw new UsageException("--pg is only for --store postgres");
         }
+        var modes = (a.Get("fanout") ?? string.Join(',', ScaleOptions.AllFanoutModes)).Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        if (modes.Length == 0 || modes.Any(m => !ScaleOptions.AllFanoutModes.Contains(m)) || modes.Distinct().Count() != modes.Length)
+        {
+            throw new UsageException($"--fanout '{a.Get("fanout")}' is not a list of distinct sync.fanout modes: use shared, per_stream or shared,per_stream");
+        }
         CheckOutput(a);
         // Progress goes to stderr in both formats: a 1M-entry run takes minutes, and stdout keeps only the result.
         var bound = ParseSecondsBound(a);
-        var r = await ScaleBench.RunAsync(new ScaleOptions(entries, store, store == "postgres" ? pg : null, syncEntries, agents, rounds, bound),
+        var r = await ScaleBench.RunAsync(new ScaleOptions(entries, store, store == "postgres" ? pg : null, syncEntries, agents, rounds, bound, modes),
             Host, ctx.Error, ctx.Cancellation).ConfigureAwait(false);
         if (a.JsonOutput)
         {
@@ -370,8 +376,12 @@ public static class BenchCommands
             [$"{F(r.Fleet.Agents)} agents: attestation (s, 8 at a time)", F(r.Fleet.AttestSeconds, "N1")],
             [$"{F(r.Fleet.Agents)} agents: all synced (ms, Sync streams opened at once)", F(r.Fleet.AllSyncedMs)],
             [$"server resident memory with {F(r.Fleet.Agents)} agents connected (MiB)", F(r.Fleet.ServerRssMb, "N1")],
-            [$"one entry change reaching all {F(r.Fleet.Agents)}: p50 / p99 / max (ms, {r.Fleet.FanoutRounds} rounds)",
-                $"{F(r.Fleet.FanoutP50Ms, "N1")} / {F(r.Fleet.FanoutP99Ms, "N1")} / {F(r.Fleet.FanoutMaxMs, "N1")}"],
+            .. r.Fleets.SelectMany(f => new string[][]
+            {
+                [$"sync.fanout {f.Mode}: one entry change reaching all {F(f.Agents)}: p50 / p99 / max (ms, {f.FanoutRounds} rounds)",
+                    $"{F(f.FanoutP50Ms, "N1")} / {F(f.FanoutP99Ms, "N1")} / {F(f.FanoutMaxMs, "N1")}"],
+                [$"sync.fanout {f.Mode}: store queries per change (writ_store_queries_total)", F(f.StoreQueriesPerChange, "N1")],
+            }),
             ["whole run (s)", F(r.TotalSeconds, "N0")],
         ]);
         return 0;

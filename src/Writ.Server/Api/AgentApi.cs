@@ -119,6 +119,11 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         {
             since = 0;   // the agent is ahead of this store (restored or replaced database): start over with a full state
         }
+        // sync.fanout shared (issue #16): after the first batch, changes come from the server's one feed, sliced by
+        // this agent's parents in memory; per_stream (or a stream outside the feed's window) reads the store itself.
+        var feed = server.Options.SharedSyncFeed ? server.SyncFeed : null;
+        feed?.EnsureStarted();
+        var epoch = feed?.Epoch ?? 0;
         long bundleSent = -1;
         System.Numerics.BigInteger crlSent = -1;
         var revocationCursor = since;
@@ -134,11 +139,20 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
             var recheckGeneration = recheckSignal.Generation;
             var policyGeneration = server.Policy.Activated.Generation;
             var pushedGeneration = server.PolicyChanged.Generation;
+            var feedGeneration = feed?.Advanced.Generation ?? 0;
             // The call policy (request-time decisions): in the first update, then whenever another version becomes active.
             var policy = await server.Policy.CurrentAsync(ct).ConfigureAwait(false);
             var callPolicy = ReferenceEquals(policy, policySent) ? null : CallPolicyOf(policy);
-            var changes = await server.Store.Entries.ChangesSinceAsync(since, parents, ct).ConfigureAwait(false);
-            var (revocations, cursor) = await RevocationsForSyncAsync(full || changes.Full, revocationCursor, changes.Revision, ct).ConfigureAwait(false);
+            EntryChanges changes;
+            IReadOnlyList<RevocationRecord> revocations;
+            long cursor;
+            if (full || feed is null || !feed.TrySlice(since, revocationCursor, parents, epoch, server.Time.GetUtcNow(), out changes, out revocations, out cursor))
+            {
+                changes = await server.Store.Entries.ChangesSinceAsync(since, parents, ct).ConfigureAwait(false);
+                (revocations, cursor) = await RevocationsForSyncAsync(full || changes.Full, revocationCursor, changes.Revision, ct).ConfigureAwait(false);
+                if (feed is not null && changes.Full)
+                    epoch = feed.Epoch;   // a reset catches up with a restored store: the feed's window is good again
+            }
             var crl = await server.Revocations.CrlAsync(cursor, ct).ConfigureAwait(false);
             var bundleSeq = server.Ca.BundleSequence;
             var bundleChanged = bundleSeq != bundleSent || crl.Number != crlSent;
@@ -166,7 +180,7 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
 
             using var wake = CancellationTokenSource.CreateLinkedTokenSource(ct);
             await Task.WhenAny(
-                server.Store.Entries.WaitForChangeAsync(changes.Revision, wake.Token),
+                feed is null ? server.Store.Entries.WaitForChangeAsync(changes.Revision, wake.Token) : feed.Advanced.WaitAsync(feedGeneration, wake.Token),
                 server.Changes.WaitAsync(generation, wake.Token),
                 recheckSignal.WaitAsync(recheckGeneration, wake.Token),
                 server.Policy.Activated.WaitAsync(policyGeneration, wake.Token),
@@ -177,7 +191,10 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
             ct.ThrowIfCancellationRequested();
             try
             {
-                caller = await AuthenticateAsync(context).ConfigureAwait(false);   // banned, evicted or revoked meanwhile: the stream ends
+                // Banned, evicted or revoked meanwhile: the stream ends. Shared: the node records are read once, after
+                // the wake, for every stream woken with this one.
+                var wokeAt = woke;
+                caller = await AuthenticateAsync(context, feed is null ? null : (id, t) => feed.NodeAsync(id, wokeAt, t)).ConfigureAwait(false);
             }
             catch (WritException)
             {
@@ -378,7 +395,8 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         public IReadOnlyList<string> ParentIds { get; } = [Id.ToString(), .. Node.Aliases];
     }
 
-    private async Task<AgentCaller> AuthenticateAsync(ServerCallContext context)
+    /// <param name="nodeLookup">How to read the agent's node record (the shared sync feed's snapshot); null: from the store.</param>
+    private async Task<AgentCaller> AuthenticateAsync(ServerCallContext context, Func<string, CancellationToken, Task<AttestedNode?>>? nodeLookup = null)
     {
         var http = context.GetHttpContext();
         var cert = http.Connection.ClientCertificate;
@@ -400,7 +418,7 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
                 await server.CiRefusals.CallRefusedAsync(context.Method, id.ToString(), cert.SerialNumber, context.Peer, refusal).ConfigureAwait(false);
             throw refusal;
         }
-        var node = await server.Store.Nodes.GetAsync(id.ToString(), context.CancellationToken).ConfigureAwait(false);
+        var node = await (nodeLookup is null ? server.Store.Nodes.GetAsync(id.ToString(), context.CancellationToken) : nodeLookup(id.ToString(), context.CancellationToken)).ConfigureAwait(false);
         if (node is null)
         {
             throw Refuse(context, AgentApiErrors.NotAttested, WritErrorKind.Unauthenticated, $"agent {id} is not attested (evicted or unknown): re-attest with a new join token");

@@ -44,6 +44,12 @@ public sealed record ServerOptions
     /// <summary>Agentless CI job identities (<c>ci.*</c>).</summary>
     public Ci.CiOptions Ci { get; init; } = Writ.Server.Ci.CiOptions.Default;
 
+    /// <summary>
+    /// <c>sync.fanout</c> (issue #16): true (shared, the default) = one store read per change, shared by every agent sync
+    /// stream; false (per_stream) = each stream reads the store on every wake (the code before; kept for benchmarks).
+    /// </summary>
+    public bool SharedSyncFeed { get; init; } = true;
+
     public SpiffeId ServerId => SpiffeId.FromSegments(TrustDomain, "writ", "server");
 }
 
@@ -186,6 +192,7 @@ public static class ServerConfigLoader
         var k8sPsat = NodeAttestation.K8sPsat.K8sPsatOptions.Build(c);
         var oidc = Oidc.OidcOptions.Build(c);
         var ci = Ci.CiOptions.Build(c);
+        var fanout = c.OneOf("sync.fanout", "shared", "per_stream");
         if (x509Ttl > maxTtl)
         {
             c.Errors.Add($"{c.Describe("default_x509_ttl")} is larger than max_ttl ({ConfigSources.Format(maxTtl)}): lower it or raise max_ttl");
@@ -205,6 +212,7 @@ public static class ServerConfigLoader
             DataDir = dataDir,
             Bind = bind,
             MetricsBind = metricsBind,
+            SharedSyncFeed = fanout == "shared",
             AdminSocket = admin,
             StoreKind = storeKind,
             StoreConnection = storeConn,

@@ -32,6 +32,86 @@ public sealed class ServerContext
         NodeAttestation = new NodeAttestationService(this, NodeAttestationService.ConfiguredRegistry(store, options, Oidc, time, logs), logs.CreateLogger<NodeAttestationService>());
         Posture = new NodePostureService(this, logs.CreateLogger<NodePostureService>());
         CiRefusals = new Ci.CiRefusals(this, logs.CreateLogger<Ci.CiRefusals>());
+        SyncFeed = new Sync.SyncFeed(store, time, logs.CreateLogger<Sync.SyncFeed>(), Stopping);
+        _announcements = logs.CreateLogger<Sync.SyncFeed>();
+    }
+
+    /// <summary>The shared change feed of the agent sync streams (<c>sync.fanout shared</c>, issue #16).</summary>
+    public Sync.SyncFeed SyncFeed { get; }
+
+    private readonly ILogger _announcements;
+    private IDisposable? _listening;
+
+    /// <summary>Cross-server change kinds (<see cref="Announce"/>; the payload of the store signal).</summary>
+    public static class ChangeKinds
+    {
+        /// <summary>A node was banned, evicted, drifted or readmitted: sync streams re-authenticate their agent.</summary>
+        public const string Nodes = "nodes";
+
+        /// <summary>Another policy version became active.</summary>
+        public const string Policy = "policy";
+
+        /// <summary>The trust bundle changed (a CA rotation on some server).</summary>
+        public const string Bundle = "bundle";
+    }
+
+    /// <summary>
+    /// Another server announced a bundle change: the host reloads the bundle from the store (lane A wires
+    /// <c>WritCa.ReloadBundleAsync</c> here), which raises <see cref="Changes"/> when it moved.
+    /// </summary>
+    public event Action? BundleChangedElsewhere;
+
+    /// <summary>
+    /// A change the entry revision does not carry, here and on every other server on the store (issue #16): wakes this
+    /// server's sync streams at once and tells the others (PostgreSQL NOTIFY). Best effort across servers: their poll
+    /// (policy, bundle) or next wake (nodes) picks a lost one up.
+    /// </summary>
+    public void Announce(string kind)
+    {
+        switch (kind)
+        {
+            case ChangeKinds.Policy:
+                PolicyChanged.Raise();
+                break;
+            default:
+                Changes.Raise();
+                break;
+        }
+        _ = PublishAsync(kind);
+    }
+
+    private async Task PublishAsync(string kind)
+    {
+        try
+        {
+            await Store.Signals.PublishAsync(kind, Stopping).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
+        {
+            // Stopping: the other servers' streams re-check on their next wake.
+        }
+    }
+
+    /// <summary>Starts listening for other servers' announcements (the host, once at start-up).</summary>
+    public void ListenForAnnouncements()
+    {
+        _listening ??= Store.Signals.Subscribe(kind =>
+        {
+            ServerLog.ChangeAnnounced(_announcements, kind);
+            switch (kind)
+            {
+                case ChangeKinds.Policy:
+                    PolicyChanged.Raise();
+                    break;
+                case ChangeKinds.Bundle:
+                    BundleChangedElsewhere?.Invoke();
+                    Changes.Raise();
+                    break;
+                default:
+                    Changes.Raise();
+                    break;
+            }
+        });
     }
 
     /// <summary>The server's meter and activity source (docs/telemetry.md); the host sets it from its meter factory.</summary>
@@ -114,6 +194,7 @@ public sealed class ServerContext
     /// <summary>Ends the sync streams and the background loops that sign (CRL) before the listeners close.</summary>
     public void BeginStop()
     {
+        _listening?.Dispose();
         _stopping.Cancel();
         Revocations.Stop();
     }

@@ -188,8 +188,11 @@ public sealed class WritServerHost : IAsyncDisposable
             ca.BundleChanged += b =>
             {
                 ServerLog.BundleChanged(log, b.Sequence ?? 0);
-                host._server.Changes.Raise();
+                host._server.Announce(ServerContext.ChangeKinds.Bundle);
             };
+            context.ListenForAnnouncements();
+            if (options.SharedSyncFeed)
+                context.SyncFeed.EnsureStarted();
             ServerLog.Ready(log, options.TrustDomain.Name, host.AgentApiAddress, options.AdminSocket, store.Kind);
             return host;
         }

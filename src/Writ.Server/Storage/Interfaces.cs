@@ -21,6 +21,34 @@ public interface IWritStore : IAsyncDisposable
 
     /// <summary>The servers sharing this store (issue #16, high availability): one row per server id, with a heartbeat.</summary>
     IServerStore Servers => throw new NotSupportedException("this store does not record servers");
+
+    /// <summary>Changes other servers on the same store must hear about at once (issue #16 fan-out): nodes, policy, bundle.</summary>
+    /// <remarks>Wrappers that do not forward it (test fakes) get no cross-server signals.</remarks>
+    IStoreSignals Signals => NoStoreSignals.Instance;
+}
+
+/// <summary>A store without signals (one server): publishing does nothing and nobody else is heard.</summary>
+public sealed class NoStoreSignals : IStoreSignals
+{
+    public static NoStoreSignals Instance { get; } = new();
+
+    public Task PublishAsync(string kind, CancellationToken ct) => Task.CompletedTask;
+
+    public IDisposable Subscribe(Action<string> onSignal) => new System.Threading.CancellationTokenRegistration();
+}
+
+/// <summary>
+/// A best-effort broadcast between servers sharing one store (PostgreSQL NOTIFY; nothing on SQLite, which has one
+/// server). Only a wake-up: the store stays the source of truth and every receiver re-reads it, so a lost signal only
+/// delays a change until the next poll.
+/// </summary>
+public interface IStoreSignals
+{
+    /// <summary>Tells the other servers (not this one) that <paramref name="kind"/> changed. Never throws for a store outage.</summary>
+    Task PublishAsync(string kind, CancellationToken ct);
+
+    /// <summary>Calls <paramref name="onSignal"/> with the kind of every signal another server published, until disposed.</summary>
+    IDisposable Subscribe(Action<string> onSignal);
 }
 
 /// <summary>
@@ -123,6 +151,13 @@ public interface IEntryStore
     /// deletion for that parent). Revision = the store revision the result is consistent with.
     /// </summary>
     Task<EntryChanges> ChangesSinceAsync(long since, IReadOnlyCollection<string> parentIds, CancellationToken ct);
+
+    /// <summary>
+    /// For the shared sync feed (one read per change for every agent): entries created or updated after
+    /// <paramref name="since"/> (any parent) and deletions after it with their parents, in one consistent snapshot.
+    /// since beyond the store's revision, or before pruned deletions: <see cref="AllEntryChanges.Full"/> with empty lists.
+    /// </summary>
+    Task<AllEntryChanges> AllChangesSinceAsync(long since, CancellationToken ct);
 
     /// <summary>
     /// Completes when the store revision is greater than <paramref name="revision"/>: at once after a commit in this

@@ -71,6 +71,21 @@ public sealed record EntryChanges(long Revision, IReadOnlyList<RegistrationEntry
     public bool Full { get; init; }
 }
 
+/// <summary>
+/// What changed for every parent since a revision (issue #16, the shared sync feed): live entries changed after it, and
+/// the deletions after it with the parent each deleted entry had (an entry moved to another parent has a deletion for
+/// its old one). <see cref="Revision"/> is the store revision the result is consistent with. When <see cref="Full"/> is
+/// true the delta is not complete (the revision predates pruned deletions, or is beyond the store's) and the lists are
+/// empty: the caller reads the state itself.
+/// </summary>
+public sealed record AllEntryChanges(long Revision, IReadOnlyList<RegistrationEntry> Upserts, IReadOnlyList<EntryDeletion> Deletions)
+{
+    public bool Full { get; init; }
+}
+
+/// <summary>An entry deleted from (or moved away from) <see cref="ParentId"/> at store revision <see cref="Revision"/>.</summary>
+public sealed record EntryDeletion(string EntryId, string ParentId, long Revision);
+
 /// <summary>An agent that passed node attestation.</summary>
 /// <summary>A node's posture under continuous attestation.</summary>
 public enum NodeStatus

@@ -6,7 +6,7 @@ namespace Writ.Server.Telemetry;
 /// <summary>What the server exports and when <c>/readyz</c> says ready: the store answers and an X.509 CA authority signs.</summary>
 public static class ServerReadiness
 {
-    public static TelemetrySources Sources { get; } = new("writ-server", [WritServerMetrics.MeterName], [WritServerMetrics.MeterName]);
+    public static TelemetrySources Sources { get; } = new("writ-server", [WritServerMetrics.MeterName, Storage.StoreMetrics.MeterName], [WritServerMetrics.MeterName]);
 
     /// <summary>Null when ready; otherwise why not (the body of the 503).</summary>
     public static async Task<string?> CheckAsync(ServerContext server, CancellationToken ct)

@@ -10,6 +10,7 @@ internal sealed class Db(SqlDialect dialect)
 
     public async Task<T> ReadAsync<T>(string operation, Func<DbConnection, DbTransaction?, Task<T>> body, CancellationToken ct, bool snapshot = false)
     {
+        StoreMetrics.Count(operation);
         try
         {
             var conn = await Dialect.OpenConnectionAsync(ct).ConfigureAwait(false);
@@ -36,6 +37,7 @@ internal sealed class Db(SqlDialect dialect)
     public async Task<T> WriteAsync<T>(string operation, Func<DbConnection, DbTransaction, Task<T>> body, CancellationToken ct, Func<string>? conflictMessage = null)
     {
         using var gate = await Dialect.EnterWriteAsync(ct).ConfigureAwait(false);
+        StoreMetrics.Count(operation);
         try
         {
             var conn = await Dialect.OpenConnectionAsync(ct).ConfigureAwait(false);

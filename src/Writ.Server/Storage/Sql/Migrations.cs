@@ -186,6 +186,11 @@ internal static class Migrations
             last_seen_us INTEGER NOT NULL
         ) STRICT;
         """,
+        // 10: the shared sync feed reads every change after a revision, whatever the parent (issue #16 fan-out).
+        """
+        CREATE INDEX entries_revision ON entries (revision);
+        CREATE INDEX entry_tombstones_revision ON entry_tombstones (revision);
+        """,
     ];
 
     public static IReadOnlyList<string> Postgres { get; } =
@@ -365,6 +370,11 @@ internal static class Migrations
             started_at_us bigint NOT NULL,
             last_seen_us bigint NOT NULL
         );
+        """,
+        // 10: the shared sync feed reads every change after a revision, whatever the parent (issue #16 fan-out).
+        """
+        CREATE INDEX entries_revision ON entries (revision);
+        CREATE INDEX entry_tombstones_revision ON entry_tombstones (revision);
         """,
     ];
 }

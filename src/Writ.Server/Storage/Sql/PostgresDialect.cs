@@ -10,6 +10,7 @@ namespace Writ.Server.Storage.Sql;
 internal sealed class PostgresDialect : SqlDialect
 {
     private const string RevisionChannel = "writ_entry_revision";
+    private const string SignalChannel = "writ_change";
     private const long MigrationLockKey = 0x5772_6974_5374_6f72;   // "WritStor"
     private readonly NpgsqlDataSource _source;
     private readonly string _host;
@@ -65,7 +66,12 @@ internal sealed class PostgresDialect : SqlDialect
         Db.ScalarAsync(connection, tx, "SELECT pg_notify(@channel, @revision)", ct,
             ("channel", RevisionChannel), ("revision", revision.ToString(CultureInfo.InvariantCulture)));
 
-    public override Task? ListenForRevisionsAsync(Action<long> onRevision, CancellationToken stop) => Task.Run(async () =>
+    public override bool CanSignal => true;
+
+    public override Task PublishSignalAsync(DbConnection connection, string payload, CancellationToken ct) =>
+        Db.ScalarAsync(connection, null, "SELECT pg_notify(@channel, @payload)", ct, ("channel", SignalChannel), ("payload", payload));
+
+    public override Task? ListenForRevisionsAsync(Action<long> onRevision, Action<string> onSignal, CancellationToken stop) => Task.Run(async () =>
     {
         while (!stop.IsCancellationRequested)
         {
@@ -76,10 +82,13 @@ internal sealed class PostgresDialect : SqlDialect
                 {
                     conn.Notification += (_, e) =>
                     {
-                        if (long.TryParse(e.Payload, NumberStyles.None, CultureInfo.InvariantCulture, out var revision))
+                        if (e.Channel == SignalChannel)
+                            onSignal(e.Payload);
+                        else if (long.TryParse(e.Payload, NumberStyles.None, CultureInfo.InvariantCulture, out var revision))
                             onRevision(revision);
                     };
                     await Db.ExecuteAsync(conn, null, "LISTEN " + RevisionChannel, stop).ConfigureAwait(false);
+                    await Db.ExecuteAsync(conn, null, "LISTEN " + SignalChannel, stop).ConfigureAwait(false);
                     // Anything committed before LISTEN took effect is caught by reading the revision once.
                     onRevision(await Db.ReadRevisionAsync(conn, null, stop).ConfigureAwait(false));
                     while (!stop.IsCancellationRequested)

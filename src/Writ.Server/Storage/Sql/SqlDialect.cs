@@ -41,7 +41,14 @@ internal abstract class SqlDialect : IAsyncDisposable
     /// <paramref name="onRevision"/> for each (and once after every (re)connect with the current revision).
     /// Null where the dialect cannot listen: polling alone then finds other writers.
     /// </summary>
-    public virtual Task? ListenForRevisionsAsync(Action<long> onRevision, CancellationToken stop) => null;
+    /// <param name="onSignal">called with the payload of every <see cref="PublishSignalAsync"/> (by any process, this one included).</param>
+    public virtual Task? ListenForRevisionsAsync(Action<long> onRevision, Action<string> onSignal, CancellationToken stop) => null;
+
+    /// <summary>Broadcasts <paramref name="payload"/> to every listener on the store at once (no-op where unsupported).</summary>
+    public virtual Task PublishSignalAsync(DbConnection connection, string payload, CancellationToken ct) => Task.CompletedTask;
+
+    /// <summary>Whether <see cref="PublishSignalAsync"/> reaches other processes (PostgreSQL); else publishing is skipped.</summary>
+    public virtual bool CanSignal => false;
 
     public abstract bool IsUniqueViolation(DbException exception);
 

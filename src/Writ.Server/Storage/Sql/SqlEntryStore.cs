@@ -221,6 +221,27 @@ internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher wa
         return changes;
     }
 
+    public async Task<AllEntryChanges> AllChangesSinceAsync(long since, CancellationToken ct)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(since);
+        var changes = await db.ReadAsync("read all entry changes", async (conn, tx) =>
+        {
+            var (rev, prunedThrough) = (await Db.QueryAsync(conn, tx, "SELECT revision, tombstones_pruned_through FROM store_revision WHERE id = 1",
+                r => (r.GetInt64(0), r.GetInt64(1)), ct).ConfigureAwait(false)).Single();
+            if (since > rev || since < prunedThrough)
+                return new AllEntryChanges(rev, [], []) { Full = true };
+            if (since == rev)
+                return new AllEntryChanges(rev, [], []);
+            var upserts = await Db.QueryAsync(conn, tx, $"SELECT {Columns} FROM entries e WHERE e.revision > @since ORDER BY e.revision, e.id", Read, ct,
+                ("since", since)).ConfigureAwait(false);
+            var deletions = await Db.QueryAsync(conn, tx, "SELECT entry_id, parent_id, revision FROM entry_tombstones WHERE revision > @since ORDER BY revision, entry_id",
+                r => new EntryDeletion(r.GetString(0), r.GetString(1), r.GetInt64(2)), ct, ("since", since)).ConfigureAwait(false);
+            return new AllEntryChanges(rev, upserts, deletions);
+        }, ct, snapshot: true).ConfigureAwait(false);
+        watcher.Observe(changes.Revision);
+        return changes;
+    }
+
     public Task WaitForChangeAsync(long revision, CancellationToken ct) => watcher.WaitAsync(revision, ct);
 
     public Task<int> PruneTombstonesAsync(DateTimeOffset olderThan, CancellationToken ct)

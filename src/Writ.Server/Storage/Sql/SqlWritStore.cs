@@ -25,6 +25,7 @@ internal sealed class SqlWritStore : IWritStore
         TpmReferenceSets = new SqlTpmReferenceSetStore(db, time);
         CiSessions = new SqlCiSessionStore(db, time);
         Servers = new SqlServerStore(db);
+        Signals = new SqlStoreSignals(db, watcher);
     }
 
     public string Kind => _db.Dialect.Kind;
@@ -40,6 +41,7 @@ internal sealed class SqlWritStore : IWritStore
     public ITpmReferenceSetStore TpmReferenceSets { get; }
     public ICiSessionStore CiSessions { get; }
     public IServerStore Servers { get; }
+    public IStoreSignals Signals { get; }
 
     public static async Task<IWritStore> OpenAsync(SqlDialect dialect, TimeProvider time, WritStoreOptions options, CancellationToken ct)
     {
@@ -129,7 +131,11 @@ internal sealed class RevisionWatcher(Db db, long initial, TimeSpan pollInterval
         }
     }
 
-    private void EnsureWatching()
+    /// <summary>The payload of every store signal (issue #16), from the listener; see <see cref="SqlStoreSignals"/>.</summary>
+    public event Action<string>? Signal;
+
+    /// <summary>Starts the listener and the poll now (a signal subscriber needs them before the first waiter).</summary>
+    public void EnsureWatching()
     {
         if (_poller is not null)
             return;
@@ -137,7 +143,7 @@ internal sealed class RevisionWatcher(Db db, long initial, TimeSpan pollInterval
         {
             if (_poller is not null || _stop.IsCancellationRequested)
                 return;
-            _listener = db.Dialect.ListenForRevisionsAsync(Observe, _stop.Token);
+            _listener = db.Dialect.ListenForRevisionsAsync(Observe, p => Signal?.Invoke(p), _stop.Token);
             _poller = Task.Run(PollAsync);
         }
     }
@@ -187,5 +193,55 @@ internal sealed class RevisionWatcher(Db db, long initial, TimeSpan pollInterval
             // Stopped.
         }
         _stop.Dispose();
+    }
+}
+
+/// <summary>
+/// Store signals over the dialect (PostgreSQL NOTIFY on <c>writ_change</c>, payload "kind:origin"): a server ignores its
+/// own (it raised the change locally already). Handlers run on the listener's thread and must be quick.
+/// </summary>
+internal sealed class SqlStoreSignals(Db db, RevisionWatcher watcher) : IStoreSignals
+{
+    private readonly string _origin = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
+
+    public async Task PublishAsync(string kind, CancellationToken ct)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(kind);
+        if (!db.Dialect.CanSignal)
+            return;
+        try
+        {
+            await db.ReadAsync("publish signal", async (conn, _) =>
+            {
+                await db.Dialect.PublishSignalAsync(conn, kind + ":" + _origin, ct).ConfigureAwait(false);
+                return 0;
+            }, ct).ConfigureAwait(false);
+        }
+        catch (StoreException)
+        {
+            // Store unreachable: the receivers' poll finds the change once it is back (the store is the source of truth).
+        }
+    }
+
+    public IDisposable Subscribe(Action<string> onSignal)
+    {
+        ArgumentNullException.ThrowIfNull(onSignal);
+        void Handler(string payload)
+        {
+            var colon = payload.LastIndexOf(':');
+            if (colon > 0 && payload.AsSpan(colon + 1).SequenceEqual(_origin))
+                return;
+            onSignal(colon > 0 ? payload[..colon] : payload);
+        }
+        watcher.Signal += Handler;
+        watcher.EnsureWatching();
+        return new Unsubscribe(() => watcher.Signal -= Handler);
+    }
+
+    private sealed class Unsubscribe(Action undo) : IDisposable
+    {
+        private Action? _undo = undo;
+
+        public void Dispose() => Interlocked.Exchange(ref _undo, null)?.Invoke();
     }
 }

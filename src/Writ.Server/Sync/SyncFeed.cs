@@ -1,0 +1,313 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Writ.Protocol;
+using Writ.Server.Storage;
+
+namespace Writ.Server.Sync;
+
+/// <summary>
+/// One change feed per server (issue #16, <c>sync.fanout shared</c>): when the store revision moves, ONE read of the
+/// delta for every parent (<see cref="IEntryStore.AllChangesSinceAsync"/>) and of the revocations, kept in a bounded
+/// window of recent batches; each agent Sync stream takes its slice by its parent ids from memory
+/// (<see cref="TrySlice"/>). A stream whose revision is outside the window (or after a reset of the store) reads the
+/// store itself, as every stream does with <c>per_stream</c>. The re-authentication after each wake reads the node
+/// records once for all streams woken together (<see cref="NodeAsync"/>). So the store queries per change do not grow
+/// with the number of agents.
+/// </summary>
+public sealed class SyncFeed
+{
+    /// <summary>Batches kept: a stream more than this many changes behind reads the store itself.</summary>
+    public const int MaxBatches = 1024;
+
+    /// <summary>Entries, deletions and revocations kept in the window in all.</summary>
+    public const int MaxItems = 200_000;
+
+    private readonly IWritStore _store;
+    private readonly TimeProvider _time;
+    private readonly ILogger _log;
+    private readonly CancellationToken _stopping;
+    private readonly Lock _lock = new();
+    private readonly List<Batch> _batches = [];
+    private int _items;
+    private long _windowStart = -1;
+    private long _head = -1;
+    private long _epoch;
+    private Task? _loop;
+
+    private NodeSnapshot? _nodes;
+    private Task<NodeSnapshot>? _nodesReading;
+    private long _nodesReadingStarted;
+
+    public SyncFeed(IWritStore store, TimeProvider time, ILogger log, CancellationToken stopping)
+    {
+        _store = store;
+        _time = time;
+        _log = log;
+        _stopping = stopping;
+    }
+
+    /// <summary>Raised whenever the feed moved (a new batch, or a reset): streams wake on it instead of on the store.</summary>
+    public ChangeSignal Advanced { get; } = new();
+
+    /// <summary>The store revision the window is consistent with; -1 before the first read.</summary>
+    public long Head
+    {
+        get
+        {
+            lock (_lock)
+                return _head;
+        }
+    }
+
+    /// <summary>Moves when the store went backwards (a restored database): streams that saw an older epoch read the store.</summary>
+    public long Epoch => Interlocked.Read(ref _epoch);
+
+    /// <summary>How many store reads of changes the feed made (tests and the bench: one per change, whatever the number of streams).</summary>
+    public long Reads => Interlocked.Read(ref _reads);
+
+    private long _reads;
+
+    /// <summary>Starts the feed's loop (once); it runs until the server stops.</summary>
+    public void EnsureStarted()
+    {
+        if (Volatile.Read(ref _loop) is not null)
+            return;
+        lock (_lock)
+        {
+            _loop ??= Task.Run(RunAsync, CancellationToken.None);
+        }
+    }
+
+    private async Task RunAsync()
+    {
+        var ct = _stopping;
+        var failing = false;
+        while (!ct.IsCancellationRequested)
+        {
+            try
+            {
+                long head;
+                lock (_lock)
+                    head = _head;
+                if (head < 0)
+                {
+                    var start = await _store.Entries.CurrentRevisionAsync(ct).ConfigureAwait(false);
+                    Reset(start, backwards: false);
+                    continue;
+                }
+                await _store.Entries.WaitForChangeAsync(head, ct).ConfigureAwait(false);
+                Interlocked.Increment(ref _reads);
+                var changes = await _store.Entries.AllChangesSinceAsync(head, ct).ConfigureAwait(false);
+                if (changes.Full)
+                {
+                    ServerLog.SyncFeedReset(_log, head, changes.Revision);
+                    Reset(changes.Revision, backwards: changes.Revision < head);
+                    continue;
+                }
+                if (changes.Revision <= head)
+                {
+                    // The watcher saw a revision this read does not (yet): look again shortly.
+                    await Task.Delay(TimeSpan.FromMilliseconds(10), _time, ct).ConfigureAwait(false);
+                    continue;
+                }
+                // Every revision up to changes.Revision has committed (the revision row serialises writers), so this read
+                // sees all revocations of the batch; later ones belong to the next batch.
+                var revocations = (await _store.Revocations.SinceAsync(head, ct).ConfigureAwait(false)).Where(r => r.Revision <= changes.Revision).ToList();
+                Append(new Batch(head, changes.Revision, changes, revocations));
+                if (failing)
+                {
+                    failing = false;
+                    ServerLog.SyncFeedRecovered(_log, changes.Revision);
+                }
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (ObjectDisposedException)
+            {
+                return;   // the store was disposed (the server is gone)
+            }
+            catch (StoreException e)
+            {
+                // The streams keep their state; they catch up from the window (or the store) once the feed reads again.
+                if (!failing)
+                    ServerLog.SyncFeedFailed(_log, e.Message);
+                failing = true;
+                try
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(1), _time, ct).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    private void Reset(long revision, bool backwards)
+    {
+        lock (_lock)
+        {
+            _batches.Clear();
+            _items = 0;
+            _windowStart = revision;
+            _head = revision;
+            if (backwards)
+                Interlocked.Increment(ref _epoch);
+        }
+        Advanced.Raise();
+    }
+
+    private void Append(Batch batch)
+    {
+        lock (_lock)
+        {
+            _batches.Add(batch);
+            _items += batch.Items;
+            _head = batch.To;
+            while (_batches.Count > 1 && (_batches.Count > MaxBatches || _items > MaxItems))
+            {
+                _items -= _batches[0].Items;
+                _batches.RemoveAt(0);
+                _windowStart = _batches[0].From;
+            }
+        }
+        Advanced.Raise();
+    }
+
+    /// <summary>
+    /// The changes for <paramref name="parents"/> after <paramref name="since"/> and the unexpired revocations after
+    /// <paramref name="revocationCursor"/>, from memory, consistent with the feed's head (the same answer the store
+    /// would give at that revision). False when the window cannot answer (the stream is too far behind, the feed has not
+    /// read yet, or the store was reset since <paramref name="epoch"/>): the caller reads the store.
+    /// </summary>
+    public bool TrySlice(long since, long revocationCursor, IReadOnlyCollection<string> parents, long epoch, DateTimeOffset now,
+        out EntryChanges changes, out IReadOnlyList<RevocationRecord> revocations, out long cursor)
+    {
+        ArgumentNullException.ThrowIfNull(parents);
+        changes = new EntryChanges(since, [], []);
+        revocations = [];
+        cursor = revocationCursor;
+        lock (_lock)
+        {
+            if (_head < 0 || epoch != Epoch || since < _windowStart || revocationCursor < _windowStart)
+                return false;
+            if (since >= _head && revocationCursor >= _head)
+                return true;   // nothing newer yet (a stream that read the store itself may be ahead of the feed)
+            Dictionary<string, RegistrationEntry?>? state = null;
+            List<RevocationRecord>? revoked = null;
+            foreach (var b in _batches)
+            {
+                if (b.To <= Math.Min(since, revocationCursor))
+                    continue;
+                if (b.To > since)
+                {
+                    foreach (var p in parents)
+                    {
+                        // Deletions first: within a batch an entry live under p wins over its deletion from p (moved away and back).
+                        if (b.Deletions.TryGetValue(p, out var gone))
+                        {
+                            foreach (var d in gone)
+                            {
+                                if (d.Revision > since)
+                                    (state ??= new(StringComparer.Ordinal))[d.EntryId] = null;
+                            }
+                        }
+                        if (b.Upserts.TryGetValue(p, out var live))
+                        {
+                            foreach (var e in live)
+                            {
+                                if (e.Revision > since)
+                                    (state ??= new(StringComparer.Ordinal))[e.Id] = e;
+                            }
+                        }
+                    }
+                }
+                foreach (var r in b.Revocations)
+                {
+                    if (r.Revision > revocationCursor && r.ExpiresAt > now)
+                        (revoked ??= []).Add(r);
+                }
+            }
+            var head = Math.Max(_head, since);
+            if (state is not null)
+            {
+                changes = new EntryChanges(head,
+                    [.. state.Values.OfType<RegistrationEntry>().OrderBy(e => e.Id, StringComparer.Ordinal)],
+                    [.. state.Where(p => p.Value is null).Select(p => p.Key).Order(StringComparer.Ordinal)]);
+            }
+            else
+            {
+                changes = new EntryChanges(head, [], []);
+            }
+            revocations = revoked ?? [];
+            cursor = Math.Max(revocationCursor, _head);
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// The node record as read after <paramref name="wokeTimestamp"/> (<see cref="Stopwatch.GetTimestamp"/>): every stream
+    /// woken by the same change shares one read of all nodes. Null: no such node (evicted).
+    /// </summary>
+    public async Task<AttestedNode?> NodeAsync(string spiffeId, long wokeTimestamp, CancellationToken ct)
+    {
+        Task<NodeSnapshot> reading;
+        lock (_lock)
+        {
+            if (_nodes is { } s && s.Started >= wokeTimestamp)
+                return s.Nodes.GetValueOrDefault(spiffeId);
+            if (_nodesReading is { } r && _nodesReadingStarted >= wokeTimestamp)
+            {
+                reading = r;
+            }
+            else
+            {
+                var started = Stopwatch.GetTimestamp();
+                reading = ReadNodesAsync(started);
+                _nodesReading = reading;
+                _nodesReadingStarted = started;
+            }
+        }
+        var snapshot = await reading.WaitAsync(ct).ConfigureAwait(false);
+        return snapshot.Nodes.GetValueOrDefault(spiffeId);
+    }
+
+    private async Task<NodeSnapshot> ReadNodesAsync(long started)
+    {
+        await Task.Yield();   // outside the caller's lock
+        var nodes = await _store.Nodes.ListAsync(_stopping).ConfigureAwait(false);
+        var snapshot = new NodeSnapshot(started, nodes.ToDictionary(n => n.SpiffeId, StringComparer.Ordinal));
+        lock (_lock)
+        {
+            if (_nodes is null || _nodes.Started < started)
+                _nodes = snapshot;
+        }
+        return snapshot;
+    }
+
+    private sealed record NodeSnapshot(long Started, Dictionary<string, AttestedNode> Nodes);
+
+    /// <summary>The changes of revisions (From, To], indexed by parent.</summary>
+    private sealed class Batch
+    {
+        public Batch(long from, long to, AllEntryChanges changes, IReadOnlyList<RevocationRecord> revocations)
+        {
+            From = from;
+            To = to;
+            Upserts = changes.Upserts.GroupBy(e => e.ParentId, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.ToList(), StringComparer.Ordinal);
+            Deletions = changes.Deletions.GroupBy(d => d.ParentId, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.ToList(), StringComparer.Ordinal);
+            Revocations = revocations;
+            Items = changes.Upserts.Count + changes.Deletions.Count + revocations.Count + 1;
+        }
+
+        public long From { get; }
+        public long To { get; }
+        public Dictionary<string, List<RegistrationEntry>> Upserts { get; }
+        public Dictionary<string, List<EntryDeletion>> Deletions { get; }
+        public IReadOnlyList<RevocationRecord> Revocations { get; }
+        public int Items { get; }
+    }
+}
