@@ -95,6 +95,61 @@ internal sealed class Db(SqlDialect dialect)
         return string.Join(", ", names);
     }
 
+    /// <summary>
+    /// Parameters per multi-row statement: under SQLite's historic limit of 999 host parameters (newer builds allow
+    /// more; PostgreSQL 65,535), so one batch needs rows × columns / 900 round trips instead of one per row.
+    /// </summary>
+    internal const int MaxParametersPerStatement = 900;
+
+    /// <summary>
+    /// INSERT INTO table (columns) VALUES (…), (…), … for all rows, as few statements as the parameter budget allows.
+    /// Each row holds one value per column, in column order.
+    /// </summary>
+    public static async Task InsertRowsAsync(DbConnection conn, DbTransaction tx, string table, IReadOnlyList<string> columns, IEnumerable<object?[]> rows, CancellationToken ct)
+    {
+        var perStatement = Math.Max(1, MaxParametersPerStatement / columns.Count);
+        var head = $"INSERT INTO {table} ({string.Join(", ", columns)}) VALUES ";
+        var chunk = new List<object?[]>(perStatement);
+        foreach (var row in rows)
+        {
+            if (row.Length != columns.Count)
+                throw new ArgumentException($"a row for {table} has {row.Length} values for {columns.Count} columns");
+            chunk.Add(row);
+            if (chunk.Count == perStatement)
+            {
+                await InsertChunkAsync(conn, tx, head, columns.Count, chunk, ct).ConfigureAwait(false);
+                chunk.Clear();
+            }
+        }
+        if (chunk.Count > 0)
+            await InsertChunkAsync(conn, tx, head, columns.Count, chunk, ct).ConfigureAwait(false);
+    }
+
+    private static async Task InsertChunkAsync(DbConnection conn, DbTransaction tx, string head, int width, List<object?[]> chunk, CancellationToken ct)
+    {
+        var cmd = conn.CreateCommand();
+        await using (cmd.ConfigureAwait(false))
+        {
+            cmd.Transaction = tx;
+            var sql = new System.Text.StringBuilder(head);
+            var n = 0;
+            for (var r = 0; r < chunk.Count; r++)
+            {
+                sql.Append(r == 0 ? "(" : ", (");
+                for (var c = 0; c < width; c++)
+                {
+                    var name = "p" + n.ToString(CultureInfo.InvariantCulture);
+                    n++;
+                    AddParameter(cmd, name, chunk[r][c]);
+                    sql.Append(c == 0 ? "@" : ", @").Append(name);
+                }
+                sql.Append(')');
+            }
+            cmd.CommandText = sql.ToString();
+            await cmd.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+        }
+    }
+
     public static async Task<int> ExecuteAsync(DbConnection conn, DbTransaction? tx, string sql, CancellationToken ct, params (string Name, object? Value)[] parameters)
     {
         var cmd = Command(conn, tx, sql, parameters);

@@ -39,19 +39,13 @@ internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher wa
         var (created, revision) = await db.WriteAsync("create entries", async (conn, tx) =>
         {
             var rev = await db.BumpRevisionAsync(conn, tx, ct).ConfigureAwait(false);
-            var result = new List<RegistrationEntry>(prepared.Count);
-            foreach (var (entry, key) in prepared)
-            {
-                if (await Db.ScalarAsync(conn, tx, "SELECT id FROM entries WHERE id = @id", ct, ("id", entry.Id)).ConfigureAwait(false) is not null)
-                    throw new StoreConflictException($"an entry with id '{entry.Id}' already exists: leave the id empty to get a new one, or update that entry");
-                if (await Db.ScalarAsync(conn, tx, "SELECT id FROM entries WHERE identity_key = @k", ct, ("k", key)).ConfigureAwait(false) is string existing)
-                    throw new StoreConflictException($"entry {existing} already has {Describe(entry)}: update that entry instead of creating a duplicate");
-                var stored = Normalize(entry) with { Revision = rev, CreatedAt = now };
-                await InsertAsync(conn, tx, stored, key, ct).ConfigureAwait(false);
-                result.Add(stored);
-            }
+            await RefuseExistingAsync(conn, tx, prepared, ct).ConfigureAwait(false);
+            var result = prepared.Select(p => (Entry: Normalize(p.Entry) with { Revision = rev, CreatedAt = now }, p.Key)).ToList();
+            // Multi-row inserts: a batch of 1,000 entries is a few statements, not thousands of round trips.
+            await Db.InsertRowsAsync(conn, tx, "entries", InsertColumns, result.Select(r => RowValues(r.Entry, r.Key)), ct).ConfigureAwait(false);
+            await Db.InsertRowsAsync(conn, tx, "entry_selectors", SelectorColumns, result.SelectMany(r => SelectorRows(r.Entry)), ct).ConfigureAwait(false);
             await AppendAuditAsync(conn, tx, audit, ct).ConfigureAwait(false);
-            return (result, rev);
+            return (result.Select(r => r.Entry).ToList(), rev);
         }, ct, () => "another writer created a duplicate of one of these entries at the same time: list the entries and retry").ConfigureAwait(false);
         watcher.Observe(revision);
         return created;
@@ -297,24 +291,54 @@ internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher wa
         ("rev", e.Revision), ("created", Time.ToMicros(e.CreatedAt)),
     ];
 
-    private static async Task InsertAsync(DbConnection conn, DbTransaction tx, RegistrationEntry e, string key, CancellationToken ct)
-    {
-        await Db.ExecuteAsync(conn, tx, """
-            INSERT INTO entries (id, spiffe_id, parent_id, selectors, identity_key, x509_ttl_seconds, jwt_ttl_seconds,
-                dns_names, hint, admin, expires_at_us, revision, created_at_us)
-            VALUES (@id, @spiffe, @parent, @selectors, @key, @x509, @jwt, @dns, @hint, @admin, @expires, @rev, @created)
-            """, ct, Row(e, key)).ConfigureAwait(false);
-        await InsertSelectorsAsync(conn, tx, e, ct).ConfigureAwait(false);
-    }
+    /// <summary>The entries columns in insert order; <see cref="Row"/> gives their values in the same order.</summary>
+    private static readonly string[] InsertColumns =
+        ["id", "spiffe_id", "parent_id", "selectors", "identity_key", "x509_ttl_seconds", "jwt_ttl_seconds", "dns_names", "hint", "admin", "expires_at_us", "revision", "created_at_us"];
 
-    private static async Task InsertSelectorsAsync(DbConnection conn, DbTransaction tx, RegistrationEntry e, CancellationToken ct)
+    private static readonly string[] SelectorColumns = ["entry_id", "type", "value"];
+
+    private static object?[] RowValues(RegistrationEntry e, string key) => [.. Row(e, key).Select(p => p.Item2)];
+
+    private static IEnumerable<object?[]> SelectorRows(RegistrationEntry e) =>
+        e.Selectors.Distinct().Select(s => new object?[] { e.Id, s.Type, s.Value });
+
+    /// <summary>
+    /// Refuses the batch if an entry with one of its ids or identities exists, with the message for the first such entry
+    /// in batch order; one query per few hundred entries instead of two per entry.
+    /// </summary>
+    private static async Task RefuseExistingAsync(DbConnection conn, DbTransaction tx, IReadOnlyList<(RegistrationEntry Entry, string Key)> batch, CancellationToken ct)
     {
-        foreach (var s in e.Selectors.Distinct())
+        var ids = new HashSet<string>(StringComparer.Ordinal);
+        var keys = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var chunk in batch.Chunk(Db.MaxParametersPerStatement / 2))
         {
-            await Db.ExecuteAsync(conn, tx, "INSERT INTO entry_selectors (entry_id, type, value) VALUES (@id, @type, @value)", ct,
-                ("id", e.Id), ("type", s.Type), ("value", s.Value)).ConfigureAwait(false);
+            var cmd = conn.CreateCommand();
+            await using (cmd.ConfigureAwait(false))
+            {
+                cmd.Transaction = tx;
+                var idList = Db.InList(cmd, "i", chunk.Select(c => c.Entry.Id));
+                var keyList = Db.InList(cmd, "k", chunk.Select(c => c.Key));
+                cmd.CommandText = $"SELECT id, identity_key FROM entries WHERE id IN ({idList}) OR identity_key IN ({keyList})";
+                foreach (var (id, key) in await Db.QueryAsync(cmd, r => (r.GetString(0), r.GetString(1)), ct).ConfigureAwait(false))
+                {
+                    ids.Add(id);
+                    keys.TryAdd(key, id);
+                }
+            }
+        }
+        if (ids.Count == 0)
+            return;
+        foreach (var (entry, key) in batch)
+        {
+            if (ids.Contains(entry.Id))
+                throw new StoreConflictException($"an entry with id '{entry.Id}' already exists: leave the id empty to get a new one, or update that entry");
+            if (keys.TryGetValue(key, out var existing))
+                throw new StoreConflictException($"entry {existing} already has {Describe(entry)}: update that entry instead of creating a duplicate");
         }
     }
+
+    private static Task InsertSelectorsAsync(DbConnection conn, DbTransaction tx, RegistrationEntry e, CancellationToken ct) =>
+        Db.InsertRowsAsync(conn, tx, "entry_selectors", SelectorColumns, SelectorRows(e), ct);
 
     private Task AddTombstoneAsync(DbConnection conn, DbTransaction tx, long rev, string id, string parent, CancellationToken ct) =>
         Db.ExecuteAsync(conn, tx, "INSERT INTO entry_tombstones (revision, entry_id, parent_id, deleted_at_us) VALUES (@rev, @id, @parent, @at)", ct,

@@ -11,6 +11,9 @@ namespace Writ.Server.Storage.Sql;
 internal sealed class SqlLedgerStore(Db db, TimeProvider time) : ILedgerStore
 {
     private const string Columns = "seq, at_us, kind, actor, subject, decision_id, data, prev_hash, hash";
+    private static readonly string[] ColumnList = Columns.Split(", ");
+    private static readonly string[] IssuedColumns =
+        ["kind", "id", "spiffe_id", "entry_id", "agent_id", "instance_id", "decision_id", "issued_at_us", "expires_at_us"];
 
     public Task<IReadOnlyList<LedgerEvent>> AppendAsync(IReadOnlyList<LedgerEvent> events, IReadOnlyList<IssuedCredential> issued, CancellationToken ct)
     {
@@ -56,12 +59,14 @@ internal sealed class SqlLedgerStore(Db db, TimeProvider time) : ILedgerStore
             var row = e with { Seq = seq, At = at, PrevHash = prev };
             var hash = LedgerHash.Compute(row, prev);
             row = row with { Hash = hash };
-            await Db.ExecuteAsync(conn, tx, $"INSERT INTO ledger ({Columns}) VALUES (@seq, @at, @kind, @actor, @subject, @decision, @data, @prev, @hash)", ct,
-                ("seq", seq), ("at", Time.ToMicros(at)), ("kind", row.Kind), ("actor", row.Actor), ("subject", row.Subject),
-                ("decision", row.DecisionId), ("data", row.DataJson), ("prev", prev), ("hash", hash)).ConfigureAwait(false);
             result.Add(row);
             prev = hash;
         }
+        // One commit's records in multi-row statements (a batch of 1,000 entries brings 1,000 records).
+        await Db.InsertRowsAsync(conn, tx, "ledger", ColumnList, result.Select(r => new object?[]
+        {
+            r.Seq, Time.ToMicros(r.At), r.Kind, r.Actor, r.Subject, r.DecisionId, r.DataJson, r.PrevHash, r.Hash,
+        }), ct).ConfigureAwait(false);
         await Db.ExecuteAsync(conn, tx, "UPDATE ledger_head SET seq = @seq, hash = @hash WHERE id = 1", ct, ("seq", seq), ("hash", prev)).ConfigureAwait(false);
         return result;
     }
@@ -73,12 +78,11 @@ internal sealed class SqlLedgerStore(Db db, TimeProvider time) : ILedgerStore
             Codec.RequireKey(c.Id, "issued credential id");
             if (c.Kind is not ("x509" or "jwt"))
                 throw new ArgumentException($"issued credential kind must be x509 or jwt, got '{c.Kind}'");
-            await Db.ExecuteAsync(conn, tx, """
-                INSERT INTO issued_credentials (kind, id, spiffe_id, entry_id, agent_id, instance_id, decision_id, issued_at_us, expires_at_us)
-                VALUES (@kind, @id, @spiffe, @entry, @agent, @instance, @decision, @issued, @expires)
-                """, ct, ("kind", c.Kind), ("id", c.Id), ("spiffe", c.SpiffeId), ("entry", c.EntryId), ("agent", c.AgentId),
-                ("instance", c.InstanceId), ("decision", c.DecisionId), ("issued", Time.ToMicros(c.IssuedAt)), ("expires", Time.ToMicros(c.ExpiresAt))).ConfigureAwait(false);
         }
+        await Db.InsertRowsAsync(conn, tx, "issued_credentials", IssuedColumns, issued.Select(c => new object?[]
+        {
+            c.Kind, c.Id, c.SpiffeId, c.EntryId, c.AgentId, c.InstanceId, c.DecisionId, Time.ToMicros(c.IssuedAt), Time.ToMicros(c.ExpiresAt),
+        }), ct).ConfigureAwait(false);
     }
 
     private static void Validate(LedgerEvent e)
