@@ -5,7 +5,8 @@ namespace Writ.Agent;
 /// <summary>The validated agent configuration (built by the CLI from flags, environment and a config file).</summary>
 public sealed record AgentOptions
 {
-    /// <summary>host:port of the server's agent API.</summary>
+    /// <summary>The <c>server</c> key as given: HOST:PORT of the server's agent API, or several comma-separated
+    /// (<see cref="Sync.ServerAddress.TryParseList"/>); a name may resolve to several servers.</summary>
     public required string ServerAddress { get; init; }
     public required TrustDomain TrustDomain { get; init; }
     public required string DataDir { get; init; }

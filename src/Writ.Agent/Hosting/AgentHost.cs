@@ -139,7 +139,7 @@ public sealed class AgentHost : IAsyncDisposable
         builder.Services.AddSingleton(time);
         builder.Services.AddSingleton(jitter);
         builder.Services.AddSingleton(state);
-        builder.Services.AddSingleton(sp => new NodeIdentity(options, state, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger<NodeIdentity>())
+        builder.Services.AddSingleton(sp => new NodeIdentity(options, state, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger<NodeIdentity>(), jitter)
         {
             Jitter = jitter,
             Attestor = NodeAttestorClients.FromOptions(options),
@@ -226,6 +226,9 @@ public sealed class AgentHost : IAsyncDisposable
             loop.Failed = (l, e) => host.LoopFailed(l, e, log);
         }
         var svids = app.Services.GetRequiredService<SvidCache>();
+        var serverPool = app.Services.GetRequiredService<NodeIdentity>().Pool;
+        serverPool.Metrics = metrics;
+        metrics.ObserveServer(() => serverPool.Current);
         metrics.Observe(() => app.Services.GetRequiredService<InstanceTracker>().Count, () => svids.X509Count, () => svids.JwtCount, () => state.Synced);
         host._telemetry = TelemetryEndpoint.Bind(options.MetricsBind, MetricsBindCode);
         await host._telemetry.StartAsync(AgentReadiness.Sources, _ => Task.FromResult(AgentReadiness.Check(node, state)), ct).ConfigureAwait(false);

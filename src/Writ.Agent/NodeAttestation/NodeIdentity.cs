@@ -4,7 +4,6 @@ using System.Text;
 using System.Text.Json;
 using Google.Protobuf;
 using Grpc.Core;
-using Grpc.Net.Client;
 using Microsoft.Extensions.Logging;
 using Writ.Agent.Sync;
 using Writ.Protocol.Agent;
@@ -44,16 +43,25 @@ public sealed class NodeIdentity : IDisposable
     private readonly ILogger _log;
     private readonly Lock _lock = new();
     private X509Certificate2? _svid;
-    private GrpcChannel? _channel;
     private AgentService.AgentServiceClient? _client;
 
-    public NodeIdentity(AgentOptions options, AgentState state, TimeProvider time, ILogger log)
+    /// <param name="random">where the first server is picked from (the host passes its one source; tests pin it)</param>
+    public NodeIdentity(AgentOptions options, AgentState state, TimeProvider time, ILogger log, Random? random = null)
     {
         _options = options;
         _state = state;
         _time = time;
         _log = log;
+        if (!ServerAddress.TryParseList(options.ServerAddress, out var servers, out var error))
+        {
+            throw new AgentFatalException(error!);
+        }
+        Pool = new ServerPool(servers, endpoint => ServerChannel.Create(endpoint, _options.TrustDomain, () => _state.Current.Bundle, () => _svid, _time),
+            log, random);
     }
+
+    /// <summary>The servers this agent talks to (<c>server</c>): every call to a server goes through it.</summary>
+    public ServerPool Pool { get; }
 
     public SpiffeId? AgentId { get; private set; }
 
@@ -68,7 +76,7 @@ public sealed class NodeIdentity : IDisposable
 
     public DateTimeOffset SvidExpiresAt => _svid is null ? DateTimeOffset.MinValue : new DateTimeOffset(_svid.NotAfter.ToUniversalTime());
 
-    /// <summary>The client for authenticated calls (recreated after each renewal).</summary>
+    /// <summary>The client for authenticated calls, through <see cref="Pool"/> (its channels are made anew after each renewal).</summary>
     public AgentService.AgentServiceClient Client
     {
         get
@@ -164,7 +172,35 @@ public sealed class NodeIdentity : IDisposable
         var csr = Csr.Create(key);
         attestor.UseCsr(csr);
         var evidence = await attestor.EvidenceAsync(ct).ConfigureAwait(false);
-        var client = new AgentService.AgentServiceClient(NewChannel());
+        var client = new AgentService.AgentServiceClient(Pool.Invoker);
+        AttestResponse? r = null;
+        // Each listed server is tried once: one that fails (unreachable, or not able to prove it is the server) hands
+        // over to the next, which the pool has made current.
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                r = await AttestOnceAsync(client, attestor, evidence, csr, ct).ConfigureAwait(false);
+                break;
+            }
+            catch (RpcException e) when (ServerPool.IsServerFailure(e) && attempt < Pool.Endpoints.Count && !ct.IsCancellationRequested)
+            {
+                // the pool logged the switch
+            }
+        }
+        if (r is null)
+        {
+            throw new AgentFatalException($"the server ended the {attestor.Description} attestation without an SVID: check that --server names a Writ server of this version");
+        }
+        WriteState(new StoredState(r.SpiffeId, fingerprint ?? ""));
+        AdoptResponse(r, key);
+        AgentLog.Attested(_log, r.SpiffeId);
+    }
+
+    /// <summary>One AttestAgent stream on the current server; null when it ended without a result.</summary>
+    private static async Task<AttestResponse?> AttestOnceAsync(AgentService.AgentServiceClient client, INodeAttestorClient attestor,
+        ReadOnlyMemory<byte> evidence, byte[] csr, CancellationToken ct)
+    {
         AttestResponse? r = null;
         try
         {
@@ -190,13 +226,7 @@ public sealed class NodeIdentity : IDisposable
         {
             throw new AgentFatalException($"the server refused the {attestor.Description}: {e.Status.Detail}");
         }
-        if (r is null)
-        {
-            throw new AgentFatalException($"the server ended the {attestor.Description} attestation without an SVID: check that --server names a Writ server of this version");
-        }
-        WriteState(new StoredState(r.SpiffeId, fingerprint ?? ""));
-        AdoptResponse(r, key);
-        AgentLog.Attested(_log, r.SpiffeId);
+        return r;
     }
 
     /// <summary>Renews the agent SVID for a fresh key. Fatal when the server says the agent is banned or gone.</summary>
@@ -303,17 +333,12 @@ public sealed class NodeIdentity : IDisposable
         }
         lock (_lock)
         {
-            var old = _channel;
             _svid = cert;
             AgentId = v.Id;
-            _channel = NewChannel();
-            _client = new AgentService.AgentServiceClient(_channel);
-            old?.Dispose();
+            _client ??= new AgentService.AgentServiceClient(Pool.Invoker);
         }
+        Pool.Reset();   // a TLS connection keeps the certificate it was made with
     }
-
-    private GrpcChannel NewChannel() =>
-        ServerChannel.Create(_options.ServerAddress, _options.TrustDomain, () => _state.Current.Bundle, () => _svid, _time);
 
     public void PersistBundle(TrustBundle bundle) =>
         WriteAtomically(BundleFile, Encoding.UTF8.GetBytes(bundle.ToSpiffeJson()), UnixFileMode.UserRead | UnixFileMode.UserWrite);
@@ -389,9 +414,9 @@ public sealed class NodeIdentity : IDisposable
 
     public void Dispose()
     {
+        Pool.Dispose();
         lock (_lock)
         {
-            _channel?.Dispose();
             _svid?.Dispose();
         }
     }

@@ -7,8 +7,10 @@ namespace Writ.Agent.Sync;
 
 /// <summary>
 /// Keeps <see cref="AgentState"/> equal to what the server says this agent may serve: one long-lived server-push
-/// stream, resumed from the last applied revision after a reconnect (exponential backoff with jitter). While the
-/// server is unreachable nothing is dropped: the cache keeps serving SVIDs until they expire.
+/// stream, resumed from the last applied revision after a reconnect. When the stream's server fails, the next attempt
+/// goes at once to the next server of the <see cref="Pool"/>; only after every server failed in a row does it back off
+/// (exponential, with jitter). While no server is reachable nothing is dropped: the cache keeps serving SVIDs until
+/// they expire, and a switch of server leaves the cache and the workloads' streams alone.
 /// </summary>
 public sealed class SyncClient(Func<AgentService.AgentServiceClient> client, Func<RpcException, AgentFatalException?> classify,
     Action<Writ.Spiffe.Bundles.TrustBundle> persistBundle, AgentState state, AgentOptions options, TimeProvider time, ILogger log, Random? jitter = null)
@@ -19,7 +21,11 @@ public sealed class SyncClient(Func<AgentService.AgentServiceClient> client, Fun
         : this(() => node.Client, node.Classify, node.PersistBundle, state, options, time, log, jitter)
     {
         RecheckAttestor = node.Attestor as IContinuousNodeAttestorClient;
+        Pool = node.Pool;
     }
+
+    /// <summary>The servers the calls go through; null: one server, back off after every failure.</summary>
+    public ServerPool? Pool { get; init; }
 
     /// <summary>
     /// The node attestor that answers the server's rechecks (<c>SyncUpdate.node_recheck</c>); null: the agent answers none
@@ -98,10 +104,18 @@ public sealed class SyncClient(Func<AgentService.AgentServiceClient> client, Fun
                 {
                     continue;   // renewed meanwhile: the next attempt uses the new channel
                 }
+                if (SwitchesAtOnce(ServerPool.IsServerFailure(e)))
+                {
+                    continue;   // the pool logged the switch; resume from the same revision on the next server
+                }
                 AgentLog.SyncLost(log, e.Status.Detail.Length > 0 ? e.Status.Detail : e.StatusCode.ToString(), backoff);
             }
             catch (Exception e) when (e is IOException or HttpRequestException && !ct.IsCancellationRequested)
             {
+                if (SwitchesAtOnce(ServerPool.IsServerFailure(e)))
+                {
+                    continue;
+                }
                 AgentLog.SyncLost(log, e.Message, backoff);
             }
             var jitter = TimeSpan.FromMilliseconds(_jitter.Next(0, (int)Math.Max(1, backoff.TotalMilliseconds / 4)));
@@ -109,6 +123,9 @@ public sealed class SyncClient(Func<AgentService.AgentServiceClient> client, Fun
             backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, options.MaxBackoff.Ticks));
         }
     }
+
+    /// <summary>Whether the next attempt goes to another server without waiting: a server failure while the round is not over.</summary>
+    private bool SwitchesAtOnce(bool serverFailed) => serverFailed && Pool is { RoundFailed: false, Endpoints.Count: > 1 };
 
     /// <summary>Answers one recheck with <see cref="RecheckAttestor"/> and sends it back; failures are logged, never thrown.</summary>
     private async Task AnswerRecheckAsync(NodeRecheck recheck, CancellationToken ct)

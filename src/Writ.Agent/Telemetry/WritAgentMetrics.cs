@@ -19,6 +19,8 @@ public sealed class WritAgentMetrics
     private readonly Counter<long> _attestationFailures;
     private readonly Counter<long> _authzDecisions;
     private readonly Histogram<double> _authzDuration;
+    private readonly Counter<long> _serverFailovers;
+    private Func<string?> _server = () => null;
     private Func<int> _instances = () => 0;
     private Func<int> _x509 = () => 0;
     private Func<int> _jwt = () => 0;
@@ -38,6 +40,10 @@ public sealed class WritAgentMetrics
             new(_x509(), new KeyValuePair<string, object?>("kind", "x509")),
             new(_jwt(), new KeyValuePair<string, object?>("kind", "jwt")),
         }, "{svid}", "SVIDs held in the agent's cache, by kind.");
+        _serverFailovers = meter.CreateCounter<long>("writ.agent.server.failovers", "{failover}", "Times the agent moved to another server after a server failure.");
+        meter.CreateObservableGauge("writ.agent.server.current", () => _server() is { } s
+            ? new[] { new Measurement<int>(1, new KeyValuePair<string, object?>("server", s)) }
+            : [], "{server}", "1, labelled with the server endpoint (HOST:PORT) the agent's calls go to now.");
         meter.CreateObservableGauge("writ.agent.synced", () => _synced() ? 1 : 0, "{bool}", "1 once the agent has applied a full sync from the server, else 0.");
     }
 
@@ -52,6 +58,12 @@ public sealed class WritAgentMetrics
         _jwt = jwtSvids;
         _synced = synced;
     }
+
+    /// <summary>Where the current-server gauge reads from (set once by the host).</summary>
+    public void ObserveServer(Func<string?> current) => _server = current;
+
+    /// <summary>The agent moved to another server.</summary>
+    public void ServerFailover() => _serverFailovers.Add(1);
 
     /// <param name="method">the gRPC method's short name (e.g. FetchX509SVID)</param>
     /// <param name="code">the status code's name (OK, PERMISSION_DENIED, …)</param>

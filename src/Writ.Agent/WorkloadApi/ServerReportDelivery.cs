@@ -13,6 +13,8 @@ public readonly record struct ReportOutcome(bool Delivered, string? Failure);
 /// another attempt cannot change (InvalidArgument, PermissionDenied, Unimplemented) ends it; an unreachable server or an
 /// agent not attested yet is retried with a doubling delay (at most 30 s) up to <c>maxAttempts</c>; the agent stopping
 /// ends it quietly.
+/// Each attempt goes through the agent's <see cref="Sync.ServerPool"/>: to whichever server is current, and once more to
+/// the next when that one fails, so a report reaches any server that is reachable.
 /// </summary>
 public static class ServerReportDelivery
 {

@@ -32,14 +32,14 @@ public static class ConfigFlags
 
     /// <summary>
     /// Prints every configuration problem, one `error:` line each; returns the usage exit code. A problem that starts
-    /// with its own stable code (`WRIT-CONFIG-…: message`) is printed under that code, the rest under WRIT-CLI-CONFIG.
+    /// with its own stable code (`WRIT-CONFIG-…: message`, or the agent's `WRIT-AGENT-SERVER-…`) is printed under that code, the rest under WRIT-CLI-CONFIG.
     /// </summary>
     public static int Report(CommandContext ctx, IReadOnlyList<string> errors)
     {
         foreach (var e in errors)
         {
             var colon = e.IndexOf(": ", StringComparison.Ordinal);
-            var own = e.StartsWith("WRIT-CONFIG-", StringComparison.Ordinal) && colon > 0 && !e[..colon].Contains(' ', StringComparison.Ordinal);
+            var own = (e.StartsWith("WRIT-CONFIG-", StringComparison.Ordinal) || e.StartsWith("WRIT-AGENT-SERVER-", StringComparison.Ordinal)) && colon > 0 && !e[..colon].Contains(' ', StringComparison.Ordinal);
             CliErrors.Print(ctx, own ? e[..colon] : CliErrors.Config, own ? e[(colon + 2)..] : e);
         }
         return CommandRunner.ExitUsage;

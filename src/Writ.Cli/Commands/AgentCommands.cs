@@ -83,9 +83,9 @@ public static class AgentCommands
         {
             c.Errors.Add("'server' is required: pass --server HOST:PORT (the server's agent API, see its 'ready' line)");
         }
-        else if (!Uri.TryCreate("https://" + server, UriKind.Absolute, out var u) || u.Port <= 0 || u.PathAndQuery != "/")
+        else if (!Writ.Agent.Sync.ServerAddress.TryParseList(server, out _, out var serverError))
         {
-            c.Errors.Add($"{c.Describe("server")} must be HOST:PORT, got '{server}'");
+            c.Errors.Add(serverError!);   // "WRIT-AGENT-SERVER-…: …"
         }
         var dataDir = Path.GetFullPath(c.Get("data_dir") ?? ".writ/agent");
         var socket = c.Get("socket") is { Length: > 0 } s ? Path.GetFullPath(s) : Path.Combine(dataDir, "workload.sock");
