@@ -816,6 +816,43 @@ public abstract partial class StoreConformanceTests : IAsyncLifetime
     // ---------------------------------------------------------------- bundles and CA journal
 
     [Fact]
+    public async Task Bundle_compare_and_swap_stores_only_over_the_expected_sequence()
+    {
+        Assert.False(await Store.Bundles.PutIfSequenceAsync(new StoredBundle("example.org", """{"keys":[1]}""", 2, Start), 1, Ct));
+        Assert.Null(await Store.Bundles.GetAsync("example.org", Ct));
+        Assert.True(await Store.Bundles.PutIfSequenceAsync(new StoredBundle("example.org", """{"keys":[1]}""", 1, Start), 0, Ct));
+        Assert.False(await Store.Bundles.PutIfSequenceAsync(new StoredBundle("example.org", """{"keys":[9]}""", 1, Start), 0, Ct));
+        Assert.True(await Store.Bundles.PutIfSequenceAsync(new StoredBundle("example.org", """{"keys":[2]}""", 2, Start), 1, Ct));
+        Assert.False(await Store.Bundles.PutIfSequenceAsync(new StoredBundle("example.org", """{"keys":[3]}""", 2, Start), 1, Ct));
+        Assert.Equal("""{"keys":[2]}""", (await Store.Bundles.GetAsync("example.org", Ct))!.SpiffeBundleJson);
+    }
+
+    [Fact]
+    public async Task Ca_journals_list_and_rename_once()
+    {
+        await Store.CaJournal.PutAsync(new CaJournal("ca", [1], Start), Ct);
+        await Store.CaJournal.PutAsync(new CaJournal("ca/s-b", [2], Start), Ct);
+        Assert.Equal(["ca", "ca/s-b"], (await Store.CaJournal.ListAsync(Ct)).Select(j => j.Name));
+        Assert.False(await Store.CaJournal.RenameAsync("ca", "ca/s-b", Ct));   // taken: nothing changes
+        Assert.True(await Store.CaJournal.RenameAsync("ca", "ca/s-a", Ct));
+        Assert.False(await Store.CaJournal.RenameAsync("ca", "ca/s-c", Ct));   // gone: another server was first
+        Assert.Equal([1], (await Store.CaJournal.GetAsync("ca/s-a", Ct))!.Data);
+        Assert.Null(await Store.CaJournal.GetAsync("ca", Ct));
+    }
+
+    [Fact]
+    public async Task Servers_are_recorded_with_a_heartbeat()
+    {
+        await Store.Servers.StartedAsync(new ServerRecord("s-b", "127.0.0.1:2", Start, Start), Ct);
+        await Store.Servers.StartedAsync(new ServerRecord("s-a", "127.0.0.1:1", Start, Start), Ct);
+        await Store.Servers.HeartbeatAsync("s-a", Start.AddSeconds(10), Ct);
+        await Store.Servers.StartedAsync(new ServerRecord("s-b", "127.0.0.1:3", Start.AddMinutes(1), Start.AddMinutes(1)), Ct);
+        Assert.Equal(
+            [new ServerRecord("s-a", "127.0.0.1:1", Start, Start.AddSeconds(10)), new ServerRecord("s-b", "127.0.0.1:3", Start.AddMinutes(1), Start.AddMinutes(1))],
+            await Store.Servers.ListAsync(Ct));
+    }
+
+    [Fact]
     public async Task Bundles_put_get_replace_list()
     {
         Assert.Null(await Store.Bundles.GetAsync("example.org", Ct));
@@ -869,7 +906,7 @@ public abstract partial class StoreConformanceTests : IAsyncLifetime
         await Store.DisposeAsync();
         Store = null!;
         // Turn the database back into what version 1 created.
-        foreach (var table in new[] { "ledger", "ledger_head", "issued_credentials", "policy_versions", "revocations", "store_metadata", "tpm_reference_sets", "ci_sessions" })
+        foreach (var table in new[] { "ledger", "ledger_head", "issued_credentials", "policy_versions", "revocations", "store_metadata", "tpm_reference_sets", "ci_sessions", "servers" })
             await ExecuteRawAsync($"DROP TABLE {table}");
         await ExecuteRawAsync("DROP INDEX entry_tombstones_revision");
         await ExecuteRawAsync("ALTER TABLE entry_tombstones DROP COLUMN deleted_at_us");
