@@ -19,4 +19,6 @@ public sealed record CaOptions
     public TimeSpan PruneMargin { get; init; } = TimeSpan.FromMinutes(10);
     public TimeSpan RefreshHint { get; init; } = TimeSpan.FromMinutes(5);
     public UpstreamCaOptions? Upstream { get; init; }
+    /// <summary>The <c>iss</c> of every JWT-SVID (server key <c>jwt_issuer</c>); null: none.</summary>
+    public string? JwtIssuer { get; init; }
 }
