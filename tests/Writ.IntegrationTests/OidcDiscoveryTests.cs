@@ -105,6 +105,66 @@ public sealed class OidcDiscoveryTests
         Assert.True(stillValid.IsValid, stillValid.Exception?.Message);
     }
 
+    /// <summary>
+    /// A JWT key lifetime of one minute (the shortest): the next key is served from about 30 s, signs from about 50 s, and
+    /// the old one is still served then, so a token it signed keeps verifying until it expires (about 60 s).
+    /// </summary>
+    [Fact]
+    public async Task After_a_jwt_key_rotation_the_new_key_was_served_before_it_signed_and_the_old_one_stays_for_its_tokens()
+    {
+        using var dir = new TempDir();
+        var caPem = WriteTlsPair(dir, out var certPem, out var keyPem, out var ca);
+        var serverDir = dir["server"];
+        await using var provider = BackgroundProcess.Start("dotnet", Repo.WritDll, "oidc-discovery", "run", "--bind", "127.0.0.1:0",
+            "--tls-cert", certPem, "--tls-key", keyPem, "--admin-socket", Path.Combine(serverDir, "admin.sock"), "--refresh-interval", "200ms");
+        var ready = await provider.Stdout.WaitForAsync(l => l.StartsWith("ready ", StringComparison.Ordinal), TimeSpan.FromSeconds(60), () => provider.HasExited);
+        var issuer = ready.Split(' ').First(w => w.StartsWith("issuer=", StringComparison.Ordinal))["issuer=".Length..];
+        await using var server = await ServerProcess.StartAsync(serverDir, "example.org", "--jwt-issuer", issuer,
+            "--ca-jwt-key-ttl", "1m", "--rotation-interval", "200ms");
+        async Task<string> MintAsync()
+        {
+            var r = await server.WritAsync("jwt", "mint", "--spiffe-id", Subject, "--audience", Audience, "--ttl", "5m");
+            Assert.True(r.ExitCode == 0, r.ToString());
+            return r.Stdout.Trim();
+        }
+        using var http = TrustingClient(ca);
+        async Task<JsonWebKeySet> KeysAsync() => new(await http.GetStringAsync(new Uri(issuer + "/keys"), TestContext.Current.CancellationToken));
+
+        var old = await MintAsync();
+        var oldKid = new JsonWebToken(old).Kid;
+        var next = await WorkloadTools.EventuallyAsync(async () =>
+        {
+            var kids = (await KeysAsync()).Keys.Select(k => k.Kid).ToList();
+            return kids.Count >= 2 ? kids.Single(k => k != oldKid) : throw new InvalidOperationException($"keys {string.Join(",", kids)}");
+        }, TimeSpan.FromSeconds(90), "the next JWT key being served");
+        // Served, not yet signing.
+        Assert.Equal(oldKid, new JsonWebToken(await MintAsync()).Kid);
+
+        var signedByNext = await WorkloadTools.EventuallyAsync(async () =>
+        {
+            var t = await MintAsync();
+            return new JsonWebToken(t).Kid == next ? t : throw new InvalidOperationException("still the old key");
+        }, TimeSpan.FromSeconds(90), "the next JWT key signing");
+
+        // The old key's token never outlives its key, and the key is still served after the switch.
+        var keys = await KeysAsync();
+        Assert.Contains(keys.Keys, k => k.Kid == oldKid);
+        var parameters = new TokenValidationParameters
+        {
+            ValidIssuer = issuer, ValidAudience = Audience, IssuerSigningKeys = keys.GetSigningKeys(),
+            ValidateLifetime = false,   // a slow machine may be past its (capped) expiry already: the key, not the clock, is checked here
+        };
+        foreach (var t in new[] { old, signedByNext })
+        {
+            var r = await new JsonWebTokenHandler().ValidateTokenAsync(t, parameters);
+            Assert.True(r.IsValid, r.Exception?.Message);
+        }
+        Assert.True(new JsonWebToken(old).ValidTo <= DateTime.UtcNow.AddSeconds(30), $"a token of the old key is valid until {new JsonWebToken(old).ValidTo:u}: longer than its key");
+        var jose = await Proc.RunAsync("node", [Path.Combine(Repo.Root, "tests", "interop", "oidc-verify.mjs"), issuer, signedByNext, Audience],
+            env: new Dictionary<string, string?> { ["NODE_EXTRA_CA_CERTS"] = caPem });
+        Assert.True(jose.ExitCode == 0, jose.ToString());
+    }
+
     [Fact]
     public async Task Plain_http_on_an_address_that_is_not_loopback_and_a_bad_issuer_are_refused_at_start()
     {
