@@ -18,6 +18,7 @@ public static class AllCommands
         .. AuditCommands.All(),
         .. WorkloadCommands.All(),
         .. CiCommands.All(),
+        .. DiscoveryCommands.All(),
         .. BenchCommands.All(),
     ];
 }

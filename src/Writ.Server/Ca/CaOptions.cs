@@ -24,4 +24,6 @@ public sealed record CaOptions
     /// journal <c>ca</c> (one server; embedded CAs in benchmarks and tests).
     /// </summary>
     public string? ServerId { get; init; }
+    /// <summary>The <c>iss</c> of every JWT-SVID (server key <c>jwt_issuer</c>); null: none.</summary>
+    public string? JwtIssuer { get; init; }
 }

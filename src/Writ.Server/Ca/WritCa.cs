@@ -74,7 +74,7 @@ public sealed class WritCa
         _journalStore = new CaJournalStore(store, time, options.ServerId);
         _x509Rotation = new(new X509AuthorityKind(td, options, keys, upstream, log), options.PruneMargin);
         _jwtRotation = new(new JwtAuthorityKind(options, keys, log), options.PruneMargin);
-        _signer = new CaSigner(td, keys, time);
+        _signer = new CaSigner(td, keys, time) { Issuer = options.JwtIssuer };
         _bundles = new BundlePublisher(td, store, _journalStore, options.RefreshHint, options.PruneMargin, time, log);
     }
 

@@ -49,6 +49,8 @@ public sealed record ServerOptions
     /// stream; false (per_stream) = each stream reads the store on every wake (the code before; kept for benchmarks).
     /// </summary>
     public bool SharedSyncFeed { get; init; } = true;
+    /// <summary>The <c>iss</c> of every JWT-SVID (<c>jwt_issuer</c>, checked by <see cref="Discovery.IssuerUrl"/>); null: none.</summary>
+    public string? JwtIssuer => Ca.JwtIssuer;
 
     public SpiffeId ServerId => SpiffeId.FromSegments(TrustDomain, "writ", "server");
 }
@@ -193,6 +195,18 @@ public static class ServerConfigLoader
         var oidc = Oidc.OidcOptions.Build(c);
         var ci = Ci.CiOptions.Build(c);
         var fanout = c.OneOf("sync.fanout", "shared", "per_stream");
+        string? jwtIssuer = null;
+        if (c.Get("jwt_issuer") is { Length: > 0 } issuerText)
+        {
+            if (Discovery.IssuerUrl.Check(issuerText) is { } issuerError)
+            {
+                c.Errors.Add($"{Discovery.DiscoveryCodes.ConfigJwtIssuer}: {c.Describe("jwt_issuer")}: {issuerError}");
+            }
+            else
+            {
+                jwtIssuer = issuerText;
+            }
+        }
         if (x509Ttl > maxTtl)
         {
             c.Errors.Add($"{c.Describe("default_x509_ttl")} is larger than max_ttl ({ConfigSources.Format(maxTtl)}): lower it or raise max_ttl");
@@ -217,7 +231,7 @@ public static class ServerConfigLoader
             StoreKind = storeKind,
             StoreConnection = storeConn,
             KeyManager = km,
-            Ca = new CaOptions { KeyType = caKey, JwtKeyType = jwtKey, CaTtl = caTtl, JwtKeyTtl = jwtKeyTtl, Upstream = upstream },
+            Ca = new CaOptions { KeyType = caKey, JwtKeyType = jwtKey, CaTtl = caTtl, JwtKeyTtl = jwtKeyTtl, Upstream = upstream, JwtIssuer = jwtIssuer },
             DefaultX509Ttl = x509Ttl,
             DefaultJwtTtl = jwtTtl,
             MaxTtl = maxTtl,

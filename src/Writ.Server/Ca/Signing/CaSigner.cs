@@ -23,6 +23,9 @@ internal sealed class CaSigner(TrustDomain td, IKeyManager keys, TimeProvider ti
     private JwtSigner? _jwt;
     private IReadOnlyList<X509AuthorityKey> _retired = [];
 
+    /// <summary>The <c>iss</c> claim of every JWT-SVID (<c>jwt_issuer</c>, served by `writ oidc-discovery run`); null: none.</summary>
+    public string? Issuer { get; init; }
+
     /// <summary>Every non-root certificate of the journal's X.509 authorities, the active one's first (see <see cref="WritCa.Intermediates"/>).</summary>
     public IReadOnlyList<X509Certificate2> Intermediates { get; private set; } = [];
 
@@ -136,6 +139,10 @@ internal sealed class CaSigner(TrustDomain td, IKeyManager keys, TimeProvider ti
         }
         // The token carries whole seconds; return exactly what it says.
         exp = DateTimeOffset.FromUnixTimeSeconds(Math.Max(exp.ToUnixTimeSeconds(), now.ToUnixTimeSeconds() + 1));
+        if (Issuer is not null)
+        {
+            extraClaims = new Dictionary<string, object>(extraClaims ?? new Dictionary<string, object>(), StringComparer.Ordinal) { ["iss"] = Issuer };
+        }
         return (JwtSvidMinter.Mint(signer.Key, id, audience, now, exp, extraClaims), exp);
     }
 
