@@ -177,10 +177,10 @@ internal static class Migrations
         // them with the real scripts at merge (nothing is released in between).
         "SELECT 1",
         "SELECT 1",
-        // 10: the shared sync feed reads every change after a revision, whatever the parent (issue #16 fan-out).
+        // 10: the shared sync feed reads every entry changed after a revision, whatever the parent (issue #16 fan-out;
+        // tombstones have entry_tombstones_revision since 2).
         """
         CREATE INDEX entries_revision ON entries (revision);
-        CREATE INDEX entry_tombstones_revision ON entry_tombstones (revision);
         """,
     ];
 
@@ -353,10 +353,10 @@ internal static class Migrations
         // them with the real scripts at merge (nothing is released in between).
         "SELECT 1",
         "SELECT 1",
-        // 10: the shared sync feed reads every change after a revision, whatever the parent (issue #16 fan-out).
+        // 10: the shared sync feed reads every entry changed after a revision, whatever the parent (issue #16 fan-out;
+        // tombstones have entry_tombstones_revision since 2).
         """
         CREATE INDEX entries_revision ON entries (revision);
-        CREATE INDEX entry_tombstones_revision ON entry_tombstones (revision);
         """,
     ];
 }
