@@ -138,7 +138,7 @@ public sealed partial class AdminApi
             ServerLog.PolicyRolledBack(log, author, stored.Version, from);
         else
             ServerLog.PolicyPushed(log, stored.Version, author, stored.Sha256, count);
-        server.Announce(Hosting.ServerContext.ChangeKinds.Policy);
+        server.Announce(Writ.Server.Sync.ChangeKinds.Policy);
         return ToProto(stored, active: true);
     }
 

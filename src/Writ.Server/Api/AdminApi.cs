@@ -141,7 +141,7 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
             [LedgerEvents.Node(LedgerEvents.NodeBanned, AdminCaller.Of(context), node with { Banned = true })]).ConfigureAwait(false);
         ServerLog.AgentBanned(log, node.SpiffeId);
         await AutoRevokeAgentAsync(node, "agent banned", context).ConfigureAwait(false);
-        server.Announce(ServerContext.ChangeKinds.Nodes);   // open sync streams re-check their agent at once
+        server.Announce(Writ.Server.Sync.ChangeKinds.Nodes);   // open sync streams re-check their agent at once
         return ToProto(banned);
     }
 
@@ -152,7 +152,7 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
             [LedgerEvents.Node(LedgerEvents.NodeEvicted, AdminCaller.Of(context), node)]).ConfigureAwait(false);
         ServerLog.AgentEvicted(log, node.SpiffeId);
         await AutoRevokeAgentAsync(node, "agent evicted", context).ConfigureAwait(false);
-        server.Announce(ServerContext.ChangeKinds.Nodes);
+        server.Announce(Writ.Server.Sync.ChangeKinds.Nodes);
         return new EvictAgentResponse();
     }
 
@@ -169,7 +169,7 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
         }
         ServerLog.NodeReadmitted(log, node.SpiffeId, actor, node.StatusReason ?? "-");
         server.Posture.RecheckNow(node.SpiffeId);
-        server.Announce(ServerContext.ChangeKinds.Nodes);
+        server.Announce(Writ.Server.Sync.ChangeKinds.Nodes);
         return ToProto(await GetNodeAsync(node.SpiffeId, context.CancellationToken).ConfigureAwait(false));
     }
 

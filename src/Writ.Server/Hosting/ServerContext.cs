@@ -42,19 +42,6 @@ public sealed class ServerContext
     private readonly ILogger _announcements;
     private IDisposable? _listening;
 
-    /// <summary>Cross-server change kinds (<see cref="Announce"/>; the payload of the store signal).</summary>
-    public static class ChangeKinds
-    {
-        /// <summary>A node was banned, evicted, drifted or readmitted: sync streams re-authenticate their agent.</summary>
-        public const string Nodes = "nodes";
-
-        /// <summary>Another policy version became active.</summary>
-        public const string Policy = "policy";
-
-        /// <summary>The trust bundle changed (a CA rotation on some server).</summary>
-        public const string Bundle = "bundle";
-    }
-
     /// <summary>
     /// Another server announced a bundle change: the host reloads the bundle from the store (lane A wires
     /// <c>WritCa.ReloadBundleAsync</c> here), which raises <see cref="Changes"/> when it moved.
@@ -70,7 +57,7 @@ public sealed class ServerContext
     {
         switch (kind)
         {
-            case ChangeKinds.Policy:
+            case Sync.ChangeKinds.Policy:
                 PolicyChanged.Raise();
                 break;
             default:
@@ -100,10 +87,10 @@ public sealed class ServerContext
             ServerLog.ChangeAnnounced(_announcements, kind);
             switch (kind)
             {
-                case ChangeKinds.Policy:
+                case Sync.ChangeKinds.Policy:
                     PolicyChanged.Raise();
                     break;
-                case ChangeKinds.Bundle:
+                case Sync.ChangeKinds.Bundle:
                     BundleChangedElsewhere?.Invoke();
                     Changes.Raise();
                     break;

@@ -188,7 +188,7 @@ public sealed class WritServerHost : IAsyncDisposable
             ca.BundleChanged += b =>
             {
                 ServerLog.BundleChanged(log, b.Sequence ?? 0);
-                host._server.Announce(ServerContext.ChangeKinds.Bundle);
+                host._server.Announce(Writ.Server.Sync.ChangeKinds.Bundle);
             };
             context.ListenForAnnouncements();
             if (options.SharedSyncFeed)

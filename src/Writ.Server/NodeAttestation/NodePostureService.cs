@@ -222,7 +222,7 @@ public sealed class NodePostureService(ServerContext server, ILogger log)
         {
             await server.Revocations.RevokeAgentAsync(node, $"node drifted: {code}", LedgerEvents.ServerActor, ct).ConfigureAwait(false);
         }
-        server.Announce(ServerContext.ChangeKinds.Nodes);   // open sync streams re-check their agent at once (a revoked one gets its revocations, then ends)
+        server.Announce(Writ.Server.Sync.ChangeKinds.Nodes);   // open sync streams re-check their agent at once (a revoked one gets its revocations, then ends)
         return true;
     }
 

@@ -204,9 +204,11 @@ public sealed class SyncFeed
                     continue;
                 if (b.To > since)
                 {
+                    // Deletions of the batch first, for every parent, then its upserts: within a batch an entry live under
+                    // one of the parents wins over its deletion from another (moved between two of this agent's parents)
+                    // or from the same one (moved away and back), as in the store's answer.
                     foreach (var p in parents)
                     {
-                        // Deletions first: within a batch an entry live under p wins over its deletion from p (moved away and back).
                         if (b.Deletions.TryGetValue(p, out var gone))
                         {
                             foreach (var d in gone)
@@ -215,6 +217,9 @@ public sealed class SyncFeed
                                     (state ??= new(StringComparer.Ordinal))[d.EntryId] = null;
                             }
                         }
+                    }
+                    foreach (var p in parents)
+                    {
                         if (b.Upserts.TryGetValue(p, out var live))
                         {
                             foreach (var e in live)

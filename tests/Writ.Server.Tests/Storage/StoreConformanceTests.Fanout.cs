@@ -1,4 +1,5 @@
 using Writ.Server.Storage;
+using static Writ.Server.Tests.Storage.Entries;
 
 namespace Writ.Server.Tests.Storage;
 
@@ -68,7 +69,7 @@ public abstract partial class StoreConformanceTests
     {
         if (Store.Kind != "postgres")
         {
-            await Store.Signals.PublishAsync(Writ.Server.Hosting.ServerContext.ChangeKinds.Nodes, Ct);   // one server: nothing to tell, no error
+            await Store.Signals.PublishAsync(Writ.Server.Sync.ChangeKinds.Nodes, Ct);   // one server: nothing to tell, no error
             return;
         }
         var other = await OpenExtraAsync();

@@ -186,10 +186,10 @@ internal static class Migrations
             last_seen_us INTEGER NOT NULL
         ) STRICT;
         """,
-        // 10: the shared sync feed reads every change after a revision, whatever the parent (issue #16 fan-out).
+        // 10: the shared sync feed reads every entry changed after a revision, whatever the parent (issue #16 fan-out;
+        // tombstones have entry_tombstones_revision since 2).
         """
         CREATE INDEX entries_revision ON entries (revision);
-        CREATE INDEX entry_tombstones_revision ON entry_tombstones (revision);
         """,
     ];
 
@@ -371,10 +371,10 @@ internal static class Migrations
             last_seen_us bigint NOT NULL
         );
         """,
-        // 10: the shared sync feed reads every change after a revision, whatever the parent (issue #16 fan-out).
+        // 10: the shared sync feed reads every entry changed after a revision, whatever the parent (issue #16 fan-out;
+        // tombstones have entry_tombstones_revision since 2).
         """
         CREATE INDEX entries_revision ON entries (revision);
-        CREATE INDEX entry_tombstones_revision ON entry_tombstones (revision);
         """,
     ];
 }
