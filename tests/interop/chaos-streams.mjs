@@ -56,8 +56,12 @@ for (let i = 0; i < n; i++) {
     const cert = new X509Certificate(firstDer(svid.x509_svid));
     out({ s: i, at: Date.now(), serial: cert.serialNumber, nb: Date.parse(cert.validFrom), na: Date.parse(cert.validTo) });
   });
-  call.on('error', (e) => out({ s: i, at: Date.now(), end: true, code: e.code, name: grpc.status[e.code], details: e.details ?? e.message }));
-  call.on('end', () => out({ s: i, at: Date.now(), end: true, code: 0, name: 'OK', details: 'stream ended' }));
+  let failed = false;
+  call.on('error', (e) => {
+    failed = true;
+    out({ s: i, at: Date.now(), end: true, code: e.code, name: grpc.status[e.code], details: e.details ?? e.message });
+  });
+  call.on('end', () => failed || out({ s: i, at: Date.now(), end: true, code: 0, name: 'OK', details: 'stream ended' }));
 }
 process.stdin.on('end', () => process.exit(0));
 process.stdin.resume();

@@ -128,7 +128,7 @@ public sealed partial class ChaosRig : IAsyncDisposable
         await WorkloadTools.EventuallyAsync(() =>
         {
             var waiting = _workloads.Sum(w => Options.StreamsPerProcess - Parse(w.Process).Where(e => e.Serial is not null).Select(e => e.Stream).Distinct().Count());
-            return Task.FromResult(waiting == 0 ? true : throw new InvalidOperationException($"{waiting} stream(s) without an SVID"));
+            return Task.FromResult(waiting == 0 ? true : throw new InvalidOperationException($"{waiting} stream(s) without an SVID\n{Diagnostics()}"));
         }, TimeSpan.FromSeconds(90), "every workload stream receiving its first SVID");
     }
 
@@ -270,6 +270,18 @@ public sealed partial class ChaosRig : IAsyncDisposable
             MaxServerDownSeconds = Math.Round(maxDown, 1),
             Problems = problems,
         };
+    }
+
+    /// <summary>The tail of each workload's and agent's output, for a failure message.</summary>
+    private string Diagnostics()
+    {
+        static string Tail(string text, int lines) => string.Join('\n', text.Split('\n').TakeLast(lines));
+        var sb = new System.Text.StringBuilder();
+        for (var w = 0; w < _workloads.Count; w++)
+            sb.Append(CultureInfo.InvariantCulture, $"--- workload {w} (agent {_workloads[w].Agent}) exited={_workloads[w].Process.HasExited}\n{Tail(_workloads[w].Process.Stdout.Text, 3)}\n{Tail(_workloads[w].Process.Stderr.Text, 5)}\n");
+        for (var a = 0; a < _agents.Count; a++)
+            sb.Append(CultureInfo.InvariantCulture, $"--- agent {a} exited={_agents[a].HasExited}\n{Tail(_agents[a].Stderr.Text, 8)}\n");
+        return sb.ToString();
     }
 
     /// <summary>Serial (canonical hex) → how many x509.issued ledger records carry it.</summary>
