@@ -105,7 +105,8 @@ public sealed partial class ChaosRig : IAsyncDisposable
         for (var a = 0; a < Options.Agents; a++)
         {
             var token = await TestAgent.NewJoinTokenAsync(_servers[a % _servers.Count]);
-            var agent = new AgentProcess(address, _dir[$"agent{a}"], _dir[$"pub/a{a}.sock"], _dir["bundle.pem"], token);
+            // Attestation hashes node's executable (~100 MB): on a loaded 2-core CI machine that can exceed the 5 s default.
+            var agent = new AgentProcess(address, _dir[$"agent{a}"], _dir[$"pub/a{a}.sock"], _dir["bundle.pem"], token, "--attestor-timeout", "60s");
             await agent.StartAsync();
             _agents.Add(agent);
             var entry = await _servers[0].WritAsync("entry", "create", "--spiffe-id", $"spiffe://example.org/chaos/a{a}", "--parent-id", agent.AgentId,
