@@ -162,7 +162,9 @@ public sealed partial class ChaosRig : IAsyncDisposable
             {
                 var w = rng.Next(_workloads.Count);
                 var current = Parse(_workloads[w].Process).LastOrDefault(e => e.Serial is not null);
-                if (current.Serial is { } serial && revoked.All(r => r.Serial != serial))
+                // Only an SVID with time left: an expired one is refused (WRIT-STORE-NOT-FOUND) and needs no revocation.
+                if (current.Serial is { } serial && revoked.All(r => r.Serial != serial)
+                    && current.NotAfter > DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() + 15_000)
                 {
                     var at = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
                     await WorkloadTools.EventuallyAsync(async () =>
