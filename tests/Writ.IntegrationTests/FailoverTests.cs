@@ -26,7 +26,7 @@ public sealed class FailoverTests
         await using var a = new TcpRelay(server.AgentApi);
         await using var b = new TcpRelay(server.AgentApi);
         b.Retarget(null);   // listed but dead: an agent that starts there moves on to a
-        await using var agent = await StartAgentAsync(dir, server, $"{a.Address},{b.Address}");
+        await using var agent = await StartAgentAsync(dir, server, $"{a.Address},{b.Address}", "agent", "--metrics-bind", "127.0.0.1:0");
         await CreateEntryAsync(server, agent, "spiffe://example.org/failover", "--x509-ttl", "20s");
 
         using var client = new WorkloadClient(agent.SocketPath);
@@ -40,11 +40,41 @@ public sealed class FailoverTests
         await server.StartAsync();
         b.Retarget(server.AgentApi);
 
-        // The workload's stream was never broken: it receives the next rotation, signed through b.
-        var next = await NextSerialAsync(stream);
+        // The workload's stream was never broken: it receives the next rotation, signed through b. (An update with the
+        // same SVID may come first: the agent re-sends what it serves when the resumed sync hands it the bundle again.)
+        var next = first;
+        var until = DateTime.UtcNow + Deadline;
+        while (next == first && DateTime.UtcNow < until)
+        {
+            next = await NextSerialAsync(stream);
+        }
         Assert.NotEqual(first, next);
         await agent.Stderr.WaitForAsync(l => l.Contains($"Connected to server {b.Address}", StringComparison.Ordinal), Deadline);
         Assert.Contains($"switching to server {b.Address}", agent.Stderr.Text, StringComparison.Ordinal);
+
+        // A workload that exits now is reported gone through b (a is dead): the server revokes what it was issued.
+        using var files = new TempDir();
+        var fetched = await Proc.WritAsync("svid", "fetch", "--write", files.Path, "--socket", agent.SocketPath);
+        Assert.True(fetched.ExitCode == 0, fetched.ToString());
+        using var gone = X509CertificateLoader.LoadCertificateFromFile(Path.Combine(files.Path, "svid.pem"));
+        await WorkloadTools.EventuallyAsync(async () =>
+        {
+            var list = await server.WritAsync("revoke", "list", "--output", "json");
+            Assert.True(list.ExitCode == 0, list.ToString());
+            using var doc = System.Text.Json.JsonDocument.Parse(list.Stdout);
+            var r = doc.RootElement.GetProperty("revocations").EnumerateArray()
+                .FirstOrDefault(x => string.Equals(x.GetProperty("serial").GetString(), gone.SerialNumber, StringComparison.OrdinalIgnoreCase));
+            return r.ValueKind == System.Text.Json.JsonValueKind.Object && r.GetProperty("reason").GetString()!.StartsWith("instance gone", StringComparison.Ordinal)
+                ? true : throw new InvalidOperationException("not revoked yet");
+        }, Deadline, "the exited workload's serial revoked through the other server");
+
+        // The switch is counted, and the current-server gauge names b.
+        var metricsAt = System.Text.RegularExpressions.Regex.Match(agent.Stdout.Text, @"\bmetrics=(\S+)").Groups[1].Value;
+        using var http = new HttpClient();
+        var scraped = (await http.GetStringAsync($"http://{metricsAt}/metrics", TestContext.Current.CancellationToken)).Split('\n');
+        Assert.Contains(scraped, l => l.StartsWith("writ_agent_server_failovers_total", StringComparison.Ordinal) && ValueOf(l) >= 1);
+        Assert.Contains(scraped, l => l.StartsWith("writ_agent_server_current{", StringComparison.Ordinal)
+            && l.Contains($"server=\"{b.Address}\"", StringComparison.Ordinal) && ValueOf(l) == 1);
         Assert.False(agent.HasExited, agent.Stderr.Text);
     }
 
@@ -110,7 +140,11 @@ public sealed class FailoverTests
         Assert.False(Directory.Exists(dir["agent"]), "a refused configuration must change nothing");
     }
 
-    private static async Task<AgentProcess> StartAgentAsync(TempDir dir, ServerProcess server, string servers, string name = "agent")
+    /// <summary>The value of one Prometheus sample line (after the labels; a timestamp may follow).</summary>
+    private static double ValueOf(string line) =>
+        double.Parse(line[(line.LastIndexOf('}') + 1)..].Trim().Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture);
+
+    private static async Task<AgentProcess> StartAgentAsync(TempDir dir, ServerProcess server, string servers, string name = "agent", params string[] extra)
     {
         if (!File.Exists(dir["bundle.pem"]))
         {
@@ -119,7 +153,7 @@ public sealed class FailoverTests
             await File.WriteAllTextAsync(dir["bundle.pem"], bundle.Stdout);
         }
         var token = await TestAgent.NewJoinTokenAsync(server);
-        var agent = new AgentProcess(servers, dir[name], null, dir["bundle.pem"], token);
+        var agent = new AgentProcess(servers, dir[name], null, dir["bundle.pem"], token, extra);
         await agent.StartAsync();
         return agent;
     }

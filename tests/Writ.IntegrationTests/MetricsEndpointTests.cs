@@ -17,7 +17,7 @@ public sealed partial class MetricsEndpointTests
 
     /// <summary>Every label key /metrics may carry: the instruments' own plus what the Prometheus exporter adds.</summary>
     private static readonly HashSet<string> AllowedLabels = ["action", "reason", "attestor", "trigger", "method", "code", "kind", "le", "operation",
-        "otel_scope_name", "otel_scope_version", "otel_scope_schema_url"];
+        "otel_scope_name", "otel_scope_version", "otel_scope_schema_url", "server"];
 
     /// <summary>The values each bounded label may take (Cedar actions, fixed reasons, gRPC names).</summary>
     private static readonly Dictionary<string, Regex> AllowedValues = new()
@@ -31,6 +31,7 @@ public sealed partial class MetricsEndpointTests
         ["kind"] = new("^(x509|jwt)$"),
         ["le"] = new(@"^([0-9.e+-]+|\+Inf)$"),
         ["operation"] = new("^[a-z0-9_]+$"),   // a store operation's fixed name (writ_store_queries_total)
+        ["server"] = new(@"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):[0-9]+$"),   // an endpoint of the agent's own --server list
         ["otel_scope_name"] = new("^Writ\\.(Server|Agent|Server\\.Store)$"),
         ["otel_scope_version"] = new("^$"),
         ["otel_scope_schema_url"] = new("^$"),

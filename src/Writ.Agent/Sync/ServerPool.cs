@@ -211,21 +211,36 @@ public sealed class ServerPool : IDisposable
     /// <summary>
     /// Whether a call's failure says the server (or the way to it) failed, so another server may do better: Unavailable
     /// (connection refused or reset, TLS refusal, the server stopping), or a transport error the client did not map.
-    /// A refusal of the agent (PermissionDenied, Unauthenticated, …) and a cancelled call are not.
+    /// A connection that could not be made within the connect timeout (a black-holed host) is one too, although the
+    /// client reports it as Cancelled. A refusal of the agent (PermissionDenied, Unauthenticated, …) and a call the
+    /// agent cancelled are not.
     /// </summary>
     public static bool IsServerFailure(Exception e) => e switch
     {
         RpcException { StatusCode: StatusCode.Unavailable } => true,
         RpcException { StatusCode: StatusCode.Internal or StatusCode.Unknown } r => IsTransport(r.Status.DebugException),
+        RpcException { StatusCode: StatusCode.Cancelled } r => TimedOut(r.Status.DebugException),
         RpcException => false,
         _ => IsTransport(e),
     };
+
+    private static bool TimedOut(Exception? e)
+    {
+        for (var x = e; x is not null; x = x.InnerException)
+        {
+            if (x is TimeoutException)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
 
     private static bool IsTransport(Exception? e)
     {
         for (var x = e; x is not null; x = x.InnerException)
         {
-            if (x is IOException or HttpRequestException or SocketException or AuthenticationException)
+            if (x is IOException or HttpRequestException or SocketException or AuthenticationException or TimeoutException)
             {
                 return true;
             }
@@ -245,6 +260,8 @@ public sealed class ServerPool : IDisposable
                     return "TLS refused: the endpoint did not prove it is the Writ server of this trust domain";
                 case SocketException se:
                     return $"connection failed ({se.SocketErrorCode})";
+                case TimeoutException:
+                    return "connection timed out";
             }
         }
         if (e is RpcException rpc)

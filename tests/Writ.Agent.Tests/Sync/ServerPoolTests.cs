@@ -151,6 +151,9 @@ public sealed class ServerPoolTests
         Assert.False(ServerPool.IsServerFailure(new RpcException(new Status(StatusCode.PermissionDenied, "banned"))));
         Assert.False(ServerPool.IsServerFailure(new RpcException(new Status(StatusCode.Unauthenticated, "not attested"))));
         Assert.False(ServerPool.IsServerFailure(new RpcException(new Status(StatusCode.Cancelled, "cancelled"))));
+        // SocketsHttpHandler's ConnectTimeout surfaces as Cancelled: a black-holed server is still a failed server.
+        Assert.True(ServerPool.IsServerFailure(new RpcException(new Status(StatusCode.Cancelled, "cancelled",
+            new TaskCanceledException("canceled", new TimeoutException("A connection could not be established within the configured ConnectTimeout."))))));
         Assert.True(ServerPool.IsServerFailure(new RpcException(new Status(StatusCode.Unavailable, "the server is stopping: reconnect"))));
         Assert.True(ServerPool.IsServerFailure(new RpcException(new Status(StatusCode.Internal, "reset", new IOException("reset")))));
         Assert.True(ServerPool.IsServerFailure(new HttpRequestException("refused", new SocketException((int)SocketError.ConnectionRefused))));
