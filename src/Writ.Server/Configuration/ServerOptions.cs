@@ -28,6 +28,8 @@ public sealed record ServerOptions
     public TimeSpan ShutdownGrace { get; init; } = TimeSpan.FromSeconds(5);
     public string LogLevel { get; init; } = "info";
     public string LogFormat { get; init; } = "text";
+    /// <summary>The SPIFFE bundle endpoint (<c>federation.bundle_endpoint.*</c>, issue #16); null: none.</summary>
+    public Federation.BundleEndpointOptions? BundleEndpoint { get; init; }
     /// <summary>Flood limits on issuance and the ledger, and signed ledger checkpoints.</summary>
     public LedgerOptions Ledger { get; init; } = new();
     /// <summary>The x509pop node attestor; null: not enabled (no x509pop.ca_bundle).</summary>
@@ -207,6 +209,7 @@ public static class ServerConfigLoader
                 jwtIssuer = issuerText;
             }
         }
+        var bundleEndpoint = Federation.BundleEndpointOptions.Build(c);
         if (x509Ttl > maxTtl)
         {
             c.Errors.Add($"{c.Describe("default_x509_ttl")} is larger than max_ttl ({ConfigSources.Format(maxTtl)}): lower it or raise max_ttl");
@@ -247,6 +250,7 @@ public static class ServerConfigLoader
             K8sPsat = k8sPsat,
             Oidc = oidc,
             Ci = ci,
+            BundleEndpoint = bundleEndpoint,
         };
     }
 

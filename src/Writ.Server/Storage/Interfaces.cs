@@ -49,6 +49,8 @@ public interface IStoreSignals
 
     /// <summary>Calls <paramref name="onSignal"/> with the kind of every signal another server published, until disposed.</summary>
     IDisposable Subscribe(Action<string> onSignal);
+    /// <summary>Federation relationships with foreign trust domains (issue #16).</summary>
+    IFederationStore Federations { get; }
 }
 
 /// <summary>

@@ -18,6 +18,9 @@ public sealed class ServerProcess : IAsyncDisposable
     }
 
     public string DataDir { get; }
+
+    /// <summary>Extra environment variables of the server process (e.g. SSL_CERT_FILE), set before <see cref="StartAsync()"/>.</summary>
+    public Dictionary<string, string> Environment { get; } = [];
     public string TrustDomain { get; }
     public string[] ExtraArgs { get; }
     /// <summary>The admin socket: `--admin-socket` from the extra arguments, else data_dir/admin.sock.</summary>
@@ -56,6 +59,10 @@ public sealed class ServerProcess : IAsyncDisposable
         Stderr = new LineLog();
         var stdout = Stdout;
         var stderr = Stderr;
+        foreach (var (k, v) in Environment)
+        {
+            psi.Environment[k] = v;
+        }
         var socketArgs = ExtraArgs.Contains("--admin-socket") ? [] : new[] { "--admin-socket", AdminSocket };
         foreach (var a in (string[])[Repo.WritDll, "server", "run", "--trust-domain", TrustDomain, "--data-dir", DataDir,
                      "--bind", "127.0.0.1:0", .. socketArgs, .. ExtraArgs])

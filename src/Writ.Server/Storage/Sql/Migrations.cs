@@ -173,9 +173,20 @@ internal static class Migrations
         CREATE INDEX ci_sessions_serial ON ci_sessions (serial);
         CREATE INDEX ci_sessions_expires ON ci_sessions (expires_at_us);
         """,
-        // 8: reserved for federation (issue #16, lane D1): replaced by its migration when merged.
+        // 8: federation (issue #16): relationships with foreign trust domains (their bundles live in bundles, keyed by
+        // trust domain) and the trust domains each entry federates with.
         """
-        SELECT 1;
+        CREATE TABLE federation_relationships (
+            trust_domain TEXT PRIMARY KEY,
+            bundle_endpoint_url TEXT NOT NULL,
+            profile TEXT NOT NULL,
+            endpoint_spiffe_id TEXT NOT NULL,
+            created_at_us INTEGER NOT NULL,
+            last_refresh_us INTEGER,
+            next_refresh_us INTEGER NOT NULL,
+            last_error TEXT
+        ) STRICT;
+        ALTER TABLE entries ADD COLUMN federates_with TEXT NOT NULL DEFAULT '[]';
         """,
         // 9: the servers sharing the store (issue #16): one row per server id, a heartbeat in last_seen.
         """
@@ -358,9 +369,19 @@ internal static class Migrations
         CREATE INDEX ci_sessions_serial ON ci_sessions (serial);
         CREATE INDEX ci_sessions_expires ON ci_sessions (expires_at_us);
         """,
-        // 8: reserved for federation (issue #16, lane D1): replaced by its migration when merged.
+        // 8: federation (issue #16).
         """
-        SELECT 1;
+        CREATE TABLE federation_relationships (
+            trust_domain text COLLATE "C" PRIMARY KEY,
+            bundle_endpoint_url text NOT NULL,
+            profile text NOT NULL,
+            endpoint_spiffe_id text NOT NULL,
+            created_at_us bigint NOT NULL,
+            last_refresh_us bigint,
+            next_refresh_us bigint NOT NULL,
+            last_error text
+        );
+        ALTER TABLE entries ADD COLUMN federates_with text NOT NULL DEFAULT '[]';
         """,
         // 9: the servers sharing the store (issue #16): one row per server id, a heartbeat in last_seen.
         """

@@ -26,6 +26,7 @@ internal sealed class SqlWritStore : IWritStore
         CiSessions = new SqlCiSessionStore(db, time);
         Servers = new SqlServerStore(db);
         Signals = new SqlStoreSignals(db, watcher);
+        Federations = new SqlFederationStore(db, time, watcher);
     }
 
     public string Kind => _db.Dialect.Kind;
@@ -42,6 +43,7 @@ internal sealed class SqlWritStore : IWritStore
     public ICiSessionStore CiSessions { get; }
     public IServerStore Servers { get; }
     public IStoreSignals Signals { get; }
+    public IFederationStore Federations { get; }
 
     public static async Task<IWritStore> OpenAsync(SqlDialect dialect, TimeProvider time, WritStoreOptions options, CancellationToken ct)
     {
