@@ -15,7 +15,7 @@ namespace Writ.Cli.Admin;
 public static class EntryFile
 {
     private static readonly HashSet<string> Known =
-        ["id", "spiffe_id", "parent_id", "selectors", "x509_ttl", "jwt_ttl", "dns_names", "hint", "admin", "expires_at", "revision"];
+        ["id", "spiffe_id", "parent_id", "selectors", "x509_ttl", "jwt_ttl", "dns_names", "hint", "admin", "expires_at", "revision", "federates_with"];
 
     public static List<Entry> Read(string path)
     {
@@ -84,6 +84,7 @@ public static class EntryFile
             e.Selectors.Add(AdminCommands.ParseSelector(s));
         }
         e.DnsNames.AddRange(StrList(o, "dns_names", where));
+        e.FederatesWith.AddRange(StrList(o, "federates_with", where));
         e.X509TtlSeconds = Ttl(o, "x509_ttl", where);
         e.JwtTtlSeconds = Ttl(o, "jwt_ttl", where);
         if (o.TryGetProperty("admin", out var admin))
@@ -151,5 +152,6 @@ public static class EntryFile
         admin = e.Admin,
         expires_at = e.ExpiresAtUnix == 0 ? null : Output.Time(e.ExpiresAtUnix),
         revision = e.Revision,
+        federates_with = e.FederatesWith.ToList(),
     };
 }

@@ -31,6 +31,7 @@ public static class AdminCommands
         new("hint", "hint passed to workloads to pick among identities", "TEXT"),
         new("admin", "the workload may use the admin API", IsFlag: true),
         new("expires-at", "the entry expires at this RFC 3339 time", "TIME"),
+        new("federates-with", "a federated trust domain whose bundle the workload gets with its SVIDs (writ federation list); repeat it; on update replaces the list", "TD", Repeatable: true),
     ];
 
     private static readonly OptionSpec AllowUnknownSelectorType = new("allow-unknown-selector-type",
@@ -265,6 +266,11 @@ public static class AdminCommands
         {
             e.ExpiresAtUnix = ParseTime(exp, "--expires-at");
         }
+        if (a.Has("federates-with"))
+        {
+            e.FederatesWith.Clear();
+            e.FederatesWith.AddRange(a.GetAll("federates-with").Where(td => td.Length > 0));
+        }
     }
 
     /// <summary>A selector as the user wrote it (<c>type:value</c>), checked by the one selector rule before it is sent.</summary>
@@ -306,6 +312,10 @@ public static class AdminCommands
                 if (e.Hint.Length > 0)
                 {
                     ctx.Out.WriteLine($"Hint:       {e.Hint}");
+                }
+                foreach (var td in e.FederatesWith)
+                {
+                    ctx.Out.WriteLine($"Federates:  {td}");
                 }
                 ctx.Out.WriteLine($"Admin:      {(e.Admin ? "yes" : "no")}");
                 ctx.Out.WriteLine($"Expires at: {Output.Time(e.ExpiresAtUnix)}");

@@ -12,6 +12,7 @@ public static class AllCommands
         .. AdminCommands.All(),
         .. RevokeCommands.All(),
         .. TpmCommands.All(),
+        .. FederationCommands.All(),
         .. PolicyCommands.All(),
         .. DecisionCommands.All(),
         .. PolicyLifecycleCommands.All(),

@@ -77,7 +77,8 @@ public static class ServerCommands
         await using (host.ConfigureAwait(false))
         {
             ctx.Out.WriteLine($"ready agent_api={host.AgentApiAddress} admin_socket={options.AdminSocket} trust_domain={options.TrustDomain.Name}"
-                + (host.MetricsAddress is { } m ? $" metrics={m}" : ""));
+                + (host.MetricsAddress is { } m ? $" metrics={m}" : "")
+                + (host.BundleEndpointAddress is { } b ? $" bundle_endpoint={b}" : ""));
             ctx.Out.Flush();
             try
             {

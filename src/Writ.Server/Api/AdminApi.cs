@@ -64,6 +64,7 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
         // Ids are drawn here so each entry.created record can name its entry; the store writes both in one transaction.
         var entries = request.Entries.Select(e => EntryMapping.FromProto(e) with { Id = Guid.CreateVersion7().ToString(), Revision = 0 }).ToList();
         server.Validator.CheckAll(entries, request.AllowUnknownSelectorType);
+        await CheckFederatesWithAsync(entries, context.CancellationToken).ConfigureAwait(false);
         var actor = AdminCaller.Of(context);
         var created = await server.Store.Entries.CreateAsync(entries, context.CancellationToken,
             [.. entries.Select(e => LedgerEvents.Entry(LedgerEvents.EntryCreated, actor, e))]).ConfigureAwait(false);
@@ -106,6 +107,7 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
         {
             throw new ValidationException(problem);
         }
+        await CheckFederatesWithAsync([entry], context.CancellationToken).ConfigureAwait(false);
         var updated = await server.Store.Entries.UpdateAsync(entry, context.CancellationToken,
             [LedgerEvents.Entry(LedgerEvents.EntryUpdated, AdminCaller.Of(context), entry)]).ConfigureAwait(false);
         ServerLog.EntryUpdated(log, updated.Id, updated.SpiffeId);

@@ -128,6 +128,7 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         var recheckSignal = server.Posture.SignalFor(caller.Id.ToString());
         string? recheckSent = null;
         ActivePolicy? policySent = null;
+        long federatedSent = -1;
         while (!ct.IsCancellationRequested)
         {
             var generation = server.Changes.Generation;
@@ -142,16 +143,18 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
             var crl = await server.Revocations.CrlAsync(cursor, ct).ConfigureAwait(false);
             var bundleSeq = server.Ca.BundleSequence;
             var bundleChanged = bundleSeq != bundleSent || crl.Number != crlSent;
-            if (first || changes.Upserts.Count > 0 || changes.DeletedIds.Count > 0 || bundleChanged || revocations.Count > 0 || callPolicy is not null)
+            var federated = FederatedBundlesForSync(federatedSent);
+            if (first || changes.Upserts.Count > 0 || changes.DeletedIds.Count > 0 || bundleChanged || revocations.Count > 0 || callPolicy is not null || federated is not null)
             {
                 // The store answers with the whole state when the agent's revision predates pruned deletions:
                 // then the agent must drop what it holds (reset), or it would keep entries deleted meanwhile.
-                await SendPagesAsync(responseStream, changes, full || changes.Full, bundleChanged ? crl : null, revocations, ct, callPolicy).ConfigureAwait(false);
+                await SendPagesAsync(responseStream, changes, full || changes.Full, bundleChanged ? crl : null, revocations, ct, callPolicy, federated).ConfigureAwait(false);
                 if (woke != 0)
                     server.Metrics.SyncPushed(System.Diagnostics.Stopwatch.GetElapsedTime(woke));
                 bundleSent = bundleSeq;
                 crlSent = crl.Number;
                 policySent = policy;
+                federatedSent = federated?.Version ?? federatedSent;
             }
             revocationCursor = cursor;
             since = changes.Revision;
@@ -202,9 +205,10 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
     }
 
     private async Task SendPagesAsync(IServerStreamWriter<SyncUpdate> stream, EntryChanges changes, bool full, Revocation.CrlSnapshot? withBundle,
-        IReadOnlyList<RevocationRecord> revocations, CancellationToken ct, CallPolicy? callPolicy = null)
+        IReadOnlyList<RevocationRecord> revocations, CancellationToken ct, CallPolicy? callPolicy = null, FederatedBundlesUpdate? federated = null)
     {
         var page = NewPage(changes.Revision, full);
+        AttachFederatedBundles(page, federated);
         if (withBundle is not null)
         {
             page.Bundle = BundleProto(withBundle);

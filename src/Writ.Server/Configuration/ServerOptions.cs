@@ -28,6 +28,8 @@ public sealed record ServerOptions
     public TimeSpan ShutdownGrace { get; init; } = TimeSpan.FromSeconds(5);
     public string LogLevel { get; init; } = "info";
     public string LogFormat { get; init; } = "text";
+    /// <summary>The SPIFFE bundle endpoint (<c>federation.bundle_endpoint.*</c>, issue #16); null: none.</summary>
+    public Federation.BundleEndpointOptions? BundleEndpoint { get; init; }
     /// <summary>Flood limits on issuance and the ledger, and signed ledger checkpoints.</summary>
     public LedgerOptions Ledger { get; init; } = new();
     /// <summary>The x509pop node attestor; null: not enabled (no x509pop.ca_bundle).</summary>
@@ -186,6 +188,7 @@ public static class ServerConfigLoader
         var k8sPsat = NodeAttestation.K8sPsat.K8sPsatOptions.Build(c);
         var oidc = Oidc.OidcOptions.Build(c);
         var ci = Ci.CiOptions.Build(c);
+        var bundleEndpoint = Federation.BundleEndpointOptions.Build(c);
         if (x509Ttl > maxTtl)
         {
             c.Errors.Add($"{c.Describe("default_x509_ttl")} is larger than max_ttl ({ConfigSources.Format(maxTtl)}): lower it or raise max_ttl");
@@ -225,6 +228,7 @@ public static class ServerConfigLoader
             K8sPsat = k8sPsat,
             Oidc = oidc,
             Ci = ci,
+            BundleEndpoint = bundleEndpoint,
         };
     }
 

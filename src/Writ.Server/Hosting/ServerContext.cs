@@ -32,6 +32,8 @@ public sealed class ServerContext
         NodeAttestation = new NodeAttestationService(this, NodeAttestationService.ConfiguredRegistry(store, options, Oidc, time, logs), logs.CreateLogger<NodeAttestationService>());
         Posture = new NodePostureService(this, logs.CreateLogger<NodePostureService>());
         CiRefusals = new Ci.CiRefusals(this, logs.CreateLogger<Ci.CiRefusals>());
+        FederatedBundles = new Federation.FederatedBundleCache(store, Changes);
+        BundleRefresher = new Federation.BundleRefresher(this, logs.CreateLogger<Federation.BundleRefresher>());
     }
 
     /// <summary>The server's meter and activity source (docs/telemetry.md); the host sets it from its meter factory.</summary>
@@ -93,6 +95,12 @@ public sealed class ServerContext
 
     /// <summary>Continuous node attestation: the recheck schedule, answers, drift (its loop is started by the host).</summary>
     public NodePostureService Posture { get; }
+
+    /// <summary>The foreign trust domains' bundles sent to agents (issue #16); loaded by the host before the first call.</summary>
+    public Federation.FederatedBundleCache FederatedBundles { get; }
+
+    /// <summary>Fetches foreign bundles from their bundle endpoints (its loop is started by the host).</summary>
+    public Federation.BundleRefresher BundleRefresher { get; }
 
     /// <summary>Refused CI logins and calls: logged and recorded within a flood limit (the CI API and the agent API, which refuses CI SVIDs).</summary>
     public Ci.CiRefusals CiRefusals { get; }

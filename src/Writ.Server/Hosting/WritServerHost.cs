@@ -48,6 +48,11 @@ public sealed class WritServerHost : IAsyncDisposable
     /// <summary>host:port of /metrics, /healthz and /readyz, or null without <c>metrics_bind</c>.</summary>
     public string? MetricsAddress { get; private set; }
 
+    /// <summary>host:port of the SPIFFE bundle endpoint, or null without <c>federation.bundle_endpoint.bind</c>.</summary>
+    public string? BundleEndpointAddress => _bundleEndpoint?.Address.ToString();
+
+    private Federation.BundleEndpoint? _bundleEndpoint;
+
     public static async Task<WritServerHost> StartAsync(ServerOptions options, TimeProvider time, Action<ILoggingBuilder> logging, CancellationToken ct)
     {
         // Order matters: everything that can be refused (another server on this data dir or database, the port, the
@@ -169,13 +174,19 @@ public sealed class WritServerHost : IAsyncDisposable
             // The deny list is loaded before the first call is served: an agent presenting a revoked SVID right after a
             // restart must be refused, not raced.
             await context.Revocations.EnsureCurrentAsync(-1, ct).ConfigureAwait(false);
+            await context.FederatedBundles.ReloadAsync(ct).ConfigureAwait(false);
             context.Checkpoints.Initialize();
+            // The bundle endpoint (federation) before the agent API opens: a refused bind or certificate stops the start-up.
+            var bundleEndpoint = options.BundleEndpoint is { } endpointOptions
+                ? await Federation.BundleEndpoint.StartAsync(endpointOptions, context, tls, app.Services.GetRequiredService<ILoggerFactory>(), ct).ConfigureAwait(false)
+                : null;
             held.HandedOver = true;   // from here Kestrel owns (and closes) the listening descriptors
             await app.StartAsync(ct).ConfigureAwait(false);
 
             var host = new WritServerHost(app, app.Services.GetRequiredService<ServerContext>(), held);
             host.AgentApiAddress = agentApi.ToString();
             host.MetricsAddress = held.Telemetry.Address?.ToString();
+            host._bundleEndpoint = bundleEndpoint;
             await held.Telemetry.StartAsync(Telemetry.ServerReadiness.Sources, c => Telemetry.ServerReadiness.CheckAsync(context, c), ct).ConfigureAwait(false);
             var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<WritServerHost>();
             ca.BundleChanged += b =>
@@ -336,6 +347,18 @@ public sealed class WritServerHost : IAsyncDisposable
         services.AddSingleton<IHostedService>(sp =>
         {
             var server = sp.GetRequiredService<ServerContext>();
+            return new LoopService("federated bundles", ct => server.FederatedBundles.RunAsync(TimeSpan.FromSeconds(30), ct), LoopFailurePolicy.Restart,
+                server.Time, sp.GetRequiredService<Random>(), sp.GetRequiredService<ILogger<Federation.FederatedBundleCache>>());
+        });
+        services.AddSingleton<IHostedService>(sp =>
+        {
+            var server = sp.GetRequiredService<ServerContext>();
+            return new LoopService("federation refresh", server.BundleRefresher.RunAsync, LoopFailurePolicy.Restart,
+                server.Time, sp.GetRequiredService<Random>(), sp.GetRequiredService<ILogger<Federation.BundleRefresher>>());
+        });
+        services.AddSingleton<IHostedService>(sp =>
+        {
+            var server = sp.GetRequiredService<ServerContext>();
             return new LoopService("node rechecks", server.Posture.RunAsync, LoopFailurePolicy.Restart, server.Time, sp.GetRequiredService<Random>(),
                 sp.GetRequiredService<ILogger<NodeAttestation.NodePostureService>>());
         });
@@ -371,6 +394,10 @@ public sealed class WritServerHost : IAsyncDisposable
         ServerLog.Stopping(log);
         // Nothing signs or streams from here: sync streams end (agents reconnect elsewhere), the CRL is no longer signed.
         _server.BeginStop();
+        if (_bundleEndpoint is not null)
+        {
+            await _bundleEndpoint.DisposeAsync().ConfigureAwait(false);
+        }
         var loops = Loops;
         // The listeners close (calls get the grace), then every background loop is stopped; the store is closed only
         // once each loop is over — the checkpointer's last checkpoint included — even if the grace ran out meanwhile.

@@ -25,6 +25,10 @@ public static class LedgerEvents
     public const string PolicyRolledBack = "policy.rolled_back";
     public const string TpmReferenceCreated = "tpm_reference.created";
     public const string TpmReferenceDeleted = "tpm_reference.deleted";
+    public const string FederationCreated = "federation.created";
+    public const string FederationUpdated = "federation.updated";
+    public const string FederationDeleted = "federation.deleted";
+    public const string FederationBundleUpdated = "federation.bundle_updated";
 
     /// <summary>The actor of what the server does by itself (e.g. installing the default policy).</summary>
     public const string ServerActor = "server";
@@ -36,7 +40,14 @@ public static class LedgerEvents
         return New(kind, actor, entry.Id, EntryData(entry));
     }
 
-    public static LedgerJson EntryData(RegistrationEntry e) => new LedgerJson()
+    public static LedgerJson EntryData(RegistrationEntry e)
+    {
+        var data = EntryDataBase(e);
+        // Only when set, so the records of entries without federation keep the shape they had before issue #16.
+        return e.FederatesWith.Count > 0 ? data.Add("federates_with", e.FederatesWith) : data;
+    }
+
+    private static LedgerJson EntryDataBase(RegistrationEntry e) => new LedgerJson()
         .Add("admin", e.Admin)
         .Add("dns_names", e.DnsNames)
         .Add("expires_at", e.ExpiresAt)
@@ -151,6 +162,31 @@ public static class LedgerEvents
             .Add("name", set.Name)
             .Add("pcrs", set.Pcrs.Select(p => p.ToString()).ToList()));
     }
+
+    /// <summary>federation.created / updated / deleted: subject = federation:TD, data = the relationship (and the bootstrap bundle's sequence and keys).</summary>
+    public static LedgerEvent Federation(string kind, string actor, FederationRelationship r, Writ.Spiffe.Bundles.TrustBundle? bundle = null)
+    {
+        ArgumentNullException.ThrowIfNull(r);
+        var data = new LedgerJson()
+            .Add("bundle_endpoint_url", r.BundleEndpointUrl)
+            .Add("endpoint_spiffe_id", r.EndpointSpiffeId)
+            .Add("profile", r.Profile)
+            .Add("trust_domain", r.TrustDomain);
+        if (bundle is not null)
+        {
+            data.Add("bundle_sequence", bundle.Sequence ?? 0).Add("bundle_keys", Writ.Server.Federation.FederationRules.KeyIds(bundle));
+        }
+        return New(kind, actor, "federation:" + r.TrustDomain, data);
+    }
+
+    /// <summary>federation.bundle_updated: a refresh stored a changed foreign bundle (old and new sequence and key ids).</summary>
+    public static LedgerEvent FederationBundle(string trustDomain, long? oldSequence, IReadOnlyList<string> oldKeys, Writ.Spiffe.Bundles.TrustBundle bundle) =>
+        New(FederationBundleUpdated, ServerActor, "federation:" + trustDomain, new LedgerJson()
+            .Add("new_keys", Writ.Server.Federation.FederationRules.KeyIds(bundle))
+            .Add("new_sequence", bundle.Sequence ?? 0)
+            .Add("old_keys", oldKeys)
+            .Add("old_sequence", oldSequence)
+            .Add("trust_domain", trustDomain));
 
     private static LedgerEvent New(string kind, string actor, string subject, LedgerJson data) => new()
     {

@@ -23,6 +23,7 @@ public static class EntryMapping
         };
         p.Selectors.AddRange(e.Selectors.Select(s => s.ToProto()));
         p.DnsNames.AddRange(e.DnsNames);
+        p.FederatesWith.AddRange(e.FederatesWith);
         return p;
     }
 
@@ -36,6 +37,7 @@ public static class EntryMapping
         X509TtlSeconds = p.X509TtlSeconds,
         JwtTtlSeconds = p.JwtTtlSeconds,
         DnsNames = [.. p.DnsNames],
+        FederatesWith = [.. p.FederatesWith],
         Hint = p.Hint,
         Admin = p.Admin,
         ExpiresAt = p.ExpiresAtUnix == 0 ? null : DateTimeOffset.FromUnixTimeSeconds(p.ExpiresAtUnix),

@@ -18,6 +18,8 @@ public interface IWritStore : IAsyncDisposable
     IMetadataStore Metadata { get; }
     ITpmReferenceSetStore TpmReferenceSets { get; }
     ICiSessionStore CiSessions { get; }
+    /// <summary>Federation relationships with foreign trust domains (issue #16).</summary>
+    IFederationStore Federations { get; }
 }
 
 /// <summary>

@@ -144,6 +144,7 @@ internal sealed class HookedStore(IWritStore inner) : IWritStore
     public IMetadataStore Metadata => inner.Metadata;
     public ITpmReferenceSetStore TpmReferenceSets => inner.TpmReferenceSets;
     public ICiSessionStore CiSessions => inner.CiSessions;
+    public IFederationStore Federations => inner.Federations;
     public ILedgerStore Ledger => inner.Ledger;
     public IPolicyStore Policies => inner.Policies;
     public IRevocationStore Revocations => inner.Revocations;

@@ -173,6 +173,21 @@ internal static class Migrations
         CREATE INDEX ci_sessions_serial ON ci_sessions (serial);
         CREATE INDEX ci_sessions_expires ON ci_sessions (expires_at_us);
         """,
+        // 8: federation (issue #16): relationships with foreign trust domains (their bundles live in bundles, keyed by
+        // trust domain) and the trust domains each entry federates with.
+        """
+        CREATE TABLE federation_relationships (
+            trust_domain TEXT PRIMARY KEY,
+            bundle_endpoint_url TEXT NOT NULL,
+            profile TEXT NOT NULL,
+            endpoint_spiffe_id TEXT NOT NULL,
+            created_at_us INTEGER NOT NULL,
+            last_refresh_us INTEGER,
+            next_refresh_us INTEGER NOT NULL,
+            last_error TEXT
+        ) STRICT;
+        ALTER TABLE entries ADD COLUMN federates_with TEXT NOT NULL DEFAULT '[]';
+        """,
     ];
 
     public static IReadOnlyList<string> Postgres { get; } =
@@ -339,6 +354,20 @@ internal static class Migrations
         );
         CREATE INDEX ci_sessions_serial ON ci_sessions (serial);
         CREATE INDEX ci_sessions_expires ON ci_sessions (expires_at_us);
+        """,
+        // 8: federation (issue #16).
+        """
+        CREATE TABLE federation_relationships (
+            trust_domain text COLLATE "C" PRIMARY KEY,
+            bundle_endpoint_url text NOT NULL,
+            profile text NOT NULL,
+            endpoint_spiffe_id text NOT NULL,
+            created_at_us bigint NOT NULL,
+            last_refresh_us bigint,
+            next_refresh_us bigint NOT NULL,
+            last_error text
+        );
+        ALTER TABLE entries ADD COLUMN federates_with text NOT NULL DEFAULT '[]';
         """,
     ];
 }

@@ -7,7 +7,7 @@ namespace Writ.Server.Storage.Sql;
 internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher watcher) : IEntryStore
 {
     private const string Columns =
-        "e.id, e.spiffe_id, e.parent_id, e.selectors, e.x509_ttl_seconds, e.jwt_ttl_seconds, e.dns_names, e.hint, e.admin, e.expires_at_us, e.revision, e.created_at_us";
+        "e.id, e.spiffe_id, e.parent_id, e.selectors, e.x509_ttl_seconds, e.jwt_ttl_seconds, e.dns_names, e.hint, e.admin, e.expires_at_us, e.revision, e.created_at_us, e.federates_with";
 
     private const string PageTokenPrefix = "e1.";
 
@@ -142,7 +142,7 @@ internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher wa
             await Db.ExecuteAsync(conn, tx, """
                 UPDATE entries SET spiffe_id = @spiffe, parent_id = @parent, selectors = @selectors, identity_key = @key,
                     x509_ttl_seconds = @x509, jwt_ttl_seconds = @jwt, dns_names = @dns, hint = @hint, admin = @admin,
-                    expires_at_us = @expires, revision = @rev
+                    expires_at_us = @expires, revision = @rev, federates_with = @federates
                 WHERE id = @id
                 """, ct, Row(stored, key)).ConfigureAwait(false);
             await InsertSelectorsAsync(conn, tx, stored, ct).ConfigureAwait(false);
@@ -256,12 +256,17 @@ internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher wa
             Codec.RequireKey(d, "entry DNS name");
         if (e.Hint is null)
             throw new ArgumentException("entry hint is null: pass an empty string instead");
+        if (e.FederatesWith is null)
+            throw new ArgumentException("entry federates-with list is null: pass an empty list instead");
+        foreach (var td in e.FederatesWith)
+            Codec.RequireKey(td, "entry federates-with trust domain");
     }
 
     private static RegistrationEntry Normalize(RegistrationEntry e) => e with
     {
         Selectors = e.Selectors.ToArray(),
         DnsNames = e.DnsNames.ToArray(),
+        FederatesWith = e.FederatesWith.ToArray(),
         ExpiresAt = e.ExpiresAt is { } x ? Time.Normalize(x) : null,
     };
 
@@ -273,15 +278,15 @@ internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher wa
         ("id", e.Id), ("spiffe", e.SpiffeId), ("parent", e.ParentId), ("selectors", Codec.EncodeSelectors(e.Selectors)),
         ("key", key), ("x509", e.X509TtlSeconds), ("jwt", e.JwtTtlSeconds), ("dns", Codec.EncodeStrings(e.DnsNames)),
         ("hint", e.Hint), ("admin", e.Admin), ("expires", e.ExpiresAt is { } x ? Time.ToMicros(x) : null),
-        ("rev", e.Revision), ("created", Time.ToMicros(e.CreatedAt)),
+        ("rev", e.Revision), ("created", Time.ToMicros(e.CreatedAt)), ("federates", Codec.EncodeStrings(e.FederatesWith)),
     ];
 
     private static async Task InsertAsync(DbConnection conn, DbTransaction tx, RegistrationEntry e, string key, CancellationToken ct)
     {
         await Db.ExecuteAsync(conn, tx, """
             INSERT INTO entries (id, spiffe_id, parent_id, selectors, identity_key, x509_ttl_seconds, jwt_ttl_seconds,
-                dns_names, hint, admin, expires_at_us, revision, created_at_us)
-            VALUES (@id, @spiffe, @parent, @selectors, @key, @x509, @jwt, @dns, @hint, @admin, @expires, @rev, @created)
+                dns_names, hint, admin, expires_at_us, revision, created_at_us, federates_with)
+            VALUES (@id, @spiffe, @parent, @selectors, @key, @x509, @jwt, @dns, @hint, @admin, @expires, @rev, @created, @federates)
             """, ct, Row(e, key)).ConfigureAwait(false);
         await InsertSelectorsAsync(conn, tx, e, ct).ConfigureAwait(false);
     }
@@ -313,6 +318,7 @@ internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher wa
         ExpiresAt = r.IsDBNull(9) ? null : Time.FromMicros(r.GetInt64(9)),
         Revision = r.GetInt64(10),
         CreatedAt = Time.FromMicros(r.GetInt64(11)),
+        FederatesWith = Codec.DecodeStrings(r.GetString(12), "federates-with list"),
     };
 
     // Page token: "e1." + base64url(last id) + "." + 8 hex chars binding it to the filter it was made for.

@@ -24,6 +24,7 @@ internal sealed class SqlWritStore : IWritStore
         Metadata = new SqlMetadataStore(db);
         TpmReferenceSets = new SqlTpmReferenceSetStore(db, time);
         CiSessions = new SqlCiSessionStore(db, time);
+        Federations = new SqlFederationStore(db, time, watcher);
     }
 
     public string Kind => _db.Dialect.Kind;
@@ -38,6 +39,7 @@ internal sealed class SqlWritStore : IWritStore
     public IMetadataStore Metadata { get; }
     public ITpmReferenceSetStore TpmReferenceSets { get; }
     public ICiSessionStore CiSessions { get; }
+    public IFederationStore Federations { get; }
 
     public static async Task<IWritStore> OpenAsync(SqlDialect dialect, TimeProvider time, WritStoreOptions options, CancellationToken ct)
     {
