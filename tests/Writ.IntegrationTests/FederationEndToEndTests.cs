@@ -29,6 +29,9 @@ public sealed class FederationEndToEndTests
         await using var b = await AgentRig.StartAsync(["--federation-bundle-endpoint-bind", $"127.0.0.1:{portB}"], trustDomain: "b.test");
         await FederateAsync(a, b, portB);
         await FederateAsync(b, a, portA);
+        // Each server fetched the other's bundle from its bundle endpoint, authenticating it by its SPIFFE ID.
+        await RefreshedAsync(a, "b.test");
+        await RefreshedAsync(b, "a.test");
         string[] writ = ["unix:uid:0", "unix:sha256:" + await WorkloadTools.ExecutableSha256Async("dotnet")];
 
         // B's workload federates with a.test: its files hold its SVID and, once B's server fetched it, A's bundle.
@@ -106,6 +109,15 @@ public sealed class FederationEndToEndTests
             "--profile", "https_spiffe", "--endpoint-spiffe-id", $"spiffe://{td}/writ/server", "--trust-bundle-file", file);
         Assert.True(r.ExitCode == 0, r.ToString());
     }
+
+    private static Task RefreshedAsync(AgentRig on, string td) => WorkloadTools.EventuallyAsync(async () =>
+    {
+        var r = await on.Server.WritAsync("federation", "show", "--trust-domain", td, "--output", "json");
+        using var doc = JsonDocument.Parse(r.ExitCode == 0 ? r.Stdout : throw new InvalidOperationException(r.ToString()));
+        var root = doc.RootElement;
+        return root.GetProperty("last_refresh").ValueKind == JsonValueKind.String && root.GetProperty("last_error").ValueKind == JsonValueKind.Null
+            ? true : throw new InvalidOperationException($"{td} not fetched yet: {r.Stdout}");
+    }, Deadline, $"{on.Server.TrustDomain} fetching the bundle of {td} from its endpoint");
 
     private static async Task<HeldWorkload> HeldJwtAsync(AgentRig rig, string audience)
     {
