@@ -205,6 +205,7 @@ public sealed class AgentHost : IAsyncDisposable
             Authz.AuthzListener.Listen(k, options.Authz, authzSocket);
         });
         var app = builder.Build();
+        state.Log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<AgentState>();
         var metrics = app.Services.GetRequiredService<WritAgentMetrics>();
         app.Services.GetRequiredService<WorkloadAttestationRunner>().Metrics = metrics;
         app.UseListenerSeparation();

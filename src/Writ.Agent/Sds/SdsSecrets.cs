@@ -11,8 +11,8 @@ using Writ.Spiffe.Bundles;
 namespace Writ.Agent.Sds;
 
 /// <summary>
-/// The trust bundles SDS can serve: the agent's own trust domain's and, once federation exists, one per federated trust
-/// domain (today the agent holds only its own: <see cref="Federated"/> is empty).
+/// The trust bundles SDS can serve a caller: the agent's own trust domain's and one per foreign trust domain the caller's
+/// entries federate with (<see cref="Federated"/>, issue #16; the same set as the Workload API's <c>federated_bundles</c>).
 /// </summary>
 public sealed record SdsBundleSet(TrustBundle Own, IReadOnlyList<TrustBundle> Federated)
 {

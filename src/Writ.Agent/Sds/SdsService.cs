@@ -235,7 +235,7 @@ public sealed class SdsService(WorkloadApiService workload, AgentState state, Sv
     /// <summary>What the names resolve to for this caller; a name it has nothing for refuses the request (as SPIRE does).</summary>
     private SdsSelection Select(IReadOnlyCollection<string> names, X509ResponseCache.X509View view)
     {
-        var selection = SdsSecrets.Select(names, view.Svids, SdsBundleSet.OwnOnly(state.Current.Bundle), options.Sds);
+        var selection = SdsSecrets.Select(names, view.Svids, new SdsBundleSet(state.Current.Bundle, view.Federated), options.Sds);
         if (selection.Unknown.Count > 0)
         {
             throw new WritException(NotAuthorizedCode, WritErrorKind.PermissionDenied,

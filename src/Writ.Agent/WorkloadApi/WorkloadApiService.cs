@@ -88,10 +88,15 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         CheckHeader(context);
         var instance = await AttestAsync(context).ConfigureAwait(false);
         // The whole response is compared, so a CRL-only change (a revocation) is sent too.
-        await StreamAsync(context, ct => StreamBundlesAsync(instance, context, s =>
+        // The own trust domain's bundle and the federated ones of the caller's entries (their federates_with, united).
+        await StreamAsync(context, ct => StreamBundlesAsync(instance, context, (s, entries) =>
         {
             var r = new X509BundlesResponse();
             r.Bundles.Add(options.TrustDomain.IdString, ByteString.CopyFrom(s.Bundle.X509AuthoritiesDer()));
+            foreach (var f in s.FederatedFor(entries))
+            {
+                r.Bundles[f.TrustDomain.IdString] = ByteString.CopyFrom(f.X509AuthoritiesDer());
+            }
             r.Crl.AddRange(s.Crls.Der);
             return r.ToByteArray();
         }, bytes => responseStream.WriteAsync(X509BundlesResponse.Parser.ParseFrom(bytes), ct), ct)).ConfigureAwait(false);
@@ -101,12 +106,16 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
     {
         CheckHeader(context);
         var instance = await AttestAsync(context).ConfigureAwait(false);
-        await StreamAsync(context, ct => StreamBundlesAsync(instance, context, s => System.Text.Encoding.UTF8.GetBytes(s.Bundle.JwksJson()), bytes =>
+        await StreamAsync(context, ct => StreamBundlesAsync(instance, context, (s, entries) =>
         {
             var r = new JWTBundlesResponse();
-            r.Bundles.Add(options.TrustDomain.IdString, ByteString.CopyFrom(bytes));
-            return responseStream.WriteAsync(r, ct);
-        }, ct)).ConfigureAwait(false);
+            r.Bundles.Add(options.TrustDomain.IdString, ByteString.CopyFromUtf8(s.Bundle.JwksJson()));
+            foreach (var f in s.FederatedFor(entries))
+            {
+                r.Bundles[f.TrustDomain.IdString] = ByteString.CopyFromUtf8(f.JwksJson());
+            }
+            return r.ToByteArray();
+        }, bytes => responseStream.WriteAsync(JWTBundlesResponse.Parser.ParseFrom(bytes), ct), ct)).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -130,7 +139,7 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         }
     }
 
-    private async Task StreamBundlesAsync(WorkloadInstance instance, ServerCallContext context, Func<AgentSnapshot, byte[]> encode, Func<byte[], Task> send, CancellationToken ct)
+    private async Task StreamBundlesAsync(WorkloadInstance instance, ServerCallContext context, Func<AgentSnapshot, IReadOnlyList<Entry>, byte[]> encode, Func<byte[], Task> send, CancellationToken ct)
     {
         byte[]? last = null;
         while (!ct.IsCancellationRequested)
@@ -138,8 +147,8 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
             var generation = state.Changed.Generation;
             var own = instance.Changed.Generation;
             var snapshot = state.Current;
-            Match(instance, Evidence(instance, context), snapshot, context);   // only a workload with an identity may read the bundles
-            var bytes = encode(snapshot);
+            var entries = Match(instance, Evidence(instance, context), snapshot, context);   // only a workload with an identity may read the bundles
+            var bytes = encode(snapshot, entries);
             if (last is null || !bytes.AsSpan().SequenceEqual(last))
             {
                 await send(bytes).ConfigureAwait(false);
@@ -228,15 +237,26 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
             throw Refusal(StatusCode.InvalidArgument, "svid must be specified");
         }
         var validation = new JwtSvidValidationOptions();
-        var result = JwtSvidValidator.Validate(request.Svid, state.Current.Bundle, [request.Audience], time.GetUtcNow(), validation);
-        if (!result.IsValid || result.Svid is not { } svid)
+        JwtSvid svid;
+        ProcessEvidence caller;
+        if (JwtSvidValidator.TryReadUnverified(request.Svid, out var claimed, out _) && claimed.Id.TrustDomain != options.TrustDomain)
         {
-            throw Refusal(StatusCode.InvalidArgument, $"the JWT-SVID is not valid: {result.Error}");
+            (svid, caller) = await ValidateForeignAsync(request, claimed.Id, validation, context).ConfigureAwait(false);
         }
-        var caller = Evidence(await AttestAsync(context).ConfigureAwait(false), context);
+        else
+        {
+            var result = JwtSvidValidator.Validate(request.Svid, state.Current.Bundle, [request.Audience], time.GetUtcNow(), validation);
+            if (!result.IsValid || result.Svid is null)
+            {
+                throw Refusal(StatusCode.InvalidArgument, $"the JWT-SVID is not valid: {result.Error}");
+            }
+            svid = result.Svid;
+            caller = Evidence(await AttestAsync(context).ConfigureAwait(false), context);
+        }
         var now = time.GetUtcNow();
         var peer = JwtReplayGuard.PeerOf(caller, state.Current, now);
-        if (svid.Jti is { } jti && state.Revocations.IsJtiRevoked(jti))
+        // The server's deny list names tokens of this trust domain only (a foreign domain's jti is not ours to judge).
+        if (svid.Jti is { } jti && svid.Id.TrustDomain == options.TrustDomain && state.Revocations.IsJtiRevoked(jti))
         {
             AgentLog.JwtRevokedRefused(log, jti, svid.Id.ToString(), peer);
             throw Refusal(StatusCode.InvalidArgument, "the JWT-SVID was revoked");
@@ -258,6 +278,51 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
             Claims = Struct.Parser.ParseJson(svid.Claims.GetRawText()),
         };
     }
+
+    /// <summary>
+    /// A JWT-SVID of a foreign trust domain: accepted only by a caller one of whose entries federates with that domain
+    /// (as SPIRE serves a workload the bundles of its entries' <c>federates_with</c>), and verified against that domain's
+    /// bundle as the server last pushed it — never against ours, so a token claiming the foreign domain but signed by
+    /// any other key is refused. The caller is attested first: which domains it may accept depends on who it is.
+    /// </summary>
+    private async Task<(JwtSvid Svid, ProcessEvidence Caller)> ValidateForeignAsync(ValidateJWTSVIDRequest request, SpiffeId claimed,
+        JwtSvidValidationOptions validation, ServerCallContext context)
+    {
+        var instance = await AttestAsync(context).ConfigureAwait(false);
+        var caller = Evidence(instance, context);
+        if (!state.Synced)
+        {
+            throw Refusal(StatusCode.Unavailable, "the agent has not synced its entries with the server yet; retry with backoff");
+        }
+        var snapshot = state.Current;
+        var td = claimed.TrustDomain;
+        var federates = Candidates(instance, caller, snapshot)
+            .Any(e => e.FederatesWith.Any(n => TrustDomain.TryParse(n, out var t, out _) && t == td));
+        if (!federates)
+        {
+            throw Refusal(StatusCode.InvalidArgument,
+                $"the JWT-SVID is of trust domain '{td}', which none of this workload's registration entries federates with: " +
+                "add it to the entry's federates_with to accept that domain's tokens", NotFederatedCode);
+        }
+        if (!snapshot.Federated.TryGetValue(td, out var bundle))
+        {
+            throw Refusal(StatusCode.Unavailable,
+                $"this agent holds no bundle of the federated trust domain '{td}' yet (the server has not fetched it): retry with backoff; " +
+                "`writ federation show` says when the server last refreshed it", NoFederatedBundleCode);
+        }
+        var result = JwtSvidValidator.Validate(request.Svid, bundle, [request.Audience], time.GetUtcNow(), validation);
+        if (!result.IsValid || result.Svid is null)
+        {
+            throw Refusal(StatusCode.InvalidArgument, $"the JWT-SVID is not valid: {result.Error}");
+        }
+        return (result.Svid, caller);
+    }
+
+    /// <summary>ValidateJWTSVID: a foreign JWT-SVID whose trust domain none of the caller's entries federates with.</summary>
+    public const string NotFederatedCode = "WRIT-FED-AGENT-NOT-FEDERATED";
+
+    /// <summary>ValidateJWTSVID: the caller federates with the token's trust domain, but the agent holds no bundle of it yet.</summary>
+    public const string NoFederatedBundleCode = "WRIT-FED-AGENT-NO-BUNDLE";
 
     internal static void CheckHeader(ServerCallContext context)
     {
@@ -458,6 +523,18 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
         {
             throw Refusal(StatusCode.Unavailable, "the agent has not synced its entries with the server yet; retry with backoff");
         }
+        var matched = Candidates(instance, evidence, snapshot);
+        if (matched.Count == 0)
+        {
+            refusals.Refused(evidence, WorkloadApiErrorInterceptor.DeniedCode, "no identity issued: no registration entry matches this workload's evidence");
+            throw Refusal(StatusCode.PermissionDenied, "no identity issued");
+        }
+        return matched;
+    }
+
+    /// <summary>The unexpired entries whose every selector is in the evidence; none: empty (no refusal, nothing reported).</summary>
+    private IReadOnlyList<Entry> Candidates(WorkloadInstance instance, ProcessEvidence evidence, AgentSnapshot snapshot)
+    {
         // Which entries' selectors the evidence holds depends only on the snapshot (immutable) and the selectors: kept
         // per instance and reused while both are the same ones; the expiry is checked on every call.
         Entry[] candidates;
@@ -482,11 +559,6 @@ public sealed class WorkloadApiService(WorkloadAttestationRunner runner, AgentSt
                 matched = [.. candidates.Where(c => c.ExpiresAtUnix == 0 || c.ExpiresAtUnix > now)];
                 break;
             }
-        }
-        if (matched.Count == 0)
-        {
-            refusals.Refused(evidence, WorkloadApiErrorInterceptor.DeniedCode, "no identity issued: no registration entry matches this workload's evidence");
-            throw Refusal(StatusCode.PermissionDenied, "no identity issued");
         }
         return matched;
     }

@@ -21,7 +21,11 @@ internal sealed class X509ResponseCache(AgentState state, SvidCache cache, TimeP
     /// instances.
     /// </summary>
     internal sealed record X509View(long Epoch, IReadOnlyList<CachedX509> Svids, IReadOnlyList<Entry> Entries, IReadOnlyList<X509Denial> Denials,
-        X509SVIDResponse? Response, string Fingerprint, DateTimeOffset ReuseUntil);
+        X509SVIDResponse? Response, string Fingerprint, DateTimeOffset ReuseUntil)
+    {
+        /// <summary>The federated bundles the SVIDs' entries federate with (the response's <c>federated_bundles</c>; SDS serves them too).</summary>
+        public IReadOnlyList<Writ.Spiffe.Bundles.TrustBundle> Federated { get; init; } = [];
+    }
 
     private sealed record X509ViewSlot(long Generation, long Own, long Epoch, Task<X509View> View);
 
@@ -162,6 +166,15 @@ internal sealed class X509ResponseCache(AgentState state, SvidCache cache, TimeP
             fingerprint.Append(s.SerialHex).Append(',');
         }
         fingerprint.Append('|').Append(bundle.Hash).Append('|').Append(snapshot.Crls.Hash);
-        return new X509View(epoch, svids, entries, result.Denials, response, fingerprint.ToString(), until);
+        // Federation: the bundles of the domains the served SVIDs' entries federate with, keyed by trust domain ID, as
+        // DER concatenated (the spec's encoding). A change to one of them changes the fingerprint, so open streams get it.
+        var federated = snapshot.FederatedFor(svids.Select(s => s.Entry));
+        foreach (var f in federated)
+        {
+            var der = DerOf(f);
+            response.FederatedBundles[f.TrustDomain.IdString] = der.Der;
+            fingerprint.Append('|').Append(f.TrustDomain.Name).Append('=').Append(der.Hash);
+        }
+        return new X509View(epoch, svids, entries, result.Denials, response, fingerprint.ToString(), until) { Federated = federated };
     }
 }

@@ -15,9 +15,9 @@ public static class WorkloadCommands
     public static IEnumerable<CommandSpec> All() =>
     [
         new("svid fetch", "Fetch this process's X.509-SVID(s) from the agent (revoked when this command exits).",
-            [new("write", "write svid.pem, svid.key (0600) and bundle.pem to this directory (atomically)", "DIR"), Socket, OutputOpt], SvidFetch),
+            [new("write", "write svid.pem, svid.key (0600), bundle.pem and federated.TD.pem (each federated trust domain's bundle) to this directory (atomically)", "DIR"), Socket, OutputOpt], SvidFetch),
         new("svid watch", "Print each X.509-SVID update as the agent streams it, optionally keeping files current (Ctrl-C to stop).",
-            [new("write", "rewrite svid.pem, svid.key (0600) and bundle.pem in this directory on every update (atomically)", "DIR"),
+            [new("write", "rewrite svid.pem, svid.key (0600), bundle.pem and federated.TD.pem in this directory on every update (atomically)", "DIR"),
              new("crl", "with --write: also keep crl.pem (the trust domain's CRLs, current first) in DIR; a revocation is an update", IsFlag: true),
              new("on-change", "with --write: run this command (/bin/sh -c) after each update's files are in place, one run at a time", "CMD"),
              new("on-change-timeout", "kill an --on-change run that takes longer than this (default 30s)", "D"),
@@ -72,7 +72,19 @@ public static class WorkloadCommands
         {
             files.Add((CrlFile, string.Concat(r.Crl.Select(c => PemEncoding.WriteString("X509 CRL", c.Span) + "\n")), Output.PublicFile));
         }
+        // Federation: the bundle of each foreign trust domain this workload's entries federate with, as federated.TD.pem.
+        var federated = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (td, der) in Federated(r))
+        {
+            var name = $"{FederatedPrefix}{td}.pem";
+            federated.Add(name);
+            files.Add((name, WorkloadClient.Pem(WorkloadClient.ParseCertificates(der)), Output.PublicFile));
+        }
         OutputDirectory.WriteFiles(dir, files);
+        foreach (var stale in Directory.EnumerateFiles(dir, FederatedPrefix + "*.pem").Where(f => !federated.Contains(Path.GetFileName(f))))
+        {
+            File.Delete(stale);   // a domain no longer federated with: its trust must not linger beside the current files
+        }
         for (var i = Math.Max(r.Svids.Count, 1); i < previousCount; i++)
         {
             foreach (var name in new[] { $"svid{Suffix(i)}.key", $"svid{Suffix(i)}.pem", $"bundle{Suffix(i)}.pem" })
@@ -81,6 +93,19 @@ public static class WorkloadCommands
             }
         }
     }
+
+    private const string FederatedPrefix = "federated.";
+
+    /// <summary>
+    /// The response's federated bundles by trust domain name (ordered); a key that is not a trust domain ID is skipped,
+    /// so it can never name a file outside the directory.
+    /// </summary>
+    private static IEnumerable<(string TrustDomain, byte[] Der)> Federated(X509SVIDResponse r) =>
+        r.FederatedBundles
+            .Select(kv => (Ok: Writ.Spiffe.TrustDomain.TryParse(kv.Key, out var td, out _), td.Name, kv.Value))
+            .Where(x => x.Ok && x.Name.Length > 0)
+            .OrderBy(x => x.Name, StringComparer.Ordinal)
+            .Select(x => (x.Name, x.Value.ToByteArray()));
 
     /// <summary>The CRLs of `svid watch --write DIR --crl`, PEM, the current authority's first (nginx's <c>ssl_crl</c>).</summary>
     public const string CrlFile = "crl.pem";
@@ -106,6 +131,7 @@ public static class WorkloadCommands
                     expires_at = Output.Time(new DateTimeOffset(x.chain[0].NotAfter.ToUniversalTime())),
                     chain_pem = WorkloadClient.Pem(x.chain),
                 }).ToList(),
+                federated_bundles = Federated(r).ToDictionary(f => "spiffe://" + f.TrustDomain, f => WorkloadClient.Pem(WorkloadClient.ParseCertificates(f.Der))),
             });
             return;
         }
@@ -123,6 +149,10 @@ public static class WorkloadCommands
                 ctx.Out.WriteLine($"Chain [{i}]:  subject '{chain[i].Subject}', issuer '{chain[i].Issuer}'");
             }
             ctx.Out.WriteLine();
+        }
+        foreach (var (td, der) in Federated(r))
+        {
+            ctx.Out.WriteLine($"Federated:  spiffe://{td} ({WorkloadClient.ParseCertificates(der).Count} X.509 authorities)");
         }
     }
 

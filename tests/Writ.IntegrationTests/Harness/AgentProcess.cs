@@ -269,12 +269,13 @@ public sealed class AgentRig : IAsyncDisposable
     public string this[string name] => _dir[name];
 
     /// <param name="socketPath">null: a socket in a public directory of the rig; "" : the agent's default.</param>
-    public static async Task<AgentRig> StartAsync(string[]? serverArgs = null, string[]? agentArgs = null, string? socketPath = null)
+    /// <param name="trustDomain">The server's trust domain (the agent reads it from the bundle).</param>
+    public static async Task<AgentRig> StartAsync(string[]? serverArgs = null, string[]? agentArgs = null, string? socketPath = null, string trustDomain = "example.org")
     {
         var rig = new AgentRig();
         try
         {
-            rig.Server = await ServerProcess.StartAsync(rig._dir["server"], "example.org", serverArgs ?? []);
+            rig.Server = await ServerProcess.StartAsync(rig._dir["server"], trustDomain, serverArgs ?? []);
             rig.Relay = new TcpRelay(rig.Server.AgentApi);
             var bundle = await rig.Server.WritAsync("bundle", "show", "--format", "pem");
             Assert.True(bundle.ExitCode == 0, bundle.ToString());
