@@ -34,6 +34,8 @@ public sealed class ServerContext
         CiRefusals = new Ci.CiRefusals(this, logs.CreateLogger<Ci.CiRefusals>());
         SyncFeed = new Sync.SyncFeed(store, time, logs.CreateLogger<Sync.SyncFeed>(), Stopping);
         _announcements = logs.CreateLogger<Sync.SyncFeed>();
+        FederatedBundles = new Federation.FederatedBundleCache(store, Changes);
+        BundleRefresher = new Federation.BundleRefresher(this, logs.CreateLogger<Federation.BundleRefresher>());
     }
 
     /// <summary>The shared change feed of the agent sync streams (<c>sync.fanout shared</c>, issue #16).</summary>
@@ -99,8 +101,6 @@ public sealed class ServerContext
                     break;
             }
         });
-        FederatedBundles = new Federation.FederatedBundleCache(store, Changes);
-        BundleRefresher = new Federation.BundleRefresher(this, logs.CreateLogger<Federation.BundleRefresher>());
     }
 
     /// <summary>The server's meter and activity source (docs/telemetry.md); the host sets it from its meter factory.</summary>

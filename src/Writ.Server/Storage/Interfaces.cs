@@ -25,6 +25,9 @@ public interface IWritStore : IAsyncDisposable
     /// <summary>Changes other servers on the same store must hear about at once (issue #16 fan-out): nodes, policy, bundle.</summary>
     /// <remarks>Wrappers that do not forward it (test fakes) get no cross-server signals.</remarks>
     IStoreSignals Signals => NoStoreSignals.Instance;
+
+    /// <summary>Federation relationships with foreign trust domains (issue #16).</summary>
+    IFederationStore Federations { get; }
 }
 
 /// <summary>A store without signals (one server): publishing does nothing and nobody else is heard.</summary>
@@ -49,8 +52,6 @@ public interface IStoreSignals
 
     /// <summary>Calls <paramref name="onSignal"/> with the kind of every signal another server published, until disposed.</summary>
     IDisposable Subscribe(Action<string> onSignal);
-    /// <summary>Federation relationships with foreign trust domains (issue #16).</summary>
-    IFederationStore Federations { get; }
 }
 
 /// <summary>
