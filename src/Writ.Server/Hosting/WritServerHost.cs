@@ -201,6 +201,8 @@ public sealed class WritServerHost : IAsyncDisposable
                 ServerLog.BundleChanged(log, b.Sequence ?? 0);
                 host._server.Announce(Writ.Server.Sync.ChangeKinds.Bundle);
             };
+            // Another server announced a bundle change (NOTIFY): reload now instead of at the bundle watch's next tick.
+            context.BundleChangedElsewhere += () => _ = ReloadAnnouncedBundleAsync(context, log);
             context.ListenForAnnouncements();
             if (options.SharedSyncFeed)
                 context.SyncFeed.EnsureStarted();
@@ -440,6 +442,22 @@ public sealed class WritServerHost : IAsyncDisposable
             {
                 ServerLog.BundleReloadFailed(log, e.Message);
             }
+        }
+    }
+
+    private static async Task ReloadAnnouncedBundleAsync(ServerContext server, ILogger log)
+    {
+        try
+        {
+            await server.Ca.ReloadBundleAsync(server.Stopping).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is StoreException or CaException)
+        {
+            ServerLog.BundleReloadFailed(log, e.Message);
+        }
+        catch (OperationCanceledException)
+        {
+            // Stopping.
         }
     }
 
