@@ -21,8 +21,11 @@ public static partial class ServerIdFile
 
     public static bool IsValid(string id) => Shape().IsMatch(id);
 
-    /// <summary>Reads the data dir's server id, or makes one (written to a temporary file, then moved into place).</summary>
-    public static (string Id, bool Created) LoadOrCreate(string dataDir)
+    /// <summary>
+    /// Reads the data dir's server id, or draws a new one without writing it: <see cref="Persist"/> writes it once the
+    /// start can no longer be refused, so a refused start leaves the data dir as it was.
+    /// </summary>
+    public static (string Id, bool Created) Load(string dataDir)
     {
         var path = Path.Combine(dataDir, FileName);
         if (File.Exists(path))
@@ -35,7 +38,15 @@ public static partial class ServerIdFile
             }
             return (text, false);
         }
-        var id = "s-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
+        return ("s-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8)), true);
+    }
+
+    /// <summary>Writes a new server id (to a temporary file, then moved into place; never over an existing one).</summary>
+    public static void Persist(string dataDir, string id)
+    {
+        if (!IsValid(id))
+            throw new ArgumentException("not a server id", nameof(id));
+        var path = Path.Combine(dataDir, FileName);
         var tmp = path + ".tmp";
         using (var f = new FileStream(tmp, new FileStreamOptions
         {
@@ -50,6 +61,5 @@ public static partial class ServerIdFile
             f.Flush(flushToDisk: true);
         }
         File.Move(tmp, path, overwrite: false);
-        return (id, true);
     }
 }

@@ -64,7 +64,7 @@ public sealed class WritServerHost : IAsyncDisposable
         try
         {
             held.DataDirLock = LockDataDir(options.DataDir);
-            var (serverId, idCreated) = ServerIdFile.LoadOrCreate(options.DataDir);
+            var (serverId, idCreated) = ServerIdFile.Load(options.DataDir);
             held.StoreLock = LockSqliteFile(options);
             held.AdminSocket = ListenAdminSocket(options.AdminSocket);
             (held.AgentApiHandle, var agentApi) = ListenAgentApi(options.Bind);
@@ -84,6 +84,8 @@ public sealed class WritServerHost : IAsyncDisposable
             var ca = new WritCa(options.TrustDomain, options.Ca with { ServerId = serverId }, keys, store, time, bootLogs.CreateLogger<WritCa>());
             ServerLog.ServerIdentity(bootLogs.CreateLogger<WritServerHost>(), serverId, idCreated ? "new" : "kept", ca.JournalName);
             await ca.InitializeAsync(ct).ConfigureAwait(false);
+            if (idCreated)
+                ServerIdFile.Persist(options.DataDir, serverId);   // only now: a refused start leaves the data dir as it was
             await store.Servers.StartedAsync(new ServerRecord(serverId, agentApi.ToString(), time.GetUtcNow(), time.GetUtcNow()), ct).ConfigureAwait(false);
             await AdminApi.InstallDefaultPolicyAsync(store, bootLogs.CreateLogger<AdminApi>(), ct).ConfigureAwait(false);
 
