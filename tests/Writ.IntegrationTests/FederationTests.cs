@@ -61,6 +61,8 @@ public sealed class FederationTests : IAsyncLifetime
         builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, l => l.UseHttps(serverCert)));
         _web = builder.Build();
         _web.MapGet("/other-domain", () => Results.Text(_bBundleJson, "application/json"));
+        // A redirect whose Location is relative (legal HTTP): it must be refused like any redirect, with its code.
+        _web.MapGet("/relative-redirect", (HttpContext c) => { c.Response.StatusCode = 302; c.Response.Headers.Location = "/other-domain"; });
         _web.MapGet("/huge", () => Results.Text("{\"keys\":[" + new string(' ', 2 << 20) + "]}", "application/json"));
         await _web.StartAsync();
         _webPort = new Uri(_web.Urls.First()).Port;
@@ -224,6 +226,23 @@ public sealed class FederationTests : IAsyncLifetime
             Assert.Equal(JsonValueKind.Null, f.GetProperty("bundle").ValueKind);   // nothing stored
             Assert.True((await _a.WritAsync("federation", "delete", "--trust-domain", td)).ExitCode == 0);
         }
+    }
+
+    [Fact]
+    public async Task A_relative_redirect_is_refused_with_its_code_not_a_crash_of_the_refresh_loop()
+    {
+        // Attack: a hostile endpoint answers 302 with a relative Location. Before the fix, describing the redirect threw
+        // outside the refresher's error handling: no last_error recorded, the refresh loop restarted, the admin refresh
+        // answered an internal error.
+        Assert.True((await _a.WritAsync("federation", "create", "--trust-domain", "f.test", "--bundle-endpoint-url",
+            $"https://localhost:{_webPort}/relative-redirect", "--profile", "https_web")).ExitCode == 0);
+        var f = await EventuallyRefreshedAsync(_a, "f.test", "WRIT-FED-FETCH");
+        Assert.Contains("redirect", f.GetProperty("last_error").GetString(), StringComparison.Ordinal);
+        Assert.Equal(JsonValueKind.Null, f.GetProperty("bundle").ValueKind);
+        var refresh = await _a.WritAsync("federation", "refresh", "--trust-domain", "f.test");
+        Assert.Equal(1, refresh.ExitCode);
+        Assert.Contains("WRIT-FED-FETCH:", refresh.Stdout + refresh.Stderr, StringComparison.Ordinal);
+        Assert.True((await _a.WritAsync("federation", "delete", "--trust-domain", "f.test")).ExitCode == 0);
     }
 
     [Fact]

@@ -183,7 +183,8 @@ public sealed class BundleRefresher(ServerContext server, ILogger log)
         {
             if (response.StatusCode != HttpStatusCode.OK)
             {
-                var where = response.Headers.Location is { } loc ? $" (a redirect to {loc.GetLeftPart(UriPartial.Path)}: bundle endpoints are fetched without following redirects; give the final URL)" : "";
+                // A relative Location is legal HTTP: resolve it against the request, or GetLeftPart throws outside FetchException.
+                var where = response.Headers.Location is { } loc ? $" (a redirect to {new Uri(new Uri(r.BundleEndpointUrl), loc).GetLeftPart(UriPartial.Path)}: bundle endpoints are fetched without following redirects; give the final URL)" : "";
                 throw new FetchException(FetchCode, $"{r.BundleEndpointUrl} answered HTTP {(int)response.StatusCode}{where}");
             }
             if (response.Content.Headers.ContentLength > MaxBodyBytes)
