@@ -61,6 +61,38 @@ public sealed class PostgresStoreConformanceTests : StoreConformanceTests
     }
 
     [Fact]
+    public async Task A_notification_not_sent_by_a_server_reaches_no_subscriber()
+    {
+        // Attack: NOTIFY needs no privilege on any table (any role that may connect to the database can send one), so its
+        // payload is not the store's data: a kind no server publishes (here one forging a log line) must not be handed on.
+        var other = await OpenExtraAsync();
+        var heard = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        using var listening = Store.Signals.Subscribe(heard.Enqueue);
+        var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using (Store.Signals.Subscribe(k => { if (k == "policy") ready.TrySetResult(); }))
+        {
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+            deadline.CancelAfter(TimeSpan.FromSeconds(30));
+            while (!ready.Task.IsCompleted)
+            {
+                await other.Signals.PublishAsync("policy", deadline.Token);
+                await Task.WhenAny(ready.Task, Task.Delay(100, deadline.Token));
+                deadline.Token.ThrowIfCancellationRequested();
+            }
+        }
+        // LISTEN is active: the forged notification, then a server's; delivery keeps commit order.
+        await ExecuteRawAsync("NOTIFY writ_change, E'x\\nforged log line from the database'");
+        await ExecuteRawAsync("NOTIFY writ_change, 'no-such-kind'");
+        var nodes = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using (Store.Signals.Subscribe(k => { if (k == "nodes") nodes.TrySetResult(); }))
+        {
+            await other.Signals.PublishAsync("nodes", Ct);
+            await nodes.Task.WaitAsync(TimeSpan.FromSeconds(30), Ct);
+        }
+        Assert.All(heard, k => Assert.Contains(k, new[] { "policy", "nodes", "bundle" }));
+    }
+
+    [Fact]
     public async Task A_second_server_is_woken_by_notification_not_by_polling()
     {
         // Polling once an hour: only LISTEN/NOTIFY can wake this waiter within the deadline.

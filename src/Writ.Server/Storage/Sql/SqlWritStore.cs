@@ -233,7 +233,11 @@ internal sealed class SqlStoreSignals(Db db, RevisionWatcher watcher) : IStoreSi
             var colon = payload.LastIndexOf(':');
             if (colon > 0 && payload.AsSpan(colon + 1).SequenceEqual(_origin))
                 return;
-            onSignal(colon > 0 ? payload[..colon] : payload);
+            // NOTIFY needs no table privilege: any role that can connect may send one. Only the kinds servers publish are
+            // handed on (and so logged); anything else is no signal.
+            var kind = colon > 0 ? payload[..colon] : payload;
+            if (kind is Sync.ChangeKinds.Nodes or Sync.ChangeKinds.Policy or Sync.ChangeKinds.Bundle)
+                onSignal(kind);
         }
         watcher.Signal += Handler;
         watcher.EnsureWatching();
