@@ -104,7 +104,11 @@ public sealed class BundleRefresher(ServerContext server, ILogger log)
             {
                 var seq = bundle.Sequence ?? (stored?.Sequence ?? 0) + 1;
                 var record = LedgerEvents.FederationBundle(r.TrustDomain, stored?.Sequence, storedBundle is null ? [] : FederationRules.KeyIds(storedBundle), bundle);
-                await server.Store.Federations.RecordRefreshAsync(r.TrustDomain, new StoredBundle(r.TrustDomain, json, seq, now), null, next, ct, [record]).ConfigureAwait(false);
+                if (!await server.Store.Federations.RecordRefreshAsync(r.TrustDomain, new StoredBundle(r.TrustDomain, json, seq, now), null, next, ct, [record],
+                    fetchedFrom: r, storedSequence: stored?.Sequence).ConfigureAwait(false))
+                {
+                    return;   // the relationship or its bundle changed (or it was deleted) while this fetch was in flight: drop it
+                }
                 ServerLog.FederatedBundleUpdated(log, r.TrustDomain, stored?.Sequence ?? 0, seq);
                 await server.FederatedBundles.ReloadAsync(ct).ConfigureAwait(false);
             }

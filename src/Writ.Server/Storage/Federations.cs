@@ -66,6 +66,11 @@ public interface IFederationStore
     /// Records a fetch's outcome: on success (<paramref name="error"/> null) LastRefresh = now and, when
     /// <paramref name="bundle"/> is given, the new bundle; on failure only LastError. NextRefresh = <paramref name="next"/>.
     /// With <paramref name="audit"/>, in one transaction. False when the relationship is gone (nothing written).
+    /// With <paramref name="fetchedFrom"/> (the relationship as it was when the fetch began) and
+    /// <paramref name="storedSequence"/> (the sequence of the bundle stored then, null: none), a new bundle is written only
+    /// while the relationship still has that endpoint, profile and endpoint SPIFFE ID and the stored bundle is still that
+    /// one: a fetch in flight never overwrites an admin's update of the relationship or its bundle (false, nothing written).
     /// </summary>
-    Task<bool> RecordRefreshAsync(string trustDomain, StoredBundle? bundle, string? error, DateTimeOffset next, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null);
+    Task<bool> RecordRefreshAsync(string trustDomain, StoredBundle? bundle, string? error, DateTimeOffset next, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null,
+        FederationRelationship? fetchedFrom = null, long? storedSequence = null);
 }

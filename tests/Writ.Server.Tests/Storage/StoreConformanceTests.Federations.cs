@@ -87,6 +87,33 @@ public abstract partial class StoreConformanceTests
         Assert.Equal(["federation.bundle_updated"], (await AllLedgerAsync(Store)).Select(e => e.Kind));
     }
 
+    /// <summary>
+    /// Attack (review of issue #16): a fetch from a compromised endpoint is in flight while the admin moves the
+    /// relationship to a clean endpoint and bundle; when the fetch completes it must not overwrite the admin's bundle.
+    /// </summary>
+    [Fact]
+    public async Task A_fetch_in_flight_never_overwrites_an_admins_update_of_the_relationship_or_its_bundle()
+    {
+        var fetchedFrom = await Store.Federations.CreateAsync(Fed("b.test", FederationRelationship.HttpsSpiffe), ForeignBundle("b.test", 1), Ct);
+        // The admin supplies a clean bundle (same endpoint) while the fetch runs.
+        await Store.Federations.UpdateAsync(Fed("b.test", FederationRelationship.HttpsSpiffe), ForeignBundle("b.test", 5), Ct);
+        Assert.False(await Store.Federations.RecordRefreshAsync("b.test", ForeignBundle("b.test", 9), null, Start.AddMinutes(5), Ct,
+            fetchedFrom: fetchedFrom, storedSequence: 1));
+        Assert.Equal(5, (await Store.Bundles.GetAsync("b.test", Ct))!.Sequence);
+        // The admin moves it to another endpoint: a fetch from the old one is dropped too, even with the current bundle.
+        var moved = Fed("b.test", FederationRelationship.HttpsSpiffe) with { BundleEndpointUrl = "https://clean.b.test:8443/" };
+        await Store.Federations.UpdateAsync(moved, null, Ct);
+        Assert.False(await Store.Federations.RecordRefreshAsync("b.test", ForeignBundle("b.test", 9), null, Start.AddMinutes(5), Ct,
+            fetchedFrom: fetchedFrom, storedSequence: 5));
+        Assert.Equal(5, (await Store.Bundles.GetAsync("b.test", Ct))!.Sequence);
+        Assert.Empty((await AllLedgerAsync(Store)).Where(e => e.Kind == "federation.bundle_updated"));
+        // A fetch that began after the update is recorded.
+        var current = (await Store.Federations.GetAsync("b.test", Ct))!;
+        Assert.True(await Store.Federations.RecordRefreshAsync("b.test", ForeignBundle("b.test", 9), null, Start.AddMinutes(5), Ct,
+            fetchedFrom: current, storedSequence: 5));
+        Assert.Equal(9, (await Store.Bundles.GetAsync("b.test", Ct))!.Sequence);
+    }
+
     [Fact]
     public async Task An_entrys_federates_with_is_stored_updated_and_synced()
     {

@@ -909,6 +909,7 @@ public abstract partial class StoreConformanceTests : IAsyncLifetime
         foreach (var table in new[] { "ledger", "ledger_head", "issued_credentials", "policy_versions", "revocations", "store_metadata", "tpm_reference_sets", "ci_sessions", "servers", "federation_relationships" })
             await ExecuteRawAsync($"DROP TABLE {table}");
         await ExecuteRawAsync("ALTER TABLE entries DROP COLUMN federates_with");
+        await ExecuteRawAsync("DROP INDEX entries_revision");
         await ExecuteRawAsync("DROP INDEX entry_tombstones_revision");
         await ExecuteRawAsync("ALTER TABLE entry_tombstones DROP COLUMN deleted_at_us");
         await ExecuteRawAsync("ALTER TABLE store_revision DROP COLUMN tombstones_pruned_through");

@@ -107,12 +107,29 @@ internal sealed class SqlFederationStore(Db db, TimeProvider time, RevisionWatch
                 ("td", trustDomain), ("until", Time.ToMicros(until)), ("expected", Time.ToMicros(expected))).ConfigureAwait(false) == 1, ct);
     }
 
-    public async Task<bool> RecordRefreshAsync(string trustDomain, StoredBundle? bundle, string? error, DateTimeOffset next, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null)
+    public async Task<bool> RecordRefreshAsync(string trustDomain, StoredBundle? bundle, string? error, DateTimeOffset next, CancellationToken ct, IReadOnlyList<LedgerEvent>? audit = null,
+        FederationRelationship? fetchedFrom = null, long? storedSequence = null)
     {
         ArgumentNullException.ThrowIfNull(trustDomain);
         if (bundle is not null && bundle.TrustDomain != trustDomain)
             throw new ArgumentException("the bundle is for another trust domain than the relationship");
-        var (found, rev) = await db.WriteAsync("record federation refresh", async (conn, tx) =>
+        (bool, long) outcome;
+        try
+        {
+            outcome = await RecordRefreshInTxAsync(trustDomain, bundle, error, next, ct, audit, fetchedFrom, storedSequence).ConfigureAwait(false);
+        }
+        catch (StaleFetchException)
+        {
+            return false;
+        }
+        var (found, rev) = outcome;
+        watcher.Observe(rev);
+        return found;
+    }
+
+    private Task<(bool, long)> RecordRefreshInTxAsync(string trustDomain, StoredBundle? bundle, string? error, DateTimeOffset next, CancellationToken ct,
+        IReadOnlyList<LedgerEvent>? audit, FederationRelationship? fetchedFrom, long? storedSequence) =>
+        db.WriteAsync("record federation refresh", async (conn, tx) =>
         {
             var n = error is null
                 ? await Db.ExecuteAsync(conn, tx, "UPDATE federation_relationships SET last_refresh_us = @now, last_error = NULL, next_refresh_us = @next WHERE trust_domain = @td", ct,
@@ -122,6 +139,16 @@ internal sealed class SqlFederationStore(Db db, TimeProvider time, RevisionWatch
             if (n == 0)
                 return (false, 0L);
             long revision = 0;
+            if (bundle is not null && error is null && fetchedFrom is not null)
+            {
+                // The relationship row is locked by the UPDATE above: an admin update committed meanwhile is seen here.
+                var now = await Db.QueryAsync(conn, tx, "SELECT bundle_endpoint_url, profile, endpoint_spiffe_id FROM federation_relationships WHERE trust_domain = @td",
+                    r => (Url: r.GetString(0), Profile: r.GetString(1), Id: r.GetString(2)), ct, ("td", trustDomain)).ConfigureAwait(false);
+                var seq = await Db.QueryAsync(conn, tx, "SELECT sequence FROM bundles WHERE trust_domain = @td", r => r.GetInt64(0), ct, ("td", trustDomain)).ConfigureAwait(false);
+                if (now.Count != 1 || now[0].Url != fetchedFrom.BundleEndpointUrl || now[0].Profile != fetchedFrom.Profile || now[0].Id != fetchedFrom.EndpointSpiffeId
+                    || (seq.Count == 0 ? storedSequence is not null : seq[0] != storedSequence))
+                    throw new StaleFetchException();
+            }
             if (bundle is not null && error is null)
             {
                 await PutBundleAsync(conn, tx, bundle, ct).ConfigureAwait(false);
@@ -129,10 +156,10 @@ internal sealed class SqlFederationStore(Db db, TimeProvider time, RevisionWatch
             }
             await AppendAuditAsync(conn, tx, audit, ct).ConfigureAwait(false);
             return (true, revision);
-        }, ct).ConfigureAwait(false);
-        watcher.Observe(rev);
-        return found;
-    }
+        }, ct);
+
+    /// <summary>A fetch whose relationship or stored bundle changed while it was in flight: its transaction is rolled back.</summary>
+    private sealed class StaleFetchException : Exception;
 
     private static void Validate(FederationRelationship r, StoredBundle? bundle)
     {
