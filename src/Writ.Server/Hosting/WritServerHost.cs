@@ -82,10 +82,10 @@ public sealed class WritServerHost : IAsyncDisposable
                 ? new MemoryKeyManager()
                 : new DiskKeyManager(Path.Combine(options.DataDir, "keys.json"));
             var ca = new WritCa(options.TrustDomain, options.Ca with { ServerId = serverId }, keys, store, time, bootLogs.CreateLogger<WritCa>());
-            ServerLog.ServerIdentity(bootLogs.CreateLogger<WritServerHost>(), serverId, idCreated ? "new" : "kept", ca.JournalName);
             await ca.InitializeAsync(ct).ConfigureAwait(false);
             if (idCreated)
                 ServerIdFile.Persist(options.DataDir, serverId);   // only now: a refused start leaves the data dir as it was
+            ServerLog.ServerIdentity(bootLogs.CreateLogger<WritServerHost>(), serverId, idCreated ? "new" : "kept", ca.JournalName);
             await store.Servers.StartedAsync(new ServerRecord(serverId, agentApi.ToString(), time.GetUtcNow(), time.GetUtcNow()), ct).ConfigureAwait(false);
             await AdminApi.InstallDefaultPolicyAsync(store, bootLogs.CreateLogger<AdminApi>(), ct).ConfigureAwait(false);
 
