@@ -131,7 +131,7 @@ public sealed class TelemetryEndpoint : IAsyncDisposable
         m.ConfigureResource(r => r.AddService(sources.ServiceName)).AddMeter([.. sources.Meters]);
         if (prometheus)
         {
-            m.AddPrometheusExporter();
+            m.AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0);   // every scrape current (writ bench reads counters before and after a short run)
         }
         if (otlp)
         {
