@@ -61,7 +61,7 @@ public sealed class HostedLoopsShutdownTests
             Assert.All(agentLoops, l => Assert.Equal(0, l.Failures));
 
             serverLoops = server.Loops;
-            Assert.Equal(["bundle watch", "ca rotation", "ci session sweep", "ledger checkpoints", "node rechecks", "policy reload", "revocation watch"], serverLoops.Select(l => l.Name).Order(StringComparer.Ordinal));
+            Assert.Equal(["bundle watch", "ca rotation", "ci session sweep", "federated bundles", "federation refresh", "ledger checkpoints", "node rechecks", "policy reload", "revocation watch"], serverLoops.Select(l => l.Name).Order(StringComparer.Ordinal));
             await Task.WhenAll(serverLoops.Select(l => l.Running)).WaitAsync(TimeSpan.FromSeconds(30), Ct);
             Assert.All(serverLoops, l => Assert.False(l.Completion.IsCompleted, l.Name));
         }
