@@ -81,6 +81,10 @@ public sealed record FleetFigures(
     /// </summary>
     [JsonPropertyName("store_queries_per_change")]
     public double StoreQueriesPerChange { get; init; } = -1;
+
+    /// <summary>The same, by store operation (the <c>operation</c> label), operations with none left out.</summary>
+    [JsonPropertyName("store_queries_per_change_by_operation")]
+    public IReadOnlyDictionary<string, double> StoreQueriesPerChangeByOperation { get; init; } = new Dictionary<string, double>();
 }
 
 /// <summary>
@@ -288,23 +292,25 @@ public static class ScaleBench
 
     private static readonly HttpClient MetricsClient = new() { Timeout = TimeSpan.FromSeconds(30) };
 
-    /// <summary>The server's store round trips so far: the sum of writ_store_queries_total over its operations (Prometheus text).</summary>
-    private static async Task<double> StoreQueriesAsync(string metrics, CancellationToken ct)
+    /// <summary>The server's store round trips so far, by operation: writ_store_queries_total{operation} (Prometheus text).</summary>
+    private static async Task<IReadOnlyDictionary<string, double>> StoreQueriesAsync(string metrics, CancellationToken ct)
     {
         var text = await MetricsClient.GetStringAsync(new Uri($"http://{metrics}/metrics"), ct).ConfigureAwait(false);
-        double sum = 0;
+        var byOperation = new Dictionary<string, double>(StringComparer.Ordinal);
         foreach (var line in text.Split('\n'))
         {
             if (line.StartsWith("writ_store_queries_total", StringComparison.Ordinal))
             {
                 var value = line[(line.LastIndexOf(' ') + 1)..];
+                var at = line.IndexOf("operation=\"", StringComparison.Ordinal);
+                var operation = at < 0 ? "" : line[(at + 11)..line.IndexOf('"', at + 11)];
                 if (double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out var v))
                 {
-                    sum += v;
+                    byOperation[operation] = byOperation.GetValueOrDefault(operation) + v;
                 }
             }
         }
-        return sum;
+        return byOperation;
     }
 
     /// <summary>Starts `writ server run` (the host's executable) and waits for its "ready" line; returns it and the time taken.</summary>

@@ -81,7 +81,7 @@ public static class SimulatedAgents
     /// </summary>
     public static async Task<FleetFigures> MeasureFleetAsync(string address, TrustDomain td, TrustBundle bundle, IReadOnlyList<string> tokens,
         Func<double> serverRss, Func<string, CancellationToken, Task> changeEntry, int rounds, TimeSpan? bound, TextWriter progress, CancellationToken ct,
-        Func<CancellationToken, Task<double>>? storeQueries = null)
+        Func<CancellationToken, Task<IReadOnlyDictionary<string, double>>>? storeQueries = null)
     {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
         deadline.CancelAfter(Deadline);
@@ -164,7 +164,7 @@ public static class SimulatedAgents
             var samples = new List<double>(agents.Length * rounds);
             var roundsClock = Stopwatch.StartNew();
             var done = 0;
-            var queriesBefore = storeQueries is null ? 0 : await storeQueries(ct).ConfigureAwait(false);
+            var queriesBefore = storeQueries is null ? null : await storeQueries(ct).ConfigureAwait(false);
             for (var r = 0; r < rounds && !(r > 0 && bound is { } b && roundsClock.Elapsed >= b); r++, done++)
             {
                 Array.Clear(arrived);
@@ -178,7 +178,12 @@ public static class SimulatedAgents
                 samples.AddRange(arrived.Select(t => (t - t0) * 1000.0 / Stopwatch.Frequency));
             }
 
-            var queriesPerChange = storeQueries is null || done == 0 ? -1 : (await storeQueries(ct).ConfigureAwait(false) - queriesBefore) / done;
+            var queriesAfter = storeQueries is null || done == 0 ? null : await storeQueries(ct).ConfigureAwait(false);
+            var byOperation = queriesAfter is null
+                ? new Dictionary<string, double>()
+                : queriesAfter.Select(p => (p.Key, PerChange: (p.Value - queriesBefore!.GetValueOrDefault(p.Key)) / done)).Where(p => p.PerChange > 0)
+                    .ToDictionary(p => p.Key, p => BenchTiming.Round(p.PerChange, 1), StringComparer.Ordinal);
+            var queriesPerChange = queriesAfter is null ? -1 : (queriesAfter.Values.Sum() - queriesBefore!.Values.Sum()) / done;
             await stopStreams.CancelAsync().ConfigureAwait(false);
             try
             {
@@ -192,6 +197,7 @@ public static class SimulatedAgents
                 BenchTiming.Round(Percentile(sorted, 50), 2), BenchTiming.Round(Percentile(sorted, 99), 2), BenchTiming.Round(sorted.Length == 0 ? 0 : sorted[^1], 2))
             {
                 StoreQueriesPerChange = queriesPerChange < 0 ? -1 : BenchTiming.Round(queriesPerChange, 1),
+                StoreQueriesPerChangeByOperation = byOperation,
             };
         }
         finally

@@ -194,10 +194,10 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
             ct.ThrowIfCancellationRequested();
             try
             {
-                // Banned, evicted or revoked meanwhile: the stream ends. Shared: the node records are read once, after
-                // the wake, for every stream woken with this one.
-                var wokeAt = woke;
-                caller = await AuthenticateAsync(context, feed is null ? null : (id, t) => feed.NodeAsync(id, wokeAt, t)).ConfigureAwait(false);
+                // Banned, evicted or revoked meanwhile: the stream ends. Shared: the node records are read once per
+                // change (feed advance or node announcement) for every stream woken by it.
+                var freshness = feed?.Freshness() ?? default;
+                caller = await AuthenticateAsync(context, feed is null ? null : (id, t) => feed.NodeAsync(id, freshness, t)).ConfigureAwait(false);
             }
             catch (WritException)
             {

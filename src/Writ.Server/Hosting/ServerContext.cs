@@ -32,7 +32,7 @@ public sealed class ServerContext
         NodeAttestation = new NodeAttestationService(this, NodeAttestationService.ConfiguredRegistry(store, options, Oidc, time, logs), logs.CreateLogger<NodeAttestationService>());
         Posture = new NodePostureService(this, logs.CreateLogger<NodePostureService>());
         CiRefusals = new Ci.CiRefusals(this, logs.CreateLogger<Ci.CiRefusals>());
-        SyncFeed = new Sync.SyncFeed(store, time, logs.CreateLogger<Sync.SyncFeed>(), Stopping);
+        SyncFeed = new Sync.SyncFeed(store, time, logs.CreateLogger<Sync.SyncFeed>(), Stopping, Changes);
         _announcements = logs.CreateLogger<Sync.SyncFeed>();
         FederatedBundles = new Federation.FederatedBundleCache(store, Changes);
         BundleRefresher = new Federation.BundleRefresher(this, logs.CreateLogger<Federation.BundleRefresher>());

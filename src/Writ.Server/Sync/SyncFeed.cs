@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Writ.Protocol;
 using Writ.Server.Storage;
@@ -34,12 +33,16 @@ public sealed class SyncFeed
     private long _epoch;
     private Task? _loop;
 
+    private readonly ChangeSignal _nodeChanges;
     private NodeSnapshot? _nodes;
     private Task<NodeSnapshot>? _nodesReading;
+    private NodeFreshness _nodesReadingAt;
     private long _nodesReadingStarted;
 
-    public SyncFeed(IWritStore store, TimeProvider time, ILogger log, CancellationToken stopping)
+    /// <param name="nodeChanges">raised on node changes the revision does not carry (ban, eviction, drift; the server's <c>Changes</c>)</param>
+    public SyncFeed(IWritStore store, TimeProvider time, ILogger log, CancellationToken stopping, ChangeSignal? nodeChanges = null)
     {
+        _nodeChanges = nodeChanges ?? new ChangeSignal();
         _store = store;
         _time = time;
         _log = log;
@@ -254,37 +257,58 @@ public sealed class SyncFeed
     }
 
     /// <summary>
-    /// The node record as read after <paramref name="wokeTimestamp"/> (<see cref="Stopwatch.GetTimestamp"/>): every stream
-    /// woken by the same change shares one read of all nodes. Null: no such node (evicted).
+    /// How fresh a node read must be for a stream that just woke: every feed advance and every node announcement
+    /// (ban, eviction, drift: <c>nodeChanges</c>) it has seen. Take it after the wake, before <see cref="NodeAsync"/>.
     /// </summary>
-    public async Task<AttestedNode?> NodeAsync(string spiffeId, long wokeTimestamp, CancellationToken ct)
+    public NodeFreshness Freshness() => new(Advanced.Generation, _nodeChanges.Generation);
+
+    /// <summary>Store reads of the node records the feed made for the streams' re-authentication (tests).</summary>
+    public long NodeReads => Interlocked.Read(ref _nodeReads);
+
+    private long _nodeReads;
+
+    /// <summary>
+    /// The node record as read after the changes <paramref name="freshness"/> names: every stream woken by the same
+    /// change (or announcement) shares one read of all nodes, whenever it gets here, so the reads per change do not
+    /// grow with the number of streams. A read older than <see cref="NodeReadMaxAge"/> is not reused: a lost
+    /// announcement from another server (a ban) delays the stream's end by that much at most. Null: no such node
+    /// (evicted).
+    /// </summary>
+    public async Task<AttestedNode?> NodeAsync(string spiffeId, NodeFreshness freshness, CancellationToken ct)
     {
         Task<NodeSnapshot> reading;
+        var now = _time.GetTimestamp();
         lock (_lock)
         {
-            if (_nodes is { } s && s.Started >= wokeTimestamp)
+            if (_nodes is { } s && s.Covers(freshness) && _time.GetElapsedTime(s.Started, now) < NodeReadMaxAge)
                 return s.Nodes.GetValueOrDefault(spiffeId);
-            if (_nodesReading is { } r && _nodesReadingStarted >= wokeTimestamp)
+            if (_nodesReading is { } r && _nodesReadingAt.Covers(freshness) && _time.GetElapsedTime(_nodesReadingStarted, now) < NodeReadMaxAge)
             {
                 reading = r;
             }
             else
             {
-                var started = Stopwatch.GetTimestamp();
-                reading = ReadNodesAsync(started);
+                // The generations before the read: a change raised before this point has committed, so the read sees it.
+                var at = Freshness();
+                reading = ReadNodesAsync(at, now);
                 _nodesReading = reading;
-                _nodesReadingStarted = started;
+                _nodesReadingAt = at;
+                _nodesReadingStarted = now;
             }
         }
         var snapshot = await reading.WaitAsync(ct).ConfigureAwait(false);
         return snapshot.Nodes.GetValueOrDefault(spiffeId);
     }
 
-    private async Task<NodeSnapshot> ReadNodesAsync(long started)
+    /// <summary>How long one read of the node records may serve streams that woke for nothing newer.</summary>
+    public static readonly TimeSpan NodeReadMaxAge = TimeSpan.FromSeconds(5);
+
+    private async Task<NodeSnapshot> ReadNodesAsync(NodeFreshness at, long started)
     {
         await Task.Yield();   // outside the caller's lock
+        Interlocked.Increment(ref _nodeReads);
         var nodes = await _store.Nodes.ListAsync(_stopping).ConfigureAwait(false);
-        var snapshot = new NodeSnapshot(started, nodes.ToDictionary(n => n.SpiffeId, StringComparer.Ordinal));
+        var snapshot = new NodeSnapshot(at, started, nodes.ToDictionary(n => n.SpiffeId, StringComparer.Ordinal));
         lock (_lock)
         {
             if (_nodes is null || _nodes.Started < started)
@@ -293,7 +317,10 @@ public sealed class SyncFeed
         return snapshot;
     }
 
-    private sealed record NodeSnapshot(long Started, Dictionary<string, AttestedNode> Nodes);
+    private sealed record NodeSnapshot(NodeFreshness At, long Started, Dictionary<string, AttestedNode> Nodes)
+    {
+        public bool Covers(NodeFreshness f) => At.Covers(f);
+    }
 
     /// <summary>The changes of revisions (From, To], indexed by parent.</summary>
     private sealed class Batch
@@ -315,4 +342,11 @@ public sealed class SyncFeed
         public IReadOnlyList<RevocationRecord> Revocations { get; }
         public int Items { get; }
     }
+}
+
+/// <summary>The feed and node-announcement generations a stream has seen (<see cref="SyncFeed.Freshness"/>).</summary>
+public readonly record struct NodeFreshness(long Feed, long Nodes)
+{
+    /// <summary>True when a read taken at this point is fresh enough for a stream that has seen <paramref name="f"/>.</summary>
+    public bool Covers(NodeFreshness f) => Feed >= f.Feed && Nodes >= f.Nodes;
 }

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging.Abstractions;
+using Writ.Protocol;
 using Writ.Server.Storage;
 using Writ.Server.Sync;
 using static Writ.Server.Tests.Storage.Entries;
@@ -131,20 +132,32 @@ public sealed class SyncFeedTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Streams_woken_together_share_one_read_of_the_nodes()
+    public async Task Streams_woken_by_one_change_share_one_read_of_the_nodes_whenever_they_get_there()
     {
-        var feed = new SyncFeed(_store, TimeProvider.System, NullLogger.Instance, _stop.Token);
+        var nodeChanges = new ChangeSignal();
+        var feed = new SyncFeed(_store, TimeProvider.System, NullLogger.Instance, _stop.Token, nodeChanges);
         var node = new AttestedNode { SpiffeId = Parents[0], AttestationType = "join_token", SerialNumber = "01", ExpiresAt = DateTimeOffset.UtcNow.AddHours(1) };
         await _store.Nodes.CreateAsync(node, Ct);
-        var woke = System.Diagnostics.Stopwatch.GetTimestamp();
+        var woke = feed.Freshness();
         var all = await Task.WhenAll(Enumerable.Range(0, 50).Select(_ => feed.NodeAsync(Parents[0], woke, Ct)));
         Assert.All(all, n => Assert.Equal("01", n!.SerialNumber));
+        // Streams that get there one after another (each after writing its own update) still share the read.
+        for (var i = 0; i < 50; i++)
+            Assert.Equal("01", (await feed.NodeAsync(Parents[0], feed.Freshness(), Ct))!.SerialNumber);
         Assert.Null(await feed.NodeAsync(Parents[1], woke, Ct));
+        Assert.Equal(1, feed.NodeReads);
 
-        // After a later wake the node is read again: a ban made in between is seen.
+        // A ban announced after the read: the next stream to wake reads the nodes again and sees it.
         await _store.Nodes.UpdateAsync(node with { Banned = true }, Ct);
-        var later = System.Diagnostics.Stopwatch.GetTimestamp();
-        Assert.True((await feed.NodeAsync(Parents[0], later, Ct))!.Banned);
+        nodeChanges.Raise();
+        Assert.True((await feed.NodeAsync(Parents[0], feed.Freshness(), Ct))!.Banned);
+        Assert.Equal(2, feed.NodeReads);
+
+        // So does a change of the feed (a revocation, an entry): the ban lifted with a new revision is seen.
+        await _store.Nodes.UpdateAsync(node with { Banned = false }, Ct);
+        feed.Advanced.Raise();
+        Assert.False((await feed.NodeAsync(Parents[0], feed.Freshness(), Ct))!.Banned);
+        Assert.Equal(3, feed.NodeReads);
     }
 
     private static async Task WaitForAsync(Func<bool> condition)
