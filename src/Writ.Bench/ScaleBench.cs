@@ -19,8 +19,13 @@ namespace Writ.Bench;
 /// The server's <c>sync.fanout</c> modes the fleet is measured with, one fresh server each on the same store, side by
 /// side (issue #16): "shared" (one store read per change) and/or "per_stream" (each stream reads the store).
 /// </param>
+/// <param name="Servers">
+/// 1: the fleet and the entry changes use one server. 2 (PostgreSQL only): the fleet syncs with a second server process on
+/// the same store (its own data directory and CA) while the changes are made through the first, so each arrival crosses
+/// servers (issue #16: an entry created on server A reaching an agent on server B).
+/// </param>
 public sealed record ScaleOptions(int Entries, string Store, string? PostgresConnection, int SyncEntries, int Agents, int FanoutRounds,
-    TimeSpan? Seconds = null, IReadOnlyList<string>? FanoutModes = null)
+    TimeSpan? Seconds = null, IReadOnlyList<string>? FanoutModes = null, int Servers = 1)
 {
     public static readonly IReadOnlyList<string> AllFanoutModes = ["shared", "per_stream"];
 
@@ -81,6 +86,10 @@ public sealed record FleetFigures(
     /// </summary>
     [JsonPropertyName("store_queries_per_change")]
     public double StoreQueriesPerChange { get; init; } = -1;
+
+    /// <summary>Server processes in the run: 2 when the fleet synced with another server than the one the changes were made on.</summary>
+    [JsonPropertyName("servers")]
+    public int Servers { get; init; } = 1;
 
     /// <summary>The same, by store operation (the <c>operation</c> label), operations with none left out.</summary>
     [JsonPropertyName("store_queries_per_change_by_operation")]
@@ -192,12 +201,16 @@ public static class ScaleBench
                     ["WRIT_SERVER_METRICS_BIND"] = "127.0.0.1:0",
                 };
                 var second = await StartServerAsync(host, td, dataDir, modeEnv, ct).ConfigureAwait(false);
+                // --servers 2: the fleet's server, another process on the same store with its own data directory and CA.
+                var other = o.Servers > 1 ? await StartServerAsync(host, td, Path.Combine(dir, "server-b"), modeEnv, ct).ConfigureAwait(false) : null;
                 using (second.Process)
+                using (other?.Process)
                 {
                     try
                     {
                         using var admin = host.ConnectAdmin(adminSocket);
-                        var bundlePem = (await admin.CallAsync(s => s.GetBundleAsync(new GetBundleRequest(), cancellationToken: ct)).ConfigureAwait(false)).Pem;
+                        using var fleetAdmin = other is null ? null : host.ConnectAdmin(Path.Combine(dir, "server-b", "admin.sock"));
+                        var bundlePem = (await (fleetAdmin ?? admin).CallAsync(s => s.GetBundleAsync(new GetBundleRequest(), cancellationToken: ct)).ConfigureAwait(false)).Pem;
                         if (!TrustBundle.TryParsePem(td, bundlePem, out var bundle, out var bundleError))
                         {
                             throw new BenchFailedException($"the benchmark's server returned an unreadable bundle: {bundleError}");
@@ -210,22 +223,30 @@ public static class ScaleBench
                             sync = await SimulatedAgents.MeasureSyncAsync(second.AgentApi, td, bundle, syncToken, Math.Min(o.SyncEntries, created), ct).ConfigureAwait(false);
                             progress.WriteLine($"one agent synced {sync.Entries:N0} entries in {sync.FirstMs:N0} ms");
                         }
-                        progress.WriteLine($"sync.fanout {mode}: attesting {o.Agents:N0} agents");
+                        var fleetServer = other ?? second;
+                        progress.WriteLine($"sync.fanout {mode}: attesting {o.Agents:N0} agents" + (other is null ? "" : " to the second server; changes through the first"));
                         var current = await admin.CallAsync(s => s.GetEntryAsync(new GetEntryRequest { Id = fleetEntry.Id }, cancellationToken: ct)).ConfigureAwait(false);
-                        var fleet = await SimulatedAgents.MeasureFleetAsync(second.AgentApi, td, bundle, [.. fleetTokens.Skip(m * o.Agents).Take(o.Agents)], () => RssMb(second.Process),
+                        Func<CancellationToken, Task<IReadOnlyDictionary<string, double>>>? queries = second.Metrics is not { } metrics ? null
+                            : other is null ? token => StoreQueriesAsync(metrics, token)
+                            : other.Metrics is not { } otherMetrics ? null
+                            : async token => Sum(await StoreQueriesAsync(metrics, token).ConfigureAwait(false), await StoreQueriesAsync(otherMetrics, token).ConfigureAwait(false));
+                        var fleet = await SimulatedAgents.MeasureFleetAsync(fleetServer.AgentApi, td, bundle, [.. fleetTokens.Skip(m * o.Agents).Take(o.Agents)], () => RssMb(fleetServer.Process),
                             async (hint, token) =>
                             {
                                 var changed = current.Clone();
                                 changed.Hint = hint;
                                 current = await admin.CallAsync(s => s.UpdateEntryAsync(new UpdateEntryRequest { Entry = changed }, cancellationToken: token)).ConfigureAwait(false);
-                            }, o.FanoutRounds, o.Seconds, progress, ct,
-                            second.Metrics is { } metrics ? token => StoreQueriesAsync(metrics, token) : null).ConfigureAwait(false);
-                        fleets.Add(fleet with { Mode = mode });
+                            }, o.FanoutRounds, o.Seconds, progress, ct, queries).ConfigureAwait(false);
+                        fleets.Add(fleet with { Mode = mode, Servers = other is null ? 1 : 2 });
                         progress.WriteLine($"sync.fanout {mode}: p50 {fleet.FanoutP50Ms:N1} ms, p99 {fleet.FanoutP99Ms:N1} ms, {fleet.StoreQueriesPerChange:N1} store queries per change");
                     }
                     finally
                     {
                         Stop(second.Process);
+                        if (other is not null)
+                        {
+                            Stop(other.Process);
+                        }
                     }
                 }
             }
@@ -291,6 +312,16 @@ public static class ScaleBench
     private sealed record Started(Process Process, double Ms, string AgentApi, string? Metrics);
 
     private static readonly HttpClient MetricsClient = new() { Timeout = TimeSpan.FromSeconds(30) };
+
+    private static Dictionary<string, double> Sum(IReadOnlyDictionary<string, double> a, IReadOnlyDictionary<string, double> b)
+    {
+        var sum = new Dictionary<string, double>(a, StringComparer.Ordinal);
+        foreach (var (k, v) in b)
+        {
+            sum[k] = sum.GetValueOrDefault(k) + v;
+        }
+        return sum;
+    }
 
     /// <summary>The server's store round trips so far, by operation: writ_store_queries_total{operation} (Prometheus text).</summary>
     private static async Task<IReadOnlyDictionary<string, double>> StoreQueriesAsync(string metrics, CancellationToken ct)

@@ -239,12 +239,24 @@ public sealed class BenchTests
         var admin = Writ.Tests.Shared.TestPostgresGate.ConnectionString();
         var before = await BenchDatabasesAsync(admin);
         // The connection string through the environment, as a user keeping a password off the command line would.
-        var r = await Proc.RunAsync("dotnet", [Repo.WritDll, "bench", "scale", "--store", "postgres", .. TinyScale], timeout: Timeout,
+        // --servers 2: the fleets sync with a second server process on the same store while the changes go through the
+        // first, so every one of the 40 arrivals per fleet crossed servers (issue #16).
+        var r = await Proc.RunAsync("dotnet", [Repo.WritDll, "bench", "scale", "--store", "postgres", "--servers", "2", .. TinyScale], timeout: Timeout,
             env: new Dictionary<string, string?> { ["WRIT_BENCH_PG"] = admin });
         Assert.True(r.ExitCode == 0, r.ToString());
         using var doc = JsonDocument.Parse(r.Stdout);
         CheckScale(doc.RootElement, "postgres");
+        Assert.All(doc.RootElement.GetProperty("fleets").EnumerateArray(), f => Assert.Equal(2, f.GetProperty("servers").GetInt32()));
+        Assert.Contains("to the second server; changes through the first", r.Stderr, StringComparison.Ordinal);
         Assert.Equal(before, await BenchDatabasesAsync(admin));   // nothing left behind
+    }
+
+    [Fact]
+    public async Task Scale_with_two_servers_on_sqlite_is_refused_with_what_to_do()
+    {
+        var r = await Proc.RunAsync("dotnet", [Repo.WritDll, "bench", "scale", "--servers", "2", .. TinyScale], timeout: Timeout);
+        Assert.NotEqual(0, r.ExitCode);
+        Assert.Contains("--servers 2 needs --store postgres", r.Stderr, StringComparison.Ordinal);
     }
 
     private static async Task<string[]> BenchDatabasesAsync(string connection)

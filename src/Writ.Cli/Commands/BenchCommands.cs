@@ -42,6 +42,7 @@ public static class BenchCommands
                 new("agents", "simulated agents connected at once (default 1000)", "N"),
                 new("fanout-rounds", "entry changes whose arrival at every agent is timed (default 5)", "N"),
                 new("fanout", "the server's sync.fanout modes to measure the fleet with, side by side, one fresh server and fleet each (default shared,per_stream)", "MODE,MODE"),
+                new("servers", "1 (default), or 2 with --store postgres: the fleet syncs with a second server on the same store and the changes are made through the first (cross-server fan-out)", "N"),
                 SecondsBound,
                 OutputOpt,
             ], ScaleAsync),
@@ -352,10 +353,15 @@ public static class BenchCommands
         {
             throw new UsageException($"--fanout '{a.Get("fanout")}' is not a list of distinct sync.fanout modes: use shared, per_stream or shared,per_stream");
         }
+        var servers = ParseCount(a, "servers", 1, 1, 2);
+        if (servers > 1 && store != "postgres")
+        {
+            throw new UsageException("--servers 2 needs --store postgres: several servers share one store only on PostgreSQL");
+        }
         CheckOutput(a);
         // Progress goes to stderr in both formats: a 1M-entry run takes minutes, and stdout keeps only the result.
         var bound = ParseSecondsBound(a);
-        var r = await ScaleBench.RunAsync(new ScaleOptions(entries, store, store == "postgres" ? pg : null, syncEntries, agents, rounds, bound, modes),
+        var r = await ScaleBench.RunAsync(new ScaleOptions(entries, store, store == "postgres" ? pg : null, syncEntries, agents, rounds, bound, modes, servers),
             Host, ctx.Error, ctx.Cancellation).ConfigureAwait(false);
         if (a.JsonOutput)
         {
@@ -378,7 +384,7 @@ public static class BenchCommands
             [$"server resident memory with {F(r.Fleet.Agents)} agents connected (MiB)", F(r.Fleet.ServerRssMb, "N1")],
             .. r.Fleets.SelectMany(f => new string[][]
             {
-                [$"sync.fanout {f.Mode}: one entry change reaching all {F(f.Agents)}: p50 / p99 / max (ms, {f.FanoutRounds} rounds)",
+                [$"sync.fanout {f.Mode}: one entry change reaching all {F(f.Agents)}" + (f.Servers > 1 ? " on another server" : "") + $": p50 / p99 / max (ms, {f.FanoutRounds} rounds)",
                     $"{F(f.FanoutP50Ms, "N1")} / {F(f.FanoutP99Ms, "N1")} / {F(f.FanoutMaxMs, "N1")}"],
                 [$"sync.fanout {f.Mode}: store queries per change (writ_store_queries_total)", F(f.StoreQueriesPerChange, "N1")],
             }),

@@ -134,6 +134,9 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         string? recheckSent = null;
         ActivePolicy? policySent = null;
         long federatedSent = -1;
+        // Shared: the stream's certificate chain is verified again only when the bundle moved, the certificate nears its
+        // end, or a minute passed; the node, ban and revocation checks run on every wake.
+        var certificateCheck = new StreamCertificateCheck();
         while (!ct.IsCancellationRequested)
         {
             var generation = server.Changes.Generation;
@@ -197,7 +200,7 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
                 // Banned, evicted or revoked meanwhile: the stream ends. Shared: the node records are read once per
                 // change (feed advance or node announcement) for every stream woken by it.
                 var freshness = feed?.Freshness() ?? default;
-                caller = await AuthenticateAsync(context, feed is null ? null : (id, t) => feed.NodeAsync(id, freshness, t)).ConfigureAwait(false);
+                caller = await AuthenticateAsync(context, feed is null ? null : (id, t) => feed.NodeAsync(id, freshness, t), feed is null ? null : certificateCheck).ConfigureAwait(false);
             }
             catch (WritException)
             {
@@ -400,7 +403,8 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
     }
 
     /// <param name="nodeLookup">How to read the agent's node record (the shared sync feed's snapshot); null: from the store.</param>
-    private async Task<AgentCaller> AuthenticateAsync(ServerCallContext context, Func<string, CancellationToken, Task<AttestedNode?>>? nodeLookup = null)
+    private async Task<AgentCaller> AuthenticateAsync(ServerCallContext context, Func<string, CancellationToken, Task<AttestedNode?>>? nodeLookup = null,
+        StreamCertificateCheck? streamCheck = null)
     {
         var http = context.GetHttpContext();
         var cert = http.Connection.ClientCertificate;
@@ -408,12 +412,23 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         {
             throw Refuse(context, AgentApiErrors.NoCertificate, WritErrorKind.Unauthenticated, "this call needs the agent's SVID as TLS client certificate: attest with a join token first");
         }
-        var validation = X509SvidValidator.Validate([cert, .. server.Ca.Intermediates], server.Ca.Bundle, server.Time.GetUtcNow());
-        if (!validation.IsValid || validation.Id is null)
+        var now = server.Time.GetUtcNow();
+        var bundleSequence = server.Ca.BundleSequence;
+        SpiffeId id;
+        if (streamCheck?.StillValid(bundleSequence, now) is { } checkedId)
         {
-            throw Refuse(context, AgentApiErrors.CertificateRefused, WritErrorKind.Unauthenticated, $"the agent certificate was refused: {validation.Error}");
+            id = checkedId;   // the same certificate, verified against this very bundle less than a minute ago
         }
-        var id = validation.Id;
+        else
+        {
+            var validation = X509SvidValidator.Validate([cert, .. server.Ca.Intermediates], server.Ca.Bundle, now);
+            if (!validation.IsValid || validation.Id is null)
+            {
+                throw Refuse(context, AgentApiErrors.CertificateRefused, WritErrorKind.Unauthenticated, $"the agent certificate was refused: {validation.Error}");
+            }
+            id = validation.Id;
+            streamCheck?.Validated(id, bundleSequence, now, cert.NotAfter.ToUniversalTime());
+        }
         if (!id.Path.StartsWith(AgentPathPrefix, StringComparison.Ordinal))
         {
             var refusal = Refuse(context, AgentApiErrors.NotAnAgent, WritErrorKind.PermissionDenied, $"{id} is not an agent identity");
@@ -481,4 +496,29 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
 
     /// <summary>Join tokens are stored only as SHA-256 hashes; the secret itself is never written.</summary>
     public static byte[] HashToken(string token) => JoinTokenNodeAttestor.HashToken(token);
+}
+
+/// <summary>
+/// One Sync stream's last verification of its agent's certificate chain: reused while the trust bundle is the same, the
+/// certificate is unexpired and less than <see cref="MaxAge"/> has passed, so a change fanned out to many streams does
+/// not verify every stream's chain again (issue #16).
+/// </summary>
+internal sealed class StreamCertificateCheck
+{
+    public static readonly TimeSpan MaxAge = TimeSpan.FromMinutes(1);
+
+    private SpiffeId? _id;
+    private long _bundleSequence = -1;
+    private DateTimeOffset _until;
+
+    public SpiffeId? StillValid(long bundleSequence, DateTimeOffset now) =>
+        _id is not null && bundleSequence == _bundleSequence && now < _until ? _id : null;
+
+    public void Validated(SpiffeId id, long bundleSequence, DateTimeOffset now, DateTime notAfterUtc)
+    {
+        _id = id;
+        _bundleSequence = bundleSequence;
+        var notAfter = new DateTimeOffset(notAfterUtc, TimeSpan.Zero);
+        _until = now + MaxAge < notAfter ? now + MaxAge : notAfter;
+    }
 }
