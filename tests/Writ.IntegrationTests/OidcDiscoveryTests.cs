@@ -86,6 +86,19 @@ public sealed class OidcDiscoveryTests
             var body = await keys.Content.ReadAsStringAsync(TestContext.Current.CancellationToken);
             Assert.DoesNotContain("x5c", body, StringComparison.Ordinal);
             Assert.Contains("\"use\": \"sig\"", body, StringComparison.Ordinal);
+            // A cache holding this JWKS asks with its ETag and gets 304 without a body; a stale or forged tag gets the keys.
+            var etag = keys.Headers.ETag;
+            Assert.NotNull(etag);
+            using var revalidate = new HttpRequestMessage(HttpMethod.Get, new Uri(issuer + "/keys"));
+            revalidate.Headers.IfNoneMatch.Add(etag);
+            using var notModified = await http.SendAsync(revalidate, TestContext.Current.CancellationToken);
+            Assert.Equal(HttpStatusCode.NotModified, notModified.StatusCode);
+            Assert.Empty(await notModified.Content.ReadAsByteArrayAsync(TestContext.Current.CancellationToken));
+            using var stale = new HttpRequestMessage(HttpMethod.Get, new Uri(issuer + "/keys"));
+            stale.Headers.IfNoneMatch.Add(new System.Net.Http.Headers.EntityTagHeaderValue("\"not-the-keys\""));
+            using var full = await http.SendAsync(stale, TestContext.Current.CancellationToken);
+            Assert.Equal(HttpStatusCode.OK, full.StatusCode);
+            Assert.Equal(body, await full.Content.ReadAsStringAsync(TestContext.Current.CancellationToken));
         }
         using (var other = await http.GetAsync(new Uri(issuer + "/"), TestContext.Current.CancellationToken))
         {
