@@ -8,6 +8,25 @@ public sealed class ChangeSignal
 {
     private TaskCompletionSource _next = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _generation;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<object, Action> _subscribers = new();
+
+    /// <summary>
+    /// Calls <paramref name="onRaise"/> after every <see cref="Raise"/> until the subscription is disposed. For many
+    /// long-lived waiters (a server's sync streams): each has its own wake-up instead of one more continuation on a task
+    /// that thousands share, whose registration and removal contend on one lock. Keep the callback short and non-blocking.
+    /// </summary>
+    public IDisposable Subscribe(Action onRaise)
+    {
+        ArgumentNullException.ThrowIfNull(onRaise);
+        var key = new object();
+        _subscribers[key] = onRaise;
+        return new Subscription(this, key);
+    }
+
+    private sealed class Subscription(ChangeSignal signal, object key) : IDisposable
+    {
+        public void Dispose() => signal._subscribers.TryRemove(key, out _);
+    }
 
     public long Generation => Interlocked.Read(ref _generation);
 
@@ -28,5 +47,9 @@ public sealed class ChangeSignal
         Interlocked.Increment(ref _generation);
         var old = Interlocked.Exchange(ref _next, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
         old.TrySetResult();
+        foreach (var onRaise in _subscribers.Values)
+        {
+            onRaise();
+        }
     }
 }

@@ -49,9 +49,10 @@ public sealed partial class AgentApi
     }
 
     /// <summary>Completes when the CRL should be re-signed (half its validity), so agents get the fresh one before nextUpdate.</summary>
-    private Task CrlRefreshDueAsync(CrlSnapshot crl, CancellationToken ct)
+    /// <summary>How long until the CRL a stream sent must be re-signed (half its validity), at least a second.</summary>
+    private TimeSpan CrlRefreshDue(CrlSnapshot crl)
     {
         var due = crl.ThisUpdate + (RevocationService.CrlValidity / 2) - server.Time.GetUtcNow();
-        return Task.Delay(due > TimeSpan.FromSeconds(1) ? due : TimeSpan.FromSeconds(1), server.Time, ct);
+        return due > TimeSpan.FromSeconds(1) ? due : TimeSpan.FromSeconds(1);
     }
 }

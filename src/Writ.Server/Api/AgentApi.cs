@@ -137,13 +137,25 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         // Shared: the stream's certificate chain is verified again only when the bundle moved, the certificate nears its
         // end, or a minute passed; the node, ban and revocation checks run on every wake.
         var certificateCheck = new StreamCertificateCheck();
+        // The stream's own wake-up, poked by every signal it follows and by the CRL's refresh time: a thousand streams
+        // waiting on one shared task would contend on its continuation list at every change (issue #16 fan-out).
+        var wake = System.Threading.Channels.Channel.CreateBounded<bool>(new System.Threading.Channels.BoundedChannelOptions(1)
+        {
+            FullMode = System.Threading.Channels.BoundedChannelFullMode.DropWrite, SingleReader = true,
+        });
+        void Poke() => wake.Writer.TryWrite(true);
+        using var onFeed = feed?.Advanced.Subscribe(Poke);
+        using var onChanges = server.Changes.Subscribe(Poke);
+        using var onRecheck = recheckSignal.Subscribe(Poke);
+        using var onActivated = server.Policy.Activated.Subscribe(Poke);
+        using var onPushed = server.PolicyChanged.Subscribe(Poke);
+        using var crlDue = server.Time.CreateTimer(_ => Poke(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        Revocation.CrlSnapshot? crlTimed = null;
+        var crlDueAt = DateTimeOffset.MinValue;
         while (!ct.IsCancellationRequested)
         {
-            var generation = server.Changes.Generation;
-            var recheckGeneration = recheckSignal.Generation;
-            var policyGeneration = server.Policy.Activated.Generation;
-            var pushedGeneration = server.PolicyChanged.Generation;
-            var feedGeneration = feed?.Advanced.Generation ?? 0;
+            // Drained before anything is read: a signal raised from here on wakes the wait below at once.
+            wake.Reader.TryRead(out _);
             // The call policy (request-time decisions): in the first update, then whenever another version becomes active.
             var policy = await server.Policy.CurrentAsync(ct).ConfigureAwait(false);
             var callPolicy = ReferenceEquals(policy, policySent) ? null : CallPolicyOf(policy);
@@ -184,15 +196,24 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
                 recheckSent = recheck.Id;
             }
 
-            using var wake = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            await Task.WhenAny(
-                feed is null ? server.Store.Entries.WaitForChangeAsync(changes.Revision, wake.Token) : feed.Advanced.WaitAsync(feedGeneration, wake.Token),
-                server.Changes.WaitAsync(generation, wake.Token),
-                recheckSignal.WaitAsync(recheckGeneration, wake.Token),
-                server.Policy.Activated.WaitAsync(policyGeneration, wake.Token),
-                server.PolicyChanged.WaitAsync(pushedGeneration, wake.Token),
-                CrlRefreshDueAsync(crl, wake.Token)).ConfigureAwait(false);
-            await wake.CancelAsync().ConfigureAwait(false);
+            if (!ReferenceEquals(crl, crlTimed) || server.Time.GetUtcNow() >= crlDueAt)
+            {
+                // A new CRL, or the time to re-sign this one came (and went, if it was not re-signed yet: again in a second).
+                var due = CrlRefreshDue(crl);
+                crlDue.Change(due, Timeout.InfiniteTimeSpan);
+                (crlTimed, crlDueAt) = (crl, server.Time.GetUtcNow() + due);
+            }
+            if (feed is null)
+            {
+                // per_stream: the store's own revision watch as well.
+                using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                await Task.WhenAny(server.Store.Entries.WaitForChangeAsync(changes.Revision, stop.Token), wake.Reader.WaitToReadAsync(stop.Token).AsTask()).ConfigureAwait(false);
+                await stop.CancelAsync().ConfigureAwait(false);
+            }
+            else
+            {
+                await wake.Reader.WaitToReadAsync(ct).ConfigureAwait(false);
+            }
             woke = System.Diagnostics.Stopwatch.GetTimestamp();
             ct.ThrowIfCancellationRequested();
             try

@@ -26,11 +26,9 @@ public sealed class SyncFeed
     private readonly ILogger _log;
     private readonly CancellationToken _stopping;
     private readonly Lock _lock = new();
-    private readonly List<Batch> _batches = [];
-    private int _items;
-    private long _windowStart = -1;
-    private long _head = -1;
-    private long _epoch;
+    // The window, replaced whole on every change (copy-on-write, at most MaxBatches references): the streams slice it
+    // without a lock, so a thousand of them woken together do not queue on one.
+    private Window _window = Window.Empty;
     private Task? _loop;
 
     private readonly ChangeSignal _nodeChanges;
@@ -57,13 +55,12 @@ public sealed class SyncFeed
     {
         get
         {
-            lock (_lock)
-                return _head;
+            return Volatile.Read(ref _window).Head;
         }
     }
 
     /// <summary>Moves when the store went backwards (a restored database): streams that saw an older epoch read the store.</summary>
-    public long Epoch => Interlocked.Read(ref _epoch);
+    public long Epoch => Volatile.Read(ref _window).Epoch;
 
     /// <summary>How many store reads of changes the feed made (tests and the bench: one per change, whatever the number of streams).</summary>
     public long Reads => Interlocked.Read(ref _reads);
@@ -89,9 +86,7 @@ public sealed class SyncFeed
         {
             try
             {
-                long head;
-                lock (_lock)
-                    head = _head;
+                var head = Volatile.Read(ref _window).Head;
                 if (head < 0)
                 {
                     var start = await _store.Entries.CurrentRevisionAsync(ct).ConfigureAwait(false);
@@ -153,12 +148,8 @@ public sealed class SyncFeed
     {
         lock (_lock)
         {
-            _batches.Clear();
-            _items = 0;
-            _windowStart = revision;
-            _head = revision;
-            if (backwards)
-                Interlocked.Increment(ref _epoch);
+            var epoch = backwards ? Volatile.Read(ref _window).Epoch + 1 : Volatile.Read(ref _window).Epoch;
+            Volatile.Write(ref _window, new Window(revision, revision, [], 0, epoch));
         }
         Advanced.Raise();
     }
@@ -167,15 +158,19 @@ public sealed class SyncFeed
     {
         lock (_lock)
         {
-            _batches.Add(batch);
-            _items += batch.Items;
-            _head = batch.To;
-            while (_batches.Count > 1 && (_batches.Count > MaxBatches || _items > MaxItems))
+            var w = Volatile.Read(ref _window);
+            var batches = new List<Batch>(w.Batches.Length + 1);
+            batches.AddRange(w.Batches);
+            batches.Add(batch);
+            var items = w.Items + batch.Items;
+            var drop = 0;
+            while (batches.Count - drop > 1 && (batches.Count - drop > MaxBatches || items > MaxItems))
             {
-                _items -= _batches[0].Items;
-                _batches.RemoveAt(0);
-                _windowStart = _batches[0].From;
+                items -= batches[drop].Items;
+                drop++;
             }
+            var kept = batches.Skip(drop).ToArray();
+            Volatile.Write(ref _window, new Window(drop > 0 ? kept[0].From : w.Start, batch.To, kept, items, w.Epoch));
         }
         Advanced.Raise();
     }
@@ -193,15 +188,15 @@ public sealed class SyncFeed
         changes = new EntryChanges(since, [], []);
         revocations = [];
         cursor = revocationCursor;
-        lock (_lock)
+        var w = Volatile.Read(ref _window);
         {
-            if (_head < 0 || epoch != Epoch || since < _windowStart || revocationCursor < _windowStart)
+            if (w.Head < 0 || epoch != w.Epoch || since < w.Start || revocationCursor < w.Start)
                 return false;
-            if (since >= _head && revocationCursor >= _head)
+            if (since >= w.Head && revocationCursor >= w.Head)
                 return true;   // nothing newer yet (a stream that read the store itself may be ahead of the feed)
             Dictionary<string, RegistrationEntry?>? state = null;
             List<RevocationRecord>? revoked = null;
-            foreach (var b in _batches)
+            foreach (var b in w.Batches)
             {
                 if (b.To <= Math.Min(since, revocationCursor))
                     continue;
@@ -239,7 +234,7 @@ public sealed class SyncFeed
                         (revoked ??= []).Add(r);
                 }
             }
-            var head = Math.Max(_head, since);
+            var head = Math.Max(w.Head, since);
             if (state is not null)
             {
                 changes = new EntryChanges(head,
@@ -251,16 +246,17 @@ public sealed class SyncFeed
                 changes = new EntryChanges(head, [], []);
             }
             revocations = revoked ?? [];
-            cursor = Math.Max(revocationCursor, _head);
+            cursor = Math.Max(revocationCursor, w.Head);
             return true;
         }
     }
 
     /// <summary>
-    /// How fresh a node read must be for a stream that just woke: every feed advance and every node announcement
-    /// (ban, eviction, drift: <c>nodeChanges</c>) it has seen. Take it after the wake, before <see cref="NodeAsync"/>.
+    /// How fresh a node read must be for a stream that just woke: every node announcement (ban, eviction, drift,
+    /// readmission: <c>nodeChanges</c>, raised here and on NOTIFY from the other servers) it has seen. Take it after the
+    /// wake, before <see cref="NodeAsync"/>.
     /// </summary>
-    public NodeFreshness Freshness() => new(Advanced.Generation, _nodeChanges.Generation);
+    public NodeFreshness Freshness() => new(_nodeChanges.Generation);
 
     /// <summary>Store reads of the node records the feed made for the streams' re-authentication (tests).</summary>
     public long NodeReads => Interlocked.Read(ref _nodeReads);
@@ -268,58 +264,79 @@ public sealed class SyncFeed
     private long _nodeReads;
 
     /// <summary>
-    /// The node record as read after the changes <paramref name="freshness"/> names: every stream woken by the same
-    /// change (or announcement) shares one read of all nodes, whenever it gets here, so the reads per change do not
-    /// grow with the number of streams. A read older than <see cref="NodeReadMaxAge"/> is not reused: a lost
-    /// announcement from another server (a ban) delays the stream's end by that much at most. Null: no such node
-    /// (evicted).
+    /// The node record for a stream's re-authentication after a wake. One read of all nodes serves every stream until a
+    /// node announcement (<paramref name="freshness"/>) asks for a newer one, or until it is <see cref="NodeReadMaxAge"/>
+    /// old; past half that age it is refreshed in the background, so an entry change reaches its streams without a node
+    /// read on their path, and the reads do not grow with the number of streams. A ban whose announcement is lost (a
+    /// dropped listening connection on another server) is seen within <see cref="NodeReadMaxAge"/>; the agent's revoked
+    /// credentials are checked on every wake anyway. Null: no such node (evicted).
     /// </summary>
     public async Task<AttestedNode?> NodeAsync(string spiffeId, NodeFreshness freshness, CancellationToken ct)
     {
         Task<NodeSnapshot> reading;
         var now = _time.GetTimestamp();
+        // The common case without the lock: a fresh enough read that is not yet due for a refresh.
+        if (Volatile.Read(ref _nodes) is { } fresh && fresh.At.Covers(freshness) && _time.GetElapsedTime(fresh.Started, now) < NodeReadMaxAge / 2)
+            return fresh.Nodes.GetValueOrDefault(spiffeId);
         lock (_lock)
         {
-            if (_nodes is { } s && s.Covers(freshness) && _time.GetElapsedTime(s.Started, now) < NodeReadMaxAge)
-                return s.Nodes.GetValueOrDefault(spiffeId);
-            if (_nodesReading is { } r && _nodesReadingAt.Covers(freshness) && _time.GetElapsedTime(_nodesReadingStarted, now) < NodeReadMaxAge)
+            if (_nodes is { } s && s.At.Covers(freshness))
             {
-                reading = r;
+                var age = _time.GetElapsedTime(s.Started, now);
+                if (age < NodeReadMaxAge)
+                {
+                    if (age >= NodeReadMaxAge / 2 && !ReadingCoversLocked(freshness, now))
+                        ObserveBackground(StartReadLocked(now));   // ahead of time, off the streams' path
+                    return s.Nodes.GetValueOrDefault(spiffeId);
+                }
             }
-            else
-            {
-                // The generations before the read: a change raised before this point has committed, so the read sees it.
-                var at = Freshness();
-                reading = ReadNodesAsync(at, now);
-                _nodesReading = reading;
-                _nodesReadingAt = at;
-                _nodesReadingStarted = now;
-            }
+            reading = ReadingCoversLocked(freshness, now) ? _nodesReading! : StartReadLocked(now);
         }
         var snapshot = await reading.WaitAsync(ct).ConfigureAwait(false);
         return snapshot.Nodes.GetValueOrDefault(spiffeId);
     }
 
-    /// <summary>How long one read of the node records may serve streams that woke for nothing newer.</summary>
+    /// <summary>How long one read of the node records may serve the streams when no node announcement came.</summary>
     public static readonly TimeSpan NodeReadMaxAge = TimeSpan.FromSeconds(5);
+
+    // A read still under way that will do (a finished one is in _nodes already, or was superseded by a newer one).
+    private bool ReadingCoversLocked(NodeFreshness freshness, long now) =>
+        _nodesReading is { IsCompleted: false } && _nodesReadingAt.Covers(freshness) && _time.GetElapsedTime(_nodesReadingStarted, now) < NodeReadMaxAge;
+
+    private Task<NodeSnapshot> StartReadLocked(long now)
+    {
+        // The generation before the read: an announcement raised before this point is of a committed change the read sees.
+        var at = Freshness();
+        var reading = ReadNodesAsync(at, now);
+        _nodesReading = reading;
+        _nodesReadingAt = at;
+        _nodesReadingStarted = now;
+        return reading;
+    }
+
+    private static void ObserveBackground(Task reading) =>
+        _ = reading.ContinueWith(t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
 
     private async Task<NodeSnapshot> ReadNodesAsync(NodeFreshness at, long started)
     {
         await Task.Yield();   // outside the caller's lock
-        Interlocked.Increment(ref _nodeReads);
+        var order = Interlocked.Increment(ref _nodeReads);
         var nodes = await _store.Nodes.ListAsync(_stopping).ConfigureAwait(false);
-        var snapshot = new NodeSnapshot(at, started, nodes.ToDictionary(n => n.SpiffeId, StringComparer.Ordinal));
+        var snapshot = new NodeSnapshot(at, started, order, nodes.ToDictionary(n => n.SpiffeId, StringComparer.Ordinal));
         lock (_lock)
         {
-            if (_nodes is null || _nodes.Started < started)
-                _nodes = snapshot;
+            if (_nodes is null || _nodes.Order < order)
+                Volatile.Write(ref _nodes, snapshot);   // reads that finish out of order: the later-started one wins
         }
         return snapshot;
     }
 
-    private sealed record NodeSnapshot(NodeFreshness At, long Started, Dictionary<string, AttestedNode> Nodes)
+    private sealed record NodeSnapshot(NodeFreshness At, long Started, long Order, Dictionary<string, AttestedNode> Nodes);
+
+    /// <summary>The batches kept, revisions (Start, Head]; Head -1 before the first read.</summary>
+    private sealed record Window(long Start, long Head, Batch[] Batches, int Items, long Epoch)
     {
-        public bool Covers(NodeFreshness f) => At.Covers(f);
+        public static readonly Window Empty = new(-1, -1, [], 0, 0);
     }
 
     /// <summary>The changes of revisions (From, To], indexed by parent.</summary>
@@ -344,9 +361,9 @@ public sealed class SyncFeed
     }
 }
 
-/// <summary>The feed and node-announcement generations a stream has seen (<see cref="SyncFeed.Freshness"/>).</summary>
-public readonly record struct NodeFreshness(long Feed, long Nodes)
+/// <summary>The node-announcement generation a stream has seen (<see cref="SyncFeed.Freshness"/>).</summary>
+public readonly record struct NodeFreshness(long Nodes)
 {
     /// <summary>True when a read taken at this point is fresh enough for a stream that has seen <paramref name="f"/>.</summary>
-    public bool Covers(NodeFreshness f) => Feed >= f.Feed && Nodes >= f.Nodes;
+    public bool Covers(NodeFreshness f) => Nodes >= f.Nodes;
 }

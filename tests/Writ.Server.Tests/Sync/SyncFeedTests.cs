@@ -132,18 +132,23 @@ public sealed class SyncFeedTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Streams_woken_by_one_change_share_one_read_of_the_nodes_whenever_they_get_there()
+    public async Task Streams_share_one_read_of_the_nodes_until_a_node_announcement_or_its_age_asks_for_another()
     {
         var nodeChanges = new ChangeSignal();
-        var feed = new SyncFeed(_store, TimeProvider.System, NullLogger.Instance, _stop.Token, nodeChanges);
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        var feed = new SyncFeed(_store, time, NullLogger.Instance, _stop.Token, nodeChanges);
         var node = new AttestedNode { SpiffeId = Parents[0], AttestationType = "join_token", SerialNumber = "01", ExpiresAt = DateTimeOffset.UtcNow.AddHours(1) };
         await _store.Nodes.CreateAsync(node, Ct);
         var woke = feed.Freshness();
         var all = await Task.WhenAll(Enumerable.Range(0, 50).Select(_ => feed.NodeAsync(Parents[0], woke, Ct)));
         Assert.All(all, n => Assert.Equal("01", n!.SerialNumber));
-        // Streams that get there one after another (each after writing its own update) still share the read.
+        // Streams that get there one after another (each after writing its own update), and the entry changes that woke
+        // them, share the read.
         for (var i = 0; i < 50; i++)
+        {
+            feed.Advanced.Raise();
             Assert.Equal("01", (await feed.NodeAsync(Parents[0], feed.Freshness(), Ct))!.SerialNumber);
+        }
         Assert.Null(await feed.NodeAsync(Parents[1], woke, Ct));
         Assert.Equal(1, feed.NodeReads);
 
@@ -153,11 +158,23 @@ public sealed class SyncFeedTests : IAsyncLifetime
         Assert.True((await feed.NodeAsync(Parents[0], feed.Freshness(), Ct))!.Banned);
         Assert.Equal(2, feed.NodeReads);
 
-        // So does a change of the feed (a revocation, an entry): the ban lifted with a new revision is seen.
+        // A change whose announcement was lost (another server's NOTIFY): seen once the read is too old to be reused.
         await _store.Nodes.UpdateAsync(node with { Banned = false }, Ct);
-        feed.Advanced.Raise();
+        Assert.True((await feed.NodeAsync(Parents[0], feed.Freshness(), Ct))!.Banned);
+        time.Advance(SyncFeed.NodeReadMaxAge);
         Assert.False((await feed.NodeAsync(Parents[0], feed.Freshness(), Ct))!.Banned);
         Assert.Equal(3, feed.NodeReads);
+
+        // Past half that age a stream still gets the read it has, and a refresh starts behind it.
+        await _store.Nodes.UpdateAsync(node with { Banned = true }, Ct);
+        time.Advance(SyncFeed.NodeReadMaxAge / 2);
+        Assert.False((await feed.NodeAsync(Parents[0], feed.Freshness(), Ct))!.Banned);
+        await WaitForAsync(() => feed.NodeReads == 4);
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        deadline.CancelAfter(TimeSpan.FromSeconds(30));
+        while (!(await feed.NodeAsync(Parents[0], feed.Freshness(), Ct))!.Banned)
+            await Task.Delay(10, deadline.Token);
+        Assert.Equal(4, feed.NodeReads);
     }
 
     private static async Task WaitForAsync(Func<bool> condition)
