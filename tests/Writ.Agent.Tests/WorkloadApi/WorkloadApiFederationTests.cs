@@ -238,6 +238,64 @@ public sealed class WorkloadApiFederationTests : IDisposable
         Assert.Equal((StatusCode.Unavailable, WorkloadApiService.NoFederatedBundleCode), (missing.StatusCode, WritStatus.Read(missing).Code));
     }
 
+    /// <summary>
+    /// Envoy SDS through the agent's running service (a real Unix socket, this process as the Envoy): the roots of a
+    /// domain the caller's entry federates with are served by trust domain ID and within "ALL"; a domain it does not
+    /// federate with is refused by name and absent from "ALL", though the agent holds its bundle; a new foreign bundle
+    /// is pushed as a new version.
+    /// </summary>
+    [Fact]
+    public async Task Envoy_sds_serves_the_roots_of_federated_domains_only_to_callers_that_federate_with_them()
+    {
+        await using var sds = await Writ.Agent.Tests.Sds.SdsHost.StartAsync();
+        Push(sds.Rig.State, [Federating("web", "b.test", OwnUid)], _b.Pushed(), _c.Pushed());
+        using var call = sds.Client.StreamSecrets(cancellationToken: Ct);
+        var request = new Envoy.Service.Discovery.V3.DiscoveryRequest { TypeUrl = Writ.Agent.Sds.SdsSecrets.SecretTypeUrl };
+        request.ResourceNames.AddRange(["spiffe://b.test", "ALL"]);
+        await call.RequestStream.WriteAsync(request, Ct);
+        var first = await NextAsync(call);
+        var secrets = first.Resources.Select(a => a.Unpack<Envoy.Extensions.TransportSockets.Tls.V3.Secret>()).ToDictionary(x => x.Name, StringComparer.Ordinal);
+        Assert.Equal([_b.Certificate.Thumbprint], Roots(secrets["spiffe://b.test"]));
+        var all = Roots(secrets["ALL"]);
+        Assert.Contains(_b.Certificate.Thumbprint, all);
+        Assert.DoesNotContain(_c.Certificate.Thumbprint, all);   // held by the agent, not this caller's to trust
+
+        // The attacker's ask: a domain its entries do not federate with.
+        using var other = sds.Client.StreamSecrets(cancellationToken: Ct);
+        var forC = new Envoy.Service.Discovery.V3.DiscoveryRequest { TypeUrl = Writ.Agent.Sds.SdsSecrets.SecretTypeUrl };
+        forC.ResourceNames.Add("spiffe://c.test");
+        await other.RequestStream.WriteAsync(forC, Ct);
+        var refused = await Assert.ThrowsAsync<RpcException>(async () => await NextAsync(other));
+        Assert.Contains("spiffe://c.test", refused.Status.Detail, StringComparison.Ordinal);
+
+        // B rotates its root: the open stream gets the new one as the next version.
+        using var b2 = new ForeignCa("b.test");
+        var ack = new Envoy.Service.Discovery.V3.DiscoveryRequest { TypeUrl = request.TypeUrl, VersionInfo = first.VersionInfo, ResponseNonce = first.Nonce };
+        ack.ResourceNames.AddRange(request.ResourceNames);
+        await call.RequestStream.WriteAsync(ack, Ct);
+        sds.Rig.State.Apply(Set(sds.Rig.State.Current.Revision + 1, reset: false, pageEnd: true, b2.Pushed(), _c.Pushed()), Own);
+        var second = await NextAsync(call);
+        Assert.NotEqual(first.VersionInfo, second.VersionInfo);
+        var pushed = second.Resources.Select(a => a.Unpack<Envoy.Extensions.TransportSockets.Tls.V3.Secret>()).ToDictionary(x => x.Name, StringComparer.Ordinal);
+        Assert.Equal([b2.Certificate.Thumbprint], Roots(pushed["spiffe://b.test"]));
+    }
+
+    private static string[] Roots(Envoy.Extensions.TransportSockets.Tls.V3.Secret s)
+    {
+        var roots = new X509Certificate2Collection();
+        roots.ImportFromPem(s.ValidationContext.TrustedCa.InlineBytes.ToStringUtf8());
+        return [.. roots.Select(c => c.Thumbprint)];
+    }
+
+    private static async Task<Envoy.Service.Discovery.V3.DiscoveryResponse> NextAsync(
+        AsyncDuplexStreamingCall<Envoy.Service.Discovery.V3.DiscoveryRequest, Envoy.Service.Discovery.V3.DiscoveryResponse> call)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        deadline.CancelAfter(TimeSpan.FromSeconds(15));
+        Assert.True(await call.ResponseStream.MoveNext(deadline.Token), "the stream ended");
+        return call.ResponseStream.Current;
+    }
+
     private static async Task<RpcException> Refused(Host host, string token, string audience) =>
         await Assert.ThrowsAsync<RpcException>(async () =>
             await host.Client.ValidateJWTSVIDAsync(new ValidateJWTSVIDRequest { Svid = token, Audience = audience }, Host.Headers, cancellationToken: Ct));
