@@ -139,11 +139,9 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         var certificateCheck = new StreamCertificateCheck();
         // The stream's own wake-up, poked by every signal it follows and by the CRL's refresh time: a thousand streams
         // waiting on one shared task would contend on its continuation list at every change (issue #16 fan-out).
-        var wake = System.Threading.Channels.Channel.CreateBounded<bool>(new System.Threading.Channels.BoundedChannelOptions(1)
-        {
-            FullMode = System.Threading.Channels.BoundedChannelFullMode.DropWrite, SingleReader = true,
-        });
-        void Poke() => wake.Writer.TryWrite(true);
+        var wake = new Sync.StreamWake();
+        void Poke() => wake.Poke();
+        using var onStop = ct.Register(wake.Poke);
         using var onFeed = feed?.Advanced.Subscribe(Poke);
         using var onChanges = server.Changes.Subscribe(Poke);
         using var onRecheck = recheckSignal.Subscribe(Poke);
@@ -155,7 +153,7 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         while (!ct.IsCancellationRequested)
         {
             // Drained before anything is read: a signal raised from here on wakes the wait below at once.
-            wake.Reader.TryRead(out _);
+            wake.Drain();
             // The call policy (request-time decisions): in the first update, then whenever another version becomes active.
             var policy = await server.Policy.CurrentAsync(ct).ConfigureAwait(false);
             var callPolicy = ReferenceEquals(policy, policySent) ? null : CallPolicyOf(policy);
@@ -207,12 +205,12 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
             {
                 // per_stream: the store's own revision watch as well.
                 using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
-                await Task.WhenAny(server.Store.Entries.WaitForChangeAsync(changes.Revision, stop.Token), wake.Reader.WaitToReadAsync(stop.Token).AsTask()).ConfigureAwait(false);
+                await Task.WhenAny(server.Store.Entries.WaitForChangeAsync(changes.Revision, stop.Token), wake.WaitAsync()).ConfigureAwait(false);
                 await stop.CancelAsync().ConfigureAwait(false);
             }
             else
             {
-                await wake.Reader.WaitToReadAsync(ct).ConfigureAwait(false);
+                await wake.WaitAsync().ConfigureAwait(false);
             }
             woke = System.Diagnostics.Stopwatch.GetTimestamp();
             ct.ThrowIfCancellationRequested();

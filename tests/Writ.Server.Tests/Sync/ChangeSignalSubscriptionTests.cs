@@ -27,18 +27,31 @@ public sealed class ChangeSignalSubscriptionTests
     {
         // The stream's pattern: drain, read the state, wait. A raise after the drain completes the wait at once.
         var signal = new ChangeSignal();
-        var wake = System.Threading.Channels.Channel.CreateBounded<bool>(new System.Threading.Channels.BoundedChannelOptions(1)
+        var wake = new Writ.Server.Sync.StreamWake();
+        using var sub = signal.Subscribe(wake.Poke);
+        signal.Raise();
+        signal.Raise();
+        Assert.True(wake.WaitAsync().IsCompleted);
+        wake.Drain();
+        var waiting = wake.WaitAsync();
+        Assert.False(waiting.IsCompleted);
+        signal.Raise();
+        await waiting.WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
+        wake.Drain();
+        signal.Raise();   // between the drain and the wait
+        Assert.True(wake.WaitAsync().IsCompleted);
+    }
+
+    [Fact]
+    public async Task Pokes_racing_the_wait_from_other_threads_always_wake_it()
+    {
+        var wake = new Writ.Server.Sync.StreamWake();
+        for (var i = 0; i < 2000; i++)
         {
-            FullMode = System.Threading.Channels.BoundedChannelFullMode.DropWrite,
-        });
-        using var sub = signal.Subscribe(() => wake.Writer.TryWrite(true));
-        signal.Raise();
-        signal.Raise();   // dropped: one wake-up is pending already
-        Assert.True(wake.Reader.TryRead(out _));
-        Assert.False(wake.Reader.TryRead(out _));
-        signal.Raise();
-        var waited = wake.Reader.WaitToReadAsync(TestContext.Current.CancellationToken).AsTask();
-        Assert.True(waited.IsCompleted);
-        Assert.True(await waited);
+            wake.Drain();
+            var poker = Task.Run(wake.Poke, TestContext.Current.CancellationToken);
+            await wake.WaitAsync().WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
+            await poker;
+        }
     }
 }
