@@ -47,9 +47,16 @@ public sealed class ChangeSignal
         Interlocked.Increment(ref _generation);
         var old = Interlocked.Exchange(ref _next, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
         old.TrySetResult();
-        foreach (var onRaise in _subscribers.Values)
+        foreach (var subscriber in _subscribers)   // enumerates without taking the dictionary's locks
         {
-            onRaise();
+            try
+            {
+                subscriber.Value();
+            }
+            catch (Exception)
+            {
+                // One subscriber's failure must neither cost the others their wake-up nor reach the raiser (a feed loop).
+            }
         }
     }
 }

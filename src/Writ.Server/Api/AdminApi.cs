@@ -142,8 +142,14 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
         var banned = await server.Store.Nodes.UpdateAsync(node with { Banned = true, UpdatedAt = server.Time.GetUtcNow() }, context.CancellationToken,
             [LedgerEvents.Node(LedgerEvents.NodeBanned, AdminCaller.Of(context), node with { Banned = true })]).ConfigureAwait(false);
         ServerLog.AgentBanned(log, node.SpiffeId);
-        await AutoRevokeAgentAsync(node, "agent banned", context).ConfigureAwait(false);
-        server.Announce(Writ.Server.Sync.ChangeKinds.Nodes);   // open sync streams re-check their agent at once
+        try
+        {
+            await AutoRevokeAgentAsync(node, "agent banned", context).ConfigureAwait(false);
+        }
+        finally
+        {
+            server.Announce(Writ.Server.Sync.ChangeKinds.Nodes);   // open sync streams re-check their agent at once, even if the revocation failed
+        }
         return ToProto(banned);
     }
 
@@ -153,8 +159,14 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
         await server.Store.Nodes.DeleteAsync(node.SpiffeId, context.CancellationToken,
             [LedgerEvents.Node(LedgerEvents.NodeEvicted, AdminCaller.Of(context), node)]).ConfigureAwait(false);
         ServerLog.AgentEvicted(log, node.SpiffeId);
-        await AutoRevokeAgentAsync(node, "agent evicted", context).ConfigureAwait(false);
-        server.Announce(Writ.Server.Sync.ChangeKinds.Nodes);
+        try
+        {
+            await AutoRevokeAgentAsync(node, "agent evicted", context).ConfigureAwait(false);
+        }
+        finally
+        {
+            server.Announce(Writ.Server.Sync.ChangeKinds.Nodes);
+        }
         return new EvictAgentResponse();
     }
 

@@ -147,9 +147,13 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         using var onRecheck = recheckSignal.Subscribe(Poke);
         using var onActivated = server.Policy.Activated.Subscribe(Poke);
         using var onPushed = server.PolicyChanged.Subscribe(Poke);
-        using var crlDue = server.Time.CreateTimer(_ => Poke(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        var crlFired = 0;
+        using var crlDue = server.Time.CreateTimer(_ =>
+        {
+            Volatile.Write(ref crlFired, 1);
+            Poke();
+        }, null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
         Revocation.CrlSnapshot? crlTimed = null;
-        var crlDueAt = DateTimeOffset.MinValue;
         while (!ct.IsCancellationRequested)
         {
             // Drained before anything is read: a signal raised from here on wakes the wait below at once.
@@ -194,12 +198,12 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
                 recheckSent = recheck.Id;
             }
 
-            if (!ReferenceEquals(crl, crlTimed) || server.Time.GetUtcNow() >= crlDueAt)
+            if (!ReferenceEquals(crl, crlTimed) || Interlocked.Exchange(ref crlFired, 0) == 1)
             {
-                // A new CRL, or the time to re-sign this one came (and went, if it was not re-signed yet: again in a second).
-                var due = CrlRefreshDue(crl);
-                crlDue.Change(due, Timeout.InfiniteTimeSpan);
-                (crlTimed, crlDueAt) = (crl, server.Time.GetUtcNow() + due);
+                // A new CRL, or the timer fired (the CRL may not be re-signed yet: it fires again, at least a second later).
+                // No wall-clock comparison: a timer may fire a little before the wall-clock deadline.
+                crlDue.Change(CrlRefreshDue(crl), Timeout.InfiniteTimeSpan);
+                crlTimed = crl;
             }
             if (feed is null)
             {
@@ -432,21 +436,23 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
             throw Refuse(context, AgentApiErrors.NoCertificate, WritErrorKind.Unauthenticated, "this call needs the agent's SVID as TLS client certificate: attest with a join token first");
         }
         var now = server.Time.GetUtcNow();
-        var bundleSequence = server.Ca.BundleSequence;
+        // Read once: the verification and its cache key are of the same bundle and intermediates.
+        var bundle = server.Ca.Bundle;
+        var intermediates = server.Ca.Intermediates;
         SpiffeId id;
-        if (streamCheck?.StillValid(bundleSequence, now) is { } checkedId)
+        if (streamCheck?.StillValid(bundle, intermediates, now) is { } checkedId)
         {
-            id = checkedId;   // the same certificate, verified against this very bundle less than a minute ago
+            id = checkedId;   // the same certificate, verified against these very authorities less than a minute ago
         }
         else
         {
-            var validation = X509SvidValidator.Validate([cert, .. server.Ca.Intermediates], server.Ca.Bundle, now);
+            var validation = X509SvidValidator.Validate([cert, .. intermediates], bundle, now);
             if (!validation.IsValid || validation.Id is null)
             {
                 throw Refuse(context, AgentApiErrors.CertificateRefused, WritErrorKind.Unauthenticated, $"the agent certificate was refused: {validation.Error}");
             }
             id = validation.Id;
-            streamCheck?.Validated(id, bundleSequence, now, cert.NotAfter.ToUniversalTime());
+            streamCheck?.Validated(id, bundle, intermediates, now, cert.NotAfter.ToUniversalTime());
         }
         if (!id.Path.StartsWith(AgentPathPrefix, StringComparison.Ordinal))
         {
@@ -457,6 +463,16 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
             throw refusal;
         }
         var node = await (nodeLookup is null ? server.Store.Nodes.GetAsync(id.ToString(), context.CancellationToken) : nodeLookup(id.ToString(), context.CancellationToken)).ConfigureAwait(false);
+        if (nodeLookup is not null && (node is null || node.Banned || !string.Equals(node.SerialNumber, cert.SerialNumber, StringComparison.OrdinalIgnoreCase)))
+        {
+            // The shared read may predate this agent's enrolment or renewal: a refusal is only ever made on the store's word.
+            node = await server.Store.Nodes.GetAsync(id.ToString(), context.CancellationToken).ConfigureAwait(false);
+        }
+        if (streamCheck is not null && server.SyncFeed.Head is var head and >= 0)
+        {
+            // Revocations up to what the stream is about to send (a ban's revocation may be in it): loaded before the check.
+            await server.Revocations.EnsureCurrentAsync(head, context.CancellationToken).ConfigureAwait(false);
+        }
         if (node is null)
         {
             throw Refuse(context, AgentApiErrors.NotAttested, WritErrorKind.Unauthenticated, $"agent {id} is not attested (evicted or unknown): re-attest with a new join token");
@@ -518,7 +534,7 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
 }
 
 /// <summary>
-/// One Sync stream's last verification of its agent's certificate chain: reused while the trust bundle is the same, the
+/// One Sync stream's last verification of its agent's certificate chain: reused while the trust bundle and intermediates are the same, the
 /// certificate is unexpired and less than <see cref="MaxAge"/> has passed, so a change fanned out to many streams does
 /// not verify every stream's chain again (issue #16).
 /// </summary>
@@ -527,16 +543,19 @@ internal sealed class StreamCertificateCheck
     public static readonly TimeSpan MaxAge = TimeSpan.FromMinutes(1);
 
     private SpiffeId? _id;
-    private long _bundleSequence = -1;
+    private object? _bundle;
+    private object? _intermediates;
     private DateTimeOffset _until;
 
-    public SpiffeId? StillValid(long bundleSequence, DateTimeOffset now) =>
-        _id is not null && bundleSequence == _bundleSequence && now < _until ? _id : null;
+    /// <summary>The verified id, while the bundle and the intermediates are the very objects it was verified against (the CA replaces them whole on any change).</summary>
+    public SpiffeId? StillValid(object bundle, object intermediates, DateTimeOffset now) =>
+        _id is not null && ReferenceEquals(bundle, _bundle) && ReferenceEquals(intermediates, _intermediates) && now < _until ? _id : null;
 
-    public void Validated(SpiffeId id, long bundleSequence, DateTimeOffset now, DateTime notAfterUtc)
+    public void Validated(SpiffeId id, object bundle, object intermediates, DateTimeOffset now, DateTime notAfterUtc)
     {
         _id = id;
-        _bundleSequence = bundleSequence;
+        _bundle = bundle;
+        _intermediates = intermediates;
         var notAfter = new DateTimeOffset(notAfterUtc, TimeSpan.Zero);
         _until = now + MaxAge < notAfter ? now + MaxAge : notAfter;
     }

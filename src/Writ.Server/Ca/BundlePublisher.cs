@@ -76,8 +76,8 @@ internal sealed class BundlePublisher(TrustDomain td, IWritStore store, CaJourna
             if (await store.Bundles.PutIfSequenceAsync(new StoredBundle(td.Name, candidate.ToSpiffeJson(), seq, now), stored?.Sequence ?? 0, ct).ConfigureAwait(false))
             {
                 SetOthers(others, now);
+                _bundle = candidate;   // the bundle first: whoever reads the new sequence finds its bundle
                 Interlocked.Exchange(ref _sequence, seq);
-                _bundle = candidate;
                 return candidate;
             }
             if (attempt >= MaxAttempts)

@@ -286,7 +286,7 @@ public sealed class SyncFeed
                 if (age < NodeReadMaxAge)
                 {
                     if (age >= NodeReadMaxAge / 2 && !ReadingCoversLocked(freshness, now))
-                        ObserveBackground(StartReadLocked(now));   // ahead of time, off the streams' path
+                        StartReadLocked(now);   // ahead of time, off the streams' path
                     return s.Nodes.GetValueOrDefault(spiffeId);
                 }
             }
@@ -297,7 +297,10 @@ public sealed class SyncFeed
     }
 
     /// <summary>How long one read of the node records may serve the streams when no node announcement came.</summary>
-    public static readonly TimeSpan NodeReadMaxAge = TimeSpan.FromSeconds(5);
+    public static readonly TimeSpan DefaultNodeReadMaxAge = TimeSpan.FromSeconds(5);
+
+    /// <summary><see cref="DefaultNodeReadMaxAge"/>; tests lengthen it to make a stale read certain.</summary>
+    internal TimeSpan NodeReadMaxAge { get; set; } = DefaultNodeReadMaxAge;
 
     // A read still under way that will do (a finished one is in _nodes already, or was superseded by a newer one).
     private bool ReadingCoversLocked(NodeFreshness freshness, long now) =>
@@ -307,7 +310,8 @@ public sealed class SyncFeed
     {
         // The generation before the read: an announcement raised before this point is of a committed change the read sees.
         var at = Freshness();
-        var reading = ReadNodesAsync(at, now);
+        var reading = ReadNodesAsync(at, now, Interlocked.Increment(ref _nodeReads));
+        ObserveBackground(reading);   // a read whose streams all went away may fault unobserved
         _nodesReading = reading;
         _nodesReadingAt = at;
         _nodesReadingStarted = now;
@@ -317,10 +321,9 @@ public sealed class SyncFeed
     private static void ObserveBackground(Task reading) =>
         _ = reading.ContinueWith(t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
 
-    private async Task<NodeSnapshot> ReadNodesAsync(NodeFreshness at, long started)
+    private async Task<NodeSnapshot> ReadNodesAsync(NodeFreshness at, long started, long order)
     {
         await Task.Yield();   // outside the caller's lock
-        var order = Interlocked.Increment(ref _nodeReads);
         var nodes = await _store.Nodes.ListAsync(_stopping).ConfigureAwait(false);
         var snapshot = new NodeSnapshot(at, started, order, nodes.ToDictionary(n => n.SpiffeId, StringComparer.Ordinal));
         lock (_lock)

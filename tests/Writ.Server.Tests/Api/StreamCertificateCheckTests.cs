@@ -11,19 +11,21 @@ public sealed class StreamCertificateCheckTests
 {
     private static readonly SpiffeId Agent = SpiffeId.Parse("spiffe://example.org/writ/agent/join_token/a");
     private static readonly DateTimeOffset Now = new(2026, 12, 8, 3, 0, 0, TimeSpan.Zero);
+    private static readonly object Bundle = new();
+    private static readonly object Intermediates = new();
 
     [Fact]
     public void Nothing_is_reused_before_a_first_verification()
     {
-        Assert.Null(new StreamCertificateCheck().StillValid(1, Now));
+        Assert.Null(new StreamCertificateCheck().StillValid(Bundle, Intermediates, Now));
     }
 
     [Fact]
     public void The_same_bundle_within_a_minute_reuses_the_verification()
     {
         var check = new StreamCertificateCheck();
-        check.Validated(Agent, 7, Now, Now.AddHours(1).UtcDateTime);
-        Assert.Equal(Agent, check.StillValid(7, Now.AddSeconds(59)));
+        check.Validated(Agent, Bundle, Intermediates, Now, Now.AddHours(1).UtcDateTime);
+        Assert.Equal(Agent, check.StillValid(Bundle, Intermediates, Now.AddSeconds(59)));
     }
 
     [Fact]
@@ -31,24 +33,34 @@ public sealed class StreamCertificateCheckTests
     {
         // An authority removed from the bundle (rotation, a compromised server's CA dropped) moves its sequence.
         var check = new StreamCertificateCheck();
-        check.Validated(Agent, 7, Now, Now.AddHours(1).UtcDateTime);
-        Assert.Null(check.StillValid(8, Now.AddSeconds(1)));
+        check.Validated(Agent, Bundle, Intermediates, Now, Now.AddHours(1).UtcDateTime);
+        Assert.Null(check.StillValid(new object(), Intermediates, Now.AddSeconds(1)));
+    }
+
+    [Fact]
+    public void New_intermediates_force_a_new_verification()
+    {
+        // Under an upstream authority the bundle holds only the upstream roots: an intermediate that went away (a server's
+        // lost keys, a pruned authority) changes the intermediates, not the bundle.
+        var check = new StreamCertificateCheck();
+        check.Validated(Agent, Bundle, Intermediates, Now, Now.AddHours(1).UtcDateTime);
+        Assert.Null(check.StillValid(Bundle, new object(), Now.AddSeconds(1)));
     }
 
     [Fact]
     public void A_minute_after_the_verification_it_is_made_again()
     {
         var check = new StreamCertificateCheck();
-        check.Validated(Agent, 7, Now, Now.AddHours(1).UtcDateTime);
-        Assert.Null(check.StillValid(7, Now + StreamCertificateCheck.MaxAge));
+        check.Validated(Agent, Bundle, Intermediates, Now, Now.AddHours(1).UtcDateTime);
+        Assert.Null(check.StillValid(Bundle, Intermediates, Now + StreamCertificateCheck.MaxAge));
     }
 
     [Fact]
     public void A_certificate_that_ends_within_the_minute_is_verified_again_at_its_end()
     {
         var check = new StreamCertificateCheck();
-        check.Validated(Agent, 7, Now, Now.AddSeconds(10).UtcDateTime);
-        Assert.Equal(Agent, check.StillValid(7, Now.AddSeconds(9)));
-        Assert.Null(check.StillValid(7, Now.AddSeconds(10)));
+        check.Validated(Agent, Bundle, Intermediates, Now, Now.AddSeconds(10).UtcDateTime);
+        Assert.Equal(Agent, check.StillValid(Bundle, Intermediates, Now.AddSeconds(9)));
+        Assert.Null(check.StillValid(Bundle, Intermediates, Now.AddSeconds(10)));
     }
 }

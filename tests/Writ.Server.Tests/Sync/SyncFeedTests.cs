@@ -161,13 +161,13 @@ public sealed class SyncFeedTests : IAsyncLifetime
         // A change whose announcement was lost (another server's NOTIFY): seen once the read is too old to be reused.
         await _store.Nodes.UpdateAsync(node with { Banned = false }, Ct);
         Assert.True((await feed.NodeAsync(Parents[0], feed.Freshness(), Ct))!.Banned);
-        time.Advance(SyncFeed.NodeReadMaxAge);
+        time.Advance(SyncFeed.DefaultNodeReadMaxAge);
         Assert.False((await feed.NodeAsync(Parents[0], feed.Freshness(), Ct))!.Banned);
         Assert.Equal(3, feed.NodeReads);
 
         // Past half that age a stream still gets the read it has, and a refresh starts behind it.
         await _store.Nodes.UpdateAsync(node with { Banned = true }, Ct);
-        time.Advance(SyncFeed.NodeReadMaxAge / 2);
+        time.Advance(SyncFeed.DefaultNodeReadMaxAge / 2);
         Assert.False((await feed.NodeAsync(Parents[0], feed.Freshness(), Ct))!.Banned);
         await WaitForAsync(() => feed.NodeReads == 4);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(Ct);
