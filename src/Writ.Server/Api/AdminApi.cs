@@ -188,6 +188,7 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
             CrlDer = ByteString.CopyFrom(crl.Der),
         };
         response.RetiredCrlDer.AddRange(crl.Retired.Select(r => ByteString.CopyFrom(r.Der)));
+        response.OtherServerCrlDer.AddRange(crl.OtherServers.Select(ByteString.CopyFrom));
         return response;
     }
 

@@ -332,7 +332,7 @@ public sealed class WritServerHost : IAsyncDisposable
         {
             var server = sp.GetRequiredService<ServerContext>();
             return new Revocation.RevocationWatcher(server.Revocations, server.Store, server.Time, sp.GetRequiredService<Random>(),
-                sp.GetRequiredService<ILogger<Revocation.RevocationWatcher>>());
+                sp.GetRequiredService<ILogger<Revocation.RevocationWatcher>>(), server.OtherServersCrls, () => server.Announce(Sync.ChangeKinds.Crl), server.Changes);
         });
         services.AddSingleton<IHostedService>(sp =>
         {

@@ -111,6 +111,12 @@ public interface IServerStore
 
     /// <summary>Every server ever recorded (servers are not deleted automatically), ordered by id.</summary>
     Task<IReadOnlyList<ServerRecord>> ListAsync(CancellationToken ct);
+
+    /// <summary>Replaces the CRLs this server publishes (one transaction: the rows of its authorities not listed are removed).</summary>
+    Task PublishCrlsAsync(string serverId, IReadOnlyList<ServerCrl> crls, CancellationToken ct);
+
+    /// <summary>Every server's published CRLs whose nextUpdate is after <paramref name="now"/>, ordered by server id and authority.</summary>
+    Task<IReadOnlyList<ServerCrl>> ListCrlsAsync(DateTimeOffset now, CancellationToken ct);
 }
 
 public interface IEntryStore

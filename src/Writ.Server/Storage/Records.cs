@@ -11,6 +11,12 @@ public sealed record StoredBundle(string TrustDomain, string SpiffeBundleJson, l
 public sealed record ServerRecord(string ServerId, string Address, DateTimeOffset StartedAt, DateTimeOffset LastSeen);
 
 /// <summary>
+/// A CRL one server's X.509 authority signed (issue #16), as published in the store for the other servers to hand to their
+/// agents: a relying party checks an SVID against a CRL from the SVID's own issuer.
+/// </summary>
+public sealed record ServerCrl(string ServerId, string AuthorityKeyId, byte[] Der, DateTimeOffset NextUpdate);
+
+/// <summary>
 /// A registration entry: workloads whose evidence includes all <see cref="Selectors"/>, attested by an agent whose
 /// SPIFFE ID (or alias) is <see cref="ParentId"/>, may get <see cref="SpiffeId"/>.
 /// </summary>

@@ -853,6 +853,20 @@ public abstract partial class StoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Each_server_replaces_its_own_published_crls_and_expired_ones_are_not_listed()
+    {
+        await Store.Servers.PublishCrlsAsync("s-a", [new ServerCrl("s-a", "ka1", [1], Start.AddHours(1)), new ServerCrl("s-a", "ka0", [2], Start.AddHours(1))], Ct);
+        await Store.Servers.PublishCrlsAsync("s-b", [new ServerCrl("s-b", "kb1", [3], Start.AddMinutes(1))], Ct);
+        // A new publication replaces all of that server's rows (a retired authority gone), and leaves the others alone.
+        await Store.Servers.PublishCrlsAsync("s-a", [new ServerCrl("s-a", "ka1", [4], Start.AddHours(2))], Ct);
+        var all = await Store.Servers.ListCrlsAsync(Start, Ct);
+        Assert.Equal(["s-a/ka1/4", "s-b/kb1/3"], all.Select(c => $"{c.ServerId}/{c.AuthorityKeyId}/{string.Join(",", c.Der)}"));
+        Assert.Equal(Start.AddHours(2), all[0].NextUpdate);
+        // Past its nextUpdate a CRL is no use to a relying party: not listed.
+        Assert.Equal(["s-a"], (await Store.Servers.ListCrlsAsync(Start.AddMinutes(1), Ct)).Select(c => c.ServerId));
+    }
+
+    [Fact]
     public async Task Bundles_put_get_replace_list()
     {
         Assert.Null(await Store.Bundles.GetAsync("example.org", Ct));
@@ -906,7 +920,7 @@ public abstract partial class StoreConformanceTests : IAsyncLifetime
         await Store.DisposeAsync();
         Store = null!;
         // Turn the database back into what version 1 created.
-        foreach (var table in new[] { "ledger", "ledger_head", "issued_credentials", "policy_versions", "revocations", "store_metadata", "tpm_reference_sets", "ci_sessions", "servers", "federation_relationships" })
+        foreach (var table in new[] { "ledger", "ledger_head", "issued_credentials", "policy_versions", "revocations", "store_metadata", "tpm_reference_sets", "ci_sessions", "servers", "federation_relationships", "server_crls" })
             await ExecuteRawAsync($"DROP TABLE {table}");
         await ExecuteRawAsync("ALTER TABLE entries DROP COLUMN federates_with");
         await ExecuteRawAsync("DROP INDEX entries_revision");

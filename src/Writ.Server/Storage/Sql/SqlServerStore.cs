@@ -24,4 +24,28 @@ internal sealed class SqlServerStore(Db db) : IServerStore
         db.ReadAsync<IReadOnlyList<ServerRecord>>("list servers", async (conn, tx) =>
             await Db.QueryAsync(conn, tx, "SELECT server_id, address, started_at_us, last_seen_us FROM servers ORDER BY server_id",
                 r => new ServerRecord(r.GetString(0), r.GetString(1), Time.FromMicros(r.GetInt64(2)), Time.FromMicros(r.GetInt64(3))), ct).ConfigureAwait(false), ct);
+
+    public Task PublishCrlsAsync(string serverId, IReadOnlyList<ServerCrl> crls, CancellationToken ct)
+    {
+        Codec.RequireKey(serverId, "server id");
+        ArgumentNullException.ThrowIfNull(crls);
+        return db.WriteAsync("publish server CRLs", async (conn, tx) =>
+        {
+            await Db.ExecuteAsync(conn, tx, "DELETE FROM server_crls WHERE server_id = @id", ct, ("id", serverId)).ConfigureAwait(false);
+            foreach (var c in crls)
+            {
+                Codec.RequireKey(c.AuthorityKeyId, "authority key id");
+                await Db.ExecuteAsync(conn, tx, """
+                    INSERT INTO server_crls (server_id, authority_key_id, crl_der, next_update_us) VALUES (@id, @akid, @der, @next)
+                    """, ct, ("id", serverId), ("akid", c.AuthorityKeyId), ("der", c.Der), ("next", Time.ToMicros(c.NextUpdate))).ConfigureAwait(false);
+            }
+            return 0;
+        }, ct);
+    }
+
+    public Task<IReadOnlyList<ServerCrl>> ListCrlsAsync(DateTimeOffset now, CancellationToken ct) =>
+        db.ReadAsync<IReadOnlyList<ServerCrl>>("list server CRLs", async (conn, tx) =>
+            await Db.QueryAsync(conn, tx, """
+                SELECT server_id, authority_key_id, crl_der, next_update_us FROM server_crls WHERE next_update_us > @now ORDER BY server_id, authority_key_id
+                """, r => new ServerCrl(r.GetString(0), r.GetString(1), (byte[])r.GetValue(2), Time.FromMicros(r.GetInt64(3))), ct, ("now", Time.ToMicros(now))).ConfigureAwait(false), ct);
 }
