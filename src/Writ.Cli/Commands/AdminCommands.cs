@@ -547,7 +547,7 @@ public static class AdminCommands
         }
         else
         {
-            ctx.Out.WriteLine(healthy ? $"Server is healthy (trust domain {r.TrustDomain}, store {r.Store}, server id {r.ServerId})" : "Server is live but not ready (store unavailable)");
+            ctx.Out.WriteLine(healthy ? $"Server is healthy (trust domain {r.TrustDomain}, store {r.Store}, server id {r.ServerId})" : "Server is live but not ready (store unavailable, or issuance stopped: see the server log)");
         }
         return healthy ? 0 : 1;
     }

@@ -206,7 +206,7 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
         return new HealthResponse
         {
             Live = true,
-            Ready = ready,
+            Ready = ready && server.Ca.Halted is null,   // a duplicate server id stops issuance (issue #16)
             TrustDomain = server.Options.TrustDomain.Name,
             Store = server.Store.Kind,
             BundleSequence = server.Ca.BundleSequence,

@@ -132,6 +132,9 @@ public sealed class ServerContext
     /// <summary>Raised on changes the entry store does not version: bundle rotation, agent ban or eviction.</summary>
     public ChangeSignal Changes { get; } = new();
 
+    /// <summary>This process's boot nonce, written at start and checked by every heartbeat (issue #16: duplicate server ids).</summary>
+    public string BootNonce { get; init; } = "";
+
     /// <summary>Raised when another server announced new CRLs in the store (issue #16).</summary>
     public ChangeSignal OtherServersCrls { get; } = new();
 

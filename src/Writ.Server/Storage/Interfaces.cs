@@ -106,8 +106,12 @@ public interface IServerStore
     /// <summary>Records a server's start (creates its row or updates address, start and last-seen times).</summary>
     Task StartedAsync(ServerRecord server, CancellationToken ct);
 
-    /// <summary>The server's heartbeat: last_seen = <paramref name="at"/>.</summary>
-    Task HeartbeatAsync(string serverId, DateTimeOffset at, CancellationToken ct);
+    /// <summary>
+    /// The server's heartbeat: last_seen = <paramref name="at"/> while the row still holds this process's boot nonce, and
+    /// true. False when another process with the same id started after this one (or marked the row so): then the row is
+    /// marked so that the other process's next heartbeat fails too, and last_seen is left alone.
+    /// </summary>
+    Task<bool> HeartbeatAsync(string serverId, string bootNonce, DateTimeOffset at, CancellationToken ct);
 
     /// <summary>Every server ever recorded (servers are not deleted automatically), ordered by id.</summary>
     Task<IReadOnlyList<ServerRecord>> ListAsync(CancellationToken ct);
