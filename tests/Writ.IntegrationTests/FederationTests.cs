@@ -28,6 +28,7 @@ public sealed class FederationTests : IAsyncLifetime
     private WebApplication? _web;
     private int _webPort;
     private string _bBundleJson = "";
+    private volatile string _mirror = "";   // what the /b-mirror endpoint serves (a test sets it)
 
     public async ValueTask InitializeAsync()
     {
@@ -36,7 +37,8 @@ public sealed class FederationTests : IAsyncLifetime
         var caReq = new CertificateRequest("CN=Federation Test Web CA", caKey, HashAlgorithmName.SHA256);
         caReq.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
         caReq.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign, true));
-        using var ca = caReq.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
+        var now = DateTimeOffset.UtcNow;   // one instant: a leaf made a second later would outlive its CA
+        using var ca = caReq.CreateSelfSigned(now.AddMinutes(-5), now.AddDays(1));
         File.WriteAllText(_dir["web-ca.pem"], ca.ExportCertificatePem());
         using var leafKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var leafReq = new CertificateRequest("CN=localhost", leafKey, HashAlgorithmName.SHA256);
@@ -44,7 +46,7 @@ public sealed class FederationTests : IAsyncLifetime
         san.AddDnsName("localhost");
         leafReq.CertificateExtensions.Add(san.Build());
         leafReq.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1")], false));
-        using var leaf = leafReq.Create(ca, DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1), [1, 2, 3, 4]);
+        using var leaf = leafReq.Create(ca, now.AddMinutes(-5), now.AddDays(1), [1, 2, 3, 4]);
         using var leafWithKey = leaf.CopyWithPrivateKey(leafKey);
         var serverCert = X509CertificateLoader.LoadPkcs12(leafWithKey.Export(X509ContentType.Pkcs12), null);
 
@@ -61,6 +63,7 @@ public sealed class FederationTests : IAsyncLifetime
         builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, l => l.UseHttps(serverCert)));
         _web = builder.Build();
         _web.MapGet("/other-domain", () => Results.Text(_bBundleJson, "application/json"));
+        _web.MapGet("/b-mirror", () => Results.Text(_mirror, "application/json"));
         // A redirect whose Location is relative (legal HTTP): it must be refused like any redirect, with its code.
         _web.MapGet("/relative-redirect", (HttpContext c) => { c.Response.StatusCode = 302; c.Response.Headers.Location = "/other-domain"; });
         _web.MapGet("/huge", () => Results.Text("{\"keys\":[" + new string(' ', 2 << 20) + "]}", "application/json"));
@@ -226,6 +229,66 @@ public sealed class FederationTests : IAsyncLifetime
             Assert.Equal(JsonValueKind.Null, f.GetProperty("bundle").ValueKind);   // nothing stored
             Assert.True((await _a.WritAsync("federation", "delete", "--trust-domain", td)).ExitCode == 0);
         }
+    }
+
+    /// <summary>b.test's bundle document with another spiffe_sequence and, when <paramref name="dropJwtKey"/>, without its JWT key.</summary>
+    private string MirrorOfB(long sequence, bool dropJwtKey = false)
+    {
+        var doc = System.Text.Json.Nodes.JsonNode.Parse(_bBundleJson)!.AsObject();
+        doc["spiffe_sequence"] = sequence;
+        if (dropJwtKey)
+        {
+            var keys = doc["keys"]!.AsArray();
+            keys.Remove(keys.First(k => (string?)k!["use"] == "jwt-svid"));
+        }
+        return doc.ToJsonString();
+    }
+
+    [Fact]
+    public async Task A_fetched_bundle_older_than_the_held_one_or_with_other_keys_under_its_sequence_is_refused_until_an_operator_replaces_it()
+    {
+        // A trusted https_web mirror of b.test's bundle: first sequence 10, which is stored.
+        _mirror = MirrorOfB(10);
+        Assert.True((await _a.WritAsync("federation", "create", "--trust-domain", "b.test", "--bundle-endpoint-url",
+            $"https://localhost:{_webPort}/b-mirror", "--profile", "https_web")).ExitCode == 0);
+        var held = await EventuallyRefreshedAsync(_a, "b.test");
+        Assert.Equal(10, held.GetProperty("bundle_sequence").GetInt64());
+        var heldKeys = held.GetProperty("bundle").GetRawText();
+
+        // Attack: the endpoint (a stale cache, or someone replaying an old document) serves sequence 9 with the same keys.
+        _mirror = MirrorOfB(9);
+        var refresh = await _a.WritAsync("federation", "refresh", "--trust-domain", "b.test");
+        Assert.Equal(1, refresh.ExitCode);
+        Assert.Contains("WRIT-FED-FETCH-ROLLBACK:", refresh.Stdout + refresh.Stderr, StringComparison.Ordinal);
+        var f = await ShowAsync(_a, "b.test");
+        Assert.StartsWith("WRIT-FED-FETCH-ROLLBACK: ", f.GetProperty("last_error").GetString(), StringComparison.Ordinal);
+        Assert.Equal(10, f.GetProperty("bundle_sequence").GetInt64());
+        Assert.Equal(heldKeys, f.GetProperty("bundle").GetRawText());
+
+        // Attack: the held sequence with other keys (one key dropped).
+        _mirror = MirrorOfB(10, dropJwtKey: true);
+        refresh = await _a.WritAsync("federation", "refresh", "--trust-domain", "b.test");
+        Assert.Equal(1, refresh.ExitCode);
+        f = await ShowAsync(_a, "b.test");
+        Assert.StartsWith("WRIT-FED-FETCH-SEQUENCE-REUSED: ", f.GetProperty("last_error").GetString(), StringComparison.Ordinal);
+        Assert.Equal(heldKeys, f.GetProperty("bundle").GetRawText());
+
+        // Control: a newer sequence is taken.
+        _mirror = MirrorOfB(11);
+        Assert.Equal(0, (await _a.WritAsync("federation", "refresh", "--trust-domain", "b.test")).ExitCode);
+        Assert.Equal(11, (await ShowAsync(_a, "b.test")).GetProperty("bundle_sequence").GetInt64());
+
+        // An operator's explicit bundle file still replaces it, whatever its sequence (the endpoint now serves the same
+        // document, so the fetch that follows the update keeps it).
+        _mirror = MirrorOfB(3);
+        var file = _dir["b-mirror-3.json"];
+        await File.WriteAllTextAsync(file, MirrorOfB(3));
+        var update = await _a.WritAsync("federation", "update", "--trust-domain", "b.test", "--trust-bundle-file", file);
+        Assert.True(update.ExitCode == 0, update.ToString());
+        Assert.Equal(3, (await ShowAsync(_a, "b.test")).GetProperty("bundle_sequence").GetInt64());
+        Assert.Equal(0, (await _a.WritAsync("federation", "refresh", "--trust-domain", "b.test")).ExitCode);
+        Assert.Equal(3, (await ShowAsync(_a, "b.test")).GetProperty("bundle_sequence").GetInt64());
+        Assert.True((await _a.WritAsync("federation", "delete", "--trust-domain", "b.test")).ExitCode == 0);
     }
 
     [Fact]

@@ -5,7 +5,7 @@ using Writ.Protocol.Agent;
 namespace Writ.Agent.Sync;
 
 /// <summary>
-/// The CRLs the server pushed with its bundle (Sync's <c>Bundle.crl_der</c>, then each <c>retired_crl_der</c>): DER, the
+/// The CRLs the server pushed with its bundle (Sync's <c>Bundle.crl_der</c>, then each <c>retired_crl_der</c> and <c>other_server_crl_der</c>): DER, the
 /// active authority's first, as the Workload API's <c>crl</c> fields carry them. <see cref="Hash"/> tells one set from
 /// another (response fingerprints). Immutable; <see cref="Empty"/> until the first bundle arrives.
 /// </summary>
@@ -29,12 +29,13 @@ public sealed class CrlSet
     public static CrlSet From(Bundle bundle)
     {
         ArgumentNullException.ThrowIfNull(bundle);
-        var der = new List<ByteString>(1 + bundle.RetiredCrlDer.Count);
+        var der = new List<ByteString>(1 + bundle.RetiredCrlDer.Count + bundle.OtherServerCrlDer.Count);
         if (!bundle.CrlDer.IsEmpty)
         {
             der.Add(bundle.CrlDer);
         }
         der.AddRange(bundle.RetiredCrlDer.Where(c => !c.IsEmpty));
+        der.AddRange(bundle.OtherServerCrlDer.Where(c => !c.IsEmpty));   // issue #16: the other servers' CRLs, for the SVIDs they issued
         if (der.Count == 0)
         {
             return Empty;

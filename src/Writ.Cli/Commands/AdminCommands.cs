@@ -435,6 +435,7 @@ public static class AdminCommands
                 trust_domain = r.TrustDomain, sequence = r.Sequence, pem = r.Pem, spiffe = doc.RootElement.Clone(),
                 crl_pem = r.CrlDer.Length > 0 ? PemEncoding.WriteString("X509 CRL", r.CrlDer.Span) + "\n" : null,
                 retired_crl_pem = r.RetiredCrlDer.Select(d => PemEncoding.WriteString("X509 CRL", d.Span) + "\n").ToList(),
+                other_server_crl_pem = r.OtherServerCrlDer.Select(d => PemEncoding.WriteString("X509 CRL", d.Span) + "\n").ToList(),
             });
             return 0;
         }
@@ -444,8 +445,9 @@ public static class AdminCommands
             {
                 throw new CommandFailedException("the server sent no CRL: it predates revocation support; upgrade it", 1);
             }
-            // The active authority's CRL, then one per retired authority whose SVIDs may still be valid.
-            foreach (var der in r.RetiredCrlDer.Prepend(r.CrlDer))
+            // The active authority's CRL, then one per retired authority whose SVIDs may still be valid, then the other
+            // servers' on the same store (issue #16).
+            foreach (var der in r.RetiredCrlDer.Prepend(r.CrlDer).Concat(r.OtherServerCrlDer))
             {
                 ctx.Out.Write(PemEncoding.WriteString("X509 CRL", der.Span) + "\n");
             }
@@ -545,7 +547,7 @@ public static class AdminCommands
         }
         else
         {
-            ctx.Out.WriteLine(healthy ? $"Server is healthy (trust domain {r.TrustDomain}, store {r.Store}, server id {r.ServerId})" : "Server is live but not ready (store unavailable)");
+            ctx.Out.WriteLine(healthy ? $"Server is healthy (trust domain {r.TrustDomain}, store {r.Store}, server id {r.ServerId})" : "Server is live but not ready (store unavailable, or issuance stopped: see the server log)");
         }
         return healthy ? 0 : 1;
     }

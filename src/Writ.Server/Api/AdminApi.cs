@@ -200,6 +200,7 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
             CrlDer = ByteString.CopyFrom(crl.Der),
         };
         response.RetiredCrlDer.AddRange(crl.Retired.Select(r => ByteString.CopyFrom(r.Der)));
+        response.OtherServerCrlDer.AddRange(crl.OtherServers.Select(ByteString.CopyFrom));
         return response;
     }
 
@@ -217,7 +218,7 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
         return new HealthResponse
         {
             Live = true,
-            Ready = ready,
+            Ready = ready && server.Ca.Halted is null,   // a duplicate server id stops issuance (issue #16)
             TrustDomain = server.Options.TrustDomain.Name,
             Store = server.Store.Kind,
             BundleSequence = server.Ca.BundleSequence,

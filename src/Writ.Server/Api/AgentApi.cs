@@ -126,6 +126,7 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         var epoch = feed?.Epoch ?? 0;
         long bundleSent = -1;
         System.Numerics.BigInteger crlSent = -1;
+        long otherCrlsSent = -1;
         var revocationCursor = since;
         var full = since == 0;   // the first batch is the full state (reset) unless the agent resumes from a revision
         var first = true;
@@ -173,7 +174,7 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
             }
             var crl = await server.Revocations.CrlAsync(cursor, ct).ConfigureAwait(false);
             var bundleSeq = server.Ca.BundleSequence;
-            var bundleChanged = bundleSeq != bundleSent || crl.Number != crlSent;
+            var bundleChanged = bundleSeq != bundleSent || crl.Number != crlSent || crl.OtherServersVersion != otherCrlsSent;
             var federated = FederatedBundlesForSync(federatedSent);
             if (first || changes.Upserts.Count > 0 || changes.DeletedIds.Count > 0 || bundleChanged || revocations.Count > 0 || callPolicy is not null || federated is not null)
             {
@@ -184,6 +185,7 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
                     server.Metrics.SyncPushed(System.Diagnostics.Stopwatch.GetElapsedTime(woke));
                 bundleSent = bundleSeq;
                 crlSent = crl.Number;
+                otherCrlsSent = crl.OtherServersVersion;
                 policySent = policy;
                 federatedSent = federated?.Version ?? federatedSent;
             }
@@ -526,6 +528,7 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
             CrlDer = ByteString.CopyFrom(crl?.Der ?? []),
         };
         bundle.RetiredCrlDer.AddRange(crl?.Retired.Select(r => ByteString.CopyFrom(r.Der)) ?? []);
+        bundle.OtherServerCrlDer.AddRange(crl?.OtherServers.Select(ByteString.CopyFrom) ?? []);
         return bundle;
     }
 

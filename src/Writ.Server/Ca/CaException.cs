@@ -29,5 +29,11 @@ public sealed class CaException(string code, WritErrorKind kind, string message)
     /// <summary>The active authority expired without being replaced: rotation has been failing.</summary>
     public const string AuthorityExpired = "WRIT-CA-AUTHORITY-EXPIRED";
 
+    /// <summary>
+    /// Two live processes have this server's id (a copied data dir: the same CA key on two machines): both stop issuing
+    /// (issue #16).
+    /// </summary>
+    public const string DuplicateServerId = "WRIT-CA-DUPLICATE-SERVER-ID";
+
     internal static CaException Upstream(string code, string message) => new(code, WritErrorKind.FailedPrecondition, message);
 }

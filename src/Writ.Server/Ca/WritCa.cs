@@ -230,20 +230,51 @@ public sealed class WritCa
         return CaJournalStore.TrustDomainAsync(store, ct);
     }
 
+    private CaException? _halted;
+
+    /// <summary>Why this CA signs nothing any more (null: it signs), e.g. a duplicate server id (issue #16).</summary>
+    public string? Halted => Volatile.Read(ref _halted)?.Message;
+
+    /// <summary>
+    /// Stops all issuance (X.509-SVIDs, agent SVIDs, JWT-SVIDs) until the process restarts: each call throws a
+    /// <see cref="CaException"/> (Unavailable) with this code and message. True the first time.
+    /// </summary>
+    public bool Halt(string code, string message) =>
+        Interlocked.CompareExchange(ref _halted, new CaException(code, Protocol.Errors.WritErrorKind.Unavailable, message), null) is null;
+
+    private void ThrowIfHalted()
+    {
+        if (Volatile.Read(ref _halted) is { } h)
+        {
+            throw new CaException(h.Code, Protocol.Errors.WritErrorKind.Unavailable, h.Message);
+        }
+    }
+
     /// <summary>Signs an X.509-SVID for the subject key with the active authority. Returns the chain, leaf first.</summary>
-    public IReadOnlyList<X509Certificate2> SignX509Svid(SpiffeId id, PublicKey subjectKey, TimeSpan ttl, IReadOnlyList<string>? dnsNames = null) =>
-        _signer.SignX509Svid(id, subjectKey, ttl, dnsNames);
+    public IReadOnlyList<X509Certificate2> SignX509Svid(SpiffeId id, PublicKey subjectKey, TimeSpan ttl, IReadOnlyList<string>? dnsNames = null)
+    {
+        ThrowIfHalted();
+        return _signer.SignX509Svid(id, subjectKey, ttl, dnsNames);
+    }
 
     /// <summary>
     /// The same signing, returning DER (leaf, then the intermediates) — what goes on the wire — without parsing the
     /// signed certificate back into an object: that parse costs more than both ECDSA operations of an issuance.
     /// </summary>
     public (SignedX509Leaf Leaf, IReadOnlyList<byte[]> ChainAboveLeaf) SignX509SvidDer(SpiffeId id, PublicKey subjectKey, TimeSpan ttl,
-        IReadOnlyList<string>? dnsNames = null) => _signer.SignX509SvidDer(id, subjectKey, ttl, dnsNames);
+        IReadOnlyList<string>? dnsNames = null)
+    {
+        ThrowIfHalted();
+        return _signer.SignX509SvidDer(id, subjectKey, ttl, dnsNames);
+    }
 
     /// <summary>Mints a JWT-SVID with the active JWT key. TTL is capped by the key's own lifetime.</summary>
     public (string Token, DateTimeOffset ExpiresAt) MintJwtSvid(SpiffeId id, IReadOnlyList<string> audience, TimeSpan ttl,
-        IReadOnlyDictionary<string, object>? extraClaims = null) => _signer.MintJwtSvid(id, audience, ttl, extraClaims);
+        IReadOnlyDictionary<string, object>? extraClaims = null)
+    {
+        ThrowIfHalted();
+        return _signer.MintJwtSvid(id, audience, ttl, extraClaims);
+    }
 
     /// <summary>
     /// A JWT-SVID with a fresh <c>jti</c> (128 random bits, base64url) and, when <paramref name="boundCertSha256"/> is
@@ -252,6 +283,7 @@ public sealed class WritCa
     /// </summary>
     public (string Token, DateTimeOffset ExpiresAt, string Jti) MintJwtSvidWithId(SpiffeId id, IReadOnlyList<string> audience, TimeSpan ttl, byte[]? boundCertSha256)
     {
+        ThrowIfHalted();
         if (boundCertSha256 is { Length: not 32 })
         {
             throw new ArgumentException("a certificate thumbprint (x5t#S256) is the 32-byte SHA-256 of the leaf DER", nameof(boundCertSha256));

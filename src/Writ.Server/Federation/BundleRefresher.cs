@@ -26,6 +26,10 @@ public sealed class BundleRefresher(ServerContext server, ILogger log)
     public const string FetchTlsCode = "WRIT-FED-FETCH-TLS";
     public const string FetchTooLargeCode = "WRIT-FED-FETCH-TOO-LARGE";
     public const string FetchBundleCode = "WRIT-FED-FETCH-BUNDLE";
+    /// <summary>The endpoint served a bundle older than the one held (a lower spiffe_sequence): refused, the held one kept.</summary>
+    public const string FetchRollbackCode = "WRIT-FED-FETCH-ROLLBACK";
+    /// <summary>The endpoint served other keys under the held bundle's spiffe_sequence: refused, the held one kept.</summary>
+    public const string FetchSequenceReusedCode = "WRIT-FED-FETCH-SEQUENCE-REUSED";
 
     /// <summary>A bundle document larger than this is refused (a bundle is a few KiB).</summary>
     public const int MaxBodyBytes = 1 << 20;
@@ -98,6 +102,7 @@ public sealed class BundleRefresher(ServerContext server, ILogger log)
         try
         {
             var (bundle, json) = await FetchAsync(r, td, storedBundle, ct).ConfigureAwait(false);
+            RefuseRollback(r, stored, storedBundle, bundle);
             var next = now + Clamp(bundle.RefreshHint ?? DefaultInterval);
             var changed = stored is null || !SameKeys(storedBundle, bundle) || bundle.Sequence is { } s && s != stored.Sequence;
             if (changed)
@@ -121,6 +126,28 @@ public sealed class BundleRefresher(ServerContext server, ILogger log)
         {
             ServerLog.FederatedBundleFetchFailed(log, r.TrustDomain, e.Code, e.Message);
             await server.Store.Federations.RecordRefreshAsync(r.TrustDomain, null, $"{e.Code}: {e.Message}", now + RetryInterval, ct).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// A fetched bundle never replaces a newer one (issue #16): a lower spiffe_sequence than the held bundle's is a rollback
+    /// (a stale mirror or cache, or someone replaying an old document to bring back retired keys), and the held sequence
+    /// with other keys is not the same bundle. Both are refused; the held bundle is kept. An operator replaces it
+    /// explicitly with <c>writ federation update --trust-bundle-file</c>. A bundle without a sequence cannot be ordered.
+    /// </summary>
+    private static void RefuseRollback(FederationRelationship r, StoredBundle? stored, TrustBundle? storedBundle, TrustBundle fetched)
+    {
+        if (stored is null || storedBundle is null || fetched.Sequence is not { } seq)
+        {
+            return;
+        }
+        if (seq < stored.Sequence)
+        {
+            throw new FetchException(FetchRollbackCode, $"{r.BundleEndpointUrl} sent spiffe_sequence {seq}, older than the held bundle's {stored.Sequence}: refused, the held bundle is kept (if the trust domain really went back, replace it with 'writ federation update --trust-bundle-file')");
+        }
+        if (seq == stored.Sequence && !SameKeys(storedBundle, fetched))
+        {
+            throw new FetchException(FetchSequenceReusedCode, $"{r.BundleEndpointUrl} sent other keys under the held bundle's spiffe_sequence {seq}: refused, the held bundle is kept (check the endpoint; replace it with 'writ federation update --trust-bundle-file' if its keys are right)");
         }
     }
 

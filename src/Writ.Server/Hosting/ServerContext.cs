@@ -62,6 +62,8 @@ public sealed class ServerContext
             case Sync.ChangeKinds.Policy:
                 PolicyChanged.Raise();
                 break;
+            case Sync.ChangeKinds.Crl:
+                break;   // this server's streams carry its own CRLs already
             default:
                 Changes.Raise();
                 break;
@@ -96,6 +98,9 @@ public sealed class ServerContext
                     BundleChangedElsewhere?.Invoke();
                     Changes.Raise();
                     break;
+                case Sync.ChangeKinds.Crl:
+                    OtherServersCrls.Raise();   // the revocation watch reads them, then wakes the streams
+                    break;
                 default:
                     Changes.Raise();
                     break;
@@ -126,6 +131,12 @@ public sealed class ServerContext
 
     /// <summary>Raised on changes the entry store does not version: bundle rotation, agent ban or eviction.</summary>
     public ChangeSignal Changes { get; } = new();
+
+    /// <summary>This process's boot nonce, written at start and checked by every heartbeat (issue #16: duplicate server ids).</summary>
+    public string BootNonce { get; init; } = "";
+
+    /// <summary>Raised when another server announced new CRLs in the store (issue #16).</summary>
+    public ChangeSignal OtherServersCrls { get; } = new();
 
     /// <summary>Raised after this server stored a new policy version, so the issuance policy reloads at once.</summary>
     public ChangeSignal PolicyChanged { get; } = new();

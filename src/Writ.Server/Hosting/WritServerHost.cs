@@ -86,7 +86,10 @@ public sealed class WritServerHost : IAsyncDisposable
             if (idCreated)
                 ServerIdFile.Persist(options.DataDir, serverId);   // only now: a refused start leaves the data dir as it was
             ServerLog.ServerIdentity(bootLogs.CreateLogger<WritServerHost>(), serverId, idCreated ? "new" : "kept", ca.JournalName);
-            await store.Servers.StartedAsync(new ServerRecord(serverId, agentApi.ToString(), time.GetUtcNow(), time.GetUtcNow()), ct).ConfigureAwait(false);
+            // A fresh nonce per process, checked by every heartbeat (issue #16): a second live process with this server id
+            // (a copied data dir) overwrites it, and both stop issuing. A restart after kill -9 just replaces the dead one's.
+            var bootNonce = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+            await store.Servers.StartedAsync(new ServerRecord(serverId, agentApi.ToString(), time.GetUtcNow(), time.GetUtcNow()) { BootNonce = bootNonce }, ct).ConfigureAwait(false);
             await AdminApi.InstallDefaultPolicyAsync(store, bootLogs.CreateLogger<AdminApi>(), ct).ConfigureAwait(false);
 
             var builder = WebApplication.CreateSlimBuilder();
@@ -109,6 +112,7 @@ public sealed class WritServerHost : IAsyncDisposable
             builder.Services.AddSingleton<ServerContext>(sp => new ServerContext(options, store, ca, time, sp.GetRequiredService<ILoggerFactory>())
             {
                 Metrics = new Telemetry.WritServerMetrics(sp.GetService<System.Diagnostics.Metrics.IMeterFactory>()),
+                BootNonce = bootNonce,
             });
             builder.Services.AddSingleton(sp => sp.GetRequiredService<ServerContext>().Oidc);
             builder.Services.AddSingleton(sp =>
@@ -332,7 +336,7 @@ public sealed class WritServerHost : IAsyncDisposable
         {
             var server = sp.GetRequiredService<ServerContext>();
             return new Revocation.RevocationWatcher(server.Revocations, server.Store, server.Time, sp.GetRequiredService<Random>(),
-                sp.GetRequiredService<ILogger<Revocation.RevocationWatcher>>());
+                sp.GetRequiredService<ILogger<Revocation.RevocationWatcher>>(), server.OtherServersCrls, () => server.Announce(Sync.ChangeKinds.Crl), server.Changes);
         });
         services.AddSingleton<IHostedService>(sp =>
         {
@@ -416,7 +420,11 @@ public sealed class WritServerHost : IAsyncDisposable
         }
         try
         {
-            await server.Store.Servers.HeartbeatAsync(id, server.Time.GetUtcNow(), stop).ConfigureAwait(false);
+            if (!await server.Store.Servers.HeartbeatAsync(id, server.BootNonce, server.Time.GetUtcNow(), stop).ConfigureAwait(false)
+                && server.Ca.Halt(CaException.DuplicateServerId, $"another live server process has this server id {id} (its data dir was copied, keys and all): this one issues nothing until it is restarted alone; give every server its own data dir (never a copy), stop the copy, then restart this one"))
+            {
+                ServerLog.DuplicateServerId(log, CaException.DuplicateServerId, id);
+            }
         }
         catch (StoreException e)
         {

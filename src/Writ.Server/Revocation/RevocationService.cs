@@ -16,6 +16,15 @@ public sealed record CrlSnapshot(byte[] Der, BigInteger Number, DateTimeOffset T
 
     /// <summary>The CRLs of the retired X.509 authorities whose SVIDs may still be valid, published beside <see cref="Der"/>.</summary>
     public IReadOnlyList<AuthorityCrl> Retired { get; init; } = [];
+
+    /// <summary>
+    /// The CRLs the other servers on the store signed with their own authorities (issue #16), as they published them: an
+    /// SVID another server issued is checked against its issuer's CRL, so every agent gets every server's.
+    /// </summary>
+    public IReadOnlyList<byte[]> OtherServers { get; init; } = [];
+
+    /// <summary>Moves whenever <see cref="OtherServers"/> changed (a stream pushes the bundle again).</summary>
+    internal long OtherServersVersion { get; init; }
 }
 
 /// <summary>
@@ -50,6 +59,9 @@ public sealed class RevocationService
     private long _version;         // bumped whenever the cached set changes
     private CrlSnapshot? _crl;
     private BigInteger _lastCrlNumber;
+    private IReadOnlyList<ServerCrl> _otherCrls = [];
+    private long _otherCrlsVersion;
+    private BigInteger _publishedCrlNumber = -1;
     private readonly CancellationTokenSource _stopping = new();
 
     public RevocationService(IWritStore store, WritCa ca, TimeProvider time, ILogger<RevocationService> log)
@@ -441,6 +453,13 @@ public sealed class RevocationService
             if (_crl is { } c && c.Version == _version && c.AuthorityKeyId == keyId && c.Retired.Select(r => r.AuthorityKeyId).SequenceEqual(retired.Select(r => r.KeyId))
                 && now < c.ThisUpdate + (CrlValidity / 2) && now >= c.ThisUpdate)
             {
+                if (c.OtherServersVersion != _otherCrlsVersion)
+                {
+                    // Only the other servers' CRLs moved: this server's own are not signed again (that would make them
+                    // publish theirs again, and so on).
+                    c = c with { OtherServers = [.. _otherCrls.Select(o => o.Der)], OtherServersVersion = _otherCrlsVersion };
+                    Volatile.Write(ref _crl, c);
+                }
                 return c;
             }
             // Expired credentials need no CRL entry: drop them from the set now.
@@ -463,11 +482,60 @@ public sealed class RevocationService
             {
                 Version = _version,
                 Retired = CrlBuilder.BuildRetired(retired, _serials.Values, number, thisUpdate, nextUpdate),
+                OtherServers = [.. _otherCrls.Select(o => o.Der)],
+                OtherServersVersion = _otherCrlsVersion,
             };
             Volatile.Write(ref _crl, crl);
             ServerLog.CrlBuilt(_log, number.ToString(CultureInfo.InvariantCulture), keyId, entries.Count, nextUpdate);
             return crl;
         }
+    }
+
+    // ------------------------------------------------------------------ every server's CRLs (issue #16)
+
+    /// <summary>True once <see cref="Stop"/> was called: no CRL is signed or published any more.</summary>
+    public bool Stopped => _stopping.IsCancellationRequested;
+
+    /// <summary>
+    /// Publishes this server's CRLs (the active authority's and the retired ones') in the store when a new one was signed
+    /// since the last publication. Returns true when it wrote (the caller announces it to the other servers).
+    /// </summary>
+    public async Task<bool> PublishCrlsAsync(CancellationToken ct)
+    {
+        if (_ca.ServerId is not { } serverId || CachedCrl is not { } crl || crl.Number == _publishedCrlNumber || Stopped)
+        {
+            return false;
+        }
+        var rows = new List<ServerCrl> { new(serverId, crl.AuthorityKeyId, crl.Der, crl.NextUpdate) };
+        rows.AddRange(crl.Retired.Where(r => r.AuthorityKeyId != crl.AuthorityKeyId).Select(r => new ServerCrl(serverId, r.AuthorityKeyId, r.Der, crl.NextUpdate)));
+        await _store.Servers.PublishCrlsAsync(serverId, rows, ct).ConfigureAwait(false);
+        _publishedCrlNumber = crl.Number;
+        return true;
+    }
+
+    /// <summary>
+    /// Reads the CRLs the other servers published (unexpired ones). Returns true when they changed: the next
+    /// <see cref="CrlAsync"/> carries them, and the caller wakes the sync streams to push them.
+    /// </summary>
+    public async Task<bool> RefreshOtherServersCrlsAsync(CancellationToken ct)
+    {
+        if (_ca.ServerId is not { } serverId)
+        {
+            return false;
+        }
+        var others = (await _store.Servers.ListCrlsAsync(_time.GetUtcNow(), ct).ConfigureAwait(false))
+            .Where(c => !string.Equals(c.ServerId, serverId, StringComparison.Ordinal)).ToList();
+        lock (_lock)
+        {
+            if (others.Count == _otherCrls.Count && others.Zip(_otherCrls).All(p => p.First.Der.AsSpan().SequenceEqual(p.Second.Der)))
+            {
+                return false;
+            }
+            _otherCrls = others;
+            _otherCrlsVersion++;
+        }
+        ServerLog.OtherServersCrlsChanged(_log, others.Count);
+        return true;
     }
 
     private static string Json(Action<Utf8JsonWriter> body)

@@ -106,11 +106,21 @@ public interface IServerStore
     /// <summary>Records a server's start (creates its row or updates address, start and last-seen times).</summary>
     Task StartedAsync(ServerRecord server, CancellationToken ct);
 
-    /// <summary>The server's heartbeat: last_seen = <paramref name="at"/>.</summary>
-    Task HeartbeatAsync(string serverId, DateTimeOffset at, CancellationToken ct);
+    /// <summary>
+    /// The server's heartbeat: last_seen = <paramref name="at"/> while the row still holds this process's boot nonce, and
+    /// true. False when another process with the same id started after this one (or marked the row so): then the row is
+    /// marked so that the other process's next heartbeat fails too, and last_seen is left alone.
+    /// </summary>
+    Task<bool> HeartbeatAsync(string serverId, string bootNonce, DateTimeOffset at, CancellationToken ct);
 
     /// <summary>Every server ever recorded (servers are not deleted automatically), ordered by id.</summary>
     Task<IReadOnlyList<ServerRecord>> ListAsync(CancellationToken ct);
+
+    /// <summary>Replaces the CRLs this server publishes (one transaction: the rows of its authorities not listed are removed).</summary>
+    Task PublishCrlsAsync(string serverId, IReadOnlyList<ServerCrl> crls, CancellationToken ct);
+
+    /// <summary>Every server's published CRLs whose nextUpdate is after <paramref name="now"/>, ordered by server id and authority.</summary>
+    Task<IReadOnlyList<ServerCrl>> ListCrlsAsync(DateTimeOffset now, CancellationToken ct);
 }
 
 public interface IEntryStore

@@ -8,7 +8,20 @@ public sealed record CaJournal(string Name, byte[] Data, DateTimeOffset UpdatedA
 public sealed record StoredBundle(string TrustDomain, string SpiffeBundleJson, long Sequence, DateTimeOffset UpdatedAt);
 
 /// <summary>One server sharing the store (issue #16): its stable id, its agent API address, its start and its last heartbeat.</summary>
-public sealed record ServerRecord(string ServerId, string Address, DateTimeOffset StartedAt, DateTimeOffset LastSeen);
+public sealed record ServerRecord(string ServerId, string Address, DateTimeOffset StartedAt, DateTimeOffset LastSeen)
+{
+    /// <summary>
+    /// The random nonce of the process that started last with this id (written by <see cref="IServerStore.StartedAsync"/>,
+    /// checked by every heartbeat): two live processes with one id (a copied data dir) overwrite each other's. Not listed.
+    /// </summary>
+    public string BootNonce { get; init; } = "";
+}
+
+/// <summary>
+/// A CRL one server's X.509 authority signed (issue #16), as published in the store for the other servers to hand to their
+/// agents: a relying party checks an SVID against a CRL from the SVID's own issuer.
+/// </summary>
+public sealed record ServerCrl(string ServerId, string AuthorityKeyId, byte[] Der, DateTimeOffset NextUpdate);
 
 /// <summary>
 /// A registration entry: workloads whose evidence includes all <see cref="Selectors"/>, attested by an agent whose

@@ -14,4 +14,7 @@ public static class ChangeKinds
 
     /// <summary>The trust bundle changed (a CA rotation on some server).</summary>
     public const string Bundle = "bundle";
+
+    /// <summary>A server published new CRLs in the store (issue #16): the others read them and push them to their agents.</summary>
+    public const string Crl = "crl";
 }

@@ -25,6 +25,10 @@ public static class ServerReadiness
             // The endpoint is unauthenticated: fixed text, never the store's own message (it names hosts and users).
             return "the store is unreachable: check the store and the server log";
         }
+        if (server.Ca.Halted is not null)
+        {
+            return "issuance stopped: another live server has this server id (see the server log, WRIT-CA-DUPLICATE-SERVER-ID)";
+        }
         return server.Ca.ActiveX509NotAfter > server.Time.GetUtcNow() ? null : "no active X.509 CA authority";
     }
 }

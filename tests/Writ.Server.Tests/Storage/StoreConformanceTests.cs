@@ -845,11 +845,44 @@ public abstract partial class StoreConformanceTests : IAsyncLifetime
     {
         await Store.Servers.StartedAsync(new ServerRecord("s-b", "127.0.0.1:2", Start, Start), Ct);
         await Store.Servers.StartedAsync(new ServerRecord("s-a", "127.0.0.1:1", Start, Start), Ct);
-        await Store.Servers.HeartbeatAsync("s-a", Start.AddSeconds(10), Ct);
+        Assert.True(await Store.Servers.HeartbeatAsync("s-a", "", Start.AddSeconds(10), Ct));
         await Store.Servers.StartedAsync(new ServerRecord("s-b", "127.0.0.1:3", Start.AddMinutes(1), Start.AddMinutes(1)), Ct);
         Assert.Equal(
             [new ServerRecord("s-a", "127.0.0.1:1", Start, Start.AddSeconds(10)), new ServerRecord("s-b", "127.0.0.1:3", Start.AddMinutes(1), Start.AddMinutes(1))],
             await Store.Servers.ListAsync(Ct));
+    }
+
+    [Fact]
+    public async Task A_second_live_process_with_one_server_id_fails_both_heartbeats_and_a_restart_after_a_crash_does_not()
+    {
+        await Store.Servers.StartedAsync(new ServerRecord("s-c", "127.0.0.1:1", Start, Start) { BootNonce = "n1" }, Ct);
+        Assert.True(await Store.Servers.HeartbeatAsync("s-c", "n1", Start.AddSeconds(1), Ct));
+        // A restart after kill -9: the new process writes its nonce; the dead one never beats again. Nothing to see.
+        await Store.Servers.StartedAsync(new ServerRecord("s-c", "127.0.0.1:1", Start.AddSeconds(2), Start.AddSeconds(2)) { BootNonce = "n2" }, Ct);
+        Assert.True(await Store.Servers.HeartbeatAsync("s-c", "n2", Start.AddSeconds(3), Ct));
+        // A copy of its data dir starts while it lives: its next heartbeat finds another nonce, and marks the row ...
+        await Store.Servers.StartedAsync(new ServerRecord("s-c", "127.0.0.2:1", Start.AddSeconds(4), Start.AddSeconds(4)) { BootNonce = "n3" }, Ct);
+        Assert.False(await Store.Servers.HeartbeatAsync("s-c", "n2", Start.AddSeconds(5), Ct));
+        // ... so the copy's heartbeat fails too: neither can tell which one is rightful.
+        Assert.False(await Store.Servers.HeartbeatAsync("s-c", "n3", Start.AddSeconds(5), Ct));
+        Assert.Equal(Start.AddSeconds(4), (await Store.Servers.ListAsync(Ct)).Single(s => s.ServerId == "s-c").LastSeen);
+        // The operator stops one and restarts the other: it beats again.
+        await Store.Servers.StartedAsync(new ServerRecord("s-c", "127.0.0.1:1", Start.AddSeconds(9), Start.AddSeconds(9)) { BootNonce = "n4" }, Ct);
+        Assert.True(await Store.Servers.HeartbeatAsync("s-c", "n4", Start.AddSeconds(10), Ct));
+    }
+
+    [Fact]
+    public async Task Each_server_replaces_its_own_published_crls_and_expired_ones_are_not_listed()
+    {
+        await Store.Servers.PublishCrlsAsync("s-a", [new ServerCrl("s-a", "ka1", [1], Start.AddHours(1)), new ServerCrl("s-a", "ka0", [2], Start.AddHours(1))], Ct);
+        await Store.Servers.PublishCrlsAsync("s-b", [new ServerCrl("s-b", "kb1", [3], Start.AddMinutes(1))], Ct);
+        // A new publication replaces all of that server's rows (a retired authority gone), and leaves the others alone.
+        await Store.Servers.PublishCrlsAsync("s-a", [new ServerCrl("s-a", "ka1", [4], Start.AddHours(2))], Ct);
+        var all = await Store.Servers.ListCrlsAsync(Start, Ct);
+        Assert.Equal(["s-a/ka1/4", "s-b/kb1/3"], all.Select(c => $"{c.ServerId}/{c.AuthorityKeyId}/{string.Join(",", c.Der)}"));
+        Assert.Equal(Start.AddHours(2), all[0].NextUpdate);
+        // Past its nextUpdate a CRL is no use to a relying party: not listed.
+        Assert.Equal(["s-a"], (await Store.Servers.ListCrlsAsync(Start.AddMinutes(1), Ct)).Select(c => c.ServerId));
     }
 
     [Fact]
@@ -906,7 +939,7 @@ public abstract partial class StoreConformanceTests : IAsyncLifetime
         await Store.DisposeAsync();
         Store = null!;
         // Turn the database back into what version 1 created.
-        foreach (var table in new[] { "ledger", "ledger_head", "issued_credentials", "policy_versions", "revocations", "store_metadata", "tpm_reference_sets", "ci_sessions", "servers", "federation_relationships" })
+        foreach (var table in new[] { "ledger", "ledger_head", "issued_credentials", "policy_versions", "revocations", "store_metadata", "tpm_reference_sets", "ci_sessions", "servers", "federation_relationships", "server_crls" })
             await ExecuteRawAsync($"DROP TABLE {table}");
         await ExecuteRawAsync("ALTER TABLE entries DROP COLUMN federates_with");
         await ExecuteRawAsync("DROP INDEX entries_revision");

@@ -202,6 +202,19 @@ internal static class Migrations
         """
         CREATE INDEX entries_revision ON entries (revision);
         """,
+        // 11: every server's CRLs (issue #16): a relying party checks an SVID against a CRL from the SVID's own issuer, so each
+        // server publishes the CRLs its authorities sign and every server hands all of them to its agents. And each server's
+        // boot nonce, to find two live processes with one server id (a copied data dir).
+        """
+        CREATE TABLE server_crls (
+            server_id TEXT NOT NULL,
+            authority_key_id TEXT NOT NULL,
+            crl_der BLOB NOT NULL,
+            next_update_us INTEGER NOT NULL,
+            PRIMARY KEY (server_id, authority_key_id)
+        ) STRICT;
+        ALTER TABLE servers ADD COLUMN boot_nonce TEXT NOT NULL DEFAULT '';
+        """,
     ];
 
     public static IReadOnlyList<string> Postgres { get; } =
@@ -396,6 +409,19 @@ internal static class Migrations
         // tombstones have entry_tombstones_revision since 2).
         """
         CREATE INDEX entries_revision ON entries (revision);
+        """,
+        // 11: every server's CRLs (issue #16): a relying party checks an SVID against a CRL from the SVID's own issuer, so each
+        // server publishes the CRLs its authorities sign and every server hands all of them to its agents. And each server's
+        // boot nonce, to find two live processes with one server id (a copied data dir).
+        """
+        CREATE TABLE server_crls (
+            server_id text COLLATE "C" NOT NULL,
+            authority_key_id text COLLATE "C" NOT NULL,
+            crl_der bytea NOT NULL,
+            next_update_us bigint NOT NULL,
+            PRIMARY KEY (server_id, authority_key_id)
+        );
+        ALTER TABLE servers ADD COLUMN boot_nonce text NOT NULL DEFAULT '';
         """,
     ];
 }

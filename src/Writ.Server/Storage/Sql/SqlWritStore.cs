@@ -236,7 +236,7 @@ internal sealed class SqlStoreSignals(Db db, RevisionWatcher watcher) : IStoreSi
             // NOTIFY needs no table privilege: any role that can connect may send one. Only the kinds servers publish are
             // handed on (and so logged); anything else is no signal.
             var kind = colon > 0 ? payload[..colon] : payload;
-            if (kind is Sync.ChangeKinds.Nodes or Sync.ChangeKinds.Policy or Sync.ChangeKinds.Bundle)
+            if (kind is Sync.ChangeKinds.Nodes or Sync.ChangeKinds.Policy or Sync.ChangeKinds.Bundle or Sync.ChangeKinds.Crl)
                 onSignal(kind);
         }
         watcher.Signal += Handler;
