@@ -906,9 +906,10 @@ public abstract partial class StoreConformanceTests : IAsyncLifetime
         await Store.DisposeAsync();
         Store = null!;
         // Turn the database back into what version 1 created.
-        foreach (var table in new[] { "ledger", "ledger_head", "issued_credentials", "policy_versions", "revocations", "store_metadata", "tpm_reference_sets", "ci_sessions", "servers", "federation_relationships" })
+        foreach (var table in new[] { "ledger", "ledger_head", "issued_credentials", "policy_versions", "revocations", "store_metadata", "tpm_reference_sets", "ci_sessions", "servers", "federation_relationships", "pooled_svids" })
             await ExecuteRawAsync($"DROP TABLE {table}");
         await ExecuteRawAsync("ALTER TABLE entries DROP COLUMN federates_with");
+        await ExecuteRawAsync("ALTER TABLE entries DROP COLUMN outage_pool");
         await ExecuteRawAsync("DROP INDEX entries_revision");
         await ExecuteRawAsync("DROP INDEX entry_tombstones_revision");
         await ExecuteRawAsync("ALTER TABLE entry_tombstones DROP COLUMN deleted_at_us");

@@ -202,6 +202,21 @@ internal static class Migrations
         """
         CREATE INDEX entries_revision ON entries (revision);
         """,
+        // 11: the outage pool (issue #16 item 5): how many pre-signed X.509-SVIDs an entry's agent may hold, and which
+        // pooled SVIDs each agent holds (bounded per agent and entry; reported when handed out).
+        """
+        ALTER TABLE entries ADD COLUMN outage_pool INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE pooled_svids (
+            serial TEXT PRIMARY KEY,
+            entry_id TEXT NOT NULL,
+            agent_id TEXT NOT NULL,
+            issued_at_us INTEGER NOT NULL,
+            expires_at_us INTEGER NOT NULL,
+            used_at_us INTEGER,
+            used_instance TEXT
+        ) STRICT;
+        CREATE INDEX pooled_svids_agent_entry ON pooled_svids (agent_id, entry_id);
+        """,
     ];
 
     public static IReadOnlyList<string> Postgres { get; } =
@@ -396,6 +411,20 @@ internal static class Migrations
         // tombstones have entry_tombstones_revision since 2).
         """
         CREATE INDEX entries_revision ON entries (revision);
+        """,
+        // 11: the outage pool (issue #16 item 5).
+        """
+        ALTER TABLE entries ADD COLUMN outage_pool integer NOT NULL DEFAULT 0;
+        CREATE TABLE pooled_svids (
+            serial text COLLATE "C" PRIMARY KEY,
+            entry_id text COLLATE "C" NOT NULL,
+            agent_id text COLLATE "C" NOT NULL,
+            issued_at_us bigint NOT NULL,
+            expires_at_us bigint NOT NULL,
+            used_at_us bigint,
+            used_instance text
+        );
+        CREATE INDEX pooled_svids_agent_entry ON pooled_svids (agent_id, entry_id);
         """,
     ];
 }
