@@ -112,6 +112,12 @@ public sealed class SvidCache
 
     public int X509Count => _x509.Count;
 
+    /// <summary>
+    /// The outage pool (issue #16 item 5): pooled SVIDs handed to new instances of opted-in entries when no server is
+    /// reachable. Null: no pool (every instance waits for its own SVID).
+    /// </summary>
+    public OutagePool? Pool { get; init; }
+
     /// <summary>Every credential this cache obtained, by serial and JWT id, with its instance and epoch (request-time decisions).</summary>
     public Writ.Agent.Authz.IssuedCredentials Issued { get; } = new();
 
@@ -164,6 +170,18 @@ public sealed class SvidCache
         }
         await SignAsync([.. missing.Select(e => new SignItem(e, instance, epoch, proto))], force: false, ct).ConfigureAwait(false);
         now = _time.GetUtcNow();
+        if (Pool is not null)
+        {
+            // No SVID and no refusal: the server did not answer. An opted-in entry hands this new instance one pooled SVID.
+            foreach (var e in missing)
+            {
+                if (e.OutagePool > 0 && !_x509.ContainsKey((e.Id, instance.Id)) && !_denials.ContainsKey((e.Id, instance.Id))
+                    && instance.IsCurrent(epoch) && Pool.TryTake(e, instance, proto) is { } pooled)
+                {
+                    AdoptPooled(e, instance, epoch, pooled);
+                }
+            }
+        }
         svids.Clear();
         denials.Clear();
         foreach (var e in entries)
@@ -286,6 +304,23 @@ public sealed class SvidCache
         _x509[(item.Entry.Id, item.Instance.Id)] = cached;
         _denials.TryRemove((item.Entry.Id, item.Instance.Id), out _);
         AgentLog.X509Cached(_log, item.Entry.SpiffeId, item.Entry.Id, exp, rotateAt);
+    }
+
+    /// <summary>
+    /// Serves a pooled SVID to the instance it was handed to, due for rotation at once: the first signing that succeeds
+    /// (the server is back) replaces it with the instance's own SVID, and the open streams get that one.
+    /// </summary>
+    private void AdoptPooled(Entry entry, WorkloadInstance instance, long epoch, PooledX509 pooled)
+    {
+        var now = _time.GetUtcNow();
+        var cached = new CachedX509(entry, instance.Id, epoch, pooled.Chain, pooled.KeyPkcs8, pooled.ExpiresAt, now, pooled.DecisionId);
+        if (!instance.TryRecordSerial(epoch, cached.SerialHex, pooled.ExpiresAt))
+        {
+            _tracker.ReportStale(instance, cached.SerialHex, null);
+            return;
+        }
+        Issued.RecordSerial(cached.SerialHex, instance, epoch, pooled.ExpiresAt, now);
+        _x509[(entry.Id, instance.Id)] = cached;
     }
 
     /// <summary>

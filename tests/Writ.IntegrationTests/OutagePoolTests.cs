@@ -1,0 +1,165 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Writ.IntegrationTests.Harness;
+using Writ.Server.Policy;
+
+namespace Writ.IntegrationTests;
+
+/// <summary>
+/// New workloads during an outage (issue #16 item 5; docs/high-availability.md): a real server and agent, real Unix
+/// sockets, real workload processes (`writ svid watch`). With an entry opted in (--outage-pool 2) and a permit for
+/// IssuePooledX509Svid, the agent fills its pool; with the server down, two new workloads get the two pooled SVIDs, a
+/// third gets Unavailable; with the server back, both handouts are in the ledger and the workloads' open streams move
+/// to SVIDs of their own.
+/// </summary>
+public sealed class OutagePoolTests
+{
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(90);
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task With_the_server_down_two_new_workloads_get_the_two_pooled_svids_a_third_gets_unavailable_and_all_is_reported_later()
+    {
+        using var dir = new TempDir();
+        await using var server = await ServerProcess.StartAsync(dir["server"]);
+        await using var relay = new TcpRelay(server.AgentApi);
+        await PushPermitAsync(server, dir);
+        await using var agent = await StartAgentAsync(dir, server, relay.Address);
+        var create = await server.WritAsync("entry", "create", "--spiffe-id", "spiffe://example.org/pooled/web", "--parent-id", agent.AgentId,
+            "--selector", "unix:uid:0", "--outage-pool", "2", "--output", "json");
+        Assert.True(create.ExitCode == 0, create.ToString());
+        var show = await server.WritAsync("entry", "show", JsonDocument.Parse(create.Stdout).RootElement.GetProperty("id").GetString()!);
+        Assert.Contains("Outage pool: 2", show.Stdout, StringComparison.Ordinal);
+
+        // The pool fills: two pooled issuances recorded by the server.
+        var pooled = await WorkloadTools.EventuallyAsync(async () =>
+        {
+            var serials = await PooledIssuedSerialsAsync(server);
+            return serials.Count == 2 ? serials : throw new InvalidOperationException($"{serials.Count} pooled SVIDs issued");
+        }, Deadline, "the outage pool filled");
+
+        // The server goes away (kill -9, its address dead).
+        await server.KillAsync();
+        relay.Retarget(null);
+
+        await using var first = BackgroundProcess.Writ("svid", "watch", "--output", "json", "--socket", agent.SocketPath);
+        await using var second = BackgroundProcess.Writ("svid", "watch", "--output", "json", "--socket", agent.SocketPath);
+        var a = await FirstSerialAsync(first);
+        var b = await FirstSerialAsync(second);
+        Assert.NotEqual(a, b);
+        Assert.Contains(a, pooled, StringComparer.OrdinalIgnoreCase);
+        Assert.Contains(b, pooled, StringComparer.OrdinalIgnoreCase);
+
+        // The pool is empty: a third new workload gets Unavailable, as without a pool.
+        var third = await Proc.WritAsync("svid", "fetch", "--socket", agent.SocketPath);
+        Assert.NotEqual(0, third.ExitCode);
+        Assert.Contains("unavailable", third.Stderr + third.Stdout, StringComparison.OrdinalIgnoreCase);
+
+        // The server is back: both handouts are reported and recorded, and both open streams get SVIDs of their own.
+        await server.StartAsync();
+        relay.Retarget(server.AgentApi);
+        await WorkloadTools.EventuallyAsync(async () =>
+        {
+            var used = await LedgerAsync(server, "svid.pooled_used");
+            var serials = used.Select(r => r.GetProperty("data").GetProperty("serial").GetString()!).ToList();
+            return serials.Count == 2 && serials.Contains(a, StringComparer.OrdinalIgnoreCase) && serials.Contains(b, StringComparer.OrdinalIgnoreCase)
+                ? true : throw new InvalidOperationException($"{serials.Count} pooled_used records");
+        }, Deadline, "both handouts recorded");
+        var a2 = await NextOtherSerialAsync(first, a);
+        var b2 = await NextOtherSerialAsync(second, b);
+        Assert.DoesNotContain(a2, pooled, StringComparer.OrdinalIgnoreCase);
+        Assert.DoesNotContain(b2, pooled, StringComparer.OrdinalIgnoreCase);
+        Assert.False(first.HasExited, first.Stderr.Text);
+        Assert.False(second.HasExited, second.Stderr.Text);
+        var verify = await server.WritAsync("audit", "verify");
+        Assert.True(verify.ExitCode == 0, verify.ToString());
+    }
+
+    [Fact]
+    public async Task Without_a_permit_the_pool_stays_empty_and_a_new_workload_in_an_outage_gets_unavailable()
+    {
+        using var dir = new TempDir();
+        await using var server = await ServerProcess.StartAsync(dir["server"]);
+        await using var relay = new TcpRelay(server.AgentApi);
+        await using var agent = await StartAgentAsync(dir, server, relay.Address);
+        var create = await server.WritAsync("entry", "create", "--spiffe-id", "spiffe://example.org/pooled/web", "--parent-id", agent.AgentId,
+            "--selector", "unix:uid:0", "--outage-pool", "2");
+        Assert.True(create.ExitCode == 0, create.ToString());
+        // The agent asked and was refused by the default policy (a recorded denial), so its pool is empty.
+        await agent.Stderr.WaitForAsync(l => l.Contains("not refilled: WRIT-ISSUE-DENIED", StringComparison.Ordinal), Deadline);
+        Assert.Empty(await PooledIssuedSerialsAsync(server));
+
+        await server.KillAsync();
+        relay.Retarget(null);
+        var fetch = await Proc.WritAsync("svid", "fetch", "--socket", agent.SocketPath);
+        Assert.NotEqual(0, fetch.ExitCode);
+        Assert.Contains("unavailable", fetch.Stderr + fetch.Stdout, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("handed to instance", agent.Stderr.Text, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("17")]
+    [InlineData("-1")]
+    public async Task An_outage_pool_out_of_range_is_refused_with_its_code_and_nothing_is_written(string size)
+    {
+        using var dir = new TempDir();
+        await using var server = await ServerProcess.StartAsync(dir["server"]);
+        var r = await server.WritAsync("entry", "create", "--spiffe-id", "spiffe://example.org/pooled/web", "--parent-id",
+            "spiffe://example.org/writ/agent/join_token/x", "--selector", "unix:uid:0", "--outage-pool", size);
+        Expect.OneLineError(r, "WRIT-ENTRY-OUTAGE-POOL");
+        var list = await server.WritAsync("entry", "list", "--output", "json");
+        Assert.Equal(0, JsonDocument.Parse(list.Stdout).RootElement.GetProperty("entries").GetArrayLength());
+    }
+
+    private static async Task PushPermitAsync(ServerProcess server, TempDir dir)
+    {
+        var policy = dir["policy"];
+        Directory.CreateDirectory(policy);
+        await File.WriteAllTextAsync(Path.Combine(policy, "default.cedar"), WritPolicyCompiler.DefaultFiles[0].Text, Ct);
+        File.Copy(Path.Combine(Repo.Root, "docs", "examples", "policy", "writ", "outage-pool.cedar"), Path.Combine(policy, "outage-pool.cedar"));
+        var push = await server.WritAsync("policy", "push", "--file", policy);
+        Assert.True(push.ExitCode == 0, push.ToString());
+        var version = Regex.Match(push.Stdout, @"pushed policy version (\d+)").Groups[1].Value;
+        await server.Stderr.WaitForAsync(l => l.Contains($"Issuance policy version {version} active", StringComparison.Ordinal), TimeSpan.FromSeconds(20), () => server.HasExited);
+    }
+
+    private static async Task<AgentProcess> StartAgentAsync(TempDir dir, ServerProcess server, string servers)
+    {
+        var bundle = await server.WritAsync("bundle", "show", "--format", "pem");
+        Assert.True(bundle.ExitCode == 0, bundle.ToString());
+        await File.WriteAllTextAsync(dir["bundle.pem"], bundle.Stdout, Ct);
+        var token = await TestAgent.NewJoinTokenAsync(server);
+        var agent = new AgentProcess(servers, dir["agent"], null, dir["bundle.pem"], token);
+        await agent.StartAsync();
+        return agent;
+    }
+
+    private static async Task<List<JsonElement>> LedgerAsync(ServerProcess server, string kind)
+    {
+        var r = await server.WritAsync("audit", "list", "--output", "json", "--kind", kind, "--limit", "1000");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        using var doc = JsonDocument.Parse(r.Stdout);
+        return [.. doc.RootElement.GetProperty("events").EnumerateArray().Select(e => e.Clone())];
+    }
+
+    private static async Task<List<string>> PooledIssuedSerialsAsync(ServerProcess server) =>
+        [.. (await LedgerAsync(server, "x509.issued"))
+            .Select(r => r.GetProperty("data"))
+            .Where(d => d.TryGetProperty("pooled", out var p) && p.ValueKind == JsonValueKind.True)
+            .Select(d => d.GetProperty("serial").GetString()!)];
+
+    private static readonly Regex SerialLine = new("\"serial_number\"\\s*:\\s*\"([0-9A-Fa-f]+)\"");
+
+    private static async Task<string> FirstSerialAsync(BackgroundProcess p)
+    {
+        var line = await p.Stdout.WaitForAsync(l => SerialLine.IsMatch(l), Deadline, () => p.HasExited);
+        return SerialLine.Match(line).Groups[1].Value;
+    }
+
+    private static async Task<string> NextOtherSerialAsync(BackgroundProcess p, string old)
+    {
+        var line = await p.Stdout.WaitForAsync(l => SerialLine.Match(l) is { Success: true } m && !string.Equals(m.Groups[1].Value, old, StringComparison.OrdinalIgnoreCase),
+            Deadline, () => p.HasExited);
+        return SerialLine.Match(line).Groups[1].Value;
+    }
+}
