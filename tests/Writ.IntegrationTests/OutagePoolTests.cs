@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using Writ.Cli.Workload;
 using Writ.IntegrationTests.Harness;
 using Writ.Server.Policy;
 
@@ -161,5 +162,76 @@ public sealed class OutagePoolTests
         var line = await p.Stdout.WaitForAsync(l => SerialLine.Match(l) is { Success: true } m && !string.Equals(m.Groups[1].Value, old, StringComparison.OrdinalIgnoreCase),
             Deadline, () => p.HasExited);
         return SerialLine.Match(line).Groups[1].Value;
+    }
+}
+
+/// <summary>
+/// An agent (its real SVID, over mTLS) calling the pool RPCs directly, as a compromised agent would: not opted in, more
+/// than N, a report of a serial that is not one of its pooled SVIDs — each refused with its code, nothing recorded.
+/// </summary>
+public sealed class OutagePoolAgentApiTests
+{
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(60);
+
+    private static Writ.Protocol.Agent.SignPooledX509SvidsRequest Request(string entryId, int n)
+    {
+        var r = new Writ.Protocol.Agent.SignPooledX509SvidsRequest { EntryId = entryId };
+        for (var i = 0; i < n; i++)
+        {
+            using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+            r.Csrs.Add(Google.Protobuf.ByteString.CopyFrom(Writ.Spiffe.X509.Csr.Create(key)));
+        }
+        return r;
+    }
+
+    private static async Task<string> CodeOfAsync(Func<Task> call)
+    {
+        var e = await Assert.ThrowsAsync<Grpc.Core.RpcException>(call);
+        return e.Status.Detail.Split(':')[0];
+    }
+
+    [Fact]
+    public async Task An_agent_calling_the_pool_rpcs_directly_cannot_get_past_opt_in_the_bound_or_the_report_check()
+    {
+        using var dir = new TempDir();
+        await using var server = await ServerProcess.StartAsync(dir["server"]);
+        using var agent = await TestAgent.ConnectAsync(server);
+        await agent.AttestAsync(await TestAgent.NewJoinTokenAsync(server));
+        var policy = dir["policy"];
+        Directory.CreateDirectory(policy);
+        await File.WriteAllTextAsync(Path.Combine(policy, "default.cedar"), Writ.Server.Policy.WritPolicyCompiler.DefaultFiles[0].Text, TestContext.Current.CancellationToken);
+        File.Copy(Path.Combine(Repo.Root, "docs", "examples", "policy", "writ", "outage-pool.cedar"), Path.Combine(policy, "outage-pool.cedar"));
+        var push = await server.WritAsync("policy", "push", "--file", policy);
+        Assert.True(push.ExitCode == 0, push.ToString());
+        var version = Regex.Match(push.Stdout, @"pushed policy version (\d+)").Groups[1].Value;
+        await server.Stderr.WaitForAsync(l => l.Contains($"Issuance policy version {version} active", StringComparison.Ordinal), Deadline, () => server.HasExited);
+        var create = await server.WritAsync("entry", "create", "--spiffe-id", "spiffe://example.org/pooled/web", "--parent-id", agent.AgentId,
+            "--selector", "unix:uid:0", "--output", "json");
+        Assert.True(create.ExitCode == 0, create.ToString());
+        var id = JsonDocument.Parse(create.Stdout).RootElement.GetProperty("id").GetString()!;
+
+        // Not opted in: refused although a policy permits pooling for the path.
+        Assert.Equal("WRIT-ISSUE-POOL-NOT-ENABLED", await CodeOfAsync(() => agent.Client.SignPooledX509SvidsAsync(Request(id, 1)).ResponseAsync));
+
+        var update = await server.WritAsync("entry", "update", "--id", id, "--outage-pool", "1");
+        Assert.True(update.ExitCode == 0, update.ToString());
+        // More than N in one call, then one more after the pool is full.
+        Assert.Equal("WRIT-ISSUE-POOL-FULL", await CodeOfAsync(() => agent.Client.SignPooledX509SvidsAsync(Request(id, 2)).ResponseAsync));
+        var got = await agent.Client.SignPooledX509SvidsAsync(Request(id, 1));
+        var serial = WorkloadClient.ParseCertificates(got.Svids[0].CertChain[0].Span)[0].SerialNumber;
+        Assert.Equal("WRIT-ISSUE-POOL-FULL", await CodeOfAsync(() => agent.Client.SignPooledX509SvidsAsync(Request(id, 1)).ResponseAsync));
+
+        // A report naming a serial that is not one of its pooled SVIDs (here together with a real one) writes nothing.
+        var report = new Writ.Protocol.Agent.ReportPooledSvidUsedRequest();
+        report.Uses.Add(new Writ.Protocol.Agent.PooledSvidUse { SerialHex = serial, EntryId = id, InstanceId = "1:1" });
+        report.Uses.Add(new Writ.Protocol.Agent.PooledSvidUse { SerialHex = "0DEADBEEF0", EntryId = id, InstanceId = "2:2" });
+        Assert.Equal("WRIT-ISSUE-POOL-UNKNOWN-SERIAL", await CodeOfAsync(() => agent.Client.ReportPooledSvidUsedAsync(report).ResponseAsync));
+        var used = await server.WritAsync("audit", "list", "--output", "json", "--kind", "svid.pooled_used");
+        Assert.Equal(0, JsonDocument.Parse(used.Stdout).RootElement.GetProperty("events").GetArrayLength());
+
+        // Revoked, the pooled SVID no longer holds a slot: the agent may ask for a replacement.
+        var revoke = await server.WritAsync("revoke", "--serial", serial, "--reason", "test");
+        Assert.True(revoke.ExitCode == 0, revoke.ToString());
+        Assert.Single((await agent.Client.SignPooledX509SvidsAsync(Request(id, 1))).Svids);
     }
 }

@@ -20,7 +20,7 @@ public interface IPooledSvidStore
 {
     /// <summary>
     /// Records <paramref name="svids"/> (all of one agent and entry) unless the agent would then hold more unexpired,
-    /// unreported pooled SVIDs of the entry than the entry's current outage_pool: read and written in one transaction
+    /// unreported, unrevoked pooled SVIDs of the entry than the entry's current outage_pool: read and written in one transaction
     /// that locks the entry row, so racing requests cannot overshoot. Returns null when written, else how many the agent
     /// holds and the entry's pool size (nothing written).
     /// </summary>

@@ -24,7 +24,9 @@ internal sealed class SqlPooledSvidStore(Db db, TimeProvider time) : IPooledSvid
             var pool = await Db.ScalarAsync(conn, tx, "SELECT outage_pool FROM entries WHERE id = @id" + lockClause, ct, ("id", entryId)).ConfigureAwait(false);
             var size = pool is null ? 0 : Convert.ToInt32(pool, System.Globalization.CultureInfo.InvariantCulture);
             var held = Convert.ToInt32(await Db.ScalarAsync(conn, tx,
-                "SELECT COUNT(*) FROM pooled_svids WHERE agent_id = @agent AND entry_id = @entry AND used_at_us IS NULL AND expires_at_us > @now", ct,
+                // A revoked one is worthless to the agent (it drops it, it is never served): it does not hold a slot.
+                "SELECT COUNT(*) FROM pooled_svids p WHERE p.agent_id = @agent AND p.entry_id = @entry AND p.used_at_us IS NULL AND p.expires_at_us > @now"
+                + " AND NOT EXISTS (SELECT 1 FROM revocations r WHERE r.kind = 'x509' AND r.id = p.serial)", ct,
                 ("agent", agentId), ("entry", entryId), ("now", Time.ToMicros(now))).ConfigureAwait(false), System.Globalization.CultureInfo.InvariantCulture);
             if (held + svids.Count > size)
                 return (held, size);
