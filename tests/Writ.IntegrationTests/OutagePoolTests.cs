@@ -98,6 +98,43 @@ public sealed class OutagePoolTests
         Assert.DoesNotContain("handed to instance", agent.Stderr.Text, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task A_revoked_pooled_serial_is_dropped_by_the_agent_and_never_handed_out()
+    {
+        using var dir = new TempDir();
+        await using var server = await ServerProcess.StartAsync(dir["server"]);
+        await using var relay = new TcpRelay(server.AgentApi);
+        await PushPermitAsync(server, dir);
+        await using var agent = await StartAgentAsync(dir, server, relay.Address);
+        var create = await server.WritAsync("entry", "create", "--spiffe-id", "spiffe://example.org/pooled/web", "--parent-id", agent.AgentId,
+            "--selector", "unix:uid:0", "--outage-pool", "1");
+        Assert.True(create.ExitCode == 0, create.ToString());
+        var revoked = (await WorkloadTools.EventuallyAsync(async () =>
+        {
+            var serials = await PooledIssuedSerialsAsync(server);
+            return serials.Count == 1 ? serials : throw new InvalidOperationException($"{serials.Count} pooled SVIDs issued");
+        }, Deadline, "the outage pool filled"))[0];
+
+        var revoke = await server.WritAsync("revoke", "--serial", revoked, "--reason", "pooled key suspected");
+        Assert.True(revoke.ExitCode == 0, revoke.ToString());
+        // The agent drops it and, the revoked one no longer counting, gets a replacement.
+        var replacement = (await WorkloadTools.EventuallyAsync(async () =>
+        {
+            var serials = await PooledIssuedSerialsAsync(server);
+            return serials.Count == 2 ? serials : throw new InvalidOperationException($"{serials.Count} pooled SVIDs issued");
+        }, Deadline, "the pool refilled after the revocation")).Single(s => s != revoked);
+
+        await server.KillAsync();
+        relay.Retarget(null);
+        await using var workload = BackgroundProcess.Writ("svid", "watch", "--output", "json", "--socket", agent.SocketPath);
+        Assert.Equal(replacement, await FirstSerialAsync(workload), StringComparer.OrdinalIgnoreCase);
+        // And with the pool empty, the next new workload is refused rather than given the revoked one.
+        var next = await Proc.WritAsync("svid", "fetch", "--socket", agent.SocketPath);
+        Assert.NotEqual(0, next.ExitCode);
+        Assert.DoesNotContain(agent.Stderr.Text.Split('\n'), l => l.Contains("handed to instance", StringComparison.Ordinal)
+            && l.Contains(revoked, StringComparison.OrdinalIgnoreCase));
+    }
+
     [Theory]
     [InlineData("17")]
     [InlineData("-1")]
