@@ -168,11 +168,12 @@ public sealed class SvidCache
         {
             return new X509Result(svids, denials);
         }
-        await SignAsync([.. missing.Select(e => new SignItem(e, instance, epoch, proto))], force: false, ct).ConfigureAwait(false);
+        var unreachable = await SignAsync([.. missing.Select(e => new SignItem(e, instance, epoch, proto))], force: false, ct).ConfigureAwait(false);
         now = _time.GetUtcNow();
-        if (Pool is not null)
+        if (Pool is not null && unreachable)
         {
-            // No SVID and no refusal: the server did not answer. An opted-in entry hands this new instance one pooled SVID.
+            // No server answered (Unavailable or timed out after the failover list): an opted-in entry without an SVID
+            // for this instance hands it one pooled SVID. A refusal or any other error never does.
             foreach (var e in missing)
             {
                 if (e.OutagePool > 0 && !_x509.ContainsKey((e.Id, instance.Id)) && !_denials.ContainsKey((e.Id, instance.Id))
@@ -200,8 +201,10 @@ public sealed class SvidCache
 
     private sealed record SignItem(Entry Entry, WorkloadInstance Instance, long Epoch, AttestedWorkload Evidence);
 
-    private async Task SignAsync(IReadOnlyList<SignItem> items, bool force, CancellationToken ct)
+    /// <returns>true when a signing call failed because no server answered (Unavailable, DeadlineExceeded).</returns>
+    private async Task<bool> SignAsync(IReadOnlyList<SignItem> items, bool force, CancellationToken ct)
     {
+        var unreachable = false;
         await _signGate.WaitAsync(ct).ConfigureAwait(false);
         try
         {
@@ -270,6 +273,7 @@ public sealed class SvidCache
                         throw fatal;
                     }
                     AgentLog.RotationFailed(_log, e.Status.Detail.Length > 0 ? e.Status.Detail : e.StatusCode.ToString());
+                    unreachable |= e.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded;
                     _retryAt = _time.GetUtcNow() + _retryBackoff;   // rotation retries back off; workload fetches still try at once
                     _retryBackoff = TimeSpan.FromTicks(Math.Min(_retryBackoff.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
                 }
@@ -286,6 +290,7 @@ public sealed class SvidCache
         {
             _signGate.Release();
         }
+        return unreachable;
     }
 
     private void Adopt(SignItem item, List<X509Certificate2> chain, ECDsa key, string decisionId)
