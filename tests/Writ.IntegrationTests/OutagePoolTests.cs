@@ -29,7 +29,8 @@ public sealed class OutagePoolTests
         var create = await server.WritAsync("entry", "create", "--spiffe-id", "spiffe://example.org/pooled/web", "--parent-id", agent.AgentId,
             "--selector", "unix:uid:0", "--outage-pool", "2", "--output", "json");
         Assert.True(create.ExitCode == 0, create.ToString());
-        var show = await server.WritAsync("entry", "show", JsonDocument.Parse(create.Stdout).RootElement.GetProperty("id").GetString()!);
+        var entryId = JsonDocument.Parse(create.Stdout).RootElement.GetProperty("id").GetString()!;
+        var show = await server.WritAsync("entry", "show", entryId);
         Assert.Contains("Outage pool: 2", show.Stdout, StringComparison.Ordinal);
 
         // The pool fills: two pooled issuances recorded by the server.
@@ -74,6 +75,13 @@ public sealed class OutagePoolTests
         Assert.False(second.HasExited, second.Stderr.Text);
         var verify = await server.WritAsync("audit", "verify");
         Assert.True(verify.ExitCode == 0, verify.ToString());
+
+        // The pool refills with the server back; set to 0, the agent drops it.
+        await agent.Stderr.WaitForAsync(l => l.Contains("refilled with 2 pooled", StringComparison.Ordinal)
+            && agent.Stderr.Text.Split('\n').Count(x => x.Contains("refilled with", StringComparison.Ordinal)) >= 2, Deadline, () => agent.HasExited);
+        var off = await server.WritAsync("entry", "update", "--id", entryId, "--outage-pool", "0");
+        Assert.True(off.ExitCode == 0, off.ToString());
+        await agent.Stderr.WaitForAsync(l => l.Contains($"Outage pool of entry {entryId} dropped (outage pool set to 0)", StringComparison.Ordinal), Deadline, () => agent.HasExited);
     }
 
     [Fact]
