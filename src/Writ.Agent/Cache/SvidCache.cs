@@ -112,6 +112,12 @@ public sealed class SvidCache
 
     public int X509Count => _x509.Count;
 
+    /// <summary>
+    /// The outage pool (issue #16 item 5): pooled SVIDs handed to new instances of opted-in entries when no server is
+    /// reachable. Null: no pool (every instance waits for its own SVID).
+    /// </summary>
+    public OutagePool? Pool { get; init; }
+
     /// <summary>Every credential this cache obtained, by serial and JWT id, with its instance and epoch (request-time decisions).</summary>
     public Writ.Agent.Authz.IssuedCredentials Issued { get; } = new();
 
@@ -162,8 +168,21 @@ public sealed class SvidCache
         {
             return new X509Result(svids, denials);
         }
-        await SignAsync([.. missing.Select(e => new SignItem(e, instance, epoch, proto))], force: false, ct).ConfigureAwait(false);
+        var unreachable = await SignAsync([.. missing.Select(e => new SignItem(e, instance, epoch, proto))], force: false, ct).ConfigureAwait(false);
         now = _time.GetUtcNow();
+        if (Pool is not null && unreachable)
+        {
+            // No server answered (Unavailable or timed out after the failover list): an opted-in entry without an SVID
+            // for this instance hands it one pooled SVID. A refusal or any other error never does.
+            foreach (var e in missing)
+            {
+                if (e.OutagePool > 0 && !_x509.ContainsKey((e.Id, instance.Id)) && !_denials.ContainsKey((e.Id, instance.Id))
+                    && instance.IsCurrent(epoch) && Pool.TryTake(e, instance, proto) is { } pooled)
+                {
+                    AdoptPooled(e, instance, epoch, pooled);
+                }
+            }
+        }
         svids.Clear();
         denials.Clear();
         foreach (var e in entries)
@@ -182,8 +201,10 @@ public sealed class SvidCache
 
     private sealed record SignItem(Entry Entry, WorkloadInstance Instance, long Epoch, AttestedWorkload Evidence);
 
-    private async Task SignAsync(IReadOnlyList<SignItem> items, bool force, CancellationToken ct)
+    /// <returns>true when a signing call failed because no server answered (Unavailable, DeadlineExceeded).</returns>
+    private async Task<bool> SignAsync(IReadOnlyList<SignItem> items, bool force, CancellationToken ct)
     {
+        var unreachable = false;
         await _signGate.WaitAsync(ct).ConfigureAwait(false);
         try
         {
@@ -252,6 +273,7 @@ public sealed class SvidCache
                         throw fatal;
                     }
                     AgentLog.RotationFailed(_log, e.Status.Detail.Length > 0 ? e.Status.Detail : e.StatusCode.ToString());
+                    unreachable |= e.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded;
                     _retryAt = _time.GetUtcNow() + _retryBackoff;   // rotation retries back off; workload fetches still try at once
                     _retryBackoff = TimeSpan.FromTicks(Math.Min(_retryBackoff.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
                 }
@@ -268,6 +290,7 @@ public sealed class SvidCache
         {
             _signGate.Release();
         }
+        return unreachable;
     }
 
     private void Adopt(SignItem item, List<X509Certificate2> chain, ECDsa key, string decisionId)
@@ -286,6 +309,23 @@ public sealed class SvidCache
         _x509[(item.Entry.Id, item.Instance.Id)] = cached;
         _denials.TryRemove((item.Entry.Id, item.Instance.Id), out _);
         AgentLog.X509Cached(_log, item.Entry.SpiffeId, item.Entry.Id, exp, rotateAt);
+    }
+
+    /// <summary>
+    /// Serves a pooled SVID to the instance it was handed to, due for rotation at once: the first signing that succeeds
+    /// (the server is back) replaces it with the instance's own SVID, and the open streams get that one.
+    /// </summary>
+    private void AdoptPooled(Entry entry, WorkloadInstance instance, long epoch, PooledX509 pooled)
+    {
+        var now = _time.GetUtcNow();
+        var cached = new CachedX509(entry, instance.Id, epoch, pooled.Chain, pooled.KeyPkcs8, pooled.ExpiresAt, now, pooled.DecisionId);
+        if (!instance.TryRecordSerial(epoch, cached.SerialHex, pooled.ExpiresAt))
+        {
+            _tracker.ReportStale(instance, cached.SerialHex, null);
+            return;
+        }
+        Issued.RecordSerial(cached.SerialHex, instance, epoch, pooled.ExpiresAt, now);
+        _x509[(entry.Id, instance.Id)] = cached;
     }
 
     /// <summary>

@@ -23,7 +23,12 @@ public sealed class SvidRotationService(SvidCache cache, AgentState state, TimeP
         while (!stoppingToken.IsCancellationRequested)
         {
             var generation = state.Changed.Generation;
-            if (await cache.MaintainOnceAsync(stoppingToken).ConfigureAwait(false))
+            var changed = await cache.MaintainOnceAsync(stoppingToken).ConfigureAwait(false);
+            if (cache.Pool is { } pool)
+            {
+                changed |= await pool.MaintainOnceAsync(stoppingToken).ConfigureAwait(false);
+            }
+            if (changed)
             {
                 state.Changed.Raise();
                 generation = state.Changed.Generation;

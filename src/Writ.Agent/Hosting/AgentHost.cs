@@ -154,8 +154,14 @@ public sealed class AgentHost : IAsyncDisposable
             sp.GetRequiredService<InstanceReporter>(), options.ReattestInterval, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger<InstanceTracker>(),
             Math.Min(PidfdWatcher.MaxWatched, fdBudget)));
         builder.Services.AddConnectionGate(sp => new ConnectionGate(options, ProcFs.Host, time, sp.GetRequiredService<ILogger<ConnectionGate>>(), FileDescriptorLimit.Current));
-        builder.Services.AddSingleton(sp => new SvidCache(sp.GetRequiredService<NodeIdentity>(), state, sp.GetRequiredService<InstanceTracker>(), time,
-            sp.GetRequiredService<ILoggerFactory>().CreateLogger<SvidCache>(), jitter));
+        builder.Services.AddSingleton(sp =>
+        {
+            var node = sp.GetRequiredService<NodeIdentity>();
+            return new SvidCache(node, state, sp.GetRequiredService<InstanceTracker>(), time, sp.GetRequiredService<ILoggerFactory>().CreateLogger<SvidCache>(), jitter)
+            {
+                Pool = new OutagePool(() => node.Client, node.Classify, state, time, sp.GetRequiredService<ILoggerFactory>().CreateLogger<OutagePool>()),
+            };
+        });
         builder.Services.AddSingleton(sp => new SyncClient(sp.GetRequiredService<NodeIdentity>(), state, options, time,
             sp.GetRequiredService<ILoggerFactory>().CreateLogger<SyncClient>(), jitter));
         builder.Services.AddJwtReplayGuard(sp =>
@@ -231,6 +237,7 @@ public sealed class AgentHost : IAsyncDisposable
         serverPool.Metrics = metrics;
         metrics.ObserveServer(() => serverPool.Current);
         metrics.Observe(() => app.Services.GetRequiredService<InstanceTracker>().Count, () => svids.X509Count, () => svids.JwtCount, () => state.Synced);
+        metrics.ObserveOutagePool(() => svids.Pool?.Size ?? 0, () => svids.Pool?.HandedOut ?? 0);
         host._telemetry = TelemetryEndpoint.Bind(options.MetricsBind, MetricsBindCode);
         await host._telemetry.StartAsync(AgentReadiness.Sources, _ => Task.FromResult(AgentReadiness.Check(node, state)), ct).ConfigureAwait(false);
         await node.StartAsync(ct).ConfigureAwait(false);   // attest (or resume) before serving anything

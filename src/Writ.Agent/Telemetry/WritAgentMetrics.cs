@@ -25,6 +25,8 @@ public sealed class WritAgentMetrics
     private Func<int> _x509 = () => 0;
     private Func<int> _jwt = () => 0;
     private Func<bool> _synced = () => false;
+    private Func<int> _poolSize = () => 0;
+    private Func<long> _poolHandouts = () => 0;
 
     /// <param name="factory">The host's meter factory; null for a part built outside a host (tests, benchmarks).</param>
     public WritAgentMetrics(IMeterFactory? factory)
@@ -44,6 +46,8 @@ public sealed class WritAgentMetrics
         meter.CreateObservableGauge("writ.agent.server.current", () => _server() is { } s
             ? new[] { new Measurement<int>(1, new KeyValuePair<string, object?>("server", s)) }
             : [], "{server}", "1, labelled with the server endpoint (HOST:PORT) the agent's calls go to now.");
+        meter.CreateObservableGauge("writ.agent.outage_pool.size", () => _poolSize(), "{svid}", "Pre-signed X.509-SVIDs held in the outage pools of all entries (issue #16 item 5).");
+        meter.CreateObservableCounter("writ.agent.outage_pool.handouts", () => _poolHandouts(), "{svid}", "Pooled X.509-SVIDs handed to new instances while no server was reachable.");
         meter.CreateObservableGauge("writ.agent.synced", () => _synced() ? 1 : 0, "{bool}", "1 once the agent has applied a full sync from the server, else 0.");
     }
 
@@ -57,6 +61,13 @@ public sealed class WritAgentMetrics
         _x509 = x509Svids;
         _jwt = jwtSvids;
         _synced = synced;
+    }
+
+    /// <summary>Where the outage pool's gauge and handout counter read from (set once by the host).</summary>
+    public void ObserveOutagePool(Func<int> size, Func<long> handouts)
+    {
+        _poolSize = size;
+        _poolHandouts = handouts;
     }
 
     /// <summary>Where the current-server gauge reads from (set once by the host).</summary>

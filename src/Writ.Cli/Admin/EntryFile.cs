@@ -15,7 +15,7 @@ namespace Writ.Cli.Admin;
 public static class EntryFile
 {
     private static readonly HashSet<string> Known =
-        ["id", "spiffe_id", "parent_id", "selectors", "x509_ttl", "jwt_ttl", "dns_names", "hint", "admin", "expires_at", "revision", "federates_with"];
+        ["id", "spiffe_id", "parent_id", "selectors", "x509_ttl", "jwt_ttl", "dns_names", "hint", "admin", "expires_at", "revision", "federates_with", "outage_pool"];
 
     public static List<Entry> Read(string path)
     {
@@ -87,6 +87,12 @@ public static class EntryFile
         e.FederatesWith.AddRange(StrList(o, "federates_with", where));
         e.X509TtlSeconds = Ttl(o, "x509_ttl", where);
         e.JwtTtlSeconds = Ttl(o, "jwt_ttl", where);
+        if (o.TryGetProperty("outage_pool", out var pool) && pool.ValueKind != JsonValueKind.Null)
+        {
+            e.OutagePool = pool.ValueKind == JsonValueKind.Number && pool.TryGetInt32(out var n)
+                ? n
+                : throw new UsageException($"{where}: 'outage_pool' must be a whole number (0 = off)");
+        }
         if (o.TryGetProperty("admin", out var admin))
         {
             e.Admin = admin.ValueKind switch
@@ -153,5 +159,6 @@ public static class EntryFile
         expires_at = e.ExpiresAtUnix == 0 ? null : Output.Time(e.ExpiresAtUnix),
         revision = e.Revision,
         federates_with = e.FederatesWith.ToList(),
+        outage_pool = e.OutagePool,
     };
 }

@@ -32,6 +32,7 @@ public static class AdminCommands
         new("admin", "the workload may use the admin API", IsFlag: true),
         new("expires-at", "the entry expires at this RFC 3339 time", "TIME"),
         new("federates-with", "a federated trust domain whose bundle the workload gets with its SVIDs (writ federation list); repeat it; on update replaces the list", "TD", Repeatable: true),
+        new("outage-pool", "keep N pre-signed X.509-SVIDs at the agent for new instances starting while no server is reachable (0 = off, the default; at most 16; needs a permit for IssuePooledX509Svid)", "N"),
     ];
 
     private static readonly OptionSpec AllowUnknownSelectorType = new("allow-unknown-selector-type",
@@ -271,6 +272,10 @@ public static class AdminCommands
             e.FederatesWith.Clear();
             e.FederatesWith.AddRange(a.GetAll("federates-with").Where(td => td.Length > 0));
         }
+        if (a.GetInt("outage-pool") is { } pool)
+        {
+            e.OutagePool = pool;
+        }
     }
 
     /// <summary>A selector as the user wrote it (<c>type:value</c>), checked by the one selector rule before it is sent.</summary>
@@ -316,6 +321,10 @@ public static class AdminCommands
                 foreach (var td in e.FederatesWith)
                 {
                     ctx.Out.WriteLine($"Federates:  {td}");
+                }
+                if (e.OutagePool > 0)
+                {
+                    ctx.Out.WriteLine($"Outage pool: {e.OutagePool} pre-signed X.509-SVIDs");
                 }
                 ctx.Out.WriteLine($"Admin:      {(e.Admin ? "yes" : "no")}");
                 ctx.Out.WriteLine($"Expires at: {Output.Time(e.ExpiresAtUnix)}");

@@ -4,6 +4,7 @@ using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using Writ.Protocol.Admin;
 using Writ.Server.Hosting;
+using Writ.Server.Issuance;
 using Writ.Server.Ledger;
 using Writ.Server.Registration;
 using Writ.Server.Storage;
@@ -64,6 +65,7 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
         // Ids are drawn here so each entry.created record can name its entry; the store writes both in one transaction.
         var entries = request.Entries.Select(e => EntryMapping.FromProto(e) with { Id = Guid.CreateVersion7().ToString(), Revision = 0 }).ToList();
         server.Validator.CheckAll(entries, request.AllowUnknownSelectorType);
+        OutagePoolRules.Check(entries);
         await CheckFederatesWithAsync(entries, context.CancellationToken).ConfigureAwait(false);
         var actor = AdminCaller.Of(context);
         var created = await server.Store.Entries.CreateAsync(entries, context.CancellationToken,
@@ -107,6 +109,7 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
         {
             throw new ValidationException(problem);
         }
+        OutagePoolRules.Check([entry]);
         await CheckFederatesWithAsync([entry], context.CancellationToken).ConfigureAwait(false);
         var updated = await server.Store.Entries.UpdateAsync(entry, context.CancellationToken,
             [LedgerEvents.Entry(LedgerEvents.EntryUpdated, AdminCaller.Of(context), entry)]).ConfigureAwait(false);

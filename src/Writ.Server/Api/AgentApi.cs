@@ -369,6 +369,42 @@ public sealed partial class AgentApi(ServerContext server, ILogger<AgentApi> log
         };
     }
 
+    /// <summary>Issue #16 item 5: pooled X.509-SVIDs for the agent's outage pool of one entry (IssuancePipeline.SignPooledX509Async).</summary>
+    public override async Task<SignPooledX509SvidsResponse> SignPooledX509Svids(SignPooledX509SvidsRequest request, ServerCallContext context)
+    {
+        var caller = NotQuarantined(await AuthenticateAsync(context).ConfigureAwait(false), context);
+        if (request.CalculateSize() is var size && size > server.Options.Ledger.MaxRequestBytes)
+        {
+            throw new WritException(IssuanceErrors.TooLarge, WritErrorKind.InvalidArgument, TooLarge("the pooled SVID request", size, server.Options.Ledger.MaxRequestBytes));
+        }
+        var issued = await Pipeline.SignPooledX509Async(caller.Node, request.EntryId, [.. request.Csrs.Select(c => c.Memory)], context.CancellationToken).ConfigureAwait(false);
+        var response = new SignPooledX509SvidsResponse();
+        foreach (var i in issued)
+        {
+            var svid = new X509Svid { EntryId = i.Entry.Id, SpiffeId = i.Entry.SpiffeId, ExpiresAtUnix = i.Leaf.NotAfter.ToUnixTimeSeconds(), DecisionId = i.DecisionId };
+            svid.CertChain.Add(ByteString.CopyFrom(i.Leaf.Der));
+            svid.CertChain.AddRange(i.ChainAboveLeaf.Select(ByteString.CopyFrom));
+            response.Svids.Add(svid);
+        }
+        return response;
+    }
+
+    /// <summary>Issue #16 item 5: the agent handed pooled SVIDs to instances during an outage (idempotent by serial).</summary>
+    public override async Task<ReportPooledSvidUsedResponse> ReportPooledSvidUsed(ReportPooledSvidUsedRequest request, ServerCallContext context)
+    {
+        var caller = await AuthenticateAsync(context).ConfigureAwait(false);
+        if (request.Uses.Count is 0 or > MaxCsrsPerCall || request.Uses.Any(u => u.InstanceId.Length > 256 || u.SelectorsSha256.Length > 64 || u.SerialHex.Length > 128))
+        {
+            throw new WritException(AgentApiErrors.BadRequest, WritErrorKind.InvalidArgument, $"send between 1 and {MaxCsrsPerCall} pooled SVID uses per call, each with a short serial, instance id and selectors digest");
+        }
+        var uses = request.Uses.Select(u => new PooledUse(u.SerialHex, u.EntryId, u.InstanceId, u.Pid, u.Uid, u.SelectorsSha256,
+            u.UsedAtUnix > 0 ? DateTimeOffset.FromUnixTimeSeconds(Math.Min(u.UsedAtUnix, server.Time.GetUtcNow().ToUnixTimeSeconds())) : server.Time.GetUtcNow())).ToList();
+        var acked = await Pipeline.RecordPooledUsesAsync(caller.Node, uses, context.CancellationToken).ConfigureAwait(false);
+        var response = new ReportPooledSvidUsedResponse();
+        response.AcknowledgedSerials.AddRange(acked);
+        return response;
+    }
+
     private IssuancePipeline Pipeline => _pipeline ??= new IssuancePipeline(server, log);
 
     private IssuancePipeline? _pipeline;

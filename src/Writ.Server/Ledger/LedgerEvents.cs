@@ -44,7 +44,9 @@ public static class LedgerEvents
     {
         var data = EntryDataBase(e);
         // Only when set, so the records of entries without federation keep the shape they had before issue #16.
-        return e.FederatesWith.Count > 0 ? data.Add("federates_with", e.FederatesWith) : data;
+        data = e.FederatesWith.Count > 0 ? data.Add("federates_with", e.FederatesWith) : data;
+        // Only when set (issue #16 item 5), for the same reason.
+        return e.OutagePool > 0 ? data.Add("outage_pool", e.OutagePool) : data;
     }
 
     private static LedgerJson EntryDataBase(RegistrationEntry e) => new LedgerJson()

@@ -52,6 +52,8 @@ public static class WritCedar
     public static readonly EntityUid AttestNode = new(ActionType, "AttestNode");
     public static readonly EntityUid IssueX509Svid = new(ActionType, "IssueX509Svid");
     public static readonly EntityUid IssueJwtSvid = new(ActionType, "IssueJwtSvid");
+    /// <summary>Issue #16 item 5: a pooled X.509-SVID for an agent's outage pool (principal the node).</summary>
+    public static readonly EntityUid IssuePooledX509Svid = new(ActionType, "IssuePooledX509Svid");
     public static readonly EntityUid AdminMintX509Svid = new(ActionType, "AdminMintX509Svid");
     public static readonly EntityUid AdminMintJwtSvid = new(ActionType, "AdminMintJwtSvid");
 

@@ -20,6 +20,7 @@ public static class EntryMapping
             Admin = e.Admin,
             ExpiresAtUnix = e.ExpiresAt?.ToUnixTimeSeconds() ?? 0,
             Revision = e.Revision,
+            OutagePool = e.OutagePool,
         };
         p.Selectors.AddRange(e.Selectors.Select(s => s.ToProto()));
         p.DnsNames.AddRange(e.DnsNames);
@@ -42,5 +43,6 @@ public static class EntryMapping
         Admin = p.Admin,
         ExpiresAt = p.ExpiresAtUnix == 0 ? null : DateTimeOffset.FromUnixTimeSeconds(p.ExpiresAtUnix),
         Revision = p.Revision,
+        OutagePool = p.OutagePool,
     };
 }

@@ -22,6 +22,9 @@ public interface IWritStore : IAsyncDisposable
     /// <summary>The servers sharing this store (issue #16, high availability): one row per server id, with a heartbeat.</summary>
     IServerStore Servers => throw new NotSupportedException("this store does not record servers");
 
+    /// <summary>The pooled SVIDs agents hold for entries with an outage pool (issue #16 item 5).</summary>
+    IPooledSvidStore PooledSvids => throw new NotSupportedException("this store does not record pooled SVIDs");
+
     /// <summary>Changes other servers on the same store must hear about at once (issue #16 fan-out): nodes, policy, bundle.</summary>
     /// <remarks>Wrappers that do not forward it (test fakes) get no cross-server signals.</remarks>
     IStoreSignals Signals => NoStoreSignals.Instance;

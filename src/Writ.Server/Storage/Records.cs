@@ -48,6 +48,11 @@ public sealed record RegistrationEntry
     /// </summary>
     public IReadOnlyList<string> FederatesWith { get; init; } = [];
     /// <summary>
+    /// Issue #16 item 5: how many pre-signed X.509-SVIDs of this entry its agent keeps for new instances that start while
+    /// no server is reachable. 0 (the default) = none: every instance gets its own key from the server.
+    /// </summary>
+    public int OutagePool { get; init; }
+    /// <summary>
     /// Assigned by the store: the store revision of the last write of this entry. On update, a non-zero value must
     /// equal the stored one (optimistic concurrency), 0 skips that check.
     /// </summary>
@@ -62,7 +67,7 @@ public sealed record RegistrationEntry
         && Selectors.SequenceEqual(other.Selectors) && X509TtlSeconds == other.X509TtlSeconds
         && JwtTtlSeconds == other.JwtTtlSeconds && DnsNames.SequenceEqual(other.DnsNames, StringComparer.Ordinal)
         && Hint == other.Hint && Admin == other.Admin && ExpiresAt == other.ExpiresAt
-        && FederatesWith.SequenceEqual(other.FederatesWith, StringComparer.Ordinal)
+        && FederatesWith.SequenceEqual(other.FederatesWith, StringComparer.Ordinal) && OutagePool == other.OutagePool
         && Revision == other.Revision && CreatedAt == other.CreatedAt;
 
     public override int GetHashCode() => HashCode.Combine(Id, SpiffeId, ParentId, Revision);

@@ -134,6 +134,7 @@ internal sealed class FlakyLedgerStore(IWritStore inner) : IWritStore
     public ITpmReferenceSetStore TpmReferenceSets => inner.TpmReferenceSets;
     public ICiSessionStore CiSessions => inner.CiSessions;
     public IFederationStore Federations => inner.Federations;
+    public IPooledSvidStore PooledSvids => inner.PooledSvids;
     public ILedgerStore Ledger => FailLedger ? new FailingLedger(inner.Ledger) : inner.Ledger;
     public IPolicyStore Policies => inner.Policies;
     public IRevocationStore Revocations => inner.Revocations;

@@ -251,4 +251,21 @@ public sealed class WritPolicyExamplesTests
         // Other attestation methods are untouched.
         Assert.NotNull((await AttestAsync("join_token", "join_token:t9")).Chain);
     }
+
+    [Fact]
+    public async Task Outage_pools_are_signed_only_for_pooled_paths()
+    {
+        await using var h = await WithAsync("outage-pool.cedar");
+        async Task<RegistrationEntry> PooledAsync(string id) =>
+            await h.Store.Entries.UpdateAsync((await h.EntryAsync(id, "unix:uid:1000")) with { OutagePool = 1, Revision = 0 }, Ct);
+        var pooled = await PooledAsync("spiffe://example.org/pooled/web");
+        var other = await PooledAsync("spiffe://example.org/web");
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+
+        Assert.Single(await h.Pipeline.SignPooledX509Async(h.Node, pooled.Id, [Csr.Create(key)], Ct));
+        var denied = await Assert.ThrowsAsync<Writ.Protocol.Errors.WritException>(() => h.Pipeline.SignPooledX509Async(h.Node, other.Id, [Csr.Create(key)], Ct));
+        Assert.Equal(IssuanceErrors.Denied, denied.Code);
+        // The permit is for the pool only: per-instance issuance stays as the default set has it.
+        Assert.Single((await h.SignAsync(other, PipelineHarness.Evidence("10:9", "unix:uid:1000"))).Issued);
+    }
 }

@@ -117,7 +117,7 @@ public sealed class PostgresStoreConformanceTests : StoreConformanceTests
     public async Task Two_servers_opening_an_empty_database_at_once_migrate_it_once()
     {
         await Store.DisposeAsync();
-        await ExecuteRawAsync("DROP TABLE entry_selectors, entry_tombstones, entries, nodes, join_tokens, bundles, ca_journals, store_revision, ledger, ledger_head, issued_credentials, policy_versions, revocations, store_metadata, tpm_reference_sets, ci_sessions, servers, federation_relationships, server_crls, schema_migrations");
+        await ExecuteRawAsync("DROP TABLE entry_selectors, entry_tombstones, entries, nodes, join_tokens, bundles, ca_journals, store_revision, ledger, ledger_head, issued_credentials, policy_versions, revocations, store_metadata, tpm_reference_sets, ci_sessions, servers, federation_relationships, server_crls, pooled_svids, schema_migrations");
         var opens = Enumerable.Range(0, 4).Select(_ => OpenAsync(TimeProvider.System, WritStoreOptions.Default)).ToArray();
         var stores = await Task.WhenAll(opens);
         try

@@ -63,7 +63,7 @@ public sealed class SqliteStoreConformanceTests : StoreConformanceTests
         cmd.CommandText = "PRAGMA journal_mode";
         Assert.Equal("wal", await cmd.ExecuteScalarAsync(Ct));
         cmd.CommandText = "SELECT MAX(version) FROM schema_migrations";
-        Assert.Equal(11L, await cmd.ExecuteScalarAsync(Ct));
+        Assert.Equal(12L, await cmd.ExecuteScalarAsync(Ct));
     }
 
     [Theory]

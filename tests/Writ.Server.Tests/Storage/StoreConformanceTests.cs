@@ -932,6 +932,33 @@ public abstract partial class StoreConformanceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Outage_pool_round_trips_and_racing_pooled_adds_never_exceed_it()
+    {
+        var entry = (await E.CreateAsync([New("spiffe://example.org/a", "spiffe://example.org/agent", "unix:uid:1") with { OutagePool = 3 }], Ct))[0];
+        Assert.Equal(3, (await E.GetAsync(entry.Id, Ct))!.OutagePool);
+        var adds = Enumerable.Range(0, 8).Select(i => Store.PooledSvids.TryAddAsync(
+            [new PooledSvid($"{i:X4}", entry.Id, "spiffe://example.org/agent", Start, Start.AddHours(1))], Start, Ct)).ToArray();
+        var results = await Task.WhenAll(adds);
+        Assert.Equal(3, results.Count(r => r is null));
+        Assert.All(results.Where(r => r is not null), r => Assert.Equal((3, 3), r!.Value));
+
+        // A used one frees a slot; a repeated mark writes nothing; another agent's mark is unknown.
+        var held = "";
+        for (var i = 0; held.Length == 0; i++)
+        {
+            if (await Store.PooledSvids.GetAsync($"{i:X4}", Ct) is { } row)
+                held = row.Serial;
+        }
+        Assert.Equal(PooledUseOutcome.Unknown, await Store.PooledSvids.MarkUsedAsync(held, "spiffe://example.org/other", "1:1", Start, [], Ct));
+        Assert.Equal(PooledUseOutcome.Marked, await Store.PooledSvids.MarkUsedAsync(held, "spiffe://example.org/agent", "1:1", Start, [], Ct));
+        Assert.Equal(PooledUseOutcome.AlreadyMarked, await Store.PooledSvids.MarkUsedAsync(held, "spiffe://example.org/agent", "2:2", Start, [], Ct));
+        Assert.Equal("1:1", (await Store.PooledSvids.GetAsync(held, Ct))!.UsedInstance);
+        Assert.Null(await Store.PooledSvids.TryAddAsync([new PooledSvid("FFFF", entry.Id, "spiffe://example.org/agent", Start, Start.AddHours(1))], Start, Ct));
+        // Expired ones no longer count either.
+        Assert.Null(await Store.PooledSvids.TryAddAsync([new PooledSvid("FFFE", entry.Id, "spiffe://example.org/agent", Start, Start.AddHours(1))], Start.AddHours(2), Ct));
+    }
+
+    [Fact]
     public async Task Upgrading_from_schema_version_1_keeps_the_data()
     {
         var entry = (await E.CreateAsync([New("spiffe://example.org/a", "spiffe://example.org/agent", "unix:uid:1")], Ct))[0];
@@ -939,9 +966,10 @@ public abstract partial class StoreConformanceTests : IAsyncLifetime
         await Store.DisposeAsync();
         Store = null!;
         // Turn the database back into what version 1 created.
-        foreach (var table in new[] { "ledger", "ledger_head", "issued_credentials", "policy_versions", "revocations", "store_metadata", "tpm_reference_sets", "ci_sessions", "servers", "federation_relationships", "server_crls" })
+        foreach (var table in new[] { "ledger", "ledger_head", "issued_credentials", "policy_versions", "revocations", "store_metadata", "tpm_reference_sets", "ci_sessions", "servers", "federation_relationships", "server_crls", "pooled_svids" })
             await ExecuteRawAsync($"DROP TABLE {table}");
         await ExecuteRawAsync("ALTER TABLE entries DROP COLUMN federates_with");
+        await ExecuteRawAsync("ALTER TABLE entries DROP COLUMN outage_pool");
         await ExecuteRawAsync("DROP INDEX entries_revision");
         await ExecuteRawAsync("DROP INDEX entry_tombstones_revision");
         await ExecuteRawAsync("ALTER TABLE entry_tombstones DROP COLUMN deleted_at_us");

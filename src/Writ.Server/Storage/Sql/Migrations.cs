@@ -215,6 +215,21 @@ internal static class Migrations
         ) STRICT;
         ALTER TABLE servers ADD COLUMN boot_nonce TEXT NOT NULL DEFAULT '';
         """,
+        // 12: the outage pool (issue #16 item 5): how many pre-signed X.509-SVIDs an entry's agent may hold, and which
+        // pooled SVIDs each agent holds (bounded per agent and entry; reported when handed out).
+        """
+        ALTER TABLE entries ADD COLUMN outage_pool INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE pooled_svids (
+            serial TEXT PRIMARY KEY,
+            entry_id TEXT NOT NULL,
+            agent_id TEXT NOT NULL,
+            issued_at_us INTEGER NOT NULL,
+            expires_at_us INTEGER NOT NULL,
+            used_at_us INTEGER,
+            used_instance TEXT
+        ) STRICT;
+        CREATE INDEX pooled_svids_agent_entry ON pooled_svids (agent_id, entry_id);
+        """,
     ];
 
     public static IReadOnlyList<string> Postgres { get; } =
@@ -422,6 +437,20 @@ internal static class Migrations
             PRIMARY KEY (server_id, authority_key_id)
         );
         ALTER TABLE servers ADD COLUMN boot_nonce text NOT NULL DEFAULT '';
+        """,
+        // 12: the outage pool (issue #16 item 5).
+        """
+        ALTER TABLE entries ADD COLUMN outage_pool integer NOT NULL DEFAULT 0;
+        CREATE TABLE pooled_svids (
+            serial text COLLATE "C" PRIMARY KEY,
+            entry_id text COLLATE "C" NOT NULL,
+            agent_id text COLLATE "C" NOT NULL,
+            issued_at_us bigint NOT NULL,
+            expires_at_us bigint NOT NULL,
+            used_at_us bigint,
+            used_instance text
+        );
+        CREATE INDEX pooled_svids_agent_entry ON pooled_svids (agent_id, entry_id);
         """,
     ];
 }

@@ -7,7 +7,7 @@ namespace Writ.Server.Storage.Sql;
 internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher watcher) : IEntryStore
 {
     private const string Columns =
-        "e.id, e.spiffe_id, e.parent_id, e.selectors, e.x509_ttl_seconds, e.jwt_ttl_seconds, e.dns_names, e.hint, e.admin, e.expires_at_us, e.revision, e.created_at_us, e.federates_with";
+        "e.id, e.spiffe_id, e.parent_id, e.selectors, e.x509_ttl_seconds, e.jwt_ttl_seconds, e.dns_names, e.hint, e.admin, e.expires_at_us, e.revision, e.created_at_us, e.federates_with, e.outage_pool";
 
     private const string PageTokenPrefix = "e1.";
 
@@ -136,7 +136,7 @@ internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher wa
             await Db.ExecuteAsync(conn, tx, """
                 UPDATE entries SET spiffe_id = @spiffe, parent_id = @parent, selectors = @selectors, identity_key = @key,
                     x509_ttl_seconds = @x509, jwt_ttl_seconds = @jwt, dns_names = @dns, hint = @hint, admin = @admin,
-                    expires_at_us = @expires, revision = @rev, federates_with = @federates
+                    expires_at_us = @expires, revision = @rev, federates_with = @federates, outage_pool = @pool
                 WHERE id = @id
                 """, ct, Row(stored, key)).ConfigureAwait(false);
             await InsertSelectorsAsync(conn, tx, stored, ct).ConfigureAwait(false);
@@ -275,6 +275,8 @@ internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher wa
             throw new ArgumentException("entry federates-with list is null: pass an empty list instead");
         foreach (var td in e.FederatesWith)
             Codec.RequireKey(td, "entry federates-with trust domain");
+        if (e.OutagePool < 0)
+            throw new ArgumentException("entry outage pool must be >= 0 (0 = none)");
     }
 
     private static RegistrationEntry Normalize(RegistrationEntry e) => e with
@@ -293,12 +295,12 @@ internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher wa
         ("id", e.Id), ("spiffe", e.SpiffeId), ("parent", e.ParentId), ("selectors", Codec.EncodeSelectors(e.Selectors)),
         ("key", key), ("x509", e.X509TtlSeconds), ("jwt", e.JwtTtlSeconds), ("dns", Codec.EncodeStrings(e.DnsNames)),
         ("hint", e.Hint), ("admin", e.Admin), ("expires", e.ExpiresAt is { } x ? Time.ToMicros(x) : null),
-        ("rev", e.Revision), ("created", Time.ToMicros(e.CreatedAt)), ("federates", Codec.EncodeStrings(e.FederatesWith)),
+        ("rev", e.Revision), ("created", Time.ToMicros(e.CreatedAt)), ("federates", Codec.EncodeStrings(e.FederatesWith)), ("pool", e.OutagePool),
     ];
 
     /// <summary>The entries columns in insert order; <see cref="Row"/> gives their values in the same order.</summary>
     private static readonly string[] InsertColumns =
-        ["id", "spiffe_id", "parent_id", "selectors", "identity_key", "x509_ttl_seconds", "jwt_ttl_seconds", "dns_names", "hint", "admin", "expires_at_us", "revision", "created_at_us", "federates_with"];
+        ["id", "spiffe_id", "parent_id", "selectors", "identity_key", "x509_ttl_seconds", "jwt_ttl_seconds", "dns_names", "hint", "admin", "expires_at_us", "revision", "created_at_us", "federates_with", "outage_pool"];
 
     private static readonly string[] SelectorColumns = ["entry_id", "type", "value"];
 
@@ -364,6 +366,7 @@ internal sealed class SqlEntryStore(Db db, TimeProvider time, RevisionWatcher wa
         Revision = r.GetInt64(10),
         CreatedAt = Time.FromMicros(r.GetInt64(11)),
         FederatesWith = Codec.DecodeStrings(r.GetString(12), "federates-with list"),
+        OutagePool = r.GetInt32(13),
     };
 
     // Page token: "e1." + base64url(last id) + "." + 8 hex chars binding it to the filter it was made for.

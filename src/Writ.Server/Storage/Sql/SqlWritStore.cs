@@ -25,6 +25,7 @@ internal sealed class SqlWritStore : IWritStore
         TpmReferenceSets = new SqlTpmReferenceSetStore(db, time);
         CiSessions = new SqlCiSessionStore(db, time);
         Servers = new SqlServerStore(db);
+        PooledSvids = new SqlPooledSvidStore(db, time);
         Signals = new SqlStoreSignals(db, watcher);
         Federations = new SqlFederationStore(db, time, watcher);
     }
@@ -42,6 +43,7 @@ internal sealed class SqlWritStore : IWritStore
     public ITpmReferenceSetStore TpmReferenceSets { get; }
     public ICiSessionStore CiSessions { get; }
     public IServerStore Servers { get; }
+    public IPooledSvidStore PooledSvids { get; }
     public IStoreSignals Signals { get; }
     public IFederationStore Federations { get; }
 
