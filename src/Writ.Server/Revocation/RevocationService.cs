@@ -53,7 +53,8 @@ public sealed class RevocationService
 
     /// <summary>Where revocations are counted (set by <see cref="Hosting.ServerContext"/>).</summary>
     internal Telemetry.WritServerMetrics Metrics { get; set; } = Telemetry.WritServerMetrics.Unhosted;
-    private readonly Dictionary<string, RevocationRecord> _serials = new(StringComparer.Ordinal);
+    // Written under _lock; read without it by IsSerialRevoked (every Sync stream's re-authentication, issue #16 fan-out).
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, RevocationRecord> _serials = new(StringComparer.Ordinal);
     private readonly Dictionary<string, RevocationRecord> _jtis = new(StringComparer.Ordinal);
     private long _revision = -1;   // the store revision the cache is complete up to (-1: not loaded)
     private long _version;         // bumped whenever the cached set changes
@@ -342,10 +343,7 @@ public sealed class RevocationService
         {
             return false;
         }
-        lock (_lock)
-        {
-            return _serials.ContainsKey(serial);
-        }
+        return _serials.ContainsKey(serial);
     }
 
     public bool IsJtiRevoked(string jti)
@@ -447,6 +445,13 @@ public sealed class RevocationService
         var (keyId, certificate, key) = _ca.ActiveX509Authority;
         var retired = _ca.RetiredX509Authorities;
         var now = _time.GetUtcNow();
+        // Without the lock, the common case of a thousand Sync streams woken by one change: the CRL built is still current.
+        if (Volatile.Read(ref _crl) is { } current && current.Version == Volatile.Read(ref _version) && current.OtherServersVersion == Volatile.Read(ref _otherCrlsVersion)
+            && current.AuthorityKeyId == keyId && current.Retired.Select(r => r.AuthorityKeyId).SequenceEqual(retired.Select(r => r.KeyId))
+            && now < current.ThisUpdate + (CrlValidity / 2) && now >= current.ThisUpdate)
+        {
+            return current;
+        }
         lock (_lock)
         {
             _stopping.Token.ThrowIfCancellationRequested();
@@ -465,7 +470,7 @@ public sealed class RevocationService
             // Expired credentials need no CRL entry: drop them from the set now.
             foreach (var k in _serials.Where(p => p.Value.ExpiresAt <= now).Select(p => p.Key).ToList())
             {
-                _serials.Remove(k);
+                _serials.TryRemove(k, out _);
             }
             foreach (var k in _jtis.Where(p => p.Value.ExpiresAt <= now).Select(p => p.Key).ToList())
             {
@@ -481,7 +486,7 @@ public sealed class RevocationService
             var crl = new CrlSnapshot(der, number, thisUpdate, nextUpdate, keyId, entries.Count)
             {
                 Version = _version,
-                Retired = CrlBuilder.BuildRetired(retired, _serials.Values, number, thisUpdate, nextUpdate),
+                Retired = CrlBuilder.BuildRetired(retired, [.. _serials.Values], number, thisUpdate, nextUpdate),
                 OtherServers = [.. _otherCrls.Select(o => o.Der)],
                 OtherServersVersion = _otherCrlsVersion,
             };
