@@ -111,9 +111,17 @@ public sealed partial class AdminApi(ServerContext server, ILogger<AdminApi> log
         }
         OutagePoolRules.Check([entry]);
         await CheckFederatesWithAsync([entry], context.CancellationToken).ConfigureAwait(false);
+        var before = await server.Store.Entries.GetAsync(entry.Id, context.CancellationToken).ConfigureAwait(false);
         var updated = await server.Store.Entries.UpdateAsync(entry, context.CancellationToken,
             [LedgerEvents.Entry(LedgerEvents.EntryUpdated, AdminCaller.Of(context), entry)]).ConfigureAwait(false);
         ServerLog.EntryUpdated(log, updated.Id, updated.SpiffeId);
+        if (before is { OutagePool: > 0 } && (before.SpiffeId != updated.SpiffeId || before.ParentId != updated.ParentId
+            || !before.DnsNames.SequenceEqual(updated.DnsNames) || !before.Selectors.SequenceEqual(updated.Selectors) || updated.OutagePool < before.OutagePool))
+        {
+            // Pooled SVIDs signed for what the entry was are not handed out for what it is now: revoked (the agents drop
+            // them and refill under the new entry).
+            await server.Revocations.RevokeUnusedPooledAsync(updated.Id, "entry changed", AdminCaller.Of(context), context.CancellationToken).ConfigureAwait(false);
+        }
         return EntryMapping.ToProto(updated);
     }
 

@@ -71,6 +71,16 @@ public sealed partial class IssuancePipeline
             }
             decisions.Add(d);
         }
+        // The issuance budgets (issue #12) apply to pooled SVIDs as to any other: one token each, taken before signing.
+        for (var n = 0; n < csrs.Count; n++)
+        {
+            if (server.Limits.TryIssueX509(caller.SpiffeId, entry.Id) is { } spent)
+            {
+                server.Metrics.Denied(action, Telemetry.DenialReason.RateLimited);
+                throw Refused(caller, entry.Id, IssuanceErrors.RateLimited, WritErrorKind.ResourceExhausted,
+                    IssuanceLimits.RateLimitedReason(spent, caller.SpiffeId, entry.SpiffeId));
+            }
+        }
         var id = SpiffeId.Parse(entry.SpiffeId);
         var keys = new List<System.Security.Cryptography.X509Certificates.PublicKey>(csrs.Count);
         foreach (var csr in csrs)
@@ -124,6 +134,9 @@ public sealed partial class IssuancePipeline
         return issued;
     }
 
+    /// <summary>Clock difference tolerated between the agent's handout time and the server's view of the SVID's life.</summary>
+    private static readonly TimeSpan ReportSkew = TimeSpan.FromSeconds(30);
+
     /// <summary>
     /// Records handouts of pooled SVIDs (issue #16 item 5): every serial must be a pooled SVID of the calling agent and
     /// the named entry, else the whole call is refused and nothing is written. Each first report writes one
@@ -143,6 +156,15 @@ public sealed partial class IssuancePipeline
                 ServerLog.PooledUnknownReported(log, caller.SpiffeId, u.Serial);
                 throw new WritException(OutagePoolRules.UnknownSerialCode, WritErrorKind.PermissionDenied,
                     $"serial '{u.Serial}' is not a pooled SVID of agent {caller.SpiffeId} and entry '{u.EntryId}': nothing of this report was recorded");
+            }
+            // A handout happens while the SVID is valid and not in the future: a made-up time (to free a slot at will)
+            // is refused with the whole report.
+            var latest = svid.ExpiresAt < server.Time.GetUtcNow() ? svid.ExpiresAt : server.Time.GetUtcNow();
+            if (u.UsedAt < svid.IssuedAt - ReportSkew || u.UsedAt > latest + ReportSkew)
+            {
+                ServerLog.PooledUnknownReported(log, caller.SpiffeId, u.Serial);
+                throw new WritException(OutagePoolRules.BadReportCode, WritErrorKind.InvalidArgument,
+                    $"pooled SVID '{u.Serial}' was reported handed out at {u.UsedAt:u}, outside its life ({svid.IssuedAt:u} to {latest:u}): nothing of this report was recorded");
             }
             known.Add((u, svid));
         }

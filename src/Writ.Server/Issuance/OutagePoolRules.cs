@@ -16,6 +16,7 @@ public static class OutagePoolRules
     public const string NotEnabledCode = "WRIT-ISSUE-POOL-NOT-ENABLED";
     public const string FullCode = "WRIT-ISSUE-POOL-FULL";
     public const string UnknownSerialCode = "WRIT-ISSUE-POOL-UNKNOWN-SERIAL";
+    public const string BadReportCode = "WRIT-ISSUE-POOL-BAD-REPORT";
 
     /// <summary>Refuses entries whose outage_pool is negative or above <see cref="MaxPool"/>, before anything is written.</summary>
     public static void Check(IReadOnlyList<RegistrationEntry> entries)

@@ -112,6 +112,22 @@ public sealed class RevocationService
         return await RevokeCredentialsAsync(creds, reason, actor, [], $"agent {node.SpiffeId}", ct).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// An opted-in entry's identity changed (SPIFFE ID, DNS names, selectors, parent) or its pool shrank: every pooled
+    /// SVID of it not yet handed out (issue #16 item 5), so no agent hands out one signed for what the entry was.
+    /// </summary>
+    public async Task<IReadOnlyList<RevocationRecord>> RevokeUnusedPooledAsync(string entryId, string reason, string actor, CancellationToken ct)
+    {
+        var creds = await _store.Ledger.IssuedAsync(new IssuedFilter(EntryId: entryId), _time.GetUtcNow(), ct).ConfigureAwait(false);
+        var pooled = new List<IssuedCredential>();
+        foreach (var c in creds.Where(c => c.Kind == "x509"))
+        {
+            if (await _store.PooledSvids.GetAsync(c.Id, ct).ConfigureAwait(false) is { UsedAt: null })
+                pooled.Add(c);
+        }
+        return pooled.Count == 0 ? [] : await RevokeCredentialsAsync(pooled, reason, actor, [], $"unused pooled SVIDs of entry {entryId}", ct).ConfigureAwait(false);
+    }
+
     /// <summary>An entry was deleted: every unexpired credential issued for it.</summary>
     public async Task<IReadOnlyList<RevocationRecord>> RevokeEntryAsync(string entryId, string reason, string actor, CancellationToken ct)
     {
