@@ -21,9 +21,9 @@ public sealed class OutagePoolTests
         @id("pool") permit (principal, action == Writ::Action::"IssuePooledX509Svid", resource);
         """;
 
-    private static async Task<PipelineHarness> HarnessAsync(bool permit = true)
+    private static async Task<PipelineHarness> HarnessAsync(bool permit = true, Writ.Server.Configuration.LedgerOptions? options = null)
     {
-        var h = await PipelineHarness.CreateAsync();
+        var h = await PipelineHarness.CreateAsync(options);
         if (permit)
             await h.PushAsync(("default.cedar", WritPolicyCompilerDefault()), ("pool.cedar", Permit));
         return h;
@@ -181,5 +181,54 @@ public sealed class OutagePoolTests
 
         Assert.Single(revoked);
         Assert.True(h.Server.Revocations.IsSerialRevoked(serial));
+    }
+
+    // An attacker's review (issue #16 item 5): made-up reports freeing slots, pooled issuance outside the issuance
+    // budgets, pooled SVIDs signed for what an entry no longer is.
+
+    [Fact]
+    public async Task A_report_dated_outside_the_svids_life_is_refused_and_frees_no_slot()
+    {
+        await using var h = await HarnessAsync();
+        var entry = await PooledEntryAsync(h, 2);
+        var issued = await h.Pipeline.SignPooledX509Async(h.Node, entry.Id, Csrs(2), Ct);
+        foreach (var at in new[] { DateTimeOffset.FromUnixTimeSeconds(1), h.Server.Time.GetUtcNow().AddHours(1) })
+        {
+            var e = await Assert.ThrowsAsync<WritException>(() => h.Pipeline.RecordPooledUsesAsync(h.Node,
+                [.. issued.Select((i, n) => new PooledUse(i.Leaf.SerialNumber, entry.Id, $"fake-{n}", 1, 0, "00", at))], Ct));
+            Assert.Equal(OutagePoolRules.BadReportCode, e.Code);
+        }
+        Assert.All(issued, i => Assert.Null(h.Store.PooledSvids.GetAsync(i.Leaf.SerialNumber, Ct).Result!.UsedAt));
+        var full = await Assert.ThrowsAsync<WritException>(() => h.Pipeline.SignPooledX509Async(h.Node, entry.Id, Csrs(1), Ct));
+        Assert.Equal(OutagePoolRules.FullCode, full.Code);
+    }
+
+    [Fact]
+    public async Task Pooled_issuance_takes_from_the_agents_issuance_budget()
+    {
+        await using var h = await HarnessAsync(options: new Writ.Server.Configuration.LedgerOptions { IssuancePerAgent = 1, IssuancePerWorkload = 1 });
+        var entry = await PooledEntryAsync(h, 16);
+        var e = await Assert.ThrowsAsync<WritException>(() => h.Pipeline.SignPooledX509Async(h.Node, entry.Id, Csrs(16), Ct));
+        Assert.Equal(IssuanceErrors.RateLimited, e.Code);
+    }
+
+    [Fact]
+    public async Task Unused_pooled_svids_of_a_changed_entry_are_revoked_and_the_pool_refills()
+    {
+        await using var h = await HarnessAsync();
+        var entry = await PooledEntryAsync(h, 2);
+        var old = await h.Pipeline.SignPooledX509Async(h.Node, entry.Id, Csrs(2), Ct);
+        // One was handed out (reported): it stays with its instance; the other was signed for what the entry was.
+        await h.Pipeline.RecordPooledUsesAsync(h.Node, [new PooledUse(old[0].Leaf.SerialNumber, entry.Id, "i-1", 1, 0, "00", h.Server.Time.GetUtcNow())], Ct);
+        var current = (await h.Store.Entries.GetAsync(entry.Id, Ct))!;
+        await h.Store.Entries.UpdateAsync(current with { SpiffeId = "spiffe://example.org/pooled/renamed", Revision = 0 }, Ct);
+
+        var revoked = await h.Server.Revocations.RevokeUnusedPooledAsync(entry.Id, "entry changed", "test", Ct);
+        Assert.Equal([old[1].Leaf.SerialNumber], revoked.Select(r => r.SerialHex));
+        Assert.True(h.Server.Revocations.IsSerialRevoked(old[1].Leaf.SerialNumber));
+        Assert.False(h.Server.Revocations.IsSerialRevoked(old[0].Leaf.SerialNumber));
+        // The revoked one no longer holds a slot: the renamed identity's pool fills again.
+        var refill = await h.Pipeline.SignPooledX509Async(h.Node, entry.Id, Csrs(1), Ct);
+        Assert.Single(refill);
     }
 }
